@@ -1,0 +1,122 @@
+// The .mnplan manifest: the contract between the compiler's bundle writer and the
+// runtime's reader. Types only plus the layout constants; both sides import this file,
+// neither imports the other. mnplan.schema.json describes the same shape for other tools.
+
+/** First 8 bytes of every bundle. The 0x89 byte catches a text-mode transfer, as PNG's does. */
+export const MNPLAN_MAGIC = new Uint8Array([0x89, 0x4d, 0x4e, 0x50, 0x4c, 0x41, 0x4e, 0x0a]); // "\x89MNPLAN\n"
+export const MNPLAN_FORMAT_VERSION = 1;
+/**
+ * Fixed header, little-endian; schemas/mnplan-layout.md describes it for other tools:
+ *   0  magic[8]   8 u32 formatVersion   12 u32 headerBytes (64)   16 u32 manifestLength
+ *  20 u32 dataOffset (manifest end rounded up to the section alignment)
+ *  24 u64 fileLength   32 sha256(manifest bytes)[32]
+ * The UTF-8 JSON manifest starts at byte 64.
+ */
+export const MNPLAN_HEADER_BYTES = 64;
+/** Every section starts at a multiple of this, so weights can be viewed in place. */
+export const MNPLAN_SECTION_ALIGNMENT = 256;
+
+export type DType = 'f32' | 'f16' | 'i32' | 'u32';
+
+/**
+ * A byte range of the data area, checked by SHA-256 before use. `offset` is from the start
+ * of the data area (the header's dataOffset), so the manifest never depends on its own length.
+ */
+export interface SectionRef {
+  name: string;
+  offset: number;
+  length: number;
+  /** lowercase hex */
+  sha256: string;
+}
+
+/** A range inside a named section (e.g. one parameter's initial values inside "weights"). */
+export interface SectionSlice {
+  section: string;
+  offset: number;
+  length: number;
+}
+
+export type BufferRole = 'input' | 'output' | 'parameter' | 'constant' | 'intermediate';
+
+export interface BufferDesc {
+  id: number;
+  /** the graph value (or parameter) stored here, for inspect and traces */
+  name: string;
+  role: BufferRole;
+  byteLength: number;
+  dtype: DType;
+  shape: number[];
+  /** initial contents (parameters, constants); absent means zero-filled */
+  init?: SectionSlice;
+}
+
+export type ShaderTarget = 'wgsl' | 'spirv' | 'msl' | 'hlsl';
+
+export interface KernelVariant {
+  /** WebGPU features the variant needs; the runtime takes the first variant the device offers */
+  features: string[];
+  /** section holding the WGSL the runtime compiles (UTF-8; may carry `enable` directives naga cannot check) */
+  wgsl: string;
+  /** section names of naga's translations, by target */
+  translations: Partial<Record<Exclude<ShaderTarget, 'wgsl'>, string>>;
+  /** how the variant was checked at build time */
+  validatedBy: 'naga' | 'dawn';
+}
+
+export interface BindingDesc {
+  binding: number;
+  access: 'read' | 'read_write';
+}
+
+export interface KernelDesc {
+  name: string;
+  /** IR ops this kernel implements (more than one once fusion runs) */
+  ops: string[];
+  entryPoint: string;
+  workgroupSize: [number, number, number];
+  /** all bindings live in @group(0), in this order */
+  bindings: BindingDesc[];
+  variants: KernelVariant[];
+}
+
+export interface Dispatch {
+  /** index into manifest.kernels */
+  kernel: number;
+  /** buffer ids, one per kernel binding, in binding order */
+  buffers: number[];
+  workgroups: [number, number, number];
+  /** the IR node this dispatch computes, for traces and errors */
+  node: string;
+}
+
+export interface TensorBinding {
+  name: string;
+  buffer: number;
+  dtype: DType;
+  shape: number[];
+}
+
+export interface EntryPoint {
+  inputs: TensorBinding[];
+  outputs: TensorBinding[];
+  dispatches: Dispatch[];
+}
+
+export interface Manifest {
+  format: 'mnplan';
+  formatVersion: number;
+  generator: { name: string; version: string; naga: string };
+  model: { name: string; source?: string };
+  /** minimum device limits the plan needs (checked at load) */
+  requiredLimits: {
+    maxStorageBufferBindingSize: number;
+    maxStorageBuffersPerShaderStage: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+  };
+  sections: SectionRef[];
+  buffers: BufferDesc[];
+  kernels: KernelDesc[];
+  entryPoints: Record<string, EntryPoint>;
+}

@@ -1,0 +1,39 @@
+// Builds the two shipped artifacts with esbuild:
+//   dist/mnc.mjs             the compiler CLI for Node (native/wasm packages left external)
+//   dist/mnrt.browser.mjs    the runtime as one minified ESM file for browsers
+// and prints the browser runtime's minified+gzipped size.
+import { build } from 'esbuild';
+import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+await build({
+  absWorkingDir: root,
+  entryPoints: ['compiler/cli/mnc.ts'],
+  outfile: 'dist/mnc.mjs',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  sourcemap: true,
+  packages: 'external',
+  logLevel: 'warning',
+});
+
+await build({
+  absWorkingDir: root,
+  entryPoints: ['runtime/browser.ts'],
+  outfile: 'dist/mnrt.browser.mjs',
+  bundle: true,
+  platform: 'browser',
+  format: 'esm',
+  target: 'es2022',
+  minify: true,
+  sourcemap: true,
+  logLevel: 'warning',
+});
+
+const runtime = readFileSync(`${root}/dist/mnrt.browser.mjs`);
+console.log(`dist/mnrt.browser.mjs: ${runtime.length} bytes minified, ${gzipSync(runtime, { level: 9 }).length} bytes gzipped`);

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// GPU suites share one Dawn device per file; forks keep Dawn out of worker threads, and
+// --expose-gc lets the host test force collections between submits.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts', 'compiler/**/*.test.ts', 'runtime/**/*.test.ts'],
+    pool: 'forks',
+    execArgv: ['--expose-gc'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+  },
+});
