@@ -1,0 +1,662 @@
+// The op table: every IR op defined once — operands, shape rule, CPU reference semantics
+// and the lowering hook that tells compiler/lower which kernel archetype implements it.
+// Adding an op touches this file only (plus a builder method in graph.ts to expose it).
+//
+// The CPU reference is the oracle for every GPU test, so it is written independently of
+// the WGSL: plain loops, float64 accumulation, a precise erf.
+import { broadcastShapes, broadcastStrides, normalizeAxis, sameShape, stridesOf } from './shape';
+import { elementCount, formatShape, type DType, type Shape, type TensorType } from './types';
+
+/** A shape rule's refusal; the builder adds the op name and the user's source location. */
+export class ShapeRuleError extends Error {}
+
+/** A tensor as the CPU reference sees it. */
+export interface RefTensor {
+  readonly data: Float32Array;
+  readonly shape: Shape;
+}
+
+/** How one operand of a pointwise kernel is read at the output's coordinates. */
+export interface OperandView {
+  /** element stride per output axis (0 along broadcast axes) */
+  strides: number[];
+  offset: number;
+}
+
+/** A concat-style operand: valid only where the output coordinate along `axis` is in [start, end). */
+export interface PiecewiseView extends OperandView {
+  axis: number;
+  start: number;
+  end: number;
+}
+
+/** One pass over a row, reducing a term of each element; `finish` turns the total into the named value. */
+export interface AxisReduction {
+  name: string;
+  combine: 'add' | 'max';
+  term: (x: string) => string;
+  finish?: (total: string, n: number) => string;
+}
+
+/**
+ * A computation along one axis: reductions in order (each may use the earlier ones' names),
+ * then either one value per row or one value per element. Element outputs may read extra
+ * operands indexed by the position along the axis (a norm's gamma and beta).
+ */
+export interface AxisProgram {
+  axis: number;
+  reductions: AxisReduction[];
+  output: { per: 'row'; expr: string } | { per: 'element'; expr: (x: string, extra: string[]) => string };
+}
+
+export type Lowering<A> =
+  /** a leaf (input, parameter, constant): a buffer, no kernel */
+  | { archetype: 'none' }
+  /** the output shares its operand's buffer (row-major reshape) */
+  | { archetype: 'alias' }
+  /** out[i] = expr(operands read through their views); default views broadcast */
+  | {
+      archetype: 'pointwise';
+      expr: (x: string[], attrs: A) => string;
+      /** WGSL helper functions the expression calls */
+      helpers?: string[];
+      views?: (inputs: readonly TensorType[], attrs: A, out: TensorType) => OperandView[];
+    }
+  /** out[i] = the one operand whose range holds i (concat) */
+  | { archetype: 'piecewise'; views: (inputs: readonly TensorType[], attrs: A, out: TensorType) => PiecewiseView[] }
+  /** reductions and row-wise normalisations */
+  | { archetype: 'axis'; program: (inputs: readonly TensorType[], attrs: A) => AxisProgram }
+  /** batched matrix product */
+  | { archetype: 'matmul' };
+
+export interface OpDef<A> {
+  /** operand count, or 'variadic' (at least one) */
+  arity: number | 'variadic';
+  /** one line for `mnc inspect` and the docs */
+  summary: string;
+  infer(inputs: readonly TensorType[], attrs: A): TensorType;
+  evaluate(args: readonly RefTensor[], attrs: A, out: TensorType): Float32Array;
+  lowering: Lowering<A>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Attribute types
+
+export type Init =
+  | 'zeros'
+  | 'ones'
+  | 'glorot'
+  | 'he'
+  | { uniform: [number, number] }
+  | { normal: number }
+  | Float32Array
+  | readonly number[];
+
+export interface LeafAttrs {
+  shape: Shape;
+  dtype: DType;
+}
+export interface ParameterAttrs extends LeafAttrs {
+  init: Init;
+  trainable: boolean;
+}
+export interface ConstantAttrs extends LeafAttrs {
+  values: Float32Array;
+}
+export interface GeluAttrs {
+  approximate: 'none' | 'tanh';
+}
+export interface AxisAttrs {
+  axis: number;
+  keepDims: boolean;
+}
+export interface NormAttrs {
+  eps: number;
+}
+export interface ReshapeAttrs {
+  shape: Shape;
+}
+export interface TransposeAttrs {
+  perm: readonly number[];
+}
+export interface ConcatAttrs {
+  axis: number;
+}
+type NoAttrs = Record<string, never>;
+
+// ---------------------------------------------------------------------------------------
+// WGSL text helpers
+
+/** A WGSL f32 literal for a finite number (WGSL has no NaN or infinity literals). */
+export function wgslFloat(v: number): string {
+  if (!Number.isFinite(v)) throw new ShapeRuleError(`constant ${v} cannot be written as a WGSL f32 literal`);
+  if (Object.is(v, -0)) return '-0.0';
+  const s = String(Math.fround(v) === v ? v : Math.fround(v));
+  return /[.eE]/.test(s) ? s : `${s}.0`;
+}
+
+// erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), enough for f32 GELU.
+const WGSL_ERF = `fn mn_erf(x: f32) -> f32 {
+  let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
+  return select(-y, y, x >= 0.0);
+}`;
+
+// ---------------------------------------------------------------------------------------
+// CPU reference helpers
+
+/** erf to double precision: Taylor series near 0, Lentz continued fraction for erfc beyond. */
+export function erf(x: number): number {
+  const ax = Math.abs(x);
+  if (ax < 3) {
+    let term = ax;
+    let sum = ax;
+    for (let n = 1; n < 200 && Math.abs(term) > 1e-17 * Math.abs(sum); n++) {
+      term *= (-ax * ax) / n;
+      sum += term / (2 * n + 1);
+    }
+    return Math.sign(x) * sum * (2 / Math.sqrt(Math.PI));
+  }
+  // erfc(x) = exp(-x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + ...))))
+  let f = ax;
+  let c = ax;
+  let d = 0;
+  for (let k = 1; k < 200; k++) {
+    const a = k / 2;
+    d = ax + a * d;
+    d = d === 0 ? 1e-300 : d;
+    c = ax + a / c;
+    c = c === 0 ? 1e-300 : c;
+    d = 1 / d;
+    const delta = c * d;
+    f *= delta;
+    if (Math.abs(delta - 1) < 1e-16) break;
+  }
+  const erfc = Math.exp(-ax * ax) / (Math.sqrt(Math.PI) * f);
+  return Math.sign(x) * (1 - erfc);
+}
+
+function mapUnary(fn: (x: number) => number) {
+  return (args: readonly RefTensor[]): Float32Array => Float32Array.from(args[0].data, fn);
+}
+
+/** Elementwise over broadcast operands. */
+function mapBroadcast(fn: (...x: number[]) => number) {
+  return (args: readonly RefTensor[], _attrs: unknown, out: TensorType): Float32Array => {
+    const n = elementCount(out.shape);
+    const result = new Float32Array(n);
+    const outStrides = stridesOf(out.shape);
+    const views = args.map((a) => broadcastStrides(a.shape, out.shape));
+    const values = new Array<number>(args.length);
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < args.length; k++) {
+        let idx = 0;
+        let rem = i;
+        for (let d = 0; d < out.shape.length; d++) {
+          const c = Math.floor(rem / outStrides[d]);
+          rem -= c * outStrides[d];
+          idx += c * views[k][d];
+        }
+        values[k] = args[k].data[idx];
+      }
+      result[i] = fn(...values);
+    }
+    return result;
+  };
+}
+
+/** Splits a shape around `axis` into [outer, n, inner] so rows are (o, ·, i). */
+export function axisSplit(shape: Shape, axis: number): { outer: number; n: number; inner: number } {
+  let outer = 1;
+  let inner = 1;
+  for (let d = 0; d < axis; d++) outer *= shape[d];
+  for (let d = axis + 1; d < shape.length; d++) inner *= shape[d];
+  return { outer, n: shape[axis], inner };
+}
+
+/** Calls `fn` once per row along `axis` with a reader and writer for that row. */
+function forEachRow(
+  shape: Shape,
+  axis: number,
+  fn: (get: (j: number) => number, base: number, stride: number, row: number) => void,
+  data: Float32Array,
+): void {
+  const { outer, n, inner } = axisSplit(shape, axis);
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * n * inner + i;
+      fn((j) => data[base + j * inner], base, inner, o * inner + i);
+    }
+  }
+}
+
+function checkUnaryFloat(inputs: readonly TensorType[]): TensorType {
+  return inputs[0];
+}
+
+function inferBroadcast(inputs: readonly TensorType[]): TensorType {
+  const [a, b] = inputs;
+  const shape = broadcastShapes(a.shape, b.shape);
+  if (!shape) {
+    throw new ShapeRuleError(`operands of shapes ${formatShape(a.shape)} and ${formatShape(b.shape)} do not broadcast`);
+  }
+  if (a.dtype !== b.dtype) throw new ShapeRuleError(`operand dtypes differ: ${a.dtype} and ${b.dtype}`);
+  return { shape, dtype: a.dtype };
+}
+
+function leaf<A extends LeafAttrs>(summary: string, evaluate: OpDef<A>['evaluate']): OpDef<A> {
+  return {
+    arity: 0,
+    summary,
+    infer: (_inputs, attrs) => ({ shape: attrs.shape, dtype: attrs.dtype }),
+    evaluate,
+    lowering: { archetype: 'none' },
+  };
+}
+
+function unary(summary: string, ref: (x: number) => number, wgsl: (x: string) => string, helpers?: string[]): OpDef<NoAttrs> {
+  return {
+    arity: 1,
+    summary,
+    infer: checkUnaryFloat,
+    evaluate: mapUnary(ref),
+    lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0]), helpers },
+  };
+}
+
+function binary(summary: string, ref: (a: number, b: number) => number, wgsl: (a: string, b: string) => string): OpDef<NoAttrs> {
+  return {
+    arity: 2,
+    summary,
+    infer: inferBroadcast,
+    evaluate: mapBroadcast(ref),
+    lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0], x[1]) },
+  };
+}
+
+function reduceAxisShape(input: TensorType, attrs: AxisAttrs): TensorType {
+  const axis = normalizeAxis(attrs.axis, input.shape.length);
+  if (axis === undefined) {
+    throw new ShapeRuleError(`axis ${attrs.axis} is out of range for a tensor of rank ${input.shape.length} ${formatShape(input.shape)}`);
+  }
+  const shape = attrs.keepDims ? input.shape.map((d, i) => (i === axis ? 1 : d)) : input.shape.filter((_, i) => i !== axis);
+  return { shape, dtype: input.dtype };
+}
+
+function reduction(
+  summary: string,
+  combine: 'add' | 'max',
+  finish: ((total: string, n: number) => string) | undefined,
+  ref: (row: number[]) => number,
+): OpDef<AxisAttrs> {
+  return {
+    arity: 1,
+    summary,
+    infer: (inputs, attrs) => reduceAxisShape(inputs[0], attrs),
+    evaluate: ([x], attrs, out) => {
+      const axis = normalizeAxis(attrs.axis, x.shape.length)!;
+      const result = new Float32Array(elementCount(out.shape));
+      forEachRow(x.shape, axis, (get, _b, _s, row) => {
+        result[row] = ref(Array.from({ length: x.shape[axis] }, (_, j) => get(j)));
+      }, x.data);
+      return result;
+    },
+    lowering: {
+      archetype: 'axis',
+      program: (inputs, attrs) => ({
+        axis: normalizeAxis(attrs.axis, inputs[0].shape.length)!,
+        reductions: [{ name: 'total', combine, term: (x) => x, finish }],
+        output: { per: 'row', expr: 'total' },
+      }),
+    },
+  };
+}
+
+/** Row ops over the last axis: softmax, logSoftmax, layerNorm, rmsNorm. */
+function lastAxisRowOp<A>(
+  summary: string,
+  arity: number,
+  program: (attrs: A) => Omit<AxisProgram, 'axis'>,
+  ref: (row: number[], attrs: A, extra: readonly RefTensor[]) => number[],
+): OpDef<A> {
+  return {
+    arity,
+    summary,
+    infer: (inputs) => {
+      const [x, ...extra] = inputs;
+      if (x.shape.length < 1) throw new ShapeRuleError('needs a tensor of rank 1 or more; got a scalar');
+      const n = x.shape[x.shape.length - 1];
+      for (const [k, e] of extra.entries()) {
+        if (!sameShape(e.shape, [n])) {
+          throw new ShapeRuleError(
+            `operand ${k + 2} must have shape [${n}] (the last axis of ${formatShape(x.shape)}); got ${formatShape(e.shape)}`,
+          );
+        }
+      }
+      return x;
+    },
+    evaluate: ([x, ...extra], attrs) => {
+      const axis = x.shape.length - 1;
+      const result = new Float32Array(x.data.length);
+      forEachRow(x.shape, axis, (get, base) => {
+        const n = x.shape[axis];
+        const out = ref(Array.from({ length: n }, (_, j) => get(j)), attrs, extra);
+        for (let j = 0; j < n; j++) result[base + j] = out[j];
+      }, x.data);
+      return result;
+    },
+    lowering: {
+      archetype: 'axis',
+      program: (inputs, attrs) => ({ axis: inputs[0].shape.length - 1, ...program(attrs) }),
+    },
+  };
+}
+
+const mean = (row: number[]) => row.reduce((s, v) => s + v, 0) / row.length;
+
+// ---------------------------------------------------------------------------------------
+// The table
+
+export const OPS = {
+  input: leaf<LeafAttrs>('a value fed at run time', () => {
+    throw new ShapeRuleError('inputs are fed, not evaluated');
+  }),
+  parameter: leaf<ParameterAttrs>('a weight stored in the plan', () => {
+    throw new ShapeRuleError('parameters are materialised, not evaluated');
+  }),
+  constant: leaf<ConstantAttrs>('a fixed tensor baked into the plan', (_args, attrs) => attrs.values),
+
+  add: binary('a + b with broadcasting', (a, b) => a + b, (a, b) => `(${a} + ${b})`),
+  sub: binary('a - b with broadcasting', (a, b) => a - b, (a, b) => `(${a} - ${b})`),
+  mul: binary('a * b with broadcasting', (a, b) => a * b, (a, b) => `(${a} * ${b})`),
+  div: binary('a / b with broadcasting', (a, b) => a / b, (a, b) => `(${a} / ${b})`),
+  biasAdd: {
+    arity: 2,
+    summary: 'x + b, b a vector over the last axis of x',
+    infer: (inputs) => {
+      const [x, b] = inputs;
+      const n = x.shape[x.shape.length - 1];
+      if (x.shape.length < 1 || b.shape.length !== 1 || b.shape[0] !== n) {
+        throw new ShapeRuleError(`bias must have shape [${n ?? '?'}] (the last axis of x ${formatShape(x.shape)}); got ${formatShape(b.shape)}`);
+      }
+      return x;
+    },
+    evaluate: mapBroadcast((a, b) => a + b),
+    lowering: { archetype: 'pointwise', expr: (x) => `(${x[0]} + ${x[1]})` },
+  } satisfies OpDef<NoAttrs>,
+
+  relu: unary('max(x, 0)', (x) => Math.max(x, 0), (x) => `max(${x}, 0.0)`),
+  sigmoid: unary('1 / (1 + exp(-x))', (x) => 1 / (1 + Math.exp(-x)), (x) => `(1.0 / (1.0 + exp(-${x})))`),
+  // clamp: some backends compute tanh through exp and overflow to NaN for large |x|
+  tanh: unary('hyperbolic tangent', Math.tanh, (x) => `tanh(clamp(${x}, -15.0, 15.0))`),
+  silu: unary('x * sigmoid(x)', (x) => x / (1 + Math.exp(-x)), (x) => `(${x} / (1.0 + exp(-${x})))`),
+  gelu: {
+    arity: 1,
+    summary: 'x * Φ(x) (exact, with erf) or its tanh approximation',
+    infer: checkUnaryFloat,
+    evaluate: ([x], attrs) =>
+      Float32Array.from(x.data, (v) =>
+        attrs.approximate === 'tanh'
+          ? 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)))
+          : 0.5 * v * (1 + erf(v / Math.SQRT2)),
+      ),
+    lowering: {
+      archetype: 'pointwise',
+      helpers: [WGSL_ERF],
+      expr: ([x], attrs) =>
+        attrs.approximate === 'tanh'
+          ? `(0.5 * ${x} * (1.0 + tanh(clamp(0.7978845608028654 * (${x} + 0.044715 * ${x} * ${x} * ${x}), -15.0, 15.0))))`
+          : `(0.5 * ${x} * (1.0 + mn_erf(${x} * 0.7071067811865476)))`,
+    },
+  } satisfies OpDef<GeluAttrs>,
+  exp: unary('e^x', Math.exp, (x) => `exp(${x})`),
+  log: unary('natural logarithm', Math.log, (x) => `log(${x})`),
+  neg: unary('-x', (x) => -x, (x) => `(-${x})`),
+  sqrt: unary('square root', Math.sqrt, (x) => `sqrt(${x})`),
+
+  sum: reduction('sum over an axis', 'add', undefined, (row) => row.reduce((s, v) => s + v, 0)),
+  mean: reduction('mean over an axis', 'add', (t, n) => `${t} / ${wgslFloat(n)}`, mean),
+  max: reduction('maximum over an axis', 'max', undefined, (row) => Math.max(...row)),
+
+  softmax: lastAxisRowOp<NoAttrs>(
+    'softmax over the last axis',
+    1,
+    () => ({
+      reductions: [
+        { name: 'row_max', combine: 'max', term: (x) => x },
+        { name: 'row_sum', combine: 'add', term: (x) => `exp(${x} - row_max)` },
+      ],
+      output: { per: 'element', expr: (x) => `exp(${x} - row_max) / row_sum` },
+    }),
+    (row) => {
+      const m = Math.max(...row);
+      const e = row.map((v) => Math.exp(v - m));
+      const s = e.reduce((a, b) => a + b, 0);
+      return e.map((v) => v / s);
+    },
+  ),
+  logSoftmax: lastAxisRowOp<NoAttrs>(
+    'log of softmax over the last axis',
+    1,
+    () => ({
+      reductions: [
+        { name: 'row_max', combine: 'max', term: (x) => x },
+        { name: 'log_sum', combine: 'add', term: (x) => `exp(${x} - row_max)`, finish: (t) => `log(${t})` },
+      ],
+      output: { per: 'element', expr: (x) => `${x} - row_max - log_sum` },
+    }),
+    (row) => {
+      const m = Math.max(...row);
+      const ls = Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+      return row.map((v) => v - m - ls);
+    },
+  ),
+  layerNorm: lastAxisRowOp<NormAttrs>(
+    'layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta',
+    3,
+    ({ eps }) => ({
+      reductions: [
+        { name: 'row_mean', combine: 'add', term: (x) => x, finish: (t, n) => `${t} / ${wgslFloat(n)}` },
+        {
+          name: 'inv_std',
+          combine: 'add',
+          term: (x) => `(${x} - row_mean) * (${x} - row_mean)`,
+          finish: (t, n) => `inverseSqrt(${t} / ${wgslFloat(n)} + ${wgslFloat(eps)})`,
+        },
+      ],
+      output: { per: 'element', expr: (x, [gamma, beta]) => `(${x} - row_mean) * inv_std * ${gamma} + ${beta}` },
+    }),
+    (row, { eps }, [gamma, beta]) => {
+      const mu = mean(row);
+      const variance = mean(row.map((v) => (v - mu) ** 2));
+      return row.map((v, j) => ((v - mu) / Math.sqrt(variance + eps)) * gamma.data[j] + beta.data[j]);
+    },
+  ),
+  rmsNorm: lastAxisRowOp<NormAttrs>(
+    'RMS normalisation over the last axis: x / sqrt(mean(x²) + eps) * gamma',
+    2,
+    ({ eps }) => ({
+      reductions: [
+        {
+          name: 'inv_rms',
+          combine: 'add',
+          term: (x) => `${x} * ${x}`,
+          finish: (t, n) => `inverseSqrt(${t} / ${wgslFloat(n)} + ${wgslFloat(eps)})`,
+        },
+      ],
+      output: { per: 'element', expr: (x, [gamma]) => `${x} * inv_rms * ${gamma}` },
+    }),
+    (row, { eps }, [gamma]) => {
+      const r = 1 / Math.sqrt(mean(row.map((v) => v * v)) + eps);
+      return row.map((v, j) => v * r * gamma.data[j]);
+    },
+  ),
+
+  reshape: {
+    arity: 1,
+    summary: 'the same elements in row-major order under a new shape',
+    infer: ([x], attrs) => {
+      const known = attrs.shape.filter((d) => d !== -1);
+      const holes = attrs.shape.length - known.length;
+      const total = elementCount(x.shape);
+      if (holes > 1 || known.some((d) => !Number.isInteger(d) || d <= 0)) {
+        throw new ShapeRuleError(`target shape ${formatShape(attrs.shape)} must hold positive integers and at most one -1`);
+      }
+      const rest = total / elementCount(known);
+      const shape = attrs.shape.map((d) => (d === -1 ? rest : d));
+      if (!Number.isInteger(rest) || elementCount(shape) !== total) {
+        throw new ShapeRuleError(`cannot reshape ${formatShape(x.shape)} (${total} elements) to ${formatShape(attrs.shape)}`);
+      }
+      return { shape, dtype: x.dtype };
+    },
+    evaluate: ([x]) => x.data,
+    lowering: { archetype: 'alias' },
+  } satisfies OpDef<ReshapeAttrs>,
+
+  transpose: {
+    arity: 1,
+    summary: 'permutes axes: out axis i is input axis perm[i]',
+    infer: ([x], attrs) => {
+      const r = x.shape.length;
+      const ok = attrs.perm.length === r && [...attrs.perm].sort((a, b) => a - b).every((p, i) => p === i);
+      if (!ok) throw new ShapeRuleError(`perm [${attrs.perm.join(', ')}] is not a permutation of the ${r} axes of ${formatShape(x.shape)}`);
+      return { shape: attrs.perm.map((p) => x.shape[p]), dtype: x.dtype };
+    },
+    evaluate: ([x], attrs, out) => {
+      const inStrides = stridesOf(x.shape);
+      const outStrides = stridesOf(out.shape);
+      const result = new Float32Array(x.data.length);
+      for (let i = 0; i < result.length; i++) {
+        let rem = i;
+        let src = 0;
+        for (let d = 0; d < out.shape.length; d++) {
+          const c = Math.floor(rem / outStrides[d]);
+          rem -= c * outStrides[d];
+          src += c * inStrides[attrs.perm[d]];
+        }
+        result[i] = x.data[src];
+      }
+      return result;
+    },
+    lowering: {
+      archetype: 'pointwise',
+      expr: (x) => x[0],
+      views: ([x], attrs) => {
+        const s = stridesOf(x.shape);
+        return [{ strides: attrs.perm.map((p) => s[p]), offset: 0 }];
+      },
+    },
+  } satisfies OpDef<TransposeAttrs>,
+
+  concat: {
+    arity: 'variadic',
+    summary: 'joins tensors along an axis',
+    infer: (inputs, attrs) => {
+      const first = inputs[0];
+      const axis = normalizeAxis(attrs.axis, first.shape.length);
+      if (axis === undefined) throw new ShapeRuleError(`axis ${attrs.axis} is out of range for rank ${first.shape.length}`);
+      let total = 0;
+      for (const [k, t] of inputs.entries()) {
+        const fits = t.shape.length === first.shape.length && t.shape.every((d, i) => i === axis || d === first.shape[i]);
+        if (!fits) {
+          throw new ShapeRuleError(
+            `operand ${k + 1} has shape ${formatShape(t.shape)}; every operand must match ${formatShape(first.shape)} except along axis ${axis}`,
+          );
+        }
+        total += t.shape[axis];
+      }
+      return { shape: first.shape.map((d, i) => (i === axis ? total : d)), dtype: first.dtype };
+    },
+    evaluate: (args, attrs, out) => {
+      const axis = normalizeAxis(attrs.axis, out.shape.length)!;
+      const { outer, inner } = axisSplit(out.shape, axis);
+      const result = new Float32Array(elementCount(out.shape));
+      let start = 0;
+      for (const a of args) {
+        const n = a.shape[axis];
+        for (let o = 0; o < outer; o++) {
+          for (let j = 0; j < n * inner; j++) {
+            result[o * out.shape[axis] * inner + start * inner + j] = a.data[o * n * inner + j];
+          }
+        }
+        start += n;
+      }
+      return result;
+    },
+    lowering: {
+      archetype: 'piecewise',
+      views: (inputs, attrs, out) => {
+        const axis = normalizeAxis(attrs.axis, out.shape.length)!;
+        let start = 0;
+        return inputs.map((t) => {
+          const strides = stridesOf(t.shape);
+          const view = { strides, offset: -start * strides[axis], axis, start, end: start + t.shape[axis] };
+          start += t.shape[axis];
+          return view;
+        });
+      },
+    },
+  } satisfies OpDef<ConcatAttrs>,
+
+  matmul: {
+    arity: 2,
+    summary: 'matrix product over the last two axes, leading axes broadcast as batches',
+    infer: ([a, b]) => {
+      if (a.shape.length < 2 || b.shape.length < 2) {
+        throw new ShapeRuleError(
+          `operands must have rank 2 or more; got ${formatShape(a.shape)} and ${formatShape(b.shape)} (reshape a vector to [1, n] or [n, 1])`,
+        );
+      }
+      const [m, k] = a.shape.slice(-2);
+      const [k2, n] = b.shape.slice(-2);
+      if (k !== k2) {
+        throw new ShapeRuleError(
+          `inner dimensions differ: a is ${formatShape(a.shape)} (K = ${k}) and b is ${formatShape(b.shape)} (K = ${k2})`,
+        );
+      }
+      const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
+      if (!batch) {
+        throw new ShapeRuleError(`batch axes ${formatShape(a.shape.slice(0, -2))} and ${formatShape(b.shape.slice(0, -2))} do not broadcast`);
+      }
+      return { shape: [...batch, m, n], dtype: a.dtype };
+    },
+    evaluate: ([a, b], _attrs, out) => {
+      const r = out.shape.length;
+      const [m, n] = out.shape.slice(-2);
+      const k = a.shape[a.shape.length - 1];
+      const batchShape = out.shape.slice(0, -2);
+      const aBatch = broadcastStrides(a.shape.slice(0, -2), batchShape);
+      const bBatch = broadcastStrides(b.shape.slice(0, -2), batchShape);
+      const batchStrides = stridesOf(batchShape);
+      const batches = elementCount(batchShape);
+      const result = new Float32Array(elementCount(out.shape));
+      for (let bi = 0; bi < batches; bi++) {
+        let aOff = 0;
+        let bOff = 0;
+        let rem = bi;
+        for (let d = 0; d < r - 2; d++) {
+          const c = Math.floor(rem / batchStrides[d]);
+          rem -= c * batchStrides[d];
+          aOff += c * aBatch[d] * m * k;
+          bOff += c * bBatch[d] * k * n;
+        }
+        for (let i = 0; i < m; i++) {
+          for (let j = 0; j < n; j++) {
+            let acc = 0;
+            for (let p = 0; p < k; p++) acc += a.data[aOff + i * k + p] * b.data[bOff + p * n + j];
+            result[bi * m * n + i * n + j] = acc;
+          }
+        }
+      }
+      return result;
+    },
+    lowering: { archetype: 'matmul' },
+  } satisfies OpDef<NoAttrs>,
+};
+
+export type OpName = keyof typeof OPS;
+export type AttrsOf<K extends OpName> = (typeof OPS)[K] extends OpDef<infer A> ? A : never;
+
+export function opDef(op: OpName): OpDef<any> {
+  return OPS[op] as OpDef<any>;
+}
