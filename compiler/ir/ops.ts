@@ -23,8 +23,12 @@ export interface OperandView {
   offset: number;
 }
 
-/** A concat-style operand: valid only where the output coordinate along `axis` is in [start, end). */
-export interface PiecewiseView extends OperandView {
+/**
+ * A concat-style operand: read only where the output coordinate along `axis` is in
+ * [start, end), at that coordinate minus `start`; `strides` are the operand's own.
+ */
+export interface PiecewiseView {
+  strides: number[];
   axis: number;
   start: number;
   end: number;
@@ -590,7 +594,7 @@ export const OPS = {
         let start = 0;
         return inputs.map((t) => {
           const strides = stridesOf(t.shape);
-          const view = { strides, offset: -start * strides[axis], axis, start, end: start + t.shape[axis] };
+          const view = { strides, axis, start, end: start + t.shape[axis] };
           start += t.shape[axis];
           return view;
         });

@@ -1,0 +1,84 @@
+// Lowering: Graph → the ordered kernel steps that compute it. Each node's op-table hook
+// names its archetype; this file routes nodes to archetypes, resolves buffer aliases
+// (reshape) and gives every distinct kernel source one readable name.
+import { CompileError } from '../ir/errors';
+import type { Graph, Node } from '../ir/graph';
+import { opDef, ShapeRuleError } from '../ir/ops';
+import { broadcastStrides } from '../ir/shape';
+import { lowerAxis } from './axis';
+import { shapeTag, type KernelStep, type LoweredKernel } from './kernel';
+import { lowerMatmul } from './matmul';
+import { lowerPiecewise, lowerPointwise } from './pointwise';
+
+export type { KernelStep, LoweredKernel } from './kernel';
+
+export interface LoweredGraph {
+  steps: KernelStep[];
+  /** for each node, the node whose buffer holds its value (itself unless aliased) */
+  storage: number[];
+}
+
+function lowerNode(graph: Graph, node: Node, name: string): { kernel: LoweredKernel; workgroups: [number, number, number] } {
+  const def = opDef(node.op);
+  const operands = node.inputs.map((i) => graph.nodes[i].type);
+  const lowering = def.lowering;
+  switch (lowering.archetype) {
+    case 'pointwise':
+      return lowerPointwise(node, operands, name, {
+        expr: (x) => lowering.expr(x, node.attrs),
+        helpers: lowering.helpers ?? [],
+        views: lowering.views
+          ? lowering.views(operands, node.attrs, node.type)
+          : operands.map((t) => ({ strides: broadcastStrides(t.shape, node.type.shape), offset: 0 })),
+      });
+    case 'piecewise':
+      return lowerPiecewise(node, operands, name, lowering.views(operands, node.attrs, node.type));
+    case 'axis':
+      return lowerAxis(node, operands, name, lowering.program(operands, node.attrs));
+    case 'matmul':
+      return lowerMatmul(node, operands, name);
+    case 'none':
+    case 'alias':
+      throw new Error(`lowerNode: ${node.op} has no kernel`);
+  }
+}
+
+export function lowerGraph(graph: Graph): LoweredGraph {
+  const storage: number[] = [];
+  const steps: KernelStep[] = [];
+  // identical sources share one kernel; names stay unique per source
+  const bySource = new Map<string, LoweredKernel>();
+  const usedNames = new Map<string, number>();
+
+  for (const node of graph.nodes) {
+    const archetype = opDef(node.op).lowering.archetype;
+    if (archetype === 'none') {
+      storage.push(node.id);
+      continue;
+    }
+    if (archetype === 'alias') {
+      storage.push(storage[node.inputs[0]]);
+      continue;
+    }
+    storage.push(node.id);
+    const base = `${node.op}_${shapeTag(node.type.shape)}`;
+    const seen = usedNames.get(base) ?? 0;
+    usedNames.set(base, seen + 1);
+    const name = seen === 0 ? base : `${base}_${seen}`;
+    let lowered: { kernel: LoweredKernel; workgroups: [number, number, number] };
+    try {
+      lowered = lowerNode(graph, node, name);
+    } catch (e) {
+      if (e instanceof ShapeRuleError) throw new CompileError('shape', `${node.op}: ${e.message}`, node.loc, node.op);
+      throw e;
+    }
+    // the header names the kernel, so compare sources without it
+    const body = lowered.kernel.wgsl.replace(/^\/\/ mnc kernel .*\n\/\/ op .*\n/, '');
+    const shared = bySource.get(body);
+    if (shared) usedNames.set(base, seen);
+    const kernel = shared ?? lowered.kernel;
+    if (!shared) bySource.set(body, kernel);
+    steps.push({ kernel, operands: [...node.inputs.map((i) => storage[i]), node.id], workgroups: lowered.workgroups, node: node.id });
+  }
+  return { steps, storage };
+}

@@ -1,0 +1,71 @@
+// The lowered form every archetype produces: a WGSL compute module specialised to static
+// shapes, its bindings (operands first, the output last) and the grid to dispatch.
+import type { BindingDesc } from '../../schemas/manifest';
+import type { Node } from '../ir/graph';
+import { formatShape, type TensorType } from '../ir/types';
+
+export interface LoweredKernel {
+  /** readable and unique per distinct source: `${op}_${shape}` */
+  name: string;
+  ops: string[];
+  wgsl: string;
+  entryPoint: 'main';
+  workgroupSize: [number, number, number];
+  /** bytes of var<workgroup> storage the kernel declares */
+  workgroupBytes: number;
+  bindings: BindingDesc[];
+}
+
+/** One dispatch of a kernel: which graph values feed its bindings and how many workgroups. */
+export interface KernelStep {
+  kernel: LoweredKernel;
+  /** node ids, one per binding, in binding order; the last is the node computed */
+  operands: number[];
+  workgroups: [number, number, number];
+  node: number;
+}
+
+/** WebGPU's default (and compatibility-mode) limit on workgroups per grid dimension. */
+export const MAX_WORKGROUPS_PER_DIMENSION = 65535;
+
+/**
+ * Spreads `groups` workgroups over x and y so neither exceeds the per-dimension limit;
+ * kernels rebuild the linear index as `wid.x + wid.y * gridX` and skip the overhang.
+ */
+export function linearGrid(groups: number): { grid: [number, number, number]; gridX: number } {
+  const rows = Math.ceil(groups / MAX_WORKGROUPS_PER_DIMENSION);
+  const gridX = Math.ceil(groups / rows);
+  return { grid: [gridX, rows, 1], gridX };
+}
+
+export function u32(v: number): string {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`index constant ${v} does not fit in u32`);
+  return `${v}u`;
+}
+
+export function shapeTag(shape: readonly number[]): string {
+  return shape.length === 0 ? 'scalar' : shape.join('x');
+}
+
+/** The bindings block: operands read-only, in order, then the output. */
+export function bindingDecls(operandCount: number): { wgsl: string; bindings: BindingDesc[] } {
+  const lines: string[] = [];
+  const bindings: BindingDesc[] = [];
+  for (let k = 0; k < operandCount; k++) {
+    lines.push(`@group(0) @binding(${k}) var<storage, read> in${k}: array<f32>;`);
+    bindings.push({ binding: k, access: 'read' });
+  }
+  lines.push(`@group(0) @binding(${operandCount}) var<storage, read_write> out: array<f32>;`);
+  bindings.push({ binding: operandCount, access: 'read_write' });
+  return { wgsl: lines.join('\n'), bindings };
+}
+
+/** The header comment naming the kernel, its op, operand and result types. */
+export function kernelHeader(name: string, node: Node, operands: readonly TensorType[], archetype: string): string {
+  const ins = operands.map((t) => `${formatShape(t.shape)}`).join(', ');
+  return [
+    `// mnc kernel ${name}`,
+    `// op ${node.op} (${node.name}): ${ins} -> ${formatShape(node.type.shape)} ${node.type.dtype}`,
+    `// archetype: ${archetype}`,
+  ].join('\n');
+}

@@ -1,0 +1,120 @@
+// Matmul archetype: C[b] = A[b] · B[b] over the last two axes, batch axes broadcast.
+// Each 16×16 workgroup computes a 64×64 tile of C, 4×4 outputs per invocation, staging
+// 64×16 slices of A and 16×64 slices of B through workgroup memory. Edges are guarded, so
+// any M, N, K works; the tiling is the portable baseline the tuned variants build on.
+import type { Node } from '../ir/graph';
+import { broadcastStrides, stridesOf } from '../ir/shape';
+import { elementCount, type TensorType } from '../ir/types';
+import { bindingDecls, kernelHeader, u32, type LoweredKernel } from './kernel';
+
+const TILE_M = 64;
+const TILE_N = 64;
+const TILE_K = 16;
+const THREADS = 16; // per side: 16×16 invocations, each 4×4 outputs
+
+export function lowerMatmul(node: Node, operands: readonly TensorType[], name: string): {
+  kernel: LoweredKernel;
+  workgroups: [number, number, number];
+} {
+  const [a, b] = operands;
+  const out = node.type.shape;
+  const [m, n] = out.slice(-2);
+  const k = a.shape[a.shape.length - 1];
+  const batchShape = out.slice(0, -2);
+  const batches = elementCount(batchShape);
+  if (batches > 65535) throw new Error(`matmul ${node.name}: ${batches} batches exceed one grid dimension`);
+
+  // per batch index: offsets of A's and B's matrices (broadcast batch axes read matrix 0)
+  const aStrides = broadcastStrides(a.shape.slice(0, -2), batchShape);
+  const bStrides = broadcastStrides(b.shape.slice(0, -2), batchShape);
+  const batchStrides = stridesOf(batchShape);
+  const offsetLines: string[] = ['  var a_base = 0u;', '  var b_base = 0u;'];
+  if (batchShape.length > 0) {
+    offsetLines.push('  var rem = batch;');
+    for (let d = 0; d < batchShape.length; d++) {
+      offsetLines.push(`  let bc${d} = rem / ${u32(batchStrides[d])};`, `  rem = rem % ${u32(batchStrides[d])};`);
+      if (aStrides[d]) offsetLines.push(`  a_base += bc${d} * ${u32(aStrides[d] * m * k)};`);
+      if (bStrides[d]) offsetLines.push(`  b_base += bc${d} * ${u32(bStrides[d] * k * n)};`);
+    }
+  }
+
+  const loadsPerThread = (TILE_M * TILE_K) / (THREADS * THREADS);
+  const { wgsl: decls, bindings } = bindingDecls(2);
+  const header = kernelHeader(name, node, operands, `tiled matmul, ${TILE_M}x${TILE_N}x${TILE_K} tiles, 4x4 per invocation`);
+  const wgsl = `${header}
+${decls}
+
+const M: u32 = ${u32(m)};
+const N: u32 = ${u32(n)};
+const K: u32 = ${u32(k)};
+const TILE_M: u32 = ${u32(TILE_M)};
+const TILE_N: u32 = ${u32(TILE_N)};
+const TILE_K: u32 = ${u32(TILE_K)};
+
+var<workgroup> tile_a: array<f32, ${TILE_M * TILE_K}>; // [TILE_M][TILE_K]
+var<workgroup> tile_b: array<f32, ${TILE_K * TILE_N}>; // [TILE_K][TILE_N]
+
+@compute @workgroup_size(${THREADS}, ${THREADS}, 1)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let batch = wid.z;
+${offsetLines.join('\n')}
+  let c_base = batch * M * N;
+  let row0 = wid.y * TILE_M;
+  let col0 = wid.x * TILE_N;
+
+  var acc: array<array<f32, 4>, 4>;
+  for (var k0 = 0u; k0 < K; k0 += TILE_K) {
+    for (var t = 0u; t < ${u32(loadsPerThread)}; t++) {
+      let e = li + t * ${u32(THREADS * THREADS)};
+      let ar = row0 + e / TILE_K;
+      let ac = k0 + e % TILE_K;
+      var av = 0.0;
+      if (ar < M && ac < K) {
+        av = in0[a_base + ar * K + ac];
+      }
+      tile_a[e] = av;
+      let br = k0 + e / TILE_N;
+      let bc = col0 + e % TILE_N;
+      var bv = 0.0;
+      if (br < K && bc < N) {
+        bv = in1[b_base + br * N + bc];
+      }
+      tile_b[e] = bv;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TILE_K; kk++) {
+      var a_reg: array<f32, 4>;
+      var b_reg: array<f32, 4>;
+      for (var r = 0u; r < 4u; r++) {
+        a_reg[r] = tile_a[(lid.y * 4u + r) * TILE_K + kk];
+        b_reg[r] = tile_b[kk * TILE_N + lid.x * 4u + r];
+      }
+      for (var r = 0u; r < 4u; r++) {
+        for (var c = 0u; c < 4u; c++) {
+          acc[r][c] = fma(a_reg[r], b_reg[c], acc[r][c]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  for (var r = 0u; r < 4u; r++) {
+    let row = row0 + lid.y * 4u + r;
+    for (var c = 0u; c < 4u; c++) {
+      let col = col0 + lid.x * 4u + c;
+      if (row < M && col < N) {
+        out[c_base + row * N + col] = acc[r][c];
+      }
+    }
+  }
+}
+`;
+  return {
+    kernel: { name, ops: [node.op], wgsl, entryPoint: 'main', workgroupBytes: (TILE_M * TILE_K + TILE_K * TILE_N) * 4, workgroupSize: [THREADS, THREADS, 1], bindings },
+    workgroups: [Math.ceil(n / TILE_N), Math.ceil(m / TILE_M), batches],
+  };
+}

@@ -1,0 +1,141 @@
+// Planning: lowered steps + validated shaders + initial weights → the manifest and the
+// binary sections of a bundle. One buffer per stored value for now (an arena with
+// liveness-based aliasing replaces this with the memory planner).
+import type { BufferDesc, BufferRole, Dispatch, KernelDesc, Manifest, TensorBinding } from '../../schemas/manifest';
+import { MNPLAN_FORMAT_VERSION, MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
+import type { Graph } from '../ir/graph';
+import type { ConstantAttrs } from '../ir/ops';
+import { DTYPE_BYTES, elementCount } from '../ir/types';
+import type { LoweredGraph, LoweredKernel } from '../lower';
+import type { ValidatedKernel } from '../validate/naga';
+import type { BundleSection } from './bundle';
+
+export const GENERATOR = { name: 'mnc', version: '0.1.0' };
+
+export interface PlanInput {
+  graph: Graph;
+  lowered: LoweredGraph;
+  validated: Map<LoweredKernel, ValidatedKernel>;
+  parameters: Map<string, Float32Array>;
+  nagaVersion: string;
+  source?: string;
+}
+
+const encoder = new TextEncoder();
+
+function bytesOf(data: Float32Array): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+export function planBundle({ graph, lowered, validated, parameters, nagaVersion, source }: PlanInput): {
+  manifest: Omit<Manifest, 'sections'>;
+  sections: BundleSection[];
+} {
+  const outputNodes = new Set(graph.outputs.map((o) => lowered.storage[o.node]));
+  const computed = new Set(lowered.steps.map((s) => s.node));
+
+  // --- buffers: every leaf and every computed value, in node order ---------------------
+  const bufferOf = new Map<number, number>();
+  const buffers: BufferDesc[] = [];
+  const weights: Uint8Array[] = [];
+  let weightsLength = 0;
+  const addWeights = (data: Float32Array) => {
+    const offset = Math.ceil(weightsLength / MNPLAN_SECTION_ALIGNMENT) * MNPLAN_SECTION_ALIGNMENT;
+    if (offset > weightsLength) weights.push(new Uint8Array(offset - weightsLength));
+    weights.push(bytesOf(data));
+    weightsLength = offset + data.byteLength;
+    return { section: 'weights', offset, length: data.byteLength };
+  };
+  for (const node of graph.nodes) {
+    const leaf = node.op === 'input' || node.op === 'parameter' || node.op === 'constant';
+    if (!leaf && !computed.has(node.id)) continue;
+    const role: BufferRole = leaf ? node.op as BufferRole : outputNodes.has(node.id) ? 'output' : 'intermediate';
+    const desc: BufferDesc = {
+      id: buffers.length,
+      name: node.name,
+      role,
+      byteLength: elementCount(node.type.shape) * DTYPE_BYTES[node.type.dtype],
+      dtype: node.type.dtype,
+      shape: [...node.type.shape],
+    };
+    if (node.op === 'parameter') desc.init = addWeights(parameters.get(node.name)!);
+    if (node.op === 'constant') desc.init = addWeights((node.attrs as unknown as ConstantAttrs).values);
+    bufferOf.set(node.id, desc.id);
+    buffers.push(desc);
+  }
+
+  // --- kernels, each with its sources as sections -------------------------------------
+  const sections: BundleSection[] = [];
+  const kernelIndex = new Map<LoweredKernel, number>();
+  const kernels: KernelDesc[] = [];
+  for (const step of lowered.steps) {
+    if (kernelIndex.has(step.kernel)) continue;
+    const { kernel, translations } = validated.get(step.kernel)!;
+    const prefix = `kernels/${kernel.name}`;
+    sections.push(
+      { name: `${prefix}.wgsl`, bytes: encoder.encode(kernel.wgsl) },
+      { name: `${prefix}.spv`, bytes: translations.spirv },
+      { name: `${prefix}.msl`, bytes: encoder.encode(translations.msl) },
+      { name: `${prefix}.hlsl`, bytes: encoder.encode(translations.hlsl) },
+    );
+    kernelIndex.set(kernel, kernels.length);
+    kernels.push({
+      name: kernel.name,
+      ops: kernel.ops,
+      entryPoint: kernel.entryPoint,
+      workgroupSize: kernel.workgroupSize,
+      bindings: kernel.bindings,
+      variants: [
+        {
+          features: [],
+          wgsl: `${prefix}.wgsl`,
+          translations: { spirv: `${prefix}.spv`, msl: `${prefix}.msl`, hlsl: `${prefix}.hlsl` },
+          validatedBy: 'naga',
+        },
+      ],
+    });
+  }
+  if (weightsLength > 0) sections.push({ name: 'weights', bytes: concat(weights, weightsLength) });
+
+  const dispatches: Dispatch[] = lowered.steps.map((step) => ({
+    kernel: kernelIndex.get(step.kernel)!,
+    buffers: step.operands.map((n) => bufferOf.get(n)!),
+    workgroups: step.workgroups,
+    node: graph.nodes[step.node].name,
+  }));
+
+  const binding = (name: string, nodeId: number): TensorBinding => {
+    const node = graph.nodes[nodeId];
+    return { name, buffer: bufferOf.get(lowered.storage[nodeId])!, dtype: node.type.dtype, shape: [...node.type.shape] };
+  };
+  const inputs = graph.nodes.filter((n) => n.op === 'input').map((n) => binding(n.name, n.id));
+  const outputs = graph.outputs.map((o) => binding(o.name, o.node));
+
+  const steps = lowered.steps.map((s) => s.kernel);
+  const manifest: Omit<Manifest, 'sections'> = {
+    format: 'mnplan',
+    formatVersion: MNPLAN_FORMAT_VERSION,
+    generator: { ...GENERATOR, naga: nagaVersion },
+    model: source === undefined ? { name: graph.name } : { name: graph.name, source },
+    requiredLimits: {
+      maxStorageBufferBindingSize: Math.max(4, ...buffers.map((b) => b.byteLength)),
+      maxStorageBuffersPerShaderStage: Math.max(1, ...steps.map((k) => k.bindings.length)),
+      maxComputeWorkgroupStorageSize: Math.max(0, ...steps.map((k) => k.workgroupBytes)),
+      maxComputeInvocationsPerWorkgroup: Math.max(1, ...steps.map((k) => k.workgroupSize[0] * k.workgroupSize[1] * k.workgroupSize[2])),
+    },
+    buffers,
+    kernels,
+    entryPoints: { run: { inputs, outputs, dispatches } },
+  };
+  return { manifest, sections };
+}
+
+function concat(parts: Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
