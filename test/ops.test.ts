@@ -1,0 +1,195 @@
+// Every op of the table, compiled to a plan and run on the GPU (Dawn; llvmpipe in CI),
+// against the CPU reference interpreter on seeded random inputs: several shapes per op,
+// broadcasting, strided axes, and sizes that are not multiples of any tile or workgroup.
+import { afterAll, describe, expect, test } from 'vitest';
+import { compileGraph } from '../compiler/compile';
+import { Graph, type Tensor } from '../compiler/ir/graph';
+import { uniformStream } from '../compiler/ir/init';
+import { interpret } from '../compiler/ir/interpret';
+import { OPS, type OpName } from '../compiler/ir/ops';
+import { elementCount, type Shape } from '../compiler/ir/types';
+import { loadPlan } from '../runtime/session';
+import { releaseSharedDevice, sharedDevice } from './gpu';
+
+interface InputSpec {
+  shape: Shape;
+  /** uniform range of the random values; log and sqrt get positive ones */
+  range?: [number, number];
+}
+
+interface OpCase {
+  label: string;
+  inputs: Record<string, InputSpec>;
+  build: (g: Graph, x: Record<string, Tensor>) => Tensor;
+  /** |gpu - cpu| ≤ atol + rtol·|cpu| */
+  atol?: number;
+  rtol?: number;
+}
+
+const unaryShapes: Shape[] = [[1], [7, 13], [3, 5, 67], [1000]];
+const unary = (op: OpName, build: (g: Graph, x: Tensor) => Tensor, range?: [number, number]): OpCase[] =>
+  unaryShapes.map((shape) => ({ label: `${op} ${JSON.stringify(shape)}`, inputs: { a: { shape, range } }, build: (g, x) => build(g, x.a) }));
+
+const broadcastPairs: [Shape, Shape][] = [
+  [[7, 13], [7, 13]],
+  [[7, 13], [13]],
+  [[4, 1, 5], [3, 1]],
+  [[2, 3, 4], []],
+  [[1], [3, 33]],
+];
+const binary = (op: 'add' | 'sub' | 'mul' | 'div'): OpCase[] =>
+  broadcastPairs.map(([sa, sb]) => ({
+    label: `${op} ${JSON.stringify(sa)} ${JSON.stringify(sb)}`,
+    inputs: { a: { shape: sa }, b: { shape: sb, range: op === 'div' ? [0.5, 2] : undefined } },
+    build: (g, x) => g[op](x.a, x.b),
+  }));
+
+const reduceCases = (op: 'sum' | 'mean' | 'max'): OpCase[] =>
+  (
+    [
+      [[37], 0, false],
+      [[5, 300], 1, false],
+      [[5, 300], 0, true],
+      [[3, 4, 5], 1, false],
+      [[2, 3, 260], -1, true],
+    ] as [Shape, number, boolean][]
+  ).map(([shape, axis, keepDims]) => ({
+    label: `${op} ${JSON.stringify(shape)} axis ${axis}${keepDims ? ' keepDims' : ''}`,
+    inputs: { a: { shape } },
+    build: (g, x) => g[op](x.a, axis, { keepDims }),
+    atol: 1e-4,
+  }));
+
+const rowShapes: Shape[] = [[10], [4, 10], [3, 7, 33], [2, 513]];
+
+const cases: Record<OpName, OpCase[]> = {
+  input: [{ label: 'input passed through', inputs: { a: { shape: [3, 4] } }, build: (_g, x) => x.a }],
+  parameter: [{ label: 'parameter read back', inputs: {}, build: (g) => g.parameter('w', [5, 6], { init: { uniform: [-1, 1] } }) }],
+  constant: [{ label: 'constant added', inputs: { a: { shape: [2, 3] } }, build: (g, x) => g.add(x.a, g.constant([1, 2, 3, 4, 5, 6], [2, 3])) }],
+  add: binary('add'),
+  sub: binary('sub'),
+  mul: binary('mul'),
+  div: binary('div'),
+  biasAdd: [
+    { label: 'biasAdd [9, 17] + [17]', inputs: { a: { shape: [9, 17] }, b: { shape: [17] } }, build: (g, x) => g.biasAdd(x.a, x.b) },
+    { label: 'biasAdd [2, 3, 5] + [5]', inputs: { a: { shape: [2, 3, 5] }, b: { shape: [5] } }, build: (g, x) => g.biasAdd(x.a, x.b) },
+  ],
+  relu: unary('relu', (g, x) => g.relu(x)),
+  sigmoid: unary('sigmoid', (g, x) => g.sigmoid(x), [-20, 20]),
+  tanh: unary('tanh', (g, x) => g.tanh(x), [-20, 20]),
+  gelu: [
+    ...unary('gelu', (g, x) => g.gelu(x), [-6, 6]),
+    ...unary('gelu tanh', (g, x) => g.gelu(x, { approximate: 'tanh' }), [-6, 6]),
+  ],
+  silu: unary('silu', (g, x) => g.silu(x), [-20, 20]),
+  exp: unary('exp', (g, x) => g.exp(x), [-5, 5]),
+  log: unary('log', (g, x) => g.log(x), [0.05, 10]),
+  neg: unary('neg', (g, x) => g.neg(x)),
+  sqrt: unary('sqrt', (g, x) => g.sqrt(x), [0, 10]),
+  sum: reduceCases('sum'),
+  mean: reduceCases('mean'),
+  max: reduceCases('max'),
+  softmax: rowShapes.map((shape) => ({ label: `softmax ${JSON.stringify(shape)}`, inputs: { a: { shape, range: [-8, 8] } }, build: (g, x) => g.softmax(x.a) })),
+  logSoftmax: rowShapes.map((shape) => ({
+    label: `logSoftmax ${JSON.stringify(shape)}`,
+    inputs: { a: { shape, range: [-8, 8] } },
+    build: (g, x) => g.logSoftmax(x.a),
+  })),
+  layerNorm: rowShapes.map((shape) => ({
+    label: `layerNorm ${JSON.stringify(shape)}`,
+    inputs: { a: { shape }, gamma: { shape: [shape[shape.length - 1]] }, beta: { shape: [shape[shape.length - 1]] } },
+    build: (g, x) => g.layerNorm(x.a, x.gamma, x.beta),
+    atol: 1e-4,
+  })),
+  rmsNorm: rowShapes.map((shape) => ({
+    label: `rmsNorm ${JSON.stringify(shape)}`,
+    inputs: { a: { shape }, gamma: { shape: [shape[shape.length - 1]] } },
+    build: (g, x) => g.rmsNorm(x.a, x.gamma),
+    atol: 1e-4,
+  })),
+  reshape: [
+    { label: 'reshape [6, 4] to [2, -1] then relu', inputs: { a: { shape: [6, 4] } }, build: (g, x) => g.relu(g.reshape(x.a, [2, -1])) },
+    { label: 'reshape as an output', inputs: { a: { shape: [3, 5] } }, build: (g, x) => g.reshape(x.a, [15]) },
+  ],
+  transpose: [
+    { label: 'transpose [7, 13]', inputs: { a: { shape: [7, 13] } }, build: (g, x) => g.transpose(x.a) },
+    { label: 'transpose [2, 3, 5] perm [1, 2, 0]', inputs: { a: { shape: [2, 3, 5] } }, build: (g, x) => g.transpose(x.a, [1, 2, 0]) },
+    { label: 'transpose [4, 1, 6, 3] perm [0, 2, 1, 3]', inputs: { a: { shape: [4, 1, 6, 3] } }, build: (g, x) => g.transpose(x.a, [0, 2, 1, 3]) },
+  ],
+  concat: [
+    {
+      label: 'concat axis 0',
+      inputs: { a: { shape: [2, 5] }, b: { shape: [3, 5] } },
+      build: (g, x) => g.concat([x.a, x.b], 0),
+    },
+    {
+      label: 'concat axis 1 of three',
+      inputs: { a: { shape: [4, 1] }, b: { shape: [4, 6] }, c: { shape: [4, 2] } },
+      build: (g, x) => g.concat([x.a, x.b, x.c], 1),
+    },
+    {
+      label: 'concat axis -1 of rank 3',
+      inputs: { a: { shape: [2, 3, 5] }, b: { shape: [2, 3, 2] } },
+      build: (g, x) => g.concat([x.a, x.b], -1),
+    },
+  ],
+  matmul: (
+    [
+      [[1, 1], [1, 1]],
+      [[5, 7], [7, 3]],
+      [[64, 64], [64, 64]],
+      [[65, 130], [130, 67]],
+      [[32, 784], [784, 128]],
+      [[3, 17, 9], [3, 9, 20]],
+      [[2, 3, 17, 9], [9, 5]],
+      [[4, 1, 6, 8], [3, 8, 2]],
+    ] as [Shape, Shape][]
+  ).map(([sa, sb]) => ({
+    label: `matmul ${JSON.stringify(sa)} · ${JSON.stringify(sb)}`,
+    inputs: { a: { shape: sa }, b: { shape: sb } },
+    build: (g, x) => g.matmul(x.a, x.b),
+    // f32 sums of K products of values in [-2, 2]
+    atol: 2e-6 * sa[sa.length - 1] * 4,
+  })),
+};
+
+function randomInput(spec: InputSpec, seed: number): Float32Array {
+  const [lo, hi] = spec.range ?? [-2, 2];
+  const u = uniformStream(seed);
+  return Float32Array.from({ length: elementCount(spec.shape) }, () => lo + (hi - lo) * u());
+}
+
+afterAll(releaseSharedDevice);
+
+test('every op in the table has GPU cases', () => {
+  for (const op of Object.keys(OPS) as OpName[]) expect(cases[op]?.length, op).toBeGreaterThan(0);
+});
+
+describe.each(Object.entries(cases))('%s on the GPU equals the CPU reference', (op, opCases) => {
+  test.each(opCases.map((c) => [c.label, c] as const))('%s', async (_label, c) => {
+    const g = new Graph(`${op}_case`);
+    const x = Object.fromEntries(Object.entries(c.inputs).map(([name, spec]) => [name, g.input(name, spec.shape)]));
+    g.output('y', c.build(g, x));
+    const plan = await compileGraph(g, { seed: 7 });
+    const feeds = Object.fromEntries(Object.entries(c.inputs).map(([name, spec], k) => [name, randomInput(spec, 1000 + k)]));
+    const expected = interpret(g, feeds, plan.parameters).y;
+
+    const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
+    try {
+      const actual = (await session.run(feeds)).y;
+      expect(actual.length).toBe(expected.length);
+      const atol = c.atol ?? 1e-5;
+      const rtol = c.rtol ?? 1e-4;
+      let worst = { i: -1, excess: 0 };
+      for (let i = 0; i < expected.length; i++) {
+        const excess = Math.abs(actual[i] - expected[i]) - (atol + rtol * Math.abs(expected[i]));
+        if (!(excess <= 0) && !(excess < worst.excess) ) worst = { i, excess: Number.isNaN(excess) ? Infinity : excess };
+      }
+      if (worst.i >= 0) {
+        expect.fail(`element ${worst.i}: gpu ${actual[worst.i]} vs cpu ${expected[worst.i]} (atol ${atol}, rtol ${rtol})`);
+      }
+    } finally {
+      session.destroy();
+    }
+  });
+});
