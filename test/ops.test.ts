@@ -1,6 +1,8 @@
 // Every op of the table, compiled to a plan and run on the GPU (Dawn; llvmpipe in CI),
 // against the CPU reference interpreter on seeded random inputs: several shapes per op,
 // broadcasting, strided axes, and sizes that are not multiples of any tile or workgroup.
+import Ajv from 'ajv';
+import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { Graph, type Tensor } from '../compiler/ir/graph';
@@ -153,6 +155,10 @@ const cases: Record<OpName, OpCase[]> = {
   })),
 };
 
+const validateManifest = new Ajv({ allErrors: true }).compile(
+  JSON.parse(readFileSync(new URL('../schemas/mnplan.schema.json', import.meta.url), 'utf8')),
+);
+
 function randomInput(spec: InputSpec, seed: number): Float32Array {
   const [lo, hi] = spec.range ?? [-2, 2];
   const u = uniformStream(seed);
@@ -171,6 +177,7 @@ describe.each(Object.entries(cases))('%s on the GPU equals the CPU reference', (
     const x = Object.fromEntries(Object.entries(c.inputs).map(([name, spec]) => [name, g.input(name, spec.shape)]));
     g.output('y', c.build(g, x));
     const plan = await compileGraph(g, { seed: 7 });
+    expect(validateManifest(plan.manifest), JSON.stringify(validateManifest.errors)).toBe(true);
     const feeds = Object.fromEntries(Object.entries(c.inputs).map(([name, spec], k) => [name, randomInput(spec, 1000 + k)]));
     const expected = interpret(g, feeds, plan.parameters).y;
 

@@ -1,0 +1,84 @@
+// The compiler's own guarantees, without a GPU: byte-identical plans for the same model and
+// seed, manifests that satisfy schemas/mnplan.schema.json, a naga translation for every
+// target, and naga's formatted report (with the op) when a generated module is invalid.
+import Ajv from 'ajv';
+import { readFileSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import { compileGraph } from '../compiler/compile';
+import { CompileError } from '../compiler/ir/errors';
+import { Graph } from '../compiler/ir/graph';
+import { lowerGraph } from '../compiler/lower';
+import { validateKernel } from '../compiler/validate/naga';
+import { readBundle } from '../runtime/bundle';
+
+const schema = JSON.parse(readFileSync(new URL('../schemas/mnplan.schema.json', import.meta.url), 'utf8'));
+const validateManifest = new Ajv({ allErrors: true }).compile(schema);
+
+/** A graph touching every archetype: matmul, pointwise with broadcast, axis, layout, piecewise. */
+function sampleGraph(): Graph {
+  const g = new Graph('sample');
+  const x = g.input('x', [6, 20]);
+  const w = g.parameter('w', [20, 12]);
+  const b = g.parameter('b', [12], { init: { normal: 0.1 } });
+  const h = g.gelu(g.biasAdd(g.matmul(x, w), b));
+  const n = g.layerNorm(h, g.parameter('gamma', [12], { init: 'ones' }), g.parameter('beta', [12]));
+  const t = g.concat([g.transpose(n), g.reshape(g.mean(h, 0, { keepDims: true }), [12, 1])], 1);
+  g.output('probs', g.softmax(n));
+  g.output('stats', t);
+  g.output('scaled', g.mul(x, 0.5));
+  return g;
+}
+
+describe('compileGraph', () => {
+  test('the same model and seed give byte-identical plans; another seed changes only weights', async () => {
+    const a = await compileGraph(sampleGraph(), { seed: 3 });
+    const b = await compileGraph(sampleGraph(), { seed: 3 });
+    expect(Buffer.from(a.bundle).equals(Buffer.from(b.bundle))).toBe(true);
+    const c = await compileGraph(sampleGraph(), { seed: 4 });
+    expect(Buffer.from(a.bundle).equals(Buffer.from(c.bundle))).toBe(false);
+    const shaders = (m: typeof a.manifest) => m.sections.filter((s) => s.name.startsWith('kernels/')).map((s) => s.sha256);
+    expect(shaders(c.manifest)).toEqual(shaders(a.manifest));
+  });
+
+  test('written manifests satisfy mnplan.schema.json and read back', async () => {
+    const plan = await compileGraph(sampleGraph(), { source: 'test/compile.test.ts#sample' });
+    const ok = validateManifest(plan.manifest);
+    expect(validateManifest.errors ?? [], JSON.stringify(validateManifest.errors)).toEqual([]);
+    expect(ok).toBe(true);
+    const read = await readBundle(plan.bundle);
+    expect(read.manifest).toEqual(plan.manifest);
+  });
+
+  test('every kernel carries its WGSL and naga SPIR-V, MSL and HLSL translations', async () => {
+    const plan = await compileGraph(sampleGraph());
+    const read = await readBundle(plan.bundle);
+    expect(plan.manifest.kernels.length).toBeGreaterThanOrEqual(6);
+    for (const kernel of plan.manifest.kernels) {
+      const [variant] = kernel.variants;
+      expect(read.text(variant.wgsl)).toContain(`// mnc kernel ${kernel.name}`);
+      const spirv = read.section(variant.translations.spirv!);
+      expect(new DataView(spirv.buffer, spirv.byteOffset).getUint32(0, true)).toBe(0x07230203); // SPIR-V magic
+      expect(read.text(variant.translations.msl!)).toContain('kernel void');
+      expect(read.text(variant.translations.hlsl!)).toContain('[numthreads(');
+    }
+  });
+
+  test('a generated module naga refuses fails the compile with its report and the op', () => {
+    const g = new Graph('broken');
+    g.output('y', g.relu(g.input('x', [4])));
+    const [step] = lowerGraph(g).steps;
+    const broken = { ...step.kernel, wgsl: step.kernel.wgsl.replace('max(x0, 0.0)', 'max(x0, 0u)') };
+    let error: unknown;
+    try {
+      validateKernel(broken, { op: 'relu', node: 'relu_1' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(CompileError);
+    const e = error as CompileError;
+    expect(e.kind).toBe('validation');
+    expect(e.op).toBe('relu');
+    expect(e.message).toContain("relu node 'relu_1'");
+    expect(e.format()).toMatch(/relu_4\.wgsl:\d+:\d+/); // naga's report, pointing into the kernel
+  });
+});
