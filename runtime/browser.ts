@@ -1,0 +1,7 @@
+// The runtime's browser entry (bundled into dist/mnrt.browser.mjs): read and run .mnplan
+// bundles on a device from navigator.gpu. Same API as runtime/index.ts minus the Node host.
+export { readBundle, type PlanBundle } from './bundle';
+export { PlanError, isPlanError, type PlanErrorKind } from './errors';
+export { loadPlan, type LoadOptions, type Session, type TensorData } from './session';
+export { requestBrowserDevice, type BrowserDeviceOptions, type BrowserGPU } from './hosts/browser';
+export type { Manifest, TensorBinding } from '../schemas/manifest';

@@ -1,0 +1,115 @@
+// Gets a GPUDevice in Node from the `webgpu` package (Dawn): picks a backend, requests the
+// adapter's real compute limits and the optional features plans can use, and keeps Dawn's
+// instance objects alive for as long as the device is in use (see HostContext below).
+import { PlanError } from '../errors';
+import { requestedDeviceDescriptor } from './limits';
+
+export type NodeBackend = 'auto' | 'vulkan' | 'opengl' | 'metal' | 'd3d12';
+const BACKENDS: NodeBackend[] = ['auto', 'vulkan', 'opengl', 'metal', 'd3d12'];
+
+export interface NodeDeviceOptions {
+  /** default: env MNRT_BACKEND, else 'auto' (the platform's native API, then OpenGL compatibility) */
+  backend?: NodeBackend;
+  powerPreference?: GPUPowerPreference;
+}
+
+export interface NodeGPU {
+  device: GPUDevice;
+  adapter: GPUAdapter;
+  /** the backend that gave the adapter */
+  backend: Exclude<NodeBackend, 'auto'>;
+  /** Destroys the device, then lets Dawn's instance go once the device reports it is lost. */
+  destroy(): Promise<void>;
+}
+
+type WebGPUModule = typeof import('webgpu');
+let webgpuModule: Promise<WebGPUModule> | undefined;
+
+// Loaded on first use, so importing the runtime (e.g. only to read a bundle) never loads the native addon.
+function loadWebGPU(): Promise<WebGPUModule> {
+  webgpuModule ??= import('webgpu').then((module) => {
+    // GPUBufferUsage, GPUMapMode, ... as in a browser, for code that uses the global names.
+    Object.assign(globalThis, module.globals);
+    return module;
+  });
+  return webgpuModule;
+}
+
+/**
+ * Why this exists: dawn.node frees its Dawn instance when V8 garbage-collects the object
+ * `create()` returned, even while the device made from it is alive and the event pump still
+ * uses the instance; the process then dies in ProcessEvents (std::system_error, futex errors,
+ * segfaults). So every `create()` result (a failed attempt's too) and the device live in one
+ * context held by the module-level `liveHosts` set until destroy() removes it there.
+ */
+interface HostContext {
+  instances: GPU[];
+  device?: GPUDevice;
+}
+const liveHosts = new Set<HostContext>();
+
+function nativeBackend(): 'vulkan' | 'metal' | 'd3d12' {
+  if (process.platform === 'darwin') return 'metal';
+  if (process.platform === 'win32') return 'd3d12';
+  return 'vulkan';
+}
+
+export async function requestNodeDevice(options: NodeDeviceOptions = {}): Promise<NodeGPU> {
+  const requested = options.backend ?? (process.env.MNRT_BACKEND as NodeBackend | undefined) ?? 'auto';
+  if (!BACKENDS.includes(requested)) {
+    throw new PlanError('no-device', `unknown WebGPU backend "${requested}" (from ${options.backend ? 'options' : 'MNRT_BACKEND'}); use one of ${BACKENDS.join(', ')}`);
+  }
+  const { create } = await loadWebGPU();
+  const context: HostContext = { instances: [] };
+  liveHosts.add(context);
+
+  const tryBackend = async (backend: Exclude<NodeBackend, 'auto'>): Promise<GPUAdapter | null> => {
+    // OpenGL on a machine without a display needs EGL's surfaceless platform.
+    if (backend === 'opengl') process.env.EGL_PLATFORM ??= 'surfaceless';
+    const instance = create([`backend=${backend}`]);
+    context.instances.push(instance);
+    const adapterOptions: GPURequestAdapterOptions = { powerPreference: options.powerPreference };
+    // Dawn's OpenGL backend only offers WebGPU compatibility mode.
+    if (backend === 'opengl') adapterOptions.featureLevel = 'compatibility';
+    return instance.requestAdapter(adapterOptions).catch(() => null);
+  };
+
+  const attempts: Exclude<NodeBackend, 'auto'>[] = requested === 'auto' ? [nativeBackend(), 'opengl'] : [requested];
+  try {
+    for (const backend of attempts) {
+      const adapter = await tryBackend(backend);
+      if (!adapter) continue;
+      const device = await adapter.requestDevice(requestedDeviceDescriptor(adapter, 'mnrt (node)'));
+      context.device = device;
+      return {
+        device,
+        adapter,
+        backend,
+        destroy: () => releaseHost(context),
+      };
+    }
+  } catch (error) {
+    await releaseHost(context);
+    throw new PlanError('no-device', `could not create a WebGPU device: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
+  await releaseHost(context);
+  throw new PlanError(
+    'no-device',
+    `no WebGPU adapter found (tried ${attempts.join(', ')}); on Linux without a GPU install Mesa (llvmpipe) and use backend 'opengl' ` +
+      `(MNRT_BACKEND=opengl)`,
+  );
+}
+
+async function releaseHost(context: HostContext): Promise<void> {
+  if (!liveHosts.has(context)) return;
+  const { device } = context;
+  if (device) {
+    device.destroy();
+    // Wait until Dawn has processed the loss, so no pending event still needs the instance;
+    // bounded, in case a backend never resolves `lost`.
+    await Promise.race([device.lost, new Promise((resolve) => setTimeout(resolve, 1000))]);
+  }
+  context.device = undefined;
+  context.instances.length = 0;
+  liveHosts.delete(context);
+}

@@ -1,0 +1,7 @@
+// The runtime's Node entry: read and run .mnplan bundles, with a Dawn-backed device from the
+// `webgpu` package. runtime/browser.ts is the same API for browsers.
+export { readBundle, type PlanBundle } from './bundle';
+export { PlanError, isPlanError, type PlanErrorKind } from './errors';
+export { loadPlan, type LoadOptions, type Session, type TensorData } from './session';
+export { requestNodeDevice, type NodeBackend, type NodeDeviceOptions, type NodeGPU } from './hosts/node';
+export type { Manifest, TensorBinding } from '../schemas/manifest';

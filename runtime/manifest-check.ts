@@ -1,0 +1,191 @@
+// Structural check of a parsed manifest, done before the runtime trusts any of it: types of
+// the fields it reads, every section/buffer/kernel reference in range, every section inside
+// the data area. Unknown extra fields are ignored so that optional additions stay readable.
+import { MNPLAN_SECTION_ALIGNMENT, type DType, type Manifest } from '../schemas/manifest';
+import { PlanError } from './errors';
+
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
+const BUFFER_ROLES = ['input', 'output', 'parameter', 'constant', 'intermediate'];
+const ACCESS_MODES = ['read', 'read_write'];
+const VALIDATORS = ['naga', 'dawn'];
+const TRANSLATION_TARGETS = ['spirv', 'msl', 'hlsl'];
+const REQUIRED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+] as const;
+
+function fail(path: string, problem: string): never {
+  throw new PlanError('bad-manifest', `invalid manifest: ${path} ${problem}`);
+}
+
+type Obj = Record<string, unknown>;
+
+function object(value: unknown, path: string): Obj {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, 'must be an object');
+  return value as Obj;
+}
+function array(value: unknown, path: string): unknown[] {
+  if (!Array.isArray(value)) fail(path, 'must be an array');
+  return value;
+}
+function string(value: unknown, path: string): string {
+  if (typeof value !== 'string') fail(path, 'must be a string');
+  return value;
+}
+function count(value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail(path, 'must be a non-negative integer');
+  return value;
+}
+function oneOf(value: unknown, allowed: string[], path: string): string {
+  if (typeof value !== 'string' || !allowed.includes(value)) fail(path, `must be one of ${allowed.join(', ')}`);
+  return value;
+}
+function triple(value: unknown, path: string, min: number): void {
+  const items = array(value, path);
+  if (items.length !== 3) fail(path, 'must have 3 entries');
+  items.forEach((v, i) => {
+    if (count(v, `${path}[${i}]`) < min) fail(`${path}[${i}]`, `must be at least ${min}`);
+  });
+}
+function shape(value: unknown, path: string): number {
+  return array(value, path).reduce<number>((n, d, i) => n * count(d, `${path}[${i}]`), 1);
+}
+
+/**
+ * Returns `value` typed as a Manifest once it is safe to use, else throws
+ * PlanError('bad-manifest') naming the offending field by path.
+ * `dataLength` is the size of the data area the sections must fit in.
+ */
+export function checkManifest(value: unknown, formatVersion: number, dataLength: number): Manifest {
+  const m = object(value, 'manifest');
+  if (m.format !== 'mnplan') fail('format', 'must be "mnplan"');
+  if (m.formatVersion !== formatVersion) fail('formatVersion', `is ${String(m.formatVersion)} but the header says ${formatVersion}`);
+  object(m.generator, 'generator');
+  string(object(m.model, 'model').name, 'model.name');
+  const limits = object(m.requiredLimits, 'requiredLimits');
+  for (const name of REQUIRED_LIMITS) count(limits[name], `requiredLimits.${name}`);
+
+  const sectionLength = new Map<string, number>();
+  array(m.sections, 'sections').forEach((raw, i) => {
+    const path = `sections[${i}]`;
+    const s = object(raw, path);
+    const name = string(s.name, `${path}.name`);
+    const offset = count(s.offset, `${path}.offset`);
+    const length = count(s.length, `${path}.length`);
+    if (sectionLength.has(name)) fail(`${path}.name`, `"${name}" is listed twice`);
+    if (offset % MNPLAN_SECTION_ALIGNMENT !== 0) fail(`${path}.offset`, `(${offset}) is not a multiple of ${MNPLAN_SECTION_ALIGNMENT}`);
+    if (offset + length > dataLength) {
+      fail(path, `("${name}", bytes ${offset}..${offset + length}) lies outside the ${dataLength}-byte data area`);
+    }
+    if (typeof s.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(s.sha256)) fail(`${path}.sha256`, 'must be 64 lowercase hex digits');
+    sectionLength.set(name, length);
+  });
+  const section = (name: unknown, path: string): number => {
+    const length = sectionLength.get(string(name, path));
+    if (length === undefined) fail(path, `names section "${String(name)}", which the manifest does not list`);
+    return length;
+  };
+
+  const bufferBytes = new Map<number, number>();
+  array(m.buffers, 'buffers').forEach((raw, i) => {
+    const path = `buffers[${i}]`;
+    const b = object(raw, path);
+    const id = count(b.id, `${path}.id`);
+    if (bufferBytes.has(id)) fail(`${path}.id`, `${id} is used by two buffers`);
+    string(b.name, `${path}.name`);
+    oneOf(b.role, BUFFER_ROLES, `${path}.role`);
+    const byteLength = count(b.byteLength, `${path}.byteLength`);
+    oneOf(b.dtype, Object.keys(DTYPE_BYTES), `${path}.dtype`);
+    shape(b.shape, `${path}.shape`);
+    if (b.init !== undefined) {
+      const init = object(b.init, `${path}.init`);
+      const length = section(init.section, `${path}.init.section`);
+      const start = count(init.offset, `${path}.init.offset`);
+      const size = count(init.length, `${path}.init.length`);
+      if (start + size > length) fail(`${path}.init`, `(bytes ${start}..${start + size}) lies outside section "${String(init.section)}" (${length} bytes)`);
+      if (size > byteLength) fail(`${path}.init.length`, `(${size}) exceeds the buffer's byteLength (${byteLength})`);
+    }
+    bufferBytes.set(id, byteLength);
+  });
+  const buffer = (id: unknown, path: string): number => {
+    const bytes = bufferBytes.get(count(id, path));
+    if (bytes === undefined) fail(path, `names buffer ${String(id)}, which the manifest does not list`);
+    return bytes;
+  };
+
+  const kernels = array(m.kernels, 'kernels').map((raw, i) => {
+    const path = `kernels[${i}]`;
+    const k = object(raw, path);
+    string(k.name, `${path}.name`);
+    array(k.ops, `${path}.ops`).forEach((op, j) => string(op, `${path}.ops[${j}]`));
+    string(k.entryPoint, `${path}.entryPoint`);
+    triple(k.workgroupSize, `${path}.workgroupSize`, 1);
+    const bindingNumbers = new Set<number>();
+    const access = array(k.bindings, `${path}.bindings`).map((rawBinding, j) => {
+      const b = object(rawBinding, `${path}.bindings[${j}]`);
+      const n = count(b.binding, `${path}.bindings[${j}].binding`);
+      if (bindingNumbers.has(n)) fail(`${path}.bindings[${j}].binding`, `${n} appears twice`);
+      bindingNumbers.add(n);
+      return oneOf(b.access, ACCESS_MODES, `${path}.bindings[${j}].access`);
+    });
+    const variants = array(k.variants, `${path}.variants`);
+    if (variants.length === 0) fail(`${path}.variants`, 'must not be empty');
+    variants.forEach((rawVariant, j) => {
+      const vpath = `${path}.variants[${j}]`;
+      const v = object(rawVariant, vpath);
+      array(v.features, `${vpath}.features`).forEach((f, n) => string(f, `${vpath}.features[${n}]`));
+      section(v.wgsl, `${vpath}.wgsl`);
+      for (const [target, name] of Object.entries(object(v.translations, `${vpath}.translations`))) {
+        oneOf(target, TRANSLATION_TARGETS, `${vpath}.translations key`);
+        section(name, `${vpath}.translations.${target}`);
+      }
+      oneOf(v.validatedBy, VALIDATORS, `${vpath}.validatedBy`);
+    });
+    return access;
+  });
+
+  for (const [entryName, rawEntry] of Object.entries(object(m.entryPoints, 'entryPoints'))) {
+    const path = `entryPoints.${entryName}`;
+    const entry = object(rawEntry, path);
+    for (const side of ['inputs', 'outputs'] as const) {
+      const names = new Set<string>();
+      array(entry[side], `${path}.${side}`).forEach((raw, i) => {
+        const tpath = `${path}.${side}[${i}]`;
+        const t = object(raw, tpath);
+        const name = string(t.name, `${tpath}.name`);
+        if (names.has(name)) fail(`${tpath}.name`, `"${name}" appears twice`);
+        names.add(name);
+        const bytes = buffer(t.buffer, `${tpath}.buffer`);
+        const dtype = oneOf(t.dtype, Object.keys(DTYPE_BYTES), `${tpath}.dtype`) as DType;
+        const needed = shape(t.shape, `${tpath}.shape`) * DTYPE_BYTES[dtype];
+        if (needed > bytes) fail(tpath, `("${name}") needs ${needed} bytes but buffer ${String(t.buffer)} has ${bytes}`);
+      });
+    }
+    array(entry.dispatches, `${path}.dispatches`).forEach((raw, i) => {
+      const dpath = `${path}.dispatches[${i}]`;
+      const d = object(raw, dpath);
+      const kernel = count(d.kernel, `${dpath}.kernel`);
+      if (kernel >= kernels.length) fail(`${dpath}.kernel`, `(${kernel}) is out of range: there are ${kernels.length} kernels`);
+      const access = kernels[kernel];
+      const ids = array(d.buffers, `${dpath}.buffers`);
+      if (ids.length !== access.length) fail(`${dpath}.buffers`, `has ${ids.length} entries but kernel ${kernel} has ${access.length} bindings`);
+      // WebGPU refuses a buffer bound twice in one dispatch when either binding writes it.
+      const written = new Set<number>();
+      const bound = new Set<number>();
+      ids.forEach((id, j) => {
+        buffer(id, `${dpath}.buffers[${j}]`);
+        const n = id as number;
+        if (written.has(n) || (access[j] === 'read_write' && bound.has(n))) {
+          fail(`${dpath}.buffers`, `binds buffer ${n} twice with write access, which WebGPU forbids`);
+        }
+        bound.add(n);
+        if (access[j] === 'read_write') written.add(n);
+      });
+      triple(d.workgroups, `${dpath}.workgroups`, 0);
+      string(d.node, `${dpath}.node`);
+    });
+  }
+  return m as unknown as Manifest;
+}

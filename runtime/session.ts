@@ -1,0 +1,431 @@
+// A loaded plan on one GPUDevice: buffers, pipelines, bind groups and staging buffers are
+// created once in loadPlan; run() only writes inputs, encodes the fixed dispatch list in one
+// compute pass, submits once and reads outputs back. No compiling or planning happens here.
+import type { DType, EntryPoint, KernelDesc, KernelVariant, Manifest, TensorBinding } from '../schemas/manifest';
+import { readBundle, type PlanBundle } from './bundle';
+import { PlanError } from './errors';
+import { DTYPE_BYTES } from './manifest-check';
+
+// WebGPU's flag values, spelled out so the runtime needs no GPUBufferUsage global (Node has
+// none until the webgpu package's globals are installed).
+const BUFFER_MAP_READ = 0x1;
+const BUFFER_COPY_SRC = 0x4;
+const BUFFER_COPY_DST = 0x8;
+const BUFFER_STORAGE = 0x80;
+const STAGE_COMPUTE = 0x4;
+const MAP_MODE_READ = 0x1;
+
+export interface LoadOptions {
+  /** prefix for GPU object labels, so WebGPU errors and captures name this plan */
+  label?: string;
+}
+
+/** What run() accepts per input: Float32Array always; Int32Array/Uint32Array also for integer inputs. */
+export type TensorData = Float32Array | Int32Array | Uint32Array;
+
+export interface Session {
+  readonly manifest: Manifest;
+  /** inputs of entry point 'run' (or of the only/first entry point when there is no 'run') */
+  readonly inputs: TensorBinding[];
+  /** outputs of the same entry point */
+  readonly outputs: TensorBinding[];
+  /**
+   * Runs one entry point. Outputs come back as fresh Float32Arrays whatever the buffer's
+   * dtype (f16 is widened, i32/u32 converted by value); inputs are converted the other way.
+   * Calls are serialized: a second run starts when the first has read its outputs.
+   */
+  run(inputs: Record<string, TensorData>, entry?: string): Promise<Record<string, Float32Array>>;
+  /** Frees the GPU buffers (after an in-flight run finishes); later calls throw PlanError('destroyed'). */
+  destroy(): void;
+}
+
+interface LoadedEntry {
+  name: string;
+  desc: EntryPoint;
+  commands: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; workgroups: [number, number, number] }[];
+  /** one staging buffer per distinct output buffer id */
+  staging: Map<number, GPUBuffer>;
+}
+
+/** The first error of a validation scope and an out-of-memory scope, popped in that order. */
+function scopeError(validation: GPUError | null, oom: GPUError | null) {
+  if (validation) return { kind: 'validation' as const, message: validation.message };
+  if (oom) return { kind: 'out-of-memory' as const, message: oom.message };
+  return undefined;
+}
+
+const paddedSize = (byteLength: number) => Math.max(4, Math.ceil(byteLength / 4) * 4);
+const elementCount = (shape: number[]) => shape.reduce((n, d) => n * d, 1);
+const describe = (t: TensorBinding) => `${t.dtype}[${t.shape.join(', ')}] (${elementCount(t.shape)} elements)`;
+
+export async function loadPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOptions = {}): Promise<Session> {
+  const bundle = await readBundle(bytes);
+  const { manifest } = bundle;
+  const label = options.label ?? manifest.model.name;
+  checkLimits(manifest, device);
+  const variants = manifest.kernels.map((kernel) => chooseVariant(kernel, device));
+
+  const created: GPUBuffer[] = [];
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let scopesOpen = true;
+  const popScopes = async () => {
+    scopesOpen = false;
+    const validation = await device.popErrorScope();
+    const oom = await device.popErrorScope();
+    return scopeError(validation, oom);
+  };
+  try {
+    const buffers = createBuffers(bundle, device, label, created);
+    const { pipelines, layouts } = await createPipelines(bundle, variants, device, label);
+    const entries = new Map<string, LoadedEntry>();
+    for (const [name, desc] of Object.entries(manifest.entryPoints)) {
+      entries.set(name, loadEntry(name, desc, manifest, buffers, pipelines, layouts, device, label, created));
+    }
+    const error = await popScopes();
+    if (error) throw new PlanError(error.kind, `WebGPU reported an error while loading plan "${label}": ${error.message}`);
+    return new PlanSession(manifest, device, buffers, entries, created);
+  } catch (error) {
+    if (scopesOpen) await popScopes().catch(() => null);
+    for (const buffer of created) buffer.destroy();
+    throw error;
+  }
+}
+
+function checkLimits(manifest: Manifest, device: GPUDevice): void {
+  const limits = device.limits as unknown as Record<string, number | undefined>;
+  const need = (limit: string, value: number, why: string) => {
+    const offered = limits[limit];
+    if (offered !== undefined && offered < value) {
+      throw new PlanError(
+        'device-limits',
+        `plan "${manifest.model.name}" needs ${limit} >= ${value} (${why}); this device offers ${offered}. ` +
+          `Request the adapter's full limits when creating the device, or use a larger GPU.`,
+      );
+    }
+  };
+  for (const [limit, value] of Object.entries(manifest.requiredLimits)) need(limit, value, 'required by the plan');
+  for (const buffer of manifest.buffers) {
+    const why = `buffer "${buffer.name}" is ${buffer.byteLength} bytes`;
+    need('maxBufferSize', paddedSize(buffer.byteLength), why);
+    need('maxStorageBufferBindingSize', paddedSize(buffer.byteLength), why);
+  }
+  for (const kernel of manifest.kernels) {
+    need('maxStorageBuffersPerShaderStage', kernel.bindings.length, `kernel "${kernel.name}" binds ${kernel.bindings.length} buffers`);
+    const [x, y, z] = kernel.workgroupSize;
+    need('maxComputeInvocationsPerWorkgroup', x * y * z, `kernel "${kernel.name}" has workgroup size ${x}x${y}x${z}`);
+  }
+  for (const [entry, { dispatches }] of Object.entries(manifest.entryPoints)) {
+    for (const d of dispatches) {
+      need('maxComputeWorkgroupsPerDimension', Math.max(...d.workgroups), `dispatch "${d.node}" of entry "${entry}" uses ${d.workgroups.join('x')} workgroups`);
+    }
+  }
+}
+
+function chooseVariant(kernel: KernelDesc, device: GPUDevice): KernelVariant {
+  const variant = kernel.variants.find((v) => v.features.every((f) => device.features.has(f)));
+  if (!variant) {
+    const wanted = kernel.variants.map((v) => `[${v.features.join(', ')}]`).join(' or ');
+    throw new PlanError(
+      'missing-feature',
+      `kernel "${kernel.name}" has no variant this device can run: it needs features ${wanted}; the device offers [${[...device.features].join(', ')}]`,
+    );
+  }
+  return variant;
+}
+
+function createBuffers(bundle: PlanBundle, device: GPUDevice, label: string, created: GPUBuffer[]): Map<number, GPUBuffer> {
+  const buffers = new Map<number, GPUBuffer>();
+  for (const desc of bundle.manifest.buffers) {
+    const size = paddedSize(desc.byteLength);
+    const buffer = device.createBuffer({ label: `${label}/${desc.name}`, size, usage: BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC });
+    created.push(buffer);
+    buffers.set(desc.id, buffer);
+    if (desc.init && desc.init.length > 0) {
+      const slice = bundle.section(desc.init.section).subarray(desc.init.offset, desc.init.offset + desc.init.length);
+      // writeBuffer wants a multiple of 4 bytes; odd-sized f16 data gets zero padding.
+      const data = slice.length % 4 === 0 ? slice : padTo4(slice);
+      device.queue.writeBuffer(buffer, 0, data);
+    }
+  }
+  return buffers;
+}
+
+function padTo4(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const padded = new Uint8Array(Math.ceil(bytes.length / 4) * 4);
+  padded.set(bytes);
+  return padded;
+}
+
+async function createPipelines(bundle: PlanBundle, variants: KernelVariant[], device: GPUDevice, label: string) {
+  const modules = new Map<string, GPUShaderModule>();
+  const moduleFor = (section: string) => {
+    let module = modules.get(section);
+    if (!module) {
+      module = device.createShaderModule({ label: `${label}/${section}`, code: bundle.text(section) });
+      modules.set(section, module);
+    }
+    return module;
+  };
+  const layouts = bundle.manifest.kernels.map((kernel) =>
+    device.createBindGroupLayout({
+      label: `${label}/${kernel.name}`,
+      entries: kernel.bindings.map((b) => ({
+        binding: b.binding,
+        visibility: STAGE_COMPUTE,
+        buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' },
+      })),
+    }),
+  );
+  // All pipelines compile in parallel; allSettled so one failure can name every failing kernel.
+  const results = await Promise.allSettled(
+    bundle.manifest.kernels.map((kernel, k) =>
+      device.createComputePipelineAsync({
+        label: `${label}/${kernel.name}`,
+        layout: device.createPipelineLayout({ label: `${label}/${kernel.name}`, bindGroupLayouts: [layouts[k]] }),
+        compute: { module: moduleFor(variants[k].wgsl), entryPoint: kernel.entryPoint },
+      }),
+    ),
+  );
+  const failures: string[] = [];
+  for (const [k, result] of results.entries()) {
+    if (result.status === 'fulfilled') continue;
+    const kernel = bundle.manifest.kernels[k];
+    const info = await moduleFor(variants[k].wgsl).getCompilationInfo().catch(() => undefined);
+    const messages = (info?.messages ?? []).map((m) => `  ${m.type} at ${m.lineNum}:${m.linePos}: ${m.message}`);
+    const reason = (result.reason instanceof Error ? result.reason.message : String(result.reason)).trim();
+    failures.push(`kernel "${kernel.name}" (WGSL section "${variants[k].wgsl}", entry point "${kernel.entryPoint}"): ${reason}${messages.length ? '\n' + messages.join('\n') : ''}`);
+  }
+  if (failures.length > 0) {
+    throw new PlanError('pipeline', `${failures.length} compute pipeline(s) failed to build:\n${failures.join('\n')}`);
+  }
+  const pipelines = results.map((r) => (r as PromiseFulfilledResult<GPUComputePipeline>).value);
+  return { pipelines, layouts };
+}
+
+function loadEntry(
+  name: string,
+  desc: EntryPoint,
+  manifest: Manifest,
+  buffers: Map<number, GPUBuffer>,
+  pipelines: GPUComputePipeline[],
+  layouts: GPUBindGroupLayout[],
+  device: GPUDevice,
+  label: string,
+  created: GPUBuffer[],
+): LoadedEntry {
+  const commands = desc.dispatches.map((d, i) => {
+    const kernel = manifest.kernels[d.kernel];
+    const bindGroup = device.createBindGroup({
+      label: `${label}/${name}/${i}:${d.node}`,
+      layout: layouts[d.kernel],
+      entries: kernel.bindings.map((b, j) => ({ binding: b.binding, resource: { buffer: buffers.get(d.buffers[j])! } })),
+    });
+    return { pipeline: pipelines[d.kernel], bindGroup, workgroups: d.workgroups };
+  });
+  const staging = new Map<number, GPUBuffer>();
+  for (const output of desc.outputs) {
+    if (staging.has(output.buffer)) continue;
+    const buffer = device.createBuffer({
+      label: `${label}/${name}/staging:${output.name}`,
+      size: buffers.get(output.buffer)!.size,
+      usage: BUFFER_MAP_READ | BUFFER_COPY_DST,
+    });
+    created.push(buffer);
+    staging.set(output.buffer, buffer);
+  }
+  return { name, desc, commands, staging };
+}
+
+class PlanSession implements Session {
+  readonly inputs: TensorBinding[];
+  readonly outputs: TensorBinding[];
+  private destroyed = false;
+  private inFlight = 0;
+  /** the previous run, settled or not; each run waits for it because staging buffers are shared */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly manifest: Manifest,
+    private readonly device: GPUDevice,
+    private readonly buffers: Map<number, GPUBuffer>,
+    private readonly entries: Map<string, LoadedEntry>,
+    private readonly created: GPUBuffer[],
+  ) {
+    const main = entries.get('run') ?? entries.values().next().value;
+    this.inputs = main?.desc.inputs ?? [];
+    this.outputs = main?.desc.outputs ?? [];
+  }
+
+  run(inputs: Record<string, TensorData>, entry = 'run'): Promise<Record<string, Float32Array>> {
+    let uploads: [GPUBuffer, Uint8Array<ArrayBuffer>][];
+    let loaded: LoadedEntry;
+    try {
+      this.assertAlive();
+      loaded = this.entry(entry);
+      uploads = this.prepareInputs(loaded, inputs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.inFlight++;
+    const result = this.chain.then(() => this.execute(loaded, uploads));
+    this.chain = result.catch(() => undefined).finally(() => {
+      if (--this.inFlight === 0 && this.destroyed) this.free();
+    });
+    return result;
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.inFlight === 0) this.free();
+  }
+
+  private free(): void {
+    for (const buffer of this.created) buffer.destroy();
+    this.created.length = 0;
+  }
+
+  private assertAlive(): void {
+    if (this.destroyed) throw new PlanError('destroyed', `session for plan "${this.manifest.model.name}" was destroyed; load the plan again`);
+  }
+
+  private entry(name: string): LoadedEntry {
+    const loaded = this.entries.get(name);
+    if (!loaded) {
+      throw new PlanError('bad-input', `plan "${this.manifest.model.name}" has no entry point "${name}" (it has: ${[...this.entries.keys()].join(', ') || 'none'})`);
+    }
+    return loaded;
+  }
+
+  /** Checks every input before anything is written, and converts each to its buffer's bytes. */
+  private prepareInputs(loaded: LoadedEntry, inputs: Record<string, TensorData>): [GPUBuffer, Uint8Array<ArrayBuffer>][] {
+    if (typeof inputs !== 'object' || inputs === null) throw new PlanError('bad-input', `run("${loaded.name}") expects an object mapping input names to typed arrays`);
+    const expected = new Map(loaded.desc.inputs.map((t) => [t.name, t]));
+    for (const name of Object.keys(inputs)) {
+      if (!expected.has(name)) {
+        throw new PlanError('bad-input', `unknown input "${name}" for entry "${loaded.name}"; its inputs are: ${[...expected.keys()].join(', ') || 'none'}`);
+      }
+    }
+    return loaded.desc.inputs.map((binding) => {
+      const data = inputs[binding.name];
+      if (data === undefined) throw new PlanError('bad-input', `missing input "${binding.name}" for entry "${loaded.name}": expected ${describe(binding)}`);
+      const integer = binding.dtype === 'i32' || binding.dtype === 'u32';
+      const typeOk = data instanceof Float32Array || (integer && (data instanceof Int32Array || data instanceof Uint32Array));
+      if (!typeOk) {
+        const got = (data as object | null)?.constructor?.name ?? typeof data;
+        throw new PlanError('bad-input', `input "${binding.name}" must be a ${integer ? 'Float32Array, Int32Array or Uint32Array' : 'Float32Array'}, got ${got}`);
+      }
+      if (data.length !== elementCount(binding.shape)) {
+        throw new PlanError('bad-input', `input "${binding.name}" has ${data.length} elements; expected ${describe(binding)}`);
+      }
+      return [this.buffers.get(binding.buffer)!, toBufferBytes(data, binding.dtype)];
+    });
+  }
+
+  private async execute(loaded: LoadedEntry, uploads: [GPUBuffer, Uint8Array<ArrayBuffer>][]): Promise<Record<string, Float32Array>> {
+    this.assertAlive();
+    const { device } = this;
+    device.pushErrorScope('out-of-memory');
+    device.pushErrorScope('validation');
+    for (const [buffer, bytes] of uploads) device.queue.writeBuffer(buffer, 0, bytes);
+    const encoder = device.createCommandEncoder({ label: `${this.manifest.model.name}/${loaded.name}` });
+    const pass = encoder.beginComputePass();
+    for (const { pipeline, bindGroup, workgroups } of loaded.commands) {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+    }
+    pass.end();
+    for (const [id, staging] of loaded.staging) encoder.copyBufferToBuffer(this.buffers.get(id)!, 0, staging, 0, staging.size);
+    device.queue.submit([encoder.finish()]);
+    const validation = device.popErrorScope();
+    const oom = device.popErrorScope();
+
+    const staged = [...loaded.staging.values()];
+    const mapped = await Promise.allSettled(staged.map((b) => b.mapAsync(MAP_MODE_READ)));
+    const error = scopeError(await validation, await oom);
+    const mapFailure = mapped.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    try {
+      if (error) {
+        throw new PlanError(error.kind, `WebGPU reported an error while running entry "${loaded.name}" of plan "${this.manifest.model.name}": ${error.message}`);
+      }
+      if (mapFailure) {
+        throw new PlanError('device-lost', `reading outputs of entry "${loaded.name}" failed (device lost?): ${String(mapFailure.reason?.message ?? mapFailure.reason)}`, {
+          cause: mapFailure.reason,
+        });
+      }
+      // getMappedRange may be called once per range, and outputs can share a buffer.
+      const ranges = new Map([...loaded.staging].map(([id, staging]) => [id, staging.getMappedRange()]));
+      const outputs: Record<string, Float32Array> = {};
+      for (const binding of loaded.desc.outputs) outputs[binding.name] = fromBufferBytes(ranges.get(binding.buffer)!, binding);
+      return outputs;
+    } finally {
+      for (const [i, buffer] of staged.entries()) if (mapped[i].status === 'fulfilled') buffer.unmap();
+    }
+  }
+}
+
+/** The bytes a buffer of `dtype` holds for these values (a fresh copy WebGPU may keep). */
+function toBufferBytes(data: TensorData, dtype: DType): Uint8Array<ArrayBuffer> {
+  let typed: Float32Array | Int32Array | Uint32Array | Uint16Array;
+  if (dtype === 'f32') typed = data instanceof Float32Array ? data : Float32Array.from(data);
+  else if (dtype === 'i32') typed = data instanceof Int32Array ? data : Int32Array.from(data, Math.trunc);
+  else if (dtype === 'u32') typed = data instanceof Uint32Array ? data : Uint32Array.from(data, Math.trunc);
+  else typed = Uint16Array.from(data, f32ToF16Bits);
+  const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.length * DTYPE_BYTES[dtype]);
+  return bytes.length % 4 === 0 ? (bytes as Uint8Array<ArrayBuffer>) : padTo4(bytes);
+}
+
+/** Copies an output out of a mapped staging range into a fresh Float32Array. */
+function fromBufferBytes(range: ArrayBuffer, binding: TensorBinding): Float32Array {
+  const n = elementCount(binding.shape);
+  switch (binding.dtype) {
+    case 'f32':
+      return new Float32Array(range, 0, n).slice();
+    case 'i32':
+      return Float32Array.from(new Int32Array(range, 0, n));
+    case 'u32':
+      return Float32Array.from(new Uint32Array(range, 0, n));
+    case 'f16':
+      return Float32Array.from(new Uint16Array(range, 0, n), f16BitsToF32);
+  }
+}
+
+const f32View = new Float32Array(1);
+const u32View = new Uint32Array(f32View.buffer);
+
+/** IEEE binary16 bits of `value`, rounded to nearest even (as a GPU's f16 conversion does). */
+export function f32ToF16Bits(value: number): number {
+  f32View[0] = value;
+  const x = u32View[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exponent = (x >>> 23) & 0xff;
+  let mantissa = x & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0); // inf / nan
+  const e = exponent - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow to inf
+  if (e <= 0) {
+    if (e < -10) return sign; // underflow to zero
+    mantissa |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let rounded = mantissa >>> shift;
+    const rest = mantissa & ((1 << shift) - 1);
+    if (rest > half || (rest === half && rounded & 1)) rounded++;
+    return sign | rounded;
+  }
+  let bits = (e << 10) | (mantissa >>> 13);
+  const rest = mantissa & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && bits & 1)) bits++; // may carry into the exponent, correctly
+  return sign | bits;
+}
+
+export function f16BitsToF32(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >>> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
