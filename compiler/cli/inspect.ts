@@ -1,0 +1,99 @@
+// What `mnc inspect` prints about a plan: the model, its inputs and outputs, each kernel
+// with the size of every stored shader target, the dispatch list of each entry point and
+// the buffers with their roles. Pure functions from a read bundle to text.
+import type { PlanBundle } from '../../runtime/bundle';
+import type { Manifest, ShaderTarget, TensorBinding } from '../../schemas/manifest';
+
+const TARGETS: ShaderTarget[] = ['wgsl', 'spirv', 'msl', 'hlsl'];
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / (1024 * 1024)).toFixed(2)} MiB`;
+}
+
+const tensor = (t: { dtype: string; shape: number[] }) => `${t.dtype}[${t.shape.join(', ')}]`;
+
+/** Left-aligned columns; each row is an array of cells. */
+function table(rows: string[][], indent = '  '): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => indent + row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ').trimEnd());
+}
+
+function bindings(title: string, list: TensorBinding[], manifest: Manifest): string[] {
+  if (list.length === 0) return [`${title}: none`];
+  return [`${title}:`, ...table(list.map((t) => [t.name, tensor(t), formatBytes(manifest.buffers[t.buffer]?.byteLength ?? 0), `buffer ${t.buffer}`]))];
+}
+
+/** The human-readable description of a plan. */
+export function describePlan(file: string, fileBytes: number, manifest: Manifest): string {
+  const sectionLength = new Map(manifest.sections.map((s) => [s.name, s.length]));
+  const lines: string[] = [];
+  const source = manifest.model.source ? ` (from ${manifest.model.source})` : '';
+  lines.push(`${file}: model '${manifest.model.name}'${source}, ${formatBytes(fileBytes)}`);
+  const g = manifest.generator;
+  lines.push(`generator: ${g.name} ${g.version}, naga ${g.naga}; mnplan format ${manifest.formatVersion}`);
+
+  const entries = Object.entries(manifest.entryPoints);
+  for (const [name, entry] of entries) {
+    const suffix = entries.length > 1 ? ` of '${name}'` : '';
+    lines.push('', ...bindings(`inputs${suffix}`, entry.inputs, manifest), ...bindings(`outputs${suffix}`, entry.outputs, manifest));
+  }
+
+  lines.push('', `kernels (${manifest.kernels.length}):`);
+  const kernelRows = [['#', 'name', 'ops', 'workgroup', 'features', ...TARGETS, 'checked']];
+  manifest.kernels.forEach((k, i) => {
+    k.variants.forEach((v, j) => {
+      const size = (section: string | undefined) => (section === undefined ? '-' : formatBytes(sectionLength.get(section) ?? 0));
+      kernelRows.push([
+        j === 0 ? String(i) : '',
+        j === 0 ? k.name : '',
+        j === 0 ? k.ops.join('+') : '',
+        j === 0 ? k.workgroupSize.join('x') : '',
+        v.features.length > 0 ? v.features.join(',') : '-',
+        size(v.wgsl),
+        size(v.translations.spirv),
+        size(v.translations.msl),
+        size(v.translations.hlsl),
+        v.validatedBy,
+      ]);
+    });
+  });
+  lines.push(...table(kernelRows));
+
+  for (const [name, entry] of entries) {
+    lines.push('', `dispatches of '${name}' (${entry.dispatches.length}):`);
+    lines.push(
+      ...table([
+        ['#', 'kernel', 'workgroups', 'buffers', 'node'],
+        ...entry.dispatches.map((d, i) => [String(i), manifest.kernels[d.kernel]?.name ?? `#${d.kernel}`, d.workgroups.join('x'), d.buffers.join(','), d.node]),
+      ]),
+    );
+  }
+
+  const total = manifest.buffers.reduce((n, b) => n + b.byteLength, 0);
+  lines.push('', `buffers (${manifest.buffers.length}, ${formatBytes(total)} in all):`);
+  lines.push(
+    ...table([
+      ['id', 'role', 'name', 'type', 'bytes', 'init'],
+      ...manifest.buffers.map((b) => [String(b.id), b.role, b.name, tensor(b), formatBytes(b.byteLength), b.init ? `${b.init.section}+${b.init.offset}` : '-']),
+    ]),
+  );
+  const byRole = new Map<string, number>();
+  for (const b of manifest.buffers) byRole.set(b.role, (byRole.get(b.role) ?? 0) + b.byteLength);
+  lines.push(`  total ${formatBytes(total)}: ${[...byRole].map(([role, n]) => `${role} ${formatBytes(n)}`).join(', ')}`);
+  return lines.join('\n');
+}
+
+/** Every kernel variant's WGSL, each under a comment naming the kernel. */
+export function kernelSources(bundle: PlanBundle): string {
+  const parts: string[] = [];
+  bundle.manifest.kernels.forEach((k, i) => {
+    for (const v of k.variants) {
+      const features = v.features.length > 0 ? ` [features: ${v.features.join(', ')}]` : '';
+      parts.push(`// ===== kernel ${i}: ${k.name} (${k.ops.join('+')})${features} — section ${v.wgsl}\n${bundle.text(v.wgsl).trimEnd()}\n`);
+    }
+  });
+  return parts.join('\n');
+}

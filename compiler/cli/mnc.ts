@@ -1,0 +1,204 @@
+// The `mnc` command line: compile a model file to a .mnplan, inspect a plan, run a plan on
+// a WebGPU device. The only place that prints diagnostics and sets the exit code: every
+// stage below returns values or throws CompileError/PlanError, which are printed here as
+// `file:line:col: error: message`; anything else is an internal error.
+import { Command, Option } from 'commander';
+import { basename, isAbsolute, relative } from 'node:path';
+import { isPlanError, loadPlan, readBundle, requestNodeDevice, type NodeBackend, type PlanBundle, type Session } from '../../runtime';
+import type { EntryPoint, Manifest } from '../../schemas/manifest';
+import { compileGraph } from '../compile';
+import { loadTypeScriptModel } from '../frontends/typescript';
+import { CompileError, CompileErrors } from '../ir/errors';
+import { GENERATOR } from '../plan/plan';
+import { describePlan, formatBytes, kernelSources } from './inspect';
+import { gatherInputs, previewTensor, readFileOrFail, writeFileOrFail, writeOutputs } from './tensors';
+
+/** A runtime error about a plan file, printed as `plan.mnplan: error: message`. */
+class PlanFileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly error: Error,
+  ) {
+    super(error.message);
+  }
+}
+
+async function aboutPlan<T>(file: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (isPlanError(error)) throw new PlanFileError(file, error);
+    throw error;
+  }
+}
+
+function parseSeed(text: string): number {
+  const seed = Number(text);
+  if (!/^\d+$/.test(text) || seed > 0xffffffff) throw new CompileError('input', `--seed expects an integer from 0 to 4294967295; got '${text}'`);
+  return seed;
+}
+
+/** Paths recorded in plans and printed: relative to the working directory when inside it, with '/'. */
+function displayPath(file: string): string {
+  const rel = relative(process.cwd(), file);
+  return (rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file).replaceAll('\\', '/');
+}
+
+function readPlanBytes(file: string): Uint8Array {
+  const buffer = readFileOrFail(file, 'plan');
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/** The entry point `Session.run()` runs by default: 'run', else the first. */
+function defaultEntry(manifest: Manifest): EntryPoint | undefined {
+  return manifest.entryPoints.run ?? Object.values(manifest.entryPoints)[0];
+}
+
+// --- commands -------------------------------------------------------------------------------
+
+async function compileCommand(modelFile: string, options: { output?: string; model?: string; seed: string }): Promise<void> {
+  const started = performance.now();
+  const seed = parseSeed(options.seed);
+  const { graph, name } = await loadTypeScriptModel(modelFile, { model: options.model });
+  const { bundle, manifest } = await compileGraph(graph, { seed, source: `${displayPath(modelFile)}#${name}` });
+  const out = options.output ?? `${options.model ?? basename(modelFile).replace(/\.[^.]*$/, '')}.mnplan`;
+  writeFileOrFail(out, bundle);
+  const dispatches = Object.values(manifest.entryPoints).reduce((n, e) => n + e.dispatches.length, 0);
+  const seconds = ((performance.now() - started) / 1000).toFixed(2);
+  console.log(`${out}: model '${name}', ${manifest.kernels.length} kernels, ${dispatches} dispatches, ${formatBytes(bundle.length)}, compiled in ${seconds} s`);
+}
+
+async function inspectCommand(file: string, options: { wgsl?: boolean; json?: boolean }): Promise<void> {
+  const bytes = readPlanBytes(file);
+  const bundle: PlanBundle = await aboutPlan(file, () => readBundle(bytes));
+  if (options.json) {
+    console.log(JSON.stringify(bundle.manifest, null, 2));
+  } else if (options.wgsl) {
+    console.log(await aboutPlan(file, async () => kernelSources(bundle)));
+  } else {
+    console.log(describePlan(file, bytes.length, bundle.manifest));
+  }
+}
+
+interface RunOptions {
+  input: string[];
+  inputs?: string;
+  random?: boolean;
+  seed: string;
+  out?: string;
+  backend?: NodeBackend;
+}
+
+async function runCommand(file: string, options: RunOptions): Promise<void> {
+  const bytes = readPlanBytes(file);
+  const { manifest } = await aboutPlan(file, () => readBundle(bytes));
+  const entry = defaultEntry(manifest);
+  const inputs = gatherInputs(entry?.inputs ?? [], {
+    files: options.input,
+    json: options.inputs,
+    random: options.random ?? false,
+    seed: parseSeed(options.seed),
+  });
+
+  const gpu = await requestNodeDevice({ backend: options.backend });
+  let session: Session | undefined;
+  try {
+    const loadStart = performance.now();
+    session = await aboutPlan(file, () => loadPlan(bytes, gpu.device));
+    const runStart = performance.now();
+    const outputs = await aboutPlan(file, () => session!.run(inputs));
+    const runEnd = performance.now();
+
+    const info = gpu.adapter.info;
+    const adapter = info?.description || info?.device || info?.vendor || 'unknown adapter';
+    console.log(
+      `${file}: ran '${manifest.model.name}' on ${gpu.backend} (${adapter}): load ${(runStart - loadStart).toFixed(1)} ms, run ${(runEnd - runStart).toFixed(1)} ms`,
+    );
+    const bindings = session.outputs;
+    if (options.out) {
+      for (const written of writeOutputs(options.out, outputs, bindings)) console.log(`wrote ${written}`);
+    } else {
+      const width = Math.max(...Object.keys(outputs).map((n) => n.length));
+      for (const [name, data] of Object.entries(outputs)) {
+        console.log(previewTensor(name, bindings.find((b) => b.name === name), data, width));
+      }
+    }
+  } finally {
+    session?.destroy();
+    await gpu.destroy();
+  }
+}
+
+// --- program --------------------------------------------------------------------------------
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function program(): Command {
+  const mnc = new Command('mnc')
+    .description('Ahead-of-time neural-network compiler: model.ts → .mnplan, and a runner for plans')
+    .version(GENERATOR.version)
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ sortOptions: false });
+
+  mnc
+    .command('compile')
+    .description('compile a TypeScript model file to a .mnplan bundle')
+    .argument('<model.ts>', 'model file exporting model((g) => …) definitions')
+    .option('-o, --output <file>', 'output plan (default: <model file name>.mnplan, or <NAME>.mnplan with --model)')
+    .option('--model <name>', 'which exported model to compile (required when the file exports several)')
+    .option('--seed <n>', 'seed for parameter initial values', '0')
+    .action(compileCommand);
+
+  mnc
+    .command('inspect')
+    .description("print a plan's model, inputs, outputs, kernels, dispatches and buffers")
+    .argument('<plan.mnplan>', 'plan file')
+    .option('--wgsl', "print each kernel's WGSL instead")
+    .option('--json', 'print the manifest as JSON instead')
+    .action(inspectCommand);
+
+  mnc
+    .command('run')
+    .description('run a plan once on a WebGPU device (Dawn) and print or write its outputs')
+    .argument('<plan.mnplan>', 'plan file')
+    .option('--input <name=file>', 'an input from a .npy (f32 C-order) or .json file (nested or flat array); repeatable', collect, [])
+    .option('--inputs <file.json>', 'a JSON object mapping input names to nested or flat arrays')
+    .option('--random', 'fill inputs given nowhere else with uniform [-1, 1) values')
+    .option('--seed <n>', 'seed for --random', '0')
+    .option('--out <file.json|dir>', 'write outputs to a .json file, or one .npy per output into a directory')
+    .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
+    .action(runCommand);
+
+  return mnc;
+}
+
+/** Prints a failure the way compilers do; returns the exit code. */
+function report(error: unknown): number {
+  if (error instanceof CompileErrors) {
+    for (const e of error.errors) console.error(e.format());
+  } else if (error instanceof CompileError) {
+    console.error(error.format());
+  } else if (error instanceof PlanFileError) {
+    console.error(`${error.file}: error: ${error.message}`);
+  } else if (isPlanError(error)) {
+    console.error(`error: ${error.message}`);
+  } else {
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`mnc: internal error: ${message.split('\n')[0]}`);
+    if (process.env.MNC_DEBUG === '1' && error instanceof Error && error.stack) console.error(error.stack);
+  }
+  return 1;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return 0;
+  } catch (error) {
+    return report(error);
+  }
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,170 @@
+// The `mnc` command line as users run it: the built dist/mnc.mjs in a subprocess. compile →
+// inspect → run on examples/mlp.ts (outputs checked against the CPU reference), and the
+// plain one-line errors and exit code 1 for broken models, inputs and plan files.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readNpy, writeNpy } from '../compiler/cli/npy';
+import { loadTypeScriptModel } from '../compiler/frontends/typescript';
+import { interpret, materializeParameters } from '../compiler/ir/interpret';
+
+const root = join(import.meta.dirname, '..');
+const work = mkdtempSync(join(tmpdir(), 'mnc-cli-'));
+const out = (name: string) => join(work, name);
+
+interface Result {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function mnc(...args: string[]): Result {
+  const r = spawnSync(process.execPath, [join(root, 'dist', 'mnc.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, MNC_DEBUG: '' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** stderr without Dawn's own warnings (adapter limits, a missing Vulkan loader). */
+function diagnostics(r: Result): string[] {
+  return r.stderr.split('\n').filter((l) => l !== '' && !/^(Warning: |\s+at operator\(\))/.test(l));
+}
+
+function expectFailure(r: Result, lines: string[]): void {
+  expect(diagnostics(r)).toEqual(lines);
+  expect(r.status).toBe(1);
+}
+
+beforeAll(() => {
+  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'pipe' });
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('compile → inspect → run (examples/mlp.ts)', () => {
+  const plan = out('mlp.mnplan');
+
+  it('compile writes the plan and prints one summary line', () => {
+    const r = mnc('compile', 'examples/mlp.ts', '-o', plan, '--seed', '7');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^\S+mlp\.mnplan: model 'mlp', \d+ kernels, \d+ dispatches, [\d.]+ KiB, compiled in [\d.]+ s\n$/);
+    expect(readFileSync(plan).subarray(0, 8)).toEqual(Buffer.from('\x89MNPLAN\n', 'latin1'));
+  });
+
+  it('inspect describes model, tensors, kernels, dispatches and buffers', () => {
+    const r = mnc('inspect', plan);
+    expect(r.status).toBe(0);
+    const text = r.stdout;
+    expect(text).toContain(`model 'mlp' (from examples/mlp.ts#mlp)`);
+    expect(text).toMatch(/inputs:\n {2}x\s+f32\[4, 784\]/);
+    expect(text).toMatch(/outputs:\n {2}probs\s+f32\[4, 10\][^\n]*\n {2}logits\s+f32\[4, 10\]/);
+    expect(text).toMatch(/kernels \(\d+\):\n\s+#\s+name\s+ops\s+workgroup\s+features\s+wgsl\s+spirv\s+msl\s+hlsl/);
+    expect(text).toMatch(/dispatches of 'run' \(\d+\):/);
+    expect(text).toMatch(/parameter\s+w1\s+f32\[784, 128\]\s+392\.0 KiB/);
+    expect(text).toMatch(/total [\d.]+ KiB: input/);
+  });
+
+  it('inspect --json prints the manifest; --wgsl the kernels', () => {
+    const manifest = JSON.parse(mnc('inspect', plan, '--json').stdout);
+    expect(manifest.model).toEqual({ name: 'mlp', source: 'examples/mlp.ts#mlp' });
+    const wgsl = mnc('inspect', plan, '--wgsl').stdout;
+    expect(wgsl.match(/^\/\/ ===== kernel \d+:/gm)).toHaveLength(manifest.kernels.length);
+    expect(wgsl).toContain('@compute');
+  });
+
+  it('run --random prints each output with its shape and a preview', () => {
+    const r = mnc('run', plan, '--random', '--seed', '3');
+    expect(diagnostics(r)).toEqual([]);
+    expect(r.status).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/mlp\.mnplan: ran 'mlp' on \w+ \(.*\): load [\d.]+ ms, run [\d.]+ ms$/);
+    expect(lines[1]).toMatch(/^probs\s+f32\[4, 10\]\s+\[[-\d.e, …]+\]\s+min \S+\s+max \S+\s+mean 0\.1$/);
+    expect(lines[2]).toMatch(/^logits\s+f32\[4, 10\]\s+\[/);
+  });
+
+  it('run computes what the CPU reference computes, from JSON and .npy inputs, to JSON and .npy outputs', async () => {
+    const x = Float32Array.from({ length: 4 * 784 }, (_, i) => Math.sin(i * 0.37));
+    const nested = Array.from({ length: 4 }, (_, r) => Array.from(x.subarray(r * 784, (r + 1) * 784)));
+    writeFileSync(out('inputs.json'), JSON.stringify({ x: nested }));
+    writeFileSync(out('x.npy'), writeNpy(x, [4, 784]));
+
+    const { graph } = await loadTypeScriptModel(join(root, 'examples/mlp.ts'));
+    const expected = interpret(graph, { x }, materializeParameters(graph, 7));
+
+    const json = mnc('run', plan, '--inputs', out('inputs.json'), '--out', out('outputs.json'));
+    expect(json.status).toBe(0);
+    expect(json.stdout).toContain(`wrote ${out('outputs.json')}`);
+    const written = JSON.parse(readFileSync(out('outputs.json'), 'utf8')) as Record<string, number[][]>;
+    expect(Object.keys(written)).toEqual(['probs', 'logits']);
+
+    const npy = mnc('run', plan, '--input', `x=${out('x.npy')}`, '--out', out('npy'));
+    expect(npy.status).toBe(0);
+    for (const name of ['probs', 'logits']) {
+      const fromNpy = readNpy(readFileSync(join(out('npy'), `${name}.npy`)));
+      expect(fromNpy.shape).toEqual([4, 10]);
+      const fromJson = written[name].flat();
+      for (let i = 0; i < 40; i++) {
+        expect(fromNpy.data[i]).toBeCloseTo(expected[name][i], 4);
+        expect(fromJson[i]).toBeCloseTo(expected[name][i], 4);
+      }
+    }
+  });
+});
+
+describe('errors: one plain line each, exit code 1', () => {
+  it('a shape error names the user line', () => {
+    expectFailure(mnc('compile', 'fixtures/models/shape-error.ts', '-o', out('x.mnplan')), [
+      'fixtures/models/shape-error.ts:7:15: error: matmul: inner dimensions differ: a is [2, 3] (K = 3) and b is [4, 5] (K = 4)',
+    ]);
+  });
+
+  it('type errors are all reported', () => {
+    expectFailure(mnc('compile', 'fixtures/models/type-error.ts', '-o', out('x.mnplan')), [
+      "fixtures/models/type-error.ts:6:9: error: Type 'string' is not assignable to type 'number'. (TS2322)",
+      'fixtures/models/type-error.ts:7:25: error: Expected 1 arguments, but got 2. (TS2554)',
+    ]);
+  });
+
+  it('several models need --model; user exceptions are located', () => {
+    expectFailure(mnc('compile', 'fixtures/models/two-models.ts', '-o', out('x.mnplan')), [
+      "error: fixtures/models/two-models.ts exports 2 models ('encoder', 'decoder'); choose one with --model NAME",
+    ]);
+    expectFailure(mnc('compile', 'fixtures/models/throws.ts', '-o', out('x.mnplan')), [
+      "fixtures/models/throws.ts:5:25: error: model 'deep' threw while building its graph: unsupported depth 3",
+    ]);
+  });
+
+  it('compile --model NAME writes NAME.mnplan by default', () => {
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'mnc.mjs'), 'compile', join(root, 'fixtures/models/two-models.ts'), '--model', 'encoder'], {
+      cwd: work,
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^encoder\.mnplan: model 'encoder'/);
+    expect(readFileSync(join(work, 'encoder.mnplan')).length).toBeGreaterThan(64);
+  });
+
+  it('a corrupted or truncated plan is refused in one line, not a stack trace', () => {
+    const bytes = readFileSync(out('mlp.mnplan'));
+    const corrupted = Buffer.from(bytes);
+    corrupted[bytes.length - 100] ^= 0xff; // inside the weights
+    writeFileSync(out('corrupted.mnplan'), corrupted);
+    expectFailure(mnc('inspect', out('corrupted.mnplan')), [`${out('corrupted.mnplan')}: error: section "weights" fails its SHA-256 check: the bundle is corrupted`]);
+    writeFileSync(out('truncated.mnplan'), bytes.subarray(0, 1000));
+    const r = mnc('run', out('truncated.mnplan'), '--random');
+    expectFailure(r, [expect.stringMatching(/truncated\.mnplan: error: bundle is 1000 bytes but its header says \d+: the file is truncated/) as unknown as string]);
+    expectFailure(mnc('inspect', 'examples/mlp.ts'), ['examples/mlp.ts: error: not a .mnplan bundle: the file does not start with the "\\x89MNPLAN\\n" signature']);
+    expectFailure(mnc('inspect', out('absent.mnplan')), [`error: cannot read plan '${out('absent.mnplan')}': no such file`]);
+  });
+
+  it('bad inputs are refused before a device is opened', () => {
+    const plan = out('mlp.mnplan');
+    expectFailure(mnc('run', plan), ["error: no value for input 'x' f32[4, 784]; give --input NAME=FILE, --inputs FILE.json, or --random"]);
+    writeFileSync(out('short.json'), JSON.stringify([1, 2, 3]));
+    expectFailure(mnc('run', plan, '--input', `x=${out('short.json')}`), [`error: input 'x' (from ${out('short.json')}) has 3 values; its shape [4, 784] needs 3136`]);
+    expectFailure(mnc('run', plan, '--input', `y=${out('short.json')}`), [
+      `error: the plan has no input 'y' (given by --input y=${out('short.json')}); its inputs are 'x' f32[4, 784]`,
+    ]);
+    expectFailure(mnc('run', plan, '--random', '--seed', '-1'), ["error: --seed expects an integer from 0 to 4294967295; got '-1'"]);
+  });
+});
