@@ -3,7 +3,7 @@
 // JSON file or one .npy per output. Every problem is a CompileError('input' | 'io') that
 // names the file and the input.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { TensorBinding } from '../../schemas/manifest';
 import { CompileError } from '../ir/errors';
 import { initialValues } from '../ir/init';
@@ -25,6 +25,7 @@ export function readFileOrFail(file: string, what: string): Buffer {
 
 export function writeFileOrFail(file: string, bytes: Uint8Array | string): void {
   try {
+    mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, bytes);
   } catch (error) {
     throw new CompileError('io', `cannot write '${file}': ${(error as Error).message}`);

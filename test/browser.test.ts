@@ -1,0 +1,186 @@
+// A compiled plan run in a real browser: Debian's Chromium (headless, WebGPU on SwiftShader
+// when there is no GPU) loads the minified browser runtime built from runtime/browser.ts,
+// fetches the plan and the inputs from a local server, runs the plan and hands the outputs
+// back, which must equal the CPU reference interpreter's within the stated tolerance.
+//
+// No skipping: without Chromium this test fails and says how to install it (scripts/setup.sh).
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, expect, test } from 'vitest';
+import { compileGraph } from '../compiler/compile';
+import { Graph } from '../compiler/ir/graph';
+import { uniformStream } from '../compiler/ir/init';
+import { interpret } from '../compiler/ir/interpret';
+import { elementCount, type Shape } from '../compiler/ir/types';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+/** Debian's chromium package; MNC_CHROMIUM points elsewhere. */
+const CHROMIUM = process.env.MNC_CHROMIUM ?? '/usr/bin/chromium';
+
+// The flags. The only one WebGPU needs here (Chromium 156, no GPU, no display) is
+// --enable-unsafe-webgpu: without it requestAdapter() gives null ("No available adapters");
+// with it Chromium offers its SwiftShader (Vulkan on the CPU) fallback adapter, without
+// --use-webgpu-adapter=swiftshader, --enable-features=Vulkan or --use-angle=swiftshader.
+// The rest keep the browser offline (every host name but 127.0.0.1 fails to resolve; no
+// background, component-update, sync or QUIC traffic) and able to run as root in a container.
+const CHROMIUM_ARGS = [
+  '--enable-unsafe-webgpu',
+  '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+// |browser - cpu| ≤ ATOL + RTOL·|cpu|, as in test/ops.test.ts (layerNorm and K-term matmul
+// sums round differently on the GPU).
+const ATOL = 1e-4;
+const RTOL = 1e-4;
+
+const INPUTS: Record<string, Shape> = { x: [6, 24], y: [7, 6] };
+
+/** Several archetypes in one plan: tiled matmul + biasAdd + gelu, layerNorm and softmax (row
+ * reductions), transpose and concat (layout), and a pointwise op on a transposed value. */
+function model(): Graph {
+  const g = new Graph('browser_case');
+  const init = { uniform: [-0.5, 0.5] as [number, number] };
+  const x = g.input('x', INPUTS.x);
+  const y = g.input('y', INPUTS.y);
+  const h = g.gelu(g.biasAdd(g.matmul(x, g.parameter('w1', [24, 33])), g.parameter('b1', [33], { init })));
+  const n = g.layerNorm(h, g.parameter('gamma', [33], { init: { uniform: [0.5, 1.5] } }), g.parameter('beta', [33], { init }));
+  const probs = g.softmax(g.biasAdd(g.matmul(n, g.parameter('w2', [33, 10])), g.parameter('b2', [10], { init })));
+  g.output('probs', probs);
+  g.output('mixed', g.concat([probs, g.tanh(g.transpose(y))], 1));
+  return g;
+}
+
+function randomInput(shape: Shape, seed: number): Float32Array {
+  const u = uniformStream(seed);
+  return Float32Array.from({ length: elementCount(shape) }, () => -2 + 4 * u());
+}
+
+const PAGE = `<!doctype html>
+<meta charset="utf-8">
+<title>mnrt browser test</title>
+<script type="module">
+  import { requestBrowserDevice, loadPlan } from './mnrt.browser.mjs';
+  window.runPlan = async () => {
+    const [plan, inputs] = await Promise.all([
+      fetch('./plan.mnplan').then((r) => r.arrayBuffer()),
+      fetch('./inputs.json').then((r) => r.json()),
+    ]);
+    const gpu = await requestBrowserDevice();
+    const { vendor, architecture, device, description } = gpu.adapter.info;
+    const adapter = { vendor, architecture, device, description, isFallbackAdapter: gpu.adapter.info.isFallbackAdapter, features: [...gpu.device.features].sort() };
+    const session = await loadPlan(new Uint8Array(plan), gpu.device);
+    try {
+      const feeds = Object.fromEntries(Object.entries(inputs).map(([name, values]) => [name, Float32Array.from(values)]));
+      const outputs = await session.run(feeds);
+      return { adapter, outputs: Object.fromEntries(Object.entries(outputs).map(([name, values]) => [name, Array.from(values)])) };
+    } finally {
+      session.destroy();
+      gpu.destroy();
+    }
+  };
+</script>
+`;
+
+interface PageResult {
+  adapter: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter?: boolean; features: string[] };
+  outputs: Record<string, number[]>;
+}
+
+let server: Server | undefined;
+let browser: Browser | undefined;
+
+afterAll(async () => {
+  await browser?.close();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+});
+
+test('a compiled plan runs in headless Chromium (WebGPU) and equals the CPU reference', { timeout: 60_000 }, async () => {
+  if (!existsSync(CHROMIUM)) {
+    expect.fail(`Chromium not found at ${CHROMIUM}: run \`bash scripts/setup.sh\` (installs Debian's chromium), or set MNC_CHROMIUM to a Chromium binary`);
+  }
+  const t0 = performance.now();
+  const lap = (label: string) => console.log(`[browser test] ${label}: ${Math.round(performance.now() - t0)} ms`);
+
+  const g = model();
+  const plan = await compileGraph(g, { seed: 11 });
+  const feeds = Object.fromEntries(Object.entries(INPUTS).map(([name, shape], k) => [name, randomInput(shape, 500 + k)]));
+  const expected = interpret(g, feeds, plan.parameters);
+  lap(`compiled ${plan.bundle.length}-byte plan, CPU reference done`);
+
+  // The browser runtime as scripts/build.mjs ships it (one minified ESM file), built in memory.
+  const runtime = await build({
+    absWorkingDir: root,
+    entryPoints: ['runtime/browser.ts'],
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: 'es2022',
+    minify: true,
+    write: false,
+    logLevel: 'silent',
+  });
+  const runtimeText = runtime.outputFiles[0].text;
+  lap(`built the browser runtime (${runtimeText.length} bytes)`);
+
+  const files: Record<string, { type: string; body: string | Uint8Array }> = {
+    '/': { type: 'text/html; charset=utf-8', body: PAGE },
+    '/mnrt.browser.mjs': { type: 'text/javascript; charset=utf-8', body: runtimeText },
+    '/plan.mnplan': { type: 'application/octet-stream', body: plan.bundle },
+    '/inputs.json': { type: 'application/json', body: JSON.stringify(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, Array.from(v)]))) },
+  };
+  const httpServer = createServer((req, res) => {
+    const file = files[new URL(req.url ?? '/', 'http://127.0.0.1').pathname];
+    if (!file) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body);
+  });
+  server = httpServer;
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = httpServer.address() as AddressInfo;
+
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+  const page = await browser.newPage();
+  const log: string[] = [];
+  page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
+  lap(`launched Chromium ${browser.version()}`);
+
+  await page.goto(`http://127.0.0.1:${port}/`);
+  let result: PageResult;
+  try {
+    await page.waitForFunction(() => typeof (window as unknown as { runPlan?: unknown }).runPlan === 'function', undefined, { timeout: 15_000 });
+    result = await page.evaluate(() => (window as unknown as { runPlan: () => Promise<PageResult> }).runPlan());
+  } catch (error) {
+    throw new Error(`the page failed: ${(error as Error).message}\n${log.join('\n')}`, { cause: error });
+  }
+  lap('ran the plan in the page');
+  console.log(`[browser test] adapter: ${JSON.stringify(result.adapter)}`);
+
+  expect(result.adapter.vendor || result.adapter.architecture || result.adapter.description, 'adapter info').toBeTruthy();
+  expect(Object.keys(result.outputs).sort()).toEqual(['mixed', 'probs']);
+  for (const [name, want] of Object.entries(expected)) {
+    const got = result.outputs[name];
+    expect(got.length, `${name} length`).toBe(want.length);
+    let worst = { i: -1, excess: 0 };
+    for (let i = 0; i < want.length; i++) {
+      const excess = Math.abs(got[i] - want[i]) - (ATOL + RTOL * Math.abs(want[i]));
+      if (!(excess <= 0) && !(excess < worst.excess)) worst = { i, excess: Number.isNaN(excess) ? Infinity : excess };
+    }
+    if (worst.i >= 0) expect.fail(`${name}[${worst.i}]: browser ${got[worst.i]} vs cpu ${want[worst.i]} (atol ${ATOL}, rtol ${RTOL})`);
+  }
+});
