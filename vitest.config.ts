@@ -5,6 +5,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'compiler/**/*.test.ts', 'runtime/**/*.test.ts'],
+    reporters: ['default', './test/summary-reporter.ts'],
     pool: 'forks',
     execArgv: ['--expose-gc'],
     testTimeout: 120_000,
