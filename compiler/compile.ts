@@ -1,11 +1,11 @@
 // The pipeline as one function: Graph → lowered kernels → naga-validated shaders with
 // their SPIR-V/MSL/HLSL translations → buffer and dispatch plan → .mnplan bytes.
 // Each stage is its own module; this file only threads values from one to the next.
-import { MNPLAN_HEADER_BYTES, type Manifest } from '../schemas/manifest';
+import type { Manifest } from '../schemas/manifest';
 import type { Graph } from './ir/graph';
 import { materializeParameters } from './ir/interpret';
 import { lowerGraph, type LoweredKernel } from './lower';
-import { writeBundle } from './plan/bundle';
+import { writePlanFile } from './plan/bundle';
 import { planBundle } from './plan/plan';
 import { NAGA_VERSION, validateKernel, type ValidatedKernel } from './validate/naga';
 
@@ -33,12 +33,6 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     validated.set(step.kernel, validateKernel(step.kernel, { op: node.op, node: node.name }));
   }
   const { manifest, sections } = planBundle({ graph, lowered, validated, parameters, nagaVersion: NAGA_VERSION, source: options.source });
-  const bundle = writeBundle(manifest, sections);
-  return { bundle, manifest: writtenManifest(bundle), parameters };
-}
-
-/** The manifest as written, with the section table the writer laid out. */
-function writtenManifest(bundle: Uint8Array): Manifest {
-  const length = new DataView(bundle.buffer, bundle.byteOffset).getUint32(16, true);
-  return JSON.parse(new TextDecoder().decode(bundle.subarray(MNPLAN_HEADER_BYTES, MNPLAN_HEADER_BYTES + length))) as Manifest;
+  const written = writePlanFile(manifest, sections);
+  return { bundle: written.bytes, manifest: written.manifest, parameters };
 }

@@ -1,10 +1,9 @@
 // Structural check of a parsed manifest, done before the runtime trusts any of it: types of
 // the fields it reads, every section/buffer/kernel reference in range, every section inside
 // the data area. Unknown extra fields are ignored so that optional additions stay readable.
-import { MNPLAN_SECTION_ALIGNMENT, type DType, type Manifest } from '../schemas/manifest';
+import { DTYPE_BYTES, MNPLAN_SECTION_ALIGNMENT, type DType, type Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
 
-export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
 const BUFFER_ROLES = ['input', 'output', 'parameter', 'constant', 'intermediate'];
 const ACCESS_MODES = ['read', 'read_write'];
 const VALIDATORS = ['naga', 'dawn'];

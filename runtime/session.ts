@@ -1,10 +1,9 @@
 // A loaded plan on one GPUDevice: buffers, pipelines, bind groups and staging buffers are
 // created once in loadPlan; run() only writes inputs, encodes the fixed dispatch list in one
 // compute pass, submits once and reads outputs back. No compiling or planning happens here.
-import type { DType, EntryPoint, KernelDesc, KernelVariant, Manifest, TensorBinding } from '../schemas/manifest';
+import { DTYPE_BYTES, type DType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
 import { readBundle, type PlanBundle } from './bundle';
 import { PlanError } from './errors';
-import { DTYPE_BYTES } from './manifest-check';
 
 // WebGPU's flag values, spelled out so the runtime needs no GPUBufferUsage global (Node has
 // none until the webgpu package's globals are installed).

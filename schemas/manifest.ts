@@ -18,6 +18,9 @@ export const MNPLAN_SECTION_ALIGNMENT = 256;
 
 export type DType = 'f32' | 'f16' | 'i32' | 'u32';
 
+/** Bytes per element of each dtype, as buffers and weight slices store them. */
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
+
 /**
  * A byte range of the data area, checked by SHA-256 before use. `offset` is from the start
  * of the data area (the header's dataOffset), so the manifest never depends on its own length.

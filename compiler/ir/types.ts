@@ -16,8 +16,6 @@ export interface SourceLocation {
   readonly column: number;
 }
 
-export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
-
 export function elementCount(shape: Shape): number {
   let n = 1;
   for (const d of shape) n *= d;

@@ -46,9 +46,17 @@ function lowerNode(graph: Graph, node: Node, name: string): { kernel: LoweredKer
 export function lowerGraph(graph: Graph): LoweredGraph {
   const storage: number[] = [];
   const steps: KernelStep[] = [];
-  // identical sources share one kernel; names stay unique per source
+  // identical sources share one kernel; a name is given per distinct source
   const bySource = new Map<string, LoweredKernel>();
   const usedNames = new Map<string, number>();
+  const lower = (node: Node, name: string) => {
+    try {
+      return lowerNode(graph, node, name);
+    } catch (e) {
+      if (e instanceof ShapeRuleError) throw new CompileError('shape', `${node.op}: ${e.message}`, node.loc, node.op);
+      throw e;
+    }
+  };
 
   for (const node of graph.nodes) {
     const archetype = opDef(node.op).lowering.archetype;
@@ -62,22 +70,15 @@ export function lowerGraph(graph: Graph): LoweredGraph {
     }
     storage.push(node.id);
     const base = `${node.op}_${shapeTag(node.type.shape)}`;
-    const seen = usedNames.get(base) ?? 0;
-    usedNames.set(base, seen + 1);
-    const name = seen === 0 ? base : `${base}_${seen}`;
-    let lowered: { kernel: LoweredKernel; workgroups: [number, number, number] };
-    try {
-      lowered = lowerNode(graph, node, name);
-    } catch (e) {
-      if (e instanceof ShapeRuleError) throw new CompileError('shape', `${node.op}: ${e.message}`, node.loc, node.op);
-      throw e;
+    const lowered = lower(node, base);
+    let kernel = bySource.get(lowered.kernel.wgsl);
+    if (!kernel) {
+      // same op and output shape but another source (other operand shapes): next free name
+      const seen = usedNames.get(base) ?? 0;
+      usedNames.set(base, seen + 1);
+      kernel = seen === 0 ? lowered.kernel : lower(node, `${base}_${seen}`).kernel;
+      bySource.set(lowered.kernel.wgsl, kernel);
     }
-    // the header names the kernel, so compare sources without it
-    const body = lowered.kernel.wgsl.replace(/^\/\/ mnc kernel .*\n\/\/ op .*\n/, '');
-    const shared = bySource.get(body);
-    if (shared) usedNames.set(base, seen);
-    const kernel = shared ?? lowered.kernel;
-    if (!shared) bySource.set(body, kernel);
     steps.push({ kernel, operands: [...node.inputs.map((i) => storage[i]), node.id], workgroups: lowered.workgroups, node: node.id });
   }
   return { steps, storage };

@@ -60,12 +60,15 @@ export function bindingDecls(operandCount: number): { wgsl: string; bindings: Bi
   return { wgsl: lines.join('\n'), bindings };
 }
 
-/** The header comment naming the kernel, its op, operand and result types. */
+/**
+ * The header comment naming the kernel, its op, operand and result types. It names no graph
+ * node, so nodes with the same op and shapes produce the same source and share one kernel.
+ */
 export function kernelHeader(name: string, node: Node, operands: readonly TensorType[], archetype: string): string {
   const ins = operands.map((t) => `${formatShape(t.shape)}`).join(', ');
   return [
     `// mnc kernel ${name}`,
-    `// op ${node.op} (${node.name}): ${ins} -> ${formatShape(node.type.shape)} ${node.type.dtype}`,
+    `// op ${node.op}: ${ins} -> ${formatShape(node.type.shape)} ${node.type.dtype}`,
     `// archetype: ${archetype}`,
   ].join('\n');
 }

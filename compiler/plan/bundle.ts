@@ -38,11 +38,20 @@ function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/**
- * Writes one .mnplan file. `manifest.sections` is filled here, in the order `sections` are
- * given, so the compiler never computes offsets or hashes itself.
- */
+/** Writes one .mnplan file; see writePlanFile for the manifest as laid out. */
 export function writeBundle(manifest: Omit<Manifest, 'sections'>, sections: BundleSection[]): Uint8Array {
+  return writePlanFile(manifest, sections).bytes;
+}
+
+/**
+ * Writes one .mnplan file and returns it with the manifest as written. `manifest.sections`
+ * is filled here, in the order `sections` are given, so the compiler never computes offsets
+ * or hashes itself.
+ */
+export function writePlanFile(
+  manifest: Omit<Manifest, 'sections'>,
+  sections: BundleSection[],
+): { bytes: Uint8Array; manifest: Manifest } {
   if (manifest.formatVersion !== MNPLAN_FORMAT_VERSION) {
     throw new BundleWriteError(
       'bad-manifest',
@@ -81,7 +90,7 @@ export function writeBundle(manifest: Omit<Manifest, 'sections'>, sections: Bund
   file.set(createHash('sha256').update(manifestBytes).digest(), 32);
   file.set(manifestBytes, MNPLAN_HEADER_BYTES);
   sections.forEach(({ bytes }, i) => file.set(bytes, dataOffset + sectionRefs[i].offset));
-  return file;
+  return { bytes: file, manifest: fullManifest };
 }
 
 /** Every section the manifest names must be written, and every init slice must fit in it. */

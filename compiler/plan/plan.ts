@@ -2,13 +2,13 @@
 // binary sections of a bundle. One buffer per stored value for now (an arena with
 // liveness-based aliasing replaces this with the memory planner).
 import type { BufferDesc, BufferRole, Dispatch, KernelDesc, Manifest, TensorBinding } from '../../schemas/manifest';
-import { MNPLAN_FORMAT_VERSION, MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
+import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION, MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
 import type { Graph } from '../ir/graph';
 import type { ConstantAttrs } from '../ir/ops';
-import { DTYPE_BYTES, elementCount } from '../ir/types';
+import { elementCount } from '../ir/types';
 import type { LoweredGraph, LoweredKernel } from '../lower';
 import type { ValidatedKernel } from '../validate/naga';
-import type { BundleSection } from './bundle';
+import { alignUp, type BundleSection } from './bundle';
 
 export const GENERATOR = { name: 'mnc', version: '0.1.0' };
 
@@ -40,7 +40,7 @@ export function planBundle({ graph, lowered, validated, parameters, nagaVersion,
   const weights: Uint8Array[] = [];
   let weightsLength = 0;
   const addWeights = (data: Float32Array) => {
-    const offset = Math.ceil(weightsLength / MNPLAN_SECTION_ALIGNMENT) * MNPLAN_SECTION_ALIGNMENT;
+    const offset = alignUp(weightsLength, MNPLAN_SECTION_ALIGNMENT);
     if (offset > weightsLength) weights.push(new Uint8Array(offset - weightsLength));
     weights.push(bytesOf(data));
     weightsLength = offset + data.byteLength;
