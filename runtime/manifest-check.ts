@@ -4,7 +4,8 @@
 import { DTYPE_BYTES, MNPLAN_SECTION_ALIGNMENT, type DType, type Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
 
-const BUFFER_ROLES = ['input', 'output', 'parameter', 'constant', 'intermediate'];
+const BUFFER_ROLES = ['input', 'output', 'parameter', 'constant', 'state', 'intermediate'];
+const OPTIMIZERS = ['sgd', 'adam', 'adamw'];
 const ACCESS_MODES = ['read', 'read_write'];
 const VALIDATORS = ['naga', 'dawn'];
 const TRANSLATION_TARGETS = ['spirv', 'msl', 'hlsl'];
@@ -186,5 +187,39 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
       string(d.node, `${dpath}.node`);
     });
   }
+  if (m.training !== undefined) checkTraining(object(m.training, 'training'), object(m.entryPoints, 'entryPoints'), buffer);
   return m as unknown as Manifest;
+}
+
+function checkTraining(t: Obj, entryPoints: Obj, buffer: (id: unknown, path: string) => number): void {
+  const entryName = string(t.entry, 'training.entry');
+  if (!(entryName in entryPoints)) fail('training.entry', `names entry point "${entryName}", which the manifest does not list`);
+  const entry = entryPoints[entryName] as { inputs: { name: string; shape: number[] }[]; outputs: { name: string }[] };
+  const loss = string(t.loss, 'training.loss');
+  if (!entry.outputs.some((o) => o.name === loss)) fail('training.loss', `"${loss}" is not an output of entry "${entryName}"`);
+  oneOf(t.optimizer, OPTIMIZERS, 'training.optimizer');
+  const hyper = object(t.hyper, 'training.hyper');
+  const input = string(hyper.input, 'training.hyper.input');
+  const fields = array(hyper.fields, 'training.hyper.fields').map((f, i) => string(f, `training.hyper.fields[${i}]`));
+  const binding = entry.inputs.find((i) => i.name === input);
+  if (!binding) fail('training.hyper.input', `"${input}" is not an input of entry "${entryName}"`);
+  if (binding.shape.reduce((n, d) => n * d, 1) !== fields.length) fail('training.hyper.fields', `lists ${fields.length} fields but input "${input}" has shape [${binding.shape.join(', ')}]`);
+  array(hyper.settable, 'training.hyper.settable').forEach((f, i) => oneOf(f, fields, `training.hyper.settable[${i}]`));
+  for (const [key, value] of Object.entries(object(hyper.defaults, 'training.hyper.defaults'))) {
+    oneOf(key, fields, 'training.hyper.defaults key');
+    if (typeof value !== 'number' || !Number.isFinite(value)) fail(`training.hyper.defaults.${key}`, 'must be a finite number');
+  }
+  array(t.parameters, 'training.parameters').forEach((raw, i) => {
+    const path = `training.parameters[${i}]`;
+    const p = object(raw, path);
+    string(p.name, `${path}.name`);
+    const bytes = buffer(p.buffer, `${path}.buffer`);
+    if (typeof p.trainable !== 'boolean') fail(`${path}.trainable`, 'must be true or false');
+    array(p.state, `${path}.state`).forEach((rawState, j) => {
+      const s = object(rawState, `${path}.state[${j}]`);
+      string(s.name, `${path}.state[${j}].name`);
+      string(s.slot, `${path}.state[${j}].slot`);
+      if (buffer(s.buffer, `${path}.state[${j}].buffer`) !== bytes) fail(`${path}.state[${j}].buffer`, 'differs in size from its parameter');
+    });
+  });
 }

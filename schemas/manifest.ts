@@ -40,7 +40,7 @@ export interface SectionSlice {
   length: number;
 }
 
-export type BufferRole = 'input' | 'output' | 'parameter' | 'constant' | 'intermediate';
+export type BufferRole = 'input' | 'output' | 'parameter' | 'constant' | 'state' | 'intermediate';
 
 export interface BufferDesc {
   id: number;
@@ -106,6 +106,37 @@ export interface EntryPoint {
   dispatches: Dispatch[];
 }
 
+/** One parameter of a training plan, with the optimizer state buffers that belong to it. */
+export interface TrainingParameter {
+  name: string;
+  buffer: number;
+  /** frozen parameters are listed (they are exported) but never updated */
+  trainable: boolean;
+  /** PyTorch's state_dict names: momentum_buffer (SGD), exp_avg and exp_avg_sq (Adam) */
+  state: { name: string; buffer: number; slot: string }[];
+}
+
+/**
+ * How to drive a training plan: `entry` runs forward, backward and the optimizer update;
+ * the runtime fills the `hyper` input from its own hyper-parameter values and step count.
+ */
+export interface TrainingDesc {
+  entry: string;
+  /** the output of `entry` holding the loss */
+  loss: string;
+  optimizer: 'sgd' | 'adam' | 'adamw';
+  hyper: {
+    /** the f32 input of `entry` the update kernels read */
+    input: string;
+    /** its element order; biasCorrection1/2 are 1 - beta1^t and 1 - beta2^t for step t (from 1) */
+    fields: string[];
+    /** the fields setHyper may change */
+    settable: string[];
+    defaults: Record<string, number>;
+  };
+  parameters: TrainingParameter[];
+}
+
 export interface Manifest {
   format: 'mnplan';
   formatVersion: number;
@@ -122,4 +153,6 @@ export interface Manifest {
   buffers: BufferDesc[];
   kernels: KernelDesc[];
   entryPoints: Record<string, EntryPoint>;
+  /** present in plans compiled for training */
+  training?: TrainingDesc;
 }

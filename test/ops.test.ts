@@ -17,6 +17,10 @@ interface InputSpec {
   shape: Shape;
   /** uniform range of the random values; log and sqrt get positive ones */
   range?: [number, number];
+  /** i32 inputs hold integers drawn from range (default [-1, 10]) */
+  dtype?: 'i32';
+  /** fixed values instead of random ones */
+  values?: number[];
 }
 
 interface OpCase {
@@ -46,6 +50,14 @@ const binary = (op: 'add' | 'sub' | 'mul' | 'div'): OpCase[] =>
     build: (g, x) => g[op](x.a, x.b),
   }));
 
+/** A backward op: dy and the forward value (x or y) of one shape. */
+const backward = (label: string, build: (g: Graph, dy: Tensor, v: Tensor) => Tensor, range?: [number, number]): OpCase[] =>
+  ([[1], [7, 13], [1000]] as Shape[]).map((shape) => ({
+    label: `${label} ${JSON.stringify(shape)}`,
+    inputs: { dy: { shape }, v: { shape, range } },
+    build: (g, x) => build(g, x.dy, x.v),
+  }));
+
 const reduceCases = (op: 'sum' | 'mean' | 'max'): OpCase[] =>
   (
     [
@@ -67,6 +79,7 @@ const rowShapes: Shape[] = [[10], [4, 10], [3, 7, 33], [2, 513]];
 const cases: Record<OpName, OpCase[]> = {
   input: [{ label: 'input passed through', inputs: { a: { shape: [3, 4] } }, build: (_g, x) => x.a }],
   parameter: [{ label: 'parameter read back', inputs: {}, build: (g) => g.parameter('w', [5, 6], { init: { uniform: [-1, 1] } }) }],
+  state: [{ label: 'state starts at zero', inputs: { a: { shape: [2, 3] } }, build: (g, x) => g.add(x.a, g.state('s', [2, 3])) }],
   constant: [{ label: 'constant added', inputs: { a: { shape: [2, 3] } }, build: (g, x) => g.add(x.a, g.constant([1, 2, 3, 4, 5, 6], [2, 3])) }],
   add: binary('add'),
   sub: binary('sub'),
@@ -88,6 +101,51 @@ const cases: Record<OpName, OpCase[]> = {
   log: unary('log', (g, x) => g.log(x), [0.05, 10]),
   neg: unary('neg', (g, x) => g.neg(x)),
   sqrt: unary('sqrt', (g, x) => g.sqrt(x), [0, 10]),
+  reluBackward: backward('reluBackward', (g, dy, x) => g.reluBackward(dy, x)),
+  sigmoidBackward: backward('sigmoidBackward', (g, dy, y) => g.sigmoidBackward(dy, y), [0, 1]),
+  tanhBackward: backward('tanhBackward', (g, dy, y) => g.tanhBackward(dy, y), [-1, 1]),
+  siluBackward: backward('siluBackward', (g, dy, x) => g.siluBackward(dy, x), [-20, 20]),
+  geluBackward: [
+    ...backward('geluBackward', (g, dy, x) => g.geluBackward(dy, x, { approximate: 'none' }), [-6, 6]),
+    ...backward('geluBackward tanh', (g, dy, x) => g.geluBackward(dy, x, { approximate: 'tanh' }), [-6, 6]),
+  ],
+  equal: [
+    {
+      label: 'equal [5, 4] vs row max [5, 1]',
+      inputs: { a: { shape: [5, 4] } },
+      build: (g, x) => g.equal(x.a, g.max(x.a, 1, { keepDims: true })),
+    },
+    { label: 'equal with repeated values', inputs: { a: { shape: [6], values: [1, 2, 2, 3, 2, 0] } }, build: (g, x) => g.equal(x.a, 2) },
+  ],
+  stopGradient: [{ label: 'stopGradient then exp', inputs: { a: { shape: [3, 4] } }, build: (g, x) => g.exp(g.stopGradient(x.a)) }],
+  broadcast: [
+    { label: 'broadcast [3, 1] to [2, 3, 5]', inputs: { a: { shape: [3, 1] } }, build: (g, x) => g.broadcastTo(x.a, [2, 3, 5]) },
+    { label: 'broadcast [] to [7]', inputs: { a: { shape: [] } }, build: (g, x) => g.broadcastTo(x.a, [7]) },
+  ],
+  oneHot: [
+    { label: 'oneHot [9] labels to 10 classes', inputs: { a: { shape: [9], dtype: 'i32' } }, build: (g, x) => g.oneHot(x.a, 10) },
+    { label: 'oneHot [2, 3] labels to 4 classes', inputs: { a: { shape: [2, 3], dtype: 'i32', range: [-2, 5] } }, build: (g, x) => g.oneHot(x.a, 4) },
+  ],
+  slice: [
+    { label: 'slice [7, 13] axis 1 [2, 9)', inputs: { a: { shape: [7, 13] } }, build: (g, x) => g.slice(x.a, 1, 2, 9) },
+    { label: 'slice [4, 6, 3] axis 0 [1, 2)', inputs: { a: { shape: [4, 6, 3] } }, build: (g, x) => g.slice(x.a, 0, 1, 2) },
+    { label: 'slice [2, 10, 5] axis -2 [5, 10)', inputs: { a: { shape: [2, 10, 5] } }, build: (g, x) => g.slice(x.a, -2, 5, 10) },
+  ],
+  sgdUpdate: [
+    {
+      label: 'sgd step on [33, 17] with momentum and weight decay',
+      inputs: { grad: { shape: [33, 17] }, hyper: { shape: [8], values: [0.1, 0, 0, 0, 0.01, 0.9, 1, 1] } },
+      build: (g, x) => g.sgdUpdate(g.parameter('p', [33, 17], { init: { uniform: [-1, 1] } }), x.grad, g.state('v', [33, 17]), x.hyper),
+    },
+  ],
+  adamUpdate: [
+    ...[false, true].map((decoupled) => ({
+      label: `${decoupled ? 'adamw' : 'adam'} first step on [300]`,
+      inputs: { grad: { shape: [300] }, hyper: { shape: [8], values: [0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0.1, 0.001] } },
+      build: (g: Graph, x: Record<string, Tensor>) =>
+        g.adamUpdate(g.parameter('p', [300], { init: { uniform: [-1, 1] } }), x.grad, g.state('m', [300]), g.state('v', [300]), x.hyper, { decoupled }),
+    })),
+  ],
   sum: reduceCases('sum'),
   mean: reduceCases('mean'),
   max: reduceCases('max'),
@@ -159,9 +217,14 @@ const validateManifest = new Ajv({ allErrors: true }).compile(
   JSON.parse(readFileSync(new URL('../schemas/mnplan.schema.json', import.meta.url), 'utf8')),
 );
 
-function randomInput(spec: InputSpec, seed: number): Float32Array {
-  const [lo, hi] = spec.range ?? [-2, 2];
+function randomInput(spec: InputSpec, seed: number): Float32Array | Int32Array {
+  if (spec.values) return spec.dtype === 'i32' ? Int32Array.from(spec.values) : Float32Array.from(spec.values);
   const u = uniformStream(seed);
+  if (spec.dtype === 'i32') {
+    const [lo, hi] = spec.range ?? [-1, 10];
+    return Int32Array.from({ length: elementCount(spec.shape) }, () => Math.floor(lo + (hi - lo + 1) * u()));
+  }
+  const [lo, hi] = spec.range ?? [-2, 2];
   return Float32Array.from({ length: elementCount(spec.shape) }, () => lo + (hi - lo) * u());
 }
 
@@ -174,12 +237,13 @@ test('every op in the table has GPU cases', () => {
 describe.each(Object.entries(cases))('%s on the GPU equals the CPU reference', (op, opCases) => {
   test.each(opCases.map((c) => [c.label, c] as const))('%s', async (_label, c) => {
     const g = new Graph(`${op}_case`);
-    const x = Object.fromEntries(Object.entries(c.inputs).map(([name, spec]) => [name, g.input(name, spec.shape)]));
+    const x = Object.fromEntries(Object.entries(c.inputs).map(([name, spec]) => [name, g.input(name, spec.shape, spec.dtype)]));
     g.output('y', c.build(g, x));
     const plan = await compileGraph(g, { seed: 7 });
     expect(validateManifest(plan.manifest), JSON.stringify(validateManifest.errors)).toBe(true);
     const feeds = Object.fromEntries(Object.entries(c.inputs).map(([name, spec], k) => [name, randomInput(spec, 1000 + k)]));
-    const expected = interpret(g, feeds, plan.parameters).y;
+    const state = new Map(g.nodes.filter((n) => n.op === 'state').map((n) => [n.name, new Float64Array(elementCount(n.type.shape))]));
+    const expected = interpret(g, feeds, plan.parameters, { state }).y;
 
     const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
     try {

@@ -9,7 +9,8 @@ export type DiagnosticKind =
   | 'model' // the model file itself is malformed (no export, bad output, throws)
   | 'validation' // naga refused a generated shader
   | 'input' // bad command-line data (input files, options)
-  | 'io'; // a file could not be read or written
+  | 'io' // a file could not be read or written
+  | 'autodiff'; // a loss cannot be differentiated (no gradient rule, not a scalar)
 
 export class CompileError extends Error {
   override readonly name = 'CompileError';

@@ -7,10 +7,12 @@ import {
   opDef,
   ShapeRuleError,
   type AttrsOf,
+  type GeluAttrs,
   type Init,
   type LeafAttrs,
   type OpName,
 } from './ops';
+import { sameShape } from './shape';
 import { elementCount, formatShape, type DType, type Shape, type SourceLocation, type TensorType } from './types';
 
 export interface Node {
@@ -61,6 +63,8 @@ export class Graph {
   readonly outputs: GraphOutput[] = [];
   private readonly names = new Set<string>();
   private readonly locate: () => SourceLocation | undefined;
+  /** set while a compiler stage records nodes on behalf of a user node (see `at`) */
+  private fixedLocation: { loc: SourceLocation | undefined } | undefined;
 
   constructor(
     readonly name: string,
@@ -86,6 +90,11 @@ export class Graph {
       this.fail('parameter', `initial values for '${name}' have ${init.length} elements; shape ${formatShape(shape)} needs ${elementCount(shape)}`);
     }
     return this.leaf('parameter', name, { shape: [...shape], dtype: 'f32', init, trainable: options.trainable ?? true });
+  }
+
+  /** Optimizer state: a buffer kept on the device between training steps, zero at the start. */
+  state(name: string, shape: Shape): Tensor {
+    return this.leaf('state', name, { shape: [...shape], dtype: 'f32' });
   }
 
   /** A fixed tensor; a number gives a scalar (shape []). */
@@ -143,6 +152,36 @@ export class Graph {
   sqrt(x: Tensor): Tensor {
     return this.op('sqrt', [x], {});
   }
+  /** 1 where a == b, else 0 (no gradient). */
+  equal(a: TensorLike, b: TensorLike): Tensor {
+    return this.binary('equal', a, b);
+  }
+  /** x itself, but gradients stop here. */
+  stopGradient(x: Tensor): Tensor {
+    return this.op('stopGradient', [x], {});
+  }
+  /** Integer labels [..] (i32) to one-hot rows [.., classes]; out-of-range labels give zero rows. */
+  oneHot(labels: Tensor, classes: number): Tensor {
+    return this.op('oneHot', [labels], { classes });
+  }
+
+  // --- backward ops (recorded by autodiff; usable directly) ----------------------------
+
+  reluBackward(dy: Tensor, x: Tensor): Tensor {
+    return this.op('reluBackward', [dy, x], {});
+  }
+  sigmoidBackward(dy: Tensor, y: Tensor): Tensor {
+    return this.op('sigmoidBackward', [dy, y], {});
+  }
+  tanhBackward(dy: Tensor, y: Tensor): Tensor {
+    return this.op('tanhBackward', [dy, y], {});
+  }
+  siluBackward(dy: Tensor, x: Tensor): Tensor {
+    return this.op('siluBackward', [dy, x], {});
+  }
+  geluBackward(dy: Tensor, x: Tensor, attrs: GeluAttrs): Tensor {
+    return this.op('geluBackward', [dy, x], { approximate: attrs.approximate });
+  }
 
   // --- along an axis ------------------------------------------------------------------
 
@@ -168,6 +207,69 @@ export class Graph {
     return this.op('rmsNorm', [x, gamma], { eps: options.eps ?? 1e-6 });
   }
 
+  /** Mean of every element: a scalar. */
+  meanAll(x: Tensor): Tensor {
+    return this.mean(this.reshape(x, [-1]), 0);
+  }
+  /** Sums x over the axes along which `shape` was broadcast to x's shape; the inverse of broadcastTo. */
+  sumTo(x: Tensor, shape: Shape): Tensor {
+    if (sameShape(x.shape, shape)) return x;
+    const lead = x.shape.length - shape.length;
+    let t = x;
+    if (lead > 0) t = this.sum(this.reshape(t, [-1, ...x.shape.slice(lead)]), 0);
+    for (let d = 0; d < shape.length; d++) {
+      if (shape[d] === 1 && t.shape[d] !== 1) t = this.sum(t, d, { keepDims: true });
+    }
+    if (!sameShape(t.shape, shape)) this.fail('sumTo', `${formatShape(x.shape)} is not a broadcast of ${formatShape(shape)}`);
+    return t;
+  }
+
+  // --- losses (composed of the ops above, so autodiff needs no rule of their own) ------
+
+  /**
+   * Mean cross-entropy of logits [.., C]: against integer labels [..] (i32; labels outside
+   * [0, C) count as zero loss) or against target distributions [.., C] (f32, e.g. one-hot).
+   */
+  crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+    const classes = logits.shape[logits.shape.length - 1];
+    const rows = logits.shape.slice(0, -1);
+    let probabilities = targets;
+    if (targets.dtype === 'i32' || targets.dtype === 'u32') {
+      if (!sameShape(targets.shape, rows)) {
+        this.fail('crossEntropy', `integer labels must have shape ${formatShape(rows)} (logits ${formatShape(logits.shape)} without the class axis); got ${formatShape(targets.shape)}`);
+      }
+      probabilities = this.oneHot(targets, classes);
+    } else if (!sameShape(targets.shape, logits.shape)) {
+      this.fail('crossEntropy', `target distributions must have the logits' shape ${formatShape(logits.shape)}; got ${formatShape(targets.shape)}`);
+    }
+    return this.neg(this.meanAll(this.sum(this.mul(probabilities, this.logSoftmax(logits)), -1)));
+  }
+  /** Mean squared error over every element. */
+  mseLoss(prediction: Tensor, target: Tensor): Tensor {
+    if (!sameShape(prediction.shape, target.shape)) {
+      this.fail('mseLoss', `prediction ${formatShape(prediction.shape)} and target ${formatShape(target.shape)} differ in shape`);
+    }
+    const d = this.sub(prediction, target);
+    return this.meanAll(this.mul(d, d));
+  }
+  /** Mean binary cross-entropy of probabilities in (0, 1) against targets in [0, 1]. */
+  binaryCrossEntropy(probabilities: Tensor, target: Tensor): Tensor {
+    if (!sameShape(probabilities.shape, target.shape)) {
+      this.fail('binaryCrossEntropy', `probabilities ${formatShape(probabilities.shape)} and target ${formatShape(target.shape)} differ in shape`);
+    }
+    const p = probabilities;
+    return this.neg(this.meanAll(this.add(this.mul(target, this.log(p)), this.mul(this.sub(1, target), this.log(this.sub(1, p))))));
+  }
+  /** Binary cross-entropy of logits, in the stable form relu(z) - z·t + log(1 + e^-|z|). */
+  binaryCrossEntropyWithLogits(logits: Tensor, target: Tensor): Tensor {
+    if (!sameShape(logits.shape, target.shape)) {
+      this.fail('binaryCrossEntropyWithLogits', `logits ${formatShape(logits.shape)} and target ${formatShape(target.shape)} differ in shape`);
+    }
+    const z = logits;
+    const abs = this.add(this.relu(z), this.relu(this.neg(z)));
+    return this.meanAll(this.add(this.sub(this.relu(z), this.mul(z, target)), this.log(this.add(1, this.exp(this.neg(abs))))));
+  }
+
   // --- layout and products ------------------------------------------------------------
 
   /** Row-major reshape; one axis may be -1. */
@@ -178,12 +280,29 @@ export class Graph {
   transpose(x: Tensor, perm?: readonly number[]): Tensor {
     return this.op('transpose', [x], { perm: perm ? [...perm] : x.shape.map((_, i) => x.shape.length - 1 - i) });
   }
+  /** x repeated along broadcast axes to `shape`. */
+  broadcastTo(x: Tensor, shape: Shape): Tensor {
+    return this.op('broadcast', [x], { shape: [...shape] });
+  }
+  /** The elements with start <= index < end along `axis`. */
+  slice(x: Tensor, axis: number, start: number, end: number): Tensor {
+    return this.op('slice', [x], { axis, start, end });
+  }
   concat(xs: readonly Tensor[], axis: number): Tensor {
     if (xs.length === 0) this.fail('concat', 'needs at least one operand');
     return this.op('concat', xs, { axis });
   }
   matmul(a: Tensor, b: Tensor): Tensor {
     return this.op('matmul', [a, b], {});
+  }
+
+  // --- optimizer steps (recorded by the training stage) -------------------------------
+
+  sgdUpdate(p: Tensor, grad: Tensor, velocity: Tensor, hyper: Tensor): Tensor {
+    return this.op('sgdUpdate', [p, grad, velocity, hyper], {});
+  }
+  adamUpdate(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: Tensor, options: { decoupled: boolean }): Tensor {
+    return this.op('adamUpdate', [p, grad, m, v, hyper], { decoupled: options.decoupled });
   }
 
   // --- outputs ------------------------------------------------------------------------
@@ -200,14 +319,29 @@ export class Graph {
     return this.nodes[t.id];
   }
 
+  tensor(id: number): Tensor {
+    return new Tensor(this, id);
+  }
+
+  /** Runs `record` with every node it creates located at `loc` (backward nodes point at their forward op). */
+  at<T>(loc: SourceLocation | undefined, record: () => T): T {
+    const saved = this.fixedLocation;
+    this.fixedLocation = { loc };
+    try {
+      return record();
+    } finally {
+      this.fixedLocation = saved;
+    }
+  }
+
   // --- recording ----------------------------------------------------------------------
 
-  private binary(op: 'add' | 'sub' | 'mul' | 'div', a: TensorLike, b: TensorLike): Tensor {
+  private binary(op: 'add' | 'sub' | 'mul' | 'div' | 'equal', a: TensorLike, b: TensorLike): Tensor {
     const lift = (v: TensorLike) => (typeof v === 'number' ? this.constant(v) : v);
     return this.op(op, [lift(a), lift(b)], {});
   }
 
-  private leaf(op: 'input' | 'parameter' | 'constant', name: string, attrs: LeafAttrs & Record<string, unknown>): Tensor {
+  private leaf(op: 'input' | 'parameter' | 'constant' | 'state', name: string, attrs: LeafAttrs & Record<string, unknown>): Tensor {
     if (!IDENTIFIER.test(name)) this.fail(op, `name '${name}' must start with a letter or _ and hold only letters, digits, _ . - /`);
     if (this.names.has(name)) this.fail(op, `the name '${name}' is already used in this graph`);
     for (const d of attrs.shape) {
@@ -229,7 +363,7 @@ export class Graph {
   }
 
   private record(op: OpName, inputs: number[], attrs: object, name?: string): Tensor {
-    const loc = this.locate();
+    const loc = this.fixedLocation ? this.fixedLocation.loc : this.locate();
     let type: TensorType;
     try {
       type = opDef(op).infer(inputs.map((i) => this.nodes[i].type), attrs);
@@ -245,8 +379,21 @@ export class Graph {
   }
 
   private fail(op: string, message: string): never {
-    throw new CompileError('shape', `${op}: ${message}`, this.locate(), op);
+    throw new CompileError('shape', `${op}: ${message}`, this.fixedLocation ? this.fixedLocation.loc : this.locate(), op);
   }
+}
+
+/** The nodes the given roots depend on, roots included. */
+export function liveNodes(graph: Graph, roots: readonly number[]): Set<number> {
+  const live = new Set<number>();
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const id = stack.pop()!;
+    if (live.has(id)) continue;
+    live.add(id);
+    stack.push(...graph.nodes[id].inputs);
+  }
+  return live;
 }
 
 /** The first stack frame outside the IR package: the model code that called the builder. */

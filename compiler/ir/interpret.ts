@@ -1,7 +1,8 @@
-// The CPU reference interpreter: runs a graph with the op table's reference semantics.
-// It is the oracle the GPU results are tested against.
+// The CPU reference interpreter: runs a graph with the op table's reference semantics, in
+// float64. It is the oracle the GPU results are tested against, and with optimizer state
+// it runs whole training steps (update ops write parameters and state in place).
 import { CompileError } from './errors';
-import type { Graph } from './graph';
+import { liveNodes, type Graph } from './graph';
 import { initialValues } from './init';
 import { opDef, type ParameterAttrs, type RefTensor } from './ops';
 import { elementCount, formatShape } from './types';
@@ -17,35 +18,54 @@ export function materializeParameters(graph: Graph, seed: number): Map<string, F
   return values;
 }
 
-/** Evaluates every output; parameters come from `parameters` (see materializeParameters). */
+export interface InterpretOptions {
+  /** optimizer state by name; Float64Arrays are updated in place */
+  state?: Map<string, ArrayLike<number>>;
+  /** outputs to compute (default: all of the graph's outputs) */
+  outputs?: readonly string[];
+  /** further nodes to compute for their effect (optimizer updates) */
+  effects?: readonly number[];
+}
+
+/**
+ * Evaluates the requested outputs. Parameters and state given as Float64Arrays are used in
+ * place, so a training graph's update ops leave the stepped values in the caller's arrays.
+ */
 export function interpret(
   graph: Graph,
-  inputs: Record<string, Float32Array>,
-  parameters: Map<string, Float32Array>,
-): Record<string, Float32Array> {
-  const values: RefTensor[] = [];
+  inputs: Record<string, ArrayLike<number>>,
+  parameters: Map<string, ArrayLike<number>>,
+  options: InterpretOptions = {},
+): Record<string, Float64Array> {
+  const wanted = options.outputs ? graph.outputs.filter((o) => options.outputs!.includes(o.name)) : graph.outputs;
+  const live = liveNodes(graph, [...wanted.map((o) => o.node), ...(options.effects ?? [])]);
+  const values: (RefTensor | undefined)[] = [];
   for (const node of graph.nodes) {
-    let data: Float32Array;
-    if (node.op === 'input' || node.op === 'parameter') {
-      const fed = node.op === 'input' ? inputs[node.name] : parameters.get(node.name);
-      if (!fed) throw new CompileError('input', `no value for ${node.op} '${node.name}'`, node.loc, node.op);
-      if (fed.length !== elementCount(node.type.shape)) {
+    if (!live.has(node.id)) {
+      values.push(undefined);
+      continue;
+    }
+    let data: Float64Array;
+    if (node.op === 'input' || node.op === 'parameter' || node.op === 'state') {
+      const source = node.op === 'input' ? inputs[node.name] : node.op === 'parameter' ? parameters.get(node.name) : options.state?.get(node.name);
+      if (!source) throw new CompileError('input', `no value for ${node.op} '${node.name}'`, node.loc, node.op);
+      if (source.length !== elementCount(node.type.shape)) {
         throw new CompileError(
           'input',
-          `${node.op} '${node.name}' has shape ${formatShape(node.type.shape)} (${elementCount(node.type.shape)} elements); got ${fed.length} values`,
+          `${node.op} '${node.name}' has shape ${formatShape(node.type.shape)} (${elementCount(node.type.shape)} elements); got ${source.length} values`,
           node.loc,
           node.op,
         );
       }
-      data = fed;
+      data = source instanceof Float64Array ? source : Float64Array.from(source);
     } else {
       data = opDef(node.op).evaluate(
-        node.inputs.map((i) => values[i]),
+        node.inputs.map((i) => values[i]!),
         node.attrs,
         node.type,
       );
     }
     values.push({ data, shape: node.type.shape });
   }
-  return Object.fromEntries(graph.outputs.map((o) => [o.name, values[o.node].data]));
+  return Object.fromEntries(wanted.map((o) => [o.name, values[o.node]!.data]));
 }

@@ -4,15 +4,19 @@
 //
 // The CPU reference is the oracle for every GPU test, so it is written independently of
 // the WGSL: plain loops, float64 accumulation, a precise erf.
+import type { Graph, Tensor } from './graph';
 import { broadcastShapes, broadcastStrides, normalizeAxis, sameShape, stridesOf } from './shape';
 import { elementCount, formatShape, type DType, type Shape, type TensorType } from './types';
 
 /** A shape rule's refusal; the builder adds the op name and the user's source location. */
 export class ShapeRuleError extends Error {}
 
+/** The CPU reference computes and stores in float64, so it is a sharper oracle than f32 kernels. */
+export type RefArray = Float64Array;
+
 /** A tensor as the CPU reference sees it. */
 export interface RefTensor {
-  readonly data: Float32Array;
+  readonly data: RefArray;
   readonly shape: Shape;
 }
 
@@ -71,7 +75,23 @@ export type Lowering<A> =
   /** reductions and row-wise normalisations */
   | { archetype: 'axis'; program: (inputs: readonly TensorType[], attrs: A) => AxisProgram }
   /** batched matrix product */
-  | { archetype: 'matmul' };
+  | { archetype: 'matmul' }
+  /**
+   * an in-place update (optimizer step): per element, WGSL statements that read and assign
+   * the operands (`x[k]` are lvalues; the last operand is the hyper-parameter vector, read
+   * through `hyper(field)`); the op's `writes` operands are bound read_write
+   */
+  | { archetype: 'update'; body: (x: string[], hyper: (field: HyperField) => string, attrs: A) => string };
+
+/** What a gradient rule sees: the forward node's operands and result, and dL/d(result). */
+export interface GradContext<A> {
+  /** the graph being extended; rules record backward nodes with its builder methods */
+  g: Graph;
+  inputs: readonly Tensor[];
+  output: Tensor;
+  dy: Tensor;
+  attrs: A;
+}
 
 export interface OpDef<A> {
   /** operand count, or 'variadic' (at least one) */
@@ -79,8 +99,20 @@ export interface OpDef<A> {
   /** one line for `mnc inspect` and the docs */
   summary: string;
   infer(inputs: readonly TensorType[], attrs: A): TensorType;
-  evaluate(args: readonly RefTensor[], attrs: A, out: TensorType): Float32Array;
+  /**
+   * The CPU reference. Ops with `writes` (optimizer updates) change those operands' arrays
+   * in place and return operand 0's array; every other op returns a fresh array.
+   */
+  evaluate(args: readonly RefTensor[], attrs: A, out: TensorType): RefArray;
   lowering: Lowering<A>;
+  /**
+   * Reverse mode: dL/d(operand) for each operand, or undefined where no gradient flows
+   * (integer operands, stopGradient, piecewise-constant ops). Absent: the op is not
+   * differentiable, and autodiff refuses a loss that depends on it through a parameter.
+   */
+  grad?: (ctx: GradContext<A>) => (Tensor | undefined)[];
+  /** operands the op writes in place (optimizer state); the result is operand 0, updated */
+  writes?: readonly number[];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -126,7 +158,30 @@ export interface TransposeAttrs {
 export interface ConcatAttrs {
   axis: number;
 }
+export interface BroadcastAttrs {
+  shape: Shape;
+}
+export interface SliceAttrs {
+  axis: number;
+  start: number;
+  end: number;
+}
+export interface OneHotAttrs {
+  classes: number;
+}
+export interface AdamAttrs {
+  /** AdamW: weight decay applied to the parameter, not added to the gradient */
+  decoupled: boolean;
+}
 type NoAttrs = Record<string, never>;
+
+/**
+ * The optimizer's run-time hyper-parameters, in the order of the f32 vector the update
+ * kernels read. The runtime fills the bias corrections (1 - beta^t) from its step count.
+ */
+export const HYPER_FIELDS = ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'momentum', 'biasCorrection1', 'biasCorrection2'] as const;
+export type HyperField = (typeof HYPER_FIELDS)[number];
+export const hyperIndex = (field: HyperField): number => HYPER_FIELDS.indexOf(field);
 
 // ---------------------------------------------------------------------------------------
 // WGSL text helpers
@@ -181,14 +236,14 @@ export function erf(x: number): number {
 }
 
 function mapUnary(fn: (x: number) => number) {
-  return (args: readonly RefTensor[]): Float32Array => Float32Array.from(args[0].data, fn);
+  return (args: readonly RefTensor[]): RefArray => Float64Array.from(args[0].data, fn);
 }
 
 /** Elementwise over broadcast operands. */
 function mapBroadcast(fn: (...x: number[]) => number) {
-  return (args: readonly RefTensor[], _attrs: unknown, out: TensorType): Float32Array => {
+  return (args: readonly RefTensor[], _attrs: unknown, out: TensorType): RefArray => {
     const n = elementCount(out.shape);
-    const result = new Float32Array(n);
+    const result = new Float64Array(n);
     const outStrides = stridesOf(out.shape);
     const views = args.map((a) => broadcastStrides(a.shape, out.shape));
     const values = new Array<number>(args.length);
@@ -223,7 +278,7 @@ function forEachRow(
   shape: Shape,
   axis: number,
   fn: (get: (j: number) => number, base: number, stride: number, row: number) => void,
-  data: Float32Array,
+  data: RefArray,
 ): void {
   const { outer, n, inner } = axisSplit(shape, axis);
   for (let o = 0; o < outer; o++) {
@@ -235,6 +290,7 @@ function forEachRow(
 }
 
 function checkUnaryFloat(inputs: readonly TensorType[]): TensorType {
+  if (inputs[0].dtype !== 'f32') throw new ShapeRuleError(`expects an f32 operand; got ${inputs[0].dtype}`);
   return inputs[0];
 }
 
@@ -258,23 +314,44 @@ function leaf<A extends LeafAttrs>(summary: string, evaluate: OpDef<A>['evaluate
   };
 }
 
-function unary(summary: string, ref: (x: number) => number, wgsl: (x: string) => string, helpers?: string[]): OpDef<NoAttrs> {
+type Grad<A> = OpDef<A>['grad'];
+
+/** Types an op written out in full (the helpers below type the rest). */
+function defineOp<A>(def: OpDef<A>): OpDef<A> {
+  return def;
+}
+
+function unary(
+  summary: string,
+  ref: (x: number) => number,
+  wgsl: (x: string) => string,
+  grad: Grad<NoAttrs>,
+  helpers?: string[],
+): OpDef<NoAttrs> {
   return {
     arity: 1,
     summary,
     infer: checkUnaryFloat,
     evaluate: mapUnary(ref),
     lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0]), helpers },
+    grad,
   };
 }
 
-function binary(summary: string, ref: (a: number, b: number) => number, wgsl: (a: string, b: string) => string): OpDef<NoAttrs> {
+function binary(
+  summary: string,
+  ref: (a: number, b: number) => number,
+  wgsl: (a: string, b: string) => string,
+  grad: Grad<NoAttrs>,
+  helpers?: string[],
+): OpDef<NoAttrs> {
   return {
     arity: 2,
     summary,
     infer: inferBroadcast,
     evaluate: mapBroadcast(ref),
-    lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0], x[1]) },
+    lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0], x[1]), helpers },
+    grad,
   };
 }
 
@@ -287,19 +364,26 @@ function reduceAxisShape(input: TensorType, attrs: AxisAttrs): TensorType {
   return { shape, dtype: input.dtype };
 }
 
+/** The reduced value's shape with the axis kept as 1, so it broadcasts against the operand. */
+function keptShape(x: Tensor, axis: number): number[] {
+  const a = normalizeAxis(axis, x.shape.length)!;
+  return x.shape.map((d, i) => (i === a ? 1 : d));
+}
+
 function reduction(
   summary: string,
   combine: 'add' | 'max',
   finish: ((total: string, n: number) => string) | undefined,
   ref: (row: number[]) => number,
+  grad: Grad<AxisAttrs>,
 ): OpDef<AxisAttrs> {
   return {
     arity: 1,
     summary,
-    infer: (inputs, attrs) => reduceAxisShape(inputs[0], attrs),
+    infer: (inputs, attrs) => reduceAxisShape(checkUnaryFloat(inputs), attrs),
     evaluate: ([x], attrs, out) => {
       const axis = normalizeAxis(attrs.axis, x.shape.length)!;
-      const result = new Float32Array(elementCount(out.shape));
+      const result = new Float64Array(elementCount(out.shape));
       forEachRow(x.shape, axis, (get, _b, _s, row) => {
         result[row] = ref(Array.from({ length: x.shape[axis] }, (_, j) => get(j)));
       }, x.data);
@@ -313,6 +397,7 @@ function reduction(
         output: { per: 'row', expr: 'total' },
       }),
     },
+    grad,
   };
 }
 
@@ -322,12 +407,14 @@ function lastAxisRowOp<A>(
   arity: number,
   program: (attrs: A) => Omit<AxisProgram, 'axis'>,
   ref: (row: number[], attrs: A, extra: readonly RefTensor[]) => number[],
+  grad: Grad<A>,
 ): OpDef<A> {
   return {
     arity,
     summary,
     infer: (inputs) => {
       const [x, ...extra] = inputs;
+      checkUnaryFloat(inputs);
       if (x.shape.length < 1) throw new ShapeRuleError('needs a tensor of rank 1 or more; got a scalar');
       const n = x.shape[x.shape.length - 1];
       for (const [k, e] of extra.entries()) {
@@ -341,7 +428,7 @@ function lastAxisRowOp<A>(
     },
     evaluate: ([x, ...extra], attrs) => {
       const axis = x.shape.length - 1;
-      const result = new Float32Array(x.data.length);
+      const result = new Float64Array(x.data.length);
       forEachRow(x.shape, axis, (get, base) => {
         const n = x.shape[axis];
         const out = ref(Array.from({ length: n }, (_, j) => get(j)), attrs, extra);
@@ -353,10 +440,37 @@ function lastAxisRowOp<A>(
       archetype: 'axis',
       program: (inputs, attrs) => ({ axis: inputs[0].shape.length - 1, ...program(attrs) }),
     },
+    grad,
   };
 }
 
 const mean = (row: number[]) => row.reduce((s, v) => s + v, 0) / row.length;
+const KEEP = { keepDims: true };
+
+/** Shape rule of an optimizer update: state operands match the parameter; the last is the hyper vector. */
+function inferUpdate(inputs: readonly TensorType[]): TensorType {
+  const [p, ...rest] = inputs;
+  const hyper = rest.pop()!;
+  for (const [k, t] of rest.entries()) {
+    if (!sameShape(t.shape, p.shape)) throw new ShapeRuleError(`operand ${k + 2} has shape ${formatShape(t.shape)}; the parameter has ${formatShape(p.shape)}`);
+  }
+  if (!sameShape(hyper.shape, [HYPER_FIELDS.length])) {
+    throw new ShapeRuleError(`the hyper-parameter vector must have shape [${HYPER_FIELDS.length}]; got ${formatShape(hyper.shape)}`);
+  }
+  return p;
+}
+
+const hyperOf = (h: RefTensor) => (field: HyperField) => h.data[hyperIndex(field)];
+
+// GELU's derivative: Φ(x) + x·φ(x) exactly, or the derivative of the tanh form.
+const GELU_TANH_C = Math.sqrt(2 / Math.PI);
+function geluDerivative(x: number, approximate: 'none' | 'tanh'): number {
+  if (approximate === 'tanh') {
+    const t = Math.tanh(GELU_TANH_C * (x + 0.044715 * x * x * x));
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_TANH_C * (1 + 3 * 0.044715 * x * x);
+  }
+  return 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+}
 
 // ---------------------------------------------------------------------------------------
 // The table
@@ -368,13 +482,29 @@ export const OPS = {
   parameter: leaf<ParameterAttrs>('a weight stored in the plan', () => {
     throw new ShapeRuleError('parameters are materialised, not evaluated');
   }),
-  constant: leaf<ConstantAttrs>('a fixed tensor baked into the plan', (_args, attrs) => attrs.values),
+  constant: leaf<ConstantAttrs>('a fixed tensor baked into the plan', (_args, attrs) => Float64Array.from(attrs.values)),
+  state: leaf<LeafAttrs>('optimizer state kept on the device between steps, zero at the start', () => {
+    throw new ShapeRuleError('optimizer state is materialised, not evaluated');
+  }),
 
-  add: binary('a + b with broadcasting', (a, b) => a + b, (a, b) => `(${a} + ${b})`),
-  sub: binary('a - b with broadcasting', (a, b) => a - b, (a, b) => `(${a} - ${b})`),
-  mul: binary('a * b with broadcasting', (a, b) => a * b, (a, b) => `(${a} * ${b})`),
-  div: binary('a / b with broadcasting', (a, b) => a / b, (a, b) => `(${a} / ${b})`),
-  biasAdd: {
+  add: binary('a + b with broadcasting', (a, b) => a + b, (a, b) => `(${a} + ${b})`, ({ g, inputs: [a, b], dy }) => [
+    g.sumTo(dy, a.shape),
+    g.sumTo(dy, b.shape),
+  ]),
+  sub: binary('a - b with broadcasting', (a, b) => a - b, (a, b) => `(${a} - ${b})`, ({ g, inputs: [a, b], dy }) => [
+    g.sumTo(dy, a.shape),
+    g.sumTo(g.neg(dy), b.shape),
+  ]),
+  mul: binary('a * b with broadcasting', (a, b) => a * b, (a, b) => `(${a} * ${b})`, ({ g, inputs: [a, b], dy }) => [
+    g.sumTo(g.mul(dy, b), a.shape),
+    g.sumTo(g.mul(dy, a), b.shape),
+  ]),
+  div: binary('a / b with broadcasting', (a, b) => a / b, (a, b) => `(${a} / ${b})`, ({ g, inputs: [a, b], output, dy }) => [
+    g.sumTo(g.div(dy, b), a.shape),
+    // d(a/b)/db = -(a/b)/b
+    g.sumTo(g.neg(g.div(g.mul(dy, output), b)), b.shape),
+  ]),
+  biasAdd: defineOp<NoAttrs>({
     arity: 2,
     summary: 'x + b, b a vector over the last axis of x',
     infer: (inputs) => {
@@ -383,25 +513,36 @@ export const OPS = {
       if (x.shape.length < 1 || b.shape.length !== 1 || b.shape[0] !== n) {
         throw new ShapeRuleError(`bias must have shape [${n ?? '?'}] (the last axis of x ${formatShape(x.shape)}); got ${formatShape(b.shape)}`);
       }
-      return x;
+      return checkUnaryFloat(inputs);
     },
     evaluate: mapBroadcast((a, b) => a + b),
     lowering: { archetype: 'pointwise', expr: (x) => `(${x[0]} + ${x[1]})` },
-  } satisfies OpDef<NoAttrs>,
+    grad: ({ g, inputs: [, b], dy }) => [dy, g.sumTo(dy, b.shape)],
+  }),
 
-  relu: unary('max(x, 0)', (x) => Math.max(x, 0), (x) => `max(${x}, 0.0)`),
-  sigmoid: unary('1 / (1 + exp(-x))', (x) => 1 / (1 + Math.exp(-x)), (x) => `(1.0 / (1.0 + exp(-${x})))`),
+  relu: unary('max(x, 0)', (x) => Math.max(x, 0), (x) => `max(${x}, 0.0)`, ({ g, inputs: [x], dy }) => [g.reluBackward(dy, x)]),
+  sigmoid: unary(
+    '1 / (1 + exp(-x))',
+    (x) => 1 / (1 + Math.exp(-x)),
+    (x) => `(1.0 / (1.0 + exp(-${x})))`,
+    ({ g, output, dy }) => [g.sigmoidBackward(dy, output)],
+  ),
   // clamp: some backends compute tanh through exp and overflow to NaN for large |x|
-  tanh: unary('hyperbolic tangent', Math.tanh, (x) => `tanh(clamp(${x}, -15.0, 15.0))`),
-  silu: unary('x * sigmoid(x)', (x) => x / (1 + Math.exp(-x)), (x) => `(${x} / (1.0 + exp(-${x})))`),
+  tanh: unary('hyperbolic tangent', Math.tanh, (x) => `tanh(clamp(${x}, -15.0, 15.0))`, ({ g, output, dy }) => [g.tanhBackward(dy, output)]),
+  silu: unary(
+    'x * sigmoid(x)',
+    (x) => x / (1 + Math.exp(-x)),
+    (x) => `(${x} / (1.0 + exp(-${x})))`,
+    ({ g, inputs: [x], dy }) => [g.siluBackward(dy, x)],
+  ),
   gelu: {
     arity: 1,
     summary: 'x * Φ(x) (exact, with erf) or its tanh approximation',
     infer: checkUnaryFloat,
     evaluate: ([x], attrs) =>
-      Float32Array.from(x.data, (v) =>
+      Float64Array.from(x.data, (v) =>
         attrs.approximate === 'tanh'
-          ? 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)))
+          ? 0.5 * v * (1 + Math.tanh(GELU_TANH_C * (v + 0.044715 * v * v * v)))
           : 0.5 * v * (1 + erf(v / Math.SQRT2)),
       ),
     lowering: {
@@ -412,15 +553,108 @@ export const OPS = {
           ? `(0.5 * ${x} * (1.0 + tanh(clamp(0.7978845608028654 * (${x} + 0.044715 * ${x} * ${x} * ${x}), -15.0, 15.0))))`
           : `(0.5 * ${x} * (1.0 + mn_erf(${x} * 0.7071067811865476)))`,
     },
+    grad: ({ g, inputs: [x], dy, attrs }) => [g.geluBackward(dy, x, attrs)],
   } satisfies OpDef<GeluAttrs>,
-  exp: unary('e^x', Math.exp, (x) => `exp(${x})`),
-  log: unary('natural logarithm', Math.log, (x) => `log(${x})`),
-  neg: unary('-x', (x) => -x, (x) => `(-${x})`),
-  sqrt: unary('square root', Math.sqrt, (x) => `sqrt(${x})`),
+  exp: unary('e^x', Math.exp, (x) => `exp(${x})`, ({ g, output, dy }) => [g.mul(dy, output)]),
+  log: unary('natural logarithm', Math.log, (x) => `log(${x})`, ({ g, inputs: [x], dy }) => [g.div(dy, x)]),
+  neg: unary('-x', (x) => -x, (x) => `(-${x})`, ({ g, dy }) => [g.neg(dy)]),
+  sqrt: unary('square root', Math.sqrt, (x) => `sqrt(${x})`, ({ g, output, dy }) => [g.div(g.mul(dy, 0.5), output)]),
 
-  sum: reduction('sum over an axis', 'add', undefined, (row) => row.reduce((s, v) => s + v, 0)),
-  mean: reduction('mean over an axis', 'add', (t, n) => `${t} / ${wgslFloat(n)}`, mean),
-  max: reduction('maximum over an axis', 'max', undefined, (row) => Math.max(...row)),
+  // Backward ops of the activations (as PyTorch's threshold_backward, gelu_backward, ...):
+  // one kernel instead of a chain of primitives; not differentiable themselves.
+  reluBackward: binary('dy where x > 0, else 0 (relu gradient)', (dy, x) => (x > 0 ? dy : 0), (dy, x) => `select(0.0, ${dy}, ${x} > 0.0)`, undefined),
+  sigmoidBackward: binary('dy * y * (1 - y), y = sigmoid(x)', (dy, y) => dy * y * (1 - y), (dy, y) => `(${dy} * ${y} * (1.0 - ${y}))`, undefined),
+  tanhBackward: binary('dy * (1 - y²), y = tanh(x)', (dy, y) => dy * (1 - y * y), (dy, y) => `(${dy} * (1.0 - ${y} * ${y}))`, undefined),
+  siluBackward: binary(
+    'dy * s * (1 + x (1 - s)), s = sigmoid(x)',
+    (dy, x) => {
+      const s = 1 / (1 + Math.exp(-x));
+      return dy * s * (1 + x * (1 - s));
+    },
+    (dy, x) => `mn_silu_backward(${dy}, ${x})`,
+    undefined,
+    [`fn mn_silu_backward(dy: f32, x: f32) -> f32 {
+  let s = 1.0 / (1.0 + exp(-x));
+  return dy * s * (1.0 + x * (1.0 - s));
+}`],
+  ),
+  geluBackward: {
+    arity: 2,
+    summary: "dy * gelu'(x), exact or tanh form",
+    infer: inferBroadcast,
+    evaluate: ([dy, x], attrs, out) => mapBroadcast((d, v) => d * geluDerivative(v, attrs.approximate))([dy, x], attrs, out),
+    lowering: {
+      archetype: 'pointwise',
+      helpers: [
+        WGSL_ERF,
+        `fn mn_gelu_backward(dy: f32, x: f32) -> f32 {
+  return dy * (0.5 * (1.0 + mn_erf(x * 0.7071067811865476)) + x * exp(-0.5 * x * x) * 0.3989422804014327);
+}
+fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
+  let t = tanh(clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0));
+  return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 0.134145 * x * x));
+}`,
+      ],
+      expr: ([dy, x], attrs) => (attrs.approximate === 'tanh' ? `mn_gelu_tanh_backward(${dy}, ${x})` : `mn_gelu_backward(${dy}, ${x})`),
+    },
+  } satisfies OpDef<GeluAttrs>,
+
+  equal: binary('1 where a == b, else 0', (a, b) => (a === b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} == ${b})`, () => [undefined, undefined]),
+  stopGradient: {
+    arity: 1,
+    summary: 'x, with no gradient flowing back through it',
+    infer: ([x]) => x,
+    evaluate: ([x]) => x.data,
+    lowering: { archetype: 'alias' },
+    grad: () => [undefined],
+  } satisfies OpDef<NoAttrs>,
+  broadcast: {
+    arity: 1,
+    summary: 'x repeated along broadcast axes to a larger shape',
+    infer: ([x], attrs) => {
+      const shape = broadcastShapes(x.shape, attrs.shape);
+      if (!shape || !sameShape(shape, attrs.shape)) throw new ShapeRuleError(`${formatShape(x.shape)} does not broadcast to ${formatShape(attrs.shape)}`);
+      return { shape, dtype: x.dtype };
+    },
+    evaluate: ([x], _attrs, out) => mapBroadcast((v) => v)([x], _attrs, out),
+    lowering: { archetype: 'pointwise', expr: (x) => x[0] },
+    grad: ({ g, inputs: [x], dy }) => [g.sumTo(dy, x.shape)],
+  } satisfies OpDef<BroadcastAttrs>,
+  oneHot: {
+    arity: 1,
+    summary: 'integer labels [..] to rows of 0/1 [.., classes]; labels outside [0, classes) give zero rows',
+    infer: ([labels], attrs) => {
+      if (labels.dtype !== 'i32' && labels.dtype !== 'u32') throw new ShapeRuleError(`labels must be i32 or u32; got ${labels.dtype}`);
+      if (!Number.isInteger(attrs.classes) || attrs.classes < 1) throw new ShapeRuleError(`classes must be a positive integer; got ${attrs.classes}`);
+      return { shape: [...labels.shape, attrs.classes], dtype: 'f32' };
+    },
+    evaluate: ([labels], attrs) => {
+      const out = new Float64Array(labels.data.length * attrs.classes);
+      labels.data.forEach((label, row) => {
+        if (Number.isInteger(label) && label >= 0 && label < attrs.classes) out[row * attrs.classes + label] = 1;
+      });
+      return out;
+    },
+    lowering: {
+      archetype: 'pointwise',
+      // the class is the innermost coordinate of the output: i % classes
+      expr: ([label], attrs) => `select(0.0, 1.0, ${label} == i32(i % ${attrs.classes}u))`,
+      views: ([labels]) => [{ strides: [...stridesOf(labels.shape), 0], offset: 0 }],
+    },
+    grad: () => [undefined],
+  } satisfies OpDef<OneHotAttrs>,
+
+  sum: reduction('sum over an axis', 'add', undefined, (row) => row.reduce((s, v) => s + v, 0), ({ g, inputs: [x], dy, attrs }) => [
+    g.broadcastTo(g.reshape(dy, keptShape(x, attrs.axis)), x.shape),
+  ]),
+  mean: reduction('mean over an axis', 'add', (t, n) => `${t} / ${wgslFloat(n)}`, mean, ({ g, inputs: [x], dy, attrs }) => [
+    g.mul(g.broadcastTo(g.reshape(dy, keptShape(x, attrs.axis)), x.shape), 1 / x.shape[normalizeAxis(attrs.axis, x.shape.length)!]),
+  ]),
+  // ties: every maximal element receives the gradient
+  max: reduction('maximum over an axis', 'max', undefined, (row) => Math.max(...row), ({ g, inputs: [x], output, dy, attrs }) => {
+    const kept = keptShape(x, attrs.axis);
+    return [g.mul(g.equal(x, g.reshape(output, kept)), g.reshape(dy, kept))];
+  }),
 
   softmax: lastAxisRowOp<NoAttrs>(
     'softmax over the last axis',
@@ -438,6 +672,8 @@ export const OPS = {
       const s = e.reduce((a, b) => a + b, 0);
       return e.map((v) => v / s);
     },
+    // y ⊙ (dy - Σ dy⊙y)
+    ({ g, output: y, dy }) => [g.mul(y, g.sub(dy, g.sum(g.mul(dy, y), -1, KEEP)))],
   ),
   logSoftmax: lastAxisRowOp<NoAttrs>(
     'log of softmax over the last axis',
@@ -454,6 +690,8 @@ export const OPS = {
       const ls = Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
       return row.map((v) => v - m - ls);
     },
+    // dy - softmax(x) Σ dy, softmax(x) = exp(y)
+    ({ g, output: y, dy }) => [g.sub(dy, g.mul(g.exp(y), g.sum(dy, -1, KEEP)))],
   ),
   layerNorm: lastAxisRowOp<NormAttrs>(
     'layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta',
@@ -475,6 +713,15 @@ export const OPS = {
       const variance = mean(row.map((v) => (v - mu) ** 2));
       return row.map((v, j) => ((v - mu) / Math.sqrt(variance + eps)) * gamma.data[j] + beta.data[j]);
     },
+    // x̂ = (x - μ)·r; dx = r·(dy·γ - mean(dy·γ) - x̂·mean(dy·γ·x̂))
+    ({ g, inputs: [x, gamma, beta], dy, attrs }) => {
+      const centred = g.sub(x, g.mean(x, -1, KEEP));
+      const r = g.div(1, g.sqrt(g.add(g.mean(g.mul(centred, centred), -1, KEEP), attrs.eps)));
+      const xhat = g.mul(centred, r);
+      const scaled = g.mul(dy, gamma);
+      const dx = g.mul(r, g.sub(g.sub(scaled, g.mean(scaled, -1, KEEP)), g.mul(xhat, g.mean(g.mul(scaled, xhat), -1, KEEP))));
+      return [dx, g.sumTo(g.mul(dy, xhat), gamma.shape), g.sumTo(dy, beta.shape)];
+    },
   ),
   rmsNorm: lastAxisRowOp<NormAttrs>(
     'RMS normalisation over the last axis: x / sqrt(mean(x²) + eps) * gamma',
@@ -493,6 +740,13 @@ export const OPS = {
     (row, { eps }, [gamma]) => {
       const r = 1 / Math.sqrt(mean(row.map((v) => v * v)) + eps);
       return row.map((v, j) => v * r * gamma.data[j]);
+    },
+    // r = (mean(x²) + eps)^-½; dx = r·(dy·γ - x·r²·mean(dy·γ·x))
+    ({ g, inputs: [x, gamma], dy, attrs }) => {
+      const r = g.div(1, g.sqrt(g.add(g.mean(g.mul(x, x), -1, KEEP), attrs.eps)));
+      const scaled = g.mul(dy, gamma);
+      const dx = g.mul(r, g.sub(scaled, g.mul(x, g.mul(g.mul(r, r), g.mean(g.mul(scaled, x), -1, KEEP)))));
+      return [dx, g.sumTo(g.mul(dy, g.mul(x, r)), gamma.shape)];
     },
   ),
 
@@ -515,6 +769,7 @@ export const OPS = {
     },
     evaluate: ([x]) => x.data,
     lowering: { archetype: 'alias' },
+    grad: ({ g, inputs: [x], dy }) => [g.reshape(dy, x.shape)],
   } satisfies OpDef<ReshapeAttrs>,
 
   transpose: {
@@ -529,7 +784,7 @@ export const OPS = {
     evaluate: ([x], attrs, out) => {
       const inStrides = stridesOf(x.shape);
       const outStrides = stridesOf(out.shape);
-      const result = new Float32Array(x.data.length);
+      const result = new Float64Array(x.data.length);
       for (let i = 0; i < result.length; i++) {
         let rem = i;
         let src = 0;
@@ -550,7 +805,57 @@ export const OPS = {
         return [{ strides: attrs.perm.map((p) => s[p]), offset: 0 }];
       },
     },
+    grad: ({ g, dy, attrs }) => {
+      const inverse = new Array<number>(attrs.perm.length);
+      attrs.perm.forEach((p, i) => (inverse[p] = i));
+      return [g.transpose(dy, inverse)];
+    },
   } satisfies OpDef<TransposeAttrs>,
+
+  slice: {
+    arity: 1,
+    summary: 'the elements with start <= index < end along an axis',
+    infer: ([x], attrs) => {
+      const axis = normalizeAxis(attrs.axis, x.shape.length);
+      if (axis === undefined) throw new ShapeRuleError(`axis ${attrs.axis} is out of range for rank ${x.shape.length}`);
+      const { start, end } = attrs;
+      if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > x.shape[axis] || start >= end) {
+        throw new ShapeRuleError(`range [${start}, ${end}) is not a non-empty range inside axis ${axis} of ${formatShape(x.shape)}`);
+      }
+      return { shape: x.shape.map((d, i) => (i === axis ? end - start : d)), dtype: x.dtype };
+    },
+    evaluate: ([x], attrs, out) => {
+      const axis = normalizeAxis(attrs.axis, x.shape.length)!;
+      const { outer, inner } = axisSplit(x.shape, axis);
+      const n = x.shape[axis];
+      const m = attrs.end - attrs.start;
+      const result = new Float64Array(elementCount(out.shape));
+      for (let o = 0; o < outer; o++) result.set(x.data.subarray((o * n + attrs.start) * inner, (o * n + attrs.end) * inner), o * m * inner);
+      return result;
+    },
+    lowering: {
+      archetype: 'pointwise',
+      expr: (x) => x[0],
+      views: ([x], attrs) => {
+        const axis = normalizeAxis(attrs.axis, x.shape.length)!;
+        const strides = stridesOf(x.shape);
+        return [{ strides, offset: attrs.start * strides[axis] }];
+      },
+    },
+    // zeros around dy along the axis
+    grad: ({ g, inputs: [x], dy, attrs }) => {
+      const axis = normalizeAxis(attrs.axis, x.shape.length)!;
+      const zeros = (n: number) => {
+        const shape = x.shape.map((d, i) => (i === axis ? n : d));
+        return g.constant(new Float32Array(elementCount(shape)), shape);
+      };
+      const parts = [];
+      if (attrs.start > 0) parts.push(zeros(attrs.start));
+      parts.push(dy);
+      if (attrs.end < x.shape[axis]) parts.push(zeros(x.shape[axis] - attrs.end));
+      return [parts.length === 1 ? dy : g.concat(parts, axis)];
+    },
+  } satisfies OpDef<SliceAttrs>,
 
   concat: {
     arity: 'variadic',
@@ -574,7 +879,7 @@ export const OPS = {
     evaluate: (args, attrs, out) => {
       const axis = normalizeAxis(attrs.axis, out.shape.length)!;
       const { outer, inner } = axisSplit(out.shape, axis);
-      const result = new Float32Array(elementCount(out.shape));
+      const result = new Float64Array(elementCount(out.shape));
       let start = 0;
       for (const a of args) {
         const n = a.shape[axis];
@@ -599,6 +904,15 @@ export const OPS = {
           return view;
         });
       },
+    },
+    grad: ({ g, inputs, dy, attrs }) => {
+      const axis = normalizeAxis(attrs.axis, dy.shape.length)!;
+      let start = 0;
+      return inputs.map((x) => {
+        const part = g.slice(dy, axis, start, start + x.shape[axis]);
+        start += x.shape[axis];
+        return part;
+      });
     },
   } satisfies OpDef<ConcatAttrs>,
 
@@ -633,7 +947,7 @@ export const OPS = {
       const bBatch = broadcastStrides(b.shape.slice(0, -2), batchShape);
       const batchStrides = stridesOf(batchShape);
       const batches = elementCount(batchShape);
-      const result = new Float32Array(elementCount(out.shape));
+      const result = new Float64Array(elementCount(out.shape));
       for (let bi = 0; bi < batches; bi++) {
         let aOff = 0;
         let bOff = 0;
@@ -655,7 +969,82 @@ export const OPS = {
       return result;
     },
     lowering: { archetype: 'matmul' },
+    // dA = dy·Bᵀ, dB = Aᵀ·dy, summed over the batch axes each operand was broadcast along
+    grad: ({ g, inputs: [a, b], dy }) => {
+      const swapLast = (t: Tensor) => g.transpose(t, t.shape.map((_, i, s) => (i < s.length - 2 ? i : 2 * s.length - 3 - i)));
+      const da = g.sumTo(g.matmul(dy, swapLast(b)), a.shape);
+      let db: Tensor;
+      if (b.shape.length === 2 && a.shape.length > 2) {
+        // a shared 2-D weight: fold the batch into rows, one product instead of a batch and a sum
+        const [k, n] = b.shape;
+        db = g.matmul(swapLast(g.reshape(a, [-1, k])), g.reshape(dy, [-1, n]));
+      } else {
+        db = g.sumTo(g.matmul(swapLast(a), dy), b.shape);
+      }
+      return [da, db];
+    },
   } satisfies OpDef<NoAttrs>,
+
+  // Optimizer steps: one kernel per parameter updates it and its state in place (as
+  // PyTorch's fused optimizers do). The last operand is the hyper-parameter vector.
+  sgdUpdate: {
+    arity: 4,
+    summary: 'SGD step in place: v = momentum·v + (g + weightDecay·p); p -= lr·v',
+    infer: inferUpdate,
+    evaluate: ([p, grad, v, h]) => {
+      const hyper = hyperOf(h);
+      const [lr, wd, momentum] = [hyper('lr'), hyper('weightDecay'), hyper('momentum')];
+      for (let i = 0; i < p.data.length; i++) {
+        v.data[i] = momentum * v.data[i] + grad.data[i] + wd * p.data[i];
+        p.data[i] -= lr * v.data[i];
+      }
+      return p.data;
+    },
+    lowering: {
+      archetype: 'update',
+      body: ([p, grad, v], hyper) => `  let velocity = ${hyper('momentum')} * ${v} + ${grad} + ${hyper('weightDecay')} * ${p};
+  ${v} = velocity;
+  ${p} = ${p} - ${hyper('lr')} * velocity;`,
+    },
+    writes: [0, 2],
+  } satisfies OpDef<NoAttrs>,
+  adamUpdate: {
+    arity: 5,
+    summary: 'Adam (or AdamW, decoupled weight decay) step in place on p and its moments m, v',
+    infer: inferUpdate,
+    evaluate: ([p, grad, m, v, h], attrs) => {
+      const hyper = hyperOf(h);
+      const [lr, b1, b2, eps, wd] = [hyper('lr'), hyper('beta1'), hyper('beta2'), hyper('eps'), hyper('weightDecay')];
+      const [bc1, bc2] = [hyper('biasCorrection1'), hyper('biasCorrection2')];
+      for (let i = 0; i < p.data.length; i++) {
+        let gi = grad.data[i];
+        if (attrs.decoupled) p.data[i] *= 1 - lr * wd;
+        else gi += wd * p.data[i];
+        m.data[i] = b1 * m.data[i] + (1 - b1) * gi;
+        v.data[i] = b2 * v.data[i] + (1 - b2) * gi * gi;
+        p.data[i] -= ((lr / bc1) * m.data[i]) / (Math.sqrt(v.data[i]) / Math.sqrt(bc2) + eps);
+      }
+      return p.data;
+    },
+    lowering: {
+      archetype: 'update',
+      body: ([p, grad, m, v], hyper, attrs) => {
+        const decay = attrs.decoupled
+          ? [`  let param = ${p} * (1.0 - ${hyper('lr')} * ${hyper('weightDecay')});`, `  let gradient = ${grad};`]
+          : [`  let param = ${p};`, `  let gradient = ${grad} + ${hyper('weightDecay')} * param;`];
+        return [
+          ...decay,
+          `  let m1 = ${hyper('beta1')} * ${m} + (1.0 - ${hyper('beta1')}) * gradient;`,
+          `  let v1 = ${hyper('beta2')} * ${v} + (1.0 - ${hyper('beta2')}) * gradient * gradient;`,
+          `  ${m} = m1;`,
+          `  ${v} = v1;`,
+          `  let denom = sqrt(v1) / sqrt(${hyper('biasCorrection2')}) + ${hyper('eps')};`,
+          `  ${p} = param - (${hyper('lr')} / ${hyper('biasCorrection1')}) * m1 / denom;`,
+        ].join('\n');
+      },
+    },
+    writes: [0, 2, 3],
+  } satisfies OpDef<AdamAttrs>,
 };
 
 export type OpName = keyof typeof OPS;

@@ -60,7 +60,7 @@ export function lowerAxis(node: Node, operands: readonly TensorType[], name: str
           return [`  for (var j = lid; j < N; j += ${u32(wg)}) {`, `    let x = in0[${at('j')}];`, `    out[${at('j')}] = ${expr};`, '  }'].join('\n');
         })();
 
-  const { wgsl: decls, bindings } = bindingDecls(operands.length);
+  const { wgsl: decls, bindings } = bindingDecls(operands);
   const header = kernelHeader(name, node, operands, `axis ${program.axis} (${rows} rows of ${n}), workgroup per row`);
   const wgsl = `${header}
 ${decls}

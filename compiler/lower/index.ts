@@ -9,6 +9,7 @@ import { lowerAxis } from './axis';
 import { shapeTag, type KernelStep, type LoweredKernel } from './kernel';
 import { lowerMatmul } from './matmul';
 import { lowerPiecewise, lowerPointwise } from './pointwise';
+import { lowerUpdate } from './update';
 
 export type { KernelStep, LoweredKernel } from './kernel';
 
@@ -37,13 +38,19 @@ function lowerNode(graph: Graph, node: Node, name: string): { kernel: LoweredKer
       return lowerAxis(node, operands, name, lowering.program(operands, node.attrs));
     case 'matmul':
       return lowerMatmul(node, operands, name);
+    case 'update':
+      return lowerUpdate(node, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, node.attrs) });
     case 'none':
     case 'alias':
       throw new Error(`lowerNode: ${node.op} has no kernel`);
   }
 }
 
-export function lowerGraph(graph: Graph): LoweredGraph {
+/**
+ * Lowers the nodes in `live` (default: all) in node order. Update ops compute in place:
+ * their value lives in operand 0's buffer and they bind no separate output.
+ */
+export function lowerGraph(graph: Graph, live?: ReadonlySet<number>): LoweredGraph {
   const storage: number[] = [];
   const steps: KernelStep[] = [];
   // identical sources share one kernel; a name is given per distinct source
@@ -60,6 +67,10 @@ export function lowerGraph(graph: Graph): LoweredGraph {
 
   for (const node of graph.nodes) {
     const archetype = opDef(node.op).lowering.archetype;
+    if (live && !live.has(node.id)) {
+      storage.push(node.id);
+      continue;
+    }
     if (archetype === 'none') {
       storage.push(node.id);
       continue;
@@ -68,7 +79,8 @@ export function lowerGraph(graph: Graph): LoweredGraph {
       storage.push(storage[node.inputs[0]]);
       continue;
     }
-    storage.push(node.id);
+    const inPlace = archetype === 'update';
+    storage.push(inPlace ? storage[node.inputs[0]] : node.id);
     const base = `${node.op}_${shapeTag(node.type.shape)}`;
     const lowered = lower(node, base);
     let kernel = bySource.get(lowered.kernel.wgsl);
@@ -79,7 +91,8 @@ export function lowerGraph(graph: Graph): LoweredGraph {
       kernel = seen === 0 ? lowered.kernel : lower(node, `${base}_${seen}`).kernel;
       bySource.set(lowered.kernel.wgsl, kernel);
     }
-    steps.push({ kernel, operands: [...node.inputs.map((i) => storage[i]), node.id], workgroups: lowered.workgroups, node: node.id });
+    const operands = node.inputs.map((i) => storage[i]);
+    steps.push({ kernel, operands: inPlace ? operands : [...operands, node.id], workgroups: lowered.workgroups, node: node.id });
   }
   return { steps, storage };
 }

@@ -19,7 +19,7 @@ export interface LoweredKernel {
 /** One dispatch of a kernel: which graph values feed its bindings and how many workgroups. */
 export interface KernelStep {
   kernel: LoweredKernel;
-  /** node ids, one per binding, in binding order; the last is the node computed */
+  /** node ids, one per binding, in binding order; the last is the node computed (in-place updates: operands only) */
   operands: number[];
   workgroups: [number, number, number];
   node: number;
@@ -47,16 +47,24 @@ export function shapeTag(shape: readonly number[]): string {
   return shape.length === 0 ? 'scalar' : shape.join('x');
 }
 
-/** The bindings block: operands read-only, in order, then the output. */
-export function bindingDecls(operandCount: number): { wgsl: string; bindings: BindingDesc[] } {
+const WGSL_ELEMENT: Record<string, string> = { f32: 'f32', i32: 'i32', u32: 'u32' };
+
+function elementType(t: TensorType): string {
+  const type = WGSL_ELEMENT[t.dtype];
+  if (!type) throw new Error(`no kernel reads ${t.dtype} buffers yet`);
+  return type;
+}
+
+/** The bindings block: operands read-only, in order, then the f32 output. */
+export function bindingDecls(operands: readonly TensorType[]): { wgsl: string; bindings: BindingDesc[] } {
   const lines: string[] = [];
   const bindings: BindingDesc[] = [];
-  for (let k = 0; k < operandCount; k++) {
-    lines.push(`@group(0) @binding(${k}) var<storage, read> in${k}: array<f32>;`);
+  for (const [k, t] of operands.entries()) {
+    lines.push(`@group(0) @binding(${k}) var<storage, read> in${k}: array<${elementType(t)}>;`);
     bindings.push({ binding: k, access: 'read' });
   }
-  lines.push(`@group(0) @binding(${operandCount}) var<storage, read_write> out: array<f32>;`);
-  bindings.push({ binding: operandCount, access: 'read_write' });
+  lines.push(`@group(0) @binding(${operands.length}) var<storage, read_write> out: array<f32>;`);
+  bindings.push({ binding: operands.length, access: 'read_write' });
   return { wgsl: lines.join('\n'), bindings };
 }
 

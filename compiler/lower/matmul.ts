@@ -39,7 +39,7 @@ export function lowerMatmul(node: Node, operands: readonly TensorType[], name: s
   }
 
   const loadsPerThread = (TILE_M * TILE_K) / (THREADS * THREADS);
-  const { wgsl: decls, bindings } = bindingDecls(2);
+  const { wgsl: decls, bindings } = bindingDecls(operands);
   const header = kernelHeader(name, node, operands, `tiled matmul, ${TILE_M}x${TILE_N}x${TILE_K} tiles, 4x4 per invocation`);
   const wgsl = `${header}
 ${decls}

@@ -80,7 +80,7 @@ export function lowerPointwise(node: Node, operands: readonly TensorType[], name
   const ix = indexing(shape, needCoords);
   const loads = spec.views.map((v, k) => `  let x${k} = in${k}[${ix.index(v.strides, v.offset)}];`);
   const body = [ix.coords, ...loads, `  out[i] = ${spec.expr(spec.views.map((_, k) => `x${k}`))};`].filter(Boolean).join('\n');
-  const { wgsl: decls, bindings } = bindingDecls(operands.length);
+  const { wgsl: decls, bindings } = bindingDecls(operands);
   const header = kernelHeader(name, node, operands, 'pointwise');
   return {
     kernel: { name, ops: [node.op], wgsl: shell(header, decls, spec.helpers, total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
@@ -103,7 +103,7 @@ export function lowerPiecewise(node: Node, operands: readonly TensorType[], name
     return k === 0 ? `  if (${test}) {\n    ${read}` : `  } else if (${test}) {\n    ${read}`;
   });
   const body = [ix.coords, ...branches].join('\n');
-  const { wgsl: decls, bindings } = bindingDecls(operands.length);
+  const { wgsl: decls, bindings } = bindingDecls(operands);
   const header = kernelHeader(name, node, operands, 'piecewise copy');
   return {
     kernel: { name, ops: [node.op], wgsl: shell(header, decls, [], total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },

@@ -1,9 +1,10 @@
 // Planning: lowered steps + validated shaders + initial weights → the manifest and the
 // binary sections of a bundle. One buffer per stored value for now (an arena with
 // liveness-based aliasing replaces this with the memory planner).
-import type { BufferDesc, BufferRole, Dispatch, KernelDesc, Manifest, TensorBinding } from '../../schemas/manifest';
+import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelDesc, Manifest, TensorBinding, TrainingDesc } from '../../schemas/manifest';
 import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION, MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
-import type { Graph } from '../ir/graph';
+import type { TrainingGraph } from '../autodiff/train';
+import { liveNodes, type Graph, type GraphOutput } from '../ir/graph';
 import type { ConstantAttrs } from '../ir/ops';
 import { elementCount } from '../ir/types';
 import type { LoweredGraph, LoweredKernel } from '../lower';
@@ -12,8 +13,34 @@ import { alignUp, type BundleSection } from './bundle';
 
 export const GENERATOR = { name: 'mnc', version: '0.1.0' };
 
+/** An entry point: the outputs it returns and the nodes it runs for their effect (updates). */
+export interface PlanEntry {
+  name: string;
+  outputs: readonly GraphOutput[];
+  effects: readonly number[];
+}
+
+/** The entry points of a plan: 'run' for inference; with training, 'train_step' too. */
+export function planEntries(graph: Graph, training?: TrainingGraph): PlanEntry[] {
+  if (!training) return [{ name: 'run', outputs: graph.outputs, effects: [] }];
+  const entries: PlanEntry[] = [];
+  const inference = graph.outputs.filter((o) => o.name !== training.loss.name);
+  if (inference.length > 0) entries.push({ name: 'run', outputs: inference, effects: [] });
+  entries.push({ name: TRAIN_ENTRY, outputs: [training.loss], effects: training.updates });
+  return entries;
+}
+
+export const TRAIN_ENTRY = 'train_step';
+
+/** Every node some entry needs. */
+export function entryLiveNodes(graph: Graph, entries: readonly PlanEntry[]): Set<number> {
+  return liveNodes(graph, entries.flatMap((e) => [...e.outputs.map((o) => o.node), ...e.effects]));
+}
+
 export interface PlanInput {
   graph: Graph;
+  entries: readonly PlanEntry[];
+  training?: TrainingGraph;
   lowered: LoweredGraph;
   validated: Map<LoweredKernel, ValidatedKernel>;
   parameters: Map<string, Float32Array>;
@@ -27,12 +54,13 @@ function bytesOf(data: Float32Array): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
-export function planBundle({ graph, lowered, validated, parameters, nagaVersion, source }: PlanInput): {
+export function planBundle({ graph, entries, training, lowered, validated, parameters, nagaVersion, source }: PlanInput): {
   manifest: Omit<Manifest, 'sections'>;
   sections: BundleSection[];
 } {
-  const outputNodes = new Set(graph.outputs.map((o) => lowered.storage[o.node]));
-  const computed = new Set(lowered.steps.map((s) => s.node));
+  const outputNodes = new Set(entries.flatMap((e) => e.outputs.map((o) => lowered.storage[o.node])));
+  const computed = new Set(lowered.steps.filter((s) => s.operands.at(-1) === s.node).map((s) => s.node));
+  const live = entryLiveNodes(graph, entries);
 
   // --- buffers: every leaf and every computed value, in node order ---------------------
   const bufferOf = new Map<number, number>();
@@ -47,7 +75,9 @@ export function planBundle({ graph, lowered, validated, parameters, nagaVersion,
     return { section: 'weights', offset, length: data.byteLength };
   };
   for (const node of graph.nodes) {
-    const leaf = node.op === 'input' || node.op === 'parameter' || node.op === 'constant';
+    // every parameter is kept (frozen or unused ones still export); other values only if an entry needs them
+    const leaf = node.op === 'input' || node.op === 'parameter' || node.op === 'constant' || node.op === 'state';
+    if (node.op !== 'parameter' && !live.has(node.id)) continue;
     if (!leaf && !computed.has(node.id)) continue;
     const role: BufferRole = leaf ? node.op as BufferRole : outputNodes.has(node.id) ? 'output' : 'intermediate';
     const desc: BufferDesc = {
@@ -97,19 +127,24 @@ export function planBundle({ graph, lowered, validated, parameters, nagaVersion,
   }
   if (weightsLength > 0) sections.push({ name: 'weights', bytes: concat(weights, weightsLength) });
 
-  const dispatches: Dispatch[] = lowered.steps.map((step) => ({
-    kernel: kernelIndex.get(step.kernel)!,
-    buffers: step.operands.map((n) => bufferOf.get(n)!),
-    workgroups: step.workgroups,
-    node: graph.nodes[step.node].name,
-  }));
-
   const binding = (name: string, nodeId: number): TensorBinding => {
     const node = graph.nodes[nodeId];
     return { name, buffer: bufferOf.get(lowered.storage[nodeId])!, dtype: node.type.dtype, shape: [...node.type.shape] };
   };
-  const inputs = graph.nodes.filter((n) => n.op === 'input').map((n) => binding(n.name, n.id));
-  const outputs = graph.outputs.map((o) => binding(o.name, o.node));
+  const entryPoints: Record<string, EntryPoint> = {};
+  for (const entry of entries) {
+    const needed = liveNodes(graph, [...entry.outputs.map((o) => o.node), ...entry.effects]);
+    const dispatches: Dispatch[] = lowered.steps
+      .filter((step) => needed.has(step.node))
+      .map((step) => ({
+        kernel: kernelIndex.get(step.kernel)!,
+        buffers: step.operands.map((n) => bufferOf.get(n)!),
+        workgroups: step.workgroups,
+        node: graph.nodes[step.node].name,
+      }));
+    const inputs = graph.nodes.filter((n) => n.op === 'input' && needed.has(n.id)).map((n) => binding(n.name, n.id));
+    entryPoints[entry.name] = { inputs, outputs: entry.outputs.map((o) => binding(o.name, o.node)), dispatches };
+  }
 
   const steps = lowered.steps.map((s) => s.kernel);
   const manifest: Omit<Manifest, 'sections'> = {
@@ -125,9 +160,33 @@ export function planBundle({ graph, lowered, validated, parameters, nagaVersion,
     },
     buffers,
     kernels,
-    entryPoints: { run: { inputs, outputs, dispatches } },
+    entryPoints,
   };
+  if (training) manifest.training = trainingDesc(graph, training, (node) => bufferOf.get(node)!);
   return { manifest, sections };
+}
+
+function trainingDesc(graph: Graph, training: TrainingGraph, bufferOf: (node: number) => number): TrainingDesc {
+  const trained = new Map(training.parameters.map((p) => [p.node, p]));
+  return {
+    entry: TRAIN_ENTRY,
+    loss: training.loss.name,
+    optimizer: training.optimizer,
+    hyper: {
+      input: training.hyper.name,
+      fields: [...training.hyper.fields],
+      settable: [...training.hyper.settable],
+      defaults: { ...training.hyper.defaults },
+    },
+    parameters: graph.nodes
+      .filter((n) => n.op === 'parameter')
+      .map((n) => ({
+        name: n.name,
+        buffer: bufferOf(n.id),
+        trainable: trained.has(n.id),
+        state: (trained.get(n.id)?.state ?? []).map((s) => ({ name: s.name, buffer: bufferOf(s.node), slot: s.slot })),
+      })),
+  };
 }
 
 function concat(parts: Uint8Array[], length: number): Uint8Array {

@@ -1,0 +1,50 @@
+// Update archetype: optimizer steps that rewrite a parameter and its state in place, one
+// invocation per element. Operands the op writes are bound read_write and assigned; the
+// last operand is the small hyper-parameter vector every invocation reads.
+import type { Node } from '../ir/graph';
+import { hyperIndex, type HyperField } from '../ir/ops';
+import { elementCount, type TensorType } from '../ir/types';
+import type { BindingDesc } from '../../schemas/manifest';
+import { kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
+
+const WORKGROUP = 256;
+
+export interface UpdateLowering {
+  writes: readonly number[];
+  body: (x: string[], hyper: (field: HyperField) => string) => string;
+}
+
+export function lowerUpdate(node: Node, operands: readonly TensorType[], name: string, spec: UpdateLowering): {
+  kernel: LoweredKernel;
+  workgroups: [number, number, number];
+} {
+  const total = elementCount(node.type.shape);
+  const { grid, gridX } = linearGrid(Math.ceil(total / WORKGROUP));
+  const hyperSlot = operands.length - 1;
+  const bindings: BindingDesc[] = operands.map((_, k) => ({ binding: k, access: spec.writes.includes(k) ? 'read_write' : 'read' }));
+  const decls = bindings
+    .map((b) => `@group(0) @binding(${b.binding}) var<storage, ${b.access}> in${b.binding}: array<f32>;`)
+    .join('\n');
+  const elements = operands.slice(0, hyperSlot).map((_, k) => `in${k}[i]`);
+  const body = spec.body(elements, (field) => `in${hyperSlot}[${hyperIndex(field)}]`);
+  const header = kernelHeader(name, node, operands, 'in-place update');
+  const wgsl = `${header}
+${decls}
+
+const TOTAL: u32 = ${u32(total)};
+const GRID_X: u32 = ${u32(gridX)};
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * GRID_X) * ${u32(WORKGROUP)} + lid;
+  if (i >= TOTAL) {
+    return;
+  }
+${body}
+}
+`;
+  return {
+    kernel: { name, ops: [node.op], wgsl, entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
+    workgroups: grid,
+  };
+}
