@@ -6,12 +6,18 @@
 //     const h = g.relu(g.biasAdd(g.matmul(x, g.parameter('w1', [784, 128])), g.parameter('b1', [128])));
 //     return { logits: g.matmul(h, g.parameter('w2', [128, 10])) };
 //   });
+//
+// With `train`, the plan also gets a 'train_step' entry (forward, backward, optimizer update):
+//   model((g) => { …; return { logits, loss: g.crossEntropy(logits, labels) }; },
+//         { train: { loss: 'loss', optimizer: { kind: 'adam', lr: 1e-3 } } });
 import { Graph, type GraphOptions, type Tensor } from './ir/graph';
 import { CompileError } from './ir/errors';
+import type { TrainingSpec } from './autodiff/train';
 
 export { Graph, Tensor } from './ir/graph';
 export type { Init } from './ir/ops';
 export type { Shape, DType } from './ir/types';
+export type { OptimizerSpec, TrainingSpec } from './autodiff/train';
 
 export type ModelOutputs = Record<string, Tensor>;
 
@@ -20,10 +26,12 @@ export interface ModelDefinition {
   readonly kind: 'mnc.model';
   readonly build: (g: Graph) => ModelOutputs | void;
   readonly description?: string;
+  /** compile a training plan too: which output is the loss, and the optimizer */
+  readonly train?: TrainingSpec;
 }
 
-export function model(build: (g: Graph) => ModelOutputs | void, options: { description?: string } = {}): ModelDefinition {
-  return { kind: 'mnc.model', build, description: options.description };
+export function model(build: (g: Graph) => ModelOutputs | void, options: { description?: string; train?: TrainingSpec } = {}): ModelDefinition {
+  return { kind: 'mnc.model', build, description: options.description, train: options.train };
 }
 
 export function isModelDefinition(v: unknown): v is ModelDefinition {

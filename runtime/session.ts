@@ -57,7 +57,12 @@ const paddedSize = (byteLength: number) => Math.max(4, Math.ceil(byteLength / 4)
 const elementCount = (shape: number[]) => shape.reduce((n, d) => n * d, 1);
 const describe = (t: TensorBinding) => `${t.dtype}[${t.shape.join(', ')}] (${elementCount(t.shape)} elements)`;
 
-export async function loadPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOptions = {}): Promise<Session> {
+export function loadPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOptions = {}): Promise<Session> {
+  return openPlan(bytes, device, options);
+}
+
+/** loadPlan, returning the session class with the buffer access training needs (runtime-internal). */
+export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOptions = {}): Promise<PlanSession> {
   const bundle = await readBundle(bytes);
   const { manifest } = bundle;
   const label = options.label ?? manifest.model.name;
@@ -236,7 +241,7 @@ function loadEntry(
   return { name, desc, commands, staging };
 }
 
-class PlanSession implements Session {
+export class PlanSession implements Session {
   readonly inputs: TensorBinding[];
   readonly outputs: TensorBinding[];
   private destroyed = false;
@@ -257,21 +262,70 @@ class PlanSession implements Session {
   }
 
   run(inputs: Record<string, TensorData>, entry = 'run'): Promise<Record<string, Float32Array>> {
-    let uploads: [GPUBuffer, Uint8Array<ArrayBuffer>][];
-    let loaded: LoadedEntry;
     try {
-      this.assertAlive();
-      loaded = this.entry(entry);
-      uploads = this.prepareInputs(loaded, inputs);
+      return this.start(inputs, entry);
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** run(), but bad inputs throw at once instead of rejecting, so a caller knows the run was queued. */
+  start(inputs: Record<string, TensorData>, entry: string): Promise<Record<string, Float32Array>> {
+    this.assertAlive();
+    const loaded = this.entry(entry);
+    const uploads = this.prepareInputs(loaded, inputs);
     this.inFlight++;
     const result = this.chain.then(() => this.execute(loaded, uploads));
     this.chain = result.catch(() => undefined).finally(() => {
       if (--this.inFlight === 0 && this.destroyed) this.free();
     });
     return result;
+  }
+
+  /** Copies whole buffers back (after every earlier run), by buffer id. */
+  readBuffers(ids: readonly number[]): Promise<Map<number, Uint8Array>> {
+    try {
+      this.assertAlive();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.inFlight++;
+    const result = this.chain.then(() => this.copyOut(ids));
+    this.chain = result.catch(() => undefined).finally(() => {
+      if (--this.inFlight === 0 && this.destroyed) this.free();
+    });
+    return result;
+  }
+
+  /** Overwrites a buffer's contents; ordered before any run submitted after it. */
+  writeBuffer(id: number, bytes: Uint8Array): void {
+    this.assertAlive();
+    const buffer = this.buffers.get(id);
+    if (!buffer) throw new PlanError('bad-input', `plan "${this.manifest.model.name}" has no buffer ${id}`);
+    const data = bytes.length % 4 === 0 ? bytes : padTo4(bytes);
+    this.device.queue.writeBuffer(buffer, 0, data as Uint8Array<ArrayBuffer>);
+  }
+
+  private async copyOut(ids: readonly number[]): Promise<Map<number, Uint8Array>> {
+    this.assertAlive();
+    const { device } = this;
+    const encoder = device.createCommandEncoder({ label: `${this.manifest.model.name}/read-back` });
+    const staged = ids.map((id) => {
+      const source = this.buffers.get(id)!;
+      const staging = device.createBuffer({ label: `${this.manifest.model.name}/read-back:${id}`, size: source.size, usage: BUFFER_MAP_READ | BUFFER_COPY_DST });
+      encoder.copyBufferToBuffer(source, 0, staging, 0, source.size);
+      return staging;
+    });
+    device.queue.submit([encoder.finish()]);
+    try {
+      await Promise.all(staged.map((b) => b.mapAsync(MAP_MODE_READ)));
+      const byteLength = new Map(this.manifest.buffers.map((b) => [b.id, b.byteLength]));
+      return new Map(ids.map((id, k) => [id, new Uint8Array(staged[k].getMappedRange()).slice(0, byteLength.get(id))]));
+    } catch (error) {
+      throw new PlanError('device-lost', `reading buffers back from plan "${this.manifest.model.name}" failed: ${(error as Error).message}`, { cause: error });
+    } finally {
+      for (const b of staged) b.destroy();
+    }
   }
 
   destroy(): void {

@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { basename, isAbsolute, relative } from 'node:path';
 import { isPlanError, loadPlan, readBundle, requestNodeDevice, type NodeBackend, type PlanBundle, type Session } from '../../runtime';
 import type { EntryPoint, Manifest } from '../../schemas/manifest';
+import type { OptimizerKind, OptimizerSpec, TrainingSpec } from '../autodiff/train';
 import { compileGraph } from '../compile';
 import { loadTypeScriptModel } from '../frontends/typescript';
 import { CompileError, CompileErrors } from '../ir/errors';
@@ -56,16 +57,52 @@ function defaultEntry(manifest: Manifest): EntryPoint | undefined {
 
 // --- commands -------------------------------------------------------------------------------
 
-async function compileCommand(modelFile: string, options: { output?: string; model?: string; seed: string }): Promise<void> {
+interface CompileOptions {
+  output?: string;
+  model?: string;
+  seed: string;
+  inference?: boolean;
+  loss?: string;
+  optimizer?: OptimizerKind;
+  lr?: string;
+}
+
+function parsePositive(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) throw new CompileError('input', `${flag} expects a positive number; got '${text}'`);
+  return value;
+}
+
+/** The model's `train` option, overridden or supplied by --loss/--optimizer/--lr; none with --inference. */
+function trainingFrom(options: CompileOptions, fromModel: TrainingSpec | undefined): TrainingSpec | undefined {
+  if (options.inference) return undefined;
+  const given = options.loss !== undefined || options.optimizer !== undefined || options.lr !== undefined;
+  if (!fromModel && !given) return undefined;
+  const loss = options.loss ?? fromModel?.loss;
+  if (!loss) throw new CompileError('input', 'training needs a loss: pass --loss <output name> or give the model a `train` option');
+  const base = fromModel?.optimizer;
+  const kind = options.optimizer ?? base?.kind ?? 'adam';
+  const lr = options.lr !== undefined ? parsePositive('--lr', options.lr) : base?.lr ?? (kind === 'sgd' ? 0.01 : 1e-3);
+  // a different optimizer on the command line starts from its own defaults
+  const optimizer = base && base.kind === kind ? { ...base, lr } : ({ kind, lr } as OptimizerSpec);
+  return { loss, optimizer };
+}
+
+async function compileCommand(modelFile: string, options: CompileOptions): Promise<void> {
   const started = performance.now();
   const seed = parseSeed(options.seed);
-  const { graph, name } = await loadTypeScriptModel(modelFile, { model: options.model });
-  const { bundle, manifest } = await compileGraph(graph, { seed, source: `${displayPath(modelFile)}#${name}` });
+  const { graph, name, training } = await loadTypeScriptModel(modelFile, { model: options.model });
+  const { bundle, manifest } = await compileGraph(graph, {
+    seed,
+    source: `${displayPath(modelFile)}#${name}`,
+    training: trainingFrom(options, training),
+  });
   const out = options.output ?? `${options.model ?? basename(modelFile).replace(/\.[^.]*$/, '')}.mnplan`;
   writeFileOrFail(out, bundle);
   const dispatches = Object.values(manifest.entryPoints).reduce((n, e) => n + e.dispatches.length, 0);
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
-  console.log(`${out}: model '${name}', ${manifest.kernels.length} kernels, ${dispatches} dispatches, ${formatBytes(bundle.length)}, compiled in ${seconds} s`);
+  const trains = manifest.training ? `, trains with ${manifest.training.optimizer}` : '';
+  console.log(`${out}: model '${name}', ${manifest.kernels.length} kernels, ${dispatches} dispatches${trains}, ${formatBytes(bundle.length)}, compiled in ${seconds} s`);
 }
 
 async function inspectCommand(file: string, options: { wgsl?: boolean; json?: boolean }): Promise<void> {
@@ -149,6 +186,10 @@ function program(): Command {
     .option('-o, --output <file>', 'output plan (default: <model file name>.mnplan, or <NAME>.mnplan with --model)')
     .option('--model <name>', 'which exported model to compile (required when the file exports several)')
     .option('--seed <n>', 'seed for parameter initial values', '0')
+    .option('--loss <output>', "compile a training plan minimising this output (default: the model's train option)")
+    .addOption(new Option('--optimizer <kind>', 'optimizer of the training plan (default: the model\'s, else adam)').choices(['sgd', 'adam', 'adamw']))
+    .option('--lr <rate>', 'initial learning rate (changeable at run time)')
+    .option('--inference', "compile the inference plan only, ignoring the model's train option")
     .action(compileCommand);
 
   mnc

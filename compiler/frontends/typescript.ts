@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 import type { Diagnostic, Project, SourceFile, Type } from 'ts-morph';
 import * as api from '../api';
+import type { TrainingSpec } from '../autodiff/train';
 import { CompileError, CompileErrors } from '../ir/errors';
 import type { Graph } from '../ir/graph';
 import type { SourceLocation } from '../ir/types';
@@ -26,6 +27,8 @@ export interface LoadedModel {
   name: string;
   /** every model definition the file exports, in declaration order */
   available: string[];
+  /** the definition's `train` option: loss output and optimizer */
+  training?: TrainingSpec;
 }
 
 /**
@@ -51,7 +54,7 @@ export async function loadTypeScriptModel(file: string, options: LoadOptions = {
   const declaration = declarationLocation(entry, name);
   try {
     const graph = api.buildGraph(name === 'default' ? defaultName(absFile) : name, definition, { locate: () => bundle.locateCaller() });
-    return { graph, name, available };
+    return { graph, name, available, training: definition.train };
   } catch (error) {
     if (error instanceof CompileError) {
       // builder errors carry the user's location already; a model-level one (no outputs) gets the export's

@@ -1,0 +1,157 @@
+// Training sessions: a plan compiled with a loss and an optimizer has a 'train_step' entry
+// that runs forward, backward and the update on the GPU. This wrapper keeps the step count
+// and hyper-parameters, fills the plan's hyper vector each step, and moves parameters and
+// optimizer state in and out as safetensors. Parameters never leave the GPU between steps.
+import type { Manifest, TensorBinding, TrainingDesc } from '../schemas/manifest';
+import { PlanError } from './errors';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors';
+import { openPlan, type LoadOptions, type PlanSession, type TensorData } from './session';
+
+export interface TrainingSession {
+  readonly manifest: Manifest;
+  /** what step() takes: the training entry's inputs other than the hyper vector */
+  readonly batchInputs: TensorBinding[];
+  /** optimizer steps taken so far (restored by importState) */
+  readonly stepCount: number;
+  /** current hyper-parameter values (settable ones and the plan's fixed ones) */
+  readonly hyper: Readonly<Record<string, number>>;
+  /** One optimizer step on a batch; resolves to the loss before the update. */
+  step(batch: Record<string, TensorData>): Promise<number>;
+  /** Changes hyper-parameters (learning rate, ...) for the following steps; no recompiling. */
+  setHyper(values: Record<string, number>): void;
+  /** Runs another entry (e.g. 'run' for inference) with the current parameters. */
+  run(inputs: Record<string, TensorData>, entry?: string): Promise<Record<string, Float32Array>>;
+  /** Parameters (and, unless `optimizer: false`, optimizer state and step count) as safetensors bytes. */
+  exportState(options?: { optimizer?: boolean }): Promise<Uint8Array>;
+  /** Loads parameters, and optimizer state when the file has it (else state restarts at zero). */
+  importState(bytes: Uint8Array, source?: string): Promise<void>;
+  destroy(): void;
+}
+
+export async function loadTrainingPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOptions = {}): Promise<TrainingSession> {
+  const session = await openPlan(bytes, device, options);
+  if (!session.manifest.training) {
+    session.destroy();
+    throw new PlanError('bad-input', `plan "${session.manifest.model.name}" was not compiled for training (compile it with a loss and an optimizer)`);
+  }
+  return new Trainer(session, session.manifest.training);
+}
+
+const METADATA_FORMAT = 'mnplan-training-state';
+
+class Trainer implements TrainingSession {
+  readonly batchInputs: TensorBinding[];
+  private steps = 0;
+  private values: Record<string, number>;
+
+  constructor(
+    private readonly session: PlanSession,
+    private readonly training: TrainingDesc,
+  ) {
+    const entry = session.manifest.entryPoints[training.entry];
+    this.batchInputs = entry.inputs.filter((i) => i.name !== training.hyper.input);
+    this.values = { ...training.hyper.defaults };
+  }
+
+  get manifest(): Manifest {
+    return this.session.manifest;
+  }
+  get stepCount(): number {
+    return this.steps;
+  }
+  get hyper(): Readonly<Record<string, number>> {
+    const { settable } = this.training.hyper;
+    return Object.fromEntries(Object.entries(this.values).filter(([k]) => settable.includes(k)));
+  }
+
+  setHyper(values: Record<string, number>): void {
+    const { settable } = this.training.hyper;
+    for (const [key, value] of Object.entries(values)) {
+      if (!settable.includes(key)) {
+        throw new PlanError('bad-input', `"${key}" is not a hyper-parameter of this plan's ${this.training.optimizer} optimizer; it has: ${settable.join(', ')}`);
+      }
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw new PlanError('bad-input', `hyper-parameter "${key}" must be a finite number; got ${String(value)}`);
+    }
+    Object.assign(this.values, values);
+  }
+
+  async step(batch: Record<string, TensorData>): Promise<number> {
+    const { hyper } = this.training;
+    if (typeof batch !== 'object' || batch === null) throw new PlanError('bad-input', `step() expects an object mapping ${this.batchInputs.map((i) => i.name).join(', ')} to typed arrays`);
+    if (hyper.input in batch) throw new PlanError('bad-input', `"${hyper.input}" is filled by the training session; set hyper-parameters with setHyper()`);
+    const t = this.steps + 1;
+    // bias corrections for step t, as torch.optim.Adam computes them
+    const derived: Record<string, number> = {
+      biasCorrection1: 1 - (this.values.beta1 ?? 0) ** t,
+      biasCorrection2: 1 - (this.values.beta2 ?? 0) ** t,
+    };
+    const vector = Float32Array.from(hyper.fields, (f) => derived[f] ?? this.values[f] ?? 0);
+    const result = this.session.start({ ...batch, [hyper.input]: vector }, this.training.entry); // throws on bad input
+    this.steps = t; // counted once queued, so overlapping step() calls get consecutive t
+    const outputs = await result;
+    return outputs[this.training.loss][0];
+  }
+
+  run(inputs: Record<string, TensorData>, entry = 'run'): Promise<Record<string, Float32Array>> {
+    return this.session.run(inputs, entry);
+  }
+
+  async exportState(options: { optimizer?: boolean } = {}): Promise<Uint8Array> {
+    const withOptimizer = options.optimizer ?? true;
+    const named = this.namedBuffers(withOptimizer);
+    const contents = await this.session.readBuffers(named.map((n) => n.buffer));
+    const tensors = new Map<string, SafeTensor>(named.map((n) => [n.name, { dtype: 'F32', shape: n.shape, data: contents.get(n.buffer)! }]));
+    const metadata: Record<string, string> = { format: METADATA_FORMAT, model: this.manifest.model.name };
+    if (withOptimizer) {
+      metadata.optimizer = this.training.optimizer;
+      metadata.step = String(this.steps);
+      metadata.hyper = JSON.stringify(this.hyper);
+    }
+    return encodeSafetensors(tensors, metadata);
+  }
+
+  async importState(bytes: Uint8Array, source = 'state file'): Promise<void> {
+    const file = decodeSafetensors(bytes, source);
+    const all = this.namedBuffers(true);
+    const known = new Map(all.map((n) => [n.name, n]));
+    const unknown = [...file.tensors.keys()].filter((name) => !known.has(name));
+    if (unknown.length > 0) throw new PlanError('bad-input', `${source}: tensors ${unknown.map((n) => `"${n}"`).join(', ')} are not parameters or optimizer state of plan "${this.manifest.model.name}"`);
+    const parameters = all.filter((n) => !n.state);
+    const missing = parameters.filter((n) => !file.tensors.has(n.name));
+    if (missing.length > 0) throw new PlanError('bad-input', `${source}: lacks parameters ${missing.map((n) => `"${n.name}"`).join(', ')}`);
+    const state = all.filter((n) => n.state);
+    const stateGiven = state.filter((n) => file.tensors.has(n.name));
+    if (stateGiven.length > 0 && stateGiven.length < state.length) {
+      const lacking = state.filter((n) => !file.tensors.has(n.name)).map((n) => `"${n.name}"`);
+      throw new PlanError('bad-input', `${source}: has some optimizer state but lacks ${lacking.join(', ')}`);
+    }
+    for (const [name, t] of file.tensors) {
+      const want = known.get(name)!;
+      if (t.dtype !== 'F32' || t.shape.join() !== want.shape.join()) {
+        throw new PlanError('bad-input', `${source}: "${name}" is ${t.dtype} [${t.shape.join(', ')}]; the plan needs F32 [${want.shape.join(', ')}]`);
+      }
+    }
+    for (const n of all) {
+      const t = file.tensors.get(n.name);
+      this.session.writeBuffer(n.buffer, t ? t.data : new Uint8Array(n.byteLength));
+    }
+    const step = Number(file.metadata.step);
+    this.steps = stateGiven.length > 0 && Number.isInteger(step) && step >= 0 ? step : 0;
+  }
+
+  destroy(): void {
+    this.session.destroy();
+  }
+
+  private namedBuffers(withOptimizer: boolean) {
+    const byId = new Map(this.manifest.buffers.map((b) => [b.id, b]));
+    const out: { name: string; buffer: number; shape: number[]; byteLength: number; state: boolean }[] = [];
+    for (const p of this.training.parameters) {
+      const b = byId.get(p.buffer)!;
+      out.push({ name: p.name, buffer: p.buffer, shape: b.shape, byteLength: b.byteLength, state: false });
+      if (!withOptimizer) continue;
+      for (const s of p.state) out.push({ name: s.name, buffer: s.buffer, shape: b.shape, byteLength: b.byteLength, state: true });
+    }
+    return out;
+  }
+}
