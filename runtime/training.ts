@@ -80,10 +80,14 @@ class Trainer implements TrainingSession {
     if (typeof batch !== 'object' || batch === null) throw new PlanError('bad-input', `step() expects an object mapping ${this.batchInputs.map((i) => i.name).join(', ')} to typed arrays`);
     if (hyper.input in batch) throw new PlanError('bad-input', `"${hyper.input}" is filled by the training session; set hyper-parameters with setHyper()`);
     const t = this.steps + 1;
-    // bias corrections for step t, as torch.optim.Adam computes them
+    // bias corrections for step t, as torch.optim.Adam computes them, and 1 - beta in
+    // float64 (the kernels would lose 1e-5 of 1 - beta2 computing it from an f32 beta2)
+    const [beta1, beta2] = [this.values.beta1 ?? 0, this.values.beta2 ?? 0];
     const derived: Record<string, number> = {
-      biasCorrection1: 1 - (this.values.beta1 ?? 0) ** t,
-      biasCorrection2: 1 - (this.values.beta2 ?? 0) ** t,
+      biasCorrection1: 1 - beta1 ** t,
+      biasCorrection2: 1 - beta2 ** t,
+      oneMinusBeta1: 1 - beta1,
+      oneMinusBeta2: 1 - beta2,
     };
     const vector = Float32Array.from(hyper.fields, (f) => derived[f] ?? this.values[f] ?? 0);
     const result = this.session.start({ ...batch, [hyper.input]: vector }, this.training.entry); // throws on bad input

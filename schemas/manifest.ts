@@ -128,7 +128,7 @@ export interface TrainingDesc {
   hyper: {
     /** the f32 input of `entry` the update kernels read */
     input: string;
-    /** its element order; biasCorrection1/2 are 1 - beta1^t and 1 - beta2^t for step t (from 1) */
+    /** its element order; biasCorrection1/2 are 1 - beta1^t and 1 - beta2^t for step t (from 1), oneMinusBeta1/2 are 1 - beta1 and 1 - beta2 */
     fields: string[];
     /** the fields setHyper may change */
     settable: string[];

@@ -9,31 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readNpy, writeNpy } from '../compiler/cli/npy';
 import { loadTypeScriptModel } from '../compiler/frontends/typescript';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
+import { cliRunner, diagnostics, expectFailure } from './cli-runner';
 
 const root = join(import.meta.dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'mnc-cli-'));
 const out = (name: string) => join(work, name);
 
-interface Result {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function mnc(...args: string[]): Result {
-  const r = spawnSync(process.execPath, [join(root, 'dist', 'mnc.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, MNC_DEBUG: '' } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** stderr without Dawn's own warnings (adapter limits, a missing Vulkan loader). */
-function diagnostics(r: Result): string[] {
-  return r.stderr.split('\n').filter((l) => l !== '' && !/^(Warning: |\s+at operator\(\))/.test(l));
-}
-
-function expectFailure(r: Result, lines: string[]): void {
-  expect(diagnostics(r)).toEqual(lines);
-  expect(r.status).toBe(1);
-}
+const mnc = cliRunner(join(root, 'dist', 'mnc.mjs'), root);
 
 beforeAll(() => {
   execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'pipe' });

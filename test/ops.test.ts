@@ -134,14 +134,14 @@ const cases: Record<OpName, OpCase[]> = {
   sgdUpdate: [
     {
       label: 'sgd step on [33, 17] with momentum and weight decay',
-      inputs: { grad: { shape: [33, 17] }, hyper: { shape: [8], values: [0.1, 0, 0, 0, 0.01, 0.9, 1, 1] } },
+      inputs: { grad: { shape: [33, 17] }, hyper: { shape: [10], values: [0.1, 0, 0, 0, 0.01, 0.9, 1, 1, 1, 1] } },
       build: (g, x) => g.sgdUpdate(g.parameter('p', [33, 17], { init: { uniform: [-1, 1] } }), x.grad, g.state('v', [33, 17]), x.hyper),
     },
   ],
   adamUpdate: [
     ...[false, true].map((decoupled) => ({
       label: `${decoupled ? 'adamw' : 'adam'} first step on [300]`,
-      inputs: { grad: { shape: [300] }, hyper: { shape: [8], values: [0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0.1, 0.001] } },
+      inputs: { grad: { shape: [300] }, hyper: { shape: [10], values: [0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0.1, 0.001, 0.1, 0.001] } },
       build: (g: Graph, x: Record<string, Tensor>) =>
         g.adamUpdate(g.parameter('p', [300], { init: { uniform: [-1, 1] } }), x.grad, g.state('m', [300]), g.state('v', [300]), x.hyper, { decoupled }),
     })),

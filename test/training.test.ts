@@ -59,7 +59,13 @@ class ReferenceTrainer {
 
   step(inputs: Record<string, ArrayLike<number>>): number {
     this.t++;
-    const h: Record<string, number> = { ...this.hyper, biasCorrection1: 1 - this.hyper.beta1 ** this.t, biasCorrection2: 1 - this.hyper.beta2 ** this.t };
+    const h: Record<string, number> = {
+      ...this.hyper,
+      biasCorrection1: 1 - this.hyper.beta1 ** this.t,
+      biasCorrection2: 1 - this.hyper.beta2 ** this.t,
+      oneMinusBeta1: 1 - this.hyper.beta1,
+      oneMinusBeta2: 1 - this.hyper.beta2,
+    };
     const vector = HYPER_FIELDS.map((f) => h[f]);
     const out = interpret(this.graph, { ...inputs, 'optimizer.hyper': vector }, this.parameters, {
       state: this.state,

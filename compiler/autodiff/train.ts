@@ -4,6 +4,7 @@
 import { CompileError } from '../ir/errors';
 import type { Graph, GraphOutput } from '../ir/graph';
 import { HYPER_FIELDS, type HyperField, type ParameterAttrs } from '../ir/ops';
+import { elementCount, formatShape } from '../ir/types';
 import { differentiate } from './differentiate';
 
 /** Optimizers as PyTorch defines them (torch.optim.SGD, Adam, AdamW), defaults included. */
@@ -50,12 +51,26 @@ const SETTABLE: Record<OptimizerKind, HyperField[]> = {
 };
 
 function hyperDefaults(spec: OptimizerSpec): Record<HyperField, number> {
-  const base: Record<HyperField, number> = { lr: spec.lr, beta1: 0, beta2: 0, eps: 0, weightDecay: 0, momentum: 0, biasCorrection1: 1, biasCorrection2: 1 };
+  const base: Record<HyperField, number> = {
+    lr: spec.lr,
+    beta1: 0,
+    beta2: 0,
+    eps: 0,
+    weightDecay: 0,
+    momentum: 0,
+    biasCorrection1: 1,
+    biasCorrection2: 1,
+    oneMinusBeta1: 1,
+    oneMinusBeta2: 1,
+  };
   if (spec.kind === 'sgd') return { ...base, momentum: spec.momentum ?? 0, weightDecay: spec.weightDecay ?? 0 };
+  const [beta1, beta2] = [spec.beta1 ?? 0.9, spec.beta2 ?? 0.999];
   return {
     ...base,
-    beta1: spec.beta1 ?? 0.9,
-    beta2: spec.beta2 ?? 0.999,
+    beta1,
+    beta2,
+    oneMinusBeta1: 1 - beta1,
+    oneMinusBeta2: 1 - beta2,
     eps: spec.eps ?? 1e-8,
     weightDecay: spec.weightDecay ?? (spec.kind === 'adamw' ? 0.01 : 0),
   };
@@ -78,6 +93,15 @@ export function appendTraining(graph: Graph, spec: TrainingSpec): TrainingGraph 
   const loss = graph.outputs.find((o) => o.name === spec.loss);
   if (!loss) {
     throw new CompileError('model', `the loss '${spec.loss}' is not an output of model '${graph.name}' (outputs: ${graph.outputs.map((o) => o.name).join(', ')})`);
+  }
+  const lossNode = graph.nodes[loss.node];
+  if (elementCount(lossNode.type.shape) !== 1) {
+    throw new CompileError(
+      'autodiff',
+      `the loss output '${loss.name}' must be one value; it has shape ${formatShape(lossNode.type.shape)} (reduce it with g.meanAll or g.sum)`,
+      lossNode.loc,
+      lossNode.op,
+    );
   }
   const trainable = graph.nodes.filter((n) => n.op === 'parameter' && (n.attrs as unknown as ParameterAttrs).trainable);
   if (trainable.length === 0) throw new CompileError('model', `model '${graph.name}' has no trainable parameters`);

@@ -1,8 +1,8 @@
-// What `mnc inspect` prints about a plan: the model, its inputs and outputs, each kernel
-// with the size of every stored shader target, the dispatch list of each entry point and
-// the buffers with their roles. Pure functions from a read bundle to text.
+// What `mnc inspect` prints about a plan: the model, its inputs and outputs, how a training
+// plan trains, each kernel with the size of every stored shader target, the dispatch list of
+// each entry point and the buffers with their roles. Pure functions from a read bundle to text.
 import type { PlanBundle } from '../../runtime/bundle';
-import type { Manifest, ShaderTarget, TensorBinding } from '../../schemas/manifest';
+import type { Manifest, ShaderTarget, TensorBinding, TrainingDesc } from '../../schemas/manifest';
 
 const TARGETS: ShaderTarget[] = ['wgsl', 'spirv', 'msl', 'hlsl'];
 
@@ -26,6 +26,28 @@ function bindings(title: string, list: TensorBinding[], manifest: Manifest): str
   return [`${title}:`, ...table(list.map((t) => [t.name, tensor(t), formatBytes(manifest.buffers[t.buffer]?.byteLength ?? 0), `buffer ${t.buffer}`]))];
 }
 
+/** Optimizer, loss, hyper-parameters and each parameter's state buffers of a training plan. */
+function trainingSection(training: TrainingDesc, manifest: Manifest): string[] {
+  const dispatches = manifest.entryPoints[training.entry]?.dispatches.length ?? 0;
+  const { hyper } = training;
+  const settable = hyper.settable.map((k) => `${k} ${hyper.defaults[k]}`).join(', ');
+  const trainable = training.parameters.filter((p) => p.trainable).length;
+  const frozen = training.parameters.length - trainable;
+  const byId = new Map(manifest.buffers.map((b) => [b.id, b]));
+  const rows = training.parameters.map((p) => {
+    const buffer = byId.get(p.buffer);
+    const state = p.state.map((s) => `${s.slot} (buffer ${s.buffer})`).join(', ') || '-';
+    return [p.name, buffer ? tensor(buffer) : '?', `buffer ${p.buffer}`, p.trainable ? 'trainable' : 'frozen', state];
+  });
+  return [
+    `training: ${training.optimizer}, minimising output '${training.loss}' of '${training.entry}' (${dispatches} dispatches per step)`,
+    `  hyper-parameters (settable at run time): ${settable}`,
+    `  hyper vector: input '${hyper.input}' = [${hyper.fields.join(', ')}], filled by the runtime each step`,
+    `  parameters: ${trainable} trainable, ${frozen} frozen`,
+    ...table(rows, '    '),
+  ];
+}
+
 /** The human-readable description of a plan. */
 export function describePlan(file: string, fileBytes: number, manifest: Manifest): string {
   const sectionLength = new Map(manifest.sections.map((s) => [s.name, s.length]));
@@ -40,6 +62,8 @@ export function describePlan(file: string, fileBytes: number, manifest: Manifest
     const suffix = entries.length > 1 ? ` of '${name}'` : '';
     lines.push('', ...bindings(`inputs${suffix}`, entry.inputs, manifest), ...bindings(`outputs${suffix}`, entry.outputs, manifest));
   }
+
+  if (manifest.training) lines.push('', ...trainingSection(manifest.training, manifest));
 
   lines.push('', `kernels (${manifest.kernels.length}):`);
   const kernelRows = [['#', 'name', 'ops', 'workgroup', 'features', ...TARGETS, 'checked']];

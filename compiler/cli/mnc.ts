@@ -1,5 +1,5 @@
 // The `mnc` command line: compile a model file to a .mnplan, inspect a plan, run a plan on
-// a WebGPU device. The only place that prints diagnostics and sets the exit code: every
+// a WebGPU device, train a training plan on datasets (train.ts). The only place that prints diagnostics and sets the exit code: every
 // stage below returns values or throws CompileError/PlanError, which are printed here as
 // `file:line:col: error: message`; anything else is an internal error.
 import { Command, Option } from 'commander';
@@ -12,26 +12,9 @@ import { loadTypeScriptModel } from '../frontends/typescript';
 import { CompileError, CompileErrors } from '../ir/errors';
 import { GENERATOR } from '../plan/plan';
 import { describePlan, formatBytes, kernelSources } from './inspect';
-import { gatherInputs, previewTensor, readFileOrFail, writeFileOrFail, writeOutputs } from './tensors';
-
-/** A runtime error about a plan file, printed as `plan.mnplan: error: message`. */
-class PlanFileError extends Error {
-  constructor(
-    readonly file: string,
-    readonly error: Error,
-  ) {
-    super(error.message);
-  }
-}
-
-async function aboutPlan<T>(file: string, work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    if (isPlanError(error)) throw new PlanFileError(file, error);
-    throw error;
-  }
-}
+import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
+import { gatherInputs, previewTensor, writeFileOrFail, writeOutputs } from './tensors';
+import { trainCommand } from './train';
 
 function parseSeed(text: string): number {
   const seed = Number(text);
@@ -43,11 +26,6 @@ function parseSeed(text: string): number {
 function displayPath(file: string): string {
   const rel = relative(process.cwd(), file);
   return (rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file).replaceAll('\\', '/');
-}
-
-function readPlanBytes(file: string): Uint8Array {
-  const buffer = readFileOrFail(file, 'plan');
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 }
 
 /** The entry point `Session.run()` runs by default: 'run', else the first. */
@@ -168,8 +146,8 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
 
 // --- program --------------------------------------------------------------------------------
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 function program(): Command {
@@ -211,6 +189,26 @@ function program(): Command {
     .option('--out <file.json|dir>', 'write outputs to a .json file, or one .npy per output into a directory')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
     .action(runCommand);
+
+  mnc
+    .command('train')
+    .description('train a plan compiled for training on datasets from files, on a WebGPU device (Dawn)')
+    .argument('<plan.mnplan>', 'plan compiled with a loss and an optimizer')
+    .option(
+      '--data <name=file>',
+      "a dataset for one input of the training step: .npy, IDX (MNIST's *-ubyte files) or .safetensors (the tensor named after the input), optionally gzipped; first axis = samples; repeatable",
+      collect,
+    )
+    .option('--scale <name=factor>', "multiply a dataset's values by factor, e.g. x=1/255 for u8 pixels; repeatable", collect)
+    .option('--epochs <n>', 'passes over the data (default: 1, or as many as --steps needs); the last partial batch of each epoch is dropped')
+    .option('--steps <n>', 'stop after n optimizer steps')
+    .option('--lr <rate>', "learning rate (default: the plan's)")
+    .option('--shuffle-seed <n>', 'seed of the per-epoch shuffle', '0')
+    .option('--load <state.safetensors>', 'start from parameters (and optimizer state) saved by --save')
+    .option('--save <state.safetensors>', 'write parameters and optimizer state after training')
+    .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
+    .option('--log-every <n>', 'when stdout is not a terminal, print progress every n steps (a terminal gets a progress bar)', '100')
+    .action(trainCommand);
 
   return mnc;
 }

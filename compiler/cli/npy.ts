@@ -82,7 +82,7 @@ export function writeNpy(data: Float32Array, shape: readonly number[]): Uint8Arr
   return out;
 }
 
-function f16ToF32(bits: number): number {
+export function f16ToF32(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1;
   const exponent = (bits >> 10) & 0x1f;
   const fraction = bits & 0x3ff;

@@ -177,9 +177,11 @@ type NoAttrs = Record<string, never>;
 
 /**
  * The optimizer's run-time hyper-parameters, in the order of the f32 vector the update
- * kernels read. The runtime fills the bias corrections (1 - beta^t) from its step count.
+ * kernels read. The runtime fills the bias corrections (1 - beta^t) from its step count, and
+ * 1 - beta itself: computed in f32 from f32(0.999), 1 - beta2 is off by 1.3e-5 relative,
+ * which biases the second moment (PyTorch rounds the exact 1 - beta2 once).
  */
-export const HYPER_FIELDS = ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'momentum', 'biasCorrection1', 'biasCorrection2'] as const;
+export const HYPER_FIELDS = ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'momentum', 'biasCorrection1', 'biasCorrection2', 'oneMinusBeta1', 'oneMinusBeta2'] as const;
 export type HyperField = (typeof HYPER_FIELDS)[number];
 export const hyperIndex = (field: HyperField): number => HYPER_FIELDS.indexOf(field);
 
@@ -1016,12 +1018,13 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       const hyper = hyperOf(h);
       const [lr, b1, b2, eps, wd] = [hyper('lr'), hyper('beta1'), hyper('beta2'), hyper('eps'), hyper('weightDecay')];
       const [bc1, bc2] = [hyper('biasCorrection1'), hyper('biasCorrection2')];
+      const [c1, c2] = [hyper('oneMinusBeta1'), hyper('oneMinusBeta2')];
       for (let i = 0; i < p.data.length; i++) {
         let gi = grad.data[i];
         if (attrs.decoupled) p.data[i] *= 1 - lr * wd;
         else gi += wd * p.data[i];
-        m.data[i] = b1 * m.data[i] + (1 - b1) * gi;
-        v.data[i] = b2 * v.data[i] + (1 - b2) * gi * gi;
+        m.data[i] = b1 * m.data[i] + c1 * gi;
+        v.data[i] = b2 * v.data[i] + c2 * gi * gi;
         p.data[i] -= ((lr / bc1) * m.data[i]) / (Math.sqrt(v.data[i]) / Math.sqrt(bc2) + eps);
       }
       return p.data;
@@ -1034,8 +1037,8 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
           : [`  let param = ${p};`, `  let gradient = ${grad} + ${hyper('weightDecay')} * param;`];
         return [
           ...decay,
-          `  let m1 = ${hyper('beta1')} * ${m} + (1.0 - ${hyper('beta1')}) * gradient;`,
-          `  let v1 = ${hyper('beta2')} * ${v} + (1.0 - ${hyper('beta2')}) * gradient * gradient;`,
+          `  let m1 = ${hyper('beta1')} * ${m} + ${hyper('oneMinusBeta1')} * gradient;`,
+          `  let v1 = ${hyper('beta2')} * ${v} + ${hyper('oneMinusBeta2')} * gradient * gradient;`,
           `  ${m} = m1;`,
           `  ${v} = v1;`,
           `  let denom = sqrt(v1) / sqrt(${hyper('biasCorrection2')}) + ${hyper('eps')};`,

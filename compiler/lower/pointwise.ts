@@ -7,7 +7,7 @@ import { stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
 
-const WORKGROUP = 256;
+export const WORKGROUP = 256;
 
 interface Indexing {
   /** statements computing the coordinates c0..c{r-1} from the linear index i */
@@ -44,7 +44,8 @@ function indexing(shape: readonly number[], needCoords: boolean): Indexing {
   };
 }
 
-function shell(header: string, decls: string, helpers: readonly string[], total: number, gridX: number, body: string): string {
+/** A module with one invocation per element i < total; `body` runs for each (pointwise, piecewise, update). */
+export function elementwiseShell(header: string, decls: string, helpers: readonly string[], total: number, gridX: number, body: string): string {
   return `${header}
 ${decls}
 ${helpers.join('\n')}${helpers.length ? '\n' : ''}
@@ -83,7 +84,7 @@ export function lowerPointwise(node: Node, operands: readonly TensorType[], name
   const { wgsl: decls, bindings } = bindingDecls(operands);
   const header = kernelHeader(name, node, operands, 'pointwise');
   return {
-    kernel: { name, ops: [node.op], wgsl: shell(header, decls, spec.helpers, total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
+    kernel: { name, ops: [node.op], wgsl: elementwiseShell(header, decls, spec.helpers, total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
     workgroups: grid,
   };
 }
@@ -106,7 +107,7 @@ export function lowerPiecewise(node: Node, operands: readonly TensorType[], name
   const { wgsl: decls, bindings } = bindingDecls(operands);
   const header = kernelHeader(name, node, operands, 'piecewise copy');
   return {
-    kernel: { name, ops: [node.op], wgsl: shell(header, decls, [], total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
+    kernel: { name, ops: [node.op], wgsl: elementwiseShell(header, decls, [], total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
     workgroups: grid,
   };
 }

@@ -5,9 +5,8 @@ import type { Node } from '../ir/graph';
 import { hyperIndex, type HyperField } from '../ir/ops';
 import { elementCount, type TensorType } from '../ir/types';
 import type { BindingDesc } from '../../schemas/manifest';
-import { kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
-
-const WORKGROUP = 256;
+import { kernelHeader, linearGrid, type LoweredKernel } from './kernel';
+import { elementwiseShell, WORKGROUP } from './pointwise';
 
 export interface UpdateLowering {
   writes: readonly number[];
@@ -28,21 +27,7 @@ export function lowerUpdate(node: Node, operands: readonly TensorType[], name: s
   const elements = operands.slice(0, hyperSlot).map((_, k) => `in${k}[i]`);
   const body = spec.body(elements, (field) => `in${hyperSlot}[${hyperIndex(field)}]`);
   const header = kernelHeader(name, node, operands, 'in-place update');
-  const wgsl = `${header}
-${decls}
-
-const TOTAL: u32 = ${u32(total)};
-const GRID_X: u32 = ${u32(gridX)};
-
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * GRID_X) * ${u32(WORKGROUP)} + lid;
-  if (i >= TOTAL) {
-    return;
-  }
-${body}
-}
-`;
+  const wgsl = elementwiseShell(header, decls, [], total, gridX, body);
   return {
     kernel: { name, ops: [node.op], wgsl, entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
     workgroups: grid,
