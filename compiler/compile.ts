@@ -3,7 +3,8 @@
 // translations → buffer and dispatch plan → .mnplan bytes.
 // Each stage is its own module; this file only threads values from one to the next.
 import type { Manifest } from '../schemas/manifest';
-import { appendTraining, type TrainingGraph, type TrainingSpec } from './autodiff/train';
+import { appendTraining, remapTraining, type TrainingGraph, type TrainingSpec } from './autodiff/train';
+import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
 import type { Graph } from './ir/graph';
 import { materializeParameters } from './ir/interpret';
 import { lowerGraph, type LoweredKernel } from './lower';
@@ -18,6 +19,8 @@ export interface CompileOptions {
   source?: string;
   /** compile a training plan: the loss output and the optimizer (adds entry 'train_step') */
   training?: TrainingSpec;
+  /** run the optimizer (default true); false compiles every op as its own kernel */
+  optimize?: boolean;
 }
 
 export interface CompiledPlan {
@@ -25,13 +28,28 @@ export interface CompiledPlan {
   manifest: Manifest;
   /** the parameters' initial values as stored in the plan, by name */
   parameters: Map<string, Float32Array>;
-  /** the backward pass and updates added for training, when asked for */
+  /** the backward pass and updates added for training, when asked for (on the graph given) */
   training?: TrainingGraph;
+  /** what the optimizer did, when it ran */
+  optimization?: OptimizeReport;
 }
 
 export async function compileGraph(graph: Graph, options: CompileOptions = {}): Promise<CompiledPlan> {
   const parameters = materializeParameters(graph, options.seed ?? 0);
   const training = options.training ? appendTraining(graph, options.training) : undefined;
+  // the optimizer rebuilds the graph; the caller's graph and training description stay as they were
+  let planned = { graph, training };
+  let optimization: OptimizeReport | undefined;
+  if (options.optimize !== false) {
+    const optimized = optimizeGraph(graph, training?.updates ?? []);
+    planned = { graph: optimized.graph, training: training && remapTraining(training, optimized.graph, optimized.map) };
+    optimization = optimized.report;
+  }
+  const result = await planGraph(planned.graph, planned.training, parameters, options.source);
+  return { ...result, parameters, training, optimization };
+}
+
+async function planGraph(graph: Graph, training: TrainingGraph | undefined, parameters: Map<string, Float32Array>, source: string | undefined) {
   const entries = planEntries(graph, training);
   const lowered = lowerGraph(graph, entryLiveNodes(graph, entries));
   const validated = new Map<LoweredKernel, ValidatedKernel>();
@@ -40,7 +58,7 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     const node = graph.nodes[step.node];
     validated.set(step.kernel, validateKernel(step.kernel, { op: node.op, node: node.name }));
   }
-  const { manifest, sections } = planBundle({ graph, entries, training, lowered, validated, parameters, nagaVersion: NAGA_VERSION, source: options.source });
+  const { manifest, sections } = planBundle({ graph, entries, training, lowered, validated, parameters, nagaVersion: NAGA_VERSION, source });
   const written = writePlanFile(manifest, sections);
-  return { bundle: written.bytes, manifest: written.manifest, parameters, training };
+  return { bundle: written.bytes, manifest: written.manifest };
 }

@@ -1,6 +1,7 @@
 // Structural check of a parsed manifest, done before the runtime trusts any of it: types of
 // the fields it reads, every section/buffer/kernel reference in range, every section inside
-// the data area. Unknown extra fields are ignored so that optional additions stay readable.
+// the data area, every arena slot aligned and inside its arena, and no dispatch binding a
+// GPUBuffer it writes twice. Unknown extra fields are ignored so that optional additions stay readable.
 import { DTYPE_BYTES, MNPLAN_SECTION_ALIGNMENT, type DType, type Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
 
@@ -66,6 +67,8 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
   string(object(m.model, 'model').name, 'model.name');
   const limits = object(m.requiredLimits, 'requiredLimits');
   for (const name of REQUIRED_LIMITS) count(limits[name], `requiredLimits.${name}`);
+  if (limits.maxBufferSize !== undefined) count(limits.maxBufferSize, 'requiredLimits.maxBufferSize');
+  const arenas = m.arenas === undefined ? undefined : checkArenas(object(m.arenas, 'arenas'));
 
   const sectionLength = new Map<string, number>();
   array(m.sections, 'sections').forEach((raw, i) => {
@@ -89,6 +92,9 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
   };
 
   const bufferBytes = new Map<number, number>();
+  /** buffer id → the arena holding it; other buffers are GPUBuffers of their own */
+  const arenaOf = new Map<number, number>();
+  const gpuBuffer = (id: number) => (arenaOf.has(id) ? `arena ${arenaOf.get(id)}` : `buffer ${id}`);
   array(m.buffers, 'buffers').forEach((raw, i) => {
     const path = `buffers[${i}]`;
     const b = object(raw, path);
@@ -106,6 +112,19 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
       const size = count(init.length, `${path}.init.length`);
       if (start + size > length) fail(`${path}.init`, `(bytes ${start}..${start + size}) lies outside section "${String(init.section)}" (${length} bytes)`);
       if (size > byteLength) fail(`${path}.init.length`, `(${size}) exceeds the buffer's byteLength (${byteLength})`);
+    }
+    if (b.arena !== undefined) {
+      const place = object(b.arena, `${path}.arena`);
+      if (!arenas) fail(`${path}.arena`, 'places the buffer in an arena but the manifest has no arenas');
+      if (b.role !== 'intermediate') fail(`${path}.arena`, `places a buffer of role "${String(b.role)}" in an arena; only intermediates may live there`);
+      if (b.init !== undefined) fail(`${path}.arena`, 'places a buffer with initial contents in an arena');
+      const index = count(place.index, `${path}.arena.index`);
+      const offset = count(place.offset, `${path}.arena.offset`);
+      if (index >= arenas.byteLengths.length) fail(`${path}.arena.index`, `(${index}) is out of range: there are ${arenas.byteLengths.length} arenas`);
+      if (offset % arenas.alignment !== 0) fail(`${path}.arena.offset`, `(${offset}) is not a multiple of the arena alignment ${arenas.alignment}`);
+      const end = offset + Math.max(4, Math.ceil(byteLength / 4) * 4);
+      if (end > arenas.byteLengths[index]) fail(`${path}.arena`, `(bytes ${offset}..${end}) lies outside arena ${index} (${arenas.byteLengths[index]} bytes)`);
+      arenaOf.set(id, index);
     }
     bufferBytes.set(id, byteLength);
   });
@@ -158,6 +177,8 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
         if (names.has(name)) fail(`${tpath}.name`, `"${name}" appears twice`);
         names.add(name);
         const bytes = buffer(t.buffer, `${tpath}.buffer`);
+        // written before the first dispatch or read after the last: no arena slot lasts that long
+        if (arenaOf.has(t.buffer as number)) fail(`${tpath}.buffer`, `(${String(t.buffer)}) lives in an arena; entry ${side} need buffers of their own`);
         const dtype = oneOf(t.dtype, Object.keys(DTYPE_BYTES), `${tpath}.dtype`) as DType;
         const needed = shape(t.shape, `${tpath}.shape`) * DTYPE_BYTES[dtype];
         if (needed > bytes) fail(tpath, `("${name}") needs ${needed} bytes but buffer ${String(t.buffer)} has ${bytes}`);
@@ -171,17 +192,19 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
       const access = kernels[kernel];
       const ids = array(d.buffers, `${dpath}.buffers`);
       if (ids.length !== access.length) fail(`${dpath}.buffers`, `has ${ids.length} entries but kernel ${kernel} has ${access.length} bindings`);
-      // WebGPU refuses a buffer bound twice in one dispatch when either binding writes it.
-      const written = new Set<number>();
-      const bound = new Set<number>();
+      // WebGPU refuses a GPUBuffer bound twice in one dispatch when either binding writes it
+      // (writable and read-only usage may not mix in one dispatch, even at disjoint offsets),
+      // so a written arena holds nothing else the dispatch binds.
+      const written = new Set<string>();
+      const bound = new Set<string>();
       ids.forEach((id, j) => {
         buffer(id, `${dpath}.buffers[${j}]`);
-        const n = id as number;
-        if (written.has(n) || (access[j] === 'read_write' && bound.has(n))) {
-          fail(`${dpath}.buffers`, `binds buffer ${n} twice with write access, which WebGPU forbids`);
+        const target = gpuBuffer(id as number);
+        if (written.has(target) || (access[j] === 'read_write' && bound.has(target))) {
+          fail(`${dpath}.buffers`, `binds ${target} twice with write access, which WebGPU forbids`);
         }
-        bound.add(n);
-        if (access[j] === 'read_write') written.add(n);
+        bound.add(target);
+        if (access[j] === 'read_write') written.add(target);
       });
       triple(d.workgroups, `${dpath}.workgroups`, 0);
       string(d.node, `${dpath}.node`);
@@ -189,6 +212,18 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
   }
   if (m.training !== undefined) checkTraining(object(m.training, 'training'), object(m.entryPoints, 'entryPoints'), buffer);
   return m as unknown as Manifest;
+}
+
+function checkArenas(a: Obj): { alignment: number; byteLengths: number[] } {
+  const alignment = count(a.alignment, 'arenas.alignment');
+  // a power of two of at least 4: WebGPU's offset alignments are powers of two, bindings multiples of 4
+  if (alignment < 4 || (alignment & (alignment - 1)) !== 0) fail('arenas.alignment', `(${alignment}) must be a power of two of at least 4`);
+  const byteLengths = array(a.byteLengths, 'arenas.byteLengths').map((n, i) => {
+    const length = count(n, `arenas.byteLengths[${i}]`);
+    if (length % 4 !== 0) fail(`arenas.byteLengths[${i}]`, `(${length}) must be a multiple of 4`);
+    return length;
+  });
+  return { alignment, byteLengths };
 }
 
 function checkTraining(t: Obj, entryPoints: Obj, buffer: (id: unknown, path: string) => number): void {

@@ -1,6 +1,7 @@
 // A loaded plan on one GPUDevice: buffers, pipelines, bind groups and staging buffers are
 // created once in loadPlan; run() only writes inputs, encodes the fixed dispatch list in one
-// compute pass, submits once and reads outputs back. No compiling or planning happens here.
+// compute pass, submits once and reads outputs back. No compiling or planning happens here:
+// intermediates the compiler packed into arenas are bound as ranges of the arena buffers.
 import { DTYPE_BYTES, type DType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
 import { readBundle, type PlanBundle } from './bundle';
 import { PlanError } from './errors';
@@ -36,6 +37,14 @@ export interface Session {
   run(inputs: Record<string, TensorData>, entry?: string): Promise<Record<string, Float32Array>>;
   /** Frees the GPU buffers (after an in-flight run finishes); later calls throw PlanError('destroyed'). */
   destroy(): void;
+}
+
+/** Where a plan buffer lives: a whole GPUBuffer of its own, or a range of an arena. */
+interface BufferSlot {
+  buffer: GPUBuffer;
+  offset: number;
+  /** bytes bound and copied: byteLength rounded up to 4 */
+  size: number;
 }
 
 interface LoadedEntry {
@@ -108,11 +117,24 @@ function checkLimits(manifest: Manifest, device: GPUDevice): void {
       );
     }
   };
-  for (const [limit, value] of Object.entries(manifest.requiredLimits)) need(limit, value, 'required by the plan');
   for (const buffer of manifest.buffers) {
     const why = `buffer "${buffer.name}" is ${buffer.byteLength} bytes`;
-    need('maxBufferSize', paddedSize(buffer.byteLength), why);
+    if (!buffer.arena) need('maxBufferSize', paddedSize(buffer.byteLength), why);
     need('maxStorageBufferBindingSize', paddedSize(buffer.byteLength), why);
+  }
+  if (manifest.arenas) {
+    const { alignment, byteLengths } = manifest.arenas;
+    byteLengths.forEach((length, i) => need('maxBufferSize', paddedSize(length), `arena ${i}, shared by intermediates, is ${length} bytes`));
+    // An alignment limit: the device accepts offsets that are multiples of its value, a power
+    // of two of at most 256; plans align arena offsets to 256, which every device accepts.
+    const offsetAlignment = limits.minStorageBufferOffsetAlignment;
+    if (offsetAlignment !== undefined && alignment % offsetAlignment !== 0) {
+      throw new PlanError(
+        'device-limits',
+        `plan "${manifest.model.name}" places intermediates in its arenas at multiples of ${alignment} bytes; ` +
+          `this device needs storage buffer offsets to be multiples of ${offsetAlignment} (minStorageBufferOffsetAlignment).`,
+      );
+    }
   }
   for (const kernel of manifest.kernels) {
     need('maxStorageBuffersPerShaderStage', kernel.bindings.length, `kernel "${kernel.name}" binds ${kernel.bindings.length} buffers`);
@@ -124,6 +146,8 @@ function checkLimits(manifest: Manifest, device: GPUDevice): void {
       need('maxComputeWorkgroupsPerDimension', Math.max(...d.workgroups), `dispatch "${d.node}" of entry "${entry}" uses ${d.workgroups.join('x')} workgroups`);
     }
   }
+  // last, so a limit the checks above explain is reported with its reason
+  for (const [limit, value] of Object.entries(manifest.requiredLimits)) need(limit, value, 'required by the plan');
 }
 
 function chooseVariant(kernel: KernelDesc, device: GPUDevice): KernelVariant {
@@ -138,18 +162,30 @@ function chooseVariant(kernel: KernelDesc, device: GPUDevice): KernelVariant {
   return variant;
 }
 
-function createBuffers(bundle: PlanBundle, device: GPUDevice, label: string, created: GPUBuffer[]): Map<number, GPUBuffer> {
-  const buffers = new Map<number, GPUBuffer>();
+function createBuffers(bundle: PlanBundle, device: GPUDevice, label: string, created: GPUBuffer[]): Map<number, BufferSlot> {
+  const usage = BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC;
+  const arenas = (bundle.manifest.arenas?.byteLengths ?? []).map((length, i) => {
+    const buffer = device.createBuffer({ label: `${label}/arena${i}`, size: paddedSize(length), usage });
+    created.push(buffer);
+    return buffer;
+  });
+  const buffers = new Map<number, BufferSlot>();
   for (const desc of bundle.manifest.buffers) {
     const size = paddedSize(desc.byteLength);
-    const buffer = device.createBuffer({ label: `${label}/${desc.name}`, size, usage: BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC });
-    created.push(buffer);
-    buffers.set(desc.id, buffer);
+    let slot: BufferSlot;
+    if (desc.arena) {
+      slot = { buffer: arenas[desc.arena.index], offset: desc.arena.offset, size };
+    } else {
+      const buffer = device.createBuffer({ label: `${label}/${desc.name}`, size, usage });
+      created.push(buffer);
+      slot = { buffer, offset: 0, size };
+    }
+    buffers.set(desc.id, slot);
     if (desc.init && desc.init.length > 0) {
       const slice = bundle.section(desc.init.section).subarray(desc.init.offset, desc.init.offset + desc.init.length);
       // writeBuffer wants a multiple of 4 bytes; odd-sized f16 data gets zero padding.
       const data = slice.length % 4 === 0 ? slice : padTo4(slice);
-      device.queue.writeBuffer(buffer, 0, data);
+      device.queue.writeBuffer(slot.buffer, slot.offset, data);
     }
   }
   return buffers;
@@ -211,7 +247,7 @@ function loadEntry(
   name: string,
   desc: EntryPoint,
   manifest: Manifest,
-  buffers: Map<number, GPUBuffer>,
+  buffers: Map<number, BufferSlot>,
   pipelines: GPUComputePipeline[],
   layouts: GPUBindGroupLayout[],
   device: GPUDevice,
@@ -223,7 +259,10 @@ function loadEntry(
     const bindGroup = device.createBindGroup({
       label: `${label}/${name}/${i}:${d.node}`,
       layout: layouts[d.kernel],
-      entries: kernel.bindings.map((b, j) => ({ binding: b.binding, resource: { buffer: buffers.get(d.buffers[j])! } })),
+      entries: kernel.bindings.map((b, j) => {
+        const { buffer, offset, size } = buffers.get(d.buffers[j])!;
+        return { binding: b.binding, resource: { buffer, offset, size } };
+      }),
     });
     return { pipeline: pipelines[d.kernel], bindGroup, workgroups: d.workgroups };
   });
@@ -252,7 +291,7 @@ export class PlanSession implements Session {
   constructor(
     readonly manifest: Manifest,
     private readonly device: GPUDevice,
-    private readonly buffers: Map<number, GPUBuffer>,
+    private readonly buffers: Map<number, BufferSlot>,
     private readonly entries: Map<string, LoadedEntry>,
     private readonly created: GPUBuffer[],
   ) {
@@ -282,7 +321,7 @@ export class PlanSession implements Session {
     return result;
   }
 
-  /** Copies whole buffers back (after every earlier run), by buffer id. */
+  /** Copies buffers back (after every earlier run), by buffer id; an arena-resident one is its range. */
   readBuffers(ids: readonly number[]): Promise<Map<number, Uint8Array>> {
     try {
       this.assertAlive();
@@ -297,13 +336,15 @@ export class PlanSession implements Session {
     return result;
   }
 
-  /** Overwrites a buffer's contents; ordered before any run submitted after it. */
+  /** Overwrites a buffer's contents (from its start); ordered before any run submitted after it. */
   writeBuffer(id: number, bytes: Uint8Array): void {
     this.assertAlive();
-    const buffer = this.buffers.get(id);
-    if (!buffer) throw new PlanError('bad-input', `plan "${this.manifest.model.name}" has no buffer ${id}`);
+    const slot = this.buffers.get(id);
+    if (!slot) throw new PlanError('bad-input', `plan "${this.manifest.model.name}" has no buffer ${id}`);
+    // an arena neighbour would be overwritten, and WebGPU would refuse a write past a buffer's end
+    if (bytes.length > slot.size) throw new PlanError('bad-input', `${bytes.length} bytes do not fit buffer ${id} of plan "${this.manifest.model.name}" (${slot.size} bytes)`);
     const data = bytes.length % 4 === 0 ? bytes : padTo4(bytes);
-    this.device.queue.writeBuffer(buffer, 0, data as Uint8Array<ArrayBuffer>);
+    this.device.queue.writeBuffer(slot.buffer, slot.offset, data as Uint8Array<ArrayBuffer>);
   }
 
   private async copyOut(ids: readonly number[]): Promise<Map<number, Uint8Array>> {
@@ -311,9 +352,10 @@ export class PlanSession implements Session {
     const { device } = this;
     const encoder = device.createCommandEncoder({ label: `${this.manifest.model.name}/read-back` });
     const staged = ids.map((id) => {
-      const source = this.buffers.get(id)!;
+      const source = this.buffers.get(id);
+      if (!source) throw new PlanError('bad-input', `plan "${this.manifest.model.name}" has no buffer ${id}`);
       const staging = device.createBuffer({ label: `${this.manifest.model.name}/read-back:${id}`, size: source.size, usage: BUFFER_MAP_READ | BUFFER_COPY_DST });
-      encoder.copyBufferToBuffer(source, 0, staging, 0, source.size);
+      encoder.copyBufferToBuffer(source.buffer, source.offset, staging, 0, source.size);
       return staging;
     });
     device.queue.submit([encoder.finish()]);
@@ -352,7 +394,7 @@ export class PlanSession implements Session {
   }
 
   /** Checks every input before anything is written, and converts each to its buffer's bytes. */
-  private prepareInputs(loaded: LoadedEntry, inputs: Record<string, TensorData>): [GPUBuffer, Uint8Array<ArrayBuffer>][] {
+  private prepareInputs(loaded: LoadedEntry, inputs: Record<string, TensorData>): [BufferSlot, Uint8Array<ArrayBuffer>][] {
     if (typeof inputs !== 'object' || inputs === null) throw new PlanError('bad-input', `run("${loaded.name}") expects an object mapping input names to typed arrays`);
     const expected = new Map(loaded.desc.inputs.map((t) => [t.name, t]));
     for (const name of Object.keys(inputs)) {
@@ -376,12 +418,12 @@ export class PlanSession implements Session {
     });
   }
 
-  private async execute(loaded: LoadedEntry, uploads: [GPUBuffer, Uint8Array<ArrayBuffer>][]): Promise<Record<string, Float32Array>> {
+  private async execute(loaded: LoadedEntry, uploads: [BufferSlot, Uint8Array<ArrayBuffer>][]): Promise<Record<string, Float32Array>> {
     this.assertAlive();
     const { device } = this;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    for (const [buffer, bytes] of uploads) device.queue.writeBuffer(buffer, 0, bytes);
+    for (const [slot, bytes] of uploads) device.queue.writeBuffer(slot.buffer, slot.offset, bytes);
     const encoder = device.createCommandEncoder({ label: `${this.manifest.model.name}/${loaded.name}` });
     const pass = encoder.beginComputePass();
     for (const { pipeline, bindGroup, workgroups } of loaded.commands) {
@@ -390,7 +432,10 @@ export class PlanSession implements Session {
       pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     }
     pass.end();
-    for (const [id, staging] of loaded.staging) encoder.copyBufferToBuffer(this.buffers.get(id)!, 0, staging, 0, staging.size);
+    for (const [id, staging] of loaded.staging) {
+      const slot = this.buffers.get(id)!;
+      encoder.copyBufferToBuffer(slot.buffer, slot.offset, staging, 0, slot.size);
+    }
     device.queue.submit([encoder.finish()]);
     const validation = device.popErrorScope();
     const oom = device.popErrorScope();

@@ -52,6 +52,23 @@ export interface BufferDesc {
   shape: number[];
   /** initial contents (parameters, constants); absent means zero-filled */
   init?: SectionSlice;
+  /**
+   * Intermediates only: the value lives at bytes [offset, offset + byteLength rounded up to
+   * 4) of arena buffer `index` (manifest.arenas), sharing it with values whose lifetimes do
+   * not overlap. Absent: the buffer is a GPUBuffer of its own.
+   */
+  arena?: { index: number; offset: number };
+}
+
+/**
+ * The arena buffers of a plan's memory plan. A reader may ignore this (and every buffer's
+ * `arena`) and give each buffer its own GPUBuffer: that layout is always valid, only larger.
+ */
+export interface ArenaLayout {
+  /** every arena offset is a multiple of this; the device's minStorageBufferOffsetAlignment must divide it */
+  alignment: number;
+  /** byte length of each arena buffer (a multiple of 4) */
+  byteLengths: number[];
 }
 
 export type ShaderTarget = 'wgsl' | 'spirv' | 'msl' | 'hlsl';
@@ -148,9 +165,13 @@ export interface Manifest {
     maxStorageBuffersPerShaderStage: number;
     maxComputeWorkgroupStorageSize: number;
     maxComputeInvocationsPerWorkgroup: number;
+    /** the largest GPUBuffer the plan creates: an arena or a buffer of its own (absent in older plans) */
+    maxBufferSize?: number;
   };
   sections: SectionRef[];
   buffers: BufferDesc[];
+  /** present when intermediates share arena buffers */
+  arenas?: ArenaLayout;
   kernels: KernelDesc[];
   entryPoints: Record<string, EntryPoint>;
   /** present in plans compiled for training */

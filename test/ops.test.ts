@@ -211,6 +211,50 @@ const cases: Record<OpName, OpCase[]> = {
     // f32 sums of K products of values in [-2, 2]
     atol: 2e-6 * sa[sa.length - 1] * 4,
   })),
+  // the fused ops; test/fusion-kernels.test.ts checks them against their unfused graphs
+  fusedPointwise: [
+    {
+      label: 'fusedPointwise gelu(a * b + 1), b over the last axis',
+      inputs: { a: { shape: [7, 13] }, b: { shape: [13] } },
+      build: (g, x) =>
+        g.fusedPointwise(
+          [x.a, x.b],
+          [
+            { op: 'mul', args: [{ operand: 0 }, { operand: 1 }] },
+            { op: 'add', args: [{ value: 0 }, { scalar: 1 }] },
+            { op: 'gelu', args: [{ value: 1 }], attrs: { approximate: 'none' } },
+          ],
+        ),
+    },
+    {
+      label: 'fusedPointwise reluBackward(a, b) * sigmoid(b) - 0.5, [4, 1, 5] and [3, 1]',
+      inputs: { a: { shape: [4, 1, 5] }, b: { shape: [3, 1] } },
+      build: (g, x) =>
+        g.fusedPointwise(
+          [x.a, x.b],
+          [
+            { op: 'reluBackward', args: [{ operand: 0 }, { operand: 1 }] },
+            { op: 'sigmoid', args: [{ operand: 1 }] },
+            { op: 'mul', args: [{ value: 0 }, { value: 1 }] },
+            { op: 'sub', args: [{ value: 2 }, { scalar: 0.5 }] },
+          ],
+        ),
+    },
+  ],
+  fusedMatmul: [
+    {
+      label: 'fusedMatmul gelu([65, 130] · [130, 67] + bias)',
+      inputs: { a: { shape: [65, 130] }, b: { shape: [130, 67] }, bias: { shape: [67] } },
+      build: (g, x) => g.fusedMatmul(x.a, x.b, { bias: x.bias, activation: 'gelu' }),
+      atol: 2e-6 * 130 * 4,
+    },
+    {
+      label: 'fusedMatmul silu(Aᵀ · Bᵀ) + residual, A [3, 9, 17], B [20, 9], residual [17, 20]',
+      inputs: { a: { shape: [3, 9, 17] }, b: { shape: [20, 9] }, r: { shape: [17, 20] } },
+      build: (g, x) => g.fusedMatmul(x.a, x.b, { transposeA: true, transposeB: true, activation: 'silu', residual: x.r }),
+      atol: 2e-6 * 9 * 4,
+    },
+  ],
 };
 
 const validateManifest = new Ajv({ allErrors: true }).compile(

@@ -147,3 +147,26 @@ export function appendTraining(graph: Graph, spec: TrainingSpec): TrainingGraph 
     updates: parameters.map((p) => p.update),
   };
 }
+
+/** The same training description for a rebuilt graph, given the old → new node id map. */
+export function remapTraining(training: TrainingGraph, graph: Graph, map: (id: number) => number): TrainingGraph {
+  const at = (id: number) => {
+    const mapped = map(id);
+    if (mapped < 0) throw new Error(`remapTraining: node ${id} did not survive the rewrite`);
+    return mapped;
+  };
+  return {
+    ...training,
+    graph,
+    loss: { name: training.loss.name, node: at(training.loss.node) },
+    hyper: { ...training.hyper, node: at(training.hyper.node) },
+    parameters: training.parameters.map((p) => ({
+      ...p,
+      node: at(p.node),
+      gradient: map(p.gradient),
+      update: at(p.update),
+      state: p.state.map((s) => ({ ...s, node: at(s.node) })),
+    })),
+    updates: training.updates.map(at),
+  };
+}

@@ -1,8 +1,10 @@
 // What `mnc inspect` prints about a plan: the model, its inputs and outputs, how a training
 // plan trains, each kernel with the size of every stored shader target, the dispatch list of
-// each entry point and the buffers with their roles. Pure functions from a read bundle to text.
+// each entry point, the buffers with their roles and arena slots, and what the memory plan
+// saves. Pure functions from a read bundle to text.
 import type { PlanBundle } from '../../runtime/bundle';
 import type { Manifest, ShaderTarget, TensorBinding, TrainingDesc } from '../../schemas/manifest';
+import { peakLiveBytes, scheduleOf, slotBytes } from '../plan/memory';
 
 const TARGETS: ShaderTarget[] = ['wgsl', 'spirv', 'msl', 'hlsl'];
 
@@ -46,6 +48,31 @@ function trainingSection(training: TrainingDesc, manifest: Manifest): string[] {
     `  parameters: ${trainable} trainable, ${frozen} frozen`,
     ...table(rows, '    '),
   ];
+}
+
+/**
+ * One line on GPU memory: the intermediates' sum against the arenas they share and the
+ * peak of bytes live at one step (the least any layout needs), then everything else.
+ */
+export function memoryLine(manifest: Manifest): string {
+  const intermediates = manifest.buffers.filter((b) => b.role === 'intermediate');
+  const sizes = new Map(intermediates.map((b) => [b.id, b.byteLength]));
+  const sum = intermediates.reduce((n, b) => n + slotBytes(b.byteLength), 0);
+  const persistent = manifest.buffers.filter((b) => b.role !== 'intermediate').reduce((n, b) => n + slotBytes(b.byteLength), 0);
+  let peak: string;
+  try {
+    peak = `peak live ${formatBytes(peakLiveBytes(scheduleOf(manifest.entryPoints, manifest.kernels), sizes))}`;
+  } catch {
+    peak = 'peak live unknown: an intermediate is read before it is written'; // a plan mnc did not write
+  }
+  const arenas = manifest.arenas?.byteLengths ?? [];
+  if (arenas.length === 0) {
+    return `memory: intermediates ${formatBytes(sum)} in buffers of their own (${peak}), persistent buffers ${formatBytes(persistent)}`;
+  }
+  const total = arenas.reduce((n, l) => n + l, 0);
+  const where = arenas.length === 1 ? `a ${formatBytes(total)} arena` : `${arenas.length} arenas, ${formatBytes(total)} in all`;
+  const share = sum > 0 ? `; ${Math.round((100 * total) / sum)}% of the sum` : '';
+  return `memory: intermediates ${formatBytes(sum)} in ${where} (${peak}${share}), persistent buffers ${formatBytes(persistent)}`;
 }
 
 /** The human-readable description of a plan. */
@@ -100,13 +127,22 @@ export function describePlan(file: string, fileBytes: number, manifest: Manifest
   lines.push('', `buffers (${manifest.buffers.length}, ${formatBytes(total)} in all):`);
   lines.push(
     ...table([
-      ['id', 'role', 'name', 'type', 'bytes', 'init'],
-      ...manifest.buffers.map((b) => [String(b.id), b.role, b.name, tensor(b), formatBytes(b.byteLength), b.init ? `${b.init.section}+${b.init.offset}` : '-']),
+      ['id', 'role', 'name', 'type', 'bytes', 'init', 'arena'],
+      ...manifest.buffers.map((b) => [
+        String(b.id),
+        b.role,
+        b.name,
+        tensor(b),
+        formatBytes(b.byteLength),
+        b.init ? `${b.init.section}+${b.init.offset}` : '-',
+        b.arena ? `${b.arena.index}+${b.arena.offset}` : '-',
+      ]),
     ]),
   );
   const byRole = new Map<string, number>();
   for (const b of manifest.buffers) byRole.set(b.role, (byRole.get(b.role) ?? 0) + b.byteLength);
   lines.push(`  total ${formatBytes(total)}: ${[...byRole].map(([role, n]) => `${role} ${formatBytes(n)}`).join(', ')}`);
+  lines.push('', memoryLine(manifest));
   return lines.join('\n');
 }
 

@@ -7,9 +7,12 @@ import {
   opDef,
   ShapeRuleError,
   type AttrsOf,
+  type FusedArg,
+  type FusedInstruction,
   type GeluAttrs,
   type Init,
   type LeafAttrs,
+  type MatmulActivation,
   type OpName,
 } from './ops';
 import { sameShape } from './shape';
@@ -296,6 +299,45 @@ export class Graph {
     return this.op('matmul', [a, b], {});
   }
 
+  // --- fused ops (what the optimizer rewrites chains into; usable directly) -----------
+
+  /**
+   * Pointwise ops of the op table as one kernel. `program` is straight-line code over the
+   * operands; the last instruction's value is the result. gelu(x * w + 1) is
+   * `g.fusedPointwise([x, w], [{ op: 'mul', args: [{ operand: 0 }, { operand: 1 }] },
+   * { op: 'add', args: [{ value: 0 }, { scalar: 1 }] }, { op: 'gelu', args: [{ value: 1 }] }])`.
+   */
+  fusedPointwise(operands: readonly Tensor[], program: readonly FusedInstruction[]): Tensor {
+    if (operands.length === 0) this.fail('fusedPointwise', 'needs at least one operand');
+    if (!Array.isArray(program)) this.fail('fusedPointwise', 'program must be an array of instructions');
+    // a copy, so the caller changing its array later does not change the node
+    const copy = program.map((ins) =>
+      ins && typeof ins === 'object'
+        ? { ...ins, args: Array.isArray(ins.args) ? ins.args.map((a: FusedArg) => (a && typeof a === 'object' ? { ...a } : a)) : ins.args, ...(ins.attrs ? { attrs: { ...ins.attrs } } : {}) }
+        : ins,
+    );
+    return this.op('fusedPointwise', operands, { program: copy });
+  }
+  /**
+   * act(op(a)·op(b) + bias) + residual as one matmul kernel: `transposeA` reads a stored
+   * [.., K, M] (and `transposeB` b stored [.., N, K]) with its last two axes swapped; bias is
+   * a vector over the result's last axis, residual anything that broadcasts to the result.
+   */
+  fusedMatmul(
+    a: Tensor,
+    b: Tensor,
+    options: { transposeA?: boolean; transposeB?: boolean; activation?: MatmulActivation; bias?: Tensor; residual?: Tensor } = {},
+  ): Tensor {
+    const operands = [a, b, ...(options.bias ? [options.bias] : []), ...(options.residual ? [options.residual] : [])];
+    return this.op('fusedMatmul', operands, {
+      transposeA: options.transposeA ?? false,
+      transposeB: options.transposeB ?? false,
+      activation: options.activation ?? 'none',
+      bias: options.bias !== undefined,
+      residual: options.residual !== undefined,
+    });
+  }
+
   // --- optimizer steps (recorded by the training stage) -------------------------------
 
   sgdUpdate(p: Tensor, grad: Tensor, velocity: Tensor, hyper: Tensor): Tensor {
@@ -321,6 +363,18 @@ export class Graph {
 
   tensor(id: number): Tensor {
     return new Tensor(this, id);
+  }
+
+  /**
+   * Records a node by op name, for passes that rebuild graphs (the optimizer, importers);
+   * leaves need their `name`, which stays unique as always.
+   */
+  apply(op: OpName, operands: readonly Tensor[], attrs: object, name?: string): Tensor {
+    if (opDef(op).arity === 0) {
+      if (name === undefined) this.fail(op, 'a leaf needs a name');
+      return this.leaf(op as 'input' | 'parameter' | 'constant' | 'state', name, attrs as LeafAttrs & Record<string, unknown>);
+    }
+    return this.op(op, operands, attrs as AttrsOf<typeof op> & object);
   }
 
   /** Runs `record` with every node it creates located at `loc` (backward nodes point at their forward op). */

@@ -57,6 +57,32 @@ export interface AxisProgram {
   output: { per: 'row'; expr: string } | { per: 'element'; expr: (x: string, extra: string[]) => string };
 }
 
+/**
+ * Straight-line pointwise code: one `let` per step, in order (each may use the earlier
+ * names), then the result. `ops` names the op of each step, for kernel headers and `mnc inspect`.
+ */
+export interface PointwiseChain {
+  lets: { name: string; expr: string; op: string }[];
+  result: string;
+  helpers: string[];
+  ops: string[];
+}
+
+/**
+ * How a matmul kernel reads A and B and finishes each output value. Operands after A and B
+ * are read at the output element through views over the output's axes (a bias: strides
+ * [0, .., 0, 1]); the epilogue maps the accumulated product and those values to the result.
+ */
+export interface MatmulForm {
+  /** read the operand with its last two axes swapped (it is stored [.., K, M] or [.., N, K]) */
+  transposeA: boolean;
+  transposeB: boolean;
+  extraViews: OperandView[];
+  epilogue: (product: string, extra: string[]) => PointwiseChain;
+  /** the ops the kernel implements (the product's and the epilogue's), for headers and `mnc inspect` */
+  ops: string[];
+}
+
 export type Lowering<A> =
   /** a leaf (input, parameter, constant): a buffer, no kernel */
   | { archetype: 'none' }
@@ -74,8 +100,13 @@ export type Lowering<A> =
   | { archetype: 'piecewise'; views: (inputs: readonly TensorType[], attrs: A, out: TensorType) => PiecewiseView[] }
   /** reductions and row-wise normalisations */
   | { archetype: 'axis'; program: (inputs: readonly TensorType[], attrs: A) => AxisProgram }
-  /** batched matrix product */
-  | { archetype: 'matmul' }
+  /**
+   * several pointwise ops in one kernel (fusion's result): operands read once per element
+   * through broadcast views, then the chain's `let`s in order; the last one is stored
+   */
+  | { archetype: 'pointwiseChain'; chain: (x: string[], attrs: A) => PointwiseChain }
+  /** batched matrix product; `form` adds transposed operand reads and an epilogue (default: plain A·B) */
+  | { archetype: 'matmul'; form?: (inputs: readonly TensorType[], attrs: A, out: TensorType) => MatmulForm }
   /**
    * an in-place update (optimizer step): per element, WGSL statements that read and assign
    * the operands (`x[k]` are lvalues; the last operand is the hyper-parameter vector, read
@@ -174,6 +205,33 @@ export interface AdamAttrs {
   decoupled: boolean;
 }
 type NoAttrs = Record<string, never>;
+
+/** An argument of a fused instruction: a fused op's operand, an earlier instruction's value, or a number. */
+export type FusedArg = { operand: number } | { value: number } | { scalar: number };
+/** One step of a fused pointwise program: a pointwise op of this table applied to its arguments. */
+export interface FusedInstruction {
+  op: OpName;
+  args: readonly FusedArg[];
+  /** the op's own attributes (gelu's `approximate`); default none */
+  attrs?: Readonly<Record<string, unknown>>;
+}
+export interface FusedPointwiseAttrs {
+  /** straight-line code over the operands; the last instruction's value is the result */
+  program: readonly FusedInstruction[];
+}
+export const MATMUL_ACTIVATIONS = ['none', 'relu', 'gelu', 'geluTanh', 'silu', 'sigmoid', 'tanh'] as const;
+export type MatmulActivation = (typeof MATMUL_ACTIVATIONS)[number];
+export interface FusedMatmulAttrs {
+  /** A is stored [.., K, M] and read transposed */
+  transposeA: boolean;
+  /** B is stored [.., N, K] and read transposed */
+  transposeB: boolean;
+  activation: MatmulActivation;
+  /** operand 2 is a bias [N] added before the activation */
+  bias: boolean;
+  /** the last operand (broadcastable to the result) is added after the activation */
+  residual: boolean;
+}
 
 /**
  * The optimizer's run-time hyper-parameters, in the order of the f32 vector the update
@@ -473,6 +531,173 @@ function geluDerivative(x: number, approximate: 'none' | 'tanh'): number {
   }
   return 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
 }
+
+// ---------------------------------------------------------------------------------------
+// Fused programs: the fused ops run other ops of this table, so their shape rule, CPU
+// reference and WGSL are those ops' own, applied instruction by instruction.
+
+// broadcast computes nothing (operands are read through broadcast views already)
+const NOT_CHAINABLE = new Set<string>(['broadcast']);
+
+/**
+ * Whether `op` can be an instruction of a fused pointwise program: a pointwise op whose
+ * operands are read through plain broadcast views (not transpose, slice or oneHot).
+ */
+export function isChainable(op: string): boolean {
+  if (!Object.hasOwn(OPS, op) || NOT_CHAINABLE.has(op)) return false;
+  const lowering = opDef(op as OpName).lowering;
+  return lowering.archetype === 'pointwise' && !lowering.views;
+}
+
+const SCALAR_F32: TensorType = { shape: [], dtype: 'f32' };
+
+/**
+ * The type of each instruction's value, by each op's own shape rule. Refuses ops that cannot
+ * be fused, references to later values or missing operands, and (for `complete` programs)
+ * operands or values that nothing uses, so a program means exactly its unfused graph.
+ */
+function programTypes(program: readonly FusedInstruction[], operands: readonly TensorType[], complete: boolean): TensorType[] {
+  if (!Array.isArray(program)) throw new ShapeRuleError('program must be an array of instructions');
+  for (const [k, t] of operands.entries()) {
+    if (t.dtype !== 'f32') throw new ShapeRuleError(`operand ${k} is ${t.dtype}; fused programs read f32 operands`);
+  }
+  const types: TensorType[] = [];
+  const usedOperands = new Set<number>();
+  const usedValues = new Set<number>();
+  for (const [j, ins] of program.entries()) {
+    const where = `instruction ${j} (${ins?.op})`;
+    if (!ins || !isChainable(ins.op)) {
+      const chainable = (Object.keys(OPS) as OpName[]).filter(isChainable).join(', ');
+      throw new ShapeRuleError(`${where} cannot be fused: only pointwise ops read through broadcast views can (${chainable})`);
+    }
+    const def = opDef(ins.op);
+    const args: readonly FusedArg[] = ins.args;
+    if (!Array.isArray(ins.args) || args.length !== def.arity) {
+      throw new ShapeRuleError(`${where} takes ${def.arity} arguments; got ${Array.isArray(ins.args) ? args.length : 'none'}`);
+    }
+    const argTypes = args.map((arg, p): TensorType => {
+      const bad = (why: string) => new ShapeRuleError(`${where}, argument ${p}: ${why}`);
+      if (typeof arg !== 'object' || arg === null || Object.keys(arg).length !== 1) {
+        throw bad('must be one of { operand: k }, { value: j } or { scalar: x }');
+      }
+      if ('operand' in arg) {
+        if (!Number.isInteger(arg.operand) || arg.operand < 0 || arg.operand >= operands.length) {
+          throw bad(`operand ${arg.operand} does not exist (the op has ${operands.length} operands)`);
+        }
+        usedOperands.add(arg.operand);
+        return operands[arg.operand];
+      }
+      if ('value' in arg) {
+        if (!Number.isInteger(arg.value) || arg.value < 0 || arg.value >= j) {
+          throw bad(`refers to value ${arg.value}, which is not computed before it (${j === 0 ? 'no values are' : `values 0..${j - 1} are`})`);
+        }
+        usedValues.add(arg.value);
+        return types[arg.value];
+      }
+      if ('scalar' in arg) {
+        if (typeof arg.scalar !== 'number' || !Number.isFinite(arg.scalar)) throw bad(`scalar ${arg.scalar} is not a finite number`);
+        return SCALAR_F32;
+      }
+      throw bad(`${JSON.stringify(arg)} must be one of { operand: k }, { value: j } or { scalar: x }`);
+    });
+    let type: TensorType;
+    try {
+      type = def.infer(argTypes, ins.attrs ?? {});
+    } catch (e) {
+      if (e instanceof ShapeRuleError) throw new ShapeRuleError(`${where}: ${e.message}`);
+      throw e;
+    }
+    if (type.dtype !== 'f32') throw new ShapeRuleError(`${where} gives ${type.dtype}; fused programs compute f32`);
+    types.push(type);
+  }
+  if (complete) {
+    if (program.length === 0) throw new ShapeRuleError('program is empty; it needs at least one instruction');
+    for (let k = 0; k < operands.length; k++) {
+      if (!usedOperands.has(k)) throw new ShapeRuleError(`operand ${k} is not used by any instruction`);
+    }
+    for (let j = 0; j < program.length - 1; j++) {
+      if (!usedValues.has(j)) throw new ShapeRuleError(`value ${j} (${program[j].op}) is not used by a later instruction; only the last value is the result`);
+    }
+  }
+  return types;
+}
+
+/** The CPU reference of a program: each instruction's own `evaluate`; an empty program is operand 0. */
+function evaluateProgram(program: readonly FusedInstruction[], operands: readonly RefTensor[]): RefTensor {
+  const values: RefTensor[] = [];
+  for (const ins of program) {
+    const def = opDef(ins.op);
+    const attrs = ins.attrs ?? {};
+    const args = ins.args.map((arg): RefTensor => {
+      if ('operand' in arg) return operands[arg.operand];
+      if ('value' in arg) return values[arg.value];
+      return { data: Float64Array.of(arg.scalar), shape: [] };
+    });
+    const type = def.infer(args.map((a) => ({ shape: a.shape, dtype: 'f32' })), attrs);
+    values.push({ data: def.evaluate(args, attrs, type), shape: type.shape });
+  }
+  return values.length > 0 ? values[values.length - 1] : operands[0];
+}
+
+/** Broadcasts a reference tensor to `shape` (a no-op when it already has it). */
+function broadcastRef(x: RefTensor, shape: Shape): RefArray {
+  return sameShape(x.shape, shape) ? x.data : mapBroadcast((v) => v)([x], {}, { shape, dtype: 'f32' });
+}
+
+/**
+ * A program as WGSL: one `let v{j}` per instruction, from each op's own `lowering.expr` and
+ * helpers (each helper once). Every value is computed at the output element, which is exact
+ * for pointwise ops: broadcasting commutes with them.
+ */
+function renderProgram(program: readonly FusedInstruction[], operands: readonly string[]): PointwiseChain {
+  const helpers: string[] = [];
+  const lets: PointwiseChain['lets'] = [];
+  for (const [j, ins] of program.entries()) {
+    const lowering = opDef(ins.op).lowering;
+    if (lowering.archetype !== 'pointwise') throw new ShapeRuleError(`${ins.op} cannot be fused`);
+    const args = ins.args.map((arg) => {
+      if ('operand' in arg) return operands[arg.operand];
+      if ('value' in arg) return `v${arg.value}`;
+      // parenthesised when negative: the ops' expressions write `-${x}`, and `--` is WGSL's decrement
+      const literal = wgslFloat(arg.scalar);
+      return literal.startsWith('-') ? `(${literal})` : literal;
+    });
+    for (const h of lowering.helpers ?? []) if (!helpers.includes(h)) helpers.push(h);
+    lets.push({ name: `v${j}`, expr: lowering.expr(args, ins.attrs ?? {}), op: ins.op });
+  }
+  return { lets, result: lets.length > 0 ? lets[lets.length - 1].name : operands[0], helpers, ops: program.map((ins) => ins.op) };
+}
+
+// A matmul's epilogue is a fused program over [product, bias?, residual?].
+const ACTIVATION_OPS: Record<Exclude<MatmulActivation, 'none'>, [OpName, Record<string, unknown>]> = {
+  relu: ['relu', {}],
+  gelu: ['gelu', { approximate: 'none' }],
+  geluTanh: ['gelu', { approximate: 'tanh' }],
+  silu: ['silu', {}],
+  sigmoid: ['sigmoid', {}],
+  tanh: ['tanh', {}],
+};
+
+function epilogueProgram(attrs: FusedMatmulAttrs): FusedInstruction[] {
+  const program: FusedInstruction[] = [];
+  let next = 1;
+  const last = (): FusedArg => (program.length > 0 ? { value: program.length - 1 } : { operand: 0 });
+  if (attrs.bias) program.push({ op: 'biasAdd', args: [last(), { operand: next++ }] });
+  if (attrs.activation !== 'none') {
+    const [op, opAttrs] = ACTIVATION_OPS[attrs.activation];
+    program.push({ op, args: [last()], attrs: opAttrs });
+  }
+  if (attrs.residual) program.push({ op: 'add', args: [last(), { operand: next++ }] });
+  return program;
+}
+
+/** Operand shapes with the last two axes swapped where the matmul reads them transposed. */
+function productOperands(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): [TensorType, TensorType] {
+  const swap = (t: TensorType, on: boolean): TensorType => (on ? { ...t, shape: [...t.shape.slice(0, -2), t.shape[t.shape.length - 1], t.shape[t.shape.length - 2]] } : t);
+  return [swap(inputs[0], attrs.transposeA), swap(inputs[1], attrs.transposeB)];
+}
+
+const swapLastTwo = (rank: number) => Array.from({ length: rank }, (_, i) => (i < rank - 2 ? i : 2 * rank - 3 - i));
 
 // ---------------------------------------------------------------------------------------
 // The table
@@ -1048,7 +1273,108 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     writes: [0, 2, 3],
   } satisfies OpDef<AdamAttrs>,
+
+  // Fusion's results: the optimizer rewrites chains of the ops above into these, so one
+  // dispatch does the work of several. No gradient rules: fusion runs after autodiff.
+  fusedPointwise: {
+    arity: 'variadic',
+    summary: 'several pointwise ops in one kernel: a program of table ops over the operands, scalars and earlier values',
+    infer: (inputs, attrs): TensorType => {
+      let shape: Shape = [];
+      for (const t of programTypes(attrs.program, inputs, true)) {
+        const next = broadcastShapes(shape, t.shape);
+        if (!next) throw new ShapeRuleError(`values of shapes ${formatShape(shape)} and ${formatShape(t.shape)} do not broadcast`);
+        shape = next;
+      }
+      return { shape, dtype: 'f32' };
+    },
+    evaluate: (args, attrs, out) => broadcastRef(evaluateProgram(attrs.program, args), out.shape),
+    lowering: { archetype: 'pointwiseChain', chain: (x, attrs) => renderProgram(attrs.program, x) },
+  } satisfies OpDef<FusedPointwiseAttrs>,
+  fusedMatmul: {
+    arity: 'variadic',
+    summary: 'act(op(a)·op(b) + bias) + residual in one matmul kernel; op may transpose, bias, activation and residual optional',
+    infer: fusedMatmulType,
+    evaluate: evaluateFusedMatmul,
+    lowering: { archetype: 'matmul', form: fusedMatmulForm },
+  } satisfies OpDef<FusedMatmulAttrs>,
 };
+
+// fusedMatmul's rules, outside the table so their types do not depend on it.
+
+/** Operands [a, b, bias?, residual?]: the product's shape rule on the (transposed) reads, then the epilogue's. */
+function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): TensorType {
+  for (const flag of ['transposeA', 'transposeB', 'bias', 'residual'] as const) {
+    if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
+  }
+  if (!MATMUL_ACTIVATIONS.includes(attrs.activation)) {
+    throw new ShapeRuleError(`activation '${attrs.activation}' is not one of ${MATMUL_ACTIVATIONS.join(', ')}`);
+  }
+  const names = ['a', 'b', ...(attrs.bias ? ['bias'] : []), ...(attrs.residual ? ['residual'] : [])];
+  if (inputs.length !== names.length) throw new ShapeRuleError(`takes ${names.length} operands (${names.join(', ')}); got ${inputs.length}`);
+  for (const [k, t] of inputs.entries()) {
+    if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
+  }
+  const [a, b] = inputs;
+  if (a.shape.length < 2 || b.shape.length < 2) {
+    throw new ShapeRuleError(`a and b must have rank 2 or more; got ${formatShape(a.shape)} and ${formatShape(b.shape)}`);
+  }
+  const [opA, opB] = productOperands(inputs, attrs);
+  let product: TensorType;
+  try {
+    product = opDef('matmul').infer([opA, opB], {});
+  } catch (e) {
+    const read = (on: boolean, t: TensorType) => (on ? ` (read transposed: ${formatShape(t.shape)})` : '');
+    if (e instanceof ShapeRuleError && (attrs.transposeA || attrs.transposeB)) {
+      throw new ShapeRuleError(`${e.message}; a ${formatShape(a.shape)}${read(attrs.transposeA, opA)}, b ${formatShape(b.shape)}${read(attrs.transposeB, opB)}`);
+    }
+    throw e;
+  }
+  const n = product.shape[product.shape.length - 1];
+  if (attrs.bias && !sameShape(inputs[2].shape, [n])) {
+    throw new ShapeRuleError(`bias must have shape [${n}] (the product's last axis, ${formatShape(product.shape)}); got ${formatShape(inputs[2].shape)}`);
+  }
+  if (attrs.residual) {
+    const residual = inputs[inputs.length - 1];
+    const shape = broadcastShapes(residual.shape, product.shape);
+    if (!shape || !sameShape(shape, product.shape)) {
+      throw new ShapeRuleError(`residual ${formatShape(residual.shape)} does not broadcast to the product's shape ${formatShape(product.shape)}`);
+    }
+  }
+  programTypes(epilogueProgram(attrs), [product, ...inputs.slice(2)], false);
+  return product;
+}
+
+/** The CPU reference, composed of transpose's, matmul's and the epilogue ops' own. */
+function evaluateFusedMatmul(args: readonly RefTensor[], attrs: FusedMatmulAttrs, out: TensorType): RefArray {
+  const read = (x: RefTensor, transposed: boolean): RefTensor => {
+    if (!transposed) return x;
+    const perm = swapLastTwo(x.shape.length);
+    const shape = perm.map((p) => x.shape[p]);
+    return { data: opDef('transpose').evaluate([x], { perm }, { shape, dtype: 'f32' }), shape };
+  };
+  const product: RefTensor = {
+    data: opDef('matmul').evaluate([read(args[0], attrs.transposeA), read(args[1], attrs.transposeB)], {}, out),
+    shape: out.shape,
+  };
+  return evaluateProgram(epilogueProgram(attrs), [product, ...args.slice(2)]).data;
+}
+
+/** The kernel: transposed tile loads as asked, and the epilogue program on each output value. */
+function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs, out: TensorType): MatmulForm {
+  const rank = out.shape.length;
+  const extraViews: OperandView[] = [];
+  if (attrs.bias) extraViews.push({ strides: out.shape.map((_, d) => (d === rank - 1 ? 1 : 0)), offset: 0 });
+  if (attrs.residual) extraViews.push({ strides: broadcastStrides(inputs[inputs.length - 1].shape, out.shape), offset: 0 });
+  const program = epilogueProgram(attrs);
+  return {
+    transposeA: attrs.transposeA,
+    transposeB: attrs.transposeB,
+    extraViews,
+    epilogue: (product, extra) => renderProgram(program, [product, ...extra]),
+    ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul', ...program.map((ins) => ins.op)],
+  };
+}
 
 export type OpName = keyof typeof OPS;
 export type AttrsOf<K extends OpName> = (typeof OPS)[K] extends OpDef<infer A> ? A : never;

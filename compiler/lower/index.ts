@@ -8,7 +8,7 @@ import { broadcastStrides } from '../ir/shape';
 import { lowerAxis } from './axis';
 import { shapeTag, type KernelStep, type LoweredKernel } from './kernel';
 import { lowerMatmul } from './matmul';
-import { lowerPiecewise, lowerPointwise } from './pointwise';
+import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
 import { lowerUpdate } from './update';
 
 export type { KernelStep, LoweredKernel } from './kernel';
@@ -23,21 +23,21 @@ function lowerNode(graph: Graph, node: Node, name: string): { kernel: LoweredKer
   const def = opDef(node.op);
   const operands = node.inputs.map((i) => graph.nodes[i].type);
   const lowering = def.lowering;
+  const broadcastViews = () => operands.map((t) => ({ strides: broadcastStrides(t.shape, node.type.shape), offset: 0 }));
   switch (lowering.archetype) {
     case 'pointwise':
       return lowerPointwise(node, operands, name, {
-        expr: (x) => lowering.expr(x, node.attrs),
-        helpers: lowering.helpers ?? [],
-        views: lowering.views
-          ? lowering.views(operands, node.attrs, node.type)
-          : operands.map((t) => ({ strides: broadcastStrides(t.shape, node.type.shape), offset: 0 })),
+        chain: (x) => singleOpChain(node.op, lowering.expr(x, node.attrs), lowering.helpers ?? []),
+        views: lowering.views ? lowering.views(operands, node.attrs, node.type) : broadcastViews(),
       });
+    case 'pointwiseChain':
+      return lowerPointwise(node, operands, name, { chain: (x) => lowering.chain(x, node.attrs), views: broadcastViews() });
     case 'piecewise':
       return lowerPiecewise(node, operands, name, lowering.views(operands, node.attrs, node.type));
     case 'axis':
       return lowerAxis(node, operands, name, lowering.program(operands, node.attrs));
     case 'matmul':
-      return lowerMatmul(node, operands, name);
+      return lowerMatmul(node, operands, name, lowering.form?.(operands, node.attrs, node.type));
     case 'update':
       return lowerUpdate(node, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, node.attrs) });
     case 'none':

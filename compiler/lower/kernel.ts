@@ -69,14 +69,16 @@ export function bindingDecls(operands: readonly TensorType[]): { wgsl: string; b
 }
 
 /**
- * The header comment naming the kernel, its op, operand and result types. It names no graph
- * node, so nodes with the same op and shapes produce the same source and share one kernel.
+ * The header comment naming the kernel, its op, operand and result types, and for a fused op
+ * the ops it fuses. It names no graph node, so nodes with the same op and shapes produce the
+ * same source and share one kernel.
  */
-export function kernelHeader(name: string, node: Node, operands: readonly TensorType[], archetype: string): string {
+export function kernelHeader(name: string, node: Node, operands: readonly TensorType[], archetype: string, fused?: readonly string[]): string {
   const ins = operands.map((t) => `${formatShape(t.shape)}`).join(', ');
   return [
     `// mnc kernel ${name}`,
     `// op ${node.op}: ${ins} -> ${formatShape(node.type.shape)} ${node.type.dtype}`,
+    ...(fused ? [`// fuses: ${fused.join(', ')}`] : []),
     `// archetype: ${archetype}`,
   ].join('\n');
 }

@@ -1,8 +1,9 @@
 // Pointwise archetype: one invocation per output element. Each operand is read through a
-// view (strides per output axis), which covers broadcasting and transposes alike; the
-// piecewise form picks, per element, the one operand whose range holds it (concat).
+// view (strides per output axis), which covers broadcasting and transposes alike, then a
+// chain of `let`s computes the value (one op's expression, or a fused op's whole program);
+// the piecewise form picks, per element, the one operand whose range holds it (concat).
 import type { Node } from '../ir/graph';
-import type { OperandView, PiecewiseView } from '../ir/ops';
+import type { OperandView, PiecewiseView, PointwiseChain } from '../ir/ops';
 import { stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
@@ -64,9 +65,19 @@ ${body}
 }
 
 export interface PointwiseLowering {
-  expr: (x: string[]) => string;
-  helpers: readonly string[];
+  /** the value at one element, from the operands loaded as x0, x1, ... */
+  chain: (x: string[]) => PointwiseChain;
   views: OperandView[];
+}
+
+/** A single op's expression as a chain of no `let`s. */
+export function singleOpChain(op: string, expr: string, helpers: readonly string[]): PointwiseChain {
+  return { lets: [], result: expr, helpers: [...helpers], ops: [op] };
+}
+
+/** The chain's statements, indented for a kernel body; each `let` names its op. */
+export function chainStatements(chain: PointwiseChain, indent: string): string[] {
+  return chain.lets.map((l) => `${indent}let ${l.name} = ${l.expr}; // ${l.op}`);
 }
 
 export function lowerPointwise(node: Node, operands: readonly TensorType[], name: string, spec: PointwiseLowering): {
@@ -80,11 +91,13 @@ export function lowerPointwise(node: Node, operands: readonly TensorType[], name
   const needCoords = spec.views.some((v) => v.offset !== 0 || v.strides.some((s, d) => s !== outStrides[d] && shape[d] !== 1));
   const ix = indexing(shape, needCoords);
   const loads = spec.views.map((v, k) => `  let x${k} = in${k}[${ix.index(v.strides, v.offset)}];`);
-  const body = [ix.coords, ...loads, `  out[i] = ${spec.expr(spec.views.map((_, k) => `x${k}`))};`].filter(Boolean).join('\n');
+  const chain = spec.chain(spec.views.map((_, k) => `x${k}`));
+  const body = [ix.coords, ...loads, ...chainStatements(chain, '  '), `  out[i] = ${chain.result};`].filter(Boolean).join('\n');
   const { wgsl: decls, bindings } = bindingDecls(operands);
-  const header = kernelHeader(name, node, operands, 'pointwise');
+  const fused = chain.lets.length > 0;
+  const header = fused ? kernelHeader(name, node, operands, `pointwise chain of ${chain.lets.length}`, chain.ops) : kernelHeader(name, node, operands, 'pointwise');
   return {
-    kernel: { name, ops: [node.op], wgsl: elementwiseShell(header, decls, spec.helpers, total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
+    kernel: { name, ops: chain.ops, wgsl: elementwiseShell(header, decls, chain.helpers, total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
     workgroups: grid,
   };
 }

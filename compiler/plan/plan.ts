@@ -1,6 +1,6 @@
 // Planning: lowered steps + validated shaders + initial weights → the manifest and the
-// binary sections of a bundle. One buffer per stored value for now (an arena with
-// liveness-based aliasing replaces this with the memory planner).
+// binary sections of a bundle. Every stored value gets a buffer description; the memory
+// planner (memory.ts) then packs the intermediates into shared arenas by liveness.
 import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelDesc, Manifest, TensorBinding, TrainingDesc } from '../../schemas/manifest';
 import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION, MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
 import type { TrainingGraph } from '../autodiff/train';
@@ -10,6 +10,7 @@ import { elementCount } from '../ir/types';
 import type { LoweredGraph, LoweredKernel } from '../lower';
 import type { ValidatedKernel } from '../validate/naga';
 import { alignUp, type BundleSection } from './bundle';
+import { planMemory, scheduleOf, slotBytes } from './memory';
 
 export const GENERATOR = { name: 'mnc', version: '0.1.0' };
 
@@ -46,6 +47,8 @@ export interface PlanInput {
   parameters: Map<string, Float32Array>;
   nagaVersion: string;
   source?: string;
+  /** false: every intermediate keeps its own buffer (for comparisons and debugging); default true */
+  arena?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -54,7 +57,7 @@ function bytesOf(data: Float32Array): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
-export function planBundle({ graph, entries, training, lowered, validated, parameters, nagaVersion, source }: PlanInput): {
+export function planBundle({ graph, entries, training, lowered, validated, parameters, nagaVersion, source, arena = true }: PlanInput): {
   manifest: Omit<Manifest, 'sections'>;
   sections: BundleSection[];
 } {
@@ -146,6 +149,19 @@ export function planBundle({ graph, entries, training, lowered, validated, param
     entryPoints[entry.name] = { inputs, outputs: entry.outputs.map((o) => binding(o.name, o.node)), dispatches };
   }
 
+  // --- memory: intermediates share arenas; persistent and host-visible values keep their own
+  // buffers (inputs are written before a call's first dispatch, outputs read after its last,
+  // parameters, constants and optimizer state persist between calls, and the host addresses
+  // all of them by id)
+  const sizes = new Map(buffers.filter((b) => b.role === 'intermediate').map((b) => [b.id, b.byteLength]));
+  let arenas: Manifest['arenas'];
+  if (arena && sizes.size > 0) {
+    const memory = planMemory(scheduleOf(entryPoints, kernels), sizes);
+    for (const [id, { arena: index, offset }] of memory.placements) buffers[id].arena = { index, offset };
+    arenas = { alignment: memory.alignment, byteLengths: memory.arenas };
+  }
+  const ownBuffers = buffers.filter((b) => !b.arena).map((b) => slotBytes(b.byteLength));
+
   const steps = lowered.steps.map((s) => s.kernel);
   const manifest: Omit<Manifest, 'sections'> = {
     format: 'mnplan',
@@ -157,8 +173,10 @@ export function planBundle({ graph, entries, training, lowered, validated, param
       maxStorageBuffersPerShaderStage: Math.max(1, ...steps.map((k) => k.bindings.length)),
       maxComputeWorkgroupStorageSize: Math.max(0, ...steps.map((k) => k.workgroupBytes)),
       maxComputeInvocationsPerWorkgroup: Math.max(1, ...steps.map((k) => k.workgroupSize[0] * k.workgroupSize[1] * k.workgroupSize[2])),
+      maxBufferSize: Math.max(4, ...ownBuffers, ...(arenas?.byteLengths ?? [])),
     },
     buffers,
+    ...(arenas ? { arenas } : {}),
     kernels,
     entryPoints,
   };
