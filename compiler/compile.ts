@@ -30,23 +30,26 @@ export interface CompiledPlan {
   parameters: Map<string, Float32Array>;
   /** the backward pass and updates added for training, when asked for (on the graph given) */
   training?: TrainingGraph;
-  /** what the optimizer did, when it ran */
-  optimization?: OptimizeReport;
+  /** what the optimizer did, when it ran: before autodiff and on the kernels */
+  optimization?: { forward: OptimizeReport; kernels: OptimizeReport };
 }
 
 export async function compileGraph(graph: Graph, options: CompileOptions = {}): Promise<CompiledPlan> {
   const parameters = materializeParameters(graph, options.seed ?? 0);
-  const training = options.training ? appendTraining(graph, options.training) : undefined;
-  // the optimizer rebuilds the graph; the caller's graph and training description stay as they were
-  let planned = { graph, training };
-  let optimization: OptimizeReport | undefined;
-  if (options.optimize !== false) {
-    const optimized = optimizeGraph(graph, training?.updates ?? []);
-    planned = { graph: optimized.graph, training: training && remapTraining(training, optimized.graph, optimized.map) };
-    optimization = optimized.report;
+  if (options.optimize === false) {
+    const training = options.training ? appendTraining(graph, options.training) : undefined;
+    return { ...(await planGraph(graph, training, parameters, options.source)), parameters, training };
   }
-  const result = await planGraph(planned.graph, planned.training, parameters, options.source);
-  return { ...result, parameters, training, optimization };
+  // The optimizer works on copies: named ops are rediscovered in the forward graph, which is
+  // then differentiated and fused into kernels. The caller's graph gets the plain training
+  // step appended, as the reference the plan must agree with.
+  const forward = optimizeGraph(graph, 'forward');
+  const trained = options.training ? appendTraining(forward.graph, options.training) : undefined;
+  const kernels = optimizeGraph(forward.graph, 'kernels', trained?.updates ?? []);
+  const planned = trained && remapTraining(trained, kernels.graph, kernels.map);
+  const training = options.training ? appendTraining(graph, options.training) : undefined;
+  const result = await planGraph(kernels.graph, planned, parameters, options.source);
+  return { ...result, parameters, training, optimization: { forward: forward.report, kernels: kernels.report } };
 }
 
 async function planGraph(graph: Graph, training: TrainingGraph | undefined, parameters: Map<string, Float32Array>, source: string | undefined) {

@@ -1,4 +1,4 @@
-// Builds the two shipped artifacts with esbuild:
+// Embeds the optimizer's rule files, then builds the two shipped artifacts with esbuild:
 //   dist/mnc.mjs             the compiler CLI for Node (native/wasm packages left external)
 //   dist/mnrt.browser.mjs    the runtime as one minified ESM file for browsers
 // and prints the browser runtime's minified+gzipped size.
@@ -6,8 +6,13 @@ import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { renderRulesModule } from './embed-rules.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+
+// the optimizer's .egg rules, as a module the bundle carries
+writeFileSync(new URL('../compiler/egraph/rules/index.ts', import.meta.url), renderRulesModule());
 
 await build({
   absWorkingDir: root,

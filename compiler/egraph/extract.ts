@@ -7,7 +7,7 @@ import type { EGraph, ENode, Value } from './egraph';
 import { EggError } from './syntax';
 import type { Table } from './table';
 
-/** The cost of one e-node by itself (not counting its children). Must be ≥ 0. */
+/** The cost of one e-node by itself (not counting its children): ≥ 0, or Infinity to exclude the e-node. */
 export type CostFunction = (node: ENode, classId: number) => number;
 
 /** The chosen e-node for every class reachable from the roots, and the total cost of the roots. */
@@ -240,13 +240,13 @@ class NodeGraph {
       for (let r = 0; r < t.rowCount; r++) {
         if (t.live[r] === 0) continue;
         const cls = dense(t.output(r));
+        const own = cost ? cost(eg.enode(t, r), this.classIds[cls]!) : t.cost;
+        // Infinity marks an e-node the cost model refuses (e.g. invalid at its class's shape): never chosen
+        if (own === Infinity) continue;
+        if (!(own >= 0)) throw new EggError(`the cost of a ${t.name} e-node must be a number ≥ 0 or Infinity, found ${own}`);
         this.nodeClass[n] = cls;
         this.nodeTable.push(t);
         this.nodeRow[n] = r;
-        const own = cost ? cost(eg.enode(t, r), this.classIds[cls]!) : t.cost;
-        if (!(own >= 0) || own === Infinity) {
-          throw new EggError(`the cost of a ${t.name} e-node must be a finite number ≥ 0, found ${own}`);
-        }
         this.nodeCost[n] = own;
         this.childStart[n] = e;
         for (const c of cols) this.childList[e++] = dense(t.get(r, c));
@@ -254,6 +254,14 @@ class NodeGraph {
       }
     }
     this.childStart[n] = e;
+    if (n < nodes) {
+      // e-nodes the cost model excluded leave the tails unused
+      this.nodeClass = this.nodeClass.slice(0, n);
+      this.nodeCost = this.nodeCost.slice(0, n);
+      this.nodeRow = this.nodeRow.slice(0, n);
+      this.distinctChildren = this.distinctChildren.slice(0, n);
+      this.childStart = this.childStart.slice(0, n + 1);
+    }
     // parents, counting each distinct child class once per node
     const C = this.classIds.length;
     const counts = new Int32Array(C + 1);

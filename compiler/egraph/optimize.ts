@@ -1,14 +1,53 @@
-// The optimization stage: Graph (after autodiff, with its roots) → an equivalent Graph with
-// fewer, larger kernels. Today: pointwise fusion; the e-graph rules run before it.
+// The optimization stage: Graph → an equivalent Graph with fewer, larger kernels. The
+// graph goes into an e-graph as terms, the rule files run to saturation (or a limit), the
+// cheapest equivalent program under the device cost model is extracted (DAG-aware, so a
+// shared value is paid for once), and chains of pointwise ops become one kernel each.
+//   'forward' (before autodiff): simplify + rediscover named ops; the result stays differentiable.
+//   'kernels' (after autodiff, or for inference): simplify + discover + fuse, then pointwise fusion.
 import type { Graph } from '../ir/graph';
+import type { TensorType } from '../ir/types';
+import { classTypes, kernelCost } from './cost';
+import { EGraph } from './egraph';
+import { dagCostOf, extract } from './extract';
 import { fusePointwise } from './fuse-pointwise';
+import { declaredArities, parseEgg } from './parse';
+import { EggProgram } from './program';
+import { RULE_FILES } from './rules';
+import type { RunReport, StopReason } from './run';
+import { extractionToGraph, graphToEGraph, termDeclarations, TermReader } from './terms';
+
+export type OptimizePhase = 'forward' | 'kernels';
+
+const PHASE_RULES: Record<OptimizePhase, string[]> = {
+  forward: ['simplify.egg', 'discover.egg'],
+  kernels: ['simplify.egg', 'discover.egg', 'fuse.egg'],
+};
+
+export interface OptimizeLimits {
+  iterations?: number;
+  nodes?: number;
+  milliseconds?: number;
+}
 
 export interface OptimizeReport {
+  phase: OptimizePhase;
   nodesBefore: number;
   nodesAfter: number;
-  /** fused kernels and the ops each replaced */
+  /** e-graph size when the rules stopped, and why they stopped */
+  eNodes: number;
+  eClasses: number;
+  iterations: number;
+  stopReason: StopReason;
+  /** how often each rule fired, summed over iterations */
+  rulesFired: Record<string, number>;
+  /** the cost model's estimate (µs) of the graph as given and as extracted */
+  costBefore: number;
+  costAfter: number;
+  /** kernels that replaced chains of pointwise ops */
   fused: { node: string; ops: string[] }[];
-  milliseconds: number;
+  milliseconds: { rules: number; extract: number; total: number };
+  /** the e-graph runner's own report, for `formatReport` */
+  run: RunReport;
 }
 
 export interface OptimizedGraph {
@@ -18,13 +57,79 @@ export interface OptimizedGraph {
   report: OptimizeReport;
 }
 
+/** Parses the embedded rule files with the generated `Op` datatype in front. */
+function ruleProgram(eg: EGraph, files: readonly string[]): EggProgram {
+  const program = new EggProgram(eg);
+  const terms = parseEgg(termDeclarations(), 'terms.egg');
+  program.run(terms);
+  const declared = declaredArities(terms);
+  for (const file of files) program.run(parseEgg(RULE_FILES[file], `compiler/egraph/rules/${file}`, { declared }));
+  return program;
+}
+
 /** `roots`: nodes run for their effect besides the outputs (optimizer updates). */
-export function optimizeGraph(graph: Graph, roots: readonly number[] = []): OptimizedGraph {
+export function optimizeGraph(graph: Graph, phase: OptimizePhase, roots: readonly number[] = [], limits: OptimizeLimits = {}): OptimizedGraph {
   const started = performance.now();
-  const fused = fusePointwise(graph, roots);
+  const eg = new EGraph();
+  const program = ruleProgram(eg, PHASE_RULES[phase]);
+  const classOf = graphToEGraph(graph, eg);
+  eg.rebuild();
+  const run = program.runRules({ iterationLimit: limits.iterations ?? 30, nodeLimit: limits.nodes ?? 200_000, timeLimitMs: limits.milliseconds ?? 3_000 });
+  const ruled = performance.now();
+
+  const known = new Map<number, TensorType>();
+  graph.nodes.forEach((n, id) => known.set(classOf[id], n.type));
+  const reader = new TermReader(eg);
+  const types = classTypes(eg, reader, known);
+  const cost = kernelCost(eg, reader, types);
+  const rootClasses = [...graph.outputs.map((o) => classOf[o.node]), ...roots.map((r) => classOf[r])];
+  const extraction = extract(eg, rootClasses, { mode: 'dag', cost });
+  const costBefore = graphCost(graph, cost, eg, classOf, rootClasses);
+  const extracted = extractionToGraph(graph, eg, extraction, classOf, roots);
+  const extractedAt = performance.now();
+
+  let result = extracted;
+  let fused: OptimizeReport['fused'] = [];
+  if (phase === 'kernels') {
+    const pointwise = fusePointwise(extracted.graph, roots.map(extracted.map));
+    result = { graph: pointwise.graph, map: (id) => (extracted.map(id) < 0 ? -1 : pointwise.map(extracted.map(id))) };
+    fused = pointwise.groups;
+  }
+  const rulesFired: Record<string, number> = {};
+  for (const it of run.iterations) for (const [rule, n] of Object.entries(it.rulesFired)) rulesFired[rule] = (rulesFired[rule] ?? 0) + n;
   return {
-    graph: fused.graph,
-    map: fused.map,
-    report: { nodesBefore: graph.nodes.length, nodesAfter: fused.graph.nodes.length, fused: fused.groups, milliseconds: performance.now() - started },
+    graph: result.graph,
+    map: result.map,
+    report: {
+      phase,
+      nodesBefore: graph.nodes.length,
+      nodesAfter: result.graph.nodes.length,
+      eNodes: eg.nodeCount,
+      eClasses: eg.classCount,
+      iterations: run.iterations.length,
+      stopReason: run.stopReason,
+      rulesFired,
+      costBefore,
+      costAfter: dagCostOf(eg, extraction, cost),
+      fused,
+      milliseconds: { rules: ruled - started, extract: extractedAt - ruled, total: performance.now() - started },
+      run,
+    },
   };
+}
+
+/** The cost model's figure for the graph as given: each original node once. */
+function graphCost(graph: Graph, cost: ReturnType<typeof kernelCost>, eg: EGraph, classOf: readonly number[], _roots: readonly number[]): number {
+  const reader = new TermReader(eg);
+  let total = 0;
+  const seen = new Set<string>();
+  graph.nodes.forEach((_node, id) => {
+    const cls = eg.find(classOf[id]);
+    const original = eg.nodes(cls).find((n) => reader.decode(n)?.op === graph.nodes[id].op);
+    const key = `${cls}`;
+    if (!original || seen.has(key)) return;
+    seen.add(key);
+    total += cost(original, cls);
+  });
+  return total;
 }

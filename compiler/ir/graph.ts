@@ -107,7 +107,7 @@ export class Graph {
     if (elementCount(s) !== data.length) {
       this.fail('constant', `${data.length} values do not fill shape ${formatShape(s)} (${elementCount(s)} elements)`);
     }
-    return this.leaf('constant', name ?? `const_${this.nodes.length}`, { shape: [...s], dtype: 'f32', values: data });
+    return this.leaf('constant', name ?? this.freshName('const'), { shape: [...s], dtype: 'f32', values: data });
   }
 
   // --- pointwise ----------------------------------------------------------------------
@@ -426,10 +426,17 @@ export class Graph {
       throw e;
     }
     const id = this.nodes.length;
-    const nodeName = name ?? `${op}_${id}`;
+    const nodeName = name ?? this.freshName(op);
     this.names.add(nodeName);
     this.nodes.push({ id, op, inputs, attrs: attrs as Record<string, unknown>, type, name: nodeName, loc });
     return new Tensor(this, id);
+  }
+
+  /** `${prefix}_${n}` for the first n that no node uses (rebuilt graphs keep their source's names). */
+  private freshName(prefix: string): string {
+    let n = this.nodes.length;
+    while (this.names.has(`${prefix}_${n}`)) n++;
+    return `${prefix}_${n}`;
   }
 
   private fail(op: string, message: string): never {
