@@ -154,6 +154,23 @@ export interface TrainingDesc {
   parameters: TrainingParameter[];
 }
 
+/** One optimizer phase, for `mnc inspect`: sizes, why the rules stopped, what fired, the estimated saving. */
+export interface OptimizationDesc {
+  phase: string;
+  nodesBefore: number;
+  nodesAfter: number;
+  eNodes: number;
+  eClasses: number;
+  iterations: number;
+  stopReason: string;
+  rulesFired: Record<string, number>;
+  /** the cost model's estimate in µs of the graph before and after */
+  costBefore: number;
+  costAfter: number;
+  /** pointwise kernels made from chains of ops */
+  fusedKernels: number;
+}
+
 export interface Manifest {
   format: 'mnplan';
   formatVersion: number;
@@ -176,4 +193,6 @@ export interface Manifest {
   entryPoints: Record<string, EntryPoint>;
   /** present in plans compiled for training */
   training?: TrainingDesc;
+  /** what the optimizer did, phase by phase (informational; a runtime ignores it) */
+  optimization?: OptimizationDesc[];
 }

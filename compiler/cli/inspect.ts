@@ -3,7 +3,7 @@
 // each entry point, the buffers with their roles and arena slots, and what the memory plan
 // saves. Pure functions from a read bundle to text.
 import type { PlanBundle } from '../../runtime/bundle';
-import type { Manifest, ShaderTarget, TensorBinding, TrainingDesc } from '../../schemas/manifest';
+import type { Manifest, OptimizationDesc, ShaderTarget, TensorBinding, TrainingDesc } from '../../schemas/manifest';
 import { peakLiveBytes, scheduleOf, slotBytes } from '../plan/memory';
 
 const TARGETS: ShaderTarget[] = ['wgsl', 'spirv', 'msl', 'hlsl'];
@@ -75,6 +75,23 @@ export function memoryLine(manifest: Manifest): string {
   return `memory: intermediates ${formatBytes(sum)} in ${where} (${peak}${share}), persistent buffers ${formatBytes(persistent)}`;
 }
 
+/** Per optimizer phase: sizes, why the rules stopped, what fired and the estimated saving. */
+function optimizationSection(phases: readonly OptimizationDesc[]): string[] {
+  const lines = ['optimizer:'];
+  for (const p of phases) {
+    const fired = Object.entries(p.rulesFired)
+      .sort((a, b) => b[1] - a[1])
+      .map(([rule, n]) => `${rule} ×${n}`);
+    const saving = p.costBefore > 0 ? `, estimated ${p.costBefore.toFixed(1)} → ${p.costAfter.toFixed(1)} µs` : '';
+    const fusedKernels = p.fusedKernels > 0 ? `, ${p.fusedKernels} fused pointwise kernels` : '';
+    lines.push(
+      `  ${p.phase}: ${p.nodesBefore} → ${p.nodesAfter} nodes (e-graph ${p.eNodes} nodes, ${p.eClasses} classes, ${p.stopReason} after ${p.iterations} iterations)${saving}${fusedKernels}`,
+      `    rules fired: ${fired.length > 0 ? fired.join(', ') : 'none'}`,
+    );
+  }
+  return lines;
+}
+
 /** The human-readable description of a plan. */
 export function describePlan(file: string, fileBytes: number, manifest: Manifest): string {
   const sectionLength = new Map(manifest.sections.map((s) => [s.name, s.length]));
@@ -91,6 +108,7 @@ export function describePlan(file: string, fileBytes: number, manifest: Manifest
   }
 
   if (manifest.training) lines.push('', ...trainingSection(manifest.training, manifest));
+  if (manifest.optimization) lines.push('', ...optimizationSection(manifest.optimization));
 
   lines.push('', `kernels (${manifest.kernels.length}):`);
   const kernelRows = [['#', 'name', 'ops', 'workgroup', 'features', ...TARGETS, 'checked']];

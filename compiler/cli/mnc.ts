@@ -40,6 +40,10 @@ interface CompileOptions {
   model?: string;
   seed: string;
   inference?: boolean;
+  /** commander's --no-weights sets this to false */
+  weights: boolean;
+  /** commander's --no-optimize sets this to false */
+  optimize: boolean;
   loss?: string;
   optimizer?: OptimizerKind;
   lr?: string;
@@ -72,6 +76,8 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   const { graph, name, training } = await loadTypeScriptModel(modelFile, { model: options.model });
   const { bundle, manifest } = await compileGraph(graph, {
     seed,
+    weights: options.weights ? 'embedded' : 'none',
+    optimize: options.optimize,
     source: `${displayPath(modelFile)}#${name}`,
     training: trainingFrom(options, training),
   });
@@ -168,6 +174,8 @@ function program(): Command {
     .addOption(new Option('--optimizer <kind>', 'optimizer of the training plan (default: the model\'s, else adam)').choices(['sgd', 'adam', 'adamw']))
     .option('--lr <rate>', 'initial learning rate (changeable at run time)')
     .option('--inference', "compile the inference plan only, ignoring the model's train option")
+    .option('--no-optimize', 'skip the e-graph optimizer and fusion: one kernel per op (for comparisons)')
+    .option('--no-weights', 'leave initial parameter values out of the plan (they start at zero; load them with mnc train --load)')
     .action(compileCommand);
 
   mnc

@@ -61,10 +61,15 @@ export function fusePointwise(graph: Graph, roots: readonly number[]): FusionRes
     const operands: number[] = [];
     const program: FusedInstruction[] = [];
     const position = new Map<number, number>();
-    const argOf = (input: number): FusedArg => {
+    const argOf = (input: number, member: Node): FusedArg => {
       if (inGroup.has(input)) return { value: position.get(input)! };
       const scalar = scalarValue(graph.nodes[input]);
-      if (scalar !== undefined && Number.isFinite(scalar)) return { scalar };
+      // a literal has shape []: inline a [1, 1] constant only where a partner that is not
+      // a literal has at least its rank, so the member keeps its shape (x[3] + c[1, 1] is [1, 3])
+      const rank = graph.nodes[input].type.shape.length;
+      const partners = member.inputs.filter((i) => i !== input && scalarValue(graph.nodes[i]) === undefined);
+      const partnerRank = Math.max(0, ...partners.map((i) => graph.nodes[i].type.shape.length));
+      if (scalar !== undefined && Number.isFinite(scalar) && rank <= partnerRank) return { scalar };
       let k = operands.indexOf(input);
       if (k < 0) k = operands.push(input) - 1;
       return { operand: k };
@@ -72,7 +77,7 @@ export function fusePointwise(graph: Graph, roots: readonly number[]): FusionRes
     for (const id of list) {
       const member = graph.nodes[id];
       const attrs = Object.keys(member.attrs).length > 0 ? { attrs: member.attrs } : {};
-      program.push({ op: member.op, args: member.inputs.map(argOf), ...attrs });
+      program.push({ op: member.op, args: member.inputs.map((i) => argOf(i, member)), ...attrs });
       position.set(id, program.length - 1);
     }
     if (operands.length === 0) {

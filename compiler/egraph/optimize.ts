@@ -84,7 +84,7 @@ export function optimizeGraph(graph: Graph, phase: OptimizePhase, roots: readonl
   const cost = kernelCost(eg, reader, types);
   const rootClasses = [...graph.outputs.map((o) => classOf[o.node]), ...roots.map((r) => classOf[r])];
   const extraction = extract(eg, rootClasses, { mode: 'dag', cost });
-  const costBefore = graphCost(graph, cost, eg, classOf, rootClasses);
+  const costBefore = graphCost(graph, cost, eg, reader, classOf);
   const extracted = extractionToGraph(graph, eg, extraction, classOf, roots);
   const extractedAt = performance.now();
 
@@ -118,18 +118,17 @@ export function optimizeGraph(graph: Graph, phase: OptimizePhase, roots: readonl
   };
 }
 
-/** The cost model's figure for the graph as given: each original node once. */
-function graphCost(graph: Graph, cost: ReturnType<typeof kernelCost>, eg: EGraph, classOf: readonly number[], _roots: readonly number[]): number {
-  const reader = new TermReader(eg);
+/** The cost model's figure for the graph as given: each distinct original node once. */
+function graphCost(graph: Graph, cost: ReturnType<typeof kernelCost>, eg: EGraph, reader: TermReader, classOf: readonly number[]): number {
+  const byClass = eg.nodesByClass();
+  const seen = new Set<number>();
   let total = 0;
-  const seen = new Set<string>();
-  graph.nodes.forEach((_node, id) => {
+  graph.nodes.forEach((node, id) => {
     const cls = eg.find(classOf[id]);
-    const original = eg.nodes(cls).find((n) => reader.decode(n)?.op === graph.nodes[id].op);
-    const key = `${cls}`;
-    if (!original || seen.has(key)) return;
-    seen.add(key);
-    total += cost(original, cls);
+    if (seen.has(cls)) return;
+    seen.add(cls);
+    const original = byClass.get(cls)?.find((n) => reader.decode(n)?.op === node.op);
+    if (original) total += cost(original, cls);
   });
   return total;
 }

@@ -91,7 +91,9 @@ export function planBundle({ graph, entries, training, lowered, validated, param
       dtype: node.type.dtype,
       shape: [...node.type.shape],
     };
-    if (node.op === 'parameter') desc.init = addWeights(parameters.get(node.name)!);
+    // without initial values (compiled with weights: 'none') a parameter starts at zero until loaded
+    const initial = node.op === 'parameter' ? parameters.get(node.name) : undefined;
+    if (initial) desc.init = addWeights(initial);
     if (node.op === 'constant') desc.init = addWeights((node.attrs as unknown as ConstantAttrs).values);
     bufferOf.set(node.id, desc.id);
     buffers.push(desc);
