@@ -8,6 +8,7 @@ import { isPlanError, loadPlan, readBundle, requestNodeDevice, type NodeBackend,
 import type { EntryPoint, Manifest } from '../../schemas/manifest';
 import type { OptimizerKind, OptimizerSpec, TrainingSpec } from '../autodiff/train';
 import { compileGraph } from '../compile';
+import { formatReport } from '../egraph/run';
 import { loadTypeScriptModel } from '../frontends/typescript';
 import { CompileError, CompileErrors } from '../ir/errors';
 import { GENERATOR } from '../plan/plan';
@@ -44,6 +45,8 @@ interface CompileOptions {
   weights: boolean;
   /** commander's --no-optimize sets this to false */
   optimize: boolean;
+  /** print the e-graph runner's report per optimizer phase */
+  report?: boolean;
   loss?: string;
   optimizer?: OptimizerKind;
   lr?: string;
@@ -74,7 +77,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   const started = performance.now();
   const seed = parseSeed(options.seed);
   const { graph, name, training } = await loadTypeScriptModel(modelFile, { model: options.model });
-  const { bundle, manifest } = await compileGraph(graph, {
+  const { bundle, manifest, optimization, timings } = await compileGraph(graph, {
     seed,
     weights: options.weights ? 'embedded' : 'none',
     optimize: options.optimize,
@@ -87,6 +90,14 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
   const trains = manifest.training ? `, trains with ${manifest.training.optimizer}` : '';
   console.log(`${out}: model '${name}', ${manifest.kernels.length} kernels, ${dispatches} dispatches${trains}, ${formatBytes(bundle.length)}, compiled in ${seconds} s`);
+  if (options.report) {
+    const stages = Object.entries(timings).map(([stage, ms]) => `${stage} ${ms.toFixed(0)}`);
+    console.log(`stages (ms): ${stages.join(', ')}`);
+    for (const phase of optimization ? [optimization.forward, optimization.kernels] : []) {
+      console.log(`\noptimizer phase '${phase.phase}': ${phase.nodesBefore} → ${phase.nodesAfter} nodes, estimated ${phase.costBefore.toFixed(1)} → ${phase.costAfter.toFixed(1)} µs`);
+      console.log(formatReport(phase.run));
+    }
+  }
 }
 
 async function inspectCommand(file: string, options: { wgsl?: boolean; json?: boolean }): Promise<void> {
@@ -174,6 +185,7 @@ function program(): Command {
     .addOption(new Option('--optimizer <kind>', 'optimizer of the training plan (default: the model\'s, else adam)').choices(['sgd', 'adam', 'adamw']))
     .option('--lr <rate>', 'initial learning rate (changeable at run time)')
     .option('--inference', "compile the inference plan only, ignoring the model's train option")
+    .option('--report', "print each stage's time and the e-graph optimizer's report (iterations, nodes, classes, rules fired)")
     .option('--no-optimize', 'skip the e-graph optimizer and fusion: one kernel per op (for comparisons)')
     .option('--no-weights', 'leave initial parameter values out of the plan (they start at zero; load them with mnc train --load)')
     .action(compileCommand);
