@@ -232,6 +232,14 @@ const CASES: Case[] = [
     const x = g.input('x', [9]);
     g.output('y', g.div(x, g.add(1, g.exp(g.neg(x)))));
   }, ['exp', 'div']),
+  discovers('swiglu', 'swiglu', 'of a named silu', (g) => {
+    const f = g.input('f', [4, 6]);
+    g.output('y', g.mul(g.silu(g.matmul(f, g.input('wg', [6, 8]))), g.matmul(f, g.input('wu', [6, 8]))));
+  }, ['silu']),
+  discovers('swiglu\'', 'swiglu', 'of a discovered silu, up first', (g) => {
+    const gate = g.input('gate', [3, 5]);
+    g.output('y', g.mul(g.input('up', [3, 5]), g.mul(gate, g.sigmoid(gate))));
+  }, ['silu', 'sigmoid']),
   discovers('softmax', 'softmax', '2-D, axis given as 1', (g) => g.output('y', stableSoftmax(g, g.input('x', [4, 9]), 1)), ['exp', 'max', 'sum']),
   discovers('softmax', 'softmax', '3-D', (g) => g.output('y', stableSoftmax(g, g.input('x', [2, 3, 8]))), ['exp', 'max', 'sum']),
   discovers('softmax (unstabilised)', 'softmax', '1-D', (g) => {
@@ -268,6 +276,28 @@ const CASES: Case[] = [
     const y = g.div(c, g.sqrt(g.add(g.mean(g.mul(c, c), 2, KEEP), 1e-5)));
     g.output('y', g.add(g.mul(y, g.input('gamma', [8])), g.input('beta', [8])));
   }, ['sqrt', 'mean', 'sub']),
+
+  // discover.egg: attention, softmax(Q·Kᵀ·scale + mask)·V, with the softmax written out too
+  discovers('attention 2-D', 'attention', 'with a mask', (g) => {
+    const [q, k, v] = [g.input('q', [5, 8]), g.input('k', [7, 8]), g.input('v', [7, 6])];
+    const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [1, 0])), 0.25), g.input('mask', [5, 7]));
+    g.output('y', g.matmul(stableSoftmax(g, scores), v));
+  }, ['softmax', 'exp', 'transpose']),
+  discovers('attention 3-D', 'attention', 'heads with a causal mask', (g) => {
+    const [q, k, v] = [g.input('q', [3, 6, 8]), g.input('k', [3, 6, 8]), g.input('v', [3, 6, 4])];
+    const mask = new Float32Array(36).map((_, i) => (i % 6 > Math.floor(i / 6) ? -1e9 : 0));
+    const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 2, 1])), 0.35), g.constant(mask, [6, 6]));
+    g.output('y', g.matmul(g.softmax(scores), v));
+  }, ['softmax', 'transpose']),
+  discovers('attention 4-D', 'attention', undefined, (g) => {
+    const [q, k, v] = [g.input('q', [2, 2, 4, 8]), g.input('k', [2, 2, 5, 8]), g.input('v', [2, 2, 5, 3])];
+    const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), 0.5), g.input('mask', [4, 5]));
+    g.output('y', g.matmul(g.softmax(scores), v));
+  }, ['softmax', 'transpose']),
+  discovers('attention 3-D, no mask', 'attention', undefined, (g) => {
+    const [q, k, v] = [g.input('q', [2, 4, 8]), g.input('k', [2, 9, 8]), g.input('v', [2, 9, 5])];
+    g.output('y', g.matmul(g.softmax(g.mul(g.matmul(q, g.transpose(k, [0, 2, 1])), 0.125)), v));
+  }, ['softmax', 'transpose']),
 
   // fuse.egg: the product itself. A bare FusedMatmul costs what the MatMul does, so
   // extraction may keep either; the rule is there for the rules below to match on.

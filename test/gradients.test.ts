@@ -128,6 +128,8 @@ const CASES: GradCase[] = [
   unaryCase('sigmoid', 'sigmoid', [3, 5], { range: [-4, 4] }, (g, x) => g.sigmoid(x)),
   unaryCase('tanh', 'tanh', [3, 5], { range: [-3, 3] }, (g, x) => g.tanh(x)),
   unaryCase('silu', 'silu', [3, 5], { range: [-4, 4] }, (g, x) => g.silu(x)),
+  { label: 'swiglu [3, 5] · [3, 5]', op: 'swiglu', build: ({ g, p }) => g.swiglu(p('gate', [3, 5], { range: [-4, 4] }), p('up', [3, 5])) },
+  { label: 'swiglu [2, 3, 4] · [4] (broadcast up)', op: 'swiglu', build: ({ g, p }) => g.swiglu(p('gate', [2, 3, 4], { range: [-4, 4] }), p('up', [4])) },
   unaryCase('gelu', 'gelu exact', [3, 5], { range: [-3, 3] }, (g, x) => g.gelu(x)),
   unaryCase('gelu', 'gelu tanh', [3, 5], { range: [-3, 3] }, (g, x) => g.gelu(x, { approximate: 'tanh' })),
   unaryCase('exp', 'exp', [3, 5], { range: [-2, 2] }, (g, x) => g.exp(x)),
@@ -209,6 +211,19 @@ const CASES: GradCase[] = [
   matmulCase([1, 3, 4], [2, 4, 5]),
   matmulCase([2, 3, 4], [1, 4, 5]),
   matmulCase([2, 1, 3, 4], [3, 4, 2]),
+
+  // attention's rule recomputes the scores and softmax; the mask is a parameter here so its
+  // gradient (dS summed over the broadcast axes) is checked too
+  {
+    label: 'attention q [2, 3, 4], k [2, 5, 4], v [2, 5, 3], mask [3, 5] w.r.t. all four',
+    op: 'attention',
+    build: ({ g, p }) => g.attention(p('q', [2, 3, 4]), p('k', [2, 5, 4]), p('v', [2, 5, 3]), p('mask', [3, 5]), { scale: 0.5 }),
+  },
+  {
+    label: 'attention with broadcast batches: q [2, 1, 3, 4], k [3, 5, 4], v [5, 2], mask [1, 5]',
+    op: 'attention',
+    build: ({ g, p }) => g.attention(p('q', [2, 1, 3, 4]), p('k', [3, 5, 4]), p('v', [5, 2]), p('mask', [1, 5]), { scale: 0.7 }),
+  },
 
   // the losses are compositions of the ops above: their gradients come from those rules
   {

@@ -97,6 +97,11 @@ const cases: Record<OpName, OpCase[]> = {
     ...unary('gelu tanh', (g, x) => g.gelu(x, { approximate: 'tanh' }), [-6, 6]),
   ],
   silu: unary('silu', (g, x) => g.silu(x), [-20, 20]),
+  swiglu: broadcastPairs.map(([sa, sb]) => ({
+    label: `swiglu ${JSON.stringify(sa)} ${JSON.stringify(sb)}`,
+    inputs: { a: { shape: sa, range: [-20, 20] }, b: { shape: sb } },
+    build: (g, x) => g.swiglu(x.a, x.b),
+  })),
   exp: unary('exp', (g, x) => g.exp(x), [-5, 5]),
   log: unary('log', (g, x) => g.log(x), [0.05, 10]),
   neg: unary('neg', (g, x) => g.neg(x)),
@@ -211,6 +216,27 @@ const cases: Record<OpName, OpCase[]> = {
     // f32 sums of K products of values in [-2, 2]
     atol: 2e-6 * sa[sa.length - 1] * 4,
   })),
+  // test/attention.test.ts checks attention against its unfused graph, on more shapes
+  attention: (
+    [
+      ['[2, 5, 8] keys [2, 7, 8] values [2, 7, 6], mask [5, 7]', [2, 5, 8], [2, 7, 8], [2, 7, 6], [5, 7]],
+      ['heads [9, 16, 64], causal mask [16, 16]', [9, 16, 64], [9, 16, 64], [9, 16, 64], [16, 16]],
+      ['Tk = 300, dv 24 > d 16, mask [3, 300]', [2, 3, 16], [2, 300, 16], [2, 300, 24], [3, 300]],
+      ['batch broadcast: q [2, 1, 4, 8], k [3, 6, 8], v [6, 5], mask [1, 6]', [2, 1, 4, 8], [3, 6, 8], [6, 5], [1, 6]],
+      ['Tk = 2500 in three tiles, scalar mask', [4, 8], [2500, 8], [2500, 4], []],
+    ] as [string, Shape, Shape, Shape, Shape][]
+  ).map(([label, sq, sk, sv, sm]) => {
+    const [tq, tk] = [sq[sq.length - 2], sk[sk.length - 2]];
+    const causal = label.includes('causal') ? Array.from({ length: tq * tk }, (_, e) => (e % tk > Math.floor(e / tk) ? -1e9 : 0)) : undefined;
+    return {
+      label: `attention ${label}`,
+      inputs: { q: { shape: sq }, k: { shape: sk }, v: { shape: sv }, mask: { shape: sm, values: causal } },
+      build: (g: Graph, x: Record<string, Tensor>) => g.attention(x.q, x.k, x.v, x.mask, { scale: 1 / Math.sqrt(sq[sq.length - 1]) }),
+      // an average of values in [-2, 2]: weights off by the f32 error of d-term scores (and of a
+      // Tk-term sum), times |v| ≤ 2
+      atol: 5e-5,
+    };
+  }),
   // the fused ops; test/fusion-kernels.test.ts checks them against their unfused graphs
   fusedPointwise: [
     {

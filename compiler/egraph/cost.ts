@@ -46,6 +46,7 @@ export function classTypes(eg: EGraph, reader: TermReader, known: Map<number, Te
 
 function inferNode(eg: EGraph, reader: TermReader, node: ENode, types: Map<number, TensorType>): TensorType | undefined {
   const d = reader.decode(node);
+  if (d?.scalar !== undefined) return { shape: [], dtype: 'f32' }; // a constant a rule made
   if (!d || d.operands.length === 0) return undefined;
   const operands = d.operands.map((o) => types.get(eg.find(o)));
   if (operands.some((t) => !t)) return undefined;

@@ -46,6 +46,7 @@ const FORMS: Partial<Record<OpName, TermForm>> = {
   sigmoid: plain('Sigmoid'),
   tanh: plain('Tanh'),
   silu: plain('Silu'),
+  swiglu: plain('Swiglu'),
   gelu: { ctor: 'Gelu', sorts: ['String'], encode: (a) => [a.approximate as string], decode: ([approximate]) => ({ approximate }) },
   exp: plain('Exp'),
   log: plain('Log'),
@@ -61,6 +62,7 @@ const FORMS: Partial<Record<OpName, TermForm>> = {
   reshape: { ctor: 'Reshape', sorts: ['String'], encode: (a, [x]) => [list(resolveShape(a.shape as number[], elementCount(x.shape)))], decode: ([s]) => ({ shape: unlist(s) }) },
   transpose: { ctor: 'Transpose', sorts: ['String'], encode: (a) => [list(a.perm as number[])], decode: ([p]) => ({ perm: unlist(p) }) },
   matmul: plain('MatMul'),
+  attention: { ctor: 'Attention', sorts: ['f64'], encode: (a) => [a.scale as number], decode: ([scale]) => ({ scale }) },
   fusedMatmul: {
     ctor: 'FusedMatmul',
     sorts: ['bool', 'bool', 'String'],

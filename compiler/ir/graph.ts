@@ -143,6 +143,10 @@ export class Graph {
   silu(x: Tensor): Tensor {
     return this.op('silu', [x], {});
   }
+  /** silu(gate) * up, with broadcasting. */
+  swiglu(gate: Tensor, up: Tensor): Tensor {
+    return this.op('swiglu', [gate, up], {});
+  }
   exp(x: Tensor): Tensor {
     return this.op('exp', [x], {});
   }
@@ -297,6 +301,14 @@ export class Graph {
   }
   matmul(a: Tensor, b: Tensor): Tensor {
     return this.op('matmul', [a, b], {});
+  }
+  /**
+   * softmax(q·kᵀ·scale + mask)·v in one kernel: q [.., Tq, d], k [.., Tk, d], v [.., Tk, dv],
+   * mask broadcastable to [.., Tq, Tk] (a causal [Tq, Tk], or a scalar 0 for none); batch axes
+   * broadcast as in matmul. The result is [.., Tq, dv].
+   */
+  attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, options: { scale: number }): Tensor {
+    return this.op('attention', [q, k, v, mask], { scale: options?.scale });
   }
 
   // --- fused ops (what the optimizer rewrites chains into; usable directly) -----------

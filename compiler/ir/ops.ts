@@ -107,6 +107,8 @@ export type Lowering<A> =
   | { archetype: 'pointwiseChain'; chain: (x: string[], attrs: A) => PointwiseChain }
   /** batched matrix product; `form` adds transposed operand reads and an epilogue (default: plain A·B) */
   | { archetype: 'matmul'; form?: (inputs: readonly TensorType[], attrs: A, out: TensorType) => MatmulForm }
+  /** softmax(q·kᵀ·scale + mask)·v in one kernel: a workgroup per query row, keys in tiles with an online softmax */
+  | { archetype: 'attention' }
   /**
    * an in-place update (optimizer step): per element, WGSL statements that read and assign
    * the operands (`x[k]` are lvalues; the last operand is the hyper-parameter vector, read
@@ -199,6 +201,10 @@ export interface SliceAttrs {
 }
 export interface OneHotAttrs {
   classes: number;
+}
+export interface AttentionAttrs {
+  /** multiplies q·kᵀ before the mask is added (usually 1/√d); applied as an f32 value */
+  scale: number;
 }
 export interface AdamAttrs {
   /** AdamW: weight decay applied to the parameter, not added to the gradient */
@@ -762,6 +768,12 @@ export const OPS = {
     (x) => `(${x} / (1.0 + exp(-${x})))`,
     ({ g, inputs: [x], dy }) => [g.siluBackward(dy, x)],
   ),
+  swiglu: binary(
+    'silu(gate) * up, the gated unit of SwiGLU feed-forward layers',
+    (gate, up) => (gate / (1 + Math.exp(-gate))) * up,
+    (gate, up) => `(${gate} / (1.0 + exp(-${gate})) * ${up})`,
+    ({ g, inputs: [gate, up], dy }) => [g.sumTo(g.siluBackward(g.mul(dy, up), gate), gate.shape), g.sumTo(g.mul(dy, g.silu(gate)), up.shape)],
+  ),
   gelu: {
     arity: 1,
     summary: 'x * Φ(x) (exact, with erf) or its tanh approximation',
@@ -1211,6 +1223,14 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       return [da, db];
     },
   } satisfies OpDef<NoAttrs>,
+  attention: {
+    arity: 4,
+    summary: 'softmax(q·kᵀ·scale + mask)·v over the last two axes, batch axes broadcast as in matmul, in one kernel',
+    infer: attentionType,
+    evaluate: evaluateAttention,
+    lowering: { archetype: 'attention' },
+    grad: attentionGrad,
+  } satisfies OpDef<AttentionAttrs>,
 
   // Optimizer steps: one kernel per parameter updates it and its state in place (as
   // PyTorch's fused optimizers do). The last operand is the hyper-parameter vector.
@@ -1374,6 +1394,73 @@ function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs,
     epilogue: (product, extra) => renderProgram(program, [product, ...extra]),
     ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul', ...program.map((ins) => ins.op)],
   };
+}
+
+// attention's rules, outside the table so their types do not depend on it.
+
+/** Operands q [.., Tq, d], k [.., Tk, d], v [.., Tk, dv], mask broadcastable to [.., Tq, Tk]; result [.., Tq, dv]. */
+function attentionType(inputs: readonly TensorType[], attrs: AttentionAttrs): TensorType {
+  if (typeof attrs.scale !== 'number' || !Number.isFinite(attrs.scale)) throw new ShapeRuleError(`scale must be a finite number; got ${attrs.scale}`);
+  const names = ['q', 'k', 'v', 'mask'];
+  for (const [i, t] of inputs.entries()) {
+    if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[i]} is ${t.dtype}; expected f32`);
+  }
+  const [q, k, v, mask] = inputs;
+  for (const [i, t] of [q, k, v].entries()) {
+    if (t.shape.length < 2) throw new ShapeRuleError(`${names[i]} must have rank 2 or more ([.., rows, features]); got ${formatShape(t.shape)}`);
+  }
+  const [tq, d] = q.shape.slice(-2);
+  const [tk, dk] = k.shape.slice(-2);
+  const [tv, dv] = v.shape.slice(-2);
+  if (d !== dk) {
+    throw new ShapeRuleError(`q and k must have the same feature size d: q is ${formatShape(q.shape)} (d = ${d}) and k is ${formatShape(k.shape)} (d = ${dk})`);
+  }
+  if (tk !== tv) {
+    throw new ShapeRuleError(`k and v must have the same number of keys Tk: k is ${formatShape(k.shape)} (Tk = ${tk}) and v is ${formatShape(v.shape)} (Tk = ${tv})`);
+  }
+  const qk = broadcastShapes(q.shape.slice(0, -2), k.shape.slice(0, -2));
+  const batch = qk && broadcastShapes(qk, v.shape.slice(0, -2));
+  if (!batch) {
+    throw new ShapeRuleError(
+      `batch axes ${formatShape(q.shape.slice(0, -2))} (q), ${formatShape(k.shape.slice(0, -2))} (k) and ${formatShape(v.shape.slice(0, -2))} (v) do not broadcast`,
+    );
+  }
+  const scores = [...batch, tq, tk];
+  const masked = broadcastShapes(mask.shape, scores);
+  if (!masked || !sameShape(masked, scores)) {
+    throw new ShapeRuleError(`mask ${formatShape(mask.shape)} does not broadcast to the scores' shape ${formatShape(scores)} ([.., Tq, Tk])`);
+  }
+  return { shape: [...batch, tq, dv], dtype: 'f32' };
+}
+
+/** The CPU reference, composed of the unfused ops' own: transpose, matmul, mul, add, softmax, matmul. */
+function evaluateAttention(args: readonly RefTensor[], attrs: AttentionAttrs): RefArray {
+  const apply = (op: OpName, operands: RefTensor[], opAttrs: object = {}): RefTensor => {
+    const out = opDef(op).infer(operands.map((t) => ({ shape: t.shape, dtype: 'f32' as const })), opAttrs);
+    return { data: opDef(op).evaluate(operands, opAttrs, out), shape: out.shape };
+  };
+  const [q, k, v, mask] = args;
+  // the scale as the kernel (and a constant in the unfused graph) holds it: an f32
+  const scale: RefTensor = { data: Float64Array.of(Math.fround(attrs.scale)), shape: [] };
+  const scores = apply('add', [apply('mul', [apply('matmul', [q, apply('transpose', [k], { perm: swapLastTwo(k.shape.length) })]), scale]), mask]);
+  return apply('matmul', [apply('softmax', [scores]), v]).data;
+}
+
+/**
+ * Recomputes S = q·kᵀ·scale + mask and P = softmax(S), then dV = Pᵀ·dO, dP = dO·Vᵀ,
+ * dS = P ⊙ (dP − rowsum(dP ⊙ P)), dQ = dS·K·scale, dK = dSᵀ·Q·scale, dMask = dS, each summed
+ * over the axes its operand was broadcast along.
+ */
+function attentionGrad({ g, inputs: [q, k, v, mask], dy, attrs }: GradContext<AttentionAttrs>): Tensor[] {
+  const swapLast = (t: Tensor) => g.transpose(t, swapLastTwo(t.shape.length));
+  const p = g.softmax(g.add(g.mul(g.matmul(q, swapLast(k)), attrs.scale), mask));
+  const dv = g.sumTo(g.matmul(swapLast(p), dy), v.shape);
+  const dp = g.matmul(dy, swapLast(v));
+  const ds = g.mul(p, g.sub(dp, g.sum(g.mul(dp, p), -1, KEEP)));
+  const dsScaled = g.mul(ds, attrs.scale);
+  const dq = g.sumTo(g.matmul(dsScaled, k), q.shape);
+  const dk = g.sumTo(g.matmul(swapLast(dsScaled), q), k.shape);
+  return [dq, dk, dv, g.sumTo(ds, mask.shape)];
 }
 
 export type OpName = keyof typeof OPS;

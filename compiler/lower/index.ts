@@ -5,6 +5,7 @@ import { CompileError } from '../ir/errors';
 import type { Graph, Node } from '../ir/graph';
 import { opDef, ShapeRuleError } from '../ir/ops';
 import { broadcastStrides } from '../ir/shape';
+import { lowerAttention } from './attention';
 import { lowerAxis } from './axis';
 import { shapeTag, type KernelStep, type LoweredKernel } from './kernel';
 import { lowerMatmul } from './matmul';
@@ -38,6 +39,8 @@ function lowerNode(graph: Graph, node: Node, name: string): { kernel: LoweredKer
       return lowerAxis(node, operands, name, lowering.program(operands, node.attrs));
     case 'matmul':
       return lowerMatmul(node, operands, name, lowering.form?.(operands, node.attrs, node.type));
+    case 'attention':
+      return lowerAttention(node, operands, name);
     case 'update':
       return lowerUpdate(node, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, node.attrs) });
     case 'none':

@@ -1,0 +1,191 @@
+// The attention op against the unfused graph it replaces, softmax(q·kᵀ·scale + mask)·v spelled
+// with transpose, matmul, mul, add and softmax: its CPU reference must equal the unfused
+// graph's (same float64 evaluates, same order), and its one kernel must agree within f32
+// tolerance on shapes that exercise the tiling (Tk not a power of two, several key tiles,
+// dv above the workgroup size, q too long to stage, rows beyond one grid dimension) and
+// the batch broadcasting. Then: one dispatch, and the shape rule's refusals.
+import { afterAll, describe, expect, test } from 'vitest';
+import { compileGraph } from '../compiler/compile';
+import { CompileError } from '../compiler/ir/errors';
+import { Graph, type Tensor } from '../compiler/ir/graph';
+import { uniformStream } from '../compiler/ir/init';
+import { interpret } from '../compiler/ir/interpret';
+import { elementCount, type Shape } from '../compiler/ir/types';
+import { readBundle } from '../runtime/bundle';
+import { loadPlan } from '../runtime/session';
+import { releaseSharedDevice, sharedDevice } from './gpu';
+
+afterAll(releaseSharedDevice);
+
+/** The unfused graph: what the optimizer rewrites into one attention node. */
+function unfusedAttention(g: Graph, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: number): Tensor {
+  const r = k.shape.length;
+  const kt = g.transpose(k, k.shape.map((_, i) => (i < r - 2 ? i : 2 * r - 3 - i)));
+  return g.matmul(g.softmax(g.add(g.mul(g.matmul(q, kt), scale), mask)), v);
+}
+
+/** 0 on and below the diagonal, `masked` above it: query i sees keys j ≤ i. */
+function causalMask(tq: number, tk: number, masked: number): Float32Array {
+  return Float32Array.from({ length: tq * tk }, (_, e) => (e % tk > Math.floor(e / tk) ? masked : 0));
+}
+
+interface AttentionCase {
+  label: string;
+  q: Shape;
+  k: Shape;
+  v: Shape;
+  mask: Shape;
+  /** a fixed mask (a constant of the graph) instead of a random input */
+  maskValues?: Float32Array;
+  /** default 1/√d */
+  scale?: number;
+  /** |gpu - cpu| ≤ atol + 1e-4·|cpu| (default 2e-5) */
+  atol?: number;
+}
+
+const CASES: AttentionCase[] = [
+  { label: '[2, 5, 8] × [2, 7, 8] × [2, 7, 6], mask [5, 7]', q: [2, 5, 8], k: [2, 7, 8], v: [2, 7, 6], mask: [5, 7] },
+  {
+    label: 'heads [9, 16, 64], causal mask [16, 16]',
+    q: [9, 16, 64],
+    k: [9, 16, 64],
+    v: [9, 16, 64],
+    mask: [16, 16],
+    maskValues: causalMask(16, 16, -1e9),
+  },
+  {
+    label: 'a causal mask of -Infinity, Tq < Tk',
+    q: [2, 6, 16],
+    k: [2, 10, 16],
+    v: [2, 10, 16],
+    mask: [6, 10],
+    maskValues: causalMask(6, 10, -Infinity),
+  },
+  { label: 'Tq > Tk: [3, 11, 16] queries, 4 keys', q: [3, 11, 16], k: [3, 4, 16], v: [3, 4, 8], mask: [11, 4] },
+  { label: 'Tk = 300, not a power of two', q: [2, 5, 32], k: [2, 300, 32], v: [2, 300, 20], mask: [5, 300] },
+  {
+    label: 'Tk = 2500: three key tiles, the last partial; scalar mask',
+    q: [3, 8],
+    k: [2500, 8],
+    v: [2500, 4],
+    mask: [],
+    // an average over 2500 keys: the running sum and the weighted sum add 2500 f32 terms
+    atol: 1e-4,
+  },
+  { label: 'batch broadcast: q [2, 1, 4, 8], k [3, 6, 8], v [6, 5], mask [1, 6]', q: [2, 1, 4, 8], k: [3, 6, 8], v: [6, 5], mask: [1, 6] },
+  { label: 'batch broadcast of k and v: q [4, 3, 8], k [1, 5, 8], v [5, 7], mask [4, 1, 5]', q: [4, 3, 8], k: [1, 5, 8], v: [5, 7], mask: [4, 1, 5] },
+  { label: 'only v batched: q [3, 8], k [5, 8], v [2, 5, 4], mask [2, 3, 5]', q: [3, 8], k: [5, 8], v: [2, 5, 4], mask: [2, 3, 5] },
+  { label: 'dv = 300: more outputs than invocations', q: [2, 3, 8], k: [2, 9, 8], v: [2, 9, 300], mask: [3, 9] },
+  { label: 'd = 2100: q read from the buffer, not staged', q: [2, 2100], k: [3, 2100], v: [3, 4], mask: [2, 3], scale: 0.01 },
+  { label: '70000 query rows: more workgroups than one grid dimension', q: [70000, 2], k: [3, 2], v: [3, 2], mask: [] },
+];
+
+/** Seeded values in [-2, 2] for every input of the graph. */
+function feedsFor(g: Graph, seed: number): Record<string, Float32Array> {
+  const feeds: Record<string, Float32Array> = {};
+  for (const [n, node] of g.nodes.filter((x) => x.op === 'input').entries()) {
+    const u = uniformStream(seed + 101 * n);
+    feeds[node.name] = Float32Array.from({ length: elementCount(node.type.shape) }, () => 4 * u() - 2);
+  }
+  return feeds;
+}
+
+/** Records q, k, v and the mask, then the attention under `name`, fused or unfused. */
+function build(c: AttentionCase, fused: boolean) {
+  const g = new Graph(fused ? 'attention' : 'unfused');
+  const q = g.input('q', c.q);
+  const k = g.input('k', c.k);
+  const v = g.input('v', c.v);
+  const mask = c.maskValues ? g.constant(c.maskValues, c.mask, 'mask') : g.input('mask', c.mask);
+  const scale = c.scale ?? 1 / Math.sqrt(c.q[c.q.length - 1]);
+  g.output('y', fused ? g.attention(q, k, v, mask, { scale }) : unfusedAttention(g, q, k, v, mask, scale));
+  return g;
+}
+
+describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, c) => {
+  test('CPU reference equals the unfused graph; the kernel agrees within f32 tolerance', async () => {
+    const fused = build(c, true);
+    const unfused = build(c, false);
+    const feeds = feedsFor(fused, 17);
+    const expected = interpret(unfused, feeds, new Map()).y;
+    const reference = interpret(fused, feeds, new Map()).y;
+    expect(reference).toEqual(expected);
+    expect(expected.every(Number.isFinite)).toBe(true);
+
+    const plan = await compileGraph(fused);
+    const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
+    let actual: Float32Array;
+    try {
+      actual = (await session.run(feeds)).y;
+    } finally {
+      session.destroy();
+    }
+    expect(actual.length).toBe(expected.length);
+    const atol = c.atol ?? 2e-5;
+    let worst = { i: -1, excess: 0 };
+    for (let i = 0; i < expected.length; i++) {
+      const excess = Math.abs(actual[i] - expected[i]) - (atol + 1e-4 * Math.abs(expected[i]));
+      if (!(excess <= 0) && !(excess < worst.excess)) worst = { i, excess: Number.isNaN(excess) ? Infinity : excess };
+    }
+    if (worst.i >= 0) expect.fail(`element ${worst.i}: gpu ${actual[worst.i]} vs cpu ${expected[worst.i]} (atol ${atol}, rtol 1e-4)`);
+  });
+});
+
+describe('one dispatch', () => {
+  test('attention is one kernel where the unfused graph takes six', async () => {
+    const c = CASES[1];
+    const count = async (g: Graph) => {
+      const plan = await compileGraph(g, { optimize: false });
+      const run = plan.manifest.entryPoints.run;
+      return { n: run.dispatches.length, kernels: run.dispatches.map((d) => plan.manifest.kernels[d.kernel]), plan };
+    };
+    const before = await count(build(c, false));
+    const after = await count(build(c, true));
+    expect(before.n).toBe(6); // transpose, matmul, mul, add, softmax, matmul
+    expect(after.n).toBe(1);
+    expect(after.kernels[0].ops).toEqual(['attention']);
+    const text = (await readBundle(after.plan.bundle)).text(after.kernels[0].variants[0].wgsl);
+    expect(text).toContain('// mnc kernel attention_9x16x64');
+    expect(text).toContain('// op attention: [9, 16, 64], [9, 16, 64], [9, 16, 64], [16, 16] -> [9, 16, 64] f32');
+    expect(text).toContain('// archetype: attention, workgroup per query row (144 rows), keys in tiles of 16 with an online softmax');
+
+    // and through the optimizer, which must keep it whole
+    const optimized = await compileGraph(build(c, true));
+    expect(optimized.manifest.entryPoints.run.dispatches).toHaveLength(1);
+  });
+});
+
+describe('the shape rule refuses what attention cannot compute, at the caller', () => {
+  const shapeError = (shapes: Shape[], message: RegExp, dtype: 'f32' | 'i32' = 'f32') => {
+    const g = new Graph('errors');
+    const [q, k, v, mask] = shapes.map((s, i) => g.input(`x${i}`, s, i === 3 ? dtype : 'f32'));
+    try {
+      g.attention(q, k, v, mask, { scale: 0.5 });
+    } catch (e) {
+      expect(e).toBeInstanceOf(CompileError);
+      const err = e as CompileError;
+      expect(err.kind).toBe('shape');
+      expect(err.message).toMatch(message);
+      expect(err.loc?.file).toMatch(/attention\.test\.ts$/);
+      return;
+    }
+    expect.fail(`no error; expected ${message}`);
+  };
+
+  test('d, Tk, batch axes, mask, rank and dtype', () => {
+    shapeError([[2, 5, 8], [2, 7, 4], [2, 7, 6], [5, 7]], /^attention: q and k must have the same feature size d: q is \[2, 5, 8\] \(d = 8\) and k is \[2, 7, 4\] \(d = 4\)$/);
+    shapeError([[2, 5, 8], [2, 7, 8], [2, 6, 6], [5, 7]], /k and v must have the same number of keys Tk: k is \[2, 7, 8\] \(Tk = 7\) and v is \[2, 6, 6\] \(Tk = 6\)/);
+    shapeError([[2, 5, 8], [3, 7, 8], [7, 6], [5, 7]], /batch axes \[2\] \(q\), \[3\] \(k\) and \[\] \(v\) do not broadcast/);
+    shapeError([[2, 5, 8], [2, 7, 8], [2, 7, 6], [7, 5]], /mask \[7, 5\] does not broadcast to the scores' shape \[2, 5, 7\] \(\[\.\., Tq, Tk\]\)/);
+    // a mask may not add batch axes of its own
+    shapeError([[5, 8], [7, 8], [7, 6], [2, 5, 7]], /mask \[2, 5, 7\] does not broadcast to the scores' shape \[5, 7\]/);
+    shapeError([[8], [7, 8], [7, 6], []], /q must have rank 2 or more \(\[\.\., rows, features\]\); got \[8\]/);
+    shapeError([[5, 8], [7, 8], [7, 6], [5, 7]], /mask is i32; expected f32/, 'i32');
+  });
+
+  test('scale must be a finite number', () => {
+    const g = new Graph('scale');
+    const x = g.input('x', [3, 4]);
+    expect(() => g.attention(x, x, x, g.constant(0), { scale: NaN })).toThrow(/attention: scale must be a finite number; got NaN/);
+  });
+});
