@@ -93,6 +93,41 @@ describe('compile → inspect → run (examples/mlp.ts)', () => {
   });
 });
 
+describe('the optimizer on the command line', () => {
+  it('inspect shows the rules that fired; --no-optimize compiles one kernel per op; --report prints the runner', () => {
+    const optimized = out('mnist.mnplan');
+    const plain = out('mnist-plain.mnplan');
+    expect(mnc('compile', 'examples/mnist/model.ts', '-o', optimized).status).toBe(0);
+    expect(mnc('compile', 'examples/mnist/model.ts', '-o', plain, '--no-optimize').status).toBe(0);
+    const steps = (file: string) => JSON.parse(mnc('inspect', file, '--json').stdout).entryPoints.train_step.dispatches.length;
+    expect(steps(optimized)).toBeLessThan(steps(plain));
+    const text = mnc('inspect', optimized).stdout;
+    expect(text).toMatch(/optimizer:\n {2}forward: \d+ → \d+ nodes/);
+    expect(text).toMatch(/ {2}kernels: \d+ → \d+ nodes \(e-graph \d+ nodes, \d+ classes, saturated after \d+ iterations\), estimated [\d.]+ → [\d.]+ µs/);
+    expect(text).toMatch(/rules fired: .*matmul\+bias ×2/);
+    expect(mnc('inspect', plain).stdout).not.toContain('optimizer:');
+
+    const report = mnc('compile', 'examples/mnist/model.ts', '-o', optimized, '--report');
+    expect(report.status).toBe(0);
+    expect(report.stdout).toMatch(/stages \(ms\): parameters \d+, optimize \d+/);
+    expect(report.stdout).toMatch(/optimizer phase 'kernels': \d+ → \d+ nodes/);
+    expect(report.stdout).toMatch(/iter\s+nodes\s+classes\s+search ms\s+apply ms\s+rebuild ms\s+matches/);
+  });
+
+  it('--no-weights leaves the initial values out: parameters start at zero', () => {
+    const light = out('mlp-light.mnplan');
+    expect(mnc('compile', 'examples/mlp.ts', '-o', light, '--no-weights').status).toBe(0);
+    const manifest = JSON.parse(mnc('inspect', light, '--json').stdout);
+    const parameters = manifest.buffers.filter((b: { role: string }) => b.role === 'parameter');
+    expect(parameters.length).toBe(4);
+    expect(parameters.every((b: { init?: unknown }) => b.init === undefined)).toBe(true);
+    expect(manifest.sections.some((s: { name: string }) => s.name === 'weights')).toBe(false);
+    const r = mnc('run', light, '--random');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/logits\s+f32\[4, 10\]\s+\[0, 0, 0/);
+  });
+});
+
 describe('errors: one plain line each, exit code 1', () => {
   it('a shape error names the user line', () => {
     expectFailure(mnc('compile', 'fixtures/models/shape-error.ts', '-o', out('x.mnplan')), [
