@@ -18,6 +18,7 @@ import { loadPlan } from '../runtime/session';
 // @ts-expect-error: a plain .mjs build script, without type declarations
 import { renderRulesModule } from '../scripts/embed-rules.mjs';
 import { releaseSharedDevice, sharedDevice } from './gpu';
+import { randomFeeds } from './random-feeds';
 
 afterAll(releaseSharedDevice);
 
@@ -36,14 +37,7 @@ const scalarsOf = (graph: Graph) =>
     .map((n) => (n.attrs.values as Float32Array)[0]);
 const fusedMatmuls = (graph: Graph) => live(graph).filter((n) => n.op === 'fusedMatmul');
 
-function feedsFor(g: Graph, seed: number): Record<string, Float32Array> {
-  const u = uniformStream(seed);
-  const feeds: Record<string, Float32Array> = {};
-  for (const node of g.nodes) {
-    if (node.op === 'input') feeds[node.name] = Float32Array.from({ length: elementCount(node.type.shape) }, () => 2 * u() - 1);
-  }
-  return feeds;
-}
+const feedsFor = randomFeeds;
 
 /** The largest difference, relative to the expected values' magnitude (at least 1). */
 function relativeDifference(actual: ArrayLike<number>, expected: ArrayLike<number>): number {

@@ -10,17 +10,11 @@ import { interpret, materializeParameters } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { loadPlan } from '../runtime/session';
 import { releaseSharedDevice, sharedDevice } from './gpu';
+import { randomFeeds } from './random-feeds';
 
 afterAll(releaseSharedDevice);
 
-function feedsFor(g: Graph, seed: number): Record<string, Float32Array> {
-  const u = uniformStream(seed);
-  const feeds: Record<string, Float32Array> = {};
-  for (const node of g.nodes) {
-    if (node.op === 'input') feeds[node.name] = Float32Array.from({ length: elementCount(node.type.shape) }, () => 2 * u() - 1);
-  }
-  return feeds;
-}
+const feedsFor = randomFeeds;
 
 function maxDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let worst = 0;

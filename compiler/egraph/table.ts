@@ -236,10 +236,7 @@ export class Table {
     if (this.live[row] === 0) return;
     this.live[row] = 0;
     this.liveCount--;
-    const n = this.arity;
-    const base = row * this.stride;
-    let h = 0x2545f491;
-    for (let i = 0; i < n; i++) h = mix(h, this.data[base + i]!);
+    const h = this.rowHash(row);
     const slots = this.slots;
     const mask = slots.length - 1;
     for (let i = h & mask; ; i = (i + 1) & mask) {
@@ -322,15 +319,19 @@ export class Table {
     return cap;
   }
 
-  private indexRow(row: number): void {
-    if ((this.slotsUsed + 1) * 2 > this.slots.length) this.rehash();
-    const n = this.arity;
+  /** The hash of a row's argument columns (the key the index is built on). */
+  private rowHash(row: number): number {
     const base = row * this.stride;
     let h = 0x2545f491;
-    for (let i = 0; i < n; i++) h = mix(h, this.data[base + i]!);
+    for (let i = 0; i < this.arity; i++) h = mix(h, this.data[base + i]!);
+    return h;
+  }
+
+  private indexRow(row: number): void {
+    if ((this.slotsUsed + 1) * 2 > this.slots.length) this.rehash();
     const slots = this.slots;
     const mask = slots.length - 1;
-    let i = h & mask;
+    let i = this.rowHash(row) & mask;
     while (slots[i] !== 0) i = (i + 1) & mask;
     slots[i] = row + 1;
     this.slotsUsed++;
