@@ -2,7 +2,7 @@
 // the fields it reads, every section/buffer/kernel reference in range, every section inside
 // the data area, every arena slot aligned and inside its arena, and no dispatch binding a
 // GPUBuffer it writes twice. Unknown extra fields are ignored so that optional additions stay readable.
-import { DTYPE_BYTES, MNPLAN_SECTION_ALIGNMENT, type DType, type Manifest } from '../schemas/manifest';
+import { DTYPE_BYTES, MNPLAN_SECTION_ALIGNMENT, VARIANT_LIMITS, type DType, type Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
 
 const BUFFER_ROLES = ['input', 'output', 'parameter', 'constant', 'state', 'intermediate'];
@@ -161,6 +161,13 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
         section(name, `${vpath}.translations.${target}`);
       }
       oneOf(v.validatedBy, VALIDATORS, `${vpath}.validatedBy`);
+      if (v.requiredLimits !== undefined) {
+        for (const [limit, value] of Object.entries(object(v.requiredLimits, `${vpath}.requiredLimits`))) {
+          oneOf(limit, VARIANT_LIMITS as string[], `${vpath}.requiredLimits key`);
+          count(value, `${vpath}.requiredLimits.${limit}`);
+        }
+      }
+      if (v.workgroupSize !== undefined) triple(v.workgroupSize, `${vpath}.workgroupSize`, 1);
     });
     return access;
   });

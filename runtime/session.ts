@@ -2,9 +2,11 @@
 // created once in loadPlan; run() only writes inputs, encodes the fixed dispatch list in one
 // compute pass, submits once and reads outputs back. No compiling or planning happens here:
 // intermediates the compiler packed into arenas are bound as ranges of the arena buffers.
+// A traced run (trace.ts) encodes a pass per dispatch instead, with timestamp queries.
 import { DTYPE_BYTES, type DType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
 import { readBundle, type PlanBundle } from './bundle';
 import { PlanError } from './errors';
+import { assertTraceable, DispatchTimer, dispatchInfos, traceSinkOf, type DispatchInfo, type TraceRecord, type TraceSink } from './trace';
 
 // WebGPU's flag values, spelled out so the runtime needs no GPUBufferUsage global (Node has
 // none until the webgpu package's globals are installed).
@@ -18,6 +20,12 @@ const MAP_MODE_READ = 0x1;
 export interface LoadOptions {
   /** prefix for GPU object labels, so WebGPU errors and captures name this plan */
   label?: string;
+  /**
+   * Trace every run from the start: GPU time of each dispatch, read with session.takeTrace().
+   * Needs the device feature 'timestamp-query' (else PlanError 'missing-feature'). Default:
+   * on when the device has a trace sink (the Node host's MNRT_TRACE), else off.
+   */
+  trace?: boolean;
 }
 
 /** What run() accepts per input: Float32Array always; Int32Array/Uint32Array also for integer inputs. */
@@ -35,6 +43,14 @@ export interface Session {
    * Calls are serialized: a second run starts when the first has read its outputs.
    */
   run(inputs: Record<string, TensorData>, entry?: string): Promise<Record<string, Float32Array>>;
+  /**
+   * Whether runs started from now on are traced (each dispatch in a compute pass of its own,
+   * timed by GPU timestamps); turning it on needs 'timestamp-query' (else PlanError
+   * 'missing-feature') and creates the query sets once. Untraced runs use one compute pass.
+   */
+  tracing: boolean;
+  /** The records of the traced runs finished so far, removed from the session (see runtime/trace.ts). */
+  takeTrace(): TraceRecord[];
   /** Frees the GPU buffers (after an in-flight run finishes); later calls throw PlanError('destroyed'). */
   destroy(): void;
 }
@@ -53,6 +69,12 @@ interface LoadedEntry {
   commands: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; workgroups: [number, number, number] }[];
   /** one staging buffer per distinct output buffer id */
   staging: Map<number, GPUBuffer>;
+}
+
+/** A traced entry point: its dispatch timer and the static part of its records. */
+interface TracedEntry {
+  timer: DispatchTimer;
+  infos: DispatchInfo[];
 }
 
 /** The first error of a validation scope and an out-of-memory scope, popped in that order. */
@@ -76,12 +98,16 @@ export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: Lo
   const { manifest } = bundle;
   const label = options.label ?? manifest.model.name;
   checkLimits(manifest, device);
+  const sink = traceSinkOf(device);
+  const trace = options.trace ?? sink !== undefined;
+  if (trace) assertTraceable(device, label);
   const variants = manifest.kernels.map((kernel) => chooseVariant(kernel, device));
 
   const created: GPUBuffer[] = [];
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
   let scopesOpen = true;
+  let session: PlanSession | undefined;
   const popScopes = async () => {
     scopesOpen = false;
     const validation = await device.popErrorScope();
@@ -95,12 +121,15 @@ export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: Lo
     for (const [name, desc] of Object.entries(manifest.entryPoints)) {
       entries.set(name, loadEntry(name, desc, manifest, buffers, pipelines, layouts, device, label, created));
     }
+    session = new PlanSession(manifest, device, buffers, entries, created, label, sink);
+    if (trace) session.tracing = true;
     const error = await popScopes();
     if (error) throw new PlanError(error.kind, `WebGPU reported an error while loading plan "${label}": ${error.message}`);
-    return new PlanSession(manifest, device, buffers, entries, created);
+    return session;
   } catch (error) {
     if (scopesOpen) await popScopes().catch(() => null);
-    for (const buffer of created) buffer.destroy();
+    if (session) session.discard();
+    else for (const buffer of created) buffer.destroy();
     throw error;
   }
 }
@@ -150,8 +179,11 @@ function checkLimits(manifest: Manifest, device: GPUDevice): void {
   for (const [limit, value] of Object.entries(manifest.requiredLimits)) need(limit, value, 'required by the plan');
 }
 
+/** The first variant whose features the device offers and whose own limits (beyond the plan's) it meets. */
 function chooseVariant(kernel: KernelDesc, device: GPUDevice): KernelVariant {
-  const variant = kernel.variants.find((v) => v.features.every((f) => device.features.has(f)));
+  const limits = device.limits as unknown as Record<string, number | undefined>;
+  const fits = (v: KernelVariant) => Object.entries(v.requiredLimits ?? {}).every(([limit, value]) => (limits[limit] ?? Infinity) >= (value ?? 0));
+  const variant = kernel.variants.find((v) => v.features.every((f) => device.features.has(f)) && fits(v));
   if (!variant) {
     const wanted = kernel.variants.map((v) => `[${v.features.join(', ')}]`).join(' or ');
     throw new PlanError(
@@ -287,6 +319,11 @@ export class PlanSession implements Session {
   private inFlight = 0;
   /** the previous run, settled or not; each run waits for it because staging buffers are shared */
   private chain: Promise<unknown> = Promise.resolve();
+  /** tracing state: timers and dispatch descriptions per entry, made when tracing is first turned on */
+  private traced?: Map<string, TracedEntry>;
+  private traceOn = false;
+  private tracedRuns = 0;
+  private records: TraceRecord[] = [];
 
   constructor(
     readonly manifest: Manifest,
@@ -294,6 +331,8 @@ export class PlanSession implements Session {
     private readonly buffers: Map<number, BufferSlot>,
     private readonly entries: Map<string, LoadedEntry>,
     private readonly created: GPUBuffer[],
+    private readonly label: string = manifest.model.name,
+    private readonly sink?: TraceSink,
   ) {
     const main = entries.get('run') ?? entries.values().next().value;
     this.inputs = main?.desc.inputs ?? [];
@@ -308,13 +347,40 @@ export class PlanSession implements Session {
     }
   }
 
+  get tracing(): boolean {
+    return this.traceOn;
+  }
+
+  set tracing(on: boolean) {
+    this.assertAlive();
+    if (on && !this.traced) {
+      assertTraceable(this.device, this.label);
+      this.traced = new Map();
+      for (const [name, loaded] of this.entries) {
+        const timer = new DispatchTimer(this.device, `${this.label}/${name}`, loaded.commands.length);
+        // the grid as dispatched (a kernel variant may carry its own)
+        const infos = dispatchInfos(this.manifest, this.label, name, loaded.desc).map((info, i) => ({ ...info, workgroups: [...loaded.commands[i].workgroups] as [number, number, number] }));
+        this.traced.set(name, { timer, infos });
+      }
+    }
+    this.traceOn = on;
+  }
+
+  takeTrace(): TraceRecord[] {
+    const records = this.records;
+    this.records = [];
+    return records;
+  }
+
   /** run(), but bad inputs throw at once instead of rejecting, so a caller knows the run was queued. */
   start(inputs: Record<string, TensorData>, entry: string): Promise<Record<string, Float32Array>> {
     this.assertAlive();
     const loaded = this.entry(entry);
     const uploads = this.prepareInputs(loaded, inputs);
+    // decided when the run is queued, so turning tracing off affects only later runs
+    const traced = this.traceOn ? this.traced!.get(entry) : undefined;
     this.inFlight++;
-    const result = this.chain.then(() => this.execute(loaded, uploads));
+    const result = this.chain.then(() => this.execute(loaded, uploads, traced));
     this.chain = result.catch(() => undefined).finally(() => {
       if (--this.inFlight === 0 && this.destroyed) this.free();
     });
@@ -379,6 +445,17 @@ export class PlanSession implements Session {
   private free(): void {
     for (const buffer of this.created) buffer.destroy();
     this.created.length = 0;
+    for (const { timer } of this.traced?.values() ?? []) timer.destroy();
+    this.traced = undefined;
+    const untaken = this.takeTrace();
+    if (this.sink && untaken.length > 0) this.sink.add(untaken);
+  }
+
+  /** Frees everything at once, handing no records anywhere: a load that failed. */
+  discard(): void {
+    this.destroyed = true;
+    this.records = [];
+    this.free();
   }
 
   private assertAlive(): void {
@@ -418,20 +495,24 @@ export class PlanSession implements Session {
     });
   }
 
-  private async execute(loaded: LoadedEntry, uploads: [BufferSlot, Uint8Array<ArrayBuffer>][]): Promise<Record<string, Float32Array>> {
+  private async execute(loaded: LoadedEntry, uploads: [BufferSlot, Uint8Array<ArrayBuffer>][], traced?: TracedEntry): Promise<Record<string, Float32Array>> {
     this.assertAlive();
     const { device } = this;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
     for (const [slot, bytes] of uploads) device.queue.writeBuffer(slot.buffer, slot.offset, bytes);
     const encoder = device.createCommandEncoder({ label: `${this.manifest.model.name}/${loaded.name}` });
-    const pass = encoder.beginComputePass();
-    for (const { pipeline, bindGroup, workgroups } of loaded.commands) {
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+    if (traced) {
+      traced.timer.encode(encoder, loaded.commands);
+    } else {
+      const pass = encoder.beginComputePass();
+      for (const { pipeline, bindGroup, workgroups } of loaded.commands) {
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, bindGroup);
+        pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+      }
+      pass.end();
     }
-    pass.end();
     for (const [id, staging] of loaded.staging) {
       const slot = this.buffers.get(id)!;
       encoder.copyBufferToBuffer(slot.buffer, slot.offset, staging, 0, slot.size);
@@ -441,7 +522,8 @@ export class PlanSession implements Session {
     const oom = device.popErrorScope();
 
     const staged = [...loaded.staging.values()];
-    const mapped = await Promise.allSettled(staged.map((b) => b.mapAsync(MAP_MODE_READ)));
+    // a traced run's timestamps are mapped last, after the outputs
+    const mapped = await Promise.allSettled([...staged.map((b) => b.mapAsync(MAP_MODE_READ)), ...(traced ? [traced.timer.map()] : [])]);
     const error = scopeError(await validation, await oom);
     const mapFailure = mapped.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     try {
@@ -457,9 +539,15 @@ export class PlanSession implements Session {
       const ranges = new Map([...loaded.staging].map(([id, staging]) => [id, staging.getMappedRange()]));
       const outputs: Record<string, Float32Array> = {};
       for (const binding of loaded.desc.outputs) outputs[binding.name] = fromBufferBytes(ranges.get(binding.buffer)!, binding);
+      if (traced) {
+        const run = ++this.tracedRuns;
+        const times = traced.timer.times();
+        traced.infos.forEach((info, i) => this.records.push({ ...info, run, startNs: times[i][0], endNs: times[i][1] }));
+      }
       return outputs;
     } finally {
       for (const [i, buffer] of staged.entries()) if (mapped[i].status === 'fulfilled') buffer.unmap();
+      if (traced && mapped[staged.length].status === 'fulfilled') traced.timer.unmap();
     }
   }
 }

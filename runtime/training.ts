@@ -6,6 +6,7 @@ import type { Manifest, TensorBinding, TrainingDesc } from '../schemas/manifest'
 import { PlanError } from './errors';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors';
 import { openPlan, type LoadOptions, type PlanSession, type TensorData } from './session';
+import type { TraceRecord } from './trace';
 
 export interface TrainingSession {
   readonly manifest: Manifest;
@@ -25,6 +26,10 @@ export interface TrainingSession {
   exportState(options?: { optimizer?: boolean }): Promise<Uint8Array>;
   /** Loads parameters, and optimizer state when the file has it (else state restarts at zero). */
   importState(bytes: Uint8Array, source?: string): Promise<void>;
+  /** Whether steps and runs started from now on are traced (Session.tracing). */
+  tracing: boolean;
+  /** The records of the traced steps and runs finished so far (Session.takeTrace). */
+  takeTrace(): TraceRecord[];
   destroy(): void;
 }
 
@@ -141,6 +146,16 @@ class Trainer implements TrainingSession {
     }
     const step = Number(file.metadata.step);
     this.steps = stateGiven.length > 0 && Number.isInteger(step) && step >= 0 ? step : 0;
+  }
+
+  get tracing(): boolean {
+    return this.session.tracing;
+  }
+  set tracing(on: boolean) {
+    this.session.tracing = on;
+  }
+  takeTrace(): TraceRecord[] {
+    return this.session.takeTrace();
   }
 
   destroy(): void {

@@ -82,7 +82,19 @@ export interface KernelVariant {
   translations: Partial<Record<Exclude<ShaderTarget, 'wgsl'>, string>>;
   /** how the variant was checked at build time */
   validatedBy: 'naga' | 'dawn';
+  /**
+   * Device limits the variant needs beyond the plan's `requiredLimits` (e.g. more workgroup
+   * storage); a device below any of them gets a later variant. Absent: the plan's limits.
+   * Every variant of a kernel runs with the dispatches' grid and bindings.
+   */
+  requiredLimits?: Partial<Record<VariantLimit, number>>;
+  /** the variant's @workgroup_size when it differs from the kernel's (informational: its limits are in requiredLimits) */
+  workgroupSize?: [number, number, number];
 }
+
+/** The limits a variant may ask for beyond the plan's. */
+export type VariantLimit = 'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup';
+export const VARIANT_LIMITS: readonly VariantLimit[] = ['maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup'];
 
 export interface BindingDesc {
   binding: number;

@@ -426,8 +426,10 @@ describe('fusion saves dispatches', () => {
     const text = (await readBundle(plan.bundle)).text(kernels[0].variants[0].wgsl);
     expect(kernels[0].ops).toEqual(['matmul']);
     expect(text).not.toContain('fuses');
-    expect(text).toContain('        out[c_base + row * N + col] = acc[r][c];');
-    expect(text).toContain('        av = in0[a_base + ar * K + ac];');
+    // the product is stored as accumulated, and A is read in place (no transposed read, no epilogue)
+    expect(text).toContain('out[(c_base + row * N + col) / 4u] = acc0_0;');
+    expect(text).toContain('let a_off0 = a_base + (row0 + a_r0) * K + a_q0 * 4u;');
+    expect(text).not.toContain('let x0');
   });
 });
 

@@ -14,6 +14,7 @@ import { CompileError, CompileErrors } from '../ir/errors';
 import { GENERATOR } from '../plan/plan';
 import { describePlan, formatBytes, kernelSources } from './inspect';
 import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
+import { writeTrace } from './profile';
 import { gatherInputs, previewTensor, writeFileOrFail, writeOutputs } from './tensors';
 import { trainCommand } from './train';
 
@@ -119,6 +120,8 @@ interface RunOptions {
   seed: string;
   out?: string;
   backend?: NodeBackend;
+  /** write a Chrome/Perfetto trace of the run here and print per-kernel GPU times */
+  trace?: string;
 }
 
 async function runCommand(file: string, options: RunOptions): Promise<void> {
@@ -136,7 +139,7 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
   let session: Session | undefined;
   try {
     const loadStart = performance.now();
-    session = await aboutPlan(file, () => loadPlan(bytes, gpu.device));
+    session = await aboutPlan(file, () => loadPlan(bytes, gpu.device, options.trace ? { trace: true } : {}));
     const runStart = performance.now();
     const outputs = await aboutPlan(file, () => session!.run(inputs));
     const runEnd = performance.now();
@@ -144,7 +147,8 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
     const info = gpu.adapter.info;
     const adapter = info?.description || info?.device || info?.vendor || 'unknown adapter';
     console.log(
-      `${file}: ran '${manifest.model.name}' on ${gpu.backend} (${adapter}): load ${(runStart - loadStart).toFixed(1)} ms, run ${(runEnd - runStart).toFixed(1)} ms`,
+      `${file}: ran '${manifest.model.name}' on ${gpu.backend} (${adapter}): load ${(runStart - loadStart).toFixed(1)} ms, run ${(runEnd - runStart).toFixed(1)} ms` +
+        (options.trace ? ' (traced)' : ''),
     );
     const bindings = session.outputs;
     if (options.out) {
@@ -155,6 +159,7 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
         console.log(previewTensor(name, bindings.find((b) => b.name === name), data, width));
       }
     }
+    if (options.trace) writeTrace(options.trace, session.takeTrace());
   } finally {
     session?.destroy();
     await gpu.destroy();
@@ -208,6 +213,7 @@ function program(): Command {
     .option('--seed <n>', 'seed for --random', '0')
     .option('--out <file.json|dir>', 'write outputs to a .json file, or one .npy per output into a directory')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
+    .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the run (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")
     .action(runCommand);
 
   mnc
@@ -228,6 +234,8 @@ function program(): Command {
     .option('--save <state.safetensors>', 'write parameters and optimizer state after training')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
     .option('--log-every <n>', 'when stdout is not a terminal, print progress every n steps (a terminal gets a progress bar)', '100')
+    .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the first steps (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")
+    .option('--trace-steps <n>', 'how many steps --trace traces, from the first', '10')
     .action(trainCommand);
 
   return mnc;

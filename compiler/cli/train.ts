@@ -9,6 +9,7 @@ import { uniformStream } from '../ir/init';
 import { batchBuffer, checkDatasets, datasetFor, fillBatch, readTensorData, shuffledOrder, type Dataset } from './datasets';
 import { formatBytes } from './inspect';
 import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
+import { writeTrace } from './profile';
 import { readFileOrFail, writeFileOrFail } from './tensors';
 
 export interface TrainOptions {
@@ -24,6 +25,9 @@ export interface TrainOptions {
   save?: string;
   backend?: NodeBackend;
   logEvery: string;
+  /** write a Chrome/Perfetto trace of the first `traceSteps` steps here */
+  trace?: string;
+  traceSteps: string;
 }
 
 const describe = (t: TensorBinding) => `'${t.name}' ${t.dtype}[${t.shape.join(', ')}]`;
@@ -180,6 +184,7 @@ export async function trainCommand(file: string, options: TrainOptions): Promise
   if (lr !== undefined && !(Number.isFinite(lr) && lr > 0)) throw new CompileError('input', `--lr expects a positive number; got '${options.lr}'`);
   const seed = seedOf('--shuffle-seed', options.shuffleSeed);
   const logEvery = positiveInteger('--log-every', options.logEvery);
+  const traceSteps = options.trace === undefined ? undefined : positiveInteger('--trace-steps', options.traceSteps);
   const epochsGiven = options.epochs === undefined ? undefined : positiveInteger('--epochs', options.epochs);
   const datasets = loadDatasets(inputs, options.data ?? [], options.scale ?? []);
   const { batch, samples } = checkDatasets(inputs, datasets);
@@ -192,7 +197,7 @@ export async function trainCommand(file: string, options: TrainOptions): Promise
   const gpu = await requestNodeDevice({ backend: options.backend });
   let session: TrainingSession | undefined;
   try {
-    session = await aboutPlan(file, () => loadTrainingPlan(bytes, gpu.device));
+    session = await aboutPlan(file, () => loadTrainingPlan(bytes, gpu.device, traceSteps !== undefined ? { trace: true } : {}));
     if (state) await session.importState(new Uint8Array(state.buffer, state.byteOffset, state.byteLength), options.load);
     if (lr !== undefined) session.setHyper({ lr });
 
@@ -203,9 +208,10 @@ export async function trainCommand(file: string, options: TrainOptions): Promise
         (dropped > 0 ? ` (the last ${dropped} samples of each shuffled epoch dropped)` : ''),
     );
     if (state) console.log(`loaded ${options.load}${session.stepCount > 0 ? ` (optimizer state at step ${session.stepCount})` : ' (parameters only)'}`);
+    if (traceSteps !== undefined) console.log(`tracing the first ${Math.min(traceSteps, totalSteps)} steps (one compute pass per dispatch: slower steps)`);
 
     const progress = process.stdout.isTTY ? barProgress(epochsToRun, process.stdout) : lineProgress(epochsToRun, logEvery, (line) => console.log(line));
-    const result = await runEpochs(session, datasets, { batch, perEpoch, totalSteps, seed }, progress);
+    const result = await runEpochs(session, datasets, { batch, perEpoch, totalSteps, seed, traceSteps }, progress);
     console.log(
       `trained ${result.steps} steps of ${batch} samples in ${result.epochs} epoch${result.epochs > 1 ? 's' : ''}: ` +
         `final loss ${lossText(result.lastEpochLoss)} (mean over the last epoch), ${seconds(result.seconds)}, ${rateText((result.steps * batch) / result.seconds)} samples/s`,
@@ -217,6 +223,7 @@ export async function trainCommand(file: string, options: TrainOptions): Promise
       const tensors = training.parameters.reduce((n, p) => n + 1 + p.state.length, 0);
       console.log(`wrote ${options.save} (${tensors} tensors, ${formatBytes(bytesOut.length)})`);
     }
+    if (options.trace) writeTrace(options.trace, session.takeTrace());
   } finally {
     session?.destroy();
     await gpu.destroy();
@@ -233,6 +240,8 @@ interface Schedule {
   perEpoch: number;
   totalSteps: number;
   seed: number;
+  /** tracing is turned off after this many steps */
+  traceSteps?: number;
 }
 
 /** The training loop: shuffled epochs of full batches, stopping after `totalSteps`. */
@@ -260,6 +269,7 @@ async function runEpochs(session: TrainingSession, datasets: Dataset[], schedule
         });
         const loss = await session.step(batch);
         taken++;
+        if (taken === schedule.traceSteps) session.tracing = false;
         if (!Number.isFinite(loss)) {
           throw new CompileError('input', `the loss became ${loss} at step ${taken} (epoch ${epoch}); training stopped: try a smaller --lr or check the data (--scale)`);
         }

@@ -1,19 +1,102 @@
-// Axis archetype: reductions and row-wise normalisations. One workgroup owns one row
-// (all elements along the axis for one position of the others); each reduction is a
-// strided pass plus a shared-memory tree, and the output is either one value per row or
-// one per element. Rows along a middle axis are read with a stride, so no transpose is needed.
+// Axis archetype: reductions and row-wise normalisations. A row is all elements along the
+// axis for one position of the others; each row is owned by a team of invocations that
+// reduce their partial results through a shared-memory tree, and the output is either one
+// value per row or one per element. Rows along a middle axis are read with a stride, so no
+// transpose is needed. How rows map onto invocations (axisLayout) depends on their shape:
+//   - rows along the last axis: a team of neighbouring invocations per row (several rows
+//     per workgroup when rows are short), reading vec4s when the row length allows;
+//   - rows along an earlier axis whose elements lie INNER ≥ 32 apart: teams interleaved, so
+//     that neighbouring invocations read neighbouring rows and loads stay coalesced; a
+//     single reduction with INNER a multiple of 4 reads four neighbouring rows as one vec4;
+//   - a row that fits in registers is read once, however many passes the program makes
+//     (softmax, norms); a longer row streams from memory in each pass.
 import type { Node } from '../ir/graph';
-import { axisSplit, type AxisProgram } from '../ir/ops';
-import type { TensorType } from '../ir/types';
-import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
+import { axisSplit, type AxisProgram, type AxisReduction } from '../ir/ops';
+import { elementCount, type TensorType } from '../ir/types';
+import { kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
+import { typedBindingDecls, type Access } from './vector';
 
 // exactly -FLT_MAX: a decimal that rounds to it is still refused by Tint as out of range
 const LOWEST_F32 = '-0x1.fffffep+127f';
 
-function workgroupFor(n: number): number {
-  let size = 32;
-  while (size < n && size < 256) size *= 2;
-  return size;
+/** Invocations per workgroup: WebGPU's compatibility limit, so every kernel runs everywhere. */
+const WORKGROUP = 256;
+/** Largest fan-in of one level of the shared-memory tree (256 → 32 → 4 → 1: three barriers). */
+const TREE_FAN_IN = 8;
+const LANES = ['x', 'y', 'z', 'w'];
+
+/** Knobs of the layout choice; bench/bandwidth.ts sweeps them (setAxisTuning); the defaults are its result. */
+export interface AxisTuning {
+  /** most row values (floats) one invocation keeps in registers; longer rows stream from memory per pass */
+  maxRegisterFloats: number;
+  /** units (vec4s or scalars) each invocation should own in a row; teams are sized from it */
+  unitsPerInvocation: number;
+  /** bytes of neighbouring rows one load instruction of interleaved teams covers (sets slots per workgroup) */
+  interleavedBytes: number;
+  /** independent accumulators, hence loads in flight, per invocation when a row streams */
+  streamAccumulators: number;
+  /**
+   * most workgroups of a program that streams its rows more than once (each then takes rows
+   * in turn), meant to keep the rows in flight in the L2 cache between passes; 0: one
+   * workgroup per row group. Off by default: its one H200 measurement was taken while the
+   * GPU was shared and is inconclusive (bench/README.md, bandwidth).
+   */
+  streamGroups: number;
+}
+
+const DEFAULT_TUNING: AxisTuning = { maxRegisterFloats: 64, unitsPerInvocation: 4, interleavedBytes: 128, streamAccumulators: 4, streamGroups: 0 };
+let tuning: AxisTuning = { ...DEFAULT_TUNING };
+
+/** Overrides the layout knobs (for benchmarks and tests); with no argument, restores the defaults. */
+export function setAxisTuning(overrides: Partial<AxisTuning> = {}): void {
+  tuning = { ...DEFAULT_TUNING, ...overrides };
+}
+
+/** How rows are spread over invocations; see the file header. */
+export interface AxisLayout {
+  /** what the four lanes of a vec4 hold: neighbouring elements of a row, or neighbouring rows; or no vec4s */
+  lanes: 'elements' | 'rows' | 'none';
+  /** units (vec4s or elements) along a row */
+  units: number;
+  /** invocations per slot (a power of two); a slot is one row, or four with lanes 'rows' */
+  team: number;
+  /** slots per workgroup: team × slotsPerGroup = WORKGROUP */
+  slotsPerGroup: number;
+  /** teams interleaved: invocation lid serves slot lid % slotsPerGroup, else slot lid / team */
+  interleaved: boolean;
+  /** units each invocation holds in registers (the row is read once), or 0: it streams */
+  registers: number;
+}
+
+const nextPow2 = (v: number) => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
+
+export function axisLayout(n: number, inner: number, program: Pick<AxisProgram, 'reductions' | 'output'>, extraLengths: readonly number[]): AxisLayout {
+  const interleaved = inner >= 32;
+  if (interleaved) {
+    const quads = inner % 4 === 0 && program.reductions.length === 1 && program.output.per === 'row';
+    const slotsPerGroup = Math.max(1, Math.min(WORKGROUP, tuning.interleavedBytes / (quads ? 16 : 4)));
+    const team = Math.min(WORKGROUP / slotsPerGroup, nextPow2(Math.ceil(n / tuning.unitsPerInvocation)));
+    return { lanes: quads ? 'rows' : 'none', units: n, team, slotsPerGroup: WORKGROUP / team, interleaved, registers: 0 };
+  }
+  const vec4 = inner === 1 && n % 4 === 0 && extraLengths.every((l) => l % 4 === 0);
+  const width = vec4 ? 4 : 1;
+  const units = n / width;
+  const team = Math.min(WORKGROUP, nextPow2(Math.ceil(units / tuning.unitsPerInvocation)));
+  const perInvocation = Math.ceil(units / team);
+  const registers = perInvocation * width <= tuning.maxRegisterFloats ? perInvocation : 0;
+  return { lanes: vec4 ? 'elements' : 'none', units, team, slotsPerGroup: WORKGROUP / team, interleaved: false, registers };
+}
+
+const combineOf = (r: AxisReduction) => (a: string, b: string) => (r.combine === 'add' ? `${a} + ${b}` : `max(${a}, ${b})`);
+
+/** `acc` with one unit `x` folded in: a scalar, the four elements of a vec4, or four rows' lanes (a vec4 acc). */
+function fold(r: AxisReduction, acc: string, x: string, lanes: AxisLayout['lanes']): string {
+  const combine = combineOf(r);
+  if (lanes === 'none') return combine(acc, r.term(x));
+  const terms = LANES.map((l) => r.term(`${x}.${l}`));
+  if (lanes === 'rows') return combine(acc, `vec4<f32>(${terms.join(', ')})`);
+  const pair = (a: string, b: string) => (r.combine === 'add' ? `(${a} + ${b})` : `max(${a}, ${b})`);
+  return combine(acc, combine(pair(terms[0], terms[1]), pair(terms[2], terms[3])));
 }
 
 export function lowerAxis(node: Node, operands: readonly TensorType[], name: string, program: AxisProgram): {
@@ -23,68 +106,192 @@ export function lowerAxis(node: Node, operands: readonly TensorType[], name: str
   const x = operands[0];
   const { outer, n, inner } = axisSplit(x.shape, program.axis);
   const rows = outer * inner;
-  const wg = workgroupFor(n);
-  const { grid, gridX } = linearGrid(rows);
-  const at = (j: string) => (inner === 1 ? `base + ${j}` : `base + ${j} * INNER`);
+  const perElement = program.output.per === 'element';
+  const extras = operands.slice(1);
+  const layout = axisLayout(n, inner, program, extras.map((t) => elementCount(t.shape)));
+  const { lanes, team, slotsPerGroup, interleaved, registers } = layout;
+  const quads = lanes === 'rows';
+  const slots = quads ? rows / 4 : rows;
+  const groups = Math.ceil(slots / slotsPerGroup);
+  const passes = program.reductions.length + (perElement ? 1 : 0);
+  // a multi-pass stream takes its rows in batches that stay in L2 between passes
+  const batched = registers === 0 && passes > 1 && tuning.streamGroups > 0 && groups > tuning.streamGroups;
+  const { grid, gridX } = batched ? { grid: [tuning.streamGroups, 1, 1] as [number, number, number], gridX: tuning.streamGroups } : linearGrid(groups);
+  const unit = lanes === 'none' ? 'f32' : 'vec4<f32>';
+  const accType = quads ? 'vec4<f32>' : 'f32';
+  // unit j of the row: contiguous rows are indexed in units from `base`, strided rows step by INNER (in vec4s: INNER / 4)
+  const at = (j: string) => (inner === 1 ? `base + ${j}` : `base + ${j} * ${quads ? 'INNER_VEC4S' : 'INNER'}`);
+  // scratch distance between neighbouring members of a team
+  const step = interleaved ? slotsPerGroup : 1;
+  const guardUnits = registers > 0 && registers * team !== layout.units;
 
-  const passes = program.reductions.map((r) => {
-    const combine = (a: string, b: string) => (r.combine === 'add' ? `${a} + ${b}` : `max(${a}, ${b})`);
-    const tree: string[] = [];
-    for (let s = wg / 2; s >= 1; s /= 2) {
-      tree.push(`  if (lid < ${u32(s)}) {`, `    scratch[lid] = ${combine('scratch[lid]', `scratch[lid + ${u32(s)}]`)};`, '  }', '  workgroupBarrier();');
+  const lines: string[] = [];
+  const emit = (...l: string[]) => lines.push(...l);
+  /** Statements run for each register k (the loop's index), with unit j of the row. */
+  const forEachRegister = (body: (k: string, j: string) => string[], guard: string) => {
+    emit(`  for (var k = 0u; k < ${u32(registers)}; k++) {`, '    let j = t + k * TEAM;');
+    const inside = body('k', 'j');
+    const cond = [guardUnits ? 'j < UNITS' : '', guard].filter(Boolean).join(' && ');
+    if (cond) emit(`    if (${cond}) {`, ...inside.map((l) => `      ${l}`), '    }');
+    else emit(...inside.map((l) => `    ${l}`));
+    emit('  }');
+  };
+
+  if (registers > 0) {
+    emit(`  // this invocation's units of the row, t + k * TEAM, read once`, `  var v: array<${unit}, ${registers}>;`);
+    forEachRegister((k, j) => [`v[${k}] = in0[${at(j)}];`], '');
+  }
+
+  program.reductions.forEach((r, k) => {
+    const acc = `${r.name}_acc`;
+    const start = r.combine === 'add' ? '0.0' : LOWEST_F32;
+    const identity = quads ? `vec4<f32>(${start})` : start;
+    emit(`  // reduction ${r.name}: ${r.combine}`, `  var ${acc}: ${accType} = ${identity};`);
+    if (registers > 0) {
+      forEachRegister((k) => [`${acc} = ${fold(r, acc, `v[${k}]`, lanes)};`], '');
+    } else {
+      // independent accumulators keep that many loads in flight per invocation
+      const a = tuning.streamAccumulators;
+      const offsets = Array.from({ length: a }, (_, m) => (m === 0 ? 'j' : m === 1 ? '(j + TEAM)' : `(j + ${m}u * TEAM)`));
+      const combine = combineOf(r);
+      let merged = 'acc0';
+      for (let m = 1; m < a; m++) merged = combine(merged, `acc${m}`);
+      emit(
+        '  {',
+        ...offsets.map((_, m) => `    var acc${m}: ${accType} = ${identity};`),
+        '    var j = t;',
+        `    while (j + ${u32(a - 1)} * TEAM < UNITS) {`,
+        ...offsets.map((o, m) => `      let x${m} = in0[${at(o)}];`),
+        ...offsets.map((_, m) => `      acc${m} = ${fold(r, `acc${m}`, `x${m}`, lanes)};`),
+        `      j += ${u32(a)} * TEAM;`,
+        '    }',
+        '    while (j < UNITS) {',
+        `      let x = in0[${at('j')}];`,
+        `      acc0 = ${fold(r, 'acc0', 'x', lanes)};`,
+        '      j += TEAM;',
+        '    }',
+        `    ${acc} = ${merged};`,
+        '  }',
+      );
     }
     const total = `${r.name}_total`;
-    return [
-      `  // reduction ${r.name}: ${r.combine}`,
-      `  var ${r.name}_acc: f32 = ${r.combine === 'add' ? '0.0' : LOWEST_F32};`,
-      `  for (var j = lid; j < N; j += ${u32(wg)}) {`,
-      `    let x = in0[${at('j')}];`,
-      `    ${r.name}_acc = ${combine(`${r.name}_acc`, r.term('x'))};`,
-      '  }',
-      `  scratch[lid] = ${r.name}_acc;`,
-      '  workgroupBarrier();',
-      ...tree,
-      `  let ${total} = scratch[0];`,
-      `  let ${r.name} = ${r.finish ? r.finish(total, n) : total};`,
-      // every invocation must read the total before the next pass overwrites scratch
-      '  workgroupBarrier();',
-    ].join('\n');
+    if (team === 1) {
+      emit(`  let ${total} = ${acc};`);
+    } else {
+      // the team's tree in shared memory; two scratch arrays alternate, so reading one
+      // reduction's total needs no barrier before the next reduction writes
+      const scratch = k % 2 === 0 ? 'scratch' : 'scratch_odd';
+      const combine = combineOf(r);
+      emit(`  ${scratch}[lid] = ${acc};`, '  workgroupBarrier();');
+      for (let size = team; size > 1; ) {
+        const fanIn = Math.min(TREE_FAN_IN, size);
+        const part = size / fanIn;
+        let folded = `${scratch}[lid]`;
+        for (let m = 1; m < fanIn; m++) folded = combine(folded, `${scratch}[lid + ${u32(m * part * step)}]`);
+        emit(`  if (t < ${u32(part)}) {`, `    ${scratch}[lid] = ${folded};`, '  }', '  workgroupBarrier();');
+        size = part;
+      }
+      emit(`  let ${total} = ${scratch}[first];`);
+    }
+    if (!quads) emit(`  let ${r.name} = ${r.finish ? r.finish(total, n) : total};`);
   });
 
-  const output =
-    program.output.per === 'row'
-      ? [`  if (lid == 0u) {`, `    out[row] = ${program.output.expr};`, '  }'].join('\n')
-      : (() => {
-          const extra = operands.slice(1).map((_, k) => `in${k + 1}[j]`);
-          const expr = program.output.expr('x', extra);
-          return [`  for (var j = lid; j < N; j += ${u32(wg)}) {`, `    let x = in0[${at('j')}];`, `    out[${at('j')}] = ${expr};`, '  }'].join('\n');
-        })();
+  if (program.output.per === 'row') {
+    if (quads) {
+      // each lane is a row: finish and output per lane, in its own scope
+      const [r] = program.reductions;
+      const expr = program.output.expr;
+      emit('  if (t == 0u && slot < SLOTS) {', '    var result: vec4<f32>;');
+      for (const l of LANES) {
+        emit(`    { let ${r.name} = ${r.finish ? r.finish(`${r.name}_total.${l}`, n) : `${r.name}_total.${l}`}; result.${l} = ${expr}; }`);
+      }
+      emit('    out[slot] = result;', '  }');
+    } else {
+      emit('  if (t == 0u && slot < SLOTS) {', `    out[row] = ${program.output.expr};`, '  }');
+    }
+  } else {
+    const expr = program.output.expr;
+    const value = (xs: string) => {
+      if (lanes === 'none') return expr(xs, extras.map((_, k) => `e${k + 1}`));
+      return `vec4<f32>(${LANES.map((l) => expr(`${xs}.${l}`, extras.map((_, k) => `e${k + 1}.${l}`))).join(', ')})`;
+    };
+    const store = (source: string, j: string) => [`let x = ${source};`, ...extras.map((_, k) => `let e${k + 1} = in${k + 1}[${j}];`), `out[${at(j)}] = ${value('x')};`];
+    if (registers > 0) {
+      forEachRegister((k, j) => store(`v[${k}]`, j), 'slot < SLOTS');
+    } else {
+      emit('  if (slot < SLOTS) {', '    for (var j = t; j < UNITS; j += TEAM) {', ...store(`in0[${at('j')}]`, 'j').map((l) => `      ${l}`), '    }', '  }');
+    }
+  }
 
-  const { wgsl: decls, bindings } = bindingDecls(operands);
-  const header = kernelHeader(name, node, operands, `axis ${program.axis} (${rows} rows of ${n}), workgroup per row`);
+  const scratchDecls =
+    team > 1
+      ? [`var<workgroup> scratch: array<${accType}, ${WORKGROUP}>;`, ...(program.reductions.length > 1 ? [`var<workgroup> scratch_odd: array<${accType}, ${WORKGROUP}>;`] : [])]
+      : [];
+  const access: Access = lanes === 'none' ? 'scalar' : 'vec4';
+  const { wgsl: decls, bindings } = typedBindingDecls(operands, operands.map(() => access), perElement || quads ? access : 'scalar');
+  const how = [
+    interleaved
+      ? `${slotsPerGroup} interleaved ${quads ? 'groups of 4 rows' : 'rows'} per workgroup, ${team} invocations each`
+      : `${slotsPerGroup} row(s) per workgroup, ${team} invocations each`,
+    quads ? 'vec4 loads of 4 rows' : lanes === 'elements' ? 'vec4 loads' : 'scalar loads',
+    registers > 0 ? `row held in registers (${registers} per invocation)` : passes > 1 ? `${passes} passes over memory` : 'one pass',
+    ...(batched ? [`${tuning.streamGroups} workgroups taking rows in turn`] : []),
+  ].join(', ');
+  const header = kernelHeader(name, node, operands, `axis ${program.axis} (${rows} rows of ${n}): ${how}`);
+  const slotOf = interleaved
+    ? ['  let t = lid / SLOTS_PER_GROUP;', '  let slot = group * SLOTS_PER_GROUP + lid % SLOTS_PER_GROUP;']
+    : ['  let t = lid % TEAM;', '  let slot = group * SLOTS_PER_GROUP + lid / TEAM;'];
+  const first = team === 1 ? [] : [interleaved ? "  let first = lid % SLOTS_PER_GROUP; // scratch slot of this team's t = 0" : "  let first = lid - t; // scratch slot of this team's t = 0"];
+  const row = quads ? '  let row = min(slot, SLOTS - 1u) * 4u; // the first of its four rows' : '  let row = min(slot, SLOTS - 1u);';
+  const base =
+    inner === 1
+      ? lanes === 'elements'
+        ? '  let base = row * UNITS;'
+        : '  let base = row * N;'
+      : quads
+        ? '  let base = ((row / INNER) * N * INNER + row % INNER) / 4u;'
+        : '  let base = (row / INNER) * N * INNER + row % INNER;';
+  const constants = [
+    `const ROWS: u32 = ${u32(rows)};`,
+    ...(quads ? [`const SLOTS: u32 = ${u32(slots)}; // groups of four rows`] : [`const SLOTS: u32 = ${u32(slots)}; // rows`]),
+    `const N: u32 = ${u32(n)};`,
+    `const INNER: u32 = ${u32(inner)};`,
+    ...(quads ? [`const INNER_VEC4S: u32 = ${u32(inner / 4)};`] : []),
+    `const UNITS: u32 = ${u32(layout.units)}; // ${lanes === 'elements' ? 'vec4s' : 'elements'} per row`,
+    `const TEAM: u32 = ${u32(team)};`,
+    `const SLOTS_PER_GROUP: u32 = ${u32(slotsPerGroup)};`,
+    `const GRID_X: u32 = ${u32(gridX)};`,
+  ];
+  const body = [...slotOf, '  // a team past the last slot reads the last one again (every invocation must reach each barrier) and stores nothing', row, ...first, base, ...lines];
+  const main = batched
+    ? [
+        `  for (var group = wid.x; group < ${u32(groups)}; group += ${u32(tuning.streamGroups)}) {`,
+        ...body.map((l) => `  ${l}`),
+        '    // the next group writes scratch the last reduction read',
+        '    workgroupBarrier();',
+        '  }',
+      ]
+    : ['  let group = wid.x + wid.y * GRID_X;', ...body];
   const wgsl = `${header}
 ${decls}
 
-const ROWS: u32 = ${u32(rows)};
-const N: u32 = ${u32(n)};
-const INNER: u32 = ${u32(inner)};
-const GRID_X: u32 = ${u32(gridX)};
+${constants.join('\n')}
 
-var<workgroup> scratch: array<f32, ${wg}>;
-
-@compute @workgroup_size(${wg})
+${scratchDecls.join('\n')}${scratchDecls.length ? '\n\n' : ''}@compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * GRID_X;
-  if (row >= ROWS) {
-    return;
-  }
-  let base = (row / INNER) * N * INNER + row % INNER;
-${passes.join('\n')}
-${output}
+${main.join('\n')}
 }
 `;
   return {
-    kernel: { name, ops: [node.op], wgsl, entryPoint: 'main', workgroupBytes: wg * 4, workgroupSize: [wg, 1, 1], bindings },
+    kernel: {
+      name,
+      ops: [node.op],
+      wgsl,
+      entryPoint: 'main',
+      workgroupBytes: scratchDecls.length * WORKGROUP * (quads ? 16 : 4),
+      workgroupSize: [WORKGROUP, 1, 1],
+      bindings,
+    },
     workgroups: grid,
   };
 }

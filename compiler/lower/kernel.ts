@@ -14,6 +14,23 @@ export interface LoweredKernel {
   /** bytes of var<workgroup> storage the kernel declares */
   workgroupBytes: number;
   bindings: BindingDesc[];
+  /**
+   * Faster forms of the same kernel, in the order the runtime should try them: each needs a
+   * device feature (subgroups) or more than the portable limits (workgroup storage,
+   * invocations). All run with the same bindings and grid as the kernel. The fields above
+   * describe the portable variant, which every device runs and which the runtime takes last.
+   */
+  variants?: LoweredVariant[];
+}
+
+/** One alternative module for a kernel; the bindings are the kernel's. */
+export interface LoweredVariant {
+  /** short and unique among the kernel's variants, for section names: 'large', 'subgroups' */
+  tag: string;
+  features: string[];
+  wgsl: string;
+  workgroupSize: [number, number, number];
+  workgroupBytes: number;
 }
 
 /** One dispatch of a kernel: which graph values feed its bindings and how many workgroups. */

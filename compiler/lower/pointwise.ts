@@ -1,28 +1,33 @@
-// Pointwise archetype: one invocation per output element. Each operand is read through a
+// Pointwise archetype: one value per output element. Each operand is read through a
 // view (strides per output axis), which covers broadcasting and transposes alike, then a
 // chain of `let`s computes the value (one op's expression, or a fused op's whole program);
 // the piecewise form picks, per element, the one operand whose range holds it (concat).
+// When every operand is read in runs of four along the last axis (contiguous, or broadcast
+// along it), an invocation reads and writes vec4s; otherwise it takes four scalar elements.
 import type { Node } from '../ir/graph';
 import type { OperandView, PiecewiseView, PointwiseChain } from '../ir/ops';
 import { stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
+import { scalarType, typedBindingDecls, type Access } from './vector';
 
 export const WORKGROUP = 256;
+/** Elements per invocation on the scalar path, WORKGROUP apart so a warp's loads stay contiguous. */
+export const SCALAR_PER_INVOCATION = 4;
 
 interface Indexing {
-  /** statements computing the coordinates c0..c{r-1} from the linear index i */
+  /** statements computing the coordinates c0..c{r-1} from the linear index */
   coords: string;
   /** the index expression reading a view at those coordinates */
   index: (strides: readonly number[], offset: number, shifted?: { axis: number; start: number }) => string;
 }
 
-function indexing(shape: readonly number[], needCoords: boolean): Indexing {
+function indexing(shape: readonly number[], needCoords: boolean, linear = 'i'): Indexing {
   const outStrides = stridesOf(shape);
   const rank = shape.length;
   const lines: string[] = [];
   if (needCoords && rank > 0) {
-    lines.push('  var rem = i;');
+    lines.push(`  var rem = ${linear};`);
     for (let d = 0; d < rank; d++) {
       if (d === rank - 1) lines.push(`  let c${d} = rem;`);
       else lines.push(`  let c${d} = rem / ${u32(outStrides[d])};`, `  rem = rem % ${u32(outStrides[d])};`);
@@ -32,7 +37,7 @@ function indexing(shape: readonly number[], needCoords: boolean): Indexing {
   return {
     coords: lines.join('\n'),
     index: (strides, offset, shifted) => {
-      if (!shifted && offset === 0 && strides.length === rank && contiguous(strides)) return 'i';
+      if (!shifted && offset === 0 && strides.length === rank && contiguous(strides)) return linear;
       const terms: string[] = [];
       for (let d = 0; d < rank; d++) {
         if (strides[d] === 0 || shape[d] === 1) continue;
@@ -80,26 +85,141 @@ export function chainStatements(chain: PointwiseChain, indent: string): string[]
   return chain.lets.map((l) => `${indent}let ${l.name} = ${l.expr}; // ${l.op}`);
 }
 
+/**
+ * The output's shape and the operands' views with size-1 axes dropped and neighbouring axes
+ * merged wherever every view steps through them as one (a contiguous operand, or one
+ * broadcast along both), so indexing does the fewest divisions and runs along the last axis
+ * are as long as they can be.
+ */
+export function collapseAxes(shape: readonly number[], views: readonly OperandView[]): { shape: number[]; views: OperandView[] } {
+  const keep = shape.map((_, d) => d).filter((d) => shape[d] !== 1);
+  const dims = keep.map((d) => shape[d]);
+  const strides = views.map((v) => keep.map((d) => v.strides[d]));
+  for (let d = dims.length - 2; d >= 0; d--) {
+    if (strides.every((s) => s[d] === s[d + 1] * dims[d + 1])) {
+      dims.splice(d, 2, dims[d] * dims[d + 1]);
+      for (const s of strides) s.splice(d, 1);
+    }
+  }
+  return { shape: dims, views: views.map((v, k) => ({ strides: strides[k], offset: v.offset })) };
+}
+
+/**
+ * How each operand can be read four output elements at a time, or undefined when one
+ * cannot: the last axis must hold whole vec4s, and an operand must step through it by one
+ * (a vec4 at a multiple of four) or not at all (one scalar for all four).
+ */
+function vectorAccess(shape: readonly number[], views: readonly OperandView[], operands: readonly TensorType[]): ('vec4' | 'splat')[] | undefined {
+  const last = shape.length - 1;
+  if (last < 0 || shape[last] % 4 !== 0) return undefined;
+  const access: ('vec4' | 'splat')[] = [];
+  for (const [k, v] of views.entries()) {
+    if (v.strides[last] === 0) access.push('splat');
+    else if (v.strides[last] === 1 && v.offset % 4 === 0 && v.strides.every((s, d) => d === last || s % 4 === 0) && elementCount(operands[k].shape) % 4 === 0) access.push('vec4');
+    else return undefined;
+  }
+  return access;
+}
+
+/** Whether index expressions read coordinates (c0, c1, ...), so the kernel must compute them. */
+const usesCoords = (code: readonly string[]) => code.some((line) => /\bc\d+\b/.test(line));
+
+/** `fn element_value(i, x0, x1, ...) -> f32`: the chain at output element i. */
+function elementFunction(chain: PointwiseChain, operands: readonly TensorType[]): string {
+  const params = ['i: u32', ...operands.map((t, k) => `x${k}: ${scalarType(t)}`)];
+  return [`fn element_value(${params.join(', ')}) -> f32 {`, ...chainStatements(chain, '  '), `  return ${chain.result};`, '}'].join('\n');
+}
+
 export function lowerPointwise(node: Node, operands: readonly TensorType[], name: string, spec: PointwiseLowering): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
-  const shape = node.type.shape;
-  const total = elementCount(shape);
-  const { grid, gridX } = linearGrid(Math.ceil(total / WORKGROUP));
-  const outStrides = stridesOf(shape);
-  const needCoords = spec.views.some((v) => v.offset !== 0 || v.strides.some((s, d) => s !== outStrides[d] && shape[d] !== 1));
-  const ix = indexing(shape, needCoords);
-  const loads = spec.views.map((v, k) => `  let x${k} = in${k}[${ix.index(v.strides, v.offset)}];`);
+  const total = elementCount(node.type.shape);
+  const { shape, views } = collapseAxes(node.type.shape, spec.views);
   const chain = spec.chain(spec.views.map((_, k) => `x${k}`));
-  const body = [ix.coords, ...loads, ...chainStatements(chain, '  '), `  out[i] = ${chain.result};`].filter(Boolean).join('\n');
-  const { wgsl: decls, bindings } = bindingDecls(operands);
   const fused = chain.lets.length > 0;
-  const header = fused ? kernelHeader(name, node, operands, `pointwise chain of ${chain.lets.length}`, chain.ops) : kernelHeader(name, node, operands, 'pointwise');
-  return {
-    kernel: { name, ops: chain.ops, wgsl: elementwiseShell(header, decls, chain.helpers, total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
-    workgroups: grid,
-  };
+  const describe = (form: string) =>
+    fused ? kernelHeader(name, node, operands, `pointwise chain of ${chain.lets.length}, ${form}`, chain.ops) : kernelHeader(name, node, operands, `pointwise, ${form}`);
+  const helpers = [...chain.helpers, elementFunction(chain, operands)].join('\n');
+  const outStrides = stridesOf(shape);
+  const identity = (v: OperandView) => v.offset === 0 && v.strides.length === shape.length && v.strides.every((s, d) => s === outStrides[d]);
+  const vector = vectorAccess(shape, views, operands);
+
+  if (vector) {
+    // vec4 q holds output elements 4q .. 4q+3; coordinates are over the shape with the last axis in vec4s
+    const last = shape.length - 1;
+    const vecShape = shape.map((d, k) => (k === last ? d / 4 : d));
+    const count = total / 4;
+    const { grid, gridX } = linearGrid(Math.ceil(count / WORKGROUP));
+    const ix = indexing(vecShape, !views.every(identity), 'q');
+    const loads = views.map((v, k) => {
+      if (vector[k] === 'vec4') {
+        const index = identity(v) ? 'q' : ix.index(v.strides.map((s, d) => (d === last ? 1 : s / 4)), v.offset / 4);
+        return `  let v${k} = in${k}[${index}];`;
+      }
+      return `  let s${k} = in${k}[${ix.index(v.strides, v.offset)}];`;
+    });
+    const lanes = ['x', 'y', 'z', 'w'].map((lane, j) => {
+      const args = [j === 0 ? 'i' : `i + ${u32(j)}`, ...vector.map((a, k) => (a === 'vec4' ? `v${k}.${lane}` : `s${k}`))];
+      return `element_value(${args.join(', ')})`;
+    });
+    const body = [
+      `  let q = (wid.x + wid.y * GRID_X) * ${u32(WORKGROUP)} + lid;`,
+      '  if (q >= VEC4S) {',
+      '    return;',
+      '  }',
+      usesCoords(loads) ? ix.coords : '',
+      ...loads,
+      '  let i = q * 4u;',
+      `  out[q] = vec4<f32>(${lanes.join(', ')});`,
+    ].filter(Boolean);
+    const { wgsl: decls, bindings } = typedBindingDecls(operands, vector.map((a): Access => (a === 'vec4' ? 'vec4' : 'scalar')), 'vec4');
+    const wgsl = `${describe('vec4 per invocation')}
+${decls}
+
+${helpers}
+
+const VEC4S: u32 = ${u32(count)};
+const GRID_X: u32 = ${u32(gridX)};
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+${body.join('\n')}
+}
+`;
+    return { kernel: { name, ops: chain.ops, wgsl, entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings }, workgroups: grid };
+  }
+
+  const per = SCALAR_PER_INVOCATION;
+  const { grid, gridX } = linearGrid(Math.ceil(total / (WORKGROUP * per)));
+  const ix = indexing(shape, !views.every(identity), 'i');
+  const args = ['i', ...views.map((v, k) => `in${k}[${identity(v) ? 'i' : ix.index(v.strides, v.offset)}]`)];
+  const body = [
+    `  let first = (wid.x + wid.y * GRID_X) * ${u32(WORKGROUP * per)} + lid;`,
+    `  for (var k = 0u; k < ${u32(per)}; k++) {`,
+    `    let i = first + k * ${u32(WORKGROUP)};`,
+    '    if (i >= TOTAL) {',
+    '      break;',
+    '    }',
+    usesCoords(args) ? ix.coords.replace(/^/gm, '  ') : '',
+    `    out[i] = element_value(${args.join(', ')});`,
+    '  }',
+  ].filter((l) => l.trim());
+  const { wgsl: decls, bindings } = bindingDecls(operands);
+  const wgsl = `${describe(`${per} elements per invocation`)}
+${decls}
+
+${helpers}
+
+const TOTAL: u32 = ${u32(total)};
+const GRID_X: u32 = ${u32(gridX)};
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+${body.join('\n')}
+}
+`;
+  return { kernel: { name, ops: chain.ops, wgsl, entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings }, workgroups: grid };
 }
 
 export function lowerPiecewise(node: Node, operands: readonly TensorType[], name: string, views: readonly PiecewiseView[]): {

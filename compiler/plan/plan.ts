@@ -1,14 +1,14 @@
 // Planning: lowered steps + validated shaders + initial weights → the manifest and the
 // binary sections of a bundle. Every stored value gets a buffer description; the memory
 // planner (memory.ts) then packs the intermediates into shared arenas by liveness.
-import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelDesc, Manifest, TensorBinding, TrainingDesc } from '../../schemas/manifest';
+import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelDesc, KernelVariant, Manifest, TensorBinding, TrainingDesc } from '../../schemas/manifest';
 import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION, MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
 import type { TrainingGraph } from '../autodiff/train';
 import { liveNodes, type Graph, type GraphOutput } from '../ir/graph';
 import type { ConstantAttrs } from '../ir/ops';
 import { elementCount } from '../ir/types';
 import type { LoweredGraph, LoweredKernel } from '../lower';
-import type { ValidatedKernel } from '../validate/naga';
+import type { Translations, ValidatedKernel } from '../validate/naga';
 import { alignUp, type BundleSection } from './bundle';
 import { planMemory, scheduleOf, slotBytes } from './memory';
 
@@ -105,14 +105,34 @@ export function planBundle({ graph, entries, training, lowered, validated, param
   const kernels: KernelDesc[] = [];
   for (const step of lowered.steps) {
     if (kernelIndex.has(step.kernel)) continue;
-    const { kernel, translations } = validated.get(step.kernel)!;
+    const { kernel, translations, variants: variantTranslations } = validated.get(step.kernel)!;
+    const sourceSections = (prefix: string, wgsl: string, t: Translations): KernelVariant => {
+      sections.push(
+        { name: `${prefix}.wgsl`, bytes: encoder.encode(wgsl) },
+        { name: `${prefix}.spv`, bytes: t.spirv },
+        { name: `${prefix}.msl`, bytes: encoder.encode(t.msl) },
+        { name: `${prefix}.hlsl`, bytes: encoder.encode(t.hlsl) },
+      );
+      return {
+        features: [],
+        wgsl: `${prefix}.wgsl`,
+        translations: { spirv: `${prefix}.spv`, msl: `${prefix}.msl`, hlsl: `${prefix}.hlsl` },
+        validatedBy: 'naga',
+      };
+    };
     const prefix = `kernels/${kernel.name}`;
-    sections.push(
-      { name: `${prefix}.wgsl`, bytes: encoder.encode(kernel.wgsl) },
-      { name: `${prefix}.spv`, bytes: translations.spirv },
-      { name: `${prefix}.msl`, bytes: encoder.encode(translations.msl) },
-      { name: `${prefix}.hlsl`, bytes: encoder.encode(translations.hlsl) },
-    );
+    // the faster variants first (the runtime takes the first the device can run), the portable kernel last
+    const variants: KernelVariant[] = (kernel.variants ?? []).map((v, j) => {
+      const desc = { ...sourceSections(`${prefix}.${v.tag}`, v.wgsl, variantTranslations[j]), features: [...v.features] };
+      const limits: KernelVariant['requiredLimits'] = {};
+      if (v.workgroupBytes > kernel.workgroupBytes) limits.maxComputeWorkgroupStorageSize = v.workgroupBytes;
+      const invocations = v.workgroupSize[0] * v.workgroupSize[1] * v.workgroupSize[2];
+      if (invocations > kernel.workgroupSize[0] * kernel.workgroupSize[1] * kernel.workgroupSize[2]) limits.maxComputeInvocationsPerWorkgroup = invocations;
+      if (Object.keys(limits).length > 0) desc.requiredLimits = limits;
+      if (v.workgroupSize.join() !== kernel.workgroupSize.join()) desc.workgroupSize = [...v.workgroupSize];
+      return desc;
+    });
+    variants.push(sourceSections(prefix, kernel.wgsl, translations));
     kernelIndex.set(kernel, kernels.length);
     kernels.push({
       name: kernel.name,
@@ -120,14 +140,7 @@ export function planBundle({ graph, entries, training, lowered, validated, param
       entryPoint: kernel.entryPoint,
       workgroupSize: kernel.workgroupSize,
       bindings: kernel.bindings,
-      variants: [
-        {
-          features: [],
-          wgsl: `${prefix}.wgsl`,
-          translations: { spirv: `${prefix}.spv`, msl: `${prefix}.msl`, hlsl: `${prefix}.hlsl` },
-          validatedBy: 'naga',
-        },
-      ],
+      variants,
     });
   }
   if (weightsLength > 0) sections.push({ name: 'weights', bytes: concat(weights, weightsLength) });

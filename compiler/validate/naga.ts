@@ -5,9 +5,17 @@ import { nagaVersion, NagaError, parseWgsl, validate, writeHlsl, writeMsl, write
 import { CompileError } from '../ir/errors';
 import type { LoweredKernel } from '../lower/kernel';
 
+export interface Translations {
+  spirv: Uint8Array;
+  msl: string;
+  hlsl: string;
+}
+
 export interface ValidatedKernel {
   kernel: LoweredKernel;
-  translations: { spirv: Uint8Array; msl: string; hlsl: string };
+  translations: Translations;
+  /** the same for each of kernel.variants, in order */
+  variants: Translations[];
 }
 
 export const NAGA_VERSION: string = nagaVersion;
@@ -15,8 +23,15 @@ export const NAGA_VERSION: string = nagaVersion;
 /** `enable` directives Dawn needs but naga 30 refuses; they are checked by Dawn instead. */
 const NAGA_UNSUPPORTED_ENABLES = /^\s*enable\s+(subgroups|chromium_experimental_subgroup_matrix)\s*;\s*$/gm;
 
+/** Validates the kernel and every variant of it; the first refusal is the error. */
 export function validateKernel(kernel: LoweredKernel, origin: { op: string; node: string }): ValidatedKernel {
-  const source = kernel.wgsl.replace(NAGA_UNSUPPORTED_ENABLES, '');
+  const translations = validateSource(kernel.wgsl, kernel.name, origin);
+  const variants = (kernel.variants ?? []).map((v) => validateSource(v.wgsl, `${kernel.name} (variant ${v.tag})`, origin));
+  return { kernel, translations, variants };
+}
+
+function validateSource(wgsl: string, name: string, origin: { op: string; node: string }): Translations {
+  const source = wgsl.replace(NAGA_UNSUPPORTED_ENABLES, '');
   let stage = 'parse';
   try {
     const module = parseWgsl(source);
@@ -27,12 +42,9 @@ export function validateKernel(kernel: LoweredKernel, origin: { op: string; node
         stage = 'translate';
         const spirv = writeSpirv(module, info);
         return {
-          kernel,
-          translations: {
-            spirv: new Uint8Array(spirv.buffer, spirv.byteOffset, spirv.byteLength),
-            msl: writeMsl(module, info),
-            hlsl: writeHlsl(module, info),
-          },
+          spirv: new Uint8Array(spirv.buffer, spirv.byteOffset, spirv.byteLength),
+          msl: writeMsl(module, info),
+          hlsl: writeHlsl(module, info),
         };
       } finally {
         info.free();
@@ -41,10 +53,11 @@ export function validateKernel(kernel: LoweredKernel, origin: { op: string; node
       module.free();
     }
   } catch (e) {
-    const report = e instanceof NagaError ? e.formatted.replaceAll('wgsl:', `${kernel.name}.wgsl:`) : String(e);
+    const file = name.replace(/ \(variant (.*)\)$/, '.$1');
+    const report = e instanceof NagaError ? e.formatted.replaceAll('wgsl:', `${file}.wgsl:`) : String(e);
     throw new CompileError(
       'validation',
-      `naga refused kernel ${kernel.name} (${stage}), generated for ${origin.op} node '${origin.node}'`,
+      `naga refused kernel ${name} (${stage}), generated for ${origin.op} node '${origin.node}'`,
       undefined,
       origin.op,
       report,

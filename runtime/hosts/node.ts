@@ -1,7 +1,11 @@
 // Gets a GPUDevice in Node from the `webgpu` package (Dawn): picks a backend, requests the
 // adapter's real compute limits and the optional features plans can use, and keeps Dawn's
 // instance objects alive for as long as the device is in use (see HostContext below).
+// MNRT_TRACE=trace.json makes every session on the device trace its runs into that file.
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { PlanError } from '../errors';
+import { attachTraceSink, toChromeTrace, type TraceRecord, type TraceSink } from '../trace';
 import { requestedDeviceDescriptor } from './limits';
 
 export type NodeBackend = 'auto' | 'vulkan' | 'opengl' | 'metal' | 'd3d12';
@@ -11,6 +15,13 @@ export interface NodeDeviceOptions {
   /** default: env MNRT_BACKEND, else 'auto' (the platform's native API, then OpenGL compatibility) */
   backend?: NodeBackend;
   powerPreference?: GPUPowerPreference;
+  /**
+   * default: env MNRT_TRACE. A Chrome/Perfetto trace file: every session loaded on this device
+   * traces every run (unless loaded with `trace: false`), and when a session is destroyed the
+   * records it still holds (not taken with takeTrace()) are added to the file, which is
+   * rewritten with all records of the process so far. Needs 'timestamp-query'.
+   */
+  traceFile?: string;
 }
 
 export interface NodeGPU {
@@ -66,7 +77,9 @@ export async function requestNodeDevice(options: NodeDeviceOptions = {}): Promis
   const tryBackend = async (backend: Exclude<NodeBackend, 'auto'>): Promise<GPUAdapter | null> => {
     // OpenGL on a machine without a display needs EGL's surfaceless platform.
     if (backend === 'opengl') process.env.EGL_PLATFORM ??= 'surfaceless';
-    const instance = create([`backend=${backend}`]);
+    // Dawn rounds timestamps down to 65.536 µs unless told not to (a browser's defence against
+    // timing attacks, meaningless here), which would make per-dispatch times useless.
+    const instance = create([`backend=${backend}`, 'disable-dawn-features=timestamp_quantization']);
     context.instances.push(instance);
     const adapterOptions: GPURequestAdapterOptions = { powerPreference: options.powerPreference };
     // Dawn's OpenGL backend only offers WebGPU compatibility mode.
@@ -75,12 +88,24 @@ export async function requestNodeDevice(options: NodeDeviceOptions = {}): Promis
   };
 
   const attempts: Exclude<NodeBackend, 'auto'>[] = requested === 'auto' ? [nativeBackend(), 'opengl'] : [requested];
+  const traceFile = options.traceFile ?? (process.env.MNRT_TRACE || undefined);
   try {
     for (const backend of attempts) {
       const adapter = await tryBackend(backend);
       if (!adapter) continue;
       const device = await adapter.requestDevice(requestedDeviceDescriptor(adapter, 'mnrt (node)'));
       context.device = device;
+      if (traceFile) {
+        if (!device.features.has('timestamp-query')) {
+          throw new PlanError(
+            'missing-feature',
+            `${options.traceFile ? 'traceFile' : 'MNRT_TRACE'}=${traceFile} asks for a trace, which needs the WebGPU feature "timestamp-query"; ` +
+              `the ${backend} backend's adapter (${adapter.info?.description || adapter.info?.vendor || 'unknown'}) does not offer it ` +
+              `(Dawn's Vulkan, Metal and D3D12 backends do, its OpenGL backend does not)`,
+          );
+        }
+        attachTraceSink(device, traceFileSink(traceFile));
+      }
       return {
         device,
         adapter,
@@ -90,6 +115,7 @@ export async function requestNodeDevice(options: NodeDeviceOptions = {}): Promis
     }
   } catch (error) {
     await releaseHost(context);
+    if (error instanceof PlanError) throw error;
     throw new PlanError('no-device', `could not create a WebGPU device: ${(error as Error)?.message ?? String(error)}`, { cause: error });
   }
   await releaseHost(context);
@@ -112,4 +138,32 @@ async function releaseHost(context: HostContext): Promise<void> {
   context.device = undefined;
   context.instances.length = 0;
   liveHosts.delete(context);
+}
+
+const traceFiles = new Map<string, TraceSink>();
+
+/**
+ * The sink of one trace file, shared by every device of the process that names it: it keeps
+ * all records it was given and rewrites the whole file on each add (a JSON document cannot be
+ * appended to), so the file is complete after every session's destroy().
+ */
+export function traceFileSink(file: string): TraceSink {
+  const path = resolve(file);
+  let sink = traceFiles.get(path);
+  if (!sink) {
+    const records: TraceRecord[] = [];
+    sink = {
+      add(more) {
+        for (const record of more) records.push(record);
+        try {
+          writeFileSync(path, JSON.stringify(toChromeTrace(records)));
+        } catch (error) {
+          // called from a session's destroy(), which must not throw for a file
+          process.emitWarning(`could not write the trace file ${path}: ${(error as Error).message}`, 'MNRT_TRACE');
+        }
+      },
+    };
+    traceFiles.set(path, sink);
+  }
+  return sink;
 }

@@ -1,0 +1,469 @@
+// The matmul archetype on the GPU: each generated kernel (tiled with several tilings, the
+// small-M kernel with several splits, with and without subgroups, plain and fused) timed
+// with timestamp queries (N dispatches back to back in one pass, so Dawn's quantized
+// timestamps do not matter), checked on sampled outputs against a float64 reference, and
+// compared with torch.matmul on the same GPU (TF32 off, CUDA events) in the same run.
+//
+//   npx esbuild bench/matmul.ts --bundle --platform=node --format=esm \
+//       --external:webgpu --external:naga-wasm --outfile=.device/matmul.mjs
+//   node .device/matmul.mjs [--sweep] [--no-torch] [--small]
+//
+// Default: the kernels the compiler chooses (the variants a plan carries, each forced in
+// turn) for the issue's shapes. --sweep: every candidate tiling and split as well, for
+// tuning the chooser. --small: small shapes only (runs on llvmpipe). With $OUT set, the
+// figures are also written to $OUT/matmul.json.
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compileGraph } from '../compiler/compile';
+import { Graph } from '../compiler/ir/graph';
+import { opDef, type MatmulForm } from '../compiler/ir/ops';
+import { lowerMatmul, matmulProblem, type MatmulKernelCode, type MatmulProblem } from '../compiler/lower/matmul';
+import { describeGemv, gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
+import { describeTiling, tiledKernel, TILINGS, type TileConfig } from '../compiler/lower/matmul-tiled';
+import { loadPlan, requestNodeDevice } from '../runtime/index';
+
+interface Case {
+  label: string;
+  m: number;
+  k: number;
+  n: number;
+  transposeA?: boolean;
+  transposeB?: boolean;
+  /** bias + gelu + residual in the epilogue */
+  fused?: boolean;
+  batch?: number;
+}
+
+const args = new Set(process.argv.slice(2));
+// every line also goes to $OUT/matmul.log as it is printed, so a crash or a cut-off output keeps what ran
+const log = (line: string) => {
+  console.log(line);
+  if (process.env.OUT) appendFileSync(join(process.env.OUT, 'matmul.log'), line + '\n');
+};
+const sweep = args.has('--sweep');
+const small = args.has('--small');
+const withTorch = !args.has('--no-torch') && !small;
+
+// --- problems and host data -------------------------------------------------------------
+
+function build(c: Case): { problem: MatmulProblem; graph: Graph; shapes: number[][] } {
+  const g = new Graph('bench');
+  const lead = c.batch ? [c.batch] : [];
+  const a = g.input('a', [...lead, ...(c.transposeA ? [c.k, c.m] : [c.m, c.k])]);
+  const b = g.input('b', c.transposeB ? [c.n, c.k] : [c.k, c.n]);
+  const y =
+    c.fused || c.transposeA || c.transposeB
+      ? g.fusedMatmul(a, b, {
+          transposeA: c.transposeA,
+          transposeB: c.transposeB,
+          ...(c.fused ? { activation: 'gelu' as const, bias: g.input('bias', [c.n]), residual: g.input('r', [...lead, c.m, c.n]) } : {}),
+        })
+      : g.matmul(a, b);
+  g.output('y', y);
+  const node = g.node(y);
+  const operands = node.inputs.map((i) => g.nodes[i].type);
+  const lowering = opDef(node.op).lowering as { form?: (i: unknown, a: unknown, o: unknown) => MatmulForm };
+  const form = lowering.form?.(operands, node.attrs, node.type);
+  return { problem: matmulProblem(node, operands, `bench_${c.label}`, form), graph: g, shapes: operands.map((t) => [...t.shape]) };
+}
+
+function randomData(length: number, seed: number): Float32Array<ArrayBuffer> {
+  const data = new Float32Array(length);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    data[i] = (s / 4294967296) * 2 - 1;
+  }
+  return data;
+}
+
+function erf(x: number): number {
+  // Abramowitz–Stegun 7.1.26 is too coarse for a 1e-4 check near 0; a series/continued split is enough here
+  const t = 1 / (1 + 0.5 * Math.abs(x));
+  const y =
+    1 -
+    t *
+      Math.exp(
+        -x * x -
+          1.26551223 +
+          t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628288 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+      );
+  return x >= 0 ? y : -y;
+}
+
+/** The reference at (batch, row, col) and the scale its rounding error is measured against. */
+function reference(c: Case, data: Float32Array[], batch: number, row: number, col: number): { value: number; scale: number } {
+  const [a, b] = data;
+  const aOff = batch * c.m * c.k;
+  let sum = 0;
+  let scale = 0;
+  for (let k = 0; k < c.k; k++) {
+    const av = c.transposeA ? a[aOff + k * c.m + row] : a[aOff + row * c.k + k];
+    const bv = c.transposeB ? b[col * c.k + k] : b[k * c.n + col];
+    sum += av * bv;
+    scale += Math.abs(av * bv);
+  }
+  if (!c.fused) return { value: sum, scale };
+  const x = sum + data[2][col];
+  const gelu = 0.5 * x * (1 + erf(x / Math.SQRT2));
+  return { value: gelu + data[3][batch * c.m * c.n + row * c.n + col], scale: scale + Math.abs(x) };
+}
+
+// --- the device -------------------------------------------------------------------------
+
+const gpu = await requestNodeDevice();
+const device = gpu.device;
+const adapterInfo = `${gpu.backend}: ${[gpu.adapter.info.vendor, gpu.adapter.info.architecture, gpu.adapter.info.description].filter(Boolean).join(' ')}`;
+const canTime = device.features.has('timestamp-query');
+const hasSubgroups = device.features.has('subgroups');
+log(`device: ${adapterInfo}; subgroups ${hasSubgroups}, timestamps ${canTime}; workgroup storage ${device.limits.maxComputeWorkgroupStorageSize}, invocations ${device.limits.maxComputeInvocationsPerWorkgroup}`);
+
+interface Loaded {
+  c: Case;
+  problem: MatmulProblem;
+  graph: Graph;
+  data: Float32Array[];
+  buffers: GPUBuffer[];
+  out: GPUBuffer;
+}
+
+function load(c: Case): Loaded {
+  const { problem, graph, shapes } = build(c);
+  const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
+  const buffers = data.map((d) => {
+    const buffer = device.createBuffer({ size: Math.max(16, d.byteLength), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    device.queue.writeBuffer(buffer, 0, d);
+    return buffer;
+  });
+  const out = device.createBuffer({ size: (c.batch ?? 1) * c.m * c.n * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  return { c, problem, graph, data, buffers, out };
+}
+
+function release(l: Loaded) {
+  for (const b of [...l.buffers, l.out]) b.destroy();
+}
+
+async function readBack(buffer: GPUBuffer): Promise<Float32Array> {
+  const staging = device.createBuffer({ size: buffer.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder();
+  encoder.copyBufferToBuffer(buffer, 0, staging, 0, buffer.size);
+  device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const values = new Float32Array(staging.getMappedRange().slice(0));
+  staging.unmap();
+  staging.destroy();
+  return values;
+}
+
+/** Largest error over sampled outputs, relative to the sum of |a·b| terms (1e-5 is fp32 rounding territory). */
+function check(l: Loaded, values: Float32Array, samples = 96): number {
+  const { c } = l;
+  let worst = 0;
+  let seed = 12345;
+  const next = (n: number) => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed % n;
+  };
+  const batches = c.batch ?? 1;
+  for (let s = 0; s < samples; s++) {
+    // corners and edges as well as random points
+    const row = s < 4 ? [0, c.m - 1, 0, c.m - 1][s] : next(c.m);
+    const col = s < 4 ? [0, 0, c.n - 1, c.n - 1][s] : next(c.n);
+    const batch = next(batches);
+    const { value, scale } = reference(c, l.data, batch, row, col);
+    const got = values[batch * c.m * c.n + row * c.n + col];
+    const error = Math.abs(got - value) / (scale + 1e-6);
+    worst = Math.max(worst, Number.isFinite(error) ? error : Infinity);
+  }
+  return worst;
+}
+
+async function pipelineOf(wgsl: string): Promise<GPUComputePipeline> {
+  const module = device.createShaderModule({ code: wgsl });
+  device.pushErrorScope('validation');
+  const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } }).catch(async (e: Error) => {
+    const info = await module.getCompilationInfo();
+    throw new Error(`${e.message}\n${info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('\n')}`);
+  });
+  const error = await device.popErrorScope();
+  if (error) throw new Error(error.message);
+  return pipeline;
+}
+
+/** µs per dispatch: `reps` dispatches in one timed pass, `trials` times; the median trial. */
+async function time(pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, grid: [number, number, number], reps: number, trials = 3): Promise<number> {
+  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * trials });
+  const resolve = device.createBuffer({ size: 16 * trials, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const readback = device.createBuffer({ size: 16 * trials, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder();
+  for (let t = 0; t < trials; t++) {
+    const pass = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * t, endOfPassWriteIndex: 2 * t + 1 } });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(...grid);
+    pass.end();
+  }
+  encoder.resolveQuerySet(querySet, 0, 2 * trials, resolve, 0);
+  encoder.copyBufferToBuffer(resolve, 0, readback, 0, 16 * trials);
+  device.queue.submit([encoder.finish()]);
+  await readback.mapAsync(GPUMapMode.READ);
+  const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
+  readback.unmap();
+  readback.destroy();
+  resolve.destroy();
+  querySet.destroy();
+  const us = Array.from({ length: trials }, (_, t) => Number(stamps[2 * t + 1] - stamps[2 * t]) / 1000 / reps).sort((x, y) => x - y);
+  return us[Math.floor(trials / 2)];
+}
+
+interface Row {
+  case: string;
+  kernel: string;
+  us: number;
+  tflops: number;
+  gbps: number;
+  error: number;
+  workgroups: string;
+}
+const rows: Row[] = [];
+
+const flopsOf = (c: Case) => 2 * c.m * c.n * c.k * (c.batch ?? 1);
+const bytesOf = (c: Case) => 4 * ((c.batch ?? 1) * (c.m * c.k + c.m * c.n * (c.fused ? 2 : 1)) + c.k * c.n);
+
+async function measure(l: Loaded, kernel: string, code: MatmulKernelCode): Promise<Row | undefined> {
+  const { c } = l;
+  try {
+    const pipeline = await pipelineOf(code.wgsl);
+    const bindGroup = device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [...l.buffers, l.out].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    // clear the output, run once, check it
+    device.pushErrorScope('validation');
+    const encoder = device.createCommandEncoder();
+    encoder.clearBuffer(l.out);
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(...code.workgroups);
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+    const invalid = await device.popErrorScope();
+    if (invalid) throw new Error(invalid.message);
+    const error = check(l, await readBack(l.out));
+    let us = NaN;
+    if (canTime) {
+      const estimate = Math.max(flopsOf(c) / 30e6, bytesOf(c) / 3e6, 4); // µs
+      const reps = Math.max(2, Math.min(4000, Math.round(40000 / estimate)));
+      await time(pipeline, bindGroup, code.workgroups, Math.min(reps, 3), 1); // warm
+      us = await time(pipeline, bindGroup, code.workgroups, reps);
+    }
+    const row: Row = { case: c.label, kernel, us, tflops: flopsOf(c) / us / 1e6, gbps: bytesOf(c) / us / 1e3, error, workgroups: code.workgroups.join('x') };
+    rows.push(row);
+    log(
+      `${c.label.padEnd(26)} ${kernel.padEnd(58)} ${us.toFixed(1).padStart(9)} µs ${row.tflops.toFixed(1).padStart(6)} TFLOP/s ${row.gbps.toFixed(0).padStart(6)} GB/s  err ${error.toExponential(1)}${error > 1e-4 ? '  WRONG' : ''}`,
+    );
+    return row;
+  } catch (e) {
+    log(`${c.label.padEnd(26)} ${kernel.padEnd(58)} FAILED: ${(e as Error).message.split('\n').slice(0, 4).join(' | ')}`);
+    return undefined;
+  }
+}
+
+/** The variants a plan carries for this case, each forced in turn (subgroups ones only where offered). */
+async function measureChosen(l: Loaded) {
+  const node = l.problem.node;
+  const operands = node.inputs.map((i) => l.graph.nodes[i].type);
+  const lowering = opDef(node.op).lowering as { form?: (i: unknown, a: unknown, o: unknown) => MatmulForm };
+  const { kernel, workgroups } = lowerMatmul(node, operands, l.problem.name, lowering.form?.(operands, node.attrs, node.type));
+  for (const v of kernel.variants ?? []) {
+    if (v.features.includes('subgroups') && !hasSubgroups) continue;
+    await measure(l, `chosen ${v.tag}: ${v.wgsl.match(/archetype: (.*)/)?.[1]}`, { ...v, workgroups });
+  }
+  await measure(l, `chosen portable: ${kernel.wgsl.match(/archetype: (.*)/)?.[1]}`, { ...kernel, workgroups });
+}
+
+// --- cases ------------------------------------------------------------------------------
+
+const tiledCases: Case[] = small
+  ? [
+      { label: '96x80x72', m: 96, k: 80, n: 72 },
+      { label: '130x67x129', m: 130, k: 67, n: 129 },
+      { label: '70x64x36 Aᵀ', m: 70, k: 64, n: 36, transposeA: true },
+      { label: '70x64x36 Bᵀ fused b2', m: 70, k: 64, n: 36, transposeB: true, fused: true, batch: 2 },
+    ]
+  : [
+      { label: '1024³', m: 1024, k: 1024, n: 1024 },
+      { label: '2048³', m: 2048, k: 2048, n: 2048 },
+      { label: '4096³', m: 4096, k: 4096, n: 4096 },
+      { label: '8192³', m: 8192, k: 8192, n: 8192 },
+      { label: '128x576x1536', m: 128, k: 576, n: 1536 },
+      { label: '2048x576x1536', m: 2048, k: 576, n: 1536 },
+      { label: '4096³ fused', m: 4096, k: 4096, n: 4096, fused: true },
+      { label: '4096³ Aᵀ', m: 4096, k: 4096, n: 4096, transposeA: true },
+      { label: '4096³ Bᵀ', m: 4096, k: 4096, n: 4096, transposeB: true },
+      { label: '2048x576x1536 Bᵀ fused', m: 2048, k: 576, n: 1536, transposeB: true, fused: true },
+    ];
+const gemvCases: Case[] = small
+  ? [
+      { label: 'M=1 K=300 N=260', m: 1, k: 300, n: 260 },
+      { label: 'M=5 K=129 N=66 Bᵀ', m: 5, k: 129, n: 66, transposeB: true },
+      { label: 'M=16 K=64 N=48 fused', m: 16, k: 64, n: 48, fused: true },
+    ]
+  : [
+      { label: 'M=1 K=N=4096', m: 1, k: 4096, n: 4096 },
+      { label: 'M=16 K=N=4096', m: 16, k: 4096, n: 4096 },
+      { label: 'M=1 K=N=4096 Bᵀ', m: 1, k: 4096, n: 4096, transposeB: true },
+      { label: 'M=16 K=N=4096 Bᵀ', m: 16, k: 4096, n: 4096, transposeB: true },
+      { label: 'M=16 K=N=4096 fused', m: 16, k: 4096, n: 4096, fused: true },
+      { label: 'M=8 K=N=4096', m: 8, k: 4096, n: 4096 },
+      { label: 'M=16 K=N=4096 Bᵀ fused', m: 16, k: 4096, n: 4096, transposeB: true, fused: true },
+    ];
+
+const sweepTilings: Record<string, TileConfig> = {
+  t128x128x16: { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1 },
+  t128x128x16np: { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1, prefetch: false },
+  t128x128x8np: { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, stages: 1, prefetch: false },
+  t128x128x16pl: { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1, pipelined: true },
+  t128x128x16nppl: { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1, prefetch: false, pipelined: true },
+  t128x128x32np: { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8, stages: 1, prefetch: false },
+  t128x128x32nppl: { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8, stages: 1, prefetch: false, pipelined: true },
+  t128x256x16np: { bm: 128, bn: 256, bk: 16, tm: 8, tn: 8, stages: 1, prefetch: false },
+  t64x128x16: { bm: 64, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1 },
+  t64x128x16np: { bm: 64, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1, prefetch: false },
+  t64x64x16: { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8, stages: 1 },
+  t64x64x16np: { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8, stages: 1, prefetch: false },
+  t64x64x16pl: { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8, stages: 1, pipelined: true },
+  t64x64x32np: { bm: 64, bn: 64, bk: 32, tm: 8, tn: 8, stages: 1, prefetch: false },
+};
+const sweepGemv = (c: Case): GemvConfig[] => {
+  const out: GemvConfig[] = [];
+  for (const lanes of [2, 4, 8]) for (const unroll of [1, 2]) out.push({ lanes, unroll, subgroups: false });
+  if (hasSubgroups && c.transposeB) for (const unroll of [1, 2]) out.push({ lanes: 1, unroll, subgroups: true });
+  return out;
+};
+
+const started = performance.now();
+for (const c of [...tiledCases, ...gemvCases]) {
+  const l = load(c);
+  try {
+    await measureChosen(l);
+    // reference points beside the chosen kernels: the fused product with the plain product's tiling,
+    // and the subgroups variant with its own grid of 4-column workgroups
+    if (!sweep && c.fused && c.m > 16 && !small) await measure(l, `same tiling as plain: ${describeTiling(TILINGS.t128x128x16)}`, tiledKernel(l.problem, TILINGS.t128x128x16));
+    if (!sweep && c.transposeB && c.m <= 16 && hasSubgroups) {
+      const config = { lanes: 1, unroll: 1, subgroups: true };
+      await measure(l, describeGemv(config), gemvKernel(l.problem, config));
+    }
+    if (sweep) {
+      if (c.m > 16) {
+        for (const [name, config] of Object.entries(sweepTilings)) {
+          const threads = (config.bm / config.tm) * (config.bn / config.tn);
+          if (threads > device.limits.maxComputeInvocationsPerWorkgroup) continue;
+          if (config.stages * config.bk * (config.bm + config.bn) * 4 > device.limits.maxComputeWorkgroupStorageSize) continue;
+          await measure(l, `${name}: ${describeTiling(config)}`, tiledKernel(l.problem, config));
+        }
+      } else {
+        for (const config of sweepGemv(c)) await measure(l, describeGemv(config), gemvKernel(l.problem, config));
+      }
+    }
+  } finally {
+    release(l);
+  }
+}
+
+// --- through a compiled plan: the runtime picks the variant -------------------------------
+
+const planCases: Case[] = small ? [{ label: 'plan 96x80x72', m: 96, k: 80, n: 72 }] : [
+  { label: 'plan 4096³ fused', m: 4096, k: 4096, n: 4096, fused: true },
+  { label: 'plan M=16 K=N=4096', m: 16, k: 4096, n: 4096 },
+  { label: 'plan M=16 K=N=4096 Bᵀ fused', m: 16, k: 4096, n: 4096, transposeB: true, fused: true },
+];
+for (const c of planCases) {
+  const { graph, shapes } = build(c);
+  const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
+  const plan = await compileGraph(graph, { optimize: false });
+  const session = await loadPlan(plan.bundle, device);
+  const names = graph.nodes.filter((n) => n.op === 'input').map((n) => n.name);
+  const outputs = await session.run(Object.fromEntries(names.map((name, i) => [name, data[i]])));
+  const error = check({ c, data } as Loaded, outputs.y as Float32Array);
+  // the runtime's rule: the first variant whose features and own limits the device has
+  const limits = device.limits as unknown as Record<string, number>;
+  const variants = plan.manifest.kernels.map((k) => {
+    const taken = k.variants.find((v) => v.features.every((f) => device.features.has(f)) && Object.entries(v.requiredLimits ?? {}).every(([l, n]) => limits[l] >= (n ?? 0)));
+    return `${k.name}: ${k.variants.map((v) => `${v === taken ? '*' : ''}${v.wgsl.split('/').pop()}`).join(' ')}`;
+  });
+  log(`${c.label}: through loadPlan/run, sampled error ${error.toExponential(1)}${error > 1e-4 ? ' WRONG' : ''}; variants (* = taken) ${variants.join('; ')}`);
+  session.destroy();
+}
+log(`ours: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+
+// --- torch ------------------------------------------------------------------------------
+
+const TORCH = String.raw`
+import json, sys, torch
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+cases = json.loads(sys.argv[1])
+dev = 'cuda'
+out = {'torch': torch.__version__, 'device': torch.cuda.get_device_name(0), 'rows': []}
+for c in cases:
+    m, k, n, b = c['m'], c['k'], c['n'], c.get('batch') or 0
+    lead = (b,) if b else ()
+    a = torch.rand(*lead, *((k, m) if c.get('transposeA') else (m, k)), device=dev) * 2 - 1
+    w = torch.rand(*((n, k) if c.get('transposeB') else (k, n)), device=dev) * 2 - 1
+    A = a.transpose(-1, -2) if c.get('transposeA') else a
+    B = w.t() if c.get('transposeB') else w
+    bias = torch.rand(n, device=dev)
+    r = torch.rand(*lead, m, n, device=dev)
+    if c.get('fused'):
+        f = lambda: torch.nn.functional.gelu(torch.matmul(A, B) + bias) + r
+    else:
+        f = lambda: torch.matmul(A, B)
+    for _ in range(3): f()
+    torch.cuda.synchronize()
+    flops = 2 * m * n * k * (b or 1)
+    reps = max(3, min(2000, int(0.04 / max(flops / 40e12, 4e-6))))
+    times = []
+    for _ in range(3):
+        s = torch.cuda.Event(enable_timing=True); e = torch.cuda.Event(enable_timing=True)
+        s.record()
+        for _ in range(reps): f()
+        e.record(); torch.cuda.synchronize()
+        times.append(s.elapsed_time(e) * 1000 / reps)
+    times.sort()
+    out['rows'].append({'case': c['label'], 'us': times[1]})
+print(json.dumps(out))
+`;
+
+let torch: { torch: string; device: string; rows: { case: string; us: number }[] } | undefined;
+if (withTorch) {
+  const all = [...tiledCases, ...gemvCases];
+  const child = spawnSync('python3', ['-c', TORCH, JSON.stringify(all)], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (child.status !== 0) log(`torch failed: ${child.error?.message ?? child.stderr}`);
+  else {
+    torch = JSON.parse(child.stdout.trim().split('\n').pop()!);
+    log(`\ntorch ${torch!.torch} on ${torch!.device}, TF32 off`);
+    for (const t of torch!.rows) {
+      const c = all.find((x) => x.label === t.case)!;
+      const best = rows.filter((r) => r.case === t.case && r.error <= 1e-4).sort((x, y) => x.us - y.us)[0];
+      const chosen = rows.filter((r) => r.case === t.case && r.kernel.startsWith('chosen') && r.error <= 1e-4).sort((x, y) => x.us - y.us)[0];
+      log(
+        `${t.case.padEnd(26)} torch ${t.us.toFixed(1).padStart(9)} µs ${(flopsOf(c) / t.us / 1e6).toFixed(1).padStart(6)} TFLOP/s ${(bytesOf(c) / t.us / 1e3).toFixed(0).padStart(6)} GB/s | ` +
+          `ours chosen ${chosen ? `${chosen.us.toFixed(1)} µs (${(t.us / chosen.us).toFixed(2)}x torch speed)` : '-'} | best ${best ? `${best.us.toFixed(1)} µs ${best.kernel.slice(0, 40)}` : '-'}`,
+      );
+    }
+  }
+}
+
+if (process.env.OUT) {
+  const path = join(process.env.OUT, 'matmul.json');
+  writeFileSync(path, JSON.stringify({ date: new Date().toISOString(), adapter: adapterInfo, rows, torch }, null, 2) + '\n');
+  log(`wrote ${path}`);
+}
+await gpu.destroy();

@@ -1,0 +1,670 @@
+// The benchmark suite: each workload (matmul at square and transformer shapes, bandwidth-bound
+// pointwise and norm kernels, softmax, attention, the MNIST MLP train step, a SmolLM2-width
+// transformer block forward and train step) compiled by the real compiler, loaded and run
+// by the real runtime, timed on the GPU from timestamp queries (bench/gpu-time.ts), then the
+// same workloads in PyTorch on the same GPU (bench/suite_torch.py, one child process at the
+// end) and one table: workload | ours µs | torch µs | ratio | rates.
+//
+//   npx esbuild bench/suite.ts --bundle --platform=node --format=esm \
+//       --external:webgpu --external:naga-wasm --outfile=.device/suite.mjs
+//   cp bench/suite_torch.py .device/
+//   node .device/suite.mjs [--only matmul,softmax] [--passes 9] [--target-ms 10] [--gpu-warmup-ms 1000]
+//                          [--warmup 3] [--breakdown] [--no-torch | --py PATH] [--list]
+//
+// With $OUT set, everything is also written to $OUT/suite.json.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TrainingSpec } from '../compiler/autodiff/train';
+import { compileGraph } from '../compiler/compile';
+import { Graph, type Tensor } from '../compiler/ir/graph';
+import { BATCH as MNIST_BATCH, mnist } from '../examples/mnist/model';
+import { loadPlan, loadTrainingPlan, requestNodeDevice, type NodeGPU, type TensorData } from '../runtime/index';
+import { hyperFeed, measureGpuTime, median, prepareTimedPlan, type GpuTime } from './gpu-time';
+
+// --- workloads ---------------------------------------------------------------------------
+
+type Feeds = Record<string, TensorData>;
+type Outputs = Record<string, Float32Array>;
+
+interface Workload {
+  name: string;
+  /** what --only matches besides the name */
+  group: string;
+  /** records the graph: inputs, parameters, outputs */
+  build: (g: Graph) => void;
+  training?: TrainingSpec;
+  /** nominal work per run, for the derived rate: FLOPs (TFLOP/s) or bytes moved (GB/s) */
+  flops?: number;
+  bytes?: number;
+  /** the same workload for bench/suite_torch.py: its kind and parameters */
+  torch: Record<string, unknown> & { kind: string };
+  /** feeds other than uniform [-1, 1) floats (integer labels, ...) */
+  feed?: (name: string, length: number, next: () => number) => TensorData | undefined;
+  /** spot check of the outputs against a CPU reference: the largest normalized error */
+  check?: (feeds: Record<string, Float32Array>, outputs: Outputs) => number;
+  /** tolerance of check (default 1e-3) */
+  tolerance?: number;
+}
+
+function matmul(m: number, k: number, n: number): Workload {
+  return {
+    name: `matmul ${m}x${k}x${n}`,
+    group: 'matmul',
+    build: (g) => g.output('c', g.matmul(g.input('a', [m, k]), g.input('b', [k, n]))),
+    flops: 2 * m * k * n,
+    torch: { kind: 'matmul', m, k, n },
+    check: (f, o) => {
+      const [a, b, c] = [f.a, f.b, o.c];
+      let worst = 0;
+      for (const [i, j] of samples(64, m, n)) {
+        let sum = 0;
+        let norm = 0;
+        for (let p = 0; p < k; p++) {
+          const t = a[i * k + p] * b[p * n + j];
+          sum += t;
+          norm += t * t;
+        }
+        worst = Math.max(worst, Math.abs(c[i * n + j] - sum) / Math.sqrt(norm + 1e-30));
+      }
+      return worst;
+    },
+  };
+}
+
+const MB256 = [8192, 8192]; // 64 Mi f32 = 256 MiB
+
+function elementwiseAdd(): Workload {
+  const n = MB256[0] * MB256[1];
+  return {
+    name: 'add 2x256MiB',
+    group: 'elementwise',
+    build: (g) => g.output('c', g.add(g.input('a', MB256), g.input('b', MB256))),
+    bytes: 3 * 4 * n,
+    torch: { kind: 'add', shape: MB256 },
+    check: (f, o) => sampleMax(n, (i) => Math.abs(o.c[i] - (f.a[i] + f.b[i]))),
+  };
+}
+
+function geluChain(): Workload {
+  const n = MB256[0] * MB256[1];
+  return {
+    name: 'gelu(x*1.5+0.5) 256MiB',
+    group: 'elementwise',
+    build: (g) => g.output('y', g.gelu(g.add(g.mul(g.input('x', MB256), 1.5), 0.5))),
+    bytes: 2 * 4 * n,
+    torch: { kind: 'gelu_chain', shape: MB256, scale: 1.5, shift: 0.5 },
+    check: (f, o) => sampleMax(n, (i) => Math.abs(o.y[i] - gelu(f.x[i] * 1.5 + 0.5))),
+  };
+}
+
+function norm(kind: 'layer_norm' | 'rms_norm', rows: number, cols: number): Workload {
+  const eps = kind === 'layer_norm' ? 1e-5 : 1e-6;
+  return {
+    name: `${kind === 'layer_norm' ? 'layerNorm' : 'rmsNorm'} ${rows}x${cols}`,
+    group: 'norm',
+    build: (g) => {
+      const x = g.input('x', [rows, cols]);
+      const gamma = g.input('gamma', [cols]);
+      g.output('y', kind === 'layer_norm' ? g.layerNorm(x, gamma, g.input('beta', [cols]), { eps }) : g.rmsNorm(x, gamma, { eps }));
+    },
+    bytes: 2 * 4 * rows * cols,
+    torch: { kind, rows, cols, eps },
+    check: (f, o) => {
+      let worst = 0;
+      for (const [r] of samples(8, rows, 1)) {
+        const x = f.x.subarray(r * cols, (r + 1) * cols);
+        let mean = 0;
+        if (kind === 'layer_norm') mean = x.reduce((s, v) => s + v, 0) / cols;
+        const variance = x.reduce((s, v) => s + (v - mean) ** 2, 0) / cols;
+        const inv = 1 / Math.sqrt(variance + eps);
+        for (let c = 0; c < cols; c++) {
+          const want = (x[c] - mean) * inv * f.gamma[c] + (kind === 'layer_norm' ? f.beta[c] : 0);
+          worst = Math.max(worst, Math.abs(o.y[r * cols + c] - want));
+        }
+      }
+      return worst;
+    },
+  };
+}
+
+function softmax(heads: number, seq: number): Workload {
+  const rows = heads * seq;
+  return {
+    name: `softmax ${rows}x${seq}`,
+    group: 'softmax',
+    build: (g) => g.output('y', g.softmax(g.input('x', [rows, seq]))),
+    bytes: 2 * 4 * rows * seq,
+    torch: { kind: 'softmax', rows, cols: seq },
+    check: (f, o) => {
+      let worst = 0;
+      for (const [r] of samples(8, rows, 1)) {
+        const x = f.x.subarray(r * seq, (r + 1) * seq);
+        const max = x.reduce((m, v) => Math.max(m, v), -Infinity);
+        const sum = x.reduce((s, v) => s + Math.exp(v - max), 0);
+        for (let c = 0; c < seq; c++) worst = Math.max(worst, Math.abs(o.y[r * seq + c] - Math.exp(x[c] - max) / sum));
+      }
+      return worst;
+    },
+  };
+}
+
+/** q, k, v [heads, seq, d]; without a mask (a scalar 0) or with an additive causal mask [seq, seq] given as an input. */
+function attention(heads: number, seq: number, d: number, causal: boolean): Workload {
+  const scale = 1 / Math.sqrt(d);
+  return {
+    name: `attention ${heads}x${seq}x${d}${causal ? ' causal' : ''}`,
+    group: 'attention',
+    build: (g) => {
+      const [q, k, v] = ['q', 'k', 'v'].map((n) => g.input(n, [heads, seq, d]));
+      const mask = causal ? g.input('mask', [seq, seq]) : g.constant(0);
+      g.output('o', g.attention(q, k, v, mask, { scale }));
+    },
+    // QKᵀ and PV in full, masked or not (both sides get the same count)
+    flops: 4 * heads * seq * seq * d,
+    torch: { kind: 'attention', heads, seq, d, causal },
+    feed: (name, length) => (name === 'mask' ? causalMask(seq) : undefined),
+    check: (f, o) => {
+      let worst = 0;
+      for (const [h, i] of samples(8, heads, seq)) {
+        const q = f.q.subarray((h * seq + i) * d, (h * seq + i + 1) * d);
+        const scores = Array.from({ length: seq }, (_, j) => {
+          let s = 0;
+          for (let p = 0; p < d; p++) s += q[p] * f.k[(h * seq + j) * d + p];
+          return s * scale + (causal ? f.mask[i * seq + j] : 0);
+        });
+        const max = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - max));
+        const sum = e.reduce((a, b) => a + b, 0);
+        for (let p = 0; p < d; p++) {
+          let want = 0;
+          for (let j = 0; j < seq; j++) want += (e[j] / sum) * f.v[(h * seq + j) * d + p];
+          worst = Math.max(worst, Math.abs(o.o[(h * seq + i) * d + p] - want));
+        }
+      }
+      return worst;
+    },
+  };
+}
+
+function mnistTrainStep(): Workload {
+  const forward = 2 * MNIST_BATCH * (784 * 128 + 128 * 10);
+  return {
+    name: `MNIST MLP train step (batch ${MNIST_BATCH}, Adam)`,
+    group: 'train',
+    build: (g) => {
+      for (const [key, t] of Object.entries(mnist.build(g) ?? {})) g.output(key, t);
+    },
+    training: mnist.train,
+    flops: 3 * forward,
+    torch: { kind: 'mlp_train', batch: MNIST_BATCH, lr: 1e-3 },
+    feed: (name, length, next) => (name === 'labels' ? Int32Array.from({ length }, () => Math.floor(((next() + 1) / 2) * 10) % 10) : undefined),
+  };
+}
+
+interface BlockShape {
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  ffn: number;
+  seq: number;
+}
+const SMOLLM2_BLOCK: BlockShape = { hidden: 576, heads: 9, kvHeads: 3, ffn: 1536, seq: 128 };
+
+/**
+ * One decoder layer of SmolLM2-135M's width, written in primitives as
+ * examples/smollm2/model.ts writes it (RMSNorm, grouped-query attention with a causal mask,
+ * SwiGLU FFN, residuals); the optimizer rediscovers the fused forms.
+ */
+function decoderBlock(g: Graph, s: BlockShape, x: Tensor): Tensor {
+  const d = s.hidden / s.heads;
+  const group = s.heads / s.kvHeads;
+  const p = (name: string, shape: number[], ones = false) => g.parameter(name, shape, { init: ones ? 'ones' : { normal: 0.02 } });
+  const rms = (t: Tensor, gamma: Tensor) => g.mul(g.div(t, g.sqrt(g.add(g.mean(g.mul(t, t), -1, { keepDims: true }), 1e-5))), gamma);
+  const split = (t: Tensor, heads: number) => g.transpose(g.reshape(t, [s.seq, heads, d]), [1, 0, 2]);
+  const mask = g.constant(causalMask(s.seq), [s.seq, s.seq], 'causal_mask');
+
+  const h = rms(x, p('attn_norm', [s.hidden], true));
+  const q = split(g.matmul(h, p('wq', [s.hidden, s.hidden])), s.heads);
+  const share = (t: Tensor) => g.reshape(g.broadcastTo(g.reshape(split(t, s.kvHeads), [s.kvHeads, 1, s.seq, d]), [s.kvHeads, group, s.seq, d]), [s.heads, s.seq, d]);
+  const k = share(g.matmul(h, p('wk', [s.hidden, s.kvHeads * d])));
+  const v = share(g.matmul(h, p('wv', [s.hidden, s.kvHeads * d])));
+  const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 2, 1])), 1 / Math.sqrt(d)), mask);
+  const e = g.exp(g.sub(scores, g.max(scores, -1, { keepDims: true })));
+  const attended = g.matmul(g.div(e, g.sum(e, -1, { keepDims: true })), v);
+  const merged = g.reshape(g.transpose(attended, [1, 0, 2]), [s.seq, s.hidden]);
+  const x1 = g.add(x, g.matmul(merged, p('wo', [s.hidden, s.hidden])));
+
+  const f = rms(x1, p('ffn_norm', [s.hidden], true));
+  const gate = g.matmul(f, p('w_gate', [s.hidden, s.ffn]));
+  const up = g.matmul(f, p('w_up', [s.hidden, s.ffn]));
+  return g.add(x1, g.matmul(g.mul(g.mul(gate, g.sigmoid(gate)), up), p('w_down', [s.ffn, s.hidden])));
+}
+
+function blockFlops(s: BlockShape): number {
+  const kv = (s.kvHeads * s.hidden) / s.heads;
+  const projections = 2 * s.seq * s.hidden * (2 * s.hidden + 2 * kv + 3 * s.ffn);
+  return projections + 4 * s.seq * s.seq * s.hidden;
+}
+
+function transformerBlock(train: boolean): Workload {
+  const s = SMOLLM2_BLOCK;
+  return {
+    name: `SmolLM2 block seq ${s.seq} ${train ? 'train step (AdamW)' : 'forward'}`,
+    group: 'block',
+    build: (g) => {
+      const y = decoderBlock(g, s, g.input('x', [s.seq, s.hidden]));
+      g.output('y', y);
+      if (train) g.output('loss', g.mseLoss(y, g.input('target', [s.seq, s.hidden])));
+    },
+    training: train ? { loss: 'loss', optimizer: { kind: 'adamw', lr: 3e-4 } } : undefined,
+    // the train step counts 3x the forward FLOPs (forward, and two products per matmul backward)
+    flops: (train ? 3 : 1) * blockFlops(s),
+    torch: { kind: 'block', ...s, train },
+  };
+}
+
+const WORKLOADS: Workload[] = [
+  matmul(1024, 1024, 1024),
+  matmul(2048, 2048, 2048),
+  matmul(4096, 4096, 4096),
+  matmul(8192, 8192, 8192),
+  matmul(128, 576, 1536),
+  matmul(128, 1536, 576),
+  matmul(2048, 576, 1536),
+  matmul(1, 4096, 4096),
+  matmul(16, 4096, 4096),
+  elementwiseAdd(),
+  geluChain(),
+  norm('layer_norm', 8192, 4096),
+  norm('rms_norm', 8192, 4096),
+  softmax(9, 128),
+  softmax(9, 512),
+  softmax(9, 2048),
+  attention(9, 128, 64, false),
+  attention(9, 512, 64, false),
+  attention(9, 2048, 64, false),
+  attention(9, 2048, 64, true),
+  mnistTrainStep(),
+  transformerBlock(false),
+  transformerBlock(true),
+];
+
+// --- helpers -----------------------------------------------------------------------------
+
+/** A seeded xorshift stream of uniform floats in [-1, 1). */
+function uniform(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 31 - 1;
+  };
+}
+
+/** n pseudo-random index pairs in [0, rows) x [0, cols), first and last corners included. */
+function samples(n: number, rows: number, cols: number): [number, number][] {
+  const next = uniform(12345);
+  const pick = (m: number) => Math.min(m - 1, Math.floor(((next() + 1) / 2) * m));
+  const out: [number, number][] = [
+    [0, 0],
+    [rows - 1, cols - 1],
+  ];
+  while (out.length < n) out.push([pick(rows), pick(cols)]);
+  return out;
+}
+
+function sampleMax(n: number, error: (i: number) => number): number {
+  let worst = 0;
+  for (const [i] of samples(4096, n, 1)) worst = Math.max(worst, error(i));
+  return worst;
+}
+
+function causalMask(seq: number): Float32Array {
+  const mask = new Float32Array(seq * seq);
+  for (let i = 0; i < seq; i++) for (let j = i + 1; j < seq; j++) mask[i * seq + j] = -1e9;
+  return mask;
+}
+
+/** erf by Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7), for the exact GELU. */
+function erf(x: number): number {
+  const t = 1 / (1 + 0.3275911 * Math.abs(x));
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return x >= 0 ? y : -y;
+}
+const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
+
+// --- options -----------------------------------------------------------------------------
+
+interface Options {
+  only: string[];
+  passes: number;
+  targetMs: number;
+  /** awaited session runs before timing */
+  warmup: number;
+  /** GPU work at the timed reps before the timed passes, per workload (both sides) */
+  gpuWarmupMs: number;
+  py: string | null;
+  list: boolean;
+  /** per-dispatch breakdown of multi-dispatch workloads */
+  breakdown: boolean;
+}
+
+function parseOptions(argv: string[]): Options {
+  const options: Options = { only: [], passes: 9, targetMs: 10, warmup: 3, gpuWarmupMs: 1000, py: fileURLToPath(new URL('./suite_torch.py', import.meta.url)), list: false, breakdown: false };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    const positive = () => {
+      const n = Number(value());
+      if (!(n > 0)) throw new Error(`${flag} needs a positive number`);
+      return n;
+    };
+    if (flag === '--only') options.only.push(...value().split(',').map((s) => s.trim().toLowerCase()).filter((s) => s));
+    else if (flag === '--passes') options.passes = Math.round(positive());
+    else if (flag === '--target-ms') options.targetMs = positive();
+    else if (flag === '--warmup') options.warmup = Math.round(positive());
+    else if (flag === '--gpu-warmup-ms') options.gpuWarmupMs = positive();
+    else if (flag === '--py') options.py = value();
+    else if (flag === '--no-torch') options.py = null;
+    else if (flag === '--list') options.list = true;
+    else if (flag === '--breakdown') options.breakdown = true;
+    else throw new Error(`unknown argument "${flag}" (options: --only a,b --passes N --target-ms MS --warmup N --gpu-warmup-ms MS --py PATH --no-torch --list --breakdown)`);
+  }
+  return options;
+}
+
+const selected = (w: Workload, only: string[]) => only.length === 0 || only.some((o) => w.name.toLowerCase().includes(o) || w.group === o);
+
+// --- measuring ours ----------------------------------------------------------------------
+
+interface OursResult {
+  compileMs: number;
+  dispatches: number;
+  kernels: string[];
+  gpu: GpuTime;
+  /** awaited session.run / step wall time, median µs (includes upload and read-back) */
+  runUs: number;
+  runs: number;
+  /** the spot check's largest error, or for training the loss before and after */
+  check?: { error: number; tolerance: number; ok: boolean };
+  loss?: { first: number; last: number };
+  slowest?: { node: string; kernel: string; workgroups: string; us: number }[];
+}
+
+function makeFeeds(workload: Workload, inputs: { name: string; shape: number[]; dtype: string }[]): Feeds {
+  const next = uniform(7);
+  const feeds: Feeds = {};
+  for (const input of inputs) {
+    const length = input.shape.reduce((n, d) => n * d, 1);
+    const custom = workload.feed?.(input.name, length, next);
+    if (custom) feeds[input.name] = custom;
+    else if (input.dtype === 'f32') {
+      const data = new Float32Array(length);
+      for (let i = 0; i < length; i++) data[i] = next();
+      feeds[input.name] = data;
+    } else throw new Error(`no feed for ${input.dtype} input "${input.name}"`);
+  }
+  return feeds;
+}
+
+async function measureOurs(workload: Workload, gpu: NodeGPU, options: Options): Promise<OursResult> {
+  const graph = new Graph(workload.name.replace(/[^A-Za-z0-9_]+/g, '_'));
+  workload.build(graph);
+  const started = performance.now();
+  const compiled = await compileGraph(graph, { seed: 1, training: workload.training });
+  const compileMs = performance.now() - started;
+  const { manifest } = compiled;
+  const entry = workload.training ? manifest.training!.entry : 'run';
+  const desc = manifest.entryPoints[entry];
+  const hyperName = manifest.training?.hyper.input;
+  const feeds = makeFeeds(workload, desc.inputs.filter((i) => i.name !== hyperName));
+
+  // the real runtime: load, run (check), warm up, awaited wall time
+  let run: () => Promise<Outputs | number>;
+  let destroy: () => void;
+  if (workload.training) {
+    const session = await loadTrainingPlan(compiled.bundle, gpu.device);
+    run = () => session.step(feeds);
+    destroy = () => session.destroy();
+  } else {
+    const session = await loadPlan(compiled.bundle, gpu.device);
+    run = () => session.run(feeds, entry);
+    destroy = () => session.destroy();
+  }
+  let check: OursResult['check'];
+  let loss: OursResult['loss'];
+  const times: number[] = [];
+  try {
+    const first = await run();
+    if (typeof first === 'number') {
+      loss = { first, last: NaN };
+    } else if (workload.check) {
+      const error = workload.check(feeds as Record<string, Float32Array>, first);
+      const tolerance = workload.tolerance ?? 1e-3;
+      check = { error, tolerance, ok: error <= tolerance };
+    } else {
+      const finite = Object.values(first).every((o) => o.every(Number.isFinite));
+      check = { error: finite ? 0 : Infinity, tolerance: 0, ok: finite };
+    }
+    for (let k = 1; k < options.warmup; k++) await run();
+    const budget = performance.now() + 1500;
+    while (times.length < 3 || (times.length < 30 && performance.now() < budget)) {
+      const t0 = performance.now();
+      const result = await run();
+      times.push((performance.now() - t0) * 1000);
+      if (loss && typeof result === 'number') loss.last = result;
+    }
+  } finally {
+    destroy();
+  }
+
+  // GPU time from timestamps on a rebuilt copy of the same entry
+  const timed = await prepareTimedPlan(compiled.bundle, gpu.device, entry, { ...feeds, ...hyperFeed(manifest) });
+  try {
+    const gpuTime = await measureGpuTime(timed, { passes: options.passes, targetPassUs: options.targetMs * 1000, warmupUs: options.gpuWarmupMs * 1000 });
+    let slowest: OursResult['slowest'];
+    if (options.breakdown && timed.dispatches.length > 1) {
+      const per = await timed.perDispatch(Math.max(1, Math.min(200, gpuTime.reps)));
+      slowest = per.sort((a, b) => b.us - a.us).slice(0, 5);
+    }
+    return {
+      compileMs,
+      dispatches: desc.dispatches.length,
+      kernels: [...new Set(desc.dispatches.map((d) => manifest.kernels[d.kernel].name))],
+      gpu: gpuTime,
+      runUs: median(times),
+      runs: times.length,
+      check,
+      loss,
+      slowest,
+    };
+  } finally {
+    timed.destroy();
+  }
+}
+
+// --- torch -------------------------------------------------------------------------------
+
+interface TorchResult {
+  name: string;
+  us?: number;
+  reps?: number;
+  passUs?: number[];
+  note?: string;
+  error?: string;
+}
+interface TorchReport {
+  torch: string;
+  cuda: string;
+  device: string;
+  tf32: boolean;
+  results: TorchResult[];
+}
+
+function runTorch(workloads: Workload[], options: Options): TorchReport {
+  const dir = mkdtempSync(join(tmpdir(), 'suite-'));
+  try {
+    const spec = join(dir, 'spec.json');
+    writeFileSync(spec, JSON.stringify({ passes: options.passes, targetMs: options.targetMs, warmupMs: options.gpuWarmupMs, workloads: workloads.map((w) => ({ name: w.name, ...w.torch })) }));
+    const child = spawnSync('python3', [options.py!, spec], { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'inherit'] });
+    if (child.error) throw new Error(`could not start python3 ${options.py}: ${child.error.message}`);
+    if (child.status !== 0) throw new Error(`python3 ${options.py} exited with ${child.status}`);
+    return JSON.parse(child.stdout.trim().split('\n').pop() ?? '') as TorchReport;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// --- report ------------------------------------------------------------------------------
+
+function rate(w: Workload, us: number | undefined): string {
+  if (us === undefined || !(us > 0)) return '';
+  if (w.flops) return `${(w.flops / us / 1e6).toFixed(w.flops / us / 1e6 < 1 ? 3 : 1)} TFLOP/s`;
+  if (w.bytes) return `${((w.bytes / us) * 1e-3).toFixed(0)} GB/s`;
+  return '';
+}
+
+const fmt = (us: number | undefined) => (us === undefined ? '' : us >= 100 ? us.toFixed(0) : us >= 10 ? us.toFixed(1) : us.toFixed(2));
+
+async function main() {
+  const options = parseOptions(process.argv.slice(2));
+  const workloads = WORKLOADS.filter((w) => selected(w, options.only));
+  if (options.list || workloads.length === 0) {
+    for (const w of WORKLOADS) console.log(`${w.group.padEnd(12)} ${w.name}`);
+    if (workloads.length === 0) console.error(`--only ${options.only.join(',')} matches no workload`);
+    return;
+  }
+
+  let gpu = await requestNodeDevice();
+  const { vendor, architecture, description } = gpu.adapter.info;
+  const adapter = `${gpu.backend}: ${[vendor, architecture, description].filter((s) => s).join(' ')}`;
+  console.error(`ours: ${adapter}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no (wall-clock fallback)'}`);
+  let lost = false;
+  const watch = (g: NodeGPU) => {
+    g.device.lost.then((info) => {
+      if (info.reason !== 'destroyed') lost = true;
+    });
+    g.device.onuncapturederror = (e) => console.error(`uncaptured WebGPU error: ${e.error.message}`);
+  };
+  watch(gpu);
+
+  const ours = new Map<string, OursResult | { error: string }>();
+  for (const w of workloads) {
+    const t0 = performance.now();
+    try {
+      if (lost) {
+        console.error('device lost; requesting a new one');
+        await gpu.destroy().catch(() => undefined);
+        gpu = await requestNodeDevice();
+        lost = false;
+        watch(gpu);
+      }
+      const result = await measureOurs(w, gpu, options);
+      ours.set(w.name, result);
+      console.error(`ours  ${w.name}: ${fmt(result.gpu.medianUs)} µs (${result.gpu.reps} reps/pass, compile ${result.compileMs.toFixed(0)} ms, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      ours.set(w.name, { error: message });
+      console.error(`ours  ${w.name}: FAILED: ${message}`);
+    }
+  }
+  await gpu.destroy();
+
+  let torch: TorchReport | undefined;
+  let torchError: string | undefined;
+  if (options.py) {
+    try {
+      torch = runTorch(workloads, options);
+    } catch (error) {
+      torchError = error instanceof Error ? error.message : String(error);
+      console.error(`torch: FAILED: ${torchError}`);
+    }
+  }
+  const torchOf = (name: string) => torch?.results.find((r) => r.name === name);
+
+  console.log(`ours:  ${adapter}; GPU time from ${[...ours.values()].some((r) => 'gpu' in r && r.gpu.clock === 'wall') ? 'wall clock (no timestamp-query)' : 'timestamp queries'}, median of ${options.passes} passes of ~${options.targetMs} ms after ${options.gpuWarmupMs} ms of warm-up`);
+  if (torch) console.log(`torch: ${torch.torch} (CUDA ${torch.cuda}) on ${torch.device}, eager, TF32 ${torch.tf32 ? 'on' : 'off'}; CUDA events, median of ${options.passes} passes of ~${options.targetMs} ms after ${options.gpuWarmupMs} ms of warm-up`);
+  console.log('');
+  const header = ['workload', 'ours µs', 'torch µs', 'ours/torch', 'ours rate', 'torch rate', 'ours min–max', 'check', 'ours run µs', 'dispatches'];
+  const rows: string[][] = [];
+  for (const w of workloads) {
+    const o = ours.get(w.name)!;
+    const t = torchOf(w.name);
+    const oursUs = 'gpu' in o ? o.gpu.medianUs : undefined;
+    const torchUs = t?.us;
+    const checkText =
+      'error' in o ? `FAILED: ${o.error.split('\n')[0].slice(0, 160)}` : o.loss ? `loss ${o.loss.first.toFixed(3)}→${o.loss.last.toFixed(3)}` : o.check
+            ? o.check.tolerance === 0
+              ? o.check.ok
+                ? 'finite'
+                : 'NON-FINITE'
+              : `${o.check.ok ? 'ok' : 'MISMATCH'} (${o.check.error.toExponential(1)})`
+            : '';
+    rows.push([
+      w.name,
+      fmt(oursUs),
+      t?.error ? `FAILED: ${t.error.split('\n')[0].slice(0, 80)}` : fmt(torchUs),
+      oursUs !== undefined && torchUs ? `${(oursUs / torchUs).toFixed(2)}x` : '',
+      rate(w, oursUs),
+      rate(w, torchUs),
+      'gpu' in o ? `${fmt(Math.min(...o.gpu.passUs))}–${fmt(Math.max(...o.gpu.passUs))}` : '',
+      checkText,
+      'runUs' in o ? fmt(o.runUs) : '',
+      'dispatches' in o ? String(o.dispatches) : '',
+    ]);
+  }
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  const line = (cells: string[]) => `| ${cells.map((cell, c) => (c === 0 || c === 7 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join(' | ')} |`;
+  console.log(line(header));
+  console.log(`| ${widths.map((n, c) => (c === 0 || c === 7 ? '-'.repeat(n) : '-'.repeat(n - 1) + ':')).join(' | ')} |`);
+  for (const r of rows) console.log(line(r));
+  console.log('');
+  console.log('ours µs: GPU time per run from timestamp queries (reps back to back in one compute pass). torch µs: CUDA-event time per call over back-to-back calls.');
+  console.log('ratio above 1: ours slower. ours min–max: fastest and slowest pass. ours run µs: awaited session.run()/step() wall time, with input upload and output read-back.');
+  for (const t of torch?.results ?? []) if (t.note) console.log(`torch ${t.name}: ${t.note}`);
+  for (const [name, o] of ours) {
+    if ('slowest' in o && o.slowest) console.log(`ours ${name}: slowest dispatches ${o.slowest.map((d) => `${d.node} (${d.kernel}) [${d.workgroups}] ${fmt(d.us)} µs`).join(', ')}`);
+  }
+  if (torchError) console.log(`torch failed: ${torchError}`);
+
+  if (process.env.OUT) {
+    const path = join(process.env.OUT, 'suite.json');
+    const report = {
+      date: new Date().toISOString(),
+      argv: process.argv.slice(2),
+      options: { ...options, py: options.py ?? undefined },
+      adapter,
+      torch: torch && { version: torch.torch, cuda: torch.cuda, device: torch.device, tf32: torch.tf32 },
+      torchError,
+      workloads: workloads.map((w) => {
+        const o = ours.get(w.name)!;
+        const t = torchOf(w.name);
+        const oursUs = 'gpu' in o ? o.gpu.medianUs : undefined;
+        return {
+          name: w.name,
+          group: w.group,
+          flops: w.flops,
+          bytes: w.bytes,
+          torchSpec: w.torch,
+          ours: o,
+          torch: t,
+          ratio: oursUs !== undefined && t?.us ? oursUs / t.us : undefined,
+          oursRate: rate(w, oursUs) || undefined,
+          torchRate: rate(w, t?.us) || undefined,
+        };
+      }),
+    };
+    writeFileSync(path, JSON.stringify(report, null, 2) + '\n');
+    console.log(`wrote ${path}`);
+  }
+}
+
+await main();

@@ -1,0 +1,311 @@
+// The tiled matmul kernel: each workgroup computes a BM×BN block of C, staging BK-deep slices
+// of A and B through workgroup memory (A's slice stored K-major, so both operands are read
+// as vec4 along M and N); each invocation keeps TM×TN outputs in registers as vec4s. Global
+// reads are vec4 wherever the stored rows allow it (their length a multiple of 4), the next
+// slice is fetched into registers while the current one is multiplied, and with two stages
+// the slices alternate between two buffers (one barrier per slice). Edges are guarded only
+// along the axes the tile does not divide, so any shape works and aligned shapes pay nothing.
+import { u32 } from './kernel';
+import { matmulPreamble, type MatmulKernelCode, type MatmulProblem } from './matmul';
+
+export interface TileConfig {
+  /** block of C per workgroup */
+  bm: number;
+  bn: number;
+  /** depth of each staged slice of A and B */
+  bk: number;
+  /** outputs per invocation along M and N (multiples of 4) */
+  tm: number;
+  tn: number;
+  /** workgroup buffers per operand: 2 overlaps storing the next slice with using this one */
+  stages: 1 | 2;
+  /** one stage: false loads each slice straight into workgroup memory instead of into registers one slice ahead (fewer registers) */
+  prefetch?: boolean;
+  /** read the next k's A and B vectors from workgroup memory before the current k's products */
+  pipelined?: boolean;
+}
+
+export const describeTiling = (c: TileConfig) =>
+  `${c.bm}x${c.bn}x${c.bk} tiles, ${c.tm}x${c.tn} per invocation, ${c.stages} stage${c.stages > 1 ? 's' : ''}${c.prefetch === false ? ', no prefetch' : ''}${c.pipelined ? ', pipelined' : ''}`;
+
+/** Bytes of workgroup storage a tiling declares. */
+export function tileBytes(c: TileConfig): number {
+  return c.stages * c.bk * (c.bm + c.bn) * 4;
+}
+
+/** The portable limits every variant without a `requiredLimits` must fit (WebGPU defaults, compatibility mode). */
+export const PORTABLE_WORKGROUP_BYTES = 16384;
+export const PORTABLE_INVOCATIONS = 256;
+
+// The tilings the chooser picks from, each with the fewest workgroups it needs to keep a large
+// GPU busy; measured on an H200 through Dawn/Vulkan (bench/matmul.ts). 8×8 outputs per
+// invocation reach the highest rate; smaller blocks trade some of it for more workgroups.
+export const TILINGS = {
+  t128x128x16: { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1 },
+  t64x128x16: { bm: 64, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1 },
+  t64x64x16: { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8, stages: 1 },
+  t32x64x16: { bm: 32, bn: 64, bk: 16, tm: 4, tn: 4, stages: 1 },
+  t32x32x16: { bm: 32, bn: 32, bk: 16, tm: 4, tn: 4, stages: 1 },
+} satisfies Record<string, TileConfig>;
+
+const FEWEST_WORKGROUPS: [TileConfig, number][] = [
+  [TILINGS.t128x128x16, 256],
+  [TILINGS.t64x128x16, 256],
+  [TILINGS.t64x64x16, 256],
+  [TILINGS.t32x64x16, 64],
+  [TILINGS.t32x32x16, 0],
+];
+
+/** One staged operand: how an invocation reads its share of a slice and where it goes in the tile. */
+interface OperandTile {
+  which: 'a' | 'b';
+  input: string;
+  base: string;
+  /** the stored rows run along K (A plain, B transposed); otherwise along M or N */
+  contiguousK: boolean;
+  /** vec4 reads (the stored row length is a multiple of 4) */
+  vec: boolean;
+  /** the tile's M or N extent, the matrix's, the constant naming it, the block origin */
+  span: number;
+  extent: number;
+  extentName: 'M' | 'N';
+  origin: string;
+}
+
+function operandCode(o: OperandTile, c: TileConfig, k: number, threads: number) {
+  const { which: w, span } = o;
+  const count = (span * c.bk) / 4; // vec4s per slice
+  const loads = Math.ceil(count / threads);
+  const partial = count % threads !== 0;
+  const setup: string[] = [];
+  const load: (k0: string) => string[] = (k0) => {
+    const lines: string[] = [];
+    for (let l = 0; l < loads; l++) {
+      const guards: string[] = [];
+      if (partial) guards.push(`${w}_e${l} < ${u32(count)}`);
+      if (o.extent % span !== 0 && (o.contiguousK || o.vec)) guards.push(`${w}_in${l}`);
+      const kGuard = k % c.bk !== 0;
+      let value: string;
+      if (o.contiguousK) {
+        if (kGuard && o.vec) guards.push(`${k0} + ${w}_q${l} * 4u < K`);
+        const at = (cc: number) => `${o.input}[${w}_off${l} + ${k0}${cc ? ` + ${cc}u` : ''}]`;
+        value = o.vec
+          ? `${o.input}[(${w}_off${l} + ${k0}) / 4u]`
+          : `vec4<f32>(${[0, 1, 2, 3].map((cc) => (kGuard ? `select(0.0, ${at(cc)}, ${k0} + ${w}_q${l} * 4u + ${cc}u < K)` : at(cc))).join(', ')})`;
+      } else {
+        if (kGuard) guards.push(`${k0} + ${w}_r${l} < K`);
+        const at = (cc: number) => `${o.input}[${w}_off${l} + ${k0} * ${o.extentName}${cc ? ` + ${cc}u` : ''}]`;
+        value = o.vec
+          ? `${o.input}[(${w}_off${l} + ${k0} * ${o.extentName}) / 4u]`
+          : `vec4<f32>(${[0, 1, 2, 3].map((cc) => `select(0.0, ${at(cc)}, ${o.origin} + ${w}_q${l} * 4u + ${cc}u < ${o.extentName})`).join(', ')})`;
+      }
+      if (guards.length === 0) lines.push(`p${w}${l} = ${value};`);
+      else lines.push(`p${w}${l} = vec4<f32>();`, `if (${guards.join(' && ')}) {`, `  p${w}${l} = ${value};`, '}');
+    }
+    return lines;
+  };
+  for (let l = 0; l < loads; l++) {
+    setup.push(`let ${w}_e${l} = li + ${u32(l * threads)};`);
+    if (o.contiguousK) {
+      // vec4 e covers tile row r (along M/N), K columns 4q..4q+3
+      setup.push(`let ${w}_r${l} = ${w}_e${l} / ${u32(c.bk / 4)};`, `let ${w}_q${l} = ${w}_e${l} % ${u32(c.bk / 4)};`);
+      setup.push(`let ${w}_off${l} = ${o.base} + (${o.origin} + ${w}_r${l}) * K + ${w}_q${l} * 4u;`);
+      if (o.extent % span !== 0) setup.push(`let ${w}_in${l} = ${o.origin} + ${w}_r${l} < ${o.extentName};`);
+    } else {
+      // vec4 e covers K row r, M/N columns 4q..4q+3
+      setup.push(`let ${w}_r${l} = ${w}_e${l} / ${u32(span / 4)};`, `let ${w}_q${l} = ${w}_e${l} % ${u32(span / 4)};`);
+      setup.push(`let ${w}_off${l} = ${o.base} + ${w}_r${l} * ${o.extentName} + ${o.origin} + ${w}_q${l} * 4u;`);
+      if (o.extent % span !== 0 && o.vec) setup.push(`let ${w}_in${l} = ${o.origin} + ${w}_q${l} * 4u < ${o.extentName};`);
+    }
+  }
+  // the tile is [BK][span/4] vec4s per stage
+  const store = (stage: string): string[] => {
+    const lines: string[] = [];
+    for (let l = 0; l < loads; l++) {
+      const body: string[] = [];
+      if (o.contiguousK) {
+        for (let cc = 0; cc < 4; cc++) {
+          body.push(`tile_${w}${stage}[${w}_q${l} * 4u + ${cc}u][${w}_r${l} / 4u][${w}_r${l} % 4u] = p${w}${l}[${cc}];`);
+        }
+      } else {
+        body.push(`tile_${w}${stage}[${w}_r${l}][${w}_q${l}] = p${w}${l};`);
+      }
+      if (partial) lines.push(`if (${w}_e${l} < ${u32(count)}) {`, ...body.map((b) => `  ${b}`), '}');
+      else lines.push(...body);
+    }
+    return lines;
+  };
+  return { setup, load, store, loads };
+}
+
+function tileType(stages: number, bk: number, span: number): string {
+  const slice = `array<array<vec4<f32>, ${span / 4}>, ${bk}>`;
+  return stages > 1 ? `array<${slice}, ${stages}>` : slice;
+}
+
+export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
+  const { bm, bn, bk, tm, tn, stages } = c;
+  const gx = bn / tn;
+  const gy = bm / tm;
+  const threads = gx * gy;
+  if (tm % 4 || tn % 4 || bk % 4 || bm % tm || bn % tn) throw new Error(`tiledKernel: bad tiling ${describeTiling(c)}`);
+  const vecA = (p.transposeA ? p.m : p.k) % 4 === 0;
+  const vecB = (p.transposeB ? p.k : p.n) % 4 === 0;
+  const vecOut = p.n % 4 === 0;
+  const a = operandCode({ which: 'a', input: 'in0', base: 'a_base', contiguousK: !p.transposeA, vec: vecA, span: bm, extent: p.m, extentName: 'M', origin: 'row0' }, c, p.k, threads);
+  const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0' }, c, p.k, threads);
+  const slices = Math.ceil(p.k / bk);
+
+  const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l);
+  const compute = (sa: string, sb: string): string[] => {
+    const lines: string[] = [];
+    const reads = (kk: number) => [
+      ...Array.from({ length: tm / 4 }, (_, i) => `let a${kk}_${i} = tile_a${sa}[${kk}][ai${i}];`),
+      ...Array.from({ length: tn / 4 }, (_, j) => `let b${kk}_${j} = tile_b${sb}[${kk}][bj${j}];`),
+    ];
+    const products = (kk: number) => {
+      const out: string[] = [];
+      for (let i = 0; i < tm / 4; i++) {
+        for (let r = 0; r < 4; r++) {
+          for (let j = 0; j < tn / 4; j++) out.push(`acc${i * 4 + r}_${j} = fma(vec4<f32>(a${kk}_${i}[${r}]), b${kk}_${j}, acc${i * 4 + r}_${j});`);
+        }
+      }
+      return out;
+    };
+    if (c.pipelined) {
+      lines.push(...reads(0));
+      for (let kk = 0; kk < bk; kk++) lines.push(...(kk + 1 < bk ? reads(kk + 1) : []), ...products(kk));
+    } else {
+      for (let kk = 0; kk < bk; kk++) lines.push(...reads(kk), ...products(kk));
+    }
+    return lines;
+  };
+  const loadNext = (k0: string) => [...a.load(k0), ...b.load(k0)];
+  const storeAt = (sa: string, sb: string) => [...a.store(sa), ...b.store(sb)];
+  const loop =
+    stages === 2
+      ? [
+          ...loadNext('0u'),
+          ...storeAt('[0]', '[0]'),
+          'workgroupBarrier();',
+          `for (var t = 0u; t < ${u32(slices)}; t++) {`,
+          '  let cur = t & 1u;',
+          '  let nxt = 1u - cur;',
+          `  let more = t + 1u < ${u32(slices)};`,
+          '  if (more) {',
+          ...ind(loadNext('(t + 1u) * BK'), 4),
+          '  }',
+          ...ind(compute('[cur]', '[cur]'), 2),
+          '  if (more) {',
+          ...ind(storeAt('[nxt]', '[nxt]'), 4),
+          '  }',
+          '  workgroupBarrier();',
+          '}',
+        ]
+      : c.prefetch === false
+      ? [
+          `for (var t = 0u; t < ${u32(slices)}; t++) {`,
+          ...ind(loadNext('t * BK'), 2),
+          ...ind(storeAt('', ''), 2),
+          '  workgroupBarrier();',
+          ...ind(compute('', ''), 2),
+          '  workgroupBarrier();',
+          '}',
+        ]
+      : [
+          ...loadNext('0u'),
+          `for (var t = 0u; t < ${u32(slices)}; t++) {`,
+          ...ind(storeAt('', ''), 2),
+          '  workgroupBarrier();',
+          `  if (t + 1u < ${u32(slices)}) {`,
+          ...ind(loadNext('(t + 1u) * BK'), 4),
+          '  }',
+          ...ind(compute('', ''), 2),
+          '  workgroupBarrier();',
+          '}',
+        ];
+
+  // outputs: rows (i * GY + ty) * 4 + r, columns (j * GX + tx) * 4 .. + 3
+  const output: string[] = [];
+  const rowGuard = p.m % bm !== 0;
+  const colGuard = p.n % bn !== 0;
+  for (let i = 0; i < tm / 4; i++) {
+    for (let r = 0; r < 4; r++) {
+      output.push('{');
+      output.push(`  let row = row0 + (${u32(i * gy)} + ty) * 4u + ${u32(r)};`);
+      const body: string[] = [];
+      for (let j = 0; j < tn / 4; j++) {
+        const acc = `acc${i * 4 + r}_${j}`;
+        const lines: string[] = [`let col = col0 + (${u32(j * gx)} + tx) * 4u;`];
+        if (vecOut) {
+          let store: string[];
+          if (!p.form) store = [`out[(c_base + row * N + col) / 4u] = ${acc};`];
+          else {
+            store = ['var o: vec4<f32>;'];
+            for (let cc = 0; cc < 4; cc++) {
+              const e = p.epilogue(`${acc}[${cc}]`, 'row', 'cc', '  ');
+              store.push('{', `  let cc = col + ${u32(cc)};`, ...e.lines, `  o[${cc}] = ${e.value};`, '}');
+            }
+            store.push('out[(c_base + row * N + col) / 4u] = o;');
+          }
+          lines.push(...(colGuard ? ['if (col < N) {', ...ind(store, 2), '}'] : store));
+        } else {
+          for (let cc = 0; cc < 4; cc++) {
+            const e = p.epilogue(`${acc}[${cc}]`, 'row', 'cc', '    ');
+            lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    out[c_base + row * N + cc] = ${e.value};`, '  }', '}');
+          }
+        }
+        body.push('{', ...ind(lines, 2), '}');
+      }
+      output.push(...ind(rowGuard ? ['if (row < M) {', ...ind(body, 2), '}'] : body, 2));
+      output.push('}');
+    }
+  }
+
+  const columns = [...Array.from({ length: tm / 4 }, (_, i) => `let ai${i} = ${u32(i * gy)} + ty;`), ...Array.from({ length: tn / 4 }, (_, j) => `let bj${j} = ${u32(j * gx)} + tx;`)];
+  const accDecls: string[] = [];
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tn / 4; j++) accDecls.push(`var acc${r}_${j} = vec4<f32>();`);
+  const regDecls = [...Array.from({ length: a.loads }, (_, l) => `var pa${l}: vec4<f32>;`), ...Array.from({ length: b.loads }, (_, l) => `var pb${l}: vec4<f32>;`)];
+
+  const wgsl = `${matmulPreamble(p, `tiled matmul, ${describeTiling(c)}`, { a: vecA, b: vecB, out: vecOut })}
+const BK: u32 = ${u32(bk)};
+
+// slices of A ([BK][BM] as vec4 along M) and B ([BK][BN] as vec4 along N)${stages > 1 ? `, ${stages} stages` : ''}; the
+// inner loop indexes them with a constant row and a per-invocation column, so each bounds clamp is computed once
+var<workgroup> tile_a: ${tileType(stages, bk, bm)};
+var<workgroup> tile_b: ${tileType(stages, bk, bn)};
+
+@compute @workgroup_size(${threads}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let batch = wid.z;
+${p.batchOffsets.join('\n')}
+  let c_base = batch * M * N;
+  let row0 = wid.y * ${u32(bm)};
+  let col0 = wid.x * ${u32(bn)};
+  let tx = li % ${u32(gx)};
+  let ty = li / ${u32(gx)};
+${ind([...a.setup, ...b.setup, ...columns, ...accDecls, ...regDecls, ...loop, ...output], 2).join('\n')}
+}
+`;
+  return {
+    wgsl,
+    workgroupSize: [threads, 1, 1],
+    workgroupBytes: tileBytes(c),
+    workgroups: [Math.ceil(p.n / bn), Math.ceil(p.m / bm), p.batches],
+  };
+}
+
+/**
+ * The tilings for a shape, fastest first, the portable one (within 16 KiB and 256
+ * invocations) last: the largest block that still gives enough workgroups to fill the GPU.
+ * With an epilogue the 64×128 block leads (measured at 4096³: 44 TFLOP/s against 42 for the
+ * 128×128 block with the same epilogue, which plain reaches 44), so fusing costs nothing.
+ * No variant needs more than the portable limits: on the H200 the larger blocks and deeper
+ * slices (128×256 with 512 invocations, BK 32 in 32 KiB) measured slower.
+ */
+export function chooseTiling(p: MatmulProblem): { tag: string; config: TileConfig }[] {
+  const groups = (c: TileConfig) => Math.ceil(p.m / c.bm) * Math.ceil(p.n / c.bn) * p.batches;
+  const candidates = p.chain.lets.length > 0 ? FEWEST_WORKGROUPS.slice(1) : FEWEST_WORKGROUPS;
+  const [portable] = candidates.find(([c, fewest]) => groups(c) >= fewest)!;
+  return [{ tag: 'portable', config: portable }];
+}

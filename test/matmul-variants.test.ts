@@ -1,0 +1,252 @@
+// The matmul archetype's variants: which kernels a shape gets (tiled or small-M, subgroups
+// first, the portable one last within WebGPU's compatibility limits), every variant naga-
+// validated and written with its limits and grid, the runtime skipping variants the device
+// cannot run, and every tiling and split the chooser may pick computing the right values on
+// this device (each forced as the only variant of a plan, through the runtime).
+import { afterAll, describe, expect, test } from 'vitest';
+import { compileGraph } from '../compiler/compile';
+import { Graph, type Tensor } from '../compiler/ir/graph';
+import { uniformStream } from '../compiler/ir/init';
+import { interpret } from '../compiler/ir/interpret';
+import { opDef, type MatmulForm } from '../compiler/ir/ops';
+import { elementCount } from '../compiler/ir/types';
+import { lowerGraph } from '../compiler/lower';
+import { matmulProblem, SMALL_M, type MatmulKernelCode } from '../compiler/lower/matmul';
+import { gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
+import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES, TILINGS, tiledKernel, type TileConfig } from '../compiler/lower/matmul-tiled';
+import { writePlanFile } from '../compiler/plan/bundle';
+import { validateKernel } from '../compiler/validate/naga';
+import type { Manifest } from '../schemas/manifest';
+import { readBundle } from '../runtime/bundle';
+import { loadPlan } from '../runtime/session';
+import { releaseSharedDevice, sharedDevice } from './gpu';
+
+afterAll(releaseSharedDevice);
+
+interface Spec {
+  m: number;
+  k: number;
+  n: number;
+  transposeA?: boolean;
+  transposeB?: boolean;
+  /** bias + gelu + residual */
+  fused?: boolean;
+  batch?: number;
+}
+
+function matmulGraph(s: Spec): { g: Graph; y: Tensor } {
+  const g = new Graph(`mm_${s.m}x${s.k}x${s.n}`);
+  const lead = s.batch ? [s.batch] : [];
+  const a = g.input('a', [...lead, ...(s.transposeA ? [s.k, s.m] : [s.m, s.k])]);
+  const b = g.input('b', s.transposeB ? [s.n, s.k] : [s.k, s.n]);
+  const y =
+    s.fused || s.transposeA || s.transposeB
+      ? g.fusedMatmul(a, b, {
+          transposeA: s.transposeA,
+          transposeB: s.transposeB,
+          ...(s.fused ? { activation: 'gelu' as const, bias: g.input('bias', [s.n]), residual: g.input('r', [...lead, s.m, s.n]) } : {}),
+        })
+      : g.matmul(a, b);
+  g.output('y', y);
+  return { g, y };
+}
+
+function feeds(g: Graph, seed: number): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  for (const [i, node] of g.nodes.filter((n) => n.op === 'input').entries()) {
+    const u = uniformStream(seed + 31 * i);
+    out[node.name] = Float32Array.from({ length: elementCount(node.type.shape) }, () => 2 * u() - 1);
+  }
+  return out;
+}
+
+function expectClose(actual: Float32Array, expected: Float64Array, label: string) {
+  expect(actual.length, label).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    if (!(Math.abs(actual[i] - expected[i]) <= 1e-4 + 1e-4 * Math.abs(expected[i]))) {
+      expect.fail(`${label}: element ${i}: gpu ${actual[i]} vs cpu ${expected[i]}`);
+    }
+  }
+}
+
+/** The compiled plan with the matmul kernel's variants replaced by `code` alone (with its grid and limits). */
+async function forcedPlan(bundle: Uint8Array, code: MatmulKernelCode): Promise<Uint8Array> {
+  const read = await readBundle(bundle);
+  const { sections: refs, ...rest } = read.manifest;
+  const manifest: Omit<Manifest, 'sections'> = structuredClone(rest);
+  const sections = refs.map((r) => ({ name: r.name, bytes: read.section(r.name) }));
+  sections.push({ name: 'kernels/forced.wgsl', bytes: new TextEncoder().encode(code.wgsl) });
+  const [kernel] = manifest.kernels;
+  kernel.workgroupSize = code.workgroupSize;
+  kernel.variants = [
+    {
+      features: [],
+      wgsl: 'kernels/forced.wgsl',
+      translations: {},
+      validatedBy: 'naga',
+      requiredLimits: { maxComputeWorkgroupStorageSize: code.workgroupBytes, maxComputeInvocationsPerWorkgroup: code.workgroupSize[0] },
+    },
+  ];
+  for (const d of manifest.entryPoints.run.dispatches) d.workgroups = code.workgroups;
+  return writePlanFile(manifest, sections).bytes;
+}
+
+/** Runs `code` as the graph's only kernel on this device and compares with the CPU reference. */
+async function checkForced(s: Spec, code: (p: ReturnType<typeof matmulProblem>) => MatmulKernelCode, label: string) {
+  const { g, y } = matmulGraph(s);
+  const node = g.node(y);
+  const operands = node.inputs.map((i) => g.nodes[i].type);
+  const lowering = opDef(node.op).lowering as { form?: (i: unknown, a: unknown, o: unknown) => MatmulForm };
+  const generated = code(matmulProblem(node, operands, 'forced', lowering.form?.(operands, node.attrs, node.type)));
+  validateKernel({ name: 'forced', ops: [], wgsl: generated.wgsl, entryPoint: 'main', workgroupSize: generated.workgroupSize, workgroupBytes: generated.workgroupBytes, bindings: [] }, { op: node.op, node: node.name });
+  const { device } = await sharedDevice();
+  if (generated.workgroupBytes > device.limits.maxComputeWorkgroupStorageSize || generated.workgroupSize[0] > device.limits.maxComputeInvocationsPerWorkgroup) return;
+  const plan = await compileGraph(g, { optimize: false });
+  const session = await loadPlan(await forcedPlan(plan.bundle, generated), device);
+  try {
+    const inputs = feeds(g, 7);
+    const got = await session.run(inputs);
+    const want = interpret(g, inputs, new Map());
+    expectClose(got.y, want.y, label);
+  } finally {
+    session.destroy();
+  }
+}
+
+describe('matmul kernels per shape', () => {
+  const kernelsOf = (s: Spec) => {
+    const { steps } = lowerGraph(matmulGraph(s).g);
+    expect(steps).toHaveLength(1);
+    return steps[0];
+  };
+
+  test('large shapes get a register-blocked tiling, small ones a tiling with enough workgroups', () => {
+    expect(kernelsOf({ m: 4096, k: 4096, n: 4096 }).kernel.wgsl).toContain('128x128x16 tiles, 8x8 per invocation');
+    const small = kernelsOf({ m: 128, k: 576, n: 1536 });
+    const groups = small.workgroups[0] * small.workgroups[1];
+    expect(groups).toBeGreaterThanOrEqual(96);
+  });
+
+  test(`M ≤ ${SMALL_M} gets the small-M kernel; B stored along K has a subgroups variant first`, () => {
+    const plain = kernelsOf({ m: 1, k: 4096, n: 4096 });
+    expect(plain.kernel.wgsl).toContain('small-M matmul');
+    const transposed = kernelsOf({ m: 16, k: 4096, n: 4096, transposeB: true });
+    expect(transposed.kernel.variants?.map((v) => v.features)).toEqual([['subgroups']]);
+    expect(transposed.kernel.variants![0].wgsl).toMatch(/^enable subgroups;/);
+    expect(transposed.kernel.wgsl).not.toContain('subgroup');
+    expect(kernelsOf({ m: SMALL_M + 1, k: 64, n: 64 }).kernel.wgsl).toContain('tiled matmul');
+  });
+
+  test('every portable kernel fits compatibility limits; vec4 bindings only where rows allow', () => {
+    for (const s of [
+      { m: 4096, k: 4096, n: 4096 },
+      { m: 1000, k: 999, n: 998 },
+      { m: 3, k: 5, n: 7 },
+      { m: 16, k: 4096, n: 4096, transposeB: true, fused: true },
+    ]) {
+      const { kernel } = kernelsOf(s);
+      expect(kernel.workgroupBytes).toBeLessThanOrEqual(PORTABLE_WORKGROUP_BYTES);
+      expect(kernel.workgroupSize[0] * kernel.workgroupSize[1] * kernel.workgroupSize[2]).toBeLessThanOrEqual(PORTABLE_INVOCATIONS);
+    }
+    const odd = kernelsOf({ m: 100, k: 99, n: 98 }).kernel.wgsl;
+    expect(odd).toContain('var<storage, read> in0: array<f32>;');
+    expect(odd).toContain('var<storage, read_write> out: array<f32>;');
+    const aligned = kernelsOf({ m: 100, k: 96, n: 64 }).kernel.wgsl;
+    expect(aligned).toContain('var<storage, read> in0: array<vec4<f32>>;');
+    expect(aligned).toContain('var<storage, read_write> out: array<vec4<f32>>;');
+  });
+
+  test('plans carry every variant naga-validated, fastest first, all on one grid', async () => {
+    const { g } = matmulGraph({ m: 8, k: 256, n: 512, transposeB: true, fused: true });
+    const plan = await compileGraph(g, { optimize: false });
+    const read = await readBundle(plan.bundle);
+    const [kernel] = plan.manifest.kernels;
+    expect(kernel.variants.map((v) => v.features)).toEqual([['subgroups'], []]);
+    const [sub, portable] = kernel.variants;
+    expect(sub.wgsl).toBe(`kernels/${kernel.name}.subgroups.wgsl`);
+    expect(read.text(sub.wgsl)).toMatch(/^enable subgroups;/);
+    expect(sub.validatedBy).toBe('naga');
+    expect(Object.keys(sub.translations).sort()).toEqual(['hlsl', 'msl', 'spirv']);
+    // one grid for both: 8 columns per workgroup (the subgroups variant takes them 4 at a time)
+    expect(plan.manifest.entryPoints.run.dispatches[0].workgroups).toEqual([64, 1, 1]);
+    expect(read.text(sub.wgsl)).toContain('for (var g = 0u; g < 2u; g++)');
+    expect(portable.requiredLimits).toBeUndefined();
+    expect(plan.manifest.requiredLimits.maxComputeWorkgroupStorageSize).toBeLessThanOrEqual(PORTABLE_WORKGROUP_BYTES);
+  });
+});
+
+describe('the runtime takes the first variant the device can run', () => {
+  test('a variant needing more workgroup storage than the device has is skipped', async () => {
+    const s: Spec = { m: 40, k: 24, n: 36, fused: true };
+    const { g } = matmulGraph(s);
+    const plan = await compileGraph(g, { optimize: false });
+    const read = await readBundle(plan.bundle);
+    const { sections: refs, ...rest } = read.manifest;
+    const manifest: Omit<Manifest, 'sections'> = structuredClone(rest);
+    const sections = refs.map((r) => ({ name: r.name, bytes: read.section(r.name) }));
+    sections.push({ name: 'kernels/unrunnable.wgsl', bytes: new TextEncoder().encode('not WGSL: never compiled') });
+    const [kernel] = manifest.kernels;
+    kernel.variants.unshift({ features: [], wgsl: 'kernels/unrunnable.wgsl', translations: {}, validatedBy: 'naga', requiredLimits: { maxComputeWorkgroupStorageSize: 1 << 30 } });
+    const { device } = await sharedDevice();
+    const session = await loadPlan(writePlanFile(manifest, sections).bytes, device);
+    try {
+      const inputs = feeds(g, 3);
+      expectClose((await session.run(inputs)).y, interpret(g, inputs, new Map()).y, 'skipping a variant');
+    } finally {
+      session.destroy();
+    }
+  });
+});
+
+// Every tiling and split on shapes that hit every edge: ragged M, N, K; rows not a multiple of
+// 4 (scalar reads); transposed reads; batches with a broadcast B; the fused epilogue.
+const tiledSpecs: Spec[] = [
+  { m: 130, k: 67, n: 129 },
+  { m: 96, k: 64, n: 128, transposeA: true },
+  { m: 70, k: 36, n: 52, transposeB: true, fused: true, batch: 2 },
+  { m: 33, k: 20, n: 44, transposeA: true, transposeB: true },
+];
+const gemvSpecs: Spec[] = [
+  { m: 1, k: 300, n: 260 },
+  { m: 5, k: 129, n: 66, transposeB: true },
+  { m: 16, k: 64, n: 48, fused: true, batch: 2 },
+  { m: 3, k: 21, n: 19, transposeA: true },
+  { m: 7, k: 40, n: 36, transposeA: true, transposeB: true, fused: true },
+];
+const extraTilings: Record<string, TileConfig> = {
+  twoStages: { bm: 64, bn: 64, bk: 8, tm: 8, tn: 8, stages: 2 },
+  wide512: { bm: 128, bn: 256, bk: 8, tm: 8, tn: 8, stages: 1 },
+};
+const gemvConfigs: GemvConfig[] = [
+  { lanes: 4, unroll: 1, subgroups: false },
+  { lanes: 2, unroll: 2, subgroups: false },
+  { lanes: 8, unroll: 3, subgroups: false },
+  { lanes: 1, unroll: 1, subgroups: false },
+];
+
+describe('every tiling computes the product (forced as the only variant, on this device)', () => {
+  for (const [name, config] of Object.entries({ ...TILINGS, ...extraTilings })) {
+    test(name, async () => {
+      for (const s of tiledSpecs) await checkForced(s, (p) => tiledKernel(p, config), `${name} ${JSON.stringify(s)}`);
+    });
+  }
+});
+
+describe('every small-M split computes the product (forced as the only variant, on this device)', () => {
+  for (const config of gemvConfigs) {
+    test(`lanes ${config.lanes}, unroll ${config.unroll}`, async () => {
+      for (const s of gemvSpecs) await checkForced(s, (p) => gemvKernel(p, config), `${JSON.stringify(config)} ${JSON.stringify(s)}`);
+    });
+  }
+  test('the subgroups variant validates with naga for every shape', () => {
+    for (const s of gemvSpecs) {
+      const { g, y } = matmulGraph(s);
+      const node = g.node(y);
+      const operands = node.inputs.map((i) => g.nodes[i].type);
+      const lowering = opDef(node.op).lowering as { form?: (i: unknown, a: unknown, o: unknown) => MatmulForm };
+      const code = gemvKernel(matmulProblem(node, operands, 'sub', lowering.form?.(operands, node.attrs, node.type)), { lanes: 2, unroll: 2, subgroups: true });
+      const checked = validateKernel({ name: 'sub', ops: [], wgsl: code.wgsl, entryPoint: 'main', workgroupSize: code.workgroupSize, workgroupBytes: code.workgroupBytes, bindings: [] }, { op: node.op, node: node.name });
+      expect(checked.translations.spirv.length).toBeGreaterThan(0);
+    }
+  });
+});
