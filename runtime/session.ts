@@ -40,7 +40,9 @@ export interface Session {
   /**
    * Runs one entry point. Outputs come back as fresh Float32Arrays whatever the buffer's
    * dtype (f16 is widened, i32/u32 converted by value); inputs are converted the other way.
-   * Calls are serialized: a second run starts when the first has read its outputs.
+   * Runs execute on the GPU in call order. Up to three may be in flight: the next one's
+   * inputs are written and its commands submitted while the previous one's outputs are
+   * still being read back.
    */
   run(inputs: Record<string, TensorData>, entry?: string): Promise<Record<string, Float32Array>>;
   /**
@@ -69,7 +71,20 @@ interface LoadedEntry {
   commands: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; workgroups: [number, number, number] }[];
   /** one staging buffer per distinct output buffer id */
   staging: Map<number, GPUBuffer>;
+  /** staging sets not in use; a run takes one, so up to MAX_RUNS_IN_FLIGHT runs overlap */
+  free: Map<number, GPUBuffer>[];
+  /** staging sets made so far (the first at load, the others on demand) */
+  made: number;
+  /** runs waiting for a staging set, in order */
+  waiting: ((set: Map<number, GPUBuffer>) => void)[];
 }
+
+/**
+ * Runs of one entry that may be in flight at once: each has its own staging buffers, so the
+ * next run's inputs are written and its commands submitted while the GPU still works on the
+ * previous one and the host reads its outputs back.
+ */
+const MAX_RUNS_IN_FLIGHT = 3;
 
 /** A traced entry point: its dispatch timer and the static part of its records. */
 interface TracedEntry {
@@ -309,7 +324,7 @@ function loadEntry(
     created.push(buffer);
     staging.set(output.buffer, buffer);
   }
-  return { name, desc, commands, staging };
+  return { name, desc, commands, staging, free: [staging], made: 1, waiting: [] };
 }
 
 export class PlanSession implements Session {
@@ -317,8 +332,10 @@ export class PlanSession implements Session {
   readonly outputs: TensorBinding[];
   private destroyed = false;
   private inFlight = 0;
-  /** the previous run, settled or not; each run waits for it because staging buffers are shared */
-  private chain: Promise<unknown> = Promise.resolve();
+  /** settles when the previous run or read-back has been submitted: submissions keep call order */
+  private submitted: Promise<void> = Promise.resolve();
+  /** settles when every run and read-back so far has finished */
+  private completed: Promise<unknown> = Promise.resolve();
   /** tracing state: timers and dispatch descriptions per entry, made when tracing is first turned on */
   private traced?: Map<string, TracedEntry>;
   private traceOn = false;
@@ -379,12 +396,63 @@ export class PlanSession implements Session {
     const uploads = this.prepareInputs(loaded, inputs);
     // decided when the run is queued, so turning tracing off affects only later runs
     const traced = this.traceOn ? this.traced!.get(entry) : undefined;
+    const earlierDone = this.completed;
+    return this.sequenced(async (submitted) => {
+      // a traced run's timer is one per entry: it waits for everything before it
+      if (traced) await earlierDone;
+      const set = await this.acquire(loaded);
+      try {
+        this.assertAlive();
+        const scopes = this.submit(loaded, uploads, set, traced);
+        submitted();
+        return await this.collect(loaded, set, scopes, traced);
+      } finally {
+        this.release(loaded, set);
+      }
+    });
+  }
+
+  /**
+   * Runs `work` after every earlier operation has been submitted; `work` calls `submitted()`
+   * once its own commands are (the wrapper makes sure of it on failure too).
+   */
+  private sequenced<T>(work: (submitted: () => void) => Promise<T>): Promise<T> {
     this.inFlight++;
-    const result = this.chain.then(() => this.execute(loaded, uploads, traced));
-    this.chain = result.catch(() => undefined).finally(() => {
+    const previous = this.submitted;
+    let markSubmitted!: () => void;
+    this.submitted = new Promise<void>((resolve) => (markSubmitted = resolve));
+    const result = previous.then(() => work(markSubmitted)).finally(markSubmitted);
+    const done = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.completed = Promise.all([this.completed, done]);
+    void done.then(() => {
       if (--this.inFlight === 0 && this.destroyed) this.free();
     });
     return result;
+  }
+
+  private async acquire(loaded: LoadedEntry): Promise<Map<number, GPUBuffer>> {
+    const set = loaded.free.pop();
+    if (set) return set;
+    if (loaded.made < MAX_RUNS_IN_FLIGHT) {
+      loaded.made++;
+      const fresh = new Map<number, GPUBuffer>();
+      for (const [id, first] of loaded.staging) {
+        const buffer = this.device.createBuffer({ label: `${first.label}#${loaded.made}`, size: first.size, usage: BUFFER_MAP_READ | BUFFER_COPY_DST });
+        this.created.push(buffer);
+        fresh.set(id, buffer);
+      }
+      return fresh;
+    }
+    return new Promise((resolve) => loaded.waiting.push(resolve));
+  }
+
+  private release(loaded: LoadedEntry, set: Map<number, GPUBuffer>): void {
+    const next = loaded.waiting.shift();
+    if (next) next(set);
+    else loaded.free.push(set);
   }
 
   /** Copies buffers back (after every earlier run), by buffer id; an arena-resident one is its range. */
@@ -394,12 +462,12 @@ export class PlanSession implements Session {
     } catch (error) {
       return Promise.reject(error);
     }
-    this.inFlight++;
-    const result = this.chain.then(() => this.copyOut(ids));
-    this.chain = result.catch(() => undefined).finally(() => {
-      if (--this.inFlight === 0 && this.destroyed) this.free();
+    return this.sequenced(async (submitted) => {
+      this.assertAlive();
+      const staged = this.submitCopy(ids);
+      submitted();
+      return this.collectCopy(ids, staged);
     });
-    return result;
   }
 
   /** Overwrites a buffer's contents (from its start); ordered before any run submitted after it. */
@@ -413,8 +481,7 @@ export class PlanSession implements Session {
     this.device.queue.writeBuffer(slot.buffer, slot.offset, data as Uint8Array<ArrayBuffer>);
   }
 
-  private async copyOut(ids: readonly number[]): Promise<Map<number, Uint8Array>> {
-    this.assertAlive();
+  private submitCopy(ids: readonly number[]): GPUBuffer[] {
     const { device } = this;
     const encoder = device.createCommandEncoder({ label: `${this.manifest.model.name}/read-back` });
     const staged = ids.map((id) => {
@@ -425,6 +492,10 @@ export class PlanSession implements Session {
       return staging;
     });
     device.queue.submit([encoder.finish()]);
+    return staged;
+  }
+
+  private async collectCopy(ids: readonly number[], staged: GPUBuffer[]): Promise<Map<number, Uint8Array>> {
     try {
       await Promise.all(staged.map((b) => b.mapAsync(MAP_MODE_READ)));
       const byteLength = new Map(this.manifest.buffers.map((b) => [b.id, b.byteLength]));
@@ -495,8 +566,8 @@ export class PlanSession implements Session {
     });
   }
 
-  private async execute(loaded: LoadedEntry, uploads: [BufferSlot, Uint8Array<ArrayBuffer>][], traced?: TracedEntry): Promise<Record<string, Float32Array>> {
-    this.assertAlive();
+  /** Writes the inputs, encodes the entry's dispatches and the output copies, submits: no waiting. */
+  private submit(loaded: LoadedEntry, uploads: [BufferSlot, Uint8Array<ArrayBuffer>][], staging: Map<number, GPUBuffer>, traced?: TracedEntry) {
     const { device } = this;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
@@ -513,18 +584,27 @@ export class PlanSession implements Session {
       }
       pass.end();
     }
-    for (const [id, staging] of loaded.staging) {
+    for (const [id, buffer] of staging) {
       const slot = this.buffers.get(id)!;
-      encoder.copyBufferToBuffer(slot.buffer, slot.offset, staging, 0, slot.size);
+      encoder.copyBufferToBuffer(slot.buffer, slot.offset, buffer, 0, slot.size);
     }
     device.queue.submit([encoder.finish()]);
     const validation = device.popErrorScope();
     const oom = device.popErrorScope();
+    return { validation, oom };
+  }
 
-    const staged = [...loaded.staging.values()];
+  /** Waits for a submitted run and copies its outputs out of its staging set. */
+  private async collect(
+    loaded: LoadedEntry,
+    staging: Map<number, GPUBuffer>,
+    scopes: { validation: Promise<GPUError | null>; oom: Promise<GPUError | null> },
+    traced?: TracedEntry,
+  ): Promise<Record<string, Float32Array>> {
+    const staged = [...staging.values()];
     // a traced run's timestamps are mapped last, after the outputs
     const mapped = await Promise.allSettled([...staged.map((b) => b.mapAsync(MAP_MODE_READ)), ...(traced ? [traced.timer.map()] : [])]);
-    const error = scopeError(await validation, await oom);
+    const error = scopeError(await scopes.validation, await scopes.oom);
     const mapFailure = mapped.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     try {
       if (error) {
@@ -536,7 +616,7 @@ export class PlanSession implements Session {
         });
       }
       // getMappedRange may be called once per range, and outputs can share a buffer.
-      const ranges = new Map([...loaded.staging].map(([id, staging]) => [id, staging.getMappedRange()]));
+      const ranges = new Map([...staging].map(([id, buffer]) => [id, buffer.getMappedRange()]));
       const outputs: Record<string, Float32Array> = {};
       for (const binding of loaded.desc.outputs) outputs[binding.name] = fromBufferBytes(ranges.get(binding.buffer)!, binding);
       if (traced) {

@@ -50,6 +50,25 @@ describe('a hand-written plan on Dawn', () => {
     expect(out.y_again).not.toBe(out.y); // fresh arrays, not views of one buffer
   });
 
+  it('runs queued without awaiting overlap on the host and give each its own outputs, in call order', async () => {
+    const inputs = Array.from({ length: 12 }, (_, k) => input(100 + k));
+    const finished: number[] = [];
+    const outputs = await Promise.all(
+      inputs.map((a, k) =>
+        session.run({ a }).then((out) => {
+          finished.push(k);
+          return out;
+        }),
+      ),
+    );
+    expect(finished).toEqual(inputs.map((_, k) => k));
+    outputs.forEach((out, k) => {
+      const want = expected(inputs[k]);
+      expectClose(out.t, want.t);
+      expectClose(out.y, want.y);
+    });
+  });
+
   it('reuses everything across runs: no buffer, bind group or pipeline is created by run()', async () => {
     const { device } = await sharedDevice();
     const creations: string[] = [];

@@ -128,6 +128,26 @@ describe.each(optimizers)('%s: GPU steps equal the CPU reference', (_label, opti
   });
 });
 
+describe('queued steps', () => {
+  test('steps queued without awaiting equal awaited steps, bit for bit', async () => {
+    const g = classifier();
+    const plan = await compileGraph(g, { seed: 4, training: { loss: 'loss', optimizer: { kind: 'adam', lr: 0.01 } } });
+    const device = (await sharedDevice()).device;
+    const awaited = await loadTrainingPlan(plan.bundle, device);
+    const queued = await loadTrainingPlan(plan.bundle, device);
+    try {
+      const one: number[] = [];
+      for (let t = 0; t < 8; t++) one.push(await awaited.step(batch(t)));
+      const all = await Promise.all(Array.from({ length: 8 }, (_, t) => queued.step(batch(t))));
+      expect(all).toEqual(one);
+      expect(queued.stepCount).toBe(8);
+    } finally {
+      awaited.destroy();
+      queued.destroy();
+    }
+  });
+});
+
 describe('training state as safetensors', () => {
   test('export, step on, import: the same steps repeat exactly', async () => {
     const g = classifier();

@@ -126,10 +126,9 @@ export function peakLiveBytes(schedule: readonly ScheduleEntry[], sizes: Readonl
  * Places every value of `sizes` (id → byte length) in an arena. Two rules:
  *
  * - bytes: values may overlap only if their live intervals are disjoint in every entry
- *   where both occur. Different entries share freely: a session runs one entry at a time
- *   (runtime/session.ts chains each run after the previous one has read its outputs, and
- *   one queue executes submissions in order anyway), and nothing planned here outlives a
- *   call. A dispatch that reads A and writes B has both live at its step, so they never
+ *   where both occur. Different entries share freely: one queue executes a session's
+ *   submissions in order (runs may overlap on the host, never on the GPU timeline), and
+ *   nothing planned here outlives a call. A dispatch that reads A and writes B has both live at its step, so they never
  *   overlap, which keeps WebGPU's rule that a writable binding overlaps no other binding.
  * - buffers: a value a dispatch writes shares no arena with any other value that dispatch
  *   binds. WebGPU forbids a buffer used writable and read-only in one dispatch (Dawn:
