@@ -18,21 +18,14 @@ import { join } from 'node:path';
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
 import { opDef, type MatmulForm } from '../compiler/ir/ops';
-import { lowerMatmul, matmulProblem, type MatmulKernelCode, type MatmulProblem } from '../compiler/lower/matmul';
+import { lowerMatmul, type MatmulKernelCode, type MatmulProblem } from '../compiler/lower/matmul';
 import { describeGemv, gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
 import { describeTiling, tiledKernel, TILINGS, type TileConfig } from '../compiler/lower/matmul-tiled';
 import { loadPlan, requestNodeDevice } from '../runtime/index';
+import { matmulCaseGraph, problemOfNode, type MatmulCase } from './matmul-case';
 
-interface Case {
+interface Case extends MatmulCase {
   label: string;
-  m: number;
-  k: number;
-  n: number;
-  transposeA?: boolean;
-  transposeB?: boolean;
-  /** bias + gelu + residual in the epilogue */
-  fused?: boolean;
-  batch?: number;
 }
 
 const args = new Set(process.argv.slice(2));
@@ -48,24 +41,9 @@ const withTorch = !args.has('--no-torch') && !small;
 // --- problems and host data -------------------------------------------------------------
 
 function build(c: Case): { problem: MatmulProblem; graph: Graph; shapes: number[][] } {
-  const g = new Graph('bench');
-  const lead = c.batch ? [c.batch] : [];
-  const a = g.input('a', [...lead, ...(c.transposeA ? [c.k, c.m] : [c.m, c.k])]);
-  const b = g.input('b', c.transposeB ? [c.n, c.k] : [c.k, c.n]);
-  const y =
-    c.fused || c.transposeA || c.transposeB
-      ? g.fusedMatmul(a, b, {
-          transposeA: c.transposeA,
-          transposeB: c.transposeB,
-          ...(c.fused ? { activation: 'gelu' as const, bias: g.input('bias', [c.n]), residual: g.input('r', [...lead, c.m, c.n]) } : {}),
-        })
-      : g.matmul(a, b);
-  g.output('y', y);
+  const { g, y } = matmulCaseGraph(c, 'bench');
   const node = g.node(y);
-  const operands = node.inputs.map((i) => g.nodes[i].type);
-  const lowering = opDef(node.op).lowering as { form?: (i: unknown, a: unknown, o: unknown) => MatmulForm };
-  const form = lowering.form?.(operands, node.attrs, node.type);
-  return { problem: matmulProblem(node, operands, `bench_${c.label}`, form), graph: g, shapes: operands.map((t) => [...t.shape]) };
+  return { problem: problemOfNode(g, node, `bench_${c.label}`), graph: g, shapes: node.inputs.map((i) => [...g.nodes[i].type.shape]) };
 }
 
 function randomData(length: number, seed: number): Float32Array<ArrayBuffer> {

@@ -165,7 +165,7 @@ function attention(heads: number, seq: number, d: number, causal: boolean): Work
     // QKᵀ and PV in full, masked or not (both sides get the same count)
     flops: 4 * heads * seq * seq * d,
     torch: { kind: 'attention', heads, seq, d, causal },
-    feed: (name, length) => (name === 'mask' ? causalMask(seq) : undefined),
+    feed: (name) => (name === 'mask' ? causalMask(seq) : undefined),
     check: (f, o) => {
       let worst = 0;
       for (const [h, i] of samples(8, heads, seq)) {

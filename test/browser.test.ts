@@ -5,38 +5,19 @@
 //
 // No skipping: without Chromium this test fails and says how to install it (scripts/setup.sh).
 import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
+import { CHROMIUM, launchChromium, serveFiles, type ServedFile } from './chromium';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-/** Debian's chromium package; MNC_CHROMIUM points elsewhere. */
-const CHROMIUM = process.env.MNC_CHROMIUM ?? '/usr/bin/chromium';
-
-// The flags. The only one WebGPU needs here (Chromium 156, no GPU, no display) is
-// --enable-unsafe-webgpu: without it requestAdapter() gives null ("No available adapters");
-// with it Chromium offers its SwiftShader (Vulkan on the CPU) fallback adapter, without
-// --use-webgpu-adapter=swiftshader, --enable-features=Vulkan or --use-angle=swiftshader.
-// The rest keep the browser offline (every host name but 127.0.0.1 fails to resolve; no
-// background, component-update, sync or QUIC traffic) and able to run as root in a container.
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu',
-  '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 
 // |browser - cpu| ≤ ATOL + RTOL·|cpu|, as in test/ops.test.ts (layerNorm and K-term matmul
 // sums round differently on the GPU).
@@ -132,35 +113,23 @@ test('a compiled plan runs in headless Chromium (WebGPU) and equals the CPU refe
   const runtimeText = runtime.outputFiles[0].text;
   lap(`built the browser runtime (${runtimeText.length} bytes)`);
 
-  const files: Record<string, { type: string; body: string | Uint8Array }> = {
+  const files: Record<string, ServedFile> = {
     '/': { type: 'text/html; charset=utf-8', body: PAGE },
     '/mnrt.browser.mjs': { type: 'text/javascript; charset=utf-8', body: runtimeText },
     '/plan.mnplan': { type: 'application/octet-stream', body: plan.bundle },
     '/inputs.json': { type: 'application/json', body: JSON.stringify(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, Array.from(v)]))) },
   };
-  const httpServer = createServer((req, res) => {
-    const file = files[new URL(req.url ?? '/', 'http://127.0.0.1').pathname];
-    if (!file) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body);
-  });
-  server = httpServer;
-  await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
-    httpServer.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = httpServer.address() as AddressInfo;
+  const served = await serveFiles(files);
+  server = served.server;
 
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+  browser = await launchChromium();
   const page = await browser.newPage();
   const log: string[] = [];
   page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
   lap(`launched Chromium ${browser.version()}`);
 
-  await page.goto(`http://127.0.0.1:${port}/`);
+  await page.goto(served.url);
   let result: PageResult;
   try {
     await page.waitForFunction(() => typeof (window as unknown as { runPlan?: unknown }).runPlan === 'function', undefined, { timeout: 15_000 });

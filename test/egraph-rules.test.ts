@@ -11,9 +11,7 @@ import { declaredArities, parseEgg } from '../compiler/egraph/parse';
 import { RULE_FILES } from '../compiler/egraph/rules';
 import { termDeclarations } from '../compiler/egraph/terms';
 import { Graph, liveNodes, type Node } from '../compiler/ir/graph';
-import { uniformStream } from '../compiler/ir/init';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
-import { elementCount } from '../compiler/ir/types';
 import { loadPlan } from '../runtime/session';
 // @ts-expect-error: a plain .mjs build script, without type declarations
 import { renderRulesModule } from '../scripts/embed-rules.mjs';
@@ -37,7 +35,6 @@ const scalarsOf = (graph: Graph) =>
     .map((n) => (n.attrs.values as Float32Array)[0]);
 const fusedMatmuls = (graph: Graph) => live(graph).filter((n) => n.op === 'fusedMatmul');
 
-const feedsFor = randomFeeds;
 
 /** The largest difference, relative to the expected values' magnitude (at least 1). */
 function relativeDifference(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
@@ -477,7 +474,7 @@ function checkPreserved(g: Graph, phase: OptimizePhase, tolerance: number) {
   const optimized = optimizeGraph(g, phase);
   const parameters = materializeParameters(g, 1);
   for (const seed of [7, 8]) {
-    const feeds = feedsFor(g, seed);
+    const feeds = randomFeeds(g, seed);
     const expected = interpret(g, feeds, parameters);
     const after = interpret(optimized.graph, feeds, parameters);
     for (const o of g.outputs) expect(relativeDifference(after[o.name], expected[o.name]), `${o.name}, seed ${seed}`).toBeLessThan(tolerance);
@@ -517,7 +514,7 @@ describe.each(CASES.map((c) => [c.label ? `${c.rule} (${c.label})` : c.rule, c] 
     const plan = await compileGraph(g, { seed: 1 });
     const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
     try {
-      const feeds = feedsFor(g, 7);
+      const feeds = randomFeeds(g, 7);
       const expected = interpret(g, feeds, materializeParameters(g, 1));
       const actual = await session.run(feeds);
       for (const o of g.outputs) expect(relativeDifference(actual[o.name], expected[o.name]), `${o.name} on the GPU`).toBeLessThan(1e-5);
@@ -553,7 +550,7 @@ describe('pointwise fusion after extraction', () => {
     const plan = await compileGraph(g, { seed: 1 });
     const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
     try {
-      const feeds = feedsFor(g, 7);
+      const feeds = randomFeeds(g, 7);
       const expected = interpret(g, feeds, new Map());
       const actual = await session.run(feeds);
       for (const o of g.outputs) expect(relativeDifference(actual[o.name], expected[o.name]), `${o.name} on the GPU`).toBeLessThan(1e-5);

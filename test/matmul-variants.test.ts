@@ -5,7 +5,7 @@
 // this device (each forced as the only variant of a plan, through the runtime).
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
-import { Graph, type Tensor } from '../compiler/ir/graph';
+import type { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { opDef, type MatmulForm } from '../compiler/ir/ops';
@@ -20,36 +20,11 @@ import type { Manifest } from '../schemas/manifest';
 import { readBundle } from '../runtime/bundle';
 import { loadPlan } from '../runtime/session';
 import { releaseSharedDevice, sharedDevice } from './gpu';
+import { matmulCaseGraph, problemOfNode, type MatmulCase } from '../bench/matmul-case';
 
 afterAll(releaseSharedDevice);
 
-interface Spec {
-  m: number;
-  k: number;
-  n: number;
-  transposeA?: boolean;
-  transposeB?: boolean;
-  /** bias + gelu + residual */
-  fused?: boolean;
-  batch?: number;
-}
-
-function matmulGraph(s: Spec): { g: Graph; y: Tensor } {
-  const g = new Graph(`mm_${s.m}x${s.k}x${s.n}`);
-  const lead = s.batch ? [s.batch] : [];
-  const a = g.input('a', [...lead, ...(s.transposeA ? [s.k, s.m] : [s.m, s.k])]);
-  const b = g.input('b', s.transposeB ? [s.n, s.k] : [s.k, s.n]);
-  const y =
-    s.fused || s.transposeA || s.transposeB
-      ? g.fusedMatmul(a, b, {
-          transposeA: s.transposeA,
-          transposeB: s.transposeB,
-          ...(s.fused ? { activation: 'gelu' as const, bias: g.input('bias', [s.n]), residual: g.input('r', [...lead, s.m, s.n]) } : {}),
-        })
-      : g.matmul(a, b);
-  g.output('y', y);
-  return { g, y };
-}
+type Spec = MatmulCase;
 
 function feeds(g: Graph, seed: number): Record<string, Float32Array> {
   const out: Record<string, Float32Array> = {};
@@ -93,11 +68,9 @@ async function forcedPlan(bundle: Uint8Array, code: MatmulKernelCode): Promise<U
 
 /** Runs `code` as the graph's only kernel on this device and compares with the CPU reference. */
 async function checkForced(s: Spec, code: (p: ReturnType<typeof matmulProblem>) => MatmulKernelCode, label: string) {
-  const { g, y } = matmulGraph(s);
+  const { g, y } = matmulCaseGraph(s);
   const node = g.node(y);
-  const operands = node.inputs.map((i) => g.nodes[i].type);
-  const lowering = opDef(node.op).lowering as { form?: (i: unknown, a: unknown, o: unknown) => MatmulForm };
-  const generated = code(matmulProblem(node, operands, 'forced', lowering.form?.(operands, node.attrs, node.type)));
+  const generated = code(problemOfNode(g, node, 'forced'));
   validateKernel({ name: 'forced', ops: [], wgsl: generated.wgsl, entryPoint: 'main', workgroupSize: generated.workgroupSize, workgroupBytes: generated.workgroupBytes, bindings: [] }, { op: node.op, node: node.name });
   const { device } = await sharedDevice();
   if (generated.workgroupBytes > device.limits.maxComputeWorkgroupStorageSize || generated.workgroupSize[0] > device.limits.maxComputeInvocationsPerWorkgroup) return;
@@ -115,7 +88,7 @@ async function checkForced(s: Spec, code: (p: ReturnType<typeof matmulProblem>) 
 
 describe('matmul kernels per shape', () => {
   const kernelsOf = (s: Spec) => {
-    const { steps } = lowerGraph(matmulGraph(s).g);
+    const { steps } = lowerGraph(matmulCaseGraph(s).g);
     expect(steps).toHaveLength(1);
     return steps[0];
   };
@@ -157,7 +130,7 @@ describe('matmul kernels per shape', () => {
   });
 
   test('plans carry every variant naga-validated, fastest first, all on one grid', async () => {
-    const { g } = matmulGraph({ m: 8, k: 256, n: 512, transposeB: true, fused: true });
+    const { g } = matmulCaseGraph({ m: 8, k: 256, n: 512, transposeB: true, fused: true });
     const plan = await compileGraph(g, { optimize: false });
     const read = await readBundle(plan.bundle);
     const [kernel] = plan.manifest.kernels;
@@ -178,7 +151,7 @@ describe('matmul kernels per shape', () => {
 describe('the runtime takes the first variant the device can run', () => {
   test('a variant needing more workgroup storage than the device has is skipped', async () => {
     const s: Spec = { m: 40, k: 24, n: 36, fused: true };
-    const { g } = matmulGraph(s);
+    const { g } = matmulCaseGraph(s);
     const plan = await compileGraph(g, { optimize: false });
     const read = await readBundle(plan.bundle);
     const { sections: refs, ...rest } = read.manifest;
@@ -240,7 +213,7 @@ describe('every small-M split computes the product (forced as the only variant, 
   }
   test('the subgroups variant validates with naga for every shape', () => {
     for (const s of gemvSpecs) {
-      const { g, y } = matmulGraph(s);
+      const { g, y } = matmulCaseGraph(s);
       const node = g.node(y);
       const operands = node.inputs.map((i) => g.nodes[i].type);
       const lowering = opDef(node.op).lowering as { form?: (i: unknown, a: unknown, o: unknown) => MatmulForm };

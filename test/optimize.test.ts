@@ -4,17 +4,15 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { optimizeGraph } from '../compiler/egraph/optimize';
-import { Graph, type Tensor } from '../compiler/ir/graph';
+import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
-import { elementCount } from '../compiler/ir/types';
 import { loadPlan } from '../runtime/session';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 import { randomFeeds } from './random-feeds';
 
 afterAll(releaseSharedDevice);
 
-const feedsFor = randomFeeds;
 
 function maxDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let worst = 0;
@@ -76,7 +74,7 @@ describe.each(cases.map((c) => [c.label, c] as const))('%s', (_label, c) => {
     const g = new Graph('case');
     c.build(g);
     const parameters = materializeParameters(g, 1);
-    const feeds = feedsFor(g, 7);
+    const feeds = randomFeeds(g, 7);
     const expected = interpret(g, feeds, parameters);
 
     const optimized = optimizeGraph(g, 'kernels');

@@ -4,12 +4,11 @@
 // plan, one of them longer than one query set, whose outputs equal the untraced runs'.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { traceFileSink } from '../runtime/hosts/node';
 import { formatKernelSummary, isPlanError, kernelSummary, loadPlan, requestNodeDevice, toChromeTrace, type TraceRecord } from '../runtime/index';
@@ -17,6 +16,7 @@ import { attachTraceSink, MAX_QUERIES_PER_SET } from '../runtime/trace';
 import { cliRunner, diagnostics } from './cli-runner';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 import { handPlan, N } from './hand-plan';
+import { CHROMIUM, launchChromium, serveFiles, type ServedFile } from './chromium';
 
 const root = join(import.meta.dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'mnc-trace-'));
@@ -219,18 +219,6 @@ describe('tracing on a device without timestamp-query (Dawn OpenGL on llvmpipe)'
 
 // --- Chromium (SwiftShader): real timestamps --------------------------------------------------
 
-const CHROMIUM = process.env.MNC_CHROMIUM ?? '/usr/bin/chromium';
-// as in test/browser.test.ts: WebGPU on SwiftShader, offline, runnable as root
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu',
-  '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 
 /** The hand plan's three dispatches repeated until 'long' needs more than one query set. */
 const REPEATS = Math.ceil(MAX_QUERIES_PER_SET / 6) + 20;
@@ -310,28 +298,19 @@ describe('tracing in headless Chromium (WebGPU on SwiftShader, which has timesta
       write: false,
       logLevel: 'silent',
     });
-    const files: Record<string, { type: string; body: string | Uint8Array }> = {
+    const files: Record<string, ServedFile> = {
       '/': { type: 'text/html; charset=utf-8', body: PAGE },
       '/mnrt.browser.mjs': { type: 'text/javascript; charset=utf-8', body: runtime.outputFiles[0].text },
       '/plan.mnplan': { type: 'application/octet-stream', body: tracePlan() },
     };
-    const httpServer = createServer((req, res) => {
-      const file = files[new URL(req.url ?? '/', 'http://127.0.0.1').pathname];
-      if (!file) return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body);
-    });
-    server = httpServer;
-    await new Promise<void>((resolve, reject) => {
-      httpServer.once('error', reject);
-      httpServer.listen(0, '127.0.0.1', () => resolve());
-    });
-    const { port } = httpServer.address() as AddressInfo;
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+    const served = await serveFiles(files);
+    server = served.server;
+    browser = await launchChromium();
     const page = await browser.newPage();
     const log: string[] = [];
     page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
     page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
-    await page.goto(`http://127.0.0.1:${port}/`);
+    await page.goto(served.url);
     let result: PageResult;
     try {
       await page.waitForFunction(() => typeof (window as unknown as { tracePlan?: unknown }).tracePlan === 'function', undefined, { timeout: 15_000 });

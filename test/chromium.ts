@@ -1,0 +1,51 @@
+// Debian's Chromium as the suites drive it (browser.test.ts, trace.test.ts): where it is and
+// the flags that give WebGPU on SwiftShader, offline, runnable as root in a container.
+// The only flag WebGPU needs here (no GPU, no display) is --enable-unsafe-webgpu: without it
+// requestAdapter() gives null; with it Chromium offers its SwiftShader fallback adapter. The
+// rest keep the browser offline (every host but 127.0.0.1 fails to resolve; no background,
+// component-update, sync or QUIC traffic) and able to run as root.
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Browser } from 'playwright-core';
+
+/** Debian's chromium package; MNC_CHROMIUM points elsewhere. */
+export const CHROMIUM = process.env.MNC_CHROMIUM ?? '/usr/bin/chromium';
+
+export const CHROMIUM_ARGS = [
+  '--enable-unsafe-webgpu',
+  '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+export interface ServedFile {
+  type: string;
+  body: string | Uint8Array;
+}
+
+/** Serves `files` (by path) on 127.0.0.1 at an ephemeral port; anything else is a 404. */
+export async function serveFiles(files: Record<string, ServedFile>): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    const file = files[new URL(req.url ?? '/', 'http://127.0.0.1').pathname];
+    if (!file) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return { server, url: `http://127.0.0.1:${port}/` };
+}
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+}
