@@ -20,6 +20,7 @@ import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { setAxisTuning, type AxisTuning } from '../compiler/lower/axis';
 import { loadPlan, readBundle, requestNodeDevice } from '../runtime/index';
+import { prepareTimedPlan } from './gpu-time';
 
 /** The figure this bench is judged against: a WGSL 1 GiB scale-copy on the H200 (../shared/device/README.md). */
 const WGSL_COPY_GBS = 4100;
@@ -164,26 +165,6 @@ const SWEEPS: { name: string; tuning: Partial<AxisTuning> }[] = [
 // ---------------------------------------------------------------------------------------
 // Timing a compiled plan's dispatches
 
-/** Fills a buffer on the GPU with hashed uniform values in [lo, hi) (JS would take seconds for 512 MB). */
-function fillWgsl(n: number, lo: number, hi: number, seed: number): string {
-  return `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-fn hash(v: u32) -> u32 {
-  var x = v * 747796405u + 2891336453u;
-  x = ((x >> ((x >> 28u) + 4u)) ^ x) * 277803737u;
-  return (x >> 22u) ^ x;
-}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let i = gid.x + gid.y * nw.x * 256u;
-  if (i >= ${n}u) {
-    return;
-  }
-  let u = f32(hash(i ^ ${seed >>> 0}u) >> 8u) / 16777216.0;
-  out[i] = ${lo.toFixed(6)} + ${(hi - lo).toFixed(6)} * u;
-}
-`;
-}
-
 function grid(groups: number): [number, number, number] {
   const rows = Math.ceil(groups / 65535);
   return [Math.ceil(groups / rows), rows, 1];
@@ -202,74 +183,37 @@ async function measurePlan(device: GPUDevice, c: Case, rounds: number): Promise<
   const g = new Graph(c.name.replace(/[^A-Za-z0-9_]/g, '_'));
   g.output('y', c.build(g, c.shape));
   const compiled = await compileGraph(g, { weights: 'none' });
-  const { manifest, text } = await readBundle(compiled.bundle);
+  const { manifest } = await readBundle(compiled.bundle);
   const entry = manifest.entryPoints.run;
-  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
-  const buffers = new Map<number, GPUBuffer>();
-  for (const desc of manifest.buffers) buffers.set(desc.id, device.createBuffer({ size: Math.max(16, Math.ceil(desc.byteLength / 16) * 16), usage }));
-
-  const encoder0 = device.createCommandEncoder();
-  const fill0 = encoder0.beginComputePass();
+  // inputs: fixed values where the case gives them, else uniform in its range; parameters and
+  // state start at zero (compiled without weights), which changes no kernel's memory traffic
+  const feeds: Record<string, Float32Array> = {};
   let seed = 12345;
-  for (const desc of manifest.buffers) {
-    const n = desc.byteLength / 4;
-    const fixed = c.values?.[desc.name];
-    if (fixed) {
-      device.queue.writeBuffer(buffers.get(desc.id)!, 0, Float32Array.from(fixed));
-      continue;
-    }
-    const [lo, hi] = desc.name === 'v' ? [0, 1] : (c.range ?? [-2, 2]);
-    const module = device.createShaderModule({ code: fillWgsl(n, lo, hi, seed++ * 7919) });
-    const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-    fill0.setPipeline(pipeline);
-    fill0.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buffers.get(desc.id)! } }] }));
-    fill0.dispatchWorkgroups(...grid(Math.ceil(n / 256)));
+  for (const input of entry.inputs) {
+    const fixed = c.values?.[input.name];
+    const [lo, hi] = c.range ?? [-2, 2];
+    const u = uniformStream(seed++ * 7919);
+    feeds[input.name] = fixed ? Float32Array.from(fixed) : Float32Array.from({ length: elementCount(input.shape) }, () => lo + (hi - lo) * u());
   }
-  fill0.end();
-  device.queue.submit([encoder0.finish()]);
-
-  const pipelines = manifest.kernels.map((kernel) => {
-    const variant = kernel.variants.find((v) => v.features.every((f) => device.features.has(f as GPUFeatureName)))!;
-    const layout = device.createBindGroupLayout({
-      entries: kernel.bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' } })),
-    });
-    const pipeline = device.createComputePipeline({
-      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module: device.createShaderModule({ code: text(variant.wgsl) }), entryPoint: kernel.entryPoint },
-    });
-    return { pipeline, layout };
-  });
-  const commands = entry.dispatches.map((d) => {
-    const { pipeline, layout } = pipelines[d.kernel];
-    const bindings = manifest.kernels[d.kernel].bindings;
-    const bindGroup = device.createBindGroup({
-      layout,
-      entries: bindings.map((b, j) => ({ binding: b.binding, resource: { buffer: buffers.get(d.buffers[j])!, size: Math.ceil(manifest.buffers.find((x) => x.id === d.buffers[j])!.byteLength / 4) * 4 } })),
-    });
-    return { pipeline, bindGroup, workgroups: d.workgroups };
-  });
-
+  const timed = await prepareTimedPlan(compiled.bundle, device, 'run', feeds);
   const bytes =
     c.bytes?.(c.shape) ??
     [...entry.inputs, ...entry.outputs].reduce((s, t) => s + 4 * elementCount(t.shape), 0);
   // enough repetitions that Dawn's 65.5 µs timestamp quantum is under 1% of the bracket
   const reps = Math.min(500, Math.max(10, Math.ceil((8e-3 * 3e12) / bytes)));
-  const us = await timePasses(device, rounds + 1, reps, (p) => {
-    for (const c2 of commands) {
-      p.setPipeline(c2.pipeline);
-      p.setBindGroup(0, c2.bindGroup);
-      p.dispatchWorkgroups(...c2.workgroups);
-    }
-  });
-  for (const b of buffers.values()) b.destroy();
+  let us: number[];
+  try {
+    us = await timed.passes(reps, rounds + 1);
+  } finally {
+    timed.destroy();
+  }
   // the first round warms up; the median of the others
-  const times = us.slice(1).sort((a, b) => a - b);
-  const median = times[Math.floor(times.length / 2)];
+  const median = us.slice(1).sort((a, b) => a - b)[Math.floor((us.length - 1) / 2)];
   return {
     us: median,
     bytes,
     gbs: bytes / median / 1e3,
-    dispatches: commands.length,
+    dispatches: entry.dispatches.length,
     kernels: entry.dispatches.map((d) => manifest.kernels[d.kernel].name),
     workgroups: entry.dispatches.map((d) => d.workgroups.join('x')),
   };

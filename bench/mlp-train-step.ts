@@ -17,6 +17,7 @@ import { buildGraph } from '../compiler/api';
 import { uniformStream } from '../compiler/ir/init';
 import { mnist, BATCH } from '../examples/mnist/model';
 import { loadTrainingPlan, readBundle, requestNodeDevice } from '../runtime/index';
+import { hyperFeed, prepareTimedPlan } from './gpu-time';
 
 interface Options {
   py: string | null;
@@ -159,77 +160,21 @@ async function measureReadbackFloor(device: GPUDevice, n: number): Promise<numbe
 }
 
 /**
- * GPU execution time alone, from timestamp queries: the session has no timing hooks, so this
- * rebuilds train_step's dispatch list from the bundle the way runtime/session.ts does.
- * (1) `reps` whole train_steps back to back in one compute pass, timestamps around the pass:
- * µs per step with no host work and no read-back. (2) each dispatch repeated `reps` times in
- * its own pass: µs per dispatch. Long brackets, so Dawn's timestamp quantization does not matter.
+ * GPU execution time alone, from timestamp queries (bench/gpu-time.ts rebuilds train_step's
+ * dispatch list as the runtime does): `reps` whole steps back to back in one pass, µs per
+ * step with no host work and no read-back; and each dispatch repeated `reps` times in its
+ * own pass, µs per dispatch.
  */
 async function measureGpuTime(bytes: Uint8Array, device: GPUDevice, batch: { x: Float32Array<ArrayBuffer>; labels: Int32Array<ArrayBuffer> }, reps: number) {
-  const { manifest, section, text } = await readBundle(bytes);
-  const training = manifest.training!;
-  const entry = manifest.entryPoints[training.entry];
-  const buffers = new Map<number, GPUBuffer>();
-  for (const desc of manifest.buffers) {
-    const buffer = device.createBuffer({ size: Math.max(4, Math.ceil(desc.byteLength / 4) * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    if (desc.init && desc.init.length > 0 && desc.init.length % 4 === 0) {
-      device.queue.writeBuffer(buffer, 0, section(desc.init.section).subarray(desc.init.offset, desc.init.offset + desc.init.length));
-    }
-    buffers.set(desc.id, buffer);
+  const { manifest } = await readBundle(bytes);
+  const timed = await prepareTimedPlan(bytes, device, manifest.training!.entry, { ...batch, ...hyperFeed(manifest) });
+  try {
+    const [stepUs] = await timed.passes(reps, 1);
+    const perDispatch = await timed.perDispatch(reps);
+    return { stepUs, perDispatch };
+  } finally {
+    timed.destroy();
   }
-  const hyper = Float32Array.from(training.hyper.fields, (f) => ({ biasCorrection1: 0.1, biasCorrection2: 0.001 })[f] ?? training.hyper.defaults[f] ?? 0);
-  const feeds: Record<string, Float32Array<ArrayBuffer> | Int32Array<ArrayBuffer>> = { ...batch, [training.hyper.input]: hyper };
-  for (const input of entry.inputs) device.queue.writeBuffer(buffers.get(input.buffer)!, 0, feeds[input.name]);
-  const pipelines = manifest.kernels.map((kernel) => {
-    const variant = kernel.variants.find((v) => v.features.every((f) => device.features.has(f)))!;
-    const layout = device.createBindGroupLayout({
-      entries: kernel.bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' } })),
-    });
-    const pipeline = device.createComputePipeline({
-      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module: device.createShaderModule({ code: text(variant.wgsl) }), entryPoint: kernel.entryPoint },
-    });
-    return { pipeline, layout };
-  });
-  const commands = entry.dispatches.map((d) => {
-    const { pipeline, layout } = pipelines[d.kernel];
-    const bindings = manifest.kernels[d.kernel].bindings;
-    const bindGroup = device.createBindGroup({ layout, entries: bindings.map((b, j) => ({ binding: b.binding, resource: { buffer: buffers.get(d.buffers[j])! } })) });
-    return { pipeline, bindGroup, workgroups: d.workgroups, node: d.node };
-  });
-
-  const passes = 1 + commands.length;
-  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * passes });
-  const resolve = device.createBuffer({ size: 16 * passes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const readback = device.createBuffer({ size: 16 * passes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const encoder = device.createCommandEncoder();
-  const pass = (index: number, body: (p: GPUComputePassEncoder) => void) => {
-    const p = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * index, endOfPassWriteIndex: 2 * index + 1 } });
-    body(p);
-    p.end();
-  };
-  const dispatch = (p: GPUComputePassEncoder, c: (typeof commands)[number]) => {
-    p.setPipeline(c.pipeline);
-    p.setBindGroup(0, c.bindGroup);
-    p.dispatchWorkgroups(...c.workgroups);
-  };
-  pass(0, (p) => {
-    for (let r = 0; r < reps; r++) for (const c of commands) dispatch(p, c);
-  });
-  commands.forEach((c, k) => pass(1 + k, (p) => {
-    for (let r = 0; r < reps; r++) dispatch(p, c);
-  }));
-  encoder.resolveQuerySet(querySet, 0, 2 * passes, resolve, 0);
-  encoder.copyBufferToBuffer(resolve, 0, readback, 0, 16 * passes);
-  device.queue.submit([encoder.finish()]);
-  await readback.mapAsync(GPUMapMode.READ);
-  const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
-  readback.unmap();
-  const usPerRep = (index: number) => Number(stamps[2 * index + 1] - stamps[2 * index]) / 1000 / reps;
-  const perDispatch = commands.map((c, k) => ({ node: c.node, workgroups: c.workgroups.join('x'), us: usPerRep(1 + k) }));
-  for (const b of [...buffers.values(), resolve, readback]) b.destroy();
-  querySet.destroy();
-  return { stepUs: usPerRep(0), perDispatch };
 }
 
 interface TorchRow extends StepFigures {
