@@ -6,8 +6,6 @@
 // No skipping: without Chromium this test fails and says how to install it (scripts/setup.sh).
 import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
 import { afterAll, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
@@ -15,9 +13,8 @@ import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
-import { CHROMIUM, launchChromium, serveFiles, type ServedFile } from './chromium';
+import { browserRuntime, CHROMIUM, launchChromium, serveFiles, type ServedFile } from './chromium';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 
 // |browser - cpu| ≤ ATOL + RTOL·|cpu|, as in test/ops.test.ts (layerNorm and K-term matmul
 // sums round differently on the GPU).
@@ -98,19 +95,7 @@ test('a compiled plan runs in headless Chromium (WebGPU) and equals the CPU refe
   const expected = interpret(g, feeds, plan.parameters);
   lap(`compiled ${plan.bundle.length}-byte plan, CPU reference done`);
 
-  // The browser runtime as scripts/build.mjs ships it (one minified ESM file), built in memory.
-  const runtime = await build({
-    absWorkingDir: root,
-    entryPoints: ['runtime/browser.ts'],
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    target: 'es2022',
-    minify: true,
-    write: false,
-    logLevel: 'silent',
-  });
-  const runtimeText = runtime.outputFiles[0].text;
+  const runtimeText = await browserRuntime();
   lap(`built the browser runtime (${runtimeText.length} bytes)`);
 
   const files: Record<string, ServedFile> = {

@@ -5,8 +5,10 @@
 // rest keep the browser offline (every host but 127.0.0.1 fails to resolve; no background,
 // component-update, sync or QUIC traffic) and able to run as root.
 
+import { build } from 'esbuild';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 
 /** Debian's chromium package; MNC_CHROMIUM points elsewhere. */
@@ -48,4 +50,20 @@ export async function serveFiles(files: Record<string, ServedFile>): Promise<{ s
 
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+}
+
+/** The browser runtime as scripts/build.mjs ships it (one minified ESM file), built in memory. */
+export async function browserRuntime(): Promise<string> {
+  const result = await build({
+    absWorkingDir: fileURLToPath(new URL('..', import.meta.url)),
+    entryPoints: ['runtime/browser.ts'],
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: 'es2022',
+    minify: true,
+    write: false,
+    logLevel: 'silent',
+  });
+  return result.outputFiles[0].text;
 }

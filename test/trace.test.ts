@@ -16,7 +16,7 @@ import { attachTraceSink, MAX_QUERIES_PER_SET } from '../runtime/trace';
 import { cliRunner, diagnostics } from './cli-runner';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 import { handPlan, N } from './hand-plan';
-import { CHROMIUM, launchChromium, serveFiles, type ServedFile } from './chromium';
+import { browserRuntime, CHROMIUM, launchChromium, serveFiles, type ServedFile } from './chromium';
 
 const root = join(import.meta.dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'mnc-trace-'));
@@ -287,20 +287,10 @@ afterAll(async () => {
 describe('tracing in headless Chromium (WebGPU on SwiftShader, which has timestamp-query)', () => {
   it('times every dispatch, across query sets, and leaves the outputs as the untraced runs give them', { timeout: 90_000 }, async () => {
     if (!existsSync(CHROMIUM)) expect.fail(`Chromium not found at ${CHROMIUM}: run \`bash scripts/setup.sh\`, or set MNC_CHROMIUM to a Chromium binary`);
-    const runtime = await build({
-      absWorkingDir: root,
-      entryPoints: ['runtime/browser.ts'],
-      bundle: true,
-      platform: 'browser',
-      format: 'esm',
-      target: 'es2022',
-      minify: true,
-      write: false,
-      logLevel: 'silent',
-    });
+    const runtimeText = await browserRuntime();
     const files: Record<string, ServedFile> = {
       '/': { type: 'text/html; charset=utf-8', body: PAGE },
-      '/mnrt.browser.mjs': { type: 'text/javascript; charset=utf-8', body: runtime.outputFiles[0].text },
+      '/mnrt.browser.mjs': { type: 'text/javascript; charset=utf-8', body: runtimeText },
       '/plan.mnplan': { type: 'application/octet-stream', body: tracePlan() },
     };
     const served = await serveFiles(files);
