@@ -20,7 +20,7 @@ import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { setAxisTuning, type AxisTuning } from '../compiler/lower/axis';
 import { loadPlan, readBundle, requestNodeDevice } from '../runtime/index';
-import { prepareTimedPlan } from './gpu-time';
+import { measureGpuTime, prepareTimedPlan } from './gpu-time';
 
 /** The figure this bench is judged against: a WGSL 1 GiB scale-copy on the H200 (../shared/device/README.md). */
 const WGSL_COPY_GBS = 4100;
@@ -199,16 +199,14 @@ async function measurePlan(device: GPUDevice, c: Case, rounds: number): Promise<
   const bytes =
     c.bytes?.(c.shape) ??
     [...entry.inputs, ...entry.outputs].reduce((s, t) => s + 4 * elementCount(t.shape), 0);
-  // enough repetitions that Dawn's 65.5 µs timestamp quantum is under 1% of the bracket
-  const reps = Math.min(500, Math.max(10, Math.ceil((8e-3 * 3e12) / bytes)));
-  let us: number[];
+  // measureGpuTime warms the GPU up first: after the uploads it idles, and memory-bound
+  // kernels ran up to 3x slower for the first few hundred ms of work on the H200
+  let median: number;
   try {
-    us = await timed.passes(reps, rounds + 1);
+    median = (await measureGpuTime(timed, { passes: rounds })).medianUs;
   } finally {
     timed.destroy();
   }
-  // the first round warms up; the median of the others
-  const median = us.slice(1).sort((a, b) => a - b)[Math.floor((us.length - 1) / 2)];
   return {
     us: median,
     bytes,
