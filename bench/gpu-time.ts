@@ -5,6 +5,7 @@
 // µs per run with no host work, no upload and no read-back. Dawn quantizes timestamps to
 // about 65.5 µs on the H200, so passes are made long (many reps) and the median pass is kept.
 // Without 'timestamp-query' (llvmpipe) it falls back to wall time around submit + done.
+import { measureDeviceConstants } from '../runtime/device-constants';
 import { readBundle, type Manifest, type TensorData } from '../runtime/index';
 
 const MAP_READ = 0x1;
@@ -23,6 +24,8 @@ export interface TimedPlan {
   readonly manifest: Manifest;
   readonly entry: string;
   readonly dispatches: TimedDispatch[];
+  /** per kernel used, the WGSL section of the variant that runs (e.g. 'kernels/matmulInt8_4096x4096.subgroup-matrix.wgsl') */
+  readonly variants: string[];
   /** 'timestamp': GPU timestamps around each pass; 'wall': submit → onSubmittedWorkDone (no timestamp-query) */
   readonly clock: 'timestamp' | 'wall';
   /** µs per run for each of `passes` passes of `reps` runs each (one submit per pass, all awaited at the end). */
@@ -43,9 +46,16 @@ const padded = (n: number) => Math.max(4, Math.ceil(n / 4) * 4);
 /**
  * Builds `entry` of the plan on `device` with `feeds` written into its input buffers (f32
  * inputs as Float32Array, integer inputs as Int32Array/Uint32Array; a training entry's hyper
- * vector too, see hyperFeed).
+ * vector too, see hyperFeed). Each kernel runs the variant the runtime would pick (features,
+ * limits, device constants), or with `portable` its last, portable one.
  */
-export async function prepareTimedPlan(bytes: Uint8Array, device: GPUDevice, entry: string, feeds: Record<string, TensorData>): Promise<TimedPlan> {
+export async function prepareTimedPlan(
+  bytes: Uint8Array,
+  device: GPUDevice,
+  entry: string,
+  feeds: Record<string, TensorData>,
+  options: { portable?: boolean } = {},
+): Promise<TimedPlan> {
   const { manifest, section, text } = await readBundle(bytes);
   const desc = manifest.entryPoints[entry];
   if (!desc) throw new Error(`plan "${manifest.model.name}" has no entry point "${entry}"`);
@@ -74,22 +84,36 @@ export async function prepareTimedPlan(bytes: Uint8Array, device: GPUDevice, ent
     if (!data) throw new Error(`no feed for input "${input.name}" of entry "${entry}"`);
     if (input.dtype === 'f16') throw new Error(`input "${input.name}" is f16; prepareTimedPlan feeds f32/i32/u32 only`);
     const slot = slots.get(input.buffer)!;
-    device.queue.writeBuffer(slot.buffer, slot.offset, new Uint8Array(data.buffer, data.byteOffset, data.byteLength) as Uint8Array<ArrayBuffer>);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    // writeBuffer takes whole words; an i8 input of odd length gets zero padding
+    device.queue.writeBuffer(slot.buffer, slot.offset, (bytes.length % 4 === 0 ? bytes : Uint8Array.from({ length: padded(bytes.length) }, (_, i) => bytes[i] ?? 0)) as Uint8Array<ArrayBuffer>);
   }
   const used = [...new Set(desc.dispatches.map((d) => d.kernel))];
+  const limits = device.limits as unknown as Record<string, number | undefined>;
+  const offered = (v: Manifest['kernels'][number]['variants'][number]) =>
+    v.features.every((f) => device.features.has(f as GPUFeatureName)) && Object.entries(v.requiredLimits ?? {}).every(([l, n]) => (limits[l] ?? Infinity) >= (n ?? 0));
+  const constants = await measureDeviceConstants(
+    device,
+    used.flatMap((k) => manifest.kernels[k].variants.filter(offered).flatMap((v) => v.deviceConstants ?? [])),
+  );
+  const chosen = new Map<number, Manifest['kernels'][number]['variants'][number]>();
   const pipelines = new Map<number, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   await Promise.all(
     used.map(async (k) => {
       const kernel = manifest.kernels[k];
-      const variant = kernel.variants.find((v) => v.features.every((f) => device.features.has(f as GPUFeatureName)));
+      const variant = options.portable
+        ? kernel.variants[kernel.variants.length - 1]
+        : kernel.variants.find((v) => offered(v) && (v.deviceConstants ?? []).every((c) => constants.has(c)));
       if (!variant) throw new Error(`kernel "${kernel.name}" has no variant for this device`);
+      chosen.set(k, variant);
+      const overrides = Object.fromEntries((variant.deviceConstants ?? []).map((c) => [c, constants.get(c)!]));
       const layout = device.createBindGroupLayout({
         entries: kernel.bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.access === 'read' ? ('read-only-storage' as const) : ('storage' as const) } })),
       });
       const pipeline = await device.createComputePipelineAsync({
         label: `timed/${kernel.name}`,
         layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-        compute: { module: device.createShaderModule({ code: text(variant.wgsl) }), entryPoint: kernel.entryPoint },
+        compute: { module: device.createShaderModule({ code: text(variant.wgsl) }), entryPoint: kernel.entryPoint, constants: overrides },
       });
       pipelines.set(k, { pipeline, layout });
     }),
@@ -175,6 +199,7 @@ export async function prepareTimedPlan(bytes: Uint8Array, device: GPUDevice, ent
     manifest,
     entry,
     dispatches: commands.map((c) => c.info),
+    variants: used.map((k) => chosen.get(k)!.wgsl),
     clock,
     async passes(reps, passes) {
       const times = await timePasses(Array.from({ length: passes }, () => commands), reps);

@@ -47,6 +47,10 @@ interface Workload {
   check?: (feeds: Record<string, Float32Array>, outputs: Outputs) => number;
   /** tolerance of check (default 1e-3) */
   tolerance?: number;
+  /** what `flops` counts: floating-point (TFLOP/s, the default) or integer operations (TOPS) */
+  ops?: 'integer';
+  /** time the portable kernels rather than the variants the device would run */
+  portable?: boolean;
 }
 
 function matmul(m: number, k: number, n: number): Workload {
@@ -71,6 +75,35 @@ function matmul(m: number, k: number, n: number): Workload {
       }
       return worst;
     },
+  };
+}
+
+/**
+ * [m, k] i8 · [k, n] i8 → i32 (on a device with subgroup matrices, its tensor cores; with
+ * `portable`, the fallback kernel every device runs). Torch: torch._int_mm.
+ */
+function matmulInt8(m: number, k: number, n: number, portable = false): Workload {
+  return {
+    name: `int8 matmul ${m}x${k}x${n}${portable ? ' (portable)' : ''}`,
+    group: 'int8',
+    build: (g) => g.output('c', g.matmulInt8(g.input('a', [m, k], 'i8'), g.input('b', [k, n], 'i8'))),
+    flops: 2 * m * k * n,
+    torch: { kind: 'int_mm', m, k, n },
+    portable,
+    feed: (_name, length, next) => Int8Array.from({ length }, () => Math.floor(next() * 128)),
+    // exact: the i32 result read back as f32 is the exact sum rounded once; the error is the count of wrong samples
+    check: (f, o) => {
+      const [a, b, c] = [f.a, f.b, o.c];
+      let wrong = 0;
+      for (const [i, j] of samples(64, m, n)) {
+        let sum = 0;
+        for (let p = 0; p < k; p++) sum += a[i * k + p] * b[p * n + j];
+        if (c[i * n + j] !== Math.fround(sum)) wrong++;
+      }
+      return wrong;
+    },
+    tolerance: 0.5,
+    ops: 'integer',
   };
 }
 
@@ -276,6 +309,10 @@ const WORKLOADS: Workload[] = [
   matmul(2048, 576, 1536),
   matmul(1, 4096, 4096),
   matmul(16, 4096, 4096),
+  matmulInt8(4096, 4096, 4096),
+  matmulInt8(4096, 4096, 4096, true),
+  matmulInt8(8192, 8192, 8192),
+  matmulInt8(2048, 576, 1536),
   elementwiseAdd(),
   geluChain(),
   norm('layer_norm', 8192, 4096),
@@ -389,6 +426,8 @@ interface OursResult {
   compileMs: number;
   dispatches: number;
   kernels: string[];
+  /** the WGSL sections of the kernel variants the timed copy ran */
+  variants: string[];
   gpu: GpuTime;
   /** awaited session.run / step wall time, median µs (includes upload and read-back) */
   runUs: number;
@@ -447,7 +486,7 @@ async function measureOurs(workload: Workload, gpu: NodeGPU, options: Options): 
     if (typeof first === 'number') {
       loss = { first, last: NaN };
     } else if (workload.check) {
-      const error = workload.check(feeds as Record<string, Float32Array>, first);
+      const error = workload.check(feeds as Record<string, Float32Array | Int8Array> as Record<string, Float32Array>, first);
       const tolerance = workload.tolerance ?? 1e-3;
       check = { error, tolerance, ok: error <= tolerance };
     } else {
@@ -467,7 +506,7 @@ async function measureOurs(workload: Workload, gpu: NodeGPU, options: Options): 
   }
 
   // GPU time from timestamps on a rebuilt copy of the same entry
-  const timed = await prepareTimedPlan(compiled.bundle, gpu.device, entry, { ...feeds, ...hyperFeed(manifest) });
+  const timed = await prepareTimedPlan(compiled.bundle, gpu.device, entry, { ...feeds, ...hyperFeed(manifest) }, { portable: workload.portable });
   try {
     const gpuTime = await measureGpuTime(timed, { passes: options.passes, targetPassUs: options.targetMs * 1000, warmupUs: options.gpuWarmupMs * 1000 });
     let slowest: OursResult['slowest'];
@@ -479,6 +518,7 @@ async function measureOurs(workload: Workload, gpu: NodeGPU, options: Options): 
       compileMs,
       dispatches: desc.dispatches.length,
       kernels: [...new Set(desc.dispatches.map((d) => manifest.kernels[d.kernel].name))],
+      variants: timed.variants,
       gpu: gpuTime,
       runUs: median(times),
       runs: times.length,
@@ -527,7 +567,7 @@ function runTorch(workloads: Workload[], options: Options): TorchReport {
 
 function rate(w: Workload, us: number | undefined): string {
   if (us === undefined || !(us > 0)) return '';
-  if (w.flops) return `${(w.flops / us / 1e6).toFixed(w.flops / us / 1e6 < 1 ? 3 : 1)} TFLOP/s`;
+  if (w.flops) return `${(w.flops / us / 1e6).toFixed(w.flops / us / 1e6 < 1 ? 3 : 1)} ${w.ops === 'integer' ? 'TOPS' : 'TFLOP/s'}`;
   if (w.bytes) return `${((w.bytes / us) * 1e-3).toFixed(0)} GB/s`;
   return '';
 }
@@ -543,7 +583,8 @@ async function main() {
     return;
   }
 
-  let gpu = await requestNodeDevice();
+  // unsafe APIs: the adapter then offers subgroup matrices, which the int8 variants use
+  let gpu = await requestNodeDevice({ allowUnsafeApis: true });
   const { vendor, architecture, description } = gpu.adapter.info;
   const adapter = `${gpu.backend}: ${[vendor, architecture, description].filter((s) => s).join(' ')}`;
   console.error(`ours: ${adapter}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no (wall-clock fallback)'}`);
@@ -563,7 +604,7 @@ async function main() {
       if (lost) {
         console.error('device lost; requesting a new one');
         await gpu.destroy().catch(() => undefined);
-        gpu = await requestNodeDevice();
+        gpu = await requestNodeDevice({ allowUnsafeApis: true });
         lost = false;
         watch(gpu);
       }
@@ -631,6 +672,9 @@ async function main() {
   console.log('ratio above 1: ours slower. ours min–max: fastest and slowest pass. ours run µs: awaited session.run()/step() wall time, with input upload and output read-back.');
   for (const t of torch?.results ?? []) if (t.note) console.log(`torch ${t.name}: ${t.note}`);
   for (const [name, o] of ours) {
+    // a section kernels/<name>.<tag>.wgsl is a variant; kernels/<name>.wgsl the portable kernel
+    const tagged = 'variants' in o ? o.variants.map((v) => v.replace(/^kernels\//, '').replace(/\.wgsl$/, '')).filter((v) => v.includes('.')) : [];
+    if (tagged.length) console.log(`ours ${name}: variants ${tagged.join(', ')}`);
     if ('slowest' in o && o.slowest) console.log(`ours ${name}: slowest dispatches ${o.slowest.map((d) => `${d.node} (${d.kernel}) [${d.workgroups}] ${fmt(d.us)} µs`).join(', ')}`);
   }
   if (torchError) console.log(`torch failed: ${torchError}`);

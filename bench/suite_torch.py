@@ -75,6 +75,12 @@ def w_matmul(p):
     return (lambda: torch.mm(a, b, out=c)), "torch.mm(a, b, out=c)"
 
 
+def w_int_mm(p):
+    a = torch.randint(-128, 128, (p["m"], p["k"]), dtype=torch.int8, device="cuda")
+    b = torch.randint(-128, 128, (p["k"], p["n"]), dtype=torch.int8, device="cuda")
+    return (lambda: torch._int_mm(a, b)), "torch._int_mm(a, b) (int8 -> int32)"
+
+
 def w_add(p):
     a, b = rand(*p["shape"]), rand(*p["shape"])
     c = torch.empty_like(a)
@@ -203,6 +209,7 @@ def w_block(p):
 
 KINDS = {
     "matmul": w_matmul,
+    "int_mm": w_int_mm,
     "add": w_add,
     "gelu_chain": w_gelu_chain,
     "layer_norm": w_layer_norm,

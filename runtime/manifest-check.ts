@@ -168,6 +168,7 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
         }
       }
       if (v.workgroupSize !== undefined) triple(v.workgroupSize, `${vpath}.workgroupSize`, 1);
+      if (v.deviceConstants !== undefined) array(v.deviceConstants, `${vpath}.deviceConstants`).forEach((c, n) => string(c, `${vpath}.deviceConstants[${n}]`));
     });
     return access;
   });

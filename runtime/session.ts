@@ -5,17 +5,11 @@
 // A traced run (trace.ts) encodes a pass per dispatch instead, with timestamp queries.
 import { DTYPE_BYTES, type DType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
 import { readBundle, type PlanBundle } from './bundle';
+import { measureDeviceConstants } from './device-constants';
 import { PlanError } from './errors';
+import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_MAP_READ, BUFFER_STORAGE, MAP_MODE_READ, STAGE_COMPUTE } from './gpu-flags';
 import { assertTraceable, DispatchTimer, dispatchInfos, traceSinkOf, type DispatchInfo, type TraceRecord, type TraceSink } from './trace';
 
-// WebGPU's flag values, spelled out so the runtime needs no GPUBufferUsage global (Node has
-// none until the webgpu package's globals are installed).
-const BUFFER_MAP_READ = 0x1;
-const BUFFER_COPY_SRC = 0x4;
-const BUFFER_COPY_DST = 0x8;
-const BUFFER_STORAGE = 0x80;
-const STAGE_COMPUTE = 0x4;
-const MAP_MODE_READ = 0x1;
 
 export interface LoadOptions {
   /** prefix for GPU object labels, so WebGPU errors and captures name this plan */
@@ -28,8 +22,8 @@ export interface LoadOptions {
   trace?: boolean;
 }
 
-/** What run() accepts per input: Float32Array always; Int32Array/Uint32Array also for integer inputs. */
-export type TensorData = Float32Array | Int32Array | Uint32Array;
+/** What run() accepts per input: Float32Array always; Int32Array/Uint32Array also for i32/u32 inputs, Int8Array for i8. */
+export type TensorData = Float32Array | Int32Array | Uint32Array | Int8Array;
 
 export interface Session {
   readonly manifest: Manifest;
@@ -116,7 +110,10 @@ export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: Lo
   const sink = traceSinkOf(device);
   const trace = options.trace ?? sink !== undefined;
   if (trace) assertTraceable(device, label);
-  const variants = manifest.kernels.map((kernel) => chooseVariant(kernel, device));
+  // constants some variants need measured on this device (a tiny probe each, once per device)
+  const wanted = manifest.kernels.flatMap((kernel) => kernel.variants.flatMap((v) => (v.features.every((f) => device.features.has(f)) ? (v.deviceConstants ?? []) : [])));
+  const deviceConstants = wanted.length > 0 ? await measureDeviceConstants(device, wanted) : new Map<string, number>();
+  const variants = manifest.kernels.map((kernel) => chooseVariant(kernel, device, deviceConstants));
 
   const created: GPUBuffer[] = [];
   device.pushErrorScope('out-of-memory');
@@ -194,11 +191,21 @@ function checkLimits(manifest: Manifest, device: GPUDevice): void {
   for (const [limit, value] of Object.entries(manifest.requiredLimits)) need(limit, value, 'required by the plan');
 }
 
-/** The first variant whose features the device offers and whose own limits (beyond the plan's) it meets. */
-function chooseVariant(kernel: KernelDesc, device: GPUDevice): KernelVariant {
+/** A variant with the device constants it needs set, as the runtime builds it. */
+interface ChosenVariant extends KernelVariant {
+  constants?: Record<string, number>;
+}
+
+/**
+ * The first variant whose features the device offers, whose own limits (beyond the plan's) it
+ * meets and whose device constants were measured.
+ */
+function chooseVariant(kernel: KernelDesc, device: GPUDevice, deviceConstants: ReadonlyMap<string, number>): ChosenVariant {
   const limits = device.limits as unknown as Record<string, number | undefined>;
   const fits = (v: KernelVariant) => Object.entries(v.requiredLimits ?? {}).every(([limit, value]) => (limits[limit] ?? Infinity) >= (value ?? 0));
-  const variant = kernel.variants.find((v) => v.features.every((f) => device.features.has(f)) && fits(v));
+  const measured = (v: KernelVariant) => (v.deviceConstants ?? []).every((c) => deviceConstants.has(c));
+  const variant = kernel.variants.find((v) => v.features.every((f) => device.features.has(f)) && fits(v) && measured(v));
+  if (variant?.deviceConstants?.length) return { ...variant, constants: Object.fromEntries(variant.deviceConstants.map((c) => [c, deviceConstants.get(c)!])) };
   if (!variant) {
     const wanted = kernel.variants.map((v) => `[${v.features.join(', ')}]`).join(' or ');
     throw new PlanError(
@@ -244,7 +251,7 @@ function padTo4(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   return padded;
 }
 
-async function createPipelines(bundle: PlanBundle, variants: KernelVariant[], device: GPUDevice, label: string) {
+async function createPipelines(bundle: PlanBundle, variants: ChosenVariant[], device: GPUDevice, label: string) {
   const modules = new Map<string, GPUShaderModule>();
   const moduleFor = (section: string) => {
     let module = modules.get(section);
@@ -270,7 +277,7 @@ async function createPipelines(bundle: PlanBundle, variants: KernelVariant[], de
       device.createComputePipelineAsync({
         label: `${label}/${kernel.name}`,
         layout: device.createPipelineLayout({ label: `${label}/${kernel.name}`, bindGroupLayouts: [layouts[k]] }),
-        compute: { module: moduleFor(variants[k].wgsl), entryPoint: kernel.entryPoint },
+        compute: { module: moduleFor(variants[k].wgsl), entryPoint: kernel.entryPoint, ...(variants[k].constants ? { constants: variants[k].constants } : {}) },
       }),
     ),
   );
@@ -554,10 +561,12 @@ export class PlanSession implements Session {
       const data = inputs[binding.name];
       if (data === undefined) throw new PlanError('bad-input', `missing input "${binding.name}" for entry "${loaded.name}": expected ${describe(binding)}`);
       const integer = binding.dtype === 'i32' || binding.dtype === 'u32';
-      const typeOk = data instanceof Float32Array || (integer && (data instanceof Int32Array || data instanceof Uint32Array));
+      const typeOk =
+        binding.dtype === 'i8' ? data instanceof Int8Array : data instanceof Float32Array || (integer && (data instanceof Int32Array || data instanceof Uint32Array));
       if (!typeOk) {
         const got = (data as object | null)?.constructor?.name ?? typeof data;
-        throw new PlanError('bad-input', `input "${binding.name}" must be a ${integer ? 'Float32Array, Int32Array or Uint32Array' : 'Float32Array'}, got ${got}`);
+        const wanted = binding.dtype === 'i8' ? 'Int8Array' : integer ? 'Float32Array, Int32Array or Uint32Array' : 'Float32Array';
+        throw new PlanError('bad-input', `input "${binding.name}" (${binding.dtype}) must be an ${wanted}, got ${got}`);
       }
       if (data.length !== elementCount(binding.shape)) {
         throw new PlanError('bad-input', `input "${binding.name}" has ${data.length} elements; expected ${describe(binding)}`);
@@ -634,8 +643,9 @@ export class PlanSession implements Session {
 
 /** The bytes a buffer of `dtype` holds for these values (a fresh copy WebGPU may keep). */
 function toBufferBytes(data: TensorData, dtype: DType): Uint8Array<ArrayBuffer> {
-  let typed: Float32Array | Int32Array | Uint32Array | Uint16Array;
-  if (dtype === 'f32') typed = data instanceof Float32Array ? data : Float32Array.from(data);
+  let typed: Float32Array | Int32Array | Uint32Array | Uint16Array | Int8Array;
+  if (dtype === 'i8') typed = data as Int8Array;
+  else if (dtype === 'f32') typed = data instanceof Float32Array ? data : Float32Array.from(data);
   else if (dtype === 'i32') typed = data instanceof Int32Array ? data : Int32Array.from(data, Math.trunc);
   else if (dtype === 'u32') typed = data instanceof Uint32Array ? data : Uint32Array.from(data, Math.trunc);
   else typed = Uint16Array.from(data, f32ToF16Bits);
@@ -655,6 +665,8 @@ function fromBufferBytes(range: ArrayBuffer, binding: TensorBinding): Float32Arr
       return Float32Array.from(new Uint32Array(range, 0, n));
     case 'f16':
       return Float32Array.from(new Uint16Array(range, 0, n), f16BitsToF32);
+    case 'i8':
+      return Float32Array.from(new Int8Array(range, 0, n));
   }
 }
 

@@ -4,13 +4,7 @@
 // into a Chrome/Perfetto trace (toChromeTrace) or a per-kernel time table (kernelSummary).
 import type { DType, EntryPoint, Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
-
-// WebGPU's flag values (no GPUBufferUsage global in Node before the webgpu globals are installed).
-const BUFFER_MAP_READ = 0x1;
-const BUFFER_COPY_SRC = 0x4;
-const BUFFER_COPY_DST = 0x8;
-const BUFFER_QUERY_RESOLVE = 0x200;
-const MAP_MODE_READ = 0x1;
+import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_MAP_READ, BUFFER_QUERY_RESOLVE, MAP_MODE_READ } from './gpu-flags';
 
 /** WebGPU caps a query set at 4096 queries: 2048 dispatches (begin + end) per set. */
 export const MAX_QUERIES_PER_SET = 4096;

@@ -16,10 +16,10 @@ export const MNPLAN_HEADER_BYTES = 64;
 /** Every section starts at a multiple of this, so weights can be viewed in place. */
 export const MNPLAN_SECTION_ALIGNMENT = 256;
 
-export type DType = 'f32' | 'f16' | 'i32' | 'u32';
+export type DType = 'f32' | 'f16' | 'i32' | 'u32' | 'i8';
 
 /** Bytes per element of each dtype, as buffers and weight slices store them. */
-export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4, i8: 1 };
 
 /**
  * A byte range of the data area, checked by SHA-256 before use. `offset` is from the start
@@ -90,6 +90,12 @@ export interface KernelVariant {
   requiredLimits?: Partial<Record<VariantLimit, number>>;
   /** the variant's @workgroup_size when it differs from the kernel's (informational: its limits are in requiredLimits) */
   workgroupSize?: [number, number, number];
+  /**
+   * Pipeline-overridable constants the runtime measures on the device and sets when it builds
+   * the variant; a runtime that cannot measure one skips the variant. Known: 'I8_MATRIX_UNIT'
+   * (what an i8 subgroup-matrix offset or stride counts: 1, bytes, or 4, words).
+   */
+  deviceConstants?: string[];
 }
 
 /** The limits a variant may ask for beyond the plan's. */

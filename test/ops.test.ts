@@ -17,8 +17,8 @@ interface InputSpec {
   shape: Shape;
   /** uniform range of the random values; log and sqrt get positive ones */
   range?: [number, number];
-  /** i32 inputs hold integers drawn from range (default [-1, 10]) */
-  dtype?: 'i32';
+  /** integer inputs hold integers drawn from range (default [-1, 10]; i8: the whole [-128, 127]) */
+  dtype?: 'i32' | 'i8';
   /** fixed values instead of random ones */
   values?: number[];
 }
@@ -217,6 +217,23 @@ const cases: Record<OpName, OpCase[]> = {
     atol: 2e-6 * sa[sa.length - 1] * 4,
   })),
   // test/attention.test.ts checks attention against its unfused graph, on more shapes
+  // exact: every product of these shapes stays below 2^24, where the f32 read-back is exact
+  matmulInt8: (
+    [
+      [[1, 1], [1, 1]],
+      [[5, 7], [7, 3]],
+      [[64, 64], [64, 64]],
+      [[65, 130], [130, 67]],
+      [[128, 96], [96, 192]],
+      [[3, 257], [257, 6]],
+    ] as [Shape, Shape][]
+  ).map(([sa, sb]) => ({
+    label: `matmulInt8 ${JSON.stringify(sa)} · ${JSON.stringify(sb)}`,
+    inputs: { a: { shape: sa, dtype: 'i8' }, b: { shape: sb, dtype: 'i8' } },
+    build: (g, x) => g.matmulInt8(x.a, x.b),
+    atol: 0,
+    rtol: 0,
+  })),
   attention: (
     [
       ['[2, 5, 8] keys [2, 7, 8] values [2, 7, 6], mask [5, 7]', [2, 5, 8], [2, 7, 8], [2, 7, 6], [5, 7]],
@@ -287,9 +304,13 @@ const validateManifest = new Ajv({ allErrors: true }).compile(
   JSON.parse(readFileSync(new URL('../schemas/mnplan.schema.json', import.meta.url), 'utf8')),
 );
 
-function randomInput(spec: InputSpec, seed: number): Float32Array | Int32Array {
+function randomInput(spec: InputSpec, seed: number): Float32Array | Int32Array | Int8Array {
   if (spec.values) return spec.dtype === 'i32' ? Int32Array.from(spec.values) : Float32Array.from(spec.values);
   const u = uniformStream(seed);
+  if (spec.dtype === 'i8') {
+    const [lo, hi] = spec.range ?? [-128, 127];
+    return Int8Array.from({ length: elementCount(spec.shape) }, () => Math.floor(lo + (hi - lo + 1) * u()));
+  }
   if (spec.dtype === 'i32') {
     const [lo, hi] = spec.range ?? [-1, 10];
     return Int32Array.from({ length: elementCount(spec.shape) }, () => Math.floor(lo + (hi - lo + 1) * u()));

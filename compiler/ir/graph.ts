@@ -302,6 +302,10 @@ export class Graph {
   matmul(a: Tensor, b: Tensor): Tensor {
     return this.op('matmul', [a, b], {});
   }
+  /** [M, K] i8 · [K, N] i8 → [M, N] i32 (int8 inference; on GPUs with subgroup matrices, their tensor cores) */
+  matmulInt8(a: Tensor, b: Tensor): Tensor {
+    return this.op('matmulInt8', [a, b], {});
+  }
   /**
    * softmax(q·kᵀ·scale + mask)·v in one kernel: q [.., Tq, d], k [.., Tk, d], v [.., Tk, dv],
    * mask broadcastable to [.., Tq, Tk] (a causal [Tq, Tk], or a scalar 0 for none); batch axes

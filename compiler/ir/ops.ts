@@ -107,6 +107,8 @@ export type Lowering<A> =
   | { archetype: 'pointwiseChain'; chain: (x: string[], attrs: A) => PointwiseChain }
   /** batched matrix product; `form` adds transposed operand reads and an epilogue (default: plain A·B) */
   | { archetype: 'matmul'; form?: (inputs: readonly TensorType[], attrs: A, out: TensorType) => MatmulForm }
+  /** [M, K] i8 · [K, N] i8 → i32: packed bytes, with a tensor-core (subgroup-matrix) variant */
+  | { archetype: 'matmulInt8' }
   /** softmax(q·kᵀ·scale + mask)·v in one kernel: a workgroup per query row, keys in tiles with an online softmax */
   | { archetype: 'attention' }
   /**
@@ -1175,6 +1177,9 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       if (!batch) {
         throw new ShapeRuleError(`batch axes ${formatShape(a.shape.slice(0, -2))} and ${formatShape(b.shape.slice(0, -2))} do not broadcast`);
       }
+      if (a.dtype !== 'f32' || b.dtype !== 'f32') {
+        throw new ShapeRuleError(`operands must be f32; got ${a.dtype} and ${b.dtype}${a.dtype === 'i8' && b.dtype === 'i8' ? ' (int8 operands: use matmulInt8)' : ''}`);
+      }
       return { shape: [...batch, m, n], dtype: a.dtype };
     },
     evaluate: ([a, b], _attrs, out) => {
@@ -1222,6 +1227,37 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       }
       return [da, db];
     },
+  } satisfies OpDef<NoAttrs>,
+  // The int8 product of quantized inference (torch._int_mm): exact in i32 for K < 2^17.
+  matmulInt8: {
+    arity: 2,
+    summary: 'int8 matrix product with int32 accumulation: [M, K] i8 · [K, N] i8 → [M, N] i32',
+    infer: ([a, b]) => {
+      if (a.dtype !== 'i8' || b.dtype !== 'i8') throw new ShapeRuleError(`operands must be i8; got ${a.dtype} and ${b.dtype}`);
+      if (a.shape.length !== 2 || b.shape.length !== 2) {
+        throw new ShapeRuleError(`operands must be matrices; got ${formatShape(a.shape)} and ${formatShape(b.shape)}`);
+      }
+      const [m, k] = a.shape;
+      const [k2, n] = b.shape;
+      if (k !== k2) throw new ShapeRuleError(`inner dimensions differ: a is ${formatShape(a.shape)} (K = ${k}) and b is ${formatShape(b.shape)} (K = ${k2})`);
+      // every partial sum stays below 2^31 while K·127·128 does
+      if (k > 131072) throw new ShapeRuleError(`K = ${k} could overflow the i32 accumulator (at most 131072)`);
+      return { shape: [m, n], dtype: 'i32' };
+    },
+    evaluate: ([a, b], _attrs, out) => {
+      const [m, n] = out.shape;
+      const k = a.shape[1];
+      const result = new Float64Array(m * n);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let acc = 0;
+          for (let p = 0; p < k; p++) acc += a.data[i * k + p] * b.data[p * n + j];
+          result[i * n + j] = acc;
+        }
+      }
+      return result;
+    },
+    lowering: { archetype: 'matmulInt8' },
   } satisfies OpDef<NoAttrs>,
   attention: {
     arity: 4,

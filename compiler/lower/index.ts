@@ -9,6 +9,7 @@ import { lowerAttention } from './attention';
 import { lowerAxis } from './axis';
 import { shapeTag, type KernelStep, type LoweredKernel } from './kernel';
 import { lowerMatmul } from './matmul';
+import { lowerMatmulInt8 } from './matmul-int8';
 import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
 import { lowerUpdate } from './update';
 
@@ -41,6 +42,8 @@ function lowerNode(graph: Graph, node: Node, name: string): { kernel: LoweredKer
       return lowerMatmul(node, operands, name, lowering.form?.(operands, node.attrs, node.type));
     case 'attention':
       return lowerAttention(node, operands, name);
+    case 'matmulInt8':
+      return lowerMatmulInt8(node, operands, name);
     case 'update':
       return lowerUpdate(node, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, node.attrs) });
     case 'none':

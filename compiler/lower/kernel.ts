@@ -31,6 +31,10 @@ export interface LoweredVariant {
   wgsl: string;
   workgroupSize: [number, number, number];
   workgroupBytes: number;
+  /** 'dawn': naga cannot parse it (subgroup matrices), so Dawn checks it when the runtime builds it */
+  validatedBy?: 'dawn';
+  /** pipeline-overridable constants the runtime measures on the device and sets (see runtime/device-constants.ts) */
+  deviceConstants?: string[];
 }
 
 /** One dispatch of a kernel: which graph values feed its bindings and how many workgroups. */

@@ -106,9 +106,11 @@ export function planBundle({ graph, entries, training, lowered, validated, param
   for (const step of lowered.steps) {
     if (kernelIndex.has(step.kernel)) continue;
     const { kernel, translations, variants: variantTranslations } = validated.get(step.kernel)!;
-    const sourceSections = (prefix: string, wgsl: string, t: Translations): KernelVariant => {
+    const sourceSections = (prefix: string, wgsl: string, t: Translations | undefined): KernelVariant => {
+      sections.push({ name: `${prefix}.wgsl`, bytes: encoder.encode(wgsl) });
+      // no translations: naga cannot read the variant, and Dawn checks it on the device
+      if (!t) return { features: [], wgsl: `${prefix}.wgsl`, translations: {}, validatedBy: 'dawn' };
       sections.push(
-        { name: `${prefix}.wgsl`, bytes: encoder.encode(wgsl) },
         { name: `${prefix}.spv`, bytes: t.spirv },
         { name: `${prefix}.msl`, bytes: encoder.encode(t.msl) },
         { name: `${prefix}.hlsl`, bytes: encoder.encode(t.hlsl) },
@@ -124,6 +126,7 @@ export function planBundle({ graph, entries, training, lowered, validated, param
     // the faster variants first (the runtime takes the first the device can run), the portable kernel last
     const variants: KernelVariant[] = (kernel.variants ?? []).map((v, j) => {
       const desc = { ...sourceSections(`${prefix}.${v.tag}`, v.wgsl, variantTranslations[j]), features: [...v.features] };
+      if (v.deviceConstants?.length) desc.deviceConstants = [...v.deviceConstants];
       const limits: KernelVariant['requiredLimits'] = {};
       if (v.workgroupBytes > kernel.workgroupBytes) limits.maxComputeWorkgroupStorageSize = v.workgroupBytes;
       const invocations = v.workgroupSize[0] * v.workgroupSize[1] * v.workgroupSize[2];

@@ -14,7 +14,7 @@ const COMPUTE_LIMITS = [
   'maxComputeWorkgroupsPerDimension',
 ] as const;
 
-const OPTIONAL_FEATURES = ['subgroups', 'timestamp-query', 'shader-f16'] as const;
+const OPTIONAL_FEATURES = ['subgroups', 'timestamp-query', 'shader-f16', 'chromium-experimental-subgroup-matrix'] as const;
 
 export function requestedDeviceDescriptor(adapter: GPUAdapter, label: string): GPUDeviceDescriptor {
   const requiredLimits: Record<string, number> = {};

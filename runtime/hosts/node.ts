@@ -22,6 +22,12 @@ export interface NodeDeviceOptions {
    * rewritten with all records of the process so far. Needs 'timestamp-query'.
    */
   traceFile?: string;
+  /**
+   * default: env MNRT_ALLOW_UNSAFE_APIS=1. Dawn's `allow_unsafe_apis`: adapters then offer
+   * experimental features, among them 'chromium-experimental-subgroup-matrix' (the tensor
+   * cores int8 matmul variants use). Off by default: these APIs are not yet in WebGPU.
+   */
+  allowUnsafeApis?: boolean;
 }
 
 export interface NodeGPU {
@@ -79,7 +85,9 @@ export async function requestNodeDevice(options: NodeDeviceOptions = {}): Promis
     if (backend === 'opengl') process.env.EGL_PLATFORM ??= 'surfaceless';
     // Dawn rounds timestamps down to 65.536 µs unless told not to (a browser's defence against
     // timing attacks, meaningless here), which would make per-dispatch times useless.
-    const instance = create([`backend=${backend}`, 'disable-dawn-features=timestamp_quantization']);
+    const toggles = [`backend=${backend}`, 'disable-dawn-features=timestamp_quantization'];
+    if (options.allowUnsafeApis ?? process.env.MNRT_ALLOW_UNSAFE_APIS === '1') toggles.push('enable-dawn-features=allow_unsafe_apis');
+    const instance = create(toggles);
     context.instances.push(instance);
     const adapterOptions: GPURequestAdapterOptions = { powerPreference: options.powerPreference };
     // Dawn's OpenGL backend only offers WebGPU compatibility mode.
