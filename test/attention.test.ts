@@ -1,9 +1,12 @@
 // The attention op against the unfused graph it replaces, softmax(q·kᵀ·scale + mask)·v spelled
 // with transpose, matmul, mul, add and softmax: its CPU reference must equal the unfused
 // graph's (same float64 evaluates, same order), and its one kernel must agree within f32
-// tolerance on shapes that exercise the tiling (Tk not a power of two, several key tiles,
-// dv above the workgroup size, q too long to stage, rows beyond one grid dimension) and
-// the batch broadcasting. Then: one dispatch, and the shape rule's refusals.
+// tolerance. The row kernel (a few query rows, or wide heads) on shapes that exercise its
+// tiling (Tk not a power of two, several key tiles, dv above the workgroup size, q too long to
+// stage, rows beyond one grid dimension); the tiled kernel at its edges (Tq and Tk not
+// multiples of its tiles, fewer keys than one tile, key groups, lanes sharing a wide head, d
+// and dv not multiples of 4, -Infinity masks); both under batch broadcasting. Then: one
+// dispatch, and the shape rule's refusals.
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { CompileError } from '../compiler/ir/errors';
@@ -41,10 +44,20 @@ interface AttentionCase {
   scale?: number;
   /** |gpu - cpu| ≤ atol + 1e-4·|cpu| (default 2e-5) */
   atol?: number;
+  /** the kernel's archetype line must match: which kernel runs the case, and with which tiling */
+  archetype: RegExp;
+}
+
+const ROW_KERNEL = /workgroup per query row/;
+/** The tiled kernel's archetype: rows per workgroup, keys per tile (and key groups), lanes per row. */
+function tiled(rows: number, keys: number, groups: number, lanes: number): RegExp {
+  const split = groups > 1 ? ` split ${groups} ways` : '';
+  const perRow = lanes > 1 ? `${lanes} invocations per row` : 'an invocation per row';
+  return new RegExp(`FlashAttention-2 tiles: ${rows} query rows per workgroup, keys in tiles of ${keys}${split}, ${perRow} `);
 }
 
 const CASES: AttentionCase[] = [
-  { label: '[2, 5, 8] × [2, 7, 8] × [2, 7, 6], mask [5, 7]', q: [2, 5, 8], k: [2, 7, 8], v: [2, 7, 6], mask: [5, 7] },
+  { label: '[2, 5, 8] × [2, 7, 8] × [2, 7, 6], mask [5, 7]', q: [2, 5, 8], k: [2, 7, 8], v: [2, 7, 6], mask: [5, 7], archetype: ROW_KERNEL },
   {
     label: 'heads [9, 16, 64], causal mask [16, 16]',
     q: [9, 16, 64],
@@ -52,6 +65,7 @@ const CASES: AttentionCase[] = [
     v: [9, 16, 64],
     mask: [16, 16],
     maskValues: causalMask(16, 16, -1e9),
+    archetype: tiled(16, 16, 1, 1),
   },
   {
     label: 'a causal mask of -Infinity, Tq < Tk',
@@ -60,9 +74,10 @@ const CASES: AttentionCase[] = [
     v: [2, 10, 16],
     mask: [6, 10],
     maskValues: causalMask(6, 10, -Infinity),
+    archetype: ROW_KERNEL,
   },
-  { label: 'Tq > Tk: [3, 11, 16] queries, 4 keys', q: [3, 11, 16], k: [3, 4, 16], v: [3, 4, 8], mask: [11, 4] },
-  { label: 'Tk = 300, not a power of two', q: [2, 5, 32], k: [2, 300, 32], v: [2, 300, 20], mask: [5, 300] },
+  { label: 'Tq > Tk: [3, 11, 16] queries, 4 keys', q: [3, 11, 16], k: [3, 4, 16], v: [3, 4, 8], mask: [11, 4], archetype: ROW_KERNEL },
+  { label: 'Tk = 300, not a power of two', q: [2, 5, 32], k: [2, 300, 32], v: [2, 300, 20], mask: [5, 300], archetype: ROW_KERNEL },
   {
     label: 'Tk = 2500: three key tiles, the last partial; scalar mask',
     q: [3, 8],
@@ -71,13 +86,44 @@ const CASES: AttentionCase[] = [
     mask: [],
     // an average over 2500 keys: the running sum and the weighted sum add 2500 f32 terms
     atol: 1e-4,
+    archetype: ROW_KERNEL,
   },
-  { label: 'batch broadcast: q [2, 1, 4, 8], k [3, 6, 8], v [6, 5], mask [1, 6]', q: [2, 1, 4, 8], k: [3, 6, 8], v: [6, 5], mask: [1, 6] },
-  { label: 'batch broadcast of k and v: q [4, 3, 8], k [1, 5, 8], v [5, 7], mask [4, 1, 5]', q: [4, 3, 8], k: [1, 5, 8], v: [5, 7], mask: [4, 1, 5] },
-  { label: 'only v batched: q [3, 8], k [5, 8], v [2, 5, 4], mask [2, 3, 5]', q: [3, 8], k: [5, 8], v: [2, 5, 4], mask: [2, 3, 5] },
-  { label: 'dv = 300: more outputs than invocations', q: [2, 3, 8], k: [2, 9, 8], v: [2, 9, 300], mask: [3, 9] },
-  { label: 'd = 2100: q read from the buffer, not staged', q: [2, 2100], k: [3, 2100], v: [3, 4], mask: [2, 3], scale: 0.01 },
-  { label: '70000 query rows: more workgroups than one grid dimension', q: [70000, 2], k: [3, 2], v: [3, 2], mask: [] },
+  { label: 'batch broadcast: q [2, 1, 4, 8], k [3, 6, 8], v [6, 5], mask [1, 6]', q: [2, 1, 4, 8], k: [3, 6, 8], v: [6, 5], mask: [1, 6], archetype: ROW_KERNEL },
+  { label: 'batch broadcast of k and v: q [4, 3, 8], k [1, 5, 8], v [5, 7], mask [4, 1, 5]', q: [4, 3, 8], k: [1, 5, 8], v: [5, 7], mask: [4, 1, 5], archetype: ROW_KERNEL },
+  { label: 'only v batched: q [3, 8], k [5, 8], v [2, 5, 4], mask [2, 3, 5]', q: [3, 8], k: [5, 8], v: [2, 5, 4], mask: [2, 3, 5], archetype: ROW_KERNEL },
+  { label: 'dv = 300: more outputs than invocations', q: [2, 3, 8], k: [2, 9, 8], v: [2, 9, 300], mask: [3, 9], archetype: ROW_KERNEL },
+  { label: 'd = 2100: q read from the buffer, not staged', q: [2, 2100], k: [3, 2100], v: [3, 4], mask: [2, 3], scale: 0.01, archetype: ROW_KERNEL },
+  { label: '70000 query rows: more workgroups than one grid dimension', q: [5000, 14, 2], k: [3, 2], v: [3, 2], mask: [], archetype: ROW_KERNEL },
+
+  // the tiled kernel
+  { label: 'tiled: Tq = 20, Tk = 5 (< one tile), dv 12 ≠ d 16', q: [2, 20, 16], k: [2, 5, 16], v: [2, 5, 12], mask: [20, 5], archetype: tiled(32, 16, 1, 1) },
+  { label: 'tiled: 64 rows, Tq = 70 and Tk = 90 past whole tiles', q: [2, 70, 16], k: [2, 90, 16], v: [2, 90, 16], mask: [70, 90], archetype: tiled(64, 16, 1, 1) },
+  {
+    label: 'tiled: causal mask of -Infinity, Tq 40 < Tk 300, 4 key groups, 5 tiles of keys',
+    q: [2, 40, 16],
+    k: [2, 300, 16],
+    v: [2, 300, 16],
+    mask: [40, 300],
+    maskValues: causalMask(40, 300, -Infinity),
+    archetype: tiled(64, 64, 4, 1),
+  },
+  { label: 'tiled: 8 key groups over Tk = 600, scalar mask', q: [1, 16, 8], k: [1, 600, 8], v: [1, 600, 4], mask: [], atol: 5e-5, archetype: tiled(16, 128, 8, 1) },
+  {
+    label: 'tiled: batch broadcast q [2, 1, 24, 8], k [3, 40, 8], v [40, 6], mask [1, 40]',
+    q: [2, 1, 24, 8],
+    k: [3, 40, 8],
+    v: [40, 6],
+    mask: [1, 40],
+    archetype: tiled(32, 16, 1, 1),
+  },
+  { label: 'tiled: mask [4, 1, 24, 1] broadcast along keys, k and v [1, 30, 8]', q: [4, 3, 24, 8], k: [1, 30, 8], v: [1, 30, 8], mask: [4, 1, 24, 1], archetype: tiled(32, 16, 1, 1) },
+  { label: 'tiled: d = 10, dv = 7 (not multiples of 4)', q: [2, 17, 10], k: [2, 33, 10], v: [2, 33, 7], mask: [17, 33], archetype: tiled(32, 16, 1, 1) },
+  // d and dv kept small past the lane thresholds: llvmpipe compiles wide unrolled kernels slowly
+  { label: 'tiled: 2 lanes per row for d = 68, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 68], k: [1, 170, 68], v: [1, 170, 12], mask: [20, 170], scale: 0.1, archetype: tiled(32, 16, 2, 2) },
+  { label: 'tiled: 4 lanes per row for d = 130, dv = 18 (not multiples of 4)', q: [2, 16, 130], k: [2, 20, 130], v: [2, 20, 18], mask: [16, 20], scale: 0.08, archetype: tiled(16, 16, 1, 4) },
+
+  { label: 'Tq = 1 (decoding) takes the row kernel', q: [3, 1, 64], k: [3, 40, 64], v: [3, 40, 64], mask: [1, 40], archetype: ROW_KERNEL },
+  { label: 'd = 300 (wider than four lanes) takes the row kernel', q: [2, 16, 300], k: [2, 12, 300], v: [2, 12, 8], mask: [16, 12], scale: 0.02, archetype: ROW_KERNEL },
 ];
 
 /** Seeded values in [-2, 2] for every input of the graph. */
@@ -113,6 +159,9 @@ describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, 
     expect(expected.every(Number.isFinite)).toBe(true);
 
     const plan = await compileGraph(fused);
+    const kernel = plan.manifest.kernels.find((k) => k.ops.includes('attention'))!;
+    const wgsl = (await readBundle(plan.bundle)).text(kernel.variants[kernel.variants.length - 1].wgsl);
+    expect(wgsl.split('\n').find((l) => l.startsWith('// archetype:'))).toMatch(c.archetype);
     const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
     let actual: Float32Array;
     try {
@@ -147,7 +196,7 @@ describe('one dispatch', () => {
     const text = (await readBundle(after.plan.bundle)).text(after.kernels[0].variants[0].wgsl);
     expect(text).toContain('// mnc kernel attention_9x16x64');
     expect(text).toContain('// op attention: [9, 16, 64], [9, 16, 64], [9, 16, 64], [16, 16] -> [9, 16, 64] f32');
-    expect(text).toContain('// archetype: attention, workgroup per query row (144 rows), keys in tiles of 16 with an online softmax');
+    expect(text).toContain('// archetype: attention, FlashAttention-2 tiles: 16 query rows per workgroup, keys in tiles of 16, an invocation per row');
 
     // and through the optimizer, which must keep it whole
     const optimized = await compileGraph(build(c, true));

@@ -1,19 +1,107 @@
 // Attention archetype: out[b, i] = softmax(q[b, i]·k[b]ᵀ·scale + mask[b, i])·v[b] in one kernel.
-// One workgroup owns one query row. Keys are processed in tiles with an online softmax (the
-// running max and sum of FlashAttention): per tile, the scores go to workgroup memory and
-// their max is reduced; the exponentials and their sum follow; then each invocation rescales
-// and extends its share of the dv outputs by Σ_j p_j·v[j, :]. Any Tk fits; batch axes of q, k,
-// v and the mask broadcast through per-batch offsets, as in matmul.
+// This file describes the problem once (sizes, per-batch offsets of q, k, v and the mask, whose
+// batch axes broadcast as in matmul) and picks a kernel at compile time: the FlashAttention-2
+// style tiled kernel (attention-tiled.ts), which owns a block of query rows per workgroup, or,
+// where it does not apply (a few query rows, as in decoding, or a head too wide for its
+// registers), the row kernel below. The row kernel gives one workgroup one query row: per tile
+// of keys the scores go to workgroup memory and their max and sum are reduced across the
+// workgroup (an online softmax), then each invocation extends its share of the dv outputs.
 import type { Node } from '../ir/graph';
 import { wgslFloat, type AttentionAttrs } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
+import { chooseAttentionTiling, tiledAttentionKernel } from './attention-tiled';
 import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
 
 // exactly -FLT_MAX: a decimal that rounds to it is still refused by Tint as out of range
-const LOWEST_F32 = '-0x1.fffffep+127f';
+export const LOWEST_F32 = '-0x1.fffffep+127f';
 
-/** Keys per tile: the scores of one tile live in workgroup memory. */
+/** Everything an attention kernel generator needs about one node. */
+export interface AttentionProblem {
+  name: string;
+  node: Node;
+  operands: readonly TensorType[];
+  tq: number;
+  tk: number;
+  d: number;
+  dv: number;
+  /** matrices in the output's batch axes (their product) */
+  batches: number;
+  scale: number;
+  /** element strides of the mask along query rows and along keys (0: broadcast) */
+  maskRowStride: number;
+  maskKeyStride: number;
+  /**
+   * statements declaring q_base, k_base, v_base (element offsets of batch `batch`'s q, k and v
+   * matrices) and m_base (of its mask slice) from a u32 `batch`; broadcast axes add nothing
+   */
+  batchOffsets: string[];
+}
+
+export function attentionProblem(node: Node, operands: readonly TensorType[], name: string): AttentionProblem {
+  const [q, k, v, mask] = operands;
+  const { scale } = node.attrs as unknown as AttentionAttrs;
+  const out = node.type.shape;
+  const [tq, dv] = out.slice(-2);
+  const [tk, d] = k.shape.slice(-2);
+  const batchShape = out.slice(0, -2);
+  const rank = out.length;
+
+  const qStrides = broadcastStrides(q.shape.slice(0, -2), batchShape);
+  const kStrides = broadcastStrides(k.shape.slice(0, -2), batchShape);
+  const vStrides = broadcastStrides(v.shape.slice(0, -2), batchShape);
+  const maskStrides = broadcastStrides(mask.shape, [...batchShape, tq, tk]);
+  const batchStrides = stridesOf(batchShape);
+  const batchOffsets = ['  var q_base = 0u;', '  var k_base = 0u;', '  var v_base = 0u;', '  var m_base = 0u;'];
+  if (batchShape.length > 0) {
+    batchOffsets.push('  var rem = batch;');
+    for (let a = 0; a < batchShape.length; a++) {
+      batchOffsets.push(`  let bc${a} = rem / ${u32(batchStrides[a])};`, `  rem = rem % ${u32(batchStrides[a])};`);
+      if (qStrides[a]) batchOffsets.push(`  q_base += bc${a} * ${u32(qStrides[a] * tq * d)};`);
+      if (kStrides[a]) batchOffsets.push(`  k_base += bc${a} * ${u32(kStrides[a] * tk * d)};`);
+      if (vStrides[a]) batchOffsets.push(`  v_base += bc${a} * ${u32(vStrides[a] * tk * dv)};`);
+      if (maskStrides[a]) batchOffsets.push(`  m_base += bc${a} * ${u32(maskStrides[a])};`);
+    }
+  }
+  return {
+    name,
+    node,
+    operands,
+    tq,
+    tk,
+    d,
+    dv,
+    batches: elementCount(batchShape),
+    scale,
+    maskRowStride: maskStrides[rank - 2],
+    maskKeyStride: maskStrides[rank - 1],
+    batchOffsets,
+  };
+}
+
+/** A generated module with what the plan needs to know about it. */
+export interface AttentionKernelCode {
+  wgsl: string;
+  workgroupSize: [number, number, number];
+  workgroupBytes: number;
+  workgroups: [number, number, number];
+}
+
+export function lowerAttention(node: Node, operands: readonly TensorType[], name: string): {
+  kernel: LoweredKernel;
+  workgroups: [number, number, number];
+} {
+  const p = attentionProblem(node, operands, name);
+  const tiling = chooseAttentionTiling(p);
+  const code = tiling ? tiledAttentionKernel(p, tiling) : rowKernel(p);
+  const { bindings } = bindingDecls(operands);
+  return {
+    kernel: { name, ops: [node.op], wgsl: code.wgsl, entryPoint: 'main', workgroupBytes: code.workgroupBytes, workgroupSize: code.workgroupSize, bindings },
+    workgroups: code.workgroups,
+  };
+}
+
+/** Keys per tile of the row kernel: the scores of one tile live in workgroup memory. */
 const MAX_TILE = 1024;
 /** q's row is staged in workgroup memory up to this many features, read from the buffer beyond. */
 const MAX_STAGED_D = 2048;
@@ -25,43 +113,18 @@ function workgroupFor(n: number): number {
   return size;
 }
 
-export function lowerAttention(node: Node, operands: readonly TensorType[], name: string): {
-  kernel: LoweredKernel;
-  workgroups: [number, number, number];
-} {
-  const [q, k, v, mask] = operands;
-  const { scale } = node.attrs as unknown as AttentionAttrs;
-  const out = node.type.shape;
-  const [tq, dv] = out.slice(-2);
-  const [tk, d] = k.shape.slice(-2);
-  const batchShape = out.slice(0, -2);
-  const rank = out.length;
-  const rows = elementCount(batchShape) * tq;
-
+/** The row kernel: one workgroup per query row, any d and dv, for shapes the tiled kernel does not take. */
+function rowKernel(p: AttentionProblem): AttentionKernelCode {
+  const { tq, tk, d, dv } = p;
+  const rows = p.batches * tq;
   const tile = Math.min(tk, MAX_TILE);
   const wg = workgroupFor(Math.max(tile, dv));
   const outPer = Math.ceil(dv / wg);
   const stagedQ = d <= MAX_STAGED_D;
   const { grid, gridX } = linearGrid(rows);
 
-  // per row: the batch coordinates, then each operand's offset (broadcast axes add nothing)
-  const qStrides = broadcastStrides(q.shape.slice(0, -2), batchShape);
-  const kStrides = broadcastStrides(k.shape.slice(0, -2), batchShape);
-  const vStrides = broadcastStrides(v.shape.slice(0, -2), batchShape);
-  const maskStrides = broadcastStrides(mask.shape, [...batchShape, tq, tk]);
-  const batchStrides = stridesOf(batchShape);
-  const offsetLines = ['  var q_base = i * D;', '  var k_base = 0u;', '  var v_base = 0u;', `  var m_base = ${maskStrides[rank - 2] ? `i * ${u32(maskStrides[rank - 2])}` : '0u'};`];
-  if (batchShape.length > 0) {
-    offsetLines.push('  var rem = row / TQ;');
-    for (let a = 0; a < batchShape.length; a++) {
-      offsetLines.push(`  let bc${a} = rem / ${u32(batchStrides[a])};`, `  rem = rem % ${u32(batchStrides[a])};`);
-      if (qStrides[a]) offsetLines.push(`  q_base += bc${a} * ${u32(qStrides[a] * tq * d)};`);
-      if (kStrides[a]) offsetLines.push(`  k_base += bc${a} * ${u32(kStrides[a] * tk * d)};`);
-      if (vStrides[a]) offsetLines.push(`  v_base += bc${a} * ${u32(vStrides[a] * tk * dv)};`);
-      if (maskStrides[a]) offsetLines.push(`  m_base += bc${a} * ${u32(maskStrides[a])};`);
-    }
-  }
-  const maskKey = maskStrides[rank - 1] === 0 ? 'm_base' : maskStrides[rank - 1] === 1 ? 'm_base + j' : `m_base + j * ${u32(maskStrides[rank - 1])}`;
+  const mRow = p.maskRowStride ? ` + i * ${u32(p.maskRowStride)}` : '';
+  const maskKey = p.maskKeyStride === 0 ? 'm_row' : p.maskKeyStride === 1 ? 'm_row + j' : `m_row + j * ${u32(p.maskKeyStride)}`;
 
   const tree = (combine: (a: string, b: string) => string) => {
     const lines: string[] = [];
@@ -71,11 +134,11 @@ export function lowerAttention(node: Node, operands: readonly TensorType[], name
     return lines.join('\n');
   };
 
-  const { wgsl: decls, bindings } = bindingDecls(operands);
+  const { wgsl: decls } = bindingDecls(p.operands);
   const header = kernelHeader(
-    name,
-    node,
-    operands,
+    p.name,
+    p.node,
+    p.operands,
     `attention, workgroup per query row (${rows} rows), keys in tiles of ${tile} with an online softmax${stagedQ ? '' : ', q read from the buffer'}`,
   );
   const wgsl = `${header}
@@ -90,7 +153,7 @@ const TILE: u32 = ${u32(tile)};
 const WG: u32 = ${u32(wg)};
 const OUT_PER: u32 = ${u32(outPer)};
 const GRID_X: u32 = ${u32(gridX)};
-const SCALE: f32 = ${wgslFloat(Math.fround(scale))};
+const SCALE: f32 = ${wgslFloat(Math.fround(p.scale))};
 ${stagedQ ? '\nvar<workgroup> q_row: array<f32, D>;' : ''}
 var<workgroup> p_tile: array<f32, TILE>; // the tile's scores, then their exponentials
 var<workgroup> scratch: array<f32, WG>;
@@ -101,12 +164,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (row >= ROWS) {
     return;
   }
+  let batch = row / TQ;
   let i = row % TQ;
-${offsetLines.join('\n')}
+${p.batchOffsets.join('\n')}
+  let q_base_row = q_base + i * D;
+  let m_row = m_base${mRow};
 ${
   stagedQ
     ? `  for (var p = lid; p < D; p += WG) {
-    q_row[p] = in0[q_base + p];
+    q_row[p] = in0[q_base_row + p];
   }
   workgroupBarrier();
 `
@@ -125,7 +191,7 @@ ${
       let k_row = k_base + j * D;
       var dot = 0.0;
       for (var p = 0u; p < D; p++) {
-        dot = fma(${stagedQ ? 'q_row[p]' : 'in0[q_base + p]'}, in1[k_row + p], dot);
+        dot = fma(${stagedQ ? 'q_row[p]' : 'in0[q_base_row + p]'}, in1[k_row + p], dot);
       }
       let s = dot * SCALE + in3[${maskKey}];
       p_tile[t] = s;
@@ -174,8 +240,5 @@ ${tree((a, b) => `${a} + ${b}`)}
 }
 `;
   const workgroupFloats = (stagedQ ? d : 0) + tile + wg;
-  return {
-    kernel: { name, ops: [node.op], wgsl, entryPoint: 'main', workgroupBytes: workgroupFloats * 4, workgroupSize: [wg, 1, 1], bindings },
-    workgroups: grid,
-  };
+  return { wgsl, workgroupSize: [wg, 1, 1], workgroupBytes: workgroupFloats * 4, workgroups: grid };
 }
