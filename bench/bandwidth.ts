@@ -9,6 +9,8 @@
 // Options: --only NAME[,NAME] (cases whose name starts with one), --no-torch, --no-check,
 // --rounds 5, --py PATH, --variants (hand-written add kernels), --small (check shapes only),
 // --sweep (the axis layouts of SWEEPS besides the defaults). With $OUT set it writes $OUT/bandwidth.json.
+// Reductions with few long rows compile to two dispatches (compiler/lower/split-reductions.ts);
+// the bytes counted stay each input read once and the output written once.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -152,14 +154,20 @@ const CASES: Case[] = [
 /** Axis layouts other than the default, measured with --sweep (the open questions of bench/README.md, bandwidth). */
 const SWEEPS: { name: string; tuning: Partial<AxisTuning> }[] = [
   ...['softmax', 'layerNorm', 'rmsNorm'].flatMap((op) => [
-    { name: `${op} 1024x32768`, tuning: { streamGroups: 128 } },
-    { name: `${op} 1024x32768`, tuning: { streamGroups: 256 } },
+    // the portable kernel alone (rows streamed once per pass), as before the 1024-invocation variant
+    { name: `${op} 1024x32768`, tuning: { largeInvocations: 0 } },
+    { name: `${op} 1024x32768`, tuning: { largeInvocations: 0, streamGroups: 256 } },
+    { name: `${op} 1024x32768`, tuning: { largeInvocations: 512, largeRegisterFloats: 64 } },
     { name: `${op} 1024x32768`, tuning: { maxRegisterFloats: 128 } },
   ]),
-  { name: 'sum 16x4194304', tuning: { streamAccumulators: 8 } },
-  { name: 'sum axis0 4096x8192', tuning: { interleavedBytes: 64 } },
-  { name: 'sum axis0 4096x8192', tuning: { interleavedBytes: 64, streamAccumulators: 8 } },
-  { name: 'sum axis0 4096x8192', tuning: { streamAccumulators: 8 } },
+  // split reductions: unsplit, and fewer or more workgroups in the first step
+  { name: 'sum 16x4194304', tuning: { splitBelowWorkgroups: 0 } },
+  { name: 'sum 16x4194304', tuning: { splitTargetWorkgroups: 1024 } },
+  { name: 'sum 16x4194304', tuning: { splitTargetWorkgroups: 16384 } },
+  { name: 'sum axis0 4096x8192', tuning: { splitBelowWorkgroups: 0 } },
+  { name: 'sum axis0 4096x8192', tuning: { splitBelowWorkgroups: 0, interleavedBytes: 64, streamAccumulators: 8 } },
+  { name: 'sum axis0 4096x8192', tuning: { splitTargetWorkgroups: 2048 } },
+  { name: 'sum axis0 4096x8192', tuning: { splitTargetWorkgroups: 8192 } },
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -196,6 +204,9 @@ async function measurePlan(device: GPUDevice, c: Case, rounds: number): Promise<
     feeds[input.name] = fixed ? Float32Array.from(fixed) : Float32Array.from({ length: elementCount(input.shape) }, () => lo + (hi - lo) * u());
   }
   const timed = await prepareTimedPlan(compiled.bundle, device, 'run', feeds);
+  // timed.variants: the WGSL section each kernel runs, kernels in order of first dispatch
+  const used = [...new Set(entry.dispatches.map((d) => d.kernel))];
+  const variantOf = new Map(used.map((k, i) => [k, timed.variants[i]]));
   const bytes =
     c.bytes?.(c.shape) ??
     [...entry.inputs, ...entry.outputs].reduce((s, t) => s + 4 * elementCount(t.shape), 0);
@@ -212,7 +223,12 @@ async function measurePlan(device: GPUDevice, c: Case, rounds: number): Promise<
     bytes,
     gbs: bytes / median / 1e3,
     dispatches: entry.dispatches.length,
-    kernels: entry.dispatches.map((d) => manifest.kernels[d.kernel].name),
+    // with the variant timed where it is not the portable kernel (e.g. 'large': 1024 invocations)
+    kernels: entry.dispatches.map((d) => {
+      const { name } = manifest.kernels[d.kernel];
+      const tag = variantOf.get(d.kernel)!.slice(`kernels/${name}`.length).replace(/\.wgsl$/, '').replace(/^\./, '');
+      return tag ? `${name} (${tag})` : name;
+    }),
     workgroups: entry.dispatches.map((d) => d.workgroups.join('x')),
   };
 }

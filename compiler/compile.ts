@@ -8,6 +8,7 @@ import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
 import type { Graph } from './ir/graph';
 import { materializeParameters } from './ir/interpret';
 import { lowerGraph, type LoweredKernel } from './lower';
+import { splitReductions } from './lower/split-reductions';
 import { writePlanFile } from './plan/bundle';
 import { entryLiveNodes, planBundle, planEntries } from './plan/plan';
 import { NAGA_VERSION, validateKernel, type ValidatedKernel } from './validate/naga';
@@ -88,6 +89,8 @@ function planGraph(
   timed: <T>(stage: string, work: () => T) => T,
   optimization?: OptimizationDesc[],
 ) {
+  // reductions with too few rows to fill the GPU become two (lower/split-reductions.ts)
+  ({ graph, training } = timed('lower', () => splitReductions(graph, training)));
   const entries = planEntries(graph, training);
   const lowered = timed('lower', () => lowerGraph(graph, entryLiveNodes(graph, entries)));
   const validated = new Map<LoweredKernel, ValidatedKernel>();

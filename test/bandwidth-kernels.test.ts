@@ -1,16 +1,18 @@
 // The bandwidth-minded kernel forms against the CPU reference on the GPU: the pointwise
 // vec4 path (taken and not taken), and the axis layouts (several rows per workgroup, vec4
-// rows, rows held in registers or streamed, interleaved rows along earlier axes). Each case
-// also asserts which form its kernel took, from the header comment, so a change in the
-// choice cannot silently leave a form untested.
+// rows, rows held in registers or streamed, interleaved rows along earlier axes, long rows
+// held by the 1024-invocation variant). Each case also asserts which form its kernel took,
+// from the header comment, so a change in the choice cannot silently leave a form untested.
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { Graph, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
-import { axisLayout, setAxisTuning } from '../compiler/lower/axis';
+import { lowerGraph } from '../compiler/lower';
+import { axisLayout, setAxisTuning, type AxisTuning } from '../compiler/lower/axis';
 import { collapseAxes } from '../compiler/lower/pointwise';
+import type { Manifest } from '../schemas/manifest';
 import { readBundle } from '../runtime/bundle';
 import { loadPlan } from '../runtime/session';
 import { releaseSharedDevice, sharedDevice } from './gpu';
@@ -28,9 +30,15 @@ interface Input {
 
 /**
  * Compiles `build` over seeded inputs, runs it on the GPU and compares output `y` with the
- * CPU reference (|gpu − cpu| ≤ atol + rtol·|cpu|); returns the plan's kernel sources.
+ * CPU reference (|gpu − cpu| ≤ atol + rtol·|cpu|); returns the plan's portable kernel sources.
  */
 async function check(inputs: Record<string, Input>, build: (g: Graph, x: Record<string, Tensor>) => Tensor, atol = 1e-5, rtol = 1e-5): Promise<string[]> {
+  const { manifest, text } = await checkPlan(inputs, build, atol, rtol);
+  return manifest.kernels.map((k) => text(k.variants.at(-1)!.wgsl));
+}
+
+/** As check; returns the plan's manifest and its sections' text (every variant of every kernel). */
+async function checkPlan(inputs: Record<string, Input>, build: (g: Graph, x: Record<string, Tensor>) => Tensor, atol = 1e-5, rtol = 1e-5): Promise<{ manifest: Manifest; text: (name: string) => string }> {
   const g = new Graph('bandwidth');
   const x: Record<string, Tensor> = {};
   const feeds: Record<string, Float32Array | Int32Array> = {};
@@ -44,7 +52,8 @@ async function check(inputs: Record<string, Input>, build: (g: Graph, x: Record<
   g.output('y', build(g, x));
   const plan = await compileGraph(g);
   const { manifest, text } = await readBundle(plan.bundle);
-  const sources = manifest.kernels.map((k) => text(k.variants[0].wgsl));
+  // every variant, the one the runtime picks first at the head of each kernel's list
+  const sources = manifest.kernels.flatMap((k) => k.variants.map((v) => text(v.wgsl)));
   const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
   try {
     const actual = (await session.run(feeds)).y;
@@ -57,7 +66,7 @@ async function check(inputs: Record<string, Input>, build: (g: Graph, x: Record<
   } finally {
     session.destroy();
   }
-  return sources;
+  return { manifest, text };
 }
 
 const VEC4 = 'vec4 per invocation';
@@ -162,6 +171,10 @@ describe('axis layouts', () => {
     const n = shape[shape.length - 1];
     return check(inputsFor(op, shape), rowOps[op], ...tolerance(op, n));
   };
+  const runPlan = (op: keyof typeof rowOps, shape: Shape) => {
+    const n = shape[shape.length - 1];
+    return checkPlan(inputsFor(op, shape), rowOps[op], ...tolerance(op, n));
+  };
 
   for (const n of [1, 3, 31, 32, 33, 576, 4096]) {
     for (const op of Object.keys(rowOps) as (keyof typeof rowOps)[]) {
@@ -211,10 +224,72 @@ describe('axis layouts', () => {
     expect(source).toContain('acc7');
   });
 
-  test('softmax: rows of 32768 stream by default, and fit in registers when allowed', async () => {
+  test('softmax: rows of 32768 stream in the portable kernel (run alone here), and fit in its registers when allowed', async () => {
+    setAxisTuning({ largeInvocations: 0 });
     expect((await run('softmax', [3, 32768]))[0]).toContain('passes over memory');
     setAxisTuning({ maxRegisterFloats: 128 });
     expect((await run('softmax', [3, 32768]))[0]).toContain('row held in registers (32 per invocation)');
+  });
+
+  // Rows the portable kernel streams more than once, held in registers by 1024 invocations:
+  // [op, shape, tuning, registers per invocation of the variant]
+  const longRows: [keyof typeof rowOps, Shape, Partial<AxisTuning>, number][] = [
+    ['softmax', [3, 32768], {}, 8],
+    ['layerNorm', [2, 32768], {}, 8],
+    ['rmsNorm', [37, 32768], {}, 8],
+    ['logSoftmax', [3, 30001], {}, 30],
+    // 2500 vec4s over 1024 invocations: the last register is guarded
+    ['softmax', [5, 10000], { maxRegisterFloats: 32 }, 3],
+    // both forms take the row groups in turn on the batched grid
+    ['layerNorm', [6, 32768], { streamGroups: 4 }, 8],
+  ];
+  for (const [op, shape, rowTuning, registers] of longRows) {
+    test(`${op} ${shape.join('x')} ${JSON.stringify(rowTuning)}: a 1024-invocation variant first, on the portable grid; both match the reference`, async () => {
+      const { device } = await sharedDevice();
+      // the runtime takes the first variant whose limits the device meets: here, the large one
+      expect(device.limits.maxComputeInvocationsPerWorkgroup).toBeGreaterThanOrEqual(1024);
+      setAxisTuning(rowTuning);
+      const { manifest, text } = await runPlan(op, shape);
+      const [kernel] = manifest.kernels;
+      expect(kernel.variants).toHaveLength(2);
+      const [large, portable] = kernel.variants;
+      expect(kernel.workgroupSize).toEqual([256, 1, 1]);
+      expect(large.workgroupSize).toEqual([1024, 1, 1]);
+      expect(large.requiredLimits?.maxComputeInvocationsPerWorkgroup).toBe(1024);
+      expect(large.requiredLimits?.maxComputeWorkgroupStorageSize ?? 0).toBeLessThanOrEqual(16384);
+      expect(text(large.wgsl)).toContain(`1 row(s) per workgroup, 1024 invocations each`);
+      expect(text(large.wgsl)).toContain(`row held in registers (${registers} per invocation)`);
+      expect(text(portable.wgsl)).toContain('1 row(s) per workgroup, 256 invocations each');
+      expect(text(portable.wgsl)).toContain('passes over memory');
+      if (rowTuning.streamGroups) expect(text(large.wgsl)).toContain(`${rowTuning.streamGroups} workgroups taking rows in turn`);
+      const grid = manifest.entryPoints.run.dispatches[0].workgroups;
+      expect(grid).toEqual(rowTuning.streamGroups ? [rowTuning.streamGroups, 1, 1] : [shape[0], 1, 1]);
+
+      // the portable kernel alone, on the same grid
+      setAxisTuning({ ...rowTuning, largeInvocations: 0 });
+      const alone = await runPlan(op, shape);
+      expect(alone.manifest.kernels[0].variants).toHaveLength(1);
+      expect(alone.manifest.entryPoints.run.dispatches[0].workgroups).toEqual(grid);
+    });
+  }
+
+  test('no variant where the portable kernel holds the row, reads it once, or the larger team would change the grid', () => {
+    const softmaxLike = { reductions: [sumOf('a'), sumOf('b')], output: { per: 'element' as const, expr: (x: string) => x } };
+    expect(axisLayout(32768, 1, softmaxLike, [], 1024, 32)).toMatchObject({ workgroup: 1024, team: 1024, slotsPerGroup: 1, registers: 8 });
+    expect(axisLayout(65536, 1, softmaxLike, [], 1024, 32)).toMatchObject({ registers: 0 });
+    const variantsOf = (g: Graph) => lowerGraph(g).steps.map((s) => s.kernel.variants?.map((v) => v.tag) ?? []);
+    const graph = (build: (g: Graph, x: Tensor) => Tensor, shape: Shape) => {
+      const g = new Graph('variants');
+      g.output('y', build(g, g.input('x', shape)));
+      return g;
+    };
+    expect(variantsOf(graph((g, x) => g.softmax(x), [4, 32768]))).toEqual([['large']]);
+    expect(variantsOf(graph((g, x) => g.softmax(x), [4, 16384]))).toEqual([[]]);
+    expect(variantsOf(graph((g, x) => g.softmax(x), [4, 65536]))).toEqual([[]]);
+    expect(variantsOf(graph((g, x) => g.sum(x, -1), [4, 32768]))).toEqual([[]]);
+    setAxisTuning({ maxRegisterFloats: 4 });
+    // 1200 vec4s: a team of 256 streams them, 1024 invocations would serve two rows (team 512)
+    expect(variantsOf(graph((g, x) => g.softmax(x), [4, 4800]))).toEqual([[]]);
   });
 
   test('sum: two long rows of 100003 (scalar, four accumulators and a tail)', async () => {

@@ -390,7 +390,8 @@ export class Graph {
       if (name === undefined) this.fail(op, 'a leaf needs a name');
       return this.leaf(op as 'input' | 'parameter' | 'constant' | 'state', name, attrs as LeafAttrs & Record<string, unknown>);
     }
-    return this.op(op, operands, attrs as AttrsOf<typeof op> & object);
+    if (name !== undefined && this.names.has(name)) this.fail(op, `the name '${name}' is already used in this graph`);
+    return this.op(op, operands, attrs as AttrsOf<typeof op> & object, name);
   }
 
   /** Runs `record` with every node it creates located at `loc` (backward nodes point at their forward op). */
@@ -420,7 +421,7 @@ export class Graph {
     return this.record(op, [], attrs, name);
   }
 
-  private op<K extends OpName>(op: K, operands: readonly Tensor[], attrs: AttrsOf<K> & object): Tensor {
+  private op<K extends OpName>(op: K, operands: readonly Tensor[], attrs: AttrsOf<K> & object, name?: string): Tensor {
     for (const [i, t] of operands.entries()) {
       if (!(t instanceof Tensor)) this.fail(op, `operand ${i + 1} is not a tensor (got ${typeof t})`);
       if (t.graph !== this) this.fail(op, `operand ${i + 1} belongs to another graph`);
@@ -429,7 +430,7 @@ export class Graph {
     if (def.arity !== 'variadic' && operands.length !== def.arity) {
       this.fail(op, `takes ${def.arity} operands; got ${operands.length}`);
     }
-    return this.record(op, operands.map((t) => t.id), attrs);
+    return this.record(op, operands.map((t) => t.id), attrs, name);
   }
 
   private record(op: OpName, inputs: number[], attrs: object, name?: string): Tensor {

@@ -9,17 +9,20 @@
 //     that neighbouring invocations read neighbouring rows and loads stay coalesced; a
 //     single reduction with INNER a multiple of 4 reads four neighbouring rows as one vec4;
 //   - a row that fits in registers is read once, however many passes the program makes
-//     (softmax, norms); a longer row streams from memory in each pass.
+//     (softmax, norms); a longer row streams from memory in each pass, unless a variant
+//     with more invocations per workgroup (same grid) holds it, for devices that allow it.
+// Reductions with too few rows to fill the GPU are split in two by split-reductions.ts;
+// splitChunks here says into how many chunks, from the same layout.
 import type { Node } from '../ir/graph';
 import { axisSplit, type AxisProgram, type AxisReduction } from '../ir/ops';
-import { elementCount, type TensorType } from '../ir/types';
-import { kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
+import { elementCount, type Shape, type TensorType } from '../ir/types';
+import { kernelHeader, linearGrid, u32, type LoweredKernel, type LoweredVariant } from './kernel';
 import { typedBindingDecls, type Access } from './vector';
 
 // exactly -FLT_MAX: a decimal that rounds to it is still refused by Tint as out of range
 const LOWEST_F32 = '-0x1.fffffep+127f';
 
-/** Invocations per workgroup: WebGPU's compatibility limit, so every kernel runs everywhere. */
+/** Invocations per workgroup of the portable kernel: WebGPU's compatibility limit, so it runs everywhere. */
 const WORKGROUP = 256;
 /** Largest fan-in of one level of the shared-memory tree (256 → 32 → 4 → 1: three barriers). */
 const TREE_FAN_IN = 8;
@@ -42,9 +45,39 @@ export interface AxisTuning {
    * GPU was shared and is inconclusive (bench/README.md, bandwidth).
    */
   streamGroups: number;
+  /**
+   * invocations per workgroup of the long-row variant, offered where the portable kernel
+   * streams a row more than once and this many invocations hold it in registers; 0: none
+   */
+  largeInvocations: number;
+  /** most row values (floats) one invocation of that variant keeps in registers */
+  largeRegisterFloats: number;
+  /** a single reduction (sum, mean, max) whose kernel would run fewer workgroups than this is split in two ... */
+  splitBelowWorkgroups: number;
+  /** ... when its operand has at least this many elements (below, a second dispatch costs more than it saves) */
+  splitMinElements: number;
+  /** the first step of a split gets the fewest chunks that give it this many workgroups */
+  splitTargetWorkgroups: number;
+  /** shortest chunk (elements along the axis) a split makes */
+  splitMinChunk: number;
 }
 
-const DEFAULT_TUNING: AxisTuning = { maxRegisterFloats: 64, unitsPerInvocation: 4, interleavedBytes: 128, streamAccumulators: 4, streamGroups: 0 };
+const DEFAULT_TUNING: AxisTuning = {
+  maxRegisterFloats: 64,
+  unitsPerInvocation: 4,
+  interleavedBytes: 128,
+  streamAccumulators: 4,
+  streamGroups: 0,
+  // 1024 invocations at 32 floats each hold a row of 32768; 64 would leave no registers to
+  // spare at 1024 invocations (65536 per SM on NVIDIA)
+  largeInvocations: 1024,
+  largeRegisterFloats: 32,
+  // H200: 132 SMs hold about 1056 workgroups of 256; below 512 most of them idle
+  splitBelowWorkgroups: 512,
+  splitMinElements: 1 << 20,
+  splitTargetWorkgroups: 4096,
+  splitMinChunk: 256,
+};
 let tuning: AxisTuning = { ...DEFAULT_TUNING };
 
 /** Overrides the layout knobs (for benchmarks and tests); with no argument, restores the defaults. */
@@ -54,13 +87,15 @@ export function setAxisTuning(overrides: Partial<AxisTuning> = {}): void {
 
 /** How rows are spread over invocations; see the file header. */
 export interface AxisLayout {
+  /** invocations per workgroup */
+  workgroup: number;
   /** what the four lanes of a vec4 hold: neighbouring elements of a row, or neighbouring rows; or no vec4s */
   lanes: 'elements' | 'rows' | 'none';
   /** units (vec4s or elements) along a row */
   units: number;
   /** invocations per slot (a power of two); a slot is one row, or four with lanes 'rows' */
   team: number;
-  /** slots per workgroup: team × slotsPerGroup = WORKGROUP */
+  /** slots per workgroup: team × slotsPerGroup = workgroup */
   slotsPerGroup: number;
   /** teams interleaved: invocation lid serves slot lid % slotsPerGroup, else slot lid / team */
   interleaved: boolean;
@@ -70,21 +105,67 @@ export interface AxisLayout {
 
 const nextPow2 = (v: number) => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
 
-export function axisLayout(n: number, inner: number, program: Pick<AxisProgram, 'reductions' | 'output'>, extraLengths: readonly number[]): AxisLayout {
+/**
+ * The layout of rows of `n` elements INNER apart (INNER = 1: contiguous) in workgroups of
+ * `workgroup` invocations, each holding at most `registerFloats` row values.
+ */
+export function axisLayout(
+  n: number,
+  inner: number,
+  program: Pick<AxisProgram, 'reductions' | 'output'>,
+  extraLengths: readonly number[],
+  workgroup = WORKGROUP,
+  registerFloats = tuning.maxRegisterFloats,
+): AxisLayout {
   const interleaved = inner >= 32;
   if (interleaved) {
     const quads = inner % 4 === 0 && program.reductions.length === 1 && program.output.per === 'row';
-    const slotsPerGroup = Math.max(1, Math.min(WORKGROUP, tuning.interleavedBytes / (quads ? 16 : 4)));
-    const team = Math.min(WORKGROUP / slotsPerGroup, nextPow2(Math.ceil(n / tuning.unitsPerInvocation)));
-    return { lanes: quads ? 'rows' : 'none', units: n, team, slotsPerGroup: WORKGROUP / team, interleaved, registers: 0 };
+    const slotsPerGroup = Math.max(1, Math.min(workgroup, tuning.interleavedBytes / (quads ? 16 : 4)));
+    const team = Math.min(workgroup / slotsPerGroup, nextPow2(Math.ceil(n / tuning.unitsPerInvocation)));
+    return { workgroup, lanes: quads ? 'rows' : 'none', units: n, team, slotsPerGroup: workgroup / team, interleaved, registers: 0 };
   }
   const vec4 = inner === 1 && n % 4 === 0 && extraLengths.every((l) => l % 4 === 0);
   const width = vec4 ? 4 : 1;
   const units = n / width;
-  const team = Math.min(WORKGROUP, nextPow2(Math.ceil(units / tuning.unitsPerInvocation)));
+  const team = Math.min(workgroup, nextPow2(Math.ceil(units / tuning.unitsPerInvocation)));
   const perInvocation = Math.ceil(units / team);
-  const registers = perInvocation * width <= tuning.maxRegisterFloats ? perInvocation : 0;
-  return { lanes: vec4 ? 'elements' : 'none', units, team, slotsPerGroup: WORKGROUP / team, interleaved: false, registers };
+  const registers = perInvocation * width <= registerFloats ? perInvocation : 0;
+  return { workgroup, lanes: vec4 ? 'elements' : 'none', units, team, slotsPerGroup: workgroup / team, interleaved: false, registers };
+}
+
+/** Workgroups the kernel of `rows` rows takes with `layout` (before any batching). */
+function groupsOf(layout: AxisLayout, rows: number): number {
+  const slots = layout.lanes === 'rows' ? rows / 4 : rows;
+  return Math.ceil(slots / layout.slotsPerGroup);
+}
+
+/**
+ * Into how many chunks a single reduction over `shape` should split its axis (two steps:
+ * partial results per chunk, then their reduction), or undefined. It splits when its one
+ * kernel would run fewer than splitBelowWorkgroups over at least splitMinElements, into a
+ * divisor of the axis length that at least doubles the workgroups.
+ */
+export function splitChunks(shape: Shape, program: Pick<AxisProgram, 'axis' | 'reductions' | 'output'>): number | undefined {
+  if (program.reductions.length !== 1 || program.output.per !== 'row') return undefined;
+  if (elementCount(shape) < tuning.splitMinElements) return undefined;
+  const { outer, n, inner } = axisSplit(shape, program.axis);
+  // the first step reduces outer·chunks rows of n / chunks; the layout decides its workgroups
+  const groups = (chunks: number) => groupsOf(axisLayout(n / chunks, inner, program, []), outer * chunks * inner);
+  const single = groups(1);
+  if (single >= tuning.splitBelowWorkgroups) return undefined;
+  // the fewest chunks that reach the target, else that give the most workgroups (once short
+  // rows share workgroups, more chunks add none and only lengthen the second step)
+  let chosen: number | undefined;
+  let most = 0;
+  for (let chunks = 2; n / chunks >= tuning.splitMinChunk; chunks++) {
+    if (n % chunks !== 0) continue;
+    // chunks of a multiple of 4 keep vec4 loads where the whole row had them
+    if (inner === 1 && n % 4 === 0 && (n / chunks) % 4 !== 0) continue;
+    const g = groups(chunks);
+    if (g > most) [chosen, most] = [chunks, g];
+    if (g >= tuning.splitTargetWorkgroups) break;
+  }
+  return chosen !== undefined && most >= 2 * single ? chosen : undefined;
 }
 
 const combineOf = (r: AxisReduction) => (a: string, b: string) => (r.combine === 'add' ? `${a} + ${b}` : `max(${a}, ${b})`);
@@ -99,24 +180,66 @@ function fold(r: AxisReduction, acc: string, x: string, lanes: AxisLayout['lanes
   return combine(acc, combine(pair(terms[0], terms[1]), pair(terms[2], terms[3])));
 }
 
+/** How many workgroups a kernel runs and how it finds its rows; every variant of a kernel shares it. */
+interface AxisGrid {
+  /** row groups (slotsPerGroup slots each) */
+  groups: number;
+  /** the grid holds fewer workgroups than groups, each taking groups in turn (tuning.streamGroups) */
+  batched: boolean;
+  grid: [number, number, number];
+  gridX: number;
+}
+
 export function lowerAxis(node: Node, operands: readonly TensorType[], name: string, program: AxisProgram): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
-  const x = operands[0];
-  const { outer, n, inner } = axisSplit(x.shape, program.axis);
+  const { outer, n, inner } = axisSplit(operands[0].shape, program.axis);
+  const rows = outer * inner;
+  const extraLengths = operands.slice(1).map((t) => elementCount(t.shape));
+  const passes = program.reductions.length + (program.output.per === 'element' ? 1 : 0);
+  const layout = axisLayout(n, inner, program, extraLengths);
+  const groups = groupsOf(layout, rows);
+  // a multi-pass stream takes its rows in batches that stay in L2 between passes
+  const batched = layout.registers === 0 && passes > 1 && tuning.streamGroups > 0 && groups > tuning.streamGroups;
+  const plan: AxisGrid = batched ? { groups, batched, grid: [tuning.streamGroups, 1, 1], gridX: tuning.streamGroups } : { groups, batched, ...linearGrid(groups) };
+  const portable = axisSource(node, operands, name, program, layout, plan);
+
+  // a row streamed more than once fits in the registers of a larger workgroup: a team per
+  // row either way (the stream's team fills the portable workgroup), so the grid is the same
+  const variants: LoweredVariant[] = [];
+  const streamed = layout.registers === 0 && passes > 1 && !layout.interleaved;
+  const large = streamed && tuning.largeInvocations > WORKGROUP ? axisLayout(n, inner, program, extraLengths, tuning.largeInvocations, tuning.largeRegisterFloats) : undefined;
+  if (large && large.registers > 0 && large.slotsPerGroup === layout.slotsPerGroup) {
+    const code = axisSource(node, operands, name, program, large, plan);
+    variants.push({ tag: 'large', features: [], wgsl: code.wgsl, workgroupSize: [large.workgroup, 1, 1], workgroupBytes: code.workgroupBytes });
+  }
+  return {
+    kernel: {
+      name,
+      ops: [node.op],
+      wgsl: portable.wgsl,
+      entryPoint: 'main',
+      workgroupBytes: portable.workgroupBytes,
+      workgroupSize: [WORKGROUP, 1, 1],
+      bindings: portable.bindings,
+      ...(variants.length ? { variants } : {}),
+    },
+    workgroups: plan.grid,
+  };
+}
+
+/** The module for one layout of the program's rows, dispatched on `plan`'s grid. */
+function axisSource(node: Node, operands: readonly TensorType[], name: string, program: AxisProgram, layout: AxisLayout, plan: AxisGrid) {
+  const { outer, n, inner } = axisSplit(operands[0].shape, program.axis);
   const rows = outer * inner;
   const perElement = program.output.per === 'element';
   const extras = operands.slice(1);
-  const layout = axisLayout(n, inner, program, extras.map((t) => elementCount(t.shape)));
-  const { lanes, team, slotsPerGroup, interleaved, registers } = layout;
+  const { workgroup, lanes, team, slotsPerGroup, interleaved, registers } = layout;
+  const { groups, batched, gridX } = plan;
   const quads = lanes === 'rows';
   const slots = quads ? rows / 4 : rows;
-  const groups = Math.ceil(slots / slotsPerGroup);
   const passes = program.reductions.length + (perElement ? 1 : 0);
-  // a multi-pass stream takes its rows in batches that stay in L2 between passes
-  const batched = registers === 0 && passes > 1 && tuning.streamGroups > 0 && groups > tuning.streamGroups;
-  const { grid, gridX } = batched ? { grid: [tuning.streamGroups, 1, 1] as [number, number, number], gridX: tuning.streamGroups } : linearGrid(groups);
   const unit = lanes === 'none' ? 'f32' : 'vec4<f32>';
   const accType = quads ? 'vec4<f32>' : 'f32';
   // unit j of the row: contiguous rows are indexed in units from `base`, strided rows step by INNER (in vec4s: INNER / 4)
@@ -225,7 +348,7 @@ export function lowerAxis(node: Node, operands: readonly TensorType[], name: str
 
   const scratchDecls =
     team > 1
-      ? [`var<workgroup> scratch: array<${accType}, ${WORKGROUP}>;`, ...(program.reductions.length > 1 ? [`var<workgroup> scratch_odd: array<${accType}, ${WORKGROUP}>;`] : [])]
+      ? [`var<workgroup> scratch: array<${accType}, ${workgroup}>;`, ...(program.reductions.length > 1 ? [`var<workgroup> scratch_odd: array<${accType}, ${workgroup}>;`] : [])]
       : [];
   const access: Access = lanes === 'none' ? 'scalar' : 'vec4';
   const { wgsl: decls, bindings } = typedBindingDecls(operands, operands.map(() => access), perElement || quads ? access : 'scalar');
@@ -277,21 +400,10 @@ ${decls}
 
 ${constants.join('\n')}
 
-${scratchDecls.join('\n')}${scratchDecls.length ? '\n\n' : ''}@compute @workgroup_size(${WORKGROUP})
+${scratchDecls.join('\n')}${scratchDecls.length ? '\n\n' : ''}@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
 ${main.join('\n')}
 }
 `;
-  return {
-    kernel: {
-      name,
-      ops: [node.op],
-      wgsl,
-      entryPoint: 'main',
-      workgroupBytes: scratchDecls.length * WORKGROUP * (quads ? 16 : 4),
-      workgroupSize: [WORKGROUP, 1, 1],
-      bindings,
-    },
-    workgroups: grid,
-  };
+  return { wgsl, bindings, workgroupBytes: scratchDecls.length * workgroup * (quads ? 16 : 4) };
 }
