@@ -5,20 +5,24 @@
 // tiling (Tk not a power of two, several key tiles, dv above the workgroup size, q too long to
 // stage, rows beyond one grid dimension); the tiled kernel at its edges (Tq and Tk not
 // multiples of its tiles, fewer keys than one tile, key groups, lanes sharing a wide head, d
-// and dv not multiples of 4, -Infinity masks); both under batch broadcasting. Then: one
-// dispatch, and the shape rule's refusals.
-import { afterAll, describe, expect, test } from 'vitest';
+// and dv not multiples of 4, -Infinity masks); both under batch broadcasting; and under
+// tunings other than the defaults (setAttentionTuning: fixed rows, lanes, groups and key
+// tiles; a 'large' variant with more workgroup storage and invocations). Then: one dispatch,
+// and the shape rule's refusals.
+import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { CompileError } from '../compiler/ir/errors';
 import { Graph, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
+import { setAttentionTuning, type AttentionTuning } from '../compiler/lower/attention-tiled';
 import { readBundle } from '../runtime/bundle';
 import { loadPlan } from '../runtime/session';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
+afterEach(() => setAttentionTuning());
 
 /** The unfused graph: what the optimizer rewrites into one attention node. */
 function unfusedAttention(g: Graph, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: number): Tensor {
@@ -46,6 +50,10 @@ interface AttentionCase {
   atol?: number;
   /** the kernel's archetype line must match: which kernel runs the case, and with which tiling */
   archetype: RegExp;
+  /** tiling knobs other than the defaults, set while compiling */
+  tuning?: Partial<AttentionTuning>;
+  /** the 'large' variant's archetype, where the tuning asks for one; it runs where the device allows */
+  large?: RegExp;
 }
 
 const ROW_KERNEL = /workgroup per query row/;
@@ -65,7 +73,7 @@ const CASES: AttentionCase[] = [
     v: [9, 16, 64],
     mask: [16, 16],
     maskValues: causalMask(16, 16, -1e9),
-    archetype: tiled(16, 16, 1, 1),
+    archetype: tiled(16, 16, 1, 2),
   },
   {
     label: 'a causal mask of -Infinity, Tq < Tk',
@@ -119,11 +127,34 @@ const CASES: AttentionCase[] = [
   { label: 'tiled: mask [4, 1, 24, 1] broadcast along keys, k and v [1, 30, 8]', q: [4, 3, 24, 8], k: [1, 30, 8], v: [1, 30, 8], mask: [4, 1, 24, 1], archetype: tiled(32, 16, 1, 1) },
   { label: 'tiled: d = 10, dv = 7 (not multiples of 4)', q: [2, 17, 10], k: [2, 33, 10], v: [2, 33, 7], mask: [17, 33], archetype: tiled(32, 16, 1, 1) },
   // d and dv kept small past the lane thresholds: llvmpipe compiles wide unrolled kernels slowly
-  { label: 'tiled: 2 lanes per row for d = 68, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 68], k: [1, 170, 68], v: [1, 170, 12], mask: [20, 170], scale: 0.1, archetype: tiled(32, 16, 2, 2) },
+  { label: 'tiled: 2 lanes per row for d = 36, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 36], k: [1, 170, 36], v: [1, 170, 12], mask: [20, 170], scale: 0.1, archetype: tiled(32, 32, 2, 2) },
+  { label: 'tiled: 4 lanes per row for d = 68, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 68], k: [1, 170, 68], v: [1, 170, 12], mask: [20, 170], scale: 0.1, archetype: tiled(32, 16, 2, 4) },
   { label: 'tiled: 4 lanes per row for d = 130, dv = 18 (not multiples of 4)', q: [2, 16, 130], k: [2, 20, 130], v: [2, 20, 18], mask: [16, 20], scale: 0.08, archetype: tiled(16, 16, 1, 4) },
 
   { label: 'Tq = 1 (decoding) takes the row kernel', q: [3, 1, 64], k: [3, 40, 64], v: [3, 40, 64], mask: [1, 40], archetype: ROW_KERNEL },
   { label: 'd = 300 (wider than four lanes) takes the row kernel', q: [2, 16, 300], k: [2, 12, 300], v: [2, 12, 8], mask: [16, 12], scale: 0.02, archetype: ROW_KERNEL },
+
+  // other tunings (the lane threshold lowered so that a narrow head takes 2 lanes: llvmpipe compiles wide heads slowly)
+  {
+    label: 'tuned: 16 rows, 2 lanes, 2 key groups of 8 keys, Tq = 40 and Tk = 50 past whole tiles, dv = 12',
+    q: [2, 40, 16],
+    k: [2, 50, 16],
+    v: [2, 50, 12],
+    mask: [40, 50],
+    tuning: { minRows: 16, maxRows: 16, maxLaneVec4: 2, minGroups: 2, maxTileKeys: 8 },
+    archetype: tiled(16, 16, 2, 2),
+  },
+  {
+    label: 'tuned: a large variant (32 KiB, 512 invocations: 8 groups of 32 keys) beside the portable kernel with its rows',
+    q: [2, 40, 16],
+    k: [2, 300, 16],
+    v: [2, 300, 16],
+    mask: [40, 300],
+    maskValues: causalMask(40, 300, -Infinity),
+    tuning: { largeWorkgroupBytes: 32768, largeInvocations: 512, maxTileKeys: 32, minKeysPerGroup: 16 },
+    archetype: tiled(64, 128, 4, 1),
+    large: tiled(64, 256, 8, 1),
+  },
 ];
 
 /** Seeded values in [-2, 2] for every input of the graph. */
@@ -150,6 +181,7 @@ function build(c: AttentionCase, fused: boolean) {
 
 describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, c) => {
   test('CPU reference equals the unfused graph; the kernel agrees within f32 tolerance', async () => {
+    setAttentionTuning(c.tuning);
     const fused = build(c, true);
     const unfused = build(c, false);
     const feeds = feedsFor(fused, 17);
@@ -160,8 +192,15 @@ describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, 
 
     const plan = await compileGraph(fused);
     const kernel = plan.manifest.kernels.find((k) => k.ops.includes('attention'))!;
-    const wgsl = (await readBundle(plan.bundle)).text(kernel.variants[kernel.variants.length - 1].wgsl);
-    expect(wgsl.split('\n').find((l) => l.startsWith('// archetype:'))).toMatch(c.archetype);
+    const bundle = await readBundle(plan.bundle);
+    const archetypeOf = (v: (typeof kernel.variants)[number]) => bundle.text(v.wgsl).split('\n').find((l) => l.startsWith('// archetype:'));
+    expect(archetypeOf(kernel.variants[kernel.variants.length - 1])).toMatch(c.archetype);
+    expect(kernel.variants).toHaveLength(c.large ? 2 : 1);
+    if (c.large) {
+      expect(kernel.variants[0].wgsl).toMatch(/\.large\.wgsl$/);
+      expect(archetypeOf(kernel.variants[0])).toMatch(c.large);
+      expect(kernel.variants[0].requiredLimits).toEqual({ maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 512 });
+    }
     const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
     let actual: Float32Array;
     try {
@@ -196,7 +235,7 @@ describe('one dispatch', () => {
     const text = (await readBundle(after.plan.bundle)).text(after.kernels[0].variants[0].wgsl);
     expect(text).toContain('// mnc kernel attention_9x16x64');
     expect(text).toContain('// op attention: [9, 16, 64], [9, 16, 64], [9, 16, 64], [16, 16] -> [9, 16, 64] f32');
-    expect(text).toContain('// archetype: attention, FlashAttention-2 tiles: 16 query rows per workgroup, keys in tiles of 16, an invocation per row');
+    expect(text).toContain('// archetype: attention, FlashAttention-2 tiles: 16 query rows per workgroup, keys in tiles of 16, 2 invocations per row');
 
     // and through the optimizer, which must keep it whole
     const optimized = await compileGraph(build(c, true));

@@ -6,7 +6,9 @@
 // row (running max and sum, the accumulator rescaled by exp(old max - new max)) and needs no
 // reduction across invocations. Heads wider than 64 split a row's features over 2 or 4 lanes,
 // which add their partial dot products through workgroup memory; small problems split each
-// row's keys among key groups, each with its own softmax state, merged at the end.
+// row's keys among key groups, each with its own softmax state, merged at the end. The choice
+// of tiling has its knobs in AttentionTuning (setAttentionTuning; bench/attention.ts sweeps
+// them); by default it stays within the portable limits and makes no variant.
 import { wgslFloat } from '../ir/ops';
 import { LOWEST_F32, type AttentionKernelCode, type AttentionProblem } from './attention';
 import { bindingDecls, kernelHeader, linearGrid, u32 } from './kernel';
@@ -30,14 +32,74 @@ export const describeAttentionTiling = (c: AttentionTiling) =>
   `${c.br} query rows per workgroup, keys in tiles of ${c.groups * c.bc}${c.groups > 1 ? ` split ${c.groups} ways` : ''}, ` +
   `${c.lanes > 1 ? `${c.lanes} invocations per row` : 'an invocation per row'} holding q and the output in registers, online softmax`;
 
-/** Query rows below which the row kernel is faster: it spreads one row's keys over a whole workgroup (decoding). */
-const MIN_TILED_TQ = 16;
-/** vec4s of q, and of the output, an invocation holds: with the scores about 160 registers. */
-const MAX_LANE_VEC4 = 16;
-/** Invocations wanted at once to fill a large GPU (an H200 keeps about 50K of these resident). */
-const TARGET_INVOCATIONS = 65536;
-/** A key group owns at least this many keys before the keys are split again. */
-const MIN_KEYS_PER_GROUP = 64;
+/**
+ * Knobs of the tiling choice; bench/attention.ts sweeps them (setAttentionTuning). The
+ * defaults keep every kernel within WebGPU's portable limits; a 'large' variant (more
+ * workgroup storage, or invocations) is only made when largeWorkgroupBytes asks for one.
+ */
+export interface AttentionTuning {
+  /** query rows below which the row kernel is faster: it spreads one row's keys over a whole workgroup (decoding) */
+  minTiledTq: number;
+  /**
+   * vec4s of q, and of the output, an invocation holds (with the scores about 160 registers
+   * at 16); lanes per row are the fewest of 1, 2, 4 that keep both within it (d = 64: 16 → 1 lane, 8 → 2).
+   * 8 measured fastest on an H200 (bench/attention.ts: 1.24× the 1-lane layout over its five
+   * shapes, geometric mean; 1.36× at 9 heads × 2048 keys): two lanes per row halve the registers.
+   */
+  maxLaneVec4: number;
+  /** rows per workgroup: the smallest power of two from minRows covering Tq, at most maxRows (fewer where the storage does not fit) */
+  minRows: number;
+  maxRows: number;
+  /** keys one key group scores per tile: the largest of maxTileKeys, maxTileKeys / 2, … 4 that fits */
+  maxTileKeys: number;
+  /** ... but at least this many once the keys are split among key groups (fewer groups are tried first) */
+  minSplitTileKeys: number;
+  /** key groups: from minGroups, doubled up to maxGroups while fewer than targetInvocations run and each keeps minKeysPerGroup keys */
+  minGroups: number;
+  maxGroups: number;
+  /** invocations wanted at once to fill a large GPU (an H200 keeps about 50K of these resident) */
+  targetInvocations: number;
+  minKeysPerGroup: number;
+  /**
+   * workgroup storage bytes of a 'large' variant (same rows per workgroup, hence the same
+   * grid, as the portable kernel; chosen first, the portable kernel then keeps its rows);
+   * 0 or at most the portable 16 KiB: no variant
+   */
+  largeWorkgroupBytes: number;
+  /** invocations per workgroup that variant may use */
+  largeInvocations: number;
+}
+
+/** vec4s of q (and of the output) one lane may hold at most: 16 (d = 64 on one lane) is about 160 registers */
+const MAX_VEC4_PER_LANE = 16;
+
+const DEFAULT_TUNING: AttentionTuning = {
+  minTiledTq: 16,
+  maxLaneVec4: 8,
+  minRows: 16,
+  maxRows: 64,
+  maxTileKeys: 16,
+  minSplitTileKeys: 8,
+  minGroups: 1,
+  maxGroups: 8,
+  targetInvocations: 65536,
+  minKeysPerGroup: 64,
+  largeWorkgroupBytes: 0,
+  largeInvocations: PORTABLE_INVOCATIONS,
+};
+let tuning: AttentionTuning = { ...DEFAULT_TUNING };
+
+/** Overrides the tiling knobs (for benchmarks and tests); with no argument, restores the defaults. */
+export function setAttentionTuning(overrides: Partial<AttentionTuning> = {}): void {
+  tuning = { ...DEFAULT_TUNING, ...overrides };
+}
+
+/** What one workgroup may use. */
+export interface AttentionLimits {
+  workgroupBytes: number;
+  invocations: number;
+}
+export const PORTABLE_ATTENTION_LIMITS: AttentionLimits = { workgroupBytes: PORTABLE_WORKGROUP_BYTES, invocations: PORTABLE_INVOCATIONS };
 
 /** The K and V tiles (and, after the keys, the key groups' states) as vec4s; the partial dot products as f32s. */
 function storage(c: AttentionTiling): { kvVec4: number; partials: number } {
@@ -52,34 +114,61 @@ export function attentionTilingBytes(c: AttentionTiling): number {
 }
 
 /**
- * The tiling for a problem, or undefined where the row kernel should run it: fewer than
- * MIN_TILED_TQ query rows, or a head wider than four lanes' registers (d or dv above 256).
- * Lanes are as few as the widths allow; key groups as many as it takes to reach
- * TARGET_INVOCATIONS (each keeping MIN_KEYS_PER_GROUP keys); then the largest rows and key
- * tiles that fit the portable limits, preferring fewer groups over tiles of 4 keys.
+ * The tiling for a problem within `limits`, or undefined where the row kernel should run it:
+ * fewer than minTiledTq query rows, or a head wider than four lanes' registers (d or dv above
+ * 4·4·maxLaneVec4). Lanes are as few as the widths allow; key groups as many as it takes to
+ * reach targetInvocations (each keeping minKeysPerGroup keys); then the largest rows and key
+ * tiles that fit, preferring fewer groups over tiles below minSplitTileKeys. `rows` fixes the
+ * rows per workgroup (a variant must keep the portable kernel's grid).
  */
-export function chooseAttentionTiling(p: AttentionProblem): AttentionTiling | undefined {
-  if (p.tq < MIN_TILED_TQ) return undefined;
+export function chooseAttentionTiling(p: AttentionProblem, limits: AttentionLimits = PORTABLE_ATTENTION_LIMITS, rows?: number): AttentionTiling | undefined {
+  const t = tuning;
+  if (p.tq < t.minTiledTq) return undefined;
   const d4 = Math.ceil(p.d / 4);
   const dv4 = Math.ceil(p.dv / 4);
-  const lanes = [1, 2, 4].find((l) => Math.ceil(d4 / l) <= MAX_LANE_VEC4 && Math.ceil(dv4 / l) <= MAX_LANE_VEC4);
+  // the fewest lanes within maxLaneVec4; heads too wide for that at 4 lanes still take 4 up to the register bound
+  const lanesWithin = (limit: number) => [1, 2, 4].find((l) => Math.ceil(d4 / l) <= limit && Math.ceil(dv4 / l) <= limit);
+  const lanes = lanesWithin(t.maxLaneVec4) ?? lanesWithin(Math.max(t.maxLaneVec4, MAX_VEC4_PER_LANE));
   if (lanes === undefined) return undefined;
   const qv = Math.ceil(d4 / lanes);
   const ov = Math.ceil(dv4 / lanes);
-  let rowsWanted = 16;
-  while (rowsWanted < p.tq && rowsWanted < 64) rowsWanted *= 2;
-  let wantGroups = 1;
-  while (wantGroups < 8 && p.batches * p.tq * lanes * wantGroups < TARGET_INVOCATIONS && p.tk >= 2 * wantGroups * MIN_KEYS_PER_GROUP) wantGroups *= 2;
+  const minRows = Math.min(t.minRows, 16);
+  let rowsWanted = t.minRows;
+  while (rowsWanted < p.tq && rowsWanted < t.maxRows) rowsWanted *= 2;
+  let wantGroups = Math.max(1, t.minGroups);
+  while (wantGroups < t.maxGroups && p.batches * p.tq * lanes * wantGroups < t.targetInvocations && p.tk >= 2 * wantGroups * t.minKeysPerGroup) wantGroups *= 2;
+  const tileKeys: number[] = [];
+  for (let bc = t.maxTileKeys; bc >= 4; bc /= 2) tileKeys.push(bc);
   for (let groups = wantGroups; groups >= 1; groups /= 2) {
-    for (let br = Math.min(rowsWanted, PORTABLE_INVOCATIONS / (groups * lanes)); br >= 16; br /= 2) {
-      for (const bc of [16, 8, 4]) {
-        if (bc < 8 && groups > 1) continue;
+    const fits = (br: number) => br * groups * lanes <= limits.invocations;
+    const rowChoices = rows !== undefined ? [rows] : [];
+    const mostRows = 2 ** Math.floor(Math.log2(limits.invocations / (groups * lanes)));
+    if (rows === undefined) for (let br = Math.min(rowsWanted, mostRows); br >= minRows; br /= 2) rowChoices.push(br);
+    for (const br of rowChoices.filter(fits)) {
+      for (const bc of tileKeys) {
+        if (bc < t.minSplitTileKeys && groups > 1) continue;
         const c = { br, bc, groups, lanes, qv, ov };
-        if (attentionTilingBytes(c) <= PORTABLE_WORKGROUP_BYTES) return c;
+        if (attentionTilingBytes(c) <= limits.workgroupBytes) return c;
       }
     }
   }
   return undefined;
+}
+
+/**
+ * The portable tiling and, where largeWorkgroupBytes asks for one and it differs, the tiling
+ * of a 'large' variant with the same rows per workgroup (hence the same grid).
+ */
+export function chooseAttentionTilings(p: AttentionProblem): { portable?: AttentionTiling; large?: AttentionTiling; largeLimits: AttentionLimits } {
+  const largeLimits = { workgroupBytes: tuning.largeWorkgroupBytes, invocations: Math.max(tuning.largeInvocations, PORTABLE_INVOCATIONS) };
+  const fallback = { portable: chooseAttentionTiling(p), largeLimits };
+  if (tuning.largeWorkgroupBytes <= PORTABLE_WORKGROUP_BYTES && tuning.largeInvocations <= PORTABLE_INVOCATIONS) return fallback;
+  largeLimits.workgroupBytes = Math.max(largeLimits.workgroupBytes, PORTABLE_WORKGROUP_BYTES);
+  const large = chooseAttentionTiling(p, largeLimits);
+  const portable = large && chooseAttentionTiling(p, PORTABLE_ATTENTION_LIMITS, large.br);
+  if (!large || !portable) return fallback;
+  const same = (Object.keys(large) as (keyof AttentionTiling)[]).every((k) => large[k] === portable[k]);
+  return same ? { portable, largeLimits } : { portable, large, largeLimits };
 }
 
 /** One access to a row's features 4·chunk .. 4·chunk + 3: the buffer index, the vec4 component (scalar rows), the guard. */
@@ -139,11 +228,11 @@ function treeOf(terms: string[], combine: (a: string, b: string) => string): str
 
 const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l);
 
-export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling): AttentionKernelCode {
+export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, limits: AttentionLimits = PORTABLE_ATTENTION_LIMITS): AttentionKernelCode {
   const { tq, tk, d, dv } = p;
   const { br, bc, groups, lanes, qv, ov } = c;
   const threads = br * groups * lanes;
-  if (threads > PORTABLE_INVOCATIONS || attentionTilingBytes(c) > PORTABLE_WORKGROUP_BYTES) throw new Error(`tiledAttentionKernel: tiling too large: ${describeAttentionTiling(c)}`);
+  if (threads > limits.invocations || attentionTilingBytes(c) > limits.workgroupBytes) throw new Error(`tiledAttentionKernel: tiling too large: ${describeAttentionTiling(c)}`);
   const keysPerTile = groups * bc;
   const { kvVec4, partials } = storage(c);
   const qBlocks = Math.ceil(tq / br);

@@ -6,12 +6,14 @@
 // registers), the row kernel below. The row kernel gives one workgroup one query row: per tile
 // of keys the scores go to workgroup memory and their max and sum are reduced across the
 // workgroup (an online softmax), then each invocation extends its share of the dv outputs.
+// A 'large' variant of the tiled kernel (more workgroup storage, same grid) is made only when
+// setAttentionTuning asks for one (bench/attention.ts); by default every kernel is portable.
 import type { Node } from '../ir/graph';
 import { wgslFloat, type AttentionAttrs } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
-import { chooseAttentionTiling, tiledAttentionKernel } from './attention-tiled';
-import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
+import { chooseAttentionTilings, tiledAttentionKernel } from './attention-tiled';
+import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel, type LoweredVariant } from './kernel';
 
 // exactly -FLT_MAX: a decimal that rounds to it is still refused by Tint as out of range
 export const LOWEST_F32 = '-0x1.fffffep+127f';
@@ -92,11 +94,27 @@ export function lowerAttention(node: Node, operands: readonly TensorType[], name
   workgroups: [number, number, number];
 } {
   const p = attentionProblem(node, operands, name);
-  const tiling = chooseAttentionTiling(p);
-  const code = tiling ? tiledAttentionKernel(p, tiling) : rowKernel(p);
+  const tilings = chooseAttentionTilings(p);
+  const code = tilings.portable ? tiledAttentionKernel(p, tilings.portable) : rowKernel(p);
   const { bindings } = bindingDecls(operands);
+  const variants: LoweredVariant[] = [];
+  if (tilings.large) {
+    // more workgroup storage (or invocations) than the portable limits, for devices that offer it
+    const large = tiledAttentionKernel(p, tilings.large, tilings.largeLimits);
+    if (large.workgroups.join() !== code.workgroups.join()) throw new Error(`lowerAttention ${name}: the large variant needs another grid than the portable kernel`);
+    variants.push({ tag: 'large', features: [], wgsl: large.wgsl, workgroupSize: large.workgroupSize, workgroupBytes: large.workgroupBytes });
+  }
   return {
-    kernel: { name, ops: [node.op], wgsl: code.wgsl, entryPoint: 'main', workgroupBytes: code.workgroupBytes, workgroupSize: code.workgroupSize, bindings },
+    kernel: {
+      name,
+      ops: [node.op],
+      wgsl: code.wgsl,
+      entryPoint: 'main',
+      workgroupBytes: code.workgroupBytes,
+      workgroupSize: code.workgroupSize,
+      bindings,
+      ...(variants.length ? { variants } : {}),
+    },
     workgroups: code.workgroups,
   };
 }
