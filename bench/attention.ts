@@ -14,11 +14,13 @@
 // With $OUT set it writes $OUT/attention.json.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
 import { setAttentionTuning, type AttentionTuning } from '../compiler/lower/attention-tiled';
 import { loadPlan, readBundle, requestNodeDevice, type NodeGPU } from '../runtime/index';
 import { measureGpuTime, prepareTimedPlan, type GpuTime } from './gpu-time';
+import { causalMask, uniform } from './bench-data';
 
 // --- shapes and configurations -------------------------------------------------------------
 
@@ -111,53 +113,41 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { only: [], configs: [], quick: false, small: false, list: false, passes: 7, targetMs: 5, gpuWarmupMs: 200 };
-  const list = (v: string) => v.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s);
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    const positive = () => {
-      const n = Number(value());
-      if (!(n > 0)) throw new Error(`${flag} needs a positive number`);
-      return n;
-    };
-    if (flag === '--only') options.only.push(...list(value()));
-    else if (flag === '--configs') options.configs.push(...list(value()));
-    else if (flag === '--quick') options.quick = true;
-    else if (flag === '--small') options.small = true;
-    else if (flag === '--list') options.list = true;
-    else if (flag === '--passes') options.passes = Math.round(positive());
-    else if (flag === '--target-ms') options.targetMs = positive();
-    else if (flag === '--gpu-warmup-ms') options.gpuWarmupMs = positive();
-    else throw new Error(`unknown argument "${flag}" (options: --only a,b --configs a,b --quick --small --list --passes N --target-ms MS --gpu-warmup-ms MS)`);
-  }
-  return options;
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      only: { type: 'string', multiple: true, default: [] },
+      configs: { type: 'string', multiple: true, default: [] },
+      quick: { type: 'boolean', default: false },
+      small: { type: 'boolean', default: false },
+      list: { type: 'boolean', default: false },
+      passes: { type: 'string', default: '7' },
+      'target-ms': { type: 'string', default: '5' },
+      'gpu-warmup-ms': { type: 'string', default: '200' },
+    },
+  });
+  const list = (vs: string[]) => vs.flatMap((v) => v.split(',')).map((s) => s.trim().toLowerCase()).filter((s) => s);
+  const positive = (flag: string, v: string) => {
+    const n = Number(v);
+    if (!(n > 0)) throw new Error(`--${flag} needs a positive number`);
+    return n;
+  };
+  return {
+    only: list(values.only),
+    configs: list(values.configs),
+    quick: values.quick,
+    small: values.small,
+    list: values.list,
+    passes: Math.round(positive('passes', values.passes)),
+    targetMs: positive('target-ms', values['target-ms']),
+    gpuWarmupMs: positive('gpu-warmup-ms', values['gpu-warmup-ms']),
+  };
 }
 
 const matches = (name: string, filters: string[]) => filters.length === 0 || filters.some((f) => name.toLowerCase().includes(f));
 
 // --- one shape: graph, feeds, reference check --------------------------------------------------
-
-/** A seeded xorshift stream of uniform floats in [-1, 1) (the suite's). */
-function uniform(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 31 - 1;
-  };
-}
-
-function causalMask(seq: number): Float32Array {
-  const mask = new Float32Array(seq * seq);
-  for (let i = 0; i < seq; i++) for (let j = i + 1; j < seq; j++) mask[i * seq + j] = -1e9;
-  return mask;
-}
 
 /** q, k, v [heads, seq, d]; a scalar 0 mask, or an additive causal mask [seq, seq] given as an input (as in the suite). */
 function buildGraph(s: AttentionShape): Graph {

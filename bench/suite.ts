@@ -23,6 +23,7 @@ import { Graph, type Tensor } from '../compiler/ir/graph';
 import { BATCH as MNIST_BATCH, mnist } from '../examples/mnist/model';
 import { loadPlan, loadTrainingPlan, requestNodeDevice, type NodeGPU, type TensorData } from '../runtime/index';
 import { hyperFeed, measureGpuTime, median, prepareTimedPlan, type GpuTime } from './gpu-time';
+import { causalMask, uniform } from './bench-data';
 
 // --- workloads ---------------------------------------------------------------------------
 
@@ -331,17 +332,6 @@ const WORKLOADS: Workload[] = [
 
 // --- helpers -----------------------------------------------------------------------------
 
-/** A seeded xorshift stream of uniform floats in [-1, 1). */
-function uniform(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 31 - 1;
-  };
-}
-
 /** n pseudo-random index pairs in [0, rows) x [0, cols), first and last corners included. */
 function samples(n: number, rows: number, cols: number): [number, number][] {
   const next = uniform(12345);
@@ -358,12 +348,6 @@ function sampleMax(n: number, error: (i: number) => number): number {
   let worst = 0;
   for (const [i] of samples(4096, n, 1)) worst = Math.max(worst, error(i));
   return worst;
-}
-
-function causalMask(seq: number): Float32Array {
-  const mask = new Float32Array(seq * seq);
-  for (let i = 0; i < seq; i++) for (let j = i + 1; j < seq; j++) mask[i * seq + j] = -1e9;
-  return mask;
 }
 
 /** erf by Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7), for the exact GELU. */
