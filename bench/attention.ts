@@ -18,7 +18,8 @@ import { parseArgs } from 'node:util';
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
 import { setAttentionTuning, type AttentionTuning } from '../compiler/lower/attention-tiled';
-import { loadPlan, readBundle, requestNodeDevice, type NodeGPU } from '../runtime/index';
+import { loadPlan, readBundle } from '../runtime/index';
+import { benchDevice } from './bench-device';
 import { measureGpuTime, prepareTimedPlan, type GpuTime } from './gpu-time';
 import { causalMask, uniform } from './bench-data';
 
@@ -358,7 +359,8 @@ async function main() {
     return;
   }
 
-  let gpu = await requestNodeDevice();
+  const bench = await benchDevice();
+  let gpu = await bench.current();
   const { vendor, architecture, description } = gpu.adapter.info;
   const adapter = `${gpu.backend}: ${[vendor, architecture, description].filter((x) => x).join(' ')}`;
   const limits = { maxComputeWorkgroupStorageSize: gpu.device.limits.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: gpu.device.limits.maxComputeInvocationsPerWorkgroup };
@@ -366,14 +368,6 @@ async function main() {
     `${adapter}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no (wall-clock fallback)'}; ` +
       `workgroup storage ${limits.maxComputeWorkgroupStorageSize} B, ${limits.maxComputeInvocationsPerWorkgroup} invocations`,
   );
-  let lost = false;
-  const watch = (g: NodeGPU) => {
-    g.device.lost.then((info) => {
-      if (info.reason !== 'destroyed') lost = true;
-    });
-    g.device.onuncapturederror = (e) => console.error(`uncaptured WebGPU error: ${e.error.message}`);
-  };
-  watch(gpu);
 
   const started = performance.now();
   const report: { shape: AttentionShape; flops: number; results: Result[]; defaultAgain?: Result }[] = [];
@@ -382,13 +376,7 @@ async function main() {
     const seen = new Map<string, Result>();
     const results: Result[] = [];
     for (const [n, config] of configs.entries()) {
-      if (lost) {
-        console.error('device lost; requesting a new one');
-        await gpu.destroy().catch(() => undefined);
-        gpu = await requestNodeDevice();
-        lost = false;
-        watch(gpu);
-      }
+      gpu = await bench.current();
       // a longer warm-up for a shape's first configuration: the GPU idles while its inputs upload
       const r = await measureConfig(s, config, gpu.device, feeds, seen, options, n === 0 ? Math.max(1000, options.gpuWarmupMs) : options.gpuWarmupMs);
       results.push(r);
@@ -405,7 +393,7 @@ async function main() {
     report.push({ shape: s, flops: flopsOf(s), results, defaultAgain });
     console.log(['', ...shapeTable(s, results, defaultAgain)].join('\n'));
   }
-  await gpu.destroy();
+  await bench.destroy();
   const totalSeconds = (performance.now() - started) / 1000;
 
   // the best per shape, and each configuration against the defaults over all shapes (geometric mean of the speedups)

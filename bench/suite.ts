@@ -21,7 +21,8 @@ import type { TrainingSpec } from '../compiler/autodiff/train';
 import { compileGraph } from '../compiler/compile';
 import { Graph, type Tensor } from '../compiler/ir/graph';
 import { BATCH as MNIST_BATCH, mnist } from '../examples/mnist/model';
-import { loadPlan, loadTrainingPlan, requestNodeDevice, type NodeGPU, type TensorData } from '../runtime/index';
+import { loadPlan, loadTrainingPlan, type NodeGPU, type TensorData } from '../runtime/index';
+import { benchDevice } from './bench-device';
 import { hyperFeed, measureGpuTime, median, prepareTimedPlan, type GpuTime } from './gpu-time';
 import { causalMask, uniform } from './bench-data';
 
@@ -568,30 +569,17 @@ async function main() {
   }
 
   // unsafe APIs: the adapter then offers subgroup matrices, which the int8 variants use
-  let gpu = await requestNodeDevice({ allowUnsafeApis: true });
+  const bench = await benchDevice({ allowUnsafeApis: true });
+  let gpu = await bench.current();
   const { vendor, architecture, description } = gpu.adapter.info;
   const adapter = `${gpu.backend}: ${[vendor, architecture, description].filter((s) => s).join(' ')}`;
   console.error(`ours: ${adapter}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no (wall-clock fallback)'}`);
-  let lost = false;
-  const watch = (g: NodeGPU) => {
-    g.device.lost.then((info) => {
-      if (info.reason !== 'destroyed') lost = true;
-    });
-    g.device.onuncapturederror = (e) => console.error(`uncaptured WebGPU error: ${e.error.message}`);
-  };
-  watch(gpu);
 
   const ours = new Map<string, OursResult | { error: string }>();
   for (const w of workloads) {
     const t0 = performance.now();
     try {
-      if (lost) {
-        console.error('device lost; requesting a new one');
-        await gpu.destroy().catch(() => undefined);
-        gpu = await requestNodeDevice({ allowUnsafeApis: true });
-        lost = false;
-        watch(gpu);
-      }
+      gpu = await bench.current();
       const result = await measureOurs(w, gpu, options);
       ours.set(w.name, result);
       console.error(`ours  ${w.name}: ${fmt(result.gpu.medianUs)} µs (${result.gpu.reps} reps/pass, compile ${result.compileMs.toFixed(0)} ms, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
@@ -601,7 +589,7 @@ async function main() {
       console.error(`ours  ${w.name}: FAILED: ${message}`);
     }
   }
-  await gpu.destroy();
+  await bench.destroy();
 
   let torch: TorchReport | undefined;
   let torchError: string | undefined;
