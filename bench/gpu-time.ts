@@ -5,8 +5,8 @@
 // µs per run with no host work, no upload and no read-back. Dawn quantizes timestamps to
 // about 65.5 µs on the H200, so passes are made long (many reps) and the median pass is kept.
 // Without 'timestamp-query' (llvmpipe) it falls back to wall time around submit + done.
-import { measureDeviceConstants } from '../runtime/device-constants';
 import { readBundle, type Manifest, type TensorData } from '../runtime/index';
+import { chooseVariants, type ChosenVariant } from '../runtime/session';
 
 const MAP_READ = 0x1;
 const COPY_SRC = 0x4;
@@ -89,31 +89,20 @@ export async function prepareTimedPlan(
     device.queue.writeBuffer(slot.buffer, slot.offset, (bytes.length % 4 === 0 ? bytes : Uint8Array.from({ length: padded(bytes.length) }, (_, i) => bytes[i] ?? 0)) as Uint8Array<ArrayBuffer>);
   }
   const used = [...new Set(desc.dispatches.map((d) => d.kernel))];
-  const limits = device.limits as unknown as Record<string, number | undefined>;
-  const offered = (v: Manifest['kernels'][number]['variants'][number]) =>
-    v.features.every((f) => device.features.has(f as GPUFeatureName)) && Object.entries(v.requiredLimits ?? {}).every(([l, n]) => (limits[l] ?? Infinity) >= (n ?? 0));
-  const constants = await measureDeviceConstants(
-    device,
-    used.flatMap((k) => manifest.kernels[k].variants.filter(offered).flatMap((v) => v.deviceConstants ?? [])),
-  );
-  const chosen = new Map<number, Manifest['kernels'][number]['variants'][number]>();
+  // the runtime's choice, or each kernel's last (portable) variant
+  const chosen: ChosenVariant[] = options.portable ? manifest.kernels.map((kernel) => kernel.variants[kernel.variants.length - 1]) : await chooseVariants(manifest, device);
   const pipelines = new Map<number, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   await Promise.all(
     used.map(async (k) => {
       const kernel = manifest.kernels[k];
-      const variant = options.portable
-        ? kernel.variants[kernel.variants.length - 1]
-        : kernel.variants.find((v) => offered(v) && (v.deviceConstants ?? []).every((c) => constants.has(c)));
-      if (!variant) throw new Error(`kernel "${kernel.name}" has no variant for this device`);
-      chosen.set(k, variant);
-      const overrides = Object.fromEntries((variant.deviceConstants ?? []).map((c) => [c, constants.get(c)!]));
+      const variant = chosen[k];
       const layout = device.createBindGroupLayout({
         entries: kernel.bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.access === 'read' ? ('read-only-storage' as const) : ('storage' as const) } })),
       });
       const pipeline = await device.createComputePipelineAsync({
         label: `timed/${kernel.name}`,
         layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-        compute: { module: device.createShaderModule({ code: text(variant.wgsl) }), entryPoint: kernel.entryPoint, constants: overrides },
+        compute: { module: device.createShaderModule({ code: text(variant.wgsl) }), entryPoint: kernel.entryPoint, ...(variant.constants ? { constants: variant.constants } : {}) },
       });
       pipelines.set(k, { pipeline, layout });
     }),
@@ -199,7 +188,7 @@ export async function prepareTimedPlan(
     manifest,
     entry,
     dispatches: commands.map((c) => c.info),
-    variants: used.map((k) => chosen.get(k)!.wgsl),
+    variants: used.map((k) => chosen[k].wgsl),
     clock,
     async passes(reps, passes) {
       const times = await timePasses(Array.from({ length: passes }, () => commands), reps);

@@ -110,10 +110,7 @@ export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: Lo
   const sink = traceSinkOf(device);
   const trace = options.trace ?? sink !== undefined;
   if (trace) assertTraceable(device, label);
-  // constants some variants need measured on this device (a tiny probe each, once per device)
-  const wanted = manifest.kernels.flatMap((kernel) => kernel.variants.flatMap((v) => (v.features.every((f) => device.features.has(f)) ? (v.deviceConstants ?? []) : [])));
-  const deviceConstants = wanted.length > 0 ? await measureDeviceConstants(device, wanted) : new Map<string, number>();
-  const variants = manifest.kernels.map((kernel) => chooseVariant(kernel, device, deviceConstants));
+  const variants = await chooseVariants(manifest, device);
 
   const created: GPUBuffer[] = [];
   device.pushErrorScope('out-of-memory');
@@ -192,8 +189,16 @@ function checkLimits(manifest: Manifest, device: GPUDevice): void {
 }
 
 /** A variant with the device constants it needs set, as the runtime builds it. */
-interface ChosenVariant extends KernelVariant {
+export interface ChosenVariant extends KernelVariant {
   constants?: Record<string, number>;
+}
+
+/** Per kernel of the plan, the variant this device runs (see chooseVariant). */
+export async function chooseVariants(manifest: Manifest, device: GPUDevice): Promise<ChosenVariant[]> {
+  // constants some variants need, measured on this device (a tiny probe each, once per device)
+  const wanted = manifest.kernels.flatMap((kernel) => kernel.variants.flatMap((v) => (v.features.every((f) => device.features.has(f)) ? (v.deviceConstants ?? []) : [])));
+  const deviceConstants = wanted.length > 0 ? await measureDeviceConstants(device, wanted) : new Map<string, number>();
+  return manifest.kernels.map((kernel) => chooseVariant(kernel, device, deviceConstants));
 }
 
 /**

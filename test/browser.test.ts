@@ -13,7 +13,7 @@ import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
-import { browserRuntime, CHROMIUM, launchChromium, serveFiles, type ServedFile } from './chromium';
+import { browserRuntime, CHROMIUM, launchChromium, runInPage, serveFiles, type ServedFile } from './chromium';
 
 
 // |browser - cpu| ≤ ATOL + RTOL·|cpu|, as in test/ops.test.ts (layerNorm and K-term matmul
@@ -108,20 +108,9 @@ test('a compiled plan runs in headless Chromium (WebGPU) and equals the CPU refe
   server = served.server;
 
   browser = await launchChromium();
-  const page = await browser.newPage();
-  const log: string[] = [];
-  page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
   lap(`launched Chromium ${browser.version()}`);
 
-  await page.goto(served.url);
-  let result: PageResult;
-  try {
-    await page.waitForFunction(() => typeof (window as unknown as { runPlan?: unknown }).runPlan === 'function', undefined, { timeout: 15_000 });
-    result = await page.evaluate(() => (window as unknown as { runPlan: () => Promise<PageResult> }).runPlan());
-  } catch (error) {
-    throw new Error(`the page failed: ${(error as Error).message}\n${log.join('\n')}`, { cause: error });
-  }
+  const result = await runInPage<PageResult>(browser, served.url, 'runPlan');
   lap('ran the plan in the page');
   console.log(`[browser test] adapter: ${JSON.stringify(result.adapter)}`);
 

@@ -52,6 +52,24 @@ export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
 }
 
+/**
+ * Opens `url` in a new page, waits for the page to define `window[entry]`, calls it and returns
+ * what its promise gives; a failure carries the page's console and errors.
+ */
+export async function runInPage<T>(browser: Browser, url: string, entry: string): Promise<T> {
+  const page = await browser.newPage();
+  const log: string[] = [];
+  page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
+  await page.goto(url);
+  try {
+    await page.waitForFunction((name) => typeof (window as unknown as Record<string, unknown>)[name] === 'function', entry, { timeout: 15_000 });
+    return await page.evaluate((name) => (window as unknown as Record<string, () => Promise<T>>)[name](), entry);
+  } catch (error) {
+    throw new Error(`the page failed: ${(error as Error).message}\n${log.join('\n')}`, { cause: error });
+  }
+}
+
 /** The browser runtime as scripts/build.mjs ships it (one minified ESM file), built in memory. */
 export async function browserRuntime(): Promise<string> {
   const result = await build({

@@ -16,7 +16,7 @@ import { attachTraceSink, MAX_QUERIES_PER_SET } from '../runtime/trace';
 import { cliRunner, diagnostics } from './cli-runner';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 import { handPlan, N } from './hand-plan';
-import { browserRuntime, CHROMIUM, launchChromium, serveFiles, type ServedFile } from './chromium';
+import { browserRuntime, CHROMIUM, launchChromium, runInPage, serveFiles, type ServedFile } from './chromium';
 
 const root = join(import.meta.dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'mnc-trace-'));
@@ -296,18 +296,7 @@ describe('tracing in headless Chromium (WebGPU on SwiftShader, which has timesta
     const served = await serveFiles(files);
     server = served.server;
     browser = await launchChromium();
-    const page = await browser.newPage();
-    const log: string[] = [];
-    page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
-    page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
-    await page.goto(served.url);
-    let result: PageResult;
-    try {
-      await page.waitForFunction(() => typeof (window as unknown as { tracePlan?: unknown }).tracePlan === 'function', undefined, { timeout: 15_000 });
-      result = await page.evaluate(() => (window as unknown as { tracePlan: () => Promise<PageResult> }).tracePlan());
-    } catch (error) {
-      throw new Error(`the page failed: ${(error as Error).message}\n${log.join('\n')}`, { cause: error });
-    }
+    const result = await runInPage<PageResult>(browser, served.url, 'tracePlan');
 
     expect(result.features).toContain('timestamp-query');
     expect(result.outputsEqual, 'traced outputs equal untraced ones').toBe(true);
