@@ -10,7 +10,9 @@
 //
 // Default: the kernels the compiler chooses (the variants a plan carries, each forced in
 // turn) for the issue's shapes. --sweep: every candidate tiling and split as well, for
-// tuning the chooser. --small: small shapes only (runs on llvmpipe). With $OUT set, the
+// tuning the chooser. Then split-K: whole plans (partial products and their sum) for
+// products with few tiles and a long K, at several slice counts (the first: unsplit).
+// --small: small shapes only (runs on llvmpipe). With $OUT set, the
 // figures are also written to $OUT/matmul.json.
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -21,7 +23,9 @@ import { opDef, type MatmulForm } from '../compiler/ir/ops';
 import { lowerMatmul, type MatmulKernelCode, type MatmulProblem } from '../compiler/lower/matmul';
 import { describeGemv, gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
 import { describeTiling, tiledKernel, TILINGS, type TileConfig } from '../compiler/lower/matmul-tiled';
+import { setSplitKTuning, splitKSlices } from '../compiler/lower/split-k';
 import { loadPlan, requestNodeDevice } from '../runtime/index';
+import { measureGpuTime, prepareTimedPlan } from './gpu-time';
 import { matmulCaseGraph, problemOfNode, type MatmulCase } from './matmul-case';
 
 interface Case extends MatmulCase {
@@ -379,6 +383,42 @@ for (const c of planCases) {
   log(`${c.label}: through loadPlan/run, sampled error ${error.toExponential(1)}${error > 1e-4 ? ' WRONG' : ''}; variants (* = taken) ${variants.join('; ')}`);
   session.destroy();
 }
+// --- split-K: the whole plan (partial products, sum) at several slice counts -------------
+
+const splitCases: Case[] = small
+  ? [{ label: 'split 40x256x36', m: 40, k: 256, n: 36 }]
+  : [
+      { label: 'split 128x1536x576', m: 128, k: 1536, n: 576 },
+      { label: 'split 128x4096x576', m: 128, k: 4096, n: 576 },
+      { label: 'split 64x4096x1024', m: 64, k: 4096, n: 1024 },
+      { label: 'split 256x1536x576 fused', m: 256, k: 1536, n: 576, fused: true },
+    ];
+// targetTiles per run (0: the product whole); small runs lower every threshold
+const splitTargets = small ? [0, 16] : [0, 132, 264, 528, 1056, 2112];
+for (const c of splitCases) {
+  const { graph, shapes } = build(c);
+  const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
+  const feeds = Object.fromEntries(graph.nodes.filter((n) => n.op === 'input').map((n, i) => [n.name, data[i]]));
+  for (const target of splitTargets) {
+    setSplitKTuning(target === 0 ? { belowTiles: 0 } : small ? { belowTiles: 16, minK: 0, targetTiles: target, minChunk: 32 } : { belowTiles: 1 << 30, targetTiles: target });
+    const slices = splitKSlices(graph, graph.nodes[graph.outputs[0].node]) ?? 1;
+    const plan = await compileGraph(graph, { optimize: true });
+    setSplitKTuning();
+    const session = await loadPlan(plan.bundle, device);
+    const error = check({ c, data } as Loaded, (await session.run(feeds)).y as Float32Array);
+    session.destroy();
+    let us = NaN;
+    if (canTime) {
+      const timed = await prepareTimedPlan(plan.bundle, device, 'run', feeds);
+      us = (await measureGpuTime(timed, { passes: 5, warmupUs: 100_000 })).medianUs;
+      timed.destroy();
+    }
+    const kernel = `split-K ${slices} slice${slices > 1 ? 's' : ''}${target ? ` (target ${target} tiles)` : ' (whole)'}, ${plan.manifest.entryPoints.run.dispatches.length} dispatches`;
+    rows.push({ case: c.label, kernel, us, tflops: flopsOf(c) / us / 1e6, gbps: bytesOf(c) / us / 1e3, error, workgroups: '-' });
+    log(`${c.label.padEnd(26)} ${kernel.padEnd(58)} ${us.toFixed(1).padStart(9)} µs ${(flopsOf(c) / us / 1e6).toFixed(1).padStart(6)} TFLOP/s  err ${error.toExponential(1)}${error > 1e-4 ? '  WRONG' : ''}`);
+  }
+}
+
 log(`ours: ${((performance.now() - started) / 1000).toFixed(0)} s`);
 
 // --- torch ------------------------------------------------------------------------------
@@ -421,7 +461,7 @@ print(json.dumps(out))
 
 let torch: { torch: string; device: string; rows: { case: string; us: number }[] } | undefined;
 if (withTorch) {
-  const all = [...tiledCases, ...gemvCases];
+  const all = [...tiledCases, ...gemvCases, ...splitCases];
   const child = spawnSync('python3', ['-c', TORCH, JSON.stringify(all)], { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (child.status !== 0) log(`torch failed: ${child.error?.message ?? child.stderr}`);
   else {

@@ -8,6 +8,7 @@ import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
 import type { Graph } from './ir/graph';
 import { materializeParameters } from './ir/interpret';
 import { lowerGraph, type LoweredKernel } from './lower';
+import { splitK } from './lower/split-k';
 import { splitReductions } from './lower/split-reductions';
 import { writePlanFile } from './plan/bundle';
 import { entryLiveNodes, planBundle, planEntries } from './plan/plan';
@@ -89,7 +90,9 @@ function planGraph(
   timed: <T>(stage: string, work: () => T) => T,
   optimization?: OptimizationDesc[],
 ) {
-  // reductions with too few rows to fill the GPU become two (lower/split-reductions.ts)
+  // products and reductions with too few tiles or rows to fill the GPU become two steps
+  // (lower/split-k.ts, lower/split-reductions.ts)
+  ({ graph, training } = timed('lower', () => splitK(graph, training)));
   ({ graph, training } = timed('lower', () => splitReductions(graph, training)));
   const entries = planEntries(graph, training);
   const lowered = timed('lower', () => lowerGraph(graph, entryLiveNodes(graph, entries)));

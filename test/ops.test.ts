@@ -298,6 +298,26 @@ const cases: Record<OpName, OpCase[]> = {
       atol: 2e-6 * 9 * 4,
     },
   ],
+  matmulSplitK: [
+    {
+      label: 'matmulSplitK [70, 96] · [96, 50] in 3 slices of 32 (edge tiles, vec4 rows)',
+      inputs: { a: { shape: [70, 96] }, b: { shape: [96, 50] } },
+      build: (g, x) => g.matmulSplitK(x.a, x.b, { splits: 3 }),
+      atol: 2e-6 * 32 * 4,
+    },
+    {
+      label: 'matmulSplitK [33, 30] · [30, 17] in 3 slices of 10 (scalar loads, rows longer than a slice)',
+      inputs: { a: { shape: [33, 30] }, b: { shape: [30, 17] } },
+      build: (g, x) => g.matmulSplitK(x.a, x.b, { splits: 3 }),
+      atol: 2e-6 * 10 * 4,
+    },
+    {
+      label: 'matmulSplitK Aᵀ · Bᵀ, A [2, 64, 20], B [30, 64], 4 slices of 16 over 2 batches',
+      inputs: { a: { shape: [2, 64, 20] }, b: { shape: [30, 64] } },
+      build: (g, x) => g.matmulSplitK(x.a, x.b, { transposeA: true, transposeB: true, splits: 4 }),
+      atol: 2e-6 * 16 * 4,
+    },
+  ],
 };
 
 const validateManifest = new Ajv({ allErrors: true }).compile(

@@ -353,6 +353,10 @@ export class Graph {
       residual: options.residual !== undefined,
     });
   }
+  /** op(a)·op(b)'s partial products over `splits` equal slices of K, as [splits, ..product] (their sum is the product) */
+  matmulSplitK(a: Tensor, b: Tensor, options: { transposeA?: boolean; transposeB?: boolean; splits: number }): Tensor {
+    return this.op('matmulSplitK', [a, b], { transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false, splits: options.splits });
+  }
 
   // --- optimizer steps (recorded by the training stage) -------------------------------
 

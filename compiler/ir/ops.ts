@@ -81,6 +81,8 @@ export interface MatmulForm {
   epilogue: (product: string, extra: string[]) => PointwiseChain;
   /** the ops the kernel implements (the product's and the epilogue's), for headers and `mnc inspect` */
   ops: string[];
+  /** partial products over this many equal slices of K, stacked on a new first axis of the result */
+  splits?: number;
 }
 
 export type Lowering<A> =
@@ -239,6 +241,13 @@ export interface FusedMatmulAttrs {
   bias: boolean;
   /** the last operand (broadcastable to the result) is added after the activation */
   residual: boolean;
+}
+
+export interface MatmulSplitKAttrs {
+  transposeA: boolean;
+  transposeB: boolean;
+  /** equal slices of K, each giving one partial product */
+  splits: number;
 }
 
 /**
@@ -686,7 +695,8 @@ const ACTIVATION_OPS: Record<Exclude<MatmulActivation, 'none'>, [OpName, Record<
   tanh: ['tanh', {}],
 };
 
-function epilogueProgram(attrs: FusedMatmulAttrs): FusedInstruction[] {
+/** The epilogue of a fusedMatmul as a fused program over [product, bias?, residual?]. */
+export function epilogueProgram(attrs: Pick<FusedMatmulAttrs, 'bias' | 'activation' | 'residual'>): FusedInstruction[] {
   const program: FusedInstruction[] = [];
   let next = 1;
   const last = (): FusedArg => (program.length > 0 ? { value: program.length - 1 } : { operand: 0 });
@@ -700,7 +710,7 @@ function epilogueProgram(attrs: FusedMatmulAttrs): FusedInstruction[] {
 }
 
 /** Operand shapes with the last two axes swapped where the matmul reads them transposed. */
-function productOperands(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): [TensorType, TensorType] {
+function productOperands(inputs: readonly TensorType[], attrs: Pick<FusedMatmulAttrs, 'transposeA' | 'transposeB'>): [TensorType, TensorType] {
   const swap = (t: TensorType, on: boolean): TensorType => (on ? { ...t, shape: [...t.shape.slice(0, -2), t.shape[t.shape.length - 1], t.shape[t.shape.length - 2]] } : t);
   return [swap(inputs[0], attrs.transposeA), swap(inputs[1], attrs.transposeB)];
 }
@@ -1354,7 +1364,75 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     evaluate: evaluateFusedMatmul,
     lowering: { archetype: 'matmul', form: fusedMatmulForm },
   } satisfies OpDef<FusedMatmulAttrs>,
+  // The first step of a split-K product (compiler/lower/split-k.ts): a product with too few
+  // output tiles to fill the GPU but a long K becomes this op's partial products over equal
+  // slices of K, one grid layer each, then a sum over them.
+  matmulSplitK: {
+    arity: 2,
+    summary: 'partial products op(a)·op(b) over equal slices of K, stacked on a new first axis (split-K\'s first step)',
+    infer: matmulSplitKType,
+    evaluate: evaluateMatmulSplitK,
+    lowering: {
+      archetype: 'matmul',
+      form: (_inputs, attrs) => ({
+        transposeA: attrs.transposeA,
+        transposeB: attrs.transposeB,
+        extraViews: [],
+        epilogue: (product) => renderProgram([], [product]),
+        ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmulSplitK'],
+        splits: attrs.splits,
+      }),
+    },
+  } satisfies OpDef<MatmulSplitKAttrs>,
 };
+
+/** [splits, ..product]: the product's shape rule on the (transposed) reads, K a multiple of splits. */
+function matmulSplitKType(inputs: readonly TensorType[], attrs: MatmulSplitKAttrs): TensorType {
+  for (const flag of ['transposeA', 'transposeB'] as const) {
+    if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
+  }
+  const product = fusedMatmulType(inputs, { ...attrs, activation: 'none', bias: false, residual: false });
+  const [opA] = productOperands(inputs, attrs);
+  const k = opA.shape[opA.shape.length - 1];
+  if (!Number.isInteger(attrs.splits) || attrs.splits < 2 || k % attrs.splits !== 0) {
+    throw new ShapeRuleError(`splits must be an integer of 2 or more that divides K = ${k}; got ${attrs.splits}`);
+  }
+  return { shape: [attrs.splits, ...product.shape], dtype: 'f32' };
+}
+
+/** Each slice's product, by matmul's own reference on the slices of op(a)'s columns and op(b)'s rows. */
+function evaluateMatmulSplitK(args: readonly RefTensor[], attrs: MatmulSplitKAttrs, out: TensorType): RefArray {
+  const read = (x: RefTensor, transposed: boolean): RefTensor => {
+    if (!transposed) return x;
+    const perm = swapLastTwo(x.shape.length);
+    const shape = perm.map((p) => x.shape[p]);
+    return { data: opDef('transpose').evaluate([x], { perm }, { shape, dtype: 'f32' }), shape };
+  };
+  const [a, b] = [read(args[0], attrs.transposeA), read(args[1], attrs.transposeB)];
+  const k = a.shape[a.shape.length - 1];
+  const chunk = k / attrs.splits;
+  const productType: TensorType = { shape: out.shape.slice(1), dtype: 'f32' };
+  const size = elementCount(productType.shape);
+  const result = new Float64Array(elementCount(out.shape));
+  for (let s = 0; s < attrs.splits; s++) {
+    // a's columns and b's rows s·chunk .. (s+1)·chunk - 1
+    const columns = (x: RefTensor): RefTensor => {
+      const rows = x.data.length / k;
+      const data = new Float64Array(rows * chunk);
+      for (let r = 0; r < rows; r++) data.set(x.data.subarray(r * k + s * chunk, r * k + (s + 1) * chunk), r * chunk);
+      return { data, shape: [...x.shape.slice(0, -1), chunk] };
+    };
+    const rowsOf = (x: RefTensor): RefTensor => {
+      const n = x.shape[x.shape.length - 1];
+      const matrices = x.data.length / (k * n);
+      const data = new Float64Array(matrices * chunk * n);
+      for (let m = 0; m < matrices; m++) data.set(x.data.subarray(m * k * n + s * chunk * n, m * k * n + (s + 1) * chunk * n), m * chunk * n);
+      return { data, shape: [...x.shape.slice(0, -2), chunk, n] };
+    };
+    result.set(opDef('matmul').evaluate([columns(a), rowsOf(b)], {}, productType), s * size);
+  }
+  return result;
+}
 
 // fusedMatmul's rules, outside the table so their types do not depend on it.
 

@@ -47,3 +47,17 @@ export class GraphCopy {
     return { graph: this.target, map: (id) => this.emitted.get(id)?.id ?? -1 };
   }
 }
+
+/**
+ * Names no node of `graph` has, for the steps a pass adds beside the nodes it keeps under
+ * their own names: `base`, else `base_2`, `base_3`, ...
+ */
+export function freshNames(graph: Graph): (base: string) => string {
+  const names = new Set(graph.nodes.map((n) => n.name));
+  return (base) => {
+    let name = base;
+    for (let k = 2; names.has(name); k++) name = `${base}_${k}`;
+    names.add(name);
+    return name;
+  };
+}

@@ -89,7 +89,7 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): MatmulKernelCode {
     const lines: string[] = [`let row = ${row};`, `let col = ${col};`];
     if (vecOut) {
       let body: string[];
-      if (!p.form) body = [`out[(c_base + row * N + col) / 4u] = ${v};`];
+      if (p.plainStore) body = [`out[(c_base + row * N + col) / 4u] = ${v};`];
       else {
         body = ['var o: vec4<f32>;'];
         for (let cc = 0; cc < 4; cc++) {

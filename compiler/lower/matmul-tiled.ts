@@ -72,7 +72,8 @@ interface OperandTile {
   origin: string;
 }
 
-function operandCode(o: OperandTile, c: TileConfig, k: number, threads: number) {
+function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: number) {
+  const { k } = p;
   const { which: w, span } = o;
   const count = (span * c.bk) / 4; // vec4s per slice
   const loads = Math.ceil(count / threads);
@@ -109,7 +110,7 @@ function operandCode(o: OperandTile, c: TileConfig, k: number, threads: number) 
     if (o.contiguousK) {
       // vec4 e covers tile row r (along M/N), K columns 4q..4q+3
       setup.push(`let ${w}_r${l} = ${w}_e${l} / ${u32(c.bk / 4)};`, `let ${w}_q${l} = ${w}_e${l} % ${u32(c.bk / 4)};`);
-      setup.push(`let ${w}_off${l} = ${o.base} + (${o.origin} + ${w}_r${l}) * K + ${w}_q${l} * 4u;`);
+      setup.push(`let ${w}_off${l} = ${o.base} + (${o.origin} + ${w}_r${l}) * ${p.kStored !== p.k ? 'K_STORED' : 'K'} + ${w}_q${l} * 4u;`);
       if (o.extent % span !== 0) setup.push(`let ${w}_in${l} = ${o.origin} + ${w}_r${l} < ${o.extentName};`);
     } else {
       // vec4 e covers K row r, M/N columns 4q..4q+3
@@ -138,6 +139,26 @@ function operandCode(o: OperandTile, c: TileConfig, k: number, threads: number) 
   return { setup, load, store, loads };
 }
 
+/**
+ * The invocation's column and row in the GX×GY grid of invocations. Each run of 32 invocations
+ * (a subgroup on NVIDIA) covers an 8×4 block of that grid rather than a row of it: the
+ * subgroup then reads fewer distinct vectors of each slice per step (8 of B and 4 of A
+ * instead of 16 and 2), measured 46.9 against 44.3 TFLOP/s at 4096³ on the H200. Any other
+ * subgroup size computes the same values.
+ */
+function threadGrid(gx: number, gy: number): string[] {
+  const lx = Math.min(8, gx);
+  const ly = 32 / lx;
+  if ((gx * gy) % 32 !== 0 || gy % ly !== 0) return [`let tx = li % ${u32(gx)};`, `let ty = li / ${u32(gx)};`];
+  const blocksX = gx / lx;
+  return [
+    'let block = li / 32u;',
+    'let lane = li % 32u;',
+    `let tx = (block % ${u32(blocksX)}) * ${u32(lx)} + lane % ${u32(lx)};`,
+    `let ty = (block / ${u32(blocksX)}) * ${u32(ly)} + lane / ${u32(lx)};`,
+  ];
+}
+
 function tileType(stages: number, bk: number, span: number): string {
   const slice = `array<array<vec4<f32>, ${span / 4}>, ${bk}>`;
   return stages > 1 ? `array<${slice}, ${stages}>` : slice;
@@ -152,8 +173,8 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
   const vecA = (p.transposeA ? p.m : p.k) % 4 === 0;
   const vecB = (p.transposeB ? p.k : p.n) % 4 === 0;
   const vecOut = p.n % 4 === 0;
-  const a = operandCode({ which: 'a', input: 'in0', base: 'a_base', contiguousK: !p.transposeA, vec: vecA, span: bm, extent: p.m, extentName: 'M', origin: 'row0' }, c, p.k, threads);
-  const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0' }, c, p.k, threads);
+  const a = operandCode({ which: 'a', input: 'in0', base: 'a_base', contiguousK: !p.transposeA, vec: vecA, span: bm, extent: p.m, extentName: 'M', origin: 'row0' }, c, p, threads);
+  const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0' }, c, p, threads);
   const slices = Math.ceil(p.k / bk);
 
   const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l);
@@ -239,7 +260,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
         const lines: string[] = [`let col = col0 + (${u32(j * gx)} + tx) * 4u;`];
         if (vecOut) {
           let store: string[];
-          if (!p.form) store = [`out[(c_base + row * N + col) / 4u] = ${acc};`];
+          if (p.plainStore) store = [`out[(c_base + row * N + col) / 4u] = ${acc};`];
           else {
             store = ['var o: vec4<f32>;'];
             for (let cc = 0; cc < 4; cc++) {
@@ -282,8 +303,7 @@ ${p.batchOffsets.join('\n')}
   let c_base = batch * M * N;
   let row0 = wid.y * ${u32(bm)};
   let col0 = wid.x * ${u32(bn)};
-  let tx = li % ${u32(gx)};
-  let ty = li / ${u32(gx)};
+${ind(threadGrid(gx, gy), 2).join('\n')}
 ${ind([...a.setup, ...b.setup, ...columns, ...accDecls, ...regDecls, ...loop, ...output], 2).join('\n')}
 }
 `;

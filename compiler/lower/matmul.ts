@@ -23,13 +23,19 @@ export interface MatmulProblem {
   form?: MatmulForm;
   m: number;
   n: number;
+  /** the K each output sums over (with splits: one slice's) */
   k: number;
+  /** the stored length along K of A's rows (plain) and B's (transposed): K, or all the slices' with splits */
+  kStored: number;
+  /** workgroup layers: batches, times splits (layer z = split · batches + batch) */
   batches: number;
   transposeA: boolean;
   transposeB: boolean;
   /** statements computing a_base and b_base (element offsets of this batch's A and B) from `batch` */
   batchOffsets: string[];
   chain: PointwiseChain;
+  /** each value is stored as computed: no epilogue code, vec4 stores */
+  plainStore: boolean;
   /** the epilogue as statements ending in a value, for the output at (row, col); plain: the product itself */
   epilogue(product: string, row: string, col: string, indent: string): { lines: string[]; value: string };
 }
@@ -63,25 +69,35 @@ export function matmulProblem(node: Node, operands: readonly TensorType[], name:
   const transposeA = form?.transposeA ?? false;
   const transposeB = form?.transposeB ?? false;
   const [a, b] = operands;
-  const out = node.type.shape;
+  const splits = form?.splits ?? 1;
+  const out = splits > 1 ? node.type.shape.slice(1) : node.type.shape;
   const [m, n] = out.slice(-2);
-  const k = transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
+  const kStored = transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
+  const k = kStored / splits;
   const batchShape = out.slice(0, -2);
-  const batches = elementCount(batchShape);
-  if (batches > 65535) throw new Error(`matmul ${node.name}: ${batches} batches exceed one grid dimension`);
+  const batches = elementCount(batchShape) * splits;
+  if (batches > 65535) throw new Error(`matmul ${node.name}: ${batches} batches${splits > 1 ? ' and slices of K' : ''} exceed one grid dimension`);
 
-  // per batch index: offsets of A's and B's matrices (broadcast batch axes read matrix 0)
+  // per layer: offsets of A's and B's matrices (broadcast batch axes read matrix 0), then of the slice of K
   const aStrides = broadcastStrides(a.shape.slice(0, -2), batchShape);
   const bStrides = broadcastStrides(b.shape.slice(0, -2), batchShape);
   const batchStrides = stridesOf(batchShape);
   const batchOffsets: string[] = ['  var a_base = 0u;', '  var b_base = 0u;'];
   if (batchShape.length > 0) {
-    batchOffsets.push('  var rem = batch;');
+    batchOffsets.push(`  var rem = batch${splits > 1 ? ` % ${u32(batches / splits)}` : ''};`);
     for (let d = 0; d < batchShape.length; d++) {
       batchOffsets.push(`  let bc${d} = rem / ${u32(batchStrides[d])};`, `  rem = rem % ${u32(batchStrides[d])};`);
-      if (aStrides[d]) batchOffsets.push(`  a_base += bc${d} * ${u32(aStrides[d] * m * k)};`);
-      if (bStrides[d]) batchOffsets.push(`  b_base += bc${d} * ${u32(bStrides[d] * k * n)};`);
+      if (aStrides[d]) batchOffsets.push(`  a_base += bc${d} * ${u32(aStrides[d] * m * kStored)};`);
+      if (bStrides[d]) batchOffsets.push(`  b_base += bc${d} * ${u32(bStrides[d] * kStored * n)};`);
     }
+  }
+  if (splits > 1) {
+    // slice s starts K·s columns into A's rows ([.., M, K]) or K·s rows down ([.., K, M]), likewise B
+    batchOffsets.push(
+      `  let split = batch / ${u32(batches / splits)};`,
+      `  a_base += split * ${u32(transposeA ? k * m : k)};`,
+      `  b_base += split * ${u32(transposeB ? k : k * n)};`,
+    );
   }
 
   const extraViews = form?.extraViews ?? [];
@@ -91,7 +107,8 @@ export function matmulProblem(node: Node, operands: readonly TensorType[], name:
     const loads = extraViews.map((v, j) => `${indent}let x${j + 1} = in${j + 2}[${viewIndex(v, batchShape.length, row, col)}];`);
     return { lines: [`${indent}let x0 = ${product};`, ...loads, ...chainStatements(chain, indent)], value: chain.result };
   };
-  return { name, node, operands, form, m, n, k, batches, transposeA, transposeB, batchOffsets, chain, epilogue };
+  const plainStore = chain.lets.length === 0 && extraViews.length === 0;
+  return { name, node, operands, form, m, n, k, kStored, batches, transposeA, transposeB, batchOffsets, chain, plainStore, epilogue };
 }
 
 /**
@@ -101,7 +118,8 @@ export function matmulProblem(node: Node, operands: readonly TensorType[], name:
  */
 export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: boolean; b: boolean; out: boolean }): string {
   const reads = [p.transposeA ? 'A' : '', p.transposeB ? 'B' : ''].filter(Boolean).join(' and ');
-  const described = p.form ? `${archetype}${reads ? `, ${reads} read transposed` : ''}${p.chain.lets.length ? ', epilogue per value' : ''}` : archetype;
+  const split = p.kStored !== p.k ? `, partial products over ${p.kStored / p.k} slices of K = ${p.kStored}` : '';
+  const described = p.form ? `${archetype}${reads ? `, ${reads} read transposed` : ''}${split}${p.chain.lets.length ? ', epilogue per value' : ''}` : archetype;
   const header = kernelHeader(p.name, p.node, p.operands, described, p.form?.ops);
   const decls = bindingDecls(p.operands)
     .wgsl.split('\n')
@@ -115,7 +133,8 @@ ${decls.join('\n')}
 ${helpers}
 const M: u32 = ${u32(p.m)};
 const N: u32 = ${u32(p.n)};
-const K: u32 = ${u32(p.k)};`;
+const K: u32 = ${u32(p.k)};${p.kStored !== p.k ? `
+const K_STORED: u32 = ${u32(p.kStored)}; // rows along K hold every slice` : ''}`;
 }
 
 /**
@@ -130,7 +149,7 @@ export function lowerMatmul(node: Node, operands: readonly TensorType[], name: s
   const p = matmulProblem(node, operands, name, form);
   const { bindings } = bindingDecls(operands);
   const choices: { tag: string; features: string[]; code: MatmulKernelCode }[] = [];
-  if (p.m <= SMALL_M) {
+  if (p.m <= SMALL_M && p.kStored === p.k) {
     for (const c of chooseGemv(p)) choices.push({ tag: c.tag, features: c.features, code: gemvKernel(p, c.config) });
   } else {
     for (const c of chooseTiling(p)) choices.push({ tag: c.tag, features: [], code: tiledKernel(p, c.config) });

@@ -5,7 +5,7 @@
 import { remapTraining, type TrainingGraph } from '../autodiff/train';
 import type { Graph } from '../ir/graph';
 import { opDef, type AxisAttrs, type OpName } from '../ir/ops';
-import { GraphCopy } from '../ir/rewrite';
+import { freshNames, GraphCopy } from '../ir/rewrite';
 import { splitChunks } from './axis';
 
 /**
@@ -35,13 +35,7 @@ export function splitReductions(graph: Graph, training?: TrainingGraph): { graph
   // every node is emitted under its name, the split's final step under the reduction's, so
   // that plans name their buffers and dispatches as before wherever Graph.apply keeps the
   // names of ops (today it keeps those of leaves); the new steps get names no node has
-  const names = new Set(graph.nodes.map((n) => n.name));
-  const unused = (base: string) => {
-    let name = base;
-    for (let k = 2; names.has(name); k++) name = `${base}_${k}`;
-    names.add(name);
-    return name;
-  };
+  const unused = freshNames(graph);
   const copy = new GraphCopy(graph);
   for (const node of graph.nodes) {
     const operands = node.inputs.map((i) => copy.of(i));

@@ -1,0 +1,131 @@
+// Split-K (compiler/lower/split-k.ts): which products become partial products over slices of
+// K and a sum, at the benchmark's sizes (graph only) and at small sizes with lowered
+// thresholds, where the split plans run on the GPU and must match the CPU reference of the
+// graph as written, and a training plan through a split product must step like the unsplit one.
+import { afterAll, afterEach, describe, expect, test } from 'vitest';
+import { compileGraph, type CompiledPlan } from '../compiler/compile';
+import { Graph } from '../compiler/ir/graph';
+import { uniformStream } from '../compiler/ir/init';
+import { interpret } from '../compiler/ir/interpret';
+import { elementCount } from '../compiler/ir/types';
+import { setSplitKTuning, splitK, type SplitKTuning } from '../compiler/lower/split-k';
+import { loadPlan } from '../runtime/session';
+import { loadTrainingPlan } from '../runtime/training';
+import { releaseSharedDevice, sharedDevice } from './gpu';
+
+afterAll(releaseSharedDevice);
+afterEach(() => setSplitKTuning());
+
+/** The ops of each dispatch's kernel in an entry point, flattened. */
+const kernelOps = (plan: CompiledPlan, entry: string) => plan.manifest.entryPoints[entry].dispatches.flatMap((d) => plan.manifest.kernels[d.kernel].ops);
+
+/** The graph's nodes as `op shape` lines. */
+const summary = (g: Graph) => g.nodes.map((n) => `${n.op} ${n.type.shape.join('x')}`);
+
+function product(m: number, k: number, n: number): Graph {
+  const g = new Graph('mm');
+  g.output('y', g.matmul(g.input('a', [m, k]), g.input('b', [k, n])));
+  return g;
+}
+
+describe('which products split (H200 defaults, graph only)', () => {
+  test('128x1536 · 1536x576 (72 tiles of 32x32): 6 slices of 256, then their sum under the product name', () => {
+    const { graph } = splitK(product(128, 1536, 576));
+    expect(summary(graph)).toEqual(['input 128x1536', 'input 1536x576', 'matmulSplitK 6x128x576', 'sum 128x576']);
+    expect(graph.nodes.map((n) => n.name)).toEqual(['a', 'b', 'matmul_2.partials', 'matmul_2']);
+    expect(graph.outputs).toEqual([{ name: 'y', node: 3 }]);
+  });
+
+  test('as many slices as allowed when the target is out of reach: 64x4096 · 4096x1024 (64 tiles) in 16 slices', () => {
+    expect(summary(splitK(product(64, 4096, 1024)).graph)[2]).toBe('matmulSplitK 16x64x1024');
+  });
+
+  test('products with enough tiles, a few rows, a short K, or no slice of K that is a multiple of 16 stay whole', () => {
+    for (const g of [product(128, 576, 1536), product(4096, 4096, 4096), product(16, 4096, 4096), product(128, 1000, 576), product(128, 1040, 576), product(128, 768, 576)]) {
+      expect(splitK(g).graph).toBe(g);
+    }
+  });
+});
+
+// small shapes split by lowered thresholds: fewer than 16 tiles of 32x32 split into the
+// fewest slices giving 16 tiles, each slice at least 32 long
+const SMALL: Partial<SplitKTuning> = { belowTiles: 16, minK: 0, targetTiles: 16, minChunk: 32 };
+
+describe('split products on the GPU against the CPU reference', () => {
+  const u = uniformStream(7);
+  const data = (shape: number[]) => Float32Array.from({ length: elementCount(shape) }, () => 2 * u() - 1);
+  // [label, graph builder, slices, dispatches of the split plan without the optimizer]
+  const cases: [string, (g: Graph) => void, number, number][] = [
+    ['[40, 256] · [256, 36]: 4 slices of 64, edge tiles', (g) => g.output('y', g.matmul(g.input('a', [40, 256]), g.input('b', [256, 36]))), 4, 2],
+    [
+      'gelu([2, 20, 192] · [24, 192]ᵀ + bias) + residual: 6 slices of 32 over 2 batches, the epilogue after the sum',
+      (g) => g.output('y', g.fusedMatmul(g.input('a', [2, 20, 192]), g.input('b', [24, 192]), { transposeB: true, activation: 'gelu', bias: g.input('bias', [24]), residual: g.input('r', [2, 20, 24]) })),
+      6,
+      3,
+    ],
+    ['[96, 24]ᵀ · [96, 40]: 3 slices of 32 down A', (g) => g.output('y', g.fusedMatmul(g.input('a', [96, 24]), g.input('b', [96, 40]), { transposeA: true })), 3, 2],
+    ['[36, 200] · [200, 20]: slices would be 100 or 50 long, no split', (g) => g.output('y', g.matmul(g.input('a', [36, 200]), g.input('b', [200, 20]))), 1, 1],
+  ];
+  for (const [label, build, slices, dispatches] of cases) {
+    for (const optimize of [false, true]) {
+      test(`${label}, optimize: ${optimize}`, async () => {
+        setSplitKTuning(SMALL);
+        const g = new Graph('mm');
+        build(g);
+        const split = splitK(g).graph;
+        const partial = split.nodes.find((n) => n.op === 'matmulSplitK');
+        expect(partial?.type.shape[0] ?? 1).toBe(slices);
+        const plan = await compileGraph(g, { optimize });
+        if (!optimize) expect(plan.manifest.entryPoints.run.dispatches).toHaveLength(dispatches);
+        expect(kernelOps(plan, 'run').includes('matmulSplitK')).toBe(slices > 1);
+
+        const feeds = Object.fromEntries(g.nodes.filter((n) => n.op === 'input').map((n) => [n.name, data([...n.type.shape])]));
+        const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
+        try {
+          const actual = (await session.run(feeds)).y;
+          const expected = interpret(g, feeds, new Map()).y;
+          expect(actual.length).toBe(expected.length);
+          for (let i = 0; i < expected.length; i++) {
+            // f32 sums of up to 256 products of [-1, 1] values, in another order than float64's
+            if (!(Math.abs(actual[i] - expected[i]) <= 2e-5 * 16)) expect.fail(`element ${i}: gpu ${actual[i]} vs cpu ${expected[i]}`);
+          }
+        } finally {
+          session.destroy();
+        }
+      });
+    }
+  }
+});
+
+describe('training through a split product', () => {
+  test('the split forward product keeps its gradient: steps equal those of the unsplit plan', async () => {
+    const compile = (tuning: Partial<SplitKTuning>) => {
+      const g = new Graph('trained');
+      const x = g.input('x', [40, 256]);
+      const w = g.parameter('w', [256, 36], { init: { uniform: [-0.1, 0.1] } });
+      const y = g.matmul(x, w);
+      g.output('loss', g.mean(g.mean(g.mul(y, y), -1), 0));
+      setSplitKTuning(tuning);
+      return compileGraph(g, { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } } });
+    };
+    const split = await compile(SMALL);
+    const whole = await compile({});
+    expect(kernelOps(split, 'train_step').filter((op) => op === 'matmulSplitK')).toHaveLength(1);
+    expect(kernelOps(whole, 'train_step').filter((op) => op === 'matmulSplitK')).toHaveLength(0);
+    const device = (await sharedDevice()).device;
+    const sessions = await Promise.all([split, whole].map((p) => loadTrainingPlan(p.bundle, device)));
+    try {
+      const u = uniformStream(3);
+      let first = 0;
+      for (let t = 0; t < 4; t++) {
+        const batch = { x: Float32Array.from({ length: 40 * 256 }, () => 2 * u() - 1) };
+        const [a, b] = [await sessions[0].step(batch), await sessions[1].step(batch)];
+        expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-5 * Math.abs(b));
+        if (t === 0) first = b;
+      }
+      expect(first).toBeGreaterThan(0);
+    } finally {
+      for (const s of sessions) s.destroy();
+    }
+  });
+});
