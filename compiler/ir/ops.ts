@@ -44,6 +44,12 @@ export interface AxisReduction {
   combine: 'add' | 'max';
   term: (x: string) => string;
   finish?: (total: string, n: number) => string;
+  /**
+   * the term is (x - m)², m the earlier reduction named here: an 'add' of x finished as the
+   * mean (÷ n). Where each invocation holds the same number of a row's values, the kernel
+   * computes both in one tree (each invocation's mean and squared deviations, merged pairwise)
+   */
+  deviationsFrom?: string;
 }
 
 /**
@@ -954,6 +960,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
           name: 'inv_std',
           combine: 'add',
           term: (x) => `(${x} - row_mean) * (${x} - row_mean)`,
+          deviationsFrom: 'row_mean',
           finish: (t, n) => `inverseSqrt(${t} / ${wgslFloat(n)} + ${wgslFloat(eps)})`,
         },
       ],

@@ -265,7 +265,52 @@ function axisSource(node: Node, operands: readonly TensorType[], name: string, p
     forEachRegister((k, j) => [`v[${k}] = in0[${at(j)}];`], '');
   }
 
+  // a mean and the squared deviations from it, as one tree where every invocation holds the
+  // same number of the row's values: one pass over the registers and half the barriers
+  // (H200, layerNorm of 1024 rows of 32768: 77.7 µs against 81.3 for two trees)
+  const momentsAt = program.reductions.findIndex(
+    (r, k) => k > 0 && r.deviationsFrom === program.reductions[k - 1].name && program.reductions[k - 1].combine === 'add' && registers > 0 && !guardUnits && !quads && team > 1,
+  );
+  const momentsCode = (mean: AxisReduction, deviations: AxisReduction) => {
+    const count = registers * (lanes === 'elements' ? 4 : 1);
+    const local = `${mean.name}_local`;
+    emit(
+      `  // reductions ${mean.name} and ${deviations.name} in one tree: this invocation's mean and squared`,
+      `  // deviations over its ${count} values, then pairs merged (equal counts c: the mean of the means,`,
+      '  // the sum of the squared deviations plus c·Σ(mean_i - mean)²)',
+      `  var ${mean.name}_acc: f32 = 0.0;`,
+    );
+    forEachRegister((k) => [`${mean.name}_acc = ${fold(mean, `${mean.name}_acc`, `v[${k}]`, lanes)};`], '');
+    emit(`  let ${local} = ${mean.name}_acc / ${count}.0;`, `  var ${deviations.name}_acc: f32 = 0.0;`);
+    forEachRegister(
+      (k) => (lanes === 'elements' ? [`let d = v[${k}] - vec4<f32>(${local});`, `${deviations.name}_acc += dot(d, d);`] : [`let d = v[${k}] - ${local};`, `${deviations.name}_acc += d * d;`]),
+      '',
+    );
+    emit(`  moments[lid] = vec2<f32>(${local}, ${deviations.name}_acc);`, '  workgroupBarrier();');
+    let held = count;
+    for (let size = team; size > 1; ) {
+      const fanIn = Math.min(TREE_FAN_IN, size);
+      const part = size / fanIn;
+      const parts = Array.from({ length: fanIn }, (_, m) => `p${m}`);
+      emit(
+        `  if (t < ${u32(part)}) {`,
+        ...parts.map((p, m) => `    let ${p} = moments[lid${m ? ` + ${u32(m * part * step)}` : ''}];`),
+        `    let mean = (${parts.map((p) => `${p}.x`).join(' + ')}) / ${fanIn}.0;`,
+        `    let spread = ${parts.map((p) => `(${p}.x - mean) * (${p}.x - mean)`).join(' + ')};`,
+        `    moments[lid] = vec2<f32>(mean, ${parts.map((p) => `${p}.y`).join(' + ')} + ${held}.0 * spread);`,
+        '  }',
+        '  workgroupBarrier();',
+      );
+      held *= fanIn;
+      size = part;
+    }
+    emit(`  let ${mean.name} = moments[first].x;`, `  let ${deviations.name}_total = moments[first].y;`);
+    emit(`  let ${deviations.name} = ${deviations.finish ? deviations.finish(`${deviations.name}_total`, n) : `${deviations.name}_total`};`);
+  };
+
   program.reductions.forEach((r, k) => {
+    if (k === momentsAt - 1) return momentsCode(r, program.reductions[momentsAt]);
+    if (k === momentsAt) return;
     const acc = `${r.name}_acc`;
     const start = r.combine === 'add' ? '0.0' : LOWEST_F32;
     const identity = quads ? `vec4<f32>(${start})` : start;
@@ -346,9 +391,14 @@ function axisSource(node: Node, operands: readonly TensorType[], name: string, p
     }
   }
 
+  const treeArrays = program.reductions.map((_, k) => (k === momentsAt - 1 || k === momentsAt ? 'moments' : k % 2 === 0 ? 'scratch' : 'scratch_odd'));
   const scratchDecls =
     team > 1
-      ? [`var<workgroup> scratch: array<${accType}, ${workgroup}>;`, ...(program.reductions.length > 1 ? [`var<workgroup> scratch_odd: array<${accType}, ${workgroup}>;`] : [])]
+      ? [
+          ...(treeArrays.includes('scratch') ? [`var<workgroup> scratch: array<${accType}, ${workgroup}>;`] : []),
+          ...(treeArrays.includes('scratch_odd') ? [`var<workgroup> scratch_odd: array<${accType}, ${workgroup}>;`] : []),
+          ...(treeArrays.includes('moments') ? [`var<workgroup> moments: array<vec2<f32>, ${workgroup}>;`] : []),
+        ]
       : [];
   const access: Access = lanes === 'none' ? 'scalar' : 'vec4';
   const { wgsl: decls, bindings } = typedBindingDecls(operands, operands.map(() => access), perElement || quads ? access : 'scalar');
@@ -405,5 +455,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 ${main.join('\n')}
 }
 `;
-  return { wgsl, bindings, workgroupBytes: scratchDecls.length * workgroup * (quads ? 16 : 4) };
+  const workgroupBytes = team > 1 ? treeArrays.filter((a, k) => treeArrays.indexOf(a) === k).reduce((bytes, a) => bytes + workgroup * (a === 'moments' ? 8 : quads ? 16 : 4), 0) : 0;
+  return { wgsl, bindings, workgroupBytes };
 }
