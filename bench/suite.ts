@@ -186,7 +186,10 @@ function softmax(heads: number, seq: number): Workload {
   };
 }
 
-/** q, k, v [heads, seq, d]; without a mask (a scalar 0) or with an additive causal mask [seq, seq] given as an input. */
+/**
+ * q, k, v [heads, seq, d]; without a mask (a scalar 0) or with the additive causal mask
+ * [seq, seq] as a constant, as models write it (the compiler makes that attention causal).
+ */
 function attention(heads: number, seq: number, d: number, causal: boolean): Workload {
   const scale = 1 / Math.sqrt(d);
   return {
@@ -194,13 +197,12 @@ function attention(heads: number, seq: number, d: number, causal: boolean): Work
     group: 'attention',
     build: (g) => {
       const [q, k, v] = ['q', 'k', 'v'].map((n) => g.input(n, [heads, seq, d]));
-      const mask = causal ? g.input('mask', [seq, seq]) : g.constant(0);
+      const mask = causal ? g.constant(causalMask(seq), [seq, seq], 'causal_mask') : g.constant(0);
       g.output('o', g.attention(q, k, v, mask, { scale }));
     },
     // QKᵀ and PV in full, masked or not (both sides get the same count)
     flops: 4 * heads * seq * seq * d,
     torch: { kind: 'attention', heads, seq, d, causal },
-    feed: (name) => (name === 'mask' ? causalMask(seq) : undefined),
     check: (f, o) => {
       let worst = 0;
       for (const [h, i] of samples(8, heads, seq)) {
@@ -208,7 +210,7 @@ function attention(heads: number, seq: number, d: number, causal: boolean): Work
         const scores = Array.from({ length: seq }, (_, j) => {
           let s = 0;
           for (let p = 0; p < d; p++) s += q[p] * f.k[(h * seq + j) * d + p];
-          return s * scale + (causal ? f.mask[i * seq + j] : 0);
+          return s * scale + (causal && j > i ? -1e9 : 0);
         });
         const max = Math.max(...scores);
         const e = scores.map((s) => Math.exp(s - max));

@@ -219,6 +219,56 @@ describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, 
   });
 });
 
+// causal: against the unfused graph with the causal mask spelled out as a constant (0 where
+// query i sees key j ≤ i + Tk - Tq, -1e9 elsewhere) added to a random mask
+describe('causal attention', () => {
+  const causal = (tq: number, tk: number) => Float32Array.from({ length: tq * tk }, (_, e) => (e % tk > Math.floor(e / tk) + tk - tq ? -1e9 : 0));
+  // [label, q, k, v, mask, archetype, tuning]
+  const cases: [string, Shape, Shape, Shape, Shape, RegExp, Partial<AttentionTuning>?][] = [
+    ['tiled, heads [9, 40, 64]: a row tail, 2 lanes per row', [9, 40, 64], [9, 40, 64], [9, 40, 64], [40, 40], /FlashAttention-2 tiles: .*2 invocations per row.*causal/],
+    ['tiled, Tq 24 < Tk 56: aligned at the last query and key', [2, 24, 16], [2, 56, 16], [2, 56, 12], [], /FlashAttention-2 tiles: .*causal/],
+    ['tiled, key groups', [1, 20, 8], [1, 300, 8], [1, 300, 8], [20, 300], /FlashAttention-2 tiles: .*split 4 ways.*causal/, { minGroups: 4, maxGroups: 4 }],
+    ['row kernel, [3, 5, 8] × [3, 9, 8]', [3, 5, 8], [3, 9, 8], [3, 9, 6], [5, 9], /workgroup per query row.*causal/],
+    ['row kernel, keys over two tiles of 1024', [1, 3, 4], [1, 1500, 4], [1, 1500, 4], [], /workgroup per query row.*causal/],
+  ];
+  for (const [label, qs, ks, vs, maskShape, archetype, tuning] of cases) {
+    test(label, async () => {
+      setAttentionTuning(tuning);
+      const [tq, tk] = [qs[qs.length - 2], ks[ks.length - 2]];
+      const graph = (fused: boolean) => {
+        const g = new Graph(fused ? 'causal' : 'unfused');
+        const [q, k, v, mask] = [g.input('q', qs), g.input('k', ks), g.input('v', vs), g.input('mask', maskShape)];
+        const scale = 1 / Math.sqrt(qs[qs.length - 1]);
+        g.output('y', fused ? g.attention(q, k, v, mask, { scale, causal: true }) : unfusedAttention(g, q, k, v, g.add(mask, g.constant(causal(tq, tk), [tq, tk])), scale));
+        return g;
+      };
+      const fused = graph(true);
+      const feeds = feedsFor(fused, 5);
+      const expected = interpret(graph(false), feeds, new Map()).y;
+      expect(interpret(fused, feeds, new Map()).y).toEqual(expected);
+      const plan = await compileGraph(fused);
+      const [kernel] = plan.manifest.kernels;
+      expect((await readBundle(plan.bundle)).text(kernel.variants[0].wgsl).split('\n').find((l) => l.startsWith('// archetype:'))).toMatch(archetype);
+      const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
+      try {
+        const actual = (await session.run(feeds)).y;
+        for (let i = 0; i < expected.length; i++) {
+          if (!(Math.abs(actual[i] - expected[i]) <= 2e-5 + 1e-4 * Math.abs(expected[i]))) expect.fail(`element ${i}: gpu ${actual[i]} vs cpu ${expected[i]}`);
+        }
+      } finally {
+        session.destroy();
+      }
+    });
+  }
+
+  test('the shape rule: at least as many keys as queries; causal a boolean', () => {
+    const g = new Graph('causal errors');
+    const [q, k] = [g.input('q', [6, 4]), g.input('k', [5, 4])];
+    expect(() => g.attention(q, k, k, g.constant(0), { scale: 1, causal: true })).toThrow(/attention: causal attention needs at least as many keys as queries .*got Tq = 6, Tk = 5/);
+    expect(() => g.apply('attention', [k, k, k, g.constant(0)], { scale: 1, causal: 'yes' })).toThrow(/causal must be true or false; got yes/);
+  });
+});
+
 describe('one dispatch', () => {
   test('attention is one kernel where the unfused graph takes six', async () => {
     const c = CASES[1];

@@ -224,6 +224,11 @@ const CASES: GradCase[] = [
     op: 'attention',
     build: ({ g, p }) => g.attention(p('q', [2, 1, 3, 4]), p('k', [3, 5, 4]), p('v', [5, 2]), p('mask', [1, 5]), { scale: 0.7 }),
   },
+  {
+    label: 'causal attention q [2, 3, 4], k [2, 5, 4] (query i sees keys up to i + 2), v [2, 5, 3], mask [3, 5]',
+    op: 'attention',
+    build: ({ g, p }) => g.attention(p('q', [2, 3, 4]), p('k', [2, 5, 4]), p('v', [2, 5, 3]), p('mask', [3, 5]), { scale: 0.5, causal: true }),
+  },
 
   // the losses are compositions of the ops above: their gradients come from those rules
   {

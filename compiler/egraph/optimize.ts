@@ -9,6 +9,7 @@ import type { TensorType } from '../ir/types';
 import { classTypes, kernelCost } from './cost';
 import { EGraph } from './egraph';
 import { dagCostOf, extract } from './extract';
+import { causalAttention } from './causal-attention';
 import { fusePointwise } from './fuse-pointwise';
 import { declaredArities, parseEgg } from './parse';
 import { EggProgram } from './program';
@@ -90,6 +91,12 @@ export function optimizeGraph(graph: Graph, phase: OptimizePhase, roots: readonl
 
   let result = extracted;
   let fused: OptimizeReport['fused'] = [];
+  let causal = 0;
+  if (phase === 'forward') {
+    const rewritten = causalAttention(extracted.graph);
+    result = { graph: rewritten.graph, map: (id) => (extracted.map(id) < 0 ? -1 : rewritten.map(extracted.map(id))) };
+    causal = rewritten.rewritten;
+  }
   if (phase === 'kernels') {
     const pointwise = fusePointwise(extracted.graph, roots.map(extracted.map));
     result = { graph: pointwise.graph, map: (id) => (extracted.map(id) < 0 ? -1 : pointwise.map(extracted.map(id))) };
@@ -97,6 +104,7 @@ export function optimizeGraph(graph: Graph, phase: OptimizePhase, roots: readonl
   }
   const rulesFired: Record<string, number> = {};
   for (const it of run.iterations) for (const [rule, n] of Object.entries(it.rulesFired)) rulesFired[rule] = (rulesFired[rule] ?? 0) + n;
+  if (causal) rulesFired['causal attention from its constant mask'] = causal;
   return {
     graph: result.graph,
     map: result.map,

@@ -62,7 +62,12 @@ const FORMS: Partial<Record<OpName, TermForm>> = {
   reshape: { ctor: 'Reshape', sorts: ['String'], encode: (a, [x]) => [list(resolveShape(a.shape as number[], elementCount(x.shape)))], decode: ([s]) => ({ shape: unlist(s) }) },
   transpose: { ctor: 'Transpose', sorts: ['String'], encode: (a) => [list(a.perm as number[])], decode: ([p]) => ({ perm: unlist(p) }) },
   matmul: plain('MatMul'),
-  attention: { ctor: 'Attention', sorts: ['f64'], encode: (a) => [a.scale as number], decode: ([scale]) => ({ scale }) },
+  attention: {
+    ctor: 'Attention',
+    sorts: ['f64', 'bool'],
+    encode: (a) => [a.scale as number, (a.causal as boolean | undefined) ?? false],
+    decode: ([scale, causal]) => ({ scale, ...(causal ? { causal: true } : {}) }),
+  },
   fusedMatmul: {
     ctor: 'FusedMatmul',
     sorts: ['bool', 'bool', 'String'],

@@ -311,8 +311,8 @@ export class Graph {
    * mask broadcastable to [.., Tq, Tk] (a causal [Tq, Tk], or a scalar 0 for none); batch axes
    * broadcast as in matmul. The result is [.., Tq, dv].
    */
-  attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, options: { scale: number }): Tensor {
-    return this.op('attention', [q, k, v, mask], { scale: options?.scale });
+  attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, options: { scale: number; causal?: boolean }): Tensor {
+    return this.op('attention', [q, k, v, mask], { scale: options?.scale, ...(options?.causal ? { causal: true } : {}) });
   }
 
   // --- fused ops (what the optimizer rewrites chains into; usable directly) -----------

@@ -215,6 +215,11 @@ export interface OneHotAttrs {
 export interface AttentionAttrs {
   /** multiplies q·kᵀ before the mask is added (usually 1/√d); applied as an f32 value */
   scale: number;
+  /**
+   * query i also sees no key j > i + Tk - Tq (causal, aligned at the last query and key, so a
+   * query appended after Tk - 1 cached keys sees them all); kernels skip those keys' tiles
+   */
+  causal?: boolean;
 }
 export interface AdamAttrs {
   /** AdamW: weight decay applied to the parameter, not added to the gradient */
@@ -1278,7 +1283,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   } satisfies OpDef<NoAttrs>,
   attention: {
     arity: 4,
-    summary: 'softmax(q·kᵀ·scale + mask)·v over the last two axes, batch axes broadcast as in matmul, in one kernel',
+    summary: 'softmax(q·kᵀ·scale + mask)·v over the last two axes, batch axes broadcast as in matmul, in one kernel; optionally causal',
     infer: attentionType,
     evaluate: evaluateAttention,
     lowering: { archetype: 'attention' },
@@ -1522,6 +1527,7 @@ function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs,
 /** Operands q [.., Tq, d], k [.., Tk, d], v [.., Tk, dv], mask broadcastable to [.., Tq, Tk]; result [.., Tq, dv]. */
 function attentionType(inputs: readonly TensorType[], attrs: AttentionAttrs): TensorType {
   if (typeof attrs.scale !== 'number' || !Number.isFinite(attrs.scale)) throw new ShapeRuleError(`scale must be a finite number; got ${attrs.scale}`);
+  if (attrs.causal !== undefined && typeof attrs.causal !== 'boolean') throw new ShapeRuleError(`causal must be true or false; got ${attrs.causal}`);
   const names = ['q', 'k', 'v', 'mask'];
   for (const [i, t] of inputs.entries()) {
     if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[i]} is ${t.dtype}; expected f32`);
@@ -1546,6 +1552,9 @@ function attentionType(inputs: readonly TensorType[], attrs: AttentionAttrs): Te
       `batch axes ${formatShape(q.shape.slice(0, -2))} (q), ${formatShape(k.shape.slice(0, -2))} (k) and ${formatShape(v.shape.slice(0, -2))} (v) do not broadcast`,
     );
   }
+  if (attrs.causal && tk < tq) {
+    throw new ShapeRuleError(`causal attention needs at least as many keys as queries (query i sees keys up to i + Tk - Tq); got Tq = ${tq}, Tk = ${tk}`);
+  }
   const scores = [...batch, tq, tk];
   const masked = broadcastShapes(mask.shape, scores);
   if (!masked || !sameShape(masked, scores)) {
@@ -1563,18 +1572,35 @@ function evaluateAttention(args: readonly RefTensor[], attrs: AttentionAttrs): R
   const [q, k, v, mask] = args;
   // the scale as the kernel (and a constant in the unfused graph) holds it: an f32
   const scale: RefTensor = { data: Float64Array.of(Math.fround(attrs.scale)), shape: [] };
-  const scores = apply('add', [apply('mul', [apply('matmul', [q, apply('transpose', [k], { perm: swapLastTwo(k.shape.length) })]), scale]), mask]);
+  let scores = apply('add', [apply('mul', [apply('matmul', [q, apply('transpose', [k], { perm: swapLastTwo(k.shape.length) })]), scale]), mask]);
+  if (attrs.causal) {
+    const [tq, tk] = scores.shape.slice(-2);
+    scores = apply('add', [scores, { data: causalMask(tq, tk, -Infinity), shape: [tq, tk] }]);
+  }
   return apply('matmul', [apply('softmax', [scores]), v]).data;
 }
 
+/** The additive mask of causal attention: 0 where query i sees key j (j ≤ i + Tk - Tq), `hidden` elsewhere. */
+function causalMask(tq: number, tk: number, hidden: number): Float64Array {
+  const mask = new Float64Array(tq * tk);
+  for (let i = 0; i < tq; i++) mask.fill(hidden, i * tk + i + tk - tq + 1, (i + 1) * tk);
+  return mask;
+}
+
 /**
- * Recomputes S = q·kᵀ·scale + mask and P = softmax(S), then dV = Pᵀ·dO, dP = dO·Vᵀ,
+ * Recomputes S = q·kᵀ·scale + mask (+ the causal mask) and P = softmax(S), then dV = Pᵀ·dO, dP = dO·Vᵀ,
  * dS = P ⊙ (dP − rowsum(dP ⊙ P)), dQ = dS·K·scale, dK = dSᵀ·Q·scale, dMask = dS, each summed
  * over the axes its operand was broadcast along.
  */
 function attentionGrad({ g, inputs: [q, k, v, mask], dy, attrs }: GradContext<AttentionAttrs>): Tensor[] {
   const swapLast = (t: Tensor) => g.transpose(t, swapLastTwo(t.shape.length));
-  const p = g.softmax(g.add(g.mul(g.matmul(q, swapLast(k)), attrs.scale), mask));
+  let scores = g.add(g.mul(g.matmul(q, swapLast(k)), attrs.scale), mask);
+  if (attrs.causal) {
+    // the hidden keys as a constant: a finite -1e30 rather than -∞, which would make NaNs of 0·∞ in the backward products
+    const [tq, tk] = [q.shape[q.shape.length - 2], k.shape[k.shape.length - 2]];
+    scores = g.add(scores, g.constant(Float32Array.from(causalMask(tq, tk, -1e30)), [tq, tk]));
+  }
+  const p = g.softmax(scores);
   const dv = g.sumTo(g.matmul(swapLast(p), dy), v.shape);
   const dp = g.matmul(dy, swapLast(v));
   const ds = g.mul(p, g.sub(dp, g.sum(g.mul(dp, p), -1, KEEP)));

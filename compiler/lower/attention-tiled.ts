@@ -320,20 +320,19 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
       dots[t] = `dot${t}`;
     }
   }
-  tile.push(`    // scores q·k·scale + mask${keyTail ? '; keys past TK score LOWEST and weigh 0' : ''}`);
+  // the keys this row sees in the tile: those before TK, and with causal those up to i + TK - TQ
+  const seen = (t: number) => [keyTail ? `jg + ${u32(t)} < TK` : '', p.causal ? `jg + ${u32(t)} <= i_read + CAUSAL_SHIFT` : ''].filter(Boolean).join(' && ');
+  tile.push(`    // scores q·k·scale + mask${seen(0) ? '; keys the row does not see score LOWEST and weigh 0' : ''}`);
   for (let t = 0; t < bc; t++) {
     const key = `jg + ${u32(t)}`;
-    tile.push(
-      keyTail
-        ? `    let s${t} = select(${LOWEST_F32}, ${dots[t]} * SCALE + ${maskAt(`min(${key}, TK - 1u)`)}, ${key} < TK);`
-        : `    let s${t} = ${dots[t]} * SCALE + ${maskAt(key)};`,
-    );
+    const score = `${dots[t]} * SCALE + ${maskAt(keyTail ? `min(${key}, TK - 1u)` : key)}`;
+    tile.push(seen(t) ? `    let s${t} = select(${LOWEST_F32}, ${score}, ${seen(t)});` : `    let s${t} = ${score};`);
   }
   const scores = Array.from({ length: bc }, (_, t) => `s${t}`);
   tile.push(
     `    let new_max = max(run_max, ${treeOf(scores, (a, b) => `max(${a}, ${b})`)});`,
     '    let correction = exp(run_max - new_max);',
-    ...scores.map((s, t) => (keyTail ? `    let p${t} = select(0.0, exp(${s} - new_max), jg + ${u32(t)} < TK);` : `    let p${t} = exp(${s} - new_max);`)),
+    ...scores.map((s, t) => (seen(t) ? `    let p${t} = select(0.0, exp(${s} - new_max), ${seen(t)});` : `    let p${t} = exp(${s} - new_max);`)),
     `    run_sum = run_sum * correction + ${treeOf(scores.map((_, t) => `p${t}`), (a, b) => `(${a} + ${b})`)};`,
     '    run_max = new_max;',
     '    // the accumulator: rescale, then add Σ_t p_t·v[t, :] for this invocation\'s columns',
@@ -372,7 +371,7 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
   for (let k = 0; k < ov; k++) store.push(`let y${k} = o${k} * inv_sum;`, ...storeChunk(`y${k}`, vecV, 'o_row', oChunk(k), dv, lanes * ov));
   const storeGuard = [rowTail ? 'i < TQ' : '', group ? 'group == 0u' : ''].filter(Boolean).join(' && ');
 
-  const header = kernelHeader(p.name, p.node, p.operands, `attention, FlashAttention-2 tiles: ${describeAttentionTiling(c)}`);
+  const header = kernelHeader(p.name, p.node, p.operands, `attention, FlashAttention-2 tiles: ${describeAttentionTiling(c)}${p.causal ? ', causal (tiles past the block\'s last row skipped)' : ''}`);
   const wgsl = `${header}
 ${decls.join('\n')}
 
@@ -396,7 +395,7 @@ const KEYS_PER_TILE: u32 = ${u32(keysPerTile)};
 const Q_BLOCKS: u32 = ${u32(qBlocks)};
 const WORKGROUPS: u32 = ${u32(p.batches * qBlocks)};
 const GRID_X: u32 = ${u32(gridX)};
-const SCALE: f32 = ${wgslFloat(Math.fround(p.scale))};
+const SCALE: f32 = ${wgslFloat(Math.fround(p.scale))};${p.causal ? `\nconst CAUSAL_SHIFT: u32 = ${u32(tk - tq)}; // causal: query i sees keys up to i + TK - TQ` : ''}
 
 var<workgroup> kv: array<vec4<f32>, ${u32(kvVec4)}>; // the K tile, then the V tile${groups > 1 ? '; after the keys, the key groups\' states' : ''}${
     lanes > 1 ? `\nvar<workgroup> partial: array<f32, ${u32(partials)}>; // per key, each lane's part of the dot product` : ''
@@ -410,7 +409,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let batch = wg_index / Q_BLOCKS;
 ${setup.join('\n')}
-  for (var j0 = 0u; j0 < TK; j0 += KEYS_PER_TILE) {
+${p.causal ? "  // causal: the block's last row sees keys up to its index + CAUSAL_SHIFT; later tiles are skipped\n  let keys_end = min(TK, (wg_index % Q_BLOCKS) * BR + BR + CAUSAL_SHIFT);" : '  let keys_end = TK;'}
+  for (var j0 = 0u; j0 < keys_end; j0 += KEYS_PER_TILE) {
 ${tile.join('\n')}
   }
 ${merge.join('\n')}${merge.length ? '\n' : ''}

@@ -30,6 +30,8 @@ export interface AttentionProblem {
   /** matrices in the output's batch axes (their product) */
   batches: number;
   scale: number;
+  /** query i sees keys up to i + tk - tq only */
+  causal: boolean;
   /** element strides of the mask along query rows and along keys (0: broadcast) */
   maskRowStride: number;
   maskKeyStride: number;
@@ -42,7 +44,7 @@ export interface AttentionProblem {
 
 export function attentionProblem(node: Node, operands: readonly TensorType[], name: string): AttentionProblem {
   const [q, k, v, mask] = operands;
-  const { scale } = node.attrs as unknown as AttentionAttrs;
+  const { scale, causal } = node.attrs as unknown as AttentionAttrs;
   const out = node.type.shape;
   const [tq, dv] = out.slice(-2);
   const [tk, d] = k.shape.slice(-2);
@@ -75,6 +77,7 @@ export function attentionProblem(node: Node, operands: readonly TensorType[], na
     dv,
     batches: elementCount(batchShape),
     scale,
+    causal: causal ?? false,
     maskRowStride: maskStrides[rank - 2],
     maskKeyStride: maskStrides[rank - 1],
     batchOffsets,
@@ -157,7 +160,7 @@ function rowKernel(p: AttentionProblem): AttentionKernelCode {
     p.name,
     p.node,
     p.operands,
-    `attention, workgroup per query row (${rows} rows), keys in tiles of ${tile} with an online softmax${stagedQ ? '' : ', q read from the buffer'}`,
+    `attention, workgroup per query row (${rows} rows), keys in tiles of ${tile} with an online softmax${stagedQ ? '' : ', q read from the buffer'}${p.causal ? ', causal' : ''}`,
   );
   const wgsl = `${header}
 ${decls}
@@ -200,8 +203,9 @@ ${
   var run_max: f32 = ${LOWEST_F32};
   var run_sum = 0.0;
   var acc: array<f32, OUT_PER>;
-  for (var j0 = 0u; j0 < TK; j0 += TILE) {
-    let n = min(TILE, TK - j0);
+${p.causal ? '  // causal: this row sees keys up to i + TK - TQ\n  let keys_end = i + TK - TQ + 1u;' : '  let keys_end = TK;'}
+  for (var j0 = 0u; j0 < keys_end; j0 += TILE) {
+    let n = min(TILE, keys_end - j0);
     // scores s_j = q·k_j·scale + mask_j of this tile, and their max
     var local_max: f32 = ${LOWEST_F32};
     for (var t = lid; t < n; t += WG) {
