@@ -335,9 +335,12 @@ for (const c of [...tiledCases, ...gemvCases]) {
   const l = load(c);
   try {
     await measureChosen(l);
-    // reference points beside the chosen kernels: the fused product with the plain product's tiling,
-    // and the subgroups variant with its own grid of 4-column workgroups
-    if (!sweep && c.fused && c.m > 16 && !small) await measure(l, `same tiling as plain: ${describeTiling(TILINGS.t128x128x16)}`, tiledKernel(l.problem, TILINGS.t128x128x16));
+    // reference points beside the chosen kernels: the fused product with both large blocks
+    // (the chooser gives an epilogue the plain product's), and the subgroups variant with its
+    // own grid of 4-column workgroups
+    if (!sweep && c.fused && c.m > 16 && !small) {
+      for (const t of [TILINGS.t128x128x16, TILINGS.t64x128x16]) await measure(l, `block ${describeTiling(t)}`, tiledKernel(l.problem, t));
+    }
     if (!sweep && c.transposeB && c.m <= 16 && hasSubgroups) {
       const config = { lanes: 1, unroll: 1, subgroups: true };
       await measure(l, describeGemv(config), gemvKernel(l.problem, config));

@@ -36,8 +36,18 @@ export interface MatmulProblem {
   chain: PointwiseChain;
   /** each value is stored as computed: no epilogue code, vec4 stores */
   plainStore: boolean;
-  /** the epilogue as statements ending in a value, for the output at (row, col); plain: the product itself */
-  epilogue(product: string, row: string, col: string, indent: string): { lines: string[]; value: string };
+  /**
+   * the epilogue as statements ending in a value, for the output at (row, col); plain: the
+   * product itself. `given[j]`, where set, is epilogue operand j's value already read.
+   */
+  epilogue(product: string, row: string, col: string, indent: string, given?: readonly (string | undefined)[]): { lines: string[]; value: string };
+  /**
+   * per epilogue operand, whether four neighbouring outputs (col a multiple of 4, N too) read
+   * four neighbouring elements from a multiple of 4: then it may be bound and read as vec4s
+   */
+  extraVec4: boolean[];
+  /** the index of epilogue operand j at output (row, col), in elements */
+  extraIndex(j: number, row: string, col: string): string;
 }
 
 /** A generated module with what the plan needs to know about it. */
@@ -102,13 +112,15 @@ export function matmulProblem(node: Node, operands: readonly TensorType[], name:
 
   const extraViews = form?.extraViews ?? [];
   const chain = form ? form.epilogue('x0', extraViews.map((_, j) => `x${j + 1}`)) : PLAIN_CHAIN;
-  const epilogue = (product: string, row: string, col: string, indent: string) => {
+  const extraIndex = (j: number, row: string, col: string) => viewIndex(extraViews[j], batchShape.length, row, col);
+  const epilogue = (product: string, row: string, col: string, indent: string, given: readonly (string | undefined)[] = []) => {
     if (!form) return { lines: [], value: product };
-    const loads = extraViews.map((v, j) => `${indent}let x${j + 1} = in${j + 2}[${viewIndex(v, batchShape.length, row, col)}];`);
+    const loads = extraViews.map((_, j) => `${indent}let x${j + 1} = ${given[j] ?? `in${j + 2}[${extraIndex(j, row, col)}]`};`);
     return { lines: [`${indent}let x0 = ${product};`, ...loads, ...chainStatements(chain, indent)], value: chain.result };
   };
+  const extraVec4 = extraViews.map((v) => n % 4 === 0 && v.offset % 4 === 0 && v.strides[v.strides.length - 1] === 1 && v.strides.slice(0, -1).every((st) => st % 4 === 0));
   const plainStore = chain.lets.length === 0 && extraViews.length === 0;
-  return { name, node, operands, form, m, n, k, kStored, batches, transposeA, transposeB, batchOffsets, chain, plainStore, epilogue };
+  return { name, node, operands, form, m, n, k, kStored, batches, transposeA, transposeB, batchOffsets, chain, plainStore, epilogue, extraVec4, extraIndex };
 }
 
 /**
@@ -116,7 +128,7 @@ export function matmulProblem(node: Node, operands: readonly TensorType[], name:
  * epilogue's operands, the output; A, B and the output as vec4 arrays where `vec4` says so),
  * the epilogue's helper functions and the size constants.
  */
-export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: boolean; b: boolean; out: boolean }): string {
+export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: boolean; b: boolean; out: boolean; extras?: readonly boolean[] }): string {
   const reads = [p.transposeA ? 'A' : '', p.transposeB ? 'B' : ''].filter(Boolean).join(' and ');
   const split = p.kStored !== p.k ? `, partial products over ${p.kStored / p.k} slices of K = ${p.kStored}` : '';
   const described = p.form ? `${archetype}${reads ? `, ${reads} read transposed` : ''}${split}${p.chain.lets.length ? ', epilogue per value' : ''}` : archetype;
@@ -124,7 +136,7 @@ export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: b
   const decls = bindingDecls(p.operands)
     .wgsl.split('\n')
     .map((line, i) => {
-      const wide = i === 0 ? vec4.a : i === 1 ? vec4.b : i === p.operands.length ? vec4.out : false;
+      const wide = i === 0 ? vec4.a : i === 1 ? vec4.b : i === p.operands.length ? vec4.out : (vec4.extras?.[i - 2] ?? false);
       return wide ? line.replace('array<f32>', 'array<vec4<f32>>') : line;
     });
   const helpers = p.chain.helpers.length ? `\n${p.chain.helpers.join('\n')}\n` : '';
