@@ -19,7 +19,7 @@ import { elementCount, type Shape } from '../compiler/ir/types';
 import { setAttentionTuning, type AttentionTuning } from '../compiler/lower/attention-tiled';
 import { readBundle } from '../runtime/bundle';
 import { loadPlan } from '../runtime/session';
-import { releaseSharedDevice, sharedDevice } from './gpu';
+import { expectClose, releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
 afterEach(() => setAttentionTuning());
@@ -249,15 +249,7 @@ describe('causal attention', () => {
       const plan = await compileGraph(fused);
       const [kernel] = plan.manifest.kernels;
       expect((await readBundle(plan.bundle)).text(kernel.variants[0].wgsl).split('\n').find((l) => l.startsWith('// archetype:'))).toMatch(archetype);
-      const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
-      try {
-        const actual = (await session.run(feeds)).y;
-        for (let i = 0; i < expected.length; i++) {
-          if (!(Math.abs(actual[i] - expected[i]) <= 2e-5 + 1e-4 * Math.abs(expected[i]))) expect.fail(`element ${i}: gpu ${actual[i]} vs cpu ${expected[i]}`);
-        }
-      } finally {
-        session.destroy();
-      }
+      expectClose((await runOnGpu(plan.bundle, feeds)).y, expected, 2e-5, 1e-4);
     });
   }
 

@@ -11,9 +11,8 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { readBundle } from '../runtime/bundle';
-import { loadPlan } from '../runtime/session';
 import { loadTrainingPlan } from '../runtime/training';
-import { releaseSharedDevice, sharedDevice } from './gpu';
+import { expectClose, releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
 
@@ -77,15 +76,7 @@ describe('causal attention from the mask on the GPU', () => {
     const u = uniformStream(3);
     const feeds = Object.fromEntries(['q', 'k', 'v'].map((n) => [n, Float32Array.from({ length: 3 * 40 * 16 }, () => 2 * u() - 1)]));
     const expected = interpret(g, feeds, new Map()).y;
-    const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
-    try {
-      const actual = (await session.run(feeds)).y;
-      for (let i = 0; i < expected.length; i++) {
-        if (!(Math.abs(actual[i] - expected[i]) <= 2e-5 + 1e-4 * Math.abs(expected[i]))) expect.fail(`element ${i}: gpu ${actual[i]} vs cpu ${expected[i]}`);
-      }
-    } finally {
-      session.destroy();
-    }
+    expectClose((await runOnGpu(plan.bundle, feeds)).y, expected, 2e-5, 1e-4);
   });
 
   test('training: the causal plan steps as the plan of the graph as written (no optimizer)', async () => {

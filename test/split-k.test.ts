@@ -9,9 +9,8 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { setSplitKTuning, splitK, type SplitKTuning } from '../compiler/lower/split-k';
-import { loadPlan } from '../runtime/session';
 import { loadTrainingPlan } from '../runtime/training';
-import { releaseSharedDevice, sharedDevice } from './gpu';
+import { expectClose, releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
 afterEach(() => setSplitKTuning());
@@ -80,18 +79,8 @@ describe('split products on the GPU against the CPU reference', () => {
         expect(kernelOps(plan, 'run').includes('matmulSplitK')).toBe(slices > 1);
 
         const feeds = Object.fromEntries(g.nodes.filter((n) => n.op === 'input').map((n) => [n.name, data([...n.type.shape])]));
-        const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
-        try {
-          const actual = (await session.run(feeds)).y;
-          const expected = interpret(g, feeds, new Map()).y;
-          expect(actual.length).toBe(expected.length);
-          for (let i = 0; i < expected.length; i++) {
-            // f32 sums of up to 256 products of [-1, 1] values, in another order than float64's
-            if (!(Math.abs(actual[i] - expected[i]) <= 2e-5 * 16)) expect.fail(`element ${i}: gpu ${actual[i]} vs cpu ${expected[i]}`);
-          }
-        } finally {
-          session.destroy();
-        }
+        // f32 sums of up to 256 products of [-1, 1] values, in another order than float64's
+        expectClose((await runOnGpu(plan.bundle, feeds)).y, interpret(g, feeds, new Map()).y, 2e-5 * 16);
       });
     }
   }

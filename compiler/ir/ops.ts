@@ -1414,13 +1414,7 @@ function matmulSplitKType(inputs: readonly TensorType[], attrs: MatmulSplitKAttr
 
 /** Each slice's product, by matmul's own reference on the slices of op(a)'s columns and op(b)'s rows. */
 function evaluateMatmulSplitK(args: readonly RefTensor[], attrs: MatmulSplitKAttrs, out: TensorType): RefArray {
-  const read = (x: RefTensor, transposed: boolean): RefTensor => {
-    if (!transposed) return x;
-    const perm = swapLastTwo(x.shape.length);
-    const shape = perm.map((p) => x.shape[p]);
-    return { data: opDef('transpose').evaluate([x], { perm }, { shape, dtype: 'f32' }), shape };
-  };
-  const [a, b] = [read(args[0], attrs.transposeA), read(args[1], attrs.transposeB)];
+  const [a, b] = [readTransposed(args[0], attrs.transposeA), readTransposed(args[1], attrs.transposeB)];
   const k = a.shape[a.shape.length - 1];
   const chunk = k / attrs.splits;
   const productType: TensorType = { shape: out.shape.slice(1), dtype: 'f32' };
@@ -1491,16 +1485,18 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
   return product;
 }
 
+/** `x` with its last two axes swapped where `transposed` (transpose's own reference), else `x`. */
+function readTransposed(x: RefTensor, transposed: boolean): RefTensor {
+  if (!transposed) return x;
+  const perm = swapLastTwo(x.shape.length);
+  const shape = perm.map((p) => x.shape[p]);
+  return { data: opDef('transpose').evaluate([x], { perm }, { shape, dtype: 'f32' }), shape };
+}
+
 /** The CPU reference, composed of transpose's, matmul's and the epilogue ops' own. */
 function evaluateFusedMatmul(args: readonly RefTensor[], attrs: FusedMatmulAttrs, out: TensorType): RefArray {
-  const read = (x: RefTensor, transposed: boolean): RefTensor => {
-    if (!transposed) return x;
-    const perm = swapLastTwo(x.shape.length);
-    const shape = perm.map((p) => x.shape[p]);
-    return { data: opDef('transpose').evaluate([x], { perm }, { shape, dtype: 'f32' }), shape };
-  };
   const product: RefTensor = {
-    data: opDef('matmul').evaluate([read(args[0], attrs.transposeA), read(args[1], attrs.transposeB)], {}, out),
+    data: opDef('matmul').evaluate([readTransposed(args[0], attrs.transposeA), readTransposed(args[1], attrs.transposeB)], {}, out),
     shape: out.shape,
   };
   return evaluateProgram(epilogueProgram(attrs), [product, ...args.slice(2)]).data;
