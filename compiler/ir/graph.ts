@@ -308,8 +308,9 @@ export class Graph {
   }
   /**
    * softmax(q·kᵀ·scale + mask)·v in one kernel: q [.., Tq, d], k [.., Tk, d], v [.., Tk, dv],
-   * mask broadcastable to [.., Tq, Tk] (a causal [Tq, Tk], or a scalar 0 for none); batch axes
-   * broadcast as in matmul. The result is [.., Tq, dv].
+   * mask broadcastable to [.., Tq, Tk] (a scalar 0 for none); batch axes broadcast as in
+   * matmul. The result is [.., Tq, dv]. With `causal`, query i also sees no key past
+   * i + Tk - Tq (Tk ≥ Tq), and the kernel skips those keys rather than masking them.
    */
   attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, options: { scale: number; causal?: boolean }): Tensor {
     return this.op('attention', [q, k, v, mask], { scale: options?.scale, ...(options?.causal ? { causal: true } : {}) });
