@@ -91,6 +91,11 @@ const CONFIGS: Config[] = [
   { name: 'large32K br64 g8 (512 inv)', tuning: { ...LARGE_32K, largeInvocations: 512, ...rows(64), ...groups(8) } },
   { name: 'large32K lanes2', tuning: { ...LARGE_32K, maxLaneVec4: 8 } },
   { name: 'large64K keys32', tuning: { largeWorkgroupBytes: 65536, ...keys(32) } },
+  // candidates for the defaults: more key groups in a 32 KiB variant, as the chooser picks them
+  { name: 'large32K br32 g4', tuning: { ...LARGE_32K, ...rows(32), ...groups(4) } },
+  { name: 'large32K ≤32 rows, ≤4 groups of ≥32 keys', tuning: { ...LARGE_32K, maxRows: 32, maxGroups: 4, minKeysPerGroup: 32 } },
+  { name: 'large32K ≤4 groups of ≥32 keys', tuning: { ...LARGE_32K, maxGroups: 4, minKeysPerGroup: 32 } },
+  { name: 'large32K ≤32 rows, ≤4 groups of ≥32 keys, target128K', tuning: { ...LARGE_32K, maxRows: 32, maxGroups: 4, minKeysPerGroup: 32, targetInvocations: 131072 } },
 ];
 
 const SMALL_CONFIGS: Config[] = [

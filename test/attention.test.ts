@@ -5,10 +5,11 @@
 // tiling (Tk not a power of two, several key tiles, dv above the workgroup size, q too long to
 // stage, rows beyond one grid dimension); the tiled kernel at its edges (Tq and Tk not
 // multiples of its tiles, fewer keys than one tile, key groups, lanes sharing a wide head, d
-// and dv not multiples of 4, -Infinity masks); both under batch broadcasting; and under
-// tunings other than the defaults (setAttentionTuning: fixed rows, lanes, groups and key
-// tiles; a 'large' variant with more workgroup storage and invocations). Then: one dispatch,
-// and the shape rule's refusals.
+// and dv not multiples of 4, -Infinity masks; cases written for one tiling pin the portable
+// key groups); both under batch broadcasting; the defaults' 24 KiB variant of 4 key groups
+// for few rows; and under tunings other than the defaults (setAttentionTuning: fixed rows,
+// lanes, groups and key tiles; a 'large' variant with more invocations). Then: causal
+// attention, one dispatch, and the shape rule's refusals.
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { CompileError } from '../compiler/ir/errors';
@@ -54,7 +55,12 @@ interface AttentionCase {
   tuning?: Partial<AttentionTuning>;
   /** the 'large' variant's archetype, where the tuning asks for one; it runs where the device allows */
   large?: RegExp;
+  /** and the limits it requires */
+  largeLimits?: Record<string, number>;
 }
+
+/** The key groups of the portable kernel alone (no variant), as the cases pinned to a tiling were written for. */
+const PORTABLE_GROUPS: Partial<AttentionTuning> = { largeWorkgroupBytes: 0, maxGroups: 8, minKeysPerGroup: 64 };
 
 const ROW_KERNEL = /workgroup per query row/;
 /** The tiled kernel's archetype: rows per workgroup, keys per tile (and key groups), lanes per row. */
@@ -105,7 +111,7 @@ const CASES: AttentionCase[] = [
 
   // the tiled kernel
   { label: 'tiled: Tq = 20, Tk = 5 (< one tile), dv 12 ≠ d 16', q: [2, 20, 16], k: [2, 5, 16], v: [2, 5, 12], mask: [20, 5], archetype: tiled(32, 16, 1, 1) },
-  { label: 'tiled: 64 rows, Tq = 70 and Tk = 90 past whole tiles', q: [2, 70, 16], k: [2, 90, 16], v: [2, 90, 16], mask: [70, 90], archetype: tiled(64, 16, 1, 1) },
+  { label: 'tiled: 64 rows, Tq = 70 and Tk = 90 past whole tiles', q: [2, 70, 16], k: [2, 90, 16], v: [2, 90, 16], mask: [70, 90], tuning: PORTABLE_GROUPS, archetype: tiled(64, 16, 1, 1) },
   {
     label: 'tiled: causal mask of -Infinity, Tq 40 < Tk 300, 4 key groups, 5 tiles of keys',
     q: [2, 40, 16],
@@ -115,7 +121,7 @@ const CASES: AttentionCase[] = [
     maskValues: causalMask(40, 300, -Infinity),
     archetype: tiled(64, 64, 4, 1),
   },
-  { label: 'tiled: 8 key groups over Tk = 600, scalar mask', q: [1, 16, 8], k: [1, 600, 8], v: [1, 600, 4], mask: [], atol: 5e-5, archetype: tiled(16, 128, 8, 1) },
+  { label: 'tiled: 8 key groups over Tk = 600, scalar mask', q: [1, 16, 8], k: [1, 600, 8], v: [1, 600, 4], mask: [], atol: 5e-5, tuning: PORTABLE_GROUPS, archetype: tiled(16, 128, 8, 1) },
   {
     label: 'tiled: batch broadcast q [2, 1, 24, 8], k [3, 40, 8], v [40, 6], mask [1, 40]',
     q: [2, 1, 24, 8],
@@ -127,8 +133,8 @@ const CASES: AttentionCase[] = [
   { label: 'tiled: mask [4, 1, 24, 1] broadcast along keys, k and v [1, 30, 8]', q: [4, 3, 24, 8], k: [1, 30, 8], v: [1, 30, 8], mask: [4, 1, 24, 1], archetype: tiled(32, 16, 1, 1) },
   { label: 'tiled: d = 10, dv = 7 (not multiples of 4)', q: [2, 17, 10], k: [2, 33, 10], v: [2, 33, 7], mask: [17, 33], archetype: tiled(32, 16, 1, 1) },
   // d and dv kept small past the lane thresholds: llvmpipe compiles wide unrolled kernels slowly
-  { label: 'tiled: 2 lanes per row for d = 36, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 36], k: [1, 170, 36], v: [1, 170, 12], mask: [20, 170], scale: 0.1, archetype: tiled(32, 32, 2, 2) },
-  { label: 'tiled: 4 lanes per row for d = 68, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 68], k: [1, 170, 68], v: [1, 170, 12], mask: [20, 170], scale: 0.1, archetype: tiled(32, 16, 2, 4) },
+  { label: 'tiled: 2 lanes per row for d = 36, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 36], k: [1, 170, 36], v: [1, 170, 12], mask: [20, 170], scale: 0.1, tuning: PORTABLE_GROUPS, archetype: tiled(32, 32, 2, 2) },
+  { label: 'tiled: 4 lanes per row for d = 68, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 68], k: [1, 170, 68], v: [1, 170, 12], mask: [20, 170], scale: 0.1, tuning: PORTABLE_GROUPS, archetype: tiled(32, 16, 2, 4) },
   { label: 'tiled: 4 lanes per row for d = 130, dv = 18 (not multiples of 4)', q: [2, 16, 130], k: [2, 20, 130], v: [2, 20, 18], mask: [16, 20], scale: 0.08, archetype: tiled(16, 16, 1, 4) },
 
   { label: 'Tq = 1 (decoding) takes the row kernel', q: [3, 1, 64], k: [3, 40, 64], v: [3, 40, 64], mask: [1, 40], archetype: ROW_KERNEL },
@@ -151,9 +157,21 @@ const CASES: AttentionCase[] = [
     v: [2, 300, 16],
     mask: [40, 300],
     maskValues: causalMask(40, 300, -Infinity),
-    tuning: { largeWorkgroupBytes: 32768, largeInvocations: 512, maxTileKeys: 32, minKeysPerGroup: 16 },
+    tuning: { largeWorkgroupBytes: 32768, largeInvocations: 512, maxTileKeys: 32, minKeysPerGroup: 16, maxGroups: 8 },
     archetype: tiled(64, 128, 4, 1),
     large: tiled(64, 256, 8, 1),
+    largeLimits: { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 512 },
+  },
+  {
+    label: 'defaults: 9 heads × 128 (few rows), a 24 KiB variant of 4 key groups beside the portable kernel\'s 2, both of 32 rows',
+    q: [9, 128, 64],
+    k: [9, 128, 64],
+    v: [9, 128, 64],
+    mask: [128, 128],
+    maskValues: causalMask(128, 128, -1e9),
+    archetype: tiled(32, 16, 2, 2),
+    large: tiled(32, 32, 4, 2),
+    largeLimits: { maxComputeWorkgroupStorageSize: 24576, maxComputeInvocationsPerWorkgroup: 256 },
   },
 ];
 
@@ -199,7 +217,7 @@ describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, 
     if (c.large) {
       expect(kernel.variants[0].wgsl).toMatch(/\.large\.wgsl$/);
       expect(archetypeOf(kernel.variants[0])).toMatch(c.large);
-      expect(kernel.variants[0].requiredLimits).toEqual({ maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 512 });
+      expect(kernel.variants[0].requiredLimits).toEqual(c.largeLimits);
     }
     const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
     let actual: Float32Array;
