@@ -21,7 +21,7 @@ import { setAttentionTuning, type AttentionTuning } from '../compiler/lower/atte
 import { loadPlan, readBundle } from '../runtime/index';
 import { benchDevice } from './bench-device';
 import { measureGpuTime, prepareTimedPlan, type GpuTime } from './gpu-time';
-import { uniform } from './bench-data';
+import { attentionError, uniform } from './bench-data';
 
 // --- shapes and configurations -------------------------------------------------------------
 
@@ -181,30 +181,6 @@ function sampleRows(s: AttentionShape, n = 8): [number, number][] {
   return out;
 }
 
-/** The largest |gpu - cpu| over the sampled rows, the reference in float64 (the suite's check). */
-function checkError(s: AttentionShape, f: Record<string, Float32Array>, o: Float32Array): number {
-  const { seq, d } = s;
-  const scale = 1 / Math.sqrt(d);
-  let worst = 0;
-  for (const [h, i] of sampleRows(s)) {
-    const q = f.q.subarray((h * seq + i) * d, (h * seq + i + 1) * d);
-    const scores = Array.from({ length: seq }, (_, j) => {
-      let dot = 0;
-      for (let p = 0; p < d; p++) dot += q[p] * f.k[(h * seq + j) * d + p];
-      return dot * scale + (s.causal && j > i ? -Infinity : 0);
-    });
-    const max = Math.max(...scores);
-    const e = scores.map((x) => Math.exp(x - max));
-    const sum = e.reduce((a, b) => a + b, 0);
-    for (let p = 0; p < d; p++) {
-      let want = 0;
-      for (let j = 0; j < seq; j++) want += (e[j] / sum) * f.v[(h * seq + j) * d + p];
-      const got = o[(h * seq + i) * d + p];
-      worst = Math.max(worst, Number.isFinite(got) ? Math.abs(got - want) : Infinity);
-    }
-  }
-  return worst;
-}
 const TOLERANCE = 1e-3;
 
 // --- one configuration -------------------------------------------------------------------
@@ -284,7 +260,7 @@ async function measureConfig(
       // the check, through the real runtime
       const session = await loadPlan(compiled.bundle, device);
       try {
-        const error = checkError(s, feeds, (await session.run(feeds)).o);
+        const error = attentionError(feeds, (await session.run(feeds)).o, s, sampleRows(s));
         result.check = { error, ok: error <= TOLERANCE };
       } finally {
         session.destroy();

@@ -22,7 +22,7 @@ import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { setAxisTuning, type AxisTuning } from '../compiler/lower/axis';
 import { loadPlan, readBundle, requestNodeDevice } from '../runtime/index';
-import { measureGpuTime, prepareTimedPlan } from './gpu-time';
+import { measureGpuTime, prepareTimedPlan, timestampedPasses } from './gpu-time';
 
 /** The figure this bench is judged against: a WGSL 1 GiB scale-copy on the H200 (../shared/device/README.md). */
 const WGSL_COPY_GBS = 4100;
@@ -236,25 +236,10 @@ async function measurePlan(device: GPUDevice, c: Case, rounds: number): Promise<
 /** `rounds` compute passes, each running `body` `reps` times; µs per repetition of each pass. */
 async function timePasses(device: GPUDevice, rounds: number, reps: number, body: (p: GPUComputePassEncoder) => void): Promise<number[]> {
   if (!device.features.has('timestamp-query')) return Array.from({ length: rounds }, () => NaN);
-  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * rounds });
-  const resolve = device.createBuffer({ size: 16 * rounds, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const readback = device.createBuffer({ size: 16 * rounds, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const encoder = device.createCommandEncoder();
-  for (let r = 0; r < rounds; r++) {
-    const p = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * r, endOfPassWriteIndex: 2 * r + 1 } });
+  const times = await timestampedPasses(device, rounds, (p) => {
     for (let k = 0; k < reps; k++) body(p);
-    p.end();
-  }
-  encoder.resolveQuerySet(querySet, 0, 2 * rounds, resolve, 0);
-  encoder.copyBufferToBuffer(resolve, 0, readback, 0, 16 * rounds);
-  device.queue.submit([encoder.finish()]);
-  await readback.mapAsync(GPUMapMode.READ);
-  const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
-  readback.unmap();
-  resolve.destroy();
-  readback.destroy();
-  querySet.destroy();
-  return Array.from({ length: rounds }, (_, r) => Number(stamps[2 * r + 1] - stamps[2 * r]) / 1000 / reps);
+  });
+  return times.map((us) => us / reps);
 }
 
 /** The reference figure in this run: a vec4 WGSL copy of `n` floats. */

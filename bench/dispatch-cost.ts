@@ -13,14 +13,10 @@ import { uniformStream } from '../compiler/ir/init';
 import { mnist } from '../examples/mnist/model';
 import { buildDecoder, SMOLLM2_135M } from '../examples/smollm2/model';
 import { requestNodeDevice, type TensorData } from '../runtime/index';
+import { BUFFER_STORAGE } from '../runtime/gpu-flags';
 import type { Manifest } from '../schemas/manifest';
-import { hyperFeed, measureGpuTime, median, prepareTimedPlan } from './gpu-time';
+import { hyperFeed, measureGpuTime, median, prepareTimedPlan, timestampedPasses } from './gpu-time';
 
-const STORAGE = 0x80;
-const QUERY_RESOLVE = 0x200;
-const COPY_SRC = 0x4;
-const COPY_DST = 0x8;
-const MAP_READ = 0x1;
 
 /** µs per dependent dispatch: `n` dispatches of an empty read-modify-write kernel in one pass. */
 async function dependentDispatchMicros(device: GPUDevice, n: number): Promise<number> {
@@ -29,30 +25,16 @@ async function dependentDispatchMicros(device: GPUDevice, n: number): Promise<nu
 @compute @workgroup_size(1) fn main() { cell[0] = cell[0] + 1u; }`,
   });
   const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-  const buffer = device.createBuffer({ size: 4, usage: STORAGE });
+  const buffer = device.createBuffer({ size: 4, usage: BUFFER_STORAGE });
   const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer } }] });
-  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 });
-  const resolve = device.createBuffer({ size: 16, usage: QUERY_RESOLVE | COPY_SRC });
-  const readback = device.createBuffer({ size: 16, usage: MAP_READ | COPY_DST });
-  const times: number[] = [];
-  for (let round = 0; round < 7; round++) {
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+  const times = await timestampedPasses(device, 7, (pass) => {
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     for (let i = 0; i < n; i++) pass.dispatchWorkgroups(1);
-    pass.end();
-    encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
-    encoder.copyBufferToBuffer(resolve, 0, readback, 0, 16);
-    device.queue.submit([encoder.finish()]);
-    await readback.mapAsync(MAP_READ);
-    const [start, end] = new BigInt64Array(readback.getMappedRange());
-    times.push(Number(end - start) / 1000 / n);
-    readback.unmap();
-  }
-  for (const b of [buffer, resolve, readback]) b.destroy();
-  querySet.destroy();
-  return median(times.slice(1));
+  });
+  buffer.destroy();
+  // the first pass warms up
+  return median(times.slice(1).map((us) => us / n));
 }
 
 function batchFor(manifest: Manifest): Record<string, TensorData> {

@@ -6,13 +6,8 @@
 // about 65.5 µs on the H200, so passes are made long (many reps) and the median pass is kept.
 // Without 'timestamp-query' (llvmpipe) it falls back to wall time around submit + done.
 import { readBundle, type Manifest, type TensorData } from '../runtime/index';
+import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_MAP_READ, BUFFER_QUERY_RESOLVE, BUFFER_STORAGE, MAP_MODE_READ } from '../runtime/gpu-flags';
 import { chooseVariants, type ChosenVariant } from '../runtime/session';
-
-const MAP_READ = 0x1;
-const COPY_SRC = 0x4;
-const COPY_DST = 0x8;
-const STORAGE = 0x80;
-const QUERY_RESOLVE = 0x200;
 
 export interface TimedDispatch {
   node: string;
@@ -67,11 +62,11 @@ export async function prepareTimedPlan(
   };
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
-  const arenas = (manifest.arenas?.byteLengths ?? []).map((n, i) => make(padded(n), STORAGE | COPY_DST, `timed/arena${i}`));
+  const arenas = (manifest.arenas?.byteLengths ?? []).map((n, i) => make(padded(n), BUFFER_STORAGE | BUFFER_COPY_DST, `timed/arena${i}`));
   const slots = new Map<number, Slot>();
   for (const b of manifest.buffers) {
     const size = padded(b.byteLength);
-    const slot = b.arena ? { buffer: arenas[b.arena.index], offset: b.arena.offset, size } : { buffer: make(size, STORAGE | COPY_DST, `timed/${b.name}`), offset: 0, size };
+    const slot = b.arena ? { buffer: arenas[b.arena.index], offset: b.arena.offset, size } : { buffer: make(size, BUFFER_STORAGE | BUFFER_COPY_DST, `timed/${b.name}`), offset: 0, size };
     slots.set(b.id, slot);
     if (b.init && b.init.length > 0) {
       const data = section(b.init.section).subarray(b.init.offset, b.init.offset + b.init.length);
@@ -154,34 +149,11 @@ export async function prepareTimedPlan(
       }
       return out;
     }
-    const n = lists.length;
-    const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * n });
-    const resolve = device.createBuffer({ size: 16 * n, usage: QUERY_RESOLVE | COPY_SRC });
-    const readback = device.createBuffer({ size: 16 * n, usage: MAP_READ | COPY_DST });
-    try {
-      device.pushErrorScope('validation');
-      lists.forEach((list, i) => {
-        const encoder = device.createCommandEncoder();
-        const p = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
-        encodeRuns(p, list, reps);
-        p.end();
-        device.queue.submit([encoder.finish()]);
-      });
-      const encoder = device.createCommandEncoder();
-      encoder.resolveQuerySet(querySet, 0, 2 * n, resolve, 0);
-      encoder.copyBufferToBuffer(resolve, 0, readback, 0, 16 * n);
-      device.queue.submit([encoder.finish()]);
-      const error = await device.popErrorScope();
-      if (error) throw new Error(`timing "${entry}": ${error.message}`);
-      await readback.mapAsync(MAP_READ);
-      const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
-      readback.unmap();
-      return lists.map((_, i) => Number(stamps[2 * i + 1] - stamps[2 * i]) / 1000);
-    } finally {
-      querySet.destroy();
-      resolve.destroy();
-      readback.destroy();
-    }
+    device.pushErrorScope('validation');
+    const times = timestampedPasses(device, lists.length, (p, i) => encodeRuns(p, lists[i], reps));
+    const error = await device.popErrorScope();
+    if (error) throw new Error(`timing "${entry}": ${error.message}`);
+    return times;
   };
 
   return {
@@ -203,6 +175,37 @@ export async function prepareTimedPlan(
       created.length = 0;
     },
   };
+}
+
+/**
+ * µs of each of `passes` compute passes, each recorded by `record` and submitted on its own
+ * with timestamps written at its start and end (the device needs 'timestamp-query').
+ */
+export async function timestampedPasses(device: GPUDevice, passes: number, record: (pass: GPUComputePassEncoder, index: number) => void): Promise<number[]> {
+  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * passes });
+  const resolve = device.createBuffer({ size: 16 * passes, usage: BUFFER_QUERY_RESOLVE | BUFFER_COPY_SRC });
+  const readback = device.createBuffer({ size: 16 * passes, usage: BUFFER_MAP_READ | BUFFER_COPY_DST });
+  try {
+    for (let i = 0; i < passes; i++) {
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      record(pass, i);
+      pass.end();
+      device.queue.submit([encoder.finish()]);
+    }
+    const encoder = device.createCommandEncoder();
+    encoder.resolveQuerySet(querySet, 0, 2 * passes, resolve, 0);
+    encoder.copyBufferToBuffer(resolve, 0, readback, 0, 16 * passes);
+    device.queue.submit([encoder.finish()]);
+    await readback.mapAsync(MAP_MODE_READ);
+    const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
+    readback.unmap();
+    return Array.from({ length: passes }, (_, i) => Number(stamps[2 * i + 1] - stamps[2 * i]) / 1000);
+  } finally {
+    querySet.destroy();
+    resolve.destroy();
+    readback.destroy();
+  }
 }
 
 export interface GpuTime {

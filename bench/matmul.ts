@@ -25,7 +25,7 @@ import { describeGemv, gemvKernel, type GemvConfig } from '../compiler/lower/mat
 import { describeTiling, tiledKernel, TILINGS, type TileConfig } from '../compiler/lower/matmul-tiled';
 import { setSplitKTuning, splitKSlices } from '../compiler/lower/split-k';
 import { loadPlan, requestNodeDevice } from '../runtime/index';
-import { measureGpuTime, prepareTimedPlan } from './gpu-time';
+import { measureGpuTime, median, prepareTimedPlan, timestampedPasses } from './gpu-time';
 import { matmulCaseGraph, problemOfNode, type MatmulCase } from './matmul-case';
 
 interface Case extends MatmulCase {
@@ -179,28 +179,12 @@ async function pipelineOf(wgsl: string): Promise<GPUComputePipeline> {
 
 /** µs per dispatch: `reps` dispatches in one timed pass, `trials` times; the median trial. */
 async function time(pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, grid: [number, number, number], reps: number, trials = 3): Promise<number> {
-  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * trials });
-  const resolve = device.createBuffer({ size: 16 * trials, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const readback = device.createBuffer({ size: 16 * trials, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const encoder = device.createCommandEncoder();
-  for (let t = 0; t < trials; t++) {
-    const pass = encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * t, endOfPassWriteIndex: 2 * t + 1 } });
+  const times = await timestampedPasses(device, trials, (pass) => {
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(...grid);
-    pass.end();
-  }
-  encoder.resolveQuerySet(querySet, 0, 2 * trials, resolve, 0);
-  encoder.copyBufferToBuffer(resolve, 0, readback, 0, 16 * trials);
-  device.queue.submit([encoder.finish()]);
-  await readback.mapAsync(GPUMapMode.READ);
-  const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
-  readback.unmap();
-  readback.destroy();
-  resolve.destroy();
-  querySet.destroy();
-  const us = Array.from({ length: trials }, (_, t) => Number(stamps[2 * t + 1] - stamps[2 * t]) / 1000 / reps).sort((x, y) => x - y);
-  return us[Math.floor(trials / 2)];
+  });
+  return median(times.map((us) => us / reps));
 }
 
 interface Row {

@@ -24,7 +24,7 @@ import { BATCH as MNIST_BATCH, mnist } from '../examples/mnist/model';
 import { loadPlan, loadTrainingPlan, type NodeGPU, type TensorData } from '../runtime/index';
 import { benchDevice } from './bench-device';
 import { hyperFeed, measureGpuTime, median, prepareTimedPlan, type GpuTime } from './gpu-time';
-import { causalMask, uniform } from './bench-data';
+import { attentionError, causalMask, uniform } from './bench-data';
 
 // --- workloads ---------------------------------------------------------------------------
 
@@ -203,26 +203,7 @@ function attention(heads: number, seq: number, d: number, causal: boolean): Work
     // QKᵀ and PV in full, masked or not (both sides get the same count)
     flops: 4 * heads * seq * seq * d,
     torch: { kind: 'attention', heads, seq, d, causal },
-    check: (f, o) => {
-      let worst = 0;
-      for (const [h, i] of samples(8, heads, seq)) {
-        const q = f.q.subarray((h * seq + i) * d, (h * seq + i + 1) * d);
-        const scores = Array.from({ length: seq }, (_, j) => {
-          let s = 0;
-          for (let p = 0; p < d; p++) s += q[p] * f.k[(h * seq + j) * d + p];
-          return s * scale + (causal && j > i ? -1e9 : 0);
-        });
-        const max = Math.max(...scores);
-        const e = scores.map((s) => Math.exp(s - max));
-        const sum = e.reduce((a, b) => a + b, 0);
-        for (let p = 0; p < d; p++) {
-          let want = 0;
-          for (let j = 0; j < seq; j++) want += (e[j] / sum) * f.v[(h * seq + j) * d + p];
-          worst = Math.max(worst, Math.abs(o.o[(h * seq + i) * d + p] - want));
-        }
-      }
-      return worst;
-    },
+    check: (f, o) => attentionError(f, o.o, { seq, d, causal }, samples(8, heads, seq)),
   };
 }
 
