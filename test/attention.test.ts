@@ -14,13 +14,13 @@ import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { CompileError } from '../compiler/ir/errors';
 import { Graph, type Tensor } from '../compiler/ir/graph';
-import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
-import { elementCount, type Shape } from '../compiler/ir/types';
+import type { Shape } from '../compiler/ir/types';
 import { setAttentionTuning, type AttentionTuning } from '../compiler/lower/attention-tiled';
 import { readBundle } from '../runtime/bundle';
-import { loadPlan } from '../runtime/session';
-import { expectClose, releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
+import { expectClose } from './close';
+import { inputFeeds } from './random-feeds';
+import { releaseSharedDevice, runOnGpu } from './gpu';
 
 afterAll(releaseSharedDevice);
 afterEach(() => setAttentionTuning());
@@ -175,16 +175,6 @@ const CASES: AttentionCase[] = [
   },
 ];
 
-/** Seeded values in [-2, 2] for every input of the graph. */
-function feedsFor(g: Graph, seed: number): Record<string, Float32Array> {
-  const feeds: Record<string, Float32Array> = {};
-  for (const [n, node] of g.nodes.filter((x) => x.op === 'input').entries()) {
-    const u = uniformStream(seed + 101 * n);
-    feeds[node.name] = Float32Array.from({ length: elementCount(node.type.shape) }, () => 4 * u() - 2);
-  }
-  return feeds;
-}
-
 /** Records q, k, v and the mask, then the attention under `name`, fused or unfused. */
 function build(c: AttentionCase, fused: boolean) {
   const g = new Graph(fused ? 'attention' : 'unfused');
@@ -202,7 +192,7 @@ describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, 
     setAttentionTuning(c.tuning);
     const fused = build(c, true);
     const unfused = build(c, false);
-    const feeds = feedsFor(fused, 17);
+    const feeds = inputFeeds(fused, 17);
     const expected = interpret(unfused, feeds, new Map()).y;
     const reference = interpret(fused, feeds, new Map()).y;
     expect(reference).toEqual(expected);
@@ -219,21 +209,7 @@ describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, 
       expect(archetypeOf(kernel.variants[0])).toMatch(c.large);
       expect(kernel.variants[0].requiredLimits).toEqual(c.largeLimits);
     }
-    const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
-    let actual: Float32Array;
-    try {
-      actual = (await session.run(feeds)).y;
-    } finally {
-      session.destroy();
-    }
-    expect(actual.length).toBe(expected.length);
-    const atol = c.atol ?? 2e-5;
-    let worst = { i: -1, excess: 0 };
-    for (let i = 0; i < expected.length; i++) {
-      const excess = Math.abs(actual[i] - expected[i]) - (atol + 1e-4 * Math.abs(expected[i]));
-      if (!(excess <= 0) && !(excess < worst.excess)) worst = { i, excess: Number.isNaN(excess) ? Infinity : excess };
-    }
-    if (worst.i >= 0) expect.fail(`element ${worst.i}: gpu ${actual[worst.i]} vs cpu ${expected[worst.i]} (atol ${atol}, rtol 1e-4)`);
+    expectClose((await runOnGpu(plan.bundle, feeds)).y, expected, c.atol ?? 2e-5, 1e-4);
   });
 });
 
@@ -261,7 +237,7 @@ describe('causal attention', () => {
         return g;
       };
       const fused = graph(true);
-      const feeds = feedsFor(fused, 5);
+      const feeds = inputFeeds(fused, 5);
       const expected = interpret(graph(false), feeds, new Map()).y;
       expect(interpret(fused, feeds, new Map()).y).toEqual(expected);
       const plan = await compileGraph(fused);

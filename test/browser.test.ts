@@ -14,6 +14,7 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
 import { browserRuntime, CHROMIUM, launchChromium, runInPage, serveFiles, type ServedFile } from './chromium';
+import { expectClose } from './close';
 
 
 // |browser - cpu| ≤ ATOL + RTOL·|cpu|, as in test/ops.test.ts (layerNorm and K-term matmul
@@ -117,13 +118,6 @@ test('a compiled plan runs in headless Chromium (WebGPU) and equals the CPU refe
   expect(result.adapter.vendor || result.adapter.architecture || result.adapter.description, 'adapter info').toBeTruthy();
   expect(Object.keys(result.outputs).sort()).toEqual(['mixed', 'probs']);
   for (const [name, want] of Object.entries(expected)) {
-    const got = result.outputs[name];
-    expect(got.length, `${name} length`).toBe(want.length);
-    let worst = { i: -1, excess: 0 };
-    for (let i = 0; i < want.length; i++) {
-      const excess = Math.abs(got[i] - want[i]) - (ATOL + RTOL * Math.abs(want[i]));
-      if (!(excess <= 0) && !(excess < worst.excess)) worst = { i, excess: Number.isNaN(excess) ? Infinity : excess };
-    }
-    if (worst.i >= 0) expect.fail(`${name}[${worst.i}]: browser ${got[worst.i]} vs cpu ${want[worst.i]} (atol ${ATOL}, rtol ${RTOL})`);
+    expectClose(result.outputs[name], want, ATOL, RTOL, name);
   }
 });

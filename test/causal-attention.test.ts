@@ -12,7 +12,8 @@ import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { readBundle } from '../runtime/bundle';
 import { loadTrainingPlan } from '../runtime/training';
-import { expectClose, releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
+import { expectClose } from './close';
+import { releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
 

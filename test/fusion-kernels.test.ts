@@ -10,10 +10,11 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { isChainable, MATMUL_ACTIVATIONS, type FusedArg, type FusedInstruction, type MatmulActivation } from '../compiler/ir/ops';
 import { broadcastShapes } from '../compiler/ir/shape';
-import { elementCount, type Shape } from '../compiler/ir/types';
+import type { Shape } from '../compiler/ir/types';
 import { readBundle } from '../runtime/bundle';
-import { loadPlan } from '../runtime/session';
-import { releaseSharedDevice, sharedDevice } from './gpu';
+import { expectClose } from './close';
+import { inputFeeds } from './random-feeds';
+import { releaseSharedDevice, runOnGpu } from './gpu';
 
 afterAll(releaseSharedDevice);
 
@@ -21,38 +22,6 @@ afterAll(releaseSharedDevice);
 // Running and comparing
 
 type Ranges = Record<string, [number, number]>;
-
-/** Seeded uniform values for every input of the graph (default range [-2, 2]). */
-function feedsFor(g: Graph, seed: number, ranges: Ranges = {}): Record<string, Float32Array> {
-  const feeds: Record<string, Float32Array> = {};
-  for (const [k, node] of g.nodes.filter((n) => n.op === 'input').entries()) {
-    const u = uniformStream(seed + 101 * k);
-    const [lo, hi] = ranges[node.name] ?? [-2, 2];
-    feeds[node.name] = Float32Array.from({ length: elementCount(node.type.shape) }, () => lo + (hi - lo) * u());
-  }
-  return feeds;
-}
-
-async function runOnGpu(g: Graph, feeds: Record<string, Float32Array>): Promise<Record<string, Float32Array>> {
-  const plan = await compileGraph(g);
-  const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
-  try {
-    return await session.run(feeds);
-  } finally {
-    session.destroy();
-  }
-}
-
-/** |actual - expected| ≤ atol + rtol·|expected| everywhere; the message names the worst element. */
-function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, atol: number, rtol: number): void {
-  expect(actual.length, label).toBe(expected.length);
-  let worst = { i: -1, excess: 0 };
-  for (let i = 0; i < expected.length; i++) {
-    const excess = Math.abs(actual[i] - expected[i]) - (atol + rtol * Math.abs(expected[i]));
-    if (!(excess <= 0) && !(excess < worst.excess)) worst = { i, excess: Number.isNaN(excess) ? Infinity : excess };
-  }
-  if (worst.i >= 0) expect.fail(`${label}: element ${worst.i}: gpu ${actual[worst.i]} vs cpu ${expected[worst.i]} (atol ${atol}, rtol ${rtol})`);
-}
 
 /** One fused op and its unfused graph, as outputs `${key}/fused` and `${key}/unfused`. */
 interface Pair {
@@ -68,16 +37,16 @@ type PairBuilder = (g: Graph, unfused: boolean) => Pair[];
 async function checkPairs(name: string, build: PairBuilder, seed: number, ranges?: Ranges): Promise<void> {
   const both = new Graph(name);
   const pairs = build(both, true);
-  const feeds = feedsFor(both, seed, ranges);
+  const feeds = inputFeeds(both, seed, ranges);
   const cpu = interpret(both, feeds, new Map());
   const fusedOnly = new Graph(`${name}_fused`);
   build(fusedOnly, false);
-  const gpu = await runOnGpu(fusedOnly, feeds);
+  const gpu = await runOnGpu((await compileGraph(fusedOnly)).bundle, feeds);
   for (const p of pairs) {
     const expected = cpu[`${p.key}/unfused`];
     // the fused op's own reference runs the same float64 evaluates in the same order
     expect(cpu[`${p.key}/fused`], `${p.label}: fused CPU reference`).toEqual(expected);
-    expectClose(gpu[`${p.key}/fused`], expected, p.label, p.atol, p.rtol);
+    expectClose(gpu[`${p.key}/fused`], expected, p.atol, p.rtol, p.label);
   }
 }
 

@@ -5,11 +5,8 @@
 // this device (each forced as the only variant of a plan, through the runtime).
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
-import type { Graph } from '../compiler/ir/graph';
-import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { opDef, type MatmulForm } from '../compiler/ir/ops';
-import { elementCount } from '../compiler/ir/types';
 import { lowerGraph } from '../compiler/lower';
 import { matmulProblem, SMALL_M, type MatmulKernelCode } from '../compiler/lower/matmul';
 import { gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
@@ -19,6 +16,8 @@ import { validateKernel } from '../compiler/validate/naga';
 import type { Manifest } from '../schemas/manifest';
 import { readBundle } from '../runtime/bundle';
 import { loadPlan } from '../runtime/session';
+import { expectClose } from './close';
+import { inputFeeds } from './random-feeds';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 import { matmulCaseGraph, problemOfNode, type MatmulCase } from '../bench/matmul-case';
 
@@ -26,23 +25,6 @@ afterAll(releaseSharedDevice);
 
 type Spec = MatmulCase;
 
-function feeds(g: Graph, seed: number): Record<string, Float32Array> {
-  const out: Record<string, Float32Array> = {};
-  for (const [i, node] of g.nodes.filter((n) => n.op === 'input').entries()) {
-    const u = uniformStream(seed + 31 * i);
-    out[node.name] = Float32Array.from({ length: elementCount(node.type.shape) }, () => 2 * u() - 1);
-  }
-  return out;
-}
-
-function expectClose(actual: Float32Array, expected: Float64Array, label: string) {
-  expect(actual.length, label).toBe(expected.length);
-  for (let i = 0; i < expected.length; i++) {
-    if (!(Math.abs(actual[i] - expected[i]) <= 1e-4 + 1e-4 * Math.abs(expected[i]))) {
-      expect.fail(`${label}: element ${i}: gpu ${actual[i]} vs cpu ${expected[i]}`);
-    }
-  }
-}
 
 /** The compiled plan with the matmul kernel's variants replaced by `code` alone (with its grid and limits). */
 async function forcedPlan(bundle: Uint8Array, code: MatmulKernelCode): Promise<Uint8Array> {
@@ -77,10 +59,10 @@ async function checkForced(s: Spec, code: (p: ReturnType<typeof matmulProblem>) 
   const plan = await compileGraph(g, { optimize: false });
   const session = await loadPlan(await forcedPlan(plan.bundle, generated), device);
   try {
-    const inputs = feeds(g, 7);
+    const inputs = inputFeeds(g, 7, {}, [-1, 1]);
     const got = await session.run(inputs);
     const want = interpret(g, inputs, new Map());
-    expectClose(got.y, want.y, label);
+    expectClose(got.y, want.y, 1e-4, 1e-4, label);
   } finally {
     session.destroy();
   }
@@ -163,8 +145,8 @@ describe('the runtime takes the first variant the device can run', () => {
     const { device } = await sharedDevice();
     const session = await loadPlan(writePlanFile(manifest, sections).bytes, device);
     try {
-      const inputs = feeds(g, 3);
-      expectClose((await session.run(inputs)).y, interpret(g, inputs, new Map()).y, 'skipping a variant');
+      const inputs = inputFeeds(g, 3, {}, [-1, 1]);
+      expectClose((await session.run(inputs)).y, interpret(g, inputs, new Map()).y, 1e-4, 1e-4, 'skipping a variant');
     } finally {
       session.destroy();
     }

@@ -10,8 +10,8 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { OPS, type OpName } from '../compiler/ir/ops';
 import { elementCount, type Shape } from '../compiler/ir/types';
-import { loadPlan } from '../runtime/session';
-import { releaseSharedDevice, sharedDevice } from './gpu';
+import { expectClose } from './close';
+import { releaseSharedDevice, runOnGpu } from './gpu';
 
 interface InputSpec {
   shape: Shape;
@@ -366,22 +366,6 @@ describe.each(Object.entries(cases))('%s on the GPU equals the CPU reference', (
     const state = new Map(g.nodes.filter((n) => n.op === 'state').map((n) => [n.name, new Float64Array(elementCount(n.type.shape))]));
     const expected = interpret(g, feeds, plan.parameters, { state }).y;
 
-    const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
-    try {
-      const actual = (await session.run(feeds)).y;
-      expect(actual.length).toBe(expected.length);
-      const atol = c.atol ?? 1e-5;
-      const rtol = c.rtol ?? 1e-4;
-      let worst = { i: -1, excess: 0 };
-      for (let i = 0; i < expected.length; i++) {
-        const excess = Math.abs(actual[i] - expected[i]) - (atol + rtol * Math.abs(expected[i]));
-        if (!(excess <= 0) && !(excess < worst.excess) ) worst = { i, excess: Number.isNaN(excess) ? Infinity : excess };
-      }
-      if (worst.i >= 0) {
-        expect.fail(`element ${worst.i}: gpu ${actual[worst.i]} vs cpu ${expected[worst.i]} (atol ${atol}, rtol ${rtol})`);
-      }
-    } finally {
-      session.destroy();
-    }
+    expectClose((await runOnGpu(plan.bundle, feeds)).y, expected, c.atol ?? 1e-5, c.rtol ?? 1e-4);
   });
 });

@@ -10,7 +10,8 @@ import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { setSplitKTuning, splitK, type SplitKTuning } from '../compiler/lower/split-k';
 import { loadTrainingPlan } from '../runtime/training';
-import { expectClose, releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
+import { expectClose } from './close';
+import { releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
 afterEach(() => setSplitKTuning());
