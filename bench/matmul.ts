@@ -271,6 +271,8 @@ const tiledCases: Case[] = small
       { label: '128x576x1536', m: 128, k: 576, n: 1536 },
       { label: '2048x576x1536', m: 2048, k: 576, n: 1536 },
       { label: '4096³ fused', m: 4096, k: 4096, n: 4096, fused: true },
+      { label: '2048³ fused', m: 2048, k: 2048, n: 2048, fused: true },
+      { label: '3072³', m: 3072, k: 3072, n: 3072 },
       { label: '4096³ Aᵀ', m: 4096, k: 4096, n: 4096, transposeA: true },
       { label: '4096³ Bᵀ', m: 4096, k: 4096, n: 4096, transposeB: true },
       { label: '2048x576x1536 Bᵀ fused', m: 2048, k: 576, n: 1536, transposeB: true, fused: true },
@@ -319,9 +321,8 @@ for (const c of [...tiledCases, ...gemvCases]) {
   const l = load(c);
   try {
     await measureChosen(l);
-    // reference points beside the chosen kernels: the fused product with both large blocks
-    // (the chooser gives an epilogue the plain product's), and the subgroups variant with its
-    // own grid of 4-column workgroups
+    // reference points beside the chosen kernels: the fused product with the other large
+    // blocks, and the subgroups variant with its own grid of 4-column workgroups
     if (!sweep && c.fused && c.m > 16 && !small) {
       for (const t of [TILINGS.t128x128x16, TILINGS.t64x128x16]) await measure(l, `block ${describeTiling(t)}`, tiledKernel(l.problem, t));
     }

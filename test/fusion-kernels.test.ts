@@ -396,7 +396,7 @@ describe('fusion saves dispatches', () => {
     expect(kernels[0].ops).toEqual(['matmul']);
     expect(text).not.toContain('fuses');
     // the product is stored as accumulated, and A is read in place (no transposed read, no epilogue)
-    expect(text).toContain('out[(c_base + row * N + col) / 4u] = acc0_0;');
+    expect(text).toContain('out[(c_base + row * N + col) / 4u] = vec4<f32>(acc0_0_0, acc0_0_1, acc0_0_2, acc0_0_3);');
     expect(text).toContain('let a_off0 = a_base + (row0 + a_r0) * K + a_q0 * 4u;');
     expect(text).not.toContain('let x0');
   });

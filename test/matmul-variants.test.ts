@@ -76,7 +76,15 @@ describe('matmul kernels per shape', () => {
   };
 
   test('large shapes get a register-blocked tiling, small ones a tiling with enough workgroups', () => {
-    expect(kernelsOf({ m: 4096, k: 4096, n: 4096 }).kernel.wgsl).toContain('128x128x16 tiles, 8x8 per invocation');
+    // enough 128×256 blocks: those with 16-deep slices in 24 KiB first, 8-deep in 12 KiB as the portable kernel
+    const square = kernelsOf({ m: 4096, k: 4096, n: 4096 });
+    expect(square.kernel.variants?.map((v) => [v.tag, v.workgroupBytes])).toEqual([['large', 24576]]);
+    expect(square.kernel.variants![0].wgsl).toContain('128x256x16 tiles, 8x16 per invocation');
+    expect(square.kernel.wgsl).toContain('128x256x8 tiles, 8x16 per invocation');
+    expect(square.workgroups).toEqual([16, 32, 1]);
+    // 288 of those blocks leave most of a third wave idle on a 132-SM GPU: 128×128 blocks instead
+    expect(kernelsOf({ m: 3072, k: 3072, n: 3072 }).kernel.wgsl).toContain('128x128x16 tiles, 8x8 per invocation');
+    expect(kernelsOf({ m: 2048, k: 2048, n: 2048 }).kernel.variants?.[0].wgsl).toContain('128x256x16 tiles');
     const small = kernelsOf({ m: 128, k: 576, n: 1536 });
     const groups = small.workgroups[0] * small.workgroups[1];
     expect(groups).toBeGreaterThanOrEqual(96);

@@ -1,6 +1,6 @@
 // The tiled matmul kernel: each workgroup computes a BM×BN block of C, staging BK-deep slices
 // of A and B through workgroup memory (A's slice stored K-major, so both operands are read
-// as vec4 along M and N); each invocation keeps TM×TN outputs in registers as vec4s. Global
+// as vec4 along M and N); each invocation keeps TM×TN outputs in registers, one f32 each. Global
 // reads are vec4 wherever the stored rows allow it (their length a multiple of 4), the next
 // slice is fetched into registers while the current one is multiplied, and with two stages
 // the slices alternate between two buffers (one barrier per slice). Edges are guarded only
@@ -38,9 +38,13 @@ export const PORTABLE_WORKGROUP_BYTES = 16384;
 export const PORTABLE_INVOCATIONS = 256;
 
 // The tilings the chooser picks from, each with the fewest workgroups it needs to keep a large
-// GPU busy; measured on an H200 through Dawn/Vulkan (bench/matmul.ts). 8×8 outputs per
-// invocation reach the highest rate; smaller blocks trade some of it for more workgroups.
+// GPU busy; measured on an H200 through Dawn/Vulkan (bench/matmul.ts). 8×16 outputs per
+// invocation in 128×256 blocks reach the highest rate (the fewest workgroup-memory reads per
+// product; one 212-register workgroup per SM there), then 8×8 in 128×128; smaller blocks
+// trade some of it for more workgroups.
 export const TILINGS = {
+  t128x256x16: { bm: 128, bn: 256, bk: 16, tm: 8, tn: 16, stages: 1 },
+  t128x256x8: { bm: 128, bn: 256, bk: 8, tm: 8, tn: 16, stages: 1 },
   t128x128x16: { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1 },
   t64x128x16: { bm: 64, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1 },
   t64x64x16: { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8, stages: 1 },
@@ -178,6 +182,10 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
   const slices = Math.ceil(p.k / bk);
 
   const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l);
+  // One f32 per output rather than a vec4 per four: with vec4 accumulators Nvidia's compiler
+  // wrote many products into other registers than they read and copied them back at the end
+  // of every slice (108 moves per slice at 128×256 against 50; 45.0 against 49.7 TFLOP/s).
+  const acc = (row: number, j: number, cc: number) => `acc${row}_${j}_${cc}`;
   const compute = (sa: string, sb: string): string[] => {
     const lines: string[] = [];
     const reads = (kk: number) => [
@@ -188,7 +196,9 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
       const out: string[] = [];
       for (let i = 0; i < tm / 4; i++) {
         for (let r = 0; r < 4; r++) {
-          for (let j = 0; j < tn / 4; j++) out.push(`acc${i * 4 + r}_${j} = fma(vec4<f32>(a${kk}_${i}[${r}]), b${kk}_${j}, acc${i * 4 + r}_${j});`);
+          for (let j = 0; j < tn / 4; j++) {
+            for (let cc = 0; cc < 4; cc++) out.push(`${acc(i * 4 + r, j, cc)} = fma(a${kk}_${i}[${r}], b${kk}_${j}[${cc}], ${acc(i * 4 + r, j, cc)});`);
+          }
         }
       }
       return out;
@@ -203,25 +213,26 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
   };
   const loadNext = (k0: string) => [...a.load(k0), ...b.load(k0)];
   const storeAt = (sa: string, sb: string) => [...a.store(sa), ...b.store(sb)];
+  // Two stages: slice t is multiplied from one buffer while slice t + 1 goes into the other,
+  // one barrier per slice. Only the loads are guarded (the last iteration stores stale
+  // registers into the buffer nobody reads): with the stores under the same condition, or
+  // with no condition at all, Nvidia's compiler moved the loads down next to the stores and
+  // exposed their whole latency (seen in the SASS). With an even slice count two slices per
+  // iteration keep the stage indices constant.
+  const step = (t: string, cur: string, nxt: string) => [
+    '{',
+    ...ind([`if (${t} + 1u < ${u32(slices)}) {`, ...ind(loadNext(`(${t} + 1u) * BK`), 2), '}', ...compute(cur, cur), ...storeAt(nxt, nxt), 'workgroupBarrier();'], 2),
+    '}',
+  ];
   const loop =
     stages === 2
       ? [
           ...loadNext('0u'),
           ...storeAt('[0]', '[0]'),
           'workgroupBarrier();',
-          `for (var t = 0u; t < ${u32(slices)}; t++) {`,
-          '  let cur = t & 1u;',
-          '  let nxt = 1u - cur;',
-          `  let more = t + 1u < ${u32(slices)};`,
-          '  if (more) {',
-          ...ind(loadNext('(t + 1u) * BK'), 4),
-          '  }',
-          ...ind(compute('[cur]', '[cur]'), 2),
-          '  if (more) {',
-          ...ind(storeAt('[nxt]', '[nxt]'), 4),
-          '  }',
-          '  workgroupBarrier();',
-          '}',
+          ...(slices % 2 === 0
+            ? [`for (var t = 0u; t < ${u32(slices)}; t += 2u) {`, ...ind([...step('t', '[0]', '[1]'), ...step('(t + 1u)', '[1]', '[0]')], 2), '}']
+            : [`for (var t = 0u; t < ${u32(slices)}; t++) {`, '  let cur = t & 1u;', '  let nxt = 1u - cur;', ...ind(step('t', '[cur]', '[nxt]'), 2), '}']),
         ]
       : c.prefetch === false
       ? [
@@ -256,17 +267,16 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
       output.push(`  let row = row0 + (${u32(i * gy)} + ty) * 4u + ${u32(r)};`);
       const body: string[] = [];
       for (let j = 0; j < tn / 4; j++) {
-        const acc = `acc${i * 4 + r}_${j}`;
         const lines: string[] = [`let col = col0 + (${u32(j * gx)} + tx) * 4u;`];
         if (vecOut) {
           let store: string[];
-          if (p.plainStore) store = [`out[(c_base + row * N + col) / 4u] = ${acc};`];
+          if (p.plainStore) store = [`out[(c_base + row * N + col) / 4u] = vec4<f32>(${[0, 1, 2, 3].map((cc) => acc(i * 4 + r, j, cc)).join(', ')});`];
           else {
             // epilogue operands that allow it are read as one vec4 for the four outputs
             store = ['var o: vec4<f32>;', ...p.extraVec4.flatMap((wide, j) => (wide ? [`let e${j + 1} = in${j + 2}[(${p.extraIndex(j, 'row', 'col')}) / 4u];`] : []))];
             for (let cc = 0; cc < 4; cc++) {
               const given = p.extraVec4.map((wide, j) => (wide ? `e${j + 1}[${cc}]` : undefined));
-              const e = p.epilogue(`${acc}[${cc}]`, 'row', 'cc', '  ', given);
+              const e = p.epilogue(acc(i * 4 + r, j, cc), 'row', 'cc', '  ', given);
               store.push('{', `  let cc = col + ${u32(cc)};`, ...e.lines, `  o[${cc}] = ${e.value};`, '}');
             }
             store.push('out[(c_base + row * N + col) / 4u] = o;');
@@ -274,7 +284,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
           lines.push(...(colGuard ? ['if (col < N) {', ...ind(store, 2), '}'] : store));
         } else {
           for (let cc = 0; cc < 4; cc++) {
-            const e = p.epilogue(`${acc}[${cc}]`, 'row', 'cc', '    ');
+            const e = p.epilogue(acc(i * 4 + r, j, cc), 'row', 'cc', '    ');
             lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    out[c_base + row * N + cc] = ${e.value};`, '  }', '}');
           }
         }
@@ -287,7 +297,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
 
   const columns = [...Array.from({ length: tm / 4 }, (_, i) => `let ai${i} = ${u32(i * gy)} + ty;`), ...Array.from({ length: tn / 4 }, (_, j) => `let bj${j} = ${u32(j * gx)} + tx;`)];
   const accDecls: string[] = [];
-  for (let r = 0; r < tm; r++) for (let j = 0; j < tn / 4; j++) accDecls.push(`var acc${r}_${j} = vec4<f32>();`);
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tn / 4; j++) accDecls.push([0, 1, 2, 3].map((cc) => `var ${acc(r, j, cc)} = 0.0;`).join(' '));
   const regDecls = [...Array.from({ length: a.loads }, (_, l) => `var pa${l}: vec4<f32>;`), ...Array.from({ length: b.loads }, (_, l) => `var pb${l}: vec4<f32>;`)];
 
   const wgsl = `${matmulPreamble(p, `tiled matmul, ${describeTiling(c)}`, { a: vecA, b: vecB, out: vecOut, extras: vecOut ? p.extraVec4 : [] })}
@@ -318,15 +328,34 @@ ${ind([...a.setup, ...b.setup, ...columns, ...accDecls, ...regDecls, ...loop, ..
 }
 
 /**
+ * The 128×256 blocks run one workgroup per SM (212 registers per invocation), so they pay
+ * off where they fill whole waves of the large GPUs they are for (H100/H200: 132 SMs): at
+ * least one wave, and no more than a tenth of the last wave's SMs idle. On the H200:
+ * 2048³ (128 blocks) 48.9 TFLOP/s against 46.9 for 128×128; 3072³ (288 blocks, 2.2 waves)
+ * 34.3 against 42.6.
+ */
+const LARGE_GPU_SMS = 132;
+function fillsWaves(workgroups: number): boolean {
+  const waves = Math.ceil(workgroups / LARGE_GPU_SMS);
+  return workgroups >= LARGE_GPU_SMS - 4 && workgroups >= 0.9 * waves * LARGE_GPU_SMS;
+}
+
+/**
  * The tilings for a shape, fastest first, the portable one (within 16 KiB and 256
- * invocations) last: the largest block that still gives enough workgroups to fill the GPU,
- * with an epilogue or without (its operands read as vec4s: at 4096³ on the H200 the fused
- * bias + gelu + residual product reaches 46.4 TFLOP/s against the plain 46.8).
- * No variant needs more than the portable limits: on the H200 the larger blocks and deeper
- * slices (128×256 with 512 invocations, BK 32 in 32 KiB) measured slower.
+ * invocations) last: the largest block that still gives enough workgroups to fill the GPU.
+ * Products whose 128×256 blocks fill whole waves get them with 16-deep slices in 24 KiB as
+ * the `large` variant (4096³ on the H200: 49.6 TFLOP/s against 47.8 for 128×128 blocks;
+ * with a bias + gelu + residual epilogue, its operands read as vec4s, 47.1), and the same
+ * blocks with 8-deep slices in 12 KiB as the portable kernel, on the same grid (42.6).
  */
 export function chooseTiling(p: MatmulProblem): { tag: string; config: TileConfig }[] {
   const groups = (c: TileConfig) => Math.ceil(p.m / c.bm) * Math.ceil(p.n / c.bn) * p.batches;
+  if (fillsWaves(groups(TILINGS.t128x256x16))) {
+    return [
+      { tag: 'large', config: TILINGS.t128x256x16 },
+      { tag: 'portable', config: TILINGS.t128x256x8 },
+    ];
+  }
   const [portable] = FEWEST_WORKGROUPS.find(([c, fewest]) => groups(c) >= fewest)!;
   return [{ tag: 'portable', config: portable }];
 }
