@@ -40,7 +40,7 @@ export const PORTABLE_INVOCATIONS = 256;
 // The tilings the chooser picks from, each with the fewest workgroups it needs to keep a large
 // GPU busy; measured on an H200 through Dawn/Vulkan (bench/matmul.ts). 8×16 outputs per
 // invocation in 128×256 blocks reach the highest rate (the fewest workgroup-memory reads per
-// product; one 212-register workgroup per SM there), then 8×8 in 128×128; smaller blocks
+// product; one 213-register workgroup per SM there), then 8×8 in 128×128; smaller blocks
 // trade some of it for more workgroups.
 export const TILINGS = {
   t128x256x16: { bm: 128, bn: 256, bk: 16, tm: 8, tn: 16, stages: 1 },
@@ -184,7 +184,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
   const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l);
   // One f32 per output rather than a vec4 per four: with vec4 accumulators Nvidia's compiler
   // wrote many products into other registers than they read and copied them back at the end
-  // of every slice (108 moves per slice at 128×256 against 50; 45.0 against 49.7 TFLOP/s).
+  // of the loop (108 register moves at 128×256 against 50; 45.0 against 49.7 TFLOP/s).
   const acc = (row: number, j: number, cc: number) => `acc${row}_${j}_${cc}`;
   const compute = (sa: string, sb: string): string[] => {
     const lines: string[] = [];
@@ -336,7 +336,7 @@ ${ind([...a.setup, ...b.setup, ...columns, ...accDecls, ...regDecls, ...loop, ..
 }
 
 /**
- * The 128×256 blocks run one workgroup per SM (212 registers per invocation), so they pay
+ * The 128×256 blocks run one workgroup per SM (213 registers per invocation), so they pay
  * off where they fill whole waves of the large GPUs they are for (H100/H200: 132 SMs): at
  * least one wave, and no more than a tenth of the last wave's SMs idle. On the H200:
  * 2048³ (128 blocks) 48.9 TFLOP/s against 46.9 for 128×128; 3072³ (288 blocks, 2.2 waves)
