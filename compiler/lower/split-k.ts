@@ -6,7 +6,7 @@
 import { remapTraining, type TrainingGraph } from '../autodiff/train';
 import type { Graph, Node } from '../ir/graph';
 import { epilogueProgram, type AxisAttrs, type FusedMatmulAttrs, type MatmulSplitKAttrs } from '../ir/ops';
-import { freshNames, GraphCopy } from '../ir/rewrite';
+import { replaceNodes } from '../ir/rewrite';
 import { elementCount } from '../ir/types';
 import { SMALL_M } from './matmul';
 
@@ -59,30 +59,18 @@ export function splitKSlices(graph: Graph, node: Node): number | undefined {
  * The final step of each keeps the product's name, so plans name its buffer as before.
  */
 export function splitK(graph: Graph, training?: TrainingGraph): { graph: Graph; training?: TrainingGraph } {
-  const splits = new Map<number, number>();
-  for (const node of graph.nodes) {
-    const slices = splitKSlices(graph, node);
-    if (slices !== undefined) splits.set(node.id, slices);
-  }
-  if (splits.size === 0) return { graph, training };
-
-  const unused = freshNames(graph);
-  const copy = new GraphCopy(graph);
-  for (const node of graph.nodes) {
-    const operands = node.inputs.map((i) => copy.of(i));
-    const slices = splits.get(node.id);
-    if (slices === undefined) {
-      copy.set(node.id, copy.emit(node.op, operands, node.attrs, node.loc, node.name));
-      continue;
-    }
-    const fused = node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : undefined;
-    const program = fused ? epilogueProgram(fused) : [];
-    const attrs: MatmulSplitKAttrs = { transposeA: fused?.transposeA ?? false, transposeB: fused?.transposeB ?? false, splits: slices };
-    const partials = copy.emit('matmulSplitK', operands.slice(0, 2), attrs, node.loc, unused(`${node.name}.partials`));
-    const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
-    const sum = copy.emit('sum', [partials], sumAttrs, node.loc, program.length ? unused(`${node.name}.sum`) : node.name);
-    copy.set(node.id, program.length ? copy.emit('fusedPointwise', [sum, ...operands.slice(2)], { program }, node.loc, node.name) : sum);
-  }
-  const { graph: rewritten, map } = copy.finish();
-  return { graph: rewritten, training: training && remapTraining(training, rewritten, map) };
+  const rebuilt = replaceNodes(
+    graph,
+    (node) => splitKSlices(graph, node),
+    (copy, node, operands, slices, unused) => {
+      const fused = node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : undefined;
+      const program = fused ? epilogueProgram(fused) : [];
+      const attrs: MatmulSplitKAttrs = { transposeA: fused?.transposeA ?? false, transposeB: fused?.transposeB ?? false, splits: slices };
+      const partials = copy.emit('matmulSplitK', operands.slice(0, 2), attrs, node.loc, unused(`${node.name}.partials`));
+      const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
+      const sum = copy.emit('sum', [partials], sumAttrs, node.loc, program.length ? unused(`${node.name}.sum`) : node.name);
+      return program.length ? copy.emit('fusedPointwise', [sum, ...operands.slice(2)], { program }, node.loc, node.name) : sum;
+    },
+  );
+  return rebuilt ? { graph: rebuilt.graph, training: training && remapTraining(training, rebuilt.graph, rebuilt.map) } : { graph, training };
 }
