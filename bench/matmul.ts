@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
 import { opDef, type MatmulForm } from '../compiler/ir/ops';
-import { lowerMatmul, type MatmulKernelCode, type MatmulProblem } from '../compiler/lower/matmul';
+import type { KernelCode } from '../compiler/lower/kernel';
+import { lowerMatmul, type MatmulProblem } from '../compiler/lower/matmul';
 import { describeGemv, gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
 import { describeTiling, tiledKernel, TILINGS, type TileConfig } from '../compiler/lower/matmul-tiled';
 import { setSplitKTuning, splitKSlices } from '../compiler/lower/split-k';
@@ -201,7 +202,7 @@ const rows: Row[] = [];
 const flopsOf = (c: Case) => 2 * c.m * c.n * c.k * (c.batch ?? 1);
 const bytesOf = (c: Case) => 4 * ((c.batch ?? 1) * (c.m * c.k + c.m * c.n * (c.fused ? 2 : 1)) + c.k * c.n);
 
-async function measure(l: Loaded, kernel: string, code: MatmulKernelCode): Promise<Row | undefined> {
+async function measure(l: Loaded, kernel: string, code: KernelCode): Promise<Row | undefined> {
   const { c } = l;
   try {
     const pipeline = await pipelineOf(code.wgsl);

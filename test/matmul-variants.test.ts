@@ -8,7 +8,8 @@ import { compileGraph } from '../compiler/compile';
 import { interpret } from '../compiler/ir/interpret';
 import { opDef, type MatmulForm } from '../compiler/ir/ops';
 import { lowerGraph } from '../compiler/lower';
-import { matmulProblem, SMALL_M, type MatmulKernelCode } from '../compiler/lower/matmul';
+import type { KernelCode } from '../compiler/lower/kernel';
+import { matmulProblem, SMALL_M } from '../compiler/lower/matmul';
 import { gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES, TILINGS, tiledKernel, type TileConfig } from '../compiler/lower/matmul-tiled';
 import { writePlanFile } from '../compiler/plan/bundle';
@@ -27,7 +28,7 @@ type Spec = MatmulCase;
 
 
 /** The compiled plan with the matmul kernel's variants replaced by `code` alone (with its grid and limits). */
-async function forcedPlan(bundle: Uint8Array, code: MatmulKernelCode): Promise<Uint8Array> {
+async function forcedPlan(bundle: Uint8Array, code: KernelCode): Promise<Uint8Array> {
   const read = await readBundle(bundle);
   const { sections: refs, ...rest } = read.manifest;
   const manifest: Omit<Manifest, 'sections'> = structuredClone(rest);
@@ -49,7 +50,7 @@ async function forcedPlan(bundle: Uint8Array, code: MatmulKernelCode): Promise<U
 }
 
 /** Runs `code` as the graph's only kernel on this device and compares with the CPU reference. */
-async function checkForced(s: Spec, code: (p: ReturnType<typeof matmulProblem>) => MatmulKernelCode, label: string) {
+async function checkForced(s: Spec, code: (p: ReturnType<typeof matmulProblem>) => KernelCode, label: string) {
   const { g, y } = matmulCaseGraph(s);
   const node = g.node(y);
   const generated = code(problemOfNode(g, node, 'forced'));

@@ -11,8 +11,8 @@
 // them); the portable kernel stays within WebGPU's portable limits, and where more key groups
 // need more workgroup storage a 'large' variant (32 KiB) on the same grid comes first.
 import { wgslFloat } from '../ir/ops';
-import { LOWEST_F32, type AttentionKernelCode, type AttentionProblem } from './attention';
-import { bindingDecls, kernelHeader, linearGrid, u32 } from './kernel';
+import { LOWEST_F32, type AttentionProblem } from './attention';
+import { bindingDecls, kernelHeader, linearGrid, u32, type KernelCode } from './kernel';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
 
 export interface AttentionTiling {
@@ -236,7 +236,7 @@ function treeOf(terms: string[], combine: (a: string, b: string) => string): str
 
 const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l);
 
-export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, limits: AttentionLimits = PORTABLE_ATTENTION_LIMITS): AttentionKernelCode {
+export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, limits: AttentionLimits = PORTABLE_ATTENTION_LIMITS): KernelCode {
   const { tq, tk, d, dv } = p;
   const { br, bc, groups, lanes, qv, ov } = c;
   const threads = br * groups * lanes;

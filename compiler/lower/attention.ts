@@ -13,7 +13,7 @@ import { wgslFloat, type AttentionAttrs } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import { chooseAttentionTilings, tiledAttentionKernel } from './attention-tiled';
-import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel, type LoweredVariant } from './kernel';
+import { bindingDecls, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type LoweredKernel } from './kernel';
 
 // exactly -FLT_MAX: a decimal that rounds to it is still refused by Tint as out of range
 export const LOWEST_F32 = '-0x1.fffffep+127f';
@@ -85,13 +85,6 @@ export function attentionProblem(node: Node, operands: readonly TensorType[], na
 }
 
 /** A generated module with what the plan needs to know about it. */
-export interface AttentionKernelCode {
-  wgsl: string;
-  workgroupSize: [number, number, number];
-  workgroupBytes: number;
-  workgroups: [number, number, number];
-}
-
 export function lowerAttention(node: Node, operands: readonly TensorType[], name: string): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
@@ -100,26 +93,9 @@ export function lowerAttention(node: Node, operands: readonly TensorType[], name
   const tilings = chooseAttentionTilings(p);
   const code = tilings.portable ? tiledAttentionKernel(p, tilings.portable) : rowKernel(p);
   const { bindings } = bindingDecls(operands);
-  const variants: LoweredVariant[] = [];
-  if (tilings.large) {
-    // more workgroup storage (or invocations) than the portable limits, for devices that offer it
-    const large = tiledAttentionKernel(p, tilings.large, tilings.largeLimits);
-    if (large.workgroups.join() !== code.workgroups.join()) throw new Error(`lowerAttention ${name}: the large variant needs another grid than the portable kernel`);
-    variants.push({ tag: 'large', features: [], wgsl: large.wgsl, workgroupSize: large.workgroupSize, workgroupBytes: large.workgroupBytes });
-  }
-  return {
-    kernel: {
-      name,
-      ops: [node.op],
-      wgsl: code.wgsl,
-      entryPoint: 'main',
-      workgroupBytes: code.workgroupBytes,
-      workgroupSize: code.workgroupSize,
-      bindings,
-      ...(variants.length ? { variants } : {}),
-    },
-    workgroups: code.workgroups,
-  };
+  // the large variant: more workgroup storage (or invocations) than the portable limits, for devices that offer it
+  const variants = tilings.large ? [{ tag: 'large', features: [], code: tiledAttentionKernel(p, tilings.large, tilings.largeLimits) }] : [];
+  return kernelWithVariants(name, [node.op], bindings, code, variants);
 }
 
 /** Keys per tile of the row kernel: the scores of one tile live in workgroup memory. */
@@ -135,7 +111,7 @@ function workgroupFor(n: number): number {
 }
 
 /** The row kernel: one workgroup per query row, any d and dv, for shapes the tiled kernel does not take. */
-function rowKernel(p: AttentionProblem): AttentionKernelCode {
+function rowKernel(p: AttentionProblem): KernelCode {
   const { tq, tk, d, dv } = p;
   const rows = p.batches * tq;
   const tile = Math.min(tk, MAX_TILE);

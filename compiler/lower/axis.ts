@@ -16,7 +16,7 @@
 import type { Node } from '../ir/graph';
 import { axisSplit, type AxisProgram, type AxisReduction } from '../ir/ops';
 import { elementCount, type Shape, type TensorType } from '../ir/types';
-import { kernelHeader, linearGrid, u32, type LoweredKernel, type LoweredVariant } from './kernel';
+import { kernelHeader, kernelWithVariants, linearGrid, u32, type LoweredKernel } from './kernel';
 import { typedBindingDecls, type Access } from './vector';
 
 // exactly -FLT_MAX: a decimal that rounds to it is still refused by Tint as out of range
@@ -207,26 +207,13 @@ export function lowerAxis(node: Node, operands: readonly TensorType[], name: str
 
   // a row streamed more than once fits in the registers of a larger workgroup: a team per
   // row either way (the stream's team fills the portable workgroup), so the grid is the same
-  const variants: LoweredVariant[] = [];
   const streamed = layout.registers === 0 && passes > 1 && !layout.interleaved;
   const large = streamed && tuning.largeInvocations > WORKGROUP ? axisLayout(n, inner, program, extraLengths, tuning.largeInvocations, tuning.largeRegisterFloats) : undefined;
-  if (large && large.registers > 0 && large.slotsPerGroup === layout.slotsPerGroup) {
-    const code = axisSource(node, operands, name, program, large, plan);
-    variants.push({ tag: 'large', features: [], wgsl: code.wgsl, workgroupSize: [large.workgroup, 1, 1], workgroupBytes: code.workgroupBytes });
-  }
-  return {
-    kernel: {
-      name,
-      ops: [node.op],
-      wgsl: portable.wgsl,
-      entryPoint: 'main',
-      workgroupBytes: portable.workgroupBytes,
-      workgroupSize: [WORKGROUP, 1, 1],
-      bindings: portable.bindings,
-      ...(variants.length ? { variants } : {}),
-    },
-    workgroups: plan.grid,
-  };
+  const variants =
+    large && large.registers > 0 && large.slotsPerGroup === layout.slotsPerGroup
+      ? [{ tag: 'large', features: [], code: axisSource(node, operands, name, program, large, plan) }]
+      : [];
+  return kernelWithVariants(name, [node.op], portable.bindings, portable, variants);
 }
 
 /** The module for one layout of the program's rows, dispatched on `plan`'s grid. */
@@ -456,5 +443,5 @@ ${main.join('\n')}
 }
 `;
   const workgroupBytes = team > 1 ? treeArrays.filter((a, k) => treeArrays.indexOf(a) === k).reduce((bytes, a) => bytes + workgroup * (a === 'moments' ? 8 : quads ? 16 : 4), 0) : 0;
-  return { wgsl, bindings, workgroupBytes };
+  return { wgsl, bindings, workgroupBytes, workgroupSize: [workgroup, 1, 1] as [number, number, number], workgroups: plan.grid };
 }

@@ -23,6 +23,14 @@ export interface LoweredKernel {
   variants?: LoweredVariant[];
 }
 
+/** What an archetype's generator makes of one module: the WGSL, its workgroup and the grid it needs. */
+export interface KernelCode {
+  wgsl: string;
+  workgroupSize: [number, number, number];
+  workgroupBytes: number;
+  workgroups: [number, number, number];
+}
+
 /** One alternative module for a kernel; the bindings are the kernel's. */
 export interface LoweredVariant {
   /** short and unique among the kernel's variants, for section names: 'large', 'subgroups' */
@@ -35,6 +43,35 @@ export interface LoweredVariant {
   validatedBy?: 'dawn';
   /** pipeline-overridable constants the runtime measures on the device and sets (see runtime/device-constants.ts) */
   deviceConstants?: string[];
+}
+
+/**
+ * A kernel from its portable module and the faster variants the runtime tries first. The
+ * manifest has one grid per dispatch, whichever variant runs it, so each variant must need
+ * the portable module's grid.
+ */
+export function kernelWithVariants(
+  name: string,
+  ops: string[],
+  bindings: BindingDesc[],
+  portable: KernelCode,
+  variants: readonly { tag: string; features: string[]; code: KernelCode }[],
+): { kernel: LoweredKernel; workgroups: [number, number, number] } {
+  const lowered = variants.map(({ tag, features, code }): LoweredVariant => {
+    if (code.workgroups.join() !== portable.workgroups.join()) throw new Error(`kernel ${name}: variant ${tag} needs another grid than the portable kernel`);
+    return { tag, features, wgsl: code.wgsl, workgroupSize: code.workgroupSize, workgroupBytes: code.workgroupBytes };
+  });
+  const kernel: LoweredKernel = {
+    name,
+    ops,
+    wgsl: portable.wgsl,
+    entryPoint: 'main',
+    workgroupSize: portable.workgroupSize,
+    workgroupBytes: portable.workgroupBytes,
+    bindings,
+    ...(lowered.length ? { variants: lowered } : {}),
+  };
+  return { kernel, workgroups: portable.workgroups };
 }
 
 /** One dispatch of a kernel: which graph values feed its bindings and how many workgroups. */

@@ -5,8 +5,8 @@
 // K-split partial sums are then added in workgroup memory (a tree, a few rows at a time).
 // The subgroups variant takes the same slice with the same grid, one group of 4 columns
 // after another, all 256 invocations splitting K, and adds the sums with subgroupAdd.
-import { u32 } from './kernel';
-import { matmulPreamble, type MatmulKernelCode, type MatmulProblem } from './matmul';
+import { u32, type KernelCode } from './kernel';
+import { matmulPreamble, type MatmulProblem } from './matmul';
 
 export interface GemvConfig {
   /** vec4 column groups per workgroup; the other 256 / LANES invocations split K (subgroups: all 256, group after group) */
@@ -23,7 +23,7 @@ export const describeGemv = (c: GemvConfig) =>
   `${4 * c.lanes} columns per workgroup, K split ${c.subgroups ? THREADS : THREADS / c.lanes} ways${c.subgroups && c.lanes > 1 ? ` for 4 at a time` : ''}, ` +
   `${c.unroll} step${c.unroll > 1 ? 's' : ''} in flight${c.subgroups ? ', subgroup reduction' : ''}`;
 
-export function gemvKernel(p: MatmulProblem, c: GemvConfig): MatmulKernelCode {
+export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
   const { m, n, k } = p;
   const lanes = c.lanes;
   // invocations splitting K for one group of 4 columns

@@ -5,8 +5,8 @@
 // slice is fetched into registers while the current one is multiplied, and with two stages
 // the slices alternate between two buffers (one barrier per slice). Edges are guarded only
 // along the axes the tile does not divide, so any shape works and aligned shapes pay nothing.
-import { u32 } from './kernel';
-import { matmulPreamble, type MatmulKernelCode, type MatmulProblem } from './matmul';
+import { u32, type KernelCode } from './kernel';
+import { matmulPreamble, type MatmulProblem } from './matmul';
 
 export interface TileConfig {
   /** block of C per workgroup */
@@ -168,7 +168,7 @@ function tileType(stages: number, bk: number, span: number): string {
   return stages > 1 ? `array<${slice}, ${stages}>` : slice;
 }
 
-export function tiledKernel(p: MatmulProblem, c: TileConfig): MatmulKernelCode {
+export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const { bm, bn, bk, tm, tn, stages } = c;
   const gx = bn / tn;
   const gy = bm / tm;

@@ -10,7 +10,7 @@ import type { Node } from '../ir/graph';
 import type { MatmulForm, OperandView, PointwiseChain } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
-import { bindingDecls, kernelHeader, u32, type LoweredKernel, type LoweredVariant } from './kernel';
+import { bindingDecls, kernelHeader, kernelWithVariants, u32, type KernelCode, type LoweredKernel } from './kernel';
 import { chooseGemv, gemvKernel } from './matmul-gemv';
 import { chooseTiling, tiledKernel } from './matmul-tiled';
 import { chainStatements } from './pointwise';
@@ -51,13 +51,6 @@ export interface MatmulProblem {
 }
 
 /** A generated module with what the plan needs to know about it. */
-export interface MatmulKernelCode {
-  wgsl: string;
-  workgroupSize: [number, number, number];
-  workgroupBytes: number;
-  workgroups: [number, number, number];
-}
-
 /** The largest M the GEMV-style kernel takes; above it the tiled kernel reuses B better. */
 export const SMALL_M = 16;
 
@@ -160,27 +153,11 @@ export function lowerMatmul(node: Node, operands: readonly TensorType[], name: s
 } {
   const p = matmulProblem(node, operands, name, form);
   const { bindings } = bindingDecls(operands);
-  const choices: { tag: string; features: string[]; code: MatmulKernelCode }[] = [];
+  const choices: { tag: string; features: string[]; code: KernelCode }[] = [];
   if (p.m <= SMALL_M && p.kStored === p.k) {
     for (const c of chooseGemv(p)) choices.push({ tag: c.tag, features: c.features, code: gemvKernel(p, c.config) });
   } else {
     for (const c of chooseTiling(p)) choices.push({ tag: c.tag, features: [], code: tiledKernel(p, c.config) });
   }
-  const portable = choices[choices.length - 1];
-  const variants: LoweredVariant[] = choices.slice(0, -1).map(({ tag, features, code }) => {
-    // the manifest has one grid per dispatch, whichever variant runs it
-    if (code.workgroups.join() !== portable.code.workgroups.join()) throw new Error(`lowerMatmul ${name}: variant ${tag} needs another grid than the portable kernel`);
-    return { tag, features, wgsl: code.wgsl, workgroupSize: code.workgroupSize, workgroupBytes: code.workgroupBytes };
-  });
-  const kernel: LoweredKernel = {
-    name,
-    ops: form ? form.ops : [node.op],
-    wgsl: portable.code.wgsl,
-    entryPoint: 'main',
-    workgroupSize: portable.code.workgroupSize,
-    workgroupBytes: portable.code.workgroupBytes,
-    bindings,
-    ...(variants.length ? { variants } : {}),
-  };
-  return { kernel, workgroups: portable.code.workgroups };
+  return kernelWithVariants(name, form ? form.ops : [node.op], bindings, choices[choices.length - 1].code, choices.slice(0, -1));
 }

@@ -8,6 +8,7 @@ import type { Node } from '../ir/graph';
 import type { OperandView, PiecewiseView, PointwiseChain } from '../ir/ops';
 import { stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
+import type { BindingDesc } from '../../schemas/manifest';
 import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
 import { scalarType, typedBindingDecls, type Access } from './vector';
 
@@ -50,23 +51,29 @@ function indexing(shape: readonly number[], needCoords: boolean, linear = 'i'): 
   };
 }
 
-/** A module with one invocation per element i < total; `body` runs for each (pointwise, piecewise, update). */
-export function elementwiseShell(header: string, decls: string, helpers: readonly string[], total: number, gridX: number, body: string): string {
+/** A module of WORKGROUP invocations per workgroup on a linear grid GRID_X wide, `body` its main. */
+function linearModule(header: string, decls: string, helpers: readonly string[], constants: readonly string[], gridX: number, body: string): string {
   return `${header}
 ${decls}
 ${helpers.join('\n')}${helpers.length ? '\n' : ''}
-const TOTAL: u32 = ${u32(total)};
-const GRID_X: u32 = ${u32(gridX)};
+${constants.join('\n')}${constants.length ? '\n' : ''}const GRID_X: u32 = ${u32(gridX)};
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * GRID_X) * ${u32(WORKGROUP)} + lid;
-  if (i >= TOTAL) {
-    return;
-  }
 ${body}
 }
 `;
+}
+
+/** The kernel of a module built by linearModule or elementwiseShell, dispatched on `workgroups`. */
+export function linearKernel(name: string, ops: string[], wgsl: string, bindings: BindingDesc[], workgroups: [number, number, number]): { kernel: LoweredKernel; workgroups: [number, number, number] } {
+  return { kernel: { name, ops, wgsl, entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings }, workgroups };
+}
+
+/** A module with one invocation per element i < total; `body` runs for each (pointwise, piecewise, update). */
+export function elementwiseShell(header: string, decls: string, helpers: readonly string[], total: number, gridX: number, body: string): string {
+  const guard = [`  let i = (wid.x + wid.y * GRID_X) * ${u32(WORKGROUP)} + lid;`, '  if (i >= TOTAL) {', '    return;', '  }'];
+  return linearModule(header, decls, helpers, [`const TOTAL: u32 = ${u32(total)};`], gridX, [...guard, body].join('\n'));
 }
 
 export interface PointwiseLowering {
@@ -140,7 +147,7 @@ export function lowerPointwise(node: Node, operands: readonly TensorType[], name
   const fused = chain.lets.length > 0;
   const describe = (form: string) =>
     fused ? kernelHeader(name, node, operands, `pointwise chain of ${chain.lets.length}, ${form}`, chain.ops) : kernelHeader(name, node, operands, `pointwise, ${form}`);
-  const helpers = [...chain.helpers, elementFunction(chain, operands)].join('\n');
+  const helpers = [...chain.helpers, elementFunction(chain, operands)];
   const outStrides = stridesOf(shape);
   const identity = (v: OperandView) => v.offset === 0 && v.strides.length === shape.length && v.strides.every((s, d) => s === outStrides[d]);
   const vector = vectorAccess(shape, views, operands);
@@ -174,20 +181,8 @@ export function lowerPointwise(node: Node, operands: readonly TensorType[], name
       `  out[q] = vec4<f32>(${lanes.join(', ')});`,
     ].filter(Boolean);
     const { wgsl: decls, bindings } = typedBindingDecls(operands, vector.map((a): Access => (a === 'vec4' ? 'vec4' : 'scalar')), 'vec4');
-    const wgsl = `${describe('vec4 per invocation')}
-${decls}
-
-${helpers}
-
-const VEC4S: u32 = ${u32(count)};
-const GRID_X: u32 = ${u32(gridX)};
-
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${body.join('\n')}
-}
-`;
-    return { kernel: { name, ops: chain.ops, wgsl, entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings }, workgroups: grid };
+    const wgsl = linearModule(describe('vec4 per invocation'), decls, helpers, [`const VEC4S: u32 = ${u32(count)};`], gridX, body.join('\n'));
+    return linearKernel(name, chain.ops, wgsl, bindings, grid);
   }
 
   const per = SCALAR_PER_INVOCATION;
@@ -206,20 +201,8 @@ ${body.join('\n')}
     '  }',
   ].filter((l) => l.trim());
   const { wgsl: decls, bindings } = bindingDecls(operands);
-  const wgsl = `${describe(`${per} elements per invocation`)}
-${decls}
-
-${helpers}
-
-const TOTAL: u32 = ${u32(total)};
-const GRID_X: u32 = ${u32(gridX)};
-
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${body.join('\n')}
-}
-`;
-  return { kernel: { name, ops: chain.ops, wgsl, entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings }, workgroups: grid };
+  const wgsl = linearModule(describe(`${per} elements per invocation`), decls, helpers, [`const TOTAL: u32 = ${u32(total)};`], gridX, body.join('\n'));
+  return linearKernel(name, chain.ops, wgsl, bindings, grid);
 }
 
 export function lowerPiecewise(node: Node, operands: readonly TensorType[], name: string, views: readonly PiecewiseView[]): {
@@ -239,8 +222,5 @@ export function lowerPiecewise(node: Node, operands: readonly TensorType[], name
   const body = [ix.coords, ...branches].join('\n');
   const { wgsl: decls, bindings } = bindingDecls(operands);
   const header = kernelHeader(name, node, operands, 'piecewise copy');
-  return {
-    kernel: { name, ops: [node.op], wgsl: elementwiseShell(header, decls, [], total, gridX, body), entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
-    workgroups: grid,
-  };
+  return linearKernel(name, [node.op], elementwiseShell(header, decls, [], total, gridX, body), bindings, grid);
 }

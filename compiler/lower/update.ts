@@ -6,7 +6,7 @@ import { hyperIndex, type HyperField } from '../ir/ops';
 import { elementCount, type TensorType } from '../ir/types';
 import type { BindingDesc } from '../../schemas/manifest';
 import { kernelHeader, linearGrid, type LoweredKernel } from './kernel';
-import { elementwiseShell, WORKGROUP } from './pointwise';
+import { elementwiseShell, linearKernel, WORKGROUP } from './pointwise';
 
 export interface UpdateLowering {
   writes: readonly number[];
@@ -28,8 +28,5 @@ export function lowerUpdate(node: Node, operands: readonly TensorType[], name: s
   const body = spec.body(elements, (field) => `in${hyperSlot}[${hyperIndex(field)}]`);
   const header = kernelHeader(name, node, operands, 'in-place update');
   const wgsl = elementwiseShell(header, decls, [], total, gridX, body);
-  return {
-    kernel: { name, ops: [node.op], wgsl, entryPoint: 'main', workgroupBytes: 0, workgroupSize: [WORKGROUP, 1, 1], bindings },
-    workgroups: grid,
-  };
+  return linearKernel(name, [node.op], wgsl, bindings, grid);
 }
