@@ -274,6 +274,8 @@ const tiledCases: Case[] = small
       { label: '4096³ fused', m: 4096, k: 4096, n: 4096, fused: true },
       { label: '2048³ fused', m: 2048, k: 2048, n: 2048, fused: true },
       { label: '3072³', m: 3072, k: 3072, n: 3072 },
+      // 528 blocks of 128×256: four full waves of 132 SMs, where 4096³'s 512 leave 16 idle in the last
+      { label: '4224x4096x4096', m: 4224, k: 4096, n: 4096 },
       { label: '4096³ Aᵀ', m: 4096, k: 4096, n: 4096, transposeA: true },
       { label: '4096³ Bᵀ', m: 4096, k: 4096, n: 4096, transposeB: true },
       { label: '2048x576x1536 Bᵀ fused', m: 2048, k: 576, n: 1536, transposeB: true, fused: true },
