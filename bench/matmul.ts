@@ -12,6 +12,7 @@
 // turn) for the issue's shapes. --sweep: every candidate tiling and split as well, for
 // tuning the chooser. Then split-K: whole plans (partial products and their sum) for
 // products with few tiles and a long K, at several slice counts (the first: unsplit).
+// Then stream-K: whole plans with and without it for the products it takes.
 // --small: small shapes only (runs on llvmpipe). With $OUT set, the
 // figures are also written to $OUT/matmul.json.
 import { spawnSync } from 'node:child_process';
@@ -25,6 +26,7 @@ import { lowerMatmul, type MatmulProblem } from '../compiler/lower/matmul';
 import { describeGemv, gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
 import { describeTiling, tiledKernel, TILINGS, type TileConfig } from '../compiler/lower/matmul-tiled';
 import { setSplitKTuning, splitKSlices } from '../compiler/lower/split-k';
+import { setStreamKTuning, streamKSchedule, type StreamKTuning } from '../compiler/lower/stream-k';
 import { loadPlan, requestNodeDevice } from '../runtime/index';
 import { measureGpuTime, median, prepareTimedPlan, timestampedPasses } from './gpu-time';
 import { matmulCaseGraph, problemOfNode, type MatmulCase } from './matmul-case';
@@ -227,7 +229,8 @@ async function measure(l: Loaded, kernel: string, code: KernelCode): Promise<Row
     if (canTime) {
       const estimate = Math.max(flopsOf(c) / 30e6, bytesOf(c) / 3e6, 4); // µs
       const reps = Math.max(2, Math.min(4000, Math.round(40000 / estimate)));
-      await time(pipeline, bindGroup, code.workgroups, Math.min(reps, 3), 1); // warm
+      // warm: about 0.3 s of this kernel, since the clocks drop while the host compiles (585 MHz seen)
+      for (let warmed = 0; warmed < 300_000; ) warmed += Math.max(1000, (await time(pipeline, bindGroup, code.workgroups, reps, 1)) * reps);
       us = await time(pipeline, bindGroup, code.workgroups, reps);
     }
     const row: Row = { case: c.label, kernel, us, tflops: flopsOf(c) / us / 1e6, gbps: bytesOf(c) / us / 1e3, error, workgroups: code.workgroups.join('x') };
@@ -248,11 +251,13 @@ async function measureChosen(l: Loaded) {
   const operands = node.inputs.map((i) => l.graph.nodes[i].type);
   const lowering = opDef(node.op).lowering as { form?: (i: unknown, a: unknown, o: unknown) => MatmulForm };
   const { kernel, workgroups } = lowerMatmul(node, operands, l.problem.name, lowering.form?.(operands, node.attrs, node.type));
+  // a product stream-K takes runs as two dispatches (measured below); its one-dispatch kernels are for comparison
+  const chosen = streamKSchedule(l.graph, node) && !small ? 'whole' : 'chosen';
   for (const v of kernel.variants ?? []) {
     if (v.features.includes('subgroups') && !hasSubgroups) continue;
-    await measure(l, `chosen ${v.tag}: ${v.wgsl.match(/archetype: (.*)/)?.[1]}`, { ...v, workgroups });
+    await measure(l, `${chosen} ${v.tag}: ${v.wgsl.match(/archetype: (.*)/)?.[1]}`, { ...v, workgroups });
   }
-  await measure(l, `chosen portable: ${kernel.wgsl.match(/archetype: (.*)/)?.[1]}`, { ...kernel, workgroups });
+  await measure(l, `${chosen} portable: ${kernel.wgsl.match(/archetype: (.*)/)?.[1]}`, { ...kernel, workgroups });
 }
 
 // --- cases ------------------------------------------------------------------------------
@@ -374,6 +379,22 @@ for (const c of planCases) {
   log(`${c.label}: through loadPlan/run, sampled error ${error.toExponential(1)}${error > 1e-4 ? ' WRONG' : ''}; variants (* = taken) ${variants.join('; ')}`);
   session.destroy();
 }
+/** A whole plan: run once through loadPlan and checked, then timed; one row. */
+async function measurePlan(c: Case, data: Float32Array[], feeds: Record<string, Float32Array>, plan: { bundle: Uint8Array }, kernel: string): Promise<void> {
+  const session = await loadPlan(plan.bundle, device);
+  const error = check({ c, data } as Loaded, (await session.run(feeds)).y as Float32Array);
+  session.destroy();
+  let us = NaN;
+  if (canTime) {
+    const timed = await prepareTimedPlan(plan.bundle, device, 'run', feeds);
+    // a long warm-up: the clocks drop while the host compiles
+    us = (await measureGpuTime(timed, { passes: 5, warmupUs: 1_000_000 })).medianUs;
+    timed.destroy();
+  }
+  rows.push({ case: c.label, kernel, us, tflops: flopsOf(c) / us / 1e6, gbps: bytesOf(c) / us / 1e3, error, workgroups: '-' });
+  log(`${c.label.padEnd(26)} ${kernel.padEnd(58)} ${us.toFixed(1).padStart(9)} µs ${(flopsOf(c) / us / 1e6).toFixed(1).padStart(6)} TFLOP/s  err ${error.toExponential(1)}${error > 1e-4 ? '  WRONG' : ''}`);
+}
+
 // --- split-K: the whole plan (partial products, sum) at several slice counts -------------
 
 const splitCases: Case[] = small
@@ -395,18 +416,30 @@ for (const c of splitCases) {
     const slices = splitKSlices(graph, graph.nodes[graph.outputs[0].node]) ?? 1;
     const plan = await compileGraph(graph, { optimize: true });
     setSplitKTuning();
-    const session = await loadPlan(plan.bundle, device);
-    const error = check({ c, data } as Loaded, (await session.run(feeds)).y as Float32Array);
-    session.destroy();
-    let us = NaN;
-    if (canTime) {
-      const timed = await prepareTimedPlan(plan.bundle, device, 'run', feeds);
-      us = (await measureGpuTime(timed, { passes: 5, warmupUs: 100_000 })).medianUs;
-      timed.destroy();
-    }
-    const kernel = `split-K ${slices} slice${slices > 1 ? 's' : ''}${target ? ` (target ${target} tiles)` : ' (whole)'}, ${plan.manifest.entryPoints.run.dispatches.length} dispatches`;
-    rows.push({ case: c.label, kernel, us, tflops: flopsOf(c) / us / 1e6, gbps: bytesOf(c) / us / 1e3, error, workgroups: '-' });
-    log(`${c.label.padEnd(26)} ${kernel.padEnd(58)} ${us.toFixed(1).padStart(9)} µs ${(flopsOf(c) / us / 1e6).toFixed(1).padStart(6)} TFLOP/s  err ${error.toExponential(1)}${error > 1e-4 ? '  WRONG' : ''}`);
+    await measurePlan(c, data, feeds, plan, `split-K ${slices} slice${slices > 1 ? 's' : ''}${target ? ` (target ${target} tiles)` : ' (whole)'}, ${plan.manifest.entryPoints.run.dispatches.length} dispatches`);
+  }
+}
+
+// --- stream-K: whole plans (partial tiles, then the product) against the one dispatch -------
+
+const streamCases: Case[] = small
+  ? [{ label: 'stream-K 300x96x600 fused', m: 300, k: 96, n: 600, fused: true }]
+  : tiledCases.filter((c) => streamKSchedule(build(c).graph, build(c).problem.node));
+// small: 9 tiles on a pretend 4-SM GPU, runs of at least 32
+const streamTuning: Partial<StreamKTuning> = small ? { units: 4, minUnitK: 32 } : {};
+for (const c of streamCases) {
+  const { graph, shapes } = build(c);
+  const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
+  const feeds = Object.fromEntries(graph.nodes.filter((n) => n.op === 'input').map((n, i) => [n.name, data[i]]));
+  for (const shared of [false, true]) {
+    setStreamKTuning(shared ? streamTuning : { maxLastWave: 0 });
+    const schedule = streamKSchedule(graph, graph.nodes[graph.outputs[0].node]);
+    const plan = await compileGraph(graph, { optimize: false });
+    setStreamKTuning();
+    const kernel = schedule
+      ? `chosen plan: stream-K, ${schedule.dataParallel} tiles whole, ${schedule.tiles - schedule.dataParallel} shared by ${schedule.units} runs of ${schedule.unitK}`
+      : 'plan without stream-K: one dispatch';
+    await measurePlan(c, data, feeds, plan, kernel);
   }
 }
 
@@ -452,7 +485,7 @@ print(json.dumps(out))
 
 let torch: { torch: string; device: string; rows: { case: string; us: number }[] } | undefined;
 if (withTorch) {
-  const all = [...tiledCases, ...gemvCases, ...splitCases];
+  const all = [...tiledCases, ...gemvCases, ...splitCases, ...streamCases.filter((c) => !tiledCases.includes(c))];
   const child = spawnSync('python3', ['-c', TORCH, JSON.stringify(all)], { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (child.status !== 0) log(`torch failed: ${child.error?.message ?? child.stderr}`);
   else {

@@ -9,6 +9,7 @@ import type { Graph } from './ir/graph';
 import { materializeParameters } from './ir/interpret';
 import { lowerGraph, type LoweredKernel } from './lower';
 import { splitK } from './lower/split-k';
+import { streamK } from './lower/stream-k';
 import { splitReductions } from './lower/split-reductions';
 import { writePlanFile } from './plan/bundle';
 import { entryLiveNodes, planBundle, planEntries } from './plan/plan';
@@ -91,8 +92,10 @@ function planGraph(
   optimization?: OptimizationDesc[],
 ) {
   // products and reductions with too few tiles or rows to fill the GPU become two steps
-  // (lower/split-k.ts, lower/split-reductions.ts)
+  // (lower/split-k.ts, lower/split-reductions.ts), and so do products whose tiles fill the
+  // last wave only in part (lower/stream-k.ts)
   ({ graph, training } = timed('lower', () => splitK(graph, training)));
+  ({ graph, training } = timed('lower', () => streamK(graph, training)));
   ({ graph, training } = timed('lower', () => splitReductions(graph, training)));
   const entries = planEntries(graph, training);
   const lowered = timed('lower', () => lowerGraph(graph, entryLiveNodes(graph, entries)));

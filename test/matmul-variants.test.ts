@@ -83,6 +83,10 @@ describe('matmul kernels per shape', () => {
     expect(square.kernel.variants![0].wgsl).toContain('128x256x16 tiles, 8x16 per invocation');
     expect(square.kernel.wgsl).toContain('128x256x8 tiles, 8x16 per invocation');
     expect(square.workgroups).toEqual([16, 32, 1]);
+    // with an epilogue, the 8-deep slices alone (they were the faster there)
+    const fused = kernelsOf({ m: 4096, k: 4096, n: 4096, fused: true });
+    expect(fused.kernel.variants).toBeUndefined();
+    expect(fused.kernel.wgsl).toContain('128x256x8 tiles, 8x16 per invocation');
     // 288 of those blocks leave most of a third wave idle on a 132-SM GPU: 128×128 blocks instead
     expect(kernelsOf({ m: 3072, k: 3072, n: 3072 }).kernel.wgsl).toContain('128x128x16 tiles, 8x8 per invocation');
     expect(kernelsOf({ m: 2048, k: 2048, n: 2048 }).kernel.variants?.[0].wgsl).toContain('128x256x16 tiles');

@@ -3,21 +3,19 @@
 // thresholds, where the split plans run on the GPU and must match the CPU reference of the
 // graph as written, and a training plan through a split product must step like the unsplit one.
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
-import { compileGraph, type CompiledPlan } from '../compiler/compile';
+import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { setSplitKTuning, splitK, type SplitKTuning } from '../compiler/lower/split-k';
-import { loadTrainingPlan } from '../runtime/training';
 import { expectClose } from './close';
-import { releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
+import { releaseSharedDevice, runOnGpu } from './gpu';
+import { expectSameSteps, kernelOps, trainedProduct } from './rewrite-steps';
 
 afterAll(releaseSharedDevice);
 afterEach(() => setSplitKTuning());
 
-/** The ops of each dispatch's kernel in an entry point, flattened. */
-const kernelOps = (plan: CompiledPlan, entry: string) => plan.manifest.entryPoints[entry].dispatches.flatMap((d) => plan.manifest.kernels[d.kernel].ops);
 
 /** The graph's nodes as `op shape` lines. */
 const summary = (g: Graph) => g.nodes.map((n) => `${n.op} ${n.type.shape.join('x')}`);
@@ -90,32 +88,13 @@ describe('split products on the GPU against the CPU reference', () => {
 describe('training through a split product', () => {
   test('the split forward product keeps its gradient: steps equal those of the unsplit plan', async () => {
     const compile = (tuning: Partial<SplitKTuning>) => {
-      const g = new Graph('trained');
-      const x = g.input('x', [40, 256]);
-      const w = g.parameter('w', [256, 36], { init: { uniform: [-0.1, 0.1] } });
-      const y = g.matmul(x, w);
-      g.output('loss', g.mean(g.mean(g.mul(y, y), -1), 0));
       setSplitKTuning(tuning);
-      return compileGraph(g, { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } } });
+      return compileGraph(trainedProduct(40, 256, 36), { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } } });
     };
     const split = await compile(SMALL);
     const whole = await compile({});
     expect(kernelOps(split, 'train_step').filter((op) => op === 'matmulSplitK')).toHaveLength(1);
     expect(kernelOps(whole, 'train_step').filter((op) => op === 'matmulSplitK')).toHaveLength(0);
-    const device = (await sharedDevice()).device;
-    const sessions = await Promise.all([split, whole].map((p) => loadTrainingPlan(p.bundle, device)));
-    try {
-      const u = uniformStream(3);
-      let first = 0;
-      for (let t = 0; t < 4; t++) {
-        const batch = { x: Float32Array.from({ length: 40 * 256 }, () => 2 * u() - 1) };
-        const [a, b] = [await sessions[0].step(batch), await sessions[1].step(batch)];
-        expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-5 * Math.abs(b));
-        if (t === 0) first = b;
-      }
-      expect(first).toBeGreaterThan(0);
-    } finally {
-      for (const s of sessions) s.destroy();
-    }
+    await expectSameSteps(split, whole, 40, 256, 4);
   });
 });

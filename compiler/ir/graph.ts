@@ -7,6 +7,7 @@ import {
   opDef,
   ShapeRuleError,
   type AttrsOf,
+  type StreamKSchedule,
   type FusedArg,
   type FusedInstruction,
   type GeluAttrs,
@@ -357,6 +358,27 @@ export class Graph {
   /** op(a)·op(b)'s partial products over `splits` equal slices of K, as [splits, ..product] (their sum is the product) */
   matmulSplitK(a: Tensor, b: Tensor, options: { transposeA?: boolean; transposeB?: boolean; splits: number }): Tensor {
     return this.op('matmulSplitK', [a, b], { transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false, splits: options.splits });
+  }
+  /** stream-K's partial tiles of op(a)·op(b) under `schedule` (see StreamKSchedule) */
+  matmulStreamKPartials(a: Tensor, b: Tensor, options: { transposeA?: boolean; transposeB?: boolean; schedule: StreamKSchedule }): Tensor {
+    return this.op('matmulStreamKPartials', [a, b], { transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false, schedule: options.schedule });
+  }
+  /** fusedMatmul's result with the tiles `schedule` shares summed from `partials` (matmulStreamKPartials of the same a, b) */
+  matmulStreamK(
+    a: Tensor,
+    b: Tensor,
+    partials: Tensor,
+    options: { transposeA?: boolean; transposeB?: boolean; activation?: MatmulActivation; bias?: Tensor; residual?: Tensor; schedule: StreamKSchedule },
+  ): Tensor {
+    const operands = [a, b, ...(options.bias ? [options.bias] : []), ...(options.residual ? [options.residual] : []), partials];
+    return this.op('matmulStreamK', operands, {
+      transposeA: options.transposeA ?? false,
+      transposeB: options.transposeB ?? false,
+      activation: options.activation ?? 'none',
+      bias: options.bias !== undefined,
+      residual: options.residual !== undefined,
+      schedule: options.schedule,
+    });
   }
 
   // --- optimizer steps (recorded by the training stage) -------------------------------

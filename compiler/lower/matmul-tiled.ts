@@ -5,6 +5,9 @@
 // slice is fetched into registers while the current one is multiplied, and with two stages
 // the slices alternate between two buffers (one barrier per slice). Edges are guarded only
 // along the axes the tile does not divide, so any shape works and aligned shapes pay nothing.
+// Stream-K's two kernels (lower/stream-k.ts) are this kernel with another prologue: runs of
+// K over shared tiles writing partial tiles, and the product summing them where shared.
+import type { StreamKSchedule } from '../ir/ops';
 import { u32, type KernelCode } from './kernel';
 import { matmulPreamble, type MatmulProblem } from './matmul';
 
@@ -224,6 +227,20 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
     ...ind([`if (${t} + 1u < ${u32(slices)}) {`, ...ind(loadNext(`(${t} + 1u) * BK`), 2), '}', ...compute(cur, cur), ...storeAt(nxt, nxt), 'workgroupBarrier();'], 2),
     '}',
   ];
+  // One stage, the next slice fetched into registers while this one is multiplied: slices
+  // [first, end) of K, constants or (stream-K) expressions the workgroup computed.
+  const prefetchedLoop = (first: string, end: string) => [
+    ...loadNext(first === '0u' ? '0u' : `${first} * BK`),
+    `for (var t = ${first}; t < ${end}; t++) {`,
+    ...ind(storeAt('', ''), 2),
+    '  workgroupBarrier();',
+    `  if (t + 1u < ${end}) {`,
+    ...ind(loadNext('(t + 1u) * BK'), 4),
+    '  }',
+    ...ind(compute('', ''), 2),
+    '  workgroupBarrier();',
+    '}',
+  ];
   const loop =
     stages === 2
       ? [
@@ -244,72 +261,90 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
           '  workgroupBarrier();',
           '}',
         ]
-      : [
-          ...loadNext('0u'),
-          `for (var t = 0u; t < ${u32(slices)}; t++) {`,
-          ...ind(storeAt('', ''), 2),
-          '  workgroupBarrier();',
-          `  if (t + 1u < ${u32(slices)}) {`,
-          ...ind(loadNext('(t + 1u) * BK'), 4),
-          '  }',
-          ...ind(compute('', ''), 2),
-          '  workgroupBarrier();',
-          '}',
-        ];
+      : prefetchedLoop('0u', u32(slices));
 
-  // outputs: rows (i * GY + ty) * 4 + r, columns (j * GX + tx) * 4 .. + 3
-  const output: string[] = [];
+  // outputs: rows (i * GY + ty) * 4 + r, columns (j * GX + tx) * 4 .. + 3, each the epilogue of
+  // value(row in the invocation's block, j, cc): its accumulator, or (stream-K) a sum of partials
   const rowGuard = p.m % bm !== 0;
   const colGuard = p.n % bn !== 0;
-  for (let i = 0; i < tm / 4; i++) {
-    for (let r = 0; r < 4; r++) {
-      output.push('{');
-      output.push(`  let row = row0 + (${u32(i * gy)} + ty) * 4u + ${u32(r)};`);
-      const body: string[] = [];
-      // Epilogue operands that allow it are read as one vec4 for four outputs. Where no column
-      // needs a guard, the row's reads all come first: the driver does not move a read above
-      // an earlier store to another buffer, so reads between the stores would each wait out
-      // their full latency (4096³ with bias + gelu + residual: 47.1 TFLOP/s that way).
-      const columnOf = (j: number) => `col0 + (${u32(j * gx)} + tx) * 4u`;
-      const wideReads = (col: string, suffix: string) => p.extraVec4.flatMap((wide, n) => (wide ? [`let e${n + 1}${suffix} = in${n + 2}[(${p.extraIndex(n, 'row', col)}) / 4u];`] : []));
-      const hoisted = vecOut && !p.plainStore && !colGuard;
-      if (hoisted) for (let j = 0; j < tn / 4; j++) body.push(...wideReads(`(${columnOf(j)})`, `_${j}`));
-      for (let j = 0; j < tn / 4; j++) {
-        const lines: string[] = [`let col = ${columnOf(j)};`];
-        if (vecOut) {
-          let store: string[];
-          if (p.plainStore) store = [`out[(c_base + row * N + col) / 4u] = vec4<f32>(${[0, 1, 2, 3].map((cc) => acc(i * 4 + r, j, cc)).join(', ')});`];
-          else {
-            const suffix = hoisted ? `_${j}` : '';
-            store = ['var o: vec4<f32>;', ...(hoisted ? [] : wideReads('col', ''))];
-            for (let cc = 0; cc < 4; cc++) {
-              const given = p.extraVec4.map((wide, n) => (wide ? `e${n + 1}${suffix}[${cc}]` : undefined));
-              const e = p.epilogue(acc(i * 4 + r, j, cc), 'row', 'cc', '  ', given);
-              store.push('{', `  let cc = col + ${u32(cc)};`, ...e.lines, `  o[${cc}] = ${e.value};`, '}');
+  const outputOf = (value: (row: number, j: number, cc: number) => string): string[] => {
+    const output: string[] = [];
+    for (let i = 0; i < tm / 4; i++) {
+      for (let r = 0; r < 4; r++) {
+        output.push('{');
+        output.push(`  let row = row0 + (${u32(i * gy)} + ty) * 4u + ${u32(r)};`);
+        const body: string[] = [];
+        // Epilogue operands that allow it are read as one vec4 for four outputs. Where no column
+        // needs a guard, the row's reads all come first: the driver does not move a read above
+        // an earlier store to another buffer, so reads between the stores would each wait out
+        // their full latency (4096³ with bias + gelu + residual: 47.1 TFLOP/s that way).
+        const columnOf = (j: number) => `col0 + (${u32(j * gx)} + tx) * 4u`;
+        const wideReads = (col: string, suffix: string) => p.extraVec4.flatMap((wide, n) => (wide ? [`let e${n + 1}${suffix} = in${n + 2}[(${p.extraIndex(n, 'row', col)}) / 4u];`] : []));
+        const hoisted = vecOut && !p.plainStore && !colGuard;
+        if (hoisted) for (let j = 0; j < tn / 4; j++) body.push(...wideReads(`(${columnOf(j)})`, `_${j}`));
+        for (let j = 0; j < tn / 4; j++) {
+          const lines: string[] = [`let col = ${columnOf(j)};`];
+          if (vecOut) {
+            let store: string[];
+            if (p.plainStore) store = [`out[(c_base + row * N + col) / 4u] = vec4<f32>(${[0, 1, 2, 3].map((cc) => value(i * 4 + r, j, cc)).join(', ')});`];
+            else {
+              const suffix = hoisted ? `_${j}` : '';
+              store = ['var o: vec4<f32>;', ...(hoisted ? [] : wideReads('col', ''))];
+              for (let cc = 0; cc < 4; cc++) {
+                const given = p.extraVec4.map((wide, n) => (wide ? `e${n + 1}${suffix}[${cc}]` : undefined));
+                const e = p.epilogue(value(i * 4 + r, j, cc), 'row', 'cc', '  ', given);
+                store.push('{', `  let cc = col + ${u32(cc)};`, ...e.lines, `  o[${cc}] = ${e.value};`, '}');
+              }
+              store.push('out[(c_base + row * N + col) / 4u] = o;');
             }
-            store.push('out[(c_base + row * N + col) / 4u] = o;');
+            lines.push(...(colGuard ? ['if (col < N) {', ...ind(store, 2), '}'] : store));
+          } else {
+            for (let cc = 0; cc < 4; cc++) {
+              const e = p.epilogue(value(i * 4 + r, j, cc), 'row', 'cc', '    ');
+              lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    out[c_base + row * N + cc] = ${e.value};`, '  }', '}');
+            }
           }
-          lines.push(...(colGuard ? ['if (col < N) {', ...ind(store, 2), '}'] : store));
-        } else {
-          for (let cc = 0; cc < 4; cc++) {
-            const e = p.epilogue(acc(i * 4 + r, j, cc), 'row', 'cc', '    ');
-            lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    out[c_base + row * N + cc] = ${e.value};`, '  }', '}');
-          }
+          body.push('{', ...ind(lines, 2), '}');
         }
-        body.push('{', ...ind(lines, 2), '}');
+        output.push(...ind(rowGuard ? ['if (row < M) {', ...ind(body, 2), '}'] : body, 2));
+        output.push('}');
       }
-      output.push(...ind(rowGuard ? ['if (row < M) {', ...ind(body, 2), '}'] : body, 2));
-      output.push('}');
     }
-  }
+    return output;
+  };
+  const output = outputOf(acc);
 
   const columns = [...Array.from({ length: tm / 4 }, (_, i) => `let ai${i} = ${u32(i * gy)} + ty;`), ...Array.from({ length: tn / 4 }, (_, j) => `let bj${j} = ${u32(j * gx)} + tx;`)];
   const accDecls: string[] = [];
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn / 4; j++) accDecls.push([0, 1, 2, 3].map((cc) => `var ${acc(r, j, cc)} = 0.0;`).join(' '));
   const regDecls = [...Array.from({ length: a.loads }, (_, l) => `var pa${l}: vec4<f32>;`), ...Array.from({ length: b.loads }, (_, l) => `var pb${l}: vec4<f32>;`)];
 
-  const wgsl = `${matmulPreamble(p, `tiled matmul, ${describeTiling(c)}`, { a: vecA, b: vecB, out: vecOut, extras: vecOut ? p.extraVec4 : [] })}
-const BK: u32 = ${u32(bk)};
+  const streamK = p.form?.streamK;
+  const parts: TiledParts = { threadGrid: threadGrid(gx, gy), setup: [...a.setup, ...b.setup], columns, accDecls, regDecls, prefetchedLoop, outputOf, acc };
+  const body =
+    streamK?.role === 'partials'
+      ? streamKPartialsBody(p, c, streamK.schedule, parts)
+      : [
+          'let batch = wid.z;',
+          ...p.batchOffsets.map((l) => l.trimStart()),
+          'let c_base = batch * M * N;',
+          `let row0 = wid.y * ${u32(bm)};`,
+          `let col0 = wid.x * ${u32(bn)};`,
+          ...threadGrid(gx, gy),
+          ...(streamK ? streamKFixup(p, c, streamK.schedule, parts) : []),
+          ...a.setup,
+          ...b.setup,
+          ...columns,
+          ...accDecls,
+          ...regDecls,
+          ...loop,
+          ...output,
+        ];
+  const archetype = `tiled matmul, ${describeTiling(c)}${streamK ? `, stream-K ${streamK.role === 'partials' ? 'partial tiles' : 'product'}` : ''}`;
+  // the partial tiles: always whole vec4 rows of a tile; the product reads them as its last operand
+  const extras = [...p.extraVec4.map((wide) => vecOut && wide), ...(streamK?.role === 'product' ? [true] : [])];
+  const wgsl = `${matmulPreamble(p, archetype, { a: vecA, b: vecB, out: vecOut || streamK?.role === 'partials', extras })}
+const BK: u32 = ${u32(bk)};${streamK ? `\n${streamKConstants(p, streamK.schedule)}` : ''}
 
 // slices of A ([BK][BM] as vec4 along M) and B ([BK][BN] as vec4 along N)${stages > 1 ? `, ${stages} stages` : ''}; the
 // inner loop indexes them with a constant row and a per-invocation column, so each bounds clamp is computed once
@@ -318,21 +353,137 @@ var<workgroup> tile_b: ${tileType(stages, bk, bn)};
 
 @compute @workgroup_size(${threads}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let batch = wid.z;
-${p.batchOffsets.join('\n')}
-  let c_base = batch * M * N;
-  let row0 = wid.y * ${u32(bm)};
-  let col0 = wid.x * ${u32(bn)};
-${ind(threadGrid(gx, gy), 2).join('\n')}
-${ind([...a.setup, ...b.setup, ...columns, ...accDecls, ...regDecls, ...loop, ...output], 2).join('\n')}
+${ind(body, 2).join('\n')}
 }
 `;
   return {
     wgsl,
     workgroupSize: [threads, 1, 1],
     workgroupBytes: tileBytes(c),
-    workgroups: [Math.ceil(p.n / bn), Math.ceil(p.m / bm), p.batches],
+    workgroups: streamK?.role === 'partials' ? [streamK.schedule.units, 1, 1] : [Math.ceil(p.n / bn), Math.ceil(p.m / bm), p.batches],
   };
+}
+
+/** The schedule's sizes as the stream-K kernels name them. */
+function streamKConstants(p: MatmulProblem, s: StreamKSchedule): string {
+  return [
+    `const TILES_X: u32 = ${u32(Math.ceil(p.n / s.tileN))};`,
+    `const TILES_Y: u32 = ${u32(Math.ceil(p.m / s.tileM))};`,
+    `const DP_TILES: u32 = ${u32(s.dataParallel)}; // computed whole, one workgroup each`,
+    `const SK_TILES: u32 = ${u32(s.tiles - s.dataParallel)}; // their K iterations shared out in runs of UNIT_K`,
+    `const UNIT_K: u32 = ${u32(s.unitK)};`,
+    `const TILE_VEC4S: u32 = ${u32((s.tileM * s.tileN) / 4)}; // one partial tile, row-major`,
+  ].join('\n');
+}
+
+interface TiledParts {
+  threadGrid: string[];
+  setup: string[];
+  columns: string[];
+  accDecls: string[];
+  regDecls: string[];
+  prefetchedLoop: (first: string, end: string) => string[];
+  /** the stores of every output, each the epilogue of value(row in the invocation's block, j, cc) */
+  outputOf: (value: (row: number, j: number, cc: number) => string) => string[];
+  acc: (row: number, j: number, cc: number) => string;
+}
+
+// Each invocation's outputs in a partial tile (row-major), as the output loop visits them:
+// rows (i * GY + ty) * 4 + r, vec4 columns j * GX + tx, for i < TM/4, r < 4, j < TN/4.
+function partialTileParts(c: TileConfig) {
+  const gx = c.bn / c.tn;
+  const gy = c.bm / c.tm;
+  const at = (i: number, r: number, j: number) => `slot + (${u32(i * gy)} + ty) * ${u32(c.bn)} + ${u32(r * (c.bn / 4) + j * gx)} + tx`;
+  const pieces: [number, number, number][] = [];
+  for (let i = 0; i < c.tm / 4; i++) for (let r = 0; r < 4; r++) for (let j = 0; j < c.tn / 4; j++) pieces.push([i, r, j]);
+  return { at, pieces };
+}
+
+function checkStreamKTiling(p: MatmulProblem, c: TileConfig, s: StreamKSchedule): void {
+  if (c.bm !== s.tileM || c.bn !== s.tileN || c.stages !== 1 || c.prefetch === false || p.k % 16 !== 0 || s.unitK % 16 !== 0) {
+    throw new Error(`stream-K matmul ${p.name}: needs ${s.tileM}x${s.tileN} tiles in one prefetched stage and K, UNIT_K multiples of 16; got ${describeTiling(c)}, K = ${p.k}, UNIT_K = ${s.unitK}`);
+  }
+}
+
+const indent = (lines: string[], n = 2) => lines.map((l) => ' '.repeat(n) + l);
+
+/**
+ * Stream-K's partial tiles: workgroup `unit` runs its K iterations (UNIT_K of the shared
+ * tiles' K laid end to end), a piece of one tile at a time, and stores each piece's sums as
+ * partial tile `unit + piece_tile`.
+ */
+function streamKPartialsBody(p: MatmulProblem, c: TileConfig, s: StreamKSchedule, parts: TiledParts): string[] {
+  checkStreamKTiling(p, c, s);
+  const { at, pieces } = partialTileParts(c);
+  const vec = (i: number, r: number, j: number) => [0, 1, 2, 3].map((cc) => parts.acc(i * 4 + r, j, cc));
+  return [
+    ...parts.threadGrid,
+    'let unit = wid.x;',
+    'let g_first = unit * UNIT_K;',
+    'let g_last = min(g_first + UNIT_K, SK_TILES * K);',
+    "// one piece of one tile per iteration: from g to the tile's end or the run's",
+    'var g = g_first;',
+    'loop {',
+    '  if (g >= g_last) {',
+    '    break;',
+    '  }',
+    '  let piece_tile = g / K;',
+    '  let k_first = g - piece_tile * K;',
+    '  let k_last = min(K, g_last - piece_tile * K);',
+    '  {',
+    ...indent(
+      [
+        'let tile = DP_TILES + piece_tile;',
+        'let batch = tile / (TILES_X * TILES_Y);',
+        'let tile_in_batch = tile % (TILES_X * TILES_Y);',
+        `let row0 = (tile_in_batch / TILES_X) * ${u32(c.bm)};`,
+        `let col0 = (tile_in_batch % TILES_X) * ${u32(c.bn)};`,
+        ...p.batchOffsets.map((l) => l.trimStart()),
+        ...parts.setup,
+        ...parts.columns,
+        ...parts.accDecls,
+        ...parts.regDecls,
+        ...parts.prefetchedLoop('k_first / BK', 'k_last / BK'),
+        'let slot = (unit + piece_tile) * TILE_VEC4S;',
+        ...pieces.map(([i, r, j]) => `out[${at(i, r, j)}] = vec4<f32>(${vec(i, r, j).join(', ')});`),
+      ],
+      4,
+    ),
+    '  }',
+    '  g = piece_tile * K + k_last;',
+    '}',
+  ];
+}
+
+/**
+ * Stream-K's product is the plain tiled kernel on the same grid, but a workgroup whose tile
+ * is shared sums that tile's partials (the last operand) instead of computing it, runs the
+ * epilogue on the sums and returns. The sums are their own variables, not the accumulators:
+ * values merged from two paths cost the driver hundreds of register moves.
+ */
+function streamKFixup(p: MatmulProblem, c: TileConfig, s: StreamKSchedule, parts: TiledParts): string[] {
+  checkStreamKTiling(p, c, s);
+  const { at, pieces } = partialTileParts(c);
+  const partials = `in${p.operands.length - 1}`;
+  const sum = (i: number, r: number, j: number) => `s${i * 4 + r}_${j}`;
+  return [
+    'let tile = (wid.z * TILES_Y + wid.y) * TILES_X + wid.x;',
+    'if (tile >= DP_TILES) {',
+    ...indent([
+      'let shared_tile = tile - DP_TILES;',
+      ...pieces.map(([i, r, j]) => `var ${sum(i, r, j)} = vec4<f32>();`),
+      '// the runs that cover this tile, in order of K',
+      'let u_first = (shared_tile * K) / UNIT_K;',
+      'let u_last = (shared_tile * K + K - 1u) / UNIT_K;',
+      'for (var u = u_first; u <= u_last; u++) {',
+      '  let slot = (u + shared_tile) * TILE_VEC4S;',
+      ...indent(pieces.map(([i, r, j]) => `${sum(i, r, j)} += ${partials}[${at(i, r, j)}];`)),
+      '}',
+      ...parts.outputOf((row, j, cc) => `${sum(Math.floor(row / 4), row % 4, j)}[${cc}]`),
+      'return;',
+    ]),
+    '}',
+  ];
 }
 
 /**
@@ -342,7 +493,7 @@ ${ind([...a.setup, ...b.setup, ...columns, ...accDecls, ...regDecls, ...loop, ..
  * 2048³ (128 blocks) 48.9 TFLOP/s against 46.9 for 128×128; 3072³ (288 blocks, 2.2 waves)
  * 34.3 against 42.6.
  */
-const LARGE_GPU_SMS = 132;
+export const LARGE_GPU_SMS = 132;
 function fillsWaves(workgroups: number): boolean {
   const waves = Math.ceil(workgroups / LARGE_GPU_SMS);
   return workgroups >= LARGE_GPU_SMS - 4 && workgroups >= 0.9 * waves * LARGE_GPU_SMS;
@@ -351,14 +502,17 @@ function fillsWaves(workgroups: number): boolean {
 /**
  * The tilings for a shape, fastest first, the portable one (within 16 KiB and 256
  * invocations) last: the largest block that still gives enough workgroups to fill the GPU.
- * Products whose 128×256 blocks fill whole waves get them with 16-deep slices in 24 KiB as
- * the `large` variant (4096³ on the H200: 49.6 TFLOP/s against 47.8 for 128×128 blocks;
- * with a bias + gelu + residual epilogue, its operands read as vec4s, 47.1), and the same
- * blocks with 8-deep slices in 12 KiB as the portable kernel, on the same grid (42.6).
+ * Products whose 128×256 blocks fill whole waves (or that stream-K shares out) get them with
+ * 16-deep slices in 24 KiB as the `large` variant (4096³ on the H200: 49.6 TFLOP/s against
+ * 47.8 for 128×128 blocks), and the same blocks with 8-deep slices in 12 KiB as the portable
+ * kernel, on the same grid (42.6); with an epilogue, the 8-deep slices alone.
  */
 export function chooseTiling(p: MatmulProblem): { tag: string; config: TileConfig }[] {
   const groups = (c: TileConfig) => Math.ceil(p.m / c.bm) * Math.ceil(p.n / c.bn) * p.batches;
-  if (fillsWaves(groups(TILINGS.t128x256x16))) {
+  if (p.form?.streamK || fillsWaves(groups(TILINGS.t128x256x16))) {
+    // with an epilogue the 8-deep slices are the faster: 4096³ with bias + gelu + residual
+    // 48.7 TFLOP/s against 47.4, 2048³ 47.9 against 46.6
+    if (!p.plainStore) return [{ tag: 'portable', config: TILINGS.t128x256x8 }];
     return [
       { tag: 'large', config: TILINGS.t128x256x16 },
       { tag: 'portable', config: TILINGS.t128x256x8 },

@@ -73,7 +73,8 @@ export function matmulProblem(node: Node, operands: readonly TensorType[], name:
   const transposeB = form?.transposeB ?? false;
   const [a, b] = operands;
   const splits = form?.splits ?? 1;
-  const out = splits > 1 ? node.type.shape.slice(1) : node.type.shape;
+  // the product's shape: the result's, less the slices' axis (split-K) or the partial tiles' shape (stream-K)
+  const out = splits > 1 ? node.type.shape.slice(1) : form?.streamK?.role === 'partials' ? form.streamK.product : node.type.shape;
   const [m, n] = out.slice(-2);
   const kStored = transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
   const k = kStored / splits;

@@ -1,0 +1,78 @@
+// Stream-K: a product of many 128×256 tiles, whose count leaves the last wave of a large GPU
+// mostly idle (3072³: 288 tiles on 132 SMs, the third wave 24 tiles), computes all but that
+// last wave's tiles whole, one workgroup each, and shares those tiles' K iterations evenly
+// among one wave of workgroups, which write partial tiles; the product's kernel then sums
+// each shared tile's partials and runs the epilogue. Two dispatches instead of one:
+// matmulStreamKPartials, then matmulStreamK. A Graph → Graph pass run before lowering,
+// beside split-k.ts (which takes products with too few tiles; this takes those with many).
+import { remapTraining, type TrainingGraph } from '../autodiff/train';
+import type { Graph, Node } from '../ir/graph';
+import type { FusedMatmulAttrs, MatmulStreamKAttrs, MatmulStreamKPartialsAttrs, StreamKSchedule } from '../ir/ops';
+import { replaceNodes } from '../ir/rewrite';
+import { elementCount } from '../ir/types';
+import { SMALL_M } from './matmul';
+import { LARGE_GPU_SMS, TILINGS } from './matmul-tiled';
+
+/** The rule's knobs; tests lower them to reach small shapes. */
+export interface StreamKTuning {
+  /** workgroups that run at once: the SMs of the GPU the plan is for (one 128×256 workgroup per SM) */
+  units: number;
+  /** share the last wave's tiles when they fill at most this fraction of it */
+  maxLastWave: number;
+  /** the fewest K iterations per shared run, a multiple of 16 */
+  minUnitK: number;
+}
+
+// Measured on the H200 (bench/matmul.ts, stream-K): the shared runs go about 10% slower per
+// K iteration than whole tiles, and the sums cost 35 µs at 4096³, so a last wave filled
+// beyond about 0.8 gains nothing: 3072³ (last wave 0.18 full) 1257 µs against 1363 for
+// 128×128 blocks, 8192³ (0.52) 21.8 ms against 22.0, 4096³ (0.88) 2787 µs against 2771.
+const DEFAULT_TUNING: StreamKTuning = { units: LARGE_GPU_SMS, maxLastWave: 0.75, minUnitK: 256 };
+let tuning: StreamKTuning = { ...DEFAULT_TUNING };
+
+/** Overrides the rule's knobs (for tests); with no argument, restores the defaults. */
+export function setStreamKTuning(overrides: Partial<StreamKTuning> = {}): void {
+  tuning = { ...DEFAULT_TUNING, ...overrides };
+}
+
+const PLAIN: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, residual: false };
+
+/** The schedule for the product at `node`, or undefined: it stays one dispatch. */
+export function streamKSchedule(graph: Graph, node: Node): StreamKSchedule | undefined {
+  if (node.op !== 'matmul' && node.op !== 'fusedMatmul') return undefined;
+  const out = node.type.shape;
+  const [m, n] = out.slice(-2);
+  if (m <= SMALL_M) return undefined;
+  const transposeA = node.op === 'fusedMatmul' && (node.attrs as unknown as FusedMatmulAttrs).transposeA;
+  const a = graph.nodes[node.inputs[0]].type.shape;
+  const k = transposeA ? a[a.length - 2] : a[a.length - 1];
+  const { bm, bn } = TILINGS.t128x256x16;
+  const tiles = Math.ceil(m / bm) * Math.ceil(n / bn) * elementCount(out.slice(0, -2));
+  const { units: wave, maxLastWave, minUnitK } = tuning;
+  const shared = tiles % wave;
+  // K in the kernels' 16-deep slices; a whole wave before the shared tiles; one grid dimension
+  if (k % 16 !== 0 || tiles <= wave || shared === 0 || shared > maxLastWave * wave || tiles > 65535) return undefined;
+  const iterations = shared * k;
+  const unitK = Math.max(minUnitK, Math.ceil(iterations / wave / 16) * 16);
+  return { tileM: bm, tileN: bn, tiles, dataParallel: tiles - shared, units: Math.ceil(iterations / unitK), unitK };
+}
+
+/**
+ * The graph with every product that streamKSchedule picks computed as partial tiles and
+ * then the product, and the training description remapped onto it; the same graph (and
+ * training) when none qualifies. The product keeps the node's name.
+ */
+export function streamK(graph: Graph, training?: TrainingGraph): { graph: Graph; training?: TrainingGraph } {
+  const rebuilt = replaceNodes(
+    graph,
+    (node) => streamKSchedule(graph, node),
+    (copy, node, operands, schedule, unused) => {
+      const fused = node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : PLAIN;
+      const partialsAttrs: MatmulStreamKPartialsAttrs = { transposeA: fused.transposeA, transposeB: fused.transposeB, schedule };
+      const partials = copy.emit('matmulStreamKPartials', operands.slice(0, 2), partialsAttrs, node.loc, unused(`${node.name}.partials`));
+      const attrs: MatmulStreamKAttrs = { ...fused, schedule };
+      return copy.emit('matmulStreamK', [...operands, partials], attrs, node.loc, node.name);
+    },
+  );
+  return rebuilt ? { graph: rebuilt.graph, training: training && remapTraining(training, rebuilt.graph, rebuilt.map) } : { graph, training };
+}
