@@ -424,7 +424,10 @@ for (const c of splitCases) {
 
 const streamCases: Case[] = small
   ? [{ label: 'stream-K 300x96x600 fused', m: 300, k: 96, n: 600, fused: true }]
-  : tiledCases.filter((c) => streamKSchedule(build(c).graph, build(c).problem.node));
+  : tiledCases.filter((c) => {
+      const { graph, problem } = build(c);
+      return streamKSchedule(graph, problem.node) !== undefined;
+    });
 // small: 9 tiles on a pretend 4-SM GPU, runs of at least 32
 const streamTuning: Partial<StreamKTuning> = small ? { units: 4, minUnitK: 32 } : {};
 for (const c of streamCases) {

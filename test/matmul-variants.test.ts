@@ -87,7 +87,8 @@ describe('matmul kernels per shape', () => {
     const fused = kernelsOf({ m: 4096, k: 4096, n: 4096, fused: true });
     expect(fused.kernel.variants).toBeUndefined();
     expect(fused.kernel.wgsl).toContain('128x256x8 tiles, 8x16 per invocation');
-    // 288 of those blocks leave most of a third wave idle on a 132-SM GPU: 128×128 blocks instead
+    // 288 of those blocks leave most of a third wave idle on a 132-SM GPU: 128×128 blocks for the
+    // product alone (compileGraph first shares that wave out by stream-K: test/stream-k.test.ts)
     expect(kernelsOf({ m: 3072, k: 3072, n: 3072 }).kernel.wgsl).toContain('128x128x16 tiles, 8x8 per invocation');
     expect(kernelsOf({ m: 2048, k: 2048, n: 2048 }).kernel.variants?.[0].wgsl).toContain('128x256x16 tiles');
     const small = kernelsOf({ m: 128, k: 576, n: 1536 });

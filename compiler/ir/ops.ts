@@ -1419,14 +1419,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     evaluate: evaluateMatmulSplitK,
     lowering: {
       archetype: 'matmul',
-      form: (_inputs, attrs) => ({
-        transposeA: attrs.transposeA,
-        transposeB: attrs.transposeB,
-        extraViews: [],
-        epilogue: (product) => renderProgram([], [product]),
-        ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmulSplitK'],
-        splits: attrs.splits,
-      }),
+      form: (_inputs, attrs) => partialProductsForm(attrs, 'matmulSplitK', { splits: attrs.splits }),
     },
   } satisfies OpDef<MatmulSplitKAttrs>,
   // Stream-K (compiler/lower/stream-k.ts): a product whose tiles leave the GPU's last wave
@@ -1436,7 +1429,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     arity: 2,
     summary: "stream-K's partial tiles: op(a)·op(b) over each run of K iterations, a tile piece at a time",
     infer: (inputs, attrs) => {
-      const product = fusedMatmulType(inputs, { ...attrs, activation: 'none', bias: false, residual: false });
+      const product = bareProductType(inputs, attrs);
       const k = productOperands(inputs, attrs)[0].shape.at(-1)!;
       const s = checkStreamKSchedule(attrs.schedule, product.shape, k);
       return { shape: [s.units + s.tiles - s.dataParallel - 1, s.tileM, s.tileN], dtype: 'f32' };
@@ -1453,14 +1446,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     lowering: {
       archetype: 'matmul',
-      form: (inputs, attrs) => ({
-        transposeA: attrs.transposeA,
-        transposeB: attrs.transposeB,
-        extraViews: [],
-        epilogue: (product) => renderProgram([], [product]),
-        ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmulStreamKPartials'],
-        streamK: { role: 'partials', schedule: attrs.schedule, product: fusedMatmulType(inputs, { ...attrs, activation: 'none', bias: false, residual: false }).shape },
-      }),
+      form: (inputs, attrs) => partialProductsForm(attrs, 'matmulStreamKPartials', { streamK: { role: 'partials', schedule: attrs.schedule, product: bareProductType(inputs, attrs).shape } }),
     },
   } satisfies OpDef<MatmulStreamKPartialsAttrs>,
   // ... and this the product: the whole tiles computed, the shared ones summed from the
@@ -1575,12 +1561,26 @@ function forTile(
   }
 }
 
+/** op(a)·op(b) with no epilogue (fusedMatmul's rule checks the transpose flags): what split-K and stream-K take apart. */
+function bareProductType(inputs: readonly TensorType[], attrs: Pick<FusedMatmulAttrs, 'transposeA' | 'transposeB'>): TensorType {
+  return fusedMatmulType(inputs, { transposeA: attrs.transposeA, transposeB: attrs.transposeB, activation: 'none', bias: false, residual: false });
+}
+
+/** The kernel form of a bare product's partial results (split-K's and stream-K's first steps), named `op` in headers. */
+function partialProductsForm(attrs: Pick<FusedMatmulAttrs, 'transposeA' | 'transposeB'>, op: string, role: Pick<MatmulForm, 'splits' | 'streamK'>): MatmulForm {
+  return {
+    transposeA: attrs.transposeA,
+    transposeB: attrs.transposeB,
+    extraViews: [],
+    epilogue: (product) => renderProgram([], [product]),
+    ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), op],
+    ...role,
+  };
+}
+
 /** [splits, ..product]: the product's shape rule on the (transposed) reads, K a multiple of splits. */
 function matmulSplitKType(inputs: readonly TensorType[], attrs: MatmulSplitKAttrs): TensorType {
-  for (const flag of ['transposeA', 'transposeB'] as const) {
-    if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
-  }
-  const product = fusedMatmulType(inputs, { ...attrs, activation: 'none', bias: false, residual: false });
+  const product = bareProductType(inputs, attrs);
   const [opA] = productOperands(inputs, attrs);
   const k = opA.shape[opA.shape.length - 1];
   if (!Number.isInteger(attrs.splits) || attrs.splits < 2 || k % attrs.splits !== 0) {

@@ -12,7 +12,7 @@
 // need more workgroup storage a 'large' variant (32 KiB) on the same grid comes first.
 import { wgslFloat } from '../ir/ops';
 import { LOWEST_F32, type AttentionProblem } from './attention';
-import { bindingDecls, kernelHeader, linearGrid, u32, type KernelCode } from './kernel';
+import { bindingDecls, indent, kernelHeader, linearGrid, u32, type KernelCode } from './kernel';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
 
 export interface AttentionTiling {
@@ -234,7 +234,6 @@ function treeOf(terms: string[], combine: (a: string, b: string) => string): str
   return combine(treeOf(terms.slice(0, half), combine), treeOf(terms.slice(half), combine));
 }
 
-const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l);
 
 export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, limits: AttentionLimits = PORTABLE_ATTENTION_LIMITS): KernelCode {
   const { tq, tk, d, dv } = p;
@@ -278,7 +277,7 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
     '  let q_row = q_base + i_read * D;',
     `  let m_row = m_base${p.maskRowStride ? ` + i_read * ${u32(p.maskRowStride)}` : ''};`,
   ];
-  for (let k = 0; k < qv; k++) setup.push(...ind(loadChunk(`q${k}`, 'in0', vecQK, 'q_row', qChunk(k), d, lanes * qv), 2));
+  for (let k = 0; k < qv; k++) setup.push(...indent(loadChunk(`q${k}`, 'in0', vecQK, 'q_row', qChunk(k), d, lanes * qv), 2));
   for (let k = 0; k < ov; k++) setup.push(`  var o${k} = vec4<f32>();`);
   setup.push(
     `  var run_max: f32 = ${LOWEST_F32};`,
@@ -298,8 +297,8 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
       `      let key = j0 + e / ${o.width};`,
       `      let chunk = e % ${o.width};`,
       ...(keyTail
-        ? ['      var x = vec4<f32>();', '      if (key < TK) {', ...ind(load.map((l) => l.replace(/^(let|var) x = vec4<f32>\(\);$/, '').replace(/^let x = /, 'x = ')).filter(Boolean), 8), '      }']
-        : ind(load, 6)),
+        ? ['      var x = vec4<f32>();', '      if (key < TK) {', ...indent(load.map((l) => l.replace(/^(let|var) x = vec4<f32>\(\);$/, '').replace(/^let x = /, 'x = ')).filter(Boolean), 8), '      }']
+        : indent(load, 6)),
       `      kv[${o.at}] = x;`,
       '    }',
     ];
@@ -423,7 +422,7 @@ ${tile.join('\n')}
   }
 ${merge.join('\n')}${merge.length ? '\n' : ''}
   let inv_sum = 1.0 / run_sum;
-${storeGuard ? `  if (${storeGuard}) {\n${ind(store, 4).join('\n')}\n  }` : ind(store, 2).join('\n')}
+${storeGuard ? `  if (${storeGuard}) {\n${indent(store, 4).join('\n')}\n  }` : indent(store, 2).join('\n')}
 }
 `;
   return { wgsl, workgroupSize: [threads, 1, 1], workgroupBytes: attentionTilingBytes(c), workgroups: grid };

@@ -96,6 +96,11 @@ export function linearGrid(groups: number): { grid: [number, number, number]; gr
   return { grid: [gridX, rows, 1], gridX };
 }
 
+/** WGSL source lines, each indented by n spaces. */
+export function indent(lines: readonly string[], n = 2): string[] {
+  return lines.map((l) => ' '.repeat(n) + l);
+}
+
 export function u32(v: number): string {
   if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`index constant ${v} does not fit in u32`);
   return `${v}u`;

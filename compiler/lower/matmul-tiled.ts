@@ -8,7 +8,7 @@
 // Stream-K's two kernels (lower/stream-k.ts) are this kernel with another prologue: runs of
 // K over shared tiles writing partial tiles, and the product summing them where shared.
 import type { StreamKSchedule } from '../ir/ops';
-import { u32, type KernelCode } from './kernel';
+import { indent, u32, type KernelCode } from './kernel';
 import { matmulPreamble, type MatmulProblem } from './matmul';
 
 export interface TileConfig {
@@ -184,7 +184,6 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0' }, c, p, threads);
   const slices = Math.ceil(p.k / bk);
 
-  const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l);
   // One f32 per output rather than a vec4 per four: with vec4 accumulators Nvidia's compiler
   // wrote many products into other registers than they read and copied them back at the end
   // of the loop (108 register moves at 128×256 against 50; 45.0 against 49.7 TFLOP/s).
@@ -224,7 +223,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   // iteration keep the stage indices constant.
   const step = (t: string, cur: string, nxt: string) => [
     '{',
-    ...ind([`if (${t} + 1u < ${u32(slices)}) {`, ...ind(loadNext(`(${t} + 1u) * BK`), 2), '}', ...compute(cur, cur), ...storeAt(nxt, nxt), 'workgroupBarrier();'], 2),
+    ...indent([`if (${t} + 1u < ${u32(slices)}) {`, ...indent(loadNext(`(${t} + 1u) * BK`), 2), '}', ...compute(cur, cur), ...storeAt(nxt, nxt), 'workgroupBarrier();'], 2),
     '}',
   ];
   // One stage, the next slice fetched into registers while this one is multiplied: slices
@@ -232,12 +231,12 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const prefetchedLoop = (first: string, end: string) => [
     ...loadNext(first === '0u' ? '0u' : `${first} * BK`),
     `for (var t = ${first}; t < ${end}; t++) {`,
-    ...ind(storeAt('', ''), 2),
+    ...indent(storeAt('', ''), 2),
     '  workgroupBarrier();',
     `  if (t + 1u < ${end}) {`,
-    ...ind(loadNext('(t + 1u) * BK'), 4),
+    ...indent(loadNext('(t + 1u) * BK'), 4),
     '  }',
-    ...ind(compute('', ''), 2),
+    ...indent(compute('', ''), 2),
     '  workgroupBarrier();',
     '}',
   ];
@@ -248,16 +247,16 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
           ...storeAt('[0]', '[0]'),
           'workgroupBarrier();',
           ...(slices % 2 === 0
-            ? [`for (var t = 0u; t < ${u32(slices)}; t += 2u) {`, ...ind([...step('t', '[0]', '[1]'), ...step('(t + 1u)', '[1]', '[0]')], 2), '}']
-            : [`for (var t = 0u; t < ${u32(slices)}; t++) {`, '  let cur = t & 1u;', '  let nxt = 1u - cur;', ...ind(step('t', '[cur]', '[nxt]'), 2), '}']),
+            ? [`for (var t = 0u; t < ${u32(slices)}; t += 2u) {`, ...indent([...step('t', '[0]', '[1]'), ...step('(t + 1u)', '[1]', '[0]')], 2), '}']
+            : [`for (var t = 0u; t < ${u32(slices)}; t++) {`, '  let cur = t & 1u;', '  let nxt = 1u - cur;', ...indent(step('t', '[cur]', '[nxt]'), 2), '}']),
         ]
       : c.prefetch === false
       ? [
           `for (var t = 0u; t < ${u32(slices)}; t++) {`,
-          ...ind(loadNext('t * BK'), 2),
-          ...ind(storeAt('', ''), 2),
+          ...indent(loadNext('t * BK'), 2),
+          ...indent(storeAt('', ''), 2),
           '  workgroupBarrier();',
-          ...ind(compute('', ''), 2),
+          ...indent(compute('', ''), 2),
           '  workgroupBarrier();',
           '}',
         ]
@@ -297,16 +296,16 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
               }
               store.push('out[(c_base + row * N + col) / 4u] = o;');
             }
-            lines.push(...(colGuard ? ['if (col < N) {', ...ind(store, 2), '}'] : store));
+            lines.push(...(colGuard ? ['if (col < N) {', ...indent(store, 2), '}'] : store));
           } else {
             for (let cc = 0; cc < 4; cc++) {
               const e = p.epilogue(value(i * 4 + r, j, cc), 'row', 'cc', '    ');
               lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    out[c_base + row * N + cc] = ${e.value};`, '  }', '}');
             }
           }
-          body.push('{', ...ind(lines, 2), '}');
+          body.push('{', ...indent(lines, 2), '}');
         }
-        output.push(...ind(rowGuard ? ['if (row < M) {', ...ind(body, 2), '}'] : body, 2));
+        output.push(...indent(rowGuard ? ['if (row < M) {', ...indent(body, 2), '}'] : body, 2));
         output.push('}');
       }
     }
@@ -353,7 +352,7 @@ var<workgroup> tile_b: ${tileType(stages, bk, bn)};
 
 @compute @workgroup_size(${threads}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-${ind(body, 2).join('\n')}
+${indent(body, 2).join('\n')}
 }
 `;
   return {
@@ -404,8 +403,6 @@ function checkStreamKTiling(p: MatmulProblem, c: TileConfig, s: StreamKSchedule)
     throw new Error(`stream-K matmul ${p.name}: needs ${s.tileM}x${s.tileN} tiles in one prefetched stage and K, UNIT_K multiples of 16; got ${describeTiling(c)}, K = ${p.k}, UNIT_K = ${s.unitK}`);
   }
 }
-
-const indent = (lines: string[], n = 2) => lines.map((l) => ' '.repeat(n) + l);
 
 /**
  * Stream-K's partial tiles: workgroup `unit` runs its K iterations (UNIT_K of the shared

@@ -3,10 +3,9 @@
 // of K, each slice its own layer of workgroups (matmulSplitK), then a sum over the slices; a
 // fused epilogue (bias, activation, residual) moves after the sum as one pointwise kernel.
 // A Graph → Graph pass run before lowering, beside split-reductions.ts.
-import { remapTraining, type TrainingGraph } from '../autodiff/train';
+import { replaceTrainedNodes, type TrainingGraph } from '../autodiff/train';
 import type { Graph, Node } from '../ir/graph';
 import { epilogueProgram, type AxisAttrs, type FusedMatmulAttrs, type MatmulSplitKAttrs } from '../ir/ops';
-import { replaceNodes } from '../ir/rewrite';
 import { elementCount } from '../ir/types';
 import { SMALL_M } from './matmul';
 
@@ -59,8 +58,9 @@ export function splitKSlices(graph: Graph, node: Node): number | undefined {
  * The final step of each keeps the product's name, so plans name its buffer as before.
  */
 export function splitK(graph: Graph, training?: TrainingGraph): { graph: Graph; training?: TrainingGraph } {
-  const rebuilt = replaceNodes(
+  return replaceTrainedNodes(
     graph,
+    training,
     (node) => splitKSlices(graph, node),
     (copy, node, operands, slices, unused) => {
       const fused = node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : undefined;
@@ -72,5 +72,4 @@ export function splitK(graph: Graph, training?: TrainingGraph): { graph: Graph; 
       return program.length ? copy.emit('fusedPointwise', [sum, ...operands.slice(2)], { program }, node.loc, node.name) : sum;
     },
   );
-  return rebuilt ? { graph: rebuilt.graph, training: training && remapTraining(training, rebuilt.graph, rebuilt.map) } : { graph, training };
 }

@@ -2,10 +2,9 @@
 // or an early axis reduced into few outputs) becomes two reductions: one over chunks of the
 // axis (a reshape, which shares its operand's buffer), then one over the chunks' results.
 // A Graph → Graph pass run just before lowering; axis.ts (splitChunks) decides where.
-import { remapTraining, type TrainingGraph } from '../autodiff/train';
+import { replaceTrainedNodes, type TrainingGraph } from '../autodiff/train';
 import type { Graph, Node } from '../ir/graph';
 import { opDef, type AxisAttrs, type OpName } from '../ir/ops';
-import { replaceNodes } from '../ir/rewrite';
 import { splitChunks } from './axis';
 
 /**
@@ -32,7 +31,7 @@ export function splitReductions(graph: Graph, training?: TrainingGraph): { graph
   // every other node keeps its name and the split's final step the reduction's, so that plans
   // name their buffers and dispatches as before wherever Graph.apply keeps the names of ops
   // (today it keeps those of leaves); the new steps get names no node has
-  const rebuilt = replaceNodes(graph, choose, (copy, node, operands, { axis, chunks }, unused) => {
+  return replaceTrainedNodes(graph, training, choose, (copy, node, operands, { axis, chunks }, unused) => {
     const shape = operands[0].shape;
     const chunked = [...shape.slice(0, axis), chunks, shape[axis] / chunks, ...shape.slice(axis + 1)];
     const parts = copy.emit('reshape', operands, { shape: chunked }, node.loc, unused(`${node.name}.chunks`));
@@ -40,5 +39,4 @@ export function splitReductions(graph: Graph, training?: TrainingGraph): { graph
     const { keepDims } = node.attrs as unknown as AxisAttrs;
     return copy.emit(node.op, [partial], { axis, keepDims } satisfies AxisAttrs, node.loc, node.name);
   });
-  return rebuilt ? { graph: rebuilt.graph, training: training && remapTraining(training, rebuilt.graph, rebuilt.map) } : { graph, training };
 }

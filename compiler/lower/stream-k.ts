@@ -5,10 +5,9 @@
 // each shared tile's partials and runs the epilogue. Two dispatches instead of one:
 // matmulStreamKPartials, then matmulStreamK. A Graph → Graph pass run before lowering,
 // beside split-k.ts (which takes products with too few tiles; this takes those with many).
-import { remapTraining, type TrainingGraph } from '../autodiff/train';
+import { replaceTrainedNodes, type TrainingGraph } from '../autodiff/train';
 import type { Graph, Node } from '../ir/graph';
 import type { FusedMatmulAttrs, MatmulStreamKAttrs, MatmulStreamKPartialsAttrs, StreamKSchedule } from '../ir/ops';
-import { replaceNodes } from '../ir/rewrite';
 import { elementCount } from '../ir/types';
 import { SMALL_M } from './matmul';
 import { LARGE_GPU_SMS, TILINGS } from './matmul-tiled';
@@ -63,8 +62,9 @@ export function streamKSchedule(graph: Graph, node: Node): StreamKSchedule | und
  * training) when none qualifies. The product keeps the node's name.
  */
 export function streamK(graph: Graph, training?: TrainingGraph): { graph: Graph; training?: TrainingGraph } {
-  const rebuilt = replaceNodes(
+  return replaceTrainedNodes(
     graph,
+    training,
     (node) => streamKSchedule(graph, node),
     (copy, node, operands, schedule, unused) => {
       const fused = node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : PLAIN;
@@ -74,5 +74,4 @@ export function streamK(graph: Graph, training?: TrainingGraph): { graph: Graph;
       return copy.emit('matmulStreamK', [...operands, partials], attrs, node.loc, node.name);
     },
   );
-  return rebuilt ? { graph: rebuilt.graph, training: training && remapTraining(training, rebuilt.graph, rebuilt.map) } : { graph, training };
 }
