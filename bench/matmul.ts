@@ -429,13 +429,13 @@ const streamCases: Case[] = small
       return streamKSchedule(graph, problem.node) !== undefined;
     });
 // small: 9 tiles on a pretend 4-SM GPU, runs of at least 32
-const streamTuning: Partial<StreamKTuning> = small ? { units: 4, minUnitK: 32 } : {};
+const streamTuning: Partial<StreamKTuning> = small ? { units: 4, minIdleK: 0, minUnitK: 32 } : {};
 for (const c of streamCases) {
   const { graph, shapes } = build(c);
   const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
   const feeds = Object.fromEntries(graph.nodes.filter((n) => n.op === 'input').map((n, i) => [n.name, data[i]]));
   for (const shared of [false, true]) {
-    setStreamKTuning(shared ? streamTuning : { maxLastWave: 0 });
+    setStreamKTuning(shared ? streamTuning : { maxLastWave: 0, maxLastWaveTransposed: 0 });
     const schedule = streamKSchedule(graph, graph.nodes[graph.outputs[0].node]);
     const plan = await compileGraph(graph, { optimize: false });
     setStreamKTuning();

@@ -11,7 +11,7 @@ import { lowerGraph } from '../compiler/lower';
 import type { KernelCode } from '../compiler/lower/kernel';
 import { matmulProblem, SMALL_M } from '../compiler/lower/matmul';
 import { gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
-import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES, TILINGS, tiledKernel, type TileConfig } from '../compiler/lower/matmul-tiled';
+import { largeTilings, PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES, TILINGS, tiledKernel, type TileConfig } from '../compiler/lower/matmul-tiled';
 import { writePlanFile } from '../compiler/plan/bundle';
 import { validateKernel } from '../compiler/validate/naga';
 import type { Manifest } from '../schemas/manifest';
@@ -80,13 +80,18 @@ describe('matmul kernels per shape', () => {
     // enough 128×256 blocks: those with 16-deep slices in 24 KiB first, 8-deep in 12 KiB as the portable kernel
     const square = kernelsOf({ m: 4096, k: 4096, n: 4096 });
     expect(square.kernel.variants?.map((v) => [v.tag, v.workgroupBytes])).toEqual([['large', 24576]]);
-    expect(square.kernel.variants![0].wgsl).toContain('128x256x16 tiles, 8x16 per invocation');
+    expect(square.kernel.variants![0].wgsl).toContain('128x256x16 tiles, 8x16 per invocation, 1 stage, pipelined, reads ahead at step 2, barrier first');
     expect(square.kernel.wgsl).toContain('128x256x8 tiles, 8x16 per invocation');
     expect(square.workgroups).toEqual([16, 32, 1]);
+    // the code shape by layout: B read transposed has both operands' stores swizzled, each
+    // with a padded row per K of its 16-deep slice
+    const linear = kernelsOf({ m: 4096, k: 4096, n: 4096, transposeB: true });
+    expect(linear.kernel.variants?.map((v) => [v.tag, v.workgroupBytes])).toEqual([['large', 16 * (128 + 4 + 256 + 4) * 4]]);
+    expect(linear.kernel.variants![0].wgsl).toContain('swizzled stores, 16-column blocks');
     // with an epilogue, the 8-deep slices alone (they were the faster there)
     const fused = kernelsOf({ m: 4096, k: 4096, n: 4096, fused: true });
     expect(fused.kernel.variants).toBeUndefined();
-    expect(fused.kernel.wgsl).toContain('128x256x8 tiles, 8x16 per invocation');
+    expect(fused.kernel.wgsl).toContain('128x256x8 tiles, 8x16 per invocation, 1 stage, swizzled stores, 16-column blocks');
     // 288 of those blocks leave most of a third wave idle on a 132-SM GPU: 128×128 blocks for the
     // product alone (compileGraph first shares that wave out by stream-K: test/stream-k.test.ts)
     expect(kernelsOf({ m: 3072, k: 3072, n: 3072 }).kernel.wgsl).toContain('128x128x16 tiles, 8x8 per invocation');
@@ -185,6 +190,9 @@ const gemvSpecs: Spec[] = [
 const extraTilings: Record<string, TileConfig> = {
   twoStages: { bm: 64, bn: 64, bk: 8, tm: 8, tn: 8, stages: 2 },
   wide512: { bm: 128, bn: 256, bk: 8, tm: 8, tn: 8, stages: 1 },
+  // the code-shape options together, on small blocks and on partial loads (not every invocation stores)
+  shaped: { bm: 32, bn: 64, bk: 16, tm: 4, tn: 4, stages: 1, readAhead: 15, pipelined: true, barrierFirst: true, swizzledStores: true, blockColumns: 4 },
+  shapedPartial: { bm: 128, bn: 256, bk: 8, tm: 8, tn: 8, stages: 1, readAhead: 3, barrierFirst: true, swizzledStores: true, blockColumns: 16 },
 };
 const gemvConfigs: GemvConfig[] = [
   { lanes: 4, unroll: 1, subgroups: false },
@@ -194,7 +202,7 @@ const gemvConfigs: GemvConfig[] = [
 ];
 
 describe('every tiling computes the product (forced as the only variant, on this device)', () => {
-  for (const [name, config] of Object.entries({ ...TILINGS, ...extraTilings })) {
+  for (const [name, config] of [...Object.entries({ ...TILINGS, ...extraTilings }), ...largeTilings()]) {
     test(name, async () => {
       for (const s of tiledSpecs) await checkForced(s, (p) => tiledKernel(p, config), `${name} ${JSON.stringify(s)}`);
     });

@@ -44,8 +44,21 @@ describe('which products share their last wave (H200 defaults, graph only)', () 
     expect(graph.nodes[4].inputs).toEqual([0, 1, 2, 3]);
   });
 
-  test('a last wave nearly full (4096³: 116 of 132), under one wave (2048³), few rows, or K not a multiple of 16: one dispatch', () => {
-    for (const g of [product(4096, 4096, 4096), product(2048, 2048, 2048), product(16, 4096, 65536), product(3072, 3000, 3072)]) expect(streamK(g).graph).toBe(g);
+  test('4096³: the last wave 116 of 132 tiles, 16 SMs idle for 4096 K iterations: shared', () => {
+    const { graph } = streamK(product(4096, 4096, 4096));
+    expect(summary(graph).slice(2)).toEqual(['matmulStreamKPartials 247x128x256', 'matmulStreamK 4096x4096']);
+    expect(graph.nodes[3].attrs).toMatchObject({ schedule: { tiles: 512, dataParallel: 396, units: 132, unitK: 3600 } });
+  });
+
+  test('a last wave over 0.9 full (128 of 132), or over 0.75 with a transposed read, idle for too few K iterations (4096x1024x4096: 16 SMs for 1024), under one wave, few rows, or K not a multiple of 16: one dispatch', () => {
+    const linear = (m: number, k: number, n: number) => {
+      const g = new Graph('linear');
+      g.output('y', g.fusedMatmul(g.input('x', [m, k]), g.input('w', [n, k]), { transposeB: true }));
+      return g;
+    };
+    const graphs = [product(2560, 4096, 3328), linear(4096, 4096, 4096), product(4096, 1024, 4096), product(2048, 2048, 2048), product(16, 4096, 65536), product(3072, 3000, 3072)];
+    for (const g of graphs) expect(streamK(g).graph).toBe(g);
+    expect(summary(streamK(linear(3072, 3072, 3072)).graph).slice(2)).toEqual(['matmulStreamKPartials 155x128x256', 'matmulStreamK 3072x3072']);
   });
 
   test('the pieces of a schedule cover each shared tile once, in order of K, each on its own partial tile', () => {
@@ -64,7 +77,7 @@ describe('which products share their last wave (H200 defaults, graph only)', () 
 });
 
 // 9 to 12 tiles of 128x256 on a pretend 5-SM GPU, runs of at least 16
-const SMALL: Partial<StreamKTuning> = { units: 5, maxLastWave: 0.95, minUnitK: 16 };
+const SMALL: Partial<StreamKTuning> = { units: 5, maxLastWave: 0.95, maxLastWaveTransposed: 0.95, minIdleK: 0, minUnitK: 16 };
 
 describe('stream-K plans on the GPU against the CPU reference', () => {
   const u = uniformStream(11);

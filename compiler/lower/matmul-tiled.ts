@@ -26,14 +26,33 @@ export interface TileConfig {
   prefetch?: boolean;
   /** read the next k's A and B vectors from workgroup memory before the current k's products */
   pipelined?: boolean;
+  // The options below change no value, only the code's shape, and with it how Nvidia's
+  // compiler allocates registers for the loop; see LARGE_TILINGS for what they bought.
+  /** one prefetched stage: the step of K within a slice before which the next slice's global reads are issued (default 0, before the first) */
+  readAhead?: number;
+  /** the barrier after a slice's products opens the next iteration rather than closing this one (one prefetched stage) */
+  barrierFirst?: boolean;
+  /** K-contiguous operands (A plain, B transposed) staged with a padded row per K and each invocation's four values rotated: their scalar stores hit 32 distinct banks instead of 8 */
+  swizzledStores?: boolean;
+  /** invocations along N in each 32-invocation block of the invocation grid (default 8: 8×4 blocks) */
+  blockColumns?: number;
 }
 
 export const describeTiling = (c: TileConfig) =>
-  `${c.bm}x${c.bn}x${c.bk} tiles, ${c.tm}x${c.tn} per invocation, ${c.stages} stage${c.stages > 1 ? 's' : ''}${c.prefetch === false ? ', no prefetch' : ''}${c.pipelined ? ', pipelined' : ''}`;
+  [
+    `${c.bm}x${c.bn}x${c.bk} tiles, ${c.tm}x${c.tn} per invocation, ${c.stages} stage${c.stages > 1 ? 's' : ''}`,
+    ...(c.prefetch === false ? ['no prefetch'] : []),
+    ...(c.pipelined ? ['pipelined'] : []),
+    ...(c.readAhead ? [`reads ahead at step ${c.readAhead}`] : []),
+    ...(c.barrierFirst ? ['barrier first'] : []),
+    ...(c.swizzledStores ? ['swizzled stores'] : []),
+    ...(c.blockColumns && c.blockColumns !== 8 ? [`${c.blockColumns}-column blocks`] : []),
+  ].join(', ');
 
-/** Bytes of workgroup storage a tiling declares. */
-export function tileBytes(c: TileConfig): number {
-  return c.stages * c.bk * (c.bm + c.bn) * 4;
+/** Bytes of workgroup storage a tiling declares for a problem (swizzled K-contiguous operands take a padded row per K). */
+export function tileBytes(c: TileConfig, p: Pick<MatmulProblem, 'transposeA' | 'transposeB'>): number {
+  const pad = (span: number, contiguousK: boolean) => span + (c.swizzledStores && contiguousK ? 4 : 0);
+  return c.stages * c.bk * (pad(c.bm, !p.transposeA) + pad(c.bn, p.transposeB)) * 4;
 }
 
 /** The portable limits every variant without a `requiredLimits` must fit (WebGPU defaults, compatibility mode). */
@@ -85,6 +104,7 @@ function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: n
   const count = (span * c.bk) / 4; // vec4s per slice
   const loads = Math.ceil(count / threads);
   const partial = count % threads !== 0;
+  const swizzled = o.contiguousK && c.swizzledStores === true;
   const setup: string[] = [];
   const load: (k0: string) => string[] = (k0) => {
     const lines: string[] = [];
@@ -119,6 +139,9 @@ function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: n
       setup.push(`let ${w}_r${l} = ${w}_e${l} / ${u32(c.bk / 4)};`, `let ${w}_q${l} = ${w}_e${l} % ${u32(c.bk / 4)};`);
       setup.push(`let ${w}_off${l} = ${o.base} + (${o.origin} + ${w}_r${l}) * ${p.kStored !== p.k ? 'K_STORED' : 'K'} + ${w}_q${l} * 4u;`);
       if (o.extent % span !== 0) setup.push(`let ${w}_in${l} = ${o.origin} + ${w}_r${l} < ${o.extentName};`);
+      // The padding puts a row's K quads 0 and 1 (2 and 3) 16 banks apart; rotating the values
+      // of quads 2 and 3 by two steps of K puts them 8 banks from those of 0 and 1
+      if (swizzled) setup.push(`let ${w}_sw${l} = ${w}_q${l} & 2u;`);
     } else {
       // vec4 e covers K row r, M/N columns 4q..4q+3
       setup.push(`let ${w}_r${l} = ${w}_e${l} / ${u32(span / 4)};`, `let ${w}_q${l} = ${w}_e${l} % ${u32(span / 4)};`);
@@ -131,7 +154,12 @@ function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: n
     const lines: string[] = [];
     for (let l = 0; l < loads; l++) {
       const body: string[] = [];
-      if (o.contiguousK) {
+      if (swizzled) {
+        body.push(`let v${w}${l} = select(p${w}${l}, p${w}${l}.zwxy, ${w}_sw${l} != 0u);`);
+        for (let cc = 0; cc < 4; cc++) {
+          body.push(`tile_${w}${stage}[${w}_q${l} * 4u + (${w}_sw${l} ^ ${cc}u)][${w}_r${l} / 4u][${w}_r${l} % 4u] = v${w}${l}[${cc}];`);
+        }
+      } else if (o.contiguousK) {
         for (let cc = 0; cc < 4; cc++) {
           body.push(`tile_${w}${stage}[${w}_q${l} * 4u + ${cc}u][${w}_r${l} / 4u][${w}_r${l} % 4u] = p${w}${l}[${cc}];`);
         }
@@ -153,8 +181,8 @@ function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: n
  * instead of 16 and 2), measured 46.9 against 44.3 TFLOP/s at 4096³ on the H200. Any other
  * subgroup size computes the same values.
  */
-function threadGrid(gx: number, gy: number): string[] {
-  const lx = Math.min(8, gx);
+function threadGrid(gx: number, gy: number, blockColumns = 8): string[] {
+  const lx = Math.min(blockColumns, gx);
   const ly = 32 / lx;
   if ((gx * gy) % 32 !== 0 || gy % ly !== 0) return [`let tx = li % ${u32(gx)};`, `let ty = li / ${u32(gx)};`];
   const blocksX = gx / lx;
@@ -166,8 +194,8 @@ function threadGrid(gx: number, gy: number): string[] {
   ];
 }
 
-function tileType(stages: number, bk: number, span: number): string {
-  const slice = `array<array<vec4<f32>, ${span / 4}>, ${bk}>`;
+function tileType(stages: number, bk: number, span: number, padded = false): string {
+  const slice = `array<array<vec4<f32>, ${span / 4 + (padded ? 1 : 0)}>, ${bk}>`;
   return stages > 1 ? `array<${slice}, ${stages}>` : slice;
 }
 
@@ -177,6 +205,9 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const gy = bm / tm;
   const threads = gx * gy;
   if (tm % 4 || tn % 4 || bk % 4 || bm % tm || bn % tn) throw new Error(`tiledKernel: bad tiling ${describeTiling(c)}`);
+  if ((c.readAhead ?? 0) >= bk || ((c.readAhead || c.barrierFirst) && (stages !== 1 || c.prefetch === false))) {
+    throw new Error(`tiledKernel: reading ahead and the barrier first need one prefetched stage and a step within the slice: ${describeTiling(c)}`);
+  }
   const vecA = (p.transposeA ? p.m : p.k) % 4 === 0;
   const vecB = (p.transposeB ? p.k : p.n) % 4 === 0;
   const vecOut = p.n % 4 === 0;
@@ -188,7 +219,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   // wrote many products into other registers than they read and copied them back at the end
   // of the loop (108 register moves at 128×256 against 50; 45.0 against 49.7 TFLOP/s).
   const acc = (row: number, j: number, cc: number) => `acc${row}_${j}_${cc}`;
-  const compute = (sa: string, sb: string): string[] => {
+  const compute = (sa: string, sb: string, at?: { kk: number; lines: string[] }): string[] => {
     const lines: string[] = [];
     const reads = (kk: number) => [
       ...Array.from({ length: tm / 4 }, (_, i) => `let a${kk}_${i} = tile_a${sa}[${kk}][ai${i}];`),
@@ -206,10 +237,10 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
       return out;
     };
     if (c.pipelined) {
-      lines.push(...reads(0));
-      for (let kk = 0; kk < bk; kk++) lines.push(...(kk + 1 < bk ? reads(kk + 1) : []), ...products(kk));
+      lines.push(...(at && at.kk === 0 ? at.lines : []), ...reads(0));
+      for (let kk = 0; kk < bk; kk++) lines.push(...(at && at.kk === kk + 1 ? at.lines : []), ...(kk + 1 < bk ? reads(kk + 1) : []), ...products(kk));
     } else {
-      for (let kk = 0; kk < bk; kk++) lines.push(...reads(kk), ...products(kk));
+      for (let kk = 0; kk < bk; kk++) lines.push(...(at && at.kk === kk ? at.lines : []), ...reads(kk), ...products(kk));
     }
     return lines;
   };
@@ -231,13 +262,11 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const prefetchedLoop = (first: string, end: string) => [
     ...loadNext(first === '0u' ? '0u' : `${first} * BK`),
     `for (var t = ${first}; t < ${end}; t++) {`,
+    ...(c.barrierFirst ? ['  workgroupBarrier();'] : []),
     ...indent(storeAt('', ''), 2),
     '  workgroupBarrier();',
-    `  if (t + 1u < ${end}) {`,
-    ...indent(loadNext('(t + 1u) * BK'), 4),
-    '  }',
-    ...indent(compute('', ''), 2),
-    '  workgroupBarrier();',
+    ...indent(compute('', '', { kk: c.readAhead ?? 0, lines: [`if (t + 1u < ${end}) {`, ...indent(loadNext('(t + 1u) * BK'), 2), '}'] }), 2),
+    ...(c.barrierFirst ? [] : ['  workgroupBarrier();']),
     '}',
   ];
   const loop =
@@ -319,7 +348,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const regDecls = [...Array.from({ length: a.loads }, (_, l) => `var pa${l}: vec4<f32>;`), ...Array.from({ length: b.loads }, (_, l) => `var pb${l}: vec4<f32>;`)];
 
   const streamK = p.form?.streamK;
-  const parts: TiledParts = { threadGrid: threadGrid(gx, gy), setup: [...a.setup, ...b.setup], columns, accDecls, regDecls, prefetchedLoop, outputOf, acc };
+  const parts: TiledParts = { threadGrid: threadGrid(gx, gy, c.blockColumns), setup: [...a.setup, ...b.setup], columns, accDecls, regDecls, prefetchedLoop, outputOf, acc };
   const body =
     streamK?.role === 'partials'
       ? streamKPartialsBody(p, c, streamK.schedule, parts)
@@ -329,7 +358,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
           'let c_base = batch * M * N;',
           `let row0 = wid.y * ${u32(bm)};`,
           `let col0 = wid.x * ${u32(bn)};`,
-          ...threadGrid(gx, gy),
+          ...threadGrid(gx, gy, c.blockColumns),
           ...(streamK ? streamKFixup(p, c, streamK.schedule, parts) : []),
           ...a.setup,
           ...b.setup,
@@ -347,8 +376,8 @@ const BK: u32 = ${u32(bk)};${streamK ? `\n${streamKConstants(p, streamK.schedule
 
 // slices of A ([BK][BM] as vec4 along M) and B ([BK][BN] as vec4 along N)${stages > 1 ? `, ${stages} stages` : ''}; the
 // inner loop indexes them with a constant row and a per-invocation column, so each bounds clamp is computed once
-var<workgroup> tile_a: ${tileType(stages, bk, bm)};
-var<workgroup> tile_b: ${tileType(stages, bk, bn)};
+var<workgroup> tile_a: ${tileType(stages, bk, bm, c.swizzledStores && !p.transposeA)};
+var<workgroup> tile_b: ${tileType(stages, bk, bn, c.swizzledStores && p.transposeB)};
 
 @compute @workgroup_size(${threads}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -358,7 +387,7 @@ ${indent(body, 2).join('\n')}
   return {
     wgsl,
     workgroupSize: [threads, 1, 1],
-    workgroupBytes: tileBytes(c),
+    workgroupBytes: tileBytes(c, p),
     workgroups: streamK?.role === 'partials' ? [streamK.schedule.units, 1, 1] : [Math.ceil(p.n / bn), Math.ceil(p.m / bm), p.batches],
   };
 }
@@ -497,23 +526,49 @@ function fillsWaves(workgroups: number): boolean {
 }
 
 /**
+ * The 128×256 tilings by operand layout (Aᵀ: A stored [K, M]; Bᵀ: B stored [N, K]) and
+ * epilogue: `large` with 16-deep slices in 24 KiB, `portable` with 8-deep ones in 12 KiB. Each
+ * is the fastest of a sweep over the code-shape options of TileConfig on the H200 (4096³,
+ * checked at 2048³ and 8192³; bench/README, "Code shape"). The same loop gets very different
+ * register allocations from Nvidia's compiler depending on the code around it, which only
+ * measuring tells apart: 4096³ TFLOP/s, default shape → chosen:
+ * A·B 49.7 → 50.0, Aᵀ·B 50.3 → 50.7, A·Bᵀ 44.3 → 49.4; with bias + gelu + residual (8-deep
+ * slices: 16-deep ones are slower there) A·B 48.7 → 49.7, A·Bᵀ 45.9 → 48.8, Aᵀ·B 51.1 as is.
+ */
+const T16 = TILINGS.t128x256x16;
+const T8 = TILINGS.t128x256x8;
+const LARGE_TILINGS: Record<string, { large?: TileConfig; portable: TileConfig }> = {
+  'A·B': { large: { ...T16, readAhead: 2, pipelined: true, barrierFirst: true }, portable: T8 },
+  'Aᵀ·B': { large: { ...T16, readAhead: 6, pipelined: true }, portable: T8 },
+  'A·Bᵀ': { large: { ...T16, readAhead: 2, pipelined: true, swizzledStores: true, blockColumns: 16 }, portable: T8 },
+  'Aᵀ·Bᵀ': { large: T16, portable: T8 },
+  'A·B epilogue': { portable: { ...T8, swizzledStores: true, blockColumns: 16 } },
+  'Aᵀ·B epilogue': { portable: T8 },
+  'A·Bᵀ epilogue': { portable: { ...T8, readAhead: 6, swizzledStores: true } },
+  'Aᵀ·Bᵀ epilogue': { portable: T8 },
+};
+const largeTilingKey = (p: MatmulProblem) => `${p.transposeA ? 'Aᵀ' : 'A'}·${p.transposeB ? 'Bᵀ' : 'B'}${p.plainStore ? '' : ' epilogue'}`;
+
+/** Every tiling LARGE_TILINGS may give, named, for the tests. */
+export const largeTilings = (): [string, TileConfig][] =>
+  Object.entries(LARGE_TILINGS).flatMap(([key, { large, portable }]) => {
+    const named: [string, TileConfig][] = [[`${key} portable`, portable]];
+    if (large) named.unshift([`${key} large`, large]);
+    return named;
+  });
+
+/**
  * The tilings for a shape, fastest first, the portable one (within 16 KiB and 256
  * invocations) last: the largest block that still gives enough workgroups to fill the GPU.
- * Products whose 128×256 blocks fill whole waves (or that stream-K shares out) get them with
- * 16-deep slices in 24 KiB as the `large` variant (4096³ on the H200: 49.6 TFLOP/s against
- * 47.8 for 128×128 blocks), and the same blocks with 8-deep slices in 12 KiB as the portable
- * kernel, on the same grid (42.6); with an epilogue, the 8-deep slices alone.
+ * Products whose 128×256 blocks fill whole waves (or that stream-K shares out) get them, by
+ * layout and epilogue from LARGE_TILINGS (4096³ on the H200: 50.0 TFLOP/s against 47.8 for
+ * 128×128 blocks); with an epilogue, the 8-deep slices alone (48.7 against 47.4 at 4096³).
  */
 export function chooseTiling(p: MatmulProblem): { tag: string; config: TileConfig }[] {
   const groups = (c: TileConfig) => Math.ceil(p.m / c.bm) * Math.ceil(p.n / c.bn) * p.batches;
   if (p.form?.streamK || fillsWaves(groups(TILINGS.t128x256x16))) {
-    // with an epilogue the 8-deep slices are the faster: 4096³ with bias + gelu + residual
-    // 48.7 TFLOP/s against 47.4, 2048³ 47.9 against 46.6
-    if (!p.plainStore) return [{ tag: 'portable', config: TILINGS.t128x256x8 }];
-    return [
-      { tag: 'large', config: TILINGS.t128x256x16 },
-      { tag: 'portable', config: TILINGS.t128x256x8 },
-    ];
+    const { large, portable } = LARGE_TILINGS[largeTilingKey(p)];
+    return [...(large ? [{ tag: 'large', config: large }] : []), { tag: 'portable', config: portable }];
   }
   const [portable] = FEWEST_WORKGROUPS.find(([c, fewest]) => groups(c) >= fewest)!;
   return [{ tag: 'portable', config: portable }];

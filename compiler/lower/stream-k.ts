@@ -1,5 +1,5 @@
-// Stream-K: a product of many 128×256 tiles, whose count leaves the last wave of a large GPU
-// mostly idle (3072³: 288 tiles on 132 SMs, the third wave 24 tiles), computes all but that
+// Stream-K: a product of many 128×256 tiles, whose count leaves part of the last wave of a
+// large GPU idle (3072³: 288 tiles on 132 SMs, the third wave 24 tiles), computes all but that
 // last wave's tiles whole, one workgroup each, and shares those tiles' K iterations evenly
 // among one wave of workgroups, which write partial tiles; the product's kernel then sums
 // each shared tile's partials and runs the epilogue. Two dispatches instead of one:
@@ -18,15 +18,23 @@ export interface StreamKTuning {
   units: number;
   /** share the last wave's tiles when they fill at most this fraction of it */
   maxLastWave: number;
+  /** the same for products that read an operand transposed */
+  maxLastWaveTransposed: number;
+  /** ... and the K iterations that wave leaves idle, per unit, are at least this many */
+  minIdleK: number;
   /** the fewest K iterations per shared run, a multiple of 16 */
   minUnitK: number;
 }
 
-// Measured on the H200 (bench/matmul.ts, stream-K): the shared runs go about 10% slower per
-// K iteration than whole tiles, and the sums cost 35 µs at 4096³, so a last wave filled
-// beyond about 0.8 gains nothing: 3072³ (last wave 0.18 full) 1257 µs against 1363 for
-// 128×128 blocks, 8192³ (0.52) 21.8 ms against 22.0, 4096³ (0.88) 2787 µs against 2771.
-const DEFAULT_TUNING: StreamKTuning = { units: LARGE_GPU_SMS, maxLastWave: 0.75, minUnitK: 256 };
+// Measured on the H200 (bench/matmul.ts, stream-K): the shared runs go at nearly the whole
+// tiles' rate per K iteration (4096³: 618 µs for 116 tiles' K on 132 SMs, 610 at that rate)
+// and the sums and the second dispatch cost about 40 µs, some 240 K iterations of a tile. So
+// the idle part of the last wave must be worth more than that: 3072³ (last wave 0.18 full)
+// 1179 µs against 1364 for 128×128 blocks, 8192³ (0.52) 21.3 ms against 21.9, 4096³ (0.88,
+// 496 idle K iterations) 2695 µs against 2756. Fuller last waves were not measured. With a
+// transposed read, 4096³ lost (Aᵀ 2727 µs against 2715, Bᵀ 2836 against 2786), so those keep
+// the earlier limit, under which every product measured gained.
+const DEFAULT_TUNING: StreamKTuning = { units: LARGE_GPU_SMS, maxLastWave: 0.9, maxLastWaveTransposed: 0.75, minIdleK: 256, minUnitK: 256 };
 let tuning: StreamKTuning = { ...DEFAULT_TUNING };
 
 /** Overrides the rule's knobs (for tests); with no argument, restores the defaults. */
@@ -42,15 +50,17 @@ export function streamKSchedule(graph: Graph, node: Node): StreamKSchedule | und
   const out = node.type.shape;
   const [m, n] = out.slice(-2);
   if (m <= SMALL_M) return undefined;
-  const transposeA = node.op === 'fusedMatmul' && (node.attrs as unknown as FusedMatmulAttrs).transposeA;
+  const { transposeA, transposeB } = node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : PLAIN;
   const a = graph.nodes[node.inputs[0]].type.shape;
   const k = transposeA ? a[a.length - 2] : a[a.length - 1];
   const { bm, bn } = TILINGS.t128x256x16;
   const tiles = Math.ceil(m / bm) * Math.ceil(n / bn) * elementCount(out.slice(0, -2));
-  const { units: wave, maxLastWave, minUnitK } = tuning;
+  const { units: wave, minIdleK, minUnitK } = tuning;
+  const maxLastWave = transposeA || transposeB ? tuning.maxLastWaveTransposed : tuning.maxLastWave;
   const shared = tiles % wave;
   // K in the kernels' 16-deep slices; a whole wave before the shared tiles; one grid dimension
-  if (k % 16 !== 0 || tiles <= wave || shared === 0 || shared > maxLastWave * wave || tiles > 65535) return undefined;
+  if (k % 16 !== 0 || tiles <= wave || shared === 0 || tiles > 65535) return undefined;
+  if (shared > maxLastWave * wave || ((wave - shared) / wave) * k < minIdleK) return undefined;
   const iterations = shared * k;
   const unitK = Math.max(minUnitK, Math.ceil(iterations / wave / 16) * 16);
   return { tileM: bm, tileN: bn, tiles, dataParallel: tiles - shared, units: Math.ceil(iterations / unitK), unitK };
