@@ -91,7 +91,7 @@ describe('matmul kernels per shape', () => {
     // with an epilogue, the 8-deep slices alone (they were the faster there)
     const fused = kernelsOf({ m: 4096, k: 4096, n: 4096, fused: true });
     expect(fused.kernel.variants).toBeUndefined();
-    expect(fused.kernel.wgsl).toContain('128x256x8 tiles, 8x16 per invocation, 1 stage, swizzled stores, 16-column blocks');
+    expect(fused.kernel.wgsl).toContain('128x256x8 tiles, 8x16 per invocation, 1 stage, pipelined, swizzled stores');
     // 288 of those blocks leave most of a third wave idle on a 132-SM GPU: 128×128 blocks for the
     // product alone (compileGraph first shares that wave out by stream-K: test/stream-k.test.ts)
     expect(kernelsOf({ m: 3072, k: 3072, n: 3072 }).kernel.wgsl).toContain('128x128x16 tiles, 8x8 per invocation');
@@ -179,6 +179,8 @@ const tiledSpecs: Spec[] = [
   { m: 96, k: 64, n: 128, transposeA: true },
   { m: 70, k: 36, n: 52, transposeB: true, fused: true, batch: 2 },
   { m: 33, k: 20, n: 44, transposeA: true, transposeB: true },
+  // no guards: each row's epilogue operands read before the previous row's stores
+  { m: 256, k: 48, n: 256, fused: true },
 ];
 const gemvSpecs: Spec[] = [
   { m: 1, k: 300, n: 260 },

@@ -295,47 +295,68 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   // value(row in the invocation's block, j, cc): its accumulator, or (stream-K) a sum of partials
   const rowGuard = p.m % bm !== 0;
   const colGuard = p.n % bn !== 0;
+  const columnOf = (j: number) => `col0 + (${u32(j * gx)} + tx) * 4u`;
+  const rowOf = (i: number, r: number) => `row0 + (${u32(i * gy)} + ty) * 4u + ${u32(r)}`;
+  const wideReads = (row: string, col: string, suffix: string) =>
+    p.extraVec4.flatMap((wide, n) => (wide ? [`let e${n + 1}${suffix} = in${n + 2}[(${p.extraIndex(n, row, col)}) / 4u];`] : []));
+  // One output row: its TN/4 vec4 stores, each the epilogue of four values, with the epilogue
+  // operands' vec4s read beforehand as e<n><suffix(j)>, or here when there is no suffix.
+  const rowStores = (value: (row: number, j: number, cc: number) => string, row: number, suffix?: (j: number) => string): string[] => {
+    const body: string[] = [];
+    for (let j = 0; j < tn / 4; j++) {
+      const lines: string[] = [`let col = ${columnOf(j)};`];
+      if (vecOut) {
+        let store: string[];
+        if (p.plainStore) store = [`out[(c_base + row * N + col) / 4u] = vec4<f32>(${[0, 1, 2, 3].map((cc) => value(row, j, cc)).join(', ')});`];
+        else {
+          store = ['var o: vec4<f32>;', ...(suffix ? [] : wideReads('row', 'col', ''))];
+          for (let cc = 0; cc < 4; cc++) {
+            const given = p.extraVec4.map((wide, n) => (wide ? `e${n + 1}${suffix ? suffix(j) : ''}[${cc}]` : undefined));
+            const e = p.epilogue(value(row, j, cc), 'row', 'cc', '  ', given);
+            store.push('{', `  let cc = col + ${u32(cc)};`, ...e.lines, `  o[${cc}] = ${e.value};`, '}');
+          }
+          store.push('out[(c_base + row * N + col) / 4u] = o;');
+        }
+        lines.push(...(colGuard ? ['if (col < N) {', ...indent(store, 2), '}'] : store));
+      } else {
+        for (let cc = 0; cc < 4; cc++) {
+          const e = p.epilogue(value(row, j, cc), 'row', 'cc', '    ');
+          lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    out[c_base + row * N + cc] = ${e.value};`, '  }', '}');
+        }
+      }
+      body.push('{', ...indent(lines, 2), '}');
+    }
+    return body;
+  };
+  // With epilogue operands, no guards and vec4 outputs, each row's operand reads are issued
+  // before the previous row's stores: the driver does not move a read above an earlier store
+  // to another buffer, so reads issued with their own row's stores wait out their latency
+  // once per row (4096³ with bias + gelu + residual: 49.9 TFLOP/s against 49.7, the plain
+  // product 50.0). Not in stream-K's product, where it was slower (see LARGE_TILINGS).
+  const rowsAhead = vecOut && !p.plainStore && !colGuard && !rowGuard && !p.form?.streamK && p.extraVec4.some((wide) => wide);
+  const outputAhead = (value: (row: number, j: number, cc: number) => string): string[] => {
+    const rows = Array.from({ length: tm }, (_, row) => row);
+    const reads = (row: number) => [
+      `let row_${row} = ${rowOf(Math.floor(row / 4), row % 4)};`,
+      ...Array.from({ length: tn / 4 }, (_, j) => wideReads(`row_${row}`, `(${columnOf(j)})`, `_${row}_${j}`)).flat(),
+    ];
+    return [
+      ...reads(0),
+      ...rows.flatMap((row) => [...(row + 1 < tm ? reads(row + 1) : []), '{', `  let row = row_${row};`, ...indent(rowStores(value, row, (j) => `_${row}_${j}`), 2), '}']),
+    ];
+  };
   const outputOf = (value: (row: number, j: number, cc: number) => string): string[] => {
+    if (rowsAhead) return outputAhead(value);
     const output: string[] = [];
     for (let i = 0; i < tm / 4; i++) {
       for (let r = 0; r < 4; r++) {
-        output.push('{');
-        output.push(`  let row = row0 + (${u32(i * gy)} + ty) * 4u + ${u32(r)};`);
-        const body: string[] = [];
         // Epilogue operands that allow it are read as one vec4 for four outputs. Where no column
-        // needs a guard, the row's reads all come first: the driver does not move a read above
-        // an earlier store to another buffer, so reads between the stores would each wait out
-        // their full latency (4096³ with bias + gelu + residual: 47.1 TFLOP/s that way).
-        const columnOf = (j: number) => `col0 + (${u32(j * gx)} + tx) * 4u`;
-        const wideReads = (col: string, suffix: string) => p.extraVec4.flatMap((wide, n) => (wide ? [`let e${n + 1}${suffix} = in${n + 2}[(${p.extraIndex(n, 'row', col)}) / 4u];`] : []));
+        // needs a guard, the row's reads all come first (4096³ with bias + gelu + residual: 47.1
+        // TFLOP/s with each read beside its store, 47.5 with the row's reads first).
         const hoisted = vecOut && !p.plainStore && !colGuard;
-        if (hoisted) for (let j = 0; j < tn / 4; j++) body.push(...wideReads(`(${columnOf(j)})`, `_${j}`));
-        for (let j = 0; j < tn / 4; j++) {
-          const lines: string[] = [`let col = ${columnOf(j)};`];
-          if (vecOut) {
-            let store: string[];
-            if (p.plainStore) store = [`out[(c_base + row * N + col) / 4u] = vec4<f32>(${[0, 1, 2, 3].map((cc) => value(i * 4 + r, j, cc)).join(', ')});`];
-            else {
-              const suffix = hoisted ? `_${j}` : '';
-              store = ['var o: vec4<f32>;', ...(hoisted ? [] : wideReads('col', ''))];
-              for (let cc = 0; cc < 4; cc++) {
-                const given = p.extraVec4.map((wide, n) => (wide ? `e${n + 1}${suffix}[${cc}]` : undefined));
-                const e = p.epilogue(value(i * 4 + r, j, cc), 'row', 'cc', '  ', given);
-                store.push('{', `  let cc = col + ${u32(cc)};`, ...e.lines, `  o[${cc}] = ${e.value};`, '}');
-              }
-              store.push('out[(c_base + row * N + col) / 4u] = o;');
-            }
-            lines.push(...(colGuard ? ['if (col < N) {', ...indent(store, 2), '}'] : store));
-          } else {
-            for (let cc = 0; cc < 4; cc++) {
-              const e = p.epilogue(value(i * 4 + r, j, cc), 'row', 'cc', '    ');
-              lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    out[c_base + row * N + cc] = ${e.value};`, '  }', '}');
-            }
-          }
-          body.push('{', ...indent(lines, 2), '}');
-        }
-        output.push(...indent(rowGuard ? ['if (row < M) {', ...indent(body, 2), '}'] : body, 2));
-        output.push('}');
+        const reads = hoisted ? Array.from({ length: tn / 4 }, (_, j) => wideReads('row', `(${columnOf(j)})`, `_${j}`)).flat() : [];
+        const body = [...reads, ...rowStores(value, i * 4 + r, hoisted ? (j) => `_${j}` : undefined)];
+        output.push('{', `  let row = ${rowOf(i, r)};`, ...indent(rowGuard ? ['if (row < M) {', ...indent(body, 2), '}'] : body, 2), '}');
       }
     }
     return output;
@@ -533,7 +554,7 @@ function fillsWaves(workgroups: number): boolean {
  * register allocations from Nvidia's compiler depending on the code around it, which only
  * measuring tells apart: 4096³ TFLOP/s, default shape → chosen:
  * A·B 49.7 → 50.0, Aᵀ·B 50.3 → 50.7, A·Bᵀ 44.3 → 49.4; with bias + gelu + residual (8-deep
- * slices: 16-deep ones are slower there) A·B 48.7 → 49.7, A·Bᵀ 45.9 → 48.8, Aᵀ·B 51.1 as is.
+ * slices: 16-deep ones are slower there) A·B 48.8 → 49.9, A·Bᵀ 45.8 → 48.9, Aᵀ·B 49.9 → 51.2.
  */
 const T16 = TILINGS.t128x256x16;
 const T8 = TILINGS.t128x256x8;
@@ -542,12 +563,19 @@ const LARGE_TILINGS: Record<string, { large?: TileConfig; portable: TileConfig }
   'Aᵀ·B': { large: { ...T16, readAhead: 6, pipelined: true }, portable: T8 },
   'A·Bᵀ': { large: { ...T16, readAhead: 2, pipelined: true, swizzledStores: true, blockColumns: 16 }, portable: T8 },
   'Aᵀ·Bᵀ': { large: T16, portable: T8 },
-  'A·B epilogue': { portable: { ...T8, swizzledStores: true, blockColumns: 16 } },
-  'Aᵀ·B epilogue': { portable: T8 },
-  'A·Bᵀ epilogue': { portable: { ...T8, readAhead: 6, swizzledStores: true } },
+  'A·B epilogue': { portable: { ...T8, pipelined: true, swizzledStores: true } },
+  'Aᵀ·B epilogue': { portable: { ...T8, pipelined: true } },
+  'A·Bᵀ epilogue': { portable: { ...T8, readAhead: 1, pipelined: true, swizzledStores: true, blockColumns: 16 } },
   'Aᵀ·Bᵀ epilogue': { portable: T8 },
+  // stream-K's product sums the shared tiles' partials before its epilogue: other code around
+  // the loop, measured apart (4096³ with the one-dispatch choice above: 2934 µs against 2737)
+  'A·B epilogue, stream-K': { portable: { ...T8, swizzledStores: true, blockColumns: 16 } },
+  'Aᵀ·B epilogue, stream-K': { portable: T8 },
+  'A·Bᵀ epilogue, stream-K': { portable: { ...T8, readAhead: 6, swizzledStores: true } },
+  'Aᵀ·Bᵀ epilogue, stream-K': { portable: T8 },
 };
-const largeTilingKey = (p: MatmulProblem) => `${p.transposeA ? 'Aᵀ' : 'A'}·${p.transposeB ? 'Bᵀ' : 'B'}${p.plainStore ? '' : ' epilogue'}`;
+const largeTilingKey = (p: MatmulProblem) =>
+  `${p.transposeA ? 'Aᵀ' : 'A'}·${p.transposeB ? 'Bᵀ' : 'B'}${p.plainStore ? '' : ` epilogue${p.form?.streamK ? ', stream-K' : ''}`}`;
 
 /** Every tiling LARGE_TILINGS may give, named, for the tests. */
 export const largeTilings = (): [string, TileConfig][] =>
