@@ -201,6 +201,8 @@ interface Row {
 }
 const rows: Row[] = [];
 
+// without timestamp queries (llvmpipe) the kernels are checked but not timed
+const timing = (us: number, rates: string) => (Number.isNaN(us) ? 'untimed (no timestamp-query)'.padStart(12) : `${us.toFixed(1).padStart(9)} µs ${rates}`);
 const flopsOf = (c: Case) => 2 * c.m * c.n * c.k * (c.batch ?? 1);
 const bytesOf = (c: Case) => 4 * ((c.batch ?? 1) * (c.m * c.k + c.m * c.n * (c.fused ? 2 : 1)) + c.k * c.n);
 
@@ -236,7 +238,7 @@ async function measure(l: Loaded, kernel: string, code: KernelCode): Promise<Row
     const row: Row = { case: c.label, kernel, us, tflops: flopsOf(c) / us / 1e6, gbps: bytesOf(c) / us / 1e3, error, workgroups: code.workgroups.join('x') };
     rows.push(row);
     log(
-      `${c.label.padEnd(26)} ${kernel.padEnd(58)} ${us.toFixed(1).padStart(9)} µs ${row.tflops.toFixed(1).padStart(6)} TFLOP/s ${row.gbps.toFixed(0).padStart(6)} GB/s  err ${error.toExponential(1)}${error > 1e-4 ? '  WRONG' : ''}`,
+      `${c.label.padEnd(26)} ${kernel.padEnd(58)} ${timing(us, `${row.tflops.toFixed(1).padStart(6)} TFLOP/s ${row.gbps.toFixed(0).padStart(6)} GB/s`)}  err ${error.toExponential(1)}${error > 1e-4 ? '  WRONG' : ''}`,
     );
     return row;
   } catch (e) {
@@ -392,7 +394,7 @@ async function measurePlan(c: Case, data: Float32Array[], feeds: Record<string, 
     timed.destroy();
   }
   rows.push({ case: c.label, kernel, us, tflops: flopsOf(c) / us / 1e6, gbps: bytesOf(c) / us / 1e3, error, workgroups: '-' });
-  log(`${c.label.padEnd(26)} ${kernel.padEnd(58)} ${us.toFixed(1).padStart(9)} µs ${(flopsOf(c) / us / 1e6).toFixed(1).padStart(6)} TFLOP/s  err ${error.toExponential(1)}${error > 1e-4 ? '  WRONG' : ''}`);
+  log(`${c.label.padEnd(26)} ${kernel.padEnd(58)} ${timing(us, `${(flopsOf(c) / us / 1e6).toFixed(1).padStart(6)} TFLOP/s`)}  err ${error.toExponential(1)}${error > 1e-4 ? '  WRONG' : ''}`);
 }
 
 // --- split-K: the whole plan (partial products, sum) at several slice counts -------------
