@@ -1,18 +1,29 @@
 // Shared by the tests of the graph rewrites that split a product into two steps (split-K,
-// stream-K): the ops a plan's dispatches run, and the check that a training plan through a
-// rewritten product steps like the plan without the rewrite.
+// stream-K): a plain product graph and a one-line summary of a graph, the ops a plan's
+// dispatches run, and the check that a training plan through a rewritten product steps like
+// the plan without the rewrite.
 import { expect } from 'vitest';
-import type { CompiledPlan } from '../compiler/compile';
+import { compileGraph, type CompiledPlan } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { loadTrainingPlan } from '../runtime/training';
 import { sharedDevice } from './gpu';
 
+/** The graph's nodes as `op shape` lines. */
+export const summary = (g: Graph) => g.nodes.map((n) => `${n.op} ${n.type.shape.join('x')}`);
+
+/** y = a · b for a [m, k] and b [k, n], both inputs. */
+export function product(m: number, k: number, n: number): Graph {
+  const g = new Graph('mm');
+  g.output('y', g.matmul(g.input('a', [m, k]), g.input('b', [k, n])));
+  return g;
+}
+
 /** The ops of each dispatch's kernel in an entry point, flattened. */
 export const kernelOps = (plan: CompiledPlan, entry: string) => plan.manifest.entryPoints[entry].dispatches.flatMap((d) => plan.manifest.kernels[d.kernel].ops);
 
 /** loss = mean((x · w)²) for x [m, k] fed and w [k, n] trained. */
-export function trainedProduct(m: number, k: number, n: number): Graph {
+function trainedProduct(m: number, k: number, n: number): Graph {
   const g = new Graph('trained');
   const y = g.matmul(g.input('x', [m, k]), g.parameter('w', [k, n], { init: { uniform: [-0.1, 0.1] } }));
   g.output('loss', g.mean(g.mean(g.mul(y, y), -1), 0));
@@ -20,7 +31,7 @@ export function trainedProduct(m: number, k: number, n: number): Graph {
 }
 
 /** Steps both training plans of trainedProduct(m, k, n) on the same batches: equal losses, to f32 rounding. */
-export async function expectSameSteps(rewritten: CompiledPlan, plain: CompiledPlan, m: number, k: number, steps: number): Promise<void> {
+async function expectSameSteps(rewritten: CompiledPlan, plain: CompiledPlan, m: number, k: number, steps: number): Promise<void> {
   const device = (await sharedDevice()).device;
   const sessions = await Promise.all([rewritten, plain].map((p) => loadTrainingPlan(p.bundle, device)));
   try {
@@ -36,4 +47,21 @@ export async function expectSameSteps(rewritten: CompiledPlan, plain: CompiledPl
   } finally {
     for (const s of sessions) s.destroy();
   }
+}
+
+/**
+ * The training plans of trainedProduct(m, k, n) compiled with the rewrite (`tune(true)` sets
+ * its rule to take the product) and without it (`tune(false)`): the first's step runs `op`
+ * once, the second's never, and both step alike for `steps` batches.
+ */
+export async function expectStepsThroughRewrite(op: string, tune: (rewrite: boolean) => void, [m, k, n]: [number, number, number], steps: number): Promise<void> {
+  const compile = (rewrite: boolean) => {
+    tune(rewrite);
+    return compileGraph(trainedProduct(m, k, n), { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } } });
+  };
+  const rewritten = await compile(true);
+  const plain = await compile(false);
+  expect(kernelOps(rewritten, 'train_step').filter((o) => o === op)).toHaveLength(1);
+  expect(kernelOps(plain, 'train_step').filter((o) => o === op)).toHaveLength(0);
+  await expectSameSteps(rewritten, plain, m, k, steps);
 }

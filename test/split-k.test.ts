@@ -11,20 +11,10 @@ import { elementCount } from '../compiler/ir/types';
 import { setSplitKTuning, splitK, type SplitKTuning } from '../compiler/lower/split-k';
 import { expectClose } from './close';
 import { releaseSharedDevice, runOnGpu } from './gpu';
-import { expectSameSteps, kernelOps, trainedProduct } from './rewrite-steps';
+import { expectStepsThroughRewrite, kernelOps, product, summary } from './rewrite-steps';
 
 afterAll(releaseSharedDevice);
 afterEach(() => setSplitKTuning());
-
-
-/** The graph's nodes as `op shape` lines. */
-const summary = (g: Graph) => g.nodes.map((n) => `${n.op} ${n.type.shape.join('x')}`);
-
-function product(m: number, k: number, n: number): Graph {
-  const g = new Graph('mm');
-  g.output('y', g.matmul(g.input('a', [m, k]), g.input('b', [k, n])));
-  return g;
-}
 
 describe('which products split (H200 defaults, graph only)', () => {
   test('128x1536 · 1536x576 (72 tiles of 32x32): 6 slices of 256, then their sum under the product name', () => {
@@ -87,14 +77,6 @@ describe('split products on the GPU against the CPU reference', () => {
 
 describe('training through a split product', () => {
   test('the split forward product keeps its gradient: steps equal those of the unsplit plan', async () => {
-    const compile = (tuning: Partial<SplitKTuning>) => {
-      setSplitKTuning(tuning);
-      return compileGraph(trainedProduct(40, 256, 36), { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } } });
-    };
-    const split = await compile(SMALL);
-    const whole = await compile({});
-    expect(kernelOps(split, 'train_step').filter((op) => op === 'matmulSplitK')).toHaveLength(1);
-    expect(kernelOps(whole, 'train_step').filter((op) => op === 'matmulSplitK')).toHaveLength(0);
-    await expectSameSteps(split, whole, 40, 256, 4);
+    await expectStepsThroughRewrite('matmulSplitK', (split) => setSplitKTuning(split ? SMALL : {}), [40, 256, 36], 4);
   });
 });

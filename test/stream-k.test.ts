@@ -12,18 +12,10 @@ import { elementCount } from '../compiler/ir/types';
 import { setStreamKTuning, streamK, type StreamKTuning } from '../compiler/lower/stream-k';
 import { expectClose } from './close';
 import { releaseSharedDevice, runOnGpu } from './gpu';
-import { expectSameSteps, kernelOps, trainedProduct } from './rewrite-steps';
+import { expectStepsThroughRewrite, kernelOps, product, summary } from './rewrite-steps';
 
 afterAll(releaseSharedDevice);
 afterEach(() => setStreamKTuning());
-
-const summary = (g: Graph) => g.nodes.map((n) => `${n.op} ${n.type.shape.join('x')}`);
-
-function product(m: number, k: number, n: number): Graph {
-  const g = new Graph('mm');
-  g.output('y', g.matmul(g.input('a', [m, k]), g.input('b', [k, n])));
-  return g;
-}
 
 describe('which products share their last wave (H200 defaults, graph only)', () => {
   test('3072³: 288 tiles of 128x256, the last 24 shared by 132 runs of 560; the product keeps its name', () => {
@@ -113,14 +105,6 @@ describe('stream-K plans on the GPU against the CPU reference', () => {
 
 describe('training through a stream-K product', () => {
   test('the forward product keeps its gradient: steps equal those of the one-dispatch plan', async () => {
-    const compile = (tuning: Partial<StreamKTuning>) => {
-      setStreamKTuning(tuning);
-      return compileGraph(trainedProduct(300, 64, 600), { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } } });
-    };
-    const shared = await compile(SMALL);
-    const whole = await compile({});
-    expect(kernelOps(shared, 'train_step').filter((op) => op === 'matmulStreamKPartials')).toHaveLength(1);
-    expect(kernelOps(whole, 'train_step').filter((op) => op === 'matmulStreamKPartials')).toHaveLength(0);
-    await expectSameSteps(shared, whole, 300, 64, 3);
+    await expectStepsThroughRewrite('matmulStreamKPartials', (shared) => setStreamKTuning(shared ? SMALL : {}), [300, 64, 600], 3);
   });
 });

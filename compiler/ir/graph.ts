@@ -10,6 +10,7 @@ import {
   type StreamKSchedule,
   type FusedArg,
   type FusedInstruction,
+  type FusedMatmulAttrs,
   type GeluAttrs,
   type Init,
   type LeafAttrs,
@@ -341,19 +342,9 @@ export class Graph {
    * [.., K, M] (and `transposeB` b stored [.., N, K]) with its last two axes swapped; bias is
    * a vector over the result's last axis, residual anything that broadcasts to the result.
    */
-  fusedMatmul(
-    a: Tensor,
-    b: Tensor,
-    options: { transposeA?: boolean; transposeB?: boolean; activation?: MatmulActivation; bias?: Tensor; residual?: Tensor } = {},
-  ): Tensor {
-    const operands = [a, b, ...(options.bias ? [options.bias] : []), ...(options.residual ? [options.residual] : [])];
-    return this.op('fusedMatmul', operands, {
-      transposeA: options.transposeA ?? false,
-      transposeB: options.transposeB ?? false,
-      activation: options.activation ?? 'none',
-      bias: options.bias !== undefined,
-      residual: options.residual !== undefined,
-    });
+  fusedMatmul(a: Tensor, b: Tensor, options: FusedMatmulOptions = {}): Tensor {
+    const { operands, attrs } = fusedProduct(a, b, options);
+    return this.op('fusedMatmul', operands, attrs);
   }
   /** op(a)·op(b)'s partial products over `splits` equal slices of K, as [splits, ..product] (their sum is the product) */
   matmulSplitK(a: Tensor, b: Tensor, options: { transposeA?: boolean; transposeB?: boolean; splits: number }): Tensor {
@@ -364,21 +355,9 @@ export class Graph {
     return this.op('matmulStreamKPartials', [a, b], { transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false, schedule: options.schedule });
   }
   /** fusedMatmul's result with the tiles `schedule` shares summed from `partials` (matmulStreamKPartials of the same a, b) */
-  matmulStreamK(
-    a: Tensor,
-    b: Tensor,
-    partials: Tensor,
-    options: { transposeA?: boolean; transposeB?: boolean; activation?: MatmulActivation; bias?: Tensor; residual?: Tensor; schedule: StreamKSchedule },
-  ): Tensor {
-    const operands = [a, b, ...(options.bias ? [options.bias] : []), ...(options.residual ? [options.residual] : []), partials];
-    return this.op('matmulStreamK', operands, {
-      transposeA: options.transposeA ?? false,
-      transposeB: options.transposeB ?? false,
-      activation: options.activation ?? 'none',
-      bias: options.bias !== undefined,
-      residual: options.residual !== undefined,
-      schedule: options.schedule,
-    });
+  matmulStreamK(a: Tensor, b: Tensor, partials: Tensor, options: FusedMatmulOptions & { schedule: StreamKSchedule }): Tensor {
+    const { operands, attrs } = fusedProduct(a, b, options);
+    return this.op('matmulStreamK', [...operands, partials], { ...attrs, schedule: options.schedule });
   }
 
   // --- optimizer steps (recorded by the training stage) -------------------------------
@@ -502,6 +481,29 @@ export function liveNodes(graph: Graph, roots: readonly number[]): Set<number> {
 }
 
 /** The first stack frame outside the IR package: the model code that called the builder. */
+/** The epilogue and transposed reads of a fused product, as the builder takes them. */
+export interface FusedMatmulOptions {
+  transposeA?: boolean;
+  transposeB?: boolean;
+  activation?: MatmulActivation;
+  bias?: Tensor;
+  residual?: Tensor;
+}
+
+/** A fused product's operands (a, b, then bias and residual where given) and attributes. */
+function fusedProduct(a: Tensor, b: Tensor, options: FusedMatmulOptions): { operands: Tensor[]; attrs: FusedMatmulAttrs } {
+  return {
+    operands: [a, b, ...(options.bias ? [options.bias] : []), ...(options.residual ? [options.residual] : [])],
+    attrs: {
+      transposeA: options.transposeA ?? false,
+      transposeB: options.transposeB ?? false,
+      activation: options.activation ?? 'none',
+      bias: options.bias !== undefined,
+      residual: options.residual !== undefined,
+    },
+  };
+}
+
 function callerLocation(): SourceLocation | undefined {
   const stack = new Error().stack?.split('\n').slice(1) ?? [];
   for (const line of stack) {

@@ -6,8 +6,8 @@
 // The kernel itself is the portable variant (16 KiB workgroup storage, 256 invocations);
 // faster variants (today: subgroups for small-M products with B stored along K) come before
 // it, each on the same grid.
-import type { Node } from '../ir/graph';
-import type { MatmulForm, OperandView, PointwiseChain } from '../ir/ops';
+import type { Graph, Node } from '../ir/graph';
+import type { FusedMatmulAttrs, MatmulForm, OperandView, PointwiseChain } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import { bindingDecls, kernelHeader, kernelWithVariants, u32, type KernelCode, type LoweredKernel } from './kernel';
@@ -53,6 +53,28 @@ export interface MatmulProblem {
 /** A generated module with what the plan needs to know about it. */
 /** The largest M the GEMV-style kernel takes; above it the tiled kernel reuses B better. */
 export const SMALL_M = 16;
+
+const PLAIN_PRODUCT: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, residual: false };
+
+/** A matmul or fusedMatmul node's fused attributes (a matmul's are the plain ones). */
+export const productAttrs = (node: Node): FusedMatmulAttrs => (node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : PLAIN_PRODUCT);
+
+/**
+ * The product a matmul or fusedMatmul node computes, as the passes that split it see it:
+ * its sizes, its batch count and its fused attributes.
+ * Undefined for any other node and for products of at most SMALL_M rows, whose small-M
+ * kernel splits K itself.
+ */
+export function tiledProductOf(graph: Graph, node: Node): { m: number; n: number; k: number; batches: number; attrs: FusedMatmulAttrs } | undefined {
+  if (node.op !== 'matmul' && node.op !== 'fusedMatmul') return undefined;
+  const out = node.type.shape;
+  const [m, n] = out.slice(-2);
+  if (m <= SMALL_M) return undefined;
+  const attrs = productAttrs(node);
+  const a = graph.nodes[node.inputs[0]].type.shape;
+  const k = attrs.transposeA ? a[a.length - 2] : a[a.length - 1];
+  return { m, n, k, batches: elementCount(out.slice(0, -2)), attrs };
+}
 
 /** The index of an epilogue operand at the output element: batch coordinates bc{d}, then row and col. */
 function viewIndex(view: OperandView, batchRank: number, row: string, col: string): string {

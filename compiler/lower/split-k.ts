@@ -5,9 +5,8 @@
 // A Graph → Graph pass run before lowering, beside split-reductions.ts.
 import { replaceTrainedNodes, type TrainingGraph } from '../autodiff/train';
 import type { Graph, Node } from '../ir/graph';
-import { epilogueProgram, type AxisAttrs, type FusedMatmulAttrs, type MatmulSplitKAttrs } from '../ir/ops';
-import { elementCount } from '../ir/types';
-import { SMALL_M } from './matmul';
+import { epilogueProgram, type AxisAttrs, type MatmulSplitKAttrs } from '../ir/ops';
+import { productAttrs, tiledProductOf } from './matmul';
 
 /** The rule's knobs; bench/matmul.ts sweeps them (setSplitKTuning); the defaults are its result. */
 export interface SplitKTuning {
@@ -35,14 +34,10 @@ export function setSplitKTuning(overrides: Partial<SplitKTuning> = {}): void {
 
 /** How many slices of K the product at `node` gets; undefined: it stays whole. */
 export function splitKSlices(graph: Graph, node: Node): number | undefined {
-  if (node.op !== 'matmul' && node.op !== 'fusedMatmul') return undefined;
-  const out = node.type.shape;
-  const [m, n] = out.slice(-2);
-  if (m <= SMALL_M) return undefined; // the GEMV-style kernel splits K itself
-  const a = graph.nodes[node.inputs[0]].type.shape;
-  const transposeA = node.op === 'fusedMatmul' && (node.attrs as unknown as FusedMatmulAttrs).transposeA;
-  const k = transposeA ? a[a.length - 2] : a[a.length - 1];
-  const tiles = Math.ceil(m / 32) * Math.ceil(n / 32) * elementCount(out.slice(0, -2));
+  const product = tiledProductOf(graph, node);
+  if (!product) return undefined;
+  const { m, n, k, batches } = product;
+  const tiles = Math.ceil(m / 32) * Math.ceil(n / 32) * batches;
   if (tiles >= tuning.belowTiles || k < tuning.minK) return undefined;
   const fits = (s: number) => k % s === 0 && (k / s) % 16 === 0 && k / s >= tuning.minChunk;
   // the fewest slices reaching the target, else the most below it
@@ -63,9 +58,9 @@ export function splitK(graph: Graph, training?: TrainingGraph): { graph: Graph; 
     training,
     (node) => splitKSlices(graph, node),
     (copy, node, operands, slices, unused) => {
-      const fused = node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : undefined;
-      const program = fused ? epilogueProgram(fused) : [];
-      const attrs: MatmulSplitKAttrs = { transposeA: fused?.transposeA ?? false, transposeB: fused?.transposeB ?? false, splits: slices };
+      const fused = productAttrs(node);
+      const program = epilogueProgram(fused);
+      const attrs: MatmulSplitKAttrs = { transposeA: fused.transposeA, transposeB: fused.transposeB, splits: slices };
       const partials = copy.emit('matmulSplitK', operands.slice(0, 2), attrs, node.loc, unused(`${node.name}.partials`));
       const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
       const sum = copy.emit('sum', [partials], sumAttrs, node.loc, program.length ? unused(`${node.name}.sum`) : node.name);

@@ -7,9 +7,8 @@
 // beside split-k.ts (which takes products with too few tiles; this takes those with many).
 import { replaceTrainedNodes, type TrainingGraph } from '../autodiff/train';
 import type { Graph, Node } from '../ir/graph';
-import type { FusedMatmulAttrs, MatmulStreamKAttrs, MatmulStreamKPartialsAttrs, StreamKSchedule } from '../ir/ops';
-import { elementCount } from '../ir/types';
-import { SMALL_M } from './matmul';
+import type { MatmulStreamKAttrs, MatmulStreamKPartialsAttrs, StreamKSchedule } from '../ir/ops';
+import { productAttrs, tiledProductOf } from './matmul';
 import { LARGE_GPU_SMS, TILINGS } from './matmul-tiled';
 
 /** The rule's knobs; tests lower them to reach small shapes. */
@@ -42,19 +41,13 @@ export function setStreamKTuning(overrides: Partial<StreamKTuning> = {}): void {
   tuning = { ...DEFAULT_TUNING, ...overrides };
 }
 
-const PLAIN: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, residual: false };
-
 /** The schedule for the product at `node`, or undefined: it stays one dispatch. */
 export function streamKSchedule(graph: Graph, node: Node): StreamKSchedule | undefined {
-  if (node.op !== 'matmul' && node.op !== 'fusedMatmul') return undefined;
-  const out = node.type.shape;
-  const [m, n] = out.slice(-2);
-  if (m <= SMALL_M) return undefined;
-  const { transposeA, transposeB } = node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : PLAIN;
-  const a = graph.nodes[node.inputs[0]].type.shape;
-  const k = transposeA ? a[a.length - 2] : a[a.length - 1];
+  const product = tiledProductOf(graph, node);
+  if (!product) return undefined;
+  const { m, n, k, batches, attrs: { transposeA, transposeB } } = product;
   const { bm, bn } = TILINGS.t128x256x16;
-  const tiles = Math.ceil(m / bm) * Math.ceil(n / bn) * elementCount(out.slice(0, -2));
+  const tiles = Math.ceil(m / bm) * Math.ceil(n / bn) * batches;
   const { units: wave, minIdleK, minUnitK } = tuning;
   const maxLastWave = transposeA || transposeB ? tuning.maxLastWaveTransposed : tuning.maxLastWave;
   const shared = tiles % wave;
@@ -77,7 +70,7 @@ export function streamK(graph: Graph, training?: TrainingGraph): { graph: Graph;
     training,
     (node) => streamKSchedule(graph, node),
     (copy, node, operands, schedule, unused) => {
-      const fused = node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : PLAIN;
+      const fused = productAttrs(node);
       const partialsAttrs: MatmulStreamKPartialsAttrs = { transposeA: fused.transposeA, transposeB: fused.transposeB, schedule };
       const partials = copy.emit('matmulStreamKPartials', operands.slice(0, 2), partialsAttrs, node.loc, unused(`${node.name}.partials`));
       const attrs: MatmulStreamKAttrs = { ...fused, schedule };
