@@ -59,43 +59,67 @@ const LARGE_32K = { largeWorkgroupBytes: 32768 };
  * which variant ran). The chooser falls back to what fits, so the tiling column shows what
  * each configuration became.
  */
+const TILED = { blockedRows: 0 };
+/** the blocked kernel with a fixed workgroup tile, wherever it applies */
+const blocked = (rows: number, keys: number, extra: Partial<AttentionTuning> = {}) => ({
+  blockedRows: rows,
+  blockedArea: rows * keys,
+  blockedKeys: keys,
+  minBlockedWorkgroups: 0,
+  maxBlockedQueryRows: Number.MAX_SAFE_INTEGER,
+  ...extra,
+});
+/** Tiled-kernel configurations: the blocked kernel off. */
+const tiledConfigs = (configs: Config[]) => configs.map((c) => ({ ...c, tuning: { ...TILED, ...c.tuning } }));
 const CONFIGS: Config[] = [
   { name: 'default', tuning: {}, quick: true },
-  { name: 'br16', tuning: rows(16), quick: true },
-  { name: 'br32', tuning: rows(32) },
-  // in 16 KiB, 64 rows leave no room to merge key groups at d = 64: br64 alone is g1 (or the default)
-  { name: 'br64', tuning: rows(64) },
-  { name: 'g1', tuning: groups(1), quick: true },
-  { name: 'g2', tuning: groups(2) },
-  { name: 'g4', tuning: groups(4) },
-  { name: 'g8 keys4', tuning: { ...groups(8), ...keys(4) }, quick: true },
-  { name: 'keys4', tuning: keys(4) },
-  { name: 'keys8', tuning: keys(8) },
-  { name: 'g1 keys32', tuning: { ...groups(1), ...keys(32) }, quick: true },
-  { name: 'lanes2', tuning: { maxLaneVec4: 8 }, quick: true },
-  { name: 'lanes4', tuning: { maxLaneVec4: 4 } },
-  { name: 'target32K', tuning: { targetInvocations: 32768 } },
-  { name: 'target128K', tuning: { targetInvocations: 131072 } },
-  { name: 'target256K', tuning: { targetInvocations: 262144 } },
-  { name: 'minKeys32', tuning: { minKeysPerGroup: 32 } },
-  { name: 'minKeys128', tuning: { minKeysPerGroup: 128 } },
-  { name: 'br16 g4', tuning: { ...rows(16), ...groups(4) } },
-  { name: 'br16 g8 keys4', tuning: { ...rows(16), ...groups(8), ...keys(4) } },
-  { name: 'lanes2 g1', tuning: { maxLaneVec4: 8, ...groups(1) } },
-  { name: 'lanes2 g4', tuning: { maxLaneVec4: 8, ...groups(4) } },
-  { name: 'large32K', tuning: LARGE_32K, quick: true },
-  { name: 'large32K br64 g2', tuning: { ...LARGE_32K, ...rows(64), ...groups(2) } },
-  { name: 'large32K br64 keys8', tuning: { ...LARGE_32K, ...rows(64), ...keys(8) }, quick: true },
-  { name: 'large32K br32 g8', tuning: { ...LARGE_32K, ...rows(32), ...groups(8) } },
-  { name: 'large32K keys32', tuning: { ...LARGE_32K, ...keys(32) } },
-  { name: 'large32K br64 g8 (512 inv)', tuning: { ...LARGE_32K, largeInvocations: 512, ...rows(64), ...groups(8) } },
-  { name: 'large32K lanes2', tuning: { ...LARGE_32K, maxLaneVec4: 8 } },
-  { name: 'large64K keys32', tuning: { largeWorkgroupBytes: 65536, ...keys(32) } },
-  // candidates for the defaults: more key groups in a 32 KiB variant, as the chooser picks them
-  { name: 'large32K br32 g4', tuning: { ...LARGE_32K, ...rows(32), ...groups(4) } },
-  { name: 'large32K ≤32 rows, ≤4 groups of ≥32 keys', tuning: { ...LARGE_32K, maxRows: 32, maxGroups: 4, minKeysPerGroup: 32 } },
-  { name: 'large32K ≤4 groups of ≥32 keys', tuning: { ...LARGE_32K, maxGroups: 4, minKeysPerGroup: 32 } },
-  { name: 'large32K ≤32 rows, ≤4 groups of ≥32 keys, target128K', tuning: { ...LARGE_32K, maxRows: 32, maxGroups: 4, minKeysPerGroup: 32, targetInvocations: 131072 } },
+  // the register-blocked kernel: rows per workgroup, keys per tile, storage budget, when it applies
+  { name: 'tiled', tuning: TILED, quick: true },
+  { name: 'blocked 64x32', tuning: blocked(64, 32), quick: true },
+  { name: 'blocked 32x64', tuning: blocked(32, 64), quick: true },
+  { name: 'blocked 32x32', tuning: blocked(32, 32) },
+  { name: 'blocked 64x16', tuning: blocked(64, 16) },
+  { name: 'blocked 16x64', tuning: blocked(16, 64) },
+  { name: 'blocked 32K', tuning: { blockedWorkgroupBytes: 32768 } },
+  { name: 'blocked, any query rows', tuning: { maxBlockedQueryRows: Number.MAX_SAFE_INTEGER }, quick: true },
+  // the tiled kernel (attention-tiled.ts), which the blocked kernel replaces where it applies
+  ...tiledConfigs([
+    { name: 'br16', tuning: rows(16), quick: true },
+    { name: 'br32', tuning: rows(32) },
+    // in 16 KiB, 64 rows leave no room to merge key groups at d = 64: br64 alone is g1 (or the default)
+    { name: 'br64', tuning: rows(64) },
+    { name: 'g1', tuning: groups(1), quick: true },
+    { name: 'g2', tuning: groups(2) },
+    { name: 'g4', tuning: groups(4) },
+    { name: 'g8 keys4', tuning: { ...groups(8), ...keys(4) }, quick: true },
+    { name: 'keys4', tuning: keys(4) },
+    { name: 'keys8', tuning: keys(8) },
+    { name: 'g1 keys32', tuning: { ...groups(1), ...keys(32) }, quick: true },
+    { name: 'lanes2', tuning: { maxLaneVec4: 8 }, quick: true },
+    { name: 'lanes4', tuning: { maxLaneVec4: 4 } },
+    { name: 'target32K', tuning: { targetInvocations: 32768 } },
+    { name: 'target128K', tuning: { targetInvocations: 131072 } },
+    { name: 'target256K', tuning: { targetInvocations: 262144 } },
+    { name: 'minKeys32', tuning: { minKeysPerGroup: 32 } },
+    { name: 'minKeys128', tuning: { minKeysPerGroup: 128 } },
+    { name: 'br16 g4', tuning: { ...rows(16), ...groups(4) } },
+    { name: 'br16 g8 keys4', tuning: { ...rows(16), ...groups(8), ...keys(4) } },
+    { name: 'lanes2 g1', tuning: { maxLaneVec4: 8, ...groups(1) } },
+    { name: 'lanes2 g4', tuning: { maxLaneVec4: 8, ...groups(4) } },
+    { name: 'large32K', tuning: LARGE_32K, quick: true },
+    { name: 'large32K br64 g2', tuning: { ...LARGE_32K, ...rows(64), ...groups(2) } },
+    { name: 'large32K br64 keys8', tuning: { ...LARGE_32K, ...rows(64), ...keys(8) }, quick: true },
+    { name: 'large32K br32 g8', tuning: { ...LARGE_32K, ...rows(32), ...groups(8) } },
+    { name: 'large32K keys32', tuning: { ...LARGE_32K, ...keys(32) } },
+    { name: 'large32K br64 g8 (512 inv)', tuning: { ...LARGE_32K, largeInvocations: 512, ...rows(64), ...groups(8) } },
+    { name: 'large32K lanes2', tuning: { ...LARGE_32K, maxLaneVec4: 8 } },
+    { name: 'large64K keys32', tuning: { largeWorkgroupBytes: 65536, ...keys(32) } },
+    // candidates for the defaults: more key groups in a 32 KiB variant, as the chooser picks them
+    { name: 'large32K br32 g4', tuning: { ...LARGE_32K, ...rows(32), ...groups(4) } },
+    { name: 'large32K ≤32 rows, ≤4 groups of ≥32 keys', tuning: { ...LARGE_32K, maxRows: 32, maxGroups: 4, minKeysPerGroup: 32 } },
+    { name: 'large32K ≤4 groups of ≥32 keys', tuning: { ...LARGE_32K, maxGroups: 4, minKeysPerGroup: 32 } },
+    { name: 'large32K ≤32 rows, ≤4 groups of ≥32 keys, target128K', tuning: { ...LARGE_32K, maxRows: 32, maxGroups: 4, minKeysPerGroup: 32, targetInvocations: 131072 } },
+  ]),
 ];
 
 const SMALL_CONFIGS: Config[] = [
@@ -208,6 +232,8 @@ interface Result {
 function tilingOf(wgsl: string): string {
   const line = wgsl.split('\n').find((l) => l.startsWith('// archetype:')) ?? '';
   if (/workgroup per query row/.test(line)) return 'row kernel';
+  const b = /register-blocked FlashAttention-2: (\d+) query rows per workgroup, keys in tiles of (\d+)/.exec(line);
+  if (b) return `blocked: ${b[1]} rows, ${b[2]} keys`;
   const m = /tiles: (\d+) query rows per workgroup, keys in tiles of (\d+)(?: split (\d+) ways)?, (?:an invocation|(\d+) invocations) per row/.exec(line);
   if (!m) return line.replace('// archetype: ', '');
   const [rowsPer, tileKeys, split, lanes] = [Number(m[1]), Number(m[2]), Number(m[3] ?? 1), Number(m[4] ?? 1)];

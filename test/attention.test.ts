@@ -8,8 +8,11 @@
 // and dv not multiples of 4, -Infinity masks; cases written for one tiling pin the portable
 // key groups); both under batch broadcasting; the defaults' 24 KiB variant of 4 key groups
 // for few rows; and under tunings other than the defaults (setAttentionTuning: fixed rows,
-// lanes, groups and key tiles; a 'large' variant with more invocations). Then: causal
-// attention, one dispatch, and the shape rule's refusals.
+// lanes, groups and key tiles; a 'large' variant with more invocations). The register-blocked
+// kernel: swizzled and plain K rows, row and key tails, masks broadcast along rows or keys,
+// batch broadcasting, causal, as the portable kernel and as variants beside the tiled kernel;
+// and which kernels the benchmark shapes get. Then: causal attention, one dispatch, and the
+// shape rule's refusals.
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { CompileError } from '../compiler/ir/errors';
@@ -53,14 +56,14 @@ interface AttentionCase {
   archetype: RegExp;
   /** tiling knobs other than the defaults, set while compiling */
   tuning?: Partial<AttentionTuning>;
-  /** the 'large' variant's archetype, where the tuning asks for one; it runs where the device allows */
-  large?: RegExp;
-  /** and the limits it requires */
-  largeLimits?: Record<string, number>;
+  /** the variants before the portable kernel (section tag, archetype, limits they require); each runs where the device allows */
+  variants?: { tag: string; archetype: RegExp; limits: Record<string, number> }[];
 }
 
 /** The key groups of the portable kernel alone (no variant), as the cases pinned to a tiling were written for. */
-const PORTABLE_GROUPS: Partial<AttentionTuning> = { largeWorkgroupBytes: 0, maxGroups: 8, minKeysPerGroup: 64 };
+const PORTABLE_GROUPS: Partial<AttentionTuning> = { largeWorkgroupBytes: 0, maxGroups: 8, minKeysPerGroup: 64, blockedRows: 0 };
+/** The tiled kernel where the register-blocked kernel would take the shape. */
+const TILED: Partial<AttentionTuning> = { blockedRows: 0 };
 
 const ROW_KERNEL = /workgroup per query row/;
 /** The tiled kernel's archetype: rows per workgroup, keys per tile (and key groups), lanes per row. */
@@ -69,6 +72,10 @@ function tiled(rows: number, keys: number, groups: number, lanes: number): RegEx
   const perRow = lanes > 1 ? `${lanes} invocations per row` : 'an invocation per row';
   return new RegExp(`FlashAttention-2 tiles: ${rows} query rows per workgroup, keys in tiles of ${keys}${split}, ${perRow} `);
 }
+
+/** The register-blocked kernel's archetype: rows per workgroup, keys per tile. */
+const blocked = (rows: number, keys: number) => new RegExp(`register-blocked FlashAttention-2: ${rows} query rows per workgroup, keys in tiles of ${keys}, `);
+const storageLimit = (bytes: number, invocations?: number) => ({ maxComputeWorkgroupStorageSize: bytes, ...(invocations ? { maxComputeInvocationsPerWorkgroup: invocations } : {}) });
 
 const CASES: AttentionCase[] = [
   { label: '[2, 5, 8] × [2, 7, 8] × [2, 7, 6], mask [5, 7]', q: [2, 5, 8], k: [2, 7, 8], v: [2, 7, 6], mask: [5, 7], archetype: ROW_KERNEL },
@@ -137,6 +144,50 @@ const CASES: AttentionCase[] = [
   { label: 'tiled: 4 lanes per row for d = 68, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 68], k: [1, 170, 68], v: [1, 170, 12], mask: [20, 170], scale: 0.1, tuning: PORTABLE_GROUPS, archetype: tiled(32, 16, 2, 4) },
   { label: 'tiled: 4 lanes per row for d = 130, dv = 18 (not multiples of 4)', q: [2, 16, 130], k: [2, 20, 130], v: [2, 20, 18], mask: [16, 20], scale: 0.08, archetype: tiled(16, 16, 1, 4) },
 
+  // the register-blocked kernel (d = 32: K rows swizzled; d = 20: not)
+  { label: 'blocked: d = dv = 32, Tq = 70 and Tk = 90 past whole tiles, in 16 KiB', q: [2, 70, 32], k: [2, 90, 32], v: [2, 90, 32], mask: [70, 90], archetype: blocked(32, 32) },
+  {
+    label: 'blocked: d = 20, dv = 16, key and row tails, mask [2, 70, 1] broadcast along keys',
+    q: [2, 70, 20],
+    k: [2, 45, 20],
+    v: [2, 45, 16],
+    mask: [2, 70, 1],
+    archetype: blocked(32, 16),
+  },
+  { label: 'blocked: batch broadcast q [2, 1, 70, 32], k [3, 90, 32], v [90, 32], mask [1, 90]', q: [2, 1, 70, 32], k: [3, 90, 32], v: [90, 32], mask: [1, 90], archetype: blocked(32, 32) },
+  {
+    label: 'blocked: causal mask of -Infinity, Tq 80 < Tk 200, d = 64: 43 and 26 KiB variants beside the tiled kernel of 32 rows',
+    q: [2, 80, 64],
+    k: [2, 200, 64],
+    v: [2, 200, 64],
+    mask: [80, 200],
+    maskValues: causalMask(80, 200, -Infinity),
+    archetype: tiled(32, 16, 2, 2),
+    variants: [
+      { tag: 'blocked43k', archetype: blocked(32, 64), limits: storageLimit(43264) },
+      { tag: 'blocked26k', archetype: blocked(32, 32), limits: storageLimit(25728) },
+    ],
+  },
+  {
+    label: 'blocked: 64 keys per tile (16 invocations across), dv = 64 ≠ d = 32, mask [3, 1, 150] broadcast along rows: a 31 KiB variant',
+    q: [3, 100, 32],
+    k: [3, 150, 32],
+    v: [3, 150, 64],
+    mask: [3, 1, 150],
+    archetype: blocked(32, 16),
+    variants: [{ tag: 'blocked31k', archetype: blocked(32, 64), limits: storageLimit(30976, 128) }],
+  },
+  {
+    label: 'blocked: 64 rows where the grid has enough workgroups, a 23 KiB variant of 32 keys beside 16 keys in 16 KiB',
+    q: [2, 130, 32],
+    k: [2, 100, 32],
+    v: [2, 100, 32],
+    mask: [130, 100],
+    tuning: { minBlockedWorkgroups: 4 },
+    archetype: blocked(64, 16),
+    variants: [{ tag: 'blocked23k', archetype: blocked(64, 32), limits: storageLimit(22656, 128) }],
+  },
+
   { label: 'Tq = 1 (decoding) takes the row kernel', q: [3, 1, 64], k: [3, 40, 64], v: [3, 40, 64], mask: [1, 40], archetype: ROW_KERNEL },
   { label: 'd = 300 (wider than four lanes) takes the row kernel', q: [2, 16, 300], k: [2, 12, 300], v: [2, 12, 8], mask: [16, 12], scale: 0.02, archetype: ROW_KERNEL },
 
@@ -159,19 +210,18 @@ const CASES: AttentionCase[] = [
     maskValues: causalMask(40, 300, -Infinity),
     tuning: { largeWorkgroupBytes: 32768, largeInvocations: 512, maxTileKeys: 32, minKeysPerGroup: 16, maxGroups: 8 },
     archetype: tiled(64, 128, 4, 1),
-    large: tiled(64, 256, 8, 1),
-    largeLimits: { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 512 },
+    variants: [{ tag: 'large', archetype: tiled(64, 256, 8, 1), limits: { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 512 } }],
   },
   {
-    label: 'defaults: 9 heads × 128 (few rows), a 24 KiB variant of 4 key groups beside the portable kernel\'s 2, both of 32 rows',
+    label: 'the tiled kernel\'s defaults: 9 heads × 128 (few rows), a 24 KiB variant of 4 key groups beside the portable kernel\'s 2, both of 32 rows',
     q: [9, 128, 64],
     k: [9, 128, 64],
     v: [9, 128, 64],
     mask: [128, 128],
     maskValues: causalMask(128, 128, -1e9),
     archetype: tiled(32, 16, 2, 2),
-    large: tiled(32, 32, 4, 2),
-    largeLimits: { maxComputeWorkgroupStorageSize: 24576, maxComputeInvocationsPerWorkgroup: 256 },
+    tuning: TILED,
+    variants: [{ tag: 'large', archetype: tiled(32, 32, 4, 2), limits: { maxComputeWorkgroupStorageSize: 24576, maxComputeInvocationsPerWorkgroup: 256 } }],
   },
 ];
 
@@ -203,11 +253,12 @@ describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, 
     const bundle = await readBundle(plan.bundle);
     const archetypeOf = (v: (typeof kernel.variants)[number]) => bundle.text(v.wgsl).split('\n').find((l) => l.startsWith('// archetype:'));
     expect(archetypeOf(kernel.variants[kernel.variants.length - 1])).toMatch(c.archetype);
-    expect(kernel.variants).toHaveLength(c.large ? 2 : 1);
-    if (c.large) {
-      expect(kernel.variants[0].wgsl).toMatch(/\.large\.wgsl$/);
-      expect(archetypeOf(kernel.variants[0])).toMatch(c.large);
-      expect(kernel.variants[0].requiredLimits).toEqual(c.largeLimits);
+    const variants = c.variants ?? [];
+    expect(kernel.variants).toHaveLength(variants.length + 1);
+    for (const [i, v] of variants.entries()) {
+      expect(kernel.variants[i].wgsl).toMatch(new RegExp(`\\.${v.tag}\\.wgsl$`));
+      expect(archetypeOf(kernel.variants[i])).toMatch(v.archetype);
+      expect(kernel.variants[i].requiredLimits).toEqual(v.limits);
     }
     expectClose((await runOnGpu(plan.bundle, feeds)).y, expected, c.atol ?? 2e-5, 1e-4);
   });
@@ -222,6 +273,7 @@ describe('causal attention', () => {
     ['tiled, heads [9, 40, 64]: a row tail, 2 lanes per row', [9, 40, 64], [9, 40, 64], [9, 40, 64], [40, 40], /FlashAttention-2 tiles: .*2 invocations per row.*causal/],
     ['tiled, Tq 24 < Tk 56: aligned at the last query and key', [2, 24, 16], [2, 56, 16], [2, 56, 12], [], /FlashAttention-2 tiles: .*causal/],
     ['tiled, key groups', [1, 20, 8], [1, 300, 8], [1, 300, 8], [20, 300], /FlashAttention-2 tiles: .*split 4 ways.*causal/, { minGroups: 4, maxGroups: 4 }],
+    ['blocked, Tq 70 < Tk 100: row tail, tiles past the block skipped', [3, 70, 32], [3, 100, 32], [3, 100, 32], [70, 100], /register-blocked FlashAttention-2: 32 query rows .*causal/],
     ['row kernel, [3, 5, 8] × [3, 9, 8]', [3, 5, 8], [3, 9, 8], [3, 9, 6], [5, 9], /workgroup per query row.*causal/],
     ['row kernel, keys over two tiles of 1024', [1, 3, 4], [1, 1500, 4], [1, 1500, 4], [], /workgroup per query row.*causal/],
   ];
@@ -252,6 +304,39 @@ describe('causal attention', () => {
     const [q, k] = [g.input('q', [6, 4]), g.input('k', [5, 4])];
     expect(() => g.attention(q, k, k, g.constant(0), { scale: 1, causal: true })).toThrow(/attention: causal attention needs at least as many keys as queries .*got Tq = 6, Tk = 5/);
     expect(() => g.apply('attention', [k, k, k, g.constant(0)], { scale: 1, causal: 'yes' })).toThrow(/causal must be true or false; got yes/);
+  });
+});
+
+// which kernel each of the suite's attention shapes gets (compiled, not run: the llvmpipe
+// device offers 32 KiB of workgroup storage, and these kernels are slow there)
+describe('the blocked kernel at the benchmark shapes', () => {
+  const kernelsOf = async (heads: number, seq: number, causal: boolean) => {
+    const g = new Graph('bench shape');
+    const [q, k, v] = ['q', 'k', 'v'].map((n) => g.input(n, [heads, seq, 64]));
+    g.output('y', g.attention(q, k, v, g.constant(0), { scale: 0.125, causal }));
+    const plan = await compileGraph(g);
+    const bundle = await readBundle(plan.bundle);
+    const kernel = plan.manifest.kernels.find((kd) => kd.ops.includes('attention'))!;
+    return kernel.variants.map((variant) => `${variant.wgsl.replace(/^kernels\/attention_\w+?(\.|$)/, '')} ${bundle.text(variant.wgsl).split('\n').find((l) => l.startsWith('// archetype:'))}`);
+  };
+  test('9 heads × 2048: 64 rows × 32 keys (35 KiB), 64 × 16 within 32 KiB, the tiled kernel of 64 rows', async () => {
+    const [large, medium, portable] = await kernelsOf(9, 2048, false);
+    expect(large).toMatch(/^blocked35k\.wgsl .*register-blocked FlashAttention-2: 64 query rows per workgroup, keys in tiles of 32,/);
+    expect(medium).toMatch(/^blocked26k\.wgsl .*register-blocked FlashAttention-2: 64 query rows per workgroup, keys in tiles of 16,/);
+    expect(portable).toMatch(/^wgsl .*FlashAttention-2 tiles: 64 query rows per workgroup/);
+  });
+  test('causal 9 heads × 2048 and 9 heads × 128: 32 rows × 64 keys (43 KiB), 32 × 32, the tiled kernel of 32 rows', async () => {
+    for (const [seq, causal] of [[2048, true], [128, false]] as const) {
+      const [large, medium, portable] = await kernelsOf(9, seq, causal);
+      expect(large).toMatch(/^blocked43k\.wgsl .*: 32 query rows per workgroup, keys in tiles of 64,/);
+      expect(medium).toMatch(/^blocked26k\.wgsl .*: 32 query rows per workgroup, keys in tiles of 32,/);
+      expect(portable).toMatch(/^wgsl .*FlashAttention-2 tiles: 32 query rows per workgroup/);
+    }
+  });
+  test('72 heads × 512 (more query rows than maxBlockedQueryRows): the tiled kernel alone', async () => {
+    const kernels = await kernelsOf(72, 512, false);
+    expect(kernels).toHaveLength(1);
+    expect(kernels[0]).toMatch(/^wgsl .*FlashAttention-2 tiles: /);
   });
 });
 

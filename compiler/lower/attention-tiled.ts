@@ -72,6 +72,23 @@ export interface AttentionTuning {
   largeWorkgroupBytes: number;
   /** invocations per workgroup that variant may use */
   largeInvocations: number;
+  /**
+   * The register-blocked kernel (attention-blocked.ts), for at least minBlockedTq and at most
+   * maxBlockedQueryRows query rows in all (more rows fill the GPU with the tiled kernel's one
+   * invocation per row, which was faster there). Each workgroup scores blockedRows × keys
+   * (blockedArea in all, at most blockedKeys keys; 0 rows: never); the rows halve, down to 32,
+   * while the grid has fewer than minBlockedWorkgroups (causal blocks count half: they do half
+   * the work on average, and more, smaller blocks balance better). Keys per tile are the most
+   * that fit: in blockedWorkgroupBytes (a variant), 32 KiB (another) and the portable limits
+   * (the portable kernel where it fits; else the tiled kernel with the same rows).
+   */
+  blockedRows: number;
+  blockedArea: number;
+  blockedKeys: number;
+  minBlockedTq: number;
+  maxBlockedQueryRows: number;
+  minBlockedWorkgroups: number;
+  blockedWorkgroupBytes: number;
 }
 
 /** vec4s of q (and of the output) one lane may hold at most: 16 (d = 64 on one lane) is about 160 registers */
@@ -93,8 +110,21 @@ const DEFAULT_TUNING: AttentionTuning = {
   // heads at 512 keep one group of 64 rows, which fits the portable limits (no variant)
   largeWorkgroupBytes: 32768,
   largeInvocations: PORTABLE_INVOCATIONS,
+  // H200 (bench/attention.ts): 64 rows × 32 keys at 9 heads × 2048 (534 µs against the tiled
+  // kernel's 567), 32 × 64 at 9 × 128 and 9 × 512 (12.0 and 53.0 µs against 13.5 and 58.9) and
+  // for causal 9 × 2048 (354 against 354); 72 × 512 stays tiled (254 against 268 and 301)
+  blockedRows: 64,
+  blockedArea: 2048,
+  blockedKeys: 64,
+  minBlockedTq: 64,
+  maxBlockedQueryRows: 32768,
+  minBlockedWorkgroups: 264,
+  blockedWorkgroupBytes: 49152,
 };
 let tuning: AttentionTuning = { ...DEFAULT_TUNING };
+
+/** The tuning in force (setAttentionTuning). */
+export const attentionTuning = (): Readonly<AttentionTuning> => tuning;
 
 /** Overrides the tiling knobs (for benchmarks and tests); with no argument, restores the defaults. */
 export function setAttentionTuning(overrides: Partial<AttentionTuning> = {}): void {

@@ -1,19 +1,24 @@
 // Attention archetype: out[b, i] = softmax(q[b, i]·k[b]ᵀ·scale + mask[b, i])·v[b] in one kernel.
 // This file describes the problem once (sizes, per-batch offsets of q, k, v and the mask, whose
-// batch axes broadcast as in matmul) and picks a kernel at compile time: the FlashAttention-2
-// style tiled kernel (attention-tiled.ts), which owns a block of query rows per workgroup, or,
-// where it does not apply (a few query rows, as in decoding, or a head too wide for its
-// registers), the row kernel below. The row kernel gives one workgroup one query row: per tile
-// of keys the scores go to workgroup memory and their max and sum are reduced across the
-// workgroup (an online softmax), then each invocation extends its share of the dv outputs.
+// batch axes broadcast as in matmul) and picks a kernel at compile time: the register-blocked
+// kernel (attention-blocked.ts) where the tuning takes it (few query rows in all, as in one
+// sequence of a few heads), with the FlashAttention-2 style tiled kernel (attention-tiled.ts)
+// of the same rows per workgroup as its portable fallback where it needs more than the
+// portable limits; else the tiled kernel, which owns a block of query rows per workgroup; or,
+// where neither applies (a few query rows, as in decoding, or a head too wide for the tiled
+// kernel's registers), the row kernel below. The row kernel gives one workgroup one query row:
+// per tile of keys the scores go to workgroup memory and their max and sum are reduced across
+// the workgroup (an online softmax), then each invocation extends its share of the dv outputs.
 // A 'large' variant of the tiled kernel (more workgroup storage, same grid) is made only when
-// setAttentionTuning asks for one (bench/attention.ts); by default every kernel is portable.
+// setAttentionTuning asks for one (bench/attention.ts).
 import type { Node } from '../ir/graph';
 import { wgslFloat, type AttentionAttrs } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
-import { chooseAttentionTilings, tiledAttentionKernel } from './attention-tiled';
+import { blockedAttentionKernel, chooseBlockedTilings } from './attention-blocked';
+import { chooseAttentionTiling, chooseAttentionTilings, PORTABLE_ATTENTION_LIMITS, tiledAttentionKernel } from './attention-tiled';
 import { bindingDecls, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type LoweredKernel } from './kernel';
+import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
 
 // exactly -FLT_MAX: a decimal that rounds to it is still refused by Tint as out of range
 export const LOWEST_F32 = '-0x1.fffffep+127f';
@@ -90,12 +95,34 @@ export function lowerAttention(node: Node, operands: readonly TensorType[], name
   workgroups: [number, number, number];
 } {
   const p = attentionProblem(node, operands, name);
+  const { bindings } = bindingDecls(operands);
+  const blocked = blockedKernels(p);
+  if (blocked) return kernelWithVariants(name, [node.op], bindings, blocked.portable, blocked.variants);
   const tilings = chooseAttentionTilings(p);
   const code = tilings.portable ? tiledAttentionKernel(p, tilings.portable) : rowKernel(p);
-  const { bindings } = bindingDecls(operands);
   // the large variant: more workgroup storage (or invocations) than the portable limits, for devices that offer it
   const variants = tilings.large ? [{ tag: 'large', features: [], code: tiledAttentionKernel(p, tilings.large, tilings.largeLimits) }] : [];
   return kernelWithVariants(name, [node.op], bindings, code, variants);
+}
+
+/**
+ * The register-blocked kernel where the tuning takes it: the portable module (blocked where
+ * it fits the portable limits, else the tiled kernel with the same rows per workgroup, so the
+ * same grid) and the blocked modules that need more, largest first; undefined where the
+ * blocked kernel does not apply or no portable module shares its grid.
+ */
+function blockedKernels(p: AttentionProblem): { portable: KernelCode; variants: { tag: string; features: string[]; code: KernelCode }[] } | undefined {
+  const blocked = chooseBlockedTilings(p, Math.max(PORTABLE_INVOCATIONS, 1024));
+  if (!blocked) return undefined;
+  const portableLimits = (c: { bytes: number; invocations: number }) => c.bytes <= PORTABLE_WORKGROUP_BYTES && c.invocations <= PORTABLE_INVOCATIONS;
+  const portableBlocked = blocked.choices.find(portableLimits);
+  const tiled = portableBlocked ? undefined : chooseAttentionTiling(p, PORTABLE_ATTENTION_LIMITS, blocked.rows);
+  if (!portableBlocked && !tiled) return undefined;
+  const portable = portableBlocked ? blockedAttentionKernel(p, portableBlocked.tiling) : tiledAttentionKernel(p, tiled!);
+  const variants = blocked.choices
+    .filter((c) => !portableLimits(c))
+    .map((c) => ({ tag: `blocked${Math.ceil(c.bytes / 1024)}k`, features: [], code: blockedAttentionKernel(p, c.tiling) }));
+  return { portable, variants };
 }
 
 /** Keys per tile of the row kernel: the scores of one tile live in workgroup memory. */
