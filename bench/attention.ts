@@ -60,28 +60,21 @@ const LARGE_32K = { largeWorkgroupBytes: 32768 };
  * each configuration became.
  */
 const TILED = { blockedRows: 0 };
-/** the blocked kernel with a fixed workgroup tile, wherever it applies */
-const blocked = (rows: number, keys: number, extra: Partial<AttentionTuning> = {}) => ({
-  blockedRows: rows,
-  blockedArea: rows * keys,
-  blockedKeys: keys,
-  minBlockedWorkgroups: 0,
-  maxBlockedQueryRows: Number.MAX_SAFE_INTEGER,
-  ...extra,
-});
+/** the blocked kernel with a fixed workgroup tile */
+const blocked = (rows: number, keys: number) => ({ blockedRows: rows, blockedKeys: keys });
 /** Tiled-kernel configurations: the blocked kernel off. */
 const tiledConfigs = (configs: Config[]) => configs.map((c) => ({ ...c, tuning: { ...TILED, ...c.tuning } }));
 const CONFIGS: Config[] = [
   { name: 'default', tuning: {}, quick: true },
-  // the register-blocked kernel: rows per workgroup, keys per tile, storage budget, when it applies
+  // the register-blocked kernel (the default: 48 rows × 64 keys) at other workgroup tiles, and the tiled kernel
   { name: 'tiled', tuning: TILED, quick: true },
   { name: 'blocked 64x32', tuning: blocked(64, 32), quick: true },
   { name: 'blocked 32x64', tuning: blocked(32, 64), quick: true },
+  { name: 'blocked 40x64', tuning: blocked(40, 64) },
+  { name: 'blocked 24x64', tuning: blocked(24, 64) },
+  { name: 'blocked 48x32', tuning: blocked(48, 32) },
   { name: 'blocked 32x32', tuning: blocked(32, 32) },
   { name: 'blocked 64x16', tuning: blocked(64, 16) },
-  { name: 'blocked 16x64', tuning: blocked(16, 64) },
-  { name: 'blocked 32K', tuning: { blockedWorkgroupBytes: 32768 } },
-  { name: 'blocked, any query rows', tuning: { maxBlockedQueryRows: Number.MAX_SAFE_INTEGER }, quick: true },
   // the tiled kernel (attention-tiled.ts), which the blocked kernel replaces where it applies
   ...tiledConfigs([
     { name: 'br16', tuning: rows(16), quick: true },

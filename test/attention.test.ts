@@ -144,29 +144,64 @@ const CASES: AttentionCase[] = [
   { label: 'tiled: 4 lanes per row for d = 68, dv = 12, 2 key groups, Tq = 20, Tk = 170', q: [1, 20, 68], k: [1, 170, 68], v: [1, 170, 12], mask: [20, 170], scale: 0.1, tuning: PORTABLE_GROUPS, archetype: tiled(32, 16, 2, 4) },
   { label: 'tiled: 4 lanes per row for d = 130, dv = 18 (not multiples of 4)', q: [2, 16, 130], k: [2, 20, 130], v: [2, 20, 18], mask: [16, 20], scale: 0.08, archetype: tiled(16, 16, 1, 4) },
 
-  // the register-blocked kernel (d = 32: K rows swizzled; d = 20: not)
-  { label: 'blocked: d = dv = 32, Tq = 70 and Tk = 90 past whole tiles, in 16 KiB', q: [2, 70, 32], k: [2, 90, 32], v: [2, 90, 32], mask: [70, 90], archetype: blocked(32, 32) },
+  // the register-blocked kernel (d = 32 and 64: K rows swizzled; d = 20: not); most cases fix
+  // its rows, since the default 48 rows × 64 keys at d = 64 need more workgroup storage than the
+  // test device (32 KiB) offers
+  {
+    label: 'blocked: d = dv = 32, Tq = 70 and Tk = 90 past whole tiles, 32 rows in 16 KiB',
+    q: [2, 70, 32],
+    k: [2, 90, 32],
+    v: [2, 90, 32],
+    mask: [70, 90],
+    tuning: { blockedRows: 32 },
+    archetype: blocked(32, 32),
+  },
   {
     label: 'blocked: d = 20, dv = 16, key and row tails, mask [2, 70, 1] broadcast along keys',
     q: [2, 70, 20],
     k: [2, 45, 20],
     v: [2, 45, 16],
     mask: [2, 70, 1],
+    tuning: { blockedRows: 32 },
     archetype: blocked(32, 16),
   },
-  { label: 'blocked: batch broadcast q [2, 1, 70, 32], k [3, 90, 32], v [90, 32], mask [1, 90]', q: [2, 1, 70, 32], k: [3, 90, 32], v: [90, 32], mask: [1, 90], archetype: blocked(32, 32) },
   {
-    label: 'blocked: causal mask of -Infinity, Tq 80 < Tk 200, d = 64: 43 and 26 KiB variants beside the tiled kernel of 32 rows',
+    label: 'blocked: batch broadcast q [2, 1, 70, 32], k [3, 90, 32], v [90, 32], mask [1, 90]',
+    q: [2, 1, 70, 32],
+    k: [3, 90, 32],
+    v: [90, 32],
+    mask: [1, 90],
+    tuning: { blockedRows: 32 },
+    archetype: blocked(32, 32),
+  },
+  {
+    label: 'blocked: the default 48 rows (not a power of two), row and key tails: an 18 KiB variant beside 16 keys in 16 KiB',
+    q: [2, 100, 32],
+    k: [2, 120, 32],
+    v: [2, 120, 32],
+    mask: [100, 120],
+    archetype: blocked(48, 16),
+    variants: [{ tag: 'blocked18k', archetype: blocked(48, 32), limits: storageLimit(18048, 96) }],
+  },
+  {
+    label: 'blocked: the defaults at d = 64, a 48 KiB variant beside the tiled kernel of 48 rows (which this device runs)',
+    q: [2, 100, 64],
+    k: [2, 120, 64],
+    v: [2, 120, 64],
+    mask: [100, 120],
+    archetype: tiled(48, 16, 1, 2),
+    variants: [{ tag: 'blocked48k', archetype: blocked(48, 64), limits: storageLimit(48384, 192) }],
+  },
+  {
+    label: 'blocked: causal mask of -Infinity, Tq 80 < Tk 200, d = 64, 16 rows: a 21 KiB variant of 32 keys beside 16 keys',
     q: [2, 80, 64],
     k: [2, 200, 64],
     v: [2, 200, 64],
     mask: [80, 200],
     maskValues: causalMask(80, 200, -Infinity),
-    archetype: tiled(32, 16, 2, 2),
-    variants: [
-      { tag: 'blocked43k', archetype: blocked(32, 64), limits: storageLimit(43264) },
-      { tag: 'blocked26k', archetype: blocked(32, 32), limits: storageLimit(25728) },
-    ],
+    tuning: { blockedRows: 16, blockedKeys: 32 },
+    archetype: blocked(16, 16),
+    variants: [{ tag: 'blocked21k', archetype: blocked(16, 32), limits: storageLimit(21120, 32) }],
   },
   {
     label: 'blocked: 64 keys per tile (16 invocations across), dv = 64 ≠ d = 32, mask [3, 1, 150] broadcast along rows: a 31 KiB variant',
@@ -174,16 +209,17 @@ const CASES: AttentionCase[] = [
     k: [3, 150, 32],
     v: [3, 150, 64],
     mask: [3, 1, 150],
+    tuning: { blockedRows: 32 },
     archetype: blocked(32, 16),
     variants: [{ tag: 'blocked31k', archetype: blocked(32, 64), limits: storageLimit(30976, 128) }],
   },
   {
-    label: 'blocked: 64 rows where the grid has enough workgroups, a 23 KiB variant of 32 keys beside 16 keys in 16 KiB',
+    label: 'blocked: 64 rows, a 23 KiB variant of 32 keys beside 16 keys in 16 KiB',
     q: [2, 130, 32],
     k: [2, 100, 32],
     v: [2, 100, 32],
     mask: [130, 100],
-    tuning: { minBlockedWorkgroups: 4 },
+    tuning: { blockedRows: 64 },
     archetype: blocked(64, 16),
     variants: [{ tag: 'blocked23k', archetype: blocked(64, 32), limits: storageLimit(22656, 128) }],
   },
@@ -273,7 +309,7 @@ describe('causal attention', () => {
     ['tiled, heads [9, 40, 64]: a row tail, 2 lanes per row', [9, 40, 64], [9, 40, 64], [9, 40, 64], [40, 40], /FlashAttention-2 tiles: .*2 invocations per row.*causal/],
     ['tiled, Tq 24 < Tk 56: aligned at the last query and key', [2, 24, 16], [2, 56, 16], [2, 56, 12], [], /FlashAttention-2 tiles: .*causal/],
     ['tiled, key groups', [1, 20, 8], [1, 300, 8], [1, 300, 8], [20, 300], /FlashAttention-2 tiles: .*split 4 ways.*causal/, { minGroups: 4, maxGroups: 4 }],
-    ['blocked, Tq 70 < Tk 100: row tail, tiles past the block skipped', [3, 70, 32], [3, 100, 32], [3, 100, 32], [70, 100], /register-blocked FlashAttention-2: 32 query rows .*causal/],
+    ['blocked, Tq 70 < Tk 100: row tail, tiles past the block skipped, longest blocks first', [3, 70, 32], [3, 100, 32], [3, 100, 32], [70, 100], /register-blocked FlashAttention-2: 48 query rows .*causal/],
     ['row kernel, [3, 5, 8] × [3, 9, 8]', [3, 5, 8], [3, 9, 8], [3, 9, 6], [5, 9], /workgroup per query row.*causal/],
     ['row kernel, keys over two tiles of 1024', [1, 3, 4], [1, 1500, 4], [1, 1500, 4], [], /workgroup per query row.*causal/],
   ];
@@ -310,33 +346,25 @@ describe('causal attention', () => {
 // which kernel each of the suite's attention shapes gets (compiled, not run: the llvmpipe
 // device offers 32 KiB of workgroup storage, and these kernels are slow there)
 describe('the blocked kernel at the benchmark shapes', () => {
-  const kernelsOf = async (heads: number, seq: number, causal: boolean) => {
-    const g = new Graph('bench shape');
-    const [q, k, v] = ['q', 'k', 'v'].map((n) => g.input(n, [heads, seq, 64]));
-    g.output('y', g.attention(q, k, v, g.constant(0), { scale: 0.125, causal }));
-    const plan = await compileGraph(g);
-    const bundle = await readBundle(plan.bundle);
-    const kernel = plan.manifest.kernels.find((kd) => kd.ops.includes('attention'))!;
-    return kernel.variants.map((variant) => `${variant.wgsl.replace(/^kernels\/attention_\w+?(\.|$)/, '')} ${bundle.text(variant.wgsl).split('\n').find((l) => l.startsWith('// archetype:'))}`);
-  };
-  test('9 heads × 2048: 64 rows × 32 keys (35 KiB), 64 × 16 within 32 KiB, the tiled kernel of 64 rows', async () => {
-    const [large, medium, portable] = await kernelsOf(9, 2048, false);
-    expect(large).toMatch(/^blocked35k\.wgsl .*register-blocked FlashAttention-2: 64 query rows per workgroup, keys in tiles of 32,/);
-    expect(medium).toMatch(/^blocked26k\.wgsl .*register-blocked FlashAttention-2: 64 query rows per workgroup, keys in tiles of 16,/);
-    expect(portable).toMatch(/^wgsl .*FlashAttention-2 tiles: 64 query rows per workgroup/);
-  });
-  test('causal 9 heads × 2048 and 9 heads × 128: 32 rows × 64 keys (43 KiB), 32 × 32, the tiled kernel of 32 rows', async () => {
-    for (const [seq, causal] of [[2048, true], [128, false]] as const) {
-      const [large, medium, portable] = await kernelsOf(9, seq, causal);
-      expect(large).toMatch(/^blocked43k\.wgsl .*: 32 query rows per workgroup, keys in tiles of 64,/);
-      expect(medium).toMatch(/^blocked26k\.wgsl .*: 32 query rows per workgroup, keys in tiles of 32,/);
-      expect(portable).toMatch(/^wgsl .*FlashAttention-2 tiles: 32 query rows per workgroup/);
+  test('9 heads × 128, 512, 2048 and 2048 causal, 72 heads × 512: 48 rows × 64 keys (48 KiB) beside the tiled kernel of 48 rows', async () => {
+    for (const [heads, seq, causal] of [
+      [9, 128, false],
+      [9, 512, false],
+      [9, 2048, false],
+      [9, 2048, true],
+      [72, 512, false],
+    ] as const) {
+      const g = new Graph('bench shape');
+      const [q, k, v] = ['q', 'k', 'v'].map((n) => g.input(n, [heads, seq, 64]));
+      g.output('y', g.attention(q, k, v, g.constant(0), { scale: 0.125, causal }));
+      const plan = await compileGraph(g);
+      const bundle = await readBundle(plan.bundle);
+      const kernel = plan.manifest.kernels.find((kd) => kd.ops.includes('attention'))!;
+      const kernels = kernel.variants.map((variant) => `${variant.wgsl.replace(/^kernels\/attention_\w+?(\.|$)/, '')} ${bundle.text(variant.wgsl).split('\n').find((l) => l.startsWith('// archetype:'))}`);
+      expect(kernels).toHaveLength(2);
+      expect(kernels[0]).toMatch(/^blocked48k\.wgsl .*register-blocked FlashAttention-2: 48 query rows per workgroup, keys in tiles of 64,/);
+      expect(kernels[1]).toMatch(/^wgsl .*FlashAttention-2 tiles: 48 query rows per workgroup/);
     }
-  });
-  test('72 heads × 512 (more query rows than maxBlockedQueryRows): the tiled kernel alone', async () => {
-    const kernels = await kernelsOf(72, 512, false);
-    expect(kernels).toHaveLength(1);
-    expect(kernels[0]).toMatch(/^wgsl .*FlashAttention-2 tiles: /);
   });
 });
 

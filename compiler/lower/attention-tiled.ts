@@ -73,21 +73,14 @@ export interface AttentionTuning {
   /** invocations per workgroup that variant may use */
   largeInvocations: number;
   /**
-   * The register-blocked kernel (attention-blocked.ts), for at least minBlockedTq and at most
-   * maxBlockedQueryRows query rows in all (more rows fill the GPU with the tiled kernel's one
-   * invocation per row, which was faster there). Each workgroup scores blockedRows × keys
-   * (blockedArea in all, at most blockedKeys keys; 0 rows: never); the rows halve, down to 32,
-   * while the grid has fewer than minBlockedWorkgroups (causal blocks count half: they do half
-   * the work on average, and more, smaller blocks balance better). Keys per tile are the most
-   * that fit: in blockedWorkgroupBytes (a variant), 32 KiB (another) and the portable limits
-   * (the portable kernel where it fits; else the tiled kernel with the same rows).
+   * The register-blocked kernel (attention-blocked.ts), for at least minBlockedTq query rows:
+   * blockedRows rows per workgroup (0: never) and the most keys per tile, up to blockedKeys,
+   * that fit blockedWorkgroupBytes (a variant; its portable fallback is the tiled kernel with
+   * the same rows) or the portable limits (then it is the portable kernel).
    */
   blockedRows: number;
-  blockedArea: number;
   blockedKeys: number;
   minBlockedTq: number;
-  maxBlockedQueryRows: number;
-  minBlockedWorkgroups: number;
   blockedWorkgroupBytes: number;
 }
 
@@ -110,15 +103,13 @@ const DEFAULT_TUNING: AttentionTuning = {
   // heads at 512 keep one group of 64 rows, which fits the portable limits (no variant)
   largeWorkgroupBytes: 32768,
   largeInvocations: PORTABLE_INVOCATIONS,
-  // H200 (bench/attention.ts): 64 rows × 32 keys at 9 heads × 2048 (534 µs against the tiled
-  // kernel's 567), 32 × 64 at 9 × 128 and 9 × 512 (12.0 and 53.0 µs against 13.5 and 58.9) and
-  // for causal 9 × 2048 (354 against 354); 72 × 512 stays tiled (254 against 268 and 301)
-  blockedRows: 64,
-  blockedArea: 2048,
+  // H200 (bench/attention.ts): 48 rows × 64 keys (192 invocations, 47 KiB) at 9 heads × 128,
+  // 512, 2048 and 2048 causal and 72 × 512: 11.9, 38.1, 425, 243 and 229 µs against the tiled
+  // kernel's 13.5, 58.8, 566, 355 and 251; 64 × 32 and 32 × 64 (128 invocations) gave 537
+  // and 571 at 9 × 2048, 24 × 64 778, 48 × 32 796
+  blockedRows: 48,
   blockedKeys: 64,
   minBlockedTq: 64,
-  maxBlockedQueryRows: 32768,
-  minBlockedWorkgroups: 264,
   blockedWorkgroupBytes: 49152,
 };
 let tuning: AttentionTuning = { ...DEFAULT_TUNING };

@@ -1,10 +1,10 @@
 // Attention archetype: out[b, i] = softmax(q[b, i]·k[b]ᵀ·scale + mask[b, i])·v[b] in one kernel.
 // This file describes the problem once (sizes, per-batch offsets of q, k, v and the mask, whose
 // batch axes broadcast as in matmul) and picks a kernel at compile time: the register-blocked
-// kernel (attention-blocked.ts) where the tuning takes it (few query rows in all, as in one
-// sequence of a few heads), with the FlashAttention-2 style tiled kernel (attention-tiled.ts)
-// of the same rows per workgroup as its portable fallback where it needs more than the
-// portable limits; else the tiled kernel, which owns a block of query rows per workgroup; or,
+// kernel (attention-blocked.ts) where it applies (enough query rows, heads it can split), with
+// the FlashAttention-2 style tiled kernel (attention-tiled.ts) of the same rows per workgroup
+// as its portable fallback where it needs more than the portable limits; else the tiled
+// kernel, which owns a block of query rows per workgroup; or,
 // where neither applies (a few query rows, as in decoding, or a head too wide for the tiled
 // kernel's registers), the row kernel below. The row kernel gives one workgroup one query row:
 // per tile of keys the scores go to workgroup memory and their max and sum are reduced across
@@ -112,7 +112,7 @@ export function lowerAttention(node: Node, operands: readonly TensorType[], name
  * blocked kernel does not apply or no portable module shares its grid.
  */
 function blockedKernels(p: AttentionProblem): { portable: KernelCode; variants: { tag: string; features: string[]; code: KernelCode }[] } | undefined {
-  const blocked = chooseBlockedTilings(p, Math.max(PORTABLE_INVOCATIONS, 1024));
+  const blocked = chooseBlockedTilings(p);
   if (!blocked) return undefined;
   const portableLimits = (c: { bytes: number; invocations: number }) => c.bytes <= PORTABLE_WORKGROUP_BYTES && c.invocations <= PORTABLE_INVOCATIONS;
   const portableBlocked = blocked.choices.find(portableLimits);
