@@ -75,6 +75,7 @@ const CONFIGS: Config[] = [
   { name: 'blocked 48x32', tuning: blocked(48, 32) },
   { name: 'blocked 32x32', tuning: blocked(32, 32) },
   { name: 'blocked 64x16', tuning: blocked(64, 16) },
+  { name: 'blocked, no prefetch', tuning: { blockedPrefetch: false }, quick: true },
   // the tiled kernel (attention-tiled.ts), which the blocked kernel replaces where it applies
   ...tiledConfigs([
     { name: 'br16', tuning: rows(16), quick: true },

@@ -74,7 +74,7 @@ function tiled(rows: number, keys: number, groups: number, lanes: number): RegEx
 }
 
 /** The register-blocked kernel's archetype: rows per workgroup, keys per tile. */
-const blocked = (rows: number, keys: number) => new RegExp(`register-blocked FlashAttention-2: ${rows} query rows per workgroup, keys in tiles of ${keys}, `);
+const blocked = (rows: number, keys: number) => new RegExp(`register-blocked FlashAttention-2: ${rows} query rows per workgroup, keys in tiles of ${keys}\\b`);
 const storageLimit = (bytes: number, invocations?: number) => ({ maxComputeWorkgroupStorageSize: bytes, ...(invocations ? { maxComputeInvocationsPerWorkgroup: invocations } : {}) });
 
 const CASES: AttentionCase[] = [
@@ -154,6 +154,15 @@ const CASES: AttentionCase[] = [
     v: [2, 90, 32],
     mask: [70, 90],
     tuning: { blockedRows: 32 },
+    archetype: blocked(32, 32),
+  },
+  {
+    label: 'blocked: K and V loaded at each tile\'s start (no prefetch)',
+    q: [2, 70, 32],
+    k: [2, 90, 32],
+    v: [2, 90, 32],
+    mask: [70, 90],
+    tuning: { blockedRows: 32, blockedPrefetch: false },
     archetype: blocked(32, 32),
   },
   {
@@ -362,7 +371,7 @@ describe('the blocked kernel at the benchmark shapes', () => {
       const kernel = plan.manifest.kernels.find((kd) => kd.ops.includes('attention'))!;
       const kernels = kernel.variants.map((variant) => `${variant.wgsl.replace(/^kernels\/attention_\w+?(\.|$)/, '')} ${bundle.text(variant.wgsl).split('\n').find((l) => l.startsWith('// archetype:'))}`);
       expect(kernels).toHaveLength(2);
-      expect(kernels[0]).toMatch(/^blocked48k\.wgsl .*register-blocked FlashAttention-2: 48 query rows per workgroup, keys in tiles of 64,/);
+      expect(kernels[0]).toMatch(/^blocked48k\.wgsl .*register-blocked FlashAttention-2: 48 query rows per workgroup, keys in tiles of 64 /);
       expect(kernels[1]).toMatch(/^wgsl .*FlashAttention-2 tiles: 48 query rows per workgroup/);
     }
   });

@@ -31,6 +31,8 @@ export interface BlockedAttentionTiling {
   br: number;
   /** keys per tile, a multiple of 4: BC/4 invocations across the keys (TX), each scoring 4 */
   bc: number;
+  /** load the next tile's K and V into registers during this tile's arithmetic (else at the tile's start) */
+  prefetch: boolean;
 }
 
 /** Rows (and keys) each invocation scores: the 4 × 4 register block. */
@@ -41,7 +43,7 @@ const MAX_OUT_VEC4 = 4;
 const MAX_INVOCATIONS = 256;
 
 export const describeBlockedTiling = (c: BlockedAttentionTiling) =>
-  `${c.br} query rows per workgroup, keys in tiles of ${c.bc}, each invocation scoring ${BLOCK} rows × ${BLOCK} keys in registers, online softmax`;
+  `${c.br} query rows per workgroup, keys in tiles of ${c.bc}${c.prefetch ? ' (the next loaded during each)' : ''}, each invocation scoring ${BLOCK} rows × ${BLOCK} keys in registers, online softmax`;
 
 /** The invocations across a row's keys (and its output columns). */
 const threadsAcross = (c: BlockedAttentionTiling) => c.bc / BLOCK;
@@ -94,7 +96,7 @@ export function chooseBlockedTilings(p: AttentionProblem): { rows: number; choic
     [PORTABLE_WORKGROUP_BYTES, PORTABLE_INVOCATIONS],
   ]) {
     for (let bc = t.blockedKeys; bc >= BLOCK; bc /= 2) {
-      const tiling = { br: rows, bc };
+      const tiling = { br: rows, bc, prefetch: t.blockedPrefetch };
       const bytes = blockedTilingBytes(p, tiling);
       const invocations = invocationsOf(tiling);
       if (blockedUnfit(p, tiling) || bytes > budget || invocations > maxInvocations) continue;
@@ -183,9 +185,9 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
     }).flat(),
   );
   setup.push(
-    '// the staging registers, first loaded with the first tile',
+    `// the staging registers${c.prefetch ? ', first loaded with the first tile' : ''}`,
     ...staged.flatMap((o) => Array.from({ length: o.loads }, (_, n) => `var ${o.name}${n}: vec4<f32>;`)),
-    ...prefetch('0u'),
+    ...(c.prefetch ? prefetch('0u') : []),
   );
   const seen = (rr: number, kk: number) => [keyTail ? `key${kk} < TK` : '', p.causal ? `key${kk} <= i${rr} + CAUSAL_SHIFT` : ''].filter(Boolean).join(' && ');
   const scored: string[] = [];
@@ -196,22 +198,24 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
     }
   }
   const K = Array.from({ length: BLOCK }, (_, kk) => kk);
+  /** `base + scale·at` as a constant WGSL index */
+  const offset = (base: number, at: number, scale = 1) => u32(base + scale * at);
   const tile: string[] = [
     'workgroupBarrier(); // everyone is done with the previous tile',
+    ...(c.prefetch ? [] : prefetch('j0')),
     ...stores,
     'workgroupBarrier();',
-    '// the next tile\'s loads, in flight during this tile\'s arithmetic',
-    ...prefetch('j0 + BC'),
+    ...(c.prefetch ? ['// the next tile\'s loads, in flight during this tile\'s arithmetic', ...prefetch('j0 + BC')] : []),
     '// S = q·kᵀ for rows 4·ty + r, keys 4·tx + k of the tile',
     ...R.flatMap((rr) => K.map((kk) => `var s${rr}_${kk} = 0.0;`)),
-    ...Array.from({ length: d4 }, (_, c) => [
-      `// features ${4 * c}..${4 * c + 3}`,
-      ...R.map((rr) => `let q${rr}_${c} = q_tile[q_at + ${u32(rr * d4 + c)}];`),
-      ...(swizzled ? [`let kc${c} = ${c === 0 ? 'sw' : `${u32(c)} ^ sw`};`] : []),
-      ...K.map((kk) => `let k${kk}_${c} = kp_tile[k_at + ${u32(kk * d4)} + ${swizzled ? `kc${c}` : u32(c)}];`),
+    ...Array.from({ length: d4 }, (_, ci) => [
+      `// features ${4 * ci}..${4 * ci + 3}`,
+      ...R.map((rr) => `let q${rr}_${ci} = q_tile[q_at + ${offset(rr * d4, ci)}];`),
+      ...(swizzled ? [`let kc${ci} = ${ci === 0 ? 'sw' : `${u32(ci)} ^ sw`};`] : []),
+      ...K.map((kk) => `let k${kk}_${ci} = kp_tile[k_at + ${swizzled ? `${u32(kk * d4)} + kc${ci}` : offset(kk * d4, ci)}];`),
       ...R.flatMap((rr) =>
         K.map((kk) => {
-          const [q, k, acc] = [`q${rr}_${c}`, `k${kk}_${c}`, `s${rr}_${kk}`];
+          const [q, k, acc] = [`q${rr}_${ci}`, `k${kk}_${ci}`, `s${rr}_${kk}`];
           return `${acc} = fma(${q}.w, ${k}.w, fma(${q}.z, ${k}.z, fma(${q}.y, ${k}.y, fma(${q}.x, ${k}.x, ${acc}))));`;
         }),
       ),
@@ -242,9 +246,9 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
     'workgroupBarrier();',
     '// O += P·V for rows 4·ty + r, output vec4s tx + TX·c',
     ...Array.from({ length: bc / 4 }, (_, g) => [
-      ...R.map((rr) => `let pr${rr}_${g} = kp_tile[p_at + ${u32(rr * (bc / 4) + g)}];`),
+      ...R.map((rr) => `let pr${rr}_${g} = kp_tile[p_at + ${offset(rr * (bc / 4), g)}];`),
       ...K.flatMap((kk) => [
-        ...C.map((cc) => `let v${kk}_${cc}_${g} = v_tile[v_at + ${u32((g * 4 + kk) * dv4 + cc * tx)}];`),
+        ...C.map((cc) => `let v${kk}_${cc}_${g} = v_tile[v_at + ${offset(kk * dv4 + cc * tx, g, 4 * dv4)}];`),
         ...R.flatMap((rr) => C.map((cc) => `o${rr}_${cc} = fma(vec4<f32>(pr${rr}_${g}[${kk}]), v${kk}_${cc}_${g}, o${rr}_${cc});`)),
       ]),
     ]).flat(),

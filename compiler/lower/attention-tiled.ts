@@ -80,6 +80,8 @@ export interface AttentionTuning {
    */
   blockedRows: number;
   blockedKeys: number;
+  /** load the next key tile into registers during each tile's arithmetic */
+  blockedPrefetch: boolean;
   minBlockedTq: number;
   blockedWorkgroupBytes: number;
 }
@@ -109,6 +111,7 @@ const DEFAULT_TUNING: AttentionTuning = {
   // and 571 at 9 × 2048, 24 × 64 778, 48 × 32 796
   blockedRows: 48,
   blockedKeys: 64,
+  blockedPrefetch: true,
   minBlockedTq: 64,
   blockedWorkgroupBytes: 49152,
 };
