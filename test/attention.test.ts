@@ -146,15 +146,17 @@ const CASES: AttentionCase[] = [
 
   // the register-blocked kernel (d = 32 and 64: K rows swizzled; d = 20: not); most cases fix
   // its rows, since the default 48 rows × 64 keys at d = 64 need more workgroup storage than the
-  // test device (32 KiB) offers
+  // test device (32 KiB) offers. Its output's key splits meet at the end in the q tile's space
+  // (d ≥ dv), the K tile's (dv = 64 > d = 32) or the V tile's (d = 4).
   {
-    label: 'blocked: d = dv = 32, Tq = 70 and Tk = 90 past whole tiles, 32 rows in 16 KiB',
+    label: 'blocked: d = dv = 32, Tq = 70 and Tk = 90 past whole tiles, 32 rows: 64 keys in a 24 KiB variant, 32 in 16 KiB',
     q: [2, 70, 32],
     k: [2, 90, 32],
     v: [2, 90, 32],
     mask: [70, 90],
     tuning: { blockedRows: 32 },
     archetype: blocked(32, 32),
+    variants: [{ tag: 'blocked24k', archetype: blocked(32, 64), limits: storageLimit(23936, 128) }],
   },
   {
     label: 'blocked: K and V loaded at each tile\'s start (no prefetch)',
@@ -164,6 +166,16 @@ const CASES: AttentionCase[] = [
     mask: [70, 90],
     tuning: { blockedRows: 32, blockedPrefetch: false },
     archetype: blocked(32, 32),
+    variants: [{ tag: 'blocked24k', archetype: blocked(32, 64), limits: storageLimit(23936, 128) }],
+  },
+  {
+    label: 'blocked: the portable kernel alone (32 keys), d = dv = 32',
+    q: [2, 70, 32],
+    k: [2, 90, 32],
+    v: [2, 90, 32],
+    mask: [70, 90],
+    tuning: { blockedRows: 32, blockedWorkgroupBytes: 16384 },
+    archetype: blocked(32, 32),
   },
   {
     label: 'blocked: d = 20, dv = 16, key and row tails, mask [2, 70, 1] broadcast along keys',
@@ -172,7 +184,8 @@ const CASES: AttentionCase[] = [
     v: [2, 45, 16],
     mask: [2, 70, 1],
     tuning: { blockedRows: 32 },
-    archetype: blocked(32, 16),
+    archetype: blocked(32, 32),
+    variants: [{ tag: 'blocked18k', archetype: blocked(32, 64), limits: storageLimit(18304, 128) }],
   },
   {
     label: 'blocked: batch broadcast q [2, 1, 70, 32], k [3, 90, 32], v [90, 32], mask [1, 90]',
@@ -182,15 +195,16 @@ const CASES: AttentionCase[] = [
     mask: [1, 90],
     tuning: { blockedRows: 32 },
     archetype: blocked(32, 32),
+    variants: [{ tag: 'blocked24k', archetype: blocked(32, 64), limits: storageLimit(23936, 128) }],
   },
   {
-    label: 'blocked: the default 48 rows (not a power of two), row and key tails: an 18 KiB variant beside 16 keys in 16 KiB',
+    label: 'blocked: the default 48 rows (not a power of two), row and key tails: a 31 KiB variant beside 16 keys in 16 KiB',
     q: [2, 100, 32],
     k: [2, 120, 32],
     v: [2, 120, 32],
     mask: [100, 120],
     archetype: blocked(48, 16),
-    variants: [{ tag: 'blocked18k', archetype: blocked(48, 32), limits: storageLimit(18048, 96) }],
+    variants: [{ tag: 'blocked31k', archetype: blocked(48, 64), limits: storageLimit(31168, 192) }],
   },
   {
     label: 'blocked: the defaults at d = 64, a 48 KiB variant beside the tiled kernel of 48 rows (which this device runs)',
@@ -199,7 +213,7 @@ const CASES: AttentionCase[] = [
     v: [2, 120, 64],
     mask: [100, 120],
     archetype: tiled(48, 16, 1, 2),
-    variants: [{ tag: 'blocked48k', archetype: blocked(48, 64), limits: storageLimit(48384, 192) }],
+    variants: [{ tag: 'blocked48k', archetype: blocked(48, 64), limits: storageLimit(48576, 192) }],
   },
   {
     label: 'blocked: causal mask of -Infinity, Tq 80 < Tk 200, d = 64, 16 rows: a 21 KiB variant of 32 keys beside 16 keys',
@@ -210,27 +224,36 @@ const CASES: AttentionCase[] = [
     maskValues: causalMask(80, 200, -Infinity),
     tuning: { blockedRows: 16, blockedKeys: 32 },
     archetype: blocked(16, 16),
-    variants: [{ tag: 'blocked21k', archetype: blocked(16, 32), limits: storageLimit(21120, 32) }],
+    variants: [{ tag: 'blocked21k', archetype: blocked(16, 32), limits: storageLimit(21184, 32) }],
   },
   {
-    label: 'blocked: 64 keys per tile (16 invocations across), dv = 64 ≠ d = 32, mask [3, 1, 150] broadcast along rows: a 31 KiB variant',
+    label: 'blocked: dv = 64 > d = 32, mask [3, 1, 150] broadcast along rows: a 32 KiB variant of 64 keys',
     q: [3, 100, 32],
     k: [3, 150, 32],
     v: [3, 150, 64],
     mask: [3, 1, 150],
     tuning: { blockedRows: 32 },
     archetype: blocked(32, 16),
-    variants: [{ tag: 'blocked31k', archetype: blocked(32, 64), limits: storageLimit(30976, 128) }],
+    variants: [{ tag: 'blocked32k', archetype: blocked(32, 64), limits: storageLimit(32128, 128) }],
   },
   {
-    label: 'blocked: 64 rows, a 23 KiB variant of 32 keys beside 16 keys in 16 KiB',
-    q: [2, 130, 32],
-    k: [2, 100, 32],
-    v: [2, 100, 32],
+    label: 'blocked: d = 4, dv = 32, 16 rows × 16 keys in 16 KiB',
+    q: [2, 70, 4],
+    k: [2, 50, 4],
+    v: [2, 50, 32],
+    mask: [70, 50],
+    tuning: { blockedRows: 16, blockedKeys: 16 },
+    archetype: blocked(16, 16),
+  },
+  {
+    label: 'blocked: 64 rows, d = dv = 16: a 30 KiB variant of 64 keys (256 invocations) beside 16 keys in 16 KiB',
+    q: [2, 130, 16],
+    k: [2, 100, 16],
+    v: [2, 100, 16],
     mask: [130, 100],
     tuning: { blockedRows: 64 },
     archetype: blocked(64, 16),
-    variants: [{ tag: 'blocked23k', archetype: blocked(64, 32), limits: storageLimit(22656, 128) }],
+    variants: [{ tag: 'blocked30k', archetype: blocked(64, 64), limits: storageLimit(30208, 256) }],
   },
 
   { label: 'Tq = 1 (decoding) takes the row kernel', q: [3, 1, 64], k: [3, 40, 64], v: [3, 40, 64], mask: [1, 40], archetype: ROW_KERNEL },

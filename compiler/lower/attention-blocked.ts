@@ -1,25 +1,28 @@
 // The register-blocked attention kernel: FlashAttention-2 with both products tiled as a SIMT
 // matmul. A workgroup owns BR query rows, staged once in workgroup memory, and walks the keys
 // in tiles of BC (K and V staged per tile from registers loaded during the previous tile's
-// arithmetic). Invocations form a (BR/4) × TX grid (TX = BC/4): each holds a 4-row × 4-key
-// block of the scores S = q·kᵀ (per 4 features, four vec4 reads of q and four of k feed 64
-// FMAs) and a 4-row × dv/TX block of the output (per 4 keys, four vec4 reads of P and 4·CV of
-// V feed 64·CV FMAs), where the tiled kernel (attention-tiled.ts) reads a vec4 per 4 FMAs. On
-// an H200 workgroup memory delivers 32 floats a cycle per SM against 128 FMAs, so that ratio
-// bounds the tiled kernel near a quarter of the FMA rate and this one near half.
+// arithmetic). For the scores S = q·kᵀ the invocations form a (BR/4) × (BC/4) grid, each
+// holding a 4-row × 4-key block (per 4 features, four vec4 reads of q and four of k feed 64
+// FMAs). For the output they form 8-row × 8-column blocks, and the invocations beyond one
+// per block split each tile's keys among them (per key, two vec4 reads of P and two of V feed
+// 64 FMAs); the splits' blocks are added once, at the end. The tiled kernel
+// (attention-tiled.ts) reads a vec4 per 4 FMAs. On an H200 workgroup memory delivers 32
+// floats a cycle per SM against 128 FMAs, so that ratio bounds the tiled kernel near a
+// quarter of the FMA rate and this one near half.
 //
-// The online softmax needs each row's tile max across the TX invocations sharing the row: they
-// exchange partial maxes through workgroup memory; each keeps its own share of the row sums
-// (every term carries the row's common max), added once at the end. The exponentials P take
-// the K tile's space (every invocation has scored the tile by then) on their way to the
-// invocations that own the output columns. Causal blocks do work in proportion to their last
-// row, so the grid starts the last blocks of every batch first: the longest run first and the
-// short ones fill in behind them (9 heads × 2048 in 64 × 32 blocks: 394 → 265 µs on an H200).
+// The online softmax needs each row's tile max across the BC/4 invocations sharing the row:
+// they exchange partial maxes through workgroup memory; each keeps its own share of the row
+// sums (every term carries the row's common max), added once at the end. The exponentials P
+// take the K tile's space (every invocation has scored the tile by then), key by key, and
+// the tile's correction per row goes through workgroup memory to the output's invocations.
+// Causal blocks do work in proportion to their last row, so the grid starts the last blocks
+// of every batch first: the longest run first and the short ones fill in behind them (9
+// heads × 2048 in 64 × 32 blocks: 394 → 265 µs on an H200).
 //
 // Bank conflicts: eight invocations of a warp quarter share a row group and read eight key
 // blocks' rows of K at one feature chunk; K rows are staged with their vec4 chunks XOR-swizzled
 // by the key block (d a multiple of 32), so those eight reads hit eight distinct banks. q and P
-// reads are broadcasts within a quarter; V and output columns are consecutive per invocation.
+// reads are broadcasts within a quarter; V and output columns are consecutive across it.
 import { wgslFloat } from '../ir/ops';
 import { LOWEST_F32, type AttentionProblem } from './attention';
 import { attentionTuning } from './attention-tiled';
@@ -37,40 +40,61 @@ export interface BlockedAttentionTiling {
 
 /** Rows (and keys) each invocation scores: the 4 × 4 register block. */
 const BLOCK = 4;
-/** vec4s of the output row block one invocation may hold per row (dv / TX / 4): 4 is 64 registers */
-const MAX_OUT_VEC4 = 4;
+/** Rows and columns of the output block one invocation accumulates: 8 × 8, two vec4s per row. */
+const OUT_BLOCK = 8;
 /** invocations a variant may use: WebGPU's default limit, which most devices offer */
 const MAX_INVOCATIONS = 256;
 
 export const describeBlockedTiling = (c: BlockedAttentionTiling) =>
-  `${c.br} query rows per workgroup, keys in tiles of ${c.bc}${c.prefetch ? ' (the next loaded during each)' : ''}, each invocation scoring ${BLOCK} rows × ${BLOCK} keys in registers, online softmax`;
+  `${c.br} query rows per workgroup, keys in tiles of ${c.bc}${c.prefetch ? ' (the next loaded during each)' : ''}, each invocation scoring ${BLOCK} rows × ${BLOCK} keys and summing ${OUT_BLOCK} × ${OUT_BLOCK} outputs in registers, online softmax`;
 
-/** The invocations across a row's keys (and its output columns). */
+/** The invocations across a row's keys. */
 const threadsAcross = (c: BlockedAttentionTiling) => c.bc / BLOCK;
 const invocationsOf = (c: BlockedAttentionTiling) => (c.br / BLOCK) * threadsAcross(c);
+/**
+ * The output's invocation grid: 8 × 8 blocks (rb down the rows, cb across the columns) and, as
+ * many times as the invocations allow, key splits (ks), each summing its share of a tile's keys.
+ */
+function outputGrid(p: AttentionProblem, c: BlockedAttentionTiling) {
+  const rowBlocks = c.br / OUT_BLOCK;
+  const colBlocks = p.dv / OUT_BLOCK;
+  const splits = invocationsOf(c) / (rowBlocks * colBlocks);
+  return { rowBlocks, colBlocks, splits, keysPerSplit: c.bc / splits };
+}
 
 /** Why the blocked kernel cannot run `p` with tiling `c`, or undefined when it can. */
 export function blockedUnfit(p: AttentionProblem, c: BlockedAttentionTiling): string | undefined {
-  const tx = threadsAcross(c);
-  if (c.br % BLOCK !== 0 || c.bc % BLOCK !== 0) return `rows ${c.br} and keys ${c.bc} must be multiples of ${BLOCK}`;
+  if (c.br % OUT_BLOCK !== 0 || c.bc % BLOCK !== 0) return `rows ${c.br} must be a multiple of ${OUT_BLOCK} and keys ${c.bc} of ${BLOCK}`;
   if (p.d % 4 !== 0) return `d = ${p.d} is not a multiple of 4`;
-  if (p.dv % (4 * tx) !== 0) return `dv = ${p.dv} does not split into vec4s over ${tx} invocations`;
-  if (p.dv / (4 * tx) > MAX_OUT_VEC4) return `dv = ${p.dv} needs more than ${MAX_OUT_VEC4} vec4s per row and invocation`;
+  if (p.dv % OUT_BLOCK !== 0) return `dv = ${p.dv} is not a multiple of ${OUT_BLOCK}`;
+  const { splits, keysPerSplit } = outputGrid(p, c);
+  if (!Number.isInteger(splits) || splits < 1 || !Number.isInteger(keysPerSplit)) return `${invocationsOf(c)} invocations do not split ${c.br} rows × ${p.dv} columns in ${OUT_BLOCK} × ${OUT_BLOCK} blocks over whole keys`;
+  if (splits > 1 && !mergeSpace(p, c)) return `the key splits' output blocks do not fit one of the tiles' spaces`;
   return undefined;
 }
 
 /**
  * Workgroup storage in vec4s: q rows, the K tile (whose space P takes once every invocation
- * has scored it), the V tile, and each invocation column's partial maxes (a padded row per column).
+ * has scored it: per key, its rows' exponentials 4 a vec4, padded), the V tile, each
+ * invocation column's partial maxes (a padded row per column), and per 4 rows their
+ * correction (then their sums) for the output's invocations.
  */
 function storage(p: AttentionProblem, c: BlockedAttentionTiling) {
   const redStride = c.br / BLOCK + 1;
-  return { q: c.br * (p.d / 4), kp: Math.max(c.bc * (p.d / 4), (c.br * c.bc) / 4), v: c.bc * (p.dv / 4), red: threadsAcross(c) * redStride, redStride };
+  const pStride = c.br / 4 + 1;
+  return { q: c.br * (p.d / 4), kp: Math.max(c.bc * (p.d / 4), c.bc * pStride), v: c.bc * (p.dv / 4), red: threadsAcross(c) * redStride, rows: c.br / 4, redStride, pStride };
+}
+
+/** Where the key splits' output blocks meet at the end (br × dv floats): the first of the q, K and V tiles that holds them. */
+function mergeSpace(p: AttentionProblem, c: BlockedAttentionTiling): string | undefined {
+  const s = storage(p, c);
+  const need = (c.br * p.dv) / 4;
+  return need <= s.q ? 'q_tile' : need <= s.kp ? 'kp_tile' : need <= s.v ? 'v_tile' : undefined;
 }
 
 export function blockedTilingBytes(p: AttentionProblem, c: BlockedAttentionTiling): number {
   const s = storage(p, c);
-  return (s.q + s.kp + s.v + s.red) * 16;
+  return (s.q + s.kp + s.v + s.red + s.rows) * 16;
 }
 
 /** One blocked module the chooser picked, with the workgroup storage and invocations it needs. */
@@ -116,8 +140,8 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
   const threads = invocationsOf(c);
   const d4 = d / 4;
   const dv4 = dv / 4;
-  const cv = dv4 / tx;
   const s = storage(p, c);
+  const og = outputGrid(p, c);
   const qBlocks = Math.ceil(tq / br);
   const { grid, gridX } = linearGrid(p.batches * qBlocks);
   const rowTail = tq % br !== 0;
@@ -126,7 +150,8 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
   // permuted within aligned groups of eight (needs d/4 a multiple of 8)
   const swizzled = d4 % 8 === 0;
   const R = Array.from({ length: BLOCK }, (_, r) => r);
-  const C = Array.from({ length: cv }, (_, cc) => cc);
+  const OR = Array.from({ length: OUT_BLOCK }, (_, r) => r);
+  const H = [0, 1];
 
   const decls = bindingDecls(p.operands)
     .wgsl.split('\n')
@@ -150,13 +175,17 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
     `var run_max = vec4<f32>(${LOWEST_F32});`,
     '// this invocation\'s share of each row\'s sum of exponentials (its keys only)',
     'var run_sum = vec4<f32>();',
-    ...R.flatMap((rr) => C.map((cc) => `var o${rr}_${cc} = vec4<f32>();`)),
     ...(swizzled ? ['let sw = tx % 8u;'] : []),
-    '// where this invocation\'s rows of q and P, keys of K and columns of V start',
+    '// where this invocation\'s rows of q and keys of K start',
     'let q_at = ty * 4u * D4;',
     'let k_at = tx * 4u * D4;',
-    'let p_at = ty * 4u * BC4;',
-    'let v_at = tx;',
+    '// the output: this invocation\'s 8 × 8 block (rows 8·rb + r, vec4 columns cb and cb + CB), its share of each tile\'s keys (ks)',
+    'let cb = lid % CB;',
+    'let rb = (lid / CB) % RB;',
+    'let ks = lid / (CB * RB);',
+    'let p_at = ks * KEYS_PER_SPLIT * P_STRIDE + rb * 2u;',
+    'let v_at = ks * KEYS_PER_SPLIT * DV4 + cb;',
+    ...OR.flatMap((r) => H.map((h) => `var o${r}_${h} = vec4<f32>();`)),
   ];
 
   // --- one tile of keys: staged from registers loaded during the previous tile's arithmetic
@@ -240,17 +269,21 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
       }),
     ),
     `run_sum = run_sum * correction + vec4<f32>(${R.map((rr) => `(p${rr}_0 + p${rr}_1) + (p${rr}_2 + p${rr}_3)`).join(', ')});`,
-    '// every invocation has scored the tile (K is dead): P takes its space',
-    ...R.map((rr) => `kp_tile[p_at + ${u32(rr)} * BC4 + tx] = vec4<f32>(p${rr}_0, p${rr}_1, p${rr}_2, p${rr}_3);`),
-    ...R.flatMap((rr) => C.map((cc) => `o${rr}_${cc} = o${rr}_${cc} * correction[${rr}];`)),
+    '// every invocation has scored the tile (K is dead): P takes its space, key by key',
+    ...K.map((kk) => `kp_tile[(tx * 4u + ${u32(kk)}) * P_STRIDE + ty] = vec4<f32>(${R.map((rr) => `p${rr}_${kk}`).join(', ')});`),
+    'if (tx == 0u) {',
+    '  rows[ty] = correction;',
+    '}',
     'workgroupBarrier();',
-    '// O += P·V for rows 4·ty + r, output vec4s tx + TX·c',
-    ...Array.from({ length: bc / 4 }, (_, g) => [
-      ...R.map((rr) => `let pr${rr}_${g} = kp_tile[p_at + ${offset(rr * (bc / 4), g)}];`),
-      ...K.flatMap((kk) => [
-        ...C.map((cc) => `let v${kk}_${cc}_${g} = v_tile[v_at + ${offset(kk * dv4 + cc * tx, g, 4 * dv4)}];`),
-        ...R.flatMap((rr) => C.map((cc) => `o${rr}_${cc} = fma(vec4<f32>(pr${rr}_${g}[${kk}]), v${kk}_${cc}_${g}, o${rr}_${cc});`)),
-      ]),
+    '// O += P·V for this invocation\'s block and keys',
+    'let corr_lo = rows[rb * 2u];',
+    'let corr_hi = rows[rb * 2u + 1u];',
+    ...OR.flatMap((r) => H.map((h) => `o${r}_${h} = o${r}_${h} * corr_${r < 4 ? 'lo' : 'hi'}[${r % 4}];`)),
+    ...Array.from({ length: og.keysPerSplit }, (_, j) => [
+      `let pl${j} = kp_tile[p_at + ${u32(j * s.pStride)}];`,
+      `let ph${j} = kp_tile[p_at + ${u32(j * s.pStride + 1)}];`,
+      ...H.map((h) => `let v${h}_${j} = v_tile[v_at + ${u32(j * dv4 + h * og.colBlocks)}];`),
+      ...OR.flatMap((r) => H.map((h) => `o${r}_${h} = fma(vec4<f32>(p${r < 4 ? 'l' : 'h'}${j}[${r % 4}]), v${h}_${j}, o${r}_${h});`)),
     ]).flat(),
   ];
 
@@ -263,11 +296,38 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
     'for (var t = 1u; t < TX; t++) {',
     '  row_sum += red[t * RED_STRIDE + ty];',
     '}',
-    'let inv_sum = 1.0 / row_sum;',
-    ...R.flatMap((rr) => {
-      const lines = C.map((cc) => `out[(batch * TQ + i${rr}) * DV4 + tx + ${u32(cc * tx)}] = o${rr}_${cc} * inv_sum[${rr}];`);
-      return rowTail ? [`if (i${rr} < TQ) {`, ...indent(lines), '}'] : lines;
+    'if (tx == 0u) {',
+    '  rows[ty] = row_sum;',
+    '}',
+    ...(og.splits > 1
+      ? [
+          `// the key splits' output blocks, added into split 0 one split a round through ${mergeSpace(p, c)}`,
+          'let slot = rb * CB + cb;',
+          'for (var h = 1u; h < SPLITS; h++) {',
+          '  workgroupBarrier();',
+          '  if (ks == h) {',
+          ...OR.flatMap((r) => H.map((h) => `    ${mergeSpace(p, c)}[slot + ${u32((r * 2 + h) * og.rowBlocks * og.colBlocks)}] = o${r}_${h};`)),
+          '  }',
+          '  workgroupBarrier();',
+          '  if (ks == 0u) {',
+          ...OR.flatMap((r) => H.map((h) => `    o${r}_${h} += ${mergeSpace(p, c)}[slot + ${u32((r * 2 + h) * og.rowBlocks * og.colBlocks)}];`)),
+          '  }',
+          '}',
+        ]
+      : ['workgroupBarrier();']),
+    'if (ks == 0u) {',
+    '  let inv_lo = 1.0 / rows[rb * 2u];',
+    '  let inv_hi = 1.0 / rows[rb * 2u + 1u];',
+    ...OR.flatMap((r) => {
+      const lines = H.map((h) => `out[(batch * TQ + i) * DV4 + cb${h ? ' + CB' : ''}] = o${r}_${h} * inv_${r < 4 ? 'lo' : 'hi'}[${r % 4}];`);
+      return [
+        '  {',
+        `    let i = row0 + rb * 8u + ${u32(r)};`,
+        ...(rowTail ? ['    if (i < TQ) {', ...indent(lines, 6), '    }'] : indent(lines, 4)),
+        '  }',
+      ];
     }),
+    '}',
   ];
 
   const header = kernelHeader(p.name, p.node, p.operands, `attention, register-blocked FlashAttention-2: ${describeBlockedTiling(c)}${p.causal ? ', causal (tiles past the block\'s last row skipped)' : ''}`);
@@ -280,8 +340,12 @@ const D4: u32 = ${u32(d4)};
 const DV4: u32 = ${u32(dv4)};
 const BR: u32 = ${u32(br)};
 const BC: u32 = ${u32(bc)};
-const BC4: u32 = ${u32(bc / 4)};
 const TX: u32 = ${u32(tx)};
+const CB: u32 = ${u32(og.colBlocks)};
+const RB: u32 = ${u32(og.rowBlocks)};
+const SPLITS: u32 = ${u32(og.splits)};
+const KEYS_PER_SPLIT: u32 = ${u32(og.keysPerSplit)};
+const P_STRIDE: u32 = ${u32(s.pStride)};
 const WG: u32 = ${u32(threads)};
 const RED_STRIDE: u32 = ${u32(s.redStride)};
 const Q_BLOCKS: u32 = ${u32(qBlocks)};
@@ -291,9 +355,10 @@ const GRID_X: u32 = ${u32(gridX)};
 const SCALE: f32 = ${wgslFloat(Math.fround(p.scale))};${p.causal ? `\nconst CAUSAL_SHIFT: u32 = ${u32(tk - tq)}; // causal: query i sees keys up to i + TK - TQ` : ''}
 
 var<workgroup> q_tile: array<vec4<f32>, ${u32(s.q)}>; // the block's q rows
-var<workgroup> kp_tile: array<vec4<f32>, ${u32(s.kp)}>; // the tile's K rows${swizzled ? ' (chunks swizzled by key block)' : ''}, then its exponentials P, 4 keys a vec4
+var<workgroup> kp_tile: array<vec4<f32>, ${u32(s.kp)}>; // the tile's K rows${swizzled ? ' (chunks swizzled by key block)' : ''}, then its exponentials P, per key 4 rows a vec4
 var<workgroup> v_tile: array<vec4<f32>, ${u32(s.v)}>; // the tile's V rows
 var<workgroup> red: array<vec4<f32>, ${u32(s.red)}>; // per invocation column, 4 rows' partial maxes (then sums) a vec4
+var<workgroup> rows: array<vec4<f32>, ${u32(s.rows)}>; // per 4 rows, the tile's correction (then the rows' sums)
 
 @compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

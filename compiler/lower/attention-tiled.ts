@@ -106,9 +106,9 @@ const DEFAULT_TUNING: AttentionTuning = {
   largeWorkgroupBytes: 32768,
   largeInvocations: PORTABLE_INVOCATIONS,
   // H200 (bench/attention.ts): 48 rows × 64 keys (192 invocations, 47 KiB) at 9 heads × 128,
-  // 512, 2048 and 2048 causal and 72 × 512: 11.9, 38.1, 425, 243 and 229 µs against the tiled
-  // kernel's 13.5, 58.8, 566, 355 and 251; 64 × 32 and 32 × 64 (128 invocations) gave 537
-  // and 571 at 9 × 2048, 24 × 64 778, 48 × 32 796
+  // 512, 2048 and 2048 causal and 72 × 512: 12.7, 38.5, 409, 239 and 228 µs against the tiled
+  // kernel's 13.5, 58.9, 567, 354 and 252; 64 × 32, 40 × 64 and 32 × 64 gave 534–580 at
+  // 9 × 2048, 24 × 64 and 48 × 32 (96 invocations) 755–817
   blockedRows: 48,
   blockedKeys: 64,
   blockedPrefetch: true,
