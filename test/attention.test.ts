@@ -77,6 +77,9 @@ function tiled(rows: number, keys: number, groups: number, lanes: number): RegEx
 const blocked = (rows: number, keys: number) => new RegExp(`register-blocked FlashAttention-2: ${rows} query rows per workgroup, keys in tiles of ${keys}\\b`);
 const storageLimit = (bytes: number, invocations?: number) => ({ maxComputeWorkgroupStorageSize: bytes, ...(invocations ? { maxComputeInvocationsPerWorkgroup: invocations } : {}) });
 
+/** q, k, v and the mask of the blocked kernel's d = 32 cases: Tq = 70 and Tk = 90, past whole tiles */
+const D32_70X90 = { q: [2, 70, 32], k: [2, 90, 32], v: [2, 90, 32], mask: [70, 90] };
+
 const CASES: AttentionCase[] = [
   { label: '[2, 5, 8] × [2, 7, 8] × [2, 7, 6], mask [5, 7]', q: [2, 5, 8], k: [2, 7, 8], v: [2, 7, 6], mask: [5, 7], archetype: ROW_KERNEL },
   {
@@ -150,30 +153,21 @@ const CASES: AttentionCase[] = [
   // (d ≥ dv), the K tile's (dv = 64 > d = 32) or the V tile's (d = 4).
   {
     label: 'blocked: d = dv = 32, Tq = 70 and Tk = 90 past whole tiles, 32 rows: 64 keys in a 24 KiB variant, 32 in 16 KiB',
-    q: [2, 70, 32],
-    k: [2, 90, 32],
-    v: [2, 90, 32],
-    mask: [70, 90],
+    ...D32_70X90,
     tuning: { blockedRows: 32 },
     archetype: blocked(32, 32),
     variants: [{ tag: 'blocked24k', archetype: blocked(32, 64), limits: storageLimit(23936, 128) }],
   },
   {
     label: 'blocked: K and V loaded at each tile\'s start (no prefetch)',
-    q: [2, 70, 32],
-    k: [2, 90, 32],
-    v: [2, 90, 32],
-    mask: [70, 90],
+    ...D32_70X90,
     tuning: { blockedRows: 32, blockedPrefetch: false },
     archetype: blocked(32, 32),
     variants: [{ tag: 'blocked24k', archetype: blocked(32, 64), limits: storageLimit(23936, 128) }],
   },
   {
     label: 'blocked: the portable kernel alone (32 keys), d = dv = 32',
-    q: [2, 70, 32],
-    k: [2, 90, 32],
-    v: [2, 90, 32],
-    mask: [70, 90],
+    ...D32_70X90,
     tuning: { blockedRows: 32, blockedWorkgroupBytes: 16384 },
     archetype: blocked(32, 32),
   },
