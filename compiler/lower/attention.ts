@@ -3,12 +3,12 @@
 // batch axes broadcast as in matmul) and picks a kernel at compile time: the register-blocked
 // kernel (attention-blocked.ts) where it applies (enough query rows, heads it can split), with
 // the FlashAttention-2 style tiled kernel (attention-tiled.ts) of the same rows per workgroup
-// as its portable fallback where it needs more than the portable limits; else the tiled
-// kernel, which owns a block of query rows per workgroup; or,
-// where neither applies (a few query rows, as in decoding, or a head too wide for the tiled
-// kernel's registers), the row kernel below. The row kernel gives one workgroup one query row:
-// per tile of keys the scores go to workgroup memory and their max and sum are reduced across
-// the workgroup (an online softmax), then each invocation extends its share of the dv outputs.
+// as its portable fallback where it needs more than the portable limits; else the tiled kernel,
+// which owns a block of query rows per workgroup; or, where neither applies (a few query rows,
+// as in decoding, or a head too wide for the tiled kernel's registers), the row kernel below.
+// The row kernel gives one workgroup one query row: per tile of keys the scores go to
+// workgroup memory and their max and sum are reduced across the workgroup (an online
+// softmax), then each invocation extends its share of the dv outputs.
 // A 'large' variant of the tiled kernel (more workgroup storage, same grid) is made only when
 // setAttentionTuning asks for one (bench/attention.ts).
 import type { Node } from '../ir/graph';
