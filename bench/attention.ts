@@ -1,5 +1,7 @@
-// A sweep of the tiled attention kernel's tuning (setAttentionTuning in
-// compiler/lower/attention-tiled.ts) over the suite's attention shapes, in one run: each
+// A sweep of the attention kernels' tuning (setAttentionTuning in
+// compiler/lower/attention-tiled.ts: the register-blocked kernel's workgroup tile and
+// prefetch, the tiled kernel's rows, key groups, lanes and variants) over the suite's
+// attention shapes, in one run: each
 // configuration is compiled with compileGraph, checked against a CPU reference on sampled
 // rows (a broken configuration is reported, not timed), and timed from timestamp queries
 // through bench/gpu-time.ts. Configurations that produce the kernel an earlier one produced
@@ -10,7 +12,7 @@
 //   # device command (carry .device): source .device/bootstrap.sh; node .device/attention.mjs
 // Options: --only SUBSTRING[,…] (shapes), --configs SUBSTRING[,…] (configurations), --quick
 // (fewer configurations), --passes 7, --target-ms 5, --gpu-warmup-ms 200, --small (two tiny
-// shapes and three configurations: a smoke test off the GPU machine, e.g. on llvmpipe), --list.
+// shapes and four configurations: a smoke test off the GPU machine, e.g. on llvmpipe), --list.
 // With $OUT set it writes $OUT/attention.json.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -118,6 +120,8 @@ const CONFIGS: Config[] = [
 
 const SMALL_CONFIGS: Config[] = [
   { name: 'default', tuning: {} },
+  // the blocked kernel at 40 query rows (its default needs 64)
+  { name: 'blocked 16 rows', tuning: { blockedRows: 16, minBlockedTq: 16 } },
   { name: 'br16 lanes2 g2 keys8', tuning: { ...rows(16), maxLaneVec4: 8, ...groups(2), ...keys(8) } },
   // at 40 keys the portable kernel cannot merge 2 groups of 64 rows in 16 KiB: the variant can
   { name: 'large32K br64 g2', tuning: { ...LARGE_32K, ...rows(64), ...groups(2) } },
