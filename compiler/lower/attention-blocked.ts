@@ -24,7 +24,7 @@
 // by the key block (d a multiple of 32), so those eight reads hit eight distinct banks. q and P
 // reads are broadcasts within a quarter; V and output columns are consecutive across it.
 import { wgslFloat } from '../ir/ops';
-import { LOWEST_F32, type AttentionProblem } from './attention';
+import { LOWEST_F32, maskElement, type AttentionProblem } from './attention';
 import { attentionTuning } from './attention-tiled';
 import { bindingDecls, indent, kernelHeader, linearGrid, u32, type KernelCode } from './kernel';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
@@ -153,11 +153,8 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
   const OR = Array.from({ length: OUT_BLOCK }, (_, r) => r);
   const H = [0, 1];
 
-  const decls = bindingDecls(p.operands)
-    .wgsl.split('\n')
-    .map((line, i) => (i <= 2 || i === 4 ? line.replace('array<f32>', 'array<vec4<f32>>') : line));
-  const maskAt = (rr: number, key: string) =>
-    p.maskKeyStride === 0 ? `in3[m_row${rr}]` : p.maskKeyStride === 1 ? `in3[m_row${rr} + ${key}]` : `in3[m_row${rr} + (${key}) * ${u32(p.maskKeyStride)}]`;
+  // q, k, v and the output as vec4s; the mask as floats
+  const { wgsl: decls } = bindingDecls(p.operands, (i) => i !== 3);
 
   const setup: string[] = [
     'let tx = lid % TX;',
@@ -222,7 +219,7 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
   const scored: string[] = [];
   for (const rr of R) {
     for (let kk = 0; kk < BLOCK; kk++) {
-      const score = `s${rr}_${kk} * SCALE + ${maskAt(rr, keyTail ? `min(key${kk}, TK - 1u)` : `key${kk}`)}`;
+      const score = `s${rr}_${kk} * SCALE + ${maskElement(p, `m_row${rr}`, keyTail ? `min(key${kk}, TK - 1u)` : `key${kk}`)}`;
       scored.push(seen(rr, kk) ? `s${rr}_${kk} = select(${LOWEST_F32}, ${score}, ${seen(rr, kk)});` : `s${rr}_${kk} = ${score};`);
     }
   }
@@ -332,7 +329,7 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
 
   const header = kernelHeader(p.name, p.node, p.operands, `attention, register-blocked FlashAttention-2: ${describeBlockedTiling(c)}${p.causal ? ', causal (tiles past the block\'s last row skipped)' : ''}`);
   const wgsl = `${header}
-${decls.join('\n')}
+${decls}
 
 const TQ: u32 = ${u32(tq)};
 const TK: u32 = ${u32(tk)};

@@ -11,7 +11,7 @@
 // them); the portable kernel stays within WebGPU's portable limits, and where more key groups
 // need more workgroup storage a 'large' variant (32 KiB) on the same grid comes first.
 import { wgslFloat } from '../ir/ops';
-import { LOWEST_F32, type AttentionProblem } from './attention';
+import { LOWEST_F32, maskElement, type AttentionProblem } from './attention';
 import { bindingDecls, indent, kernelHeader, linearGrid, u32, type KernelCode } from './kernel';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
 
@@ -283,12 +283,8 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
   const qChunk = (k: number) => (lane ? `${lane} * QV + ${u32(k)}` : k);
   const oChunk = (k: number) => (lane ? `${lane} * OV + ${u32(k)}` : k);
 
-  const decls = bindingDecls(p.operands)
-    .wgsl.split('\n')
-    .map((line, i) => ((i <= 1 && vecQK) || ((i === 2 || i === 4) && vecV) ? line.replace('array<f32>', 'array<vec4<f32>>') : line));
+  const { wgsl: decls } = bindingDecls(p.operands, (i) => (i <= 1 ? vecQK : i === 2 || i === 4 ? vecV : false));
 
-  const maskAt = (key: string) =>
-    p.maskKeyStride === 0 ? 'in3[m_row]' : p.maskKeyStride === 1 ? `in3[m_row + ${key}]` : `in3[m_row + (${key}) * ${u32(p.maskKeyStride)}]`;
 
   // --- before the keys: offsets, this row's q, the running state
   const setup: string[] = [
@@ -356,7 +352,7 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
   tile.push(`    // scores q·k·scale + mask${seen(0) ? '; keys the row does not see score LOWEST and weigh 0' : ''}`);
   for (let t = 0; t < bc; t++) {
     const key = `jg + ${u32(t)}`;
-    const score = `${dots[t]} * SCALE + ${maskAt(keyTail ? `min(${key}, TK - 1u)` : key)}`;
+    const score = `${dots[t]} * SCALE + ${maskElement(p, 'm_row', keyTail ? `min(${key}, TK - 1u)` : key)}`;
     tile.push(seen(t) ? `    let s${t} = select(${LOWEST_F32}, ${score}, ${seen(t)});` : `    let s${t} = ${score};`);
   }
   const scores = Array.from({ length: bc }, (_, t) => `s${t}`);
@@ -404,7 +400,7 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
 
   const header = kernelHeader(p.name, p.node, p.operands, `attention, FlashAttention-2 tiles: ${describeAttentionTiling(c)}${p.causal ? ', causal (tiles past the block\'s last row skipped)' : ''}`);
   const wgsl = `${header}
-${decls.join('\n')}
+${decls}
 
 const TQ: u32 = ${u32(tq)};
 const TK: u32 = ${u32(tk)};

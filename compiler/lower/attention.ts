@@ -47,6 +47,12 @@ export interface AttentionProblem {
   batchOffsets: string[];
 }
 
+/** The mask element of the row starting at `row` (a WGSL u32) for key `key`, with the problem's key stride. */
+export function maskElement(p: AttentionProblem, row: string, key: string): string {
+  const stride = p.maskKeyStride;
+  return `in3[${stride === 0 ? row : stride === 1 ? `${row} + ${key}` : `${row} + ${/^\w+$/.test(key) ? key : `(${key})`} * ${u32(stride)}`}]`;
+}
+
 export function attentionProblem(node: Node, operands: readonly TensorType[], name: string): AttentionProblem {
   const [q, k, v, mask] = operands;
   const { scale, causal } = node.attrs as unknown as AttentionAttrs;
@@ -148,7 +154,6 @@ function rowKernel(p: AttentionProblem): KernelCode {
   const { grid, gridX } = linearGrid(rows);
 
   const mRow = p.maskRowStride ? ` + i * ${u32(p.maskRowStride)}` : '';
-  const maskKey = p.maskKeyStride === 0 ? 'm_row' : p.maskKeyStride === 1 ? 'm_row + j' : `m_row + j * ${u32(p.maskKeyStride)}`;
 
   const tree = (combine: (a: string, b: string) => string) => {
     const lines: string[] = [];
@@ -218,7 +223,7 @@ ${p.causal ? '  // causal: this row sees keys up to i + TK - TQ\n  let keys_end 
       for (var p = 0u; p < D; p++) {
         dot = fma(${stagedQ ? 'q_row[p]' : 'in0[q_base_row + p]'}, in1[k_row + p], dot);
       }
-      let s = dot * SCALE + in3[${maskKey}];
+      let s = dot * SCALE + ${maskElement(p, 'm_row', 'j')};
       p_tile[t] = s;
       local_max = max(local_max, s);
     }

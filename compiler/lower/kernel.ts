@@ -118,15 +118,16 @@ function elementType(t: TensorType): string {
   return type;
 }
 
-/** The bindings block: operands read-only, in order, then the f32 output. */
-export function bindingDecls(operands: readonly TensorType[]): { wgsl: string; bindings: BindingDesc[] } {
+/** The bindings block: operands read-only, in order, then the f32 output; f32 bindings that `vec4` picks are read as vec4s. */
+export function bindingDecls(operands: readonly TensorType[], vec4: (binding: number) => boolean = () => false): { wgsl: string; bindings: BindingDesc[] } {
   const lines: string[] = [];
   const bindings: BindingDesc[] = [];
+  const f32s = (binding: number) => (vec4(binding) ? 'vec4<f32>' : 'f32');
   for (const [k, t] of operands.entries()) {
-    lines.push(`@group(0) @binding(${k}) var<storage, read> in${k}: array<${elementType(t)}>;`);
+    lines.push(`@group(0) @binding(${k}) var<storage, read> in${k}: array<${t.dtype === 'f32' ? f32s(k) : elementType(t)}>;`);
     bindings.push({ binding: k, access: 'read' });
   }
-  lines.push(`@group(0) @binding(${operands.length}) var<storage, read_write> out: array<f32>;`);
+  lines.push(`@group(0) @binding(${operands.length}) var<storage, read_write> out: array<${f32s(operands.length)}>;`);
   bindings.push({ binding: operands.length, access: 'read_write' });
   return { wgsl: lines.join('\n'), bindings };
 }

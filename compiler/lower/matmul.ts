@@ -149,15 +149,10 @@ export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: b
   const split = p.kStored !== p.k ? `, partial products over ${p.kStored / p.k} slices of K = ${p.kStored}` : '';
   const described = p.form ? `${archetype}${reads ? `, ${reads} read transposed` : ''}${split}${p.chain.lets.length ? ', epilogue per value' : ''}` : archetype;
   const header = kernelHeader(p.name, p.node, p.operands, described, p.form?.ops);
-  const decls = bindingDecls(p.operands)
-    .wgsl.split('\n')
-    .map((line, i) => {
-      const wide = i === 0 ? vec4.a : i === 1 ? vec4.b : i === p.operands.length ? vec4.out : (vec4.extras?.[i - 2] ?? false);
-      return wide ? line.replace('array<f32>', 'array<vec4<f32>>') : line;
-    });
+  const { wgsl: decls } = bindingDecls(p.operands, (i) => (i === 0 ? vec4.a : i === 1 ? vec4.b : i === p.operands.length ? vec4.out : (vec4.extras?.[i - 2] ?? false)));
   const helpers = p.chain.helpers.length ? `\n${p.chain.helpers.join('\n')}\n` : '';
   return `${header}
-${decls.join('\n')}
+${decls}
 ${helpers}
 const M: u32 = ${u32(p.m)};
 const N: u32 = ${u32(p.n)};
