@@ -6,13 +6,15 @@
 //
 //   npx esbuild bench/matmul.ts --bundle --platform=node --format=esm \
 //       --external:webgpu --external:naga-wasm --outfile=.device/matmul.mjs
-//   node .device/matmul.mjs [--sweep] [--no-torch] [--small]
+//   node .device/matmul.mjs [--sweep | --shapes] [--no-torch] [--small]
 //
 // Default: the kernels the compiler chooses (the variants a plan carries, each forced in
 // turn) for the issue's shapes. --sweep: every candidate tiling and split as well, for
 // tuning the chooser. Then split-K: whole plans (partial products and their sum) for
 // products with few tiles and a long K, at several slice counts (the first: unsplit).
 // Then stream-K: whole plans with and without it for the products it takes.
+// --shapes: only A·B at 4096³ and in four full waves (4224×4096×4096), in the kernel shapes
+// of SHAPE_SWEEP, against torch.
 // --small: small shapes only (runs on llvmpipe). With $OUT set, the
 // figures are also written to $OUT/matmul.json.
 import { spawnSync } from 'node:child_process';
@@ -24,7 +26,7 @@ import { opDef, type MatmulForm } from '../compiler/ir/ops';
 import type { KernelCode } from '../compiler/lower/kernel';
 import { lowerMatmul, type MatmulProblem } from '../compiler/lower/matmul';
 import { describeGemv, gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
-import { describeTiling, tiledKernel, TILINGS, type TileConfig } from '../compiler/lower/matmul-tiled';
+import { describeTiling, largeTilings, tiledKernel, TILINGS, type TileConfig } from '../compiler/lower/matmul-tiled';
 import { setSplitKTuning, splitKSlices } from '../compiler/lower/split-k';
 import { setStreamKTuning, streamKSchedule, type StreamKTuning } from '../compiler/lower/stream-k';
 import { loadPlan, requestNodeDevice } from '../runtime/index';
@@ -33,6 +35,8 @@ import { matmulCaseGraph, problemOfNode, type MatmulCase } from './matmul-case';
 
 interface Case extends MatmulCase {
   label: string;
+  /** --shapes: the chosen kernels only, not SHAPE_SWEEP */
+  chosenOnly?: boolean;
 }
 
 const args = new Set(process.argv.slice(2));
@@ -42,6 +46,7 @@ const log = (line: string) => {
   if (process.env.OUT) appendFileSync(join(process.env.OUT, 'matmul.log'), line + '\n');
 };
 const sweep = args.has('--sweep');
+const shapes = args.has('--shapes');
 const small = args.has('--small');
 const withTorch = !args.has('--no-torch') && !small;
 
@@ -264,7 +269,14 @@ async function measureChosen(l: Loaded) {
 
 // --- cases ------------------------------------------------------------------------------
 
-const tiledCases: Case[] = small
+const tiledCases: Case[] = shapes
+  ? [
+      { label: '4224x4096x4096', m: 4224, k: 4096, n: 4096 },
+      { label: '4096³', m: 4096, k: 4096, n: 4096 },
+      // 496 blocks of 128×256: 3.76 waves, where torch's time tells whether its last wave costs a whole one
+      { label: '3968x4096x4096', m: 3968, k: 4096, n: 4096, chosenOnly: true },
+    ]
+  : small
   ? [
       { label: '96x80x72', m: 96, k: 80, n: 72 },
       { label: '130x67x129', m: 130, k: 67, n: 129 },
@@ -287,7 +299,9 @@ const tiledCases: Case[] = small
       { label: '4096³ Bᵀ', m: 4096, k: 4096, n: 4096, transposeB: true },
       { label: '2048x576x1536 Bᵀ fused', m: 2048, k: 576, n: 1536, transposeB: true, fused: true },
     ];
-const gemvCases: Case[] = small
+const gemvCases: Case[] = shapes
+  ? []
+  : small
   ? [
       { label: 'M=1 K=300 N=260', m: 1, k: 300, n: 260 },
       { label: 'M=5 K=129 N=66 Bᵀ', m: 5, k: 129, n: 66, transposeB: true },
@@ -319,6 +333,31 @@ const sweepTilings: Record<string, TileConfig> = {
   t64x64x16pl: { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8, stages: 1, pipelined: true },
   t64x64x32np: { bm: 64, bn: 64, bk: 32, tm: 8, tn: 8, stages: 1, prefetch: false },
 };
+// --shapes: A·B's kernel as the chooser takes it (128×256 blocks, 8×16 per invocation, one
+// 16-deep stage, 256 invocations, one workgroup per SM), beside the other ways of writing that
+// loop (TileConfig's options that change no value): two stages, one barrier per slice; 128
+// invocations in 128×128 or 64×256 blocks, two workgroups per SM whose barriers need not
+// meet; the next step's workgroup-memory reads spread among this step's products, as
+// cuBLAS's kernel for this product spaces its shared loads.
+const T16 = TILINGS.t128x256x16;
+const CHOSEN_AB = largeTilings().find(([name]) => name === 'A·B large')![1];
+const SHAPE_SWEEP: TileConfig[] = [
+  CHOSEN_AB,
+  ...[T16, TILINGS.t128x256x8].flatMap((t): TileConfig[] => [
+    { ...t, stages: 2 },
+    { ...t, stages: 2, pipelined: true },
+    { ...t, stages: 2, pipelined: true, readAhead: 2 },
+    { ...t, stages: 2, pipelined: true, readAhead: 2, storeStep: t.bk / 2 },
+  ]),
+  ...[
+    { bm: 128, bn: 128 },
+    { bm: 64, bn: 256 },
+  ].flatMap((block): TileConfig[] => {
+    const t: TileConfig = { ...block, bk: 16, tm: 8, tn: 16, stages: 1 };
+    return [t, { ...t, pipelined: true }, { ...t, pipelined: true, readAhead: 2, barrierFirst: true }, { ...t, bk: 8, pipelined: true, readAhead: 2, barrierFirst: true }, { ...t, bk: 8, stages: 2, pipelined: true }];
+  }),
+  ...[4, 8, 16, 21].map((readSpacing): TileConfig => ({ ...CHOSEN_AB, readSpacing })),
+];
 const sweepGemv = (c: Case): GemvConfig[] => {
   const out: GemvConfig[] = [];
   for (const lanes of [2, 4, 8]) for (const unroll of [1, 2]) out.push({ lanes, unroll, subgroups: false });
@@ -340,6 +379,7 @@ for (const c of [...tiledCases, ...gemvCases]) {
       const config = { lanes: 1, unroll: 1, subgroups: true };
       await measure(l, describeGemv(config), gemvKernel(l.problem, config));
     }
+    if (shapes && !c.chosenOnly) for (const config of SHAPE_SWEEP) await measure(l, `shape ${describeTiling(config)}`, tiledKernel(l.problem, config));
     if (sweep) {
       if (c.m > 16) {
         for (const [name, config] of Object.entries(sweepTilings)) {
@@ -359,7 +399,7 @@ for (const c of [...tiledCases, ...gemvCases]) {
 
 // --- through a compiled plan: the runtime picks the variant -------------------------------
 
-const planCases: Case[] = small ? [{ label: 'plan 96x80x72', m: 96, k: 80, n: 72 }] : [
+const planCases: Case[] = shapes ? [] : small ? [{ label: 'plan 96x80x72', m: 96, k: 80, n: 72 }] : [
   { label: 'plan 4096³ fused', m: 4096, k: 4096, n: 4096, fused: true },
   { label: 'plan M=16 K=N=4096', m: 16, k: 4096, n: 4096 },
   { label: 'plan M=16 K=N=4096 Bᵀ fused', m: 16, k: 4096, n: 4096, transposeB: true, fused: true },
@@ -399,7 +439,9 @@ async function measurePlan(c: Case, data: Float32Array[], feeds: Record<string, 
 
 // --- split-K: the whole plan (partial products, sum) at several slice counts -------------
 
-const splitCases: Case[] = small
+const splitCases: Case[] = shapes
+  ? []
+  : small
   ? [{ label: 'split 40x256x36', m: 40, k: 256, n: 36 }]
   : [
       { label: 'split 128x1536x576', m: 128, k: 1536, n: 576 },
@@ -484,11 +526,15 @@ for c in cases:
         e.record(); torch.cuda.synchronize()
         times.append(s.elapsed_time(e) * 1000 / reps)
     times.sort()
-    out['rows'].append({'case': c['label'], 'us': times[1]})
+    # the kernels torch ran for it, by name (cuBLAS picks by shape)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        f(); torch.cuda.synchronize()
+    kernels = sorted({e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA and not e.name.startswith('Memset')})
+    out['rows'].append({'case': c['label'], 'us': times[1], 'kernels': kernels})
 print(json.dumps(out))
 `;
 
-let torch: { torch: string; device: string; rows: { case: string; us: number }[] } | undefined;
+let torch: { torch: string; device: string; rows: { case: string; us: number; kernels: string[] }[] } | undefined;
 if (withTorch) {
   const all = [...tiledCases, ...gemvCases, ...splitCases, ...streamCases.filter((c) => !tiledCases.includes(c))];
   const child = spawnSync('python3', ['-c', TORCH, JSON.stringify(all)], { encoding: 'utf8', maxBuffer: 16 << 20 });
@@ -504,6 +550,7 @@ if (withTorch) {
         `${t.case.padEnd(26)} torch ${t.us.toFixed(1).padStart(9)} µs ${(flopsOf(c) / t.us / 1e6).toFixed(1).padStart(6)} TFLOP/s ${(bytesOf(c) / t.us / 1e3).toFixed(0).padStart(6)} GB/s | ` +
           `ours chosen ${chosen ? `${chosen.us.toFixed(1)} µs (${(t.us / chosen.us).toFixed(2)}x torch speed)` : '-'} | best ${best ? `${best.us.toFixed(1)} µs ${best.kernel.slice(0, 40)}` : '-'}`,
       );
+      log(`${''.padEnd(26)} torch's kernels: ${t.kernels.join(', ')}`);
     }
   }
 }

@@ -191,6 +191,10 @@ const gemvSpecs: Spec[] = [
 ];
 const extraTilings: Record<string, TileConfig> = {
   twoStages: { bm: 64, bn: 64, bk: 8, tm: 8, tn: 8, stages: 2 },
+  // two stages with the next slice's reads and stores placed within the products
+  twoStagesShaped: { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8, stages: 2, pipelined: true, readAhead: 2, storeStep: 8 },
+  // the next step's reads spread among the products (some left for after the last)
+  spacedReads: { bm: 32, bn: 64, bk: 8, tm: 4, tn: 4, stages: 1, pipelined: true, readSpacing: 6 },
   wide512: { bm: 128, bn: 256, bk: 8, tm: 8, tn: 8, stages: 1 },
   // the code-shape options together, on small blocks and on partial loads (not every invocation stores)
   shaped: { bm: 32, bn: 64, bk: 16, tm: 4, tn: 4, stages: 1, readAhead: 15, pipelined: true, barrierFirst: true, swizzledStores: true, blockColumns: 4 },
@@ -209,6 +213,18 @@ describe('every tiling computes the product (forced as the only variant, on this
       for (const s of tiledSpecs) await checkForced(s, (p) => tiledKernel(p, config), `${name} ${JSON.stringify(s)}`);
     });
   }
+});
+
+test('code-shape options a tiling cannot take are refused, each named', () => {
+  const { g, y } = matmulCaseGraph({ m: 64, k: 64, n: 64 });
+  const p = problemOfNode(g, g.node(y), 'shape');
+  const t = TILINGS.t64x64x16;
+  expect(() => tiledKernel(p, { ...t, readSpacing: 4 })).toThrow('spaced reads need pipelining');
+  expect(() => tiledKernel(p, { ...t, readAhead: 16 })).toThrow('reading ahead needs a step within the slice');
+  expect(() => tiledKernel(p, { ...t, stages: 2, barrierFirst: true })).toThrow('the barrier first needs one prefetched stage');
+  expect(() => tiledKernel(p, { ...t, storeStep: 8 })).toThrow('storing at a step needs two stages');
+  expect(() => tiledKernel(p, { ...t, stages: 2, readAhead: 8, storeStep: 8 })).toThrow(/storing at a step.*: 64x64x16 tiles/);
+  expect(() => tiledKernel(p, { ...t, stages: 2, pipelined: true, readAhead: 2, storeStep: 8, readSpacing: 4 })).not.toThrow();
 });
 
 describe('every small-M split computes the product (forced as the only variant, on this device)', () => {

@@ -28,8 +28,12 @@ export interface TileConfig {
   pipelined?: boolean;
   // The options below change no value, only the code's shape, and with it how Nvidia's
   // compiler allocates registers for the loop; see LARGE_TILINGS for what they bought.
-  /** one prefetched stage: the step of K within a slice before which the next slice's global reads are issued (default 0, before the first) */
+  /** prefetched slices: the step of K within a slice before which the next slice's global reads are issued (default 0, before the first) */
   readAhead?: number;
+  /** pipelined: the next step's workgroup-memory reads go one every this many products of this step instead of all before them */
+  readSpacing?: number;
+  /** two stages: the step of K within a slice before which the next slice goes into the other buffer (default: after the last) */
+  storeStep?: number;
   /** the barrier after a slice's products opens the next iteration rather than closing this one (one prefetched stage) */
   barrierFirst?: boolean;
   /** K-contiguous operands (A plain, B transposed) staged with a padded row per K and each invocation's four values rotated: their scalar stores hit 32 distinct banks instead of 8 */
@@ -43,7 +47,9 @@ export const describeTiling = (c: TileConfig) =>
     `${c.bm}x${c.bn}x${c.bk} tiles, ${c.tm}x${c.tn} per invocation, ${c.stages} stage${c.stages > 1 ? 's' : ''}`,
     ...(c.prefetch === false ? ['no prefetch'] : []),
     ...(c.pipelined ? ['pipelined'] : []),
+    ...(c.readSpacing ? [`reads every ${c.readSpacing} products`] : []),
     ...(c.readAhead ? [`reads ahead at step ${c.readAhead}`] : []),
+    ...(c.storeStep ? [`stores at step ${c.storeStep}`] : []),
     ...(c.barrierFirst ? ['barrier first'] : []),
     ...(c.swizzledStores ? ['swizzled stores'] : []),
     ...(c.blockColumns && c.blockColumns !== 8 ? [`${c.blockColumns}-column blocks`] : []),
@@ -205,9 +211,14 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const gy = bm / tm;
   const threads = gx * gy;
   if (tm % 4 || tn % 4 || bk % 4 || bm % tm || bn % tn) throw new Error(`tiledKernel: bad tiling ${describeTiling(c)}`);
-  if ((c.readAhead ?? 0) >= bk || ((c.readAhead || c.barrierFirst) && (stages !== 1 || c.prefetch === false))) {
-    throw new Error(`tiledKernel: reading ahead and the barrier first need one prefetched stage and a step within the slice: ${describeTiling(c)}`);
-  }
+  const shapeErrors = [
+    c.readSpacing && !c.pipelined && 'spaced reads need pipelining',
+    (c.readAhead ?? 0) >= bk && 'reading ahead needs a step within the slice',
+    c.readAhead && stages === 1 && c.prefetch === false && 'reading ahead needs prefetched slices',
+    c.barrierFirst && (stages !== 1 || c.prefetch === false) && 'the barrier first needs one prefetched stage',
+    c.storeStep !== undefined && (stages !== 2 || c.storeStep <= (c.readAhead ?? 0) || c.storeStep >= bk) && 'storing at a step needs two stages and a step after the reads, within the slice',
+  ].filter(Boolean);
+  if (shapeErrors.length > 0) throw new Error(`tiledKernel: ${shapeErrors.join('; ')}: ${describeTiling(c)}`);
   const vecA = (p.transposeA ? p.m : p.k) % 4 === 0;
   const vecB = (p.transposeB ? p.k : p.n) % 4 === 0;
   const vecOut = p.n % 4 === 0;
@@ -219,7 +230,9 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   // wrote many products into other registers than they read and copied them back at the end
   // of the loop (108 register moves at 128×256 against 50; 45.0 against 49.7 TFLOP/s).
   const acc = (row: number, j: number, cc: number) => `acc${row}_${j}_${cc}`;
-  const compute = (sa: string, sb: string, at?: { kk: number; lines: string[] }): string[] => {
+  // the products of one slice, with other code (global reads, stores) inserted before given steps
+  const compute = (sa: string, sb: string, ...inserts: { kk: number; lines: string[] }[]): string[] => {
+    const insertedAt = (kk: number) => inserts.filter((insert) => insert.kk === kk).flatMap((insert) => insert.lines);
     const lines: string[] = [];
     const reads = (kk: number) => [
       ...Array.from({ length: tm / 4 }, (_, i) => `let a${kk}_${i} = tile_a${sa}[${kk}][ai${i}];`),
@@ -237,10 +250,23 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
       return out;
     };
     if (c.pipelined) {
-      lines.push(...(at && at.kk === 0 ? at.lines : []), ...reads(0));
-      for (let kk = 0; kk < bk; kk++) lines.push(...(at && at.kk === kk + 1 ? at.lines : []), ...(kk + 1 < bk ? reads(kk + 1) : []), ...products(kk));
+      lines.push(...insertedAt(0), ...reads(0));
+      for (let kk = 0; kk < bk; kk++) {
+        const next = kk + 1 < bk ? reads(kk + 1) : [];
+        const step = products(kk);
+        if (!c.readSpacing) lines.push(...insertedAt(kk + 1), ...next, ...step);
+        else {
+          // read r goes before product r × spacing (the rest after the last product)
+          lines.push(...insertedAt(kk + 1));
+          step.forEach((product, n) => {
+            if (n % c.readSpacing! === 0 && n / c.readSpacing! < next.length) lines.push(next[n / c.readSpacing!]);
+            lines.push(product);
+          });
+          lines.push(...next.slice(Math.ceil(step.length / c.readSpacing)));
+        }
+      }
     } else {
-      for (let kk = 0; kk < bk; kk++) lines.push(...(at && at.kk === kk ? at.lines : []), ...reads(kk), ...products(kk));
+      for (let kk = 0; kk < bk; kk++) lines.push(...insertedAt(kk), ...reads(kk), ...products(kk));
     }
     return lines;
   };
@@ -252,11 +278,15 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   // with no condition at all, Nvidia's compiler moved the loads down next to the stores and
   // exposed their whole latency (seen in the SASS). With an even slice count two slices per
   // iteration keep the stage indices constant.
-  const step = (t: string, cur: string, nxt: string) => [
-    '{',
-    ...indent([`if (${t} + 1u < ${u32(slices)}) {`, ...indent(loadNext(`(${t} + 1u) * BK`), 2), '}', ...compute(cur, cur), ...storeAt(nxt, nxt), 'workgroupBarrier();'], 2),
-    '}',
-  ];
+  const step = (t: string, cur: string, nxt: string) => {
+    const next = [`if (${t} + 1u < ${u32(slices)}) {`, ...indent(loadNext(`(${t} + 1u) * BK`), 2), '}'];
+    const stores = storeAt(nxt, nxt);
+    const body = [
+      ...compute(cur, cur, { kk: c.readAhead ?? 0, lines: next }, ...(c.storeStep ? [{ kk: c.storeStep, lines: stores }] : [])),
+      ...(c.storeStep ? [] : stores),
+    ];
+    return ['{', ...indent([...body, 'workgroupBarrier();'], 2), '}'];
+  };
   // One stage, the next slice fetched into registers while this one is multiplied: slices
   // [first, end) of K, constants or (stream-K) expressions the workgroup computed.
   const prefetchedLoop = (first: string, end: string) => [
@@ -555,6 +585,8 @@ function fillsWaves(workgroups: number): boolean {
  * measuring tells apart: 4096³ TFLOP/s, default shape → chosen:
  * A·B 49.7 → 50.0, Aᵀ·B 50.3 → 50.7, A·Bᵀ 44.3 → 49.4; with bias + gelu + residual (8-deep
  * slices: 16-deep ones are slower there) A·B 48.8 → 49.9, A·Bᵀ 45.8 → 48.9, Aᵀ·B 49.9 → 51.2.
+ * Two stages, 128-invocation blocks (two workgroups per SM) and spaced reads were all slower
+ * for A·B (bench/README, "What is left at 4096³").
  */
 const T16 = TILINGS.t128x256x16;
 const T8 = TILINGS.t128x256x8;
