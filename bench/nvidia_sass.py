@@ -13,8 +13,10 @@ with raw instructions, which `nvdisasm -b SM90` disassembles. Learned by inspect
     ZSTD=.device/zstd python3 .device/nvidia_sass.py /tmp/cache name
 
 Writes $OUT/<name><n>.sass per compiled kernel and prints its instruction counts (FFMA, LDS,
-MOV) and highest register, which is how the matmul tilings in bench/README were compared.
+MOV, and the six most frequent opcodes with their modifiers) and highest register, which is
+how the matmul tilings in bench/README were compared.
 """
+import collections
 import glob
 import os
 import re
@@ -50,7 +52,10 @@ def main(cache: str, name: str):
             lines = sass.stdout.splitlines()
             count = lambda op: sum(re.search(rf'\b{op}\b', line) is not None for line in lines)
             registers = max((int(r) for line in lines for r in re.findall(r'\bR(\d+)\b', line)), default=-1) + 1
-            print(f'{name}{n}: {len(lines)} instructions, {registers} registers, FFMA {count("FFMA")}, LDS {count("LDS")}, MOV {count("MOV")}')
+            # the most frequent opcodes with their modifiers (LDG.E.S8 is a byte, LDG.E.128 four words)
+            opcodes = collections.Counter(m.group(1) for line in lines if (m := re.search(r'\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)', line)))
+            top = ', '.join(f'{op} {k}' for op, k in opcodes.most_common(6))
+            print(f'{name}{n}: {len(lines)} instructions, {registers} registers, FFMA {count("FFMA")}, LDS {count("LDS")}, MOV {count("MOV")}; most: {top}')
             n += 1
 
 

@@ -35,8 +35,10 @@ test('aligned shapes carry a subgroup-matrix variant that Dawn checks and that n
   const wgsl = text(variant.wgsl);
   expect(wgsl).toMatch(/^enable chromium_experimental_subgroup_matrix;/);
   expect(wgsl).toContain('override I8_MATRIX_UNIT: u32');
-  // 128 × 64 outputs in 64 × 64 blocks: one subgroup per block, each block 4 × 4 fragments of 16 × 16
+  // 128 × 64 outputs in 64 × 64 blocks: one subgroup per block, each block 4 × 4 fragments of 16 × 16,
+  // each step's 64 × 32 bytes of A and 32 × 64 of B staged through workgroup memory
   expect(wgsl.match(/subgroupMatrixMultiplyAccumulate/g)).toHaveLength(16);
+  expect(wgsl).toMatch(/var<workgroup> a_tile: array<i32, 512>;\nvar<workgroup> b_tile: array<i32, 512>;/);
   expect(manifest.entryPoints.run.dispatches[0].workgroups).toEqual([1, 2, 1]);
 });
 

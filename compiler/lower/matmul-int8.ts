@@ -5,13 +5,15 @@
 //     K advances in slices of 32, which the workgroup unpacks into workgroup memory as i32.
 //   - 'subgroup-matrix' (chromium-experimental-subgroup-matrix): the same 64×64 blocks on the
 //     same grid, one subgroup each, as 4×4 fragments of 16×16 i32 results accumulated by
-//     16×16×32 i8 tensor-core products, the fragments of A and B loaded straight from the
-//     storage buffers (staging them through workgroup memory measured 3× slower on an H200).
+//     16×16×32 i8 tensor-core products. Each step of 32 along K, the subgroup reads A's and B's
+//     blocks as vec4s (the next step's while this one multiplies) into workgroup memory and
+//     loads the fragments from there: Nvidia's driver loads fragments a byte at a time, which
+//     from storage ran at 76 TOPS on an H200 and from workgroup memory at 141 (bench/int8.ts).
 //     It needs M and N to be multiples of 64 and K of 32 (no edge handling), and it is checked
 //     by Dawn when the runtime builds it: naga does not know subgroup matrices.
 import type { Node } from '../ir/graph';
 import type { TensorType } from '../ir/types';
-import { bindingDecls, kernelHeader, u32, type LoweredKernel } from './kernel';
+import { bindingDecls, kernelHeader, u32, type KernelCode, type LoweredKernel } from './kernel';
 
 /** Rows and columns of C per workgroup, both kernels (their grids must agree). */
 const BLOCK = 64;
@@ -28,14 +30,11 @@ const FRAGMENT = { m: 16, n: 16, k: 32 };
  */
 export const I8_MATRIX_UNIT = 'I8_MATRIX_UNIT';
 
-export function lowerMatmulInt8(node: Node, operands: readonly TensorType[], name: string): {
-  kernel: LoweredKernel;
-  workgroups: [number, number, number];
-} {
+/** The module text both kernels share: the header, the bindings (of u32 or i32 words), the sizes. */
+function int8Sources(node: Node, operands: readonly TensorType[], name: string) {
   const [m, k] = operands[0].shape;
   const n = operands[1].shape[1];
   const header = (archetype: string) => kernelHeader(name, node, operands, archetype);
-  const { bindings } = bindingDecls(operands.map((t) => ({ ...t, dtype: 'u32' })));
   const decls = (element: 'u32' | 'i32') =>
     [
       `@group(0) @binding(0) var<storage, read> in0: array<${element}>; // A: 4 i8 per word`,
@@ -43,6 +42,15 @@ export function lowerMatmulInt8(node: Node, operands: readonly TensorType[], nam
       '@group(0) @binding(2) var<storage, read_write> out: array<i32>;',
     ].join('\n');
   const sizes = `const M: u32 = ${u32(m)};\nconst N: u32 = ${u32(n)};\nconst K: u32 = ${u32(k)};`;
+  return { m, k, n, header, decls, sizes };
+}
+
+export function lowerMatmulInt8(node: Node, operands: readonly TensorType[], name: string): {
+  kernel: LoweredKernel;
+  workgroups: [number, number, number];
+} {
+  const { m, n, header, decls, sizes } = int8Sources(node, operands, name);
+  const { bindings } = bindingDecls(operands.map((t) => ({ ...t, dtype: 'u32' })));
 
   const portable = `${header(`int8 matmul, ${BLOCK}x${BLOCK} blocks, 4x4 per invocation, K in slices of ${SLICE} unpacked to workgroup memory`)}
 ${decls('u32')}
@@ -123,31 +131,100 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBytes: 2 * BLOCK * SLICE * 4,
     bindings,
   };
-  if (m % BLOCK === 0 && n % BLOCK === 0 && k % FRAGMENT.k === 0) {
+  const workgroups: [number, number, number] = [Math.ceil(n / BLOCK), Math.ceil(m / BLOCK), 1];
+  const variant = subgroupMatrixVariant(node, operands, name, SUBGROUP_MATRIX_TILING);
+  if (variant) {
+    if (variant.workgroups.join() !== workgroups.join()) throw new Error(`int8 matmul ${name}: the subgroup-matrix tiling needs another grid than the portable kernel`);
     kernel.variants = [
       {
         tag: 'subgroup-matrix',
         features: ['chromium-experimental-subgroup-matrix'],
-        wgsl: subgroupMatrixKernel(header, decls('i32'), sizes),
-        workgroupSize: [32, 1, 1],
-        workgroupBytes: 0,
+        wgsl: variant.wgsl,
+        workgroupSize: variant.workgroupSize,
+        workgroupBytes: variant.workgroupBytes,
         validatedBy: 'dawn',
         deviceConstants: [I8_MATRIX_UNIT],
       },
     ];
   }
-  return { kernel, workgroups: [Math.ceil(n / BLOCK), Math.ceil(m / BLOCK), 1] };
+  return { kernel, workgroups };
 }
 
-function subgroupMatrixKernel(header: (archetype: string) => string, decls: string, sizes: string): string {
-  const frags = BLOCK / FRAGMENT.m; // 4 along M, and as many along N
+/**
+ * How the subgroup-matrix variant covers C: one subgroup per workgroup (the offsets of subgroup
+ * matrix loads and stores must be uniform across the workgroup, so its subgroups could not
+ * work on different blocks), FRAGS_M × FRAGS_N fragments of 16×16 results each.
+ */
+export interface SubgroupMatrixTiling {
+  fragsM: number;
+  fragsN: number;
+  /** the next step's fragments (staged: blocks) read before this step's products (registers for both) */
+  prefetch: boolean;
+  /** each step's A and B blocks read as vec4s into workgroup memory and the fragments loaded from there */
+  staged?: boolean;
+  /** staged: the K of each staged step, a multiple of 32 dividing K (default 32) */
+  stageK?: number;
+}
+
+/** 64×64 blocks (the portable kernel's grid), staged 32 deep and read one step ahead: the fastest on an H200 (bench/int8.ts). */
+export const SUBGROUP_MATRIX_TILING: SubgroupMatrixTiling = { fragsM: 4, fragsN: 4, prefetch: true, staged: true, stageK: 32 };
+
+export const subgroupMatrixBlock = (t: SubgroupMatrixTiling) => ({ m: t.fragsM * FRAGMENT.m, n: t.fragsN * FRAGMENT.n });
+
+export const describeSubgroupMatrixTiling = (t: SubgroupMatrixTiling) =>
+  `a subgroup per ${t.fragsM * FRAGMENT.m}x${t.fragsN * FRAGMENT.n} block, ${t.fragsM}x${t.fragsN} fragments${t.prefetch ? ', the next loaded ahead' : ''}${t.staged ? `, staged through workgroup memory ${t.stageK ?? FRAGMENT.k} deep` : ''}`;
+
+/**
+ * The subgroup-matrix module for an int8 matmul in a tiling, with its grid (one workgroup per
+ * block); undefined where the blocks or steps do not divide the shape (it has no edge handling).
+ */
+export function subgroupMatrixVariant(node: Node, operands: readonly TensorType[], name: string, t: SubgroupMatrixTiling): KernelCode | undefined {
+  const { m, k, n, header, decls, sizes } = int8Sources(node, operands, name);
+  const block = subgroupMatrixBlock(t);
+  const depth = t.staged ? (t.stageK ?? FRAGMENT.k) : FRAGMENT.k;
+  if (m % block.m !== 0 || n % block.n !== 0 || k % depth !== 0 || depth % FRAGMENT.k !== 0) return undefined;
+  return {
+    wgsl: t.staged ? stagedKernel(header, sizes, t) : subgroupMatrixKernel(header, decls('i32'), sizes, t),
+    workgroupSize: [32, 1, 1],
+    workgroupBytes: t.staged ? (block.m + block.n) * depth : 0,
+    workgroups: [n / block.n, m / block.m, 1],
+  };
+}
+
+/** Fragments loaded straight from storage. */
+function subgroupMatrixKernel(header: (archetype: string) => string, decls: string, sizes: string, t: SubgroupMatrixTiling): string {
   const { m: fm, n: fn, k: fk } = FRAGMENT;
   const ids = (count: number) => Array.from({ length: count }, (_, i) => i);
+  const frags = ids(t.fragsM * t.fragsN);
   const left = `subgroup_matrix_left<i8, ${fk}, ${fm}>`;
   const right = `subgroup_matrix_right<i8, ${fn}, ${fk}>`;
   const result = `subgroup_matrix_result<i32, ${fn}, ${fm}>`;
+  const loadA = (i: number, k: string) => `subgroupMatrixLoad<${left}, row_major>(&in0, ((row0 + ${u32(i * fm)}) * K + ${k}) / ${I8_MATRIX_UNIT}, K / ${I8_MATRIX_UNIT})`;
+  const loadB = (j: number, k: string) => `subgroupMatrixLoad<${right}, row_major>(&in1, (${k} * N + col0 + ${u32(j * fn)}) / ${I8_MATRIX_UNIT}, N / ${I8_MATRIX_UNIT})`;
+  const products = frags.map((f) => `    acc${f} = subgroupMatrixMultiplyAccumulate(a${Math.floor(f / t.fragsN)}, b${f % t.fragsN}, acc${f});`);
+  const loop = t.prefetch
+    ? [
+        ...ids(t.fragsM).map((i) => `  var a${i} = ${loadA(i, '0u')};`),
+        ...ids(t.fragsN).map((j) => `  var b${j} = ${loadB(j, '0u')};`),
+        `  for (var k = 0u; k < K; k += ${u32(fk)}) {`,
+        '    // the last step loads its own fragments again rather than branch',
+        `    let k_next = min(k + ${u32(fk)}, K - ${u32(fk)});`,
+        ...ids(t.fragsM).map((i) => `    let a${i}_next = ${loadA(i, 'k_next')};`),
+        ...ids(t.fragsN).map((j) => `    let b${j}_next = ${loadB(j, 'k_next')};`),
+        ...products,
+        ...ids(t.fragsM).map((i) => `    a${i} = a${i}_next;`),
+        ...ids(t.fragsN).map((j) => `    b${j} = b${j}_next;`),
+        '  }',
+      ]
+    : [
+        `  for (var k = 0u; k < K; k += ${u32(fk)}) {`,
+        ...ids(t.fragsM).map((i) => `    let a${i} = ${loadA(i, 'k')};`),
+        ...ids(t.fragsN).map((j) => `    let b${j} = ${loadB(j, 'k')};`),
+        ...products,
+        '  }',
+      ];
   return `enable chromium_experimental_subgroup_matrix;
-${header(`int8 matmul on subgroup matrices: a subgroup per ${BLOCK}x${BLOCK} block, ${frags}x${frags} fragments of ${fm}x${fn}x${fk}, operands loaded from storage`)}
+${header(`int8 matmul on subgroup matrices (${fm}x${fn}x${fk}): ${describeSubgroupMatrixTiling(t)}, operands loaded from storage`)}
 ${decls}
 
 ${sizes}
@@ -156,25 +233,83 @@ override ${I8_MATRIX_UNIT}: u32 = 1u;
 
 @compute @workgroup_size(32)
 fn main(@builtin(workgroup_id) wid: vec3<u32>) {
-  let row0 = wid.y * ${u32(BLOCK)};
-  let col0 = wid.x * ${u32(BLOCK)};
-${ids(frags * frags)
-  .map((f) => `  var acc${f} = ${result}();`)
-  .join('\n')}
-  for (var k = 0u; k < K; k += ${u32(fk)}) {
-${ids(frags)
-  .map((i) => `    let a${i} = subgroupMatrixLoad<${left}, row_major>(&in0, ((row0 + ${u32(i * fm)}) * K + k) / ${I8_MATRIX_UNIT}, K / ${I8_MATRIX_UNIT});`)
-  .join('\n')}
-${ids(frags)
-  .map((j) => `    let b${j} = subgroupMatrixLoad<${right}, row_major>(&in1, (k * N + col0 + ${u32(j * fn)}) / ${I8_MATRIX_UNIT}, N / ${I8_MATRIX_UNIT});`)
-  .join('\n')}
-${ids(frags * frags)
-  .map((f) => `    acc${f} = subgroupMatrixMultiplyAccumulate(a${Math.floor(f / frags)}, b${f % frags}, acc${f});`)
-  .join('\n')}
-  }
-${ids(frags * frags)
-  .map((f) => `  subgroupMatrixStore<row_major>(&out, (row0 + ${u32(Math.floor(f / frags) * fm)}) * N + col0 + ${u32((f % frags) * fn)}, acc${f}, N);`)
-  .join('\n')}
+  let row0 = wid.y * ${u32(t.fragsM * fm)};
+  let col0 = wid.x * ${u32(t.fragsN * fn)};
+${frags.map((f) => `  var acc${f} = ${result}();`).join('\n')}
+${loop.join('\n')}
+${frags.map((f) => `  subgroupMatrixStore<row_major>(&out, (row0 + ${u32(Math.floor(f / t.fragsN) * fm)}) * N + col0 + ${u32((f % t.fragsN) * fn)}, acc${f}, N);`).join('\n')}
+}
+`;
+}
+
+/**
+ * The staged form: each step's blocks of A (rows × 32 bytes) and B (32 rows × columns) read
+ * from storage as vec4s (the driver loads subgroup-matrix fragments from storage a byte at a
+ * time), one step ahead into registers, stored to workgroup memory, and the fragments loaded
+ * from there.
+ */
+function stagedKernel(header: (archetype: string) => string, sizes: string, t: SubgroupMatrixTiling): string {
+  const { m: fm, n: fn, k: fk } = FRAGMENT;
+  const ids = (count: number) => Array.from({ length: count }, (_, i) => i);
+  const frags = ids(t.fragsM * t.fragsN);
+  const rows = t.fragsM * fm;
+  const cols = t.fragsN * fn;
+  const depth = t.stageK ?? fk;
+  // vec4s (16 bytes) per step: A rows × depth / 16, B depth rows × cols / 16; per invocation of 32
+  const aVecs = (rows * depth) / 16 / 32;
+  const bVecs = (depth * cols) / 16 / 32;
+  const left = `subgroup_matrix_left<i8, ${fk}, ${fm}>`;
+  const right = `subgroup_matrix_right<i8, ${fn}, ${fk}>`;
+  const result = `subgroup_matrix_result<i32, ${fn}, ${fm}>`;
+  const load = (k: string) => [
+    ...ids(aVecs).map((l) => `pa${l} = in0[((row0 + (li + ${u32(l * 32)}) / ${u32(depth / 16)}) * K + ${k}) / 16u + (li + ${u32(l * 32)}) % ${u32(depth / 16)}];`),
+    ...ids(bVecs).map((l) => `pb${l} = in1[((${k} + (li + ${u32(l * 32)}) / ${u32(cols / 16)}) * N + col0) / 16u + (li + ${u32(l * 32)}) % ${u32(cols / 16)}];`),
+  ];
+  // the tiles are row-major words: A [rows][depth / 4], B [depth][cols / 4]; vec4 e is words 4e..4e+3 of either
+  const store = [
+    ...ids(aVecs).flatMap((l) => ids(4).map((c) => `a_tile[(li + ${u32(l * 32)}) * 4u + ${u32(c)}] = pa${l}[${c}];`)),
+    ...ids(bVecs).flatMap((l) => ids(4).map((c) => `b_tile[(li + ${u32(l * 32)}) * 4u + ${u32(c)}] = pb${l}[${c}];`)),
+  ];
+  // each fragment step of 32 within the staged depth
+  const products = ids(depth / fk).flatMap((step) => [
+    ...ids(t.fragsM).map((i) => `let a${i}_${step} = subgroupMatrixLoad<${left}, row_major>(&a_tile, ${u32(i * fm * depth + step * fk)} / ${I8_MATRIX_UNIT}, ${u32(depth)} / ${I8_MATRIX_UNIT});`),
+    ...ids(t.fragsN).map((j) => `let b${j}_${step} = subgroupMatrixLoad<${right}, row_major>(&b_tile, ${u32(step * fk * cols + j * fn)} / ${I8_MATRIX_UNIT}, ${u32(cols)} / ${I8_MATRIX_UNIT});`),
+    ...frags.map((f) => `acc${f} = subgroupMatrixMultiplyAccumulate(a${Math.floor(f / t.fragsN)}_${step}, b${f % t.fragsN}_${step}, acc${f});`),
+  ]);
+  const indented = (lines: string[], by: string) => lines.map((l) => by + l);
+  // prefetched: the next step's blocks are read into registers while this one multiplies
+  const loop = [
+    ...(t.prefetch ? indented(load('0u'), '  ') : []),
+    `  for (var k = 0u; k < K; k += ${u32(depth)}) {`,
+    ...(t.prefetch ? [] : indented(load('k'), '    ')),
+    ...indented(store, '    '),
+    '    workgroupBarrier();',
+    ...(t.prefetch ? [`    if (k + ${u32(depth)} < K) {`, ...indented(load(`(k + ${u32(depth)})`), '      '), '    }'] : []),
+    ...indented(products, '    '),
+    '    workgroupBarrier();',
+    '  }',
+  ];
+  return `enable chromium_experimental_subgroup_matrix;
+${header(`int8 matmul on subgroup matrices (${fm}x${fn}x${fk}): ${describeSubgroupMatrixTiling(t)}`)}
+@group(0) @binding(0) var<storage, read> in0: array<vec4<i32>>; // A: 16 i8 per vec4
+@group(0) @binding(1) var<storage, read> in1: array<vec4<i32>>; // B: 16 i8 per vec4
+@group(0) @binding(2) var<storage, read_write> out: array<i32>;
+
+${sizes}
+/** what an i8 matrix offset or stride counts on this device: 1 (bytes) or 4 (words); set by the runtime */
+override ${I8_MATRIX_UNIT}: u32 = 1u;
+
+var<workgroup> a_tile: array<i32, ${(rows * depth) / 4}>;
+var<workgroup> b_tile: array<i32, ${(depth * cols) / 4}>;
+
+@compute @workgroup_size(32)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row0 = wid.y * ${u32(rows)};
+  let col0 = wid.x * ${u32(cols)};
+${frags.map((f) => `  var acc${f} = ${result}();`).join('\n')}
+${[...ids(aVecs).map((l) => `  var pa${l}: vec4<i32>;`), ...ids(bVecs).map((l) => `  var pb${l}: vec4<i32>;`)].join('\n')}
+${loop.join('\n')}
+${frags.map((f) => `  subgroupMatrixStore<row_major>(&out, (row0 + ${u32(Math.floor(f / t.fragsN) * fm)}) * N + col0 + ${u32((f % t.fragsN) * fn)}, acc${f}, N);`).join('\n')}
 }
 `;
 }
