@@ -8,7 +8,7 @@
 //     16×16×32 i8 tensor-core products. Each step of 32 along K, the subgroup reads A's and B's
 //     blocks as vec4s (the next step's while this one multiplies) into workgroup memory and
 //     loads the fragments from there: Nvidia's driver loads fragments a byte at a time, which
-//     from storage ran at 76 TOPS on an H200 and from workgroup memory at 141 (bench/int8.ts).
+//     from storage ran at 76 TOPS on an H200 and from workgroup memory at 140 (bench/int8.ts).
 //     It needs M and N to be multiples of 64 and K of 32 (no edge handling), and it is checked
 //     by Dawn when the runtime builds it: naga does not know subgroup matrices.
 import type { Node } from '../ir/graph';
