@@ -13,7 +13,7 @@
 //     by Dawn when the runtime builds it: naga does not know subgroup matrices.
 import type { Node } from '../ir/graph';
 import type { TensorType } from '../ir/types';
-import { bindingDecls, kernelHeader, u32, type KernelCode, type LoweredKernel } from './kernel';
+import { bindingDecls, indent, kernelHeader, u32, type KernelCode, type LoweredKernel } from './kernel';
 
 /** Rows and columns of C per workgroup, both kernels (their grids must agree). */
 const BLOCK = 64;
@@ -276,16 +276,15 @@ function stagedKernel(header: (archetype: string) => string, sizes: string, t: S
     ...ids(t.fragsN).map((j) => `let b${j}_${step} = subgroupMatrixLoad<${right}, row_major>(&b_tile, ${u32(step * fk * cols + j * fn)} / ${I8_MATRIX_UNIT}, ${u32(cols)} / ${I8_MATRIX_UNIT});`),
     ...frags.map((f) => `acc${f} = subgroupMatrixMultiplyAccumulate(a${Math.floor(f / t.fragsN)}_${step}, b${f % t.fragsN}_${step}, acc${f});`),
   ]);
-  const indented = (lines: string[], by: string) => lines.map((l) => by + l);
   // prefetched: the next step's blocks are read into registers while this one multiplies
   const loop = [
-    ...(t.prefetch ? indented(load('0u'), '  ') : []),
+    ...(t.prefetch ? indent(load('0u')) : []),
     `  for (var k = 0u; k < K; k += ${u32(depth)}) {`,
-    ...(t.prefetch ? [] : indented(load('k'), '    ')),
-    ...indented(store, '    '),
+    ...(t.prefetch ? [] : indent(load('k'), 4)),
+    ...indent(store, 4),
     '    workgroupBarrier();',
-    ...(t.prefetch ? [`    if (k + ${u32(depth)} < K) {`, ...indented(load(`(k + ${u32(depth)})`), '      '), '    }'] : []),
-    ...indented(products, '    '),
+    ...(t.prefetch ? [`    if (k + ${u32(depth)} < K) {`, ...indent(load(`(k + ${u32(depth)})`), 6), '    }'] : []),
+    ...indent(products, 4),
     '    workgroupBarrier();',
     '  }',
   ];
