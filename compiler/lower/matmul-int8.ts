@@ -191,16 +191,28 @@ export function subgroupMatrixVariant(node: Node, operands: readonly TensorType[
   };
 }
 
+// What both subgroup-matrix forms share: the fragment types, the measured offset unit, and
+// each subgroup's FRAGS_M × FRAGS_N accumulators, zeroed first and stored last.
+const ids = (count: number) => Array.from({ length: count }, (_, i) => i);
+const LEFT = `subgroup_matrix_left<i8, ${FRAGMENT.k}, ${FRAGMENT.m}>`;
+const RIGHT = `subgroup_matrix_right<i8, ${FRAGMENT.n}, ${FRAGMENT.k}>`;
+const UNIT_OVERRIDE = `/** what an i8 matrix offset or stride counts on this device: 1 (bytes) or 4 (words); set by the runtime */
+override ${I8_MATRIX_UNIT}: u32 = 1u;`;
+const accumulators = (t: SubgroupMatrixTiling) =>
+  ids(t.fragsM * t.fragsN)
+    .map((f) => `  var acc${f} = subgroup_matrix_result<i32, ${FRAGMENT.n}, ${FRAGMENT.m}>();`)
+    .join('\n');
+const resultStores = (t: SubgroupMatrixTiling) =>
+  ids(t.fragsM * t.fragsN)
+    .map((f) => `  subgroupMatrixStore<row_major>(&out, (row0 + ${u32(Math.floor(f / t.fragsN) * FRAGMENT.m)}) * N + col0 + ${u32((f % t.fragsN) * FRAGMENT.n)}, acc${f}, N);`)
+    .join('\n');
+
 /** Fragments loaded straight from storage. */
 function subgroupMatrixKernel(header: (archetype: string) => string, decls: string, sizes: string, t: SubgroupMatrixTiling): string {
   const { m: fm, n: fn, k: fk } = FRAGMENT;
-  const ids = (count: number) => Array.from({ length: count }, (_, i) => i);
   const frags = ids(t.fragsM * t.fragsN);
-  const left = `subgroup_matrix_left<i8, ${fk}, ${fm}>`;
-  const right = `subgroup_matrix_right<i8, ${fn}, ${fk}>`;
-  const result = `subgroup_matrix_result<i32, ${fn}, ${fm}>`;
-  const loadA = (i: number, k: string) => `subgroupMatrixLoad<${left}, row_major>(&in0, ((row0 + ${u32(i * fm)}) * K + ${k}) / ${I8_MATRIX_UNIT}, K / ${I8_MATRIX_UNIT})`;
-  const loadB = (j: number, k: string) => `subgroupMatrixLoad<${right}, row_major>(&in1, (${k} * N + col0 + ${u32(j * fn)}) / ${I8_MATRIX_UNIT}, N / ${I8_MATRIX_UNIT})`;
+  const loadA = (i: number, k: string) => `subgroupMatrixLoad<${LEFT}, row_major>(&in0, ((row0 + ${u32(i * fm)}) * K + ${k}) / ${I8_MATRIX_UNIT}, K / ${I8_MATRIX_UNIT})`;
+  const loadB = (j: number, k: string) => `subgroupMatrixLoad<${RIGHT}, row_major>(&in1, (${k} * N + col0 + ${u32(j * fn)}) / ${I8_MATRIX_UNIT}, N / ${I8_MATRIX_UNIT})`;
   const products = frags.map((f) => `    acc${f} = subgroupMatrixMultiplyAccumulate(a${Math.floor(f / t.fragsN)}, b${f % t.fragsN}, acc${f});`);
   const loop = t.prefetch
     ? [
@@ -228,16 +240,15 @@ ${header(`int8 matmul on subgroup matrices (${fm}x${fn}x${fk}): ${describeSubgro
 ${decls}
 
 ${sizes}
-/** what an i8 matrix offset or stride counts on this device: 1 (bytes) or 4 (words); set by the runtime */
-override ${I8_MATRIX_UNIT}: u32 = 1u;
+${UNIT_OVERRIDE}
 
 @compute @workgroup_size(32)
 fn main(@builtin(workgroup_id) wid: vec3<u32>) {
   let row0 = wid.y * ${u32(t.fragsM * fm)};
   let col0 = wid.x * ${u32(t.fragsN * fn)};
-${frags.map((f) => `  var acc${f} = ${result}();`).join('\n')}
+${accumulators(t)}
 ${loop.join('\n')}
-${frags.map((f) => `  subgroupMatrixStore<row_major>(&out, (row0 + ${u32(Math.floor(f / t.fragsN) * fm)}) * N + col0 + ${u32((f % t.fragsN) * fn)}, acc${f}, N);`).join('\n')}
+${resultStores(t)}
 }
 `;
 }
@@ -250,7 +261,6 @@ ${frags.map((f) => `  subgroupMatrixStore<row_major>(&out, (row0 + ${u32(Math.fl
  */
 function stagedKernel(header: (archetype: string) => string, sizes: string, t: SubgroupMatrixTiling): string {
   const { m: fm, n: fn, k: fk } = FRAGMENT;
-  const ids = (count: number) => Array.from({ length: count }, (_, i) => i);
   const frags = ids(t.fragsM * t.fragsN);
   const rows = t.fragsM * fm;
   const cols = t.fragsN * fn;
@@ -258,9 +268,6 @@ function stagedKernel(header: (archetype: string) => string, sizes: string, t: S
   // vec4s (16 bytes) per step: A rows × depth / 16, B depth rows × cols / 16; per invocation of 32
   const aVecs = (rows * depth) / 16 / 32;
   const bVecs = (depth * cols) / 16 / 32;
-  const left = `subgroup_matrix_left<i8, ${fk}, ${fm}>`;
-  const right = `subgroup_matrix_right<i8, ${fn}, ${fk}>`;
-  const result = `subgroup_matrix_result<i32, ${fn}, ${fm}>`;
   const load = (k: string) => [
     ...ids(aVecs).map((l) => `pa${l} = in0[((row0 + (li + ${u32(l * 32)}) / ${u32(depth / 16)}) * K + ${k}) / 16u + (li + ${u32(l * 32)}) % ${u32(depth / 16)}];`),
     ...ids(bVecs).map((l) => `pb${l} = in1[((${k} + (li + ${u32(l * 32)}) / ${u32(cols / 16)}) * N + col0) / 16u + (li + ${u32(l * 32)}) % ${u32(cols / 16)}];`),
@@ -272,8 +279,8 @@ function stagedKernel(header: (archetype: string) => string, sizes: string, t: S
   ];
   // each fragment step of 32 within the staged depth
   const products = ids(depth / fk).flatMap((step) => [
-    ...ids(t.fragsM).map((i) => `let a${i}_${step} = subgroupMatrixLoad<${left}, row_major>(&a_tile, ${u32(i * fm * depth + step * fk)} / ${I8_MATRIX_UNIT}, ${u32(depth)} / ${I8_MATRIX_UNIT});`),
-    ...ids(t.fragsN).map((j) => `let b${j}_${step} = subgroupMatrixLoad<${right}, row_major>(&b_tile, ${u32(step * fk * cols + j * fn)} / ${I8_MATRIX_UNIT}, ${u32(cols)} / ${I8_MATRIX_UNIT});`),
+    ...ids(t.fragsM).map((i) => `let a${i}_${step} = subgroupMatrixLoad<${LEFT}, row_major>(&a_tile, ${u32(i * fm * depth + step * fk)} / ${I8_MATRIX_UNIT}, ${u32(depth)} / ${I8_MATRIX_UNIT});`),
+    ...ids(t.fragsN).map((j) => `let b${j}_${step} = subgroupMatrixLoad<${RIGHT}, row_major>(&b_tile, ${u32(step * fk * cols + j * fn)} / ${I8_MATRIX_UNIT}, ${u32(cols)} / ${I8_MATRIX_UNIT});`),
     ...frags.map((f) => `acc${f} = subgroupMatrixMultiplyAccumulate(a${Math.floor(f / t.fragsN)}_${step}, b${f % t.fragsN}_${step}, acc${f});`),
   ]);
   // prefetched: the next step's blocks are read into registers while this one multiplies
@@ -295,8 +302,7 @@ ${header(`int8 matmul on subgroup matrices (${fm}x${fn}x${fk}): ${describeSubgro
 @group(0) @binding(2) var<storage, read_write> out: array<i32>;
 
 ${sizes}
-/** what an i8 matrix offset or stride counts on this device: 1 (bytes) or 4 (words); set by the runtime */
-override ${I8_MATRIX_UNIT}: u32 = 1u;
+${UNIT_OVERRIDE}
 
 var<workgroup> a_tile: array<i32, ${(rows * depth) / 4}>;
 var<workgroup> b_tile: array<i32, ${(depth * cols) / 4}>;
@@ -305,10 +311,10 @@ var<workgroup> b_tile: array<i32, ${(depth * cols) / 4}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let row0 = wid.y * ${u32(rows)};
   let col0 = wid.x * ${u32(cols)};
-${frags.map((f) => `  var acc${f} = ${result}();`).join('\n')}
+${accumulators(t)}
 ${[...ids(aVecs).map((l) => `  var pa${l}: vec4<i32>;`), ...ids(bVecs).map((l) => `  var pb${l}: vec4<i32>;`)].join('\n')}
 ${loop.join('\n')}
-${frags.map((f) => `  subgroupMatrixStore<row_major>(&out, (row0 + ${u32(Math.floor(f / t.fragsN) * fm)}) * N + col0 + ${u32((f % t.fragsN) * fn)}, acc${f}, N);`).join('\n')}
+${resultStores(t)}
 }
 `;
 }

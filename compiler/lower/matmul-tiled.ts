@@ -205,6 +205,13 @@ function tileType(stages: number, bk: number, span: number, padded = false): str
   return stages > 1 ? `array<${slice}, ${stages}>` : slice;
 }
 
+/** Reads before products, or read r before product r × spacing (those left over after the last). */
+function spread(reads: string[], products: string[], spacing = 0): string[] {
+  if (spacing === 0) return [...reads, ...products];
+  const lines = products.flatMap((product, n) => (n % spacing === 0 && n / spacing < reads.length ? [reads[n / spacing], product] : [product]));
+  return [...lines, ...reads.slice(Math.ceil(products.length / spacing))];
+}
+
 export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const { bm, bn, bk, tm, tn, stages } = c;
   const gx = bn / tn;
@@ -251,20 +258,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
     };
     if (c.pipelined) {
       lines.push(...insertedAt(0), ...reads(0));
-      for (let kk = 0; kk < bk; kk++) {
-        const next = kk + 1 < bk ? reads(kk + 1) : [];
-        const step = products(kk);
-        if (!c.readSpacing) lines.push(...insertedAt(kk + 1), ...next, ...step);
-        else {
-          // read r goes before product r × spacing (the rest after the last product)
-          lines.push(...insertedAt(kk + 1));
-          step.forEach((product, n) => {
-            if (n % c.readSpacing! === 0 && n / c.readSpacing! < next.length) lines.push(next[n / c.readSpacing!]);
-            lines.push(product);
-          });
-          lines.push(...next.slice(Math.ceil(step.length / c.readSpacing)));
-        }
-      }
+      for (let kk = 0; kk < bk; kk++) lines.push(...insertedAt(kk + 1), ...spread(kk + 1 < bk ? reads(kk + 1) : [], products(kk), c.readSpacing));
     } else {
       for (let kk = 0; kk < bk; kk++) lines.push(...insertedAt(kk), ...reads(kk), ...products(kk));
     }
