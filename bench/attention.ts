@@ -1,4 +1,4 @@
-// A sweep of the attention kernels' tuning (setAttentionTuning in
+// A sweep of the attention kernels' tuning (nvidia-hopper's AttentionTuning, changed per configuration, in
 // compiler/lower/attention-tiled.ts: the register-blocked kernel's workgroup tile and
 // prefetch, the tiled kernel's rows, key groups, lanes and variants) over the suite's
 // attention shapes, in one run: each
@@ -19,7 +19,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
-import { setAttentionTuning, type AttentionTuning } from '../compiler/lower/attention-tiled';
+import { NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
+import type { AttentionTuning } from '../compiler/target/tuning';
 import { loadPlan, readBundle } from '../runtime/index';
 import { benchDevice } from './bench-device';
 import { measureGpuTime, prepareTimedPlan, type GpuTime } from './gpu-time';
@@ -258,9 +259,8 @@ async function measureConfig(
   const started = performance.now();
   const result: Result = { config: config.name, tuning: config.tuning, seconds: 0 };
   try {
-    setAttentionTuning(config.tuning);
-    const compiled = await compileGraph(buildGraph(s), { seed: 1 });
-    setAttentionTuning();
+    const target = withTuning(NVIDIA_HOPPER, { attention: { ...NVIDIA_HOPPER.tuning.attention, ...config.tuning } });
+    const compiled = await compileGraph(buildGraph(s), { seed: 1, target });
     const timed = await prepareTimedPlan(compiled.bundle, device, 'run', feeds);
     try {
       const { text, manifest } = await readBundle(compiled.bundle);
@@ -300,7 +300,6 @@ async function measureConfig(
   } catch (error) {
     result.error = (error instanceof Error ? error.message : String(error)).split('\n')[0].slice(0, 200);
   } finally {
-    setAttentionTuning();
     result.seconds = (performance.now() - started) / 1000;
   }
   return result;

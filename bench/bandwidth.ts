@@ -20,7 +20,9 @@ import { Graph, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
-import { setAxisTuning, type AxisTuning } from '../compiler/lower/axis';
+import type { Target } from '../compiler/target/target';
+import { NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
+import type { AxisTuning } from '../compiler/target/tuning';
 import { loadPlan, readBundle, requestNodeDevice } from '../runtime/index';
 import { measureGpuTime, prepareTimedPlan, timestampedPasses } from './gpu-time';
 
@@ -187,10 +189,10 @@ interface Measured {
   workgroups: string[];
 }
 
-async function measurePlan(device: GPUDevice, c: Case, rounds: number): Promise<Measured> {
+async function measurePlan(device: GPUDevice, c: Case, rounds: number, target: Target = NVIDIA_HOPPER): Promise<Measured> {
   const g = new Graph(c.name.replace(/[^A-Za-z0-9_]/g, '_'));
   g.output('y', c.build(g, c.shape));
-  const compiled = await compileGraph(g, { weights: 'none' });
+  const compiled = await compileGraph(g, { weights: 'none', target });
   const { manifest } = await readBundle(compiled.bundle);
   const entry = manifest.entryPoints.run;
   // inputs: fixed values where the case gives them, else uniform in its range; parameters and
@@ -346,10 +348,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 /** Runs the case at its small `check` shape through loadPlan and compares with the CPU reference. */
-async function checkCase(device: GPUDevice, c: Case): Promise<string> {
+async function checkCase(device: GPUDevice, c: Case, target: Target = NVIDIA_HOPPER): Promise<string> {
   const g = new Graph(`${c.name.replace(/[^A-Za-z0-9_]/g, '_')}_check`);
   g.output('y', c.build(g, c.check));
-  const compiled = await compileGraph(g, { seed: 3 });
+  const compiled = await compileGraph(g, { seed: 3, target });
   const feeds: Record<string, Float32Array> = {};
   let k = 0;
   for (const node of g.nodes.filter((n) => n.op === 'input')) {
@@ -419,10 +421,9 @@ try {
     for (const s of SWEEPS) {
       const c = cases.find((x) => x.name === s.name);
       if (!c) continue;
-      setAxisTuning(s.tuning);
-      const m = await measurePlan(device, c, options.rounds);
-      const ok = options.check ? await checkCase(device, c).catch((e: Error) => `ERROR ${e.message}`) : '';
-      setAxisTuning();
+      const target = withTuning(NVIDIA_HOPPER, { axis: { ...NVIDIA_HOPPER.tuning.axis, ...s.tuning } });
+      const m = await measurePlan(device, c, options.rounds, target);
+      const ok = options.check ? await checkCase(device, c, target).catch((e: Error) => `ERROR ${e.message}`) : '';
       console.log(`  sweep ${s.name} ${JSON.stringify(s.tuning)}: ${m.us.toFixed(1)} µs, ${m.gbs.toFixed(0)} GB/s (default ${measured.get(s.name)!.gbs.toFixed(0)}) ${ok}`);
     }
   }

@@ -8,6 +8,7 @@
 //   node .device/dispatch-cost.mjs        # on the GPU machine (needs timestamp-query)
 import { buildGraph } from '../compiler/api';
 import { compileGraph } from '../compiler/compile';
+import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { mnist } from '../examples/mnist/model';
@@ -72,7 +73,7 @@ const plans: { name: string; build: () => Graph; train: NonNullable<typeof mnist
 console.log('plan'.padEnd(62), 'dispatches', 'GPU µs/step', 'dispatch cost µs', 'share');
 for (const p of plans) {
   for (const optimize of [false, true]) {
-    const compiled = await compileGraph(p.build(), { training: p.train, optimize, seed: 1 });
+    const compiled = await compileGraph(p.build(), { training: p.train, optimize, seed: 1, target: NVIDIA_HOPPER });
     const timed = await prepareTimedPlan(compiled.bundle, gpu.device, 'train_step', batchFor(compiled.manifest));
     const { medianUs } = await measureGpuTime(timed);
     timed.destroy();

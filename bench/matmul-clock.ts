@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { compileGraph } from '../compiler/compile';
+import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { requestNodeDevice } from '../runtime/index';
 import { measureGpuTime, prepareTimedPlan } from './gpu-time';
 import { matmulCaseGraph } from './matmul-case';
@@ -47,7 +48,7 @@ try {
   const { g } = matmulCaseGraph({ m: N, k: N, n: N });
   const next = uniform(3);
   const feeds = { a: Float32Array.from({ length: N * N }, next), b: Float32Array.from({ length: N * N }, next) };
-  const timed = await prepareTimedPlan((await compileGraph(g)).bundle, gpu.device, 'run', feeds);
+  const timed = await prepareTimedPlan((await compileGraph(g, { target: NVIDIA_HOPPER })).bundle, gpu.device, 'run', feeds);
   await measureGpuTime(timed, { passes: 3, warmupUs: 1_000_000 });
   phase = 'ours';
   const ours = await measureGpuTime(timed, { passes: Math.max(1, Math.round(seconds / 0.2)), targetPassUs: 200_000 });

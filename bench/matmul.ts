@@ -21,14 +21,16 @@ import { spawnSync } from 'node:child_process';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileGraph } from '../compiler/compile';
-import { Graph } from '../compiler/ir/graph';
+import { Graph, type Node } from '../compiler/ir/graph';
 import { opDef, type MatmulForm } from '../compiler/ir/ops';
 import type { KernelCode } from '../compiler/lower/kernel';
 import { lowerMatmul, type MatmulProblem } from '../compiler/lower/matmul';
 import { describeGemv, gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
-import { describeTiling, largeTilings, tiledKernel, TILINGS, type TileConfig } from '../compiler/lower/matmul-tiled';
-import { setSplitKTuning, splitKSlices } from '../compiler/lower/split-k';
-import { setStreamKTuning, streamKSchedule, type StreamKTuning } from '../compiler/lower/stream-k';
+import { describeTiling, tiledKernel, waveTilings } from '../compiler/lower/matmul-tiled';
+import { NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
+import { TILINGS, type StreamKTuning, type TileConfig } from '../compiler/target/tuning';
+import { splitKSlices } from '../compiler/lower/split-k';
+import { streamKSchedule } from '../compiler/lower/stream-k';
 import { loadPlan, requestNodeDevice } from '../runtime/index';
 import { measureGpuTime, median, prepareTimedPlan, timestampedPasses } from './gpu-time';
 import { matmulCaseGraph, problemOfNode, type MatmulCase } from './matmul-case';
@@ -52,10 +54,10 @@ const withTorch = !args.has('--no-torch') && !small;
 
 // --- problems and host data -------------------------------------------------------------
 
-function build(c: Case): { problem: MatmulProblem; graph: Graph; shapes: number[][] } {
+function build(c: Case): { problem: MatmulProblem; node: Node; graph: Graph; shapes: number[][] } {
   const { g, y } = matmulCaseGraph(c, 'bench');
   const node = g.node(y);
-  return { problem: problemOfNode(g, node, `bench_${c.label}`), graph: g, shapes: node.inputs.map((i) => [...g.nodes[i].type.shape]) };
+  return { problem: problemOfNode(g, node, `bench_${c.label}`), node, graph: g, shapes: node.inputs.map((i) => [...g.nodes[i].type.shape]) };
 }
 
 function randomData(length: number, seed: number): Float32Array<ArrayBuffer> {
@@ -116,6 +118,7 @@ log(`device: ${adapterInfo}; subgroups ${hasSubgroups}, timestamps ${canTime}; w
 interface Loaded {
   c: Case;
   problem: MatmulProblem;
+  node: Node;
   graph: Graph;
   data: Float32Array[];
   buffers: GPUBuffer[];
@@ -123,7 +126,7 @@ interface Loaded {
 }
 
 function load(c: Case): Loaded {
-  const { problem, graph, shapes } = build(c);
+  const { problem, node, graph, shapes } = build(c);
   const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
   const buffers = data.map((d) => {
     const buffer = device.createBuffer({ size: Math.max(16, d.byteLength), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
@@ -131,7 +134,7 @@ function load(c: Case): Loaded {
     return buffer;
   });
   const out = device.createBuffer({ size: (c.batch ?? 1) * c.m * c.n * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  return { c, problem, graph, data, buffers, out };
+  return { c, problem, node, graph, data, buffers, out };
 }
 
 function release(l: Loaded) {
@@ -254,12 +257,12 @@ async function measure(l: Loaded, kernel: string, code: KernelCode): Promise<Row
 
 /** The variants a plan carries for this case, each forced in turn (subgroups ones only where offered). */
 async function measureChosen(l: Loaded) {
-  const node = l.problem.node;
+  const node = l.node;
   const operands = node.inputs.map((i) => l.graph.nodes[i].type);
   const lowering = opDef(node.op).lowering as { form?: (i: unknown, a: unknown, o: unknown) => MatmulForm };
-  const { kernel, workgroups } = lowerMatmul(node, operands, l.problem.name, lowering.form?.(operands, node.attrs, node.type));
+  const { kernel, workgroups } = lowerMatmul(node, operands, l.problem.name, NVIDIA_HOPPER, lowering.form?.(operands, node.attrs, node.type));
   // a product stream-K takes runs as two dispatches (measured below); its one-dispatch kernels are for comparison
-  const chosen = streamKSchedule(l.graph, node) && !small ? 'whole' : 'chosen';
+  const chosen = streamKSchedule(l.graph, node, NVIDIA_HOPPER.tuning.streamK!) && !small ? 'whole' : 'chosen';
   for (const v of kernel.variants ?? []) {
     if (v.features.includes('subgroups') && !hasSubgroups) continue;
     await measure(l, `${chosen} ${v.tag}: ${v.wgsl.match(/archetype: (.*)/)?.[1]}`, { ...v, workgroups });
@@ -340,7 +343,7 @@ const sweepTilings: Record<string, TileConfig> = {
 // meet; the next step's workgroup-memory reads spread among this step's products, as
 // cuBLAS's kernel for this product spaces its shared loads.
 const T16 = TILINGS.t128x256x16;
-const CHOSEN_AB = largeTilings().find(([name]) => name === 'A·B large')![1];
+const CHOSEN_AB = waveTilings(NVIDIA_HOPPER.tuning.matmul).find(([name]) => name === 'A·B large')![1];
 const SHAPE_SWEEP: TileConfig[] = [
   CHOSEN_AB,
   ...[T16, TILINGS.t128x256x8].flatMap((t): TileConfig[] => [
@@ -407,7 +410,7 @@ const planCases: Case[] = shapes ? [] : small ? [{ label: 'plan 96x80x72', m: 96
 for (const c of planCases) {
   const { graph, shapes } = build(c);
   const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
-  const plan = await compileGraph(graph, { optimize: false });
+  const plan = await compileGraph(graph, { optimize: false, target: NVIDIA_HOPPER });
   const session = await loadPlan(plan.bundle, device);
   const names = graph.nodes.filter((n) => n.op === 'input').map((n) => n.name);
   const outputs = await session.run(Object.fromEntries(names.map((name, i) => [name, data[i]])));
@@ -456,10 +459,9 @@ for (const c of splitCases) {
   const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
   const feeds = Object.fromEntries(graph.nodes.filter((n) => n.op === 'input').map((n, i) => [n.name, data[i]]));
   for (const target of splitTargets) {
-    setSplitKTuning(target === 0 ? { belowTiles: 0 } : small ? { belowTiles: 16, minK: 0, targetTiles: target, minChunk: 32 } : { belowTiles: 1 << 30, targetTiles: target });
-    const slices = splitKSlices(graph, graph.nodes[graph.outputs[0].node]) ?? 1;
-    const plan = await compileGraph(graph, { optimize: true });
-    setSplitKTuning();
+    const splitK = { ...NVIDIA_HOPPER.tuning.splitK!, ...(target === 0 ? { belowTiles: 0 } : small ? { belowTiles: 16, minK: 0, targetTiles: target, minChunk: 32 } : { belowTiles: 1 << 30, targetTiles: target }) };
+    const slices = splitKSlices(graph, graph.nodes[graph.outputs[0].node], splitK) ?? 1;
+    const plan = await compileGraph(graph, { optimize: true, target: withTuning(NVIDIA_HOPPER, { splitK }) });
     await measurePlan(c, data, feeds, plan, `split-K ${slices} slice${slices > 1 ? 's' : ''}${target ? ` (target ${target} tiles)` : ' (whole)'}, ${plan.manifest.entryPoints.run.dispatches.length} dispatches`);
   }
 }
@@ -469,20 +471,19 @@ for (const c of splitCases) {
 const streamCases: Case[] = small
   ? [{ label: 'stream-K 300x96x600 fused', m: 300, k: 96, n: 600, fused: true }]
   : tiledCases.filter((c) => {
-      const { graph, problem } = build(c);
-      return streamKSchedule(graph, problem.node) !== undefined;
+      const { graph, node } = build(c);
+      return streamKSchedule(graph, node, NVIDIA_HOPPER.tuning.streamK!) !== undefined;
     });
 // small: 9 tiles on a pretend 4-SM GPU, runs of at least 32
-const streamTuning: Partial<StreamKTuning> = small ? { units: 4, minIdleK: 0, minUnitK: 32 } : {};
+const streamTuning: StreamKTuning = { ...NVIDIA_HOPPER.tuning.streamK!, ...(small ? { units: 4, minIdleK: 0, minUnitK: 32 } : {}) };
 for (const c of streamCases) {
   const { graph, shapes } = build(c);
   const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
   const feeds = Object.fromEntries(graph.nodes.filter((n) => n.op === 'input').map((n, i) => [n.name, data[i]]));
   for (const shared of [false, true]) {
-    setStreamKTuning(shared ? streamTuning : { maxLastWave: 0, maxLastWaveTransposed: 0 });
-    const schedule = streamKSchedule(graph, graph.nodes[graph.outputs[0].node]);
-    const plan = await compileGraph(graph, { optimize: false });
-    setStreamKTuning();
+    const streamK = shared ? streamTuning : { ...streamTuning, maxLastWave: 0, maxLastWaveTransposed: 0 };
+    const schedule = streamKSchedule(graph, graph.nodes[graph.outputs[0].node], streamK);
+    const plan = await compileGraph(graph, { optimize: false, target: withTuning(NVIDIA_HOPPER, { streamK }) });
     const kernel = schedule
       ? `chosen plan: stream-K, ${schedule.dataParallel} tiles whole, ${schedule.tiles - schedule.dataParallel} shared by ${schedule.units} runs of ${schedule.unitK}`
       : 'plan without stream-K: one dispatch';

@@ -13,6 +13,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileGraph } from '../compiler/compile';
+import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { buildGraph } from '../compiler/api';
 import { uniformStream } from '../compiler/ir/init';
 import { mnist, BATCH } from '../examples/mnist/model';
@@ -71,7 +72,7 @@ export interface StepFigures {
 async function measureOurs(options: Options) {
   const graph = buildGraph('mnist', mnist);
   const t0 = performance.now();
-  const compiled = await compileGraph(graph, { seed: options.seed, training: mnist.train });
+  const compiled = await compileGraph(graph, { seed: options.seed, training: mnist.train, target: NVIDIA_HOPPER });
   const compileMs = performance.now() - t0;
   const entry = compiled.manifest.training!.entry;
   const dispatches = compiled.manifest.entryPoints[entry].dispatches.length;

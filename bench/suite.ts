@@ -10,6 +10,7 @@
 //   cp bench/suite_torch.py .device/
 //   node .device/suite.mjs [--only matmul,softmax] [--passes 9] [--target-ms 10] [--gpu-warmup-ms 1000]
 //                          [--warmup 3] [--breakdown] [--no-torch | --py PATH] [--list]
+//                          [--target nvidia-hopper | generic | …] [--wgsl: hash each workload's kernels, no GPU]
 //
 // With $OUT set, everything is also written to $OUT/suite.json.
 import { spawnSync } from 'node:child_process';
@@ -19,6 +20,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TrainingSpec } from '../compiler/autodiff/train';
 import { compileGraph } from '../compiler/compile';
+import type { Target } from '../compiler/target/target';
+import { NVIDIA_HOPPER, parseTargets } from '../compiler/target/targets';
 import { Graph, type Tensor } from '../compiler/ir/graph';
 import { BATCH as MNIST_BATCH, mnist } from '../examples/mnist/model';
 import { loadPlan, loadTrainingPlan, type NodeGPU, type TensorData } from '../runtime/index';
@@ -356,10 +359,14 @@ interface Options {
   list: boolean;
   /** per-dispatch breakdown of multi-dispatch workloads */
   breakdown: boolean;
+  /** print a hash of each workload's kernel sources and stop (no GPU) */
+  wgsl: boolean;
+  /** the compile target (default nvidia-hopper, the GPU class the suite is tuned on) */
+  target: Target;
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { only: [], passes: 9, targetMs: 10, warmup: 3, gpuWarmupMs: 1000, py: fileURLToPath(new URL('./suite_torch.py', import.meta.url)), list: false, breakdown: false };
+  const options: Options = { only: [], passes: 9, targetMs: 10, warmup: 3, gpuWarmupMs: 1000, py: fileURLToPath(new URL('./suite_torch.py', import.meta.url)), list: false, breakdown: false, wgsl: false, target: NVIDIA_HOPPER };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -381,7 +388,9 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--no-torch') options.py = null;
     else if (flag === '--list') options.list = true;
     else if (flag === '--breakdown') options.breakdown = true;
-    else throw new Error(`unknown argument "${flag}" (options: --only a,b --passes N --target-ms MS --warmup N --gpu-warmup-ms MS --py PATH --no-torch --list --breakdown)`);
+    else if (flag === '--wgsl') options.wgsl = true;
+    else if (flag === '--target') [options.target] = parseTargets(value());
+    else throw new Error(`unknown argument "${flag}" (options: --only a,b --passes N --target-ms MS --warmup N --gpu-warmup-ms MS --py PATH --no-torch --list --breakdown --wgsl --target NAME)`);
   }
   return options;
 }
@@ -426,7 +435,7 @@ async function measureOurs(workload: Workload, gpu: NodeGPU, options: Options): 
   const graph = new Graph(workload.name.replace(/[^A-Za-z0-9_]+/g, '_'));
   workload.build(graph);
   const started = performance.now();
-  const compiled = await compileGraph(graph, { seed: 1, training: workload.training });
+  const compiled = await compileGraph(graph, { seed: 1, training: workload.training, target: options.target });
   const compileMs = performance.now() - started;
   const { manifest } = compiled;
   const entry = workload.training ? manifest.training!.entry : 'run';
@@ -545,6 +554,19 @@ const fmt = (us: number | undefined) => (us === undefined ? '' : us >= 100 ? us.
 async function main() {
   const options = parseOptions(process.argv.slice(2));
   const workloads = WORKLOADS.filter((w) => selected(w, options.only));
+  if (options.wgsl) {
+    // the kernels' sources, hashed per workload: compare compiler versions without a GPU
+    const { createHash } = await import('node:crypto');
+    for (const w of workloads) {
+      const graph = new Graph(w.name.replace(/[^A-Za-z0-9_]+/g, '_'));
+      w.build(graph);
+      const { bundle, manifest } = await compileGraph(graph, { seed: 1, training: w.training, target: options.target });
+      const sections = manifest.sections.filter((s) => s.name.endsWith('.wgsl')).map((s) => s.sha256).sort();
+      console.log(`${createHash('sha256').update(sections.join()).digest('hex').slice(0, 16)} ${String(sections.length).padStart(3)} sources  ${w.name}`);
+      void bundle;
+    }
+    return;
+  }
   if (options.list || workloads.length === 0) {
     for (const w of WORKLOADS) console.log(`${w.group.padEnd(12)} ${w.name}`);
     if (workloads.length === 0) console.error(`--only ${options.only.join(',')} matches no workload`);

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { writeTrace } from '../compiler/cli/profile';
 import { buildGraph } from '../compiler/api';
 import { compileGraph } from '../compiler/compile';
+import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { uniformStream } from '../compiler/ir/init';
 import { BATCH, mnist } from '../examples/mnist/model';
 import { kernelSummary, loadTrainingPlan, requestNodeDevice, type TraceRecord } from '../runtime/index';
@@ -47,7 +48,7 @@ function perRun(records: TraceRecord[]) {
 
 async function main() {
   const options = parseOptions(process.argv.slice(2));
-  const compiled = await compileGraph(buildGraph('mnist', mnist), { seed: options.seed, training: mnist.train });
+  const compiled = await compileGraph(buildGraph('mnist', mnist), { seed: options.seed, training: mnist.train, target: NVIDIA_HOPPER });
   const entry = compiled.manifest.training!.entry;
   const dispatches = compiled.manifest.entryPoints[entry].dispatches.length;
 

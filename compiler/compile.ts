@@ -8,11 +8,10 @@ import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
 import type { Graph } from './ir/graph';
 import { materializeParameters } from './ir/interpret';
 import { lowerGraph, type LoweredKernel } from './lower';
-import { splitK } from './lower/split-k';
-import { streamK } from './lower/stream-k';
-import { splitReductions } from './lower/split-reductions';
 import { writePlanFile } from './plan/bundle';
 import { entryLiveNodes, planBundle, planEntries } from './plan/plan';
+import { DEFAULT_TARGETS } from './target/targets';
+import type { Target } from './target/target';
 import { NAGA_VERSION, validateKernel, type ValidatedKernel } from './validate/naga';
 
 export interface CompileOptions {
@@ -30,6 +29,8 @@ export interface CompileOptions {
   training?: TrainingSpec;
   /** run the optimizer (default true); false compiles every op as its own kernel */
   optimize?: boolean;
+  /** the GPU class the plan is for (default: generic, which runs on any WebGPU device) */
+  target?: Target;
 }
 
 export interface CompiledPlan {
@@ -53,17 +54,18 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     timings[stage] = (timings[stage] ?? 0) + performance.now() - started;
     return result;
   };
+  const target = options.target ?? DEFAULT_TARGETS[0];
   const parameters = timed('parameters', () => (options.weights === 'none' ? new Map<string, Float32Array>() : materializeParameters(graph, options.seed ?? 0)));
   if (options.optimize === false) {
     const training = timed('autodiff', () => (options.training ? appendTraining(graph, options.training) : undefined));
-    return { ...planGraph(graph, training, parameters, options.source, timed), parameters, training, timings };
+    return { ...planGraph(graph, training, parameters, target, options.source, timed), parameters, training, timings };
   }
   // The optimizer works on copies: named ops are rediscovered in the forward graph, which is
   // then differentiated and fused into kernels. The caller's graph gets the plain training
   // step appended, as the reference the plan must agree with.
-  const forward = timed('optimize', () => optimizeGraph(graph, 'forward'));
+  const forward = timed('optimize', () => optimizeGraph(graph, 'forward', target.cost));
   const trained = timed('autodiff', () => (options.training ? appendTraining(forward.graph, options.training) : undefined));
-  const kernels = timed('optimize', () => optimizeGraph(forward.graph, 'kernels', trained?.updates ?? []));
+  const kernels = timed('optimize', () => optimizeGraph(forward.graph, 'kernels', target.cost, trained?.updates ?? []));
   const planned = trained && remapTraining(trained, kernels.graph, kernels.map);
   const training = options.training ? appendTraining(graph, options.training) : undefined;
   const optimization = [forward.report, kernels.report].map((r) => ({
@@ -79,7 +81,7 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     costAfter: Math.round(r.costAfter * 100) / 100,
     fusedKernels: r.fused.length,
   }));
-  const result = planGraph(kernels.graph, planned, parameters, options.source, timed, optimization);
+  const result = planGraph(kernels.graph, planned, parameters, target, options.source, timed, optimization);
   return { ...result, parameters, training, optimization: { forward: forward.report, kernels: kernels.report }, timings };
 }
 
@@ -87,18 +89,13 @@ function planGraph(
   graph: Graph,
   training: TrainingGraph | undefined,
   parameters: Map<string, Float32Array>,
+  target: Target,
   source: string | undefined,
   timed: <T>(stage: string, work: () => T) => T,
   optimization?: OptimizationDesc[],
 ) {
-  // products and reductions with too few tiles or rows to fill the GPU become two steps
-  // (lower/split-k.ts, lower/split-reductions.ts), and so do products whose tiles fill the
-  // last wave only in part (lower/stream-k.ts)
-  ({ graph, training } = timed('lower', () => splitK(graph, training)));
-  ({ graph, training } = timed('lower', () => streamK(graph, training)));
-  ({ graph, training } = timed('lower', () => splitReductions(graph, training)));
   const entries = planEntries(graph, training);
-  const lowered = timed('lower', () => lowerGraph(graph, entryLiveNodes(graph, entries)));
+  const lowered = timed('lower', () => lowerGraph(graph, target, entryLiveNodes(graph, entries)));
   const validated = new Map<LoweredKernel, ValidatedKernel>();
   timed('validate', () => {
     for (const step of lowered.steps) {

@@ -10,7 +10,9 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
 import { lowerGraph } from '../compiler/lower';
-import { axisLayout, setAxisTuning, type AxisTuning } from '../compiler/lower/axis';
+import { axisLayout } from '../compiler/lower/axis';
+import { NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
+import type { AxisTuning } from '../compiler/target/tuning';
 import { collapseAxes } from '../compiler/lower/pointwise';
 import type { Manifest } from '../schemas/manifest';
 import { readBundle } from '../runtime/bundle';
@@ -20,7 +22,12 @@ import { releaseSharedDevice, sharedDevice } from './gpu';
 afterAll(releaseSharedDevice);
 
 const sumOf = (name: string) => ({ name, combine: 'add' as const, term: (x: string) => x });
+// the target the plans compile for: nvidia-hopper (whose axis tuning these cases were
+// written for), or it with some knobs changed (setAxisTuning)
+let target = NVIDIA_HOPPER;
+const setAxisTuning = (axis: Partial<AxisTuning> = {}) => (target = withTuning(NVIDIA_HOPPER, { axis: { ...NVIDIA_HOPPER.tuning.axis, ...axis } }));
 afterEach(() => setAxisTuning());
+const AXIS = NVIDIA_HOPPER.tuning.axis;
 
 interface Input {
   shape: Shape;
@@ -50,7 +57,7 @@ async function checkPlan(inputs: Record<string, Input>, build: (g: Graph, x: Rec
     feeds[name] = spec.dtype === 'i32' ? Int32Array.from(values, Math.floor) : Float32Array.from(values);
   }
   g.output('y', build(g, x));
-  const plan = await compileGraph(g);
+  const plan = await compileGraph(g, { target });
   const { manifest, text } = await readBundle(plan.bundle);
   // every variant, the one the runtime picks first at the head of each kernel's list
   const sources = manifest.kernels.flatMap((k) => k.variants.map((v) => text(v.wgsl)));
@@ -139,15 +146,15 @@ describe('axis layouts', () => {
     const softmaxLike = { reductions: [sumOf('a'), sumOf('b')], output: { per: 'element' as const, expr: (x: string) => x } };
     const sumLike = { reductions: [sumOf('total')], output: { per: 'row' as const, expr: 'total' } };
     // short rows share a workgroup; a 4096 row is 1024 vec4s over 256 invocations, in registers
-    expect(axisLayout(1, 1, softmaxLike, [])).toMatchObject({ lanes: 'none', team: 1, slotsPerGroup: 256, registers: 1 });
-    expect(axisLayout(576, 1, softmaxLike, [576, 576])).toMatchObject({ lanes: 'elements', units: 144, team: 64, slotsPerGroup: 4, registers: 3 });
-    expect(axisLayout(4096, 1, softmaxLike, [])).toMatchObject({ lanes: 'elements', team: 256, slotsPerGroup: 1, registers: 4 });
+    expect(axisLayout(1, 1, softmaxLike, [], AXIS)).toMatchObject({ lanes: 'none', team: 1, slotsPerGroup: 256, registers: 1 });
+    expect(axisLayout(576, 1, softmaxLike, [576, 576], AXIS)).toMatchObject({ lanes: 'elements', units: 144, team: 64, slotsPerGroup: 4, registers: 3 });
+    expect(axisLayout(4096, 1, softmaxLike, [], AXIS)).toMatchObject({ lanes: 'elements', team: 256, slotsPerGroup: 1, registers: 4 });
     // a row longer than the registers allow streams
-    expect(axisLayout(32768, 1, softmaxLike, [])).toMatchObject({ registers: 0 });
+    expect(axisLayout(32768, 1, softmaxLike, [], AXIS)).toMatchObject({ registers: 0 });
     // rows along an earlier axis are interleaved; a single reduction reads four rows per vec4
-    expect(axisLayout(4096, 8192, sumLike, [])).toMatchObject({ lanes: 'rows', interleaved: true, slotsPerGroup: 8, team: 32 });
-    expect(axisLayout(4096, 8190, sumLike, [])).toMatchObject({ lanes: 'none', interleaved: true, slotsPerGroup: 32, team: 8 });
-    expect(axisLayout(300, 3, sumLike, [])).toMatchObject({ lanes: 'none', interleaved: false });
+    expect(axisLayout(4096, 8192, sumLike, [], AXIS)).toMatchObject({ lanes: 'rows', interleaved: true, slotsPerGroup: 8, team: 32 });
+    expect(axisLayout(4096, 8190, sumLike, [], AXIS)).toMatchObject({ lanes: 'none', interleaved: true, slotsPerGroup: 32, team: 8 });
+    expect(axisLayout(300, 3, sumLike, [], AXIS)).toMatchObject({ lanes: 'none', interleaved: false });
   });
 
   const rowOps = {
@@ -275,9 +282,9 @@ describe('axis layouts', () => {
 
   test('no variant where the portable kernel holds the row, reads it once, or the larger team would change the grid', () => {
     const softmaxLike = { reductions: [sumOf('a'), sumOf('b')], output: { per: 'element' as const, expr: (x: string) => x } };
-    expect(axisLayout(32768, 1, softmaxLike, [], 1024, 32)).toMatchObject({ workgroup: 1024, team: 1024, slotsPerGroup: 1, registers: 8 });
-    expect(axisLayout(65536, 1, softmaxLike, [], 1024, 32)).toMatchObject({ registers: 0 });
-    const variantsOf = (g: Graph) => lowerGraph(g).steps.map((s) => s.kernel.variants?.map((v) => v.tag) ?? []);
+    expect(axisLayout(32768, 1, softmaxLike, [], AXIS, 1024, 32)).toMatchObject({ workgroup: 1024, team: 1024, slotsPerGroup: 1, registers: 8 });
+    expect(axisLayout(65536, 1, softmaxLike, [], AXIS, 1024, 32)).toMatchObject({ registers: 0 });
+    const variantsOf = (g: Graph) => lowerGraph(g, target).steps.map((s) => s.kernel.variants?.map((v) => v.tag) ?? []);
     const graph = (build: (g: Graph, x: Tensor) => Tensor, shape: Shape) => {
       const g = new Graph('variants');
       g.output('y', build(g, g.input('x', shape)));

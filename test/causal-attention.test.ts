@@ -3,6 +3,7 @@
 // compiles to one causal attention kernel with no mask buffer, and its outputs and training
 // steps agree with the graph as written; a mask that differs anywhere stays a mask.
 import { afterAll, describe, expect, test } from 'vitest';
+import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { compileGraph } from '../compiler/compile';
 import { causalAttention } from '../compiler/egraph/causal-attention';
 import { optimizeGraph } from '../compiler/egraph/optimize';
@@ -39,7 +40,7 @@ describe('which masks make attention causal', () => {
       [8, 20, -1e9, [1, 8, 20]],
       [16, 16, -3.4028234663852886e38, [16, 16]],
     ] as const) {
-      const forward = optimizeGraph(attentionGraph(2, tq, tk, 8, causalValues(tq, tk, hidden), [...shape]), 'forward');
+      const forward = optimizeGraph(attentionGraph(2, tq, tk, 8, causalValues(tq, tk, hidden), [...shape]), 'forward', NVIDIA_HOPPER.cost);
       const [attention] = attentionNodes(forward.graph);
       expect(attention.attrs).toMatchObject({ causal: true });
       // the mask is gone, the scalar 0 in its place
@@ -57,7 +58,7 @@ describe('which masks make attention causal', () => {
     const shifted = causalValues(16, 16);
     shifted[1] = 0; // one key more for query 0
     for (const mask of [near, below, shifted]) {
-      const forward = optimizeGraph(attentionGraph(2, 16, 16, 8, mask), 'forward');
+      const forward = optimizeGraph(attentionGraph(2, 16, 16, 8, mask), 'forward', NVIDIA_HOPPER.cost);
       const [attention] = attentionNodes(forward.graph);
       expect(attention.attrs).not.toHaveProperty('causal');
       expect(causalAttention(forward.graph).rewritten).toBe(0);

@@ -4,6 +4,7 @@
 import Ajv from 'ajv';
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
+import { GENERIC } from '../compiler/target/targets';
 import { compileGraph } from '../compiler/compile';
 import { CompileError } from '../compiler/ir/errors';
 import { Graph } from '../compiler/ir/graph';
@@ -66,7 +67,7 @@ describe('compileGraph', () => {
   test('a generated module naga refuses fails the compile with its report and the op', () => {
     const g = new Graph('broken');
     g.output('y', g.relu(g.input('x', [4])));
-    const [step] = lowerGraph(g).steps;
+    const [step] = lowerGraph(g, GENERIC).steps;
     const broken = { ...step.kernel, wgsl: step.kernel.wgsl.replace('max(x0, 0.0)', 'max(x0, 0u)') };
     let error: unknown;
     try {

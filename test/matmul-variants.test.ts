@@ -11,7 +11,9 @@ import { lowerGraph } from '../compiler/lower';
 import type { KernelCode } from '../compiler/lower/kernel';
 import { matmulProblem, SMALL_M } from '../compiler/lower/matmul';
 import { gemvKernel, type GemvConfig } from '../compiler/lower/matmul-gemv';
-import { largeTilings, PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES, TILINGS, tiledKernel, type TileConfig } from '../compiler/lower/matmul-tiled';
+import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES, tiledKernel, waveTilings } from '../compiler/lower/matmul-tiled';
+import { GENERIC, NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
+import { TILINGS, type TileConfig } from '../compiler/target/tuning';
 import { writePlanFile } from '../compiler/plan/bundle';
 import { validateKernel } from '../compiler/validate/naga';
 import type { Manifest } from '../schemas/manifest';
@@ -70,8 +72,9 @@ async function checkForced(s: Spec, code: (p: ReturnType<typeof matmulProblem>) 
 }
 
 describe('matmul kernels per shape', () => {
-  const kernelsOf = (s: Spec) => {
-    const { steps } = lowerGraph(matmulCaseGraph(s).g);
+  // the product's own kernel: nvidia-hopper without the schedules that split it into several dispatches
+  const kernelsOf = (s: Spec, target = withTuning(NVIDIA_HOPPER, { splitK: undefined, streamK: undefined })) => {
+    const { steps } = lowerGraph(matmulCaseGraph(s).g, target);
     expect(steps).toHaveLength(1);
     return steps[0];
   };
@@ -99,6 +102,10 @@ describe('matmul kernels per shape', () => {
     const small = kernelsOf({ m: 128, k: 576, n: 1536 });
     const groups = small.workgroups[0] * small.workgroups[1];
     expect(groups).toBeGreaterThanOrEqual(96);
+    // the generic target knows no wave size: the portable blocks alone, no variant
+    const generic = kernelsOf({ m: 4096, k: 4096, n: 4096 }, GENERIC);
+    expect(generic.kernel.variants).toBeUndefined();
+    expect(generic.kernel.wgsl).toContain('128x128x16 tiles, 8x8 per invocation');
   });
 
   test(`M ≤ ${SMALL_M} gets the small-M kernel; B stored along K has a subgroups variant first`, () => {
@@ -109,6 +116,8 @@ describe('matmul kernels per shape', () => {
     expect(transposed.kernel.variants![0].wgsl).toMatch(/^enable subgroups;/);
     expect(transposed.kernel.wgsl).not.toContain('subgroup');
     expect(kernelsOf({ m: SMALL_M + 1, k: 64, n: 64 }).kernel.wgsl).toContain('tiled matmul');
+    // a target without the feature gets the portable kernel alone
+    expect(kernelsOf({ m: 16, k: 4096, n: 4096, transposeB: true }, GENERIC).kernel.variants).toBeUndefined();
   });
 
   test('every portable kernel fits compatibility limits; vec4 bindings only where rows allow', () => {
@@ -132,7 +141,7 @@ describe('matmul kernels per shape', () => {
 
   test('plans carry every variant naga-validated, fastest first, all on one grid', async () => {
     const { g } = matmulCaseGraph({ m: 8, k: 256, n: 512, transposeB: true, fused: true });
-    const plan = await compileGraph(g, { optimize: false });
+    const plan = await compileGraph(g, { optimize: false, target: NVIDIA_HOPPER });
     const read = await readBundle(plan.bundle);
     const [kernel] = plan.manifest.kernels;
     expect(kernel.variants.map((v) => v.features)).toEqual([['subgroups'], []]);
@@ -208,7 +217,7 @@ const gemvConfigs: GemvConfig[] = [
 ];
 
 describe('every tiling computes the product (forced as the only variant, on this device)', () => {
-  for (const [name, config] of [...Object.entries({ ...TILINGS, ...extraTilings }), ...largeTilings()]) {
+  for (const [name, config] of [...Object.entries({ ...TILINGS, ...extraTilings }), ...waveTilings(NVIDIA_HOPPER.tuning.matmul)]) {
     test(name, async () => {
       for (const s of tiledSpecs) await checkForced(s, (p) => tiledKernel(p, config), `${name} ${JSON.stringify(s)}`);
     });

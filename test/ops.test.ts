@@ -8,7 +8,7 @@ import { compileGraph } from '../compiler/compile';
 import { Graph, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
-import { OPS, type OpName, type StreamKSchedule } from '../compiler/ir/ops';
+import { OPS, type OpName } from '../compiler/ir/ops';
 import { elementCount, type Shape } from '../compiler/ir/types';
 import { expectClose } from './close';
 import { releaseSharedDevice, runOnGpu } from './gpu';
@@ -76,8 +76,6 @@ const reduceCases = (op: 'sum' | 'mean' | 'max'): OpCase[] =>
 
 const rowShapes: Shape[] = [[10], [4, 10], [3, 7, 33], [2, 513]];
 
-const STREAM_K_9: StreamKSchedule = { tileM: 128, tileN: 256, tiles: 9, dataParallel: 6, units: 5, unitK: 64 };
-const STREAM_K_8: StreamKSchedule = { tileM: 128, tileN: 256, tiles: 8, dataParallel: 5, units: 4, unitK: 48 };
 
 const cases: Record<OpName, OpCase[]> = {
   input: [{ label: 'input passed through', inputs: { a: { shape: [3, 4] } }, build: (_g, x) => x.a }],
@@ -309,63 +307,6 @@ const cases: Record<OpName, OpCase[]> = {
       inputs: { a: { shape: [3, 9, 17] }, b: { shape: [20, 9] }, r: { shape: [17, 20] } },
       build: (g, x) => g.fusedMatmul(x.a, x.b, { transposeA: true, transposeB: true, activation: 'silu', residual: x.r }),
       atol: 2e-6 * 9 * 4,
-    },
-  ],
-  matmulSplitK: [
-    {
-      label: 'matmulSplitK [70, 96] · [96, 50] in 3 slices of 32 (edge tiles, vec4 rows)',
-      inputs: { a: { shape: [70, 96] }, b: { shape: [96, 50] } },
-      build: (g, x) => g.matmulSplitK(x.a, x.b, { splits: 3 }),
-      atol: 2e-6 * 32 * 4,
-    },
-    {
-      label: 'matmulSplitK [33, 30] · [30, 17] in 3 slices of 10 (scalar loads, rows longer than a slice)',
-      inputs: { a: { shape: [33, 30] }, b: { shape: [30, 17] } },
-      build: (g, x) => g.matmulSplitK(x.a, x.b, { splits: 3 }),
-      atol: 2e-6 * 10 * 4,
-    },
-    {
-      label: 'matmulSplitK Aᵀ · Bᵀ, A [2, 64, 20], B [30, 64], 4 slices of 16 over 2 batches',
-      inputs: { a: { shape: [2, 64, 20] }, b: { shape: [30, 64] } },
-      build: (g, x) => g.matmulSplitK(x.a, x.b, { transposeA: true, transposeB: true, splits: 4 }),
-      atol: 2e-6 * 16 * 4,
-    },
-  ],
-  // small schedules over 128×256 tiles: edge tiles, runs that cross tiles, a batch
-  matmulStreamKPartials: [
-    {
-      label: 'matmulStreamKPartials [300, 96] · [96, 600]: 9 tiles, the last 3 shared by 5 runs of 64',
-      inputs: { a: { shape: [300, 96] }, b: { shape: [96, 600] } },
-      build: (g, x) => g.matmulStreamKPartials(x.a, x.b, { schedule: STREAM_K_9 }),
-      atol: 2e-6 * 96 * 4,
-    },
-    {
-      label: 'matmulStreamKPartials Aᵀ · Bᵀ, A [2, 64, 130], B [260, 64]: 8 tiles over 2 batches, 3 shared by 4 runs of 48',
-      inputs: { a: { shape: [2, 64, 130] }, b: { shape: [260, 64] } },
-      build: (g, x) => g.matmulStreamKPartials(x.a, x.b, { transposeA: true, transposeB: true, schedule: STREAM_K_8 }),
-      atol: 2e-6 * 64 * 4,
-    },
-    {
-      label: 'matmulStreamKPartials [200, 32] · [32, 300]: runs of one whole tile each (partial tile 1 unused, zero)',
-      inputs: { a: { shape: [200, 32] }, b: { shape: [32, 300] } },
-      build: (g, x) => g.matmulStreamKPartials(x.a, x.b, { schedule: { tileM: 128, tileN: 256, tiles: 4, dataParallel: 2, units: 2, unitK: 32 } }),
-      atol: 2e-6 * 32 * 4,
-    },
-  ],
-  matmulStreamK: [
-    {
-      label: 'matmulStreamK gelu([300, 96] · [96, 600] + bias) + residual: 6 tiles whole, 3 from 7 partial tiles',
-      inputs: { a: { shape: [300, 96] }, b: { shape: [96, 600] }, bias: { shape: [600] }, r: { shape: [300, 600] } },
-      build: (g, x) =>
-        g.matmulStreamK(x.a, x.b, g.matmulStreamKPartials(x.a, x.b, { schedule: STREAM_K_9 }), { activation: 'gelu', bias: x.bias, residual: x.r, schedule: STREAM_K_9 }),
-      atol: 2e-6 * 96 * 4,
-    },
-    {
-      label: 'matmulStreamK Aᵀ · Bᵀ, A [2, 64, 130], B [260, 64]: 5 tiles whole, 3 from 6 partial tiles',
-      inputs: { a: { shape: [2, 64, 130] }, b: { shape: [260, 64] } },
-      build: (g, x) =>
-        g.matmulStreamK(x.a, x.b, g.matmulStreamKPartials(x.a, x.b, { transposeA: true, transposeB: true, schedule: STREAM_K_8 }), { transposeA: true, transposeB: true, schedule: STREAM_K_8 }),
-      atol: 2e-6 * 64 * 4,
     },
   ],
 };

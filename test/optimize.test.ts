@@ -2,6 +2,7 @@
 // compute what the original computes (CPU reference before and after, and the GPU plan
 // against the original's reference), with fewer kernels where pointwise ops chain.
 import { afterAll, describe, expect, test } from 'vitest';
+import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { compileGraph } from '../compiler/compile';
 import { optimizeGraph } from '../compiler/egraph/optimize';
 import { Graph } from '../compiler/ir/graph';
@@ -77,7 +78,7 @@ describe.each(cases.map((c) => [c.label, c] as const))('%s', (_label, c) => {
     const feeds = randomFeeds(g, 7);
     const expected = interpret(g, feeds, parameters);
 
-    const optimized = optimizeGraph(g, 'kernels');
+    const optimized = optimizeGraph(g, 'kernels', NVIDIA_HOPPER.cost);
     const after = interpret(optimized.graph, feeds, parameters);
     for (const o of g.outputs) expect(maxDifference(after[o.name], expected[o.name]), o.name).toBeLessThan(1e-6);
 

@@ -1,16 +1,13 @@
-// Shared by the tests of the graph rewrites that split a product into two steps (split-K,
-// stream-K): a plain product graph and a one-line summary of a graph, the ops a plan's
-// dispatches run, and the check that a training plan through a rewritten product steps like
-// the plan without the rewrite.
+// Shared by the tests of the schedules that compute a product in several dispatches (split-K,
+// stream-K): a plain product graph, the ops a plan's dispatches run, and the check that a
+// training plan through a scheduled product steps like the plan without the schedule.
 import { expect } from 'vitest';
 import { compileGraph, type CompiledPlan } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
+import type { Target } from '../compiler/target/target';
 import { loadTrainingPlan } from '../runtime/training';
 import { sharedDevice } from './gpu';
-
-/** The graph's nodes as `op shape` lines. */
-export const summary = (g: Graph) => g.nodes.map((n) => `${n.op} ${n.type.shape.join('x')}`);
 
 /** y = a · b for a [m, k] and b [k, n], both inputs. */
 export function product(m: number, k: number, n: number): Graph {
@@ -50,18 +47,15 @@ async function expectSameSteps(rewritten: CompiledPlan, plain: CompiledPlan, m: 
 }
 
 /**
- * The training plans of trainedProduct(m, k, n) compiled with the rewrite (`tune(true)` sets
- * its rule to take the product) and without it (`tune(false)`): the first's step runs `op`
- * once, the second's never, and both step alike for `steps` batches.
+ * The training plans of trainedProduct(m, k, n) compiled for `scheduled` (a target whose
+ * tuning schedules the product) and for `plain` (one that does not): the first's step runs
+ * `op` once, the second's never, and both step alike for `steps` batches.
  */
-export async function expectStepsThroughRewrite(op: string, tune: (rewrite: boolean) => void, [m, k, n]: [number, number, number], steps: number): Promise<void> {
-  const compile = (rewrite: boolean) => {
-    tune(rewrite);
-    return compileGraph(trainedProduct(m, k, n), { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } } });
-  };
-  const rewritten = await compile(true);
-  const plain = await compile(false);
+export async function expectStepsThroughSchedule(op: string, scheduled: Target, plain: Target, [m, k, n]: [number, number, number], steps: number): Promise<void> {
+  const compile = (target: Target) => compileGraph(trainedProduct(m, k, n), { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } }, target });
+  const rewritten = await compile(scheduled);
+  const unscheduled = await compile(plain);
   expect(kernelOps(rewritten, 'train_step').filter((o) => o === op)).toHaveLength(1);
-  expect(kernelOps(plain, 'train_step').filter((o) => o === op)).toHaveLength(0);
-  await expectSameSteps(rewritten, plain, m, k, steps);
+  expect(kernelOps(unscheduled, 'train_step').filter((o) => o === op)).toHaveLength(0);
+  await expectSameSteps(rewritten, unscheduled, m, k, steps);
 }

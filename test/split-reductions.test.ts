@@ -1,23 +1,22 @@
-// Split reductions (compiler/lower/split-reductions.ts): which reductions become two steps
-// and into how many chunks, at the benchmark's sizes (lowering only) and at small sizes with
-// lowered thresholds, where both plans (with and without the optimizer) run on the GPU and
-// must match the CPU reference of the graph as written.
-import { afterAll, afterEach, describe, expect, test } from 'vitest';
-import { appendTraining } from '../compiler/autodiff/train';
+// Split reductions (compiler/lower/split-reductions.ts): which reductions lowering computes
+// in two steps and into how many chunks, at the benchmark's sizes (lowering only) and at
+// small sizes with lowered thresholds, where both plans (with and without the optimizer) run
+// on the GPU and must match the CPU reference of the graph as written.
+import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { Graph, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
 import { lowerGraph } from '../compiler/lower';
-import { setAxisTuning, type AxisTuning } from '../compiler/lower/axis';
-import { splitReductions } from '../compiler/lower/split-reductions';
+import { splitReductionSchedule } from '../compiler/lower/split-reductions';
+import { NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
+import type { AxisTuning } from '../compiler/target/tuning';
 import { loadPlan } from '../runtime/session';
 import { loadTrainingPlan } from '../runtime/training';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
-afterEach(() => setAxisTuning());
 
 type Reduce = 'sum' | 'mean' | 'max';
 
@@ -27,25 +26,34 @@ function reduction(op: Reduce, shape: Shape, axis: number, keepDims = false): Gr
   return g;
 }
 
-/** The split graph's nodes as `op shape` lines. */
-const summary = (g: Graph) => g.nodes.map((n) => `${n.op} ${n.type.shape.join('x')}`);
+/** nvidia-hopper with some axis knobs changed */
+const tuned = (axis: Partial<AxisTuning>) => withTuning(NVIDIA_HOPPER, { axis: { ...NVIDIA_HOPPER.tuning.axis, ...axis } });
 
-describe('which reductions split (H200 defaults, lowering only)', () => {
+/** The reduction's schedule (the graph's last node) as its steps' `label op operand -> result` lines; undefined: one dispatch. */
+function steps(g: Graph, target = NVIDIA_HOPPER): string[] | undefined {
+  const node = g.nodes[g.nodes.length - 1];
+  const schedule = splitReductionSchedule(g, node, target);
+  return schedule?.steps.map((s) => `${s.subject.name} ${s.subject.op} ${s.operandTypes[0].shape.join('x')} -> ${s.subject.type.shape.join('x')}`);
+}
+
+describe('which reductions split (nvidia-hopper, lowering only)', () => {
   test('sum of 16 rows of 4194304: 256 chunks of 16384, then the 16 rows of 256 partial sums in one workgroup', () => {
-    const { graph } = splitReductions(reduction('sum', [16, 4194304], -1));
-    expect(summary(graph)).toEqual(['input 16x4194304', 'reshape 16x256x16384', 'sum 16x256', 'sum 16']);
-    const { steps } = lowerGraph(graph);
-    expect(steps.map((s) => s.workgroups)).toEqual([
+    const g = reduction('sum', [16, 4194304], -1);
+    expect(steps(g)).toEqual(['sum_1.partial sum 16x256x16384 -> 16x256', 'sum_1 sum 16x256 -> 16']);
+    const lowered = lowerGraph(g, NVIDIA_HOPPER);
+    expect(lowered.steps.map((s) => s.workgroups)).toEqual([
       [4096, 1, 1],
       [1, 1, 1],
     ]);
-    expect(graph.outputs).toEqual([{ name: 'y', node: 3 }]);
+    // the partial sums are a scratch value, the graph keeps one node
+    expect(lowered.scratch.map((v) => [v.name, v.type.shape])).toEqual([['sum_1.partial', [16, 256]]]);
+    expect(g.nodes).toHaveLength(2);
   });
 
   test('sum over axis 0 of 4096x8192: 16 chunks of 256 rows, then the 16 partial rows', () => {
-    const { graph } = splitReductions(reduction('sum', [4096, 8192], 0));
-    expect(summary(graph)).toEqual(['input 4096x8192', 'reshape 16x256x8192', 'sum 16x8192', 'sum 8192']);
-    expect(lowerGraph(graph).steps[0].workgroups).toEqual([4096, 1, 1]);
+    const g = reduction('sum', [4096, 8192], 0);
+    expect(steps(g)).toEqual(['sum_1.partial sum 16x256x8192 -> 16x8192', 'sum_1 sum 16x8192 -> 8192']);
+    expect(lowerGraph(g, NVIDIA_HOPPER).steps[0].workgroups).toEqual([4096, 1, 1]);
   });
 
   test('rows that fill the GPU, short data, a prime length and the row ops stay one kernel', () => {
@@ -56,17 +64,15 @@ describe('which reductions split (H200 defaults, lowering only)', () => {
       reduction('sum', [4, 1000], -1),
       reduction('mean', [4, 1000003], -1),
     ]) {
-      expect(splitReductions(g).graph).toBe(g);
+      expect(steps(g)).toBeUndefined();
     }
     const g = new Graph('rows');
     g.output('y', g.softmax(g.input('x', [4, 1 << 20])));
-    expect(splitReductions(g).graph).toBe(g);
+    expect(steps(g)).toBeUndefined();
   });
 
-  test('a split graph does not split again', () => {
-    const once = splitReductions(reduction('mean', [16, 4194304], 1, true)).graph;
-    expect(summary(once)).toEqual(['input 16x4194304', 'reshape 16x256x16384', 'mean 16x256', 'mean 16x1']);
-    expect(splitReductions(once).graph).toBe(once);
+  test('kept dims: the final step keeps them', () => {
+    expect(steps(reduction('mean', [16, 4194304], 1, true))).toEqual(['mean_1.partial mean 16x256x16384 -> 16x256', 'mean_1 mean 16x256 -> 16x1']);
   });
 });
 
@@ -90,15 +96,11 @@ describe('split reductions on the GPU against the CPU reference', () => {
   for (const [label, op, shape, axis, keepDims, chunked] of cases) {
     for (const optimize of [false, true]) {
       test(`${label}, optimize: ${optimize}`, async () => {
-        setAxisTuning(SMALL);
+        const target = tuned(SMALL);
         const g = reduction(op, shape, axis, keepDims);
-        const split = splitReductions(g).graph;
-        if (chunked) {
-          expect(split.nodes.find((n) => n.op === 'reshape')?.type.shape).toEqual(chunked);
-        } else {
-          expect(split).toBe(g);
-        }
-        const plan = await compileGraph(split, { optimize });
+        const schedule = splitReductionSchedule(g, g.nodes[1], target);
+        expect(schedule?.steps[0].operandTypes[0].shape).toEqual(chunked);
+        const plan = await compileGraph(g, { optimize, target });
         const dispatches = plan.manifest.entryPoints.run.dispatches;
         expect(dispatches).toHaveLength(chunked ? 2 : 1);
         expect(plan.manifest.entryPoints.run.outputs.map((o) => [o.name, o.shape])).toEqual([['y', g.nodes[g.outputs[0].node].type.shape]]);
@@ -126,63 +128,21 @@ describe('split reductions on the GPU against the CPU reference', () => {
   }
 });
 
-describe('the rewrite keeps what the plan and training refer to', () => {
-  test('leaves and outputs keep their names; the training description follows the split', () => {
-    setAxisTuning(SMALL);
-    const g = new Graph('trained');
-    const x = g.input('x', [2, 65536]);
-    const w = g.parameter('w', [65536], { init: { uniform: [-1, 1] } });
-    const rows: Tensor = g.sum(g.mul(x, w), -1);
-    g.output('loss', g.mean(g.mul(rows, rows), 0));
-    const training = appendTraining(g, { loss: 'loss', optimizer: { kind: 'adam', lr: 0.01 } });
-    const split = splitReductions(g, training);
-    const s = split.graph;
-    const t = split.training!;
-    expect(s).not.toBe(g);
-    // the forward row sum split; leaves keep their names; every remapped id is the same kind of node
-    expect(s.nodes.filter((n) => n.op === 'reshape').map((n) => n.type.shape)).toContainEqual([2, 8, 8192]);
-    expect(s.nodes.filter((n) => n.inputs.length === 0).map((n) => n.name)).toEqual(g.nodes.filter((n) => n.inputs.length === 0).map((n) => n.name));
-    expect(s.outputs.map((o) => o.name)).toEqual(g.outputs.map((o) => o.name));
-    expect(t.graph).toBe(s);
-    const same = (from: number, to: number) => {
-      const [a, b] = [g.nodes[from], s.nodes[to]];
-      expect([b.op, b.type.shape]).toEqual([a.op, a.type.shape]);
-    };
-    same(training.loss.node, t.loss.node);
-    same(training.hyper.node, t.hyper.node);
-    training.updates.forEach((u, i) => same(u, t.updates[i]));
-    training.parameters.forEach((p, i) => {
-      same(p.node, t.parameters[i].node);
-      same(p.gradient, t.parameters[i].gradient);
-      p.state.forEach((st, j) => same(st.node, t.parameters[i].state[j].node));
-    });
-    // the split graph computes the same loss
-    const u = uniformStream(5);
-    const feeds = { x: Float32Array.from({ length: 2 * 65536 }, () => 2 * u() - 1) };
-    const parameters = new Map([['w', Float64Array.from({ length: 65536 }, () => 2 * u() - 1)]]);
-    const want = interpret(g, feeds, parameters, { outputs: ['loss'] }).loss[0];
-    const got = interpret(s, feeds, parameters, { outputs: ['loss'] }).loss[0];
-    expect(Math.abs(got - want)).toBeLessThan(1e-9 * Math.abs(want));
-  });
-});
-
-// compileGraph splits by itself: planGraph runs splitReductions after the optimizer and
-// before planEntries, and the plan keeps the graph's names (Graph.apply keeps the names
-// GraphCopy gives ops).
+// compileGraph splits by itself: lowering schedules the reduction for the target; the graph,
+// and so the training graph, keep one node.
 describe('compileGraph splits by itself', () => {
   test('the final step keeps the name of the reduction, every other node its own, with and without the optimizer', async () => {
     for (const optimize of [false, true]) {
       const g = new Graph('names');
       g.output('y', g.relu(g.sum(g.exp(g.input('x', [16, 4194304])), -1)));
-      const plan = await compileGraph(g, { optimize, weights: 'none' });
+      const plan = await compileGraph(g, { optimize, weights: 'none', target: NVIDIA_HOPPER });
       expect(plan.manifest.entryPoints.run.dispatches.map((d) => d.node)).toEqual(['exp_1', 'sum_2.partial', 'sum_2', 'relu_3']);
     }
   });
 
   test('inference, with and without the optimizer: the split plan, the output under its name', async () => {
-    setAxisTuning(SMALL);
     for (const optimize of [false, true]) {
-      const plan = await compileGraph(reduction('mean', [3, 45000], -1, true), { optimize });
+      const plan = await compileGraph(reduction('mean', [3, 45000], -1, true), { optimize, target: tuned(SMALL) });
       expect(plan.manifest.entryPoints.run.dispatches).toHaveLength(2);
       expect(plan.manifest.entryPoints.run.outputs.map((o) => [o.name, o.shape])).toEqual([['y', [3, 1]]]);
     }
@@ -196,8 +156,7 @@ describe('compileGraph splits by itself', () => {
       const w = g.parameter('w', [65536], { init: { uniform: [-0.01, 0.01] } });
       const rows = g.sum(g.mul(x, w), -1);
       g.output('loss', g.mean(g.mul(rows, rows), 0));
-      setAxisTuning({ ...SMALL, ...tuning });
-      return compileGraph(g, { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-3 } } });
+      return compileGraph(g, { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-3 } }, target: tuned({ ...SMALL, ...tuning }) });
     };
     const split = await compile({});
     const whole = await compile({ splitBelowWorkgroups: 0 });

@@ -4,7 +4,6 @@
 import { CompileError } from '../ir/errors';
 import type { Graph, GraphOutput } from '../ir/graph';
 import { HYPER_FIELDS, type HyperField, type ParameterAttrs } from '../ir/ops';
-import { replaceNodes } from '../ir/rewrite';
 import { elementCount, formatShape } from '../ir/types';
 import { differentiate } from './differentiate';
 
@@ -147,22 +146,6 @@ export function appendTraining(graph: Graph, spec: TrainingSpec): TrainingGraph 
     unused,
     updates: parameters.map((p) => p.update),
   };
-}
-
-/**
- * replaceNodes (ir/rewrite.ts) on a graph, with its training description remapped onto the
- * result: the same graph and training when no node is replaced. The lowering passes that
- * split one op into steps (split-K, stream-K, split reductions) run after autodiff, so each
- * rewrites the training graph this way.
- */
-export function replaceTrainedNodes<Choice>(
-  graph: Graph,
-  training: TrainingGraph | undefined,
-  choose: Parameters<typeof replaceNodes<Choice>>[1],
-  replace: Parameters<typeof replaceNodes<Choice>>[2],
-): { graph: Graph; training?: TrainingGraph } {
-  const rebuilt = replaceNodes(graph, choose, replace);
-  return rebuilt ? { graph: rebuilt.graph, training: training && remapTraining(training, rebuilt.graph, rebuilt.map) } : { graph, training };
 }
 
 /** The same training description for a rebuilt graph, given the old → new node id map. */

@@ -1,24 +1,16 @@
-// The extraction cost model, in microseconds on the device class plans are tuned for (an
-// H200 through Dawn/Vulkan, measured): a fixed cost per dependent dispatch, the bytes a
-// kernel reads and writes at the bandwidth a WGSL copy reaches, and matrix FLOPs at the
-// rate the tiled matmul reaches. Leaves and aliases (reshape) cost nothing. An e-node whose
+// The extraction cost model, in microseconds on the target's device class (its CostFigures):
+// a fixed cost per dependent dispatch, the bytes a kernel reads and writes at the bandwidth
+// a WGSL copy reaches, and matrix FLOPs at the rate the tiled matmul reaches. Leaves and
+// aliases (reshape) cost nothing. An e-node whose
 // shape rule fails, or gives another type than its e-class holds, costs Infinity: rules
 // need no shape guards, because a match that would change a shape is never extracted.
 import { opDef } from '../ir/ops';
 import { sameShape } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import { DTYPE_BYTES } from '../../schemas/manifest';
+import type { CostFigures } from '../target/target';
 import type { EGraph, ENode } from './egraph';
 import type { TermReader } from './terms';
-
-export const DEVICE_COST = {
-  /** µs per dependent dispatch in one compute pass (1000 small dispatches: 3.8 µs each) */
-  dispatchMicros: 4,
-  /** bytes per µs: 3.3 TB/s, 80% of the 4.1 TB/s a WGSL copy reaches */
-  bytesPerMicro: 3.3e6,
-  /** matrix FLOPs per µs: 30 TFLOP/s, what a tiled WGSL matmul reaches there */
-  flopsPerMicro: 30e6,
-};
 
 const bytesOf = (t: TensorType) => elementCount(t.shape) * DTYPE_BYTES[t.dtype];
 
@@ -58,7 +50,7 @@ function inferNode(eg: EGraph, reader: TermReader, node: ENode, types: Map<numbe
 }
 
 /** The cost function extraction uses: Infinity for e-nodes that are not valid at their class's type. */
-export function kernelCost(eg: EGraph, reader: TermReader, types: Map<number, TensorType>): (node: ENode, classId: number) => number {
+export function kernelCost(eg: EGraph, reader: TermReader, types: Map<number, TensorType>, figures: CostFigures): (node: ENode, classId: number) => number {
   return (node, classId) => {
     const d = reader.decode(node);
     if (!d) return 0; // None, Nil, Cons
@@ -82,6 +74,6 @@ export function kernelCost(eg: EGraph, reader: TermReader, types: Map<number, Te
       const k = d.op === 'fusedMatmul' && d.attrs.transposeA ? a[a.length - 2] : a[a.length - 1];
       flops = 2 * elementCount(out.shape) * k;
     }
-    return DEVICE_COST.dispatchMicros + bytes / DEVICE_COST.bytesPerMicro + flops / DEVICE_COST.flopsPerMicro;
+    return figures.dispatchMicros + bytes / figures.bytesPerMicro + flops / figures.flopsPerMicro;
   };
 }

@@ -6,6 +6,7 @@
 //   'kernels' (after autodiff, or for inference): simplify + discover + fuse, then pointwise fusion.
 import type { Graph } from '../ir/graph';
 import type { TensorType } from '../ir/types';
+import type { CostFigures } from '../target/target';
 import { classTypes, kernelCost } from './cost';
 import { EGraph } from './egraph';
 import { dagCostOf, extract } from './extract';
@@ -24,10 +25,13 @@ const PHASE_RULES: Record<OptimizePhase, string[]> = {
   kernels: ['simplify.egg', 'discover.egg', 'fuse.egg'],
 };
 
+/**
+ * The optimizer's budget: rule iterations and e-nodes, never wall time, so a model compiles
+ * to the same plan on any machine however busy (defaults: 30 iterations, 200,000 e-nodes).
+ */
 export interface OptimizeLimits {
   iterations?: number;
   nodes?: number;
-  milliseconds?: number;
 }
 
 export interface OptimizeReport {
@@ -68,21 +72,21 @@ function ruleProgram(eg: EGraph, files: readonly string[]): EggProgram {
   return program;
 }
 
-/** `roots`: nodes run for their effect besides the outputs (optimizer updates). */
-export function optimizeGraph(graph: Graph, phase: OptimizePhase, roots: readonly number[] = [], limits: OptimizeLimits = {}): OptimizedGraph {
+/** `roots`: nodes run for their effect besides the outputs (optimizer updates); `figures`: the target's cost model. */
+export function optimizeGraph(graph: Graph, phase: OptimizePhase, figures: CostFigures, roots: readonly number[] = [], limits: OptimizeLimits = {}): OptimizedGraph {
   const started = performance.now();
   const eg = new EGraph();
   const program = ruleProgram(eg, PHASE_RULES[phase]);
   const classOf = graphToEGraph(graph, eg);
   eg.rebuild();
-  const run = program.runRules({ iterationLimit: limits.iterations ?? 30, nodeLimit: limits.nodes ?? 200_000, timeLimitMs: limits.milliseconds ?? 3_000 });
+  const run = program.runRules({ iterationLimit: limits.iterations ?? 30, nodeLimit: limits.nodes ?? 200_000, timeLimitMs: Infinity });
   const ruled = performance.now();
 
   const known = new Map<number, TensorType>();
   graph.nodes.forEach((n, id) => known.set(classOf[id], n.type));
   const reader = new TermReader(eg);
   const types = classTypes(eg, reader, known);
-  const cost = kernelCost(eg, reader, types);
+  const cost = kernelCost(eg, reader, types, figures);
   const rootClasses = [...graph.outputs.map((o) => classOf[o.node]), ...roots.map((r) => classOf[r])];
   const extraction = extract(eg, rootClasses, { mode: 'dag', cost });
   const costBefore = graphCost(graph, cost, eg, reader, classOf);

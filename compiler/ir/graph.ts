@@ -7,7 +7,6 @@ import {
   opDef,
   ShapeRuleError,
   type AttrsOf,
-  type StreamKSchedule,
   type FusedArg,
   type FusedInstruction,
   type FusedMatmulAttrs,
@@ -345,19 +344,6 @@ export class Graph {
   fusedMatmul(a: Tensor, b: Tensor, options: FusedMatmulOptions = {}): Tensor {
     const { operands, attrs } = fusedProduct(a, b, options);
     return this.op('fusedMatmul', operands, attrs);
-  }
-  /** op(a)·op(b)'s partial products over `splits` equal slices of K, as [splits, ..product] (their sum is the product) */
-  matmulSplitK(a: Tensor, b: Tensor, options: { transposeA?: boolean; transposeB?: boolean; splits: number }): Tensor {
-    return this.op('matmulSplitK', [a, b], { transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false, splits: options.splits });
-  }
-  /** stream-K's partial tiles of op(a)·op(b) under `schedule` (see StreamKSchedule) */
-  matmulStreamKPartials(a: Tensor, b: Tensor, options: { transposeA?: boolean; transposeB?: boolean; schedule: StreamKSchedule }): Tensor {
-    return this.op('matmulStreamKPartials', [a, b], { transposeA: options.transposeA ?? false, transposeB: options.transposeB ?? false, schedule: options.schedule });
-  }
-  /** fusedMatmul's result with the tiles `schedule` shares summed from `partials` (matmulStreamKPartials of the same a, b) */
-  matmulStreamK(a: Tensor, b: Tensor, partials: Tensor, options: FusedMatmulOptions & { schedule: StreamKSchedule }): Tensor {
-    const { operands, attrs } = fusedProduct(a, b, options);
-    return this.op('matmulStreamK', [...operands, partials], { ...attrs, schedule: options.schedule });
   }
 
   // --- optimizer steps (recorded by the training stage) -------------------------------

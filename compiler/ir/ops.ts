@@ -87,32 +87,8 @@ export interface MatmulForm {
   epilogue: (product: string, extra: string[]) => PointwiseChain;
   /** the ops the kernel implements (the product's and the epilogue's), for headers and `mnc inspect` */
   ops: string[];
-  /** partial products over this many equal slices of K, stacked on a new first axis of the result */
-  splits?: number;
-  /**
-   * one of stream-K's two kernels (compiler/lower/stream-k.ts): the partial tiles of the
-   * shared K iterations, or the product (whole tiles, then the shared ones summed from the
-   * partials, its last operand); `product` is the shape of A·B
-   */
-  streamK?: { role: 'partials' | 'product'; schedule: StreamKSchedule; product: Shape };
 }
 
-/**
- * How stream-K divides a product's output tiles (row-major over batch, rows, columns) among
- * workgroups: the first `dataParallel` tiles one workgroup each, whole; the rest's K
- * iterations laid end to end, tile after tile, and cut into `units` runs of `unitK` (the
- * last shorter), one workgroup each. A run's piece of tile t (counted from the first shared
- * tile) is partial tile `unit + t`: no two pieces share that index.
- */
-export interface StreamKSchedule {
-  tileM: number;
-  tileN: number;
-  tiles: number;
-  dataParallel: number;
-  units: number;
-  /** a multiple of 16 (the tiled kernel's deepest slice), as K must be */
-  unitK: number;
-}
 
 export type Lowering<A> =
   /** a leaf (input, parameter, constant): a buffer, no kernel */
@@ -277,22 +253,6 @@ export interface FusedMatmulAttrs {
   residual: boolean;
 }
 
-export interface MatmulStreamKPartialsAttrs {
-  transposeA: boolean;
-  transposeB: boolean;
-  schedule: StreamKSchedule;
-}
-
-export interface MatmulStreamKAttrs extends FusedMatmulAttrs {
-  schedule: StreamKSchedule;
-}
-
-export interface MatmulSplitKAttrs {
-  transposeA: boolean;
-  transposeB: boolean;
-  /** equal slices of K, each giving one partial product */
-  splits: number;
-}
 
 /**
  * The optimizer's run-time hyper-parameters, in the order of the f32 vector the update
@@ -710,7 +670,7 @@ function broadcastRef(x: RefTensor, shape: Shape): RefArray {
  * helpers (each helper once). Every value is computed at the output element, which is exact
  * for pointwise ops: broadcasting commutes with them.
  */
-function renderProgram(program: readonly FusedInstruction[], operands: readonly string[]): PointwiseChain {
+export function renderProgram(program: readonly FusedInstruction[], operands: readonly string[]): PointwiseChain {
   const helpers: string[] = [];
   const lets: PointwiseChain['lets'] = [];
   for (const [j, ins] of program.entries()) {
@@ -1409,213 +1369,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     evaluate: evaluateFusedMatmul,
     lowering: { archetype: 'matmul', form: fusedMatmulForm },
   } satisfies OpDef<FusedMatmulAttrs>,
-  // The first step of a split-K product (compiler/lower/split-k.ts): a product with too few
-  // output tiles to fill the GPU but a long K becomes this op's partial products over equal
-  // slices of K, one grid layer each, then a sum over them.
-  matmulSplitK: {
-    arity: 2,
-    summary: 'partial products op(a)·op(b) over equal slices of K, stacked on a new first axis (split-K\'s first step)',
-    infer: matmulSplitKType,
-    evaluate: evaluateMatmulSplitK,
-    lowering: {
-      archetype: 'matmul',
-      form: (_inputs, attrs) => partialProductsForm(attrs, 'matmulSplitK', { splits: attrs.splits }),
-    },
-  } satisfies OpDef<MatmulSplitKAttrs>,
-  // Stream-K (compiler/lower/stream-k.ts): a product whose tiles leave the GPU's last wave
-  // part idle computes its first tiles whole and shares the rest's K iterations evenly among
-  // one wave of workgroups; this op is those workgroups' partial tiles ...
-  matmulStreamKPartials: {
-    arity: 2,
-    summary: "stream-K's partial tiles: op(a)·op(b) over each run of K iterations, a tile piece at a time",
-    infer: (inputs, attrs) => {
-      const product = bareProductType(inputs, attrs);
-      const k = productOperands(inputs, attrs)[0].shape.at(-1)!;
-      const s = checkStreamKSchedule(attrs.schedule, product.shape, k);
-      return { shape: [s.units + s.tiles - s.dataParallel - 1, s.tileM, s.tileN], dtype: 'f32' };
-    },
-    evaluate: (args, attrs, out) => {
-      const [a, b] = [readTransposed(args[0], attrs.transposeA), readTransposed(args[1], attrs.transposeB)];
-      const result = new Float64Array(elementCount(out.shape));
-      const { tileM, tileN } = attrs.schedule;
-      for (const piece of streamKPieces(attrs.schedule, a.shape.at(-1)!)) {
-        const at = piece.slot * tileM * tileN;
-        forTile(a, b, attrs.schedule, piece.tile, (r, c, row, col, dot) => (result[at + r * tileN + c] = dot(piece.kFirst, piece.kLast)));
-      }
-      return result;
-    },
-    lowering: {
-      archetype: 'matmul',
-      form: (inputs, attrs) => partialProductsForm(attrs, 'matmulStreamKPartials', { streamK: { role: 'partials', schedule: attrs.schedule, product: bareProductType(inputs, attrs).shape } }),
-    },
-  } satisfies OpDef<MatmulStreamKPartialsAttrs>,
-  // ... and this the product: the whole tiles computed, the shared ones summed from the
-  // partial tiles (its last operand), then fusedMatmul's epilogue on every value.
-  matmulStreamK: {
-    arity: 'variadic',
-    summary: "stream-K's product: whole tiles computed, the rest summed from the partial tiles (last operand), then the epilogue",
-    infer: (inputs, attrs) => {
-      const product = fusedMatmulType(inputs.slice(0, -1), attrs);
-      const k = productOperands(inputs, attrs)[0].shape.at(-1)!;
-      const s = checkStreamKSchedule(attrs.schedule, product.shape, k);
-      const partials = inputs[inputs.length - 1].shape;
-      const want = [s.units + s.tiles - s.dataParallel - 1, s.tileM, s.tileN];
-      if (!sameShape(partials, want)) throw new ShapeRuleError(`the partial tiles (last operand) must have shape ${formatShape(want)}; got ${formatShape(partials)}`);
-      return product;
-    },
-    evaluate: (args, attrs, out) => {
-      const [a, b] = [readTransposed(args[0], attrs.transposeA), readTransposed(args[1], attrs.transposeB)];
-      const k = a.shape.at(-1)!;
-      const s = attrs.schedule;
-      const partials = args[args.length - 1].data;
-      const product = new Float64Array(elementCount(out.shape));
-      const [m, n] = out.shape.slice(-2);
-      for (let tile = 0; tile < s.tiles; tile++) {
-        // a shared tile: its pieces' partial tiles, in order of K
-        const slots = tile < s.dataParallel ? [] : [...streamKPieces(s, k)].filter((p) => p.tile === tile).map((p) => p.slot);
-        forTile(a, b, s, tile, (r, c, row, col, dot, batch) => {
-          if (row < 0) return;
-          product[batch * m * n + row * n + col] = tile < s.dataParallel ? dot(0, k) : slots.reduce((sum, slot) => sum + partials[(slot * s.tileM + r) * s.tileN + c], 0);
-        });
-      }
-      return evaluateProgram(epilogueProgram(attrs), [{ data: product, shape: out.shape }, ...args.slice(2, -1)]).data;
-    },
-    lowering: {
-      archetype: 'matmul',
-      form: (inputs, attrs, out) => {
-        const form = fusedMatmulForm(inputs.slice(0, -1), attrs, out);
-        return { ...form, ops: [...form.ops, 'streamK'], streamK: { role: 'product', schedule: attrs.schedule, product: out.shape } };
-      },
-    },
-  } satisfies OpDef<MatmulStreamKAttrs>,
 };
-
-/** The schedule, checked against the product it divides ([.., M, N], K long); returned for chaining. */
-function checkStreamKSchedule(s: StreamKSchedule, product: Shape, k: number): StreamKSchedule {
-  const [m, n] = product.slice(-2);
-  const tiles = Math.ceil(m / s.tileM) * Math.ceil(n / s.tileN) * elementCount(product.slice(0, -2));
-  const shared = (s.tiles - s.dataParallel) * k;
-  const problems = [
-    s.tiles !== tiles && `it counts ${s.tiles} tiles where ${formatShape(product)} has ${tiles} of ${s.tileM}x${s.tileN}`,
-    !(Number.isInteger(s.dataParallel) && s.dataParallel >= 0 && s.dataParallel < s.tiles) && `dataParallel ${s.dataParallel} must leave at least one of the ${s.tiles} tiles shared`,
-    (k % 16 !== 0 || s.unitK % 16 !== 0 || s.unitK <= 0) && `K (${k}) and unitK (${s.unitK}) must be positive multiples of 16`,
-    !(Number.isInteger(s.units) && s.units >= 1 && (s.units - 1) * s.unitK < shared && s.units * s.unitK >= shared) && `${s.units} runs of ${s.unitK} do not cover the shared tiles' ${shared} K iterations exactly`,
-  ].filter(Boolean);
-  if (problems.length) throw new ShapeRuleError(`bad stream-K schedule: ${problems.join('; ')}`);
-  return s;
-}
-
-/** Each run's piece of each shared tile: its partial tile (slot), the tile (counted over all) and its K range. */
-export function* streamKPieces(s: StreamKSchedule, k: number): Generator<{ unit: number; tile: number; slot: number; kFirst: number; kLast: number }> {
-  const end = (s.tiles - s.dataParallel) * k;
-  for (let unit = 0; unit < s.units; unit++) {
-    const last = Math.min((unit + 1) * s.unitK, end);
-    for (let g = unit * s.unitK; g < last; ) {
-      const shared = Math.floor(g / k);
-      const kLast = Math.min(k, last - shared * k);
-      yield { unit, tile: s.dataParallel + shared, slot: unit + shared, kFirst: g - shared * k, kLast };
-      g = shared * k + kLast;
-    }
-  }
-}
-
-/**
- * Visits tile `tile` of op(a)·op(b) (row-major over batch, rows, columns; batch axes
- * broadcast): each element inside the product as (row and column in the tile, in the
- * product, dot(k0, k1) = the sum over K in [k0, k1), batch); elements past the product's
- * edge only as (r, c) with a dot of 0, as the tiled kernel sums nothing there.
- */
-function forTile(
-  a: RefTensor,
-  b: RefTensor,
-  s: StreamKSchedule,
-  tile: number,
-  visit: (r: number, c: number, row: number, col: number, dot: (k0: number, k1: number) => number, batch: number) => void,
-): void {
-  const [m, k] = a.shape.slice(-2);
-  const n = b.shape.at(-1)!;
-  const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2))!;
-  const [aStrides, bStrides, strides] = [broadcastStrides(a.shape.slice(0, -2), batchShape), broadcastStrides(b.shape.slice(0, -2), batchShape), stridesOf(batchShape)];
-  const [tilesX, tilesY] = [Math.ceil(n / s.tileN), Math.ceil(m / s.tileM)];
-  const batch = Math.floor(tile / (tilesX * tilesY));
-  const [row0, col0] = [Math.floor((tile % (tilesX * tilesY)) / tilesX) * s.tileM, (tile % tilesX) * s.tileN];
-  let [aBase, bBase, rem] = [0, 0, batch];
-  strides.forEach((st, d) => {
-    const coord = Math.floor(rem / st);
-    rem %= st;
-    aBase += coord * aStrides[d] * m * k;
-    bBase += coord * bStrides[d] * k * n;
-  });
-  for (let r = 0; r < s.tileM; r++) {
-    for (let c = 0; c < s.tileN; c++) {
-      const [row, col] = [row0 + r, col0 + c];
-      const inside = row < m && col < n;
-      const dot = (k0: number, k1: number) => {
-        let sum = 0;
-        if (inside) for (let q = k0; q < k1; q++) sum += a.data[aBase + row * k + q] * b.data[bBase + q * n + col];
-        return sum;
-      };
-      if (inside) visit(r, c, row, col, dot, batch);
-      else visit(r, c, -1, -1, () => 0, batch);
-    }
-  }
-}
-
-/** op(a)·op(b) with no epilogue (fusedMatmul's rule checks the transpose flags): what split-K and stream-K take apart. */
-function bareProductType(inputs: readonly TensorType[], attrs: Pick<FusedMatmulAttrs, 'transposeA' | 'transposeB'>): TensorType {
-  return fusedMatmulType(inputs, { transposeA: attrs.transposeA, transposeB: attrs.transposeB, activation: 'none', bias: false, residual: false });
-}
-
-/** The kernel form of a bare product's partial results (split-K's and stream-K's first steps), named `op` in headers. */
-function partialProductsForm(attrs: Pick<FusedMatmulAttrs, 'transposeA' | 'transposeB'>, op: string, role: Pick<MatmulForm, 'splits' | 'streamK'>): MatmulForm {
-  return {
-    transposeA: attrs.transposeA,
-    transposeB: attrs.transposeB,
-    extraViews: [],
-    epilogue: (product) => renderProgram([], [product]),
-    ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), op],
-    ...role,
-  };
-}
-
-/** [splits, ..product]: the product's shape rule on the (transposed) reads, K a multiple of splits. */
-function matmulSplitKType(inputs: readonly TensorType[], attrs: MatmulSplitKAttrs): TensorType {
-  const product = bareProductType(inputs, attrs);
-  const [opA] = productOperands(inputs, attrs);
-  const k = opA.shape[opA.shape.length - 1];
-  if (!Number.isInteger(attrs.splits) || attrs.splits < 2 || k % attrs.splits !== 0) {
-    throw new ShapeRuleError(`splits must be an integer of 2 or more that divides K = ${k}; got ${attrs.splits}`);
-  }
-  return { shape: [attrs.splits, ...product.shape], dtype: 'f32' };
-}
-
-/** Each slice's product, by matmul's own reference on the slices of op(a)'s columns and op(b)'s rows. */
-function evaluateMatmulSplitK(args: readonly RefTensor[], attrs: MatmulSplitKAttrs, out: TensorType): RefArray {
-  const [a, b] = [readTransposed(args[0], attrs.transposeA), readTransposed(args[1], attrs.transposeB)];
-  const k = a.shape[a.shape.length - 1];
-  const chunk = k / attrs.splits;
-  const productType: TensorType = { shape: out.shape.slice(1), dtype: 'f32' };
-  const size = elementCount(productType.shape);
-  const result = new Float64Array(elementCount(out.shape));
-  for (let s = 0; s < attrs.splits; s++) {
-    // a's columns and b's rows s·chunk .. (s+1)·chunk - 1
-    const columns = (x: RefTensor): RefTensor => {
-      const rows = x.data.length / k;
-      const data = new Float64Array(rows * chunk);
-      for (let r = 0; r < rows; r++) data.set(x.data.subarray(r * k + s * chunk, r * k + (s + 1) * chunk), r * chunk);
-      return { data, shape: [...x.shape.slice(0, -1), chunk] };
-    };
-    const rowsOf = (x: RefTensor): RefTensor => {
-      const n = x.shape[x.shape.length - 1];
-      const matrices = x.data.length / (k * n);
-      const data = new Float64Array(matrices * chunk * n);
-      for (let m = 0; m < matrices; m++) data.set(x.data.subarray(m * k * n + s * chunk * n, m * k * n + (s + 1) * chunk * n), m * chunk * n);
-      return { data, shape: [...x.shape.slice(0, -2), chunk, n] };
-    };
-    result.set(opDef('matmul').evaluate([columns(a), rowsOf(b)], {}, productType), s * size);
-  }
-  return result;
-}
 
 // fusedMatmul's rules, outside the table so their types do not depend on it.
 

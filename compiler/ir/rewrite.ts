@@ -1,7 +1,7 @@
 // Rebuilding a graph: passes that change a graph (the optimizer's extraction, pointwise
 // fusion) copy it into a fresh Graph node by node, deciding per node what to emit. This
 // keeps the Graph append-only and every node shape-checked by the builder again.
-import { Graph, type Node, type Tensor } from './graph';
+import { Graph, type Tensor } from './graph';
 import type { OpName } from './ops';
 
 export class GraphCopy {
@@ -60,30 +60,4 @@ export function freshNames(graph: Graph): (base: string) => string {
     names.add(name);
     return name;
   };
-}
-
-/**
- * The graph with the nodes `choose` picks rebuilt by `replace` (which emits their steps and
- * returns what stands for the node; new steps get names from `unused`), every other node
- * copied under its name, and the source → copy id map; undefined when `choose` picks none.
- */
-export function replaceNodes<Choice>(
-  graph: Graph,
-  choose: (node: Node) => Choice | undefined,
-  replace: (copy: GraphCopy, node: Node, operands: Tensor[], choice: Choice, unused: (base: string) => string) => Tensor,
-): { graph: Graph; map: (id: number) => number } | undefined {
-  const choices = new Map<number, Choice>();
-  for (const node of graph.nodes) {
-    const choice = choose(node);
-    if (choice !== undefined) choices.set(node.id, choice);
-  }
-  if (choices.size === 0) return undefined;
-  const unused = freshNames(graph);
-  const copy = new GraphCopy(graph);
-  for (const node of graph.nodes) {
-    const operands = node.inputs.map((i) => copy.of(i));
-    const choice = choices.get(node.id);
-    copy.set(node.id, choice === undefined ? copy.emit(node.op, operands, node.attrs, node.loc, node.name) : replace(copy, node, operands, choice, unused));
-  }
-  return copy.finish();
 }

@@ -24,8 +24,8 @@
 // by the key block (d a multiple of 32), so those eight reads hit eight distinct banks. q and P
 // reads are broadcasts within a quarter; V and output columns are consecutive across it.
 import { wgslFloat } from '../ir/ops';
+import type { AttentionTuning } from '../target/tuning';
 import { LOWEST_F32, maskElement, type AttentionProblem } from './attention';
-import { attentionTuning } from './attention-tiled';
 import { bindingDecls, indent, kernelHeader, linearGrid, u32, type KernelCode } from './kernel';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
 
@@ -110,8 +110,7 @@ export interface BlockedChoice {
  * agree); undefined where the tuning leaves the problem to the other kernels (see
  * AttentionTuning) or no tiling fits.
  */
-export function chooseBlockedTilings(p: AttentionProblem): { rows: number; choices: BlockedChoice[] } | undefined {
-  const t = attentionTuning();
+export function chooseBlockedTilings(p: AttentionProblem, t: AttentionTuning): { rows: number; choices: BlockedChoice[] } | undefined {
   if (t.blockedRows < BLOCK || p.tq < t.minBlockedTq) return undefined;
   const rows = t.blockedRows;
   const choices: BlockedChoice[] = [];

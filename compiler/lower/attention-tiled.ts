@@ -7,10 +7,11 @@
 // reduction across invocations. Heads wider than 64 split a row's features over 2 or 4 lanes,
 // which add their partial dot products through workgroup memory; small problems split each
 // row's keys among key groups, each with its own softmax state, merged at the end. The choice
-// of tiling has its knobs in AttentionTuning (setAttentionTuning; bench/attention.ts sweeps
+// of tiling has its knobs in AttentionTuning (a target's; bench/attention.ts sweeps
 // them); the portable kernel stays within WebGPU's portable limits, and where more key groups
 // need more workgroup storage a 'large' variant (32 KiB) on the same grid comes first.
 import { wgslFloat } from '../ir/ops';
+import type { AttentionTuning } from '../target/tuning';
 import { LOWEST_F32, maskElement, type AttentionProblem } from './attention';
 import { bindingDecls, indent, kernelHeader, linearGrid, u32, type KernelCode } from './kernel';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
@@ -33,97 +34,8 @@ export const describeAttentionTiling = (c: AttentionTiling) =>
   `${c.br} query rows per workgroup, keys in tiles of ${c.groups * c.bc}${c.groups > 1 ? ` split ${c.groups} ways` : ''}, ` +
   `${c.lanes > 1 ? `${c.lanes} invocations per row` : 'an invocation per row'} holding q and the output in registers, online softmax`;
 
-/**
- * Knobs of the tiling choice; bench/attention.ts sweeps them (setAttentionTuning). The
- * portable kernel always fits WebGPU's portable limits; a 'large' variant (more workgroup
- * storage, or invocations) is made where largeWorkgroupBytes lets the tiling differ.
- */
-export interface AttentionTuning {
-  /** query rows below which the row kernel is faster: it spreads one row's keys over a whole workgroup (decoding) */
-  minTiledTq: number;
-  /**
-   * vec4s of q, and of the output, an invocation holds (with the scores about 160 registers
-   * at 16); lanes per row are the fewest of 1, 2, 4 that keep both within it (d = 64: 16 → 1 lane, 8 → 2).
-   * 8 measured fastest on an H200 (bench/attention.ts: 1.24× the 1-lane layout over its five
-   * shapes, geometric mean; 1.36× at 9 heads × 2048 keys): two lanes per row halve the registers.
-   */
-  maxLaneVec4: number;
-  /** rows per workgroup: the smallest power of two from minRows covering Tq, at most maxRows (fewer where the storage does not fit) */
-  minRows: number;
-  maxRows: number;
-  /** keys one key group scores per tile: the largest of maxTileKeys, maxTileKeys / 2, … 4 that fits */
-  maxTileKeys: number;
-  /** ... but at least this many once the keys are split among key groups (fewer groups are tried first) */
-  minSplitTileKeys: number;
-  /**
-   * key groups: where fewer than targetInvocations would run with one group per row, from
-   * minGroups doubled up to maxGroups while each keeps minKeysPerGroup keys; else minGroups
-   */
-  minGroups: number;
-  maxGroups: number;
-  /** invocations wanted at once to fill a large GPU (an H200 keeps about 50K of these resident) */
-  targetInvocations: number;
-  minKeysPerGroup: number;
-  /**
-   * workgroup storage bytes of a 'large' variant (same rows per workgroup, hence the same
-   * grid, as the portable kernel; chosen first, the portable kernel then keeps its rows);
-   * 0 or at most the portable 16 KiB: no variant
-   */
-  largeWorkgroupBytes: number;
-  /** invocations per workgroup that variant may use */
-  largeInvocations: number;
-  /**
-   * The register-blocked kernel (attention-blocked.ts), for at least minBlockedTq query rows:
-   * blockedRows rows per workgroup (0: never) and the most keys per tile, up to blockedKeys,
-   * that fit blockedWorkgroupBytes (a variant; its portable fallback is the tiled kernel with
-   * the same rows) or the portable limits (then it is the portable kernel).
-   */
-  blockedRows: number;
-  blockedKeys: number;
-  /** load the next key tile into registers during each tile's arithmetic */
-  blockedPrefetch: boolean;
-  minBlockedTq: number;
-  blockedWorkgroupBytes: number;
-}
-
 /** vec4s of q (and of the output) one lane may hold at most: 16 (d = 64 on one lane) is about 160 registers */
 const MAX_VEC4_PER_LANE = 16;
-
-const DEFAULT_TUNING: AttentionTuning = {
-  minTiledTq: 16,
-  maxLaneVec4: 8,
-  minRows: 16,
-  maxRows: 64,
-  maxTileKeys: 16,
-  minSplitTileKeys: 8,
-  minGroups: 1,
-  maxGroups: 4,
-  targetInvocations: 65536,
-  minKeysPerGroup: 32,
-  // H200 (bench/attention.ts): 32 rows in 4 key groups of 8-key tiles (24 KiB, 256
-  // invocations) beat the portable 2 groups by 1.07-1.24x on 9 heads at seq 128-2048; 72
-  // heads at 512 keep one group of 64 rows, which fits the portable limits (no variant)
-  largeWorkgroupBytes: 32768,
-  largeInvocations: PORTABLE_INVOCATIONS,
-  // H200 (bench/attention.ts): 48 rows × 64 keys (192 invocations, 47 KiB) at 9 heads × 128,
-  // 512, 2048 and 2048 causal and 72 × 512: 12.7, 38.5, 409, 239 and 228 µs against the tiled
-  // kernel's 13.5, 58.9, 567, 354 and 252; 64 × 32, 40 × 64 and 32 × 64 gave 534–580 at
-  // 9 × 2048, 24 × 64 and 48 × 32 (96 invocations) 755–817
-  blockedRows: 48,
-  blockedKeys: 64,
-  blockedPrefetch: true,
-  minBlockedTq: 64,
-  blockedWorkgroupBytes: 49152,
-};
-let tuning: AttentionTuning = { ...DEFAULT_TUNING };
-
-/** The tuning in force (setAttentionTuning). */
-export const attentionTuning = (): Readonly<AttentionTuning> => tuning;
-
-/** Overrides the tiling knobs (for benchmarks and tests); with no argument, restores the defaults. */
-export function setAttentionTuning(overrides: Partial<AttentionTuning> = {}): void {
-  tuning = { ...DEFAULT_TUNING, ...overrides };
-}
 
 /** What one workgroup may use. */
 export interface AttentionLimits {
@@ -152,8 +64,7 @@ export function attentionTilingBytes(c: AttentionTiling): number {
  * tiles that fit, preferring fewer groups over tiles below minSplitTileKeys. `rows` fixes the
  * rows per workgroup (a variant must keep the portable kernel's grid).
  */
-export function chooseAttentionTiling(p: AttentionProblem, limits: AttentionLimits = PORTABLE_ATTENTION_LIMITS, rows?: number): AttentionTiling | undefined {
-  const t = tuning;
+export function chooseAttentionTiling(p: AttentionProblem, t: AttentionTuning, limits: AttentionLimits = PORTABLE_ATTENTION_LIMITS, rows?: number): AttentionTiling | undefined {
   if (p.tq < t.minTiledTq) return undefined;
   const d4 = Math.ceil(p.d / 4);
   const dv4 = Math.ceil(p.dv / 4);
@@ -191,13 +102,13 @@ export function chooseAttentionTiling(p: AttentionProblem, limits: AttentionLimi
  * The portable tiling and, where largeWorkgroupBytes asks for one and it differs, the tiling
  * of a 'large' variant with the same rows per workgroup (hence the same grid).
  */
-export function chooseAttentionTilings(p: AttentionProblem): { portable?: AttentionTiling; large?: AttentionTiling; largeLimits: AttentionLimits } {
+export function chooseAttentionTilings(p: AttentionProblem, tuning: AttentionTuning): { portable?: AttentionTiling; large?: AttentionTiling; largeLimits: AttentionLimits } {
   const largeLimits = { workgroupBytes: tuning.largeWorkgroupBytes, invocations: Math.max(tuning.largeInvocations, PORTABLE_INVOCATIONS) };
-  const fallback = { portable: chooseAttentionTiling(p), largeLimits };
+  const fallback = { portable: chooseAttentionTiling(p, tuning), largeLimits };
   if (tuning.largeWorkgroupBytes <= PORTABLE_WORKGROUP_BYTES && tuning.largeInvocations <= PORTABLE_INVOCATIONS) return fallback;
   largeLimits.workgroupBytes = Math.max(largeLimits.workgroupBytes, PORTABLE_WORKGROUP_BYTES);
-  const large = chooseAttentionTiling(p, largeLimits);
-  const portable = large && chooseAttentionTiling(p, PORTABLE_ATTENTION_LIMITS, large.br);
+  const large = chooseAttentionTiling(p, tuning, largeLimits);
+  const portable = large && chooseAttentionTiling(p, tuning, PORTABLE_ATTENTION_LIMITS, large.br);
   if (!large || !portable) return fallback;
   const same = (Object.keys(large) as (keyof AttentionTiling)[]).every((k) => large[k] === portable[k]);
   return same ? { portable, largeLimits } : { portable, large, largeLimits };

@@ -10,14 +10,14 @@
 // workgroup memory and their max and sum are reduced across the workgroup (an online
 // softmax), then each invocation extends its share of the dv outputs.
 // A 'large' variant of the tiled kernel (more workgroup storage, same grid) is made only when
-// setAttentionTuning asks for one (bench/attention.ts).
-import type { Node } from '../ir/graph';
+// the target's tuning asks for one.
 import { wgslFloat, type AttentionAttrs } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
+import type { AttentionTuning } from '../target/tuning';
 import { blockedAttentionKernel, chooseBlockedTilings } from './attention-blocked';
 import { chooseAttentionTiling, chooseAttentionTilings, PORTABLE_ATTENTION_LIMITS, tiledAttentionKernel } from './attention-tiled';
-import { bindingDecls, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type LoweredKernel } from './kernel';
+import { bindingDecls, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
 
 // exactly -FLT_MAX: a decimal that rounds to it is still refused by Tint as out of range
@@ -26,7 +26,7 @@ export const LOWEST_F32 = '-0x1.fffffep+127f';
 /** Everything an attention kernel generator needs about one node. */
 export interface AttentionProblem {
   name: string;
-  node: Node;
+  node: KernelSubject;
   operands: readonly TensorType[];
   tq: number;
   tk: number;
@@ -53,7 +53,7 @@ export function maskElement(p: AttentionProblem, row: string, key: string): stri
   return `in3[${stride === 0 ? row : stride === 1 ? `${row} + ${key}` : `${row} + ${/^\w+$/.test(key) ? key : `(${key})`} * ${u32(stride)}`}]`;
 }
 
-export function attentionProblem(node: Node, operands: readonly TensorType[], name: string): AttentionProblem {
+export function attentionProblem(node: KernelSubject, operands: readonly TensorType[], name: string): AttentionProblem {
   const [q, k, v, mask] = operands;
   const { scale, causal } = node.attrs as unknown as AttentionAttrs;
   const out = node.type.shape;
@@ -96,15 +96,15 @@ export function attentionProblem(node: Node, operands: readonly TensorType[], na
 }
 
 /** A generated module with what the plan needs to know about it. */
-export function lowerAttention(node: Node, operands: readonly TensorType[], name: string): {
+export function lowerAttention(node: KernelSubject, operands: readonly TensorType[], name: string, tuning: AttentionTuning): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
   const p = attentionProblem(node, operands, name);
   const { bindings } = bindingDecls(operands);
-  const blocked = blockedKernels(p);
+  const blocked = blockedKernels(p, tuning);
   if (blocked) return kernelWithVariants(name, [node.op], bindings, blocked.portable, blocked.variants);
-  const tilings = chooseAttentionTilings(p);
+  const tilings = chooseAttentionTilings(p, tuning);
   const code = tilings.portable ? tiledAttentionKernel(p, tilings.portable) : rowKernel(p);
   // the large variant: more workgroup storage (or invocations) than the portable limits, for devices that offer it
   const variants = tilings.large ? [{ tag: 'large', features: [], code: tiledAttentionKernel(p, tilings.large, tilings.largeLimits) }] : [];
@@ -117,12 +117,12 @@ export function lowerAttention(node: Node, operands: readonly TensorType[], name
  * same grid) and the blocked modules that need more, largest first; undefined where the
  * blocked kernel does not apply or no portable module shares its grid.
  */
-function blockedKernels(p: AttentionProblem): { portable: KernelCode; variants: { tag: string; features: string[]; code: KernelCode }[] } | undefined {
-  const blocked = chooseBlockedTilings(p);
+function blockedKernels(p: AttentionProblem, tuning: AttentionTuning): { portable: KernelCode; variants: { tag: string; features: string[]; code: KernelCode }[] } | undefined {
+  const blocked = chooseBlockedTilings(p, tuning);
   if (!blocked) return undefined;
   const portableLimits = (c: { bytes: number; invocations: number }) => c.bytes <= PORTABLE_WORKGROUP_BYTES && c.invocations <= PORTABLE_INVOCATIONS;
   const portableBlocked = blocked.choices.find(portableLimits);
-  const tiled = portableBlocked ? undefined : chooseAttentionTiling(p, PORTABLE_ATTENTION_LIMITS, blocked.rows);
+  const tiled = portableBlocked ? undefined : chooseAttentionTiling(p, tuning, PORTABLE_ATTENTION_LIMITS, blocked.rows);
   if (!portableBlocked && !tiled) return undefined;
   const portable = portableBlocked ? blockedAttentionKernel(p, portableBlocked.tiling) : tiledAttentionKernel(p, tiled!);
   const variants = blocked.choices

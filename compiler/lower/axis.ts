@@ -13,10 +13,10 @@
 //     with more invocations per workgroup (same grid) holds it, for devices that allow it.
 // Reductions with too few rows to fill the GPU are split in two by split-reductions.ts;
 // splitChunks here says into how many chunks, from the same layout.
-import type { Node } from '../ir/graph';
 import { axisSplit, type AxisProgram, type AxisReduction } from '../ir/ops';
 import { elementCount, type Shape, type TensorType } from '../ir/types';
-import { kernelHeader, kernelWithVariants, linearGrid, u32, type LoweredKernel } from './kernel';
+import type { AxisTuning } from '../target/tuning';
+import { kernelHeader, kernelWithVariants, linearGrid, u32, type KernelSubject, type LoweredKernel } from './kernel';
 import { typedBindingDecls, type Access } from './vector';
 
 // exactly -FLT_MAX: a decimal that rounds to it is still refused by Tint as out of range
@@ -27,63 +27,6 @@ const WORKGROUP = 256;
 /** Largest fan-in of one level of the shared-memory tree (256 → 32 → 4 → 1: three barriers). */
 const TREE_FAN_IN = 8;
 const LANES = ['x', 'y', 'z', 'w'];
-
-/** Knobs of the layout choice; bench/bandwidth.ts sweeps them (setAxisTuning); the defaults are its result. */
-export interface AxisTuning {
-  /** most row values (floats) one invocation keeps in registers; longer rows stream from memory per pass */
-  maxRegisterFloats: number;
-  /** units (vec4s or scalars) each invocation should own in a row; teams are sized from it */
-  unitsPerInvocation: number;
-  /** bytes of neighbouring rows one load instruction of interleaved teams covers (sets slots per workgroup) */
-  interleavedBytes: number;
-  /** independent accumulators, hence loads in flight, per invocation when a row streams */
-  streamAccumulators: number;
-  /**
-   * most workgroups of a program that streams its rows more than once (each then takes rows
-   * in turn), meant to keep the rows in flight in the L2 cache between passes; 0: one
-   * workgroup per row group. Off by default: its one H200 measurement was taken while the
-   * GPU was shared and is inconclusive (bench/README.md, bandwidth).
-   */
-  streamGroups: number;
-  /**
-   * invocations per workgroup of the long-row variant, offered where the portable kernel
-   * streams a row more than once and this many invocations hold it in registers; 0: none
-   */
-  largeInvocations: number;
-  /** most row values (floats) one invocation of that variant keeps in registers */
-  largeRegisterFloats: number;
-  /** a single reduction (sum, mean, max) whose kernel would run fewer workgroups than this is split in two ... */
-  splitBelowWorkgroups: number;
-  /** ... when its operand has at least this many elements (below, a second dispatch costs more than it saves) */
-  splitMinElements: number;
-  /** the first step of a split gets the fewest chunks that give it this many workgroups */
-  splitTargetWorkgroups: number;
-  /** shortest chunk (elements along the axis) a split makes */
-  splitMinChunk: number;
-}
-
-const DEFAULT_TUNING: AxisTuning = {
-  maxRegisterFloats: 64,
-  unitsPerInvocation: 4,
-  interleavedBytes: 128,
-  streamAccumulators: 4,
-  streamGroups: 0,
-  // 1024 invocations at 32 floats each hold a row of 32768; 64 would leave no registers to
-  // spare at 1024 invocations (65536 per SM on NVIDIA)
-  largeInvocations: 1024,
-  largeRegisterFloats: 32,
-  // H200: 132 SMs hold about 1056 workgroups of 256; below 512 most of them idle
-  splitBelowWorkgroups: 512,
-  splitMinElements: 1 << 20,
-  splitTargetWorkgroups: 4096,
-  splitMinChunk: 256,
-};
-let tuning: AxisTuning = { ...DEFAULT_TUNING };
-
-/** Overrides the layout knobs (for benchmarks and tests); with no argument, restores the defaults. */
-export function setAxisTuning(overrides: Partial<AxisTuning> = {}): void {
-  tuning = { ...DEFAULT_TUNING, ...overrides };
-}
 
 /** How rows are spread over invocations; see the file header. */
 export interface AxisLayout {
@@ -114,6 +57,7 @@ export function axisLayout(
   inner: number,
   program: Pick<AxisProgram, 'reductions' | 'output'>,
   extraLengths: readonly number[],
+  tuning: AxisTuning,
   workgroup = WORKGROUP,
   registerFloats = tuning.maxRegisterFloats,
 ): AxisLayout {
@@ -145,12 +89,12 @@ function groupsOf(layout: AxisLayout, rows: number): number {
  * kernel would run fewer than splitBelowWorkgroups over at least splitMinElements, into a
  * divisor of the axis length that at least doubles the workgroups.
  */
-export function splitChunks(shape: Shape, program: Pick<AxisProgram, 'axis' | 'reductions' | 'output'>): number | undefined {
+export function splitChunks(shape: Shape, program: Pick<AxisProgram, 'axis' | 'reductions' | 'output'>, tuning: AxisTuning): number | undefined {
   if (program.reductions.length !== 1 || program.output.per !== 'row') return undefined;
   if (elementCount(shape) < tuning.splitMinElements) return undefined;
   const { outer, n, inner } = axisSplit(shape, program.axis);
   // the first step reduces outer·chunks rows of n / chunks; the layout decides its workgroups
-  const groups = (chunks: number) => groupsOf(axisLayout(n / chunks, inner, program, []), outer * chunks * inner);
+  const groups = (chunks: number) => groupsOf(axisLayout(n / chunks, inner, program, [], tuning), outer * chunks * inner);
   const single = groups(1);
   if (single >= tuning.splitBelowWorkgroups) return undefined;
   // the fewest chunks that reach the target, else that give the most workgroups (once short
@@ -190,7 +134,7 @@ interface AxisGrid {
   gridX: number;
 }
 
-export function lowerAxis(node: Node, operands: readonly TensorType[], name: string, program: AxisProgram): {
+export function lowerAxis(node: KernelSubject, operands: readonly TensorType[], name: string, program: AxisProgram, tuning: AxisTuning): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
@@ -198,26 +142,26 @@ export function lowerAxis(node: Node, operands: readonly TensorType[], name: str
   const rows = outer * inner;
   const extraLengths = operands.slice(1).map((t) => elementCount(t.shape));
   const passes = program.reductions.length + (program.output.per === 'element' ? 1 : 0);
-  const layout = axisLayout(n, inner, program, extraLengths);
+  const layout = axisLayout(n, inner, program, extraLengths, tuning);
   const groups = groupsOf(layout, rows);
   // a multi-pass stream takes its rows in batches that stay in L2 between passes
   const batched = layout.registers === 0 && passes > 1 && tuning.streamGroups > 0 && groups > tuning.streamGroups;
   const plan: AxisGrid = batched ? { groups, batched, grid: [tuning.streamGroups, 1, 1], gridX: tuning.streamGroups } : { groups, batched, ...linearGrid(groups) };
-  const portable = axisSource(node, operands, name, program, layout, plan);
+  const portable = axisSource(node, operands, name, program, layout, plan, tuning);
 
   // a row streamed more than once fits in the registers of a larger workgroup: a team per
   // row either way (the stream's team fills the portable workgroup), so the grid is the same
   const streamed = layout.registers === 0 && passes > 1 && !layout.interleaved;
-  const large = streamed && tuning.largeInvocations > WORKGROUP ? axisLayout(n, inner, program, extraLengths, tuning.largeInvocations, tuning.largeRegisterFloats) : undefined;
+  const large = streamed && tuning.largeInvocations > WORKGROUP ? axisLayout(n, inner, program, extraLengths, tuning, tuning.largeInvocations, tuning.largeRegisterFloats) : undefined;
   const variants =
     large && large.registers > 0 && large.slotsPerGroup === layout.slotsPerGroup
-      ? [{ tag: 'large', features: [], code: axisSource(node, operands, name, program, large, plan) }]
+      ? [{ tag: 'large', features: [], code: axisSource(node, operands, name, program, large, plan, tuning) }]
       : [];
   return kernelWithVariants(name, [node.op], portable.bindings, portable, variants);
 }
 
 /** The module for one layout of the program's rows, dispatched on `plan`'s grid. */
-function axisSource(node: Node, operands: readonly TensorType[], name: string, program: AxisProgram, layout: AxisLayout, plan: AxisGrid) {
+function axisSource(node: KernelSubject, operands: readonly TensorType[], name: string, program: AxisProgram, layout: AxisLayout, plan: AxisGrid, tuning: AxisTuning) {
   const { outer, n, inner } = axisSplit(operands[0].shape, program.axis);
   const rows = outer * inner;
   const perElement = program.output.per === 'element';

@@ -3,68 +3,96 @@
 // (reshape) and gives every distinct kernel source one readable name.
 import { CompileError } from '../ir/errors';
 import type { Graph, Node } from '../ir/graph';
-import { opDef, ShapeRuleError } from '../ir/ops';
+import { opDef, ShapeRuleError, type OpName } from '../ir/ops';
 import { broadcastStrides } from '../ir/shape';
 import { lowerAttention } from './attention';
 import { lowerAxis } from './axis';
-import { shapeTag, type KernelStep, type LoweredKernel } from './kernel';
+import type { TensorType } from '../ir/types';
+import { shapeTag, type KernelStep, type KernelSubject, type LoweredKernel, type NodeSchedule, type ScheduleStep, type StepValue } from './kernel';
 import { lowerMatmul } from './matmul';
 import { lowerMatmulInt8 } from './matmul-int8';
 import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
+import { splitKSchedule } from './split-k';
+import { splitReductionSchedule } from './split-reductions';
+import { streamKSteps } from './stream-k';
 import { lowerUpdate } from './update';
+import { DEFAULT_LIMITS, type Target } from '../target/target';
 
 export type { KernelStep, LoweredKernel } from './kernel';
+
+/** A value a schedule's step writes and a later one reads: a buffer of its own, no graph node. */
+export interface ScratchValue {
+  /** after the graph's node ids: graph.nodes.length, + 1, ... */
+  id: number;
+  name: string;
+  type: TensorType;
+  /** the node whose schedule uses it */
+  node: number;
+}
 
 export interface LoweredGraph {
   steps: KernelStep[];
   /** for each node, the node whose buffer holds its value (itself unless aliased) */
   storage: number[];
+  scratch: ScratchValue[];
 }
 
-function lowerNode(graph: Graph, node: Node, name: string): { kernel: LoweredKernel; workgroups: [number, number, number] } {
-  const def = opDef(node.op);
-  const operands = node.inputs.map((i) => graph.nodes[i].type);
+type Generated = { kernel: LoweredKernel; workgroups: [number, number, number] };
+
+/** The kernel of an op-table op (a graph node, or a schedule step named after the op it runs). */
+function lowerSubject(subject: KernelSubject, operands: readonly TensorType[], name: string, target: Target): Generated {
+  const def = opDef(subject.op as OpName);
   const lowering = def.lowering;
-  const broadcastViews = () => operands.map((t) => ({ strides: broadcastStrides(t.shape, node.type.shape), offset: 0 }));
+  const broadcastViews = () => operands.map((t) => ({ strides: broadcastStrides(t.shape, subject.type.shape), offset: 0 }));
   switch (lowering.archetype) {
     case 'pointwise':
-      return lowerPointwise(node, operands, name, {
-        chain: (x) => singleOpChain(node.op, lowering.expr(x, node.attrs), lowering.helpers ?? []),
-        views: lowering.views ? lowering.views(operands, node.attrs, node.type) : broadcastViews(),
+      return lowerPointwise(subject, operands, name, {
+        chain: (x) => singleOpChain(subject.op, lowering.expr(x, subject.attrs), lowering.helpers ?? []),
+        views: lowering.views ? lowering.views(operands, subject.attrs, subject.type) : broadcastViews(),
       });
     case 'pointwiseChain':
-      return lowerPointwise(node, operands, name, { chain: (x) => lowering.chain(x, node.attrs), views: broadcastViews() });
+      return lowerPointwise(subject, operands, name, { chain: (x) => lowering.chain(x, subject.attrs), views: broadcastViews() });
     case 'piecewise':
-      return lowerPiecewise(node, operands, name, lowering.views(operands, node.attrs, node.type));
+      return lowerPiecewise(subject, operands, name, lowering.views(operands, subject.attrs, subject.type));
     case 'axis':
-      return lowerAxis(node, operands, name, lowering.program(operands, node.attrs));
+      return lowerAxis(subject, operands, name, lowering.program(operands, subject.attrs), target.tuning.axis);
     case 'matmul':
-      return lowerMatmul(node, operands, name, lowering.form?.(operands, node.attrs, node.type));
+      return lowerMatmul(subject, operands, name, target, lowering.form?.(operands, subject.attrs, subject.type));
     case 'attention':
-      return lowerAttention(node, operands, name);
+      return lowerAttention(subject, operands, name, target.tuning.attention);
     case 'matmulInt8':
-      return lowerMatmulInt8(node, operands, name);
+      return lowerMatmulInt8(subject, operands, name, target);
     case 'update':
-      return lowerUpdate(node, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, node.attrs) });
+      return lowerUpdate(subject, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, subject.attrs) });
     case 'none':
     case 'alias':
-      throw new Error(`lowerNode: ${node.op} has no kernel`);
+      throw new Error(`lowerSubject: ${subject.op} has no kernel`);
   }
 }
 
+/** The node's schedule where the target gives it several dispatches (the first rule that applies), else one dispatch of its own kernel. */
+function scheduleNode(graph: Graph, node: Node, target: Target): NodeSchedule {
+  const scheduled = splitKSchedule(graph, node, target) ?? streamKSteps(graph, node, target) ?? splitReductionSchedule(graph, node, target);
+  if (scheduled) return scheduled;
+  const operandTypes = node.inputs.map((i) => graph.nodes[i].type);
+  return { scratch: [], steps: [{ subject: node, operands: node.inputs.map((i) => ({ node: i })), operandTypes, result: 'node' }] };
+}
+
 /**
- * Lowers the nodes in `live` (default: all) in node order. Update ops compute in place:
- * their value lives in operand 0's buffer and they bind no separate output.
+ * Lowers the nodes in `live` (default: all) in node order, for `target`: each node's
+ * schedule, one dispatch or several. Update ops compute in place: their value lives in
+ * operand 0's buffer and they bind no separate output.
  */
-export function lowerGraph(graph: Graph, live?: ReadonlySet<number>): LoweredGraph {
+export function lowerGraph(graph: Graph, target: Target, live?: ReadonlySet<number>): LoweredGraph {
   const storage: number[] = [];
   const steps: KernelStep[] = [];
+  const scratch: ScratchValue[] = [];
   // identical sources share one kernel; a name is given per distinct source
   const bySource = new Map<string, LoweredKernel>();
   const usedNames = new Map<string, number>();
-  const lower = (node: Node, name: string) => {
+  const lower = (node: Node, step: ScheduleStep, name: string) => {
     try {
-      return lowerNode(graph, node, name);
+      return withinTarget(step.generate ? step.generate(name) : lowerSubject(step.subject, step.operandTypes, name, target), target);
     } catch (e) {
       if (e instanceof ShapeRuleError) throw new CompileError('shape', `${node.op}: ${e.message}`, node.loc, node.op);
       throw e;
@@ -73,11 +101,7 @@ export function lowerGraph(graph: Graph, live?: ReadonlySet<number>): LoweredGra
 
   for (const node of graph.nodes) {
     const archetype = opDef(node.op).lowering.archetype;
-    if (live && !live.has(node.id)) {
-      storage.push(node.id);
-      continue;
-    }
-    if (archetype === 'none') {
+    if ((live && !live.has(node.id)) || archetype === 'none') {
       storage.push(node.id);
       continue;
     }
@@ -87,18 +111,50 @@ export function lowerGraph(graph: Graph, live?: ReadonlySet<number>): LoweredGra
     }
     const inPlace = archetype === 'update';
     storage.push(inPlace ? storage[node.inputs[0]] : node.id);
-    const base = `${node.op}_${shapeTag(node.type.shape)}`;
-    const lowered = lower(node, base);
-    let kernel = bySource.get(lowered.kernel.wgsl);
-    if (!kernel) {
-      // same op and output shape but another source (other operand shapes): next free name
-      const seen = usedNames.get(base) ?? 0;
-      usedNames.set(base, seen + 1);
-      kernel = seen === 0 ? lowered.kernel : lower(node, `${base}_${seen}`).kernel;
-      bySource.set(lowered.kernel.wgsl, kernel);
+    const schedule = scheduleNode(graph, node, target);
+    const scratchIds = schedule.scratch.map((type, k) => {
+      const id = graph.nodes.length + scratch.length;
+      const writer = schedule.steps.find((s) => s.result !== 'node' && s.result.scratch === k);
+      scratch.push({ id, name: writer?.subject.name ?? `${node.name}.scratch${k}`, type, node: node.id });
+      return id;
+    });
+    const valueId = (v: StepValue) => ('node' in v ? storage[v.node] : scratchIds[v.scratch]);
+    for (const step of schedule.steps) {
+      const base = `${step.subject.op}_${shapeTag(step.subject.type.shape)}`;
+      const lowered = lower(node, step, base);
+      let kernel = bySource.get(lowered.kernel.wgsl);
+      if (!kernel) {
+        // same op and output shape but another source (other operand shapes): next free name
+        const seen = usedNames.get(base) ?? 0;
+        usedNames.set(base, seen + 1);
+        kernel = seen === 0 ? lowered.kernel : lower(node, step, `${base}_${seen}`).kernel;
+        bySource.set(lowered.kernel.wgsl, kernel);
+      }
+      const operands = step.operands.map(valueId);
+      const result = step.result === 'node' ? (inPlace ? [] : [node.id]) : [scratchIds[step.result.scratch]];
+      steps.push({ kernel, operands: [...operands, ...result], workgroups: lowered.workgroups, node: node.id, label: step.subject.name });
     }
-    const operands = node.inputs.map((i) => storage[i]);
-    steps.push({ kernel, operands: inPlace ? operands : [...operands, node.id], workgroups: lowered.workgroups, node: node.id });
   }
-  return { steps, storage };
+  return { steps, storage, scratch };
+}
+
+/**
+ * The check that keeps every kernel runnable where its target says: a variant may use only
+ * the target's features and limits (the generators choose within them; this catches one that
+ * did not), and the portable module WebGPU's defaults.
+ */
+function withinTarget<T extends { kernel: LoweredKernel }>(lowered: T, target: Target): T {
+  const { kernel } = lowered;
+  const invocations = (size: readonly number[]) => size[0] * size[1] * size[2];
+  if (kernel.workgroupBytes > DEFAULT_LIMITS.maxComputeWorkgroupStorageSize || invocations(kernel.workgroupSize) > DEFAULT_LIMITS.maxComputeInvocationsPerWorkgroup) {
+    throw new Error(`kernel ${kernel.name}: the portable module needs more than WebGPU's default limits (${kernel.workgroupBytes} bytes of workgroup storage, ${invocations(kernel.workgroupSize)} invocations)`);
+  }
+  for (const v of kernel.variants ?? []) {
+    const missing = v.features.filter((f) => !target.features.includes(f));
+    const limits = target.limits;
+    if (missing.length || v.workgroupBytes > limits.maxComputeWorkgroupStorageSize || invocations(v.workgroupSize) > limits.maxComputeInvocationsPerWorkgroup) {
+      throw new Error(`kernel ${kernel.name}: variant ${v.tag} needs more than target ${target.name} offers (features ${v.features.join(', ') || 'none'}, ${v.workgroupBytes} bytes of workgroup storage, ${invocations(v.workgroupSize)} invocations)`);
+    }
+  }
+  return lowered;
 }

@@ -74,13 +74,47 @@ export function kernelWithVariants(
   return { kernel, workgroups: portable.workgroups };
 }
 
-/** One dispatch of a kernel: which graph values feed its bindings and how many workgroups. */
+/**
+ * What a kernel generator needs of the value its kernel computes: a graph node, or one step of
+ * a node's schedule (split-K's partial products, a split reduction's first pass), which has
+ * an op name for the kernel's header and name, a type and attributes of its own.
+ */
+export type KernelSubject = Pick<Node, 'name' | 'attrs' | 'type'> & { op: string };
+
+/** A value one step of a schedule binds: a graph node's, or one of the schedule's scratch values. */
+export type StepValue = { node: number } | { scratch: number };
+
+/**
+ * How a node is computed in more than one dispatch (split-K, stream-K, split reductions): a
+ * lowering decision, made per target, so the graph keeps one node. The steps run in order;
+ * the last writes the node's value, the others scratch values that live only in between.
+ */
+export interface NodeSchedule {
+  scratch: TensorType[];
+  steps: ScheduleStep[];
+}
+
+export interface ScheduleStep {
+  /** what the step computes: names its kernel (`${op}_${shape}`) and, by `name`, its dispatch */
+  subject: KernelSubject;
+  operands: StepValue[];
+  operandTypes: TensorType[];
+  /** a scratch value, or 'node': the scheduled node's own value */
+  result: { scratch: number } | 'node';
+  /** the step's kernel generator; absent: the op table's lowering of `subject.op` */
+  generate?: (name: string) => { kernel: LoweredKernel; workgroups: [number, number, number] };
+}
+
+/** One dispatch of a kernel: which values feed its bindings and how many workgroups. */
 export interface KernelStep {
   kernel: LoweredKernel;
-  /** node ids, one per binding, in binding order; the last is the node computed (in-place updates: operands only) */
+  /** value ids (graph nodes, or scratch values numbered after them), one per binding, in binding order; the last is the value computed (in-place updates: operands only) */
   operands: number[];
   workgroups: [number, number, number];
+  /** the graph node this dispatch helps compute (a schedule's steps all name theirs) */
   node: number;
+  /** what the dispatch computes, for traces: the node's name, or its step's (`matmul_2.partials`) */
+  label: string;
 }
 
 /** WebGPU's default (and compatibility-mode) limit on workgroups per grid dimension. */
@@ -137,7 +171,7 @@ export function bindingDecls(operands: readonly TensorType[], vec4: (binding: nu
  * the ops it fuses. It names no graph node, so nodes with the same op and shapes produce the
  * same source and share one kernel.
  */
-export function kernelHeader(name: string, node: Node, operands: readonly TensorType[], archetype: string, fused?: readonly string[]): string {
+export function kernelHeader(name: string, node: KernelSubject, operands: readonly TensorType[], archetype: string, fused?: readonly string[]): string {
   const ins = operands.map((t) => `${formatShape(t.shape)}`).join(', ');
   return [
     `// mnc kernel ${name}`,

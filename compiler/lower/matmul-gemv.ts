@@ -186,10 +186,10 @@ ${ind(body, 2).join('\n')}
  * invocations on 4 columns at a time and subgroupAdd reducing (a quarter faster at M = 16).
  * Every variant of a kernel keeps the portable one's grid.
  */
-export function chooseGemv(p: MatmulProblem): { tag: string; features: string[]; config: GemvConfig }[] {
+export function chooseGemv(p: MatmulProblem, features: readonly string[]): { tag: string; features: string[]; config: GemvConfig }[] {
   if (!p.transposeB) return [{ tag: 'portable', features: [], config: { lanes: 4, unroll: 1, subgroups: false } }];
   return [
-    { tag: 'subgroups', features: ['subgroups'], config: { lanes: 2, unroll: 1, subgroups: true } },
+    ...(features.includes('subgroups') ? [{ tag: 'subgroups', features: ['subgroups'], config: { lanes: 2, unroll: 1, subgroups: true } }] : []),
     { tag: 'portable', features: [], config: { lanes: 2, unroll: 2, subgroups: false } },
   ];
 }

@@ -11,9 +11,9 @@
 //     from storage ran at 76 TOPS on an H200 and from workgroup memory at 140 (bench/int8.ts).
 //     It needs M and N to be multiples of 64 and K of 32 (no edge handling), and it is checked
 //     by Dawn when the runtime builds it: naga does not know subgroup matrices.
-import type { Node } from '../ir/graph';
+import type { Target } from '../target/target';
 import type { TensorType } from '../ir/types';
-import { bindingDecls, indent, kernelHeader, u32, type KernelCode, type LoweredKernel } from './kernel';
+import { bindingDecls, indent, kernelHeader, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
 
 /** Rows and columns of C per workgroup, both kernels (their grids must agree). */
 const BLOCK = 64;
@@ -29,9 +29,10 @@ const FRAGMENT = { m: 16, n: 16, k: 32 };
  * `deviceConstants`).
  */
 export const I8_MATRIX_UNIT = 'I8_MATRIX_UNIT';
+const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
 
 /** The module text both kernels share: the header, the bindings (of u32 or i32 words), the sizes. */
-function int8Sources(node: Node, operands: readonly TensorType[], name: string) {
+function int8Sources(node: KernelSubject, operands: readonly TensorType[], name: string) {
   const [m, k] = operands[0].shape;
   const n = operands[1].shape[1];
   const header = (archetype: string) => kernelHeader(name, node, operands, archetype);
@@ -45,7 +46,7 @@ function int8Sources(node: Node, operands: readonly TensorType[], name: string) 
   return { m, k, n, header, decls, sizes };
 }
 
-export function lowerMatmulInt8(node: Node, operands: readonly TensorType[], name: string): {
+export function lowerMatmulInt8(node: KernelSubject, operands: readonly TensorType[], name: string, target: Target): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
@@ -132,13 +133,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     bindings,
   };
   const workgroups: [number, number, number] = [Math.ceil(n / BLOCK), Math.ceil(m / BLOCK), 1];
-  const variant = subgroupMatrixVariant(node, operands, name, SUBGROUP_MATRIX_TILING);
+  const variant = target.features.includes(SUBGROUP_MATRIX_FEATURE) ? subgroupMatrixVariant(node, operands, name, SUBGROUP_MATRIX_TILING) : undefined;
   if (variant) {
     if (variant.workgroups.join() !== workgroups.join()) throw new Error(`int8 matmul ${name}: the subgroup-matrix tiling needs another grid than the portable kernel`);
     kernel.variants = [
       {
         tag: 'subgroup-matrix',
-        features: ['chromium-experimental-subgroup-matrix'],
+        features: [SUBGROUP_MATRIX_FEATURE],
         wgsl: variant.wgsl,
         workgroupSize: variant.workgroupSize,
         workgroupBytes: variant.workgroupBytes,
@@ -178,7 +179,7 @@ export const describeSubgroupMatrixTiling = (t: SubgroupMatrixTiling) =>
  * The subgroup-matrix module for an int8 matmul in a tiling, with its grid (one workgroup per
  * block); undefined where the blocks or steps do not divide the shape (it has no edge handling).
  */
-export function subgroupMatrixVariant(node: Node, operands: readonly TensorType[], name: string, t: SubgroupMatrixTiling): KernelCode | undefined {
+export function subgroupMatrixVariant(node: KernelSubject, operands: readonly TensorType[], name: string, t: SubgroupMatrixTiling): KernelCode | undefined {
   const { m, k, n, header, decls, sizes } = int8Sources(node, operands, name);
   const block = subgroupMatrixBlock(t);
   const depth = t.staged ? (t.stageK ?? FRAGMENT.k) : FRAGMENT.k;

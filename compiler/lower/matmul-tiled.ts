@@ -7,40 +7,9 @@
 // along the axes the tile does not divide, so any shape works and aligned shapes pay nothing.
 // Stream-K's two kernels (lower/stream-k.ts) are this kernel with another prologue: runs of
 // K over shared tiles writing partial tiles, and the product summing them where shared.
-import type { StreamKSchedule } from '../ir/ops';
+import { TILINGS, type MatmulTuning, type TileConfig } from '../target/tuning';
 import { indent, u32, type KernelCode } from './kernel';
-import { matmulPreamble, type MatmulProblem } from './matmul';
-
-export interface TileConfig {
-  /** block of C per workgroup */
-  bm: number;
-  bn: number;
-  /** depth of each staged slice of A and B */
-  bk: number;
-  /** outputs per invocation along M and N (multiples of 4) */
-  tm: number;
-  tn: number;
-  /** workgroup buffers per operand: 2 overlaps storing the next slice with using this one */
-  stages: 1 | 2;
-  /** one stage: false loads each slice straight into workgroup memory instead of into registers one slice ahead (fewer registers) */
-  prefetch?: boolean;
-  /** read the next k's A and B vectors from workgroup memory before the current k's products */
-  pipelined?: boolean;
-  // The options below change no value, only the code's shape, and with it how Nvidia's
-  // compiler allocates registers for the loop; see LARGE_TILINGS for what they bought.
-  /** prefetched slices: the step of K within a slice before which the next slice's global reads are issued (default 0, before the first) */
-  readAhead?: number;
-  /** pipelined: the next step's workgroup-memory reads go one every this many products of this step instead of all before them */
-  readSpacing?: number;
-  /** two stages: the step of K within a slice before which the next slice goes into the other buffer (default: after the last) */
-  storeStep?: number;
-  /** the barrier after a slice's products opens the next iteration rather than closing this one (one prefetched stage) */
-  barrierFirst?: boolean;
-  /** K-contiguous operands (A plain, B transposed) staged with a padded row per K and each invocation's four values rotated: their scalar stores hit 32 distinct banks instead of 8 */
-  swizzledStores?: boolean;
-  /** invocations along N in each 32-invocation block of the invocation grid (default 8: 8×4 blocks) */
-  blockColumns?: number;
-}
+import { matmulPreamble, type MatmulProblem, type StreamKSchedule } from './matmul';
 
 export const describeTiling = (c: TileConfig) =>
   [
@@ -64,29 +33,6 @@ export function tileBytes(c: TileConfig, p: Pick<MatmulProblem, 'transposeA' | '
 /** The portable limits every variant without a `requiredLimits` must fit (WebGPU defaults, compatibility mode). */
 export const PORTABLE_WORKGROUP_BYTES = 16384;
 export const PORTABLE_INVOCATIONS = 256;
-
-// The tilings the chooser picks from, each with the fewest workgroups it needs to keep a large
-// GPU busy; measured on an H200 through Dawn/Vulkan (bench/matmul.ts). 8×16 outputs per
-// invocation in 128×256 blocks reach the highest rate (the fewest workgroup-memory reads per
-// product; one 213-register workgroup per SM there), then 8×8 in 128×128; smaller blocks
-// trade some of it for more workgroups.
-export const TILINGS = {
-  t128x256x16: { bm: 128, bn: 256, bk: 16, tm: 8, tn: 16, stages: 1 },
-  t128x256x8: { bm: 128, bn: 256, bk: 8, tm: 8, tn: 16, stages: 1 },
-  t128x128x16: { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1 },
-  t64x128x16: { bm: 64, bn: 128, bk: 16, tm: 8, tn: 8, stages: 1 },
-  t64x64x16: { bm: 64, bn: 64, bk: 16, tm: 8, tn: 8, stages: 1 },
-  t32x64x16: { bm: 32, bn: 64, bk: 16, tm: 4, tn: 4, stages: 1 },
-  t32x32x16: { bm: 32, bn: 32, bk: 16, tm: 4, tn: 4, stages: 1 },
-} satisfies Record<string, TileConfig>;
-
-const FEWEST_WORKGROUPS: [TileConfig, number][] = [
-  [TILINGS.t128x128x16, 256],
-  [TILINGS.t64x128x16, 256],
-  [TILINGS.t64x64x16, 256],
-  [TILINGS.t32x64x16, 64],
-  [TILINGS.t32x32x16, 0],
-];
 
 /** One staged operand: how an invocation reads its share of a slice and where it goes in the tile. */
 interface OperandTile {
@@ -558,54 +504,20 @@ function streamKFixup(p: MatmulProblem, c: TileConfig, s: StreamKSchedule, parts
 }
 
 /**
- * The 128×256 blocks run one workgroup per SM (213 registers per invocation), so they pay
- * off where they fill whole waves of the large GPUs they are for (H100/H200: 132 SMs): at
- * least one wave, and no more than a tenth of the last wave's SMs idle. On the H200:
- * 2048³ (128 blocks) 48.9 TFLOP/s against 46.9 for 128×128; 3072³ (288 blocks, 2.2 waves)
- * 34.3 against 42.6.
+ * Whether `workgroups` blocks fill whole waves of `units` workgroups at once: at least one
+ * wave, and no more than a tenth of the last wave's units idle (4 units of slack in the first).
  */
-export const LARGE_GPU_SMS = 132;
-function fillsWaves(workgroups: number): boolean {
-  const waves = Math.ceil(workgroups / LARGE_GPU_SMS);
-  return workgroups >= LARGE_GPU_SMS - 4 && workgroups >= 0.9 * waves * LARGE_GPU_SMS;
+function fillsWaves(workgroups: number, units: number): boolean {
+  const waves = Math.ceil(workgroups / units);
+  return workgroups >= units - 4 && workgroups >= 0.9 * waves * units;
 }
 
-/**
- * The 128×256 tilings by operand layout (Aᵀ: A stored [K, M]; Bᵀ: B stored [N, K]) and
- * epilogue: `large` with 16-deep slices in 24 KiB, `portable` with 8-deep ones in 12 KiB. Each
- * is the fastest of a sweep over the code-shape options of TileConfig on the H200 (4096³,
- * checked at 2048³ and 8192³; bench/README, "Code shape"). The same loop gets very different
- * register allocations from Nvidia's compiler depending on the code around it, which only
- * measuring tells apart: 4096³ TFLOP/s, default shape → chosen:
- * A·B 49.7 → 50.0, Aᵀ·B 50.3 → 50.7, A·Bᵀ 44.3 → 49.4; with bias + gelu + residual (8-deep
- * slices: 16-deep ones are slower there) A·B 48.8 → 49.9, A·Bᵀ 45.8 → 48.9, Aᵀ·B 49.9 → 51.2.
- * Two stages, 128-invocation blocks (two workgroups per SM) and spaced reads were all slower
- * for A·B (bench/README, "What is left at 4096³").
- */
-const T16 = TILINGS.t128x256x16;
-const T8 = TILINGS.t128x256x8;
-const LARGE_TILINGS: Record<string, { large?: TileConfig; portable: TileConfig }> = {
-  'A·B': { large: { ...T16, readAhead: 2, pipelined: true, barrierFirst: true }, portable: T8 },
-  'Aᵀ·B': { large: { ...T16, readAhead: 6, pipelined: true }, portable: T8 },
-  'A·Bᵀ': { large: { ...T16, readAhead: 2, pipelined: true, swizzledStores: true, blockColumns: 16 }, portable: T8 },
-  'Aᵀ·Bᵀ': { large: T16, portable: T8 },
-  'A·B epilogue': { portable: { ...T8, pipelined: true, swizzledStores: true } },
-  'Aᵀ·B epilogue': { portable: { ...T8, pipelined: true } },
-  'A·Bᵀ epilogue': { portable: { ...T8, readAhead: 1, pipelined: true, swizzledStores: true, blockColumns: 16 } },
-  'Aᵀ·Bᵀ epilogue': { portable: T8 },
-  // stream-K's product sums the shared tiles' partials before its epilogue: other code around
-  // the loop, measured apart (4096³ with the one-dispatch choice above: 2934 µs against 2737)
-  'A·B epilogue, stream-K': { portable: { ...T8, swizzledStores: true, blockColumns: 16 } },
-  'Aᵀ·B epilogue, stream-K': { portable: T8 },
-  'A·Bᵀ epilogue, stream-K': { portable: { ...T8, readAhead: 6, swizzledStores: true } },
-  'Aᵀ·Bᵀ epilogue, stream-K': { portable: T8 },
-};
-const largeTilingKey = (p: MatmulProblem) =>
+const waveTilingKey = (p: MatmulProblem) =>
   `${p.transposeA ? 'Aᵀ' : 'A'}·${p.transposeB ? 'Bᵀ' : 'B'}${p.plainStore ? '' : ` epilogue${p.form?.streamK ? ', stream-K' : ''}`}`;
 
-/** Every tiling LARGE_TILINGS may give, named, for the tests. */
-export const largeTilings = (): [string, TileConfig][] =>
-  Object.entries(LARGE_TILINGS).flatMap(([key, { large, portable }]) => {
+/** Every tiling a tuning's wave blocks may give, named, for the tests. */
+export const waveTilings = (tuning: MatmulTuning): [string, TileConfig][] =>
+  Object.entries(tuning.waveBlocks?.tilings ?? {}).flatMap(([key, { large, portable }]) => {
     const named: [string, TileConfig][] = [[`${key} portable`, portable]];
     if (large) named.unshift([`${key} large`, large]);
     return named;
@@ -614,16 +526,16 @@ export const largeTilings = (): [string, TileConfig][] =>
 /**
  * The tilings for a shape, fastest first, the portable one (within 16 KiB and 256
  * invocations) last: the largest block that still gives enough workgroups to fill the GPU.
- * Products whose 128×256 blocks fill whole waves (or that stream-K shares out) get them, by
- * layout and epilogue from LARGE_TILINGS (4096³ on the H200: 50.0 TFLOP/s against 47.8 for
- * 128×128 blocks); with an epilogue, the 8-deep slices alone (48.7 against 47.4 at 4096³).
+ * Products whose wave blocks fill whole waves (or that stream-K shares out) get them, by
+ * layout and epilogue, where the tuning has them.
  */
-export function chooseTiling(p: MatmulProblem): { tag: string; config: TileConfig }[] {
+export function chooseTiling(p: MatmulProblem, tuning: MatmulTuning): { tag: string; config: TileConfig }[] {
   const groups = (c: TileConfig) => Math.ceil(p.m / c.bm) * Math.ceil(p.n / c.bn) * p.batches;
-  if (p.form?.streamK || fillsWaves(groups(TILINGS.t128x256x16))) {
-    const { large, portable } = LARGE_TILINGS[largeTilingKey(p)];
+  const wave = tuning.waveBlocks;
+  if (wave && (p.form?.streamK || fillsWaves(groups(TILINGS.t128x256x16), wave.units))) {
+    const { large, portable } = wave.tilings[waveTilingKey(p)];
     return [...(large ? [{ tag: 'large', config: large }] : []), { tag: 'portable', config: portable }];
   }
-  const [portable] = FEWEST_WORKGROUPS.find(([c, fewest]) => groups(c) >= fewest)!;
-  return [{ tag: 'portable', config: portable }];
+  const { tiling } = tuning.blocks.find((b) => groups(b.tiling) >= b.fewestWorkgroups) ?? tuning.blocks[tuning.blocks.length - 1];
+  return [{ tag: 'portable', config: tiling }];
 }

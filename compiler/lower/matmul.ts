@@ -9,18 +9,51 @@
 import type { Graph, Node } from '../ir/graph';
 import type { FusedMatmulAttrs, MatmulForm, OperandView, PointwiseChain } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
-import { elementCount, type TensorType } from '../ir/types';
-import { bindingDecls, kernelHeader, kernelWithVariants, u32, type KernelCode, type LoweredKernel } from './kernel';
+import { elementCount, type Shape, type TensorType } from '../ir/types';
+import type { Target } from '../target/target';
+import { bindingDecls, kernelHeader, kernelWithVariants, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
 import { chooseGemv, gemvKernel } from './matmul-gemv';
 import { chooseTiling, tiledKernel } from './matmul-tiled';
 import { chainStatements } from './pointwise';
 
+/**
+ * How stream-K divides a product's output tiles (row-major over batch, rows, columns) among
+ * workgroups: the first `dataParallel` tiles one workgroup each, whole; the rest's K
+ * iterations laid end to end, tile after tile, and cut into `units` runs of `unitK` (the
+ * last shorter), one workgroup each. A run's piece of tile t (counted from the first shared
+ * tile) is partial tile `unit + t`: no two pieces share that index.
+ */
+export interface StreamKSchedule {
+  tileM: number;
+  tileN: number;
+  tiles: number;
+  dataParallel: number;
+  units: number;
+  /** a multiple of 16 (the tiled kernel's deepest slice), as K must be */
+  unitK: number;
+}
+
+/**
+ * A product's form as lowering schedules it: the op table's form, with split-K's slices or
+ * one of stream-K's two kernels.
+ */
+export interface ScheduledForm extends MatmulForm {
+  /** partial products over this many equal slices of K, stacked on a new first axis of the result */
+  splits?: number;
+  /**
+   * one of stream-K's two kernels (lower/stream-k.ts): the partial tiles of the shared K
+   * iterations, or the product (whole tiles, then the shared ones summed from the partials,
+   * its last operand); `product` is the shape of A·B
+   */
+  streamK?: { role: 'partials' | 'product'; schedule: StreamKSchedule; product: Shape };
+}
+
 /** Everything a matmul kernel generator needs about one product, shared by every variant. */
 export interface MatmulProblem {
   name: string;
-  node: Node;
+  node: KernelSubject;
   operands: readonly TensorType[];
-  form?: MatmulForm;
+  form?: ScheduledForm;
   m: number;
   n: number;
   /** the K each output sums over (with splits: one slice's) */
@@ -90,7 +123,7 @@ function viewIndex(view: OperandView, batchRank: number, row: string, col: strin
 
 const PLAIN_CHAIN: PointwiseChain = { lets: [], result: 'x0', helpers: [], ops: [] };
 
-export function matmulProblem(node: Node, operands: readonly TensorType[], name: string, form?: MatmulForm): MatmulProblem {
+export function matmulProblem(node: KernelSubject, operands: readonly TensorType[], name: string, form?: ScheduledForm): MatmulProblem {
   const transposeA = form?.transposeA ?? false;
   const transposeB = form?.transposeB ?? false;
   const [a, b] = operands;
@@ -165,7 +198,7 @@ const K_STORED: u32 = ${u32(p.kStored)}; // rows along K hold every slice` : ''}
  * variants (tried first by the runtime). The tiling is chosen from the shape here, at
  * compile time; nothing about it is decided on the device.
  */
-export function lowerMatmul(node: Node, operands: readonly TensorType[], name: string, form?: MatmulForm): {
+export function lowerMatmul(node: KernelSubject, operands: readonly TensorType[], name: string, target: Target, form?: ScheduledForm): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
@@ -173,9 +206,9 @@ export function lowerMatmul(node: Node, operands: readonly TensorType[], name: s
   const { bindings } = bindingDecls(operands);
   const choices: { tag: string; features: string[]; code: KernelCode }[] = [];
   if (p.m <= SMALL_M && p.kStored === p.k) {
-    for (const c of chooseGemv(p)) choices.push({ tag: c.tag, features: c.features, code: gemvKernel(p, c.config) });
+    for (const c of chooseGemv(p, target.features)) choices.push({ tag: c.tag, features: c.features, code: gemvKernel(p, c.config) });
   } else {
-    for (const c of chooseTiling(p)) choices.push({ tag: c.tag, features: [], code: tiledKernel(p, c.config) });
+    for (const c of chooseTiling(p, target.tuning.matmul)) choices.push({ tag: c.tag, features: [], code: tiledKernel(p, c.config) });
   }
   return kernelWithVariants(name, form ? form.ops : [node.op], bindings, choices[choices.length - 1].code, choices.slice(0, -1));
 }

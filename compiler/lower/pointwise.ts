@@ -4,12 +4,11 @@
 // the piecewise form picks, per element, the one operand whose range holds it (concat).
 // When every operand is read in runs of four along the last axis (contiguous, or broadcast
 // along it), an invocation reads and writes vec4s; otherwise it takes four scalar elements.
-import type { Node } from '../ir/graph';
 import type { OperandView, PiecewiseView, PointwiseChain } from '../ir/ops';
 import { stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import type { BindingDesc } from '../../schemas/manifest';
-import { bindingDecls, kernelHeader, linearGrid, u32, type LoweredKernel } from './kernel';
+import { bindingDecls, kernelHeader, linearGrid, u32, type KernelSubject, type LoweredKernel } from './kernel';
 import { scalarType, typedBindingDecls, type Access } from './vector';
 
 export const WORKGROUP = 256;
@@ -137,7 +136,7 @@ function elementFunction(chain: PointwiseChain, operands: readonly TensorType[])
   return [`fn element_value(${params.join(', ')}) -> f32 {`, ...chainStatements(chain, '  '), `  return ${chain.result};`, '}'].join('\n');
 }
 
-export function lowerPointwise(node: Node, operands: readonly TensorType[], name: string, spec: PointwiseLowering): {
+export function lowerPointwise(node: KernelSubject, operands: readonly TensorType[], name: string, spec: PointwiseLowering): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
@@ -205,7 +204,7 @@ export function lowerPointwise(node: Node, operands: readonly TensorType[], name
   return linearKernel(name, chain.ops, wgsl, bindings, grid);
 }
 
-export function lowerPiecewise(node: Node, operands: readonly TensorType[], name: string, views: readonly PiecewiseView[]): {
+export function lowerPiecewise(node: KernelSubject, operands: readonly TensorType[], name: string, views: readonly PiecewiseView[]): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {

@@ -1,39 +1,18 @@
 // Split-K: a product with too few output tiles to fill the GPU but a long K (128×1536 · 1536×576
-// gives 72 tiles of 32×32 for 132 SMs on an H200) becomes partial products over equal slices
-// of K, each slice its own layer of workgroups (matmulSplitK), then a sum over the slices; a
-// fused epilogue (bias, activation, residual) moves after the sum as one pointwise kernel.
-// A Graph → Graph pass run before lowering, beside split-reductions.ts.
-import { replaceTrainedNodes, type TrainingGraph } from '../autodiff/train';
+// gives 72 tiles of 32×32 for 132 SMs on an H200) is computed as partial products over equal
+// slices of K, each slice its own layer of workgroups, then a sum over the slices; a fused
+// epilogue (bias, activation, residual) moves after the sum as one pointwise kernel. A
+// lowering decision: the graph keeps one product node, and its schedule three dispatches.
 import type { Graph, Node } from '../ir/graph';
-import { epilogueProgram, type AxisAttrs, type MatmulSplitKAttrs } from '../ir/ops';
-import { productAttrs, tiledProductOf } from './matmul';
-
-/** The rule's knobs; bench/matmul.ts sweeps them (setSplitKTuning); the defaults are its result. */
-export interface SplitKTuning {
-  /** split a product whose 32×32 tiles number fewer than this (264: two per SM of an H200) ... */
-  belowTiles: number;
-  /** ... and whose K is at least this long ... */
-  minK: number;
-  /** ... into the fewest slices that give at least this many tiles in all (or the most slices allowed) */
-  targetTiles: number;
-  /** shortest slice of K; a multiple of 16 (the tiled kernel's slice depth) */
-  minChunk: number;
-  maxSplits: number;
-}
-
-// measured on the H200 (bench/matmul.ts, split-K): at 128x1536x576 (72 tiles) 6 slices take
-// 15.7 µs against 30.2 whole, at 128x4096x576 16 slices 30.0 against 77.1, at 256x1536x576
-// with an epilogue (144 tiles) 6 slices 27.9 against 35.6; 8 tiles per SM was the best target
-const DEFAULT_TUNING: SplitKTuning = { belowTiles: 264, minK: 1024, targetTiles: 1056, minChunk: 256, maxSplits: 16 };
-let tuning: SplitKTuning = { ...DEFAULT_TUNING };
-
-/** Overrides the rule's knobs (for benchmarks and tests); with no argument, restores the defaults. */
-export function setSplitKTuning(overrides: Partial<SplitKTuning> = {}): void {
-  tuning = { ...DEFAULT_TUNING, ...overrides };
-}
+import { epilogueProgram, renderProgram, type AxisAttrs, type FusedPointwiseAttrs } from '../ir/ops';
+import type { TensorType } from '../ir/types';
+import type { Target } from '../target/target';
+import type { SplitKTuning } from '../target/tuning';
+import type { NodeSchedule } from './kernel';
+import { lowerMatmul, productAttrs, tiledProductOf } from './matmul';
 
 /** How many slices of K the product at `node` gets; undefined: it stays whole. */
-export function splitKSlices(graph: Graph, node: Node): number | undefined {
+export function splitKSlices(graph: Graph, node: Node, tuning: SplitKTuning): number | undefined {
   const product = tiledProductOf(graph, node);
   if (!product) return undefined;
   const { m, n, k, batches } = product;
@@ -48,23 +27,45 @@ export function splitKSlices(graph: Graph, node: Node): number | undefined {
 }
 
 /**
- * The graph with every product that splitKSlices picks computed in slices of K, and the
- * training description remapped onto it; the same graph (and training) when none qualifies.
- * The final step of each keeps the product's name, so plans name its buffer as before.
+ * The split-K schedule of the product at `node` where the target's tuning picks one:
+ * `${name}.partials` [slices, ..product] (scratch), then their sum (the product's value, or
+ * scratch `${name}.sum` before the epilogue's pointwise kernel).
  */
-export function splitK(graph: Graph, training?: TrainingGraph): { graph: Graph; training?: TrainingGraph } {
-  return replaceTrainedNodes(
-    graph,
-    training,
-    (node) => splitKSlices(graph, node),
-    (copy, node, operands, slices, unused) => {
-      const fused = productAttrs(node);
-      const program = epilogueProgram(fused);
-      const attrs: MatmulSplitKAttrs = { transposeA: fused.transposeA, transposeB: fused.transposeB, splits: slices };
-      const partials = copy.emit('matmulSplitK', operands.slice(0, 2), attrs, node.loc, unused(`${node.name}.partials`));
-      const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
-      const sum = copy.emit('sum', [partials], sumAttrs, node.loc, program.length ? unused(`${node.name}.sum`) : node.name);
-      return program.length ? copy.emit('fusedPointwise', [sum, ...operands.slice(2)], { program }, node.loc, node.name) : sum;
-    },
-  );
+export function splitKSchedule(graph: Graph, node: Node, target: Target): NodeSchedule | undefined {
+  const tuning = target.tuning.splitK;
+  const slices = tuning && splitKSlices(graph, node, tuning);
+  if (!slices) return undefined;
+  const fused = productAttrs(node);
+  const program = epilogueProgram(fused);
+  const [a, b, ...extras] = node.inputs.map((i) => graph.nodes[i].type);
+  const partials: TensorType = { shape: [slices, ...node.type.shape], dtype: 'f32' };
+  const form = {
+    transposeA: fused.transposeA,
+    transposeB: fused.transposeB,
+    extraViews: [],
+    epilogue: (product: string) => renderProgram([], [product]),
+    ops: [...(fused.transposeA || fused.transposeB ? ['transpose'] : []), 'matmulSplitK'],
+    splits: slices,
+  };
+  const partialsStep = { op: 'matmulSplitK', name: `${node.name}.partials`, type: partials, attrs: {} };
+  const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
+  const sum = { op: 'sum', name: program.length ? `${node.name}.sum` : node.name, type: node.type, attrs: { ...sumAttrs } };
+  const epilogue: FusedPointwiseAttrs = { program };
+  return {
+    scratch: [partials, ...(program.length ? [node.type] : [])],
+    steps: [
+      { subject: partialsStep, operands: [{ node: node.inputs[0] }, { node: node.inputs[1] }], operandTypes: [a, b], result: { scratch: 0 }, generate: (name) => lowerMatmul(partialsStep, [a, b], name, target, form) },
+      { subject: sum, operands: [{ scratch: 0 }], operandTypes: [partials], result: program.length ? { scratch: 1 } : 'node' },
+      ...(program.length
+        ? [
+            {
+              subject: { op: 'fusedPointwise', name: node.name, type: node.type, attrs: { ...epilogue } },
+              operands: [{ scratch: 1 }, ...node.inputs.slice(2).map((i) => ({ node: i }))],
+              operandTypes: [node.type, ...extras],
+              result: 'node' as const,
+            },
+          ]
+        : []),
+    ],
+  };
 }

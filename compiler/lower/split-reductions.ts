@@ -1,11 +1,13 @@
 // Split reductions: a sum, mean or max with too few rows to fill the GPU (a few long rows,
-// or an early axis reduced into few outputs) becomes two reductions: one over chunks of the
-// axis (a reshape, which shares its operand's buffer), then one over the chunks' results.
-// A Graph → Graph pass run just before lowering; axis.ts (splitChunks) decides where.
-import { replaceTrainedNodes, type TrainingGraph } from '../autodiff/train';
+// or an early axis reduced into few outputs) is computed in two reductions: one over chunks
+// of the axis (reading its operand as [.., chunks, length / chunks, ..], the same bytes),
+// then one over the chunks' results. A lowering decision: axis.ts (splitChunks) decides where.
 import type { Graph, Node } from '../ir/graph';
 import { opDef, type AxisAttrs, type OpName } from '../ir/ops';
+import type { TensorType } from '../ir/types';
+import type { Target } from '../target/target';
 import { splitChunks } from './axis';
+import type { NodeSchedule } from './kernel';
 
 /**
  * Ops whose reduction of chunk results is the same op: a sum of sums, a max of maxes, and a
@@ -14,29 +16,26 @@ import { splitChunks } from './axis';
  */
 const SPLITTABLE: ReadonlySet<OpName> = new Set<OpName>(['sum', 'mean', 'max']);
 
-/**
- * The graph with every reduction that splitChunks picks computed in two steps, and the
- * training description remapped onto it; the same graph (and training) when none qualifies.
- */
-export function splitReductions(graph: Graph, training?: TrainingGraph): { graph: Graph; training?: TrainingGraph } {
-  const choose = (node: Node) => {
-    if (!SPLITTABLE.has(node.op)) return undefined;
-    const lowering = opDef(node.op).lowering;
-    if (lowering.archetype !== 'axis') return undefined;
-    const x = graph.nodes[node.inputs[0]].type;
-    const program = lowering.program([x], node.attrs);
-    const chunks = splitChunks(x.shape, program);
-    return chunks === undefined ? undefined : { axis: program.axis, chunks };
+/** The two-step schedule of the reduction at `node` where splitChunks picks one: `${name}.partial` (scratch), then the reduction of its chunks. */
+export function splitReductionSchedule(graph: Graph, node: Node, target: Target): NodeSchedule | undefined {
+  if (!SPLITTABLE.has(node.op)) return undefined;
+  const def = opDef(node.op);
+  if (def.lowering.archetype !== 'axis') return undefined;
+  const x = graph.nodes[node.inputs[0]].type;
+  const program = def.lowering.program([x], node.attrs);
+  const chunks = splitChunks(x.shape, program, target.tuning.axis);
+  if (chunks === undefined) return undefined;
+  const { axis } = program;
+  const chunked: TensorType = { ...x, shape: [...x.shape.slice(0, axis), chunks, x.shape[axis] / chunks, ...x.shape.slice(axis + 1)] };
+  const partialAttrs: AxisAttrs = { axis: axis + 1, keepDims: false };
+  const partial = def.infer([chunked], partialAttrs as never);
+  const { keepDims } = node.attrs as unknown as AxisAttrs;
+  const finalAttrs: AxisAttrs = { axis, keepDims };
+  return {
+    scratch: [partial],
+    steps: [
+      { subject: { op: node.op, name: `${node.name}.partial`, type: partial, attrs: { ...partialAttrs } }, operands: [{ node: node.inputs[0] }], operandTypes: [chunked], result: { scratch: 0 } },
+      { subject: { op: node.op, name: node.name, type: node.type, attrs: { ...finalAttrs } }, operands: [{ scratch: 0 }], operandTypes: [partial], result: 'node' },
+    ],
   };
-  // every other node keeps its name and the split's final step the reduction's, so that plans
-  // name their buffers and dispatches as before wherever Graph.apply keeps the names of ops
-  // (today it keeps those of leaves); the new steps get names no node has
-  return replaceTrainedNodes(graph, training, choose, (copy, node, operands, { axis, chunks }, unused) => {
-    const shape = operands[0].shape;
-    const chunked = [...shape.slice(0, axis), chunks, shape[axis] / chunks, ...shape.slice(axis + 1)];
-    const parts = copy.emit('reshape', operands, { shape: chunked }, node.loc, unused(`${node.name}.chunks`));
-    const partial = copy.emit(node.op, [parts], { axis: axis + 1, keepDims: false } satisfies AxisAttrs, node.loc, unused(`${node.name}.partial`));
-    const { keepDims } = node.attrs as unknown as AxisAttrs;
-    return copy.emit(node.op, [partial], { axis, keepDims } satisfies AxisAttrs, node.loc, node.name);
-  });
 }

@@ -1,11 +1,10 @@
 // Update archetype: optimizer steps that rewrite a parameter and its state in place, one
 // invocation per element. Operands the op writes are bound read_write and assigned; the
 // last operand is the small hyper-parameter vector every invocation reads.
-import type { Node } from '../ir/graph';
 import { hyperIndex, type HyperField } from '../ir/ops';
 import { elementCount, type TensorType } from '../ir/types';
 import type { BindingDesc } from '../../schemas/manifest';
-import { kernelHeader, linearGrid, type LoweredKernel } from './kernel';
+import { kernelHeader, linearGrid, type KernelSubject, type LoweredKernel } from './kernel';
 import { elementwiseShell, linearKernel, WORKGROUP } from './pointwise';
 
 export interface UpdateLowering {
@@ -13,7 +12,7 @@ export interface UpdateLowering {
   body: (x: string[], hyper: (field: HyperField) => string) => string;
 }
 
-export function lowerUpdate(node: Node, operands: readonly TensorType[], name: string, spec: UpdateLowering): {
+export function lowerUpdate(node: KernelSubject, operands: readonly TensorType[], name: string, spec: UpdateLowering): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {

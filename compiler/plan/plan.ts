@@ -98,6 +98,12 @@ export function planBundle({ graph, entries, training, lowered, validated, param
     bufferOf.set(node.id, desc.id);
     buffers.push(desc);
   }
+  // the values between the steps of a node's schedule (split-K's partial products, ...)
+  for (const value of lowered.scratch) {
+    bufferOf.set(value.id, buffers.length);
+    const { shape, dtype } = value.type;
+    buffers.push({ id: buffers.length, name: value.name, role: 'intermediate', byteLength: elementCount(shape) * DTYPE_BYTES[dtype], dtype, shape: [...shape] });
+  }
 
   // --- kernels, each with its sources as sections -------------------------------------
   const sections: BundleSection[] = [];
@@ -161,7 +167,7 @@ export function planBundle({ graph, entries, training, lowered, validated, param
         kernel: kernelIndex.get(step.kernel)!,
         buffers: step.operands.map((n) => bufferOf.get(n)!),
         workgroups: step.workgroups,
-        node: graph.nodes[step.node].name,
+        node: step.label,
       }));
     const inputs = graph.nodes.filter((n) => n.op === 'input' && needed.has(n.id)).map((n) => binding(n.name, n.id));
     entryPoints[entry.name] = { inputs, outputs: entry.outputs.map((o) => binding(o.name, o.node)), dispatches };
