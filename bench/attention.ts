@@ -260,7 +260,7 @@ async function measureConfig(
   const result: Result = { config: config.name, tuning: config.tuning, seconds: 0 };
   try {
     const target = withTuning(NVIDIA_HOPPER, { attention: { ...NVIDIA_HOPPER.tuning.attention, ...config.tuning } });
-    const compiled = await compileGraph(buildGraph(s), { seed: 1, target });
+    const compiled = await compileGraph(buildGraph(s), { seed: 1, targets: [target] });
     const timed = await prepareTimedPlan(compiled.bundle, device, 'run', feeds);
     try {
       const { text, manifest } = await readBundle(compiled.bundle);

@@ -192,7 +192,7 @@ interface Measured {
 async function measurePlan(device: GPUDevice, c: Case, rounds: number, target: Target = NVIDIA_HOPPER): Promise<Measured> {
   const g = new Graph(c.name.replace(/[^A-Za-z0-9_]/g, '_'));
   g.output('y', c.build(g, c.shape));
-  const compiled = await compileGraph(g, { weights: 'none', target });
+  const compiled = await compileGraph(g, { weights: 'none', targets: [target] });
   const { manifest } = await readBundle(compiled.bundle);
   const entry = manifest.entryPoints.run;
   // inputs: fixed values where the case gives them, else uniform in its range; parameters and
@@ -351,7 +351,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 async function checkCase(device: GPUDevice, c: Case, target: Target = NVIDIA_HOPPER): Promise<string> {
   const g = new Graph(`${c.name.replace(/[^A-Za-z0-9_]/g, '_')}_check`);
   g.output('y', c.build(g, c.check));
-  const compiled = await compileGraph(g, { seed: 3, target });
+  const compiled = await compileGraph(g, { seed: 3, targets: [target] });
   const feeds: Record<string, Float32Array> = {};
   let k = 0;
   for (const node of g.nodes.filter((n) => n.op === 'input')) {

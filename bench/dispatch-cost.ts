@@ -73,7 +73,7 @@ const plans: { name: string; build: () => Graph; train: NonNullable<typeof mnist
 console.log('plan'.padEnd(62), 'dispatches', 'GPU µs/step', 'dispatch cost µs', 'share');
 for (const p of plans) {
   for (const optimize of [false, true]) {
-    const compiled = await compileGraph(p.build(), { training: p.train, optimize, seed: 1, target: NVIDIA_HOPPER });
+    const compiled = await compileGraph(p.build(), { training: p.train, optimize, seed: 1, targets: [NVIDIA_HOPPER] });
     const timed = await prepareTimedPlan(compiled.bundle, gpu.device, 'train_step', batchFor(compiled.manifest));
     const { medianUs } = await measureGpuTime(timed);
     timed.destroy();

@@ -48,7 +48,7 @@ try {
   const { g } = matmulCaseGraph({ m: N, k: N, n: N });
   const next = uniform(3);
   const feeds = { a: Float32Array.from({ length: N * N }, next), b: Float32Array.from({ length: N * N }, next) };
-  const timed = await prepareTimedPlan((await compileGraph(g, { target: NVIDIA_HOPPER })).bundle, gpu.device, 'run', feeds);
+  const timed = await prepareTimedPlan((await compileGraph(g, { targets: [NVIDIA_HOPPER] })).bundle, gpu.device, 'run', feeds);
   await measureGpuTime(timed, { passes: 3, warmupUs: 1_000_000 });
   phase = 'ours';
   const ours = await measureGpuTime(timed, { passes: Math.max(1, Math.round(seconds / 0.2)), targetPassUs: 200_000 });

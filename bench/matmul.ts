@@ -410,7 +410,7 @@ const planCases: Case[] = shapes ? [] : small ? [{ label: 'plan 96x80x72', m: 96
 for (const c of planCases) {
   const { graph, shapes } = build(c);
   const data = shapes.map((s, i) => randomData(s.reduce((x, y) => x * y, 1), i + 1));
-  const plan = await compileGraph(graph, { optimize: false, target: NVIDIA_HOPPER });
+  const plan = await compileGraph(graph, { optimize: false, targets: [NVIDIA_HOPPER] });
   const session = await loadPlan(plan.bundle, device);
   const names = graph.nodes.filter((n) => n.op === 'input').map((n) => n.name);
   const outputs = await session.run(Object.fromEntries(names.map((name, i) => [name, data[i]])));
@@ -461,7 +461,7 @@ for (const c of splitCases) {
   for (const target of splitTargets) {
     const splitK = { ...NVIDIA_HOPPER.tuning.splitK!, ...(target === 0 ? { belowTiles: 0 } : small ? { belowTiles: 16, minK: 0, targetTiles: target, minChunk: 32 } : { belowTiles: 1 << 30, targetTiles: target }) };
     const slices = splitKSlices(graph, graph.nodes[graph.outputs[0].node], splitK) ?? 1;
-    const plan = await compileGraph(graph, { optimize: true, target: withTuning(NVIDIA_HOPPER, { splitK }) });
+    const plan = await compileGraph(graph, { optimize: true, targets: [withTuning(NVIDIA_HOPPER, { splitK })] });
     await measurePlan(c, data, feeds, plan, `split-K ${slices} slice${slices > 1 ? 's' : ''}${target ? ` (target ${target} tiles)` : ' (whole)'}, ${plan.manifest.entryPoints.run.dispatches.length} dispatches`);
   }
 }
@@ -483,7 +483,7 @@ for (const c of streamCases) {
   for (const shared of [false, true]) {
     const streamK = shared ? streamTuning : { ...streamTuning, maxLastWave: 0, maxLastWaveTransposed: 0 };
     const schedule = streamKSchedule(graph, graph.nodes[graph.outputs[0].node], streamK);
-    const plan = await compileGraph(graph, { optimize: false, target: withTuning(NVIDIA_HOPPER, { streamK }) });
+    const plan = await compileGraph(graph, { optimize: false, targets: [withTuning(NVIDIA_HOPPER, { streamK })] });
     const kernel = schedule
       ? `chosen plan: stream-K, ${schedule.dataParallel} tiles whole, ${schedule.tiles - schedule.dataParallel} shared by ${schedule.units} runs of ${schedule.unitK}`
       : 'plan without stream-K: one dispatch';

@@ -107,7 +107,7 @@ for (const w of workloads) {
   const figures: Record<string, unknown> = { workload: w.name };
   for (const optimize of [false, true]) {
     const started = performance.now();
-    const plan = await compileGraph(w.build(), { training: w.train, optimize, seed: 1, target: NVIDIA_HOPPER });
+    const plan = await compileGraph(w.build(), { training: w.train, optimize, seed: 1, targets: [NVIDIA_HOPPER] });
     const compileMs = performance.now() - started;
     const f = planFigures(plan.manifest);
     const micros = gpu ? await stepMicros(gpu, plan) : undefined;
@@ -129,7 +129,7 @@ for (const optimize of [false, true]) {
   g.output('logits', logits);
   g.output('loss', loss);
   const started = performance.now();
-  const plan = await compileGraph(g, { training: { loss: 'loss', optimizer: { kind: 'adamw', lr: 3e-4 } }, optimize, weights: 'none', target: NVIDIA_HOPPER });
+  const plan = await compileGraph(g, { training: { loss: 'loss', optimizer: { kind: 'adamw', lr: 3e-4 } }, optimize, weights: 'none', targets: [NVIDIA_HOPPER] });
   const seconds = (performance.now() - started) / 1000;
   const f = planFigures(plan.manifest);
   const stages = Object.entries(plan.timings).map(([k, v]) => `${k} ${Math.round(v)}`).join(', ');

@@ -435,7 +435,7 @@ async function measureOurs(workload: Workload, gpu: NodeGPU, options: Options): 
   const graph = new Graph(workload.name.replace(/[^A-Za-z0-9_]+/g, '_'));
   workload.build(graph);
   const started = performance.now();
-  const compiled = await compileGraph(graph, { seed: 1, training: workload.training, target: options.target });
+  const compiled = await compileGraph(graph, { seed: 1, training: workload.training, targets: [options.target] });
   const compileMs = performance.now() - started;
   const { manifest } = compiled;
   const entry = workload.training ? manifest.training!.entry : 'run';
@@ -560,7 +560,7 @@ async function main() {
     for (const w of workloads) {
       const graph = new Graph(w.name.replace(/[^A-Za-z0-9_]+/g, '_'));
       w.build(graph);
-      const { bundle, manifest } = await compileGraph(graph, { seed: 1, training: w.training, target: options.target });
+      const { bundle, manifest } = await compileGraph(graph, { seed: 1, training: w.training, targets: [options.target] });
       const sections = manifest.sections.filter((s) => s.name.endsWith('.wgsl')).map((s) => s.sha256).sort();
       console.log(`${createHash('sha256').update(sections.join()).digest('hex').slice(0, 16)} ${String(sections.length).padStart(3)} sources  ${w.name}`);
       void bundle;

@@ -48,7 +48,7 @@ function perRun(records: TraceRecord[]) {
 
 async function main() {
   const options = parseOptions(process.argv.slice(2));
-  const compiled = await compileGraph(buildGraph('mnist', mnist), { seed: options.seed, training: mnist.train, target: NVIDIA_HOPPER });
+  const compiled = await compileGraph(buildGraph('mnist', mnist), { seed: options.seed, training: mnist.train, targets: [NVIDIA_HOPPER] });
   const entry = compiled.manifest.training!.entry;
   const dispatches = compiled.manifest.entryPoints[entry].dispatches.length;
 

@@ -3,16 +3,23 @@
 // translations → buffer and dispatch plan → .mnplan bytes.
 // Each stage is its own module; this file only threads values from one to the next.
 import type { Manifest, OptimizationDesc } from '../schemas/manifest';
+import { CompileError } from './ir/errors';
 import { appendTraining, remapTraining, type TrainingGraph, type TrainingSpec } from './autodiff/train';
 import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
-import type { Graph } from './ir/graph';
+import type { Graph, Node } from './ir/graph';
 import { materializeParameters } from './ir/interpret';
 import { lowerGraph, type LoweredKernel } from './lower';
 import { writePlanFile } from './plan/bundle';
-import { entryLiveNodes, planBundle, planEntries } from './plan/plan';
+import { entryLiveNodes, manifestHead, planEntries, planTarget } from './plan/plan';
+import { SectionStore } from './plan/sections';
 import { DEFAULT_TARGETS } from './target/targets';
 import type { Target } from './target/target';
-import { NAGA_VERSION, validateKernel, type ValidatedKernel } from './validate/naga';
+import { NAGA_VERSION, validateKernel, type Translations } from './validate/naga';
+
+/** A validated module's translations, looked up by its WGSL source. */
+export interface ValidatedSource {
+  translations: Translations;
+}
 
 export interface CompileOptions {
   /** seed for parameter initial values (default 0) */
@@ -29,8 +36,11 @@ export interface CompileOptions {
   training?: TrainingSpec;
   /** run the optimizer (default true); false compiles every op as its own kernel */
   optimize?: boolean;
-  /** the GPU class the plan is for (default: generic, which runs on any WebGPU device) */
-  target?: Target;
+  /**
+   * the GPU classes the plan is for, each with its kernels and schedules; the runtime picks
+   * one at load (default: [generic], which runs on any WebGPU device)
+   */
+  targets?: readonly Target[];
 }
 
 export interface CompiledPlan {
@@ -54,21 +64,74 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     timings[stage] = (timings[stage] ?? 0) + performance.now() - started;
     return result;
   };
-  const target = options.target ?? DEFAULT_TARGETS[0];
+  const targets = checkTargets(options.targets ?? DEFAULT_TARGETS);
   const parameters = timed('parameters', () => (options.weights === 'none' ? new Map<string, Float32Array>() : materializeParameters(graph, options.seed ?? 0)));
-  if (options.optimize === false) {
-    const training = timed('autodiff', () => (options.training ? appendTraining(graph, options.training) : undefined));
-    return { ...planGraph(graph, training, parameters, target, options.source, timed), parameters, training, timings };
+  // What each target runs: the optimizer's graph (made per distinct cost model: targets with
+  // the same figures share it) and its lowering. The optimizer works on copies; the caller's
+  // graph gets the plain training step appended afterwards, as the reference the plan must
+  // agree with (without the optimizer, it is what every target runs).
+  const optimizedFor = new Map<string, Optimized>();
+  if (options.optimize !== false) {
+    for (const target of targets) {
+      const key = JSON.stringify(target.cost);
+      if (!optimizedFor.has(key)) optimizedFor.set(key, optimizeFor(graph, options.training, target, timed));
+    }
   }
-  // The optimizer works on copies: named ops are rediscovered in the forward graph, which is
-  // then differentiated and fused into kernels. The caller's graph gets the plain training
-  // step appended, as the reference the plan must agree with.
+  const training = options.training ? timed('autodiff', () => appendTraining(graph, options.training!)) : undefined;
+  const lowerings = targets.map((target) => {
+    const optimized = optimizedFor.get(JSON.stringify(target.cost)) ?? { graph, training };
+    const entries = planEntries(optimized.graph, optimized.training);
+    const lowered = timed('lower', () => lowerGraph(optimized.graph, target, entryLiveNodes(optimized.graph, entries)));
+    return { target, ...optimized, entries, lowered };
+  });
+  const validated = timed('validate', () => validateKernels(lowerings.flatMap((l) => l.lowered.steps.map((step) => ({ kernel: step.kernel, node: l.graph.nodes[step.node] })))));
+
+  const store = new SectionStore();
+  const plans = timed('plan', () =>
+    lowerings.map((l) => planTarget({ target: l.target, graph: l.graph, entries: l.entries, training: l.training, lowered: l.lowered, validated, parameters }, store)),
+  );
+  const [first, ...others] = plans;
+  const { name, summary, match, ...plan } = first;
+  const firstReports = lowerings[0].reports;
+  const manifest: Omit<Manifest, 'sections'> = {
+    ...manifestHead(graph, NAGA_VERSION, options.source),
+    target: { name, summary, match },
+    ...plan,
+    kernels: store.kernels,
+    ...(others.length ? { otherTargets: others } : {}),
+    ...(firstReports ? { optimization: firstReports.map(optimizationDesc) } : {}),
+  };
+  const written = timed('write', () => writePlanFile(manifest, store.finish()));
+  return {
+    bundle: written.bytes,
+    manifest: written.manifest,
+    parameters,
+    training,
+    timings,
+    ...(firstReports ? { optimization: { forward: firstReports[0], kernels: firstReports[1] } } : {}),
+  };
+}
+
+/** A graph the optimizer made for a target's cost model, with its training step and the optimizer's reports. */
+interface Optimized {
+  graph: Graph;
+  training?: TrainingGraph;
+  reports?: [OptimizeReport, OptimizeReport];
+}
+
+/**
+ * The optimizer works on copies: named ops are rediscovered in the forward graph, which is
+ * then differentiated and fused into kernels under the target's cost model.
+ */
+function optimizeFor(graph: Graph, spec: TrainingSpec | undefined, target: Target, timed: <T>(stage: string, work: () => T) => T): Optimized {
   const forward = timed('optimize', () => optimizeGraph(graph, 'forward', target.cost));
-  const trained = timed('autodiff', () => (options.training ? appendTraining(forward.graph, options.training) : undefined));
+  const trained = spec ? timed('autodiff', () => appendTraining(forward.graph, spec)) : undefined;
   const kernels = timed('optimize', () => optimizeGraph(forward.graph, 'kernels', target.cost, trained?.updates ?? []));
-  const planned = trained && remapTraining(trained, kernels.graph, kernels.map);
-  const training = options.training ? appendTraining(graph, options.training) : undefined;
-  const optimization = [forward.report, kernels.report].map((r) => ({
+  return { graph: kernels.graph, training: trained && remapTraining(trained, kernels.graph, kernels.map), reports: [forward.report, kernels.report] };
+}
+
+function optimizationDesc(r: OptimizeReport): OptimizationDesc {
+  return {
     phase: r.phase,
     nodesBefore: r.nodesBefore,
     nodesAfter: r.nodesAfter,
@@ -80,32 +143,31 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     costBefore: Math.round(r.costBefore * 100) / 100,
     costAfter: Math.round(r.costAfter * 100) / 100,
     fusedKernels: r.fused.length,
-  }));
-  const result = planGraph(kernels.graph, planned, parameters, target, options.source, timed, optimization);
-  return { ...result, parameters, training, optimization: { forward: forward.report, kernels: kernels.report }, timings };
+  };
 }
 
-function planGraph(
-  graph: Graph,
-  training: TrainingGraph | undefined,
-  parameters: Map<string, Float32Array>,
-  target: Target,
-  source: string | undefined,
-  timed: <T>(stage: string, work: () => T) => T,
-  optimization?: OptimizationDesc[],
-) {
-  const entries = planEntries(graph, training);
-  const lowered = timed('lower', () => lowerGraph(graph, target, entryLiveNodes(graph, entries)));
-  const validated = new Map<LoweredKernel, ValidatedKernel>();
-  timed('validate', () => {
-    for (const step of lowered.steps) {
-      if (validated.has(step.kernel)) continue;
-      const node = graph.nodes[step.node];
-      validated.set(step.kernel, validateKernel(step.kernel, { op: node.op, node: node.name }));
-    }
-  });
-  const { manifest, sections } = timed('plan', () => planBundle({ graph, entries, training, lowered, validated, parameters, nagaVersion: NAGA_VERSION, source }));
-  if (optimization) manifest.optimization = optimization;
-  const written = timed('write', () => writePlanFile(manifest, sections));
-  return { bundle: written.bytes, manifest: written.manifest };
+function checkTargets(targets: readonly Target[]): readonly Target[] {
+  if (targets.length === 0) throw new CompileError('input', 'compile for at least one target');
+  const names = targets.map((t) => t.name);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice) throw new CompileError('input', `target '${twice}' is named twice`);
+  return targets;
+}
+
+/**
+ * Every distinct module of the compile's kernels (all targets', variants included) validated
+ * and translated once, by source; the first refusal names the kernel and a node it was made for.
+ */
+function validateKernels(kernels: readonly { kernel: LoweredKernel; node: Node }[]): Map<string, ValidatedSource> {
+  const bySource = new Map<string, ValidatedSource>();
+  for (const { kernel, node } of kernels) {
+    if (bySource.has(kernel.wgsl)) continue;
+    const checked = validateKernel(kernel, { op: node.op, node: node.name });
+    bySource.set(kernel.wgsl, { translations: checked.translations });
+    (kernel.variants ?? []).forEach((v, j) => {
+      const t = checked.variants[j];
+      if (t) bySource.set(v.wgsl, { translations: t });
+    });
+  }
+  return bySource;
 }

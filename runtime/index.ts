@@ -4,6 +4,7 @@ export { readBundle, type PlanBundle } from './bundle';
 export { PlanError, isPlanError, type PlanErrorKind } from './errors';
 export { loadPlan, type LoadOptions, type Session, type TensorData } from './session';
 export { loadTrainingPlan, type TrainingSession } from './training';
+export { chooseTarget, targetManifest, targetsOf, type ChosenTarget, type DeviceDescription } from './targets';
 export { toChromeTrace, kernelSummary, formatKernelSummary, type TraceRecord, type TraceEvent, type KernelTime } from './trace';
 export { decodeSafetensors, encodeSafetensors, type SafeTensor, type SafetensorsFile } from './safetensors';
 export { requestNodeDevice, type NodeBackend, type NodeDeviceOptions, type NodeGPU } from './hosts/node';

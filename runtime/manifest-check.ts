@@ -1,7 +1,8 @@
 // Structural check of a parsed manifest, done before the runtime trusts any of it: types of
 // the fields it reads, every section/buffer/kernel reference in range, every section inside
 // the data area, every arena slot aligned and inside its arena, and no dispatch binding a
-// GPUBuffer it writes twice. Unknown extra fields are ignored so that optional additions stay readable.
+// GPUBuffer it writes twice; each target's plan (the top level and every one of otherTargets)
+// checked alike. Unknown extra fields are ignored so that optional additions stay readable.
 import { DTYPE_BYTES, MNPLAN_SECTION_ALIGNMENT, VARIANT_LIMITS, type DType, type Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
 
@@ -65,10 +66,6 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
   if (m.formatVersion !== formatVersion) fail('formatVersion', `is ${String(m.formatVersion)} but the header says ${formatVersion}`);
   object(m.generator, 'generator');
   string(object(m.model, 'model').name, 'model.name');
-  const limits = object(m.requiredLimits, 'requiredLimits');
-  for (const name of REQUIRED_LIMITS) count(limits[name], `requiredLimits.${name}`);
-  if (limits.maxBufferSize !== undefined) count(limits.maxBufferSize, 'requiredLimits.maxBufferSize');
-  const arenas = m.arenas === undefined ? undefined : checkArenas(object(m.arenas, 'arenas'));
 
   const sectionLength = new Map<string, number>();
   array(m.sections, 'sections').forEach((raw, i) => {
@@ -89,49 +86,6 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
     const length = sectionLength.get(string(name, path));
     if (length === undefined) fail(path, `names section "${String(name)}", which the manifest does not list`);
     return length;
-  };
-
-  const bufferBytes = new Map<number, number>();
-  /** buffer id → the arena holding it; other buffers are GPUBuffers of their own */
-  const arenaOf = new Map<number, number>();
-  const gpuBuffer = (id: number) => (arenaOf.has(id) ? `arena ${arenaOf.get(id)}` : `buffer ${id}`);
-  array(m.buffers, 'buffers').forEach((raw, i) => {
-    const path = `buffers[${i}]`;
-    const b = object(raw, path);
-    const id = count(b.id, `${path}.id`);
-    if (bufferBytes.has(id)) fail(`${path}.id`, `${id} is used by two buffers`);
-    string(b.name, `${path}.name`);
-    oneOf(b.role, BUFFER_ROLES, `${path}.role`);
-    const byteLength = count(b.byteLength, `${path}.byteLength`);
-    oneOf(b.dtype, Object.keys(DTYPE_BYTES), `${path}.dtype`);
-    shape(b.shape, `${path}.shape`);
-    if (b.init !== undefined) {
-      const init = object(b.init, `${path}.init`);
-      const length = section(init.section, `${path}.init.section`);
-      const start = count(init.offset, `${path}.init.offset`);
-      const size = count(init.length, `${path}.init.length`);
-      if (start + size > length) fail(`${path}.init`, `(bytes ${start}..${start + size}) lies outside section "${String(init.section)}" (${length} bytes)`);
-      if (size > byteLength) fail(`${path}.init.length`, `(${size}) exceeds the buffer's byteLength (${byteLength})`);
-    }
-    if (b.arena !== undefined) {
-      const place = object(b.arena, `${path}.arena`);
-      if (!arenas) fail(`${path}.arena`, 'places the buffer in an arena but the manifest has no arenas');
-      if (b.role !== 'intermediate') fail(`${path}.arena`, `places a buffer of role "${String(b.role)}" in an arena; only intermediates may live there`);
-      if (b.init !== undefined) fail(`${path}.arena`, 'places a buffer with initial contents in an arena');
-      const index = count(place.index, `${path}.arena.index`);
-      const offset = count(place.offset, `${path}.arena.offset`);
-      if (index >= arenas.byteLengths.length) fail(`${path}.arena.index`, `(${index}) is out of range: there are ${arenas.byteLengths.length} arenas`);
-      if (offset % arenas.alignment !== 0) fail(`${path}.arena.offset`, `(${offset}) is not a multiple of the arena alignment ${arenas.alignment}`);
-      const end = offset + Math.max(4, Math.ceil(byteLength / 4) * 4);
-      if (end > arenas.byteLengths[index]) fail(`${path}.arena`, `(bytes ${offset}..${end}) lies outside arena ${index} (${arenas.byteLengths[index]} bytes)`);
-      arenaOf.set(id, index);
-    }
-    bufferBytes.set(id, byteLength);
-  });
-  const buffer = (id: unknown, path: string): number => {
-    const bytes = bufferBytes.get(count(id, path));
-    if (bytes === undefined) fail(path, `names buffer ${String(id)}, which the manifest does not list`);
-    return bytes;
   };
 
   const kernels = array(m.kernels, 'kernels').map((raw, i) => {
@@ -173,8 +127,89 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
     return access;
   });
 
-  for (const [entryName, rawEntry] of Object.entries(object(m.entryPoints, 'entryPoints'))) {
-    const path = `entryPoints.${entryName}`;
+
+  checkTargetPlan(m, '', section, kernels);
+  const names = new Set([checkTargetDesc(m.target, 'target')]);
+  if (m.otherTargets !== undefined) {
+    array(m.otherTargets, 'otherTargets').forEach((raw, i) => {
+      const path = `otherTargets[${i}]`;
+      const t = object(raw, path);
+      const name = checkTargetDesc(t, path);
+      if (names.has(name)) fail(`${path}.name`, `"${name}" is the name of another target`);
+      names.add(name);
+      checkTargetPlan(t, `${path}.`, section, kernels);
+    });
+  }
+  return m as unknown as Manifest;
+}
+
+/** A target's description: its name, summary and match (lists of lowercase strings). */
+function checkTargetDesc(value: unknown, path: string): string {
+  const t = object(value, path);
+  const name = string(t.name, `${path}.name`);
+  string(t.summary, `${path}.summary`);
+  const match = object(t.match, `${path}.match`);
+  for (const key of ['vendors', 'architectures', 'devices']) {
+    if (match[key] !== undefined) array(match[key], `${path}.match.${key}`).forEach((v, i) => string(v, `${path}.match.${key}[${i}]`));
+  }
+  return name;
+}
+
+/**
+ * One target's plan (the manifest's top level, `at` = '', or otherTargets[i]): its limits,
+ * buffers and arenas, entry points (dispatches index the shared kernels, whose bindings'
+ * access `kernels` gives) and training description.
+ */
+function checkTargetPlan(m: Obj, at: string, section: (name: unknown, path: string) => number, kernels: string[][]): void {
+  const limits = object(m.requiredLimits, `${at}requiredLimits`);
+  for (const name of REQUIRED_LIMITS) count(limits[name], `${at}requiredLimits.${name}`);
+  if (limits.maxBufferSize !== undefined) count(limits.maxBufferSize, `${at}requiredLimits.maxBufferSize`);
+  const arenas = m.arenas === undefined ? undefined : checkArenas(object(m.arenas, `${at}arenas`), at);
+  const bufferBytes = new Map<number, number>();
+  /** buffer id → the arena holding it; other buffers are GPUBuffers of their own */
+  const arenaOf = new Map<number, number>();
+  const gpuBuffer = (id: number) => (arenaOf.has(id) ? `arena ${arenaOf.get(id)}` : `buffer ${id}`);
+  array(m.buffers, `${at}buffers`).forEach((raw, i) => {
+    const path = `${at}buffers[${i}]`;
+    const b = object(raw, path);
+    const id = count(b.id, `${path}.id`);
+    if (bufferBytes.has(id)) fail(`${path}.id`, `${id} is used by two buffers`);
+    string(b.name, `${path}.name`);
+    oneOf(b.role, BUFFER_ROLES, `${path}.role`);
+    const byteLength = count(b.byteLength, `${path}.byteLength`);
+    oneOf(b.dtype, Object.keys(DTYPE_BYTES), `${path}.dtype`);
+    shape(b.shape, `${path}.shape`);
+    if (b.init !== undefined) {
+      const init = object(b.init, `${path}.init`);
+      const length = section(init.section, `${path}.init.section`);
+      const start = count(init.offset, `${path}.init.offset`);
+      const size = count(init.length, `${path}.init.length`);
+      if (start + size > length) fail(`${path}.init`, `(bytes ${start}..${start + size}) lies outside section "${String(init.section)}" (${length} bytes)`);
+      if (size > byteLength) fail(`${path}.init.length`, `(${size}) exceeds the buffer's byteLength (${byteLength})`);
+    }
+    if (b.arena !== undefined) {
+      const place = object(b.arena, `${path}.arena`);
+      if (!arenas) fail(`${path}.arena`, 'places the buffer in an arena but the manifest has no arenas');
+      if (b.role !== 'intermediate') fail(`${path}.arena`, `places a buffer of role "${String(b.role)}" in an arena; only intermediates may live there`);
+      if (b.init !== undefined) fail(`${path}.arena`, 'places a buffer with initial contents in an arena');
+      const index = count(place.index, `${path}.arena.index`);
+      const offset = count(place.offset, `${path}.arena.offset`);
+      if (index >= arenas.byteLengths.length) fail(`${path}.arena.index`, `(${index}) is out of range: there are ${arenas.byteLengths.length} arenas`);
+      if (offset % arenas.alignment !== 0) fail(`${path}.arena.offset`, `(${offset}) is not a multiple of the arena alignment ${arenas.alignment}`);
+      const end = offset + Math.max(4, Math.ceil(byteLength / 4) * 4);
+      if (end > arenas.byteLengths[index]) fail(`${path}.arena`, `(bytes ${offset}..${end}) lies outside arena ${index} (${arenas.byteLengths[index]} bytes)`);
+      arenaOf.set(id, index);
+    }
+    bufferBytes.set(id, byteLength);
+  });
+  const buffer = (id: unknown, path: string): number => {
+    const bytes = bufferBytes.get(count(id, path));
+    if (bytes === undefined) fail(path, `names buffer ${String(id)}, which the manifest does not list`);
+    return bytes;
+  };
+
+  for (const [entryName, rawEntry] of Object.entries(object(m.entryPoints, `${at}entryPoints`))) {
+    const path = `${at}entryPoints.${entryName}`;
     const entry = object(rawEntry, path);
     for (const side of ['inputs', 'outputs'] as const) {
       const names = new Set<string>();
@@ -218,42 +253,41 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
       string(d.node, `${dpath}.node`);
     });
   }
-  if (m.training !== undefined) checkTraining(object(m.training, 'training'), object(m.entryPoints, 'entryPoints'), buffer);
-  return m as unknown as Manifest;
+  if (m.training !== undefined) checkTraining(object(m.training, `${at}training`), object(m.entryPoints, `${at}entryPoints`), buffer, at);
 }
 
-function checkArenas(a: Obj): { alignment: number; byteLengths: number[] } {
-  const alignment = count(a.alignment, 'arenas.alignment');
+function checkArenas(a: Obj, at: string): { alignment: number; byteLengths: number[] } {
+  const alignment = count(a.alignment, `${at}arenas.alignment`);
   // a power of two of at least 4: WebGPU's offset alignments are powers of two, bindings multiples of 4
-  if (alignment < 4 || (alignment & (alignment - 1)) !== 0) fail('arenas.alignment', `(${alignment}) must be a power of two of at least 4`);
-  const byteLengths = array(a.byteLengths, 'arenas.byteLengths').map((n, i) => {
-    const length = count(n, `arenas.byteLengths[${i}]`);
-    if (length % 4 !== 0) fail(`arenas.byteLengths[${i}]`, `(${length}) must be a multiple of 4`);
+  if (alignment < 4 || (alignment & (alignment - 1)) !== 0) fail(`${at}arenas.alignment`, `(${alignment}) must be a power of two of at least 4`);
+  const byteLengths = array(a.byteLengths, `${at}arenas.byteLengths`).map((n, i) => {
+    const length = count(n, `${at}arenas.byteLengths[${i}]`);
+    if (length % 4 !== 0) fail(`${at}arenas.byteLengths[${i}]`, `(${length}) must be a multiple of 4`);
     return length;
   });
   return { alignment, byteLengths };
 }
 
-function checkTraining(t: Obj, entryPoints: Obj, buffer: (id: unknown, path: string) => number): void {
-  const entryName = string(t.entry, 'training.entry');
-  if (!(entryName in entryPoints)) fail('training.entry', `names entry point "${entryName}", which the manifest does not list`);
+function checkTraining(t: Obj, entryPoints: Obj, buffer: (id: unknown, path: string) => number, at: string): void {
+  const entryName = string(t.entry, `${at}training.entry`);
+  if (!(entryName in entryPoints)) fail(`${at}training.entry`, `names entry point "${entryName}", which the manifest does not list`);
   const entry = entryPoints[entryName] as { inputs: { name: string; shape: number[] }[]; outputs: { name: string }[] };
-  const loss = string(t.loss, 'training.loss');
-  if (!entry.outputs.some((o) => o.name === loss)) fail('training.loss', `"${loss}" is not an output of entry "${entryName}"`);
-  oneOf(t.optimizer, OPTIMIZERS, 'training.optimizer');
-  const hyper = object(t.hyper, 'training.hyper');
-  const input = string(hyper.input, 'training.hyper.input');
-  const fields = array(hyper.fields, 'training.hyper.fields').map((f, i) => string(f, `training.hyper.fields[${i}]`));
+  const loss = string(t.loss, `${at}training.loss`);
+  if (!entry.outputs.some((o) => o.name === loss)) fail(`${at}training.loss`, `"${loss}" is not an output of entry "${entryName}"`);
+  oneOf(t.optimizer, OPTIMIZERS, `${at}training.optimizer`);
+  const hyper = object(t.hyper, `${at}training.hyper`);
+  const input = string(hyper.input, `${at}training.hyper.input`);
+  const fields = array(hyper.fields, `${at}training.hyper.fields`).map((f, i) => string(f, `${at}training.hyper.fields[${i}]`));
   const binding = entry.inputs.find((i) => i.name === input);
-  if (!binding) fail('training.hyper.input', `"${input}" is not an input of entry "${entryName}"`);
-  if (binding.shape.reduce((n, d) => n * d, 1) !== fields.length) fail('training.hyper.fields', `lists ${fields.length} fields but input "${input}" has shape [${binding.shape.join(', ')}]`);
-  array(hyper.settable, 'training.hyper.settable').forEach((f, i) => oneOf(f, fields, `training.hyper.settable[${i}]`));
-  for (const [key, value] of Object.entries(object(hyper.defaults, 'training.hyper.defaults'))) {
-    oneOf(key, fields, 'training.hyper.defaults key');
-    if (typeof value !== 'number' || !Number.isFinite(value)) fail(`training.hyper.defaults.${key}`, 'must be a finite number');
+  if (!binding) fail(`${at}training.hyper.input`, `"${input}" is not an input of entry "${entryName}"`);
+  if (binding.shape.reduce((n, d) => n * d, 1) !== fields.length) fail(`${at}training.hyper.fields`, `lists ${fields.length} fields but input "${input}" has shape [${binding.shape.join(', ')}]`);
+  array(hyper.settable, `${at}training.hyper.settable`).forEach((f, i) => oneOf(f, fields, `${at}training.hyper.settable[${i}]`));
+  for (const [key, value] of Object.entries(object(hyper.defaults, `${at}training.hyper.defaults`))) {
+    oneOf(key, fields, `${at}training.hyper.defaults key`);
+    if (typeof value !== 'number' || !Number.isFinite(value)) fail(`${at}training.hyper.defaults.${key}`, 'must be a finite number');
   }
-  array(t.parameters, 'training.parameters').forEach((raw, i) => {
-    const path = `training.parameters[${i}]`;
+  array(t.parameters, `${at}training.parameters`).forEach((raw, i) => {
+    const path = `${at}training.parameters[${i}]`;
     const p = object(raw, path);
     string(p.name, `${path}.name`);
     const bytes = buffer(p.buffer, `${path}.buffer`);

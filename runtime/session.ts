@@ -7,6 +7,7 @@ import { DTYPE_BYTES, type DType, type EntryPoint, type KernelDesc, type KernelV
 import { readBundle, type PlanBundle } from './bundle';
 import { measureDeviceConstants } from './device-constants';
 import { PlanError } from './errors';
+import { chooseTarget, targetManifest, type ChosenTarget, type DeviceDescription } from './targets';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_MAP_READ, BUFFER_STORAGE, MAP_MODE_READ, STAGE_COMPUTE } from './gpu-flags';
 import { assertTraceable, DispatchTimer, dispatchInfos, traceSinkOf, type DispatchInfo, type TraceRecord, type TraceSink } from './trace';
 
@@ -20,13 +21,23 @@ export interface LoadOptions {
    * on when the device has a trace sink (the Node host's MNRT_TRACE), else off.
    */
   trace?: boolean;
+  /**
+   * Run this target of the plan (its name) instead of the one chosen from the device
+   * (runtime/targets.ts: the target made for the device's class, else the plan's fallback).
+   */
+  target?: string;
+  /** The adapter's identity where the device does not give it (`GPUDevice.adapterInfo`, missing in older browsers). */
+  adapterInfo?: DeviceDescription['info'];
 }
 
 /** What run() accepts per input: Float32Array always; Int32Array/Uint32Array also for i32/u32 inputs, Int8Array for i8. */
 export type TensorData = Float32Array | Int32Array | Uint32Array | Int8Array;
 
 export interface Session {
+  /** the manifest as this session runs it: the chosen target's plan (runtime/targets.ts) */
   readonly manifest: Manifest;
+  /** the plan's target this device runs, and why it was chosen */
+  readonly target: ChosenTarget;
   /** inputs of entry point 'run' (or of the only/first entry point when there is no 'run') */
   readonly inputs: TensorBinding[];
   /** outputs of the same entry point */
@@ -103,7 +114,11 @@ export function loadPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOpti
 
 /** loadPlan, returning the session class with the buffer access training needs (runtime-internal). */
 export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOptions = {}): Promise<PlanSession> {
-  const bundle = await readBundle(bytes);
+  const read = await readBundle(bytes);
+  const adapterInfo = options.adapterInfo ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? {};
+  const described = { info: adapterInfo, limits: device.limits as unknown as Record<string, number | undefined>, features: device.features };
+  const { index, chosen } = chooseTarget(read.manifest, described, options.target);
+  const bundle: PlanBundle = { ...read, manifest: targetManifest(read.manifest, index) };
   const { manifest } = bundle;
   const label = options.label ?? manifest.model.name;
   checkLimits(manifest, device);
@@ -130,7 +145,7 @@ export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: Lo
     for (const [name, desc] of Object.entries(manifest.entryPoints)) {
       entries.set(name, loadEntry(name, desc, manifest, buffers, pipelines, layouts, device, label, created));
     }
-    session = new PlanSession(manifest, device, buffers, entries, created, label, sink);
+    session = new PlanSession(manifest, chosen, device, buffers, entries, created, label, sink);
     if (trace) session.tracing = true;
     const error = await popScopes();
     if (error) throw new PlanError(error.kind, `WebGPU reported an error while loading plan "${label}": ${error.message}`);
@@ -356,6 +371,7 @@ export class PlanSession implements Session {
 
   constructor(
     readonly manifest: Manifest,
+    readonly target: ChosenTarget,
     private readonly device: GPUDevice,
     private readonly buffers: Map<number, BufferSlot>,
     private readonly entries: Map<string, LoadedEntry>,

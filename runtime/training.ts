@@ -6,10 +6,13 @@ import type { Manifest, TensorBinding, TrainingDesc } from '../schemas/manifest'
 import { PlanError } from './errors';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors';
 import { openPlan, type LoadOptions, type PlanSession, type TensorData } from './session';
+import type { ChosenTarget } from './targets';
 import type { TraceRecord } from './trace';
 
 export interface TrainingSession {
   readonly manifest: Manifest;
+  /** the plan's target this device runs, and why (Session.target) */
+  readonly target: ChosenTarget;
   /** what step() takes: the training entry's inputs other than the hyper vector */
   readonly batchInputs: TensorBinding[];
   /** optimizer steps taken so far (restored by importState) */
@@ -60,6 +63,9 @@ class Trainer implements TrainingSession {
 
   get manifest(): Manifest {
     return this.session.manifest;
+  }
+  get target(): ChosenTarget {
+    return this.session.target;
   }
   get stepCount(): number {
     return this.steps;

@@ -4,7 +4,8 @@
 
 /** First 8 bytes of every bundle. The 0x89 byte catches a text-mode transfer, as PNG's does. */
 export const MNPLAN_MAGIC = new Uint8Array([0x89, 0x4d, 0x4e, 0x50, 0x4c, 0x41, 0x4e, 0x0a]); // "\x89MNPLAN\n"
-export const MNPLAN_FORMAT_VERSION = 1;
+/** 2: plans carry targets (`target`, `otherTargets`); a version-1 plan is recompiled, not read */
+export const MNPLAN_FORMAT_VERSION = 2;
 /**
  * Fixed header, little-endian; schemas/mnplan-layout.md describes it for other tools:
  *   0  magic[8]   8 u32 formatVersion   12 u32 headerBytes (64)   16 u32 manifestLength
@@ -189,28 +190,66 @@ export interface OptimizationDesc {
   fusedKernels: number;
 }
 
+/** Which adapters a target is for, from GPUAdapterInfo (lowercase); no vendors: any adapter (a fallback target). */
+export interface TargetMatch {
+  vendors?: string[];
+  /** `info.architecture` values; with `devices`, either may match; neither: any of the vendors' adapters */
+  architectures?: string[];
+  /** fragments of `info.device` or `info.description` (Dawn reports no architecture for some GPUs, e.g. Hopper) */
+  devices?: string[];
+}
+
+/** The GPU class a target's plan is for (compiler/target/). */
+export interface TargetDesc {
+  name: string;
+  summary: string;
+  match: TargetMatch;
+}
+
+/** Minimum device limits a target's plan needs (checked at load). */
+export interface RequiredLimits {
+  maxStorageBufferBindingSize: number;
+  maxStorageBuffersPerShaderStage: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  /** the largest GPUBuffer the plan creates: an arena or a buffer of its own */
+  maxBufferSize?: number;
+}
+
+/**
+ * One target's plan: its buffers and memory plan, its dispatches (indexing the manifest's
+ * shared `kernels`) and the limits they need. The manifest's top level holds the first
+ * target's; `otherTargets` the rest.
+ */
+export interface TargetPlan extends TargetDesc {
+  requiredLimits: RequiredLimits;
+  buffers: BufferDesc[];
+  /** present when intermediates share arena buffers */
+  arenas?: ArenaLayout;
+  entryPoints: Record<string, EntryPoint>;
+  /** present in plans compiled for training */
+  training?: TrainingDesc;
+}
+
 export interface Manifest {
   format: 'mnplan';
   formatVersion: number;
   generator: { name: string; version: string; naga: string };
   model: { name: string; source?: string };
-  /** minimum device limits the plan needs (checked at load) */
-  requiredLimits: {
-    maxStorageBufferBindingSize: number;
-    maxStorageBuffersPerShaderStage: number;
-    maxComputeWorkgroupStorageSize: number;
-    maxComputeInvocationsPerWorkgroup: number;
-    /** the largest GPUBuffer the plan creates: an arena or a buffer of its own (absent in older plans) */
-    maxBufferSize?: number;
-  };
+  /** the GPU class the top-level plan below is for */
+  target: TargetDesc;
+  requiredLimits: RequiredLimits;
   sections: SectionRef[];
   buffers: BufferDesc[];
   /** present when intermediates share arena buffers */
   arenas?: ArenaLayout;
+  /** every target's kernels, each distinct kernel once */
   kernels: KernelDesc[];
   entryPoints: Record<string, EntryPoint>;
   /** present in plans compiled for training */
   training?: TrainingDesc;
+  /** the plans for the other targets the plan was compiled for, in the order given; the runtime picks one at load (runtime/targets.ts) */
+  otherTargets?: TargetPlan[];
   /** what the optimizer did, phase by phase (informational; a runtime ignores it) */
   optimization?: OptimizationDesc[];
 }

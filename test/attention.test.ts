@@ -313,7 +313,7 @@ describe.each(CASES.map((c) => [c.label, c] as const))('attention %s', (_label, 
     expect(reference).toEqual(expected);
     expect(expected.every(Number.isFinite)).toBe(true);
 
-    const plan = await compileGraph(fused, { target });
+    const plan = await compileGraph(fused, { targets: [target] });
     const kernel = plan.manifest.kernels.find((k) => k.ops.includes('attention'))!;
     const bundle = await readBundle(plan.bundle);
     const archetypeOf = (v: (typeof kernel.variants)[number]) => bundle.text(v.wgsl).split('\n').find((l) => l.startsWith('// archetype:'));
@@ -357,7 +357,7 @@ describe('causal attention', () => {
       const feeds = inputFeeds(fused, 5);
       const expected = interpret(graph(false), feeds, new Map()).y;
       expect(interpret(fused, feeds, new Map()).y).toEqual(expected);
-      const plan = await compileGraph(fused, { target });
+      const plan = await compileGraph(fused, { targets: [target] });
       const [kernel] = plan.manifest.kernels;
       expect((await readBundle(plan.bundle)).text(kernel.variants[0].wgsl).split('\n').find((l) => l.startsWith('// archetype:'))).toMatch(archetype);
       expectClose((await runOnGpu(plan.bundle, feeds)).y, expected, 2e-5, 1e-4);
@@ -386,7 +386,7 @@ describe('the blocked kernel at the benchmark shapes', () => {
       const g = new Graph('bench shape');
       const [q, k, v] = ['q', 'k', 'v'].map((n) => g.input(n, [heads, seq, 64]));
       g.output('y', g.attention(q, k, v, g.constant(0), { scale: 0.125, causal }));
-      const plan = await compileGraph(g, { target: NVIDIA_HOPPER });
+      const plan = await compileGraph(g, { targets: [NVIDIA_HOPPER] });
       const bundle = await readBundle(plan.bundle);
       const kernel = plan.manifest.kernels.find((kd) => kd.ops.includes('attention'))!;
       const kernels = kernel.variants.map((variant) => `${variant.wgsl.replace(/^kernels\/attention_\w+?(\.|$)/, '')} ${bundle.text(variant.wgsl).split('\n').find((l) => l.startsWith('// archetype:'))}`);
@@ -394,7 +394,7 @@ describe('the blocked kernel at the benchmark shapes', () => {
       expect(kernels[0]).toMatch(/^blocked48k\.wgsl .*register-blocked FlashAttention-2: 48 query rows per workgroup, keys in tiles of 64 /);
       expect(kernels[1]).toMatch(/^wgsl .*FlashAttention-2 tiles: 48 query rows per workgroup/);
       // the generic target: the portable module alone, within WebGPU's default limits
-      const portable = (await compileGraph(g, { target: GENERIC })).manifest.kernels.find((kd) => kd.ops.includes('attention'))!;
+      const portable = (await compileGraph(g, { targets: [GENERIC] })).manifest.kernels.find((kd) => kd.ops.includes('attention'))!;
       expect(portable.variants).toHaveLength(1);
       expect(portable.variants[0].requiredLimits).toBeUndefined();
     }

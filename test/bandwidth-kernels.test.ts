@@ -57,7 +57,7 @@ async function checkPlan(inputs: Record<string, Input>, build: (g: Graph, x: Rec
     feeds[name] = spec.dtype === 'i32' ? Int32Array.from(values, Math.floor) : Float32Array.from(values);
   }
   g.output('y', build(g, x));
-  const plan = await compileGraph(g, { target });
+  const plan = await compileGraph(g, { targets: [target] });
   const { manifest, text } = await readBundle(plan.bundle);
   // every variant, the one the runtime picks first at the head of each kernel's list
   const sources = manifest.kernels.flatMap((k) => k.variants.map((v) => text(v.wgsl)));

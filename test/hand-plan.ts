@@ -75,6 +75,7 @@ export function handPlanParts(): { manifest: Omit<Manifest, 'sections'>; section
     formatVersion: MNPLAN_FORMAT_VERSION,
     generator: { name: 'hand-written test plan', version: '0', naga: 'none' },
     model: { name: 'hand-plan' },
+    target: { name: 'generic', summary: 'any device', match: {} },
     requiredLimits: {
       maxStorageBufferBindingSize: N * 4,
       maxStorageBuffersPerShaderStage: 3,

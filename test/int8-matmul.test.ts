@@ -25,9 +25,9 @@ function int8Graph(m: number, k: number, n: number): Graph {
 const seeded = (length: number, seed: number) => Int8Array.from({ length }, (_, i) => (((i + seed) * 2654435761) >>> 24) - 128);
 
 test('aligned shapes carry a subgroup-matrix variant that Dawn checks and that needs I8_MATRIX_UNIT', async () => {
-  const { bundle } = await compileGraph(int8Graph(128, 96, 64), { target: NVIDIA_HOPPER });
+  const { bundle } = await compileGraph(int8Graph(128, 96, 64), { targets: [NVIDIA_HOPPER] });
   // a target without subgroup matrices gets the portable kernel alone
-  expect((await compileGraph(int8Graph(128, 96, 64), { target: GENERIC })).manifest.kernels[0].variants).toHaveLength(1);
+  expect((await compileGraph(int8Graph(128, 96, 64), { targets: [GENERIC] })).manifest.kernels[0].variants).toHaveLength(1);
   const { manifest, text } = await readBundle(bundle);
   const [kernel] = manifest.kernels;
   expect(kernel.variants.map((v) => v.features)).toEqual([['chromium-experimental-subgroup-matrix'], []]);

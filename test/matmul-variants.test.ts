@@ -141,7 +141,7 @@ describe('matmul kernels per shape', () => {
 
   test('plans carry every variant naga-validated, fastest first, all on one grid', async () => {
     const { g } = matmulCaseGraph({ m: 8, k: 256, n: 512, transposeB: true, fused: true });
-    const plan = await compileGraph(g, { optimize: false, target: NVIDIA_HOPPER });
+    const plan = await compileGraph(g, { optimize: false, targets: [NVIDIA_HOPPER] });
     const read = await readBundle(plan.bundle);
     const [kernel] = plan.manifest.kernels;
     expect(kernel.variants.map((v) => v.features)).toEqual([['subgroups'], []]);

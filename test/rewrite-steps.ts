@@ -52,7 +52,7 @@ async function expectSameSteps(rewritten: CompiledPlan, plain: CompiledPlan, m: 
  * `op` once, the second's never, and both step alike for `steps` batches.
  */
 export async function expectStepsThroughSchedule(op: string, scheduled: Target, plain: Target, [m, k, n]: [number, number, number], steps: number): Promise<void> {
-  const compile = (target: Target) => compileGraph(trainedProduct(m, k, n), { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } }, target });
+  const compile = (target: Target) => compileGraph(trainedProduct(m, k, n), { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-2 } }, targets: [target] });
   const rewritten = await compile(scheduled);
   const unscheduled = await compile(plain);
   expect(kernelOps(rewritten, 'train_step').filter((o) => o === op)).toHaveLength(1);

@@ -205,6 +205,7 @@ describe('dtype conversion at the edges of run()', () => {
         formatVersion: MNPLAN_FORMAT_VERSION,
         generator: { name: 'test', version: '0', naga: 'none' },
         model: { name: 'ints' },
+        target: { name: 'generic', summary: 'any device', match: {} },
         requiredLimits: { maxStorageBufferBindingSize: 20, maxStorageBuffersPerShaderStage: 2, maxComputeWorkgroupStorageSize: 0, maxComputeInvocationsPerWorkgroup: 8 },
         buffers: [
           { id: 0, name: 'idx', role: 'input', byteLength: 20, dtype: 'i32', shape: [5] },

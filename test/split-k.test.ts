@@ -84,7 +84,7 @@ describe('split products on the GPU against the CPU reference', () => {
         build(g);
         const schedule = splitKSchedule(g, g.nodes[g.nodes.length - 1], SMALL);
         expect(schedule?.scratch[0].shape[0] ?? 1).toBe(slices);
-        const plan = await compileGraph(g, { optimize, target: SMALL });
+        const plan = await compileGraph(g, { optimize, targets: [SMALL] });
         if (!optimize) expect(plan.manifest.entryPoints.run.dispatches).toHaveLength(dispatches);
         expect(kernelOps(plan, 'run').includes('matmulSplitK')).toBe(slices > 1);
 

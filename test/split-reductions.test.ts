@@ -100,7 +100,7 @@ describe('split reductions on the GPU against the CPU reference', () => {
         const g = reduction(op, shape, axis, keepDims);
         const schedule = splitReductionSchedule(g, g.nodes[1], target);
         expect(schedule?.steps[0].operandTypes[0].shape).toEqual(chunked);
-        const plan = await compileGraph(g, { optimize, target });
+        const plan = await compileGraph(g, { optimize, targets: [target] });
         const dispatches = plan.manifest.entryPoints.run.dispatches;
         expect(dispatches).toHaveLength(chunked ? 2 : 1);
         expect(plan.manifest.entryPoints.run.outputs.map((o) => [o.name, o.shape])).toEqual([['y', g.nodes[g.outputs[0].node].type.shape]]);
@@ -135,14 +135,14 @@ describe('compileGraph splits by itself', () => {
     for (const optimize of [false, true]) {
       const g = new Graph('names');
       g.output('y', g.relu(g.sum(g.exp(g.input('x', [16, 4194304])), -1)));
-      const plan = await compileGraph(g, { optimize, weights: 'none', target: NVIDIA_HOPPER });
+      const plan = await compileGraph(g, { optimize, weights: 'none', targets: [NVIDIA_HOPPER] });
       expect(plan.manifest.entryPoints.run.dispatches.map((d) => d.node)).toEqual(['exp_1', 'sum_2.partial', 'sum_2', 'relu_3']);
     }
   });
 
   test('inference, with and without the optimizer: the split plan, the output under its name', async () => {
     for (const optimize of [false, true]) {
-      const plan = await compileGraph(reduction('mean', [3, 45000], -1, true), { optimize, target: tuned(SMALL) });
+      const plan = await compileGraph(reduction('mean', [3, 45000], -1, true), { optimize, targets: [tuned(SMALL)] });
       expect(plan.manifest.entryPoints.run.dispatches).toHaveLength(2);
       expect(plan.manifest.entryPoints.run.outputs.map((o) => [o.name, o.shape])).toEqual([['y', [3, 1]]]);
     }
@@ -156,7 +156,7 @@ describe('compileGraph splits by itself', () => {
       const w = g.parameter('w', [65536], { init: { uniform: [-0.01, 0.01] } });
       const rows = g.sum(g.mul(x, w), -1);
       g.output('loss', g.mean(g.mul(rows, rows), 0));
-      return compileGraph(g, { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-3 } }, target: tuned({ ...SMALL, ...tuning }) });
+      return compileGraph(g, { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 1e-3 } }, targets: [tuned({ ...SMALL, ...tuning })] });
     };
     const split = await compile({});
     const whole = await compile({ splitBelowWorkgroups: 0 });

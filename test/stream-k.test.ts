@@ -82,7 +82,7 @@ describe('stream-K plans on the GPU against the CPU reference', () => {
         const g = new Graph('mm');
         build(g);
         expect(steps(g, SMALL)).toHaveLength(2);
-        const plan = await compileGraph(g, { optimize, target: SMALL });
+        const plan = await compileGraph(g, { optimize, targets: [SMALL] });
         expect(kernelOps(plan, 'run').filter((op) => op === 'matmulStreamKPartials')).toHaveLength(1);
         if (!optimize) expect(plan.manifest.entryPoints.run.dispatches).toHaveLength(2);
         const feeds = Object.fromEntries(g.nodes.filter((n) => n.op === 'input').map((n) => [n.name, data([...n.type.shape])]));

@@ -3,7 +3,8 @@
 // each entry point, the buffers with their roles and arena slots, and what the memory plan
 // saves. Pure functions from a read bundle to text.
 import type { PlanBundle } from '../../runtime/bundle';
-import type { Manifest, OptimizationDesc, ShaderTarget, TensorBinding, TrainingDesc } from '../../schemas/manifest';
+import { targetManifest, targetsOf } from '../../runtime/targets';
+import type { Manifest, OptimizationDesc, ShaderTarget, TargetMatch, TensorBinding, TrainingDesc } from '../../schemas/manifest';
 import { peakLiveBytes, scheduleOf, slotBytes } from '../plan/memory';
 
 const TARGETS: ShaderTarget[] = ['wgsl', 'spirv', 'msl', 'hlsl'];
@@ -92,14 +93,50 @@ function optimizationSection(phases: readonly OptimizationDesc[]): string[] {
   return lines;
 }
 
-/** The human-readable description of a plan. */
-export function describePlan(file: string, fileBytes: number, manifest: Manifest): string {
+const matchText = (m: TargetMatch) =>
+  m.vendors?.length
+    ? `${m.vendors.join('/')} adapters${m.architectures?.length || m.devices?.length ? ` (architecture ${[...(m.architectures ?? []), ...(m.devices ?? []).map((d) => `or device *${d}*`)].join(', ')})` : ''}`
+    : 'any adapter (fallback)';
+
+/**
+ * The plan's targets: what each is for, the adapters the runtime gives it, its dispatches,
+ * kernels (and how many it shares with the others) and memory.
+ */
+function targetsSection(manifest: Manifest): string[] {
+  const targets = targetsOf(manifest);
+  const users = new Map<number, number>();
+  const kernelsOf = targets.map((t) => new Set(Object.values(t.entryPoints).flatMap((e) => e.dispatches.map((d) => d.kernel))));
+  for (const used of kernelsOf) for (const k of used) users.set(k, (users.get(k) ?? 0) + 1);
+  const lines = [`targets (${targets.length}; the runtime takes the first made for the device, else the fallback):`];
+  targets.forEach((t, i) => {
+    const shared = [...kernelsOf[i]].filter((k) => users.get(k)! > 1).length;
+    const dispatches = Object.entries(t.entryPoints).map(([name, e]) => `${e.dispatches.length} ${name}`).join(', ');
+    const arenas = (t.arenas?.byteLengths ?? []).reduce((n, l) => n + l, 0);
+    lines.push(
+      `  ${t.name}: ${t.summary}`,
+      `    for ${matchText(t.match)}; ${kernelsOf[i].size} kernels${targets.length > 1 ? ` (${shared} shared)` : ''}, dispatches ${dispatches}, arenas ${formatBytes(arenas)}`,
+    );
+  });
+  return lines;
+}
+
+/**
+ * The human-readable description of a plan: its targets, then the details (kernels,
+ * dispatches, buffers) of target `target` (default: the first).
+ */
+export function describePlan(file: string, fileBytes: number, full: Manifest, target?: string): string {
+  const targets = targetsOf(full);
+  const index = target === undefined ? 0 : targets.findIndex((t) => t.name === target);
+  if (index < 0) throw new Error(`the plan has no target '${target}' (it has: ${targets.map((t) => t.name).join(', ')})`);
+  const manifest = targetManifest(full, index);
   const sectionLength = new Map(manifest.sections.map((s) => [s.name, s.length]));
   const lines: string[] = [];
   const source = manifest.model.source ? ` (from ${manifest.model.source})` : '';
   lines.push(`${file}: model '${manifest.model.name}'${source}, ${formatBytes(fileBytes)}`);
   const g = manifest.generator;
   lines.push(`generator: ${g.name} ${g.version}, naga ${g.naga}; mnplan format ${manifest.formatVersion}`);
+  lines.push('', ...targetsSection(full));
+  if (targets.length > 1) lines.push('', `details of target '${manifest.target.name}' (inspect --target NAME for another):`);
 
   const entries = Object.entries(manifest.entryPoints);
   for (const [name, entry] of entries) {

@@ -12,6 +12,7 @@ import { formatReport } from '../egraph/run';
 import { loadTypeScriptModel } from '../frontends/typescript';
 import { CompileError, CompileErrors } from '../ir/errors';
 import { GENERATOR } from '../plan/plan';
+import { BUILTIN_TARGETS, parseTargets } from '../target/targets';
 import { describePlan, formatBytes, kernelSources } from './inspect';
 import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
 import { writeTrace } from './profile';
@@ -51,6 +52,7 @@ interface CompileOptions {
   loss?: string;
   optimizer?: OptimizerKind;
   lr?: string;
+  target: string;
 }
 
 function parsePositive(flag: string, text: string): number {
@@ -84,13 +86,18 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
     optimize: options.optimize,
     source: `${displayPath(modelFile)}#${name}`,
     training: trainingFrom(options, training),
+    targets: parseTargets(options.target),
   });
   const out = options.output ?? `${options.model ?? basename(modelFile).replace(/\.[^.]*$/, '')}.mnplan`;
   writeFileOrFail(out, bundle);
   const dispatches = Object.values(manifest.entryPoints).reduce((n, e) => n + e.dispatches.length, 0);
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
   const trains = manifest.training ? `, trains with ${manifest.training.optimizer}` : '';
-  console.log(`${out}: model '${name}', ${manifest.kernels.length} kernels, ${dispatches} dispatches${trains}, ${formatBytes(bundle.length)}, compiled in ${seconds} s`);
+  const targets = [manifest.target.name, ...(manifest.otherTargets ?? []).map((t) => t.name)];
+  console.log(
+    `${out}: model '${name}' for ${targets.length > 1 ? `targets ${targets.join(', ')}` : `target ${targets[0]}`}, ${manifest.kernels.length} kernels, ` +
+      `${dispatches} dispatches${targets.length > 1 ? ` (${manifest.target.name})` : ''}${trains}, ${formatBytes(bundle.length)}, compiled in ${seconds} s`,
+  );
   if (options.report) {
     const stages = Object.entries(timings).map(([stage, ms]) => `${stage} ${ms.toFixed(0)}`);
     console.log(`stages (ms): ${stages.join(', ')}`);
@@ -101,7 +108,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   }
 }
 
-async function inspectCommand(file: string, options: { wgsl?: boolean; json?: boolean }): Promise<void> {
+async function inspectCommand(file: string, options: { wgsl?: boolean; json?: boolean; target?: string }): Promise<void> {
   const bytes = readPlanBytes(file);
   const bundle: PlanBundle = await aboutPlan(file, () => readBundle(bytes));
   if (options.json) {
@@ -109,7 +116,9 @@ async function inspectCommand(file: string, options: { wgsl?: boolean; json?: bo
   } else if (options.wgsl) {
     console.log(await aboutPlan(file, async () => kernelSources(bundle)));
   } else {
-    console.log(describePlan(file, bytes.length, bundle.manifest));
+    const names = [bundle.manifest.target.name, ...(bundle.manifest.otherTargets ?? []).map((t) => t.name)];
+    if (options.target !== undefined && !names.includes(options.target)) throw new CompileError('input', `${file} has no target '${options.target}' (it has: ${names.join(', ')})`);
+    console.log(describePlan(file, bytes.length, bundle.manifest, options.target));
   }
 }
 
@@ -122,6 +131,8 @@ interface RunOptions {
   backend?: NodeBackend;
   /** write a Chrome/Perfetto trace of the run here and print per-kernel GPU times */
   trace?: string;
+  /** run this target of the plan instead of the one chosen from the device */
+  target?: string;
 }
 
 async function runCommand(file: string, options: RunOptions): Promise<void> {
@@ -139,7 +150,7 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
   let session: Session | undefined;
   try {
     const loadStart = performance.now();
-    session = await aboutPlan(file, () => loadPlan(bytes, gpu.device, options.trace ? { trace: true } : {}));
+    session = await aboutPlan(file, () => loadPlan(bytes, gpu.device, { ...(options.trace ? { trace: true } : {}), ...(options.target ? { target: options.target } : {}) }));
     const runStart = performance.now();
     const outputs = await aboutPlan(file, () => session!.run(inputs));
     const runEnd = performance.now();
@@ -147,7 +158,8 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
     const info = gpu.adapter.info;
     const adapter = info?.description || info?.device || info?.vendor || 'unknown adapter';
     console.log(
-      `${file}: ran '${manifest.model.name}' on ${gpu.backend} (${adapter}): load ${(runStart - loadStart).toFixed(1)} ms, run ${(runEnd - runStart).toFixed(1)} ms` +
+      `${file}: ran '${manifest.model.name}' (target ${session.target.name}, ${session.target.reason}) on ${gpu.backend} (${adapter}): ` +
+        `load ${(runStart - loadStart).toFixed(1)} ms, run ${(runEnd - runStart).toFixed(1)} ms` +
         (options.trace ? ' (traced)' : ''),
     );
     const bindings = session.outputs;
@@ -193,6 +205,11 @@ function program(): Command {
     .option('--report', "print each stage's time and the e-graph optimizer's report (iterations, nodes, classes, rules fired)")
     .option('--no-optimize', 'skip the e-graph optimizer and fusion: one kernel per op (for comparisons)')
     .option('--no-weights', 'leave initial parameter values out of the plan (they start at zero; load them with mnc train --load)')
+    .option(
+      '--target <names>',
+      `GPU classes to compile for, comma-separated; the plan carries each one's kernels and schedules and the runtime picks one at load (${BUILTIN_TARGETS.map((t) => t.name).join(', ')})`,
+      'generic',
+    )
     .action(compileCommand);
 
   mnc
@@ -201,6 +218,7 @@ function program(): Command {
     .argument('<plan.mnplan>', 'plan file')
     .option('--wgsl', "print each kernel's WGSL instead")
     .option('--json', 'print the manifest as JSON instead')
+    .option('--target <name>', "describe this target's kernels, dispatches and buffers (default: the first target)")
     .action(inspectCommand);
 
   mnc
@@ -214,6 +232,7 @@ function program(): Command {
     .option('--out <file.json|dir>', 'write outputs to a .json file, or one .npy per output into a directory')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
     .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the run (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")
+    .option('--target <name>', "run this target of the plan instead of the one chosen from the device's adapter")
     .action(runCommand);
 
   mnc
@@ -236,6 +255,7 @@ function program(): Command {
     .option('--log-every <n>', 'when stdout is not a terminal, print progress every n steps (a terminal gets a progress bar)', '100')
     .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the first steps (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")
     .option('--trace-steps <n>', 'how many steps --trace traces, from the first', '10')
+    .option('--target <name>', "train on this target of the plan instead of the one chosen from the device's adapter")
     .action(trainCommand);
 
   return mnc;

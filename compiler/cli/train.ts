@@ -28,6 +28,8 @@ export interface TrainOptions {
   /** write a Chrome/Perfetto trace of the first `traceSteps` steps here */
   trace?: string;
   traceSteps: string;
+  /** train on this target of the plan instead of the one chosen from the device */
+  target?: string;
 }
 
 const describe = (t: TensorBinding) => `'${t.name}' ${t.dtype}[${t.shape.join(', ')}]`;
@@ -197,13 +199,13 @@ export async function trainCommand(file: string, options: TrainOptions): Promise
   const gpu = await requestNodeDevice({ backend: options.backend });
   let session: TrainingSession | undefined;
   try {
-    session = await aboutPlan(file, () => loadTrainingPlan(bytes, gpu.device, traceSteps !== undefined ? { trace: true } : {}));
+    session = await aboutPlan(file, () => loadTrainingPlan(bytes, gpu.device, { ...(traceSteps !== undefined ? { trace: true } : {}), ...(options.target ? { target: options.target } : {}) }));
     if (state) await session.importState(new Uint8Array(state.buffer, state.byteOffset, state.byteLength), options.load);
     if (lr !== undefined) session.setHyper({ lr });
 
     const dropped = samples - perEpoch * batch;
     console.log(
-      `${file}: training '${manifest.model.name}' on ${gpu.backend} (${adapterName(gpu)}), ${training.optimizer} lr ${session.hyper.lr}: ` +
+      `${file}: training '${manifest.model.name}' (target ${session.target.name}) on ${gpu.backend} (${adapterName(gpu)}), ${training.optimizer} lr ${session.hyper.lr}: ` +
         `${samples} samples, batch ${batch}, ${perEpoch} steps per epoch` +
         (dropped > 0 ? ` (the last ${dropped} samples of each shuffled epoch dropped)` : ''),
     );

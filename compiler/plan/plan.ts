@@ -1,16 +1,18 @@
-// Planning: lowered steps + validated shaders + initial weights → the manifest and the
-// binary sections of a bundle. Every stored value gets a buffer description; the memory
-// planner (memory.ts) then packs the intermediates into shared arenas by liveness.
-import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelDesc, KernelVariant, Manifest, TensorBinding, TrainingDesc } from '../../schemas/manifest';
-import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION, MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
+// Planning: one target's lowered steps + validated shaders + initial weights → its plan
+// (buffers, memory plan, dispatches, required limits), with the kernels and sections put in
+// the store the compile's targets share. Every stored value gets a buffer description; the
+// memory planner (memory.ts) then packs the intermediates into shared arenas by liveness.
+import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelVariant, Manifest, TargetPlan, TensorBinding, TrainingDesc } from '../../schemas/manifest';
+import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION } from '../../schemas/manifest';
 import type { TrainingGraph } from '../autodiff/train';
 import { liveNodes, type Graph, type GraphOutput } from '../ir/graph';
 import type { ConstantAttrs } from '../ir/ops';
 import { elementCount } from '../ir/types';
 import type { LoweredGraph, LoweredKernel } from '../lower';
-import type { Translations, ValidatedKernel } from '../validate/naga';
-import { alignUp, type BundleSection } from './bundle';
+import type { Translations } from '../validate/naga';
+import type { Target } from '../target/target';
 import { planMemory, scheduleOf, slotBytes } from './memory';
+import type { SectionStore } from './sections';
 
 export const GENERATOR = { name: 'mnc', version: '0.1.0' };
 
@@ -39,28 +41,31 @@ export function entryLiveNodes(graph: Graph, entries: readonly PlanEntry[]): Set
 }
 
 export interface PlanInput {
+  target: Target;
   graph: Graph;
   entries: readonly PlanEntry[];
   training?: TrainingGraph;
   lowered: LoweredGraph;
-  validated: Map<LoweredKernel, ValidatedKernel>;
+  /** by WGSL source: each distinct module validated once for the whole compile */
+  validated: ReadonlyMap<string, { translations: Translations }>;
   parameters: Map<string, Float32Array>;
-  nagaVersion: string;
-  source?: string;
   /** false: every intermediate keeps its own buffer (for comparisons and debugging); default true */
   arena?: boolean;
 }
 
 const encoder = new TextEncoder();
 
-function bytesOf(data: Float32Array): Uint8Array {
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+/** The manifest's fields every target shares. */
+export function manifestHead(graph: Graph, nagaVersion: string, source: string | undefined): Pick<Manifest, 'format' | 'formatVersion' | 'generator' | 'model'> {
+  return {
+    format: 'mnplan',
+    formatVersion: MNPLAN_FORMAT_VERSION,
+    generator: { ...GENERATOR, naga: nagaVersion },
+    model: source === undefined ? { name: graph.name } : { name: graph.name, source },
+  };
 }
 
-export function planBundle({ graph, entries, training, lowered, validated, parameters, nagaVersion, source, arena = true }: PlanInput): {
-  manifest: Omit<Manifest, 'sections'>;
-  sections: BundleSection[];
-} {
+export function planTarget({ target, graph, entries, training, lowered, validated, parameters, arena = true }: PlanInput, store: SectionStore): TargetPlan {
   const outputNodes = new Set(entries.flatMap((e) => e.outputs.map((o) => lowered.storage[o.node])));
   const computed = new Set(lowered.steps.filter((s) => s.operands.at(-1) === s.node).map((s) => s.node));
   const live = entryLiveNodes(graph, entries);
@@ -68,15 +73,7 @@ export function planBundle({ graph, entries, training, lowered, validated, param
   // --- buffers: every leaf and every computed value, in node order ---------------------
   const bufferOf = new Map<number, number>();
   const buffers: BufferDesc[] = [];
-  const weights: Uint8Array[] = [];
-  let weightsLength = 0;
-  const addWeights = (data: Float32Array) => {
-    const offset = alignUp(weightsLength, MNPLAN_SECTION_ALIGNMENT);
-    if (offset > weightsLength) weights.push(new Uint8Array(offset - weightsLength));
-    weights.push(bytesOf(data));
-    weightsLength = offset + data.byteLength;
-    return { section: 'weights', offset, length: data.byteLength };
-  };
+  const addWeights = (data: Float32Array) => store.addWeights(data);
   for (const node of graph.nodes) {
     // every parameter is kept (frozen or unused ones still export); other values only if an entry needs them
     const leaf = node.op === 'input' || node.op === 'parameter' || node.op === 'constant' || node.op === 'state';
@@ -105,33 +102,24 @@ export function planBundle({ graph, entries, training, lowered, validated, param
     buffers.push({ id: buffers.length, name: value.name, role: 'intermediate', byteLength: elementCount(shape) * DTYPE_BYTES[dtype], dtype, shape: [...shape] });
   }
 
-  // --- kernels, each with its sources as sections -------------------------------------
-  const sections: BundleSection[] = [];
+  // --- kernels, each with its sources as sections (shared with the other targets where alike)
   const kernelIndex = new Map<LoweredKernel, number>();
-  const kernels: KernelDesc[] = [];
   for (const step of lowered.steps) {
     if (kernelIndex.has(step.kernel)) continue;
-    const { kernel, translations, variants: variantTranslations } = validated.get(step.kernel)!;
-    const sourceSections = (prefix: string, wgsl: string, t: Translations | undefined): KernelVariant => {
-      sections.push({ name: `${prefix}.wgsl`, bytes: encoder.encode(wgsl) });
+    const kernel = step.kernel;
+    const checked = validated.get(kernel.wgsl)!;
+    // a kernel's sources under kernels/<name>, or kernels/<target>/<name> where another target's differ
+    const sourceSections = (name: string, wgsl: string, t: Translations | undefined): KernelVariant => {
+      const files: { suffix: string; bytes: Uint8Array }[] = [{ suffix: '.wgsl', bytes: encoder.encode(wgsl) }];
+      if (t) files.push({ suffix: '.spv', bytes: t.spirv }, { suffix: '.msl', bytes: encoder.encode(t.msl) }, { suffix: '.hlsl', bytes: encoder.encode(t.hlsl) });
+      const prefix = store.addAll([`kernels/${name}`, `kernels/${target.name}/${name}`], files);
       // no translations: naga cannot read the variant, and Dawn checks it on the device
       if (!t) return { features: [], wgsl: `${prefix}.wgsl`, translations: {}, validatedBy: 'dawn' };
-      sections.push(
-        { name: `${prefix}.spv`, bytes: t.spirv },
-        { name: `${prefix}.msl`, bytes: encoder.encode(t.msl) },
-        { name: `${prefix}.hlsl`, bytes: encoder.encode(t.hlsl) },
-      );
-      return {
-        features: [],
-        wgsl: `${prefix}.wgsl`,
-        translations: { spirv: `${prefix}.spv`, msl: `${prefix}.msl`, hlsl: `${prefix}.hlsl` },
-        validatedBy: 'naga',
-      };
+      return { features: [], wgsl: `${prefix}.wgsl`, translations: { spirv: `${prefix}.spv`, msl: `${prefix}.msl`, hlsl: `${prefix}.hlsl` }, validatedBy: 'naga' };
     };
-    const prefix = `kernels/${kernel.name}`;
     // the faster variants first (the runtime takes the first the device can run), the portable kernel last
-    const variants: KernelVariant[] = (kernel.variants ?? []).map((v, j) => {
-      const desc = { ...sourceSections(`${prefix}.${v.tag}`, v.wgsl, variantTranslations[j]), features: [...v.features] };
+    const variants: KernelVariant[] = (kernel.variants ?? []).map((v) => {
+      const desc = { ...sourceSections(`${kernel.name}.${v.tag}`, v.wgsl, v.validatedBy === 'dawn' ? undefined : validated.get(v.wgsl)?.translations), features: [...v.features] };
       if (v.deviceConstants?.length) desc.deviceConstants = [...v.deviceConstants];
       const limits: KernelVariant['requiredLimits'] = {};
       if (v.workgroupBytes > kernel.workgroupBytes) limits.maxComputeWorkgroupStorageSize = v.workgroupBytes;
@@ -141,18 +129,12 @@ export function planBundle({ graph, entries, training, lowered, validated, param
       if (v.workgroupSize.join() !== kernel.workgroupSize.join()) desc.workgroupSize = [...v.workgroupSize];
       return desc;
     });
-    variants.push(sourceSections(prefix, kernel.wgsl, translations));
-    kernelIndex.set(kernel, kernels.length);
-    kernels.push({
-      name: kernel.name,
-      ops: kernel.ops,
-      entryPoint: kernel.entryPoint,
-      workgroupSize: kernel.workgroupSize,
-      bindings: kernel.bindings,
-      variants,
-    });
+    variants.push(sourceSections(kernel.name, kernel.wgsl, checked.translations));
+    kernelIndex.set(
+      kernel,
+      store.addKernel({ name: kernel.name, ops: kernel.ops, entryPoint: kernel.entryPoint, workgroupSize: kernel.workgroupSize, bindings: kernel.bindings, variants }),
+    );
   }
-  if (weightsLength > 0) sections.push({ name: 'weights', bytes: concat(weights, weightsLength) });
 
   const binding = (name: string, nodeId: number): TensorBinding => {
     const node = graph.nodes[nodeId];
@@ -180,18 +162,17 @@ export function planBundle({ graph, entries, training, lowered, validated, param
   const sizes = new Map(buffers.filter((b) => b.role === 'intermediate').map((b) => [b.id, b.byteLength]));
   let arenas: Manifest['arenas'];
   if (arena && sizes.size > 0) {
-    const memory = planMemory(scheduleOf(entryPoints, kernels), sizes);
+    const memory = planMemory(scheduleOf(entryPoints, store.kernels), sizes);
     for (const [id, { arena: index, offset }] of memory.placements) buffers[id].arena = { index, offset };
     arenas = { alignment: memory.alignment, byteLengths: memory.arenas };
   }
   const ownBuffers = buffers.filter((b) => !b.arena).map((b) => slotBytes(b.byteLength));
 
   const steps = lowered.steps.map((s) => s.kernel);
-  const manifest: Omit<Manifest, 'sections'> = {
-    format: 'mnplan',
-    formatVersion: MNPLAN_FORMAT_VERSION,
-    generator: { ...GENERATOR, naga: nagaVersion },
-    model: source === undefined ? { name: graph.name } : { name: graph.name, source },
+  const plan: TargetPlan = {
+    name: target.name,
+    summary: target.summary,
+    match: JSON.parse(JSON.stringify(target.match)),
     requiredLimits: {
       maxStorageBufferBindingSize: Math.max(4, ...buffers.map((b) => b.byteLength)),
       maxStorageBuffersPerShaderStage: Math.max(1, ...steps.map((k) => k.bindings.length)),
@@ -201,11 +182,10 @@ export function planBundle({ graph, entries, training, lowered, validated, param
     },
     buffers,
     ...(arenas ? { arenas } : {}),
-    kernels,
     entryPoints,
   };
-  if (training) manifest.training = trainingDesc(graph, training, (node) => bufferOf.get(node)!);
-  return { manifest, sections };
+  if (training) plan.training = trainingDesc(graph, training, (node) => bufferOf.get(node)!);
+  return plan;
 }
 
 function trainingDesc(graph: Graph, training: TrainingGraph, bufferOf: (node: number) => number): TrainingDesc {
@@ -229,14 +209,4 @@ function trainingDesc(graph: Graph, training: TrainingGraph, bufferOf: (node: nu
         state: (trained.get(n.id)?.state ?? []).map((s) => ({ name: s.name, buffer: bufferOf(s.node), slot: s.slot })),
       })),
   };
-}
-
-function concat(parts: Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

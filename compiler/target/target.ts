@@ -2,15 +2,8 @@
 // the figures the cost model and the schedules read, the WebGPU limits and features its
 // kernels may use, and the tuning of each kernel family. It is data, passed explicitly from
 // the CLI and compileGraph to every stage that makes a device-dependent choice.
+import type { TargetMatch } from '../../schemas/manifest';
 import type { TargetTuning } from './tuning';
-
-/** Which adapters a target is for, from `GPUAdapter.info`; empty: any adapter (a fallback). */
-export interface TargetMatch {
-  /** `info.vendor`, lowercase, as Dawn reports it ('nvidia', 'intel', 'apple', …) */
-  vendors?: readonly string[];
-  /** `info.architecture`, lowercase ('hopper', 'gen-12lp', …); absent: any of the vendors' */
-  architectures?: readonly string[];
-}
 
 /** The figures the extraction cost model uses, per target (egraph/cost.ts). */
 export interface CostFigures {
@@ -38,6 +31,7 @@ export interface Target {
   summary: string;
   /** where the figures below come from */
   sources: string;
+  /** which adapters the runtime gives this target (runtime/targets.ts); empty: any (a fallback) */
   match: TargetMatch;
   /** compute units (SMs, CUs, Xe-cores, GPU cores) that run workgroups at once; absent: unknown, so no schedule depends on it */
   computeUnits?: number;

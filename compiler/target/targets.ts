@@ -114,7 +114,9 @@ export const NVIDIA_HOPPER: Target = {
   name: 'nvidia-hopper',
   summary: 'NVIDIA H100/H200 (132 SMs, HBM3): the tuned kernels and schedules measured there',
   sources: 'measured on an H200 through Dawn/Vulkan (bench/, bench/README.md)',
-  match: { vendors: ['nvidia'], architectures: ['hopper'] },
+  // Dawn's adapter table names no architecture for Hopper (it reports ''), so the device name
+  // decides where the backend gives one (dawn.node: 'nvidia-h100-…'; Chrome hides it)
+  match: { vendors: ['nvidia'], architectures: ['hopper'], devices: ['h100', 'h200', 'gh100', 'gh200'] },
   computeUnits: HOPPER_SMS,
   // 1000 small dispatches in one pass: 3.8 µs each; 3.3 TB/s, 80% of the 4.1 TB/s a WGSL copy
   // reaches; 30 TFLOP/s, what a tiled WGSL matmul reaches there

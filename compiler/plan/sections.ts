@@ -1,0 +1,77 @@
+// The bundle's sections and kernels as the targets of one compile add them, each distinct
+// thing stored once: a kernel that two targets generate alike is one kernel with one set of
+// sources, a parameter's values one slice of the weights section.
+import { createHash } from 'node:crypto';
+import type { KernelDesc, SectionSlice } from '../../schemas/manifest';
+import { MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
+import { alignUp, type BundleSection } from './bundle';
+
+export class SectionStore {
+  private readonly sections: BundleSection[] = [];
+  /** section name → sha256 of its bytes */
+  private readonly hashes = new Map<string, string>();
+  private readonly weights: Uint8Array[] = [];
+  private weightsLength = 0;
+  /** the same values (a parameter shared by every target's graph) get one slice */
+  private readonly slices = new Map<Float32Array, SectionSlice>();
+  readonly kernels: KernelDesc[] = [];
+  private readonly kernelIndex = new Map<string, number>();
+
+  /**
+   * Stores sections named `names` (a kernel's sources: WGSL, SPIR-V, MSL, HLSL) under the
+   * first of `prefixes` where either none of the names is taken or all hold these bytes
+   * already; returns that prefix.
+   */
+  addAll(prefixes: readonly string[], files: readonly { suffix: string; bytes: Uint8Array }[]): string {
+    const hashed = files.map((f) => ({ ...f, sha: createHash('sha256').update(f.bytes).digest('hex') }));
+    for (const prefix of prefixes) {
+      const held = hashed.map((f) => this.hashes.get(prefix + f.suffix));
+      if (held.every((h, i) => h === hashed[i].sha)) return prefix;
+      if (held.every((h) => h === undefined)) {
+        for (const f of hashed) {
+          this.hashes.set(prefix + f.suffix, f.sha);
+          this.sections.push({ name: prefix + f.suffix, bytes: f.bytes });
+        }
+        return prefix;
+      }
+    }
+    throw new Error(`SectionStore: every name for ${prefixes[0]} is taken by other contents`);
+  }
+
+  /** The values' slice of the 'weights' section, 256-aligned so the runtime can view it in place. */
+  addWeights(data: Float32Array): SectionSlice {
+    const known = this.slices.get(data);
+    if (known) return known;
+    const offset = alignUp(this.weightsLength, MNPLAN_SECTION_ALIGNMENT);
+    if (offset > this.weightsLength) this.weights.push(new Uint8Array(offset - this.weightsLength));
+    this.weights.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    this.weightsLength = offset + data.byteLength;
+    const slice = { section: 'weights', offset, length: data.byteLength };
+    this.slices.set(data, slice);
+    return slice;
+  }
+
+  /** The kernel's index in the shared list: an identical description (same sources) is listed once. */
+  addKernel(kernel: KernelDesc): number {
+    const key = JSON.stringify(kernel);
+    let index = this.kernelIndex.get(key);
+    if (index === undefined) {
+      index = this.kernels.length;
+      this.kernels.push(kernel);
+      this.kernelIndex.set(key, index);
+    }
+    return index;
+  }
+
+  /** Every section, the weights last. */
+  finish(): BundleSection[] {
+    if (this.weightsLength === 0) return [...this.sections];
+    const weights = new Uint8Array(this.weightsLength);
+    let at = 0;
+    for (const part of this.weights) {
+      weights.set(part, at);
+      at += part.length;
+    }
+    return [...this.sections, { name: 'weights', bytes: weights }];
+  }
+}
