@@ -4,9 +4,9 @@
 // `(Node "<op and attributes as JSON>" args)`. Leaves are named (`(Param "w1")`), one-value
 // constants become `(Scalar v)` so rules can fold them. Axes are stored negative (-1 is
 // the last axis whatever the rank), so one rule matches every rank.
-import type { Graph, Node } from '../ir/graph';
+import { attrsOf, type Graph, type Node } from '../ir/graph';
 import { normalizeAxis } from '../ir/shape';
-import { opDef, type ConstantAttrs, type OpName } from '../ir/ops';
+import { opDef, type OpName } from '../ir/ops';
 import { GraphCopy } from '../ir/rewrite';
 import { elementCount, type TensorType } from '../ir/types';
 import type { EGraph, ENode, Value } from './egraph';
@@ -117,7 +117,7 @@ function encodeNode(graph: Graph, node: Node, classOf: number[], nil: number, eg
   const leaf = LEAVES[node.op];
   if (leaf) {
     if (node.op === 'constant' && node.type.shape.length === 0 && node.type.dtype === 'f32') {
-      return ['Scalar', [(node.attrs as unknown as ConstantAttrs).values[0]]];
+      return ['Scalar', [attrsOf(node, 'constant').values[0]]];
     }
     return [leaf, [node.name]];
   }

@@ -3,7 +3,7 @@
 // axis (a reshape, which shares its operand's buffer), then one over the chunks' results.
 // A Graph → Graph pass run just before lowering; axis.ts (splitChunks) decides where.
 import { replaceTrainedNodes, type TrainingGraph } from '../autodiff/train';
-import type { Graph, Node } from '../ir/graph';
+import { attrsOf, type Graph, type Node } from '../ir/graph';
 import { opDef, type AxisAttrs, type OpName } from '../ir/ops';
 import { splitChunks } from './axis';
 
@@ -36,7 +36,7 @@ export function splitReductions(graph: Graph, training?: TrainingGraph): { graph
     const chunked = [...shape.slice(0, axis), chunks, shape[axis] / chunks, ...shape.slice(axis + 1)];
     const parts = copy.emit('reshape', operands, { shape: chunked }, node.loc, unused(`${node.name}.chunks`));
     const partial = copy.emit(node.op, [parts], { axis: axis + 1, keepDims: false } satisfies AxisAttrs, node.loc, unused(`${node.name}.partial`));
-    const { keepDims } = node.attrs as unknown as AxisAttrs;
+    const { keepDims } = attrsOf(node, 'sum', 'mean', 'max');
     return copy.emit(node.op, [partial], { axis, keepDims } satisfies AxisAttrs, node.loc, node.name);
   });
 }

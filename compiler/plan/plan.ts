@@ -4,8 +4,7 @@
 import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelDesc, KernelVariant, Manifest, TensorBinding, TrainingDesc } from '../../schemas/manifest';
 import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION, MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
 import type { TrainingGraph } from '../autodiff/train';
-import { liveNodes, type Graph, type GraphOutput } from '../ir/graph';
-import type { ConstantAttrs } from '../ir/ops';
+import { attrsOf, liveNodes, type Graph, type GraphOutput } from '../ir/graph';
 import { elementCount } from '../ir/types';
 import type { LoweredGraph, LoweredKernel } from '../lower';
 import type { Translations, ValidatedKernel } from '../validate/naga';
@@ -94,7 +93,7 @@ export function planBundle({ graph, entries, training, lowered, validated, param
     // without initial values (compiled with weights: 'none') a parameter starts at zero until loaded
     const initial = node.op === 'parameter' ? parameters.get(node.name) : undefined;
     if (initial) desc.init = addWeights(initial);
-    if (node.op === 'constant') desc.init = addWeights((node.attrs as unknown as ConstantAttrs).values);
+    if (node.op === 'constant') desc.init = addWeights(attrsOf(node, 'constant').values);
     bufferOf.set(node.id, desc.id);
     buffers.push(desc);
   }
