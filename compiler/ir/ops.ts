@@ -159,7 +159,46 @@ export interface GradContext<A> {
   attrs: A;
 }
 
-export interface OpDef<A> {
+/** A primitive argument of an e-graph constructor (egglog's String, i64, f64, bool). */
+export type TermValue = string | number | boolean;
+
+/**
+ * How the e-graph writes an op whose rules match or build it (compiler/egraph/terms.ts
+ * generates the `Op` datatype from these): a constructor of its own, the operands first as
+ * `Op` arguments, then the attributes as primitive ones. Ops without a form go in as a
+ * generic `(Node "<op and attributes as JSON>" args)`.
+ */
+export interface TermForm<A> {
+  /** the constructor's name in the `Op` datatype (`Relu`, `FusedMatmul`) */
+  ctor: string;
+  /** the primitive sorts of the attribute arguments, after the operands */
+  sorts: readonly string[];
+  encode(attrs: A, operands: readonly TensorType[]): TermValue[];
+  /** the attributes back from the primitive arguments; the op's shape rule checks what rules made of them */
+  decode(values: readonly TermValue[]): Readonly<Record<string, unknown>>;
+  /**
+   * operands that may be absent (fusedMatmul's bias and residual): after the `required`
+   * operands, one `Op` argument for each boolean attribute in `flags`, `(None)` where it is false
+   */
+  optionalOperands?: { required: number; flags: readonly (keyof A & string)[] };
+}
+
+/**
+ * An activation a matrix product applies as it stores each value (fusedMatmul's
+ * `activation`, one name per attribute variant of the op). terms.ts generates the rule that
+ * folds the op into a product ("matmul+<rule>"); the epilogue runs the op's own lowering.
+ */
+export interface EpilogueActivation<A, Name extends string = string> {
+  /** the value of fusedMatmul's `activation` attribute */
+  name: Name;
+  /** the op's attributes in this variant (gelu's `approximate`); default none */
+  attrs?: A;
+  /** the rule's name after "matmul+" (default: `name`) */
+  rule?: string;
+}
+
+/** An op's definition; `Activation` names the epilogue activations it provides (none by default). */
+export interface OpDef<A, Activation extends string = never> {
   /** operand count, or 'variadic' (at least one) */
   arity: number | 'variadic';
   /** one line for `mnc inspect` and the docs */
@@ -179,6 +218,10 @@ export interface OpDef<A> {
   grad?: (ctx: GradContext<A>) => (Tensor | undefined)[];
   /** operands the op writes in place (optimizer state); the result is operand 0, updated */
   writes?: readonly number[];
+  /** its own constructor in the e-graph, for ops the rules in compiler/egraph/rules match or build */
+  term?: TermForm<A>;
+  /** the activations of a product's epilogue this op provides (see EpilogueActivation) */
+  epilogueActivations?: readonly EpilogueActivation<A, Activation>[];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -263,14 +306,17 @@ export interface FusedPointwiseAttrs {
   /** straight-line code over the operands; the last instruction's value is the result */
   program: readonly FusedInstruction[];
 }
-export const MATMUL_ACTIVATIONS = ['none', 'relu', 'gelu', 'geluTanh', 'silu', 'sigmoid', 'tanh'] as const;
-export type MatmulActivation = (typeof MATMUL_ACTIVATIONS)[number];
 export interface FusedMatmulAttrs {
   /** A is stored [.., K, M] and read transposed */
   transposeA: boolean;
   /** B is stored [.., N, K] and read transposed */
   transposeB: boolean;
-  activation: MatmulActivation;
+  /**
+   * 'none' or an epilogue activation of the table (MATMUL_ACTIVATIONS), checked by the shape
+   * rule; a string here, as the table's type cannot depend on itself (the builder's option
+   * is MatmulActivation)
+   */
+  activation: string;
   /** operand 2 is a bias [N] added before the activation */
   bias: boolean;
   /** the last operand (broadcastable to the result) is added after the activation */
@@ -442,13 +488,18 @@ function defineOp<A>(def: OpDef<A>): OpDef<A> {
   return def;
 }
 
-function unary(
+/** The optional fields of a definition, as the factories below pass them on. */
+type OptionalFields<A, Activation extends string = never> = Pick<OpDef<A, Activation>, 'term' | 'epilogueActivations'>;
+/** A pointwise op's optional fields: those, and the WGSL helper functions its expression calls. */
+type PointwiseFields<Activation extends string> = OptionalFields<NoAttrs, Activation> & { helpers?: string[] };
+
+function unary<const Activation extends string = never>(
   summary: string,
   ref: (x: number) => number,
   wgsl: (x: string) => string,
   grad: Grad<NoAttrs>,
-  helpers?: string[],
-): OpDef<NoAttrs> {
+  { helpers, ...fields }: PointwiseFields<Activation> = {},
+): OpDef<NoAttrs, Activation> {
   return {
     arity: 1,
     summary,
@@ -456,6 +507,7 @@ function unary(
     evaluate: mapUnary(ref),
     lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0]), helpers },
     grad,
+    ...fields,
   };
 }
 
@@ -464,7 +516,7 @@ function binary(
   ref: (a: number, b: number) => number,
   wgsl: (a: string, b: string) => string,
   grad: Grad<NoAttrs>,
-  helpers?: string[],
+  { helpers, ...fields }: PointwiseFields<never> = {},
 ): OpDef<NoAttrs> {
   return {
     arity: 2,
@@ -473,6 +525,7 @@ function binary(
     evaluate: mapBroadcast(ref),
     lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0], x[1]), helpers },
     grad,
+    ...fields,
   };
 }
 
@@ -497,6 +550,7 @@ function reduction(
   finish: ((total: string, n: number) => string) | undefined,
   ref: (row: number[]) => number,
   grad: Grad<AxisAttrs>,
+  fields: OptionalFields<AxisAttrs> = {},
 ): OpDef<AxisAttrs> {
   return {
     arity: 1,
@@ -519,6 +573,7 @@ function reduction(
       }),
     },
     grad,
+    ...fields,
   };
 }
 
@@ -529,6 +584,7 @@ function lastAxisRowOp<A>(
   program: (attrs: A) => Omit<AxisProgram, 'axis'>,
   ref: (row: number[], attrs: A, extra: readonly RefTensor[]) => number[],
   grad: Grad<A>,
+  fields: OptionalFields<A> = {},
 ): OpDef<A> {
   return {
     arity,
@@ -562,6 +618,7 @@ function lastAxisRowOp<A>(
       program: (inputs, attrs) => ({ axis: inputs[0].shape.length - 1, ...program(attrs) }),
     },
     grad,
+    ...fields,
   };
 }
 
@@ -729,16 +786,6 @@ function renderProgram(program: readonly FusedInstruction[], operands: readonly 
   return { lets, result: lets.length > 0 ? lets[lets.length - 1].name : operands[0], helpers, ops: program.map((ins) => ins.op) };
 }
 
-// A matmul's epilogue is a fused program over [product, bias?, residual?].
-const ACTIVATION_OPS: Record<Exclude<MatmulActivation, 'none'>, [OpName, Record<string, unknown>]> = {
-  relu: ['relu', {}],
-  gelu: ['gelu', { approximate: 'none' }],
-  geluTanh: ['gelu', { approximate: 'tanh' }],
-  silu: ['silu', {}],
-  sigmoid: ['sigmoid', {}],
-  tanh: ['tanh', {}],
-};
-
 /** The epilogue of a fusedMatmul as a fused program over [product, bias?, residual?]. */
 export function epilogueProgram(attrs: Pick<FusedMatmulAttrs, 'bias' | 'activation' | 'residual'>): FusedInstruction[] {
   const program: FusedInstruction[] = [];
@@ -746,7 +793,7 @@ export function epilogueProgram(attrs: Pick<FusedMatmulAttrs, 'bias' | 'activati
   const last = (): FusedArg => (program.length > 0 ? { value: program.length - 1 } : { operand: 0 });
   if (attrs.bias) program.push({ op: 'biasAdd', args: [last(), { operand: next++ }] });
   if (attrs.activation !== 'none') {
-    const [op, opAttrs] = ACTIVATION_OPS[attrs.activation];
+    const { op, attrs: opAttrs } = EPILOGUE_ACTIVATIONS.get(attrs.activation)!;
     program.push({ op, args: [last()], attrs: opAttrs });
   }
   if (attrs.residual) program.push({ op: 'add', args: [last(), { operand: next++ }] });
@@ -760,6 +807,45 @@ function productOperands(inputs: readonly TensorType[], attrs: Pick<FusedMatmulA
 }
 
 const swapLastTwo = (rank: number) => Array.from({ length: rank }, (_, i) => (i < rank - 2 ? i : 2 * rank - 3 - i));
+
+// ---------------------------------------------------------------------------------------
+// E-graph term forms: how the rules see an op's attributes
+
+/** A constructor of the operands alone. */
+function plainTerm<A>(ctor: string): TermForm<A> {
+  return { ctor, sorts: [], encode: () => [], decode: () => ({}) };
+}
+
+/** A constructor whose primitive arguments are the named attributes, in this order, of these sorts. */
+function attributeTerm<A>(ctor: string, sorts: { readonly [K in keyof A & string]?: string }): TermForm<A> {
+  const names = Object.keys(sorts) as (keyof A & string)[];
+  return {
+    ctor,
+    sorts: names.map((name) => sorts[name]!),
+    encode: (attrs) => names.map((name) => attrs[name] as TermValue),
+    decode: (values) => Object.fromEntries(names.map((name, i) => [name, values[i]])),
+  };
+}
+
+/** A reduction: the axis stored negative (-1 is the last axis whatever the rank, so one rule matches every rank) and keepDims. */
+function axisTerm(ctor: string): TermForm<AxisAttrs> {
+  return {
+    ctor,
+    sorts: ['i64', 'bool'],
+    encode: (attrs, [x]) => [normalizeAxis(attrs.axis, x.shape.length)! - x.shape.length, attrs.keepDims],
+    decode: ([axis, keepDims]) => ({ axis, keepDims }),
+  };
+}
+
+// lists (shapes, permutations) as strings: "2,0,1"
+const commaList = (xs: readonly number[]) => xs.join(',');
+const fromCommaList = (s: TermValue) => (s === '' ? [] : String(s).split(',').map(Number));
+
+/** A reshape's target with its -1 resolved, so one rule matches however the shape was written. */
+function resolveShape(shape: readonly number[], total: number): number[] {
+  const known = shape.filter((d) => d !== -1).reduce((n, d) => n * d, 1);
+  return shape.map((d) => (d === -1 ? total / known : d));
+}
 
 // ---------------------------------------------------------------------------------------
 // The table
@@ -779,20 +865,20 @@ export const OPS = {
   add: binary('a + b with broadcasting', (a, b) => a + b, (a, b) => `(${a} + ${b})`, ({ g, inputs: [a, b], dy }) => [
     g.sumTo(dy, a.shape),
     g.sumTo(dy, b.shape),
-  ]),
+  ], { term: plainTerm('Add') }),
   sub: binary('a - b with broadcasting', (a, b) => a - b, (a, b) => `(${a} - ${b})`, ({ g, inputs: [a, b], dy }) => [
     g.sumTo(dy, a.shape),
     g.sumTo(g.neg(dy), b.shape),
-  ]),
+  ], { term: plainTerm('Sub') }),
   mul: binary('a * b with broadcasting', (a, b) => a * b, (a, b) => `(${a} * ${b})`, ({ g, inputs: [a, b], dy }) => [
     g.sumTo(g.mul(dy, b), a.shape),
     g.sumTo(g.mul(dy, a), b.shape),
-  ]),
+  ], { term: plainTerm('Mul') }),
   div: binary('a / b with broadcasting', (a, b) => a / b, (a, b) => `(${a} / ${b})`, ({ g, inputs: [a, b], output, dy }) => [
     g.sumTo(g.div(dy, b), a.shape),
     // d(a/b)/db = -(a/b)/b
     g.sumTo(g.neg(g.div(g.mul(dy, output), b)), b.shape),
-  ]),
+  ], { term: plainTerm('Div') }),
   biasAdd: defineOp<NoAttrs>({
     arity: 2,
     summary: 'x + b, b a vector over the last axis of x',
@@ -807,28 +893,38 @@ export const OPS = {
     evaluate: mapBroadcast((a, b) => a + b),
     lowering: { archetype: 'pointwise', expr: (x) => `(${x[0]} + ${x[1]})` },
     grad: ({ g, inputs: [, b], dy }) => [dy, g.sumTo(dy, b.shape)],
+    term: plainTerm('BiasAdd'),
   }),
 
-  relu: unary('max(x, 0)', (x) => Math.max(x, 0), (x) => `max(${x}, 0.0)`, ({ g, inputs: [x], dy }) => [g.reluBackward(dy, x)]),
+  relu: unary('max(x, 0)', (x) => Math.max(x, 0), (x) => `max(${x}, 0.0)`, ({ g, inputs: [x], dy }) => [g.reluBackward(dy, x)], {
+    term: plainTerm('Relu'),
+    epilogueActivations: [{ name: 'relu' }],
+  }),
   sigmoid: unary(
     '1 / (1 + exp(-x))',
     (x) => 1 / (1 + Math.exp(-x)),
     (x) => `(1.0 / (1.0 + exp(-${x})))`,
     ({ g, output, dy }) => [g.sigmoidBackward(dy, output)],
+    { term: plainTerm('Sigmoid'), epilogueActivations: [{ name: 'sigmoid' }] },
   ),
   // clamp: some backends compute tanh through exp and overflow to NaN for large |x|
-  tanh: unary('hyperbolic tangent', Math.tanh, (x) => `tanh(clamp(${x}, -15.0, 15.0))`, ({ g, output, dy }) => [g.tanhBackward(dy, output)]),
+  tanh: unary('hyperbolic tangent', Math.tanh, (x) => `tanh(clamp(${x}, -15.0, 15.0))`, ({ g, output, dy }) => [g.tanhBackward(dy, output)], {
+    term: plainTerm('Tanh'),
+    epilogueActivations: [{ name: 'tanh' }],
+  }),
   silu: unary(
     'x * sigmoid(x)',
     (x) => x / (1 + Math.exp(-x)),
     (x) => `(${x} / (1.0 + exp(-${x})))`,
     ({ g, inputs: [x], dy }) => [g.siluBackward(dy, x)],
+    { term: plainTerm('Silu'), epilogueActivations: [{ name: 'silu' }] },
   ),
   swiglu: binary(
     'silu(gate) * up, the gated unit of SwiGLU feed-forward layers',
     (gate, up) => (gate / (1 + Math.exp(-gate))) * up,
     (gate, up) => `(${gate} / (1.0 + exp(-${gate})) * ${up})`,
     ({ g, inputs: [gate, up], dy }) => [g.sumTo(g.siluBackward(g.mul(dy, up), gate), gate.shape), g.sumTo(g.mul(dy, g.silu(gate)), up.shape)],
+    { term: plainTerm('Swiglu') },
   ),
   gelu: {
     arity: 1,
@@ -849,11 +945,16 @@ export const OPS = {
           : `(0.5 * ${x} * (1.0 + mn_erf(${x} * 0.7071067811865476)))`,
     },
     grad: ({ g, inputs: [x], dy, attrs }) => [g.geluBackward(dy, x, attrs)],
-  } satisfies OpDef<GeluAttrs>,
-  exp: unary('e^x', Math.exp, (x) => `exp(${x})`, ({ g, output, dy }) => [g.mul(dy, output)]),
-  log: unary('natural logarithm', Math.log, (x) => `log(${x})`, ({ g, inputs: [x], dy }) => [g.div(dy, x)]),
-  neg: unary('-x', (x) => -x, (x) => `(-${x})`, ({ g, dy }) => [g.neg(dy)]),
-  sqrt: unary('square root', Math.sqrt, (x) => `sqrt(${x})`, ({ g, output, dy }) => [g.div(g.mul(dy, 0.5), output)]),
+    term: attributeTerm('Gelu', { approximate: 'String' }),
+    epilogueActivations: [
+      { name: 'gelu', attrs: { approximate: 'none' } },
+      { name: 'geluTanh', attrs: { approximate: 'tanh' }, rule: 'gelu(tanh)' },
+    ],
+  } satisfies OpDef<GeluAttrs, 'gelu' | 'geluTanh'>,
+  exp: unary('e^x', Math.exp, (x) => `exp(${x})`, ({ g, output, dy }) => [g.mul(dy, output)], { term: plainTerm('Exp') }),
+  log: unary('natural logarithm', Math.log, (x) => `log(${x})`, ({ g, inputs: [x], dy }) => [g.div(dy, x)], { term: plainTerm('Log') }),
+  neg: unary('-x', (x) => -x, (x) => `(-${x})`, ({ g, dy }) => [g.neg(dy)], { term: plainTerm('Neg') }),
+  sqrt: unary('square root', Math.sqrt, (x) => `sqrt(${x})`, ({ g, output, dy }) => [g.div(g.mul(dy, 0.5), output)], { term: plainTerm('Sqrt') }),
 
   // Backward ops of the activations (as PyTorch's threshold_backward, gelu_backward, ...):
   // one kernel instead of a chain of primitives; not differentiable themselves.
@@ -868,10 +969,12 @@ export const OPS = {
     },
     (dy, x) => `mn_silu_backward(${dy}, ${x})`,
     undefined,
-    [`fn mn_silu_backward(dy: f32, x: f32) -> f32 {
+    {
+      helpers: [`fn mn_silu_backward(dy: f32, x: f32) -> f32 {
   let s = 1.0 / (1.0 + exp(-x));
   return dy * s * (1.0 + x * (1.0 - s));
 }`],
+    },
   ),
   geluBackward: {
     arity: 2,
@@ -941,15 +1044,15 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
 
   sum: reduction('sum over an axis', 'add', undefined, (row) => row.reduce((s, v) => s + v, 0), ({ g, inputs: [x], dy, attrs }) => [
     g.broadcastTo(g.reshape(dy, keptShape(x, attrs.axis)), x.shape),
-  ]),
+  ], { term: axisTerm('Sum') }),
   mean: reduction('mean over an axis', 'add', (t, n) => `${t} / ${wgslFloat(n)}`, mean, ({ g, inputs: [x], dy, attrs }) => [
     g.mul(g.broadcastTo(g.reshape(dy, keptShape(x, attrs.axis)), x.shape), 1 / x.shape[normalizeAxis(attrs.axis, x.shape.length)!]),
-  ]),
+  ], { term: axisTerm('Mean') }),
   // ties: every maximal element receives the gradient
   max: reduction('maximum over an axis', 'max', undefined, (row) => Math.max(...row), ({ g, inputs: [x], output, dy, attrs }) => {
     const kept = keptShape(x, attrs.axis);
     return [g.mul(g.equal(x, g.reshape(output, kept)), g.reshape(dy, kept))];
-  }),
+  }, { term: axisTerm('Max') }),
 
   softmax: lastAxisRowOp<NoAttrs>(
     'softmax over the last axis',
@@ -969,6 +1072,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     // y ⊙ (dy - Σ dy⊙y)
     ({ g, output: y, dy }) => [g.mul(y, g.sub(dy, g.sum(g.mul(dy, y), -1, KEEP)))],
+    { term: plainTerm('Softmax') },
   ),
   logSoftmax: lastAxisRowOp<NoAttrs>(
     'log of softmax over the last axis',
@@ -987,6 +1091,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     // dy - softmax(x) Σ dy, softmax(x) = exp(y)
     ({ g, output: y, dy }) => [g.sub(dy, g.mul(g.exp(y), g.sum(dy, -1, KEEP)))],
+    { term: plainTerm('LogSoftmax') },
   ),
   layerNorm: lastAxisRowOp<NormAttrs>(
     'layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta',
@@ -1018,6 +1123,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       const dx = g.mul(r, g.sub(g.sub(scaled, g.mean(scaled, -1, KEEP)), g.mul(xhat, g.mean(g.mul(scaled, xhat), -1, KEEP))));
       return [dx, g.sumTo(g.mul(dy, xhat), gamma.shape), g.sumTo(dy, beta.shape)];
     },
+    { term: attributeTerm('LayerNorm', { eps: 'f64' }) },
   ),
   rmsNorm: lastAxisRowOp<NormAttrs>(
     'RMS normalisation over the last axis: x / sqrt(mean(x²) + eps) * gamma',
@@ -1044,6 +1150,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       const dx = g.mul(r, g.sub(scaled, g.mul(x, g.mul(g.mul(r, r), g.mean(g.mul(scaled, x), -1, KEEP)))));
       return [dx, g.sumTo(g.mul(dy, g.mul(x, r)), gamma.shape)];
     },
+    { term: attributeTerm('RmsNorm', { eps: 'f64' }) },
   ),
 
   reshape: {
@@ -1066,6 +1173,12 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     evaluate: ([x]) => x.data,
     lowering: { archetype: 'alias' },
     grad: ({ g, inputs: [x], dy }) => [g.reshape(dy, x.shape)],
+    term: {
+      ctor: 'Reshape',
+      sorts: ['String'],
+      encode: (attrs, [x]) => [commaList(resolveShape(attrs.shape, elementCount(x.shape)))],
+      decode: ([shape]) => ({ shape: fromCommaList(shape) }),
+    },
   } satisfies OpDef<ReshapeAttrs>,
 
   transpose: {
@@ -1106,6 +1219,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       attrs.perm.forEach((p, i) => (inverse[p] = i));
       return [g.transpose(dy, inverse)];
     },
+    term: { ctor: 'Transpose', sorts: ['String'], encode: (attrs) => [commaList(attrs.perm)], decode: ([perm]) => ({ perm: fromCommaList(perm) }) },
   } satisfies OpDef<TransposeAttrs>,
 
   slice: {
@@ -1282,6 +1396,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       }
       return [da, db];
     },
+    term: plainTerm('MatMul'),
   } satisfies OpDef<NoAttrs>,
   // The int8 product of quantized inference (torch._int_mm): exact in i32 for K < 2^17.
   matmulInt8: {
@@ -1321,6 +1436,13 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     evaluate: evaluateAttention,
     lowering: { archetype: 'attention' },
     grad: attentionGrad,
+    term: {
+      ctor: 'Attention',
+      sorts: ['f64', 'bool'],
+      encode: (attrs) => [attrs.scale, attrs.causal ?? false],
+      // causal only where set, as the builder records it
+      decode: ([scale, causal]) => ({ scale, ...(causal ? { causal: true } : {}) }),
+    },
   } satisfies OpDef<AttentionAttrs>,
 
   // Optimizer steps: one kernel per parameter updates it and its state in place (as
@@ -1408,6 +1530,10 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     infer: fusedMatmulType,
     evaluate: evaluateFusedMatmul,
     lowering: { archetype: 'matmul', form: fusedMatmulForm },
+    term: {
+      ...attributeTerm<FusedMatmulAttrs>('FusedMatmul', { transposeA: 'bool', transposeB: 'bool', activation: 'String' }),
+      optionalOperands: { required: 2, flags: ['bias', 'residual'] },
+    },
   } satisfies OpDef<FusedMatmulAttrs>,
   // The first step of a split-K product (compiler/lower/split-k.ts): a product with too few
   // output tiles to fill the GPU but a long K becomes this op's partial products over equal
@@ -1624,7 +1750,7 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
   for (const flag of ['transposeA', 'transposeB', 'bias', 'residual'] as const) {
     if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
   }
-  if (!MATMUL_ACTIVATIONS.includes(attrs.activation)) {
+  if (attrs.activation !== 'none' && !EPILOGUE_ACTIVATIONS.has(attrs.activation)) {
     throw new ShapeRuleError(`activation '${attrs.activation}' is not one of ${MATMUL_ACTIVATIONS.join(', ')}`);
   }
   const names = ['a', 'b', ...(attrs.bias ? ['bias'] : []), ...(attrs.residual ? ['residual'] : [])];
@@ -1784,8 +1910,20 @@ function attentionGrad({ g, inputs: [q, k, v, mask], dy, attrs }: GradContext<At
 }
 
 export type OpName = keyof typeof OPS;
-export type AttrsOf<K extends OpName> = (typeof OPS)[K] extends OpDef<infer A> ? A : never;
+export type AttrsOf<K extends OpName> = (typeof OPS)[K] extends OpDef<infer A, string> ? A : never;
+export const OP_NAMES = Object.keys(OPS) as OpName[];
 
-export function opDef(op: OpName): OpDef<any> {
-  return OPS[op] as OpDef<any>;
+/** The activation names an op definition gives products (its `epilogueActivations`). */
+type ActivationsOf<D> = D extends { epilogueActivations?: infer E } ? (NonNullable<E> extends readonly { name: infer N }[] ? N : never) : never;
+/** fusedMatmul's `activation`: 'none', or one that an op of the table provides. */
+export type MatmulActivation = 'none' | ActivationsOf<(typeof OPS)[OpName]>;
+
+/** Each epilogue activation by name: the op that computes it, with its attributes. */
+export const EPILOGUE_ACTIVATIONS: ReadonlyMap<string, { op: OpName; attrs: Readonly<Record<string, unknown>> }> = new Map(
+  OP_NAMES.flatMap((op) => (opDef(op).epilogueActivations ?? []).map((a) => [a.name, { op, attrs: a.attrs ?? {} }] as const)),
+);
+export const MATMUL_ACTIVATIONS = ['none', ...EPILOGUE_ACTIVATIONS.keys()] as readonly MatmulActivation[];
+
+export function opDef(op: OpName): OpDef<any, string> {
+  return OPS[op] as OpDef<any, string>;
 }
