@@ -1,7 +1,7 @@
 // The extraction cost model, in microseconds on the device class plans are tuned for (an
 // H200 through Dawn/Vulkan, measured): a fixed cost per dependent dispatch, the bytes a
-// kernel reads and writes at the bandwidth a WGSL copy reaches, and matrix FLOPs at the
-// rate the tiled matmul reaches. Leaves and aliases (reshape) cost nothing. An e-node whose
+// kernel reads and writes at the bandwidth a WGSL copy reaches, and its FLOPs (as its op
+// definition counts them: `flops` in the op table) at the rate the tiled matmul reaches. Leaves and aliases (reshape) cost nothing. An e-node whose
 // shape rule fails, or gives another type than its e-class holds, costs Infinity: rules
 // need no shape guards, because a match that would change a shape is never extracted.
 import { opDef } from '../ir/ops';
@@ -76,12 +76,7 @@ export function kernelCost(eg: EGraph, reader: TermReader, types: Map<number, Te
     const archetype = opDef(d.op).lowering.archetype;
     if (archetype === 'alias' || archetype === 'none') return 0;
     const bytes = operands.reduce((n, t) => n + bytesOf(t!), bytesOf(out));
-    let flops = elementCount(out.shape);
-    if (d.op === 'matmul' || d.op === 'fusedMatmul') {
-      const a = operands[0]!.shape;
-      const k = d.op === 'fusedMatmul' && d.attrs.transposeA ? a[a.length - 2] : a[a.length - 1];
-      flops = 2 * elementCount(out.shape) * k;
-    }
+    const flops = opDef(d.op).flops?.(operands as TensorType[], d.attrs, out) ?? elementCount(out.shape);
     return DEVICE_COST.dispatchMicros + bytes / DEVICE_COST.bytesPerMicro + flops / DEVICE_COST.flopsPerMicro;
   };
 }

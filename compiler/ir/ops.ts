@@ -220,6 +220,8 @@ export interface OpDef<A, Activation extends string = never> {
   writes?: readonly number[];
   /** its own constructor in the e-graph, for ops the rules in compiler/egraph/rules match or build */
   term?: TermForm<A>;
+  /** the arithmetic of one application, for the cost model (compiler/egraph/cost.ts); default one per output element */
+  flops?: (operands: readonly TensorType[], attrs: A, out: TensorType) => number;
   /** the activations of a product's epilogue this op provides (see EpilogueActivation) */
   epilogueActivations?: readonly EpilogueActivation<A, Activation>[];
 }
@@ -489,7 +491,7 @@ function defineOp<A>(def: OpDef<A>): OpDef<A> {
 }
 
 /** The optional fields of a definition, as the factories below pass them on. */
-type OptionalFields<A, Activation extends string = never> = Pick<OpDef<A, Activation>, 'term' | 'epilogueActivations'>;
+type OptionalFields<A, Activation extends string = never> = Pick<OpDef<A, Activation>, 'term' | 'epilogueActivations' | 'flops'>;
 /** A pointwise op's optional fields: those, and the WGSL helper functions its expression calls. */
 type PointwiseFields<Activation extends string> = OptionalFields<NoAttrs, Activation> & { helpers?: string[] };
 
@@ -805,6 +807,9 @@ function productOperands(inputs: readonly TensorType[], attrs: Pick<FusedMatmulA
   const swap = (t: TensorType, on: boolean): TensorType => (on ? { ...t, shape: [...t.shape.slice(0, -2), t.shape[t.shape.length - 1], t.shape[t.shape.length - 2]] } : t);
   return [swap(inputs[0], attrs.transposeA), swap(inputs[1], attrs.transposeB)];
 }
+
+/** A product's multiply-adds, two FLOPs each: every output element sums K of them. */
+const productFlops = (out: TensorType, k: number) => 2 * elementCount(out.shape) * k;
 
 const swapLastTwo = (rank: number) => Array.from({ length: rank }, (_, i) => (i < rank - 2 ? i : 2 * rank - 3 - i));
 
@@ -1397,6 +1402,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       return [da, db];
     },
     term: plainTerm('MatMul'),
+    flops: ([a], _attrs, out) => productFlops(out, a.shape[a.shape.length - 1]),
   } satisfies OpDef<NoAttrs>,
   // The int8 product of quantized inference (torch._int_mm): exact in i32 for K < 2^17.
   matmulInt8: {
@@ -1534,6 +1540,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       ...attributeTerm<FusedMatmulAttrs>('FusedMatmul', { transposeA: 'bool', transposeB: 'bool', activation: 'String' }),
       optionalOperands: { required: 2, flags: ['bias', 'residual'] },
     },
+    flops: ([a], attrs, out) => productFlops(out, attrs.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1]),
   } satisfies OpDef<FusedMatmulAttrs>,
   // The first step of a split-K product (compiler/lower/split-k.ts): a product with too few
   // output tiles to fill the GPU but a long K becomes this op's partial products over equal
