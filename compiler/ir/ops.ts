@@ -575,6 +575,8 @@ function reduction(
       }),
     },
     grad,
+    // one per element reduced, not per (fewer) output element
+    flops: ([x]) => elementCount(x.shape),
     ...fields,
   };
 }
@@ -1434,6 +1436,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       return result;
     },
     lowering: { archetype: 'matmulInt8' },
+    flops: ([a], _attrs, out) => productFlops(out, a.shape[1]),
   } satisfies OpDef<NoAttrs>,
   attention: {
     arity: 4,
@@ -1449,6 +1452,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       // causal only where set, as the builder records it
       decode: ([scale, causal]) => ({ scale, ...(causal ? { causal: true } : {}) }),
     },
+    flops: attentionFlops,
   } satisfies OpDef<AttentionAttrs>,
 
   // Optimizer steps: one kernel per parameter updates it and its state in place (as
@@ -1529,6 +1533,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     evaluate: (args, attrs, out) => broadcastRef(evaluateProgram(attrs.program, args), out.shape),
     lowering: { archetype: 'pointwiseChain', chain: (x, attrs) => renderProgram(attrs.program, x) },
+    flops: (_inputs, attrs, out) => attrs.program.length * elementCount(out.shape),
   } satisfies OpDef<FusedPointwiseAttrs>,
   fusedMatmul: {
     arity: 'variadic',
@@ -1554,6 +1559,8 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       archetype: 'matmul',
       form: (_inputs, attrs) => partialProductsForm(attrs, 'matmulSplitK', { splits: attrs.splits }),
     },
+    // each partial product sums its slice of K: the whole product's 2·M·N·K
+    flops: (inputs, attrs, out) => productFlops(out, productOperands(inputs, attrs)[0].shape.at(-1)! / attrs.splits),
   } satisfies OpDef<MatmulSplitKAttrs>,
   // Stream-K (compiler/lower/stream-k.ts): a product whose tiles leave the GPU's last wave
   // part idle computes its first tiles whole and shares the rest's K iterations evenly among
@@ -1581,6 +1588,8 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       archetype: 'matmul',
       form: (inputs, attrs) => partialProductsForm(attrs, 'matmulStreamKPartials', { streamK: { role: 'partials', schedule: attrs.schedule, product: bareProductType(inputs, attrs).shape } }),
     },
+    // the shared tiles' K iterations, whole tiles as the kernel computes them
+    flops: (inputs, { schedule: s, ...attrs }) => 2 * s.tileM * s.tileN * (s.tiles - s.dataParallel) * productOperands(inputs, attrs)[0].shape.at(-1)!,
   } satisfies OpDef<MatmulStreamKPartialsAttrs>,
   // ... and this the product: the whole tiles computed, the shared ones summed from the
   // partial tiles (its last operand), then fusedMatmul's epilogue on every value.
@@ -1620,6 +1629,9 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
         return { ...form, ops: [...form.ops, 'streamK'], streamK: { role: 'product', schedule: attrs.schedule, product: out.shape } };
       },
     },
+    // the whole tiles' products, then one add per partial tile element
+    flops: (inputs, { schedule: s, ...attrs }) =>
+      2 * s.tileM * s.tileN * s.dataParallel * productOperands(inputs, attrs)[0].shape.at(-1)! + elementCount(inputs[inputs.length - 1].shape),
   } satisfies OpDef<MatmulStreamKAttrs>,
 };
 
@@ -1884,6 +1896,20 @@ function evaluateAttention(args: readonly RefTensor[], attrs: AttentionAttrs): R
     scores = apply('add', [scores, { data: causalMask(tq, tk, -Infinity), shape: [tq, tk] }]);
   }
   return apply('matmul', [apply('softmax', [scores]), v]).data;
+}
+
+/**
+ * The two products' multiply-adds (q·kᵀ, then the weights·v) over the (query, key) pairs the
+ * kernel scores: all of them, or where causal the keys each query sees, as its tiles skip the
+ * rest. The softmax's few operations per score are small beside 2·(d + dv).
+ */
+function attentionFlops([q, k]: readonly TensorType[], attrs: AttentionAttrs, out: TensorType): number {
+  const [tq, d] = q.shape.slice(-2);
+  const tk = k.shape[k.shape.length - 2];
+  const dv = out.shape[out.shape.length - 1];
+  // query i sees keys 0 .. i + tk - tq
+  const pairs = attrs.causal ? tq * (tk - tq) + (tq * (tq + 1)) / 2 : tq * tk;
+  return 2 * elementCount(out.shape.slice(0, -2)) * pairs * (d + dv);
 }
 
 /** The additive mask of causal attention: 0 where query i sees key j (j ≤ i + Tk - Tq), `hidden` elsewhere. */
