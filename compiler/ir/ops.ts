@@ -1,6 +1,13 @@
-// The op table: every IR op defined once — operands, shape rule, CPU reference semantics
-// and the lowering hook that tells compiler/lower which kernel archetype implements it.
-// Adding an op touches this file only (plus a builder method in graph.ts to expose it).
+// The op table: every IR op defined once — operands, shape rule, CPU reference semantics,
+// gradient, the lowering hook that tells compiler/lower which kernel archetype implements
+// it, and what the optimizer reads: its e-graph constructor (`term`), its FLOPs for the
+// cost model (`flops`) and, for an activation, its names as a matmul epilogue
+// (`epilogueActivations`).
+//
+// A new op, fusion included, touches: this table; a builder method in graph.ts; a lowering
+// file in compiler/lower only if no archetype here fits it; and a rule in
+// compiler/egraph/rules/*.egg only for a fusion other than a product's epilogue activation
+// (terms.ts generates the `Op` datatype and the "matmul+<activation>" rules from this table).
 //
 // The CPU reference is the oracle for every GPU test, so it is written independently of
 // the WGSL: plain loops, float64 accumulation, a precise erf.
