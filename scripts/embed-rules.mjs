@@ -1,7 +1,7 @@
 // Writes compiler/egraph/rules/index.ts: the .egg rule files as strings, so the compiler
 // finds its rules in every form it ships in (sources under tsx/vitest, the esbuild CLI
 // bundle, bundles for the GPU machine) without reading files at run time, beside the rules
-// generated from the op table (fuse-activations.egg, made by terms.ts when it loads).
+// generated from the op table (fuse-activations.egg: terms.ts epilogueRules, as it loads).
 // test/egraph-rules.test.ts fails when the generated file is out of date.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 

@@ -1,9 +1,10 @@
 // The extraction cost model, in microseconds on the device class plans are tuned for (an
 // H200 through Dawn/Vulkan, measured): a fixed cost per dependent dispatch, the bytes a
 // kernel reads and writes at the bandwidth a WGSL copy reaches, and its FLOPs (as its op
-// definition counts them: `flops` in the op table) at the rate the tiled matmul reaches. Leaves and aliases (reshape) cost nothing. An e-node whose
-// shape rule fails, or gives another type than its e-class holds, costs Infinity: rules
-// need no shape guards, because a match that would change a shape is never extracted.
+// definition counts them: `flops` in the op table) at the rate the tiled matmul reaches.
+// Leaves and aliases (reshape) cost nothing. An e-node whose shape rule fails, or gives
+// another type than its e-class holds, costs Infinity: rules need no shape guards, because
+// a match that would change a shape is never extracted.
 import { opDef } from '../ir/ops';
 import { sameShape } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
