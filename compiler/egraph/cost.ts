@@ -5,7 +5,7 @@
 // Leaves and aliases (reshape) cost nothing. An e-node whose shape rule fails, or gives
 // another type than its e-class holds, costs Infinity: rules need no shape guards, because
 // a match that would change a shape is never extracted.
-import { opDef } from '../ir/ops';
+import { opDef, type OpName } from '../ir/ops';
 import { sameShape } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import { DTYPE_BYTES } from '../../schemas/manifest';
@@ -22,6 +22,11 @@ export const DEVICE_COST = {
 };
 
 const bytesOf = (t: TensorType) => elementCount(t.shape) * DTYPE_BYTES[t.dtype];
+
+/** A kernel's arithmetic: as its op's definition counts it (`flops`), else one per output element. */
+export function flopsOf(op: OpName, operands: readonly TensorType[], attrs: Readonly<Record<string, unknown>>, out: TensorType): number {
+  return opDef(op).flops?.(operands, attrs, out) ?? elementCount(out.shape);
+}
 
 /** The type of every e-class: known ones from the graph, the rest inferred from their e-nodes. */
 export function classTypes(eg: EGraph, reader: TermReader, known: Map<number, TensorType>): Map<number, TensorType> {
@@ -77,7 +82,7 @@ export function kernelCost(eg: EGraph, reader: TermReader, types: Map<number, Te
     const archetype = opDef(d.op).lowering.archetype;
     if (archetype === 'alias' || archetype === 'none') return 0;
     const bytes = operands.reduce((n, t) => n + bytesOf(t!), bytesOf(out));
-    const flops = opDef(d.op).flops?.(operands as TensorType[], d.attrs, out) ?? elementCount(out.shape);
+    const flops = flopsOf(d.op, operands as TensorType[], d.attrs, out);
     return DEVICE_COST.dispatchMicros + bytes / DEVICE_COST.bytesPerMicro + flops / DEVICE_COST.flopsPerMicro;
   };
 }

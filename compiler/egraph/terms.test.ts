@@ -3,9 +3,9 @@
 // the table marks `epilogueActivations`, each with its generated rule.
 import { describe, expect, it } from 'vitest';
 import { Graph, type Tensor } from '../ir/graph';
+import { interpret } from '../ir/interpret';
 import { epilogueProgram, MATMUL_ACTIVATIONS, OP_NAMES, opDef, type MatmulActivation, type OpName } from '../ir/ops';
 import { EGraph } from './egraph';
-import { optimizeGraph } from './optimize';
 import { declaredArities, parseEgg } from './parse';
 import { EggProgram } from './program';
 import { RULE_FILES } from './rules';
@@ -34,11 +34,15 @@ function everyTermOp(): Graph {
   return g;
 }
 
-function termGraph(): EGraph {
-  const eg = new EGraph();
-  new EggProgram(eg).run(parseEgg(termDeclarations(), 'terms.egg'));
-  return eg;
+/** An e-graph with the `Op` datatype declared and the given rule files loaded. */
+function termProgram(files: readonly string[] = []): EggProgram {
+  const program = new EggProgram(new EGraph());
+  const terms = parseEgg(termDeclarations(), 'terms.egg');
+  program.run(terms);
+  for (const file of files) program.run(parseEgg(RULE_FILES[file], file, { declared: declaredArities(terms) }));
+  return program;
 }
+const termGraph = () => termProgram().eg;
 
 describe('term forms from the op table', () => {
   it('declares one constructor per op with a term, its operands then its attributes', () => {
@@ -110,14 +114,25 @@ describe('epilogue activations from the op table', () => {
     expect(names).toEqual(marked.map((a) => `matmul+${a.rule ?? a.name}`));
   });
 
-  it.each(marked.map((a) => [a.name, a] as const))('%s fuses into a product', (_name, a) => {
+  it.each(marked.map((a) => [a.name, a] as const))('%s fuses into a product and computes its op', (_name, a) => {
     const g = new Graph('epilogue');
-    const h = g.matmul(g.input('x', [4, 6]), g.input('w', [6, 5]));
-    g.output('y', g.apply(a.op as OpName, [h], a.attrs ?? {}));
-    const { graph, report } = optimizeGraph(g, 'kernels');
-    expect(report.rulesFired[`matmul+${a.rule ?? a.name}`]).toBe(1);
-    const products = graph.nodes.filter((n) => n.op === 'fusedMatmul');
-    expect(products.map((n) => n.attrs.activation as MatmulActivation)).toEqual([a.name]);
-    expect(graph.nodes.some((n) => n.op === a.op)).toBe(false);
+    const [x, w] = [g.input('x', [4, 6]), g.input('w', [6, 5])];
+    const y = g.apply(a.op as OpName, [g.matmul(x, w)], a.attrs ?? {});
+    g.output('y', y);
+    g.output('fused', g.fusedMatmul(x, w, { activation: a.name as MatmulActivation }));
+
+    // the rules put the fused product in the activation's e-class
+    const program = termProgram(['fuse.egg', 'fuse-activations.egg']);
+    const classOf = graphToEGraph(g, program.eg);
+    const run = program.runRules({});
+    expect(run.iterations.reduce((n, it) => n + (it.rulesFired[`matmul+${a.rule ?? a.name}`] ?? 0), 0)).toBe(1);
+    const reader = new TermReader(program.eg);
+    const forms = program.eg.nodesByClass().get(program.eg.find(classOf[y.id]))!.map((n) => reader.decode(n));
+    expect(forms.filter((d) => d?.op === 'fusedMatmul').map((d) => d!.attrs.activation)).toEqual([a.name]);
+
+    // and its epilogue computes the op
+    const feeds = { x: Float32Array.from({ length: 24 }, (_, i) => Math.sin(i)), w: Float32Array.from({ length: 30 }, (_, i) => Math.cos(i)) };
+    const out = interpret(g, feeds, new Map());
+    expect(Array.from(out.fused)).toEqual(Array.from(out.y));
   });
 });
