@@ -2,8 +2,8 @@
 // backward pass and one in-place optimizer update per trainable parameter, so a whole
 // training step (forward, backward, update) is one plan entry point.
 import { CompileError } from '../ir/errors';
-import type { Graph, GraphOutput } from '../ir/graph';
-import { HYPER_FIELDS, type HyperField, type ParameterAttrs } from '../ir/ops';
+import { attrsOf, type Graph, type GraphOutput } from '../ir/graph';
+import { HYPER_FIELDS, type HyperField } from '../ir/ops';
 import { elementCount, formatShape } from '../ir/types';
 import { differentiate } from './differentiate';
 
@@ -103,7 +103,7 @@ export function appendTraining(graph: Graph, spec: TrainingSpec): TrainingGraph 
       lossNode.op,
     );
   }
-  const trainable = graph.nodes.filter((n) => n.op === 'parameter' && (n.attrs as unknown as ParameterAttrs).trainable);
+  const trainable = graph.nodes.filter((n) => n.op === 'parameter' && attrsOf(n, 'parameter').trainable);
   if (trainable.length === 0) throw new CompileError('model', `model '${graph.name}' has no trainable parameters`);
 
   const gradients = differentiate(graph, graph.tensor(loss.node), trainable.map((n) => n.id));

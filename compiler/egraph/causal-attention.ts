@@ -5,8 +5,8 @@
 // -1e9. Exact wherever -1e9 already zeroed those keys' weights, that is for scores less than
 // about 1e9 apart. The e-graph's rules cannot see a constant's values, so this runs beside
 // them, on the forward graph after extraction (before autodiff, so the gradient is causal too).
-import type { Graph, Node } from '../ir/graph';
-import type { AttentionAttrs, ConstantAttrs } from '../ir/ops';
+import { attrsOf, type Graph, type Node } from '../ir/graph';
+import type { AttentionAttrs } from '../ir/ops';
 import { freshNames, GraphCopy } from '../ir/rewrite';
 
 /** Mask values at or below this hide a key. */
@@ -17,7 +17,7 @@ function isCausalMask(mask: Node, tq: number, tk: number): boolean {
   if (mask.op !== 'constant' || tk < tq) return false;
   const shape = mask.type.shape;
   if (shape.length < 2 || shape[shape.length - 2] !== tq || shape[shape.length - 1] !== tk || shape.slice(0, -2).some((d) => d !== 1)) return false;
-  const { values } = mask.attrs as unknown as ConstantAttrs;
+  const { values } = attrsOf(mask, 'constant');
   for (let i = 0; i < tq; i++) {
     for (let j = 0; j < tk; j++) {
       const v = values[i * tk + j];
@@ -30,7 +30,7 @@ function isCausalMask(mask: Node, tq: number, tk: number): boolean {
 /** The graph with every such attention causal, and the id map; the same graph where none is. */
 export function causalAttention(graph: Graph): { graph: Graph; map: (id: number) => number; rewritten: number } {
   const causal = graph.nodes.filter((n) => {
-    if (n.op !== 'attention' || (n.attrs as unknown as AttentionAttrs).causal) return false;
+    if (n.op !== 'attention' || attrsOf(n, 'attention').causal) return false;
     const [q, k, , mask] = n.inputs.map((i) => graph.nodes[i]);
     return isCausalMask(mask, q.type.shape[q.type.shape.length - 2], k.type.shape[k.type.shape.length - 2]);
   });
@@ -50,7 +50,7 @@ export function causalAttention(graph: Graph): { graph: Graph; map: (id: number)
     }
     zero ??= copy.target.constant(0, [], unused('no_mask'));
     const [q, k, v] = node.inputs.slice(0, 3).map((i) => copy.of(i));
-    const attrs: AttentionAttrs = { ...(node.attrs as unknown as AttentionAttrs), causal: true };
+    const attrs: AttentionAttrs = { ...attrsOf(node, 'attention'), causal: true };
     copy.set(node.id, copy.emit('attention', [q, k, v, zero], attrs, node.loc, node.name));
   }
   const { graph: result, map } = copy.finish();

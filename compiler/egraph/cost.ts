@@ -1,10 +1,10 @@
 // The extraction cost model, in microseconds on the target's device class (its CostFigures):
 // a fixed cost per dependent dispatch, the bytes a kernel reads and writes at the bandwidth
-// a WGSL copy reaches, and matrix FLOPs at the rate the tiled matmul reaches. Leaves and
-// aliases (reshape) cost nothing. An e-node whose
-// shape rule fails, or gives another type than its e-class holds, costs Infinity: rules
-// need no shape guards, because a match that would change a shape is never extracted.
-import { opDef } from '../ir/ops';
+// a WGSL copy reaches, and its FLOPs (as its op definition counts them: `flops` in the op
+// table) at the rate the tiled matmul reaches. Leaves and aliases (reshape) cost nothing. An
+// e-node whose shape rule fails, or gives another type than its e-class holds, costs
+// Infinity: rules need no shape guards, because a match that would change a shape is never extracted.
+import { opDef, type OpName } from '../ir/ops';
 import { sameShape } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import { DTYPE_BYTES } from '../../schemas/manifest';
@@ -13,6 +13,11 @@ import type { EGraph, ENode } from './egraph';
 import type { TermReader } from './terms';
 
 const bytesOf = (t: TensorType) => elementCount(t.shape) * DTYPE_BYTES[t.dtype];
+
+/** A kernel's arithmetic: as its op's definition counts it (`flops`), else one per output element. */
+export function flopsOf(op: OpName, operands: readonly TensorType[], attrs: Readonly<Record<string, unknown>>, out: TensorType): number {
+  return opDef(op).flops?.(operands, attrs, out) ?? elementCount(out.shape);
+}
 
 /** The type of every e-class: known ones from the graph, the rest inferred from their e-nodes. */
 export function classTypes(eg: EGraph, reader: TermReader, known: Map<number, TensorType>): Map<number, TensorType> {
@@ -68,12 +73,7 @@ export function kernelCost(eg: EGraph, reader: TermReader, types: Map<number, Te
     const archetype = opDef(d.op).lowering.archetype;
     if (archetype === 'alias' || archetype === 'none') return 0;
     const bytes = operands.reduce((n, t) => n + bytesOf(t!), bytesOf(out));
-    let flops = elementCount(out.shape);
-    if (d.op === 'matmul' || d.op === 'fusedMatmul') {
-      const a = operands[0]!.shape;
-      const k = d.op === 'fusedMatmul' && d.attrs.transposeA ? a[a.length - 2] : a[a.length - 1];
-      flops = 2 * elementCount(out.shape) * k;
-    }
+    const flops = flopsOf(d.op, operands as TensorType[], d.attrs, out);
     return figures.dispatchMicros + bytes / figures.bytesPerMicro + flops / figures.flopsPerMicro;
   };
 }

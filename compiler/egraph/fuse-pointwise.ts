@@ -3,7 +3,7 @@
 // reads the group's inputs once and writes its result once. A value with several
 // consumers, or one the plan returns, stays materialised (recomputing it in every consumer
 // could cost more than it saves; the cost model decides that for the e-graph's rules).
-import type { Graph, Node } from '../ir/graph';
+import { attrsOf, type Graph, type Node } from '../ir/graph';
 import { isChainable, type FusedArg, type FusedInstruction } from '../ir/ops';
 import { GraphCopy } from '../ir/rewrite';
 import { elementCount } from '../ir/types';
@@ -18,7 +18,7 @@ export interface FusionResult {
 /** A one-element f32 constant, inlined into programs as a literal. */
 function scalarValue(node: Node): number | undefined {
   if (node.op !== 'constant' || elementCount(node.type.shape) !== 1 || node.type.dtype !== 'f32') return undefined;
-  return (node.attrs.values as Float32Array)[0];
+  return attrsOf(node, 'constant').values[0];
 }
 
 export function fusePointwise(graph: Graph, roots: readonly number[]): FusionResult {

@@ -1,84 +1,27 @@
 // Graphs as e-graph terms and back. Every IR op has a constructor in the `Op` datatype:
 // the ops rules talk about get their own (`(MatMul a b)`, `(Sum x axis keepDims)`, ...),
-// with attributes as primitive arguments; every other op goes in as a generic
-// `(Node "<op and attributes as JSON>" args)`. Leaves are named (`(Param "w1")`), one-value
-// constants become `(Scalar v)` so rules can fold them. Axes are stored negative (-1 is
-// the last axis whatever the rank), so one rule matches every rank.
-import type { Graph, Node } from '../ir/graph';
-import { normalizeAxis } from '../ir/shape';
-import { opDef, type ConstantAttrs, type OpName } from '../ir/ops';
+// as their op table entry's `term` says, with attributes as primitive arguments; every
+// other op goes in as a generic `(Node "<op and attributes as JSON>" args)`. Leaves are
+// named (`(Param "w1")`), one-value constants become `(Scalar v)` so rules can fold them.
+// The matmul epilogue's activation rules are generated here too, from the ops the table
+// marks `epilogueActivations`, so a new activation needs no rule written by hand.
+import { attrsOf, type Graph, type Node } from '../ir/graph';
+import { OP_NAMES, opDef, type OpName, type TermForm, type TermValue } from '../ir/ops';
 import { GraphCopy } from '../ir/rewrite';
-import { elementCount, type TensorType } from '../ir/types';
 import type { EGraph, ENode, Value } from './egraph';
 import type { Extraction } from './extract';
 
 type Attrs = Readonly<Record<string, unknown>>;
 
-/** How an op's attributes become primitive arguments of its constructor, and back. */
-interface TermForm {
-  ctor: string;
-  /** the primitive sorts after the Op operands */
-  sorts: string[];
-  encode: (attrs: Attrs, operands: readonly TensorType[]) => Value[];
-  decode: (values: readonly Value[]) => Attrs;
-}
+/** Ops with a constructor of their own (the op table's `term`), in table order. */
+const FORMS = new Map<OpName, TermForm<any>>(OP_NAMES.flatMap((op) => (opDef(op).term ? [[op, opDef(op).term!] as const] : [])));
 
-const none: Omit<TermForm, 'ctor'> = { sorts: [], encode: () => [], decode: () => ({}) };
-const plain = (ctor: string): TermForm => ({ ctor, ...none });
-const negativeAxis = (axis: number, rank: number) => normalizeAxis(axis, rank)! - rank;
-const axisForm = (ctor: string): TermForm => ({
-  ctor,
-  sorts: ['i64', 'bool'],
-  encode: (a, [x]) => [negativeAxis(a.axis as number, x.shape.length), a.keepDims as boolean],
-  decode: ([axis, keepDims]) => ({ axis, keepDims }),
-});
-const list = (xs: readonly number[]) => xs.join(',');
-const unlist = (s: Value) => (s === '' ? [] : String(s).split(',').map(Number));
-
-/** Ops with a constructor of their own: the ones the rules in rules/*.egg match or build. */
-const FORMS: Partial<Record<OpName, TermForm>> = {
-  add: plain('Add'),
-  sub: plain('Sub'),
-  mul: plain('Mul'),
-  div: plain('Div'),
-  biasAdd: plain('BiasAdd'),
-  relu: plain('Relu'),
-  sigmoid: plain('Sigmoid'),
-  tanh: plain('Tanh'),
-  silu: plain('Silu'),
-  swiglu: plain('Swiglu'),
-  gelu: { ctor: 'Gelu', sorts: ['String'], encode: (a) => [a.approximate as string], decode: ([approximate]) => ({ approximate }) },
-  exp: plain('Exp'),
-  log: plain('Log'),
-  neg: plain('Neg'),
-  sqrt: plain('Sqrt'),
-  sum: axisForm('Sum'),
-  mean: axisForm('Mean'),
-  max: axisForm('Max'),
-  softmax: plain('Softmax'),
-  logSoftmax: plain('LogSoftmax'),
-  layerNorm: { ctor: 'LayerNorm', sorts: ['f64'], encode: (a) => [a.eps as number], decode: ([eps]) => ({ eps }) },
-  rmsNorm: { ctor: 'RmsNorm', sorts: ['f64'], encode: (a) => [a.eps as number], decode: ([eps]) => ({ eps }) },
-  reshape: { ctor: 'Reshape', sorts: ['String'], encode: (a, [x]) => [list(resolveShape(a.shape as number[], elementCount(x.shape)))], decode: ([s]) => ({ shape: unlist(s) }) },
-  transpose: { ctor: 'Transpose', sorts: ['String'], encode: (a) => [list(a.perm as number[])], decode: ([p]) => ({ perm: unlist(p) }) },
-  matmul: plain('MatMul'),
-  attention: {
-    ctor: 'Attention',
-    sorts: ['f64', 'bool'],
-    encode: (a) => [a.scale as number, (a.causal as boolean | undefined) ?? false],
-    decode: ([scale, causal]) => ({ scale, ...(causal ? { causal: true } : {}) }),
-  },
-  fusedMatmul: {
-    ctor: 'FusedMatmul',
-    sorts: ['bool', 'bool', 'String'],
-    encode: (a) => [a.transposeA as boolean, a.transposeB as boolean, a.activation as string],
-    decode: ([transposeA, transposeB, activation]) => ({ transposeA, transposeB, activation }),
-  },
-};
-
-function resolveShape(shape: readonly number[], total: number): number[] {
-  const known = shape.filter((d) => d !== -1).reduce((n, d) => n * d, 1);
-  return shape.map((d) => (d === -1 ? total / known : d));
+/** How many `Op` arguments the op's constructor takes: its operands, optional ones as (None) where absent. */
+function operandCount(op: OpName, form: TermForm<any>): number {
+  if (form.optionalOperands) return form.optionalOperands.required + form.optionalOperands.flags.length;
+  const arity = opDef(op).arity;
+  if (arity === 'variadic') throw new Error(`${op}: a variadic op's term form needs optionalOperands`);
+  return arity;
 }
 
 const LEAVES: Partial<Record<OpName, string>> = { input: 'Input', parameter: 'Param', state: 'State', constant: 'Const' };
@@ -90,10 +33,7 @@ export function termDeclarations(): string {
     ...Object.values(LEAVES).map((c) => ctor(c!, ['String'])),
     ctor('Scalar', ['f64']),
     ctor('None', []),
-    ...Object.entries(FORMS).map(([op, form]) => {
-      const operands = op === 'fusedMatmul' ? ['Op', 'Op', 'Op', 'Op'] : new Array<string>(opDef(op as OpName).arity as number).fill('Op');
-      return ctor(form!.ctor, [...operands, ...form!.sorts]);
-    }),
+    ...[...FORMS].map(([op, form]) => ctor(form.ctor, [...new Array<string>(operandCount(op, form)).fill('Op'), ...form.sorts])),
     ctor('Node', ['String', 'OpList']),
     ctor('Nil', [], 'OpList'),
     ctor('Cons', ['Op', 'OpList'], 'OpList'),
@@ -102,6 +42,36 @@ export function termDeclarations(): string {
 (sort Op)
 (sort OpList)
 ${lines.join('\n')}
+`;
+}
+
+/** A primitive as an egglog literal of its sort (an f64 needs a point or an exponent). */
+function literal(v: TermValue, sort: string): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (sort !== 'f64' || typeof v !== 'number') return String(v);
+  if (!Number.isFinite(v)) return Number.isNaN(v) ? 'NaN' : v > 0 ? 'inf' : '-inf';
+  return /[.e]/.test(String(v)) ? String(v) : `${v}.0`;
+}
+
+/**
+ * The matmul epilogue's activation rules: for each activation an op of the table provides
+ * (`epilogueActivations`), the op applied to a product with a bias or none and no residual
+ * yet becomes that product with the activation ("matmul+relu"). fuse.egg holds the rest.
+ */
+export function epilogueRules(): string {
+  const product = (activation: string) => `(FusedMatmul a b bias (None) ta tb ${literal(activation, 'String')})`;
+  const rules = OP_NAMES.flatMap((op) => {
+    const def = opDef(op);
+    return (def.epilogueActivations ?? []).map((activation) => {
+      if (!def.term || def.arity !== 1) throw new Error(`${op}: an epilogue activation needs a term form and one operand`);
+      const { term } = def;
+      const attrs = term.encode(activation.attrs ?? {}, []).map((v, i) => ` ${literal(v, term.sorts[i])}`).join('');
+      const rule = `matmul+${activation.rule ?? activation.name}`;
+      return `(rewrite (${term.ctor} ${product('none')}${attrs}) ${product(activation.name)} :name ${JSON.stringify(rule)})`;
+    });
+  });
+  return `; generated from compiler/ir/ops.ts (epilogueActivations) by compiler/egraph/terms.ts
+${rules.join('\n')}
 `;
 }
 
@@ -117,23 +87,24 @@ function encodeNode(graph: Graph, node: Node, classOf: number[], nil: number, eg
   const leaf = LEAVES[node.op];
   if (leaf) {
     if (node.op === 'constant' && node.type.shape.length === 0 && node.type.dtype === 'f32') {
-      return ['Scalar', [(node.attrs as unknown as ConstantAttrs).values[0]]];
+      return ['Scalar', [attrsOf(node, 'constant').values[0]]];
     }
     return [leaf, [node.name]];
   }
   const operands = node.inputs.map((i) => classOf[i]);
   const types = node.inputs.map((i) => graph.nodes[i].type);
-  const form = FORMS[node.op];
-  if (form && node.op === 'fusedMatmul') {
-    const a = node.attrs;
-    const [x, w, ...rest] = operands;
-    const bias = a.bias ? rest.shift()! : eg.add('None', []);
-    const residual = a.residual ? rest.shift()! : eg.add('None', []);
-    return [form.ctor, [x, w, bias, residual, ...form.encode(a, types)]];
-  }
-  if (form) return [form.ctor, [...operands, ...form.encode(node.attrs, types)]];
+  const form = FORMS.get(node.op);
+  if (form) return [form.ctor, [...termOperands(form, node.attrs, operands, eg), ...form.encode(node.attrs, types)]];
   const args = operands.reduceRight((rest, c) => eg.add('Cons', [c, rest]), nil);
   return ['Node', [JSON.stringify({ op: node.op, attrs: node.attrs }, attrReplacer), args]];
+}
+
+/** The constructor's operand classes: the node's, with (None) for each optional operand it lacks. */
+function termOperands(form: TermForm<any>, attrs: Attrs, operands: readonly number[], eg: EGraph): number[] {
+  if (!form.optionalOperands) return [...operands];
+  const { required, flags } = form.optionalOperands;
+  const optional = operands.slice(required);
+  return [...operands.slice(0, required), ...flags.map((flag) => (attrs[flag] ? optional.shift()! : eg.add('None', [])))];
 }
 
 // constants carry Float32Arrays; JSON keeps them as plain arrays
@@ -154,7 +125,7 @@ export interface DecodedNode {
   scalar?: number;
 }
 
-const BY_CTOR = new Map(Object.entries(FORMS).map(([op, form]) => [form!.ctor, { op: op as OpName, form: form! }]));
+const BY_CTOR = new Map([...FORMS].map(([op, form]) => [form.ctor, { op, form }]));
 const LEAF_BY_CTOR = new Map(Object.entries(LEAVES).map(([op, ctor]) => [ctor!, op as OpName]));
 
 /**
@@ -197,14 +168,20 @@ export class TermReader {
     }
     const known = BY_CTOR.get(node.head);
     if (!known) return undefined; // None, Nil, Cons: not ops
-    const arity = node.head === 'FusedMatmul' ? 4 : (opDef(known.op).arity as number);
-    const operands = (node.args.slice(0, arity) as number[]).map((c) => eg.find(c));
-    const attrs = known.form.decode(node.args.slice(arity));
-    if (node.head !== 'FusedMatmul') return { op: known.op, operands, attrs };
-    const isNone = (c: number) => c === this.none;
-    const [a, b, bias, residual] = operands;
-    const present = [a, b, ...[bias, residual].filter((c) => !isNone(c))];
-    return { op: 'fusedMatmul', operands: present, attrs: { ...attrs, bias: !isNone(bias), residual: !isNone(residual) } };
+    const { op, form } = known;
+    const count = operandCount(op, form);
+    const operands = (node.args.slice(0, count) as number[]).map((c) => eg.find(c));
+    const attrs = form.decode(node.args.slice(count));
+    if (!form.optionalOperands) return { op, operands, attrs };
+    // an optional operand is there where its class is not (None); its flag says so
+    const { required, flags } = form.optionalOperands;
+    const optional = operands.slice(required);
+    const present = optional.map((c) => c !== this.none);
+    return {
+      op,
+      operands: [...operands.slice(0, required), ...optional.filter((_, i) => present[i])],
+      attrs: { ...attrs, ...Object.fromEntries(flags.map((flag, i) => [flag, present[i]])) },
+    };
   }
 
   private list(cls: number): number[] {

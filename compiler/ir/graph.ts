@@ -30,6 +30,16 @@ export interface Node {
   readonly loc?: SourceLocation;
 }
 
+/**
+ * A node's attributes with its op's attribute type (`attrsOf(node, 'attention').scale`).
+ * Node.attrs stays one loose record so that passes can copy any node; this is where it
+ * meets the table's types, checked against the op at run time.
+ */
+export function attrsOf<K extends OpName>(node: { op: string; name: string; attrs: Node['attrs'] }, ...ops: [K, ...K[]]): Readonly<AttrsOf<K>> {
+  if (!(ops as readonly string[]).includes(node.op)) throw new Error(`node ${node.name} is ${node.op}, not ${ops.join(' or ')}`);
+  return node.attrs as Readonly<AttrsOf<K>>;
+}
+
 /** A handle to a graph value, as model code sees it. */
 export class Tensor {
   /** @internal */

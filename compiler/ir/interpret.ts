@@ -2,9 +2,9 @@
 // float64. It is the oracle the GPU results are tested against, and with optimizer state
 // it runs whole training steps (update ops write parameters and state in place).
 import { CompileError } from './errors';
-import { liveNodes, type Graph } from './graph';
+import { attrsOf, liveNodes, type Graph } from './graph';
 import { initialValues } from './init';
-import { opDef, type ParameterAttrs, type RefTensor } from './ops';
+import { opDef, type RefTensor } from './ops';
 import { elementCount, formatShape } from './types';
 
 /** Initial values of every parameter, as the plan stores them. */
@@ -12,7 +12,7 @@ export function materializeParameters(graph: Graph, seed: number): Map<string, F
   const values = new Map<string, Float32Array>();
   for (const node of graph.nodes) {
     if (node.op !== 'parameter') continue;
-    const attrs = node.attrs as unknown as ParameterAttrs;
+    const attrs = attrsOf(node, 'parameter');
     values.set(node.name, initialValues(attrs.init, attrs.shape, node.name, seed));
   }
   return values;

@@ -1,6 +1,13 @@
-// The op table: every IR op defined once — operands, shape rule, CPU reference semantics
-// and the lowering hook that tells compiler/lower which kernel archetype implements it.
-// Adding an op touches this file only (plus a builder method in graph.ts to expose it).
+// The op table: every IR op defined once — operands, shape rule, CPU reference semantics,
+// gradient, the lowering hook that tells compiler/lower which kernel archetype implements
+// it, and what the optimizer reads: its e-graph constructor (`term`), its FLOPs for the
+// cost model (`flops`) and, for an activation, its names as a matmul epilogue
+// (`epilogueActivations`).
+//
+// A new op, fusion included, touches: this table; a builder method in graph.ts; a lowering
+// file in compiler/lower only if no archetype here fits it; and a rule in
+// compiler/egraph/rules/*.egg only for a fusion other than a product's epilogue activation
+// (terms.ts generates the `Op` datatype and the "matmul+<activation>" rules from this table).
 //
 // The CPU reference is the oracle for every GPU test, so it is written independently of
 // the WGSL: plain loops, float64 accumulation, a precise erf.
@@ -135,7 +142,46 @@ export interface GradContext<A> {
   attrs: A;
 }
 
-export interface OpDef<A> {
+/** A primitive argument of an e-graph constructor (egglog's String, i64, f64, bool). */
+export type TermValue = string | number | boolean;
+
+/**
+ * How the e-graph writes an op whose rules match or build it (compiler/egraph/terms.ts
+ * generates the `Op` datatype from these): a constructor of its own, the operands first as
+ * `Op` arguments, then the attributes as primitive ones. Ops without a form go in as a
+ * generic `(Node "<op and attributes as JSON>" args)`.
+ */
+export interface TermForm<A> {
+  /** the constructor's name in the `Op` datatype (`Relu`, `FusedMatmul`) */
+  ctor: string;
+  /** the primitive sorts of the attribute arguments, after the operands */
+  sorts: readonly string[];
+  encode(attrs: A, operands: readonly TensorType[]): TermValue[];
+  /** the attributes back from the primitive arguments; the op's shape rule checks what rules made of them */
+  decode(values: readonly TermValue[]): Readonly<Record<string, unknown>>;
+  /**
+   * operands that may be absent (fusedMatmul's bias and residual): after the `required`
+   * operands, one `Op` argument for each boolean attribute in `flags`, `(None)` where it is false
+   */
+  optionalOperands?: { required: number; flags: readonly (keyof A & string)[] };
+}
+
+/**
+ * An activation a matrix product applies as it stores each value (fusedMatmul's
+ * `activation`, one name per attribute variant of the op). terms.ts generates the rule that
+ * folds the op into a product ("matmul+<rule>"); the epilogue runs the op's own lowering.
+ */
+export interface EpilogueActivation<A, Name extends string = string> {
+  /** the value of fusedMatmul's `activation` attribute */
+  name: Name;
+  /** the op's attributes in this variant (gelu's `approximate`); default none */
+  attrs?: A;
+  /** the rule's name after "matmul+" (default: `name`) */
+  rule?: string;
+}
+
+/** An op's definition; `Activation` names the epilogue activations it provides (none by default). */
+export interface OpDef<A, Activation extends string = never> {
   /** operand count, or 'variadic' (at least one) */
   arity: number | 'variadic';
   /** one line for `mnc inspect` and the docs */
@@ -155,6 +201,12 @@ export interface OpDef<A> {
   grad?: (ctx: GradContext<A>) => (Tensor | undefined)[];
   /** operands the op writes in place (optimizer state); the result is operand 0, updated */
   writes?: readonly number[];
+  /** its own constructor in the e-graph, for ops the rules in compiler/egraph/rules match or build */
+  term?: TermForm<A>;
+  /** the arithmetic of one application, for the cost model (compiler/egraph/cost.ts); default one per output element */
+  flops?: (operands: readonly TensorType[], attrs: A, out: TensorType) => number;
+  /** the activations of a product's epilogue this op provides (see EpilogueActivation) */
+  epilogueActivations?: readonly EpilogueActivation<A, Activation>[];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -239,14 +291,17 @@ export interface FusedPointwiseAttrs {
   /** straight-line code over the operands; the last instruction's value is the result */
   program: readonly FusedInstruction[];
 }
-export const MATMUL_ACTIVATIONS = ['none', 'relu', 'gelu', 'geluTanh', 'silu', 'sigmoid', 'tanh'] as const;
-export type MatmulActivation = (typeof MATMUL_ACTIVATIONS)[number];
 export interface FusedMatmulAttrs {
   /** A is stored [.., K, M] and read transposed */
   transposeA: boolean;
   /** B is stored [.., N, K] and read transposed */
   transposeB: boolean;
-  activation: MatmulActivation;
+  /**
+   * 'none' or an epilogue activation of the table (MATMUL_ACTIVATIONS), checked by the shape
+   * rule; a string here, as the table's type cannot depend on itself (the builder's option
+   * is MatmulActivation)
+   */
+  activation: string;
   /** operand 2 is a bias [N] added before the activation */
   bias: boolean;
   /** the last operand (broadcastable to the result) is added after the activation */
@@ -402,13 +457,18 @@ function defineOp<A>(def: OpDef<A>): OpDef<A> {
   return def;
 }
 
-function unary(
+/** The optional fields of a definition, as the factories below pass them on. */
+type OptionalFields<A, Activation extends string = never> = Pick<OpDef<A, Activation>, 'term' | 'epilogueActivations' | 'flops'>;
+/** A pointwise op's optional fields: those, and the WGSL helper functions its expression calls. */
+type PointwiseFields<Activation extends string> = OptionalFields<NoAttrs, Activation> & { helpers?: string[] };
+
+function unary<const Activation extends string = never>(
   summary: string,
   ref: (x: number) => number,
   wgsl: (x: string) => string,
   grad: Grad<NoAttrs>,
-  helpers?: string[],
-): OpDef<NoAttrs> {
+  { helpers, ...fields }: PointwiseFields<Activation> = {},
+): OpDef<NoAttrs, Activation> {
   return {
     arity: 1,
     summary,
@@ -416,6 +476,7 @@ function unary(
     evaluate: mapUnary(ref),
     lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0]), helpers },
     grad,
+    ...fields,
   };
 }
 
@@ -424,7 +485,7 @@ function binary(
   ref: (a: number, b: number) => number,
   wgsl: (a: string, b: string) => string,
   grad: Grad<NoAttrs>,
-  helpers?: string[],
+  { helpers, ...fields }: PointwiseFields<never> = {},
 ): OpDef<NoAttrs> {
   return {
     arity: 2,
@@ -433,6 +494,7 @@ function binary(
     evaluate: mapBroadcast(ref),
     lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0], x[1]), helpers },
     grad,
+    ...fields,
   };
 }
 
@@ -457,6 +519,7 @@ function reduction(
   finish: ((total: string, n: number) => string) | undefined,
   ref: (row: number[]) => number,
   grad: Grad<AxisAttrs>,
+  fields: OptionalFields<AxisAttrs> = {},
 ): OpDef<AxisAttrs> {
   return {
     arity: 1,
@@ -479,6 +542,9 @@ function reduction(
       }),
     },
     grad,
+    // one per element reduced, not per (fewer) output element
+    flops: ([x]) => elementCount(x.shape),
+    ...fields,
   };
 }
 
@@ -489,6 +555,7 @@ function lastAxisRowOp<A>(
   program: (attrs: A) => Omit<AxisProgram, 'axis'>,
   ref: (row: number[], attrs: A, extra: readonly RefTensor[]) => number[],
   grad: Grad<A>,
+  fields: OptionalFields<A> = {},
 ): OpDef<A> {
   return {
     arity,
@@ -522,6 +589,7 @@ function lastAxisRowOp<A>(
       program: (inputs, attrs) => ({ axis: inputs[0].shape.length - 1, ...program(attrs) }),
     },
     grad,
+    ...fields,
   };
 }
 
@@ -689,16 +757,6 @@ export function renderProgram(program: readonly FusedInstruction[], operands: re
   return { lets, result: lets.length > 0 ? lets[lets.length - 1].name : operands[0], helpers, ops: program.map((ins) => ins.op) };
 }
 
-// A matmul's epilogue is a fused program over [product, bias?, residual?].
-const ACTIVATION_OPS: Record<Exclude<MatmulActivation, 'none'>, [OpName, Record<string, unknown>]> = {
-  relu: ['relu', {}],
-  gelu: ['gelu', { approximate: 'none' }],
-  geluTanh: ['gelu', { approximate: 'tanh' }],
-  silu: ['silu', {}],
-  sigmoid: ['sigmoid', {}],
-  tanh: ['tanh', {}],
-};
-
 /** The epilogue of a fusedMatmul as a fused program over [product, bias?, residual?]. */
 export function epilogueProgram(attrs: Pick<FusedMatmulAttrs, 'bias' | 'activation' | 'residual'>): FusedInstruction[] {
   const program: FusedInstruction[] = [];
@@ -706,7 +764,7 @@ export function epilogueProgram(attrs: Pick<FusedMatmulAttrs, 'bias' | 'activati
   const last = (): FusedArg => (program.length > 0 ? { value: program.length - 1 } : { operand: 0 });
   if (attrs.bias) program.push({ op: 'biasAdd', args: [last(), { operand: next++ }] });
   if (attrs.activation !== 'none') {
-    const [op, opAttrs] = ACTIVATION_OPS[attrs.activation];
+    const { op, attrs: opAttrs } = EPILOGUE_ACTIVATIONS.get(attrs.activation)!;
     program.push({ op, args: [last()], attrs: opAttrs });
   }
   if (attrs.residual) program.push({ op: 'add', args: [last(), { operand: next++ }] });
@@ -719,7 +777,49 @@ function productOperands(inputs: readonly TensorType[], attrs: Pick<FusedMatmulA
   return [swap(inputs[0], attrs.transposeA), swap(inputs[1], attrs.transposeB)];
 }
 
+/** A product's multiply-adds, two FLOPs each: every output element sums K of them. */
+const productFlops = (out: TensorType, k: number) => 2 * elementCount(out.shape) * k;
+
 const swapLastTwo = (rank: number) => Array.from({ length: rank }, (_, i) => (i < rank - 2 ? i : 2 * rank - 3 - i));
+
+// ---------------------------------------------------------------------------------------
+// E-graph term forms: how the rules see an op's attributes
+
+/** A constructor of the operands alone. */
+function plainTerm<A>(ctor: string): TermForm<A> {
+  return { ctor, sorts: [], encode: () => [], decode: () => ({}) };
+}
+
+/** A constructor whose primitive arguments are the named attributes, in this order, of these sorts. */
+function attributeTerm<A>(ctor: string, sorts: { readonly [K in keyof A & string]?: string }): TermForm<A> {
+  const names = Object.keys(sorts) as (keyof A & string)[];
+  return {
+    ctor,
+    sorts: names.map((name) => sorts[name]!),
+    encode: (attrs) => names.map((name) => attrs[name] as TermValue),
+    decode: (values) => Object.fromEntries(names.map((name, i) => [name, values[i]])),
+  };
+}
+
+/** A reduction: the axis stored negative (-1 is the last axis whatever the rank, so one rule matches every rank) and keepDims. */
+function axisTerm(ctor: string): TermForm<AxisAttrs> {
+  return {
+    ctor,
+    sorts: ['i64', 'bool'],
+    encode: (attrs, [x]) => [normalizeAxis(attrs.axis, x.shape.length)! - x.shape.length, attrs.keepDims],
+    decode: ([axis, keepDims]) => ({ axis, keepDims }),
+  };
+}
+
+// lists (shapes, permutations) as strings: "2,0,1"
+const commaList = (xs: readonly number[]) => xs.join(',');
+const fromCommaList = (s: TermValue) => (s === '' ? [] : String(s).split(',').map(Number));
+
+/** A reshape's target with its -1 resolved, so one rule matches however the shape was written. */
+function resolveShape(shape: readonly number[], total: number): number[] {
+  const known = shape.filter((d) => d !== -1).reduce((n, d) => n * d, 1);
+  return shape.map((d) => (d === -1 ? total / known : d));
+}
 
 // ---------------------------------------------------------------------------------------
 // The table
@@ -739,20 +839,20 @@ export const OPS = {
   add: binary('a + b with broadcasting', (a, b) => a + b, (a, b) => `(${a} + ${b})`, ({ g, inputs: [a, b], dy }) => [
     g.sumTo(dy, a.shape),
     g.sumTo(dy, b.shape),
-  ]),
+  ], { term: plainTerm('Add') }),
   sub: binary('a - b with broadcasting', (a, b) => a - b, (a, b) => `(${a} - ${b})`, ({ g, inputs: [a, b], dy }) => [
     g.sumTo(dy, a.shape),
     g.sumTo(g.neg(dy), b.shape),
-  ]),
+  ], { term: plainTerm('Sub') }),
   mul: binary('a * b with broadcasting', (a, b) => a * b, (a, b) => `(${a} * ${b})`, ({ g, inputs: [a, b], dy }) => [
     g.sumTo(g.mul(dy, b), a.shape),
     g.sumTo(g.mul(dy, a), b.shape),
-  ]),
+  ], { term: plainTerm('Mul') }),
   div: binary('a / b with broadcasting', (a, b) => a / b, (a, b) => `(${a} / ${b})`, ({ g, inputs: [a, b], output, dy }) => [
     g.sumTo(g.div(dy, b), a.shape),
     // d(a/b)/db = -(a/b)/b
     g.sumTo(g.neg(g.div(g.mul(dy, output), b)), b.shape),
-  ]),
+  ], { term: plainTerm('Div') }),
   biasAdd: defineOp<NoAttrs>({
     arity: 2,
     summary: 'x + b, b a vector over the last axis of x',
@@ -767,28 +867,38 @@ export const OPS = {
     evaluate: mapBroadcast((a, b) => a + b),
     lowering: { archetype: 'pointwise', expr: (x) => `(${x[0]} + ${x[1]})` },
     grad: ({ g, inputs: [, b], dy }) => [dy, g.sumTo(dy, b.shape)],
+    term: plainTerm('BiasAdd'),
   }),
 
-  relu: unary('max(x, 0)', (x) => Math.max(x, 0), (x) => `max(${x}, 0.0)`, ({ g, inputs: [x], dy }) => [g.reluBackward(dy, x)]),
+  relu: unary('max(x, 0)', (x) => Math.max(x, 0), (x) => `max(${x}, 0.0)`, ({ g, inputs: [x], dy }) => [g.reluBackward(dy, x)], {
+    term: plainTerm('Relu'),
+    epilogueActivations: [{ name: 'relu' }],
+  }),
   sigmoid: unary(
     '1 / (1 + exp(-x))',
     (x) => 1 / (1 + Math.exp(-x)),
     (x) => `(1.0 / (1.0 + exp(-${x})))`,
     ({ g, output, dy }) => [g.sigmoidBackward(dy, output)],
+    { term: plainTerm('Sigmoid'), epilogueActivations: [{ name: 'sigmoid' }] },
   ),
   // clamp: some backends compute tanh through exp and overflow to NaN for large |x|
-  tanh: unary('hyperbolic tangent', Math.tanh, (x) => `tanh(clamp(${x}, -15.0, 15.0))`, ({ g, output, dy }) => [g.tanhBackward(dy, output)]),
+  tanh: unary('hyperbolic tangent', Math.tanh, (x) => `tanh(clamp(${x}, -15.0, 15.0))`, ({ g, output, dy }) => [g.tanhBackward(dy, output)], {
+    term: plainTerm('Tanh'),
+    epilogueActivations: [{ name: 'tanh' }],
+  }),
   silu: unary(
     'x * sigmoid(x)',
     (x) => x / (1 + Math.exp(-x)),
     (x) => `(${x} / (1.0 + exp(-${x})))`,
     ({ g, inputs: [x], dy }) => [g.siluBackward(dy, x)],
+    { term: plainTerm('Silu'), epilogueActivations: [{ name: 'silu' }] },
   ),
   swiglu: binary(
     'silu(gate) * up, the gated unit of SwiGLU feed-forward layers',
     (gate, up) => (gate / (1 + Math.exp(-gate))) * up,
     (gate, up) => `(${gate} / (1.0 + exp(-${gate})) * ${up})`,
     ({ g, inputs: [gate, up], dy }) => [g.sumTo(g.siluBackward(g.mul(dy, up), gate), gate.shape), g.sumTo(g.mul(dy, g.silu(gate)), up.shape)],
+    { term: plainTerm('Swiglu') },
   ),
   gelu: {
     arity: 1,
@@ -809,11 +919,16 @@ export const OPS = {
           : `(0.5 * ${x} * (1.0 + mn_erf(${x} * 0.7071067811865476)))`,
     },
     grad: ({ g, inputs: [x], dy, attrs }) => [g.geluBackward(dy, x, attrs)],
-  } satisfies OpDef<GeluAttrs>,
-  exp: unary('e^x', Math.exp, (x) => `exp(${x})`, ({ g, output, dy }) => [g.mul(dy, output)]),
-  log: unary('natural logarithm', Math.log, (x) => `log(${x})`, ({ g, inputs: [x], dy }) => [g.div(dy, x)]),
-  neg: unary('-x', (x) => -x, (x) => `(-${x})`, ({ g, dy }) => [g.neg(dy)]),
-  sqrt: unary('square root', Math.sqrt, (x) => `sqrt(${x})`, ({ g, output, dy }) => [g.div(g.mul(dy, 0.5), output)]),
+    term: attributeTerm('Gelu', { approximate: 'String' }),
+    epilogueActivations: [
+      { name: 'gelu', attrs: { approximate: 'none' } },
+      { name: 'geluTanh', attrs: { approximate: 'tanh' }, rule: 'gelu(tanh)' },
+    ],
+  } satisfies OpDef<GeluAttrs, 'gelu' | 'geluTanh'>,
+  exp: unary('e^x', Math.exp, (x) => `exp(${x})`, ({ g, output, dy }) => [g.mul(dy, output)], { term: plainTerm('Exp') }),
+  log: unary('natural logarithm', Math.log, (x) => `log(${x})`, ({ g, inputs: [x], dy }) => [g.div(dy, x)], { term: plainTerm('Log') }),
+  neg: unary('-x', (x) => -x, (x) => `(-${x})`, ({ g, dy }) => [g.neg(dy)], { term: plainTerm('Neg') }),
+  sqrt: unary('square root', Math.sqrt, (x) => `sqrt(${x})`, ({ g, output, dy }) => [g.div(g.mul(dy, 0.5), output)], { term: plainTerm('Sqrt') }),
 
   // Backward ops of the activations (as PyTorch's threshold_backward, gelu_backward, ...):
   // one kernel instead of a chain of primitives; not differentiable themselves.
@@ -828,10 +943,12 @@ export const OPS = {
     },
     (dy, x) => `mn_silu_backward(${dy}, ${x})`,
     undefined,
-    [`fn mn_silu_backward(dy: f32, x: f32) -> f32 {
+    {
+      helpers: [`fn mn_silu_backward(dy: f32, x: f32) -> f32 {
   let s = 1.0 / (1.0 + exp(-x));
   return dy * s * (1.0 + x * (1.0 - s));
 }`],
+    },
   ),
   geluBackward: {
     arity: 2,
@@ -901,15 +1018,15 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
 
   sum: reduction('sum over an axis', 'add', undefined, (row) => row.reduce((s, v) => s + v, 0), ({ g, inputs: [x], dy, attrs }) => [
     g.broadcastTo(g.reshape(dy, keptShape(x, attrs.axis)), x.shape),
-  ]),
+  ], { term: axisTerm('Sum') }),
   mean: reduction('mean over an axis', 'add', (t, n) => `${t} / ${wgslFloat(n)}`, mean, ({ g, inputs: [x], dy, attrs }) => [
     g.mul(g.broadcastTo(g.reshape(dy, keptShape(x, attrs.axis)), x.shape), 1 / x.shape[normalizeAxis(attrs.axis, x.shape.length)!]),
-  ]),
+  ], { term: axisTerm('Mean') }),
   // ties: every maximal element receives the gradient
   max: reduction('maximum over an axis', 'max', undefined, (row) => Math.max(...row), ({ g, inputs: [x], output, dy, attrs }) => {
     const kept = keptShape(x, attrs.axis);
     return [g.mul(g.equal(x, g.reshape(output, kept)), g.reshape(dy, kept))];
-  }),
+  }, { term: axisTerm('Max') }),
 
   softmax: lastAxisRowOp<NoAttrs>(
     'softmax over the last axis',
@@ -929,6 +1046,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     // y ⊙ (dy - Σ dy⊙y)
     ({ g, output: y, dy }) => [g.mul(y, g.sub(dy, g.sum(g.mul(dy, y), -1, KEEP)))],
+    { term: plainTerm('Softmax') },
   ),
   logSoftmax: lastAxisRowOp<NoAttrs>(
     'log of softmax over the last axis',
@@ -947,6 +1065,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     // dy - softmax(x) Σ dy, softmax(x) = exp(y)
     ({ g, output: y, dy }) => [g.sub(dy, g.mul(g.exp(y), g.sum(dy, -1, KEEP)))],
+    { term: plainTerm('LogSoftmax') },
   ),
   layerNorm: lastAxisRowOp<NormAttrs>(
     'layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta',
@@ -978,6 +1097,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       const dx = g.mul(r, g.sub(g.sub(scaled, g.mean(scaled, -1, KEEP)), g.mul(xhat, g.mean(g.mul(scaled, xhat), -1, KEEP))));
       return [dx, g.sumTo(g.mul(dy, xhat), gamma.shape), g.sumTo(dy, beta.shape)];
     },
+    { term: attributeTerm('LayerNorm', { eps: 'f64' }) },
   ),
   rmsNorm: lastAxisRowOp<NormAttrs>(
     'RMS normalisation over the last axis: x / sqrt(mean(x²) + eps) * gamma',
@@ -1004,6 +1124,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       const dx = g.mul(r, g.sub(scaled, g.mul(x, g.mul(g.mul(r, r), g.mean(g.mul(scaled, x), -1, KEEP)))));
       return [dx, g.sumTo(g.mul(dy, g.mul(x, r)), gamma.shape)];
     },
+    { term: attributeTerm('RmsNorm', { eps: 'f64' }) },
   ),
 
   reshape: {
@@ -1026,6 +1147,12 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     evaluate: ([x]) => x.data,
     lowering: { archetype: 'alias' },
     grad: ({ g, inputs: [x], dy }) => [g.reshape(dy, x.shape)],
+    term: {
+      ctor: 'Reshape',
+      sorts: ['String'],
+      encode: (attrs, [x]) => [commaList(resolveShape(attrs.shape, elementCount(x.shape)))],
+      decode: ([shape]) => ({ shape: fromCommaList(shape) }),
+    },
   } satisfies OpDef<ReshapeAttrs>,
 
   transpose: {
@@ -1066,6 +1193,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       attrs.perm.forEach((p, i) => (inverse[p] = i));
       return [g.transpose(dy, inverse)];
     },
+    term: { ctor: 'Transpose', sorts: ['String'], encode: (attrs) => [commaList(attrs.perm)], decode: ([perm]) => ({ perm: fromCommaList(perm) }) },
   } satisfies OpDef<TransposeAttrs>,
 
   slice: {
@@ -1242,6 +1370,8 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       }
       return [da, db];
     },
+    term: plainTerm('MatMul'),
+    flops: ([a], _attrs, out) => productFlops(out, a.shape[a.shape.length - 1]),
   } satisfies OpDef<NoAttrs>,
   // The int8 product of quantized inference (torch._int_mm): exact in i32 for K < 2^17.
   matmulInt8: {
@@ -1273,6 +1403,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       return result;
     },
     lowering: { archetype: 'matmulInt8' },
+    flops: ([a], _attrs, out) => productFlops(out, a.shape[1]),
   } satisfies OpDef<NoAttrs>,
   attention: {
     arity: 4,
@@ -1281,6 +1412,14 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     evaluate: evaluateAttention,
     lowering: { archetype: 'attention' },
     grad: attentionGrad,
+    term: {
+      ctor: 'Attention',
+      sorts: ['f64', 'bool'],
+      encode: (attrs) => [attrs.scale, attrs.causal ?? false],
+      // causal only where set, as the builder records it
+      decode: ([scale, causal]) => ({ scale, ...(causal ? { causal: true } : {}) }),
+    },
+    flops: attentionFlops,
   } satisfies OpDef<AttentionAttrs>,
 
   // Optimizer steps: one kernel per parameter updates it and its state in place (as
@@ -1361,6 +1500,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     evaluate: (args, attrs, out) => broadcastRef(evaluateProgram(attrs.program, args), out.shape),
     lowering: { archetype: 'pointwiseChain', chain: (x, attrs) => renderProgram(attrs.program, x) },
+    flops: (_inputs, attrs, out) => attrs.program.length * elementCount(out.shape),
   } satisfies OpDef<FusedPointwiseAttrs>,
   fusedMatmul: {
     arity: 'variadic',
@@ -1368,6 +1508,11 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     infer: fusedMatmulType,
     evaluate: evaluateFusedMatmul,
     lowering: { archetype: 'matmul', form: fusedMatmulForm },
+    term: {
+      ...attributeTerm<FusedMatmulAttrs>('FusedMatmul', { transposeA: 'bool', transposeB: 'bool', activation: 'String' }),
+      optionalOperands: { required: 2, flags: ['bias', 'residual'] },
+    },
+    flops: ([a], attrs, out) => productFlops(out, attrs.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1]),
   } satisfies OpDef<FusedMatmulAttrs>,
 };
 
@@ -1378,7 +1523,7 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
   for (const flag of ['transposeA', 'transposeB', 'bias', 'residual'] as const) {
     if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
   }
-  if (!MATMUL_ACTIVATIONS.includes(attrs.activation)) {
+  if (attrs.activation !== 'none' && !EPILOGUE_ACTIVATIONS.has(attrs.activation)) {
     throw new ShapeRuleError(`activation '${attrs.activation}' is not one of ${MATMUL_ACTIVATIONS.join(', ')}`);
   }
   const names = ['a', 'b', ...(attrs.bias ? ['bias'] : []), ...(attrs.residual ? ['residual'] : [])];
@@ -1507,6 +1652,20 @@ function evaluateAttention(args: readonly RefTensor[], attrs: AttentionAttrs): R
   return apply('matmul', [apply('softmax', [scores]), v]).data;
 }
 
+/**
+ * The two products' multiply-adds (q·kᵀ, then the weights·v) over the (query, key) pairs the
+ * kernel scores: all of them, or where causal the keys each query sees, as its tiles skip the
+ * rest. The softmax's few operations per score are small beside 2·(d + dv).
+ */
+function attentionFlops([q, k]: readonly TensorType[], attrs: AttentionAttrs, out: TensorType): number {
+  const [tq, d] = q.shape.slice(-2);
+  const tk = k.shape[k.shape.length - 2];
+  const dv = out.shape[out.shape.length - 1];
+  // query i sees keys 0 .. i + tk - tq
+  const pairs = attrs.causal ? tq * (tk - tq) + (tq * (tq + 1)) / 2 : tq * tk;
+  return 2 * elementCount(out.shape.slice(0, -2)) * pairs * (d + dv);
+}
+
 /** The additive mask of causal attention: 0 where query i sees key j (j ≤ i + Tk - Tq), `hidden` elsewhere. */
 function causalMask(tq: number, tk: number, hidden: number): Float64Array {
   const mask = new Float64Array(tq * tk);
@@ -1538,8 +1697,20 @@ function attentionGrad({ g, inputs: [q, k, v, mask], dy, attrs }: GradContext<At
 }
 
 export type OpName = keyof typeof OPS;
-export type AttrsOf<K extends OpName> = (typeof OPS)[K] extends OpDef<infer A> ? A : never;
+export type AttrsOf<K extends OpName> = (typeof OPS)[K] extends OpDef<infer A, string> ? A : never;
+export const OP_NAMES = Object.keys(OPS) as OpName[];
 
-export function opDef(op: OpName): OpDef<any> {
-  return OPS[op] as OpDef<any>;
+/** The activation names an op definition gives products (its `epilogueActivations`). */
+type ActivationsOf<D> = D extends { epilogueActivations?: infer E } ? (NonNullable<E> extends readonly { name: infer N }[] ? N : never) : never;
+/** fusedMatmul's `activation`: 'none', or one that an op of the table provides. */
+export type MatmulActivation = 'none' | ActivationsOf<(typeof OPS)[OpName]>;
+
+/** Each epilogue activation by name: the op that computes it, with its attributes. */
+export const EPILOGUE_ACTIVATIONS: ReadonlyMap<string, { op: OpName; attrs: Readonly<Record<string, unknown>> }> = new Map(
+  OP_NAMES.flatMap((op) => (opDef(op).epilogueActivations ?? []).map((a) => [a.name, { op, attrs: a.attrs ?? {} }] as const)),
+);
+export const MATMUL_ACTIVATIONS = ['none', ...EPILOGUE_ACTIVATIONS.keys()] as readonly MatmulActivation[];
+
+export function opDef(op: OpName): OpDef<any, string> {
+  return OPS[op] as OpDef<any, string>;
 }

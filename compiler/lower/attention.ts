@@ -11,7 +11,8 @@
 // softmax), then each invocation extends its share of the dv outputs.
 // A 'large' variant of the tiled kernel (more workgroup storage, same grid) is made only when
 // the target's tuning asks for one.
-import { wgslFloat, type AttentionAttrs } from '../ir/ops';
+import { attrsOf } from '../ir/graph';
+import { wgslFloat } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
 import type { AttentionTuning } from '../target/tuning';
@@ -55,7 +56,7 @@ export function maskElement(p: AttentionProblem, row: string, key: string): stri
 
 export function attentionProblem(node: KernelSubject, operands: readonly TensorType[], name: string): AttentionProblem {
   const [q, k, v, mask] = operands;
-  const { scale, causal } = node.attrs as unknown as AttentionAttrs;
+  const { scale, causal } = attrsOf(node, 'attention');
   const out = node.type.shape;
   const [tq, dv] = out.slice(-2);
   const [tk, d] = k.shape.slice(-2);

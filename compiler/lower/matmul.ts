@@ -6,7 +6,7 @@
 // The kernel itself is the portable variant (16 KiB workgroup storage, 256 invocations);
 // faster variants (today: subgroups for small-M products with B stored along K) come before
 // it, each on the same grid.
-import type { Graph, Node } from '../ir/graph';
+import { attrsOf, type Graph, type Node } from '../ir/graph';
 import type { FusedMatmulAttrs, MatmulForm, OperandView, PointwiseChain } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type Shape, type TensorType } from '../ir/types';
@@ -90,7 +90,7 @@ export const SMALL_M = 16;
 const PLAIN_PRODUCT: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, residual: false };
 
 /** A matmul or fusedMatmul node's fused attributes (a matmul's are the plain ones). */
-export const productAttrs = (node: Node): FusedMatmulAttrs => (node.op === 'fusedMatmul' ? (node.attrs as unknown as FusedMatmulAttrs) : PLAIN_PRODUCT);
+export const productAttrs = (node: Node): FusedMatmulAttrs => (node.op === 'fusedMatmul' ? attrsOf(node, 'fusedMatmul') : PLAIN_PRODUCT);
 
 /**
  * The product a matmul or fusedMatmul node computes, as the passes that split it see it:

@@ -2,7 +2,7 @@
 // or an early axis reduced into few outputs) is computed in two reductions: one over chunks
 // of the axis (reading its operand as [.., chunks, length / chunks, ..], the same bytes),
 // then one over the chunks' results. A lowering decision: axis.ts (splitChunks) decides where.
-import type { Graph, Node } from '../ir/graph';
+import { attrsOf, type Graph, type Node } from '../ir/graph';
 import { opDef, type AxisAttrs, type OpName } from '../ir/ops';
 import type { TensorType } from '../ir/types';
 import type { Target } from '../target/target';
@@ -29,7 +29,7 @@ export function splitReductionSchedule(graph: Graph, node: Node, target: Target)
   const chunked: TensorType = { ...x, shape: [...x.shape.slice(0, axis), chunks, x.shape[axis] / chunks, ...x.shape.slice(axis + 1)] };
   const partialAttrs: AxisAttrs = { axis: axis + 1, keepDims: false };
   const partial = def.infer([chunked], partialAttrs as never);
-  const { keepDims } = node.attrs as unknown as AxisAttrs;
+  const { keepDims } = attrsOf(node, 'sum', 'mean', 'max');
   const finalAttrs: AxisAttrs = { axis, keepDims };
   return {
     scratch: [partial],

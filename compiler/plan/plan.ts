@@ -5,8 +5,7 @@
 import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelVariant, Manifest, TargetPlan, TensorBinding, TrainingDesc } from '../../schemas/manifest';
 import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION } from '../../schemas/manifest';
 import type { TrainingGraph } from '../autodiff/train';
-import { liveNodes, type Graph, type GraphOutput } from '../ir/graph';
-import type { ConstantAttrs } from '../ir/ops';
+import { attrsOf, liveNodes, type Graph, type GraphOutput } from '../ir/graph';
 import { elementCount } from '../ir/types';
 import type { LoweredGraph, LoweredKernel } from '../lower';
 import type { Translations } from '../validate/naga';
@@ -91,7 +90,7 @@ export function planTarget({ target, graph, entries, training, lowered, validate
     // without initial values (compiled with weights: 'none') a parameter starts at zero until loaded
     const initial = node.op === 'parameter' ? parameters.get(node.name) : undefined;
     if (initial) desc.init = addWeights(initial);
-    if (node.op === 'constant') desc.init = addWeights((node.attrs as unknown as ConstantAttrs).values);
+    if (node.op === 'constant') desc.init = addWeights(attrsOf(node, 'constant').values);
     bufferOf.set(node.id, desc.id);
     buffers.push(desc);
   }
