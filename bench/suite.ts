@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import type { TrainingSpec } from '../compiler/autodiff/train';
 import { compileGraph } from '../compiler/compile';
 import type { Target } from '../compiler/target/target';
-import { NVIDIA_HOPPER, parseTargets } from '../compiler/target/targets';
+import { BUILTIN_TARGETS, NVIDIA_HOPPER, parseTargets } from '../compiler/target/targets';
 import { Graph, type Tensor } from '../compiler/ir/graph';
 import { BATCH as MNIST_BATCH, mnist } from '../examples/mnist/model';
 import { loadPlan, loadTrainingPlan, type NodeGPU, type TensorData } from '../runtime/index';
@@ -551,6 +551,15 @@ function rate(w: Workload, us: number | undefined): string {
 
 const fmt = (us: number | undefined) => (us === undefined ? '' : us >= 100 ? us.toFixed(0) : us >= 10 ? us.toFixed(1) : us.toFixed(2));
 
+/** The target the runtime picks on this device from a plan compiled for every built-in target. */
+async function chosenTarget(device: GPUDevice) {
+  const g = new Graph('which_target');
+  g.output('y', g.relu(g.input('x', [4])));
+  const session = await loadPlan((await compileGraph(g, { targets: BUILTIN_TARGETS, weights: 'none' })).bundle, device);
+  session.destroy();
+  return session.target;
+}
+
 async function main() {
   const options = parseOptions(process.argv.slice(2));
   const workloads = WORKLOADS.filter((w) => selected(w, options.only));
@@ -579,6 +588,8 @@ async function main() {
   const { vendor, architecture, description } = gpu.adapter.info;
   const adapter = `${gpu.backend}: ${[vendor, architecture, description].filter((s) => s).join(' ')}`;
   console.error(`ours: ${adapter}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no (wall-clock fallback)'}`);
+  const chosen = await chosenTarget(gpu.device);
+  console.error(`ours: adapter ${JSON.stringify(gpu.adapter.info)}; a plan for every built-in target runs ${chosen.name} here (${chosen.reason}); timing --target ${options.target.name}`);
 
   const ours = new Map<string, OursResult | { error: string }>();
   for (const w of workloads) {
@@ -608,7 +619,7 @@ async function main() {
   }
   const torchOf = (name: string) => torch?.results.find((r) => r.name === name);
 
-  console.log(`ours:  ${adapter}; GPU time from ${[...ours.values()].some((r) => 'gpu' in r && r.gpu.clock === 'wall') ? 'wall clock (no timestamp-query)' : 'timestamp queries'}, median of ${options.passes} passes of ~${options.targetMs} ms after ${options.gpuWarmupMs} ms of warm-up`);
+  console.log(`ours:  ${adapter}; plans compiled for --target ${options.target.name}; GPU time from ${[...ours.values()].some((r) => 'gpu' in r && r.gpu.clock === 'wall') ? 'wall clock (no timestamp-query)' : 'timestamp queries'}, median of ${options.passes} passes of ~${options.targetMs} ms after ${options.gpuWarmupMs} ms of warm-up`);
   if (torch) console.log(`torch: ${torch.torch} (CUDA ${torch.cuda}) on ${torch.device}, eager, TF32 ${torch.tf32 ? 'on' : 'off'}; CUDA events, median of ${options.passes} passes of ~${options.targetMs} ms after ${options.gpuWarmupMs} ms of warm-up`);
   console.log('');
   const header = ['workload', 'ours µs', 'torch µs', 'ours/torch', 'ours rate', 'torch rate', 'ours min–max', 'check', 'ours run µs', 'dispatches'];

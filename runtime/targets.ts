@@ -16,8 +16,12 @@ export interface DeviceDescription {
 export interface ChosenTarget {
   name: string;
   summary: string;
-  /** 'matched': made for this device's class; 'fallback': the plan's target for any device; 'fits': none of those, the first the device can run; 'asked': named by the caller */
-  reason: 'matched' | 'fallback' | 'fits' | 'asked';
+  /**
+   * 'matched': made for this device's class; 'fallback': the plan's target for any device;
+   * 'fits': none of those, the first the device can run; 'asked': named by the caller;
+   * 'unfit': no target's limits fit the device (loading it then fails, naming the limit)
+   */
+  reason: 'matched' | 'fallback' | 'fits' | 'asked' | 'unfit';
 }
 
 /** The plan's targets, the top-level one first. */
@@ -39,7 +43,7 @@ export function matchesDevice(match: TargetMatch, info: DeviceDescription['info'
   return architectures.includes(lower(info.architecture)) || devices.some((d) => name.includes(d));
 }
 
-/** The limits of a target's plan the device falls short of, as 'name needs n, device offers m'. */
+/** The limits of a target's plan the device falls short of. */
 function shortfalls(plan: TargetPlan, device: DeviceDescription): string[] {
   const short: string[] = [];
   for (const [limit, value] of Object.entries(plan.requiredLimits)) {
@@ -65,12 +69,10 @@ export function chooseTarget(manifest: Manifest, device: DeviceDescription, aske
   if (fallback >= 0) return pick(fallback, 'fallback');
   const fits = runnable.indexOf(true);
   if (fits >= 0) return pick(fits, 'fits');
-  throw new PlanError(
-    'device-limits',
-    `plan "${manifest.model.name}" has no target this device can run: ` +
-      targets.map((t) => `${t.name} needs ${shortfalls(t, device).join(', ')}`).join('; ') +
-      `. Request the adapter's full limits when creating the device, or compile the plan for --target generic.`,
-  );
+  // none fits: the one it would be, whose limits the load then reports
+  const preferred = targets.findIndex((t) => matchesDevice(t.match, device.info));
+  const anyDevice = targets.findIndex((t) => !t.match.vendors?.length);
+  return pick(preferred >= 0 ? preferred : Math.max(anyDevice, 0), 'unfit');
 }
 
 /**

@@ -75,7 +75,7 @@ describe('writeBundle', () => {
     const bytes = writeBundle(manifest, sections);
     const header = new DataView(bytes.buffer, bytes.byteOffset, 64);
     expect([...bytes.subarray(0, 8)]).toEqual([0x89, 0x4d, 0x4e, 0x50, 0x4c, 0x41, 0x4e, 0x0a]);
-    expect(header.getUint32(8, true)).toBe(1);
+    expect(header.getUint32(8, true)).toBe(2);
     expect(header.getUint32(12, true)).toBe(64);
     const manifestLength = header.getUint32(16, true);
     const dataOffset = header.getUint32(20, true);
@@ -170,11 +170,11 @@ describe('readBundle refuses damaged bundles with a PlanError of the right kind'
   });
 
   it('of another format version, naming both versions', async () => {
-    const newer = good.slice();
-    new DataView(newer.buffer).setUint32(8, 2, true);
-    const error = await expectKind(newer, 'unsupported-version');
-    expect(error.message).toContain('format version 2');
+    const older = good.slice();
+    new DataView(older.buffer).setUint32(8, 1, true);
+    const error = await expectKind(older, 'unsupported-version');
     expect(error.message).toContain('format version 1');
+    expect(error.message).toContain('format version 2');
   });
 
   it('with a corrupted manifest byte', async () => {

@@ -65,7 +65,7 @@ describe('mnc train on a tiny plan', () => {
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(
-      /tiny\.mnplan: training 'tinyTrain' on \w+ \(.*\), adam lr 0\.05: 203 samples, batch 8, 25 steps per epoch \(the last 3 samples of each shuffled epoch dropped\)$/,
+      /tiny\.mnplan: training 'tinyTrain' \(target generic\) on \w+ \(.*\), adam lr 0\.05: 203 samples, batch 8, 25 steps per epoch \(the last 3 samples of each shuffled epoch dropped\)$/,
     );
     expect(r.stdout).toMatch(/^epoch 1\/3 step 10\/25: loss [\d.]+ \(running mean\), \d+ samples\/s$/m);
     const losses = epochLosses(r.stdout);

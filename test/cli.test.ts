@@ -29,7 +29,7 @@ describe('compile → inspect → run (examples/mlp.ts)', () => {
     const r = mnc('compile', 'examples/mlp.ts', '-o', plan, '--seed', '7');
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^\S+mlp\.mnplan: model 'mlp', \d+ kernels, \d+ dispatches, [\d.]+ KiB, compiled in [\d.]+ s\n$/);
+    expect(r.stdout).toMatch(/^\S+mlp\.mnplan: model 'mlp' for target generic, \d+ kernels, \d+ dispatches, [\d.]+ KiB, compiled in [\d.]+ s\n$/);
     expect(readFileSync(plan).subarray(0, 8)).toEqual(Buffer.from('\x89MNPLAN\n', 'latin1'));
   });
 
@@ -59,9 +59,28 @@ describe('compile → inspect → run (examples/mlp.ts)', () => {
     expect(diagnostics(r)).toEqual([]);
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/mlp\.mnplan: ran 'mlp' on \w+ \(.*\): load [\d.]+ ms, run [\d.]+ ms$/);
+    expect(lines[0]).toMatch(/mlp\.mnplan: ran 'mlp' \(target generic, fallback\) on \w+ \(.*\): load [\d.]+ ms, run [\d.]+ ms$/);
     expect(lines[1]).toMatch(/^probs\s+f32\[4, 10\]\s+\[[-\d.e, …]+\]\s+min \S+\s+max \S+\s+mean 0\.1$/);
     expect(lines[2]).toMatch(/^logits\s+f32\[4, 10\]\s+\[/);
+  });
+
+  it('--target: a plan for several GPU classes; inspect lists them, run picks one for the device or the one named; unknown names are errors', () => {
+    const multi = out('mlp-targets.mnplan');
+    const r = mnc('compile', 'examples/mlp.ts', '-o', multi, '--seed', '7', '--target', 'generic,nvidia-hopper,apple-m');
+    expect(diagnostics(r)).toEqual([]);
+    expect(r.stdout).toMatch(/model 'mlp' for targets generic, nvidia-hopper, apple-m, \d+ kernels, \d+ dispatches \(generic\)/);
+    const text = mnc('inspect', multi).stdout;
+    expect(text).toMatch(/targets \(3; [^\n]*\):\n {2}generic: any WebGPU device[^\n]*\n {4}for any adapter \(fallback\); \d+ kernels \(\d+ shared\)/);
+    expect(text).toContain('  nvidia-hopper: NVIDIA H100/H200');
+    expect(text).toContain("details of target 'generic'");
+    expect(mnc('inspect', multi, '--target', 'apple-m').stdout).toContain("details of target 'apple-m'");
+    expect(mnc('run', multi, '--random').stdout).toMatch(/ran 'mlp' \(target generic, fallback\)/);
+    expect(mnc('run', multi, '--random', '--target', 'nvidia-hopper').stdout).toMatch(/ran 'mlp' \(target nvidia-hopper, asked\)/);
+    expectFailure(mnc('compile', 'examples/mlp.ts', '-o', out('x.mnplan'), '--target', 'rtx4090'), [
+      "error: unknown target 'rtx4090' (known: generic, nvidia-hopper, intel-xe, apple-m)",
+    ]);
+    expectFailure(mnc('run', multi, '--random', '--target', 'intel-xe'), [`${multi}: error: plan "mlp" has no target "intel-xe" (it has: generic, nvidia-hopper, apple-m)`]);
+    expectFailure(mnc('inspect', multi, '--target', 'intel-xe'), [`error: ${multi} has no target 'intel-xe' (it has: generic, nvidia-hopper, apple-m)`]);
   });
 
   it('run computes what the CPU reference computes, from JSON and .npy inputs, to JSON and .npy outputs', async () => {

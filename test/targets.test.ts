@@ -58,11 +58,14 @@ describe('the target chosen for an adapter', async () => {
     });
   }
 
-  test('without a fallback target, the first target the device can run; none: a PlanError naming each shortfall', async () => {
+  test('without a fallback target, the first target the device can run; none: the one it would be, marked unfit (its load names the limit)', async () => {
     const { manifest: hopperOnly } = await compileGraph(product(), { targets: [NVIDIA_HOPPER], weights: 'none' });
     expect(chooseTarget(hopperOnly, device({ vendor: 'intel' })).chosen).toMatchObject({ name: 'nvidia-hopper', reason: 'fits' });
+    // a generic target's plan needs no more than its kernels do: WebGPU's default limits fit it
+    const defaults = device({}, { maxStorageBufferBindingSize: 134217728, maxBufferSize: 268435456, maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256, maxStorageBuffersPerShaderStage: 8 });
+    expect(chooseTarget(manifest, defaults).chosen).toMatchObject({ name: 'generic', reason: 'fallback' });
     const tiny = device({ vendor: 'nvidia', device: 'h100' }, { maxStorageBufferBindingSize: 1024 });
-    expect(() => chooseTarget(hopperOnly, tiny)).toThrow(/has no target this device can run: nvidia-hopper needs maxStorageBufferBindingSize \d+ \(the device offers 1024\)/);
+    expect(chooseTarget(manifest, tiny).chosen).toMatchObject({ name: 'nvidia-hopper', reason: 'unfit' });
   });
 
   test('a target named by the caller; an unknown name is a PlanError listing the targets', () => {
