@@ -14,6 +14,7 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
 import { browserRuntime, CHROMIUM, launchChromium, runInPage, serveFiles, type ServedFile } from './chromium';
+import { GENERIC, INTEL_XE, NVIDIA_HOPPER } from '../compiler/target/targets';
 import { expectClose } from './close';
 
 
@@ -61,7 +62,7 @@ const PAGE = `<!doctype html>
     try {
       const feeds = Object.fromEntries(Object.entries(inputs).map(([name, values]) => [name, Float32Array.from(values)]));
       const outputs = await session.run(feeds);
-      return { adapter, outputs: Object.fromEntries(Object.entries(outputs).map(([name, values]) => [name, Array.from(values)])) };
+      return { adapter, target: session.target, outputs: Object.fromEntries(Object.entries(outputs).map(([name, values]) => [name, Array.from(values)])) };
     } finally {
       session.destroy();
       gpu.destroy();
@@ -72,6 +73,7 @@ const PAGE = `<!doctype html>
 
 interface PageResult {
   adapter: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter?: boolean; features: string[] };
+  target: { name: string; reason: string };
   outputs: Record<string, number[]>;
 }
 
@@ -91,7 +93,8 @@ test('a compiled plan runs in headless Chromium (WebGPU) and equals the CPU refe
   const lap = (label: string) => console.log(`[browser test] ${label}: ${Math.round(performance.now() - t0)} ms`);
 
   const g = model();
-  const plan = await compileGraph(g, { seed: 11 });
+  // generic last: the page must pick it from the adapter (SwiftShader matches no GPU class)
+  const plan = await compileGraph(g, { seed: 11, targets: [NVIDIA_HOPPER, INTEL_XE, GENERIC] });
   const feeds = Object.fromEntries(Object.entries(INPUTS).map(([name, shape], k) => [name, randomInput(shape, 500 + k)]));
   const expected = interpret(g, feeds, plan.parameters);
   lap(`compiled ${plan.bundle.length}-byte plan, CPU reference done`);
@@ -116,6 +119,7 @@ test('a compiled plan runs in headless Chromium (WebGPU) and equals the CPU refe
   console.log(`[browser test] adapter: ${JSON.stringify(result.adapter)}`);
 
   expect(result.adapter.vendor || result.adapter.architecture || result.adapter.description, 'adapter info').toBeTruthy();
+  expect(result.target).toMatchObject({ name: 'generic', reason: 'fallback' });
   expect(Object.keys(result.outputs).sort()).toEqual(['mixed', 'probs']);
   for (const [name, want] of Object.entries(expected)) {
     expectClose(result.outputs[name], want, ATOL, RTOL, name);
