@@ -12,7 +12,7 @@ import { formatReport } from '../egraph/run';
 import { loadTypeScriptModel } from '../frontends/typescript';
 import { CompileError, CompileErrors } from '../ir/errors';
 import { GENERATOR } from '../plan/plan';
-import { BUILTIN_TARGETS, parseTargets } from '../target/targets';
+import { BUILTIN_TARGETS, DEFAULT_TARGETS, parseTargets } from '../target/targets';
 import { describePlan, formatBytes, kernelSources } from './inspect';
 import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
 import { writeTrace } from './profile';
@@ -208,7 +208,7 @@ function program(): Command {
     .option(
       '--target <names>',
       `GPU classes to compile for, comma-separated; the plan carries each one's kernels and schedules and the runtime picks one at load (${BUILTIN_TARGETS.map((t) => t.name).join(', ')})`,
-      'generic',
+      DEFAULT_TARGETS.map((t) => t.name).join(','),
     )
     .action(compileCommand);
 

@@ -7,6 +7,7 @@
 // along the axes the tile does not divide, so any shape works and aligned shapes pay nothing.
 // Stream-K's two kernels (lower/stream-k.ts) are this kernel with another prologue: runs of
 // K over shared tiles writing partial tiles, and the product summing them where shared.
+import { DEFAULT_LIMITS } from '../target/target';
 import { TILINGS, type MatmulTuning, type TileConfig } from '../target/tuning';
 import { indent, u32, type KernelCode } from './kernel';
 import { matmulPreamble, type MatmulProblem, type StreamKSchedule } from './matmul';
@@ -31,8 +32,8 @@ export function tileBytes(c: TileConfig, p: Pick<MatmulProblem, 'transposeA' | '
 }
 
 /** The portable limits every variant without a `requiredLimits` must fit (WebGPU defaults, compatibility mode). */
-export const PORTABLE_WORKGROUP_BYTES = 16384;
-export const PORTABLE_INVOCATIONS = 256;
+export const PORTABLE_WORKGROUP_BYTES = DEFAULT_LIMITS.maxComputeWorkgroupStorageSize;
+export const PORTABLE_INVOCATIONS = DEFAULT_LIMITS.maxComputeInvocationsPerWorkgroup;
 
 /** One staged operand: how an invocation reads its share of a slice and where it goes in the tile. */
 interface OperandTile {
