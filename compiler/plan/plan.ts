@@ -72,7 +72,6 @@ export function planTarget({ target, graph, entries, training, lowered, validate
   // --- buffers: every leaf and every computed value, in node order ---------------------
   const bufferOf = new Map<number, number>();
   const buffers: BufferDesc[] = [];
-  const addWeights = (data: Float32Array) => store.addWeights(data);
   for (const node of graph.nodes) {
     // every parameter is kept (frozen or unused ones still export); other values only if an entry needs them
     const leaf = node.op === 'input' || node.op === 'parameter' || node.op === 'constant' || node.op === 'state';
@@ -89,8 +88,8 @@ export function planTarget({ target, graph, entries, training, lowered, validate
     };
     // without initial values (compiled with weights: 'none') a parameter starts at zero until loaded
     const initial = node.op === 'parameter' ? parameters.get(node.name) : undefined;
-    if (initial) desc.init = addWeights(initial);
-    if (node.op === 'constant') desc.init = addWeights(attrsOf(node, 'constant').values);
+    if (initial) desc.init = store.addWeights(initial);
+    if (node.op === 'constant') desc.init = store.addWeights(attrsOf(node, 'constant').values, true);
     bufferOf.set(node.id, desc.id);
     buffers.push(desc);
   }

@@ -12,8 +12,9 @@ export class SectionStore {
   private readonly hashes = new Map<string, string>();
   private readonly weights: Uint8Array[] = [];
   private weightsLength = 0;
-  /** the same values (a parameter shared by every target's graph) get one slice */
+  /** the same values get one slice: the same array (a parameter every target's graph shares), or the same bytes (a constant each target's optimizer made) */
   private readonly slices = new Map<Float32Array, SectionSlice>();
+  private readonly slicesByHash = new Map<string, SectionSlice>();
   readonly kernels: KernelDesc[] = [];
   private readonly kernelIndex = new Map<string, number>();
 
@@ -38,16 +39,28 @@ export class SectionStore {
     throw new Error(`SectionStore: every name for ${prefixes[0]} is taken by other contents`);
   }
 
-  /** The values' slice of the 'weights' section, 256-aligned so the runtime can view it in place. */
-  addWeights(data: Float32Array): SectionSlice {
+  /**
+   * The values' slice of the 'weights' section, 256-aligned so the runtime can view it in
+   * place. `byContent`: also reuse a slice of the same bytes (constants, small, which each
+   * target's optimizer makes anew); parameters, which may be gigabytes, are matched by array.
+   */
+  addWeights(data: Float32Array, byContent = false): SectionSlice {
     const known = this.slices.get(data);
     if (known) return known;
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const hash = byContent ? createHash('sha256').update(bytes).digest('hex') : undefined;
+    const alike = hash === undefined ? undefined : this.slicesByHash.get(hash);
+    if (alike) {
+      this.slices.set(data, alike);
+      return alike;
+    }
     const offset = alignUp(this.weightsLength, MNPLAN_SECTION_ALIGNMENT);
     if (offset > this.weightsLength) this.weights.push(new Uint8Array(offset - this.weightsLength));
-    this.weights.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    this.weights.push(bytes);
     this.weightsLength = offset + data.byteLength;
     const slice = { section: 'weights', offset, length: data.byteLength };
     this.slices.set(data, slice);
+    if (hash !== undefined) this.slicesByHash.set(hash, slice);
     return slice;
   }
 
