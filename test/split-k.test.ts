@@ -9,7 +9,7 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount } from '../compiler/ir/types';
 import { lowerGraph } from '../compiler/lower';
-import { splitKSchedule } from '../compiler/lower/split-k';
+import { splitKSteps } from '../compiler/lower/split-k';
 import type { Target } from '../compiler/target/target';
 import { APPLE_M, GENERIC, INTEL_XE, NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
 import type { SplitKTuning } from '../compiler/target/tuning';
@@ -21,7 +21,7 @@ afterAll(releaseSharedDevice);
 
 /** The product's schedule (the graph's last node) as `label op -> shape` lines; undefined: one dispatch. */
 function steps(g: Graph, target: Target = NVIDIA_HOPPER): string[] | undefined {
-  return splitKSchedule(g, g.nodes[g.nodes.length - 1], target)?.steps.map((s) => `${s.subject.name} ${s.subject.op} -> ${s.subject.type.shape.join('x')}`);
+  return splitKSteps(g, g.nodes[g.nodes.length - 1], target)?.steps.map((s) => `${s.subject.name} ${s.subject.op} -> ${s.subject.type.shape.join('x')}`);
 }
 
 describe('which products split (lowering only)', () => {
@@ -82,7 +82,7 @@ describe('split products on the GPU against the CPU reference', () => {
       test(`${label}, optimize: ${optimize}`, async () => {
         const g = new Graph('mm');
         build(g);
-        const schedule = splitKSchedule(g, g.nodes[g.nodes.length - 1], SMALL);
+        const schedule = splitKSteps(g, g.nodes[g.nodes.length - 1], SMALL);
         expect(schedule?.scratch[0].shape[0] ?? 1).toBe(slices);
         const plan = await compileGraph(g, { optimize, targets: [SMALL] });
         if (!optimize) expect(plan.manifest.entryPoints.run.dispatches).toHaveLength(dispatches);

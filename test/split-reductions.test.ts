@@ -9,7 +9,7 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { elementCount, type Shape } from '../compiler/ir/types';
 import { lowerGraph } from '../compiler/lower';
-import { splitReductionSchedule } from '../compiler/lower/split-reductions';
+import { splitReductionSteps } from '../compiler/lower/split-reductions';
 import { NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
 import type { AxisTuning } from '../compiler/target/tuning';
 import { loadPlan } from '../runtime/session';
@@ -32,7 +32,7 @@ const tuned = (axis: Partial<AxisTuning>) => withTuning(NVIDIA_HOPPER, { axis: {
 /** The reduction's schedule (the graph's last node) as its steps' `label op operand -> result` lines; undefined: one dispatch. */
 function steps(g: Graph, target = NVIDIA_HOPPER): string[] | undefined {
   const node = g.nodes[g.nodes.length - 1];
-  const schedule = splitReductionSchedule(g, node, target);
+  const schedule = splitReductionSteps(g, node, target);
   return schedule?.steps.map((s) => `${s.subject.name} ${s.subject.op} ${s.operandTypes[0].shape.join('x')} -> ${s.subject.type.shape.join('x')}`);
 }
 
@@ -98,7 +98,7 @@ describe('split reductions on the GPU against the CPU reference', () => {
       test(`${label}, optimize: ${optimize}`, async () => {
         const target = tuned(SMALL);
         const g = reduction(op, shape, axis, keepDims);
-        const schedule = splitReductionSchedule(g, g.nodes[1], target);
+        const schedule = splitReductionSteps(g, g.nodes[1], target);
         expect(schedule?.steps[0].operandTypes[0].shape).toEqual(chunked);
         const plan = await compileGraph(g, { optimize, targets: [target] });
         const dispatches = plan.manifest.entryPoints.run.dispatches;

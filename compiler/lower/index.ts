@@ -1,6 +1,8 @@
-// Lowering: Graph → the ordered kernel steps that compute it. Each node's op-table hook
-// names its archetype; this file routes nodes to archetypes, resolves buffer aliases
-// (reshape) and gives every distinct kernel source one readable name.
+// Lowering: Graph + Target → the ordered kernel steps that compute it. Each node gets a
+// schedule: one dispatch of its op-table archetype, or where the target's tuning says so
+// several (split-K, stream-K, split reductions) with scratch values between them. This file
+// routes nodes to archetypes, resolves buffer aliases (reshape), gives every distinct kernel
+// source one readable name and checks every kernel against the target's limits and features.
 import { CompileError } from '../ir/errors';
 import type { Graph, Node } from '../ir/graph';
 import { opDef, ShapeRuleError, type OpName } from '../ir/ops';
@@ -12,8 +14,8 @@ import { shapeTag, type KernelStep, type KernelSubject, type LoweredKernel, type
 import { lowerMatmul } from './matmul';
 import { lowerMatmulInt8 } from './matmul-int8';
 import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
-import { splitKSchedule } from './split-k';
-import { splitReductionSchedule } from './split-reductions';
+import { splitKSteps } from './split-k';
+import { splitReductionSteps } from './split-reductions';
 import { streamKSteps } from './stream-k';
 import { lowerUpdate } from './update';
 import { DEFAULT_LIMITS, type Target } from '../target/target';
@@ -72,7 +74,7 @@ function lowerSubject(subject: KernelSubject, operands: readonly TensorType[], n
 
 /** The node's schedule where the target gives it several dispatches (the first rule that applies), else one dispatch of its own kernel. */
 function scheduleNode(graph: Graph, node: Node, target: Target): NodeSchedule {
-  const scheduled = splitKSchedule(graph, node, target) ?? streamKSteps(graph, node, target) ?? splitReductionSchedule(graph, node, target);
+  const scheduled = splitKSteps(graph, node, target) ?? streamKSteps(graph, node, target) ?? splitReductionSteps(graph, node, target);
   if (scheduled) return scheduled;
   const operandTypes = node.inputs.map((i) => graph.nodes[i].type);
   return { scratch: [], steps: [{ subject: node, operands: node.inputs.map((i) => ({ node: i })), operandTypes, result: 'node' }] };

@@ -31,7 +31,7 @@ export function splitKSlices(graph: Graph, node: Node, tuning: SplitKTuning): nu
  * `${name}.partials` [slices, ..product] (scratch), then their sum (the product's value, or
  * scratch `${name}.sum` before the epilogue's pointwise kernel).
  */
-export function splitKSchedule(graph: Graph, node: Node, target: Target): NodeSchedule | undefined {
+export function splitKSteps(graph: Graph, node: Node, target: Target): NodeSchedule | undefined {
   const tuning = target.tuning.splitK;
   const slices = tuning && splitKSlices(graph, node, tuning);
   if (!slices) return undefined;

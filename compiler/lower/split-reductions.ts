@@ -17,7 +17,7 @@ import type { NodeSchedule } from './kernel';
 const SPLITTABLE: ReadonlySet<OpName> = new Set<OpName>(['sum', 'mean', 'max']);
 
 /** The two-step schedule of the reduction at `node` where splitChunks picks one: `${name}.partial` (scratch), then the reduction of its chunks. */
-export function splitReductionSchedule(graph: Graph, node: Node, target: Target): NodeSchedule | undefined {
+export function splitReductionSteps(graph: Graph, node: Node, target: Target): NodeSchedule | undefined {
   if (!SPLITTABLE.has(node.op)) return undefined;
   const def = opDef(node.op);
   if (def.lowering.archetype !== 'axis') return undefined;
