@@ -7,13 +7,14 @@ import { appendTraining, remapTraining, type TrainingGraph, type TrainingSpec } 
 import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
 import type { Graph } from './ir/graph';
 import { materializeParameters } from './ir/interpret';
-import { lowerGraph, type LoweredKernel } from './lower';
+import { lowerGraph } from './lower';
 import { splitK } from './lower/split-k';
 import { streamK } from './lower/stream-k';
 import { splitReductions } from './lower/split-reductions';
 import { writePlanFile } from './plan/bundle';
 import { entryLiveNodes, planBundle, planEntries } from './plan/plan';
-import { NAGA_VERSION, validateKernel, type ValidatedKernel } from './validate/naga';
+import { validateKernels } from './validate/kernels';
+import { NAGA_VERSION } from './validate/naga';
 
 export interface CompileOptions {
   /** seed for parameter initial values (default 0) */
@@ -30,6 +31,8 @@ export interface CompileOptions {
   training?: TrainingSpec;
   /** run the optimizer (default true); false compiles every op as its own kernel */
   optimize?: boolean;
+  /** threads running naga, this one included (1: validate in this thread); default: from the work and the cores */
+  validationThreads?: number;
 }
 
 export interface CompiledPlan {
@@ -50,13 +53,15 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
   const timed = <T>(stage: string, work: () => T): T => {
     const started = performance.now();
     const result = work();
-    timings[stage] = (timings[stage] ?? 0) + performance.now() - started;
+    const add = () => void (timings[stage] = (timings[stage] ?? 0) + performance.now() - started);
+    if (result instanceof Promise) return result.finally(add) as T;
+    add();
     return result;
   };
   const parameters = timed('parameters', () => (options.weights === 'none' ? new Map<string, Float32Array>() : materializeParameters(graph, options.seed ?? 0)));
   if (options.optimize === false) {
     const training = timed('autodiff', () => (options.training ? appendTraining(graph, options.training) : undefined));
-    return { ...planGraph(graph, training, parameters, options.source, timed), parameters, training, timings };
+    return { ...(await planGraph(graph, training, parameters, options.source, timed, options.validationThreads)), parameters, training, timings };
   }
   // The optimizer works on copies: named ops are rediscovered in the forward graph, which is
   // then differentiated and fused into kernels. The caller's graph gets the plain training
@@ -79,16 +84,17 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     costAfter: Math.round(r.costAfter * 100) / 100,
     fusedKernels: r.fused.length,
   }));
-  const result = planGraph(kernels.graph, planned, parameters, options.source, timed, optimization);
+  const result = await planGraph(kernels.graph, planned, parameters, options.source, timed, options.validationThreads, optimization);
   return { ...result, parameters, training, optimization: { forward: forward.report, kernels: kernels.report }, timings };
 }
 
-function planGraph(
+async function planGraph(
   graph: Graph,
   training: TrainingGraph | undefined,
   parameters: Map<string, Float32Array>,
   source: string | undefined,
   timed: <T>(stage: string, work: () => T) => T,
+  validationThreads: number | undefined,
   optimization?: OptimizationDesc[],
 ) {
   // products and reductions with too few tiles or rows to fill the GPU become two steps
@@ -99,14 +105,8 @@ function planGraph(
   ({ graph, training } = timed('lower', () => splitReductions(graph, training)));
   const entries = planEntries(graph, training);
   const lowered = timed('lower', () => lowerGraph(graph, entryLiveNodes(graph, entries)));
-  const validated = new Map<LoweredKernel, ValidatedKernel>();
-  timed('validate', () => {
-    for (const step of lowered.steps) {
-      if (validated.has(step.kernel)) continue;
-      const node = graph.nodes[step.node];
-      validated.set(step.kernel, validateKernel(step.kernel, { op: node.op, node: node.name }));
-    }
-  });
+  const kernels = lowered.steps.map((step) => ({ kernel: step.kernel, origin: { op: graph.nodes[step.node].op, node: graph.nodes[step.node].name } }));
+  const { validated } = await timed('validate', () => validateKernels(kernels, { threads: validationThreads }));
   const { manifest, sections } = timed('plan', () => planBundle({ graph, entries, training, lowered, validated, parameters, nagaVersion: NAGA_VERSION, source }));
   if (optimization) manifest.optimization = optimization;
   const written = timed('write', () => writePlanFile(manifest, sections));
