@@ -62,6 +62,9 @@ export function lowerGraph(graph: Graph, live?: ReadonlySet<number>): LoweredGra
   // identical sources share one kernel; a name is given per distinct source
   const bySource = new Map<string, LoweredKernel>();
   const usedNames = new Map<string, number>();
+  // nodes alike for lowering (op, attributes, types) give the same kernel: a model's repeated
+  // layers are lowered once, not once per layer (most of this stage's time otherwise)
+  const byLowering = new Map<string, { kernel: LoweredKernel; workgroups: [number, number, number] }>();
   const lower = (node: Node, name: string) => {
     try {
       return lowerNode(graph, node, name);
@@ -87,18 +90,41 @@ export function lowerGraph(graph: Graph, live?: ReadonlySet<number>): LoweredGra
     }
     const inPlace = archetype === 'update';
     storage.push(inPlace ? storage[node.inputs[0]] : node.id);
-    const base = `${node.op}_${shapeTag(node.type.shape)}`;
-    const lowered = lower(node, base);
-    let kernel = bySource.get(lowered.kernel.wgsl);
-    if (!kernel) {
-      // same op and output shape but another source (other operand shapes): next free name
-      const seen = usedNames.get(base) ?? 0;
-      usedNames.set(base, seen + 1);
-      kernel = seen === 0 ? lowered.kernel : lower(node, `${base}_${seen}`).kernel;
-      bySource.set(lowered.kernel.wgsl, kernel);
+    const key = loweringKey(graph, node);
+    let done = key === undefined ? undefined : byLowering.get(key);
+    if (!done) {
+      const base = `${node.op}_${shapeTag(node.type.shape)}`;
+      const lowered = lower(node, base);
+      let kernel = bySource.get(lowered.kernel.wgsl);
+      if (!kernel) {
+        // same op and output shape but another source (other operand shapes): next free name
+        const seen = usedNames.get(base) ?? 0;
+        usedNames.set(base, seen + 1);
+        kernel = seen === 0 ? lowered.kernel : lower(node, `${base}_${seen}`).kernel;
+        bySource.set(lowered.kernel.wgsl, kernel);
+      }
+      done = { kernel, workgroups: lowered.workgroups };
+      if (key !== undefined) byLowering.set(key, done);
     }
     const operands = node.inputs.map((i) => storage[i]);
-    steps.push({ kernel, operands: inPlace ? operands : [...operands, node.id], workgroups: lowered.workgroups, node: node.id });
+    steps.push({ kernel: done.kernel, operands: inPlace ? operands : [...operands, node.id], workgroups: [...done.workgroups], node: node.id });
   }
   return { steps, storage };
+}
+
+/**
+ * What lowerNode reads of a node: its op, attributes, operand types and type (the kernel's
+ * name derives from op and type). Undefined when an attribute is not plain data, which
+ * lowers every time.
+ */
+function loweringKey(graph: Graph, node: Node): string | undefined {
+  let plain = true;
+  // JSON would write NaN, ±Infinity as null and -0 as 0; attributes may hold them (clamp bounds)
+  const exact = (_key: string, value: unknown) => {
+    if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return `#${Object.is(value, -0) ? '-0' : value}`;
+    if (typeof value === 'function' || typeof value === 'symbol' || typeof value === 'bigint') plain = false;
+    return value;
+  };
+  const key = JSON.stringify([node.op, node.attrs, node.inputs.map((i) => graph.nodes[i].type), node.type], exact);
+  return plain ? key : undefined;
 }
