@@ -122,8 +122,9 @@ function loweringKey(graph: Graph, node: Node): string | undefined {
   // JSON would write NaN, ±Infinity as null and -0 as 0; attributes may hold them (clamp bounds)
   const exact = (_key: string, value: unknown) => {
     if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return `#${Object.is(value, -0) ? '-0' : value}`;
-    if (typeof value === 'function' || typeof value === 'symbol' || typeof value === 'bigint') plain = false;
-    return value;
+    if (typeof value !== 'function' && typeof value !== 'symbol' && typeof value !== 'bigint') return value;
+    plain = false;
+    return null;
   };
   const key = JSON.stringify([node.op, node.attrs, node.inputs.map((i) => graph.nodes[i].type), node.type], exact);
   return plain ? key : undefined;
