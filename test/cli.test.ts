@@ -126,7 +126,7 @@ describe('the optimizer on the command line', () => {
 
     const report = mnc('compile', 'examples/mnist/model.ts', '-o', optimized, '--report');
     expect(report.status).toBe(0);
-    expect(report.stdout).toMatch(/stages \(ms\): parameters \d+, optimize \d+/);
+    expect(report.stdout).toMatch(/stages \(ms\): frontend \d+, parameters \d+, optimize \d+/);
     expect(report.stdout).toMatch(/optimizer phase 'kernels': \d+ → \d+ nodes/);
     expect(report.stdout).toMatch(/iter\s+nodes\s+classes\s+search ms\s+apply ms\s+rebuild ms\s+matches/);
   });

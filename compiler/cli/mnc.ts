@@ -51,6 +51,13 @@ interface CompileOptions {
   loss?: string;
   optimizer?: OptimizerKind;
   lr?: string;
+  validationThreads?: string;
+}
+
+function parseCount(flag: string, text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1) throw new CompileError('input', `${flag} expects a whole number from 1; got '${text}'`);
+  return value;
 }
 
 function parsePositive(flag: string, text: string): number {
@@ -77,13 +84,16 @@ function trainingFrom(options: CompileOptions, fromModel: TrainingSpec | undefin
 async function compileCommand(modelFile: string, options: CompileOptions): Promise<void> {
   const started = performance.now();
   const seed = parseSeed(options.seed);
+  const validationThreads = options.validationThreads === undefined ? undefined : parseCount('--validation-threads', options.validationThreads);
   const { graph, name, training } = await loadTypeScriptModel(modelFile, { model: options.model });
+  const frontend = performance.now() - started;
   const { bundle, manifest, optimization, timings } = await compileGraph(graph, {
     seed,
     weights: options.weights ? 'embedded' : 'none',
     optimize: options.optimize,
     source: `${displayPath(modelFile)}#${name}`,
     training: trainingFrom(options, training),
+    validationThreads,
   });
   const out = options.output ?? `${options.model ?? basename(modelFile).replace(/\.[^.]*$/, '')}.mnplan`;
   writeFileOrFail(out, bundle);
@@ -92,7 +102,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   const trains = manifest.training ? `, trains with ${manifest.training.optimizer}` : '';
   console.log(`${out}: model '${name}', ${manifest.kernels.length} kernels, ${dispatches} dispatches${trains}, ${formatBytes(bundle.length)}, compiled in ${seconds} s`);
   if (options.report) {
-    const stages = Object.entries(timings).map(([stage, ms]) => `${stage} ${ms.toFixed(0)}`);
+    const stages = Object.entries({ frontend, ...timings }).map(([stage, ms]) => `${stage} ${ms.toFixed(0)}`);
     console.log(`stages (ms): ${stages.join(', ')}`);
     for (const phase of optimization ? [optimization.forward, optimization.kernels] : []) {
       console.log(`\noptimizer phase '${phase.phase}': ${phase.nodesBefore} → ${phase.nodesAfter} nodes, estimated ${phase.costBefore.toFixed(1)} → ${phase.costAfter.toFixed(1)} µs`);
@@ -193,6 +203,7 @@ function program(): Command {
     .option('--report', "print each stage's time and the e-graph optimizer's report (iterations, nodes, classes, rules fired)")
     .option('--no-optimize', 'skip the e-graph optimizer and fusion: one kernel per op (for comparisons)')
     .option('--no-weights', 'leave initial parameter values out of the plan (they start at zero; load them with mnc train --load)')
+    .option('--validation-threads <n>', "threads running naga's validation and translations, this one included (default: from the cores and the work; 1 starts none)")
     .action(compileCommand);
 
   mnc
