@@ -42,7 +42,7 @@ export async function validateKernels(kernels: Iterable<KernelToValidate>, optio
   const modules: { name: string; origin: KernelOrigin; job: number }[] = [];
   const jobs: NagaJob[] = [];
   const jobOf = new Map<string, number>();
-  const module = (name: string, origin: KernelOrigin, wgsl: string): number => {
+  const addModule = (name: string, origin: KernelOrigin, wgsl: string): number => {
     const source = nagaSource(wgsl);
     let job = jobOf.get(source);
     if (job === undefined) {
@@ -56,8 +56,8 @@ export async function validateKernels(kernels: Iterable<KernelToValidate>, optio
   const kernelJobs = new Map<LoweredKernel, { portable: number; variants: (number | undefined)[] }>();
   for (const { kernel, origin } of kernels) {
     if (kernelJobs.has(kernel)) continue;
-    const portable = module(kernel.name, origin, kernel.wgsl);
-    const variants = (kernel.variants ?? []).map((v) => (v.validatedBy === 'dawn' ? undefined : module(variantName(kernel, v.tag), origin, v.wgsl)));
+    const portable = addModule(kernel.name, origin, kernel.wgsl);
+    const variants = (kernel.variants ?? []).map((v) => (v.validatedBy === 'dawn' ? undefined : addModule(variantName(kernel, v.tag), origin, v.wgsl)));
     kernelJobs.set(kernel, { portable, variants });
   }
 
@@ -86,8 +86,9 @@ export async function validateKernels(kernels: Iterable<KernelToValidate>, optio
 }
 
 /**
- * Threads worth starting for these jobs: a worker costs 75-140 ms to start and load naga
- * (measured on the 2-core build machine), so each thread should get a few times that.
+ * Threads worth starting for these jobs: a worker takes 75-140 ms to start and load naga,
+ * and its first modules run while V8 compiles naga's code (80-300 ms more; measured on the
+ * 2-core build machine), so each thread should get a few hundred ms of work.
  */
 function threadsFor(jobs: readonly NagaJob[]): number {
   const work = jobs.reduce((ms, { source }) => ms + estimatedMs(source.length), 0);
