@@ -7,14 +7,16 @@ import { CompileError } from './ir/errors';
 import { appendTraining, remapTraining, type TrainingGraph, type TrainingSpec } from './autodiff/train';
 import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
 import type { Graph, Node } from './ir/graph';
+import type { LoweredKernel } from './lower';
 import { materializeParameters } from './ir/interpret';
-import { lowerGraph, type LoweredKernel } from './lower';
+import { lowerGraph } from './lower';
 import { writePlanFile } from './plan/bundle';
 import { entryLiveNodes, manifestHead, planEntries, planTarget } from './plan/plan';
 import { SectionStore } from './plan/sections';
 import { DEFAULT_TARGETS } from './target/targets';
 import type { Target } from './target/target';
-import { NAGA_VERSION, validateKernel, type Translations } from './validate/naga';
+import { validateKernels } from './validate/kernels';
+import { NAGA_VERSION, type Translations } from './validate/naga';
 
 /** A validated module's translations, looked up by its WGSL source. */
 export interface ValidatedSource {
@@ -41,6 +43,8 @@ export interface CompileOptions {
    * one at load (default: [generic], which runs on any WebGPU device)
    */
   targets?: readonly Target[];
+  /** threads running naga, this one included (1: validate in this thread); default: from the work and the cores */
+  validationThreads?: number;
 }
 
 export interface CompiledPlan {
@@ -61,7 +65,9 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
   const timed = <T>(stage: string, work: () => T): T => {
     const started = performance.now();
     const result = work();
-    timings[stage] = (timings[stage] ?? 0) + performance.now() - started;
+    const add = () => void (timings[stage] = (timings[stage] ?? 0) + performance.now() - started);
+    if (result instanceof Promise) return result.finally(add) as T;
+    add();
     return result;
   };
   const targets = checkTargets(options.targets ?? DEFAULT_TARGETS);
@@ -84,7 +90,7 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     const lowered = timed('lower', () => lowerGraph(optimized.graph, target, entryLiveNodes(optimized.graph, entries)));
     return { target, ...optimized, entries, lowered };
   });
-  const validated = timed('validate', () => validateKernels(lowerings.flatMap((l) => l.lowered.steps.map((step) => ({ kernel: step.kernel, node: l.graph.nodes[step.node] })))));
+  const validated = await timed('validate', () => validateAll(lowerings.flatMap((l) => l.lowered.steps.map((step) => ({ kernel: step.kernel, node: l.graph.nodes[step.node] }))), options.validationThreads));
 
   const store = new SectionStore();
   const plans = timed('plan', () =>
@@ -156,13 +162,15 @@ function checkTargets(targets: readonly Target[]): readonly Target[] {
 
 /**
  * Every distinct module of the compile's kernels (all targets', variants included) validated
- * and translated once, by source; the first refusal names the kernel and a node it was made for.
+ * and translated once (validate/kernels.ts), as translations by WGSL source.
  */
-function validateKernels(kernels: readonly { kernel: LoweredKernel; node: Node }[]): Map<string, ValidatedSource> {
+async function validateAll(kernels: readonly { kernel: LoweredKernel; node: Node }[], threads: number | undefined): Promise<Map<string, ValidatedSource>> {
+  const { validated } = await validateKernels(
+    kernels.map(({ kernel, node }) => ({ kernel, origin: { op: node.op, node: node.name } })),
+    { threads },
+  );
   const bySource = new Map<string, ValidatedSource>();
-  for (const { kernel, node } of kernels) {
-    if (bySource.has(kernel.wgsl)) continue;
-    const checked = validateKernel(kernel, { op: node.op, node: node.name });
+  for (const [kernel, checked] of validated) {
     bySource.set(kernel.wgsl, { translations: checked.translations });
     (kernel.variants ?? []).forEach((v, j) => {
       const t = checked.variants[j];

@@ -1,5 +1,7 @@
-// Embeds the optimizer's rule files, then builds the two shipped artifacts with esbuild:
+// Embeds the optimizer's rule files, then builds the shipped artifacts with esbuild:
 //   dist/mnc.mjs             the compiler CLI for Node (native/wasm packages left external)
+//   dist/naga-worker.mjs     the CLI's validation worker (compiler/validate/naga-pool.ts
+//                            looks for it beside the module it is bundled into)
 //   dist/mnrt.browser.mjs    the runtime as one minified ESM file for browsers
 // and prints the browser runtime's minified+gzipped size.
 import { build } from 'esbuild';
@@ -23,6 +25,18 @@ await build({
   format: 'esm',
   target: 'node20',
   sourcemap: true,
+  packages: 'external',
+  logLevel: 'warning',
+});
+
+await build({
+  absWorkingDir: root,
+  entryPoints: ['compiler/validate/naga-worker.ts'],
+  outfile: 'dist/naga-worker.mjs',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
   packages: 'external',
   logLevel: 'warning',
 });

@@ -5,10 +5,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readNpy, writeNpy } from '../compiler/cli/npy';
 import { loadTypeScriptModel } from '../compiler/frontends/typescript';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
+import { JobQueue } from '../compiler/validate/job-queue';
+import type { WorkerMessage } from '../compiler/validate/naga-worker';
 import { cliRunner, diagnostics, expectFailure } from './cli-runner';
 
 const root = join(import.meta.dirname, '..');
@@ -21,6 +24,20 @@ beforeAll(() => {
   execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'pipe' });
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('the build', () => {
+  it('puts the validation worker beside the CLI, and it runs naga jobs', async () => {
+    const source = '@compute @workgroup_size(1) fn main() {}';
+    const queue = new JobQueue([{ source, first: 0 }, { source: 'fn broken( {', first: 1 }]);
+    const worker = new Worker(join(root, 'dist', 'naga-worker.mjs'), { workerData: { jobs: queue.jobs, shared: queue.shared } });
+    const answers: WorkerMessage[] = [];
+    worker.on('message', (m: WorkerMessage) => answers.push(m));
+    await new Promise((resolve, reject) => worker.once('exit', resolve).once('error', reject));
+    expect(answers.map((a) => a.job)).toEqual([0, 1]);
+    expect(answers[0].result && 'translations' in answers[0].result && answers[0].result.translations.msl).toContain('kernel void');
+    expect(answers[1].result && 'refusal' in answers[1].result && answers[1].result.refusal.stage).toBe('parse');
+  });
+});
 
 describe('compile → inspect → run (examples/mlp.ts)', () => {
   const plan = out('mlp.mnplan');
@@ -128,7 +145,7 @@ describe('the optimizer on the command line', () => {
 
     const report = mnc('compile', 'examples/mnist/model.ts', '-o', optimized, '--report');
     expect(report.status).toBe(0);
-    expect(report.stdout).toMatch(/stages \(ms\): parameters \d+, optimize \d+/);
+    expect(report.stdout).toMatch(/stages \(ms\): frontend \d+, parameters \d+, optimize \d+/);
     expect(report.stdout).toMatch(/optimizer phase 'kernels': \d+ → \d+ nodes/);
     expect(report.stdout).toMatch(/iter\s+nodes\s+classes\s+search ms\s+apply ms\s+rebuild ms\s+matches/);
   });

@@ -1,6 +1,8 @@
 // The compiler's own guarantees, without a GPU: byte-identical plans for the same model and
 // seed, manifests that satisfy schemas/mnplan.schema.json, a naga translation for every
-// target, and naga's formatted report (with the op) when a generated module is invalid.
+// target, and naga's formatted report (with the op) when a generated module is invalid;
+// validation on worker threads gives the same translations and errors as in this thread,
+// and each distinct source is given to naga once.
 import Ajv from 'ajv';
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
@@ -8,8 +10,12 @@ import { GENERIC } from '../compiler/target/targets';
 import { compileGraph } from '../compiler/compile';
 import { CompileError } from '../compiler/ir/errors';
 import { Graph } from '../compiler/ir/graph';
-import { lowerGraph } from '../compiler/lower';
+import { lowerGraph, type LoweredKernel } from '../compiler/lower';
+import type { NagaJob } from '../compiler/validate/job-queue';
+import { validateKernels, type KernelToValidate } from '../compiler/validate/kernels';
 import { validateKernel } from '../compiler/validate/naga';
+import { runNagaJobs } from '../compiler/validate/naga-pool';
+import { nagaSource, translateWgsl } from '../compiler/validate/translate';
 import { readBundle } from '../runtime/bundle';
 
 const schema = JSON.parse(readFileSync(new URL('../schemas/mnplan.schema.json', import.meta.url), 'utf8'));
@@ -81,5 +87,81 @@ describe('compileGraph', () => {
     expect(e.op).toBe('relu');
     expect(e.message).toContain("relu node 'relu_1'");
     expect(e.format()).toMatch(/relu_4\.wgsl:\d+:\d+/); // naga's report, pointing into the kernel
+  });
+});
+
+/** The sample graph's kernels, each with the node it was generated for. */
+function sampleKernels(): KernelToValidate[] {
+  const g = sampleGraph();
+  return lowerGraph(g, GENERIC).steps.map((s) => ({ kernel: s.kernel, origin: { op: g.nodes[s.node].op, node: g.nodes[s.node].name } }));
+}
+
+/** A relu kernel naga refuses (a u32 where an f32 belongs), named `name`. */
+function brokenKernel(name: string): LoweredKernel {
+  const g = new Graph('broken');
+  g.output('y', g.relu(g.input('x', [4])));
+  const [step] = lowerGraph(g, GENERIC).steps;
+  return { ...step.kernel, name, wgsl: step.kernel.wgsl.replace('max(x0, 0.0)', 'max(x0, 0u)') };
+}
+
+async function refusal(work: () => Promise<unknown>): Promise<CompileError> {
+  try {
+    await work();
+  } catch (e) {
+    expect(e).toBeInstanceOf(CompileError);
+    return e as CompileError;
+  }
+  throw new Error('expected a CompileError');
+}
+
+describe('validateKernels', () => {
+  test('worker threads give the translations this thread gives, byte for byte, and the same plan', async () => {
+    const jobs: NagaJob[] = sampleKernels().map(({ kernel }, first) => ({ source: nagaSource(kernel.wgsl), first }));
+    const run = await runNagaJobs(jobs, 2, { here: false });
+    expect(run.byWorkers).toBe(jobs.length);
+    for (const [j, { source }] of jobs.entries()) {
+      const here = translateWgsl(source);
+      const there = run.results[j]!;
+      if (!('translations' in here) || !('translations' in there)) throw new Error(`job ${j} refused`);
+      expect(Buffer.from(there.translations.spirv).equals(Buffer.from(here.translations.spirv))).toBe(true);
+      expect(there.translations.msl).toBe(here.translations.msl);
+      expect(there.translations.hlsl).toBe(here.translations.hlsl);
+    }
+    const inThread = await compileGraph(sampleGraph(), { seed: 3, validationThreads: 1 });
+    const threaded = await compileGraph(sampleGraph(), { seed: 3, validationThreads: 3 });
+    expect(Buffer.from(threaded.bundle).equals(Buffer.from(inThread.bundle))).toBe(true);
+  });
+
+  test('identical sources go to naga once and share their translations', async () => {
+    const [{ kernel, origin }] = sampleKernels();
+    const twin: LoweredKernel = { ...kernel, name: `${kernel.name}_twin` };
+    const withVariant: LoweredKernel = {
+      ...kernel,
+      name: `${kernel.name}_v`,
+      wgsl: `${kernel.wgsl}\n// another module`,
+      variants: [{ tag: 'same', features: [], wgsl: kernel.wgsl, workgroupSize: kernel.workgroupSize, workgroupBytes: kernel.workgroupBytes }],
+    };
+    // the same kernel object twice counts once
+    const result = await validateKernels([kernel, twin, withVariant, kernel].map((k) => ({ kernel: k, origin })));
+    expect(result.modules).toBe(4);
+    expect(result.distinct).toBe(2);
+    const first = result.validated.get(kernel)!.translations;
+    expect(result.validated.get(twin)!.translations).toBe(first);
+    expect(result.validated.get(withVariant)!.variants[0]).toBe(first);
+    expect(result.validated.get(withVariant)!.translations).not.toBe(first);
+  });
+
+  test("a refused module fails with naga's report naming the first refused kernel, on any number of threads", async () => {
+    const kernels = sampleKernels();
+    const origin = { op: 'relu', node: 'relu_1' };
+    const alone = await refusal(async () => validateKernel(brokenKernel('relu_4'), origin));
+    expect(alone.format()).toMatch(/relu_4\.wgsl:\d+:\d+/);
+    for (const threads of [1, 3]) {
+      const inList = [...kernels.slice(0, 2), { kernel: brokenKernel('relu_4'), origin }, ...kernels.slice(2), { kernel: brokenKernel('relu_9'), origin: { op: 'relu', node: 'relu_2' } }];
+      const e = await refusal(() => validateKernels(inList, { threads }));
+      expect(e.kind).toBe('validation');
+      expect(e.op).toBe('relu');
+      expect(e.format()).toBe(alone.format());
+    }
   });
 });

@@ -53,6 +53,13 @@ interface CompileOptions {
   optimizer?: OptimizerKind;
   lr?: string;
   target: string;
+  validationThreads?: string;
+}
+
+function parseCount(flag: string, text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1) throw new CompileError('input', `${flag} expects a whole number from 1; got '${text}'`);
+  return value;
 }
 
 function parsePositive(flag: string, text: string): number {
@@ -79,7 +86,9 @@ function trainingFrom(options: CompileOptions, fromModel: TrainingSpec | undefin
 async function compileCommand(modelFile: string, options: CompileOptions): Promise<void> {
   const started = performance.now();
   const seed = parseSeed(options.seed);
+  const validationThreads = options.validationThreads === undefined ? undefined : parseCount('--validation-threads', options.validationThreads);
   const { graph, name, training } = await loadTypeScriptModel(modelFile, { model: options.model });
+  const frontend = performance.now() - started;
   const { bundle, manifest, optimization, timings } = await compileGraph(graph, {
     seed,
     weights: options.weights ? 'embedded' : 'none',
@@ -87,6 +96,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
     source: `${displayPath(modelFile)}#${name}`,
     training: trainingFrom(options, training),
     targets: parseTargets(options.target),
+    validationThreads,
   });
   const out = options.output ?? `${options.model ?? basename(modelFile).replace(/\.[^.]*$/, '')}.mnplan`;
   writeFileOrFail(out, bundle);
@@ -99,7 +109,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
       `${dispatches} dispatches${targets.length > 1 ? ` (${manifest.target.name})` : ''}${trains}, ${formatBytes(bundle.length)}, compiled in ${seconds} s`,
   );
   if (options.report) {
-    const stages = Object.entries(timings).map(([stage, ms]) => `${stage} ${ms.toFixed(0)}`);
+    const stages = Object.entries({ frontend, ...timings }).map(([stage, ms]) => `${stage} ${ms.toFixed(0)}`);
     console.log(`stages (ms): ${stages.join(', ')}`);
     for (const phase of optimization ? [optimization.forward, optimization.kernels] : []) {
       console.log(`\noptimizer phase '${phase.phase}': ${phase.nodesBefore} → ${phase.nodesAfter} nodes, estimated ${phase.costBefore.toFixed(1)} → ${phase.costAfter.toFixed(1)} µs`);
@@ -210,6 +220,7 @@ function program(): Command {
       `GPU classes to compile for, comma-separated; the plan carries each one's kernels and schedules and the runtime picks one at load (${BUILTIN_TARGETS.map((t) => t.name).join(', ')})`,
       DEFAULT_TARGETS.map((t) => t.name).join(','),
     )
+    .option('--validation-threads <n>', "threads running naga's validation and translations, this one included (default: from the cores and the work; 1 starts none)")
     .action(compileCommand);
 
   mnc

@@ -92,6 +92,9 @@ export function lowerGraph(graph: Graph, target: Target, live?: ReadonlySet<numb
   // identical sources share one kernel; a name is given per distinct source
   const bySource = new Map<string, LoweredKernel>();
   const usedNames = new Map<string, number>();
+  // nodes alike for lowering (op, attributes, types) get the same schedule and kernels: a
+  // model's repeated layers are lowered once, not once per layer (most of this stage's time otherwise)
+  const byLowering = new Map<string, { kernel: LoweredKernel; workgroups: [number, number, number] }[]>();
   const lower = (node: Node, step: ScheduleStep, name: string) => {
     try {
       return withinTarget(step.generate ? step.generate(name) : lowerSubject(step.subject, step.operandTypes, name, target), target);
@@ -121,9 +124,12 @@ export function lowerGraph(graph: Graph, target: Target, live?: ReadonlySet<numb
       return id;
     });
     const valueId = (v: StepValue) => ('node' in v ? storage[v.node] : scratchIds[v.scratch]);
-    for (const step of schedule.steps) {
+    const key = loweringKey(graph, node);
+    const known = key === undefined ? undefined : byLowering.get(key);
+    const made: { kernel: LoweredKernel; workgroups: [number, number, number] }[] = [];
+    schedule.steps.forEach((step, k) => {
       const base = `${step.subject.op}_${shapeTag(step.subject.type.shape)}`;
-      const lowered = lower(node, step, base);
+      const lowered = known?.[k] ?? lower(node, step, base);
       let kernel = bySource.get(lowered.kernel.wgsl);
       if (!kernel) {
         // same op and output shape but another source (other operand shapes): next free name
@@ -132,10 +138,12 @@ export function lowerGraph(graph: Graph, target: Target, live?: ReadonlySet<numb
         kernel = seen === 0 ? lowered.kernel : lower(node, step, `${base}_${seen}`).kernel;
         bySource.set(lowered.kernel.wgsl, kernel);
       }
+      made.push({ kernel, workgroups: lowered.workgroups });
       const operands = step.operands.map(valueId);
       const result = step.result === 'node' ? (inPlace ? [] : [node.id]) : [scratchIds[step.result.scratch]];
-      steps.push({ kernel, operands: [...operands, ...result], workgroups: lowered.workgroups, node: node.id, label: step.subject.name });
-    }
+      steps.push({ kernel, operands: [...operands, ...result], workgroups: [...lowered.workgroups], node: node.id, label: step.subject.name });
+    });
+    if (key !== undefined && !known) byLowering.set(key, made);
   }
   return { steps, storage, scratch };
 }
@@ -159,4 +167,22 @@ function withinTarget<T extends { kernel: LoweredKernel }>(lowered: T, target: T
     }
   }
   return lowered;
+}
+
+/**
+ * What lowerNode reads of a node: its op, attributes, operand types and type (the kernel's
+ * name derives from op and type). Undefined when an attribute is not plain data, which
+ * lowers every time.
+ */
+function loweringKey(graph: Graph, node: Node): string | undefined {
+  let plain = true;
+  // JSON would write NaN, ±Infinity as null and -0 as 0; attributes may hold them (clamp bounds)
+  const exact = (_key: string, value: unknown) => {
+    if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return `#${Object.is(value, -0) ? '-0' : value}`;
+    if (typeof value !== 'function' && typeof value !== 'symbol' && typeof value !== 'bigint') return value;
+    plain = false;
+    return null;
+  };
+  const key = JSON.stringify([node.op, node.attrs, node.inputs.map((i) => graph.nodes[i].type), node.type], exact);
+  return plain ? key : undefined;
 }

@@ -151,33 +151,28 @@ export function planMemory(schedule: readonly ScheduleEntry[], sizes: ReadonlyMa
   const intervals = liveIntervals(schedule, sizes);
   const slot = (v: number) => slotBytes(sizes.get(v)!);
 
-  // per value: entry → interval, for the overlap test
-  const byEntry = new Map<number, Map<number, LiveInterval>>();
-  for (const [v, list] of intervals) byEntry.set(v, new Map(list.map((live) => [live.entry, live])));
-  const overlaps = (a: number, b: number) => {
-    const other = byEntry.get(b)!;
-    for (const [e, x] of byEntry.get(a)!) {
-      const y = other.get(e);
-      if (y && x.first <= y.last && y.first <= x.last) return true;
-    }
-    return false;
-  };
-
+  // the packer works on dense indices into `values`, with typed arrays: it compares every
+  // pair of values that may share an arena (millions for a 30-layer training step)
+  const values = [...sizes.keys()];
+  const index = new Map(values.map((v, i) => [v, i]));
+  const live = liveTable(values, schedule.length, intervals);
   // pairs that may not share an arena: a written value and every other value of its dispatch
-  const apart = new Map<number, Set<number>>([...sizes.keys()].map((v) => [v, new Set<number>()]));
+  const apart: Set<number>[] = values.map(() => new Set<number>());
   for (const entry of schedule) {
     for (const step of entry.steps) {
-      const bound = [...step.reads, ...step.writes].filter((v) => sizes.has(v));
+      const bound = [...step.reads, ...step.writes].filter((v) => sizes.has(v)).map((v) => index.get(v)!);
       for (const w of step.writes) {
         if (!sizes.has(w)) continue;
-        for (const v of bound) {
-          if (v === w) continue;
-          apart.get(w)!.add(v);
-          apart.get(v)!.add(w);
+        const i = index.get(w)!;
+        for (const j of bound) {
+          if (j === i) continue;
+          apart[i].add(j);
+          apart[j].add(i);
         }
       }
     }
   }
+  const slots = Float64Array.from(values, (v) => slot(v));
 
   const firstUse = (v: number) => {
     const live = intervals.get(v)![0];
@@ -185,47 +180,82 @@ export function planMemory(schedule: readonly ScheduleEntry[], sizes: ReadonlyMa
   };
   const lifetime = (v: number) => intervals.get(v)!.reduce((n, live) => n + live.last - live.first + 1, 0);
   const byKey = (key: (v: number) => number) => [...sizes.keys()].sort((a, b) => key(b) - key(a) || firstUse(a) - firstUse(b) || a - b);
-  const layouts = [byKey(slot), byKey((v) => slot(v) * lifetime(v))].map((order) => pack(order, slot, overlaps, apart, alignment));
-  const { arenas, placements } = layouts.reduce((best, layout) => (total(layout.arenas) < total(best.arenas) ? layout : best));
+  const layouts = [byKey(slot), byKey((v) => slot(v) * lifetime(v))].map((order) =>
+    pack(
+      order.map((v) => index.get(v)!),
+      { slots, live, apart: apart.map((set) => [...set]) },
+      alignment,
+    ),
+  );
+  const best = layouts.reduce((best, layout) => (total(layout.arenas) < total(best.arenas) ? layout : best));
+  const placements = new Map<number, Placement>(values.map((v, i) => [v, { arena: best.arena[i], offset: best.offset[i] }]));
   return {
     alignment,
-    arenas,
-    arenaBytes: total(arenas),
+    arenas: best.arenas,
+    arenaBytes: total(best.arenas),
     placements,
     peakLiveBytes: peakLiveBytes(schedule, sizes, intervals),
     totalIntermediateBytes: [...sizes.keys()].reduce((n, v) => n + slot(v), 0),
   };
 }
 
+/** Each value's interval per entry, by dense index: first[i * entries + e] is -1 where value i does not occur in entry e. */
+interface LiveTable {
+  entries: number;
+  first: Int32Array;
+  last: Int32Array;
+}
+
+function liveTable(values: readonly number[], entries: number, intervals: ReadonlyMap<number, readonly LiveInterval[]>): LiveTable {
+  const first = new Int32Array(values.length * entries).fill(-1);
+  const last = new Int32Array(values.length * entries).fill(-1);
+  for (const [i, v] of values.entries()) {
+    for (const live of intervals.get(v)!) {
+      first[i * entries + live.entry] = live.first;
+      last[i * entries + live.entry] = live.last;
+    }
+  }
+  return { entries, first, last };
+}
+
+/** Whether values i and j are live at one step of some entry. */
+function overlaps({ entries, first, last }: LiveTable, i: number, j: number): boolean {
+  for (let e = 0, a = i * entries, b = j * entries; e < entries; e++, a++, b++) {
+    if (first[a] >= 0 && first[b] >= 0 && first[a] <= last[b] && first[b] <= last[a]) return true;
+  }
+  return false;
+}
+
 const total = (lengths: readonly number[]) => lengths.reduce((n, l) => n + l, 0);
 
-/** First fit of `order` into arenas (see planMemory). */
+/** First fit of `order` (dense indices) into arenas (see planMemory): each value's arena and offset, and the arenas' lengths. */
 function pack(
   order: readonly number[],
-  slot: (v: number) => number,
-  overlaps: (a: number, b: number) => boolean,
-  apart: ReadonlyMap<number, ReadonlySet<number>>,
+  { slots, live, apart }: { slots: Float64Array; live: LiveTable; apart: readonly (readonly number[])[] },
   alignment: number,
-): { arenas: number[]; placements: Map<number, Placement> } {
+): { arenas: number[]; arena: Int32Array; offset: Float64Array } {
   const arenas: { length: number; members: number[] }[] = [];
-  const placements = new Map<number, Placement>();
+  const arenaOf = new Int32Array(slots.length).fill(-1);
+  const offsetOf = new Float64Array(slots.length);
+  const busy: number[] = [];
+  const byStart = (a: number, b: number) => offsetOf[a] - offsetOf[b];
   for (const v of order) {
-    const size = slot(v);
+    const size = slots[v];
     let best: { arena: number; offset: number; growth: number } | undefined;
-    arenas.forEach((arena, a) => {
-      if (arena.members.some((m) => apart.get(v)!.has(m))) return;
-      const busy = arena.members
-        .filter((m) => overlaps(v, m))
-        .map((m) => ({ start: placements.get(m)!.offset, end: placements.get(m)!.offset + slot(m) }))
-        .sort((x, y) => x.start - y.start);
+    for (const [a, arena] of arenas.entries()) {
+      if (apart[v].some((m) => arenaOf[m] === a)) continue;
+      // the members live at the same time as v, by offset
+      busy.length = 0;
+      for (const m of arena.members) if (overlaps(live, v, m)) busy.push(m);
+      busy.sort(byStart);
       let offset = 0;
-      for (const range of busy) {
-        if (offset + size <= range.start) break;
-        offset = Math.max(offset, alignUp(range.end, alignment));
+      for (const m of busy) {
+        if (offset + size <= offsetOf[m]) break;
+        offset = Math.max(offset, alignUp(offsetOf[m] + slots[m], alignment));
       }
       const growth = Math.max(0, offset + size - arena.length);
       if (!best || growth < best.growth) best = { arena: a, offset, growth };
-    });
+    }
     if (!best) {
       arenas.push({ length: 0, members: [] });
       best = { arena: arenas.length - 1, offset: 0, growth: size };
@@ -233,7 +263,8 @@ function pack(
     const arena = arenas[best.arena];
     arena.members.push(v);
     arena.length = Math.max(arena.length, best.offset + size);
-    placements.set(v, { arena: best.arena, offset: best.offset });
+    arenaOf[v] = best.arena;
+    offsetOf[v] = best.offset;
   }
-  return { arenas: arenas.map((a) => a.length), placements };
+  return { arenas: arenas.map((a) => a.length), arena: arenaOf, offset: offsetOf };
 }
