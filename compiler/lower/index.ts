@@ -138,7 +138,8 @@ export function lowerGraph(graph: Graph, target: Target, live?: ReadonlySet<numb
         kernel = seen === 0 ? lowered.kernel : lower(node, step, `${base}_${seen}`).kernel;
         bySource.set(lowered.kernel.wgsl, kernel);
       }
-      made.push({ kernel, workgroups: lowered.workgroups });
+      // the kernel as generated (its source is bySource's key), so a node alike finds the name given here
+      made.push(lowered);
       const operands = step.operands.map(valueId);
       const result = step.result === 'node' ? (inPlace ? [] : [node.id]) : [scratchIds[step.result.scratch]];
       steps.push({ kernel, operands: [...operands, ...result], workgroups: [...lowered.workgroups], node: node.id, label: step.subject.name });
