@@ -1,7 +1,8 @@
 // The whole compile as a user runs it: `node bin/mnc.mjs compile <model> --no-weights --report`
 // in a child process, from process start to exit, for the SmolLM2-shaped decoder's training
-// plan and for examples/mlp.ts; each stage's time (from --report), Node's start-up and the
-// process's CPU time (all threads). No GPU involved. Builds dist/ first.
+// plan (for the generic target, and for three targets) and for examples/mlp.ts; each stage's
+// time (from --report), Node's start-up and the process's CPU time (all threads). No GPU
+// involved. Builds dist/ first.
 //
 //   npx tsx bench/compile-time.ts [--runs 3] [--threads auto,1] [--baseline DIR] [--no-build]
 //
@@ -33,6 +34,7 @@ interface Case {
 
 const CASES: Case[] = [
   { label: 'smollm2 training', args: ['examples/smollm2/model.ts', '--model', 'smollm2', '--no-weights'] },
+  { label: 'smollm2, 3 targets', args: ['examples/smollm2/model.ts', '--model', 'smollm2', '--no-weights', '--target', 'generic,nvidia-hopper,intel-xe'] },
   { label: 'mlp', args: ['examples/mlp.ts', '--no-weights'] },
 ];
 
