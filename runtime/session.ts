@@ -116,7 +116,7 @@ export function loadPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOpti
 export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOptions = {}): Promise<PlanSession> {
   const read = await readBundle(bytes);
   const adapterInfo = options.adapterInfo ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? {};
-  const described = { info: adapterInfo, limits: device.limits as unknown as Record<string, number | undefined>, features: device.features };
+  const described = { info: adapterInfo, limits: device.limits as unknown as Record<string, number | undefined> };
   const { index, chosen } = chooseTarget(read.manifest, described, options.target);
   const bundle: PlanBundle = { ...read, manifest: targetManifest(read.manifest, index) };
   const { manifest } = bundle;

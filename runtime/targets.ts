@@ -5,11 +5,13 @@
 import type { KernelDesc, Manifest, TargetMatch, TargetPlan } from '../schemas/manifest';
 import { PlanError } from './errors';
 
-/** What the runtime knows of the device: GPUAdapterInfo's identity, the device's limits and features. */
+/**
+ * What the choice reads of the device: GPUAdapterInfo's identity and the device's limits
+ * (targets need no feature: their kernels' feature variants have portable twins).
+ */
 export interface DeviceDescription {
   info: { vendor?: string; architecture?: string; device?: string; description?: string };
   limits: Record<string, number | undefined>;
-  features: ReadonlySet<string> | { has(feature: string): boolean };
 }
 
 /** The target a session runs, and why it was chosen. */

@@ -30,7 +30,6 @@ const ALL = [GENERIC, NVIDIA_HOPPER, INTEL_XE, APPLE_M];
 const device = (info: DeviceDescription['info'], limits: Record<string, number> = {}): DeviceDescription => ({
   info,
   limits: { maxStorageBufferBindingSize: 1 << 30, maxBufferSize: 1 << 30, maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 1024, maxStorageBuffersPerShaderStage: 10, ...limits },
-  features: new Set<string>(),
 });
 
 describe('the target chosen for an adapter', async () => {
