@@ -90,7 +90,7 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-const COLUMNS = ['wall', 'cpu', 'startup', 'frontend', 'parameters', 'optimize', 'autodiff', 'lower', 'validate', 'plan', 'write'];
+const COLUMNS = ['wall', 'cpu', 'startup', 'frontend', 'parameters', 'optimize', 'autodiff', 'lower', 'validate', 'plan', 'write', 'typecheck'];
 console.log(`\nwhole compile (mnc compile … --no-weights), ms: median of ${RUNS} runs, best in brackets`);
 console.log(`node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'})`);
 console.log(['plan'.padEnd(17), 'threads ', ...COLUMNS.map((c) => c.padStart(13))].join(' '));

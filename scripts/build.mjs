@@ -1,7 +1,8 @@
 // Embeds the optimizer's rule files, then builds the shipped artifacts with esbuild:
 //   dist/mnc.mjs             the compiler CLI for Node (native/wasm packages left external)
-//   dist/naga-worker.mjs     the CLI's validation worker (compiler/validate/naga-pool.ts
-//                            looks for it beside the module it is bundled into)
+//   dist/naga-worker.mjs     the CLI's validation worker and its type-check worker
+//   dist/typecheck-worker.mjs  (worker-module.ts looks for them beside the module they
+//                            are bundled into)
 //   dist/mnrt.browser.mjs    the runtime as one minified ESM file for browsers
 // and prints the browser runtime's minified+gzipped size.
 import { build } from 'esbuild';
@@ -31,8 +32,9 @@ await build({
 
 await build({
   absWorkingDir: root,
-  entryPoints: ['compiler/validate/naga-worker.ts'],
-  outfile: 'dist/naga-worker.mjs',
+  entryPoints: { 'naga-worker': 'compiler/validate/naga-worker.ts', 'typecheck-worker': 'compiler/frontends/typecheck-worker.ts' },
+  outdir: 'dist',
+  outExtension: { '.js': '.mjs' },
   bundle: true,
   platform: 'node',
   format: 'esm',

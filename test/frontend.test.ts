@@ -1,10 +1,10 @@
 // The TypeScript frontend: type errors and shape errors located at the user's file:line:col,
-// model discovery by type, --model selection, and user code that throws.
+// model discovery by exported value, --model selection, and user code that throws.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadTypeScriptModel } from '../compiler/frontends/typescript';
+import { loadTypeScriptModel, type LoadOptions } from '../compiler/frontends/typescript';
 import { CompileError, CompileErrors } from '../compiler/ir/errors';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
 
@@ -18,7 +18,7 @@ function positionOf(file: string, needle: string): { line: number; column: numbe
   return { line: index + 1, column: lines[index].indexOf(needle) + 1 };
 }
 
-async function failure(file: string, options?: { model?: string }): Promise<unknown> {
+async function failure(file: string, options?: LoadOptions): Promise<unknown> {
   try {
     await loadTypeScriptModel(file, options);
   } catch (error) {
@@ -82,6 +82,35 @@ describe('type errors', () => {
   });
 });
 
+describe('the type check beside the build', () => {
+  it('its errors come first, before an error the ill-typed code then runs into', async () => {
+    const model = scratchModel({
+      'net.ts': `import { model } from 'mnc';\nconst dims: number[] = 'four';\nexport const net = model((g) => ({ y: g.relu(g.input('x', [dims.length, dims[9].valueOf()])) }));\n`,
+    });
+    for (const deferTypeCheck of [false, true]) {
+      const error = await failure(model, { deferTypeCheck });
+      expect(error).toBeInstanceOf(CompileErrors);
+      expect((error as CompileErrors).errors.map((e) => e.format())).toEqual([`${model}:2:7: error: Type 'string' is not assignable to type 'number[]'. (TS2322)`]);
+    }
+  });
+
+  it('deferred, it hands back the graph and rejects later with the type errors', async () => {
+    const model = scratchModel({
+      'net.ts': `import { model } from 'mnc';\nconst width: number = '3' as unknown as string;\nexport const net = model((g) => ({ y: g.relu(g.input('x', [Number(width)])) }));\n`,
+    });
+    const loaded = await loadTypeScriptModel(model, { deferTypeCheck: true });
+    expect(loaded.graph.outputs.map((o) => o.name)).toEqual(['y']);
+    const error = await loaded.typeChecked.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(CompileErrors);
+    expect((error as CompileErrors).errors[0].format()).toMatch(/net\.ts:2:7: error: Type 'string' is not assignable to type 'number'/);
+    // a file that checks resolves it
+    await expect((await loadTypeScriptModel('examples/mlp.ts', { deferTypeCheck: true })).typeChecked).resolves.toBeUndefined();
+  });
+});
+
 describe('shape errors', () => {
   it("carry the user's file:line:col of the builder call", async () => {
     const file = fixture('shape-error.ts');
@@ -132,7 +161,7 @@ describe('model discovery', () => {
     expect(error.message).toBe(`${file} exports 2 models ('encoder', 'decoder'); choose one with --model NAME`);
   });
 
-  it('builds the definition --model names, finding definitions by type, not by call', async () => {
+  it('builds the definition --model names, finding definitions by their exported values', async () => {
     const { graph, name, available } = await loadTypeScriptModel(fixture('two-models.ts'), { model: 'decoder' });
     expect(available).toEqual(['encoder', 'decoder']);
     expect(name).toBe('decoder');
@@ -195,11 +224,11 @@ describe('user code that fails', () => {
     expect(error.message).toMatch(/^evaluating .*net\.ts threw: Cannot read properties of undefined/);
   });
 
-  it('a model without outputs is reported at its export', async () => {
+  it('a model without outputs is reported at its model() call', async () => {
     const model = scratchModel({ 'net.ts': `import { model } from 'mnc';\n\nexport const net = model((g) => {\n  g.input('x', [2]);\n});\n` });
     const error = (await failure(model)) as CompileError;
     expect(error.kind).toBe('model');
-    expect(error.loc).toEqual({ file: model, line: 3, column: 14 });
+    expect(error.loc).toEqual({ file: model, line: 3, column: 20 });
     expect(error.message).toMatch(/^model 'net' has no outputs/);
   });
 });

@@ -1,39 +1,51 @@
 // The TypeScript frontend: a model file (a TS module exporting `model((g) => …)` definitions)
-// becomes a Graph. ts-morph type-checks the file and its local imports and finds the exported
-// definitions by type; esbuild bundles the file, which is then evaluated against this very
-// compiler's `mnc` module so the graph is recorded by the same Graph class. Every builder
-// call is located through esbuild's source map, so diagnostics name the user's file:line:col.
+// becomes a Graph. esbuild bundles the file, which is then evaluated against this very
+// compiler's `mnc` module so the graph is recorded by the same Graph class; the exported
+// values that are model definitions are the models it offers, in the order they were made.
+// Every builder call is located through esbuild's source map, so diagnostics name the
+// user's file:line:col. The TypeScript compiler checks the file and its local imports
+// first, or (deferTypeCheck, as the CLI does) on a worker thread meanwhile (typecheck.ts);
+// its errors come before any other.
 import type { Message } from 'esbuild';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire, SourceMap, type SourceMapPayload } from 'node:module';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
-import type { Diagnostic, Project, SourceFile, Type } from 'ts-morph';
 import * as api from '../api';
 import type { TrainingSpec } from '../autodiff/train';
 import { CompileError, CompileErrors } from '../ir/errors';
 import type { Graph } from '../ir/graph';
 import type { SourceLocation } from '../ir/types';
+import { displayPath } from './paths';
+import { typeCheckBeside, typeCheckModel } from './typecheck';
 
 export interface LoadOptions {
   /** which exported definition to build; required when the file exports several */
   model?: string;
+  /**
+   * Return once the graph is built, before the type check answers: `typeChecked` then
+   * settles when it does (the CLI compiles meanwhile). Default: wait for it.
+   */
+  deferTypeCheck?: boolean;
 }
 
 export interface LoadedModel {
   graph: Graph;
   /** the export the graph was built from (also the graph's name) */
   name: string;
-  /** every model definition the file exports, in declaration order */
+  /** every model definition the file exports, in the order they were made */
   available: string[];
   /** the definition's `train` option: loss output and optimizer */
   training?: TrainingSpec;
+  /** resolves once the file type-checks; rejects with CompileErrors (every type error) otherwise */
+  typeChecked: Promise<void>;
 }
 
 /**
- * Type-checks, discovers, bundles and evaluates a model file.
- * Throws CompileErrors (all type errors of the file and its imports) or a CompileError.
+ * Type-checks, bundles, evaluates and builds a model file. Throws CompileErrors (all type
+ * errors of the file and its imports: they come first, as they explain whatever else went
+ * wrong) or a CompileError.
  */
 export async function loadTypeScriptModel(file: string, options: LoadOptions = {}): Promise<LoadedModel> {
   const absFile = resolve(file);
@@ -41,23 +53,36 @@ export async function loadTypeScriptModel(file: string, options: LoadOptions = {
   if (!/\.(m?ts|tsx)$/.test(absFile)) {
     throw new CompileError('input', `'${file}' is not a TypeScript model file (expected a .ts file)`);
   }
-  const apiFile = mncApiFile();
+  // deferred, the check runs on a worker thread while this one goes on; else here first (TypeScript stays loaded for the next call)
+  const checking = options.deferTypeCheck ? typeCheckBeside(absFile, mncApiFile()) : typeCheckModel(absFile, mncApiFile());
+  const typeChecked = checking.then((errors) => {
+    if (errors.length > 0) throw new CompileErrors(errors);
+  });
+  typeChecked.catch(() => {}); // awaited below or by the caller; never an unhandled rejection meanwhile
+  if (!options.deferTypeCheck) await typeChecked;
+  let loaded: Omit<LoadedModel, 'typeChecked'>;
+  try {
+    loaded = await buildModel(file, absFile, options.model);
+  } catch (error) {
+    await typeChecked;
+    throw error;
+  }
+  return { ...loaded, typeChecked };
+}
 
-  // loaded here, not at startup: `mnc inspect` and `mnc run` never pay for the TypeScript compiler
-  const morph = await import('ts-morph');
-  const { project, entry } = typeCheck(morph, absFile, apiFile);
-  const available = discoverModels(morph, entry, project.getSourceFile(apiFile));
-  const name = chooseModel(file, available, options.model);
-
+async function buildModel(file: string, absFile: string, wanted: string | undefined): Promise<Omit<LoadedModel, 'typeChecked'>> {
   const bundle = await bundleModel(absFile);
-  const definition = evaluateBundle(bundle, name, file);
-  const declaration = declarationLocation(entry, name);
+  const { exports, made } = evaluateBundle(bundle, file);
+  const available = discoverModels(exports, made);
+  const name = chooseModel(file, available, wanted);
+  const definition = exports[name] as api.ModelDefinition;
+  const declaration = made.get(definition)?.loc;
   try {
     const graph = api.buildGraph(name === 'default' ? defaultName(absFile) : name, definition, { locate: () => bundle.locateCaller() });
     return { graph, name, available, training: definition.train };
   } catch (error) {
     if (error instanceof CompileError) {
-      // builder errors carry the user's location already; a model-level one (no outputs) gets the export's
+      // builder errors carry the user's location already; a model-level one (no outputs) gets the definition's
       if (error.loc || !declaration) throw error;
       throw new CompileError(error.kind, error.message, declaration, error.op, error.detail);
     }
@@ -94,78 +119,19 @@ function mncApiFile(): string {
   throw new CompileError('io', `cannot find mnc's compiler/api.ts above ${fileURLToPath(import.meta.url)}; the model's 'mnc' import needs it`);
 }
 
-// --- type checking --------------------------------------------------------------------------
-
-// ES2022's lib has no console; model files may still log while they build.
-const AMBIENT = `declare var console: { log(...data: unknown[]): void; warn(...data: unknown[]): void; error(...data: unknown[]): void };\n`;
-
-type Morph = typeof import('ts-morph');
-
-function typeCheck({ Project, ts }: Morph, absFile: string, apiFile: string): { project: Project; entry: SourceFile } {
-  const project = new Project({
-    skipAddingFilesFromTsConfig: true,
-    compilerOptions: {
-      target: ts.ScriptTarget.ES2022,
-      module: ts.ModuleKind.ESNext,
-      moduleResolution: ts.ModuleResolutionKind.Bundler,
-      lib: ['lib.es2022.d.ts'],
-      types: [],
-      strict: true,
-      skipLibCheck: true,
-      noEmit: true,
-      allowImportingTsExtensions: true,
-      paths: { mnc: [apiFile] },
-    },
-  });
-  const entry = project.addSourceFileAtPath(absFile);
-  project.createSourceFile(join(dirname(apiFile), '__mnc_ambient__.d.ts'), AMBIENT, { overwrite: true });
-  project.resolveSourceFileDependencies();
-
-  const program = project.getProgram();
-  const mncDir = dirname(dirname(apiFile)); // the repo root: compiler/ and schemas/ are not the user's
-  const userFiles = project.getSourceFiles().filter((sf) => {
-    const path = sf.getFilePath();
-    if (sf.isDeclarationFile() || sf.isInNodeModules()) return false;
-    return sf === entry || !['compiler', 'schemas'].some((d) => isInside(path, join(mncDir, d)));
-  });
-  const diagnostics: Diagnostic[] = [...program.getGlobalDiagnostics(), ...project.getConfigFileParsingDiagnostics()];
-  for (const sf of userFiles) diagnostics.push(...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf));
-  const errors = diagnostics.filter((d) => d.getCategory() === ts.DiagnosticCategory.Error).map((d) => toCompileError(ts, d));
-  if (errors.length > 0) throw new CompileErrors(errors);
-  return { project, entry };
-}
-
-function toCompileError(ts: Morph['ts'], d: Diagnostic): CompileError {
-  const [message, ...chain] = ts.flattenDiagnosticMessageText(d.compilerObject.messageText, '\n').split('\n');
-  const sf = d.getSourceFile();
-  const start = d.getStart();
-  let loc: SourceLocation | undefined;
-  if (sf && start !== undefined) {
-    const { line, column } = sf.getLineAndColumnAtPos(start);
-    loc = { file: displayPath(sf.getFilePath()), line, column };
-  }
-  return new CompileError('type', `${message} (TS${d.getCode()})`, loc, undefined, chain.length > 0 ? chain.join('\n') : undefined);
-}
-
 // --- discovery -------------------------------------------------------------------------------
 
-/** Exported variables (and `export default`) whose type is api.ts's ModelDefinition. */
-function discoverModels({ Node }: Morph, entry: SourceFile, apiSource: SourceFile | undefined): string[] {
-  if (!apiSource) return []; // the file never imports 'mnc'
-  const isDefinition = (type: Type): boolean => {
-    const symbol = type.getAliasSymbol() ?? type.getSymbol();
-    return symbol?.getName() === 'ModelDefinition' && symbol.getDeclarations().some((d) => d.getSourceFile() === apiSource);
-  };
-  const names: string[] = [];
-  for (const [name, declarations] of entry.getExportedDeclarations()) {
-    const found = declarations.some((d) => {
-      if (Node.isVariableDeclaration(d)) return isDefinition(d.getType());
-      if (Node.isExpression(d)) return isDefinition(d.getType()); // export default model(…)
-      return false;
-    });
-    if (found) names.push(name);
+/** Where and in which order the model file made its definitions (the `model` calls it ran). */
+type MadeDefinitions = Map<api.ModelDefinition, { order: number; loc?: SourceLocation }>;
+
+/** The exports whose values are model definitions, in the order they were made. */
+function discoverModels(exports: Record<string, unknown>, made: MadeDefinitions): string[] {
+  const found: { name: string; order: number }[] = [];
+  for (const name of Object.keys(exports)) {
+    const value = exports[name];
+    if (api.isModelDefinition(value)) found.push({ name, order: made.get(value)?.order ?? Infinity });
   }
-  return names;
+  return found.sort((a, b) => a.order - b.order).map((f) => f.name);
 }
 
 function chooseModel(file: string, available: string[], wanted: string | undefined): string {
@@ -182,14 +148,6 @@ function chooseModel(file: string, available: string[], wanted: string | undefin
   }
   if (available.length > 1) throw new CompileError('model', `${file} exports ${available.length} models (${list}); choose one with --model NAME`);
   return available[0];
-}
-
-function declarationLocation(entry: SourceFile, name: string): SourceLocation | undefined {
-  const node = entry.getExportedDeclarations().get(name)?.[0];
-  if (!node) return undefined;
-  const sf = node.getSourceFile();
-  const { line, column } = sf.getLineAndColumnAtPos(node.getStart());
-  return { file: displayPath(sf.getFilePath()), line, column };
 }
 
 // --- bundling and evaluation -----------------------------------------------------------------
@@ -292,9 +250,18 @@ function callSites(): NodeJS.CallSite[] {
   }
 }
 
-/** Runs the bundle as a CommonJS module whose `require('mnc')` is this compiler's api module. */
-function evaluateBundle(bundle: ModelBundle, name: string, file: string): api.ModelDefinition {
-  const mnc = Object.freeze({ __esModule: true, ...api });
+/**
+ * Runs the bundle as a CommonJS module whose `require('mnc')` is this compiler's api module,
+ * its `model` noting each definition it makes; answers the module's exports.
+ */
+function evaluateBundle(bundle: ModelBundle, file: string): { exports: Record<string, unknown>; made: MadeDefinitions } {
+  const made: MadeDefinitions = new Map();
+  const model: typeof api.model = (build, options) => {
+    const definition = api.model(build, options);
+    made.set(definition, { order: made.size, loc: bundle.locateCaller() });
+    return definition;
+  };
+  const mnc = Object.freeze({ __esModule: true, ...api, model });
   const requireFromModel = createRequire(bundle.filename);
   const require = (id: string): unknown => (id === 'mnc' ? mnc : requireFromModel(id));
   const module = { exports: {} as Record<string, unknown> };
@@ -306,11 +273,7 @@ function evaluateBundle(bundle: ModelBundle, name: string, file: string): api.Mo
     if (error instanceof CompileError || error instanceof CompileErrors) throw error;
     throw new CompileError('model', `evaluating ${file} threw: ${describe(error)}`, bundle.locateError(error));
   }
-  const definition = module.exports[name];
-  if (!api.isModelDefinition(definition)) {
-    throw new CompileError('model', `export '${name}' of ${file} is not a model definition at run time (got ${typeof definition})`);
-  }
-  return definition;
+  return { exports: module.exports, made };
 }
 
 // --- helpers --------------------------------------------------------------------------------
@@ -322,15 +285,4 @@ function describe(error: unknown): string {
 
 function defaultName(absFile: string): string {
   return absFile.replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, '');
-}
-
-function isInside(path: string, dir: string): boolean {
-  const rel = relative(dir, path);
-  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
-}
-
-/** Paths in diagnostics: relative to the working directory when inside it. */
-function displayPath(path: string): string {
-  const abs = resolve(path);
-  return isInside(abs, process.cwd()) ? relative(process.cwd(), abs) : abs;
 }

@@ -1,10 +1,8 @@
 // Runs a compile's naga jobs on worker threads and on this one. Workers are started per
 // call and leave when the queue is empty (a pool that outlived the compile would keep
 // Node alive); each loads naga-wasm once. Where no worker starts, this thread does it all.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { workerModule } from '../worker-module';
 import { JobQueue, type NagaJob } from './job-queue';
 import type { WorkerMessage } from './naga-worker';
 import { translateWgsl, type Translated } from './translate';
@@ -78,37 +76,7 @@ function startWorkers(script: URL, count: number, queue: JobQueue, answer: (job:
   return workers;
 }
 
-let script: Promise<URL | undefined> | undefined;
-
-/**
- * The worker's module: naga-worker.mjs beside this module when it is the CLI bundle
- * (dist/, built by scripts/build.mjs); from sources (tsx, vitest), naga-worker.ts bundled
- * now by esbuild into a data: URL, with naga-wasm imported from where this module finds it.
- * Undefined where neither exists (this module bundled elsewhere): validation stays in this thread.
- */
+/** The worker's module (naga-worker.mjs or .ts beside this module); undefined: validation stays in this thread. */
 function workerScript(): Promise<URL | undefined> {
-  script ??= (async () => {
-    const built = new URL('./naga-worker.mjs', import.meta.url);
-    if (built.protocol === 'file:' && existsSync(built)) return built;
-    const source = new URL('./naga-worker.ts', import.meta.url);
-    if (source.protocol !== 'file:' || !existsSync(source)) return undefined;
-    try {
-      const naga = pathToFileURL(createRequire(import.meta.url).resolve('naga-wasm')).href;
-      const { build } = await import('esbuild');
-      const result = await build({
-        entryPoints: [fileURLToPath(source)],
-        bundle: true,
-        write: false,
-        format: 'esm',
-        platform: 'node',
-        target: 'node20',
-        logLevel: 'silent',
-        plugins: [{ name: 'naga-wasm', setup: (b) => b.onResolve({ filter: /^naga-wasm$/ }, () => ({ path: naga, external: true })) }],
-      });
-      return new URL(`data:text/javascript;base64,${Buffer.from(result.outputFiles[0].contents).toString('base64')}`);
-    } catch {
-      return undefined;
-    }
-  })();
-  return script;
+  return workerModule(import.meta.url, 'naga-worker', ['naga-wasm']);
 }
