@@ -11,7 +11,7 @@ import type { LoweredGraph, LoweredKernel } from '../lower';
 import type { Translations } from '../validate/naga';
 import type { Target } from '../target/target';
 import { planMemory, scheduleOf, slotBytes } from './memory';
-import type { SectionStore } from './sections';
+import type { SectionStore, WeightSource } from './sections';
 
 export const GENERATOR = { name: 'mnc', version: '0.1.0' };
 
@@ -47,7 +47,8 @@ export interface PlanInput {
   lowered: LoweredGraph;
   /** by WGSL source: each distinct module validated once for the whole compile */
   validated: ReadonlyMap<string, { translations: Translations }>;
-  parameters: Map<string, Float32Array>;
+  /** initial values by parameter name: in memory, or drawn when the writer reaches them */
+  parameters: ReadonlyMap<string, Float32Array | WeightSource>;
   /** false: every intermediate keeps its own buffer (for comparisons and debugging); default true */
   arena?: boolean;
 }
