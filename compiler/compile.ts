@@ -8,11 +8,11 @@ import { appendTraining, remapTraining, type TrainingGraph, type TrainingSpec } 
 import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
 import type { Graph, Node } from './ir/graph';
 import type { LoweredKernel } from './lower';
-import { materializeParameters } from './ir/interpret';
+import { materializeParameters, parameterSources } from './ir/interpret';
 import { lowerGraph } from './lower';
-import { writePlanFile } from './plan/bundle';
+import { fileSink, memorySink, writePlan, type BundleSink } from './plan/bundle';
 import { entryLiveNodes, manifestHead, planEntries, planTarget } from './plan/plan';
-import { SectionStore } from './plan/sections';
+import { SectionStore, type WeightSource } from './plan/sections';
 import { DEFAULT_TARGETS } from './target/targets';
 import type { Target } from './target/target';
 import { validateKernels } from './validate/kernels';
@@ -62,6 +62,58 @@ export interface CompiledPlan {
 
 export async function compileGraph(graph: Graph, options: CompileOptions = {}): Promise<CompiledPlan> {
   const timings: Record<string, number> = {};
+  const started = performance.now();
+  const parameters = options.weights === 'none' ? new Map<string, Float32Array>() : materializeParameters(graph, options.seed ?? 0);
+  timings.parameters = performance.now() - started;
+  const sink = memorySink();
+  const compiled = await compileTo(graph, options, parameters, sink, timings);
+  return { bundle: sink.bytes(), parameters, ...compiled };
+}
+
+/**
+ * compileGraph writing the plan to `file` as it is made: each parameter's initial values
+ * are drawn from the seed when the writer reaches them and dropped once written, so memory
+ * follows the largest tensor and the kernels, not the total of the weights.
+ */
+export async function compileGraphToFile(
+  graph: Graph,
+  file: string,
+  options: CompileOptions = {},
+): Promise<Omit<CompiledPlan, 'bundle' | 'parameters'> & { byteLength: number }> {
+  // 'parameters' is the time spent drawing them, which happens while writing: not counted twice
+  const timings: Record<string, number> = { parameters: 0 };
+  const sources = options.weights === 'none' ? new Map<string, WeightSource>() : parameterSources(graph, options.seed ?? 0);
+  const parameters = new Map(
+    [...sources].map(([name, source]) => [
+      name,
+      {
+        byteLength: source.byteLength,
+        values: () => {
+          const started = performance.now();
+          const values = source.values();
+          timings.parameters += performance.now() - started;
+          return values;
+        },
+      },
+    ]),
+  );
+  const sink = fileSink(file);
+  try {
+    const compiled = await compileTo(graph, options, parameters, sink, timings);
+    timings.write -= timings.parameters;
+    return { ...compiled, byteLength: sink.length() };
+  } finally {
+    sink.close();
+  }
+}
+
+async function compileTo(
+  graph: Graph,
+  options: CompileOptions,
+  parameters: ReadonlyMap<string, Float32Array | WeightSource>,
+  sink: BundleSink,
+  timings: Record<string, number>,
+): Promise<Omit<CompiledPlan, 'bundle' | 'parameters'>> {
   const timed = <T>(stage: string, work: () => T): T => {
     const started = performance.now();
     const result = work();
@@ -71,7 +123,6 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     return result;
   };
   const targets = checkTargets(options.targets ?? DEFAULT_TARGETS);
-  const parameters = timed('parameters', () => (options.weights === 'none' ? new Map<string, Float32Array>() : materializeParameters(graph, options.seed ?? 0)));
   // What each target runs: the optimizer's graph (made per distinct cost model: targets with
   // the same figures share it) and its lowering. The optimizer works on copies; the caller's
   // graph gets the plain training step appended afterwards, as the reference the plan must
@@ -107,11 +158,9 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
     ...(others.length ? { otherTargets: others } : {}),
     ...(firstReports ? { optimization: firstReports.map(optimizationDesc) } : {}),
   };
-  const written = timed('write', () => writePlanFile(manifest, store.finish()));
+  const written = timed('write', () => writePlan(manifest, store.finish(), sink));
   return {
-    bundle: written.bytes,
-    manifest: written.manifest,
-    parameters,
+    manifest: written,
     training,
     timings,
     ...(firstReports ? { optimization: { forward: firstReports[0], kernels: firstReports[1] } } : {}),

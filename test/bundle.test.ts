@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Ajv from 'ajv';
 import { describe, expect, it } from 'vitest';
-import { BundleWriteError, writeBundle } from '../compiler/plan/bundle';
+import { BundleWriteError, writeBundle, writePlan, type BundleSink } from '../compiler/plan/bundle';
 import { readBundle } from '../runtime/bundle';
 import { PlanError, type PlanErrorKind } from '../runtime/errors';
 import { MNPLAN_HEADER_BYTES, MNPLAN_SECTION_ALIGNMENT, type Manifest } from '../schemas/manifest';
@@ -61,6 +61,33 @@ function random(seed: number) {
 }
 
 describe('writeBundle', () => {
+  it('writes a section given in parts as the same bytes, asking for each part only after writing the one before', () => {
+    const { manifest, sections } = handPlanParts();
+    const events: string[] = [];
+    const parted = sections.map(({ name, bytes }) => ({
+      name,
+      length: bytes.length,
+      *parts() {
+        for (let at = 0; at < bytes.length; at += 8) {
+          events.push('made');
+          yield bytes.subarray(at, at + 8);
+        }
+      },
+    }));
+    let file = new Uint8Array(0);
+    const sink: BundleSink = {
+      open: (length) => void (file = new Uint8Array(length)),
+      write: (bytes, position) => {
+        events.push('written');
+        file.set(bytes, position);
+      },
+    };
+    writePlan(manifest, parted, sink);
+    expect(file).toEqual(writeBundle(manifest, sections));
+    // each part is written before the next is made: the writer holds one at a time
+    expect(events.join(' ')).not.toContain('made made');
+  });
+
   it('round-trips the manifest and every section', async () => {
     const { manifest, sections } = handPlanParts();
     const bundle = await readBundle(writeBundle(manifest, sections));

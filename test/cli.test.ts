@@ -2,7 +2,7 @@
 // inspect → run on examples/mlp.ts (outputs checked against the CPU reference), and the
 // plain one-line errors and exit code 1 for broken models, inputs and plan files.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -208,6 +208,24 @@ describe('errors: one plain line each, exit code 1', () => {
     expectFailure(r, [expect.stringMatching(/truncated\.mnplan: error: bundle is 1000 bytes but its header says \d+: the file is truncated/) as unknown as string]);
     expectFailure(mnc('inspect', 'examples/mlp.ts'), ['examples/mlp.ts: error: not a .mnplan bundle: the file does not start with the "\\x89MNPLAN\\n" signature']);
     expectFailure(mnc('inspect', out('absent.mnplan')), [`error: cannot read plan '${out('absent.mnplan')}': no such file`]);
+  });
+
+  it('a plan over 2 GiB is refused naming its size and the limit', () => {
+    const plan = out('huge.mnplan');
+    writeFileSync(plan, '');
+    truncateSync(plan, 2 ** 31 + 256); // sparse: no disk used
+    try {
+      expectFailure(mnc('inspect', plan), [
+        `error: cannot read plan '${plan}': it is 2147483904 bytes (2.00 GiB), above the 2147483647 bytes (2 GiB) a plan may have to be read at once; compile the model with --no-weights`,
+      ]);
+    } finally {
+      rmSync(plan);
+    }
+  });
+
+  it('a failed compile leaves no plan behind', () => {
+    expect(mnc('compile', 'fixtures/models/type-error.ts', '-o', out('failed.mnplan')).status).toBe(1);
+    expect(readdirSync(work).filter((f) => f.startsWith('failed.mnplan'))).toEqual([]);
   });
 
   it('bad inputs are refused before a device is opened', () => {

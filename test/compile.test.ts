@@ -4,10 +4,12 @@
 // validation on worker threads gives the same translations and errors as in this thread,
 // and each distinct source is given to naga once.
 import Ajv from 'ajv';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { GENERIC } from '../compiler/target/targets';
-import { compileGraph } from '../compiler/compile';
+import { compileGraph, compileGraphToFile } from '../compiler/compile';
 import { CompileError } from '../compiler/ir/errors';
 import { Graph } from '../compiler/ir/graph';
 import { lowerGraph, type LoweredKernel } from '../compiler/lower';
@@ -113,6 +115,22 @@ async function refusal(work: () => Promise<unknown>): Promise<CompileError> {
   }
   throw new Error('expected a CompileError');
 }
+
+describe('compileGraphToFile', () => {
+  test('writes the bytes compileGraph returns, drawing each parameter only when the writer reaches it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mnc-compile-'));
+    try {
+      const file = join(dir, 'sample.mnplan');
+      const written = await compileGraphToFile(sampleGraph(), file, { seed: 4, validationThreads: 1 });
+      const inMemory = await compileGraph(sampleGraph(), { seed: 4, validationThreads: 1 });
+      expect(new Uint8Array(readFileSync(file))).toEqual(inMemory.bundle);
+      expect(written.byteLength).toBe(inMemory.bundle.length);
+      expect(written.manifest).toEqual(inMemory.manifest);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('validateKernels', () => {
   test('worker threads give the translations this thread gives, byte for byte, and the same plan', async () => {

@@ -118,6 +118,16 @@ describe('planMemory on hand-made schedules', () => {
     expect(plan.arenaBytes).toBeGreaterThanOrEqual(plan.peakLiveBytes);
   });
 
+  it('grows no arena past maxArenaBytes: values live together that would open another', () => {
+    // 1..4 (1024 bytes each) all live until step 4 reads them; 5 is written there
+    const schedule = [entry('run', step([], [1]), step([], [2]), step([], [3]), step([], [4]), step([1, 2, 3, 4], [5]))];
+    const sizes = new Map([1, 2, 3, 4, 5].map((v) => [v, 1024]));
+    expect(planMemory(schedule, sizes).arenas).toEqual([4096, 1024]);
+    const capped = planMemory(schedule, sizes, { maxArenaBytes: 2048 });
+    expect(layoutProblems(schedule, sizes, capped)).toEqual([]);
+    expect(capped.arenas).toEqual([2048, 2048, 1024]);
+  });
+
   it('aligns offsets and rounds sizes up to 4 bytes', () => {
     // 1 and 2 live together in one arena (3 reads both and is written elsewhere)
     const schedule = [entry('run', step([], [1]), step([], [2]), step([1, 2], [3]))];

@@ -4,6 +4,8 @@
 // optimizer's budget giving the same bytes however slow the machine.
 import { afterAll, describe, expect, test, vi } from 'vitest';
 import { compileGraph } from '../compiler/compile';
+import { CompileError } from '../compiler/ir/errors';
+import { DEFAULT_LIMITS, type Target } from '../compiler/target/target';
 import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
@@ -130,6 +132,47 @@ describe('plans for several targets', () => {
     await expect(rewrite((m) => (m.otherTargets![0].entryPoints.run.dispatches[0].kernel = 99))).rejects.toThrow(/otherTargets\[0\]\.entryPoints\.run\.dispatches\[0\]\.kernel \(99\) is out of range/);
     await expect(rewrite((m) => (m.otherTargets![0].name = 'generic'))).rejects.toThrow(/otherTargets\[0\]\.name "generic" is the name of another target/);
     await expect(rewrite((m) => (m.otherTargets![0].match = { vendors: [7 as unknown as string] }))).rejects.toThrow(/otherTargets\[0\]\.match\.vendors\[0\] must be a string/);
+  });
+});
+
+describe("buffers against a target's limits", () => {
+  const tiny: Target = { ...GENERIC, name: 'tiny', limits: { ...DEFAULT_LIMITS, maxStorageBufferBindingSize: 4096, maxBufferSize: 8192 } };
+  const compileError = async (compiled: Promise<unknown>): Promise<CompileError> => {
+    const error = await compiled.then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(CompileError);
+    return error as CompileError;
+  };
+
+  test('a tensor above the binding size fails the compile naming it, its shape, its bytes, the limit and the target, at its line', async () => {
+    const g = new Graph('wide');
+    g.output('y', g.matmul(g.input('x', [2, 64]), g.parameter('w', [64, 32])));
+    const error = await compileError(compileGraph(g, { targets: [tiny], weights: 'none' }));
+    expect(error.kind).toBe('limit');
+    expect(error.message).toBe("parameter 'w' [64, 32] f32 is 8192 bytes, above target 'tiny''s maxStorageBufferBindingSize of 4096 bytes");
+    expect(error.loc?.file).toMatch(/targets\.test\.ts$/);
+    // the first target that cannot hold it is named, with GiB-sized figures
+    const big = new Graph('big');
+    big.output('y', big.matmul(big.input('x', [2, 98304]), big.parameter('embed', [98304, 576])));
+    const refused = await compileError(compileGraph(big, { targets: [NVIDIA_HOPPER, GENERIC], weights: 'none', optimize: false }));
+    expect(refused.message).toBe("parameter 'embed' [98304, 576] f32 is 226492416 bytes (216 MiB), above target 'generic''s maxStorageBufferBindingSize of 134217728 bytes (128 MiB)");
+  });
+
+  test("intermediates live together share no arena past the target's maxBufferSize", async () => {
+    const g = new Graph('fan');
+    const x = g.input('x', [1024]);
+    const parts = [1, 2, 3, 4].map((k) => g.exp(g.mul(x, k)));
+    g.output('y', g.add(g.add(parts[0], parts[1]), g.add(parts[2], parts[3])));
+    const { manifest } = await compileGraph(g, { targets: [tiny], optimize: false });
+    expect(manifest.arenas!.byteLengths.length).toBeGreaterThan(1);
+    for (const length of manifest.arenas!.byteLengths) expect(length).toBeLessThanOrEqual(8192);
+    expect(manifest.requiredLimits.maxBufferSize).toBeLessThanOrEqual(8192);
+  });
+
+  test("the generic target holds a 135M-parameter model's embedding (49152 × 576 f32, 113 MB)", async () => {
+    const g = new Graph('embedding');
+    g.output('y', g.matmul(g.input('x', [2, 49152]), g.parameter('embed', [49152, 576])));
+    const { manifest } = await compileGraph(g, { targets: [GENERIC], weights: 'none', optimize: false });
+    expect(manifest.requiredLimits.maxStorageBufferBindingSize).toBe(49152 * 576 * 4);
   });
 });
 

@@ -3,11 +3,12 @@
 // stage below returns values or throws CompileError/PlanError, which are printed here as
 // `file:line:col: error: message`; anything else is an internal error.
 import { Command, Option } from 'commander';
+import { rmSync } from 'node:fs';
 import { basename, isAbsolute, relative } from 'node:path';
 import { isPlanError, loadPlan, readBundle, requestNodeDevice, type NodeBackend, type PlanBundle, type Session } from '../../runtime';
 import type { EntryPoint, Manifest } from '../../schemas/manifest';
 import type { OptimizerKind, OptimizerSpec, TrainingSpec } from '../autodiff/train';
-import { compileGraph } from '../compile';
+import { compileGraphToFile } from '../compile';
 import { formatReport } from '../egraph/run';
 import { loadTypeScriptModel } from '../frontends/typescript';
 import { CompileError, CompileErrors } from '../ir/errors';
@@ -16,7 +17,7 @@ import { BUILTIN_TARGETS, DEFAULT_TARGETS, parseTargets } from '../target/target
 import { describePlan, formatBytes, kernelSources } from './inspect';
 import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
 import { writeTrace } from './profile';
-import { gatherInputs, previewTensor, writeFileOrFail, writeOutputs } from './tensors';
+import { gatherInputs, makeDirectoryFor, previewTensor, renameOrFail, writeOutputs } from './tensors';
 import { trainCommand } from './train';
 
 function parseSeed(text: string): number {
@@ -90,9 +91,13 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   // the type check runs on its own thread while this one compiles; its errors win over any later one
   const { graph, name, training, typeChecked } = await loadTypeScriptModel(modelFile, { model: options.model, deferTypeCheck: true });
   const frontend = performance.now() - started;
-  let compiled: Awaited<ReturnType<typeof compileGraph>>;
+  const out = options.output ?? `${options.model ?? basename(modelFile).replace(/\.[^.]*$/, '')}.mnplan`;
+  // written beside `out` as it is made, renamed once the type check passed: a failed compile leaves no plan behind
+  const partial = `${out}.partial-${process.pid}`;
+  makeDirectoryFor(out);
+  let compiled: Awaited<ReturnType<typeof compileGraphToFile>>;
   try {
-    compiled = await compileGraph(graph, {
+    compiled = await compileGraphToFile(graph, partial, {
       seed,
       weights: options.weights ? 'embedded' : 'none',
       optimize: options.optimize,
@@ -102,22 +107,27 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
       validationThreads,
     });
   } catch (error) {
+    rmSync(partial, { force: true });
     await typeChecked;
     throw error;
   }
   const waited = performance.now();
-  await typeChecked;
+  try {
+    await typeChecked;
+  } catch (error) {
+    rmSync(partial, { force: true });
+    throw error;
+  }
   const typeCheckWait = performance.now() - waited;
-  const { bundle, manifest, optimization, timings } = compiled;
-  const out = options.output ?? `${options.model ?? basename(modelFile).replace(/\.[^.]*$/, '')}.mnplan`;
-  writeFileOrFail(out, bundle);
+  const { byteLength, manifest, optimization, timings } = compiled;
+  renameOrFail(partial, out);
   const dispatches = Object.values(manifest.entryPoints).reduce((n, e) => n + e.dispatches.length, 0);
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
   const trains = manifest.training ? `, trains with ${manifest.training.optimizer}` : '';
   const targets = [manifest.target.name, ...(manifest.otherTargets ?? []).map((t) => t.name)];
   console.log(
     `${out}: model '${name}' for ${targets.length > 1 ? `targets ${targets.join(', ')}` : `target ${targets[0]}`}, ${manifest.kernels.length} kernels, ` +
-      `${dispatches} dispatches${targets.length > 1 ? ` (${manifest.target.name})` : ''}${trains}, ${formatBytes(bundle.length)}, compiled in ${seconds} s`,
+      `${dispatches} dispatches${targets.length > 1 ? ` (${manifest.target.name})` : ''}${trains}, ${formatBytes(byteLength)}, compiled in ${seconds} s`,
   );
   if (options.report) {
     // the type check ran beside the stages: 'typecheck' is what was left of it after them

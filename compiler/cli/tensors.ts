@@ -2,7 +2,7 @@
 // and .npy files, seeded random fill for the rest, and outputs back out as a preview, one
 // JSON file or one .npy per output. Every problem is a CompileError('input' | 'io') that
 // names the file and the input.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TensorBinding } from '../../schemas/manifest';
 import { CompileError } from '../ir/errors';
@@ -29,6 +29,25 @@ export function writeFileOrFail(file: string, bytes: Uint8Array | string): void 
     writeFileSync(file, bytes);
   } catch (error) {
     throw new CompileError('io', `cannot write '${file}': ${(error as Error).message}`);
+  }
+}
+
+/** Creates the directory `file` is to be written in. */
+export function makeDirectoryFor(file: string): void {
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+  } catch (error) {
+    throw new CompileError('io', `cannot write '${file}': ${(error as Error).message}`);
+  }
+}
+
+/** Moves a finished file into place; on failure `from` is removed and the error names `to`. */
+export function renameOrFail(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+  } catch (error) {
+    rmSync(from, { force: true });
+    throw new CompileError('io', `cannot write '${to}': ${(error as Error).message}`);
   }
 }
 

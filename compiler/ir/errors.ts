@@ -10,6 +10,7 @@ export type DiagnosticKind =
   | 'validation' // naga refused a generated shader
   | 'input' // bad command-line data (input files, options)
   | 'io' // a file could not be read or written
+  | 'limit' // a tensor or buffer is larger than a target's WebGPU limits allow
   | 'autodiff'; // a loss cannot be differentiated (no gradient rule, not a scalar)
 
 export class CompileError extends Error {

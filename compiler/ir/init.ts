@@ -52,18 +52,24 @@ export function initialValues(init: Init, shape: Shape, name: string, seed: numb
   if (init === 'ones') return out.fill(1);
   if (init === 'glorot') {
     const limit = Math.sqrt(6 / (fanIn + fanOut));
-    return out.map(() => (2 * uniform() - 1) * limit);
+    return fill(out, () => (2 * uniform() - 1) * limit);
   }
   if (init === 'he') {
     const normal = normalStream(uniform);
     const std = Math.sqrt(2 / fanIn);
-    return out.map(() => normal() * std);
+    return fill(out, () => normal() * std);
   }
   if ('uniform' in init) {
     const [lo, hi] = init.uniform;
-    return out.map(() => lo + (hi - lo) * uniform());
+    return fill(out, () => lo + (hi - lo) * uniform());
   }
   const normal = normalStream(uniform);
   const std = (init as { normal: number }).normal;
-  return out.map(() => normal() * std);
+  return fill(out, () => normal() * std);
+}
+
+/** In place, in index order (the values `map` would give, without a second array of a tensor that may be gigabytes). */
+function fill(out: Float32Array, next: () => number): Float32Array {
+  for (let i = 0; i < out.length; i++) out[i] = next();
+  return out;
 }

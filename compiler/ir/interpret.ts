@@ -18,6 +18,20 @@ export function materializeParameters(graph: Graph, seed: number): Map<string, F
   return values;
 }
 
+/**
+ * Each parameter's initial values, drawn only when asked for (the same values as
+ * materializeParameters), so a plan writer can hold one tensor at a time.
+ */
+export function parameterSources(graph: Graph, seed: number): Map<string, { byteLength: number; values(): Float32Array }> {
+  const sources = new Map<string, { byteLength: number; values(): Float32Array }>();
+  for (const node of graph.nodes) {
+    if (node.op !== 'parameter') continue;
+    const attrs = attrsOf(node, 'parameter');
+    sources.set(node.name, { byteLength: elementCount(attrs.shape) * 4, values: () => initialValues(attrs.init, attrs.shape, node.name, seed) });
+  }
+  return sources;
+}
+
 export interface InterpretOptions {
   /** optimizer state by name; Float64Arrays are updated in place */
   state?: Map<string, ArrayLike<number>>;

@@ -2,6 +2,8 @@
 // schemas/mnplan-layout.md describes. The last step of the compiler; the runtime's
 // readBundle is its inverse. Deterministic: the same manifest and sections give the same bytes.
 import { createHash } from 'node:crypto';
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { CompileError } from '../ir/errors';
 import {
   MNPLAN_FORMAT_VERSION,
   MNPLAN_HEADER_BYTES,
@@ -14,6 +16,25 @@ import {
 export interface BundleSection {
   name: string;
   bytes: Uint8Array;
+}
+
+/**
+ * A section given by its length and the parts that make it, produced in order when the
+ * writer reaches it (parameters' values drawn from the seed), so the writer holds one part
+ * at a time.
+ */
+export interface PartedSection {
+  name: string;
+  length: number;
+  parts: () => Iterable<Uint8Array>;
+}
+
+type AnySection = BundleSection | PartedSection;
+
+/** Where a bundle's bytes go: `open` once with the file's length, then writes at positions (gaps read as zeros). */
+export interface BundleSink {
+  open(length: number): void;
+  write(bytes: Uint8Array, position: number): void;
 }
 
 export type BundleWriteErrorKind = 'duplicate-section' | 'missing-section' | 'bad-manifest' | 'too-large';
@@ -29,29 +50,76 @@ export class BundleWriteError extends Error {
 }
 
 const U32_MAX = 0xffff_ffff;
+/** Node's hash and write calls refuse more than 2 GiB at once; a tensor may be larger. */
+const CHUNK_BYTES = 1 << 28;
 
 export function alignUp(value: number, alignment: number): number {
   return Math.ceil(value / alignment) * alignment;
 }
 
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
+const sectionLength = (s: AnySection) => ('bytes' in s ? s.bytes.length : s.length);
 
-/** Writes one .mnplan file; see writePlanFile for the manifest as laid out. */
-export function writeBundle(manifest: Omit<Manifest, 'sections'>, sections: BundleSection[]): Uint8Array {
-  return writePlanFile(manifest, sections).bytes;
+/** A sink that collects the bundle in one array. */
+export function memorySink(): BundleSink & { bytes(): Uint8Array } {
+  let file: Uint8Array | undefined;
+  return {
+    open: (length) => void (file = new Uint8Array(length)), // zero-filled: all padding is zeros
+    write: (bytes, position) => file!.set(bytes, position),
+    bytes: () => file!,
+  };
 }
 
 /**
- * Writes one .mnplan file and returns it with the manifest as written. `manifest.sections`
- * is filled here, in the order `sections` are given, so the compiler never computes offsets
- * or hashes itself.
+ * A sink that writes the file at `path` as the bundle is made; `close` ends it. The file is
+ * sized at open, so the padding the writer skips reads as zeros.
  */
-export function writePlanFile(
-  manifest: Omit<Manifest, 'sections'>,
-  sections: BundleSection[],
-): { bytes: Uint8Array; manifest: Manifest } {
+export function fileSink(path: string): BundleSink & { length(): number; close(): void } {
+  let fd: number | undefined;
+  let fileLength = 0;
+  const io = <T>(work: () => T): T => {
+    try {
+      return work();
+    } catch (error) {
+      throw new CompileError('io', `cannot write '${path}': ${(error as Error).message}`);
+    }
+  };
+  return {
+    open(length) {
+      fd = io(() => openSync(path, 'w'));
+      io(() => ftruncateSync(fd!, length));
+      fileLength = length;
+    },
+    write(bytes, position) {
+      for (let done = 0; done < bytes.length; ) done += io(() => writeSync(fd!, bytes, done, bytes.length - done, position + done));
+    },
+    length: () => fileLength,
+    close() {
+      if (fd !== undefined) io(() => closeSync(fd!));
+      fd = undefined;
+    },
+  };
+}
+
+/** Writes one .mnplan file in memory; see writePlanFile for the manifest as laid out. */
+export function writeBundle(manifest: Omit<Manifest, 'sections'>, sections: AnySection[]): Uint8Array {
+  return writePlanFile(manifest, sections).bytes;
+}
+
+/** Writes one .mnplan file in memory and returns it with the manifest as written (see writePlan). */
+export function writePlanFile(manifest: Omit<Manifest, 'sections'>, sections: AnySection[]): { bytes: Uint8Array; manifest: Manifest } {
+  const sink = memorySink();
+  const written = writePlan(manifest, sections, sink);
+  return { bytes: sink.bytes(), manifest: written };
+}
+
+/**
+ * Writes one .mnplan file to `sink` and returns the manifest as written. `manifest.sections`
+ * is filled here, in the order `sections` are given, so the compiler never computes offsets
+ * or hashes itself. One pass: a SHA-256 is always 64 hex digits, so the manifest's length,
+ * and with it every section's place, is known before any section is hashed; sections are
+ * hashed as they are written and the manifest goes in last.
+ */
+export function writePlan(manifest: Omit<Manifest, 'sections'>, sections: AnySection[], sink: BundleSink): Manifest {
   if (manifest.formatVersion !== MNPLAN_FORMAT_VERSION) {
     throw new BundleWriteError(
       'bad-manifest',
@@ -62,35 +130,56 @@ export function writePlanFile(
   const seen = new Set<string>();
   const sectionRefs: SectionRef[] = [];
   let dataLength = 0;
-  for (const { name, bytes } of sections) {
+  for (const section of sections) {
+    const { name } = section;
     if (seen.has(name)) throw new BundleWriteError('duplicate-section', `section "${name}" is given twice; section names must be unique`);
     seen.add(name);
     const offset = alignUp(dataLength, MNPLAN_SECTION_ALIGNMENT);
-    sectionRefs.push({ name, offset, length: bytes.length, sha256: sha256Hex(bytes) });
-    dataLength = offset + bytes.length;
+    sectionRefs.push({ name, offset, length: sectionLength(section), sha256: '0'.repeat(64) });
+    dataLength = offset + sectionLength(section);
   }
   checkSectionReferences(manifest, new Map(sectionRefs.map((s) => [s.name, s])));
 
   // Spread keeps the caller's key order; `sections` lands last (or where a caller put one).
   const fullManifest: Manifest = { ...manifest, sections: sectionRefs };
-  const manifestBytes = new TextEncoder().encode(JSON.stringify(fullManifest));
-  const dataOffset = alignUp(MNPLAN_HEADER_BYTES + manifestBytes.length, MNPLAN_SECTION_ALIGNMENT);
+  const manifestLength = new TextEncoder().encode(JSON.stringify(fullManifest)).length;
+  const dataOffset = alignUp(MNPLAN_HEADER_BYTES + manifestLength, MNPLAN_SECTION_ALIGNMENT);
   const fileLength = dataOffset + dataLength;
-  if (dataOffset > U32_MAX) throw new BundleWriteError('too-large', `manifest is ${manifestBytes.length} bytes; the header's u32 fields cannot address it`);
+  if (dataOffset > U32_MAX) throw new BundleWriteError('too-large', `manifest is ${manifestLength} bytes; the header's u32 fields cannot address it`);
   if (!Number.isSafeInteger(fileLength)) throw new BundleWriteError('too-large', `bundle would be ${fileLength} bytes`);
 
-  const file = new Uint8Array(fileLength); // zero-filled: all padding is zeros
-  const header = new DataView(file.buffer, 0, MNPLAN_HEADER_BYTES);
-  file.set(MNPLAN_MAGIC, 0);
-  header.setUint32(8, MNPLAN_FORMAT_VERSION, true);
-  header.setUint32(12, MNPLAN_HEADER_BYTES, true);
-  header.setUint32(16, manifestBytes.length, true);
-  header.setUint32(20, dataOffset, true);
-  header.setBigUint64(24, BigInt(fileLength), true);
-  file.set(createHash('sha256').update(manifestBytes).digest(), 32);
-  file.set(manifestBytes, MNPLAN_HEADER_BYTES);
-  sections.forEach(({ bytes }, i) => file.set(bytes, dataOffset + sectionRefs[i].offset));
-  return { bytes: file, manifest: fullManifest };
+  sink.open(fileLength);
+  sections.forEach((section, i) => {
+    const hash = createHash('sha256');
+    let at = dataOffset + sectionRefs[i].offset;
+    for (const part of 'bytes' in section ? [section.bytes] : section.parts()) {
+      for (let from = 0; from < part.length; from += CHUNK_BYTES) {
+        const chunk = part.subarray(from, from + CHUNK_BYTES);
+        hash.update(chunk);
+        sink.write(chunk, at);
+        at += chunk.length;
+      }
+    }
+    if (at !== dataOffset + sectionRefs[i].offset + sectionRefs[i].length) {
+      throw new BundleWriteError('bad-manifest', `section "${section.name}" gave ${at - dataOffset - sectionRefs[i].offset} bytes, not the ${sectionRefs[i].length} it announced`);
+    }
+    sectionRefs[i].sha256 = hash.digest('hex');
+  });
+
+  const manifestBytes = new TextEncoder().encode(JSON.stringify(fullManifest));
+  if (manifestBytes.length !== manifestLength) throw new BundleWriteError('bad-manifest', 'the manifest changed length when its section hashes were filled in');
+  const header = new Uint8Array(MNPLAN_HEADER_BYTES);
+  const fields = new DataView(header.buffer);
+  header.set(MNPLAN_MAGIC, 0);
+  fields.setUint32(8, MNPLAN_FORMAT_VERSION, true);
+  fields.setUint32(12, MNPLAN_HEADER_BYTES, true);
+  fields.setUint32(16, manifestBytes.length, true);
+  fields.setUint32(20, dataOffset, true);
+  fields.setBigUint64(24, BigInt(fileLength), true);
+  header.set(createHash('sha256').update(manifestBytes).digest(), 32);
+  sink.write(header, 0);
+  sink.write(manifestBytes, MNPLAN_HEADER_BYTES);
+  return fullManifest;
 }
 
 /** Every section the manifest names must be written, and every init slice must fit in it. */

@@ -141,13 +141,19 @@ export function peakLiveBytes(schedule: readonly ScheduleEntry[], sizes: Readonl
  * clear of the values already placed there that are live at the same time, in the arena it
  * grows least (an existing one where allowed, else a new one). It runs twice, ordering by
  * size and by size × lifetime (long-lived values first), and keeps the smaller layout:
- * neither order wins on every graph, and a pass is cheap.
+ * neither order wins on every graph, and a pass is cheap. No arena grows past
+ * `maxArenaBytes` (the target's maxBufferSize) unless one value alone is larger.
  *
  * The runtime relies on a kernel writing every element of its output, since an arena slot
  * starts with another value's bytes rather than zeros.
  */
-export function planMemory(schedule: readonly ScheduleEntry[], sizes: ReadonlyMap<number, number>, options: { alignment?: number } = {}): MemoryPlan {
+export function planMemory(
+  schedule: readonly ScheduleEntry[],
+  sizes: ReadonlyMap<number, number>,
+  options: { alignment?: number; maxArenaBytes?: number } = {},
+): MemoryPlan {
   const alignment = options.alignment ?? ARENA_ALIGNMENT;
+  const maxArenaBytes = options.maxArenaBytes ?? Infinity;
   const intervals = liveIntervals(schedule, sizes);
   const slot = (v: number) => slotBytes(sizes.get(v)!);
 
@@ -185,6 +191,7 @@ export function planMemory(schedule: readonly ScheduleEntry[], sizes: ReadonlyMa
       order.map((v) => index.get(v)!),
       { slots, live, apart: apart.map((set) => [...set]) },
       alignment,
+      maxArenaBytes,
     ),
   );
   const best = layouts.reduce((best, layout) => (total(layout.arenas) < total(best.arenas) ? layout : best));
@@ -233,6 +240,7 @@ function pack(
   order: readonly number[],
   { slots, live, apart }: { slots: Float64Array; live: LiveTable; apart: readonly (readonly number[])[] },
   alignment: number,
+  maxArenaBytes: number,
 ): { arenas: number[]; arena: Int32Array; offset: Float64Array } {
   const arenas: { length: number; members: number[] }[] = [];
   const arenaOf = new Int32Array(slots.length).fill(-1);
@@ -253,6 +261,8 @@ function pack(
         if (offset + size <= offsetOf[m]) break;
         offset = Math.max(offset, alignUp(offsetOf[m] + slots[m], alignment));
       }
+      // no arena grows past the target's largest buffer: a value that would push it there opens another
+      if (offset + size > maxArenaBytes) continue;
       const growth = Math.max(0, offset + size - arena.length);
       if (!best || growth < best.growth) best = { arena: a, offset, growth };
     }

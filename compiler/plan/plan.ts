@@ -6,12 +6,13 @@ import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelVariant, Manif
 import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION } from '../../schemas/manifest';
 import type { TrainingGraph } from '../autodiff/train';
 import { attrsOf, liveNodes, type Graph, type GraphOutput } from '../ir/graph';
-import { elementCount } from '../ir/types';
+import { CompileError } from '../ir/errors';
+import { elementCount, formatShape, type SourceLocation } from '../ir/types';
 import type { LoweredGraph, LoweredKernel } from '../lower';
 import type { Translations } from '../validate/naga';
 import type { Target } from '../target/target';
 import { planMemory, scheduleOf, slotBytes } from './memory';
-import type { SectionStore } from './sections';
+import type { SectionStore, WeightSource } from './sections';
 
 export const GENERATOR = { name: 'mnc', version: '0.1.0' };
 
@@ -47,7 +48,8 @@ export interface PlanInput {
   lowered: LoweredGraph;
   /** by WGSL source: each distinct module validated once for the whole compile */
   validated: ReadonlyMap<string, { translations: Translations }>;
-  parameters: Map<string, Float32Array>;
+  /** initial values by parameter name: in memory, or drawn when the writer reaches them */
+  parameters: ReadonlyMap<string, Float32Array | WeightSource>;
   /** false: every intermediate keeps its own buffer (for comparisons and debugging); default true */
   arena?: boolean;
 }
@@ -160,11 +162,15 @@ export function planTarget({ target, graph, entries, training, lowered, validate
   const sizes = new Map(buffers.filter((b) => b.role === 'intermediate').map((b) => [b.id, b.byteLength]));
   let arenas: Manifest['arenas'];
   if (arena && sizes.size > 0) {
-    const memory = planMemory(scheduleOf(entryPoints, store.kernels), sizes);
+    const memory = planMemory(scheduleOf(entryPoints, store.kernels), sizes, { maxArenaBytes: target.limits.maxBufferSize });
     for (const [id, { arena: index, offset }] of memory.placements) buffers[id].arena = { index, offset };
     arenas = { alignment: memory.alignment, byteLengths: memory.arenas };
   }
   const ownBuffers = buffers.filter((b) => !b.arena).map((b) => slotBytes(b.byteLength));
+  checkBufferLimits(target, buffers, arenas, (id) => {
+    const node = [...bufferOf].find(([, b]) => b === id)?.[0];
+    return node === undefined ? undefined : graph.nodes[node]?.loc;
+  });
 
   const steps = lowered.steps.map((s) => s.kernel);
   const plan: TargetPlan = {
@@ -184,6 +190,37 @@ export function planTarget({ target, graph, entries, training, lowered, validate
   };
   if (training) plan.training = trainingDesc(graph, training, (node) => bufferOf.get(node)!);
   return plan;
+}
+
+/**
+ * Every buffer the plan creates fits the target: each value is bound whole (in an arena, its
+ * slot), so none may exceed maxStorageBufferBindingSize, and no GPUBuffer (a value's own, or
+ * an arena) maxBufferSize. A device offers at least its target's limits, so a plan that
+ * passes here never fails at load for a buffer's size.
+ */
+function checkBufferLimits(target: Target, buffers: readonly BufferDesc[], arenas: Manifest['arenas'], locOf: (buffer: number) => SourceLocation | undefined): void {
+  const { maxStorageBufferBindingSize: maxBinding, maxBufferSize } = target.limits;
+  const above = (bytes: number, limit: number, name: string) => `is ${formatLimitBytes(bytes)}, above target '${target.name}''s ${name} of ${formatLimitBytes(limit)}`;
+  const tooLarge = (buffer: BufferDesc, bytes: number, limit: number, name: string) =>
+    new CompileError('limit', `${buffer.role} '${buffer.name}' ${formatShape(buffer.shape)} ${buffer.dtype} ${above(bytes, limit, name)}`, locOf(buffer.id));
+  for (const buffer of buffers) {
+    if (buffer.byteLength > maxBinding) throw tooLarge(buffer, buffer.byteLength, maxBinding, 'maxStorageBufferBindingSize');
+    if (!buffer.arena && slotBytes(buffer.byteLength) > maxBufferSize) throw tooLarge(buffer, slotBytes(buffer.byteLength), maxBufferSize, 'maxBufferSize');
+  }
+  arenas?.byteLengths.forEach((length, index) => {
+    if (length <= maxBufferSize) return;
+    // the packer keeps arenas within maxBufferSize unless one value alone is larger: name it
+    const largest = buffers.filter((b) => b.arena?.index === index).reduce((a, b) => (b.byteLength > a.byteLength ? b : a));
+    if (slotBytes(largest.byteLength) > maxBufferSize) throw tooLarge(largest, slotBytes(largest.byteLength), maxBufferSize, 'maxBufferSize');
+    throw new CompileError('limit', `arena ${index} (intermediates such as '${largest.name}') ${above(length, maxBufferSize, 'maxBufferSize')}`, locOf(largest.id));
+  });
+}
+
+/** Bytes, and in MiB or GiB where that reads easier. */
+function formatLimitBytes(bytes: number): string {
+  if (bytes < 2 ** 20) return `${bytes} bytes`;
+  const unit = bytes < 2 ** 30 ? `${+(bytes / 2 ** 20).toFixed(1)} MiB` : `${+(bytes / 2 ** 30).toFixed(2)} GiB`;
+  return `${bytes} bytes (${unit})`;
 }
 
 function trainingDesc(graph: Graph, training: TrainingGraph, bufferOf: (node: number) => number): TrainingDesc {

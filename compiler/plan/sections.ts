@@ -4,16 +4,27 @@
 import { createHash } from 'node:crypto';
 import type { KernelDesc, SectionSlice } from '../../schemas/manifest';
 import { MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
-import { alignUp, type BundleSection } from './bundle';
+import { alignUp, type BundleSection, type PartedSection } from './bundle';
+
+/**
+ * A parameter's initial values as the plan stores them: their length, and the values,
+ * asked for when the writer reaches them (drawn from the seed then, so a plan's weights
+ * never need to be in memory all at once).
+ */
+export interface WeightSource {
+  byteLength: number;
+  values(): Float32Array;
+}
 
 export class SectionStore {
   private readonly sections: BundleSection[] = [];
   /** section name → sha256 of its bytes */
   private readonly hashes = new Map<string, string>();
-  private readonly weights: Uint8Array[] = [];
+  /** the weights section's parts in order: padding, or values */
+  private readonly weights: (number | WeightSource)[] = [];
   private weightsLength = 0;
-  /** the same values get one slice: the same array (a parameter every target's graph shares), or the same bytes (a constant each target's optimizer made) */
-  private readonly slices = new Map<Float32Array, SectionSlice>();
+  /** the same values get one slice: the same source (a parameter every target's graph shares), or the same bytes (a constant each target's optimizer made) */
+  private readonly slices = new Map<Float32Array | WeightSource, SectionSlice>();
   private readonly slicesByHash = new Map<string, SectionSlice>();
   readonly kernels: KernelDesc[] = [];
   private readonly kernelIndex = new Map<string, number>();
@@ -42,21 +53,20 @@ export class SectionStore {
   /**
    * The values' slice of the 'weights' section, 256-aligned so the runtime can view it in
    * place. `byContent`: also reuse a slice of the same bytes (constants, small, which each
-   * target's optimizer makes anew); parameters, which may be gigabytes, are matched by array.
+   * target's optimizer makes anew); parameters, which may be gigabytes, are matched by source.
    */
-  addWeights(data: Float32Array, byContent = false): SectionSlice {
+  addWeights(data: Float32Array | WeightSource, byContent = false): SectionSlice {
     const known = this.slices.get(data);
     if (known) return known;
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    const hash = byContent ? createHash('sha256').update(bytes).digest('hex') : undefined;
+    const hash = byContent && data instanceof Float32Array ? createHash('sha256').update(bytesOf(data)).digest('hex') : undefined;
     const alike = hash === undefined ? undefined : this.slicesByHash.get(hash);
     if (alike) {
       this.slices.set(data, alike);
       return alike;
     }
     const offset = alignUp(this.weightsLength, MNPLAN_SECTION_ALIGNMENT);
-    if (offset > this.weightsLength) this.weights.push(new Uint8Array(offset - this.weightsLength));
-    this.weights.push(bytes);
+    if (offset > this.weightsLength) this.weights.push(offset - this.weightsLength);
+    this.weights.push(data instanceof Float32Array ? { byteLength: data.byteLength, values: () => data } : data);
     this.weightsLength = offset + data.byteLength;
     const slice = { section: 'weights', offset, length: data.byteLength };
     this.slices.set(data, slice);
@@ -76,15 +86,21 @@ export class SectionStore {
     return index;
   }
 
-  /** Every section, the weights last. */
-  finish(): BundleSection[] {
+  /** Every section, the weights last, made part by part as the writer reaches them. */
+  finish(): (BundleSection | PartedSection)[] {
     if (this.weightsLength === 0) return [...this.sections];
-    const weights = new Uint8Array(this.weightsLength);
-    let at = 0;
-    for (const part of this.weights) {
-      weights.set(part, at);
-      at += part.length;
-    }
-    return [...this.sections, { name: 'weights', bytes: weights }];
+    const parts = this.weights;
+    const weights = function* (): Iterable<Uint8Array> {
+      for (const part of parts) yield typeof part === 'number' ? new Uint8Array(part) : checkedBytes(part);
+    };
+    return [...this.sections, { name: 'weights', length: this.weightsLength, parts: weights }];
   }
+}
+
+const bytesOf = (data: Float32Array) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+
+function checkedBytes(source: WeightSource): Uint8Array {
+  const values = source.values();
+  if (values.byteLength !== source.byteLength) throw new Error(`SectionStore: weights of ${values.byteLength} bytes where ${source.byteLength} were announced`);
+  return bytesOf(values);
 }
