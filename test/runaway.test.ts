@@ -1,6 +1,7 @@
 // Runaway GPU work (issue 17, item 1). A WebGPU queue cannot be interrupted once it runs, and
 // on Dawn's OpenGL backend (llvmpipe) queue.submit() itself holds the thread until the work
-// ends, so plans whose grids exceed the dispatch bound are refused before anything is submitted.
+// ends, so: plans whose grids exceed the dispatch bound are refused before anything is
+// submitted; run/step take a deadline; a lost device ends the session with a PlanError.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,9 +9,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
-import { isPlanError, PlanError, readBundle } from '../runtime/index';
+import { isPlanError, loadPlan, loadTrainingPlan, PlanError, readBundle, requestNodeDevice } from '../runtime/index';
 import { dispatchOverBound } from '../schemas/dispatch-work';
-import { N, handPlan } from './hand-plan';
+import { N, expected, handPlan } from './hand-plan';
 import { editPlan } from './replan';
 
 /** The MLP of examples/mlp.ts: 784 → 128 (ReLU) → 10, batch 4. */
@@ -77,5 +78,99 @@ describe('the dispatch bound', () => {
     });
     const error = await rejection(readBundle(over));
     expect(error.message).toContain('dispatch 1 ("y") of entry "run" (target "second") launches 101x1x1 = 101 workgroups');
+  });
+});
+
+/** The hand plan with scale_add spinning `outer`×4096 times per invocation before its work (finite: llvmpipe stops any loop after 65535 iterations). */
+function spinningPlan(outer: number): Uint8Array {
+  return handPlan(({ sections }) => {
+    const section = sections.find((s) => s.name === 'scale_add.wgsl')!;
+    const text = new TextDecoder().decode(section.bytes).replace(
+      'if (id.x < ',
+      `var acc = 0.0;
+  for (var i = 0u; i < ${outer}u; i++) { for (var j = 0u; j < 4096u; j++) { acc += a[(i + j) % ${N}u]; } }
+  if (acc == 12345.5) { t[0] = acc; }
+  if (id.x < `,
+    );
+    section.bytes = new TextEncoder().encode(text);
+  });
+}
+
+describe('deadlines and device loss', () => {
+  it('a run past timeoutMs rejects with "timeout", leaves the session unusable, and the process goes on', async () => {
+    const gpu = await requestNodeDevice();
+    try {
+      const session = await loadPlan(spinningPlan(48), gpu.device);
+      const a = new Float32Array(N);
+      const started = performance.now();
+      const error = await rejection(session.run({ a }, { timeoutMs: 100 }));
+      const elapsed = performance.now() - started;
+      expect(error.kind).toBe('timeout');
+      expect(error.message).toContain('entry "run" of plan "hand-plan" did not finish within its 100 ms deadline');
+      expect(elapsed).toBeGreaterThan(100);
+      const later = await rejection(session.run({ a }));
+      expect(later.kind).toBe('timeout');
+      expect(later.message).toContain('session is unusable');
+      session.destroy();
+    } finally {
+      await gpu.destroy();
+    }
+    // a fresh device works: nothing of the abandoned one is left in the way
+    const next = await requestNodeDevice();
+    try {
+      const session = await loadPlan(handPlan(), next.device);
+      const a = Float32Array.from({ length: N }, (_, i) => i % 5);
+      expect((await session.run({ a }, { timeoutMs: 60_000 })).y).toEqual(expected(a).y);
+      session.destroy();
+    } finally {
+      await next.destroy();
+    }
+  });
+
+  it('refuses a timeoutMs that is not a positive number of milliseconds', async () => {
+    const gpu = await requestNodeDevice();
+    try {
+      const session = await loadPlan(handPlan(), gpu.device);
+      for (const timeoutMs of [0, -5, Number.NaN, 2 ** 31, '100' as unknown as number]) {
+        expect((await rejection(session.run({ a: new Float32Array(N) }, { timeoutMs }))).kind).toBe('bad-input');
+      }
+      session.destroy();
+    } finally {
+      await gpu.destroy();
+    }
+  });
+
+  it('a lost device makes every later call reject with "device-lost"', async () => {
+    const gpu = await requestNodeDevice();
+    try {
+      const session = await loadPlan(handPlan(), gpu.device);
+      gpu.device.destroy(); // as a driver reset would
+      await gpu.device.lost;
+      for (let i = 0; i < 2; i++) {
+        const error = await rejection(session.run({ a: new Float32Array(N) }));
+        expect(error.kind).toBe('device-lost');
+        expect(error.message).toContain('plan "hand-plan": the device was destroyed underneath it');
+      }
+      session.destroy();
+    } finally {
+      await gpu.destroy();
+    }
+  });
+
+  it('step() takes the same deadline', async () => {
+    const g = new Graph('trained');
+    const y = g.matmul(g.input('x', [4, 8]), g.parameter('w', [8, 2]));
+    g.output('loss', g.mean(g.mean(g.mul(y, y), -1), 0));
+    const plan = await compileGraph(g, { seed: 1, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 0.1 } } });
+    const gpu = await requestNodeDevice();
+    try {
+      const trainer = await loadTrainingPlan(plan.bundle, gpu.device);
+      const x = Float32Array.from({ length: 32 }, (_, i) => (i % 7) - 3);
+      expect(Number.isFinite(await trainer.step({ x }, { timeoutMs: 60_000 }))).toBe(true);
+      expect((await rejection(trainer.step({ x }, { timeoutMs: -1 }))).kind).toBe('bad-input');
+      trainer.destroy();
+    } finally {
+      await gpu.destroy();
+    }
   });
 });
