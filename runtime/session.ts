@@ -432,7 +432,15 @@ export class PlanSession implements Session {
         );
         this.broken ??= error;
         this.device.destroy();
-        reject(error);
+        // reject once Dawn has failed the abandoned run's map and scope callbacks (bounded): a
+        // host that frees Dawn's instance while those are pending crashes the process (seen on
+        // llvmpipe: aborts in pthread_mutex_lock, std::system_error, segfaults)
+        let bound: ReturnType<typeof setTimeout> | undefined;
+        const drained = new Promise((resolve) => (bound = setTimeout(resolve, 1000)));
+        void Promise.race([work.catch(() => undefined), drained]).then(() => {
+          clearTimeout(bound);
+          reject(error);
+        });
       };
       const timer = setTimeout(expire, timeoutMs);
       const settle = (finish: () => void) => {
