@@ -14,6 +14,7 @@ import { fileSink, memorySink, writePlan, type BundleSink } from './plan/bundle'
 import { entryLiveNodes, manifestHead, planEntries, planTarget } from './plan/plan';
 import { SectionStore, type WeightSource } from './plan/sections';
 import { DEFAULT_TARGETS } from './target/targets';
+import { dispatchOverBound } from '../schemas/dispatch-work';
 import type { Target } from './target/target';
 import { validateKernels } from './validate/kernels';
 import { NAGA_VERSION, type Translations } from './validate/naga';
@@ -158,6 +159,9 @@ async function compileTo(
     ...(others.length ? { otherTargets: others } : {}),
     ...(firstReports ? { optimization: firstReports.map(optimizationDesc) } : {}),
   };
+  // the runtime refuses a plan over the dispatch bound, so a lowering that breaks it is a compiler bug
+  const overBound = dispatchOverBound(manifest);
+  if (overBound) throw new Error(`internal error: plan "${manifest.model.name}" breaks the dispatch bound: ${overBound}`);
   const written = timed('write', () => writePlan(manifest, store.finish(), sink));
   return {
     manifest: written,

@@ -2,7 +2,7 @@
 // bundles on a device from navigator.gpu. Same API as runtime/index.ts minus the Node host.
 export { readBundle, type PlanBundle } from './bundle';
 export { PlanError, isPlanError, type PlanErrorKind } from './errors';
-export { loadPlan, type LoadOptions, type Session, type TensorData } from './session';
+export { loadPlan, type LoadOptions, type RunOptions, type Session, type TensorData } from './session';
 export { loadTrainingPlan, type TrainingSession } from './training';
 export { chooseTarget, targetManifest, targetsOf, type ChosenTarget, type DeviceDescription } from './targets';
 export { toChromeTrace, kernelSummary, formatKernelSummary, type TraceRecord, type TraceEvent, type KernelTime } from './trace';

@@ -10,6 +10,7 @@ import {
 } from '../schemas/manifest';
 import { PlanError } from './errors';
 import { checkManifest } from './manifest-check';
+import { dispatchOverBound } from '../schemas/dispatch-work';
 
 export interface PlanBundle {
   manifest: Manifest;
@@ -88,6 +89,9 @@ export async function readBundle(input: Uint8Array): Promise<PlanBundle> {
   }
   const data = bytes.subarray(dataOffset);
   const manifest = checkManifest(parsed, formatVersion, data.length);
+  // no queue can be interrupted once it runs: refuse grids larger than the plan's memory before any submit
+  const overBound = dispatchOverBound(manifest);
+  if (overBound) throw new PlanError('bad-manifest', `plan "${manifest.model.name}": ${overBound}`);
 
   const sections = new Map(manifest.sections.map((s) => [s.name, data.subarray(s.offset, s.offset + s.length)]));
   // Eager: every section is hashed once here, so later accessors never fail on corruption.

@@ -29,6 +29,8 @@ export type PlanErrorKind =
   | 'out-of-memory'
   /** the device was lost (driver reset, destroyed underneath the session) */
   | 'device-lost'
+  /** a run or step passed its `timeoutMs`; the session destroyed the device to abandon the work */
+  | 'timeout'
   /** no WebGPU adapter or device could be obtained */
   | 'no-device'
   /** run() was called with missing, unknown or wrongly sized inputs, or an unknown entry */

@@ -2,7 +2,7 @@
 // `webgpu` package. runtime/browser.ts is the same API for browsers.
 export { readBundle, type PlanBundle } from './bundle';
 export { PlanError, isPlanError, type PlanErrorKind } from './errors';
-export { loadPlan, type LoadOptions, type Session, type TensorData } from './session';
+export { loadPlan, type LoadOptions, type RunOptions, type Session, type TensorData } from './session';
 export { loadTrainingPlan, type TrainingSession } from './training';
 export { chooseTarget, targetManifest, targetsOf, type ChosenTarget, type DeviceDescription } from './targets';
 export { toChromeTrace, kernelSummary, formatKernelSummary, type TraceRecord, type TraceEvent, type KernelTime } from './trace';

@@ -30,6 +30,21 @@ export interface LoadOptions {
   adapterInfo?: DeviceDescription['info'];
 }
 
+/** Options of one run() (and a training session's step()). */
+export interface RunOptions {
+  /** the entry point to run (default 'run') */
+  entry?: string;
+  /**
+   * A deadline for the whole call in milliseconds: waiting for earlier runs, the GPU work and
+   * the read-back. A call that takes longer rejects with PlanError('timeout'); the session then
+   * destroys the device, the one way WebGPU offers to abandon submitted work, so the session
+   * (and anything else on that device) is unusable afterwards. Where the backend runs the work
+   * inside submit (Dawn's OpenGL backend) the timeout is noticed only once that work ends
+   * (README, "What a deadline can interrupt").
+   */
+  timeoutMs?: number;
+}
+
 /** What run() accepts per input: Float32Array always; Int32Array/Uint32Array also for i32/u32 inputs, Int8Array for i8. */
 export type TensorData = Float32Array | Int32Array | Uint32Array | Int8Array;
 
@@ -47,9 +62,10 @@ export interface Session {
    * dtype (f16 is widened, i32/u32 converted by value); inputs are converted the other way.
    * Runs execute on the GPU in call order. Up to three may be in flight: the next one's
    * inputs are written and its commands submitted while the previous one's outputs are
-   * still being read back.
+   * still being read back. The second argument is the entry's name or RunOptions. Once the
+   * device is lost or a run passed its deadline, every call rejects ('device-lost', 'timeout').
    */
-  run(inputs: Record<string, TensorData>, entry?: string): Promise<Record<string, Float32Array>>;
+  run(inputs: Record<string, TensorData>, entry?: string | RunOptions): Promise<Record<string, Float32Array>>;
   /**
    * Whether runs started from now on are traced (each dispatch in a compute pass of its own,
    * timed by GPU timestamps); turning it on needs 'timestamp-query' (else PlanError
@@ -358,6 +374,8 @@ export class PlanSession implements Session {
   readonly inputs: TensorBinding[];
   readonly outputs: TensorBinding[];
   private destroyed = false;
+  /** why the session can no longer run: its device was lost, or a run passed its deadline */
+  private broken?: PlanError;
   private inFlight = 0;
   /** settles when the previous run or read-back has been submitted: submissions keep call order */
   private submitted: Promise<void> = Promise.resolve();
@@ -382,11 +400,67 @@ export class PlanSession implements Session {
     const main = entries.get('run') ?? entries.values().next().value;
     this.inputs = main?.desc.inputs ?? [];
     this.outputs = main?.desc.outputs ?? [];
+    this.watchDevice();
   }
 
-  run(inputs: Record<string, TensorData>, entry = 'run'): Promise<Record<string, Float32Array>> {
+  /** A lost device makes the session unusable; later calls say why instead of failing in WebGPU. */
+  private watchDevice(): void {
+    void this.device.lost?.then((info) => {
+      if (this.destroyed || this.broken) return;
+      const reason = info?.reason === 'destroyed' ? 'the device was destroyed underneath it' : `the device was lost (${info?.reason ?? 'unknown'})`;
+      this.broken = new PlanError('device-lost', `plan "${this.manifest.model.name}": ${reason}${info?.message ? `: ${info.message}` : ''}; load the plan again on a new device`);
+    });
+  }
+
+  /**
+   * `work` with the deadline of RunOptions.timeoutMs: past it (or settling after it, when the
+   * thread was held inside submit and no timer could fire) the call rejects with 'timeout'
+   * and the device is destroyed, which abandons the queued work and ends the session.
+   */
+  private withDeadline<T>(work: Promise<T>, timeoutMs: number | undefined, entry: string): Promise<T> {
+    if (timeoutMs === undefined) return work;
+    const started = performance.now();
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const expire = () => {
+        if (settled) return;
+        settled = true;
+        const error = new PlanError(
+          'timeout',
+          `entry "${entry}" of plan "${this.manifest.model.name}" did not finish within its ${timeoutMs} ms deadline ` +
+            `(${(performance.now() - started).toFixed(0)} ms so far); the device was destroyed to abandon its work, so load the plan again on a new device`,
+        );
+        this.broken ??= error;
+        this.device.destroy();
+        // reject once Dawn has failed the abandoned run's map and scope callbacks (bounded): a
+        // host that frees Dawn's instance while those are pending crashes the process (seen on
+        // llvmpipe: aborts in pthread_mutex_lock, std::system_error, segfaults)
+        let bound: ReturnType<typeof setTimeout> | undefined;
+        const drained = new Promise((resolve) => (bound = setTimeout(resolve, 1000)));
+        void Promise.race([work.catch(() => undefined), drained]).then(() => {
+          clearTimeout(bound);
+          reject(error);
+        });
+      };
+      const timer = setTimeout(expire, timeoutMs);
+      const settle = (finish: () => void) => {
+        clearTimeout(timer);
+        if (performance.now() - started > timeoutMs) return expire();
+        if (settled) return;
+        settled = true;
+        finish();
+      };
+      work.then(
+        (value) => settle(() => resolve(value)),
+        (error: unknown) => settle(() => reject(error)),
+      );
+    });
+  }
+
+  run(inputs: Record<string, TensorData>, entry: string | RunOptions = 'run'): Promise<Record<string, Float32Array>> {
     try {
-      return this.start(inputs, entry);
+      const options = typeof entry === 'string' ? { entry } : (entry ?? {});
+      return this.start(inputs, options.entry ?? 'run', options);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -418,14 +492,18 @@ export class PlanSession implements Session {
   }
 
   /** run(), but bad inputs throw at once instead of rejecting, so a caller knows the run was queued. */
-  start(inputs: Record<string, TensorData>, entry: string): Promise<Record<string, Float32Array>> {
+  start(inputs: Record<string, TensorData>, entry: string, options: RunOptions = {}): Promise<Record<string, Float32Array>> {
     this.assertAlive();
+    const { timeoutMs } = options;
+    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2 ** 31 - 1)) {
+      throw new PlanError('bad-input', `timeoutMs must be a number of milliseconds from 1 to ${2 ** 31 - 1} (a timer's range); got ${String(timeoutMs)}`);
+    }
     const loaded = this.entry(entry);
     const uploads = this.prepareInputs(loaded, inputs);
     // decided when the run is queued, so turning tracing off affects only later runs
     const traced = this.traceOn ? this.traced!.get(entry) : undefined;
     const earlierDone = this.completed;
-    return this.sequenced(async (submitted) => {
+    const work = this.sequenced(async (submitted) => {
       // a traced run's timer is one per entry: it waits for everything before it
       if (traced) await earlierDone;
       const set = await this.acquire(loaded);
@@ -438,6 +516,7 @@ export class PlanSession implements Session {
         this.release(loaded, set);
       }
     });
+    return this.withDeadline(work, timeoutMs, entry);
   }
 
   /**
@@ -559,6 +638,7 @@ export class PlanSession implements Session {
 
   private assertAlive(): void {
     if (this.destroyed) throw new PlanError('destroyed', `session for plan "${this.manifest.model.name}" was destroyed; load the plan again`);
+    if (this.broken) throw new PlanError(this.broken.kind, `session is unusable: ${this.broken.message}`);
   }
 
   private entry(name: string): LoadedEntry {
@@ -641,6 +721,8 @@ export class PlanSession implements Session {
         throw new PlanError(error.kind, `WebGPU reported an error while running entry "${loaded.name}" of plan "${this.manifest.model.name}": ${error.message}`);
       }
       if (mapFailure) {
+        // the device went away underneath the run: say why (a deadline, a loss) where known
+        if (this.broken) throw new PlanError(this.broken.kind, `entry "${loaded.name}" did not complete: ${this.broken.message}`, { cause: mapFailure.reason });
         throw new PlanError('device-lost', `reading outputs of entry "${loaded.name}" failed (device lost?): ${String(mapFailure.reason?.message ?? mapFailure.reason)}`, {
           cause: mapFailure.reason,
         });

@@ -5,7 +5,7 @@
 import type { Manifest, TensorBinding, TrainingDesc } from '../schemas/manifest';
 import { PlanError } from './errors';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors';
-import { openPlan, type LoadOptions, type PlanSession, type TensorData } from './session';
+import { openPlan, type LoadOptions, type PlanSession, type RunOptions, type TensorData } from './session';
 import type { ChosenTarget } from './targets';
 import type { TraceRecord } from './trace';
 
@@ -19,12 +19,12 @@ export interface TrainingSession {
   readonly stepCount: number;
   /** current hyper-parameter values (settable ones and the plan's fixed ones) */
   readonly hyper: Readonly<Record<string, number>>;
-  /** One optimizer step on a batch; resolves to the loss before the update. */
-  step(batch: Record<string, TensorData>): Promise<number>;
+  /** One optimizer step on a batch; resolves to the loss before the update. `timeoutMs` as for Session.run. */
+  step(batch: Record<string, TensorData>, options?: { timeoutMs?: number }): Promise<number>;
   /** Changes hyper-parameters (learning rate, ...) for the following steps; no recompiling. */
   setHyper(values: Record<string, number>): void;
   /** Runs another entry (e.g. 'run' for inference) with the current parameters. */
-  run(inputs: Record<string, TensorData>, entry?: string): Promise<Record<string, Float32Array>>;
+  run(inputs: Record<string, TensorData>, entry?: string | RunOptions): Promise<Record<string, Float32Array>>;
   /** Parameters (and, unless `optimizer: false`, optimizer state and step count) as safetensors bytes. */
   exportState(options?: { optimizer?: boolean }): Promise<Uint8Array>;
   /** Loads parameters, and optimizer state when the file has it (else state restarts at zero). */
@@ -86,7 +86,7 @@ class Trainer implements TrainingSession {
     Object.assign(this.values, values);
   }
 
-  async step(batch: Record<string, TensorData>): Promise<number> {
+  async step(batch: Record<string, TensorData>, options: { timeoutMs?: number } = {}): Promise<number> {
     const { hyper } = this.training;
     if (typeof batch !== 'object' || batch === null) throw new PlanError('bad-input', `step() expects an object mapping ${this.batchInputs.map((i) => i.name).join(', ')} to typed arrays`);
     if (hyper.input in batch) throw new PlanError('bad-input', `"${hyper.input}" is filled by the training session; set hyper-parameters with setHyper()`);
@@ -101,13 +101,13 @@ class Trainer implements TrainingSession {
       oneMinusBeta2: 1 - beta2,
     };
     const vector = Float32Array.from(hyper.fields, (f) => derived[f] ?? this.values[f] ?? 0);
-    const result = this.session.start({ ...batch, [hyper.input]: vector }, this.training.entry); // throws on bad input
+    const result = this.session.start({ ...batch, [hyper.input]: vector }, this.training.entry, { timeoutMs: options.timeoutMs }); // throws on bad input
     this.steps = t; // counted once queued, so overlapping step() calls get consecutive t
     const outputs = await result;
     return outputs[this.training.loss][0];
   }
 
-  run(inputs: Record<string, TensorData>, entry = 'run'): Promise<Record<string, Float32Array>> {
+  run(inputs: Record<string, TensorData>, entry: string | RunOptions = 'run'): Promise<Record<string, Float32Array>> {
     return this.session.run(inputs, entry);
   }
 

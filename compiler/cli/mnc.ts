@@ -18,6 +18,7 @@ import { describePlan, formatBytes, kernelSources } from './inspect';
 import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
 import { writeTrace } from './profile';
 import { gatherInputs, makeDirectoryFor, previewTensor, renameOrFail, writeOutputs } from './tensors';
+import { runWithDawnFiltered, wantsDawnFilter } from './dawn-output';
 import { trainCommand } from './train';
 
 function parseSeed(text: string): number {
@@ -266,6 +267,7 @@ function program(): Command {
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
     .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the run (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")
     .option('--target <name>', "run this target of the plan instead of the one chosen from the device's adapter")
+    .option('--verbose', "show Dawn's own diagnostics on stderr (adapter limits, backends it could not load); also MNC_DAWN_VERBOSE=1")
     .action(runCommand);
 
   mnc
@@ -289,6 +291,7 @@ function program(): Command {
     .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the first steps (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")
     .option('--trace-steps <n>', 'how many steps --trace traces, from the first', '10')
     .option('--target <name>', "train on this target of the plan instead of the one chosen from the device's adapter")
+    .option('--verbose', "show Dawn's own diagnostics on stderr (adapter limits, backends it could not load); also MNC_DAWN_VERBOSE=1")
     .action(trainCommand);
 
   return mnc;
@@ -313,6 +316,7 @@ function report(error: unknown): number {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (wantsDawnFilter(argv)) return runWithDawnFiltered(argv);
   try {
     await program().parseAsync(argv);
     return 0;
