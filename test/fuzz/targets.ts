@@ -10,7 +10,8 @@ import { GENERIC, NVIDIA_HOPPER } from '../../compiler/target/targets';
 import { readBundle, type PlanBundle } from '../../runtime/bundle';
 import { isPlanError } from '../../runtime/errors';
 import { decodeSafetensors, encodeSafetensors } from '../../runtime/safetensors';
-import { targetsOf } from '../../runtime/targets';
+import { checkMemoryBudget } from '../../runtime/memory-budget';
+import { targetManifest, targetsOf } from '../../runtime/targets';
 import { MNPLAN_HEADER_BYTES, MNPLAN_SECTION_ALIGNMENT, type Manifest } from '../../schemas/manifest';
 import { handPlan } from '../hand-plan';
 import type { FuzzTarget } from './fuzz';
@@ -102,6 +103,14 @@ function planMutators(dataLength: () => number): Record<string, JsonMutator> {
       if (rng.chance(0.5) && plan.requiredLimits) plan.requiredLimits.maxStorageBufferBindingSize = size;
       return `buffer ${b.id} = ${size} bytes`;
     },
+    'top-level field'(root, rng) {
+      const plan = rng.pick(plansOf(root as Json));
+      const keys = Object.keys(plan);
+      if (keys.length === 0) return 'no fields';
+      const key = rng.pick(keys);
+      plan[key] = rng.pick([null, 'x', 7, -1, [], {}, [1], ['x'], [{}], { x: {} }]);
+      return `${key} = ${JSON.stringify(plan[key])}`;
+    },
     'inherited entry'(root, rng) {
       const plan = rng.pick(plansOf(root as Json));
       if (!plan.training) return 'no training';
@@ -127,7 +136,7 @@ function checkPlanSizes(manifest: Manifest): string | undefined {
   for (const plan of targetsOf(manifest)) {
     const { maxBufferSize, maxStorageBufferBindingSize } = plan.requiredLimits;
     for (const b of plan.buffers) {
-      if (paddedSize(b.byteLength) > maxStorageBufferBindingSize) return `buffer larger than its requiredLimits: ${plan.name} buffer ${b.id} is ${b.byteLength} bytes, maxStorageBufferBindingSize ${maxStorageBufferBindingSize}`;
+      if (b.byteLength > maxStorageBufferBindingSize) return `buffer larger than its requiredLimits: ${plan.name} buffer ${b.id} is ${b.byteLength} bytes, maxStorageBufferBindingSize ${maxStorageBufferBindingSize}`;
       if (maxBufferSize !== undefined && !b.arena && paddedSize(b.byteLength) > maxBufferSize) return `buffer larger than its requiredLimits: ${plan.name} buffer ${b.id} is ${b.byteLength} bytes, maxBufferSize ${maxBufferSize}`;
     }
     for (const length of plan.arenas?.byteLengths ?? []) {
@@ -145,8 +154,11 @@ export async function planTarget(): Promise<FuzzTarget> {
     seeds,
     async read(bytes) {
       const bundle = await readBundle(bytes);
-      // what `mnc inspect` does with it: describe every target, print it as JSON, print its WGSL
-      for (const t of targetsOf(bundle.manifest)) describePlan('fuzz.mnplan', bytes.length, bundle.manifest, t.name);
+      // what loadPlan checks before allocating, and what `mnc inspect` does: describe every target, print it as JSON, print its WGSL
+      targetsOf(bundle.manifest).forEach((t, i) => {
+        checkMemoryBudget(targetManifest(bundle.manifest, i)); // what loadPlan checks before it allocates
+        describePlan('fuzz.mnplan', bytes.length, bundle.manifest, t.name);
+      });
       JSON.stringify(bundle.manifest, null, 2);
       kernelSources(bundle);
       return bundle;
