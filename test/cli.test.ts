@@ -13,6 +13,7 @@ import { interpret, materializeParameters } from '../compiler/ir/interpret';
 import { JobQueue } from '../compiler/validate/job-queue';
 import type { WorkerMessage } from '../compiler/validate/naga-worker';
 import { cliRunner, diagnostics, expectFailure } from './cli-runner';
+import { handPlan, withManifest } from './hand-plan';
 
 const root = join(import.meta.dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'mnc-cli-'));
@@ -208,6 +209,18 @@ describe('errors: one plain line each, exit code 1', () => {
     expectFailure(r, [expect.stringMatching(/truncated\.mnplan: error: bundle is 1000 bytes but its header says \d+: the file is truncated/) as unknown as string]);
     expectFailure(mnc('inspect', 'examples/mlp.ts'), ['examples/mlp.ts: error: not a .mnplan bundle: the file does not start with the "\\x89MNPLAN\\n" signature']);
     expectFailure(mnc('inspect', out('absent.mnplan')), [`error: cannot read plan '${out('absent.mnplan')}': no such file`]);
+  });
+
+  it('hostile plans are refused in one line, never as an internal error (issue 17)', () => {
+    const hostile: [string, Uint8Array, string[], string][] = [
+      ['optimization.mnplan', withManifest(handPlan(), (m) => ((m as { optimization: unknown }).optimization = 'x')), [], 'invalid manifest: optimization must be an array'],
+      ['deep.mnplan', withManifest(handPlan(), (m) => ((m as unknown as { extra: string }).extra = 'DEEP'), (t) => t.replace('"DEEP"', `${'['.repeat(20_000)}${']'.repeat(20_000)}`)), ['--json'], 'manifest nests arrays and objects more than 64 levels deep'],
+      ['entry.mnplan', withManifest(handPlan(), (m) => (m.training = { entry: 'constructor', loss: 's', optimizer: 'sgd', hyper: { input: 'a', fields: [], settable: [], defaults: {} }, parameters: [] })), [], 'invalid manifest: training.entry names entry point "constructor", which the manifest does not list'],
+    ];
+    for (const [name, bytes, flags, message] of hostile) {
+      writeFileSync(out(name), bytes);
+      expectFailure(mnc('inspect', out(name), ...flags), [`${out(name)}: error: ${message}`]);
+    }
   });
 
   it('bad inputs are refused before a device is opened', () => {
