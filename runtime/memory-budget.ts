@@ -24,7 +24,7 @@ export function checkMemoryBudget(manifest: Manifest, budget: number = DEFAULT_M
     throw new PlanError(
       'out-of-memory',
       `plan "${manifest.model.name}" (target "${manifest.target.name}") needs ${total} bytes of GPU buffers, more than the loader's budget of ${budget} bytes; ` +
-        `pass a larger LoadOptions.memoryBudget to load it`,
+        `raise LoadOptions.memoryBudget (mnc run/train: --memory-budget) to load it`,
     );
   }
 }

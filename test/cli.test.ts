@@ -221,6 +221,12 @@ describe('errors: one plain line each, exit code 1', () => {
       writeFileSync(out(name), bytes);
       expectFailure(mnc('inspect', out(name), ...flags), [`${out(name)}: error: ${message}`]);
     }
+    // the loader's budget: 0.000001 GiB (1074 bytes) is less than the plan's 1620 bytes of buffers
+    writeFileSync(out('hand.mnplan'), handPlan());
+    expectFailure(mnc('run', out('hand.mnplan'), '--random', '--memory-budget', '0.000001'), [
+      `${out('hand.mnplan')}: error: plan "hand-plan" (target "generic") needs 1620 bytes of GPU buffers, more than the loader's budget of 1074 bytes; raise LoadOptions.memoryBudget (mnc run/train: --memory-budget) to load it`,
+    ]);
+    expectFailure(mnc('run', out('hand.mnplan'), '--random', '--memory-budget', 'lots'), ["error: --memory-budget expects a positive number of GiB; got 'lots'"]);
   });
 
   it('bad inputs are refused before a device is opened', () => {
