@@ -79,8 +79,11 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
   const m = object(value, 'manifest');
   if (m.format !== 'mnplan') fail('format', 'must be "mnplan"');
   if (m.formatVersion !== formatVersion) fail('formatVersion', `is ${String(m.formatVersion)} but the header says ${formatVersion}`);
-  object(m.generator, 'generator');
-  string(object(m.model, 'model').name, 'model.name');
+  const generator = object(m.generator, 'generator');
+  for (const field of ['name', 'version', 'naga']) string(generator[field], `generator.${field}`);
+  const model = object(m.model, 'model');
+  string(model.name, 'model.name');
+  if (model.source !== undefined) string(model.source, 'model.source');
 
   const sectionLength = new Map<string, number>();
   const ranges: { offset: number; end: number; index: number }[] = [];

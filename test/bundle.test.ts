@@ -353,6 +353,11 @@ describe('hostile plans (issue 17): bounded work and typed errors', () => {
       const error = await expectKind(withManifest(good, training(name)), 'bad-manifest');
       expect(error.message).toContain(`training.entry names entry point "${name}", which the manifest does not list`);
     }
+    // an object with an own `toString` cannot be printed: mnc inspect prints these fields
+    const printed = await expectKind(withManifest(good, (m) => ((m.generator as unknown as { name: unknown }).name = { toString: 1 })), 'bad-manifest');
+    expect(printed.message).toBe('invalid manifest: generator.name must be a string');
+    const source = await expectKind(withManifest(good, (m) => ((m.model as unknown as { source: unknown }).source = { toString: 1 })), 'bad-manifest');
+    expect(source.message).toBe('invalid manifest: model.source must be a string');
     const binding = await expectKind(
       withManifest(good, (m) => (m.kernels[0].bindings[2].binding = 2 ** 40)),
       'bad-manifest',
