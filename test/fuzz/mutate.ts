@@ -184,6 +184,18 @@ export const JSON_MUTATORS: Record<string, JsonMutator> = {
       (s) => typeof read(s) === 'string',
     );
   },
+  'unprintable string'(root, rng) {
+    // an object whose own toString is no function: `${value}` and String(value) throw
+    return withSlot(
+      root,
+      rng,
+      (s) => {
+        write(s, { toString: 1, valueOf: 'x' });
+        return `${s.path} = {"toString":1,"valueOf":"x"}`;
+      },
+      (s) => typeof read(s) === 'string' || typeof read(s) === 'number',
+    );
+  },
   'delete'(root, rng) {
     return withSlot(root, rng, (s) => {
       if (Array.isArray(s.parent)) s.parent.splice(s.key as number, 1);
