@@ -78,7 +78,7 @@ function shape(value: unknown, path: string): number {
 export function checkManifest(value: unknown, formatVersion: number, dataLength: number): Manifest {
   const m = object(value, 'manifest');
   if (m.format !== 'mnplan') fail('format', 'must be "mnplan"');
-  if (m.formatVersion !== formatVersion) fail('formatVersion', `is ${String(m.formatVersion)} but the header says ${formatVersion}`);
+  if (m.formatVersion !== formatVersion) fail('formatVersion', `is ${JSON.stringify(m.formatVersion)} but the header says ${formatVersion}`);
   const generator = object(m.generator, 'generator');
   for (const field of ['name', 'version', 'naga']) string(generator[field], `generator.${field}`);
   const model = object(m.model, 'model');

@@ -365,6 +365,8 @@ describe('hostile plans (issue 17): bounded work and typed errors', () => {
     expect(printed.message).toBe('invalid manifest: generator.name must be a string');
     const source = await expectKind(withManifest(good, (m) => ((m.model as unknown as { source: unknown }).source = { toString: 1 })), 'bad-manifest');
     expect(source.message).toBe('invalid manifest: model.source must be a string');
+    const version = await expectKind(withManifest(good, (m) => ((m as unknown as { formatVersion: unknown }).formatVersion = { toString: 1 })), 'bad-manifest');
+    expect(version.message).toBe('invalid manifest: formatVersion is {"toString":1} but the header says 2');
     const binding = await expectKind(
       withManifest(good, (m) => (m.kernels[0].bindings[2].binding = 2 ** 40)),
       'bad-manifest',
