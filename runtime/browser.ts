@@ -3,6 +3,7 @@
 export { readBundle, type PlanBundle } from './bundle';
 export { PlanError, isPlanError, type PlanErrorKind } from './errors';
 export { loadPlan, type LoadOptions, type RunOptions, type Session, type TensorData } from './session';
+export { DEFAULT_MEMORY_BUDGET } from './memory-budget';
 export { loadTrainingPlan, type TrainingSession } from './training';
 export { chooseTarget, targetManifest, targetsOf, type ChosenTarget, type DeviceDescription } from './targets';
 export { toChromeTrace, kernelSummary, formatKernelSummary, type TraceRecord, type TraceEvent, type KernelTime } from './trace';

@@ -1,8 +1,11 @@
 // Structural check of a parsed manifest, done before the runtime trusts any of it: types of
 // the fields it reads, every section/buffer/kernel reference in range, every section inside
 // the data area, every arena slot aligned and inside its arena, and no dispatch binding a
-// GPUBuffer it writes twice; each target's plan (the top level and every one of otherTargets)
-// checked alike. Unknown extra fields are ignored so that optional additions stay readable.
+// GPUBuffer it writes twice, no two sections overlapping (so hashing reads each byte once),
+// no buffer or arena larger than the plan's own requiredLimits; each target's plan (the top
+// level and every one of otherTargets) checked alike. Names are looked up as own properties
+// only, so `constructor` or `__proto__` in a file finds nothing inherited. Unknown extra
+// fields are ignored so that optional additions stay readable.
 import { DTYPE_BYTES, MNPLAN_SECTION_ALIGNMENT, VARIANT_LIMITS, type DType, type Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
 
@@ -17,6 +20,12 @@ const REQUIRED_LIMITS = [
   'maxComputeWorkgroupStorageSize',
   'maxComputeInvocationsPerWorkgroup',
 ] as const;
+
+/**
+ * Binding numbers stay below 1000: WebGPU's guaranteed maxBindingsPerBindGroup, so every
+ * device accepts them (and createBindGroupLayout never sees a number it cannot convert).
+ */
+const MAX_BINDING = 1000;
 
 function fail(path: string, problem: string): never {
   throw new PlanError('bad-manifest', `invalid manifest: ${path} ${problem}`);
@@ -51,6 +60,12 @@ function triple(value: unknown, path: string, min: number): void {
     if (count(v, `${path}[${i}]`) < min) fail(`${path}[${i}]`, `must be at least ${min}`);
   });
 }
+function finite(value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) fail(path, 'must be a finite number');
+  return value;
+}
+/** A GPUBuffer's size: byteLength rounded up to 4, at least 4 (as the session creates it). */
+const paddedSize = (byteLength: number) => Math.max(4, Math.ceil(byteLength / 4) * 4);
 function shape(value: unknown, path: string): number {
   return array(value, path).reduce<number>((n, d, i) => n * count(d, `${path}[${i}]`), 1);
 }
@@ -63,11 +78,15 @@ function shape(value: unknown, path: string): number {
 export function checkManifest(value: unknown, formatVersion: number, dataLength: number): Manifest {
   const m = object(value, 'manifest');
   if (m.format !== 'mnplan') fail('format', 'must be "mnplan"');
-  if (m.formatVersion !== formatVersion) fail('formatVersion', `is ${String(m.formatVersion)} but the header says ${formatVersion}`);
-  object(m.generator, 'generator');
-  string(object(m.model, 'model').name, 'model.name');
+  if (m.formatVersion !== formatVersion) fail('formatVersion', `is ${JSON.stringify(m.formatVersion)} but the header says ${formatVersion}`);
+  const generator = object(m.generator, 'generator');
+  for (const field of ['name', 'version', 'naga']) string(generator[field], `generator.${field}`);
+  const model = object(m.model, 'model');
+  string(model.name, 'model.name');
+  if (model.source !== undefined) string(model.source, 'model.source');
 
   const sectionLength = new Map<string, number>();
+  const ranges: { offset: number; end: number; index: number }[] = [];
   array(m.sections, 'sections').forEach((raw, i) => {
     const path = `sections[${i}]`;
     const s = object(raw, path);
@@ -81,7 +100,15 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
     }
     if (typeof s.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(s.sha256)) fail(`${path}.sha256`, 'must be 64 lowercase hex digits');
     sectionLength.set(name, length);
+    if (length > 0) ranges.push({ offset, end: offset + length, index: i });
   });
+  // Disjoint sections: the reader hashes each byte of the file at most once, so a small file
+  // cannot make it hash (and copy) gigabytes by listing one range many times.
+  ranges.sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < ranges.length; i++) {
+    const [before, after] = [ranges[i - 1], ranges[i]];
+    if (after.offset < before.end) fail(`sections[${after.index}]`, `(bytes ${after.offset}..${after.end}) overlaps sections[${before.index}] (bytes ${before.offset}..${before.end})`);
+  }
   const section = (name: unknown, path: string): number => {
     const length = sectionLength.get(string(name, path));
     if (length === undefined) fail(path, `names section "${String(name)}", which the manifest does not list`);
@@ -99,6 +126,7 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
     const access = array(k.bindings, `${path}.bindings`).map((rawBinding, j) => {
       const b = object(rawBinding, `${path}.bindings[${j}]`);
       const n = count(b.binding, `${path}.bindings[${j}].binding`);
+      if (n >= MAX_BINDING) fail(`${path}.bindings[${j}].binding`, `(${n}) must be below ${MAX_BINDING}, the bindings per group every WebGPU device offers`);
       if (bindingNumbers.has(n)) fail(`${path}.bindings[${j}].binding`, `${n} appears twice`);
       bindingNumbers.add(n);
       return oneOf(b.access, ACCESS_MODES, `${path}.bindings[${j}].access`);
@@ -128,6 +156,7 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
   });
 
 
+  if (m.optimization !== undefined) checkOptimization(m.optimization);
   checkTargetPlan(m, '', section, kernels);
   const names = new Set([checkTargetDesc(m.target, 'target')]);
   if (m.otherTargets !== undefined) {
@@ -163,8 +192,19 @@ function checkTargetDesc(value: unknown, path: string): string {
 function checkTargetPlan(m: Obj, at: string, section: (name: unknown, path: string) => number, kernels: string[][]): void {
   const limits = object(m.requiredLimits, `${at}requiredLimits`);
   for (const name of REQUIRED_LIMITS) count(limits[name], `${at}requiredLimits.${name}`);
-  if (limits.maxBufferSize !== undefined) count(limits.maxBufferSize, `${at}requiredLimits.maxBufferSize`);
+  // other limits are compared with the device's: each must be a count too
+  for (const [name, value] of Object.entries(limits)) count(value, `${at}requiredLimits.${name}`);
+  const maxBinding = limits.maxStorageBufferBindingSize as number;
+  const maxBuffer = limits.maxBufferSize as number | undefined;
   const arenas = m.arenas === undefined ? undefined : checkArenas(object(m.arenas, `${at}arenas`), at);
+  // The plan's own limits bound every buffer it creates, so the device's limits alone (which
+  // may be large) never let a small file declare gigabytes.
+  if (arenas) {
+    if (maxBuffer === undefined) fail(`${at}requiredLimits.maxBufferSize`, 'must be given when the plan has arenas');
+    arenas.byteLengths.forEach((length, i) => {
+      if (length > maxBuffer) fail(`${at}arenas.byteLengths[${i}]`, `(${length}) exceeds requiredLimits.maxBufferSize (${maxBuffer})`);
+    });
+  }
   const bufferBytes = new Map<number, number>();
   /** buffer id → the arena holding it; other buffers are GPUBuffers of their own */
   const arenaOf = new Map<number, number>();
@@ -177,6 +217,10 @@ function checkTargetPlan(m: Obj, at: string, section: (name: unknown, path: stri
     string(b.name, `${path}.name`);
     oneOf(b.role, BUFFER_ROLES, `${path}.role`);
     const byteLength = count(b.byteLength, `${path}.byteLength`);
+    if (byteLength > maxBinding) fail(`${path}.byteLength`, `(${byteLength}) exceeds requiredLimits.maxStorageBufferBindingSize (${maxBinding})`);
+    if (b.arena === undefined && maxBuffer !== undefined && paddedSize(byteLength) > maxBuffer) {
+      fail(`${path}.byteLength`, `(${byteLength}, ${paddedSize(byteLength)} as a GPUBuffer) exceeds requiredLimits.maxBufferSize (${maxBuffer})`);
+    }
     oneOf(b.dtype, Object.keys(DTYPE_BYTES), `${path}.dtype`);
     shape(b.shape, `${path}.shape`);
     if (b.init !== undefined) {
@@ -270,7 +314,7 @@ function checkArenas(a: Obj, at: string): { alignment: number; byteLengths: numb
 
 function checkTraining(t: Obj, entryPoints: Obj, buffer: (id: unknown, path: string) => number, at: string): void {
   const entryName = string(t.entry, `${at}training.entry`);
-  if (!(entryName in entryPoints)) fail(`${at}training.entry`, `names entry point "${entryName}", which the manifest does not list`);
+  if (!Object.hasOwn(entryPoints, entryName)) fail(`${at}training.entry`, `names entry point "${entryName}", which the manifest does not list`);
   const entry = entryPoints[entryName] as { inputs: { name: string; shape: number[] }[]; outputs: { name: string }[] };
   const loss = string(t.loss, `${at}training.loss`);
   if (!entry.outputs.some((o) => o.name === loss)) fail(`${at}training.loss`, `"${loss}" is not an output of entry "${entryName}"`);
@@ -298,5 +342,18 @@ function checkTraining(t: Obj, entryPoints: Obj, buffer: (id: unknown, path: str
       string(s.slot, `${path}.state[${j}].slot`);
       if (buffer(s.buffer, `${path}.state[${j}].buffer`) !== bytes) fail(`${path}.state[${j}].buffer`, 'differs in size from its parameter');
     });
+  });
+}
+
+/** The optimizer's report (informational, but `mnc inspect` prints it, so its types are checked too). */
+function checkOptimization(value: unknown): void {
+  array(value, 'optimization').forEach((raw, i) => {
+    const path = `optimization[${i}]`;
+    const p = object(raw, path);
+    string(p.phase, `${path}.phase`);
+    string(p.stopReason, `${path}.stopReason`);
+    for (const field of ['nodesBefore', 'nodesAfter', 'eNodes', 'eClasses', 'iterations', 'fusedKernels']) count(p[field], `${path}.${field}`);
+    for (const field of ['costBefore', 'costAfter']) finite(p[field], `${path}.${field}`);
+    for (const [rule, n] of Object.entries(object(p.rulesFired, `${path}.rulesFired`))) count(n, `${path}.rulesFired.${rule}`);
   });
 }

@@ -7,6 +7,7 @@ import { DTYPE_BYTES, type DType, type EntryPoint, type KernelDesc, type KernelV
 import { readBundle, type PlanBundle } from './bundle';
 import { measureDeviceConstants } from './device-constants';
 import { PlanError } from './errors';
+import { checkMemoryBudget } from './memory-budget';
 import { chooseTarget, targetManifest, type ChosenTarget, type DeviceDescription } from './targets';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_MAP_READ, BUFFER_STORAGE, MAP_MODE_READ, STAGE_COMPUTE } from './gpu-flags';
 import { assertTraceable, DispatchTimer, dispatchInfos, traceSinkOf, type DispatchInfo, type TraceRecord, type TraceSink } from './trace';
@@ -28,6 +29,11 @@ export interface LoadOptions {
   target?: string;
   /** The adapter's identity where the device does not give it (`GPUDevice.adapterInfo`, missing in older browsers). */
   adapterInfo?: DeviceDescription['info'];
+  /**
+   * The most bytes of GPU buffers (own buffers and arenas) the plan may create, checked before
+   * any is (else PlanError 'out-of-memory' naming both). Default: DEFAULT_MEMORY_BUDGET, 4 GiB.
+   */
+  memoryBudget?: number;
 }
 
 /** Options of one run() (and a training session's step()). */
@@ -138,6 +144,7 @@ export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: Lo
   const { manifest } = bundle;
   const label = options.label ?? manifest.model.name;
   checkLimits(manifest, device);
+  checkMemoryBudget(manifest, options.memoryBudget);
   const sink = traceSinkOf(device);
   const trace = options.trace ?? sink !== undefined;
   if (trace) assertTraceable(device, label);

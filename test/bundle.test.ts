@@ -4,12 +4,15 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Ajv from 'ajv';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { BundleWriteError, writeBundle, writePlan, type BundleSink } from '../compiler/plan/bundle';
 import { readBundle } from '../runtime/bundle';
 import { PlanError, type PlanErrorKind } from '../runtime/errors';
-import { MNPLAN_HEADER_BYTES, MNPLAN_SECTION_ALIGNMENT, type Manifest } from '../schemas/manifest';
-import { handPlan, handPlanParts } from './hand-plan';
+import { DEFAULT_MEMORY_BUDGET, checkMemoryBudget, planMemoryBytes } from '../runtime/memory-budget';
+import { loadPlan } from '../runtime/session';
+import { sha256Chunked } from '../runtime/sha256';
+import { MNPLAN_HEADER_BYTES, type Manifest } from '../schemas/manifest';
+import { handPlan, handPlanParts, withManifest } from './hand-plan';
 
 const schema = JSON.parse(readFileSync(new URL('../schemas/mnplan.schema.json', import.meta.url), 'utf8'));
 const validateSchema = new Ajv({ allErrors: true }).compile(schema);
@@ -28,26 +31,6 @@ async function expectKind(bytes: Uint8Array, kind: PlanErrorKind): Promise<PlanE
   const error = await readError(bytes);
   expect(error.kind, error.message).toBe(kind);
   return error;
-}
-
-/** Rebuilds a bundle around an edited manifest, keeping its data area (whose offsets are relative). */
-function withManifest(bytes: Uint8Array, edit: (m: Manifest) => void): Uint8Array {
-  const header = new DataView(bytes.buffer, bytes.byteOffset, MNPLAN_HEADER_BYTES);
-  const manifest = JSON.parse(new TextDecoder().decode(bytes.subarray(MNPLAN_HEADER_BYTES, MNPLAN_HEADER_BYTES + header.getUint32(16, true))));
-  edit(manifest);
-  const data = bytes.subarray(header.getUint32(20, true));
-  const json = new TextEncoder().encode(JSON.stringify(manifest));
-  const dataOffset = Math.ceil((MNPLAN_HEADER_BYTES + json.length) / MNPLAN_SECTION_ALIGNMENT) * MNPLAN_SECTION_ALIGNMENT;
-  const out = new Uint8Array(dataOffset + data.length);
-  out.set(bytes.subarray(0, MNPLAN_HEADER_BYTES));
-  const view = new DataView(out.buffer);
-  view.setUint32(16, json.length, true);
-  view.setUint32(20, dataOffset, true);
-  view.setBigUint64(24, BigInt(out.length), true);
-  out.set(createHash('sha256').update(json).digest(), 32);
-  out.set(json, MNPLAN_HEADER_BYTES);
-  out.set(data, dataOffset);
-  return out;
 }
 
 /** mulberry32: a tiny seeded generator, so a fuzz failure reproduces. */
@@ -312,5 +295,136 @@ describe('readBundle refuses damaged bundles with a PlanError of the right kind'
 
   it('refuses a non-Uint8Array with a PlanError', async () => {
     expect((await readError('not bytes' as unknown as Uint8Array)).kind).toBe('bad-input');
+  });
+});
+
+describe('hostile plans (issue 17): bounded work and typed errors', () => {
+  const good = handPlan();
+  const dataOf = (bytes: Uint8Array) => bytes.subarray(new DataView(bytes.buffer, bytes.byteOffset).getUint32(20, true));
+  const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+  /** Bytes given to crypto.subtle.digest while `work` runs (each call copies its input). */
+  async function digested(work: () => Promise<unknown>, what: 'bytes' | 'calls' = 'bytes'): Promise<number> {
+    const spy = vi.spyOn(crypto.subtle, 'digest');
+    try {
+      await work().catch(() => undefined);
+      return what === 'calls' ? spy.mock.calls.length : spy.mock.calls.reduce((n, [, data]) => n + (data as ArrayBufferView).byteLength, 0);
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  it('refuses overlapping sections before hashing them, so a small file cannot make it hash gigabytes', async () => {
+    const data = dataOf(good);
+    const whole = { offset: 0, length: data.length, sha256: sha(data) };
+    const many = withManifest(good, (m) => {
+      for (let i = 0; i < 2000; i++) m.sections.push({ name: `copy${i}`, ...whole });
+    });
+    const error = await expectKind(many, 'bad-manifest');
+    expect(error.message).toMatch(/sections\[\d+\] \(bytes 0\.\.\d+\) overlaps sections\[\d+\]/);
+    expect(await digested(() => readBundle(many))).toBeLessThan(many.length); // the manifest only
+    // empty sections overlap nothing; a good plan still reads with every byte hashed once
+    await expect(readBundle(withManifest(good, (m) => m.sections.push({ name: 'empty', offset: 0, length: 0, sha256: sha(new Uint8Array(0)) })))).resolves.toBeDefined();
+    expect(await digested(() => readBundle(good))).toBeLessThanOrEqual(good.length);
+    // nor does a manifest of many empty sections cost a digest call each
+    const empties = withManifest(good, (m) => {
+      for (let i = 0; i < 20_000; i++) m.sections.push({ name: `empty${i}`, offset: 0, length: 0, sha256: sha(new Uint8Array(0)) });
+    });
+    expect((await readBundle(empties)).section('empty19999').length).toBe(0);
+    const nonEmpty = (await readBundle(good)).manifest.sections.filter((ref) => ref.length > 0).length;
+    expect(await digested(() => readBundle(empties), 'calls')).toBe(1 + nonEmpty); // the manifest and each non-empty section
+  });
+
+  it("refuses buffers and arenas larger than the plan's own requiredLimits", async () => {
+    const cases: [string, (m: Manifest) => void, RegExp][] = [
+      ['a buffer above maxStorageBufferBindingSize', (m) => (m.buffers[3].byteLength = 2 ** 31), /buffers\[3\]\.byteLength \(2147483648\) exceeds requiredLimits\.maxStorageBufferBindingSize \(400\)/],
+      [
+        'an own buffer above maxBufferSize',
+        (m) => Object.assign(m.requiredLimits, { maxBufferSize: 100 }),
+        /buffers\[0\]\.byteLength \(400, 400 as a GPUBuffer\) exceeds requiredLimits\.maxBufferSize \(100\)/,
+      ],
+      ['arenas without maxBufferSize', (m) => (m.arenas = { alignment: 256, byteLengths: [400] }), /requiredLimits\.maxBufferSize must be given when the plan has arenas/],
+      [
+        'an arena above maxBufferSize',
+        (m) => {
+          m.arenas = { alignment: 256, byteLengths: [2 ** 31] };
+          m.requiredLimits.maxBufferSize = 400;
+        },
+        /arenas\.byteLengths\[0\] \(2147483648\) exceeds requiredLimits\.maxBufferSize \(400\)/,
+      ],
+      ['a limit that is not a count', (m) => Object.assign(m.requiredLimits, { maxComputeWorkgroupsPerDimension: 'many' }), /requiredLimits\.maxComputeWorkgroupsPerDimension must be a non-negative integer/],
+    ];
+    for (const [what, edit, message] of cases) expect((await expectKind(withManifest(good, edit), 'bad-manifest')).message, what).toMatch(message);
+  });
+
+  it('checks the memory total against the budget the loader states, before allocating anything', async () => {
+    const manifest = (await readBundle(good)).manifest;
+    expect(planMemoryBytes(manifest)).toBe(400 + 400 + 16 + 400 + 400 + 4);
+    expect(() => checkMemoryBudget(manifest)).not.toThrow(); // DEFAULT_MEMORY_BUDGET
+    expect(DEFAULT_MEMORY_BUDGET).toBe(4 * 2 ** 30);
+    // a device with no createBuffer: loadPlan must fail before it would call it
+    const device = { limits: {}, features: new Set(), adapterInfo: {} } as unknown as GPUDevice;
+    const error = await loadPlan(good, device, { memoryBudget: 1000 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(PlanError);
+    expect((error as PlanError).kind).toBe('out-of-memory');
+    expect((error as PlanError).message).toContain('needs 1620 bytes of GPU buffers, more than the loader\'s budget of 1000 bytes');
+  });
+
+  it('refuses inherited names and out-of-range numbers with a PlanError, never a TypeError', async () => {
+    const training = (entry: string) => (m: Manifest) => {
+      m.training = {
+        entry,
+        loss: 's',
+        optimizer: 'sgd',
+        hyper: { input: 'a', fields: [], settable: [], defaults: {} },
+        parameters: [],
+      };
+    };
+    for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      const error = await expectKind(withManifest(good, training(name)), 'bad-manifest');
+      expect(error.message).toContain(`training.entry names entry point "${name}", which the manifest does not list`);
+    }
+    // an object with an own `toString` cannot be printed: mnc inspect prints these fields
+    const printed = await expectKind(withManifest(good, (m) => ((m.generator as unknown as { name: unknown }).name = { toString: 1 })), 'bad-manifest');
+    expect(printed.message).toBe('invalid manifest: generator.name must be a string');
+    const source = await expectKind(withManifest(good, (m) => ((m.model as unknown as { source: unknown }).source = { toString: 1 })), 'bad-manifest');
+    expect(source.message).toBe('invalid manifest: model.source must be a string');
+    const version = await expectKind(withManifest(good, (m) => ((m as unknown as { formatVersion: unknown }).formatVersion = { toString: 1 })), 'bad-manifest');
+    expect(version.message).toBe('invalid manifest: formatVersion is {"toString":1} but the header says 2');
+    const binding = await expectKind(
+      withManifest(good, (m) => (m.kernels[0].bindings[2].binding = 2 ** 40)),
+      'bad-manifest',
+    );
+    expect(binding.message).toContain('kernels[0].bindings[2].binding (1099511627776) must be below 1000');
+  });
+
+  it('checks the optimizer report that mnc inspect prints, and refuses manifests nested too deep', async () => {
+    const phase = { phase: 'forward', nodesBefore: 3, nodesAfter: 2, eNodes: 9, eClasses: 5, iterations: 2, stopReason: 'saturated', rulesFired: { a: 1 }, costBefore: 2, costAfter: 1, fusedKernels: 0 };
+    await expect(readBundle(withManifest(good, (m) => (m.optimization = [phase])))).resolves.toBeDefined();
+    const cases: [unknown, RegExp][] = [
+      ['x', /optimization must be an array/],
+      [[{ ...phase, rulesFired: null }], /optimization\[0\]\.rulesFired must be an object/],
+      [[{ ...phase, costBefore: 'cheap' }], /optimization\[0\]\.costBefore must be a finite number/],
+      [[{ ...phase, rulesFired: { a: 'often' } }], /optimization\[0\]\.rulesFired\.a must be a non-negative integer/],
+    ];
+    for (const [value, message] of cases) {
+      expect((await expectKind(withManifest(good, (m) => ((m as { optimization: unknown }).optimization = value)), 'bad-manifest')).message).toMatch(message);
+    }
+    // 10,000 levels of an unknown field: JSON.parse copes, but JSON.stringify (inspect --json) overflows
+    const nest = (json: string) => json.replace('"DEEP"', `${'['.repeat(10_000)}${']'.repeat(10_000)}`);
+    const nested = withManifest(good, (m) => ((m as unknown as Record<string, unknown>).extra = 'DEEP'), nest);
+    expect((await expectKind(nested, 'bad-manifest')).message).toBe('manifest nests arrays and objects more than 64 levels deep');
+    // brackets inside strings are text, not nesting
+    await expect(readBundle(withManifest(good, (m) => (m.model.name = '['.repeat(100))))).resolves.toBeDefined();
+  });
+
+  it('hashes large sections in place with its own SHA-256, agreeing with node:crypto', async () => {
+    for (const n of [0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, (1 << 20) + 7]) {
+      const bytes = Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 255);
+      expect(await sha256Chunked(bytes), `${n} bytes`).toBe(sha(bytes));
+    }
   });
 });

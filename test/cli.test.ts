@@ -13,6 +13,7 @@ import { interpret, materializeParameters } from '../compiler/ir/interpret';
 import { JobQueue } from '../compiler/validate/job-queue';
 import type { WorkerMessage } from '../compiler/validate/naga-worker';
 import { cliRunner, diagnostics, expectFailure } from './cli-runner';
+import { handPlan, withManifest } from './hand-plan';
 
 const root = join(import.meta.dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'mnc-cli-'));
@@ -226,6 +227,24 @@ describe('errors: one plain line each, exit code 1', () => {
   it('a failed compile leaves no plan behind', () => {
     expect(mnc('compile', 'fixtures/models/type-error.ts', '-o', out('failed.mnplan')).status).toBe(1);
     expect(readdirSync(work).filter((f) => f.startsWith('failed.mnplan'))).toEqual([]);
+  });
+
+  it('hostile plans are refused in one line, never as an internal error (issue 17)', () => {
+    const hostile: [string, Uint8Array, string[], string][] = [
+      ['optimization.mnplan', withManifest(handPlan(), (m) => ((m as { optimization: unknown }).optimization = 'x')), [], 'invalid manifest: optimization must be an array'],
+      ['deep.mnplan', withManifest(handPlan(), (m) => ((m as unknown as { extra: string }).extra = 'DEEP'), (t) => t.replace('"DEEP"', `${'['.repeat(20_000)}${']'.repeat(20_000)}`)), ['--json'], 'manifest nests arrays and objects more than 64 levels deep'],
+      ['entry.mnplan', withManifest(handPlan(), (m) => (m.training = { entry: 'constructor', loss: 's', optimizer: 'sgd', hyper: { input: 'a', fields: [], settable: [], defaults: {} }, parameters: [] })), [], 'invalid manifest: training.entry names entry point "constructor", which the manifest does not list'],
+    ];
+    for (const [name, bytes, flags, message] of hostile) {
+      writeFileSync(out(name), bytes);
+      expectFailure(mnc('inspect', out(name), ...flags), [`${out(name)}: error: ${message}`]);
+    }
+    // the loader's budget: 0.000001 GiB (1074 bytes) is less than the plan's 1620 bytes of buffers
+    writeFileSync(out('hand.mnplan'), handPlan());
+    expectFailure(mnc('run', out('hand.mnplan'), '--random', '--memory-budget', '0.000001'), [
+      `${out('hand.mnplan')}: error: plan "hand-plan" (target "generic") needs 1620 bytes of GPU buffers, more than the loader's budget of 1074 bytes; raise LoadOptions.memoryBudget (mnc run/train: --memory-budget) to load it`,
+    ]);
+    expectFailure(mnc('run', out('hand.mnplan'), '--random', '--memory-budget', 'lots'), ["error: --memory-budget expects a positive number of GiB; got 'lots'"]);
   });
 
   it('bad inputs are refused before a device is opened', () => {

@@ -1,8 +1,9 @@
 // A small plan written by hand (WGSL and manifest), for testing the bundle format and the
 // runtime without the compiler: t = a*2 + b; y = t*t - c[i % 4]; s = sum(y).
 // b and c are a parameter and a constant with initial values in the "weights" section.
+import { createHash } from 'node:crypto';
 import { writeBundle, type BundleSection } from '../compiler/plan/bundle';
-import { MNPLAN_FORMAT_VERSION, type Manifest } from '../schemas/manifest';
+import { MNPLAN_FORMAT_VERSION, MNPLAN_HEADER_BYTES, MNPLAN_SECTION_ALIGNMENT, type Manifest } from '../schemas/manifest';
 
 export const N = 100;
 
@@ -150,4 +151,24 @@ export function handPlan(edit?: (parts: ReturnType<typeof handPlanParts>) => voi
   const parts = handPlanParts();
   edit?.(parts);
   return writeBundle(parts.manifest, parts.sections);
+}
+
+/** Rebuilds a bundle around an edited manifest (`text` edits its JSON text), keeping its data area (whose offsets are relative). */
+export function withManifest(bytes: Uint8Array, edit: (m: Manifest) => void, text = (json: string) => json): Uint8Array {
+  const header = new DataView(bytes.buffer, bytes.byteOffset, MNPLAN_HEADER_BYTES);
+  const manifest = JSON.parse(new TextDecoder().decode(bytes.subarray(MNPLAN_HEADER_BYTES, MNPLAN_HEADER_BYTES + header.getUint32(16, true))));
+  edit(manifest);
+  const data = bytes.subarray(header.getUint32(20, true));
+  const json = new TextEncoder().encode(text(JSON.stringify(manifest)));
+  const dataOffset = Math.ceil((MNPLAN_HEADER_BYTES + json.length) / MNPLAN_SECTION_ALIGNMENT) * MNPLAN_SECTION_ALIGNMENT;
+  const out = new Uint8Array(dataOffset + data.length);
+  out.set(bytes.subarray(0, MNPLAN_HEADER_BYTES));
+  const view = new DataView(out.buffer);
+  view.setUint32(16, json.length, true);
+  view.setUint32(20, dataOffset, true);
+  view.setBigUint64(24, BigInt(out.length), true);
+  out.set(createHash('sha256').update(json).digest(), 32);
+  out.set(json, MNPLAN_HEADER_BYTES);
+  out.set(data, dataOffset);
+  return out;
 }

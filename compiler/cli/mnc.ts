@@ -15,7 +15,7 @@ import { CompileError, CompileErrors } from '../ir/errors';
 import { GENERATOR } from '../plan/plan';
 import { BUILTIN_TARGETS, DEFAULT_TARGETS, parseTargets } from '../target/targets';
 import { describePlan, formatBytes, kernelSources } from './inspect';
-import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
+import { aboutPlan, memoryBudget, PlanFileError, readPlanBytes } from './plan-file';
 import { writeTrace } from './profile';
 import { gatherInputs, makeDirectoryFor, previewTensor, renameOrFail, writeOutputs } from './tensors';
 import { runWithDawnFiltered, wantsDawnFilter } from './dawn-output';
@@ -166,9 +166,12 @@ interface RunOptions {
   trace?: string;
   /** run this target of the plan instead of the one chosen from the device */
   target?: string;
+  /** GiB of GPU buffers the plan may create (default: the runtime's 4 GiB) */
+  memoryBudget?: string;
 }
 
 async function runCommand(file: string, options: RunOptions): Promise<void> {
+  const budget = memoryBudget(options.memoryBudget);
   const bytes = readPlanBytes(file);
   const { manifest } = await aboutPlan(file, () => readBundle(bytes));
   const entry = defaultEntry(manifest);
@@ -183,7 +186,7 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
   let session: Session | undefined;
   try {
     const loadStart = performance.now();
-    session = await aboutPlan(file, () => loadPlan(bytes, gpu.device, { ...(options.trace ? { trace: true } : {}), ...(options.target ? { target: options.target } : {}) }));
+    session = await aboutPlan(file, () => loadPlan(bytes, gpu.device, { ...(options.trace ? { trace: true } : {}), ...(options.target ? { target: options.target } : {}), ...budget }));
     const runStart = performance.now();
     const outputs = await aboutPlan(file, () => session!.run(inputs));
     const runEnd = performance.now();
@@ -268,6 +271,7 @@ function program(): Command {
     .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the run (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")
     .option('--target <name>', "run this target of the plan instead of the one chosen from the device's adapter")
     .option('--verbose', "show Dawn's own diagnostics on stderr (adapter limits, backends it could not load); also MNC_DAWN_VERBOSE=1")
+    .option('--memory-budget <GiB>', 'GiB of GPU buffers the plan may create (default 4); a plan needing more is refused before anything is allocated')
     .action(runCommand);
 
   mnc
@@ -292,6 +296,7 @@ function program(): Command {
     .option('--trace-steps <n>', 'how many steps --trace traces, from the first', '10')
     .option('--target <name>', "train on this target of the plan instead of the one chosen from the device's adapter")
     .option('--verbose', "show Dawn's own diagnostics on stderr (adapter limits, backends it could not load); also MNC_DAWN_VERBOSE=1")
+    .option('--memory-budget <GiB>', 'GiB of GPU buffers the plan may create (default 4); a plan needing more is refused before anything is allocated')
     .action(trainCommand);
 
   return mnc;

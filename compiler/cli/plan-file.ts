@@ -51,3 +51,11 @@ function sizeOf(file: string): number | undefined {
     return undefined;
   }
 }
+
+/** `--memory-budget GiB` as LoadOptions.memoryBudget in bytes (absent: the runtime's default). */
+export function memoryBudget(text: string | undefined): { memoryBudget?: number } {
+  if (text === undefined) return {};
+  const gib = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(gib > 0)) throw new CompileError('input', `--memory-budget expects a positive number of GiB; got '${text}'`);
+  return { memoryBudget: Math.round(gib * 2 ** 30) };
+}

@@ -8,7 +8,7 @@ import { CompileError } from '../ir/errors';
 import { uniformStream } from '../ir/init';
 import { batchBuffer, checkDatasets, datasetFor, fillBatch, readTensorData, shuffledOrder, type Dataset } from './datasets';
 import { formatBytes } from './inspect';
-import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
+import { aboutPlan, memoryBudget, PlanFileError, readPlanBytes } from './plan-file';
 import { writeTrace } from './profile';
 import { readFileOrFail, writeFileOrFail } from './tensors';
 
@@ -30,6 +30,8 @@ export interface TrainOptions {
   traceSteps: string;
   /** train on this target of the plan instead of the one chosen from the device */
   target?: string;
+  /** GiB of GPU buffers the plan may create (default: the runtime's 4 GiB) */
+  memoryBudget?: string;
 }
 
 const describe = (t: TensorBinding) => `'${t.name}' ${t.dtype}[${t.shape.join(', ')}]`;
@@ -171,6 +173,7 @@ function lineProgress(epochs: number, every: number, print: (line: string) => vo
 // --- the command ----------------------------------------------------------------------------
 
 export async function trainCommand(file: string, options: TrainOptions): Promise<void> {
+  const budget = memoryBudget(options.memoryBudget);
   const bytes = readPlanBytes(file);
   const { manifest } = await aboutPlan(file, () => readBundle(bytes));
   const training = manifest.training;
@@ -199,7 +202,7 @@ export async function trainCommand(file: string, options: TrainOptions): Promise
   const gpu = await requestNodeDevice({ backend: options.backend });
   let session: TrainingSession | undefined;
   try {
-    session = await aboutPlan(file, () => loadTrainingPlan(bytes, gpu.device, { ...(traceSteps !== undefined ? { trace: true } : {}), ...(options.target ? { target: options.target } : {}) }));
+    session = await aboutPlan(file, () => loadTrainingPlan(bytes, gpu.device, { ...(traceSteps !== undefined ? { trace: true } : {}), ...(options.target ? { target: options.target } : {}), ...budget }));
     if (state) await session.importState(new Uint8Array(state.buffer, state.byteOffset, state.byteLength), options.load);
     if (lr !== undefined) session.setHyper({ lr });
 

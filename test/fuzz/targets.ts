@@ -1,0 +1,230 @@
+// The readers under fuzz, each with its seed corpus: the .mnplan bundle reader (followed by
+// everything `mnc inspect` does with an accepted plan) and the runtime's safetensors reader.
+// A new reader (ONNX, NNEF, GGUF) joins with a FuzzTarget here and a line in bench/fuzz.ts.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { describePlan, kernelSources } from '../../compiler/cli/inspect';
+import { compileGraph } from '../../compiler/compile';
+import { Graph } from '../../compiler/ir/graph';
+import { GENERIC, NVIDIA_HOPPER } from '../../compiler/target/targets';
+import { readBundle, type PlanBundle } from '../../runtime/bundle';
+import { isPlanError } from '../../runtime/errors';
+import { decodeSafetensors, encodeSafetensors } from '../../runtime/safetensors';
+import { checkMemoryBudget } from '../../runtime/memory-budget';
+import { targetManifest, targetsOf } from '../../runtime/targets';
+import { MNPLAN_HEADER_BYTES, MNPLAN_SECTION_ALIGNMENT, type Manifest } from '../../schemas/manifest';
+import { handPlan } from '../hand-plan';
+import type { FuzzTarget } from './fuzz';
+import { INHERITED_NAMES, stringifyJson, type JsonMutator, type Mutated } from './mutate';
+
+const planErrorKind = (error: unknown) => (isPlanError(error) ? error.kind : '?');
+
+// ---------------------------------------------------------------------------------------
+// .mnplan
+
+/** A small training plan for two targets: arenas, training, optimization and otherTargets all present. */
+async function compiledSeed(): Promise<Uint8Array> {
+  const g = new Graph('fuzz-seed');
+  const x = g.input('x', [4, 6]);
+  const labels = g.input('labels', [4], 'i32');
+  const h = g.relu(g.biasAdd(g.matmul(x, g.parameter('w1', [6, 8])), g.parameter('b1', [8])));
+  const logits = g.biasAdd(g.matmul(h, g.parameter('w2', [8, 3])), g.parameter('b2', [3]));
+  g.output('logits', logits);
+  g.output('loss', g.crossEntropy(logits, labels));
+  const plan = await compileGraph(g, { seed: 1, targets: [GENERIC, NVIDIA_HOPPER], training: { loss: 'loss', optimizer: { kind: 'adam', lr: 0.01 } }, validationThreads: 1 });
+  return plan.bundle;
+}
+
+/** The manifest and data area of a bundle whose header is sound enough to find them. */
+function splitBundle(bytes: Uint8Array): { manifest: unknown; data: Uint8Array } | undefined {
+  if (bytes.length < MNPLAN_HEADER_BYTES) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, MNPLAN_HEADER_BYTES);
+  const length = view.getUint32(16, true);
+  const dataOffset = view.getUint32(20, true);
+  if (MNPLAN_HEADER_BYTES + length > bytes.length || dataOffset > bytes.length) return undefined;
+  try {
+    return { manifest: JSON.parse(new TextDecoder().decode(bytes.subarray(MNPLAN_HEADER_BYTES, MNPLAN_HEADER_BYTES + length))), data: bytes.subarray(dataOffset) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes a bundle around a (mutated) manifest and a data area, with every checksum the reader checks made right. */
+function joinBundle(seed: Uint8Array, manifest: unknown, data: Uint8Array): Uint8Array {
+  const sections = (manifest as { sections?: unknown })?.sections;
+  if (Array.isArray(sections)) {
+    for (const s of sections as { offset?: unknown; length?: unknown; sha256?: unknown }[]) {
+      if (typeof s !== 'object' || s === null) continue;
+      const { offset, length } = s;
+      if (Number.isSafeInteger(offset) && Number.isSafeInteger(length) && (offset as number) >= 0 && (length as number) >= 0 && (offset as number) + (length as number) <= data.length) {
+        s.sha256 = createHash('sha256').update(data.subarray(offset as number, (offset as number) + (length as number))).digest('hex');
+      }
+    }
+  }
+  const json = new TextEncoder().encode(stringifyJson(manifest));
+  const dataOffset = Math.ceil((MNPLAN_HEADER_BYTES + json.length) / MNPLAN_SECTION_ALIGNMENT) * MNPLAN_SECTION_ALIGNMENT;
+  const out = new Uint8Array(dataOffset + data.length);
+  out.set(seed.subarray(0, MNPLAN_HEADER_BYTES));
+  const view = new DataView(out.buffer);
+  view.setUint32(16, json.length, true);
+  view.setUint32(20, dataOffset, true);
+  view.setBigUint64(24, BigInt(out.length), true);
+  out.set(createHash('sha256').update(json).digest(), 32);
+  out.set(json, MNPLAN_HEADER_BYTES);
+  out.set(data, dataOffset);
+  return out;
+}
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+/** The manifest's target plans (top level and otherTargets) as mutable JSON. */
+const plansOf = (m: Json): Json[] => [m, ...(Array.isArray(m.otherTargets) ? m.otherTargets : [])].filter((p) => typeof p === 'object' && p !== null);
+
+/** Mutations aimed at the plan's own checks: overlapping sections, huge buffers, inherited names, binding indexes. */
+function planMutators(dataLength: () => number): Record<string, JsonMutator> {
+  return {
+    'overlapping sections'(root, rng) {
+      const m = root as Json;
+      if (!Array.isArray(m.sections)) return 'no sections';
+      const copies = 1 + rng.int(rng.chance(0.5) ? 8 : 400);
+      for (let i = 0; i < copies; i++) m.sections.push({ name: `overlap${i}`, offset: 0, length: dataLength(), sha256: '' });
+      return `${copies} sections covering the whole data area`;
+    },
+    'huge buffer'(root, rng) {
+      const plan = rng.pick(plansOf(root as Json));
+      const size = rng.pick([2 ** 31, 2 ** 32, 2 ** 40, 2 ** 53 - 1]);
+      if (plan.arenas?.byteLengths?.length && rng.chance(0.5)) {
+        const i = rng.int(plan.arenas.byteLengths.length);
+        plan.arenas.byteLengths[i] = size;
+        return `arena ${i} of ${plan.name ?? 'top'} = ${size} bytes`;
+      }
+      if (!Array.isArray(plan.buffers) || plan.buffers.length === 0) return 'no buffers';
+      const b = rng.pick(plan.buffers as Json[]);
+      b.byteLength = size;
+      if (rng.chance(0.5) && plan.requiredLimits) plan.requiredLimits.maxStorageBufferBindingSize = size;
+      return `buffer ${b.id} = ${size} bytes`;
+    },
+    'top-level field'(root, rng) {
+      const plan = rng.pick(plansOf(root as Json));
+      const keys = Object.keys(plan);
+      if (keys.length === 0) return 'no fields';
+      const key = rng.pick(keys);
+      plan[key] = rng.pick([null, 'x', 7, -1, [], {}, [1], ['x'], [{}], { x: {} }]);
+      return `${key} = ${JSON.stringify(plan[key])}`;
+    },
+    'inherited entry'(root, rng) {
+      const plan = rng.pick(plansOf(root as Json));
+      if (!plan.training) return 'no training';
+      plan.training.entry = rng.pick(INHERITED_NAMES);
+      return `training.entry = "${plan.training.entry}"`;
+    },
+    'binding index'(root, rng) {
+      const m = root as Json;
+      if (!Array.isArray(m.kernels) || m.kernels.length === 0) return 'no kernels';
+      const k = rng.pick(m.kernels as Json[]);
+      if (!Array.isArray(k.bindings) || k.bindings.length === 0) return 'no bindings';
+      const value = rng.pick([2 ** 40, 2 ** 32, 2 ** 31, 1000, 65536]);
+      rng.pick(k.bindings as Json[]).binding = value;
+      return `a binding of kernel ${k.name} = ${value}`;
+    },
+  };
+}
+
+const paddedSize = (n: number) => Math.max(4, Math.ceil(n / 4) * 4);
+
+/** An accepted plan's promise: no buffer or arena exceeds its target's own requiredLimits. */
+function checkPlanSizes(manifest: Manifest): string | undefined {
+  for (const plan of targetsOf(manifest)) {
+    const { maxBufferSize, maxStorageBufferBindingSize } = plan.requiredLimits;
+    for (const b of plan.buffers) {
+      if (b.byteLength > maxStorageBufferBindingSize) return `buffer larger than its requiredLimits: ${plan.name} buffer ${b.id} is ${b.byteLength} bytes, maxStorageBufferBindingSize ${maxStorageBufferBindingSize}`;
+      if (maxBufferSize !== undefined && !b.arena && paddedSize(b.byteLength) > maxBufferSize) return `buffer larger than its requiredLimits: ${plan.name} buffer ${b.id} is ${b.byteLength} bytes, maxBufferSize ${maxBufferSize}`;
+    }
+    for (const length of plan.arenas?.byteLengths ?? []) {
+      if (length > (maxBufferSize ?? maxStorageBufferBindingSize)) return `arena larger than its requiredLimits: ${plan.name} arena of ${length} bytes`;
+    }
+  }
+  return undefined;
+}
+
+export async function planTarget(): Promise<FuzzTarget> {
+  const seeds = [handPlan(), await compiledSeed()];
+  let dataLength = 0;
+  return {
+    name: 'plan',
+    seeds,
+    async read(bytes) {
+      const bundle = await readBundle(bytes);
+      // what loadPlan checks before allocating, and what `mnc inspect` does: describe every target, print it as JSON, print its WGSL
+      targetsOf(bundle.manifest).forEach((t, i) => {
+        checkMemoryBudget(targetManifest(bundle.manifest, i)); // what loadPlan checks before it allocates
+        describePlan('fuzz.mnplan', bytes.length, bundle.manifest, t.name);
+      });
+      JSON.stringify(bundle.manifest, null, 2);
+      kernelSources(bundle);
+      return bundle;
+    },
+    isExpected: isPlanError,
+    kindOf: planErrorKind,
+    restructure(bytes, edit): Mutated | undefined {
+      const parts = splitBundle(bytes);
+      if (!parts) return undefined;
+      dataLength = parts.data.length;
+      const what = edit(parts.manifest);
+      return { bytes: joinBundle(bytes, parts.manifest, parts.data), what };
+    },
+    jsonMutators: planMutators(() => dataLength),
+    checkAccepted: (value) => checkPlanSizes((value as PlanBundle).manifest),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// safetensors
+
+function safetensorsSeeds(): Uint8Array[] {
+  const tensor = (dtype: 'F32' | 'I32' | 'F16' | 'U8', shape: number[], bytesPer: number) => ({
+    dtype,
+    shape,
+    data: Uint8Array.from({ length: shape.reduce((n, d) => n * d, 1) * bytesPer }, (_, i) => (i * 37) & 0xff),
+  });
+  const made = encodeSafetensors(
+    new Map([
+      ['w', tensor('F32', [3, 4], 4)],
+      ['b', tensor('F16', [4], 2)],
+      ['step', tensor('I32', [], 4)],
+      ['empty', tensor('U8', [0, 5], 1)],
+    ]),
+    { format: 'pt' },
+  );
+  const fixture = new URL('../../fixtures/training/mlp-adam.torch.safetensors', import.meta.url);
+  return [made, new Uint8Array(readFileSync(fixture))];
+}
+
+export function safetensorsTarget(): FuzzTarget {
+  return {
+    name: 'safetensors',
+    seeds: safetensorsSeeds(),
+    async read(bytes) {
+      return decodeSafetensors(bytes, 'fuzz.safetensors');
+    },
+    isExpected: isPlanError,
+    kindOf: planErrorKind,
+    restructure(bytes, edit): Mutated | undefined {
+      if (bytes.length < 8) return undefined;
+      const length = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+      if (length > bytes.length - 8) return undefined;
+      let header: unknown;
+      try {
+        header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length)));
+      } catch {
+        return undefined;
+      }
+      const what = edit(header);
+      const json = new TextEncoder().encode(stringifyJson(header));
+      const out = new Uint8Array(8 + json.length + bytes.length - 8 - length);
+      new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+      out.set(json, 8);
+      out.set(bytes.subarray(8 + length), 8 + json.length);
+      return { bytes: out, what };
+    },
+  };
+}
