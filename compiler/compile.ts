@@ -11,6 +11,7 @@ import type { LoweredKernel } from './lower';
 import { materializeParameters } from './ir/interpret';
 import { lowerGraph } from './lower';
 import { writePlanFile } from './plan/bundle';
+import { inputRanges } from './plan/input-ranges';
 import { entryLiveNodes, manifestHead, planEntries, planTarget } from './plan/plan';
 import { SectionStore } from './plan/sections';
 import { DEFAULT_TARGETS } from './target/targets';
@@ -83,6 +84,7 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
       if (!optimizedFor.has(key)) optimizedFor.set(key, optimizeFor(graph, options.training, target, timed));
     }
   }
+  const ranges = inputRanges(graph);
   const training = options.training ? timed('autodiff', () => appendTraining(graph, options.training!)) : undefined;
   const lowerings = targets.map((target) => {
     const optimized = optimizedFor.get(JSON.stringify(target.cost)) ?? { graph, training };
@@ -94,7 +96,7 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
 
   const store = new SectionStore();
   const plans = timed('plan', () =>
-    lowerings.map((l) => planTarget({ target: l.target, graph: l.graph, entries: l.entries, training: l.training, lowered: l.lowered, validated, parameters }, store)),
+    lowerings.map((l) => planTarget({ target: l.target, graph: l.graph, entries: l.entries, training: l.training, lowered: l.lowered, validated, parameters, inputRanges: ranges }, store)),
   );
   const [first, ...others] = plans;
   const { name, summary, match, ...plan } = first;

@@ -160,6 +160,20 @@ describe('mnc train errors: one plain line each, exit code 1, before a device is
     expectFailure(mnc('train', plan, ...data('x', 'x.npy'), ...data('labels', 'half.npy')), [
       `error: dataset 'labels' (${out('half.npy')}) holds 0.5 (sample 7); input 'labels' i32[8] takes integers`,
     ]);
+    // labels feed a 3-class cross-entropy: 3 would train on a zero row with loss 0, silently
+    writeFileSync(out('label-3.npy'), writeNpy(Float32Array.from(labels, (l, i) => (i === 12 ? 3 : l)), [SAMPLES]));
+    expectFailure(mnc('train', plan, ...data('x', 'x.npy'), ...data('labels', 'label-3.npy')), [
+      `error: dataset 'labels' (${out('label-3.npy')}) holds 3 (sample 12); input 'labels' i32[8] takes class indices from 0 to 2 (the class count of the oneHot it feeds)`,
+    ]);
+    // one NaN pixel among 812 values would turn the weights to NaN
+    writeFileSync(out('x-nan.npy'), writeNpy(Float32Array.from(x, (v, i) => (i === 5 * 4 + 2 ? NaN : v)), [SAMPLES, 4]));
+    expectFailure(mnc('train', plan, ...data('x', 'x-nan.npy'), ...data('labels', 'labels.npy')), [
+      `error: dataset 'x' (${out('x-nan.npy')}) holds NaN (sample 5, value 2); training on it would make the weights NaN: remove or fix that sample`,
+    ]);
+    writeFileSync(out('fours.npy'), writeNpy(new Float32Array(SAMPLES * 4).fill(4), [SAMPLES, 4]));
+    expectFailure(mnc('train', plan, ...data('x', 'fours.npy'), ...data('labels', 'labels.npy'), '--scale', 'x=1e38'), [
+      `error: dataset 'x' (${out('fours.npy')}) holds 4, which --scale 1e+38 makes 4e+38 (sample 0, value 0); training on it would make the weights NaN: remove or fix that sample`,
+    ]);
     writeFileSync(out('few.npy'), writeNpy(new Float32Array(5 * 4), [5, 4]));
     writeFileSync(out('few-labels.npy'), writeNpy(new Float32Array(5), [5]));
     expectFailure(mnc('train', plan, ...data('x', 'few.npy'), ...data('labels', 'few-labels.npy')), ['error: the datasets have 5 samples, fewer than one batch of 8']);

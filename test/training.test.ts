@@ -231,6 +231,15 @@ describe('training session errors', () => {
       expect(session.stepCount).toBe(0);
       await expect(session.step({ ...batch(0), 'optimizer.hyper': new Float32Array(8) })).rejects.toThrow(/filled by the training session/);
       expect(session.batchInputs.map((b) => b.name)).toEqual(['x', 'labels']);
+      // labels feed a 4-class oneHot: the plan records 0..3, and the runtime refuses the rest
+      expect(session.batchInputs[1].range).toEqual({ min: 0, max: 3 });
+      const outOfRange = await session.step({ ...batch(0), labels: Int32Array.from([0, 1, 2, 4, 0, 0]) }).catch((e: unknown) => e);
+      expect(outOfRange).toBeInstanceOf(PlanError);
+      expect((outOfRange as PlanError).kind).toBe('bad-input');
+      expect((outOfRange as PlanError).message).toBe('input "labels" (i32) holds 4 at element 3; it takes indices from 0 to 3');
+      await expect(session.step({ ...batch(0), labels: Float32Array.from([0, 1, 2, 1.5, 0, 0]) })).rejects.toThrow('input "labels" (i32) holds 1.5 at element 3; it takes indices from 0 to 3');
+      await expect(session.step({ ...batch(0), labels: Float32Array.from([0, -1, 2, 1, 0, 0]) })).rejects.toThrow('holds -1 at element 1');
+      expect(session.stepCount).toBe(0);
     } finally {
       session.destroy();
     }

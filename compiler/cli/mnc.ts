@@ -16,7 +16,7 @@ import { BUILTIN_TARGETS, DEFAULT_TARGETS, parseTargets } from '../target/target
 import { describePlan, formatBytes, kernelSources } from './inspect';
 import { aboutPlan, PlanFileError, readPlanBytes } from './plan-file';
 import { writeTrace } from './profile';
-import { gatherInputs, previewTensor, writeFileOrFail, writeOutputs } from './tensors';
+import { gatherInputs, nonFiniteWarnings, previewTensor, writeFileOrFail, writeOutputs } from './tensors';
 import { trainCommand } from './train';
 
 function parseSeed(text: string): number {
@@ -193,6 +193,7 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
         console.log(previewTensor(name, bindings.find((b) => b.name === name), data, width));
       }
     }
+    for (const warning of nonFiniteWarnings(outputs)) console.error(warning);
     if (options.trace) writeTrace(options.trace, session.takeTrace());
   } finally {
     session?.destroy();
@@ -248,11 +249,11 @@ function program(): Command {
     .command('run')
     .description('run a plan once on a WebGPU device (Dawn) and print or write its outputs')
     .argument('<plan.mnplan>', 'plan file')
-    .option('--input <name=file>', 'an input from a .npy (f32 C-order) or .json file (nested or flat array); repeatable', collect, [])
+    .option('--input <name=file>', 'an input from a .npy (any numeric dtype, C order) or .json file (nested or flat array); integer inputs take integers only; repeatable', collect, [])
     .option('--inputs <file.json>', 'a JSON object mapping input names to nested or flat arrays')
-    .option('--random', 'fill inputs given nowhere else with uniform [-1, 1) values')
+    .option('--random', "fill inputs given nowhere else with uniform [-1, 1) values; integer inputs with integers in the plan's index range, else -128..127 (i8) or 0..9")
     .option('--seed <n>', 'seed for --random', '0')
-    .option('--out <file.json|dir>', 'write outputs to a .json file, or one .npy per output into a directory')
+    .option('--out <file.json|dir>', 'write outputs to a .json file (NaN and ±Infinity as the strings "NaN", "Infinity", "-Infinity"), or one .npy per output into a directory')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
     .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the run (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")
     .option('--target <name>', "run this target of the plan instead of the one chosen from the device's adapter")

@@ -245,8 +245,9 @@ export class Graph {
   // --- losses (composed of the ops above, so autodiff needs no rule of their own) ------
 
   /**
-   * Mean cross-entropy of logits [.., C]: against integer labels [..] (i32; labels outside
-   * [0, C) count as zero loss) or against target distributions [.., C] (f32, e.g. one-hot).
+   * Mean cross-entropy of logits [.., C]: against integer labels [..] (i32; the op counts labels
+   * outside [0, C) as zero loss, but a plan whose input labels feed it records [0, C) and
+   * runtimes refuse the rest, as torch does) or against target distributions [.., C] (f32).
    */
   crossEntropy(logits: Tensor, targets: Tensor): Tensor {
     const classes = logits.shape[logits.shape.length - 1];

@@ -50,6 +50,8 @@ export interface PlanInput {
   parameters: Map<string, Float32Array>;
   /** false: every intermediate keeps its own buffer (for comparisons and debugging); default true */
   arena?: boolean;
+  /** index ranges of integer inputs (input-ranges.ts), found on the graph before optimization */
+  inputRanges?: ReadonlyMap<string, { min: number; max: number }>;
 }
 
 const encoder = new TextEncoder();
@@ -64,7 +66,7 @@ export function manifestHead(graph: Graph, nagaVersion: string, source: string |
   };
 }
 
-export function planTarget({ target, graph, entries, training, lowered, validated, parameters, arena = true }: PlanInput, store: SectionStore): TargetPlan {
+export function planTarget({ target, graph, entries, training, lowered, validated, parameters, arena = true, inputRanges }: PlanInput, store: SectionStore): TargetPlan {
   const outputNodes = new Set(entries.flatMap((e) => e.outputs.map((o) => lowered.storage[o.node])));
   const computed = new Set(lowered.steps.filter((s) => s.operands.at(-1) === s.node).map((s) => s.node));
   const live = entryLiveNodes(graph, entries);
@@ -149,7 +151,12 @@ export function planTarget({ target, graph, entries, training, lowered, validate
         workgroups: step.workgroups,
         node: step.label,
       }));
-    const inputs = graph.nodes.filter((n) => n.op === 'input' && needed.has(n.id)).map((n) => binding(n.name, n.id));
+    const inputs = graph.nodes
+      .filter((n) => n.op === 'input' && needed.has(n.id))
+      .map((n) => {
+        const range = inputRanges?.get(n.name);
+        return range ? { ...binding(n.name, n.id), range: { ...range } } : binding(n.name, n.id);
+      });
     entryPoints[entry.name] = { inputs, outputs: entry.outputs.map((o) => binding(o.name, o.node)), dispatches };
   }
 
