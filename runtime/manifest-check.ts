@@ -289,6 +289,10 @@ function checkTraining(t: Obj, entryPoints: Obj, buffer: (id: unknown, path: str
   const entry = entryPoints[entryName] as { inputs: { name: string; shape: number[] }[]; outputs: { name: string }[] };
   const loss = string(t.loss, `${at}training.loss`);
   if (!entry.outputs.some((o) => o.name === loss)) fail(`${at}training.loss`, `"${loss}" is not an output of entry "${entryName}"`);
+  if (t.check !== undefined) {
+    const check = string(t.check, `${at}training.check`);
+    if (!entry.outputs.some((o) => o.name === check)) fail(`${at}training.check`, `"${check}" is not an output of entry "${entryName}"`);
+  }
   oneOf(t.optimizer, OPTIMIZERS, `${at}training.optimizer`);
   const hyper = object(t.hyper, `${at}training.hyper`);
   const input = string(hyper.input, `${at}training.hyper.input`);

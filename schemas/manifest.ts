@@ -166,6 +166,13 @@ export interface TrainingDesc {
   entry: string;
   /** the output of `entry` holding the loss */
   loss: string;
+  /**
+   * The output of `entry` holding the step check: loss + the sum of every gradient, one
+   * value, finite exactly when they all are. When it is NaN or ±Inf the update dispatches
+   * left every parameter and optimizer state unchanged (the step was skipped); a runtime
+   * reports that rather than counting the step. Absent in plans that do not check.
+   */
+  check?: string;
   optimizer: 'sgd' | 'adam' | 'adamw';
   hyper: {
     /** the f32 input of `entry` the update kernels read */

@@ -138,20 +138,21 @@ const cases: Record<OpName, OpCase[]> = {
     { label: 'slice [4, 6, 3] axis 0 [1, 2)', inputs: { a: { shape: [4, 6, 3] } }, build: (g, x) => g.slice(x.a, 0, 1, 2) },
     { label: 'slice [2, 10, 5] axis -2 [5, 10)', inputs: { a: { shape: [2, 10, 5] } }, build: (g, x) => g.slice(x.a, -2, 5, 10) },
   ],
-  sgdUpdate: [
-    {
-      label: 'sgd step on [33, 17] with momentum and weight decay',
-      inputs: { grad: { shape: [33, 17] }, hyper: { shape: [10], values: [0.1, 0, 0, 0, 0.01, 0.9, 1, 1, 1, 1] } },
-      build: (g, x) => g.sgdUpdate(g.parameter('p', [33, 17], { init: { uniform: [-1, 1] } }), x.grad, g.state('v', [33, 17]), x.hyper),
-    },
-  ],
+  // a step check of NaN or Infinity skips the update: p (and its state) keep their values
+  sgdUpdate: [0, NaN, -Infinity].map((check) => ({
+    label: `sgd step on [33, 17] with momentum and weight decay, check ${check}`,
+    inputs: { grad: { shape: [33, 17] }, hyper: { shape: [10], values: [0.1, 0, 0, 0, 0.01, 0.9, 1, 1, 1, 1] }, check: { shape: [1], values: [check] } },
+    build: (g: Graph, x: Record<string, Tensor>) => g.sgdUpdate(g.parameter('p', [33, 17], { init: { uniform: [-1, 1] } }), x.grad, g.state('v', [33, 17]), x.hyper, x.check),
+  })),
   adamUpdate: [
-    ...[false, true].map((decoupled) => ({
-      label: `${decoupled ? 'adamw' : 'adam'} first step on [300]`,
-      inputs: { grad: { shape: [300] }, hyper: { shape: [10], values: [0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0.1, 0.001, 0.1, 0.001] } },
-      build: (g: Graph, x: Record<string, Tensor>) =>
-        g.adamUpdate(g.parameter('p', [300], { init: { uniform: [-1, 1] } }), x.grad, g.state('m', [300]), g.state('v', [300]), x.hyper, { decoupled }),
-    })),
+    ...[false, true].flatMap((decoupled) =>
+      [1.5, Infinity].map((check) => ({
+        label: `${decoupled ? 'adamw' : 'adam'} first step on [300], check ${check}`,
+        inputs: { grad: { shape: [300] }, hyper: { shape: [10], values: [0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0.1, 0.001, 0.1, 0.001] }, check: { shape: [1], values: [check] } },
+        build: (g: Graph, x: Record<string, Tensor>) =>
+          g.adamUpdate(g.parameter('p', [300], { init: { uniform: [-1, 1] } }), x.grad, g.state('m', [300]), g.state('v', [300]), x.hyper, x.check, { decoupled }),
+      })),
+    ),
   ],
   sum: reduceCases('sum'),
   mean: reduceCases('mean'),

@@ -275,6 +275,7 @@ function program(): Command {
     .option('--shuffle-seed <n>', 'seed of the per-epoch shuffle', '0')
     .option('--load <state.safetensors>', 'start from parameters (and optimizer state) saved by --save')
     .option('--save <state.safetensors>', 'write parameters and optimizer state after training')
+    .option('--skip-non-finite', 'skip steps whose loss or a gradient is NaN or infinite (the plan applies no update) instead of stopping')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
     .option('--log-every <n>', 'when stdout is not a terminal, print progress every n steps (a terminal gets a progress bar)', '100')
     .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the first steps (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")

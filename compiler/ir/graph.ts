@@ -359,11 +359,12 @@ export class Graph {
 
   // --- optimizer steps (recorded by the training stage) -------------------------------
 
-  sgdUpdate(p: Tensor, grad: Tensor, velocity: Tensor, hyper: Tensor): Tensor {
-    return this.op('sgdUpdate', [p, grad, velocity, hyper], {});
+  /** `check`: one value; when it is not finite the update changes nothing (a skipped step). */
+  sgdUpdate(p: Tensor, grad: Tensor, velocity: Tensor, hyper: Tensor, check: Tensor): Tensor {
+    return this.op('sgdUpdate', [p, grad, velocity, hyper, check], {});
   }
-  adamUpdate(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: Tensor, options: { decoupled: boolean }): Tensor {
-    return this.op('adamUpdate', [p, grad, m, v, hyper], { decoupled: options.decoupled });
+  adamUpdate(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: Tensor, check: Tensor, options: { decoupled: boolean }): Tensor {
+    return this.op('adamUpdate', [p, grad, m, v, hyper, check], { decoupled: options.decoupled });
   }
 
   // --- outputs ------------------------------------------------------------------------

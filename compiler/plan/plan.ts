@@ -28,7 +28,7 @@ export function planEntries(graph: Graph, training?: TrainingGraph): PlanEntry[]
   const entries: PlanEntry[] = [];
   const inference = graph.outputs.filter((o) => o.name !== training.loss.name);
   if (inference.length > 0) entries.push({ name: 'run', outputs: inference, effects: [] });
-  entries.push({ name: TRAIN_ENTRY, outputs: [training.loss], effects: training.updates });
+  entries.push({ name: TRAIN_ENTRY, outputs: [training.loss, training.check], effects: training.updates });
   return entries;
 }
 
@@ -198,6 +198,7 @@ function trainingDesc(graph: Graph, training: TrainingGraph, bufferOf: (node: nu
   return {
     entry: TRAIN_ENTRY,
     loss: training.loss.name,
+    check: training.check.name,
     optimizer: training.optimizer,
     hyper: {
       input: training.hyper.name,
