@@ -167,9 +167,9 @@ export function gatherInputs(bindings: readonly TensorBinding[], sources: InputS
 
 /** Uniform [-1, 1) for float inputs; uniform integers for integer ones: the index range, else -128..127 (i8) or 0..9. */
 function randomInput(binding: TensorBinding, seed: number): TensorData {
-  const uniform = initialValues({ uniform: [0, 1] }, binding.shape, binding.name, seed);
   const range = integerRange(binding);
   if (!range) return initialValues({ uniform: [-1, 1] }, binding.shape, binding.name, seed);
+  const uniform = initialValues({ uniform: [0, 1] }, binding.shape, binding.name, seed);
   const [lo, hi] = binding.range || binding.dtype === 'i8' ? range : [0, 9];
   return typedInput(Array.from(uniform, (u) => Math.min(hi, lo + Math.floor(u * (hi - lo + 1)))), binding, '--random');
 }
