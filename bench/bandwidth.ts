@@ -148,8 +148,8 @@ const CASES: Case[] = [
     check: [1000],
     // reads p, g, m, v; writes p, m, v
     bytes: (s) => 7 * 4 * elementCount(s),
-    values: { hyper: [0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0.1, 0.001, 0.1, 0.001] },
-    build: (g, s) => g.adamUpdate(g.parameter('p', s), g.input('grad', s), g.state('m', s), g.state('v', s), g.input('hyper', [10]), { decoupled: true }),
+    values: { hyper: [0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0.1, 0.001, 0.1, 0.001], check: [0] },
+    build: (g, s) => g.adamUpdate(g.parameter('p', s), g.input('grad', s), g.state('m', s), g.state('v', s), g.input('hyper', [10]), g.input('check', [1]), { decoupled: true }),
   },
 ];
 

@@ -11,6 +11,7 @@ import type { LoweredKernel } from './lower';
 import { materializeParameters, parameterSources } from './ir/interpret';
 import { lowerGraph } from './lower';
 import { fileSink, memorySink, writePlan, type BundleSink } from './plan/bundle';
+import { inputRanges } from './plan/input-ranges';
 import { entryLiveNodes, manifestHead, planEntries, planTarget } from './plan/plan';
 import { SectionStore, type WeightSource } from './plan/sections';
 import { DEFAULT_TARGETS } from './target/targets';
@@ -135,6 +136,7 @@ async function compileTo(
       if (!optimizedFor.has(key)) optimizedFor.set(key, optimizeFor(graph, options.training, target, timed));
     }
   }
+  const ranges = inputRanges(graph);
   const training = options.training ? timed('autodiff', () => appendTraining(graph, options.training!)) : undefined;
   const lowerings = targets.map((target) => {
     const optimized = optimizedFor.get(JSON.stringify(target.cost)) ?? { graph, training };
@@ -146,7 +148,7 @@ async function compileTo(
 
   const store = new SectionStore();
   const plans = timed('plan', () =>
-    lowerings.map((l) => planTarget({ target: l.target, graph: l.graph, entries: l.entries, training: l.training, lowered: l.lowered, validated, parameters }, store)),
+    lowerings.map((l) => planTarget({ target: l.target, graph: l.graph, entries: l.entries, training: l.training, lowered: l.lowered, validated, parameters, inputRanges: ranges }, store)),
   );
   const [first, ...others] = plans;
   const { name, summary, match, ...plan } = first;

@@ -35,6 +35,8 @@ export type PlanErrorKind =
   | 'no-device'
   /** run() was called with missing, unknown or wrongly sized inputs, or an unknown entry */
   | 'bad-input'
+  /** a training step's loss or a gradient was NaN or infinite; the step was not applied */
+  | 'non-finite'
   /** the session was used after destroy() */
   | 'destroyed';
 

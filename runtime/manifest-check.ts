@@ -269,6 +269,7 @@ function checkTargetPlan(m: Obj, at: string, section: (name: unknown, path: stri
         const dtype = oneOf(t.dtype, Object.keys(DTYPE_BYTES), `${tpath}.dtype`) as DType;
         const needed = shape(t.shape, `${tpath}.shape`) * DTYPE_BYTES[dtype];
         if (needed > bytes) fail(tpath, `("${name}") needs ${needed} bytes but buffer ${String(t.buffer)} has ${bytes}`);
+        if (t.range !== undefined) checkRange(t.range, dtype, `${tpath}.range`);
       });
     }
     array(entry.dispatches, `${path}.dispatches`).forEach((raw, i) => {
@@ -312,12 +313,30 @@ function checkArenas(a: Obj, at: string): { alignment: number; byteLengths: numb
   return { alignment, byteLengths };
 }
 
+const INTEGER_LIMITS: Partial<Record<DType, [number, number]>> = { i8: [-128, 127], i32: [-(2 ** 31), 2 ** 31 - 1], u32: [0, 2 ** 32 - 1] };
+
+/** An input's index range: integers within its dtype, min <= max. */
+function checkRange(raw: unknown, dtype: DType, path: string): void {
+  const r = object(raw, path);
+  const limits = INTEGER_LIMITS[dtype];
+  if (!limits) fail(path, `is given for a ${dtype} tensor; only integer tensors have a range`);
+  for (const key of ['min', 'max'] as const) {
+    const v = r[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < limits[0] || v > limits[1]) fail(`${path}.${key}`, `must be an integer ${dtype} holds; got ${String(v)}`);
+  }
+  if ((r.min as number) > (r.max as number)) fail(path, `has min ${String(r.min)} above max ${String(r.max)}`);
+}
+
 function checkTraining(t: Obj, entryPoints: Obj, buffer: (id: unknown, path: string) => number, at: string): void {
   const entryName = string(t.entry, `${at}training.entry`);
   if (!Object.hasOwn(entryPoints, entryName)) fail(`${at}training.entry`, `names entry point "${entryName}", which the manifest does not list`);
   const entry = entryPoints[entryName] as { inputs: { name: string; shape: number[] }[]; outputs: { name: string }[] };
   const loss = string(t.loss, `${at}training.loss`);
   if (!entry.outputs.some((o) => o.name === loss)) fail(`${at}training.loss`, `"${loss}" is not an output of entry "${entryName}"`);
+  if (t.check !== undefined) {
+    const check = string(t.check, `${at}training.check`);
+    if (!entry.outputs.some((o) => o.name === check)) fail(`${at}training.check`, `"${check}" is not an output of entry "${entryName}"`);
+  }
   oneOf(t.optimizer, OPTIMIZERS, `${at}training.optimizer`);
   const hyper = object(t.hyper, `${at}training.hyper`);
   const input = string(hyper.input, `${at}training.hyper.input`);

@@ -51,7 +51,11 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
-/** What run() accepts per input: Float32Array always; Int32Array/Uint32Array also for i32/u32 inputs, Int8Array for i8. */
+/**
+ * What run() accepts per input: Float32Array always; Int32Array/Uint32Array also for i32/u32
+ * inputs, Int8Array for i8. Integer inputs must hold integers of the dtype, within the
+ * binding's `range` when it has one (else PlanError 'bad-input').
+ */
 export type TensorData = Float32Array | Int32Array | Uint32Array | Int8Array;
 
 export interface Session {
@@ -670,15 +674,16 @@ export class PlanSession implements Session {
       if (data === undefined) throw new PlanError('bad-input', `missing input "${binding.name}" for entry "${loaded.name}": expected ${describe(binding)}`);
       const integer = binding.dtype === 'i32' || binding.dtype === 'u32';
       const typeOk =
-        binding.dtype === 'i8' ? data instanceof Int8Array : data instanceof Float32Array || (integer && (data instanceof Int32Array || data instanceof Uint32Array));
+        data instanceof Float32Array || (binding.dtype === 'i8' ? data instanceof Int8Array : integer && (data instanceof Int32Array || data instanceof Uint32Array));
       if (!typeOk) {
         const got = (data as object | null)?.constructor?.name ?? typeof data;
-        const wanted = binding.dtype === 'i8' ? 'Int8Array' : integer ? 'Float32Array, Int32Array or Uint32Array' : 'Float32Array';
+        const wanted = binding.dtype === 'i8' ? 'Int8Array or Float32Array' : integer ? 'Float32Array, Int32Array or Uint32Array' : 'Float32Array';
         throw new PlanError('bad-input', `input "${binding.name}" (${binding.dtype}) must be an ${wanted}, got ${got}`);
       }
       if (data.length !== elementCount(binding.shape)) {
         throw new PlanError('bad-input', `input "${binding.name}" has ${data.length} elements; expected ${describe(binding)}`);
       }
+      checkIntegers(binding, data);
       return [this.buffers.get(binding.buffer)!, toBufferBytes(data, binding.dtype)];
     });
   }
@@ -751,10 +756,31 @@ export class PlanSession implements Session {
   }
 }
 
+const INTEGER_LIMITS: Partial<Record<DType, [number, number]>> = { i8: [-128, 127], i32: [-(2 ** 31), 2 ** 31 - 1], u32: [0, 2 ** 32 - 1] };
+
+/**
+ * Integer inputs hold integers of their dtype, within the plan's index range where it gives
+ * one: a fraction would be truncated and a label past the class count gives a zero row.
+ */
+function checkIntegers(binding: TensorBinding, data: TensorData): void {
+  const limits = INTEGER_LIMITS[binding.dtype];
+  if (!limits) return;
+  const [min, max] = binding.range ? [binding.range.min, binding.range.max] : limits;
+  // a typed array of the dtype itself holds only valid values
+  const typed = (binding.dtype === 'i8' && data instanceof Int8Array) || (binding.dtype === 'i32' && data instanceof Int32Array) || (binding.dtype === 'u32' && data instanceof Uint32Array);
+  if (typed && !binding.range) return;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (Number.isInteger(v) && v >= min && v <= max) continue;
+    const takes = binding.range ? `indices from ${min} to ${max}` : `integers from ${min} to ${max}`;
+    throw new PlanError('bad-input', `input "${binding.name}" (${binding.dtype}) holds ${v} at element ${i}; it takes ${takes}`);
+  }
+}
+
 /** The bytes a buffer of `dtype` holds for these values (a fresh copy WebGPU may keep). */
 function toBufferBytes(data: TensorData, dtype: DType): Uint8Array<ArrayBuffer> {
   let typed: Float32Array | Int32Array | Uint32Array | Uint16Array | Int8Array;
-  if (dtype === 'i8') typed = data as Int8Array;
+  if (dtype === 'i8') typed = data instanceof Int8Array ? data : Int8Array.from(data);
   else if (dtype === 'f32') typed = data instanceof Float32Array ? data : Float32Array.from(data);
   else if (dtype === 'i32') typed = data instanceof Int32Array ? data : Int32Array.from(data, Math.trunc);
   else if (dtype === 'u32') typed = data instanceof Uint32Array ? data : Uint32Array.from(data, Math.trunc);

@@ -19,8 +19,16 @@ export interface TrainingSession {
   readonly stepCount: number;
   /** current hyper-parameter values (settable ones and the plan's fixed ones) */
   readonly hyper: Readonly<Record<string, number>>;
-  /** One optimizer step on a batch; resolves to the loss before the update. `timeoutMs` as for Session.run. */
-  step(batch: Record<string, TensorData>, options?: { timeoutMs?: number }): Promise<number>;
+  /** steps skipped so far because their loss or a gradient was not finite (step's `skipNonFinite`) */
+  readonly skippedSteps: number;
+  /**
+   * One optimizer step on a batch; resolves to the loss before the update. When the loss or
+   * a gradient is NaN or infinite the plan applies no update (parameters and optimizer state
+   * stay as they were, the step is not counted) and step() rejects with PlanError
+   * 'non-finite', or with `skipNonFinite` resolves to the loss and counts a skipped step.
+   * `timeoutMs` as for Session.run.
+   */
+  step(batch: Record<string, TensorData>, options?: { skipNonFinite?: boolean; timeoutMs?: number }): Promise<number>;
   /** Changes hyper-parameters (learning rate, ...) for the following steps; no recompiling. */
   setHyper(values: Record<string, number>): void;
   /** Runs another entry (e.g. 'run' for inference) with the current parameters. */
@@ -50,6 +58,7 @@ const METADATA_FORMAT = 'mnplan-training-state';
 class Trainer implements TrainingSession {
   readonly batchInputs: TensorBinding[];
   private steps = 0;
+  private skipped = 0;
   private values: Record<string, number>;
 
   constructor(
@@ -70,6 +79,9 @@ class Trainer implements TrainingSession {
   get stepCount(): number {
     return this.steps;
   }
+  get skippedSteps(): number {
+    return this.skipped;
+  }
   get hyper(): Readonly<Record<string, number>> {
     const { settable } = this.training.hyper;
     return Object.fromEntries(Object.entries(this.values).filter(([k]) => settable.includes(k)));
@@ -86,7 +98,7 @@ class Trainer implements TrainingSession {
     Object.assign(this.values, values);
   }
 
-  async step(batch: Record<string, TensorData>, options: { timeoutMs?: number } = {}): Promise<number> {
+  async step(batch: Record<string, TensorData>, options: { skipNonFinite?: boolean; timeoutMs?: number } = {}): Promise<number> {
     const { hyper } = this.training;
     if (typeof batch !== 'object' || batch === null) throw new PlanError('bad-input', `step() expects an object mapping ${this.batchInputs.map((i) => i.name).join(', ')} to typed arrays`);
     if (hyper.input in batch) throw new PlanError('bad-input', `"${hyper.input}" is filled by the training session; set hyper-parameters with setHyper()`);
@@ -104,7 +116,18 @@ class Trainer implements TrainingSession {
     const result = this.session.start({ ...batch, [hyper.input]: vector }, this.training.entry, { timeoutMs: options.timeoutMs }); // throws on bad input
     this.steps = t; // counted once queued, so overlapping step() calls get consecutive t
     const outputs = await result;
-    return outputs[this.training.loss][0];
+    const loss = outputs[this.training.loss][0];
+    const check = this.training.check === undefined ? 0 : outputs[this.training.check][0];
+    if (Number.isFinite(check)) return loss;
+    // the update kernels saw the same check and wrote nothing: the step did not happen
+    // (steps queued behind this one already took their bias corrections for t + 1)
+    this.steps--;
+    if (options.skipNonFinite) {
+      this.skipped++;
+      return loss;
+    }
+    const what = Number.isFinite(loss) ? `a gradient is not finite (the loss is ${loss}; loss + the gradients' sum is ${check})` : `the loss is ${loss}`;
+    throw new PlanError('non-finite', `training step ${t} of plan "${this.manifest.model.name}": ${what}; the update was not applied (parameters and optimizer state are unchanged)`);
   }
 
   run(inputs: Record<string, TensorData>, entry: string | RunOptions = 'run'): Promise<Record<string, Float32Array>> {

@@ -134,6 +134,12 @@ export interface TensorBinding {
   buffer: number;
   dtype: DType;
   shape: number[];
+  /**
+   * Integer inputs the plan uses only as indices (class labels of a oneHot, so of a
+   * cross-entropy): the values it accepts, min to max inclusive. A value outside would be
+   * silently wrong (a zero row), so a runtime refuses it. Absent: any value of the dtype.
+   */
+  range?: { min: number; max: number };
 }
 
 export interface EntryPoint {
@@ -160,6 +166,13 @@ export interface TrainingDesc {
   entry: string;
   /** the output of `entry` holding the loss */
   loss: string;
+  /**
+   * The output of `entry` holding the step check: loss + the sum of every gradient, one
+   * value, finite exactly when they all are. When it is NaN or ±Inf the update dispatches
+   * left every parameter and optimizer state unchanged (the step was skipped); a runtime
+   * reports that rather than counting the step. Absent in plans that do not check.
+   */
+  check?: string;
   optimizer: 'sgd' | 'adam' | 'adamw';
   hyper: {
     /** the f32 input of `entry` the update kernels read */

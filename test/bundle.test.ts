@@ -219,6 +219,7 @@ describe('readBundle refuses damaged bundles with a PlanError of the right kind'
       ['a missing field', (m) => delete (m as Partial<Manifest>).kernels, /kernels must be an array/],
       ['manifest formatVersion disagreeing with the header', (m) => (m.formatVersion = 3), /formatVersion/],
       ['an unknown dtype', (m) => ((m.buffers[0] as { dtype: string }).dtype = 'f64'), /buffers\[0\]\.dtype/],
+      ['an index range on a float input', (m) => (m.entryPoints.run.inputs[0].range = { min: 0, max: 3 }), /inputs\[0\]\.range is given for a f32 tensor/],
     ];
     for (const [what, edit, message] of cases) {
       const error = await expectKind(withManifest(good, edit), 'bad-manifest');

@@ -28,7 +28,7 @@ const cli = join(root, 'dist', 'test-cli-train', 'mnc.mjs');
 const mnc = cliRunner(cli, root);
 
 /** `epoch k/n: loss L (…)` lines → the losses. */
-const epochLosses = (stdout: string) => [...stdout.matchAll(/^epoch \d+\/\d+: loss ([\d.]+) \(mean of \d+ steps\)/gm)].map((m) => Number(m[1]));
+const epochLosses = (stdout: string) => [...stdout.matchAll(/^epoch \d+\/\d+: loss ([\d.]+) \(mean of \d+ steps(?:, \d+ skipped)?\)/gm)].map((m) => Number(m[1]));
 
 // 203 samples of 4 features; the label is the argmax of a fixed linear map, so a linear model can learn it
 const SAMPLES = 203;
@@ -160,6 +160,20 @@ describe('mnc train errors: one plain line each, exit code 1, before a device is
     expectFailure(mnc('train', plan, ...data('x', 'x.npy'), ...data('labels', 'half.npy')), [
       `error: dataset 'labels' (${out('half.npy')}) holds 0.5 (sample 7); input 'labels' i32[8] takes integers`,
     ]);
+    // labels feed a 3-class cross-entropy: 3 would train on a zero row with loss 0, silently
+    writeFileSync(out('label-3.npy'), writeNpy(Float32Array.from(labels, (l, i) => (i === 12 ? 3 : l)), [SAMPLES]));
+    expectFailure(mnc('train', plan, ...data('x', 'x.npy'), ...data('labels', 'label-3.npy')), [
+      `error: dataset 'labels' (${out('label-3.npy')}) holds 3 (sample 12); input 'labels' i32[8] takes class indices from 0 to 2 (the class count of the oneHot it feeds)`,
+    ]);
+    // one NaN pixel among 812 values would turn the weights to NaN
+    writeFileSync(out('x-nan.npy'), writeNpy(Float32Array.from(x, (v, i) => (i === 5 * 4 + 2 ? NaN : v)), [SAMPLES, 4]));
+    expectFailure(mnc('train', plan, ...data('x', 'x-nan.npy'), ...data('labels', 'labels.npy')), [
+      `error: dataset 'x' (${out('x-nan.npy')}) holds NaN (sample 5, value 2); training on it would make the weights NaN: remove or fix that sample`,
+    ]);
+    writeFileSync(out('fours.npy'), writeNpy(new Float32Array(SAMPLES * 4).fill(4), [SAMPLES, 4]));
+    expectFailure(mnc('train', plan, ...data('x', 'fours.npy'), ...data('labels', 'labels.npy'), '--scale', 'x=1e38'), [
+      `error: dataset 'x' (${out('fours.npy')}) holds 4, which --scale 1e+38 makes 4e+38 (sample 0, value 0); training on it would make the weights NaN: remove or fix that sample`,
+    ]);
     writeFileSync(out('few.npy'), writeNpy(new Float32Array(5 * 4), [5, 4]));
     writeFileSync(out('few-labels.npy'), writeNpy(new Float32Array(5), [5]));
     expectFailure(mnc('train', plan, ...data('x', 'few.npy'), ...data('labels', 'few-labels.npy')), ['error: the datasets have 5 samples, fewer than one batch of 8']);
@@ -182,6 +196,55 @@ describe('mnc train errors: one plain line each, exit code 1, before a device is
     expectFailure(mnc('train', plan, ...both, '--scale', 'x=1/abc'), ["error: --scale x=1/abc: '1/abc' is not a number or a fraction such as 1/255"]);
     expectFailure(mnc('train', plan, ...both, '--epochs', '0'), ["error: --epochs expects a positive integer; got '0'"]);
     expectFailure(mnc('train', plan, ...both, '--load', out('absent.safetensors')), [`error: cannot read state file '${out('absent.safetensors')}': no such file`]);
+  });
+});
+
+describe('steps whose loss or gradients are not finite', () => {
+  // exp overflows f32 above 88.7: one sample of finite data makes its batch's loss NaN
+  const expPlan = out('exp.mnplan');
+  const xOverflow = Float32Array.from(x.subarray(0, 200 * 4), (v, i) => (i === 17 * 4 ? 100 : v));
+  beforeAll(() => {
+    writeFileSync(
+      out('exp.ts'),
+      `import { model } from 'mnc';
+export const expTrain = model((g) => {
+  const x = g.input('x', [8, 4]);
+  const labels = g.input('labels', [8], 'i32');
+  const logits = g.biasAdd(g.matmul(g.exp(x), g.parameter('w', [4, 3])), g.parameter('b', [3]));
+  return { logits, loss: g.crossEntropy(logits, labels) };
+}, { train: { loss: 'loss', optimizer: { kind: 'adam', lr: 0.05 } } });
+`,
+    );
+    execFileSync(process.execPath, [cli, 'compile', out('exp.ts'), '-o', expPlan], { cwd: root, stdio: 'pipe' });
+    writeFileSync(out('x-overflow.npy'), writeNpy(xOverflow, [200, 4]));
+    writeFileSync(out('labels-200.npy'), writeNpy(Float32Array.from(labels.subarray(0, 200)), [200]));
+  }, 120_000);
+  const data = ['--data', `x=${out('x-overflow.npy')}`, '--data', `labels=${out('labels-200.npy')}`];
+
+  it('stop training, naming the step', () => {
+    const r = mnc('train', expPlan, ...data, '--epochs', '2');
+    expect(r.status).toBe(1);
+    expect(diagnostics(r)).toEqual([
+      expect.stringMatching(
+        /^error: step (\d+) \(epoch 1\): training step \1 of plan "expTrain": the loss is NaN; the update was not applied \(parameters and optimizer state are unchanged\); training stopped: try a smaller --lr, check the data \(--scale\), or pass --skip-non-finite$/,
+      ),
+    ]);
+  });
+
+  it('--skip-non-finite skips them: one per epoch here, and the parameters stay finite', () => {
+    const r = mnc('train', expPlan, ...data, '--epochs', '2', '--skip-non-finite', '--save', out('exp-state.safetensors'));
+    expect(diagnostics(r)).toEqual([]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^epoch 1\/2: loss [\d.]+ \(mean of 24 steps, 1 skipped\), /m);
+    expect(r.stdout).toContain('skipped 2 steps whose loss or gradients were not finite (no update applied)\n');
+    const losses = epochLosses(r.stdout);
+    expect(losses).toHaveLength(2);
+    for (const loss of losses) expect(Number.isFinite(loss)).toBe(true);
+    const saved = decodeSafetensors(readFileSync(out('exp-state.safetensors')));
+    expect(saved.metadata.step).toBe('48'); // 2 epochs of 25 batches, less the 2 skipped
+    for (const [name, t] of saved.tensors) {
+      expect(new Float32Array(Uint8Array.from(t.data).buffer).every(Number.isFinite), name).toBe(true);
+    }
   });
 });
 

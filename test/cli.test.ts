@@ -258,3 +258,79 @@ describe('errors: one plain line each, exit code 1', () => {
     expectFailure(mnc('run', plan, '--random', '--seed', '-1'), ["error: --seed expects an integer from 0 to 4294967295; got '-1'"]);
   });
 });
+
+describe('every input dtype from .npy, JSON and --random; integer ranges; non-finite outputs', () => {
+  const int8Plan = out('int8.mnplan');
+  const labelsPlan = out('tiny-inference.mnplan');
+  // a[i, k] and b[k, j] as i8, and their product by hand
+  const a = Int8Array.from({ length: 32 }, (_, i) => ((i * 37) % 256) - 128);
+  const b = Int8Array.from({ length: 32 }, (_, i) => ((i * 91 + 5) % 19) - 9);
+  const product = Array.from({ length: 16 }, (_, ij) => {
+    let sum = 0;
+    for (let k = 0; k < 8; k++) sum += a[Math.floor(ij / 4) * 8 + k] * b[k * 4 + (ij % 4)];
+    return sum;
+  });
+
+  beforeAll(() => {
+    writeFileSync(out('int8.ts'), "import { model } from 'mnc';\nexport const q = model((g) => ({ c: g.matmulInt8(g.input('a', [4, 8], 'i8'), g.input('b', [8, 4], 'i8')) }));\n");
+    execFileSync(process.execPath, ['dist/mnc.mjs', 'compile', out('int8.ts'), '-o', int8Plan], { cwd: root, stdio: 'pipe' });
+    execFileSync(process.execPath, ['dist/mnc.mjs', 'compile', 'fixtures/models/tiny-train.ts', '--inference', '-o', labelsPlan], { cwd: root, stdio: 'pipe' });
+  }, 120_000);
+
+  it('an i8 plan runs from int8 .npy files, from JSON and with --random', () => {
+    writeFileSync(out('a8.npy'), writeNpy(a, [4, 8]));
+    writeFileSync(out('b32.npy'), writeNpy(Int32Array.from(b), [8, 4])); // any integer dtype whose values fit
+    const fromNpy = mnc('run', int8Plan, '--input', `a=${out('a8.npy')}`, '--input', `b=${out('b32.npy')}`, '--out', out('c.json'));
+    expect(diagnostics(fromNpy)).toEqual([]);
+    expect(fromNpy.status).toBe(0);
+    expect((JSON.parse(readFileSync(out('c.json'), 'utf8')) as { c: number[][] }).c.flat()).toEqual(product);
+
+    writeFileSync(out('ab.json'), JSON.stringify({ a: Array.from(a), b: Array.from(b) }));
+    expect(mnc('run', int8Plan, '--inputs', out('ab.json'), '--out', out('c2.json')).status).toBe(0);
+    expect((JSON.parse(readFileSync(out('c2.json'), 'utf8')) as { c: number[][] }).c.flat()).toEqual(product);
+
+    const random = mnc('run', int8Plan, '--random');
+    expect(diagnostics(random)).toEqual([]);
+    expect(random.stdout).toMatch(/^c\s+i32\[4, 4\]\s+\[-?\d+, /m);
+  });
+
+  it('integer inputs refuse float files, fractions and values outside the dtype or the index range', () => {
+    writeFileSync(out('a-f32.npy'), writeNpy(Float32Array.from(a), [4, 8]));
+    expectFailure(mnc('run', int8Plan, '--input', `a=${out('a-f32.npy')}`, '--random'), [
+      `error: input 'a' (from ${out('a-f32.npy')}) is float32; the plan's input is i8: save it with an integer dtype (e.g. np.int8)`,
+    ]);
+    writeFileSync(out('a-big.npy'), writeNpy(Int32Array.from(a, (v, i) => (i === 3 ? 200 : v)), [4, 8]));
+    expectFailure(mnc('run', int8Plan, '--input', `a=${out('a-big.npy')}`, '--random'), [
+      `error: input 'a' (from ${out('a-big.npy')}, int32) holds 200 at element 3; i8 input 'a' takes integers from -128 to 127`,
+    ]);
+    writeFileSync(out('a-half.json'), JSON.stringify({ a: Array.from(a, (v, i) => (i === 6 ? 0.5 : v)) }));
+    expectFailure(mnc('run', int8Plan, '--inputs', out('a-half.json'), '--random'), [
+      `error: input 'a' (from ${out('a-half.json')}) holds 0.5 at element 6; i8 input 'a' takes integers from -128 to 127`,
+    ]);
+
+    // tiny-train's labels feed a 3-class cross-entropy: the plan records 0..2
+    const manifest = JSON.parse(mnc('inspect', labelsPlan, '--json').stdout) as { entryPoints: Record<string, { inputs: { name: string; range?: object }[] }> };
+    expect(manifest.entryPoints.run.inputs.find((i) => i.name === 'labels')!.range).toEqual({ min: 0, max: 2 });
+    expect(manifest.entryPoints.run.inputs.find((i) => i.name === 'x')!.range).toBeUndefined();
+    writeFileSync(out('labels-3.json'), JSON.stringify({ labels: [0, 1, 2, 3, 0, 1, 2, 0] }));
+    expectFailure(mnc('run', labelsPlan, '--inputs', out('labels-3.json'), '--random'), [
+      `error: input 'labels' (from ${out('labels-3.json')}) holds 3 at element 3; i32 input 'labels' takes indices from 0 to 2 (the class count of the oneHot it feeds)`,
+    ]);
+    const random = mnc('run', labelsPlan, '--random');
+    expect(diagnostics(random)).toEqual([]);
+    expect(random.stdout).toMatch(/^loss\s+f32\[\]\s+\[[\d.]+\]/m); // a finite loss: every random label is a class
+  });
+
+  it('outputs holding NaN or Infinity are named on stderr, and JSON output keeps them as strings', () => {
+    // inputs near the f32 maximum overflow the first matmul: logits ±Infinity or NaN, probs NaN
+    writeFileSync(out('x-huge.npy'), writeNpy(new Float32Array(4 * 784).fill(3e38), [4, 784]));
+    const r = mnc('run', out('mlp.mnplan'), '--input', `x=${out('x-huge.npy')}`, '--out', out('huge.json'));
+    expect(r.status).toBe(0);
+    const warnings = diagnostics(r);
+    expect(warnings.find((l) => l.startsWith("warning: output 'probs' holds "))).toMatch(/^warning: output 'probs' holds (\d+ NaN|.*Infinity).* among its 40 values \(the first at element \d+\)$/);
+    const written = JSON.parse(readFileSync(out('huge.json'), 'utf8')) as Record<string, unknown[][]>;
+    const values = written.probs.flat();
+    expect(values.some((v) => v === 'NaN' || v === 'Infinity' || v === '-Infinity')).toBe(true);
+    expect(values.every((v) => typeof v === 'number' || ['NaN', 'Infinity', '-Infinity'].includes(v as string))).toBe(true);
+  });
+});

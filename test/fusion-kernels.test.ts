@@ -14,7 +14,8 @@ import type { Shape } from '../compiler/ir/types';
 import { readBundle } from '../runtime/bundle';
 import { expectClose } from './close';
 import { inputFeeds } from './random-feeds';
-import { releaseSharedDevice, runOnGpu } from './gpu';
+import { loadPlan } from '../runtime/session';
+import { releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
 
@@ -404,6 +405,27 @@ describe('fusion saves dispatches', () => {
 
 // ---------------------------------------------------------------------------------------
 // Shape errors
+
+describe('fusion stays within the bindings every device offers', () => {
+  test('a chain of 20 adds of distinct inputs becomes kernels of at most 7 operands (8 bindings), computing the same sum', async () => {
+    const g = new Graph('longChain');
+    const inputs = Array.from({ length: 20 }, (_, k) => g.input(`x${k}`, [64]));
+    g.output('y', inputs.slice(1).reduce((sum, x) => g.add(sum, x), inputs[0]));
+    const plan = await compileGraph(g);
+    expect(plan.manifest.requiredLimits.maxStorageBuffersPerShaderStage).toBeLessThanOrEqual(8);
+    for (const kernel of plan.manifest.kernels) expect(kernel.bindings.length, kernel.name).toBeLessThanOrEqual(8);
+    expect(plan.manifest.entryPoints.run.dispatches.length).toBeLessThan(19); // still fused, in pieces
+    const u = uniformStream(4);
+    const feeds = Object.fromEntries(inputs.map((x) => [x.name, Float32Array.from({ length: 64 }, () => 2 * u() - 1)]));
+    const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
+    try {
+      const y = (await session.run(feeds)).y;
+      expectClose(y, interpret(g, feeds, new Map()).y, 1e-5, 1e-5);
+    } finally {
+      session.destroy();
+    }
+  });
+});
 
 describe('fused ops refuse what they cannot compute, at the caller', () => {
   const shapeError = (build: (g: Graph) => unknown, message: RegExp) => {

@@ -79,14 +79,28 @@ test('operands of the wrong type are refused where the graph is built, naming th
   expect(() => g.matmul(g.input('e', [4, 8], 'i8'), g.input('f', [8, 4], 'i8'))).toThrow('matmul: operands must be f32; got i8 and i8 (int8 operands: use matmulInt8)');
 });
 
-test('an i8 input must be an Int8Array', async () => {
+test('an i8 input takes an Int8Array, or a Float32Array of integers in [-128, 127]; anything else is refused naming the element', async () => {
   const { device } = await sharedDevice();
   const { bundle } = await compileGraph(int8Graph(4, 8, 4));
   const session = await loadPlan(bundle, device);
   try {
-    const error = await session.run({ a: new Float32Array(32), b: new Int8Array(32) }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(PlanError);
-    expect((error as PlanError).message).toBe('input "a" (i8) must be an Int8Array, got Float32Array');
+    const a = seeded(32, 3);
+    const b = seeded(32, 7);
+    // the same values as Int8Array and as Float32Array give the same product, checked by hand
+    const expected = new Float32Array(16);
+    for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) for (let k = 0; k < 8; k++) expected[i * 4 + j] += a[i * 8 + k] * b[k * 4 + j];
+    expect((await session.run({ a, b })).c).toEqual(expected);
+    expect((await session.run({ a: Float32Array.from(a), b })).c).toEqual(expected);
+
+    const refused = async (input: Float32Array | Int32Array) => {
+      const error = await session.run({ a: input, b }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PlanError);
+      expect((error as PlanError).kind).toBe('bad-input');
+      return (error as PlanError).message;
+    };
+    expect(await refused(new Int32Array(32))).toBe('input "a" (i8) must be an Int8Array or Float32Array, got Int32Array');
+    expect(await refused(Float32Array.from({ length: 32 }, (_, i) => (i === 5 ? 0.5 : 1)))).toBe('input "a" (i8) holds 0.5 at element 5; it takes integers from -128 to 127');
+    expect(await refused(Float32Array.from({ length: 32 }, (_, i) => (i === 9 ? 200 : 1)))).toBe('input "a" (i8) holds 200 at element 9; it takes integers from -128 to 127');
   } finally {
     session.destroy();
   }

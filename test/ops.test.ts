@@ -129,28 +129,30 @@ const cases: Record<OpName, OpCase[]> = {
     { label: 'broadcast [] to [7]', inputs: { a: { shape: [] } }, build: (g, x) => g.broadcastTo(x.a, [7]) },
   ],
   oneHot: [
-    { label: 'oneHot [9] labels to 10 classes', inputs: { a: { shape: [9], dtype: 'i32' } }, build: (g, x) => g.oneHot(x.a, 10) },
-    { label: 'oneHot [2, 3] labels to 4 classes', inputs: { a: { shape: [2, 3], dtype: 'i32', range: [-2, 5] } }, build: (g, x) => g.oneHot(x.a, 4) },
+    // labels outside the classes are refused by the runtime (the plan's index range), as torch's one_hot refuses them
+    { label: 'oneHot [9] labels to 10 classes', inputs: { a: { shape: [9], dtype: 'i32', range: [0, 9] } }, build: (g, x) => g.oneHot(x.a, 10) },
+    { label: 'oneHot [2, 3] labels to 4 classes', inputs: { a: { shape: [2, 3], dtype: 'i32', range: [0, 3] } }, build: (g, x) => g.oneHot(x.a, 4) },
   ],
   slice: [
     { label: 'slice [7, 13] axis 1 [2, 9)', inputs: { a: { shape: [7, 13] } }, build: (g, x) => g.slice(x.a, 1, 2, 9) },
     { label: 'slice [4, 6, 3] axis 0 [1, 2)', inputs: { a: { shape: [4, 6, 3] } }, build: (g, x) => g.slice(x.a, 0, 1, 2) },
     { label: 'slice [2, 10, 5] axis -2 [5, 10)', inputs: { a: { shape: [2, 10, 5] } }, build: (g, x) => g.slice(x.a, -2, 5, 10) },
   ],
-  sgdUpdate: [
-    {
-      label: 'sgd step on [33, 17] with momentum and weight decay',
-      inputs: { grad: { shape: [33, 17] }, hyper: { shape: [10], values: [0.1, 0, 0, 0, 0.01, 0.9, 1, 1, 1, 1] } },
-      build: (g, x) => g.sgdUpdate(g.parameter('p', [33, 17], { init: { uniform: [-1, 1] } }), x.grad, g.state('v', [33, 17]), x.hyper),
-    },
-  ],
+  // a step check of NaN or Infinity skips the update: p (and its state) keep their values
+  sgdUpdate: [0, NaN, -Infinity].map((check) => ({
+    label: `sgd step on [33, 17] with momentum and weight decay, check ${check}`,
+    inputs: { grad: { shape: [33, 17] }, hyper: { shape: [10], values: [0.1, 0, 0, 0, 0.01, 0.9, 1, 1, 1, 1] }, check: { shape: [1], values: [check] } },
+    build: (g: Graph, x: Record<string, Tensor>) => g.sgdUpdate(g.parameter('p', [33, 17], { init: { uniform: [-1, 1] } }), x.grad, g.state('v', [33, 17]), x.hyper, x.check),
+  })),
   adamUpdate: [
-    ...[false, true].map((decoupled) => ({
-      label: `${decoupled ? 'adamw' : 'adam'} first step on [300]`,
-      inputs: { grad: { shape: [300] }, hyper: { shape: [10], values: [0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0.1, 0.001, 0.1, 0.001] } },
-      build: (g: Graph, x: Record<string, Tensor>) =>
-        g.adamUpdate(g.parameter('p', [300], { init: { uniform: [-1, 1] } }), x.grad, g.state('m', [300]), g.state('v', [300]), x.hyper, { decoupled }),
-    })),
+    ...[false, true].flatMap((decoupled) =>
+      [1.5, Infinity].map((check) => ({
+        label: `${decoupled ? 'adamw' : 'adam'} first step on [300], check ${check}`,
+        inputs: { grad: { shape: [300] }, hyper: { shape: [10], values: [0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0.1, 0.001, 0.1, 0.001] }, check: { shape: [1], values: [check] } },
+        build: (g: Graph, x: Record<string, Tensor>) =>
+          g.adamUpdate(g.parameter('p', [300], { init: { uniform: [-1, 1] } }), x.grad, g.state('m', [300]), g.state('v', [300]), x.hyper, x.check, { decoupled }),
+      })),
+    ),
   ],
   sum: reduceCases('sum'),
   mean: reduceCases('mean'),

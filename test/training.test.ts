@@ -128,6 +128,60 @@ describe.each(optimizers)('%s: GPU steps equal the CPU reference', (_label, opti
   });
 });
 
+describe('non-finite steps', () => {
+  test('a step whose gradients are not finite changes nothing: it rejects (or is skipped), and later steps match the CPU reference that never saw it', async () => {
+    const g = classifier();
+    const plan = await compileGraph(g, { seed: 5, training: { loss: 'loss', optimizer: { kind: 'adam', lr: 0.01 } } });
+    expect(plan.manifest.training!.check).toBe('optimizer.check');
+    expect(plan.manifest.entryPoints.train_step.outputs.map((o) => o.name)).toEqual(['loss', 'optimizer.check']);
+    const reference = new ReferenceTrainer(g, plan);
+    const session = await loadTrainingPlan(plan.bundle, (await sharedDevice()).device);
+    try {
+      const gpuLosses: number[] = [];
+      const cpuLosses: number[] = [];
+      const good = async (t: number) => {
+        gpuLosses.push(await session.step(batch(t)));
+        cpuLosses.push(reference.step(batch(t)));
+      };
+      await good(0);
+      await good(1);
+      const before = await session.exportState();
+      // one infinite input: tanh saturates, and its gradient 0 times Infinity is NaN
+      const bad = { ...batch(2), x: batch(2).x.map((v, i) => (i === 13 ? Infinity : v)) };
+      const error = await session.step(bad).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PlanError);
+      expect((error as PlanError).kind).toBe('non-finite');
+      expect((error as PlanError).message).toMatch(/^training step 3 of plan "classifier": (the loss is NaN|a gradient is not finite \(the loss is [\d.]+; loss \+ the gradients' sum is NaN\)); the update was not applied \(parameters and optimizer state are unchanged\)$/);
+      expect(session.stepCount).toBe(2);
+      expect(await session.step(bad, { skipNonFinite: true })).not.toBeUndefined();
+      expect(session.skippedSteps).toBe(1);
+      expect(session.stepCount).toBe(2);
+      // parameters and Adam moments bit for bit as before the two bad steps
+      expect(Buffer.from(await session.exportState()).equals(Buffer.from(before))).toBe(true);
+      await good(3);
+      await good(4);
+      expect(session.stepCount).toBe(4);
+      expect(maxDifference(gpuLosses, cpuLosses)).toBeLessThan(1e-4);
+      const params = await exportedParameters(session);
+      for (const [name, cpu] of reference.parameters) expect(maxDifference(params.get(name)!, cpu), name).toBeLessThan(1e-4);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test('the CPU reference skips the same step: its updates leave parameters and state unchanged', async () => {
+    const g = classifier();
+    const plan = await compileGraph(g, { seed: 5, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 0.1, momentum: 0.9 } } });
+    const reference = new ReferenceTrainer(g, plan);
+    reference.step(batch(0));
+    const parameters = new Map([...reference.parameters].map(([k, v]) => [k, v.slice()]));
+    const state = new Map([...reference.state].map(([k, v]) => [k, v.slice()]));
+    reference.step({ ...batch(1), x: batch(1).x.map((v, i) => (i === 4 ? NaN : v)) });
+    expect(reference.parameters).toEqual(parameters);
+    expect(reference.state).toEqual(state);
+  });
+});
+
 describe('queued steps', () => {
   test('steps queued without awaiting equal awaited steps, bit for bit', async () => {
     const g = classifier();
@@ -231,6 +285,15 @@ describe('training session errors', () => {
       expect(session.stepCount).toBe(0);
       await expect(session.step({ ...batch(0), 'optimizer.hyper': new Float32Array(8) })).rejects.toThrow(/filled by the training session/);
       expect(session.batchInputs.map((b) => b.name)).toEqual(['x', 'labels']);
+      // labels feed a 4-class oneHot: the plan records 0..3, and the runtime refuses the rest
+      expect(session.batchInputs[1].range).toEqual({ min: 0, max: 3 });
+      const outOfRange = await session.step({ ...batch(0), labels: Int32Array.from([0, 1, 2, 4, 0, 0]) }).catch((e: unknown) => e);
+      expect(outOfRange).toBeInstanceOf(PlanError);
+      expect((outOfRange as PlanError).kind).toBe('bad-input');
+      expect((outOfRange as PlanError).message).toBe('input "labels" (i32) holds 4 at element 3; it takes indices from 0 to 3');
+      await expect(session.step({ ...batch(0), labels: Float32Array.from([0, 1, 2, 1.5, 0, 0]) })).rejects.toThrow('input "labels" (i32) holds 1.5 at element 3; it takes indices from 0 to 3');
+      await expect(session.step({ ...batch(0), labels: Float32Array.from([0, -1, 2, 1, 0, 0]) })).rejects.toThrow('holds -1 at element 1');
+      expect(session.stepCount).toBe(0);
     } finally {
       session.destroy();
     }

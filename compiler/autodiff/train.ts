@@ -40,7 +40,15 @@ export interface TrainingGraph {
   unused: string[];
   /** the update nodes, which a training step runs for their effect */
   updates: number[];
+  /**
+   * One value, loss + the sum of every gradient: finite exactly when they all are (short of
+   * the sum overflowing f32, which only gradients near 1e38 do). Every update reads it and
+   * changes nothing when it is not, and the runtime reads it beside the loss.
+   */
+  check: GraphOutput;
 }
+
+export const CHECK_OUTPUT = 'optimizer.check';
 
 export const HYPER_INPUT = 'optimizer.hyper';
 
@@ -111,6 +119,12 @@ export function appendTraining(graph: Graph, spec: TrainingSpec): TrainingGraph 
   const hyper = graph.input(HYPER_INPUT, [HYPER_FIELDS.length]);
   const parameters: TrainedParameter[] = [];
   const unused: string[] = [];
+  // NaN and ±Inf survive a sum (Inf - Inf is NaN), so one reduction per gradient detects them
+  let check = graph.reshape(graph.tensor(loss.node), [1]);
+  for (const node of trainable) {
+    const gradient = gradients.get(node.id);
+    if (gradient) check = graph.add(check, graph.sum(graph.reshape(gradient, [-1]), 0));
+  }
   // Updates come after every backward node, so each parameter is read before it is written.
   for (const node of trainable) {
     const gradient = gradients.get(node.id);
@@ -123,12 +137,12 @@ export function appendTraining(graph: Graph, spec: TrainingSpec): TrainingGraph 
     const update = graph.at(node.loc, () => {
       if (kind === 'sgd') {
         const velocity = graph.state(`optimizer.${node.name}.momentum_buffer`, node.type.shape);
-        return { t: graph.sgdUpdate(p, gradient, velocity, hyper), state: [{ node: velocity.id, name: velocity.name, slot: 'momentum_buffer' as const }] };
+        return { t: graph.sgdUpdate(p, gradient, velocity, hyper, check), state: [{ node: velocity.id, name: velocity.name, slot: 'momentum_buffer' as const }] };
       }
       const m = graph.state(`optimizer.${node.name}.exp_avg`, node.type.shape);
       const v = graph.state(`optimizer.${node.name}.exp_avg_sq`, node.type.shape);
       return {
-        t: graph.adamUpdate(p, gradient, m, v, hyper, { decoupled: kind === 'adamw' }),
+        t: graph.adamUpdate(p, gradient, m, v, hyper, check, { decoupled: kind === 'adamw' }),
         state: [
           { node: m.id, name: m.name, slot: 'exp_avg' as const },
           { node: v.id, name: v.name, slot: 'exp_avg_sq' as const },
@@ -145,6 +159,7 @@ export function appendTraining(graph: Graph, spec: TrainingSpec): TrainingGraph 
     parameters,
     unused,
     updates: parameters.map((p) => p.update),
+    check: { name: CHECK_OUTPUT, node: check.id },
   };
 }
 
@@ -168,5 +183,6 @@ export function remapTraining(training: TrainingGraph, graph: Graph, map: (id: n
       state: p.state.map((s) => ({ ...s, node: at(s.node) })),
     })),
     updates: training.updates.map(at),
+    check: { name: training.check.name, node: at(training.check.node) },
   };
 }

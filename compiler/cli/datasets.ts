@@ -103,9 +103,15 @@ function bf16ToF32(bits: number): number {
   return view.getFloat32(0);
 }
 
-const INTEGER_RANGE: Record<string, [number, number]> = { i32: [-(2 ** 31), 2 ** 31 - 1], u32: [0, 2 ** 32 - 1] };
+const INTEGER_RANGE: Record<string, [number, number]> = { i8: [-128, 127], i32: [-(2 ** 31), 2 ** 31 - 1], u32: [0, 2 ** 32 - 1] };
+const F32_MAX = 3.4028234663852886e38;
 
-/** Checks that `data` (from `source`) can feed `input` sample by sample; errors say what differs. */
+/**
+ * Checks that `data` (from `source`) can feed `input` sample by sample; errors say what
+ * differs. Every value is checked once here, so training never starts on data that would
+ * turn the weights to NaN: integers within the input's index range (class labels below the
+ * class count) or dtype, floats finite in f32 after scaling.
+ */
 export function datasetFor(input: TensorBinding, data: TensorFile, source: string, scale = 1): Dataset {
   const where = `dataset '${input.name}' (${source})`;
   if (input.shape.length === 0) throw new CompileError('input', `input ${describe(input)} is a scalar: it has no batch axis for a dataset to fill`);
@@ -120,14 +126,26 @@ export function datasetFor(input: TensorBinding, data: TensorFile, source: strin
       `${where} has shape ${formatShape(data.shape)}, ${given} values per sample; input ${describe(input)} needs ${perSample} per sample (${formatShape(sampleShape)})`,
     );
   }
+  const values = data.values;
+  const sample = (i: number) => `sample ${Math.floor(i / Math.max(perSample, 1))}${perSample > 1 ? `, value ${i % perSample}` : ''}`;
   const range = INTEGER_RANGE[input.dtype];
   if (range) {
     if (scale !== 1) throw new CompileError('input', `--scale applies to float inputs; input ${describe(input)} takes integers`);
-    const values = data.values;
+    const [min, max] = input.range ? [input.range.min, input.range.max] : range;
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      if (!Number.isInteger(v) || v < range[0] || v > range[1]) {
-        throw new CompileError('input', `${where} holds ${v} (sample ${Math.floor(i / Math.max(perSample, 1))}); input ${describe(input)} takes integers`);
+      if (!Number.isInteger(v)) throw new CompileError('input', `${where} holds ${v} (${sample(i)}); input ${describe(input)} takes integers`);
+      if (v < min || v > max) {
+        const takes = input.range ? `class indices from ${min} to ${max} (the class count of the oneHot it feeds)` : `integers from ${min} to ${max}`;
+        throw new CompileError('input', `${where} holds ${v} (${sample(i)}); input ${describe(input)} takes ${takes}`);
+      }
+    }
+  } else {
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i] * scale;
+      if (!(Math.abs(v) <= F32_MAX)) {
+        const what = Number.isFinite(values[i]) ? `${values[i]}, which --scale ${scale} makes ${v}` : String(values[i]);
+        throw new CompileError('input', `${where} holds ${what} (${sample(i)}); training on it would make the weights NaN: remove or fix that sample`);
       }
     }
   }
@@ -173,7 +191,7 @@ export function shuffledOrder(n: number, random: () => number): Uint32Array {
 /** A typed array of the input's dtype and size to fill with fillBatch. */
 export function batchBuffer(input: TensorBinding): TensorData {
   const n = input.shape.reduce((a, d) => a * d, 1);
-  return input.dtype === 'i32' ? new Int32Array(n) : input.dtype === 'u32' ? new Uint32Array(n) : new Float32Array(n);
+  return input.dtype === 'i32' ? new Int32Array(n) : input.dtype === 'u32' ? new Uint32Array(n) : input.dtype === 'i8' ? new Int8Array(n) : new Float32Array(n);
 }
 
 /**

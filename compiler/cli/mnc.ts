@@ -17,7 +17,7 @@ import { BUILTIN_TARGETS, DEFAULT_TARGETS, parseTargets } from '../target/target
 import { describePlan, formatBytes, kernelSources } from './inspect';
 import { aboutPlan, memoryBudget, PlanFileError, readPlanBytes } from './plan-file';
 import { writeTrace } from './profile';
-import { gatherInputs, makeDirectoryFor, previewTensor, renameOrFail, writeOutputs } from './tensors';
+import { gatherInputs, makeDirectoryFor, nonFiniteWarnings, previewTensor, renameOrFail, writeOutputs } from './tensors';
 import { runWithDawnFiltered, wantsDawnFilter } from './dawn-output';
 import { trainCommand } from './train';
 
@@ -207,6 +207,7 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
         console.log(previewTensor(name, bindings.find((b) => b.name === name), data, width));
       }
     }
+    for (const warning of nonFiniteWarnings(outputs)) console.error(warning);
     if (options.trace) writeTrace(options.trace, session.takeTrace());
   } finally {
     session?.destroy();
@@ -262,11 +263,11 @@ function program(): Command {
     .command('run')
     .description('run a plan once on a WebGPU device (Dawn) and print or write its outputs')
     .argument('<plan.mnplan>', 'plan file')
-    .option('--input <name=file>', 'an input from a .npy (f32 C-order) or .json file (nested or flat array); repeatable', collect, [])
+    .option('--input <name=file>', 'an input from a .npy (any numeric dtype, C order) or .json file (nested or flat array); integer inputs take integers only; repeatable', collect, [])
     .option('--inputs <file.json>', 'a JSON object mapping input names to nested or flat arrays')
-    .option('--random', 'fill inputs given nowhere else with uniform [-1, 1) values')
+    .option('--random', "fill inputs given nowhere else with uniform [-1, 1) values; integer inputs with integers in the plan's index range, else -128..127 (i8) or 0..9")
     .option('--seed <n>', 'seed for --random', '0')
-    .option('--out <file.json|dir>', 'write outputs to a .json file, or one .npy per output into a directory')
+    .option('--out <file.json|dir>', 'write outputs to a .json file (NaN and ±Infinity as the strings "NaN", "Infinity", "-Infinity"), or one .npy per output into a directory')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
     .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the run (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")
     .option('--target <name>', "run this target of the plan instead of the one chosen from the device's adapter")
@@ -290,6 +291,7 @@ function program(): Command {
     .option('--shuffle-seed <n>', 'seed of the per-epoch shuffle', '0')
     .option('--load <state.safetensors>', 'start from parameters (and optimizer state) saved by --save')
     .option('--save <state.safetensors>', 'write parameters and optimizer state after training')
+    .option('--skip-non-finite', 'skip steps whose loss or a gradient is NaN or infinite (the plan applies no update) instead of stopping')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
     .option('--log-every <n>', 'when stdout is not a terminal, print progress every n steps (a terminal gets a progress bar)', '100')
     .option('--trace <trace.json>', "write a Chrome/Perfetto trace of the first steps (GPU time of each dispatch; needs the device's timestamp-query) and print per-kernel times")

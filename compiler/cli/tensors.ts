@@ -1,13 +1,15 @@
 // Tensor data at the command line for `mnc run`: inputs from JSON (nested or flat arrays)
 // and .npy files, seeded random fill for the rest, and outputs back out as a preview, one
-// JSON file or one .npy per output. Every problem is a CompileError('input' | 'io') that
-// names the file and the input.
+// JSON file or one .npy per output. Each input comes out as the typed array of its dtype;
+// integer inputs must hold integers the dtype (and the plan's index range) holds. Every
+// problem is a CompileError('input' | 'io') that names the file and the input.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { TensorBinding } from '../../schemas/manifest';
+import type { TensorData } from '../../runtime/session';
+import type { DType, TensorBinding } from '../../schemas/manifest';
 import { CompileError } from '../ir/errors';
 import { initialValues } from '../ir/init';
-import { readNpy, writeNpy } from './npy';
+import { readNpy, writeNpy, type NpyArray } from './npy';
 
 const count = (shape: readonly number[]) => shape.reduce((n, d) => n * d, 1);
 const formatShape = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -66,8 +68,34 @@ function nestedShape(value: unknown, path = ''): number[] | string {
   return [value.length, ...inner];
 }
 
+const INTEGER_LIMITS: Partial<Record<DType, [number, number]>> = { i8: [-128, 127], i32: [-(2 ** 31), 2 ** 31 - 1], u32: [0, 2 ** 32 - 1] };
+
+/** The values an integer input accepts: the plan's index range, else its dtype's. */
+export function integerRange(binding: TensorBinding): [number, number] | undefined {
+  const limits = INTEGER_LIMITS[binding.dtype];
+  if (!limits) return undefined;
+  return binding.range ? [binding.range.min, binding.range.max] : limits;
+}
+
+/**
+ * `values` as the typed array of the input's dtype. Integer inputs refuse fractions and
+ * values outside integerRange, naming the element; `what` says where the values came from.
+ */
+export function typedInput(values: ArrayLike<number>, binding: TensorBinding, what: string): TensorData {
+  const range = integerRange(binding);
+  if (!range) return values instanceof Float32Array ? values : Float32Array.from(values);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isInteger(v) || v < range[0] || v > range[1]) {
+      const why = binding.range ? `indices from ${range[0]} to ${range[1]} (the class count of the oneHot it feeds)` : `integers from ${range[0]} to ${range[1]}`;
+      throw new CompileError('input', `${what} holds ${v} at element ${i}; ${binding.dtype} input '${binding.name}' takes ${why}`);
+    }
+  }
+  return binding.dtype === 'i8' ? Int8Array.from(values) : binding.dtype === 'i32' ? Int32Array.from(values) : Uint32Array.from(values);
+}
+
 /** One input's values from a JSON value: a flat array of its element count, or nested to its exact shape. */
-export function tensorFromJson(value: unknown, binding: TensorBinding, source: string): Float32Array {
+export function tensorFromJson(value: unknown, binding: TensorBinding, source: string): TensorData {
   const shape = nestedShape(value);
   const where = `input '${binding.name}' (from ${source})`;
   if (typeof shape === 'string') throw new CompileError('input', `${where}: ${shape}`);
@@ -78,14 +106,14 @@ export function tensorFromJson(value: unknown, binding: TensorBinding, source: s
   } else if (shape.join() !== binding.shape.join()) {
     throw new CompileError('input', `${where} has shape ${formatShape(shape)}; the plan expects ${formatShape(binding.shape)}`);
   }
-  return Float32Array.from(Array.isArray(value) ? (value.flat(Infinity) as number[]) : [value as number]);
+  return typedInput(Array.isArray(value) ? (value.flat(Infinity) as number[]) : [value as number], binding, where);
 }
 
-/** One input from a .npy (exact shape) or .json file. */
-export function readTensorFile(file: string, binding: TensorBinding): Float32Array {
+/** One input from a .npy (exact shape; any numeric dtype whose values the input holds) or .json file. */
+export function readTensorFile(file: string, binding: TensorBinding): TensorData {
   const bytes = readFileOrFail(file, `input file for '${binding.name}'`);
   if (file.endsWith('.npy')) {
-    let array;
+    let array: NpyArray;
     try {
       array = readNpy(bytes);
     } catch (error) {
@@ -94,7 +122,10 @@ export function readTensorFile(file: string, binding: TensorBinding): Float32Arr
     if (array.shape.join() !== binding.shape.join()) {
       throw new CompileError('input', `input '${binding.name}' (from ${file}) has shape ${formatShape(array.shape)}; the plan expects ${formatShape(binding.shape)}`);
     }
-    return array.data;
+    if (integerRange(binding) && !array.integer) {
+      throw new CompileError('input', `input '${binding.name}' (from ${file}) is ${array.dtype}; the plan's input is ${binding.dtype}: save it with an integer dtype (e.g. np.${binding.dtype === 'i8' ? 'int8' : binding.dtype === 'u32' ? 'uint32' : 'int32'})`);
+    }
+    return typedInput(array.data, binding, `input '${binding.name}' (from ${file}, ${array.dtype})`);
   }
   return tensorFromJson(parseJson(bytes, file), binding, file);
 }
@@ -118,7 +149,7 @@ export interface InputSources {
 }
 
 /** Every input of the plan, from the sources in order of precedence: --input, --inputs, --random. */
-export function gatherInputs(bindings: readonly TensorBinding[], sources: InputSources): Record<string, Float32Array> {
+export function gatherInputs(bindings: readonly TensorBinding[], sources: InputSources): Record<string, TensorData> {
   const byName = new Map(bindings.map((b) => [b.name, b]));
   const known = () => bindings.map((b) => `'${b.name}' ${b.dtype}${formatShape(b.shape)}`).join(', ') || 'none';
   const lookup = (name: string, from: string): TensorBinding => {
@@ -126,7 +157,7 @@ export function gatherInputs(bindings: readonly TensorBinding[], sources: InputS
     if (!binding) throw new CompileError('input', `the plan has no input '${name}' (given by ${from}); its inputs are ${known()}`);
     return binding;
   };
-  const values: Record<string, Float32Array> = {};
+  const values: Record<string, TensorData> = {};
 
   for (const pair of sources.files) {
     const eq = pair.indexOf('=');
@@ -149,8 +180,17 @@ export function gatherInputs(bindings: readonly TensorBinding[], sources: InputS
     const list = missing.map((b) => `'${b.name}' ${b.dtype}${formatShape(b.shape)}`).join(', ');
     throw new CompileError('input', `no value for input${missing.length > 1 ? 's' : ''} ${list}; give --input NAME=FILE, --inputs FILE.json, or --random`);
   }
-  for (const b of missing) values[b.name] = initialValues({ uniform: [-1, 1] }, b.shape, b.name, sources.seed);
+  for (const b of missing) values[b.name] = randomInput(b, sources.seed);
   return values;
+}
+
+/** Uniform [-1, 1) for float inputs; uniform integers for integer ones: the index range, else -128..127 (i8) or 0..9. */
+function randomInput(binding: TensorBinding, seed: number): TensorData {
+  const range = integerRange(binding);
+  if (!range) return initialValues({ uniform: [-1, 1] }, binding.shape, binding.name, seed);
+  const uniform = initialValues({ uniform: [0, 1] }, binding.shape, binding.name, seed);
+  const [lo, hi] = binding.range || binding.dtype === 'i8' ? range : [0, 9];
+  return typedInput(Array.from(uniform, (u) => Math.min(hi, lo + Math.floor(u * (hi - lo + 1)))), binding, '--random');
 }
 
 // --- outputs --------------------------------------------------------------------------------
@@ -179,7 +219,8 @@ export function previewTensor(name: string, binding: TensorBinding | undefined, 
 }
 
 function nest(data: Float32Array, shape: readonly number[]): unknown {
-  const clean = (v: number) => (Number.isFinite(v) ? v : null); // JSON has no NaN/Infinity
+  // JSON has no NaN or Infinity: they become the strings JavaScript's Number() reads back
+  const clean = (v: number) => (Number.isFinite(v) ? v : String(v));
   if (shape.length === 0) return clean(data[0]);
   const build = (offset: number, axis: number): unknown[] => {
     const n = shape[axis];
@@ -190,7 +231,33 @@ function nest(data: Float32Array, shape: readonly number[]): unknown {
   return build(0, 0);
 }
 
-/** Writes outputs to `out`: one JSON object of nested arrays (a .json path) or one .npy per output (a directory). */
+/** One warning per output holding NaN or ±Infinity, with the counts (a model that diverged must not look fine). */
+export function nonFiniteWarnings(outputs: Record<string, Float32Array>): string[] {
+  const warnings: string[] = [];
+  for (const [name, data] of Object.entries(outputs)) {
+    let nan = 0;
+    let inf = 0;
+    let negInf = 0;
+    let first = -1;
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i];
+      if (Number.isFinite(v)) continue;
+      if (first < 0) first = i;
+      if (Number.isNaN(v)) nan++;
+      else if (v > 0) inf++;
+      else negInf++;
+    }
+    if (first < 0) continue;
+    const counts = [nan && `${nan} NaN`, inf && `${inf} Infinity`, negInf && `${negInf} -Infinity`].filter(Boolean).join(', ');
+    warnings.push(`warning: output '${name}' holds ${counts} among its ${data.length} values (the first at element ${first})`);
+  }
+  return warnings;
+}
+
+/**
+ * Writes outputs to `out`: one JSON object of nested arrays (a .json path; NaN and ±Infinity
+ * as the strings "NaN", "Infinity", "-Infinity") or one .npy per output (a directory).
+ */
 export function writeOutputs(out: string, outputs: Record<string, Float32Array>, bindings: readonly TensorBinding[]): string[] {
   const shapeOf = (name: string, data: Float32Array) => bindings.find((b) => b.name === name)?.shape ?? [data.length];
   if (out.endsWith('.json')) {

@@ -2,7 +2,7 @@
 // and every dataset against the training step's inputs before a device is opened, then runs
 // epochs of shuffled batches through TrainingSession.step, showing progress as it goes.
 import { Presets, SingleBar } from 'cli-progress';
-import { loadTrainingPlan, PlanError, readBundle, requestNodeDevice, type NodeBackend, type NodeGPU, type TensorData, type TrainingSession } from '../../runtime';
+import { isPlanError, loadTrainingPlan, PlanError, readBundle, requestNodeDevice, type NodeBackend, type NodeGPU, type TensorData, type TrainingSession } from '../../runtime';
 import type { TensorBinding } from '../../schemas/manifest';
 import { CompileError } from '../ir/errors';
 import { uniformStream } from '../ir/init';
@@ -23,6 +23,8 @@ export interface TrainOptions {
   shuffleSeed: string;
   load?: string;
   save?: string;
+  /** skip steps whose loss or a gradient is not finite instead of stopping */
+  skipNonFinite?: boolean;
   backend?: NodeBackend;
   logEvery: string;
   /** write a Chrome/Perfetto trace of the first `traceSteps` steps here */
@@ -99,8 +101,10 @@ interface StepReport {
   /** steps taken in this epoch, and the epoch's length */
   step: number;
   steps: number;
-  /** mean loss of this epoch's steps so far */
+  /** mean loss of this epoch's steps so far, skipped ones left out */
   meanLoss: number;
+  /** steps of this epoch skipped so far (--skip-non-finite) */
+  skipped: number;
   samplesPerSecond: number;
 }
 
@@ -116,12 +120,13 @@ interface Progress {
   abort(): void;
 }
 
-const lossText = (loss: number) => loss.toFixed(4);
+// NaN only when every step so far was skipped
+const lossText = (loss: number) => (Number.isNaN(loss) ? '-' : loss.toFixed(4));
 const seconds = (s: number) => `${s.toFixed(s < 10 ? 2 : 1)} s`;
 const rateText = (rate: number) => rate.toFixed(0);
 
 function epochLine(epochs: number, r: EpochReport): string {
-  return `epoch ${r.epoch}/${epochs}: loss ${lossText(r.meanLoss)} (mean of ${r.step} steps), ${rateText(r.samplesPerSecond)} samples/s, ${seconds(r.seconds)}`;
+  return `epoch ${r.epoch}/${epochs}: loss ${lossText(r.meanLoss)} (mean of ${r.step - r.skipped} steps${r.skipped ? `, ${r.skipped} skipped` : ''}), ${rateText(r.samplesPerSecond)} samples/s, ${seconds(r.seconds)}`;
 }
 
 /** A cli-progress bar per epoch, replaced by the epoch's line when it ends; for terminals. */
@@ -216,7 +221,8 @@ export async function trainCommand(file: string, options: TrainOptions): Promise
     if (traceSteps !== undefined) console.log(`tracing the first ${Math.min(traceSteps, totalSteps)} steps (one compute pass per dispatch: slower steps)`);
 
     const progress = process.stdout.isTTY ? barProgress(epochsToRun, process.stdout) : lineProgress(epochsToRun, logEvery, (line) => console.log(line));
-    const result = await runEpochs(session, datasets, { batch, perEpoch, totalSteps, seed, traceSteps }, progress);
+    const result = await runEpochs(session, datasets, { batch, perEpoch, totalSteps, seed, traceSteps, skipNonFinite: options.skipNonFinite ?? false }, progress);
+    if (session.skippedSteps > 0) console.log(`skipped ${session.skippedSteps} step${session.skippedSteps > 1 ? 's' : ''} whose loss or gradients were not finite (no update applied)`);
     console.log(
       `trained ${result.steps} steps of ${batch} samples in ${result.epochs} epoch${result.epochs > 1 ? 's' : ''}: ` +
         `final loss ${lossText(result.lastEpochLoss)} (mean over the last epoch), ${seconds(result.seconds)}, ${rateText((result.steps * batch) / result.seconds)} samples/s`,
@@ -247,6 +253,7 @@ interface Schedule {
   seed: number;
   /** tracing is turned off after this many steps */
   traceSteps?: number;
+  skipNonFinite: boolean;
 }
 
 /** The training loop: shuffled epochs of full batches, stopping after `totalSteps`. */
@@ -265,6 +272,7 @@ async function runEpochs(session: TrainingSession, datasets: Dataset[], schedule
       const steps = Math.min(schedule.perEpoch, schedule.totalSteps - taken);
       const epochStart = performance.now();
       let sum = 0;
+      let counted = 0;
       progress.startEpoch(epoch, steps);
       for (let step = 1; step <= steps; step++) {
         const batch: Record<string, TensorData> = {};
@@ -272,19 +280,30 @@ async function runEpochs(session: TrainingSession, datasets: Dataset[], schedule
           fillBatch(d, order, (step - 1) * schedule.batch, buffers[i]);
           batch[d.input.name] = buffers[i];
         });
-        const loss = await session.step(batch);
+        const skippedBefore = session.skippedSteps;
+        let loss: number;
+        try {
+          loss = await session.step(batch, { skipNonFinite: schedule.skipNonFinite });
+        } catch (error) {
+          if (!(isPlanError(error) && error.kind === 'non-finite')) throw error;
+          throw new CompileError('input', `step ${taken + 1} (epoch ${epoch}): ${error.message}; training stopped: try a smaller --lr, check the data (--scale), or pass --skip-non-finite`);
+        }
         taken++;
         if (taken === schedule.traceSteps) session.tracing = false;
-        if (!Number.isFinite(loss)) {
-          throw new CompileError('input', `the loss became ${loss} at step ${taken} (epoch ${epoch}); training stopped: try a smaller --lr or check the data (--scale)`);
+        if (session.skippedSteps === skippedBefore) {
+          // a plan without a step check (compiled before it existed) applied this update regardless
+          if (!Number.isFinite(loss)) {
+            throw new CompileError('input', `the loss became ${loss} at step ${taken} (epoch ${epoch}); training stopped: try a smaller --lr or check the data (--scale)`);
+          }
+          sum += loss;
+          counted++;
         }
-        sum += loss;
         const seconds = (performance.now() - epochStart) / 1000;
-        progress.step({ epoch, step, steps, meanLoss: sum / step, samplesPerSecond: (step * schedule.batch) / seconds });
+        progress.step({ epoch, step, steps, meanLoss: sum / counted, skipped: step - counted, samplesPerSecond: (step * schedule.batch) / seconds });
       }
       const seconds = (performance.now() - epochStart) / 1000;
-      lastEpochLoss = sum / steps;
-      progress.endEpoch({ epoch, step: steps, steps, meanLoss: lastEpochLoss, samplesPerSecond: (steps * schedule.batch) / seconds, seconds });
+      lastEpochLoss = sum / counted;
+      progress.endEpoch({ epoch, step: steps, steps, meanLoss: lastEpochLoss, skipped: steps - counted, samplesPerSecond: (steps * schedule.batch) / seconds, seconds });
     }
   } catch (error) {
     progress.abort();

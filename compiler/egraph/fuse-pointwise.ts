@@ -21,6 +21,14 @@ function scalarValue(node: Node): number | undefined {
   return attrsOf(node, 'constant').values[0];
 }
 
+/**
+ * Most operands one fused kernel reads: with its output that is 8 storage bindings, what
+ * every WebGPU device offers (maxStorageBuffersPerShaderStage). A longer chain of ops with
+ * distinct inputs (a training step's check adds one value per parameter) becomes several
+ * kernels instead of one that no device with default limits could load.
+ */
+export const MAX_FUSED_OPERANDS = 7;
+
 export function fusePointwise(graph: Graph, roots: readonly number[]): FusionResult {
   const consumers = new Map<number, number>();
   for (const node of graph.nodes) for (const i of new Set(node.inputs)) consumers.set(i, (consumers.get(i) ?? 0) + 1);
@@ -29,14 +37,25 @@ export function fusePointwise(graph: Graph, roots: readonly number[]): FusionRes
 
   // group[id] = the consumer whose kernel computes node id (itself when it is a group's root)
   const group = new Map<number, number>();
+  // per root, the values its group reads from outside (an upper bound: literals are inlined later)
+  const reads = new Map<number, Set<number>>();
   for (let id = graph.nodes.length - 1; id >= 0; id--) {
     const node = graph.nodes[id];
     if (!chainable(node)) continue;
     const root = group.get(id) ?? id;
     group.set(id, root);
+    if (root === id) reads.set(id, new Set(node.inputs));
+    const outside = reads.get(root)!;
     for (const input of node.inputs) {
       const producer = graph.nodes[input];
-      if (chainable(producer) && consumers.get(input) === 1 && !kept.has(input)) group.set(input, root);
+      if (!chainable(producer) || consumers.get(input) !== 1 || kept.has(input)) continue;
+      const joined = new Set(outside);
+      joined.delete(input);
+      for (const i of producer.inputs) joined.add(i);
+      if (joined.size > MAX_FUSED_OPERANDS) continue;
+      group.set(input, root);
+      outside.clear();
+      for (const i of joined) outside.add(i);
     }
   }
 

@@ -245,8 +245,9 @@ export class Graph {
   // --- losses (composed of the ops above, so autodiff needs no rule of their own) ------
 
   /**
-   * Mean cross-entropy of logits [.., C]: against integer labels [..] (i32; labels outside
-   * [0, C) count as zero loss) or against target distributions [.., C] (f32, e.g. one-hot).
+   * Mean cross-entropy of logits [.., C]: against integer labels [..] (i32; the op counts labels
+   * outside [0, C) as zero loss, but a plan whose input labels feed it records [0, C) and
+   * runtimes refuse the rest, as torch does) or against target distributions [.., C] (f32).
    */
   crossEntropy(logits: Tensor, targets: Tensor): Tensor {
     const classes = logits.shape[logits.shape.length - 1];
@@ -358,11 +359,12 @@ export class Graph {
 
   // --- optimizer steps (recorded by the training stage) -------------------------------
 
-  sgdUpdate(p: Tensor, grad: Tensor, velocity: Tensor, hyper: Tensor): Tensor {
-    return this.op('sgdUpdate', [p, grad, velocity, hyper], {});
+  /** `check`: one value; when it is not finite the update changes nothing (a skipped step). */
+  sgdUpdate(p: Tensor, grad: Tensor, velocity: Tensor, hyper: Tensor, check: Tensor): Tensor {
+    return this.op('sgdUpdate', [p, grad, velocity, hyper, check], {});
   }
-  adamUpdate(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: Tensor, options: { decoupled: boolean }): Tensor {
-    return this.op('adamUpdate', [p, grad, m, v, hyper], { decoupled: options.decoupled });
+  adamUpdate(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: Tensor, check: Tensor, options: { decoupled: boolean }): Tensor {
+    return this.op('adamUpdate', [p, grad, m, v, hyper, check], { decoupled: options.decoupled });
   }
 
   // --- outputs ------------------------------------------------------------------------

@@ -599,7 +599,9 @@ const KEEP = { keepDims: true };
 /** Shape rule of an optimizer update: state operands match the parameter; the last is the hyper vector. */
 function inferUpdate(inputs: readonly TensorType[]): TensorType {
   const [p, ...rest] = inputs;
+  const check = rest.pop()!;
   const hyper = rest.pop()!;
+  if (elementCount(check.shape) !== 1) throw new ShapeRuleError(`the step check must be one value; got shape ${formatShape(check.shape)}`);
   for (const [k, t] of rest.entries()) {
     if (!sameShape(t.shape, p.shape)) throw new ShapeRuleError(`operand ${k + 2} has shape ${formatShape(t.shape)}; the parameter has ${formatShape(p.shape)}`);
   }
@@ -610,6 +612,8 @@ function inferUpdate(inputs: readonly TensorType[]): TensorType {
 }
 
 const hyperOf = (h: RefTensor) => (field: HyperField) => h.data[hyperIndex(field)];
+/** An update whose step check (loss + gradient sums, see autodiff/train.ts) is not finite changes nothing. */
+const skipped = (check: RefTensor) => !Number.isFinite(check.data[0]);
 
 // GELU's derivative: Φ(x) + x·φ(x) exactly, or the derivative of the tanh form.
 const GELU_TANH_C = Math.sqrt(2 / Math.PI);
@@ -1423,12 +1427,15 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   } satisfies OpDef<AttentionAttrs>,
 
   // Optimizer steps: one kernel per parameter updates it and its state in place (as
-  // PyTorch's fused optimizers do). The last operand is the hyper-parameter vector.
+  // PyTorch's fused optimizers do). The last two operands are the hyper-parameter vector and
+  // the step check: one value, non-finite when the loss or any gradient is, which makes the
+  // update change nothing (the step is skipped, as torch.amp.GradScaler skips one).
   sgdUpdate: {
-    arity: 4,
-    summary: 'SGD step in place: v = momentum·v + (g + weightDecay·p); p -= lr·v',
+    arity: 5,
+    summary: 'SGD step in place: v = momentum·v + (g + weightDecay·p); p -= lr·v; none if the check is not finite',
     infer: inferUpdate,
-    evaluate: ([p, grad, v, h]) => {
+    evaluate: ([p, grad, v, h, check]) => {
+      if (skipped(check)) return p.data;
       const hyper = hyperOf(h);
       const [lr, wd, momentum] = [hyper('lr'), hyper('weightDecay'), hyper('momentum')];
       for (let i = 0; i < p.data.length; i++) {
@@ -1446,10 +1453,11 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     writes: [0, 2],
   } satisfies OpDef<NoAttrs>,
   adamUpdate: {
-    arity: 5,
-    summary: 'Adam (or AdamW, decoupled weight decay) step in place on p and its moments m, v',
+    arity: 6,
+    summary: 'Adam (or AdamW, decoupled weight decay) step in place on p and its moments m, v; none if the check is not finite',
     infer: inferUpdate,
-    evaluate: ([p, grad, m, v, h], attrs) => {
+    evaluate: ([p, grad, m, v, h, check], attrs) => {
+      if (skipped(check)) return p.data;
       const hyper = hyperOf(h);
       const [lr, b1, b2, eps, wd] = [hyper('lr'), hyper('beta1'), hyper('beta2'), hyper('eps'), hyper('weightDecay')];
       const [bc1, bc2] = [hyper('biasCorrection1'), hyper('biasCorrection2')];

@@ -29,7 +29,7 @@ export function planEntries(graph: Graph, training?: TrainingGraph): PlanEntry[]
   const entries: PlanEntry[] = [];
   const inference = graph.outputs.filter((o) => o.name !== training.loss.name);
   if (inference.length > 0) entries.push({ name: 'run', outputs: inference, effects: [] });
-  entries.push({ name: TRAIN_ENTRY, outputs: [training.loss], effects: training.updates });
+  entries.push({ name: TRAIN_ENTRY, outputs: [training.loss, training.check], effects: training.updates });
   return entries;
 }
 
@@ -52,6 +52,8 @@ export interface PlanInput {
   parameters: ReadonlyMap<string, Float32Array | WeightSource>;
   /** false: every intermediate keeps its own buffer (for comparisons and debugging); default true */
   arena?: boolean;
+  /** index ranges of integer inputs (input-ranges.ts), found on the graph before optimization */
+  inputRanges?: ReadonlyMap<string, { min: number; max: number }>;
 }
 
 const encoder = new TextEncoder();
@@ -66,7 +68,7 @@ export function manifestHead(graph: Graph, nagaVersion: string, source: string |
   };
 }
 
-export function planTarget({ target, graph, entries, training, lowered, validated, parameters, arena = true }: PlanInput, store: SectionStore): TargetPlan {
+export function planTarget({ target, graph, entries, training, lowered, validated, parameters, arena = true, inputRanges }: PlanInput, store: SectionStore): TargetPlan {
   const outputNodes = new Set(entries.flatMap((e) => e.outputs.map((o) => lowered.storage[o.node])));
   const computed = new Set(lowered.steps.filter((s) => s.operands.at(-1) === s.node).map((s) => s.node));
   const live = entryLiveNodes(graph, entries);
@@ -151,7 +153,12 @@ export function planTarget({ target, graph, entries, training, lowered, validate
         workgroups: step.workgroups,
         node: step.label,
       }));
-    const inputs = graph.nodes.filter((n) => n.op === 'input' && needed.has(n.id)).map((n) => binding(n.name, n.id));
+    const inputs = graph.nodes
+      .filter((n) => n.op === 'input' && needed.has(n.id))
+      .map((n) => {
+        const range = inputRanges?.get(n.name);
+        return range ? { ...binding(n.name, n.id), range: { ...range } } : binding(n.name, n.id);
+      });
     entryPoints[entry.name] = { inputs, outputs: entry.outputs.map((o) => binding(o.name, o.node)), dispatches };
   }
 
@@ -228,6 +235,7 @@ function trainingDesc(graph: Graph, training: TrainingGraph, bufferOf: (node: nu
   return {
     entry: TRAIN_ENTRY,
     loss: training.loss.name,
+    check: training.check.name,
     optimizer: training.optimizer,
     hyper: {
       input: training.hyper.name,
