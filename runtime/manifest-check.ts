@@ -322,7 +322,7 @@ function checkRange(raw: unknown, dtype: DType, path: string): void {
   if (!limits) fail(path, `is given for a ${dtype} tensor; only integer tensors have a range`);
   for (const key of ['min', 'max'] as const) {
     const v = r[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < limits[0] || v > limits[1]) fail(`${path}.${key}`, `must be an integer ${dtype} holds; got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < limits[0] || v > limits[1]) fail(`${path}.${key}`, `must be an integer ${dtype} holds; got ${JSON.stringify(v)}`);
   }
   if ((r.min as number) > (r.max as number)) fail(path, `has min ${String(r.min)} above max ${String(r.max)}`);
 }

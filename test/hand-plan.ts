@@ -158,11 +158,14 @@ export function withManifest(bytes: Uint8Array, edit: (m: Manifest) => void, tex
   const header = new DataView(bytes.buffer, bytes.byteOffset, MNPLAN_HEADER_BYTES);
   const manifest = JSON.parse(new TextDecoder().decode(bytes.subarray(MNPLAN_HEADER_BYTES, MNPLAN_HEADER_BYTES + header.getUint32(16, true))));
   edit(manifest);
-  const data = bytes.subarray(header.getUint32(20, true));
-  const json = new TextEncoder().encode(text(JSON.stringify(manifest)));
+  return reassemble(bytes, new TextEncoder().encode(text(JSON.stringify(manifest))), bytes.subarray(header.getUint32(20, true)));
+}
+
+/** A bundle of `json` as its manifest and `data` as its data area, with `model`'s header fields and the header's lengths, offsets and manifest SHA-256 made right. */
+export function reassemble(model: Uint8Array, json: Uint8Array, data: Uint8Array): Uint8Array {
   const dataOffset = Math.ceil((MNPLAN_HEADER_BYTES + json.length) / MNPLAN_SECTION_ALIGNMENT) * MNPLAN_SECTION_ALIGNMENT;
   const out = new Uint8Array(dataOffset + data.length);
-  out.set(bytes.subarray(0, MNPLAN_HEADER_BYTES));
+  out.set(model.subarray(0, MNPLAN_HEADER_BYTES));
   const view = new DataView(out.buffer);
   view.setUint32(16, json.length, true);
   view.setUint32(20, dataOffset, true);

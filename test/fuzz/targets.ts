@@ -12,8 +12,8 @@ import { isPlanError } from '../../runtime/errors';
 import { decodeSafetensors, encodeSafetensors } from '../../runtime/safetensors';
 import { checkMemoryBudget } from '../../runtime/memory-budget';
 import { targetManifest, targetsOf } from '../../runtime/targets';
-import { MNPLAN_HEADER_BYTES, MNPLAN_SECTION_ALIGNMENT, type Manifest } from '../../schemas/manifest';
-import { handPlan } from '../hand-plan';
+import { MNPLAN_HEADER_BYTES, type Manifest } from '../../schemas/manifest';
+import { handPlan, reassemble } from '../hand-plan';
 import type { FuzzTarget } from './fuzz';
 import { INHERITED_NAMES, stringifyJson, type JsonMutator, type Mutated } from './mutate';
 
@@ -61,18 +61,7 @@ function joinBundle(seed: Uint8Array, manifest: unknown, data: Uint8Array): Uint
       }
     }
   }
-  const json = new TextEncoder().encode(stringifyJson(manifest));
-  const dataOffset = Math.ceil((MNPLAN_HEADER_BYTES + json.length) / MNPLAN_SECTION_ALIGNMENT) * MNPLAN_SECTION_ALIGNMENT;
-  const out = new Uint8Array(dataOffset + data.length);
-  out.set(seed.subarray(0, MNPLAN_HEADER_BYTES));
-  const view = new DataView(out.buffer);
-  view.setUint32(16, json.length, true);
-  view.setUint32(20, dataOffset, true);
-  view.setBigUint64(24, BigInt(out.length), true);
-  out.set(createHash('sha256').update(json).digest(), 32);
-  out.set(json, MNPLAN_HEADER_BYTES);
-  out.set(data, dataOffset);
-  return out;
+  return reassemble(seed, new TextEncoder().encode(stringifyJson(manifest)), data);
 }
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
