@@ -136,6 +136,19 @@ const CASES: GradCase[] = [
   unaryCase('log', 'log', [3, 5], { range: [0.3, 3] }, (g, x) => g.log(x)),
   unaryCase('neg', 'neg', [3, 5], {}, (g, x) => g.neg(x)),
   unaryCase('sqrt', 'sqrt', [3, 5], { range: [0.3, 4] }, (g, x) => g.sqrt(x)),
+  unaryCase('erf', 'erf', [3, 5], { range: [-2, 2] }, (g, x) => g.erf(x)),
+  unaryCase('sin', 'sin', [3, 5], { range: [-3, 3] }, (g, x) => g.sin(x)),
+  unaryCase('cos', 'cos', [3, 5], { range: [-3, 3] }, (g, x) => g.cos(x)),
+  { label: 'pow [3, 5] ^ [5]', op: 'pow', build: ({ g, p }) => g.pow(p('a', [3, 5], { range: [0.5, 2] }), p('b', [5], { range: [-2, 2] })) },
+  {
+    label: 'where(x > 0, a, b) [3, 5], b [5]',
+    op: 'where',
+    build: ({ g, p }) => g.where(g.greater(g.constant(Float32Array.from({ length: 15 }, (_, i) => (i % 3) - 1), [3, 5]), 0), p('a', [3, 5]), p('b', [5])),
+  },
+  // less, greater and isNaN are piecewise constant: their parameter gets a zero gradient
+  { label: 'less: x · (x < m)', op: 'less', build: ({ g, p }) => { const x = p('x', [3, 5]); return g.mul(x, g.less(x, p('m', [5]))); }, noGradient: ['m'] },
+  { label: 'greater: x · (x > m)', op: 'greater', build: ({ g, p }) => { const x = p('x', [3, 5]); return g.mul(x, g.greater(x, p('m', [5]))); }, noGradient: ['m'] },
+  { label: 'isNaN: x · (1 - isNaN(m))', op: 'isNaN', build: ({ g, p }) => { const x = p('x', [3, 5]); return g.mul(x, g.sub(1, g.isNaN(p('m', [3, 5])))); }, noGradient: ['m'] },
 
   // equal is piecewise constant: x·[x == rowmax(x)] has gradient mask·dy and nothing through
   // the mask, and m, which only feeds equal, gets none at all (finite differences agree: 0)

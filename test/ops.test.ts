@@ -107,6 +107,22 @@ const cases: Record<OpName, OpCase[]> = {
   log: unary('log', (g, x) => g.log(x), [0.05, 10]),
   neg: unary('neg', (g, x) => g.neg(x)),
   sqrt: unary('sqrt', (g, x) => g.sqrt(x), [0, 10]),
+  erf: unary('erf', (g, x) => g.erf(x), [-4, 4]),
+  sin: unary('sin', (g, x) => g.sin(x), [-10, 10]),
+  cos: unary('cos', (g, x) => g.cos(x), [-10, 10]),
+  isNaN: [
+    { label: 'isNaN of log of values around 0', inputs: { a: { shape: [7, 13], range: [-1, 1] } }, build: (g, x) => g.isNaN(g.log(x.a)) },
+    { label: 'isNaN of finite values', inputs: { a: { shape: [1000] } }, build: (g, x) => g.isNaN(x.a) },
+  ],
+  pow: [
+    ...broadcastPairs.map(([sa, sb]) => ({
+      label: `pow ${JSON.stringify(sa)} ${JSON.stringify(sb)}`,
+      inputs: { a: { shape: sa, range: [0.1, 3] as [number, number] }, b: { shape: sb } },
+      build: (g: Graph, x: Record<string, Tensor>) => g.pow(x.a, x.b),
+      rtol: 1e-5,
+    })),
+    { label: 'pow of negative bases by integers', inputs: { a: { shape: [6], values: [-2, -1.5, -3, 0, 2, -0.5] } }, build: (g, x) => g.pow(x.a, g.constant([3, 2, -1, 2, 0, 4], [6])), rtol: 1e-5 },
+  ],
   reluBackward: backward('reluBackward', (g, dy, x) => g.reluBackward(dy, x)),
   sigmoidBackward: backward('sigmoidBackward', (g, dy, y) => g.sigmoidBackward(dy, y), [0, 1]),
   tanhBackward: backward('tanhBackward', (g, dy, y) => g.tanhBackward(dy, y), [-1, 1]),
@@ -122,6 +138,15 @@ const cases: Record<OpName, OpCase[]> = {
       build: (g, x) => g.equal(x.a, g.max(x.a, 1, { keepDims: true })),
     },
     { label: 'equal with repeated values', inputs: { a: { shape: [6], values: [1, 2, 2, 3, 2, 0] } }, build: (g, x) => g.equal(x.a, 2) },
+  ],
+  less: [{ label: 'less [5, 4] vs [4]', inputs: { a: { shape: [5, 4] }, b: { shape: [4] } }, build: (g, x) => g.less(x.a, x.b) }],
+  greater: [{ label: 'greater [5, 4] vs [5, 1]', inputs: { a: { shape: [5, 4] }, b: { shape: [5, 1] } }, build: (g, x) => g.greater(x.a, x.b) }],
+  where: [
+    {
+      label: 'where(a > 0, b, -inf-like mask) [3, 1, 5] [2, 1] []',
+      inputs: { a: { shape: [3, 1, 5] }, b: { shape: [2, 1] } },
+      build: (g, x) => g.where(g.greater(x.a, 0), x.b, -3.4e38),
+    },
   ],
   stopGradient: [{ label: 'stopGradient then exp', inputs: { a: { shape: [3, 4] } }, build: (g, x) => g.exp(g.stopGradient(x.a)) }],
   broadcast: [

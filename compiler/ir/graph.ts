@@ -174,6 +174,35 @@ export class Graph {
   equal(a: TensorLike, b: TensorLike): Tensor {
     return this.binary('equal', a, b);
   }
+  /** 1 where a < b, else 0 (no gradient). */
+  less(a: TensorLike, b: TensorLike): Tensor {
+    return this.binary('less', a, b);
+  }
+  /** 1 where a > b, else 0 (no gradient). */
+  greater(a: TensorLike, b: TensorLike): Tensor {
+    return this.binary('greater', a, b);
+  }
+  /** a where cond ≠ 0, else b (cond f32 0/1), with broadcasting. */
+  where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
+    const lift = (v: TensorLike) => (typeof v === 'number' ? this.constant(v) : v);
+    return this.op('where', [cond, lift(a), lift(b)], {});
+  }
+  pow(a: TensorLike, b: TensorLike): Tensor {
+    return this.binary('pow', a, b);
+  }
+  erf(x: Tensor): Tensor {
+    return this.op('erf', [x], {});
+  }
+  sin(x: Tensor): Tensor {
+    return this.op('sin', [x], {});
+  }
+  cos(x: Tensor): Tensor {
+    return this.op('cos', [x], {});
+  }
+  /** 1 where x is NaN, else 0 (no gradient). */
+  isNaN(x: Tensor): Tensor {
+    return this.op('isNaN', [x], {});
+  }
   /** x itself, but gradients stop here. */
   stopGradient(x: Tensor): Tensor {
     return this.op('stopGradient', [x], {});
@@ -411,7 +440,7 @@ export class Graph {
 
   // --- recording ----------------------------------------------------------------------
 
-  private binary(op: 'add' | 'sub' | 'mul' | 'div' | 'equal', a: TensorLike, b: TensorLike): Tensor {
+  private binary(op: 'add' | 'sub' | 'mul' | 'div' | 'equal' | 'less' | 'greater' | 'pow', a: TensorLike, b: TensorLike): Tensor {
     const lift = (v: TensorLike) => (typeof v === 'number' ? this.constant(v) : v);
     return this.op(op, [lift(a), lift(b)], {});
   }

@@ -933,6 +933,35 @@ export const OPS = {
   log: unary('natural logarithm', Math.log, (x) => `log(${x})`, ({ g, inputs: [x], dy }) => [g.div(dy, x)], { term: plainTerm('Log') }),
   neg: unary('-x', (x) => -x, (x) => `(-${x})`, ({ g, dy }) => [g.neg(dy)], { term: plainTerm('Neg') }),
   sqrt: unary('square root', Math.sqrt, (x) => `sqrt(${x})`, ({ g, output, dy }) => [g.div(g.mul(dy, 0.5), output)], { term: plainTerm('Sqrt') }),
+  erf: unary('the error function', erf, (x) => `mn_erf(${x})`, ({ g, inputs: [x], dy }) => [g.mul(dy, g.mul(g.exp(g.neg(g.mul(x, x))), 2 / Math.sqrt(Math.PI)))], {
+    helpers: [WGSL_ERF],
+  }),
+  sin: unary('sine', Math.sin, (x) => `sin(${x})`, ({ g, inputs: [x], dy }) => [g.mul(dy, g.cos(x))]),
+  cos: unary('cosine', Math.cos, (x) => `cos(${x})`, ({ g, inputs: [x], dy }) => [g.neg(g.mul(dy, g.sin(x)))]),
+  // NaN compares unequal to itself only where the backend keeps IEEE semantics: test the bits
+  isNaN: unary('1 where x is NaN, else 0', (x) => (Number.isNaN(x) ? 1 : 0), (x) => `select(0.0, 1.0, (bitcast<u32>(${x}) & 0x7fffffffu) > 0x7f800000u)`, () => [undefined]),
+  // WGSL's pow is exp2(b·log2(a)), NaN for a < 0: integer exponents take |a| and the sign
+  pow: binary(
+    'a^b with broadcasting (negative a with integer b as well)',
+    (a, b) => Math.pow(a, b),
+    (a, b) => `mn_pow(${a}, ${b})`,
+    ({ g, inputs: [a, b], output, dy }) => [
+      g.sumTo(g.mul(dy, g.mul(b, g.pow(a, g.sub(b, 1)))), a.shape),
+      g.sumTo(g.mul(dy, g.mul(output, g.log(a))), b.shape),
+    ],
+    {
+      helpers: [`fn mn_pow(a: f32, b: f32) -> f32 {
+  if (b == 0.0) {
+    return 1.0;
+  }
+  if (a < 0.0 && b == round(b)) {
+    let m = pow(-a, b);
+    return select(m, -m, abs(b) % 2.0 == 1.0);
+  }
+  return pow(a, b);
+}`],
+    },
+  ),
 
   // Backward ops of the activations (as PyTorch's threshold_backward, gelu_backward, ...):
   // one kernel instead of a chain of primitives; not differentiable themselves.
@@ -976,6 +1005,25 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   } satisfies OpDef<GeluAttrs>,
 
   equal: binary('1 where a == b, else 0', (a, b) => (a === b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} == ${b})`, () => [undefined, undefined]),
+  less: binary('1 where a < b, else 0', (a, b) => (a < b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} < ${b})`, () => [undefined, undefined]),
+  greater: binary('1 where a > b, else 0', (a, b) => (a > b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} > ${b})`, () => [undefined, undefined]),
+  where: defineOp<NoAttrs>({
+    arity: 3,
+    summary: 'a where cond is nonzero, else b, with broadcasting',
+    infer: ([cond, a, b]) => {
+      const shape = broadcastShapes(cond.shape, a.shape) && broadcastShapes(broadcastShapes(cond.shape, a.shape)!, b.shape);
+      if (!shape) throw new ShapeRuleError(`operands of shapes ${formatShape(cond.shape)}, ${formatShape(a.shape)} and ${formatShape(b.shape)} do not broadcast`);
+      if (a.dtype !== b.dtype) throw new ShapeRuleError(`a and b differ in dtype: ${a.dtype} and ${b.dtype}`);
+      if (cond.dtype !== 'f32') throw new ShapeRuleError(`cond must be f32 (0 or 1); got ${cond.dtype}`);
+      return { shape, dtype: a.dtype };
+    },
+    evaluate: mapBroadcast((c, a, b) => (c !== 0 ? a : b)),
+    lowering: { archetype: 'pointwise', expr: ([c, a, b]) => `select(${b}, ${a}, ${c} != 0.0)` },
+    grad: ({ g, inputs: [cond, a, b], dy }) => {
+      const zero = g.constant(0);
+      return [undefined, g.sumTo(g.where(cond, dy, zero), a.shape), g.sumTo(g.where(cond, zero, dy), b.shape)];
+    },
+  }),
   stopGradient: {
     arity: 1,
     summary: 'x, with no gradient flowing back through it',
