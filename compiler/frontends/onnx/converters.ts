@@ -1,0 +1,620 @@
+// ONNX ops (default domain, opsets 13–23) onto the IR op table. Each converter reads its
+// node's attributes with ONNX's defaults for the model's opset and returns the node's
+// outputs; ops the table lacks decompose here (Gemm, Clip, Gather as a one-hot product,
+// Slice with steps), and shape ops fold at compile time.
+import { broadcastShapes } from '../../ir/shape';
+import { elementCount, formatShape } from '../../ir/types';
+import type { NodeContext } from './context';
+import { BOOL, FLOAT, INT64, isIntegerType } from './proto';
+import { computed, folded, type Folded, type Value } from './values';
+
+export interface Converter {
+  /** the first opset whose semantics this converter implements (the op's introduction) */
+  since: number;
+  convert(ctx: NodeContext): (Value | undefined)[];
+}
+
+const F = FLOAT;
+
+function unaryOp(op: 'relu' | 'sigmoid' | 'tanh' | 'neg' | 'sqrt' | 'erf' | 'sin' | 'cos' | 'exp' | 'log', since = 6): Converter {
+  return {
+    since,
+    convert: (ctx) => {
+      const x = ctx.input(0);
+      ctx.requireFloat(x);
+      return [ctx.apply(op, [x], {}, x.dataType)];
+    },
+  };
+}
+
+function arithmetic(op: 'add' | 'sub' | 'mul' | 'div' | 'pow'): Converter {
+  return {
+    // numpy broadcasting from opset 7
+    since: 7,
+    convert: (ctx) => {
+      const a = ctx.input(0);
+      const b = ctx.input(1);
+      ctx.requireFloat(a, b);
+      return [ctx.apply(op, [a, b], {}, a.dataType)];
+    },
+  };
+}
+
+function comparison(op: 'equal' | 'less' | 'greater'): Converter {
+  return {
+    since: 7,
+    convert: (ctx) => {
+      const a = ctx.input(0);
+      const b = ctx.input(1);
+      ctx.requireFloat(a, b);
+      return [ctx.apply(op, [a, b], {}, BOOL)];
+    },
+  };
+}
+
+const identity: Converter = { since: 1, convert: (ctx) => [ctx.input(0)] };
+
+function reshapeTo(ctx: NodeContext, x: Value, shape: readonly number[]): Value {
+  return ctx.apply('reshape', [x], { shape: [...shape] }, x.dataType);
+}
+
+function transposeBy(ctx: NodeContext, x: Value, perm: readonly number[]): Value {
+  if (perm.every((p, i) => p === i)) return x;
+  return ctx.apply('transpose', [x], { perm: [...perm] }, x.dataType);
+}
+
+/** Reduce over several axes: one IR reduction per axis, dims kept, then dropped if asked. */
+function reduceOp(op: 'sum' | 'mean' | 'max', axesInputSince: number): Converter {
+  return {
+    since: 1,
+    convert: (ctx) => {
+      const x = ctx.input(0);
+      ctx.requireFloat(x);
+      const rank = ctx.rank(x);
+      const keep = ctx.int('keepdims', 1) === 1;
+      let axes = ctx.opset >= axesInputSince ? ctx.knownInts(1, 'axes') : ctx.ints('axes');
+      if (!axes || axes.length === 0) {
+        if (ctx.int('noop_with_empty_axes', 0) === 1) return [x];
+        axes = Array.from({ length: rank }, (_, i) => i);
+      }
+      const normalized = [...new Set(axes.map((a) => ctx.axis(a, rank, 'axes entry')))];
+      let y = x;
+      for (const a of normalized) y = ctx.apply(op, [y], { axis: a, keepDims: true }, x.dataType);
+      if (!keep) y = reshapeTo(ctx, y, ctx.shape(x).filter((_, i) => !normalized.includes(i)));
+      return [y];
+    },
+  };
+}
+
+/** An op over the last axis applied along `axis`: moved last and back. */
+function alongAxis(ctx: NodeContext, x: Value, axis: number, f: (y: Value) => Value): Value {
+  const rank = ctx.rank(x);
+  const a = ctx.axis(axis, rank);
+  if (a === rank - 1) return f(x);
+  const perm = Array.from({ length: rank }, (_, i) => (i === a ? rank - 1 : i === rank - 1 ? a : i));
+  return transposeBy(ctx, f(transposeBy(ctx, x, perm)), perm);
+}
+
+function softmaxOp(op: 'softmax' | 'logSoftmax'): Converter {
+  return {
+    since: 13,
+    convert: (ctx) => {
+      const x = ctx.input(0);
+      ctx.requireFloat(x);
+      if (ctx.rank(x) === 0) ctx.fail('needs a tensor of rank 1 or more');
+      return [alongAxis(ctx, x, ctx.int('axis', -1), (y) => ctx.apply(op, [y], {}, x.dataType))];
+    },
+  };
+}
+
+/** LayerNormalization and RMSNormalization: normalise over axes [axis, rank), as one last axis. */
+function normalization(op: 'layerNorm' | 'rmsNorm', since: number): Converter {
+  return {
+    since,
+    convert: (ctx) => {
+      const x = ctx.input(0);
+      ctx.requireFloat(x, ctx.input(1), ctx.optional(2));
+      const shape = ctx.shape(x);
+      const axis = ctx.axis(ctx.int('axis', -1), shape.length);
+      const inner = shape.slice(axis);
+      const n = elementCount(inner);
+      const eps = ctx.float('epsilon', 1e-5);
+      const flat = (v: Value) => reshapeTo(ctx, broadcastValue(ctx, v, inner), [n]);
+      const rows = reshapeTo(ctx, x, [...shape.slice(0, axis), n]);
+      const operands = [rows, flat(ctx.input(1))];
+      if (op === 'layerNorm') operands.push(ctx.optional(2) ? flat(ctx.input(2)) : folded(F, [n], new Float64Array(n)));
+      const y = reshapeTo(ctx, ctx.apply(op, operands, { eps }, x.dataType), shape);
+      if (!ctx.node.output?.slice(1).some((o) => o)) return [y];
+      // the optional statistics, shaped [..axis, 1, .., 1]: mean and 1/sqrt(var + eps) (for RMS, of the mean square)
+      const kept = [...shape.slice(0, axis), ...inner.map(() => 1)];
+      const scalar = (v: number) => folded(F, [], Float64Array.of(v));
+      const mean = ctx.apply('mean', [rows], { axis: axis, keepDims: true }, F);
+      const centred = op === 'layerNorm' ? ctx.apply('sub', [rows, mean], {}, F) : rows;
+      const variance = ctx.apply('mean', [ctx.apply('mul', [centred, centred], {}, F)], { axis: axis, keepDims: true }, F);
+      const invStd = ctx.apply('div', [scalar(1), ctx.apply('sqrt', [ctx.apply('add', [variance, scalar(eps)], {}, F)], {}, F)], {}, F);
+      return op === 'layerNorm' ? [y, reshapeTo(ctx, mean, kept), reshapeTo(ctx, invStd, kept)] : [y, reshapeTo(ctx, invStd, kept)];
+    },
+  };
+}
+
+function broadcastValue(ctx: NodeContext, v: Value, shape: readonly number[]): Value {
+  const s = ctx.shape(v);
+  if (s.length === shape.length && s.every((d, i) => d === shape[i])) return v;
+  return ctx.apply('broadcast', [v], { shape: [...shape] }, v.dataType);
+}
+
+/** Gathers `indices` along `axis` of a folded value, in JS (negative indices count from the end). */
+function takeFolded(ctx: NodeContext, x: Folded, axis: number, indices: Folded): Folded {
+  const n = x.shape[axis];
+  const outer = elementCount(x.shape.slice(0, axis));
+  const inner = elementCount(x.shape.slice(axis + 1));
+  const idx = Array.from(indices.data, (i) => {
+    const j = i < 0 ? i + n : i;
+    if (!Number.isInteger(j) || j < 0 || j >= n) ctx.fail(`index ${i} is out of range for axis ${axis} of size ${n}`);
+    return j;
+  });
+  const out = new Float64Array(outer * idx.length * inner);
+  for (let o = 0; o < outer; o++) {
+    idx.forEach((j, k) => out.set(x.data.subarray((o * n + j) * inner, (o * n + j + 1) * inner), (o * idx.length + k) * inner));
+  }
+  return folded(x.dataType, [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)], out);
+}
+
+/**
+ * Gather along `axis` at run time as a product with one-hot rows: the axis moved first and
+ * flattened against the rest, rows selected by oneHot(indices)·x, the indices' axes put
+ * where the gathered axis was. Its gradient is the product's, so embeddings train.
+ */
+function gatherComputed(ctx: NodeContext, x: Value, axis: number, indices: Value): Value {
+  ctx.requireFloat(x);
+  const shape = ctx.shape(x);
+  const n = shape[axis];
+  const rest = [...shape.slice(0, axis), ...shape.slice(axis + 1)];
+  const idxShape = ctx.shape(indices);
+  const m = elementCount(idxShape);
+  let rows: Value;
+  if (indices.kind === 'folded') {
+    const onehot = new Float64Array(m * n);
+    indices.data.forEach((i, r) => {
+      const j = i < 0 ? i + n : i;
+      if (!Number.isInteger(j) || j < 0 || j >= n) ctx.fail(`index ${i} is out of range for axis ${axis} of size ${n}`);
+      onehot[r * n + j] = 1;
+    });
+    rows = folded(F, [m, n], onehot);
+  } else {
+    if (isIntegerType(indices.dataType) === false) ctx.fail('indices must be integers');
+    rows = computed(F, ctx.record('oneHot', [ctx.record('reshape', [indices.tensor], { shape: [m] })], { classes: n }));
+  }
+  const moved = transposeBy(ctx, x, [axis, ...shape.map((_, i) => i).filter((i) => i !== axis)]);
+  const product = ctx.apply('matmul', [rows, reshapeTo(ctx, moved, [n, elementCount(rest)])], {}, x.dataType);
+  const y = reshapeTo(ctx, product, [...idxShape, ...rest]);
+  // y is [idx..., pre..., post...]; ONNX wants [pre..., idx..., post...]
+  const k = idxShape.length;
+  const perm = [...Array.from({ length: axis }, (_, i) => k + i), ...Array.from({ length: k }, (_, i) => i), ...Array.from({ length: rest.length - axis }, (_, i) => k + axis + i)];
+  return transposeBy(ctx, y, perm);
+}
+
+/** x's elements at the given positions along `axis`: folded, a slice when contiguous, else a gather. */
+function takeAlong(ctx: NodeContext, x: Value, axis: number, positions: number[]): Value {
+  const indices = folded(INT64, [positions.length], Float64Array.from(positions));
+  if (x.kind === 'folded') return takeFolded(ctx, x, axis, indices);
+  const start = positions[0];
+  if (positions.every((p, i) => p === start + i)) {
+    if (start === 0 && positions.length === ctx.shape(x)[axis]) return x;
+    return ctx.apply('slice', [x], { axis, start, end: start + positions.length }, x.dataType);
+  }
+  return gatherComputed(ctx, x, axis, indices);
+}
+
+const gather: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const indices = ctx.input(1);
+    const axis = ctx.axis(ctx.int('axis', 0), ctx.rank(x));
+    if (x.kind === 'folded' && indices.kind === 'folded') return [takeFolded(ctx, x, axis, indices)];
+    // a scalar known index: a slice, then the axis dropped
+    if (indices.kind === 'folded' && indices.shape.length === 0) {
+      const n = ctx.shape(x)[axis];
+      const i = indices.data[0] < 0 ? indices.data[0] + n : indices.data[0];
+      if (!Number.isInteger(i) || i < 0 || i >= n) ctx.fail(`index ${indices.data[0]} is out of range for axis ${axis} of size ${n}`);
+      const y = takeAlong(ctx, x, axis, [i]);
+      return [reshapeTo(ctx, y, ctx.shape(x).filter((_, d) => d !== axis))];
+    }
+    return [gatherComputed(ctx, x, axis, indices)];
+  },
+};
+
+/** Slice (opset 10+ form: starts, ends, axes, steps as inputs), clamped as numpy does. */
+const slice: Converter = {
+  since: 10,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const shape = ctx.shape(x);
+    const starts = ctx.knownInts(1, 'starts')!;
+    const ends = ctx.knownInts(2, 'ends')!;
+    const axes = ctx.knownInts(3, 'axes') ?? starts.map((_, i) => i);
+    const steps = ctx.knownInts(4, 'steps') ?? starts.map(() => 1);
+    if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length) ctx.fail('starts, ends, axes and steps differ in length');
+    let y = x;
+    axes.forEach((rawAxis, k) => {
+      const axis = ctx.axis(rawAxis, shape.length);
+      const n = shape[axis];
+      const step = steps[k];
+      if (step === 0) ctx.fail('a step of 0');
+      const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + n : v, lo), hi);
+      const [lo, hi] = step > 0 ? [0, n] : [-1, n - 1];
+      const start = clamp(starts[k], lo, hi);
+      const end = clamp(ends[k], lo, hi);
+      const positions: number[] = [];
+      for (let i = start; step > 0 ? i < end : i > end; i += step) positions.push(i);
+      if (positions.length === 0 && y.kind !== 'folded') ctx.fail(`slice of axis ${axis} is empty; the plan carries no zero-size tensors`);
+      y = takeAlong(ctx, y, axis, positions);
+    });
+    return [y];
+  },
+};
+
+const concat: Converter = {
+  since: 4,
+  convert: (ctx) => {
+    const xs = Array.from({ length: ctx.inputCount }, (_, i) => ctx.input(i)).filter((v) => ctx.count(v) > 0);
+    if (xs.length === 0) ctx.fail('every input is empty');
+    const axis = ctx.axis(ctx.int('axis', 0), ctx.rank(xs[0]));
+    if (xs.length === 1) return [xs[0]];
+    return [ctx.apply('concat', xs, { axis }, xs[0].dataType)];
+  },
+};
+
+const split: Converter = {
+  since: 2,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const shape = ctx.shape(x);
+    const axis = ctx.axis(ctx.int('axis', 0), shape.length);
+    const outputs = ctx.node.output?.length ?? 1;
+    const n = shape[axis];
+    let sizes = ctx.opset >= 13 ? ctx.knownInts(1, 'split') : ctx.ints('split');
+    if (!sizes) {
+      const parts = ctx.opset >= 18 && ctx.has('num_outputs') ? ctx.int('num_outputs', outputs) : outputs;
+      const each = Math.ceil(n / parts);
+      sizes = Array.from({ length: parts }, (_, i) => Math.min(each, n - i * each));
+    }
+    if (sizes.reduce((a, b) => a + b, 0) !== n || sizes.some((s) => s <= 0)) ctx.fail(`split sizes [${sizes.join(', ')}] do not divide axis ${axis} of size ${n} into non-empty parts`);
+    let start = 0;
+    return sizes.map((s) => {
+      const part = takeAlong(ctx, x, axis, Array.from({ length: s }, (_, i) => start + i));
+      start += s;
+      return part;
+    });
+  },
+};
+
+const reshape: Converter = {
+  since: 5,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const target = ctx.knownInts(1, 'shape')!;
+    const allowZero = ctx.opset >= 14 && ctx.int('allowzero', 0) === 1;
+    const shape = target.map((d, i) => (d === 0 && !allowZero ? ctx.shape(x)[i] : d));
+    return [reshapeTo(ctx, x, shape)];
+  },
+};
+
+const flatten: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const shape = ctx.shape(x);
+    const raw = ctx.int('axis', 1);
+    const axis = raw < 0 ? raw + shape.length : raw;
+    if (axis < 0 || axis > shape.length) ctx.fail(`axis ${raw} is out of range for rank ${shape.length}`);
+    return [reshapeTo(ctx, x, [elementCount(shape.slice(0, axis)), elementCount(shape.slice(axis))])];
+  },
+};
+
+const squeeze: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const shape = ctx.shape(x);
+    const raw = ctx.opset >= 13 ? ctx.knownInts(1, 'axes') : ctx.ints('axes');
+    const axes = raw ? raw.map((a) => ctx.axis(a, shape.length)) : shape.flatMap((d, i) => (d === 1 ? [i] : []));
+    for (const a of axes) if (shape[a] !== 1) ctx.fail(`cannot squeeze axis ${a} of size ${shape[a]}`);
+    return [reshapeTo(ctx, x, shape.filter((_, i) => !axes.includes(i)))];
+  },
+};
+
+const unsqueeze: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const shape = ctx.shape(x);
+    const raw = (ctx.opset >= 13 ? ctx.knownInts(1, 'axes') : ctx.ints('axes')) ?? ctx.fail('axes are required');
+    const rank = shape.length + raw.length;
+    const axes = raw.map((a) => ctx.axis(a, rank));
+    if (new Set(axes).size !== axes.length) ctx.fail(`axes [${raw.join(', ')}] repeat an axis`);
+    const out: number[] = [];
+    let k = 0;
+    for (let i = 0; i < rank; i++) out.push(axes.includes(i) ? 1 : shape[k++]);
+    return [reshapeTo(ctx, x, out)];
+  },
+};
+
+const transpose: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const rank = ctx.rank(x);
+    const perm = ctx.ints('perm') ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
+    return [transposeBy(ctx, x, perm)];
+  },
+};
+
+const expand: Converter = {
+  since: 8,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const target = ctx.knownInts(1, 'shape')!;
+    const shape = broadcastShapes(ctx.shape(x), target) ?? ctx.fail(`${formatShape(ctx.shape(x))} does not broadcast with ${formatShape(target)}`);
+    return [broadcastValue(ctx, x, shape)];
+  },
+};
+
+const matmul: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    let a = ctx.input(0);
+    let b = ctx.input(1);
+    ctx.requireFloat(a, b);
+    const ra = ctx.rank(a);
+    const rb = ctx.rank(b);
+    if (ra === 1) a = reshapeTo(ctx, a, [1, ctx.shape(a)[0]]);
+    if (rb === 1) b = reshapeTo(ctx, b, [ctx.shape(b)[0], 1]);
+    let y = ctx.apply('matmul', [a, b], {}, a.dataType);
+    if (ra === 1 || rb === 1) {
+      const s = ctx.shape(y);
+      y = reshapeTo(ctx, y, s.filter((_, i) => !((ra === 1 && i === s.length - 2) || (rb === 1 && i === s.length - 1))));
+    }
+    return [y];
+  },
+};
+
+const gemm: Converter = {
+  since: 7,
+  convert: (ctx) => {
+    const swap = (v: Value) => transposeBy(ctx, v, [1, 0]);
+    let a = ctx.input(0);
+    let b = ctx.input(1);
+    const c = ctx.optional(2);
+    ctx.requireFloat(a, b, c);
+    if (ctx.int('transA', 0)) a = swap(a);
+    if (ctx.int('transB', 0)) b = swap(b);
+    const alpha = ctx.float('alpha', 1);
+    const beta = ctx.float('beta', 1);
+    const scalar = (v: number) => folded(F, [], Float64Array.of(v));
+    let y = ctx.apply('matmul', [a, b], {}, F);
+    if (alpha !== 1) y = ctx.apply('mul', [y, scalar(alpha)], {}, F);
+    if (c && beta !== 0) y = ctx.apply('add', [y, beta === 1 ? c : ctx.apply('mul', [c, scalar(beta)], {}, F)], {}, F);
+    return [y];
+  },
+};
+
+const where: Converter = {
+  since: 9,
+  convert: (ctx) => {
+    const [cond, a, b] = [ctx.input(0), ctx.input(1), ctx.input(2)];
+    ctx.requireFloat(a, b);
+    return [ctx.apply('where', [cond, a, b], {}, a.dataType)];
+  },
+};
+
+const clip: Converter = {
+  since: 6,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    // bounds are attributes before opset 11, optional inputs since
+    const bound = (i: number, attr: string, none: number) =>
+      ctx.opset >= 11 ? ctx.optional(i) : ctx.has(attr) ? folded(F, [], Float64Array.of(ctx.float(attr, none))) : undefined;
+    const lo = bound(1, 'min', -Infinity);
+    const hi = bound(2, 'max', Infinity);
+    ctx.requireFloat(x, lo, hi);
+    let y = x;
+    if (lo) y = ctx.apply('where', [ctx.apply('less', [y, lo], {}, BOOL), lo, y], {}, x.dataType);
+    if (hi) y = ctx.apply('where', [ctx.apply('greater', [y, hi], {}, BOOL), hi, y], {}, x.dataType);
+    return [y];
+  },
+};
+
+/** Cast: folded values convert; at run time float and bool are both f32, so only float↔bool needs work. */
+const cast: Converter = {
+  since: 6,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const to = ctx.int('to', 0);
+    if (x.kind === 'folded') {
+      const data = isIntegerType(to) ? x.data.map(Math.trunc) : to === BOOL ? x.data.map((v) => (v !== 0 ? 1 : 0)) : to === F ? x.data.map(Math.fround) : x.data;
+      return [folded(to, x.shape, data)];
+    }
+    const floatLike = (t: number) => t === F || t === BOOL;
+    if (isIntegerType(x.dataType) && isIntegerType(to)) return [computed(to, x.tensor)];
+    if (!floatLike(x.dataType) || !floatLike(to)) ctx.fail(`a run-time cast from data type ${x.dataType} to ${to} is not supported (the plan computes float32 and bool; integers only as Gather indices)`);
+    if (to === BOOL && x.dataType === F) return [ctx.apply('sub', [folded(F, [], Float64Array.of(1)), ctx.apply('equal', [x, folded(F, [], Float64Array.of(0))], {}, BOOL)], {}, BOOL)];
+    return [computed(to, x.tensor)];
+  },
+};
+
+const constant: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const t = ctx.tensorAttr('value');
+    if (t) return [t];
+    if (ctx.has('value_float')) return [folded(F, [], Float64Array.of(ctx.float('value_float', 0)))];
+    if (ctx.has('value_int')) return [folded(INT64, [], Float64Array.of(ctx.int('value_int', 0)))];
+    const floats = ctx.has('value_floats') ? ctx.node.attribute!.find((a) => a.name === 'value_floats')!.floats ?? [] : undefined;
+    if (floats) return [folded(F, [floats.length], Float64Array.from(floats))];
+    const ints = ctx.ints('value_ints');
+    if (ints) return [folded(INT64, [ints.length], Float64Array.from(ints))];
+    return ctx.fail(`only value, value_float(s) and value_int(s) are supported; got ${ctx.attributeNames().join(', ') || 'no attribute'}`);
+  },
+};
+
+const shapeOp: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const s = ctx.shape(ctx.input(0));
+    const r = s.length;
+    const clampAxis = (a: number) => Math.min(Math.max(a < 0 ? a + r : a, 0), r);
+    const start = ctx.opset >= 15 ? clampAxis(ctx.int('start', 0)) : 0;
+    const end = ctx.opset >= 15 ? clampAxis(ctx.int('end', r)) : r;
+    const dims = s.slice(start, Math.max(start, end));
+    return [folded(INT64, [dims.length], Float64Array.from(dims))];
+  },
+};
+
+const size: Converter = { since: 1, convert: (ctx) => [folded(INT64, [], Float64Array.of(ctx.count(ctx.input(0))))] };
+
+const constantOfShape: Converter = {
+  since: 9,
+  convert: (ctx) => {
+    const shape = ctx.knownInts(0, 'shape')!;
+    const value = ctx.tensorAttr('value') ?? folded(F, [1], Float64Array.of(0));
+    return [folded(value.dataType, shape, new Float64Array(elementCount(shape)).fill(value.data[0] ?? 0))];
+  },
+};
+
+const range: Converter = {
+  since: 11,
+  convert: (ctx) => {
+    const [start, limit, delta] = [0, 1, 2].map((i) => ctx.known(i, ['start', 'limit', 'delta'][i]));
+    const [s, l, d] = [start.data[0], limit.data[0], delta.data[0]];
+    if (d === 0) ctx.fail('delta is 0');
+    const n = Math.max(Math.ceil((l - s) / d), 0);
+    const data = Float64Array.from({ length: n }, (_, i) => s + i * d);
+    return [folded(start.dataType, [n], start.dataType === F ? data.map(Math.fround) : data)];
+  },
+};
+
+const trilu: Converter = {
+  since: 14,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const shape = ctx.shape(x);
+    if (shape.length < 2) ctx.fail('needs a tensor of rank 2 or more');
+    const k = ctx.optional(1) ? ctx.known(1, 'k').data[0] : 0;
+    const upper = ctx.int('upper', 1) === 1;
+    const [rows, cols] = shape.slice(-2);
+    const keep = (i: number, j: number) => (upper ? j - i >= k : j - i <= k);
+    const mask = Float64Array.from({ length: rows * cols }, (_, p) => (keep(Math.floor(p / cols), p % cols) ? 1 : 0));
+    if (x.kind === 'folded') return [folded(x.dataType, shape, x.data.map((v, p) => (mask[p % (rows * cols)] ? v : 0)))];
+    ctx.requireFloat(x);
+    return [ctx.apply('where', [folded(BOOL, [rows, cols], mask), x, folded(F, [], Float64Array.of(0))], {}, x.dataType)];
+  },
+};
+
+const dropout: Converter = {
+  since: 7,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const training = ctx.optional(2);
+    if (training && (training.kind !== 'folded' || training.data[0] !== 0)) ctx.fail('training_mode must be false (dropout is imported for inference)');
+    const wantsMask = Boolean(ctx.node.output?.[1]);
+    return [x, wantsMask ? folded(BOOL, ctx.shape(x), new Float64Array(ctx.count(x)).fill(1)) : undefined];
+  },
+};
+
+const abs: Converter = {
+  since: 6,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    ctx.requireFloat(x);
+    if (x.kind === 'folded') return [folded(x.dataType, x.shape, x.data.map(Math.abs))];
+    // |x| = relu(x) + relu(-x): one of the two is zero, so the sum is exact
+    return [ctx.apply('add', [ctx.apply('relu', [x], {}, F), ctx.apply('relu', [ctx.apply('neg', [x], {}, F)], {}, F)], {}, F)];
+  },
+};
+
+const reciprocal: Converter = {
+  since: 6,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    ctx.requireFloat(x);
+    return [ctx.apply('div', [folded(F, [], Float64Array.of(1)), x], {}, x.dataType)];
+  },
+};
+
+const gelu: Converter = {
+  since: 20,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    ctx.requireFloat(x);
+    const approximate = ctx.string('approximate', 'none');
+    if (approximate !== 'none' && approximate !== 'tanh') ctx.fail(`approximate must be 'none' or 'tanh'; got '${approximate}'`);
+    return [ctx.apply('gelu', [x], { approximate }, x.dataType)];
+  },
+};
+
+const isNaN: Converter = {
+  since: 9,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    ctx.requireFloat(x);
+    return [ctx.apply('isNaN', [x], {}, BOOL)];
+  },
+};
+
+/** The supported ops by ONNX op type (default domain). */
+export const CONVERTERS: Readonly<Record<string, Converter>> = {
+  Abs: abs,
+  Add: arithmetic('add'),
+  Cast: cast,
+  Clip: clip,
+  Concat: concat,
+  Constant: constant,
+  ConstantOfShape: constantOfShape,
+  Cos: unaryOp('cos', 7),
+  Div: arithmetic('div'),
+  Dropout: dropout,
+  Equal: comparison('equal'),
+  Erf: unaryOp('erf', 9),
+  Exp: unaryOp('exp'),
+  Expand: expand,
+  Flatten: flatten,
+  Gather: gather,
+  Gelu: gelu,
+  Gemm: gemm,
+  Greater: comparison('greater'),
+  Identity: identity,
+  IsNaN: isNaN,
+  LayerNormalization: normalization('layerNorm', 17),
+  Less: comparison('less'),
+  Log: unaryOp('log'),
+  LogSoftmax: softmaxOp('logSoftmax'),
+  MatMul: matmul,
+  Mul: arithmetic('mul'),
+  Neg: unaryOp('neg'),
+  Pow: arithmetic('pow'),
+  RMSNormalization: normalization('rmsNorm', 23),
+  Range: range,
+  Reciprocal: reciprocal,
+  ReduceMax: reduceOp('max', 18),
+  ReduceMean: reduceOp('mean', 18),
+  ReduceSum: reduceOp('sum', 13),
+  Relu: unaryOp('relu'),
+  Reshape: reshape,
+  Shape: shapeOp,
+  Sigmoid: unaryOp('sigmoid'),
+  Sin: unaryOp('sin', 7),
+  Size: size,
+  Slice: slice,
+  Softmax: softmaxOp('softmax'),
+  Split: split,
+  Sqrt: unaryOp('sqrt'),
+  Squeeze: squeeze,
+  Sub: arithmetic('sub'),
+  Tanh: unaryOp('tanh'),
+  Transpose: transpose,
+  Trilu: trilu,
+  Unsqueeze: unsqueeze,
+  Where: where,
+};

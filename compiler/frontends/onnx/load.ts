@@ -1,0 +1,190 @@
+// The ONNX frontend: a .onnx file (ModelProto) becomes a Graph. Inputs and outputs keep
+// their ONNX names; dynamic dimensions are bound by the caller (`--shape name=1x3x224x224`)
+// or taken from the model's static dims; float initializers become parameters of the plan
+// (trainable unless frozen); everything computable at compile time is folded.
+import { readFileSync } from 'node:fs';
+import { CompileError } from '../../ir/errors';
+import { Graph, type Tensor } from '../../ir/graph';
+import type { DType } from '../../ir/types';
+import { NodeContext } from './context';
+import { CONVERTERS } from './converters';
+import { BOOL, dataTypeName, decodeModel, FLOAT, tensorValues, type ModelProto, type TensorProto, type ValueInfoProto } from './proto';
+import { computed, folded, type Folded, type Value } from './values';
+
+// opsets 13–21 are the target; older models import where each op's converter implements the
+// op as the model's opset defines it (Converter.since), up to RMSNormalization's opset 23
+export const OPSETS = { min: 7, max: 23 } as const;
+
+export interface OnnxLoadOptions {
+  /** static shapes for inputs, by ONNX input name (binds dynamic dimensions) */
+  shapes?: Readonly<Record<string, readonly number[]>>;
+  /** parameters are not trainable */
+  freeze?: boolean;
+  /** inputs given their values at compile time (they fold like initializers and leave the plan's inputs) */
+  constants?: Readonly<Record<string, { dataType: number; shape: readonly number[]; data: Float64Array }>>;
+}
+
+export interface OnnxValueInfo {
+  name: string;
+  /** the ONNX data type (TensorProto.DataType) */
+  dataType: number;
+}
+
+export interface LoadedOnnxModel {
+  graph: Graph;
+  name: string;
+  opset: number;
+  inputs: OnnxValueInfo[];
+  outputs: OnnxValueInfo[];
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_.\-/]*$/;
+
+export const SUPPORTED_OPS = Object.keys(CONVERTERS).sort();
+
+/** Reads and imports a model file; every failure is a CompileError naming the file. */
+export function loadOnnxModel(file: string, options: OnnxLoadOptions = {}): LoadedOnnxModel {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    throw new CompileError('io', `cannot read model file '${file}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String(e)}`);
+  }
+  return importOnnxModel(decodeModel(bytes, file), file, options);
+}
+
+export function importOnnxModel(model: ModelProto, file: string, options: OnnxLoadOptions = {}): LoadedOnnxModel {
+  const fail = (message: string, kind: 'model' | 'input' = 'model'): never => {
+    throw new CompileError(kind, `${file}: ${message}`);
+  };
+  const graphProto = model.graph ?? fail('the model has no graph');
+  const opset = defaultOpset(model, file);
+  const name = graphProto.name || 'model';
+  const g = new Graph(name, { locate: () => undefined });
+
+  const values = new Map<string, Value>();
+  const materialized = new WeakMap<Folded, Tensor>();
+  const readTensor = (t: TensorProto, what: string) => tensorValues(t, file, what);
+  const parameterNames = new Set<string>();
+
+  // float initializers are parameters; integer ones (shapes, indices) fold
+  for (const init of graphProto.initializer ?? []) {
+    const initName = init.name ?? '';
+    const v = readTensor(init, `initializer '${initName}'`);
+    if (v.dataType === FLOAT && v.shape.every((d) => d > 0)) {
+      const paramName = uniqueName(sanitize(initName), parameterNames);
+      const t = g.parameter(paramName, v.shape, { init: Float32Array.from(v.data), trainable: !options.freeze });
+      values.set(initName, computed(FLOAT, t));
+    } else {
+      values.set(initName, folded(v.dataType, v.shape, v.data));
+    }
+  }
+
+  const inputs: OnnxValueInfo[] = [];
+  for (const info of graphProto.input ?? []) {
+    const inputName = info.name ?? '';
+    if (values.has(inputName)) continue; // an initializer listed as an input (IR version < 4)
+    const given = options.constants?.[inputName];
+    if (given) {
+      values.set(inputName, folded(given.dataType, given.shape, given.data));
+      continue;
+    }
+    const dataType = info.type?.tensorType?.elemType ?? 0;
+    if (!IDENTIFIER.test(inputName)) fail(`input name '${inputName}' is not usable as a plan input name (letters, digits, _ . - /, not starting with a digit)`);
+    const shape = inputShape(info, options.shapes?.[inputName], file);
+    const t = g.input(inputName, shape, irDtype(dataType, `input '${inputName}'`, file));
+    values.set(inputName, computed(dataType, t));
+    inputs.push({ name: inputName, dataType });
+  }
+  for (const bound of Object.keys(options.shapes ?? {})) {
+    if (!inputs.some((i) => i.name === bound)) fail(`--shape names '${bound}', which is not an input of the model (inputs: ${inputs.map((i) => i.name).join(', ') || 'none'})`, 'input');
+  }
+
+  for (const node of graphProto.node ?? []) {
+    const opType = node.opType ?? '';
+    const label = `node '${node.name || node.output?.[0] || '?'}' (${opType}, opset ${opset})`;
+    if (node.domain && node.domain !== 'ai.onnx') fail(`${label}: domain '${node.domain}' is not supported; only the default ONNX domain`);
+    const converter = CONVERTERS[opType];
+    if (!converter) fail(`${label}: op type ${opType} is not supported by the ONNX frontend; supported: ${SUPPORTED_OPS.join(', ')}`);
+    if (opset < converter.since) fail(`${label}: the ONNX frontend implements ${opType} as opset ${converter.since} and later define it; the model imports opset ${opset}`);
+    const operands = (node.input ?? []).map((n) => {
+      if (!n) return undefined;
+      return values.get(n) ?? fail(`${label}: input '${n}' is not produced by any earlier node, initializer or graph input`);
+    });
+    const ctx = new NodeContext(g, node, opset, file, operands, readTensor, materialized);
+    const results = converter.convert(ctx);
+    (node.output ?? []).forEach((out, i) => {
+      if (!out) return;
+      const v = results[i];
+      values.set(out, v ?? fail(`${label}: output ${i + 1} ('${out}') is not produced by this importer`));
+    });
+  }
+
+  const outputs: OnnxValueInfo[] = [];
+  for (const info of graphProto.output ?? []) {
+    const outName = info.name ?? '';
+    const v = values.get(outName) ?? fail(`output '${outName}' is not produced by any node`);
+    if (!IDENTIFIER.test(outName)) fail(`output name '${outName}' is not usable as a plan output name (letters, digits, _ . - /, not starting with a digit)`);
+    let t: Tensor;
+    if (v.kind === 'computed') t = v.tensor;
+    else {
+      if (v.shape.some((d) => d === 0)) fail(`output '${outName}' has no elements; the plan carries no zero-size tensors`);
+      t = g.constant(Float32Array.from(v.data), v.shape);
+    }
+    g.output(outName, t);
+    outputs.push({ name: outName, dataType: info.type?.tensorType?.elemType ?? v.dataType });
+  }
+  if (outputs.length === 0) fail('the graph has no outputs');
+  return { graph: g, name, opset, inputs, outputs };
+}
+
+function defaultOpset(model: ModelProto, file: string): number {
+  const entry = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
+  const version = Number(entry?.version ?? 0);
+  if (version < OPSETS.min || version > OPSETS.max) {
+    throw new CompileError('model', `${file}: the model imports opset ${version || 'none'} of the default ONNX domain; the ONNX frontend supports opsets ${OPSETS.min}–${OPSETS.max}`);
+  }
+  return version;
+}
+
+function inputShape(info: ValueInfoProto, bound: readonly number[] | undefined, file: string): number[] {
+  const dims = info.type?.tensorType?.shape?.dim ?? [];
+  const name = info.name ?? '';
+  if (bound) {
+    if (bound.length !== dims.length && info.type?.tensorType?.shape) {
+      throw new CompileError('input', `${file}: --shape ${name}=${bound.join('x')} has rank ${bound.length}; the model's input has rank ${dims.length}`);
+    }
+    dims.forEach((d, i) => {
+      if (d.dimValue !== undefined && Number(d.dimValue) !== bound[i]) {
+        throw new CompileError('input', `${file}: --shape ${name}=${bound.join('x')} gives axis ${i} size ${bound[i]}; the model fixes it at ${d.dimValue}`);
+      }
+    });
+    return [...bound];
+  }
+  return dims.map((d, i) => {
+    if (d.dimValue !== undefined && Number(d.dimValue) > 0) return Number(d.dimValue);
+    const what = d.dimParam ? `'${d.dimParam}'` : 'unknown';
+    throw new CompileError(
+      'input',
+      `${file}: input '${name}' has a dynamic dimension ${what} at axis ${i}; give its shape with --shape ${name}=${dims.map((e) => (e.dimValue ? e.dimValue : 'N')).join('x')}`,
+    );
+  });
+}
+
+function irDtype(dataType: number, what: string, file: string): DType {
+  if (dataType === FLOAT || dataType === BOOL) return 'f32';
+  if (dataType === 6 || dataType === 7) return 'i32';
+  throw new CompileError('model', `${file}: ${what} has data type ${dataTypeName(dataType)}; plan inputs carry float, bool (as 0/1 float32) and int32/int64 (as int32)`);
+}
+
+function sanitize(name: string): string {
+  const s = name.replace(/[^A-Za-z0-9_.\-/]/g, '_');
+  return /^[A-Za-z_]/.test(s) ? s : `_${s}`;
+}
+
+function uniqueName(name: string, used: Set<string>): string {
+  let n = name;
+  for (let k = 1; used.has(n); k++) n = `${name}_${k}`;
+  used.add(n);
+  return n;
+}

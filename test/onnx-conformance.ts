@@ -1,0 +1,115 @@
+// ONNX's own node tests (Debian's libonnx-testdata: a model.onnx and input/output
+// TensorProtos per case) run through the ONNX frontend and the CPU reference interpreter.
+// A case belongs to the op of its model's single node; an `_expanded` case (the op written
+// out as its function body) belongs to its base case's op. Every case of a supported op is
+// run and reported: passed, or failed with the reason (a CompileError's message, or the
+// first element that differs).
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isCompileError } from '../compiler/ir/errors';
+import { interpret, materializeParameters } from '../compiler/ir/interpret';
+import { decodeModel, decodeTensor, isIntegerType, tensorValues, type ModelProto } from '../compiler/frontends/onnx/proto';
+import { importOnnxModel, SUPPORTED_OPS } from '../compiler/frontends/onnx/load';
+
+export const NODE_TESTS = '/usr/share/libonnx-testdata/data/node';
+
+// ONNX's backend tests compare with rtol 1e-3, atol 1e-7
+const RTOL = 1e-3;
+const ATOL = 1e-7;
+
+export interface CaseResult {
+  name: string;
+  op: string;
+  passed: boolean;
+  /** why it failed */
+  reason?: string;
+  /** its integer inputs were given at compile time (they give shapes, axes or indices the op needs known) */
+  boundInputs?: boolean;
+}
+
+function singleOp(model: ModelProto): string | undefined {
+  const nodes = model.graph?.node ?? [];
+  return nodes.length === 1 ? nodes[0].opType : undefined;
+}
+
+/** The cases of supported ops, by name, with their op. */
+export function conformanceCases(root = NODE_TESTS): { name: string; op: string }[] {
+  if (!existsSync(root)) return [];
+  const names = readdirSync(root).sort();
+  const opOf = new Map<string, string | undefined>();
+  for (const name of names) {
+    const file = join(root, name, 'model.onnx');
+    if (!existsSync(file) || name.endsWith('_expanded')) continue;
+    try {
+      opOf.set(name, singleOp(decodeModel(readFileSync(file), file)));
+    } catch {
+      opOf.set(name, undefined);
+    }
+  }
+  const supported = new Set(SUPPORTED_OPS);
+  const cases: { name: string; op: string }[] = [];
+  for (const name of names) {
+    const op = opOf.get(name.replace(/_expanded$/, ''));
+    if (op && supported.has(op) && existsSync(join(root, name, 'model.onnx'))) cases.push({ name, op });
+  }
+  return cases;
+}
+
+export function runCase(name: string, op: string, root = NODE_TESTS): CaseResult {
+  const dir = join(root, name);
+  const file = join(dir, 'model.onnx');
+  let boundInputs = false;
+  try {
+    const model = decodeModel(readFileSync(file), file);
+    const data = join(dir, 'test_data_set_0');
+    const read = (f: string) => tensorValues(decodeTensor(readFileSync(join(data, f)), f), join(data, f), f);
+    const initializers = new Set((model.graph?.initializer ?? []).map((t) => t.name));
+    const infos = (model.graph?.input ?? []).filter((i) => !initializers.has(i.name));
+    const notTensor = infos.find((i) => !i.type?.tensorType);
+    if (notTensor) return { name, op, passed: false, reason: `input '${notTensor.name}' is not a tensor (sequence, optional and map types are not supported)` };
+    const given = infos.map((info, i) => ({ name: info.name ?? '', value: read(`input_${i}.pb`) }));
+    // dynamic dimensions bound from the case's data, as --shape binds them
+    const shapesOf = (gs: typeof given) => Object.fromEntries(gs.map((g) => [g.name, g.value.shape]));
+    let loaded;
+    try {
+      loaded = importOnnxModel(model, `${name}/model.onnx`, { shapes: shapesOf(given) });
+    } catch (e) {
+      if (!isCompileError(e) || !/must be known at compile time|dimensions must be positive/.test(e.message)) throw e;
+      // a static compiler needs shapes, axes and scalars known: the case's integer and scalar inputs given at compile time
+      const bind = (g: (typeof given)[number]) => (isIntegerType(g.value.dataType) || g.value.shape.length === 0) && !(g.value.dataType === 1 && g.value.shape.length > 0);
+      const constants = Object.fromEntries(given.filter(bind).map((g) => [g.name, g.value]));
+      loaded = importOnnxModel(model, `${name}/model.onnx`, { shapes: shapesOf(given.filter((g) => !bind(g))), constants });
+      boundInputs = true;
+    }
+    const inputs: Record<string, Float64Array> = {};
+    for (const g of given) if (loaded.inputs.some((i) => i.name === g.name)) inputs[g.name] = g.value.data;
+    const got = interpret(loaded.graph, inputs, materializeParameters(loaded.graph, 0));
+    for (const [i, info] of loaded.outputs.entries()) {
+      const expected = read(`output_${i}.pb`);
+      const actual = got[info.name];
+      if (actual.length !== expected.data.length) return { name, op, passed: false, boundInputs, reason: `output '${info.name}' has ${actual.length} elements; expected ${expected.data.length}` };
+      const exact = isIntegerType(expected.dataType) || expected.dataType === 9;
+      for (let k = 0; k < actual.length; k++) {
+        const [a, e] = [actual[k], expected.data[k]];
+        const ok = Number.isNaN(e) ? Number.isNaN(a) : exact ? a === e : a === e || Math.abs(a - e) <= ATOL + RTOL * Math.abs(e);
+        if (!ok) return { name, op, passed: false, boundInputs, reason: `output '${info.name}'[${k}] = ${a}; expected ${e}` };
+      }
+    }
+    return { name, op, passed: true, boundInputs };
+  } catch (e) {
+    const message = isCompileError(e) ? e.message.replace(/^[^:]*model\.onnx: /, '') : `crash: ${e instanceof Error ? e.stack : String(e)}`;
+    return { name, op, passed: false, boundInputs, reason: message };
+  }
+}
+
+/** Pass counts per op, in op order. */
+export function summarize(results: readonly CaseResult[]): { op: string; passed: number; total: number }[] {
+  const byOp = new Map<string, { passed: number; total: number }>();
+  for (const r of results) {
+    const s = byOp.get(r.op) ?? { passed: 0, total: 0 };
+    s.total++;
+    if (r.passed) s.passed++;
+    byOp.set(r.op, s);
+  }
+  return [...byOp.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([op, s]) => ({ op, ...s }));
+}
