@@ -188,12 +188,12 @@ function readExternal(t: TensorProto, modelFile: string, what: string): Uint8Arr
   try {
     size = statSync(path).size;
   } catch {
-    throw new CompileError('io', `${modelFile}: ${what}'s external data file '${location}' is missing (looked for ${path})`);
+    throw new CompileError('io', `${modelFile}: ${what}: external data file '${location}' is missing (looked for ${path})`);
   }
   const offset = Number(entry('offset') ?? 0);
   const length = entry('length') !== undefined ? Number(entry('length')) : size - offset;
   if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-    throw new CompileError('model', `${modelFile}: ${what}'s external data (offset ${offset}, length ${length}) lies outside '${location}' (${size} bytes)`);
+    throw new CompileError('model', `${modelFile}: ${what}: external data (offset ${offset}, length ${length}) lies outside '${location}' (${size} bytes)`);
   }
   const bytes = new Uint8Array(length);
   const fd = openSync(path, 'r');
