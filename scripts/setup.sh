@@ -2,14 +2,16 @@
 # Installs what a fresh Debian machine lacks to build, test and run mnc:
 #   - the npm dependencies (`npm ci`, whose `prepare` step builds dist/ and bin/mnc.mjs's target);
 #   - on Linux, unless MNC_SKIP_APT=1: Mesa's EGL/GLES and DRI drivers (llvmpipe, the OpenGL
-#     backend Dawn uses when there is no GPU) and Debian's chromium (the browser test).
+#     backend Dawn uses when there is no GPU), Debian's chromium (the browser test), and ONNX's
+#     onnx.proto (libonnx-dev: the ONNX frontend's descriptor is checked against it) and node
+#     test cases (libonnx-testdata: the ONNX conformance suite).
 # Idempotent: apt is only called for packages that are not installed yet. Quiet unless a step
 # fails, in which case that step's output is printed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri chromium)
+APT_PACKAGES=(libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri chromium libonnx-dev libonnx-testdata)
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -8,13 +8,16 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { loadOnnxModel } from '../compiler/frontends/onnx/load';
 import { CompileError } from '../compiler/ir/errors';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
-import { blockModel, encodeModel, floatTensor, mlpModel, model, node, uniform, valueInfo } from '../fixtures/onnx/models';
-import { releaseSharedDevice, runOnGpu } from './gpu';
+import { blockModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, node, uniform, valueInfo } from '../fixtures/onnx/models';
+import { decodeSafetensors } from '../runtime/safetensors';
+import { loadTrainingPlan } from '../runtime/training';
+import { cliRunner, diagnostics, expectFailure } from './cli-runner';
+import { releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
 import { conformanceCases, NODE_TESTS, runCase, summarize } from './onnx-conformance';
 
 afterAll(releaseSharedDevice);
@@ -130,10 +133,16 @@ describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests (libonnx-testdata) on 
 
 // --- against onnxruntime-web ------------------------------------------------------------
 
-async function ortRun(file: string, feeds: Record<string, Float32Array>, shapes: Record<string, number[]>, external?: string): Promise<Record<string, Float32Array>> {
+async function ortRun(
+  file: string,
+  feeds: Record<string, Float32Array>,
+  shapes: Record<string, number[]>,
+  external?: string,
+  others: Record<string, ort.Tensor> = {},
+): Promise<Record<string, Float32Array>> {
   const options = external ? { externalData: [{ path: external, data: readFileSync(join(FIXTURES, external)) }] } : {};
   const session = await ort.InferenceSession.create(file, options);
-  const tensors = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor('float32', v, shapes[k])]));
+  const tensors = { ...others, ...Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor('float32', v, shapes[k])])) };
   const out = await session.run(tensors);
   await session.release();
   return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
@@ -182,6 +191,75 @@ describe('imported models agree with onnxruntime-web', () => {
     expect(params(true).every(([, t]) => t === false)).toBe(true);
   });
 });
+
+// --- training an imported model -----------------------------------------------------------
+
+/** ids [4] (int64) → Gather(embedding [10, 8]) → MatMul [8, 3] → mean squared error against target: the scalar 'loss'. */
+function embeddingRegression(): Uint8Array {
+  const next = uniform(5);
+  return encodeModel(
+    model({
+      name: 'embedding_regression',
+      node: [
+        node('Gather', ['embedding', 'ids'], ['e'], [intAttr('axis', 0)], 'gather'),
+        node('MatMul', ['e', 'head'], ['pred'], [], 'head'),
+        node('Sub', ['pred', 'target'], ['diff']),
+        node('Mul', ['diff', 'diff'], ['sq']),
+        node('ReduceMean', ['sq'], ['loss'], [intsAttr('axes', [0, 1]), intAttr('keepdims', 0)]),
+      ],
+      initializer: [floatTensor('embedding', [10, 8], Float32Array.from({ length: 80 }, () => next())), floatTensor('head', [8, 3], Float32Array.from({ length: 24 }, () => 0.5 * next()))],
+      input: [valueInfo('ids', 7, [4]), valueInfo('target', 1, [4, 3])],
+      output: [valueInfo('loss', 1, [])],
+    }),
+  );
+}
+
+test('an imported model trains on the GPU: one SGD step as computed by hand, the loss falls, unselected embedding rows stay', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-train-'));
+  try {
+    const file = join(dir, 'embedding_regression.onnx');
+    writeFileSync(file, embeddingRegression());
+    const ids = Int32Array.from([1, 4, 4, 7]);
+    const next = uniform(9);
+    const target = Float32Array.from({ length: 12 }, () => next());
+    const ortLoss = (await ortRun(file, { target } as Record<string, Float32Array>, { target: [4, 3] }, undefined, { ids: new ort.Tensor('int64', BigInt64Array.from([1n, 4n, 4n, 7n]), [4]) })).loss[0];
+    const loaded = loadOnnxModel(file);
+    const plan = await compileGraph(loaded.graph, { seed: 0, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 0.5 } } });
+    const session = await loadTrainingPlan(plan.bundle, (await sharedDevice()).device);
+    try {
+      const initial = plan.parameters.get('embedding')!;
+      const head = plan.parameters.get('head')!;
+      const embeddingNow = async () => new Float32Array(decodeSafetensors(await session.exportState({ optimizer: false })).tensors.get('embedding')!.data.slice().buffer);
+      const losses = [await session.step({ ids, target })];
+      // the first step's loss is the forward pass before any update: onnxruntime-web's value
+      expect(Math.abs(losses[0] - ortLoss)).toBeLessThanOrEqual(1e-6);
+      // one SGD step by hand: dL/dpred = 2·(pred - target)/12, dL/de[id] = Σ dL/dpred·headᵀ over that id's rows
+      const expected = Float64Array.from(initial);
+      ids.forEach((id, i) => {
+        const dpred = [0, 1, 2].map((c) => {
+          let pred = 0;
+          for (let k = 0; k < 8; k++) pred += initial[id * 8 + k] * head[k * 3 + c];
+          return (2 * (pred - target[i * 3 + c])) / 12;
+        });
+        for (let k = 0; k < 8; k++) expected[id * 8 + k] -= 0.5 * dpred.reduce((acc, d, c) => acc + d * head[k * 3 + c], 0);
+      });
+      const stepped = await embeddingNow();
+      stepped.forEach((v, i) => expect(Math.abs(v - expected[i]), `embedding[${i}]`).toBeLessThanOrEqual(1e-6));
+      for (let t = 1; t < 30; t++) losses.push(await session.step({ ids, target }));
+      expect(losses[29]).toBeLessThan(0.3 * losses[0]);
+      // rows no id selects get no gradient
+      const final = await embeddingNow();
+      for (let row = 0; row < 10; row++) {
+        const moved = final.subarray(row * 8, row * 8 + 8).some((v, j) => v !== initial[row * 8 + j]);
+        expect(moved, `embedding row ${row}`).toBe([1, 4, 7].includes(row));
+      }
+    } finally {
+      session.destroy();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
 
 // --- bad input --------------------------------------------------------------------------
 
@@ -264,5 +342,35 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
       output: [valueInfo('y', 1, [2, 2])],
     });
     expect(failure(() => loadOnnxModel(write('matmul.onnx', encodeModel(m)))).message).toMatch(/node 'mm' \(MatMul, opset 17\): matmul: inner dimensions differ/);
+  });
+});
+
+// --- the CLI ------------------------------------------------------------------------------
+
+describe('mnc compile model.onnx', () => {
+  const root = new URL('..', import.meta.url).pathname;
+  const work = mkdtempSync(join(tmpdir(), 'mnc-onnx-cli-'));
+  const mnc = cliRunner(join(root, 'dist', 'mnc.mjs'), root);
+  beforeAll(() => {
+    execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'pipe' });
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  test('--shape binds the dynamic dimension; the plan keeps the ONNX input and output names', () => {
+    const plan = join(work, 'block.mnplan');
+    const r = mnc('compile', 'fixtures/onnx/block.onnx', '--shape', 'x=1x4x16', '-o', plan);
+    expect(diagnostics(r)).toEqual([]);
+    expect(r.stdout).toMatch(/block\.mnplan: model 'block' for target generic, \d+ kernels/);
+    const manifest = JSON.parse(mnc('inspect', plan, '--json').stdout);
+    expect(manifest.entryPoints.run.inputs.map((i: { name: string; shape: number[] }) => [i.name, i.shape])).toEqual([['x', [1, 4, 16]]]);
+    expect(manifest.entryPoints.run.outputs.map((o: { name: string }) => o.name)).toEqual(['y']);
+  });
+  test('an unbound dynamic dimension and a malformed --shape are errors', () => {
+    expectFailure(mnc('compile', 'fixtures/onnx/mlp.onnx', '-o', join(work, 'a.mnplan')), [
+      "error: fixtures/onnx/mlp.onnx: input 'x' has a dynamic dimension 'batch' at axis 0; give its shape with --shape x=Nx16",
+    ]);
+    expectFailure(mnc('compile', 'fixtures/onnx/mlp.onnx', '--shape', 'x=2by16', '-o', join(work, 'a.mnplan')), [
+      "error: --shape expects name=DIMxDIM… with positive dimensions (e.g. x=1x3x224x224); got 'x=2by16'",
+    ]);
   });
 });

@@ -10,6 +10,7 @@ import type { EntryPoint, Manifest } from '../../schemas/manifest';
 import type { OptimizerKind, OptimizerSpec, TrainingSpec } from '../autodiff/train';
 import { compileGraphToFile } from '../compile';
 import { formatReport } from '../egraph/run';
+import { loadOnnxModel } from '../frontends/onnx/load';
 import { loadTypeScriptModel } from '../frontends/typescript';
 import { CompileError, CompileErrors } from '../ir/errors';
 import { GENERATOR } from '../plan/plan';
@@ -56,6 +57,10 @@ interface CompileOptions {
   lr?: string;
   target: string;
   validationThreads?: string;
+  /** ONNX: static shapes of inputs, `name=1x3x224x224` */
+  shape: string[];
+  /** ONNX: parameters are not trainable */
+  freeze?: boolean;
 }
 
 function parseCount(flag: string, text: string): number {
@@ -85,12 +90,27 @@ function trainingFrom(options: CompileOptions, fromModel: TrainingSpec | undefin
   return { loss, optimizer };
 }
 
+/** An ONNX model as the compile command takes a model: no type check, no training option of its own. */
+function onnxModel(file: string, options: CompileOptions) {
+  const shapes: Record<string, number[]> = {};
+  for (const text of options.shape) {
+    const m = /^([^=]+)=(\d+(?:x\d+)*)$/.exec(text);
+    const dims = m ? m[2].split('x').map(Number) : [];
+    if (!m || dims.some((d) => d < 1)) throw new CompileError('input', `--shape expects name=DIMxDIM… with positive dimensions (e.g. x=1x3x224x224); got '${text}'`);
+    shapes[m[1]] = dims;
+  }
+  const loaded = loadOnnxModel(file, { shapes, freeze: options.freeze });
+  return { graph: loaded.graph, name: loaded.name, training: undefined, typeChecked: Promise.resolve() };
+}
+
 async function compileCommand(modelFile: string, options: CompileOptions): Promise<void> {
   const started = performance.now();
   const seed = parseSeed(options.seed);
   const validationThreads = options.validationThreads === undefined ? undefined : parseCount('--validation-threads', options.validationThreads);
   // the type check runs on its own thread while this one compiles; its errors win over any later one
-  const { graph, name, training, typeChecked } = await loadTypeScriptModel(modelFile, { model: options.model, deferTypeCheck: true });
+  const { graph, name, training, typeChecked } = /\.onnx$/i.test(modelFile)
+    ? onnxModel(modelFile, options)
+    : await loadTypeScriptModel(modelFile, { model: options.model, deferTypeCheck: true });
   const frontend = performance.now() - started;
   const out = options.output ?? `${options.model ?? basename(modelFile).replace(/\.[^.]*$/, '')}.mnplan`;
   // written beside `out` as it is made, renamed once the type check passed: a failed compile leaves no plan behind
@@ -230,8 +250,8 @@ function program(): Command {
 
   mnc
     .command('compile')
-    .description('compile a TypeScript model file to a .mnplan bundle')
-    .argument('<model.ts>', 'model file exporting model((g) => …) definitions')
+    .description('compile a TypeScript model file or an ONNX model to a .mnplan bundle')
+    .argument('<model.ts|model.onnx>', 'model file exporting model((g) => …) definitions, or an ONNX model')
     .option('-o, --output <file>', 'output plan (default: <model file name>.mnplan, or <NAME>.mnplan with --model)')
     .option('--model <name>', 'which exported model to compile (required when the file exports several)')
     .option('--seed <n>', 'seed for parameter initial values', '0')
@@ -248,6 +268,8 @@ function program(): Command {
       DEFAULT_TARGETS.map((t) => t.name).join(','),
     )
     .option('--validation-threads <n>', "threads running naga's validation and translations, this one included (default: from the cores and the work; 1 starts none)")
+    .option('--shape <name=dims>', 'ONNX: the static shape of an input, e.g. x=1x3x224x224 (binds dynamic dimensions); repeatable', collect, [])
+    .option('--freeze', "ONNX: the model's initializers are fixed weights, not trainable parameters")
     .action(compileCommand);
 
   mnc
