@@ -4,14 +4,14 @@
 //
 //   npx tsx bench/fuzz.ts [--cases 20000] [--seed 1] [--target plan|safetensors]
 import { formatReport, fuzz, type FuzzTarget } from '../test/fuzz/fuzz';
-import { planTarget, safetensorsTarget } from '../test/fuzz/targets';
+import { onnxTarget, planTarget, safetensorsTarget } from '../test/fuzz/targets';
 
 function arg(name: string): string | undefined {
   const at = process.argv.indexOf(`--${name}`);
   return at >= 0 ? process.argv[at + 1] : undefined;
 }
 
-const TARGETS: Record<string, () => FuzzTarget | Promise<FuzzTarget>> = { plan: planTarget, safetensors: safetensorsTarget };
+const TARGETS: Record<string, () => FuzzTarget | Promise<FuzzTarget>> = { plan: planTarget, safetensors: safetensorsTarget, onnx: onnxTarget };
 
 const cases = Number(arg('cases') ?? 20000);
 const seed = Number(arg('seed') ?? 1);

@@ -1,5 +1,6 @@
 // The readers under fuzz, each with its seed corpus: the .mnplan bundle reader (followed by
-// everything `mnc inspect` does with an accepted plan) and the runtime's safetensors reader.
+// everything `mnc inspect` does with an accepted plan), the runtime's safetensors reader and
+// the ONNX frontend (decoding and importing a model).
 // A new reader (ONNX, NNEF, GGUF) joins with a FuzzTarget here and a line in bench/fuzz.ts.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -13,6 +14,12 @@ import { decodeSafetensors, encodeSafetensors } from '../../runtime/safetensors'
 import { checkMemoryBudget } from '../../runtime/memory-budget';
 import { targetManifest, targetsOf } from '../../runtime/targets';
 import { MNPLAN_HEADER_BYTES, type Manifest } from '../../schemas/manifest';
+import { decodeModel } from '../../compiler/frontends/onnx/proto';
+import { importOnnxModel } from '../../compiler/frontends/onnx/load';
+import { isCompileError } from '../../compiler/ir/errors';
+import { blockModel, encodeModel, mlpModel } from '../../fixtures/onnx/models';
+import onnxDescriptor from '../../compiler/frontends/onnx/onnx-proto.json';
+import protobuf from 'protobufjs';
 import { handPlan, reassemble } from '../hand-plan';
 import type { FuzzTarget } from './fuzz';
 import { INHERITED_NAMES, stringifyJson, type JsonMutator, type Mutated } from './mutate';
@@ -215,5 +222,51 @@ export function safetensorsTarget(): FuzzTarget {
       out.set(bytes.subarray(8 + length), 8 + json.length);
       return { bytes: out, what };
     },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// ONNX
+
+/**
+ * The ONNX frontend from bytes to a Graph: the fixtures' MLP and transformer block (its QKV
+ * weight as external data beside fixtures/onnx/, where the mutated models are read as if
+ * they lay). Dynamic dimensions are bound to 2, as `--shape` would.
+ */
+const ModelProto = protobuf.Root.fromJSON(onnxDescriptor as protobuf.INamespace).lookupType('onnx.ModelProto');
+
+export function onnxTarget(): FuzzTarget {
+  const file = new URL('../../fixtures/onnx/fuzz.onnx', import.meta.url).pathname;
+  return {
+    name: 'onnx',
+    seeds: [encodeModel(mlpModel()), encodeModel(blockModel(2, 'block.weights').model)],
+    async read(bytes) {
+      const model = decodeModel(bytes, file);
+      const initializers = new Set((model.graph?.initializer ?? []).map((t) => t.name));
+      const shapes = Object.fromEntries(
+        (model.graph?.input ?? [])
+          .filter((i) => !initializers.has(i.name) && i.type?.tensorType?.shape?.dim?.some((d) => !(Number(d.dimValue) > 0)))
+          .map((i) => [i.name ?? '', (i.type!.tensorType!.shape!.dim ?? []).map((d) => (Number(d.dimValue) > 0 && Number(d.dimValue) < 64 ? Number(d.dimValue) : 2))]),
+      );
+      return importOnnxModel(model, file, { shapes });
+    },
+    isExpected: isCompileError,
+    // the ModelProto as JSON (protobufjs's object form, bytes in base64), mutated, re-encoded:
+    // well-formed protobuf whose content reaches the importer's checks
+    restructure(bytes, edit): Mutated | undefined {
+      let json: unknown;
+      try {
+        json = ModelProto.toObject(ModelProto.decode(bytes), { longs: Number, bytes: String, arrays: true });
+      } catch {
+        return undefined;
+      }
+      const what = edit(json);
+      try {
+        return { bytes: ModelProto.encode(ModelProto.fromObject(json as Record<string, unknown>)).finish(), what };
+      } catch {
+        return undefined;
+      }
+    },
+    kindOf: (e) => (isCompileError(e) ? e.kind : '?'),
   };
 }

@@ -7,7 +7,7 @@ import type { Graph, Tensor } from '../../ir/graph';
 import { opDef, type OpName } from '../../ir/ops';
 import { elementCount, formatShape, type TensorType } from '../../ir/types';
 import { BOOL, dataTypeName, FLOAT, isIntegerType, type AttributeProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
-import { computed, folded, shapeOf, type Computed, type Folded, type Value } from './values';
+import { computed, foldable, folded, shapeOf, type Computed, type Folded, type Value } from './values';
 
 export class NodeContext {
   private readonly attributes: Map<string, AttributeProto>;
@@ -126,6 +126,7 @@ export class NodeContext {
       } catch (e) {
         this.fail(`${op}: ${e instanceof Error ? e.message : String(e)}`, 'shape');
       }
+      foldable(out.shape);
       let data = def.evaluate(operands.map((v) => ({ data: v.data, shape: v.shape })), attrs, out);
       if (data === operands[0]?.data) data = Float64Array.from(data);
       if (isIntegerType(dataType)) data = data.map(Math.trunc);

@@ -6,7 +6,7 @@ import { broadcastShapes } from '../../ir/shape';
 import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
 import { BOOL, FLOAT, INT64, isIntegerType } from './proto';
-import { computed, folded, type Folded, type Value } from './values';
+import { computed, foldable, folded, type Folded, type Value } from './values';
 
 export interface Converter {
   /** the first opset whose semantics this converter implements (the op's introduction) */
@@ -148,6 +148,7 @@ function takeFolded(ctx: NodeContext, x: Folded, axis: number, indices: Folded):
   const n = x.shape[axis];
   const outer = elementCount(x.shape.slice(0, axis));
   const inner = elementCount(x.shape.slice(axis + 1));
+  foldable([...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)]);
   const idx = Array.from(indices.data, (i) => {
     const j = i < 0 ? i + n : i;
     if (!Number.isInteger(j) || j < 0 || j >= n) ctx.fail(`index ${i} is out of range for axis ${axis} of size ${n}`);
@@ -174,7 +175,7 @@ function gatherComputed(ctx: NodeContext, x: Value, axis: number, indices: Value
   const m = elementCount(idxShape);
   let rows: Value;
   if (indices.kind === 'folded') {
-    const onehot = new Float64Array(m * n);
+    const onehot = new Float64Array(foldable([m, n]));
     indices.data.forEach((i, r) => {
       const j = i < 0 ? i + n : i;
       if (!Number.isInteger(j) || j < 0 || j >= n) ctx.fail(`index ${i} is out of range for axis ${axis} of size ${n}`);
@@ -479,7 +480,7 @@ const constantOfShape: Converter = {
   convert: (ctx) => {
     const shape = ctx.knownInts(0, 'shape')!;
     const value = ctx.tensorAttr('value') ?? folded(F, [1], Float64Array.of(0));
-    return [folded(value.dataType, shape, new Float64Array(elementCount(shape)).fill(value.data[0] ?? 0))];
+    return [folded(value.dataType, shape, new Float64Array(foldable(shape)).fill(value.data[0] ?? 0))];
   },
 };
 
@@ -489,7 +490,7 @@ const range: Converter = {
     const [start, limit, delta] = [0, 1, 2].map((i) => ctx.known(i, ['start', 'limit', 'delta'][i]));
     const [s, l, d] = [start.data[0], limit.data[0], delta.data[0]];
     if (d === 0) ctx.fail('delta is 0');
-    const n = Math.max(Math.ceil((l - s) / d), 0);
+    const n = foldable([Math.max(Math.ceil((l - s) / d), 0)]);
     const data = Float64Array.from({ length: n }, (_, i) => s + i * d);
     return [folded(start.dataType, [n], start.dataType === F ? data.map(Math.fround) : data)];
   },
@@ -505,7 +506,7 @@ const trilu: Converter = {
     const upper = ctx.int('upper', 1) === 1;
     const [rows, cols] = shape.slice(-2);
     const keep = (i: number, j: number) => (upper ? j - i >= k : j - i <= k);
-    const mask = Float64Array.from({ length: rows * cols }, (_, p) => (keep(Math.floor(p / cols), p % cols) ? 1 : 0));
+    const mask = Float64Array.from({ length: foldable([rows, cols]) }, (_, p) => (keep(Math.floor(p / cols), p % cols) ? 1 : 0));
     if (x.kind === 'folded') return [folded(x.dataType, shape, x.data.map((v, p) => (mask[p % (rows * cols)] ? v : 0)))];
     ctx.requireFloat(x);
     return [ctx.apply('where', [folded(BOOL, [rows, cols], mask), x, folded(F, [], Float64Array.of(0))], {}, x.dataType)];
@@ -519,7 +520,7 @@ const dropout: Converter = {
     const training = ctx.optional(2);
     if (training && (training.kind !== 'folded' || training.data[0] !== 0)) ctx.fail('training_mode must be false (dropout is imported for inference)');
     const wantsMask = Boolean(ctx.node.output?.[1]);
-    return [x, wantsMask ? folded(BOOL, ctx.shape(x), new Float64Array(ctx.count(x)).fill(1)) : undefined];
+    return [x, wantsMask ? folded(BOOL, ctx.shape(x), new Float64Array(foldable(ctx.shape(x))).fill(1)) : undefined];
   },
 };
 

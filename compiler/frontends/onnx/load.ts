@@ -9,7 +9,7 @@ import type { DType } from '../../ir/types';
 import { NodeContext } from './context';
 import { CONVERTERS } from './converters';
 import { BOOL, dataTypeName, decodeModel, FLOAT, tensorValues, type ModelProto, type TensorProto, type ValueInfoProto } from './proto';
-import { computed, folded, type Folded, type Value } from './values';
+import { computed, FoldLimitError, folded, type Folded, type Value } from './values';
 
 // opsets 13–21 are the target; older models import where each op's converter implements the
 // op as the model's opset defines it (Converter.since), up to RMSNormalization's opset 23
@@ -104,15 +104,23 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     const opType = node.opType ?? '';
     const label = `node '${node.name || node.output?.[0] || '?'}' (${opType}, opset ${opset})`;
     if (node.domain && node.domain !== 'ai.onnx') fail(`${label}: domain '${node.domain}' is not supported; only the default ONNX domain`);
-    const converter = CONVERTERS[opType];
-    if (!converter) fail(`${label}: op type ${opType} is not supported by the ONNX frontend; supported: ${SUPPORTED_OPS.join(', ')}`);
+    const converter =
+      (Object.hasOwn(CONVERTERS, opType) ? CONVERTERS[opType] : undefined) ?? fail(`${label}: op type ${opType} is not supported by the ONNX frontend; supported: ${SUPPORTED_OPS.join(', ')}`);
     if (opset < converter.since) fail(`${label}: the ONNX frontend implements ${opType} as opset ${converter.since} and later define it; the model imports opset ${opset}`);
     const operands = (node.input ?? []).map((n) => {
       if (!n) return undefined;
       return values.get(n) ?? fail(`${label}: input '${n}' is not produced by any earlier node, initializer or graph input`);
     });
     const ctx = new NodeContext(g, node, opset, file, operands, readTensor, materialized);
-    const results = converter.convert(ctx);
+    let results: (Value | undefined)[];
+    try {
+      results = converter.convert(ctx);
+    } catch (e) {
+      if (e instanceof FoldLimitError) fail(`${label}: ${e.message}`);
+      // the builder's own refusals (a leaf's shape, a name) without this node's context
+      if (e instanceof CompileError && !e.message.startsWith(file)) throw new CompileError(e.kind, `${file}: ${label}: ${e.message}`, undefined, opType);
+      throw e;
+    }
     (node.output ?? []).forEach((out, i) => {
       if (!out) return;
       const v = results[i];

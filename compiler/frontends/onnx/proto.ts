@@ -183,7 +183,11 @@ function readExternal(t: TensorProto, modelFile: string, what: string): Uint8Arr
   const entry = (key: string) => t.externalData?.find((e) => e.key === key)?.value;
   const location = entry('location');
   if (!location) throw new CompileError('model', `${modelFile}: ${what} has external data without a location`);
-  const path = isAbsolute(location) ? location : join(dirname(modelFile), location);
+  // as ONNX's checker requires: a path inside the model's folder
+  if (isAbsolute(location) || location.split(/[\\/]/).includes('..')) {
+    throw new CompileError('model', `${modelFile}: ${what}: external data location '${location}' must be a relative path inside the model's folder`);
+  }
+  const path = join(dirname(modelFile), location);
   let size: number;
   try {
     size = statSync(path).size;

@@ -21,7 +21,23 @@ export interface Computed {
 
 export type Value = Folded | Computed;
 
-export const folded = (dataType: number, shape: readonly number[], data: Float64Array): Folded => ({ kind: 'folded', dataType, shape: [...shape], data });
+/** The most elements a value folded at compile time may hold (shape arithmetic and masks are far smaller). */
+export const FOLD_LIMIT = 1 << 24;
+
+export class FoldLimitError extends Error {}
+
+export function folded(dataType: number, shape: readonly number[], data: Float64Array): Folded {
+  return { kind: 'folded', dataType, shape: [...shape], data };
+}
+
+/** Elements of a value about to be folded, refused past FOLD_LIMIT (before anything is allocated). */
+export function foldable(shape: readonly number[]): number {
+  const n = shape.reduce((a, d) => a * d, 1);
+  if (!(n <= FOLD_LIMIT) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new FoldLimitError(`a tensor of shape [${shape.join(', ')}] cannot be computed at compile time (negative, fractional or more than ${FOLD_LIMIT} elements)`);
+  }
+  return n;
+}
 export const computed = (dataType: number, tensor: Tensor): Computed => ({ kind: 'computed', dataType, tensor });
 
 export const shapeOf = (v: Value): readonly number[] => (v.kind === 'folded' ? v.shape : v.tensor.shape);
