@@ -13,7 +13,7 @@ import { compileGraph } from '../compiler/compile';
 import { loadOnnxModel } from '../compiler/frontends/onnx/load';
 import { CompileError } from '../compiler/ir/errors';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
-import { blockModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, node, uniform, valueInfo } from '../fixtures/onnx/models';
+import { blockModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, newerOpsModel, node, uniform, valueInfo } from '../fixtures/onnx/models';
 import { decodeSafetensors } from '../runtime/safetensors';
 import { loadTrainingPlan } from '../runtime/training';
 import { cliRunner, diagnostics, expectFailure } from './cli-runner';
@@ -34,6 +34,7 @@ test('the committed fixtures are what fixtures/onnx/models.ts writes', () => {
   const block = blockModel(2, 'block.weights');
   expect(Buffer.from(readFileSync(join(FIXTURES, 'block.onnx'))).equals(Buffer.from(encodeModel(block.model)))).toBe(true);
   expect(Buffer.from(readFileSync(join(FIXTURES, 'block.weights'))).equals(Buffer.from(block.externalData!))).toBe(true);
+  expect(Buffer.from(readFileSync(join(FIXTURES, 'newer-ops.onnx'))).equals(Buffer.from(encodeModel(newerOpsModel())))).toBe(true);
 });
 
 // --- conformance ------------------------------------------------------------------------
@@ -156,8 +157,8 @@ const maxError = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 };
 
 // Both sides compute in f32 with their own summation orders (the CPU reference in f64):
-// differences of a few ulps of the O(1) values. Seen (llvmpipe): mlp 4.5e-8 GPU and 4.1e-8
-// CPU, block 4.2e-7 GPU and 4.0e-7 CPU; the bounds keep a 20x margin over the block.
+// differences of a few ulps of the O(1..4) values. Seen (llvmpipe): mlp 1.2e-7 GPU and
+// 9.0e-8 CPU, block 4.8e-7 and 3.7e-7, newer-ops 4.2e-7 and 2.0e-7; the bounds keep a 20x margin.
 const GPU_TOLERANCE = 1e-5;
 const CPU_TOLERANCE = 1e-5;
 
@@ -165,17 +166,22 @@ describe('imported models agree with onnxruntime-web', () => {
   test.each([
     ['mlp.onnx', 'logits', [5, 16], undefined],
     ['block.onnx', 'y', [1, 7, 16], 'block.weights'],
+    ['newer-ops.onnx', 'y', [2, 4, 6], undefined],
   ] as const)('%s', async (name, output, shape, external) => {
     const file = join(FIXTURES, name);
     const next = uniform(42);
-    const x = Float32Array.from({ length: (shape as readonly number[]).reduce((a, b) => a * b, 1) }, () => next());
-    const expected = (await ortRun(file, { x }, { x: [...shape] }, external))[output];
+    const x = Float32Array.from({ length: (shape as readonly number[]).reduce((a, b) => a * b, 1) }, () => 2 * next());
+    // newer-ops.onnx also takes int64 ids, fed to the plan as int32
+    const ids = name === 'newer-ops.onnx' ? [5, 0, 2] : undefined;
+    const others: Record<string, ort.Tensor> = ids ? { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [ids.length]) } : {};
+    const expected = (await ortRun(file, { x }, { x: [...shape] }, external, others))[output];
     const loaded = loadOnnxModel(file, { shapes: { x: [...shape] } });
-    expect(loaded.inputs.map((i) => i.name)).toEqual(['x']);
+    expect(loaded.inputs.map((i) => i.name)).toEqual(ids ? ['x', 'ids'] : ['x']);
     expect(loaded.outputs.map((o) => o.name)).toEqual([output]);
-    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0))[output];
+    const feeds: Record<string, Float32Array | Int32Array> = ids ? { x, ids: Int32Array.from(ids) } : { x };
+    const cpu = interpret(loaded.graph, feeds, materializeParameters(loaded.graph, 0))[output];
     const plan = await compileGraph(loaded.graph, { seed: 0 });
-    const gpu = (await runOnGpu(plan.bundle, { x }))[output];
+    const gpu = (await runOnGpu(plan.bundle, feeds))[output];
     const cpuError = maxError(cpu, expected);
     const gpuError = maxError(gpu, expected);
     console.log(`${name}: max |mnc - onnxruntime-web| = ${gpuError.toExponential(2)} (GPU plan), ${cpuError.toExponential(2)} (CPU reference)`);
