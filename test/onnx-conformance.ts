@@ -8,8 +8,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isCompileError } from '../compiler/ir/errors';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
-import { decodeModel, decodeTensor, isIntegerType, tensorValues, type ModelProto } from '../compiler/frontends/onnx/proto';
-import { importOnnxModel, SUPPORTED_OPS } from '../compiler/frontends/onnx/load';
+import { decodeModel, decodeTensor, isIntegerType, tensorValues, type ModelProto, type TensorValue } from '../compiler/frontends/onnx/proto';
+import { importOnnxModel, SUPPORTED_OPS, type LoadedOnnxModel } from '../compiler/frontends/onnx/load';
 
 export const NODE_TESTS = '/usr/share/libonnx-testdata/data/node';
 
@@ -55,7 +55,18 @@ export function conformanceCases(root = NODE_TESTS): { name: string; op: string 
   return cases;
 }
 
-export function runCase(name: string, op: string, root = NODE_TESTS): CaseResult {
+/** A case imported and its data read, ready to run on the CPU reference or a plan. */
+export interface PreparedCase {
+  graph: LoadedOnnxModel['graph'];
+  outputs: LoadedOnnxModel['outputs'];
+  /** the plan's inputs, typed as the plan takes them (f32, or i32 for integer inputs) */
+  inputs: Record<string, Float32Array | Int32Array>;
+  expected: TensorValue[];
+  boundInputs: boolean;
+}
+
+/** Imports a case and reads its data, or the failure that stopped it. */
+export function prepareCase(name: string, op: string, root = NODE_TESTS): PreparedCase | CaseResult {
   const dir = join(root, name);
   const file = join(dir, 'model.onnx');
   let boundInputs = false;
@@ -70,7 +81,7 @@ export function runCase(name: string, op: string, root = NODE_TESTS): CaseResult
     const given = infos.map((info, i) => ({ name: info.name ?? '', value: read(`input_${i}.pb`) }));
     // dynamic dimensions bound from the case's data, as --shape binds them
     const shapesOf = (gs: typeof given) => Object.fromEntries(gs.map((g) => [g.name, g.value.shape]));
-    let loaded;
+    let loaded: LoadedOnnxModel;
     try {
       loaded = importOnnxModel(model, `${name}/model.onnx`, { shapes: shapesOf(given) });
     } catch (e) {
@@ -81,24 +92,45 @@ export function runCase(name: string, op: string, root = NODE_TESTS): CaseResult
       loaded = importOnnxModel(model, `${name}/model.onnx`, { shapes: shapesOf(given.filter((g) => !bind(g))), constants });
       boundInputs = true;
     }
-    const inputs: Record<string, Float64Array> = {};
-    for (const g of given) if (loaded.inputs.some((i) => i.name === g.name)) inputs[g.name] = g.value.data;
-    const got = interpret(loaded.graph, inputs, materializeParameters(loaded.graph, 0));
-    for (const [i, info] of loaded.outputs.entries()) {
-      const expected = read(`output_${i}.pb`);
-      const actual = got[info.name];
-      if (actual.length !== expected.data.length) return { name, op, passed: false, boundInputs, reason: `output '${info.name}' has ${actual.length} elements; expected ${expected.data.length}` };
-      const exact = isIntegerType(expected.dataType) || expected.dataType === 9;
-      for (let k = 0; k < actual.length; k++) {
-        const [a, e] = [actual[k], expected.data[k]];
-        const ok = Number.isNaN(e) ? Number.isNaN(a) : exact ? a === e : a === e || Math.abs(a - e) <= ATOL + RTOL * Math.abs(e);
-        if (!ok) return { name, op, passed: false, boundInputs, reason: `output '${info.name}'[${k}] = ${a}; expected ${e}` };
-      }
+    const inputs: Record<string, Float32Array | Int32Array> = {};
+    for (const g of given) {
+      const node = loaded.graph.nodes.find((n) => n.op === 'input' && n.name === g.name);
+      if (node) inputs[g.name] = node.type.dtype === 'i32' ? Int32Array.from(g.value.data) : Float32Array.from(g.value.data);
     }
-    return { name, op, passed: true, boundInputs };
+    return { graph: loaded.graph, outputs: loaded.outputs, inputs, expected: loaded.outputs.map((_, i) => read(`output_${i}.pb`)), boundInputs };
   } catch (e) {
-    const message = isCompileError(e) ? e.message.replace(/^[^:]*model\.onnx: /, '') : `crash: ${e instanceof Error ? e.stack : String(e)}`;
-    return { name, op, passed: false, boundInputs, reason: message };
+    return { name, op, passed: false, boundInputs, reason: describeError(e) };
+  }
+}
+
+function describeError(e: unknown): string {
+  return isCompileError(e) ? e.message.replace(/^[^:]*model\.onnx: /, '') : `crash: ${e instanceof Error ? e.stack : String(e)}`;
+}
+
+/** Compares computed outputs with the case's; `tolerance` widens ONNX's own (rtol 1e-3, atol 1e-7) for f32 kernels. */
+export function checkOutputs(name: string, op: string, c: PreparedCase, got: Record<string, ArrayLike<number>>, tolerance = { rtol: RTOL, atol: ATOL }): CaseResult {
+  for (const [i, info] of c.outputs.entries()) {
+    const expected = c.expected[i];
+    const actual = got[info.name];
+    if (actual.length !== expected.data.length) return { name, op, passed: false, boundInputs: c.boundInputs, reason: `output '${info.name}' has ${actual.length} elements; expected ${expected.data.length}` };
+    const exact = isIntegerType(expected.dataType) || expected.dataType === 9;
+    for (let k = 0; k < actual.length; k++) {
+      const [a, e] = [actual[k], expected.data[k]];
+      const ok = Number.isNaN(e) ? Number.isNaN(a) : exact ? a === e : a === e || Math.abs(a - e) <= tolerance.atol + tolerance.rtol * Math.abs(e);
+      if (!ok) return { name, op, passed: false, boundInputs: c.boundInputs, reason: `output '${info.name}'[${k}] = ${a}; expected ${e}` };
+    }
+  }
+  return { name, op, passed: true, boundInputs: c.boundInputs };
+}
+
+/** A case on the CPU reference interpreter. */
+export function runCase(name: string, op: string, root = NODE_TESTS): CaseResult {
+  const c = prepareCase(name, op, root);
+  if ('passed' in c) return c;
+  try {
+    return checkOutputs(name, op, c, interpret(c.graph, c.inputs, materializeParameters(c.graph, 0)));
+  } catch (e) {
+    return { name, op, passed: false, boundInputs: c.boundInputs, reason: describeError(e) };
   }
 }
 

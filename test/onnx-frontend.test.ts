@@ -18,7 +18,7 @@ import { decodeSafetensors } from '../runtime/safetensors';
 import { loadTrainingPlan } from '../runtime/training';
 import { cliRunner, diagnostics, expectFailure } from './cli-runner';
 import { releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
-import { conformanceCases, NODE_TESTS, runCase, summarize } from './onnx-conformance';
+import { checkOutputs, conformanceCases, NODE_TESTS, prepareCase, runCase, summarize } from './onnx-conformance';
 
 afterAll(releaseSharedDevice);
 
@@ -130,6 +130,49 @@ describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests (libonnx-testdata) on 
       expect(r.passed).toBe(true);
     }
   });
+});
+
+// A case per op family compiled to a plan and run on the GPU: f32 kernels against ONNX's
+// expected values, with an atol for f32 rounding of O(1..100) values (seen ≤ 2e-6: erf,
+// pow, the normalisations)
+const GPU_CASES = [
+  'test_gemm_all_attributes',
+  'test_softmax_axis_0',
+  'test_logsoftmax_axis_1',
+  'test_layer_normalization_4d_axis1',
+  'test_layer_normalization_3d_axis1_epsilon_expanded',
+  'test_reduce_mean_do_not_keepdims_random',
+  'test_reduce_max_keepdims_random',
+  'test_reduce_sum_keepdims_random',
+  'test_slice_neg_steps',
+  'test_gather_1',
+  'test_where_example',
+  'test_clip',
+  'test_pow',
+  'test_erf',
+  'test_matmul_4d',
+  'test_transpose_all_permutations_3',
+  'test_expand_dim_changed',
+  'test_split_equal_parts_2d',
+  'test_concat_3d_axis_negative_2',
+  'test_isnan',
+  'test_less',
+  'test_cos',
+  'test_reciprocal',
+  'test_add_bcast',
+];
+
+describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per op family)', () => {
+  const ops = new Map(conformanceCases().map((c) => [c.name, c.op]));
+  test.each(GPU_CASES)('%s', async (name) => {
+    const op = ops.get(name) ?? '?';
+    const c = prepareCase(name, op);
+    if ('passed' in c) throw new Error(`${name}: ${c.reason}`);
+    const plan = await compileGraph(c.graph, { seed: 0 });
+    const got = await runOnGpu(plan.bundle, c.inputs);
+    const r = checkOutputs(name, op, c, got, { rtol: 1e-3, atol: 1e-5 });
+    expect(r.reason).toBeUndefined();
+  }, 60_000);
 });
 
 // --- against onnxruntime-web ------------------------------------------------------------
