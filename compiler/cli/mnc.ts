@@ -108,7 +108,9 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   const seed = parseSeed(options.seed);
   const validationThreads = options.validationThreads === undefined ? undefined : parseCount('--validation-threads', options.validationThreads);
   // the type check runs on its own thread while this one compiles; its errors win over any later one
-  const { graph, name, training, typeChecked } = /\.onnx$/i.test(modelFile)
+  const isOnnx = /\.onnx$/i.test(modelFile);
+  if (!isOnnx && (options.shape.length > 0 || options.freeze)) throw new CompileError('input', '--shape and --freeze apply to ONNX models (.onnx); a TypeScript model declares its shapes and trainable parameters itself');
+  const { graph, name, training, typeChecked } = isOnnx
     ? onnxModel(modelFile, options)
     : await loadTypeScriptModel(modelFile, { model: options.model, deferTypeCheck: true });
   const frontend = performance.now() - started;
