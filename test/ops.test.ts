@@ -5,10 +5,10 @@ import Ajv from 'ajv';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
-import { Graph, type Tensor } from '../compiler/ir/graph';
+import { conv2dAttrs, Graph, type Conv2dOptions, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
-import { OPS, type OpName } from '../compiler/ir/ops';
+import { convGeometry, OPS, type OpName } from '../compiler/ir/ops';
 import { elementCount, type Shape } from '../compiler/ir/types';
 import { expectClose } from './close';
 import { releaseSharedDevice, runOnGpu } from './gpu';
@@ -75,6 +75,43 @@ const reduceCases = (op: 'sum' | 'mean' | 'max'): OpCase[] =>
   }));
 
 const rowShapes: Shape[] = [[10], [4, 10], [3, 7, 33], [2, 513]];
+
+
+/** Convolution geometries for the op and both gradients: kernel sizes, strides, padding, dilation, groups, odd sizes. */
+const CONV_TABLE: { label: string; x: Shape; w: Shape; options: Conv2dOptions; bias?: boolean }[] = [
+  { label: '1×1', x: [2, 8, 5, 7], w: [6, 8, 1, 1], options: {} },
+  { label: '3×3 padding 1, bias', x: [2, 3, 9, 9], w: [4, 3, 3, 3], options: { padding: 1 }, bias: true },
+  { label: '7×7 stride 2 padding 3', x: [1, 3, 19, 17], w: [8, 3, 7, 7], options: { stride: 2, padding: 3 } },
+  { label: '3×3 stride 2, padding top 0 left 1 bottom 1 right 0', x: [2, 4, 10, 11], w: [5, 4, 3, 3], options: { stride: 2, padding: [0, 1, 1, 0] } },
+  { label: '3×3 dilation 2 padding 2', x: [1, 3, 12, 12], w: [4, 3, 3, 3], options: { dilation: 2, padding: 2 } },
+  { label: '3 groups', x: [2, 6, 8, 8], w: [9, 2, 3, 3], options: { groups: 3, padding: 1 }, bias: true },
+  { label: 'depthwise stride 2', x: [2, 8, 7, 9], w: [8, 1, 3, 3], options: { groups: 8, padding: 1, stride: 2 } },
+  { label: '2×3 stride [2, 1] padding [1, 0, 0, 2] dilation [1, 2]', x: [3, 5, 13, 11], w: [7, 5, 2, 3], options: { stride: [2, 1], padding: [1, 0, 0, 2], dilation: [1, 2] } },
+  { label: 'several tiles: 40 × 400 × 144', x: [2, 16, 20, 20], w: [40, 16, 3, 3], options: { padding: 1 }, bias: true },
+];
+
+type ConvRoleName = 'conv2d' | 'conv2dBackwardInput' | 'conv2dBackwardWeight';
+const convCases = (op: ConvRoleName): OpCase[] =>
+  CONV_TABLE.map(({ label, x, w, options, bias }) => {
+    const attrs = conv2dAttrs(options);
+    const geo = convGeometry(x, w, attrs);
+    const y = [geo.n, geo.o, geo.oh, geo.ow];
+    // K of the product each output sums: CG·KH·KW, OG·KH·KW or N·OH·OW
+    const k = op === 'conv2d' ? geo.cg * geo.kh * geo.kw : op === 'conv2dBackwardInput' ? geo.og * geo.kh * geo.kw : geo.n * geo.oh * geo.ow;
+    const shapes = op === 'conv2d' ? { x, w, ...(bias ? { b: [geo.o] } : {}) } : op === 'conv2dBackwardInput' ? { dy: y, w } : { x, dy: y };
+    return {
+      label: `${op} ${label}: x ${JSON.stringify(x)}, w ${JSON.stringify(w)}`,
+      inputs: Object.fromEntries(Object.entries(shapes).map(([name, shape]) => [name, { shape }])),
+      build: (g: Graph, t: Record<string, Tensor>) =>
+        op === 'conv2d'
+          ? g.conv2d(t.x, t.w, { ...options, bias: t.b })
+          : op === 'conv2dBackwardInput'
+            ? g.conv2dBackwardInput(t.dy, t.w, { ...attrs, inputSize: [x[2], x[3]] })
+            : g.conv2dBackwardWeight(t.x, t.dy, { ...attrs, kernelSize: [w[2], w[3]] }),
+      // f32 sums of K products of values in [-2, 2]
+      atol: 2e-6 * k * 4,
+    };
+  });
 
 
 const cases: Record<OpName, OpCase[]> = {
@@ -229,6 +266,9 @@ const cases: Record<OpName, OpCase[]> = {
     // f32 sums of K products of values in [-2, 2]
     atol: 2e-6 * sa[sa.length - 1] * 4,
   })),
+  conv2d: convCases('conv2d'),
+  conv2dBackwardInput: convCases('conv2dBackwardInput'),
+  conv2dBackwardWeight: convCases('conv2dBackwardWeight'),
   // test/attention.test.ts checks attention against its unfused graph, on more shapes
   // exact: every product of these shapes stays below 2^24, where the f32 read-back is exact
   matmulInt8: (

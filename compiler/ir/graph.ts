@@ -7,6 +7,9 @@ import {
   opDef,
   ShapeRuleError,
   type AttrsOf,
+  type Conv2dAttrs,
+  type Conv2dBackwardInputAttrs,
+  type Conv2dBackwardWeightAttrs,
   type FusedArg,
   type FusedInstruction,
   type FusedMatmulAttrs,
@@ -328,6 +331,36 @@ export class Graph {
     return this.op('attention', [q, k, v, mask], { scale: options?.scale, ...(options?.causal ? { causal: true } : {}) });
   }
 
+  /**
+   * 2-D convolution of NCHW x [N, C, H, W] with w [O, C/groups, KH, KW] (cross-correlation, as
+   * PyTorch and ONNX), plus `bias` [O] where given: [N, O, OH, OW]. `stride` and `dilation` take
+   * one number or [along H, along W]; `padding` one number, [H, W] or [top, left, bottom, right].
+   */
+  conv2d(x: Tensor, w: Tensor, options: Conv2dOptions = {}): Tensor {
+    return this.op('conv2d', [x, w, ...(options.bias ? [options.bias] : [])], conv2dAttrs(options));
+  }
+  /**
+   * Transposed convolution of x [N, Cin, H, W] with w [Cin, Cout/groups, KH, KW] (PyTorch's
+   * ConvTranspose2d): the input gradient of conv2d with that weight. `outputPadding` adds rows
+   * and columns at the bottom and right (less than the stride), choosing among the sizes a
+   * strided convolution maps to the same H, W.
+   */
+  convTranspose2d(x: Tensor, w: Tensor, options: Omit<Conv2dOptions, 'bias'> & { outputPadding?: number | readonly [number, number] } = {}): Tensor {
+    const attrs = conv2dAttrs(options);
+    const extra = pairOf(options.outputPadding ?? 0);
+    const size = (d: 0 | 1) => (x.shape[2 + d] - 1) * attrs.stride[d] - attrs.padding[d] - attrs.padding[d + 2] + attrs.dilation[d] * (w.shape[2 + d] - 1) + 1 + extra[d];
+    if (x.shape.length !== 4 || w.shape.length !== 4) this.fail('convTranspose2d', `x must be [N, C, H, W] and w [C, O/groups, KH, KW]; got ${formatShape(x.shape)} and ${formatShape(w.shape)}`);
+    return this.conv2dBackwardInput(x, w, { ...attrs, inputSize: [size(0), size(1)] });
+  }
+  /** conv2d's input gradient (recorded by autodiff; convTranspose2d for models). */
+  conv2dBackwardInput(dy: Tensor, w: Tensor, attrs: Conv2dBackwardInputAttrs): Tensor {
+    return this.op('conv2dBackwardInput', [dy, w], { ...attrs });
+  }
+  /** conv2d's weight gradient (recorded by autodiff). */
+  conv2dBackwardWeight(x: Tensor, dy: Tensor, attrs: Conv2dBackwardWeightAttrs): Tensor {
+    return this.op('conv2dBackwardWeight', [x, dy], { ...attrs });
+  }
+
   // --- fused ops (what the optimizer rewrites chains into; usable directly) -----------
 
   /**
@@ -486,6 +519,30 @@ export interface FusedMatmulOptions {
   activation?: MatmulActivation;
   bias?: Tensor;
   residual?: Tensor;
+}
+
+/** A convolution's window as the builder takes it: single numbers for both axes (and all four sides), or per axis. */
+export interface Conv2dOptions {
+  stride?: number | readonly [number, number];
+  padding?: number | readonly [number, number] | readonly [number, number, number, number];
+  dilation?: number | readonly [number, number];
+  groups?: number;
+  bias?: Tensor;
+}
+
+// a malformed value passes through unchanged, for the shape rule to name
+const pairOf = (v: number | readonly number[]) => (typeof v === 'number' ? [v, v] : [...v]) as unknown as readonly [number, number];
+
+/** The op's attributes from the builder's options, shorthands expanded and defaults filled in. */
+export function conv2dAttrs(options: Omit<Conv2dOptions, 'bias'>): Conv2dAttrs {
+  const padding = options.padding ?? 0;
+  const sides = typeof padding === 'number' ? [padding, padding, padding, padding] : padding.length === 2 ? [padding[0], padding[1], padding[0], padding[1]] : [...padding];
+  return {
+    stride: pairOf(options.stride ?? 1),
+    padding: sides as unknown as Conv2dAttrs['padding'],
+    dilation: pairOf(options.dilation ?? 1),
+    groups: options.groups ?? 1,
+  };
 }
 
 /** A fused product's operands (a, b, then bias and residual where given) and attributes. */

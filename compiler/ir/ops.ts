@@ -126,6 +126,11 @@ export type Lowering<A> =
   /** softmax(q·kᵀ·scale + mask)·v in one kernel: a workgroup per query row, keys in tiles with an online softmax */
   | { archetype: 'attention' }
   /**
+   * a convolution or one of its gradients as an implicit product (lower/conv.ts): the tiled
+   * matmul kernel reading its operands through the window's addresses, one layer per (image, group)
+   */
+  | { archetype: 'convolution'; role: ConvRole }
+  /**
    * an in-place update (optimizer step): per element, WGSL statements that read and assign
    * the operands (`x[k]` are lvalues; the last operand is the hyper-parameter vector, read
    * through `hyper(field)`); the op's `writes` operands are bound read_write
@@ -277,6 +282,25 @@ export interface AdamAttrs {
   decoupled: boolean;
 }
 type NoAttrs = Record<string, never>;
+/** A 2-D convolution's window over an NCHW input; the builder normalises the user's shorthands to these. */
+export interface Conv2dAttrs {
+  /** [along H, along W] */
+  stride: readonly [number, number];
+  /** zeros added [top, left, bottom, right] */
+  padding: readonly [number, number, number, number];
+  /** spacing of the kernel's taps [along H, along W] */
+  dilation: readonly [number, number];
+  /** channels split into this many independent convolutions (C / groups inputs, O / groups outputs each) */
+  groups: number;
+}
+/** The input gradient (transposed convolution): the forward input's [H, W], which stride alone leaves ambiguous. */
+export interface Conv2dBackwardInputAttrs extends Conv2dAttrs {
+  inputSize: readonly [number, number];
+}
+/** The weight gradient: the kernel's [KH, KW]. */
+export interface Conv2dBackwardWeightAttrs extends Conv2dAttrs {
+  kernelSize: readonly [number, number];
+}
 
 /** An argument of a fused instruction: a fused op's operand, an earlier instruction's value, or a number. */
 export type FusedArg = { operand: number } | { value: number } | { scalar: number };
@@ -1426,6 +1450,71 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     flops: attentionFlops,
   } satisfies OpDef<AttentionAttrs>,
 
+  // Convolution: the output and both gradients are products of the same taps (forEachTap),
+  // each lowered as an implicit product through the tiled matmul kernel (lower/conv.ts).
+  conv2d: {
+    arity: 'variadic',
+    summary: '2-D convolution (cross-correlation) of NCHW x [N, C, H, W] with w [O, C/groups, KH, KW], plus an optional bias [O]; stride, padding, dilation, groups',
+    infer: conv2dType,
+    evaluate: ([x, w, bias], attrs, out) => {
+      const y = new Float64Array(elementCount(out.shape));
+      forEachTap(convGeometry(x.shape, w.shape, attrs), (xi, wi, yi) => (y[yi] += x.data[xi] * w.data[wi]));
+      if (bias) {
+        const [, o, oh, ow] = out.shape;
+        for (let i = 0; i < y.length; i++) y[i] += bias.data[Math.floor(i / (oh * ow)) % o];
+      }
+      return y;
+    },
+    lowering: { archetype: 'convolution', role: 'forward' },
+    grad: ({ g, inputs: [x, w, bias], dy, attrs }) => [
+      g.conv2dBackwardInput(dy, w, { ...convAttrs(attrs), inputSize: [x.shape[2], x.shape[3]] }),
+      g.conv2dBackwardWeight(x, dy, { ...convAttrs(attrs), kernelSize: [w.shape[2], w.shape[3]] }),
+      ...(bias ? [g.sum(g.sum(g.sum(dy, 3), 2), 0)] : []),
+    ],
+    flops: ([, w], _attrs, out) => productFlops(out, w.shape[1] * w.shape[2] * w.shape[3]),
+  } satisfies OpDef<Conv2dAttrs>,
+  conv2dBackwardInput: {
+    arity: 2,
+    summary: "conv2d's input gradient dx [N, C, H, W] from dy [N, O, OH, OW] and w: the transposed convolution of dy",
+    infer: (inputs, attrs) => {
+      checkF32(inputs, ['dy', 'w']);
+      const g = convInputGradientGeometry(inputs[0].shape, inputs[1].shape, attrs);
+      return { shape: [g.n, g.c, g.h, g.w], dtype: 'f32' };
+    },
+    evaluate: ([dy, w], attrs, out) => {
+      const dx = new Float64Array(elementCount(out.shape));
+      forEachTap(convInputGradientGeometry(dy.shape, w.shape, attrs), (xi, wi, yi) => (dx[xi] += dy.data[yi] * w.data[wi]));
+      return dx;
+    },
+    lowering: { archetype: 'convolution', role: 'inputGradient' },
+    // linear in each operand: dx = Tᵀ(dy, w), so dL/d(dy) = T(ddx, w) and dL/dw pairs ddx with dy
+    grad: ({ g, inputs: [dy, w], dy: ddx, attrs }) => [
+      g.conv2d(ddx, w, convAttrs(attrs)),
+      g.conv2dBackwardWeight(ddx, dy, { ...convAttrs(attrs), kernelSize: [w.shape[2], w.shape[3]] }),
+    ],
+    flops: ([dy, w]) => productFlops({ shape: dy.shape, dtype: 'f32' }, w.shape[1] * w.shape[2] * w.shape[3]),
+  } satisfies OpDef<Conv2dBackwardInputAttrs>,
+  conv2dBackwardWeight: {
+    arity: 2,
+    summary: "conv2d's weight gradient dw [O, C/groups, KH, KW] from x [N, C, H, W] and dy [N, O, OH, OW]",
+    infer: (inputs, attrs) => {
+      checkF32(inputs, ['x', 'dy']);
+      const g = convWeightGradientGeometry(inputs[0].shape, inputs[1].shape, attrs);
+      return { shape: [g.o, g.cg, g.kh, g.kw], dtype: 'f32' };
+    },
+    evaluate: ([x, dy], attrs, out) => {
+      const dw = new Float64Array(elementCount(out.shape));
+      forEachTap(convWeightGradientGeometry(x.shape, dy.shape, attrs), (xi, wi, yi) => (dw[wi] += x.data[xi] * dy.data[yi]));
+      return dw;
+    },
+    lowering: { archetype: 'convolution', role: 'weightGradient' },
+    grad: ({ g, inputs: [x, dy], dy: ddw, attrs }) => [
+      g.conv2dBackwardInput(dy, ddw, { ...convAttrs(attrs), inputSize: [x.shape[2], x.shape[3]] }),
+      g.conv2d(x, ddw, convAttrs(attrs)),
+    ],
+    flops: ([, dy], _attrs, out) => productFlops({ shape: dy.shape, dtype: 'f32' }, out.shape[1] * out.shape[2] * out.shape[3]),
+  } satisfies OpDef<Conv2dBackwardWeightAttrs>,
+
   // Optimizer steps: one kernel per parameter updates it and its state in place (as
   // PyTorch's fused optimizers do). The last two operands are the hyper-parameter vector and
   // the step check: one value, non-finite when the loss or any gradient is, which makes the
@@ -1600,6 +1689,146 @@ function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs,
     epilogue: (product, extra) => renderProgram(program, [product, ...extra]),
     ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul', ...program.map((ins) => ins.op)],
   };
+}
+
+// convolution's rules, outside the table so their types do not depend on it.
+
+/** Which product of a convolution a kernel computes: the output, dL/dx (a transposed convolution) or dL/dw. */
+export type ConvRole = 'forward' | 'inputGradient' | 'weightGradient';
+
+/** Every size of a grouped 2-D convolution: input [N, C, H, W], weight [O, CG, KH, KW], output [N, O, OH, OW]. */
+export interface ConvGeometry extends Conv2dAttrs {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  o: number;
+  /** channels per group: C / groups inputs, O / groups outputs */
+  cg: number;
+  og: number;
+  kh: number;
+  kw: number;
+  oh: number;
+  ow: number;
+}
+
+function checkConvAttrs(attrs: Conv2dAttrs): void {
+  const ints = (name: string, v: unknown, length: number, min: number) => {
+    if (!Array.isArray(v) || v.length !== length || !v.every((d) => Number.isInteger(d) && d >= min)) {
+      throw new ShapeRuleError(`${name} must be ${length} integers ≥ ${min}; got ${JSON.stringify(v)}`);
+    }
+  };
+  ints('stride', attrs.stride, 2, 1);
+  ints('padding', attrs.padding, 4, 0);
+  ints('dilation', attrs.dilation, 2, 1);
+  if (!Number.isInteger(attrs.groups) || attrs.groups < 1) throw new ShapeRuleError(`groups must be a positive integer; got ${attrs.groups}`);
+}
+
+/** The sizes of the convolution of an input of shape `x` with a weight of shape `w`: the shape rule of the three convolution ops. */
+export function convGeometry(x: Shape, w: Shape, attrs: Conv2dAttrs): ConvGeometry {
+  checkConvAttrs(attrs);
+  if (x.length !== 4) throw new ShapeRuleError(`the input must be NCHW [N, C, H, W]; got ${formatShape(x)}`);
+  if (w.length !== 4) throw new ShapeRuleError(`the weight must be [O, C/groups, KH, KW]; got ${formatShape(w)}`);
+  const [n, c, h, width] = x;
+  const [o, cg, kh, kw] = w;
+  const { groups } = attrs;
+  if (c % groups !== 0) throw new ShapeRuleError(`input channels C = ${c} (input ${formatShape(x)}) are not divisible by groups = ${groups}`);
+  if (o % groups !== 0) throw new ShapeRuleError(`output channels O = ${o} (weight ${formatShape(w)}) are not divisible by groups = ${groups}`);
+  if (cg !== c / groups) {
+    throw new ShapeRuleError(`weight ${formatShape(w)} must have C / groups = ${c / groups} channels on axis 1 (input ${formatShape(x)}, groups ${groups}); got ${cg}`);
+  }
+  const [pt, pl, pb, pr] = attrs.padding;
+  const spanH = attrs.dilation[0] * (kh - 1) + 1;
+  const spanW = attrs.dilation[1] * (kw - 1) + 1;
+  if (h + pt + pb < spanH || width + pl + pr < spanW) {
+    throw new ShapeRuleError(
+      `the kernel's window ${spanH}×${spanW} (weight ${formatShape(w)}, dilation ${attrs.dilation.join('×')}) is larger than the padded input ${h + pt + pb}×${width + pl + pr} (input ${formatShape(x)}, padding ${attrs.padding.join(', ')})`,
+    );
+  }
+  const oh = Math.floor((h + pt + pb - spanH) / attrs.stride[0]) + 1;
+  const ow = Math.floor((width + pl + pr - spanW) / attrs.stride[1]) + 1;
+  return { ...convAttrs(attrs), n, c, h, w: width, o, cg, og: o / groups, kh, kw, oh, ow };
+}
+
+/** The window attributes alone (a gradient op's attributes less its own). */
+export const convAttrs = (a: Conv2dAttrs): Conv2dAttrs => ({ stride: a.stride, padding: a.padding, dilation: a.dilation, groups: a.groups });
+
+function checkSize(name: string, v: unknown): asserts v is readonly [number, number] {
+  if (!Array.isArray(v) || v.length !== 2 || !v.every((d) => Number.isInteger(d) && d >= 1)) throw new ShapeRuleError(`${name} must be 2 positive integers; got ${JSON.stringify(v)}`);
+}
+
+/** The input gradient's geometry from dy [N, O, OH, OW], w and the input's [H, W], checking dy is that convolution's output. */
+export function convInputGradientGeometry(dy: Shape, w: Shape, attrs: Conv2dBackwardInputAttrs): ConvGeometry {
+  checkSize('inputSize', attrs.inputSize);
+  if (dy.length !== 4 || w.length !== 4) throw new ShapeRuleError(`dy must be [N, O, OH, OW] and the weight [O, C/groups, KH, KW]; got ${formatShape(dy)} and ${formatShape(w)}`);
+  const geometry = convGeometry([dy[0], w[1] * attrs.groups, ...attrs.inputSize], w, attrs);
+  const expected = [geometry.n, geometry.o, geometry.oh, geometry.ow];
+  if (!sameShape(dy, expected)) {
+    throw new ShapeRuleError(`dy ${formatShape(dy)} is not the output ${formatShape(expected)} of a convolution of an input of ${attrs.inputSize.join('×')} with weight ${formatShape(w)}`);
+  }
+  return geometry;
+}
+
+/** The weight gradient's geometry from x, dy [N, O, OH, OW] and the kernel's [KH, KW], checking dy is that convolution's output. */
+export function convWeightGradientGeometry(x: Shape, dy: Shape, attrs: Conv2dBackwardWeightAttrs): ConvGeometry {
+  checkSize('kernelSize', attrs.kernelSize);
+  if (x.length !== 4 || dy.length !== 4) throw new ShapeRuleError(`x must be [N, C, H, W] and dy [N, O, OH, OW]; got ${formatShape(x)} and ${formatShape(dy)}`);
+  if (x[1] % attrs.groups !== 0) throw new ShapeRuleError(`input channels C = ${x[1]} (x ${formatShape(x)}) are not divisible by groups = ${attrs.groups}`);
+  const geometry = convGeometry(x, [dy[1], x[1] / attrs.groups, ...attrs.kernelSize], attrs);
+  const expected = [geometry.n, geometry.o, geometry.oh, geometry.ow];
+  if (!sameShape(dy, expected)) {
+    throw new ShapeRuleError(`dy ${formatShape(dy)} is not the output ${formatShape(expected)} of a convolution of x ${formatShape(x)} with a ${attrs.kernelSize.join('×')} kernel`);
+  }
+  return geometry;
+}
+
+/**
+ * Calls `tap` with the flat indices (x, w, y) of every product the convolution sums:
+ * y[n, o, oh, ow] += x[n, g·CG + c, oh·sh - pt + kh·dh, ow·sw - pl + kw·dw] · w[o, c, kh, kw],
+ * g = o / OG, skipping taps in the padding. The output and both gradients are this one
+ * bilinear form summed over different indices, so all three references share it.
+ */
+function forEachTap(g: ConvGeometry, tap: (xi: number, wi: number, yi: number) => void): void {
+  const [sh, sw] = g.stride;
+  const [pt, pl] = g.padding;
+  const [dh, dw] = g.dilation;
+  for (let n = 0; n < g.n; n++) {
+    for (let o = 0; o < g.o; o++) {
+      const firstChannel = Math.floor(o / g.og) * g.cg;
+      for (let oh = 0; oh < g.oh; oh++) {
+        for (let ow = 0; ow < g.ow; ow++) {
+          const yi = ((n * g.o + o) * g.oh + oh) * g.ow + ow;
+          for (let c = 0; c < g.cg; c++) {
+            for (let kh = 0; kh < g.kh; kh++) {
+              const ih = oh * sh - pt + kh * dh;
+              if (ih < 0 || ih >= g.h) continue;
+              for (let kw = 0; kw < g.kw; kw++) {
+                const iw = ow * sw - pl + kw * dw;
+                if (iw < 0 || iw >= g.w) continue;
+                tap(((n * g.c + firstChannel + c) * g.h + ih) * g.w + iw, ((o * g.cg + c) * g.kh + kh) * g.kw + kw, yi);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Shape rule of conv2d: operands x, w and an optional bias [O]. */
+function conv2dType(inputs: readonly TensorType[], attrs: Conv2dAttrs): TensorType {
+  if (inputs.length !== 2 && inputs.length !== 3) throw new ShapeRuleError(`takes x, w and an optional bias; got ${inputs.length} operands`);
+  const names = ['x', 'w', 'bias'];
+  for (const [k, t] of inputs.entries()) if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
+  const g = convGeometry(inputs[0].shape, inputs[1].shape, attrs);
+  if (inputs[2] && !sameShape(inputs[2].shape, [g.o])) {
+    throw new ShapeRuleError(`bias must have shape [${g.o}] (the output channels of weight ${formatShape(inputs[1].shape)}); got ${formatShape(inputs[2].shape)}`);
+  }
+  return { shape: [g.n, g.o, g.oh, g.ow], dtype: 'f32' };
+}
+
+function checkF32(inputs: readonly TensorType[], names: readonly string[]): void {
+  for (const [k, t] of inputs.entries()) if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
 }
 
 // attention's rules, outside the table so their types do not depend on it.
