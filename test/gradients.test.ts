@@ -273,6 +273,31 @@ const CASES: GradCase[] = [
   // size up to ~30 (|x|, |w| ≤ 2 after the pre-op, dL/dy from the post-op)
   ...convGradCases(),
 
+  // pooling: windows that overlap (a value in two windows gets both gradients), padding,
+  // dilation; max pooling's values are distinct, so each window's maximum is one element
+  { label: 'maxPool2d 3×3 stride 2 padding 1 [2, 3, 7, 6]', op: 'maxPool2d', build: ({ g, p }) => g.maxPool2d(p('x', [2, 3, 7, 6]), { kernel: 3, stride: 2, padding: 1 }) },
+  { label: 'maxPool2d 2×3 stride 1 dilation [2, 1] [1, 2, 6, 5]', op: 'maxPool2d', build: ({ g, p }) => g.maxPool2d(p('x', [1, 2, 6, 5]), { kernel: [2, 3], stride: 1, dilation: [2, 1] }) },
+  ...[true, false].map((countIncludePad): GradCase => ({
+    label: `avgPool2d 3×3 stride 2 padding [1, 0, 1, 1], countIncludePad ${countIncludePad} [2, 3, 7, 6]`,
+    op: 'avgPool2d',
+    build: ({ g, p }) => g.avgPool2d(p('x', [2, 3, 7, 6]), { kernel: 3, stride: 2, padding: [1, 0, 1, 1], countIncludePad }),
+  })),
+  {
+    label: 'avgPool2dBackward 3×3 stride 2 padding 1, countIncludePad false, w.r.t. dy',
+    op: 'avgPool2dBackward',
+    build: ({ g, p }) => g.avgPool2dBackward(p('dy', [2, 3, 4, 3]), { kernel: [3, 3], stride: [2, 2], padding: [1, 1, 1, 1], dilation: [1, 1], countIncludePad: false, inputSize: [7, 6] }),
+  },
+  {
+    label: 'CNN block: globalAvgPool(maxPool(relu(conv2d(x, w) + b)))·W',
+    op: 'conv2d',
+    build: ({ g, p }) => {
+      const h = g.relu(g.conv2d(p('x', [2, 3, 8, 8]), p('w', [4, 3, 3, 3]), { padding: 1, bias: p('b', [4]) }));
+      const pooled = g.globalAvgPool2d(g.maxPool2d(h, { kernel: 2 }));
+      return g.matmul(g.reshape(pooled, [2, 4]), p('fc', [4, 5]));
+    },
+    gpuAtol: sumAtol(72, 30),
+  },
+
   // the losses are compositions of the ops above: their gradients come from those rules
   {
     // (labels outside [0, 5) are refused by the runtime: the plan records the range, test/training.test.ts)

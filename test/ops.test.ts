@@ -5,10 +5,10 @@ import Ajv from 'ajv';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
-import { conv2dAttrs, Graph, type Conv2dOptions, type Tensor } from '../compiler/ir/graph';
+import { conv2dAttrs, Graph, pool2dAttrs, type Conv2dOptions, type Pool2dOptions, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
-import { convGeometry, OPS, type OpName } from '../compiler/ir/ops';
+import { convGeometry, OPS, poolGeometry, type OpName } from '../compiler/ir/ops';
 import { elementCount, type Shape } from '../compiler/ir/types';
 import { expectClose } from './close';
 import { releaseSharedDevice, runOnGpu } from './gpu';
@@ -113,6 +113,36 @@ const convCases = (op: ConvRoleName): OpCase[] =>
     };
   });
 
+
+/** Pooling windows: non-overlapping, the ResNet stem's overlapping 3×3 stride 2 padding 1, dilation, asymmetric padding, odd sizes. */
+const POOL_TABLE: { label: string; x: Shape; options: Pool2dOptions }[] = [
+  { label: '2×2 stride 2', x: [2, 3, 8, 6], options: { kernel: 2 } },
+  { label: '3×3 stride 2 padding 1', x: [2, 4, 9, 11], options: { kernel: 3, stride: 2, padding: 1 } },
+  { label: '3×2 stride 1 dilation [1, 2] padding [1, 0, 0, 1]', x: [1, 5, 7, 9], options: { kernel: [3, 2], stride: 1, dilation: [1, 2], padding: [1, 0, 0, 1] } },
+  { label: '7×7 stride 3 padding 3', x: [1, 2, 17, 13], options: { kernel: 7, stride: 3, padding: 3 } },
+];
+
+type PoolOp = 'maxPool2d' | 'avgPool2d' | 'maxPool2dBackward' | 'avgPool2dBackward';
+const poolCases = (op: PoolOp): OpCase[] =>
+  POOL_TABLE.flatMap(({ label, x, options }) =>
+    (op.startsWith('avg') ? [true, false] : [true]).map((countIncludePad): OpCase => {
+      const geo = poolGeometry(x, pool2dAttrs(options));
+      const y = [geo.n, geo.c, geo.oh, geo.ow];
+      const backward = { ...pool2dAttrs(options), inputSize: [x[2], x[3]] as const, countIncludePad };
+      return {
+        label: `${op} ${label}${op.startsWith('avg') ? `, countIncludePad ${countIncludePad}` : ''}: x ${JSON.stringify(x)}`,
+        inputs: op.endsWith('Backward') ? { dy: { shape: y }, ...(op === 'maxPool2dBackward' ? { x: { shape: x } } : {}) } : { x: { shape: x } },
+        build: (g: Graph, t: Record<string, Tensor>) =>
+          op === 'maxPool2d'
+            ? g.maxPool2d(t.x, options)
+            : op === 'avgPool2d'
+              ? g.avgPool2d(t.x, { ...options, countIncludePad })
+              : op === 'maxPool2dBackward'
+                ? g.maxPool2dBackward(t.dy, t.x, backward)
+                : g.avgPool2dBackward(t.dy, backward),
+      };
+    }),
+  );
 
 const cases: Record<OpName, OpCase[]> = {
   input: [{ label: 'input passed through', inputs: { a: { shape: [3, 4] } }, build: (_g, x) => x.a }],
@@ -269,6 +299,10 @@ const cases: Record<OpName, OpCase[]> = {
   conv2d: convCases('conv2d'),
   conv2dBackwardInput: convCases('conv2dBackwardInput'),
   conv2dBackwardWeight: convCases('conv2dBackwardWeight'),
+  maxPool2d: poolCases('maxPool2d'),
+  maxPool2dBackward: poolCases('maxPool2dBackward'),
+  avgPool2d: poolCases('avgPool2d'),
+  avgPool2dBackward: poolCases('avgPool2dBackward'),
   // test/attention.test.ts checks attention against its unfused graph, on more shapes
   // exact: every product of these shapes stays below 2^24, where the f32 read-back is exact
   matmulInt8: (

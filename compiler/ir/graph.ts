@@ -7,6 +7,9 @@ import {
   opDef,
   ShapeRuleError,
   type AttrsOf,
+  type AvgPool2dAttrs,
+  type Pool2dAttrs,
+  type PoolBackwardAttrs,
   type Conv2dAttrs,
   type Conv2dBackwardInputAttrs,
   type Conv2dBackwardWeightAttrs,
@@ -361,6 +364,34 @@ export class Graph {
     return this.op('conv2dBackwardWeight', [x, dy], { ...attrs });
   }
 
+  /**
+   * Maximum over each window of NCHW x, channel by channel: `kernel` one number or [KH, KW];
+   * `stride` defaults to the kernel; padding (at most half the window) is never the maximum.
+   */
+  maxPool2d(x: Tensor, options: Pool2dOptions): Tensor {
+    return this.op('maxPool2d', [x], pool2dAttrs(options));
+  }
+  /**
+   * Mean over each window of NCHW x, channel by channel, options as maxPool2d's; padding counts
+   * as zeros in the divisor (KH·KW, PyTorch's default) unless `countIncludePad` is false.
+   */
+  avgPool2d(x: Tensor, options: Pool2dOptions & { countIncludePad?: boolean }): Tensor {
+    return this.op('avgPool2d', [x], { ...pool2dAttrs(options), countIncludePad: options.countIncludePad ?? true });
+  }
+  /** Mean over H and W of NCHW x: [N, C, 1, 1]. */
+  globalAvgPool2d(x: Tensor): Tensor {
+    if (x.shape.length !== 4) this.fail('globalAvgPool2d', `x must be NCHW [N, C, H, W]; got ${formatShape(x.shape)}`);
+    return this.mean(this.mean(x, 3, { keepDims: true }), 2, { keepDims: true });
+  }
+  /** maxPool2d's input gradient (recorded by autodiff). */
+  maxPool2dBackward(dy: Tensor, x: Tensor, attrs: PoolBackwardAttrs<Pool2dAttrs>): Tensor {
+    return this.op('maxPool2dBackward', [dy, x], { ...attrs });
+  }
+  /** avgPool2d's input gradient (recorded by autodiff). */
+  avgPool2dBackward(dy: Tensor, attrs: PoolBackwardAttrs<AvgPool2dAttrs>): Tensor {
+    return this.op('avgPool2dBackward', [dy], { ...attrs });
+  }
+
   // --- fused ops (what the optimizer rewrites chains into; usable directly) -----------
 
   /**
@@ -543,6 +574,18 @@ export function conv2dAttrs(options: Omit<Conv2dOptions, 'bias'>): Conv2dAttrs {
     dilation: pairOf(options.dilation ?? 1),
     groups: options.groups ?? 1,
   };
+}
+
+/** A pooling window as the builder takes it: the kernel, and a convolution's window options less groups. */
+export interface Pool2dOptions extends Omit<Conv2dOptions, 'bias' | 'groups'> {
+  kernel: number | readonly [number, number];
+}
+
+/** The op's attributes from the builder's options (stride defaults to the kernel). */
+export function pool2dAttrs(options: Pool2dOptions): Pool2dAttrs {
+  const kernel = pairOf(options.kernel);
+  const { stride, padding, dilation } = conv2dAttrs({ ...options, stride: options.stride ?? kernel });
+  return { kernel, stride, padding, dilation };
 }
 
 /** A fused product's operands (a, b, then bias and residual where given) and attributes. */

@@ -130,6 +130,8 @@ export type Lowering<A> =
    * matmul kernel reading its operands through the window's addresses, one layer per (image, group)
    */
   | { archetype: 'convolution'; role: ConvRole }
+  /** pooling and its gradients (lower/pool.ts): one invocation per result element, looping over its window's taps */
+  | { archetype: 'window'; role: PoolRole }
   /**
    * an in-place update (optimizer step): per element, WGSL statements that read and assign
    * the operands (`x[k]` are lvalues; the last operand is the hyper-parameter vector, read
@@ -293,6 +295,17 @@ export interface Conv2dAttrs {
   /** channels split into this many independent convolutions (C / groups inputs, O / groups outputs each) */
   groups: number;
 }
+/** A pooling window over an NCHW input: each channel alone, as a depthwise convolution's window. */
+export interface Pool2dAttrs extends Omit<Conv2dAttrs, 'groups'> {
+  /** the window's [KH, KW] */
+  kernel: readonly [number, number];
+}
+export interface AvgPool2dAttrs extends Pool2dAttrs {
+  /** divide by KH·KW everywhere (PyTorch's default), or by the taps inside the input (ONNX's default) */
+  countIncludePad: boolean;
+}
+/** A pooling gradient: the forward input's [H, W]. */
+export type PoolBackwardAttrs<A extends Pool2dAttrs> = A & { inputSize: readonly [number, number] };
 /** The input gradient (transposed convolution): the forward input's [H, W], which stride alone leaves ambiguous. */
 export interface Conv2dBackwardInputAttrs extends Conv2dAttrs {
   inputSize: readonly [number, number];
@@ -1515,6 +1528,66 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     flops: ([, dy], _attrs, out) => productFlops({ shape: dy.shape, dtype: 'f32' }, out.shape[1] * out.shape[2] * out.shape[3]),
   } satisfies OpDef<Conv2dBackwardWeightAttrs>,
 
+  // Pooling: windows of one channel each, as a depthwise convolution's (forEachTap).
+  maxPool2d: {
+    arity: 1,
+    summary: 'maximum over each KH×KW window of NCHW x, per channel; stride, padding (never the maximum), dilation',
+    infer: poolType,
+    evaluate: ([x], attrs) => poolReference(x, attrs, 'max'),
+    lowering: { archetype: 'window', role: 'max' },
+    grad: ({ g, inputs: [x], dy, attrs }) => [g.maxPool2dBackward(dy, x, { ...attrs, inputSize: [x.shape[2], x.shape[3]] })],
+    flops: (_inputs, attrs, out) => elementCount(out.shape) * attrs.kernel[0] * attrs.kernel[1],
+  } satisfies OpDef<Pool2dAttrs>,
+  // not differentiable itself: like reluBackward, it routes dy by a comparison
+  maxPool2dBackward: {
+    arity: 2,
+    summary: "maxPool2d's input gradient: each window's dy added at its first maximal element of x",
+    infer: ([dy, x], attrs) => {
+      checkF32([dy, x], ['dy', 'x']);
+      const g = poolGradientGeometry(dy.shape, attrs);
+      if (!sameShape(x.shape, [g.n, g.c, g.h, g.w])) throw new ShapeRuleError(`x ${formatShape(x.shape)} must be the pooled input ${formatShape([g.n, g.c, g.h, g.w])}`);
+      return x;
+    },
+    evaluate: ([dy, x], attrs) => {
+      const dx = new Float64Array(x.data.length);
+      firstMaxima(x, poolGradientGeometry(dy.shape, attrs)).forEach((xi, yi) => (dx[xi] += dy.data[yi]));
+      return dx;
+    },
+    lowering: { archetype: 'window', role: 'maxBackward' },
+  } satisfies OpDef<PoolBackwardAttrs<Pool2dAttrs>>,
+  avgPool2d: {
+    arity: 1,
+    summary: 'mean over each KH×KW window of NCHW x, per channel, dividing by KH·KW or (countIncludePad false) by the taps inside x',
+    infer: (inputs, attrs) => {
+      if (typeof attrs.countIncludePad !== 'boolean') throw new ShapeRuleError(`countIncludePad must be true or false; got ${attrs.countIncludePad}`);
+      return poolType(inputs, attrs);
+    },
+    evaluate: ([x], attrs) => poolReference(x, attrs, 'avg', attrs.countIncludePad),
+    lowering: { archetype: 'window', role: 'avg' },
+    flops: (_inputs, attrs, out) => elementCount(out.shape) * attrs.kernel[0] * attrs.kernel[1],
+    grad: ({ g, inputs: [x], dy, attrs }) => [g.avgPool2dBackward(dy, { ...attrs, inputSize: [x.shape[2], x.shape[3]] })],
+  } satisfies OpDef<AvgPool2dAttrs>,
+  avgPool2dBackward: {
+    arity: 1,
+    summary: "avgPool2d's input gradient: each window's dy, over its divisor, added at each of its elements",
+    infer: ([dy], attrs) => {
+      checkF32([dy], ['dy']);
+      const g = poolGradientGeometry(dy.shape, attrs);
+      return { shape: [g.n, g.c, g.h, g.w], dtype: 'f32' };
+    },
+    evaluate: ([dy], attrs, out) => {
+      const g = poolGradientGeometry(dy.shape, attrs);
+      const dx = new Float64Array(elementCount(out.shape));
+      const divisor = new Float64Array(dy.data.length).fill(attrs.countIncludePad ? g.kh * g.kw : 0);
+      if (!attrs.countIncludePad) forEachTap(g, (_xi, _wi, yi) => divisor[yi]++);
+      forEachTap(g, (xi, _wi, yi) => (dx[xi] += dy.data[yi] / divisor[yi]));
+      return dx;
+    },
+    lowering: { archetype: 'window', role: 'avgBackward' },
+    // linear: its adjoint is the pooling itself
+    grad: ({ g, dy: ddx, attrs }) => [g.avgPool2d(ddx, poolAttrsOf(attrs))],
+  } satisfies OpDef<PoolBackwardAttrs<AvgPool2dAttrs>>,
+
   // Optimizer steps: one kernel per parameter updates it and its state in place (as
   // PyTorch's fused optimizers do). The last two operands are the hyper-parameter vector and
   // the step check: one value, non-finite when the loss or any gradient is, which makes the
@@ -1829,6 +1902,67 @@ function conv2dType(inputs: readonly TensorType[], attrs: Conv2dAttrs): TensorTy
 
 function checkF32(inputs: readonly TensorType[], names: readonly string[]): void {
   for (const [k, t] of inputs.entries()) if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
+}
+
+// pooling's rules, outside the table so their types do not depend on it.
+
+/** Which pooling a window kernel computes: the pooled value, or the gradient it passes back to its input. */
+export type PoolRole = 'max' | 'avg' | 'maxBackward' | 'avgBackward';
+
+/** A pooling window's geometry over input [N, C, H, W]: a depthwise convolution's, weight [C, 1, KH, KW], groups C. */
+export function poolGeometry(x: Shape, attrs: Pool2dAttrs): ConvGeometry {
+  checkSize('kernel', attrs.kernel);
+  if (x.length !== 4) throw new ShapeRuleError(`the input must be NCHW [N, C, H, W]; got ${formatShape(x)}`);
+  const geometry = convGeometry(x, [x[1], 1, ...attrs.kernel], { ...convAttrs({ ...attrs, groups: 1 }), groups: x[1] });
+  // as PyTorch: every window then holds at least one element of the input
+  const [pt, pl, pb, pr] = attrs.padding;
+  if (Math.max(pt, pb) * 2 > attrs.kernel[0] || Math.max(pl, pr) * 2 > attrs.kernel[1]) {
+    throw new ShapeRuleError(`padding ${attrs.padding.join(', ')} must be at most half the ${attrs.kernel.join('×')} window on each side`);
+  }
+  return geometry;
+}
+
+/** A pooling gradient's geometry, checking dy [N, C, OH, OW] is the pooled output of an input of `inputSize`. */
+function poolGradientGeometry(dy: Shape, attrs: PoolBackwardAttrs<Pool2dAttrs>): ConvGeometry {
+  checkSize('inputSize', attrs.inputSize);
+  if (dy.length !== 4) throw new ShapeRuleError(`dy must be [N, C, OH, OW]; got ${formatShape(dy)}`);
+  const geometry = poolGeometry([dy[0], dy[1], ...attrs.inputSize], attrs);
+  const expected = [geometry.n, geometry.c, geometry.oh, geometry.ow];
+  if (!sameShape(dy, expected)) throw new ShapeRuleError(`dy ${formatShape(dy)} is not the output ${formatShape(expected)} of pooling an input of ${attrs.inputSize.join('×')}`);
+  return geometry;
+}
+
+/** The pooled value per window (max, or the mean with the chosen divisor) from its taps. */
+function poolReference(x: RefTensor, attrs: Pool2dAttrs, kind: 'max' | 'avg', countIncludePad = true): RefArray {
+  const g = poolGeometry(x.shape, attrs);
+  const size = g.n * g.c * g.oh * g.ow;
+  const value = new Float64Array(size).fill(kind === 'max' ? -Infinity : 0);
+  const count = new Float64Array(size);
+  forEachTap(g, (xi, _wi, yi) => {
+    value[yi] = kind === 'max' ? Math.max(value[yi], x.data[xi]) : value[yi] + x.data[xi];
+    count[yi]++;
+  });
+  if (kind === 'avg') for (let i = 0; i < size; i++) value[i] /= countIncludePad ? g.kh * g.kw : count[i];
+  return value;
+}
+
+/** Each window's first maximal tap (in the order kh, then kw), as a flat input index: where max pooling routes dy. */
+function firstMaxima(x: RefTensor, g: ConvGeometry): Int32Array {
+  const best = new Int32Array(g.n * g.c * g.oh * g.ow).fill(-1);
+  forEachTap(g, (xi, _wi, yi) => {
+    if (best[yi] < 0 || x.data[xi] > x.data[best[yi]]) best[yi] = xi;
+  });
+  return best;
+}
+
+/** A pooling gradient's attributes less its input size: the forward pooling's. */
+const poolAttrsOf = ({ inputSize: _size, ...attrs }: PoolBackwardAttrs<AvgPool2dAttrs>): AvgPool2dAttrs => attrs;
+
+/** Shape rule of the two forward poolings. */
+function poolType([x]: readonly TensorType[], attrs: Pool2dAttrs): TensorType {
+  checkF32([x], ['x']);
+  const g = poolGeometry(x.shape, attrs);
+  return { shape: [g.n, g.c, g.oh, g.ow], dtype: 'f32' };
 }
 
 // attention's rules, outside the table so their types do not depend on it.

@@ -15,6 +15,7 @@ import { shapeTag, type KernelStep, type KernelSubject, type LoweredKernel, type
 import { lowerMatmul } from './matmul';
 import { lowerMatmulInt8 } from './matmul-int8';
 import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
+import { lowerPool } from './pool';
 import { splitKSteps } from './split-k';
 import { splitReductionSteps } from './split-reductions';
 import { streamKSteps } from './stream-k';
@@ -67,6 +68,8 @@ function lowerSubject(subject: KernelSubject, operands: readonly TensorType[], n
       return lowerMatmulInt8(subject, operands, name, target);
     case 'convolution':
       return lowerConvolution(subject, operands, name, target, lowering.role);
+    case 'window':
+      return lowerPool(subject, operands, name, lowering.role);
     case 'update':
       return lowerUpdate(subject, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, subject.attrs) });
     case 'none':
