@@ -288,6 +288,28 @@ const CASES: GradCase[] = [
     build: ({ g, p }) => g.avgPool2dBackward(p('dy', [2, 3, 4, 3]), { kernel: [3, 3], stride: [2, 2], padding: [1, 1, 1, 1], dilation: [1, 1], countIncludePad: false, inputSize: [7, 6] }),
   },
   {
+    label: 'batchNorm (inference) [2, 3, 4, 5] w.r.t. x, gamma, beta, mean, var',
+    op: 'sqrt',
+    build: ({ g, p }) => g.batchNorm(p('x', [2, 3, 4, 5]), p('gamma', [3]), p('beta', [3]), p('mean', [3]), p('var', [3], { range: [0.3, 2] })),
+  },
+  {
+    label: 'batchNormTraining [2, 3, 4, 5] (batch statistics) w.r.t. x, gamma, beta',
+    op: 'mean',
+    build: ({ g, p }) => g.batchNormTraining(p('x', [2, 3, 4, 5]), p('gamma', [3]), p('beta', [3]), { eps: 0.01 }),
+    gpuAtol: NORM_ATOL,
+  },
+  {
+    label: 'ResNet basic block in training: relu(bn(conv(relu(bn(conv(x))))) + x)',
+    op: 'conv2d',
+    build: ({ g, p }) => {
+      const x = p('x', [2, 3, 5, 5]);
+      const bn = (t: Tensor, k: string) => g.batchNormTraining(t, p(`gamma${k}`, [3]), p(`beta${k}`, [3]), { eps: 0.01 });
+      const h = g.relu(bn(g.conv2d(x, p('w1', [3, 3, 3, 3]), { padding: 1 }), '1'));
+      return g.relu(g.add(bn(g.conv2d(h, p('w2', [3, 3, 3, 3]), { padding: 1 }), '2'), x));
+    },
+    gpuAtol: sumAtol(72, 30),
+  },
+  {
     label: 'CNN block: globalAvgPool(maxPool(relu(conv2d(x, w) + b)))·W',
     op: 'conv2d',
     build: ({ g, p }) => {

@@ -371,6 +371,20 @@ const cases: Record<OpName, OpCase[]> = {
         ),
     },
   ],
+  fusedConv2d: [
+    {
+      label: 'fusedConv2d relu(conv × scale + shift) + residual, 3×3 padding 1, x [2, 3, 9, 7], w [5, 3, 3, 3]',
+      inputs: { x: { shape: [2, 3, 9, 7] }, w: { shape: [5, 3, 3, 3] }, s: { shape: [5, 1, 1] }, t: { shape: [5, 1, 1] }, r: { shape: [2, 5, 9, 7] } },
+      build: (g, x) => g.fusedConv2d(x.x, x.w, { padding: 1, scale: x.s, shift: x.t, activation: 'relu', residual: x.r }),
+      atol: 2e-6 * 27 * 8,
+    },
+    {
+      label: 'fusedConv2d gelu(conv + shift) + residual broadcast over images [1, 6, 3, 4], 2 groups, stride 2',
+      inputs: { x: { shape: [3, 4, 8, 9] }, w: { shape: [6, 2, 3, 3] }, t: { shape: [6, 1, 1] }, r: { shape: [1, 6, 3, 4] } },
+      build: (g, x) => g.fusedConv2d(x.x, x.w, { stride: 2, groups: 2, shift: x.t, activation: 'gelu', residual: x.r }),
+      atol: 2e-6 * 18 * 8,
+    },
+  ],
   fusedMatmul: [
     {
       label: 'fusedMatmul gelu([65, 130] · [130, 67] + bias)',

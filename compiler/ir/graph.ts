@@ -340,7 +340,27 @@ export class Graph {
    * one number or [along H, along W]; `padding` one number, [H, W] or [top, left, bottom, right].
    */
   conv2d(x: Tensor, w: Tensor, options: Conv2dOptions = {}): Tensor {
-    return this.op('conv2d', [x, w, ...(options.bias ? [options.bias] : [])], conv2dAttrs(options));
+    const y = this.op('conv2d', [x, w], conv2dAttrs(options));
+    if (!options.bias) return y;
+    // added by channel; the optimizer folds it into the convolution's epilogue (fusedConv2d)
+    if (options.bias.shape.length !== 1 || options.bias.shape[0] !== y.shape[1]) {
+      this.fail('conv2d', `bias must have shape [${y.shape[1]}] (the output channels of weight ${formatShape(w.shape)}); got ${formatShape(options.bias.shape)}`);
+    }
+    return this.add(y, this.reshape(options.bias, [y.shape[1], 1, 1]));
+  }
+  /**
+   * act(conv2d(x, w) × scale + shift) + residual as one kernel (what the optimizer makes of a
+   * convolution, a bias or batch norm, an activation and a residual add): scale and shift [O, 1, 1].
+   */
+  fusedConv2d(x: Tensor, w: Tensor, options: Omit<Conv2dOptions, 'bias'> & { scale?: Tensor; shift?: Tensor; activation?: MatmulActivation; residual?: Tensor } = {}): Tensor {
+    const epilogue = [options.scale, options.shift, options.residual].filter((t): t is Tensor => t !== undefined);
+    return this.op('fusedConv2d', [x, w, ...epilogue], {
+      ...conv2dAttrs(options),
+      scale: options.scale !== undefined,
+      shift: options.shift !== undefined,
+      activation: options.activation ?? 'none',
+      residual: options.residual !== undefined,
+    });
   }
   /**
    * Transposed convolution of x [N, Cin, H, W] with w [Cin, Cout/groups, KH, KW] (PyTorch's
@@ -377,6 +397,28 @@ export class Graph {
    */
   avgPool2d(x: Tensor, options: Pool2dOptions & { countIncludePad?: boolean }): Tensor {
     return this.op('avgPool2d', [x], { ...pool2dAttrs(options), countIncludePad: options.countIncludePad ?? true });
+  }
+  /**
+   * Batch normalisation of NCHW x with running statistics (inference): x·s + (β - μ·s) per
+   * channel, s = γ / √(σ² + eps), with γ, β, μ, σ² vectors [C]. The optimizer folds the
+   * scale and shift into a preceding convolution's epilogue (fusedConv2d).
+   */
+  batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, options: { eps?: number } = {}): Tensor {
+    const c = this.channelsOf('batchNorm', x, { gamma, beta, mean, variance });
+    const scale = this.div(gamma, this.sqrt(this.add(variance, options.eps ?? 1e-5)));
+    const shift = this.sub(beta, this.mul(mean, scale));
+    return this.add(this.mul(x, this.reshape(scale, [c, 1, 1])), this.reshape(shift, [c, 1, 1]));
+  }
+  /**
+   * Batch normalisation of NCHW x with the batch's own statistics (training): (x - μ) / √(σ² + eps)·γ + β,
+   * μ and σ² (biased) over N, H and W per channel. Composed of means, so autodiff needs no rule of its own.
+   */
+  batchNormTraining(x: Tensor, gamma: Tensor, beta: Tensor, options: { eps?: number } = {}): Tensor {
+    const c = this.channelsOf('batchNormTraining', x, { gamma, beta });
+    const overBatch = (t: Tensor) => this.mean(this.mean(this.mean(t, 3, { keepDims: true }), 2, { keepDims: true }), 0, { keepDims: true });
+    const centred = this.sub(x, overBatch(x));
+    const normalised = this.div(centred, this.sqrt(this.add(overBatch(this.mul(centred, centred)), options.eps ?? 1e-5)));
+    return this.add(this.mul(normalised, this.reshape(gamma, [c, 1, 1])), this.reshape(beta, [c, 1, 1]));
   }
   /** Mean over H and W of NCHW x: [N, C, 1, 1]. */
   globalAvgPool2d(x: Tensor): Tensor {
@@ -522,6 +564,16 @@ export class Graph {
     let n = this.nodes.length;
     while (this.names.has(`${prefix}_${n}`)) n++;
     return `${prefix}_${n}`;
+  }
+
+  /** C of NCHW x, checking each per-channel vector is [C]. */
+  private channelsOf(op: string, x: Tensor, vectors: Record<string, Tensor>): number {
+    if (x.shape.length !== 4) this.fail(op, `x must be NCHW [N, C, H, W]; got ${formatShape(x.shape)}`);
+    const c = x.shape[1];
+    for (const [name, v] of Object.entries(vectors)) {
+      if (!sameShape(v.shape, [c])) this.fail(op, `${name} must have shape [${c}] (the channels of x ${formatShape(x.shape)}); got ${formatShape(v.shape)}`);
+    }
+    return c;
   }
 
   private fail(op: string, message: string): never {

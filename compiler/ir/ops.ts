@@ -295,6 +295,17 @@ export interface Conv2dAttrs {
   /** channels split into this many independent convolutions (C / groups inputs, O / groups outputs each) */
   groups: number;
 }
+/**
+ * conv2d with an epilogue on each value as it is stored: × scale, + shift (each [O, 1, 1],
+ * per output channel: a bias, an inference batch norm), an activation, + residual.
+ */
+export interface FusedConv2dAttrs extends Conv2dAttrs {
+  scale: boolean;
+  shift: boolean;
+  /** 'none' or an epilogue activation of the table (MATMUL_ACTIVATIONS) */
+  activation: string;
+  residual: boolean;
+}
 /** A pooling window over an NCHW input: each channel alone, as a depthwise convolution's window. */
 export interface Pool2dAttrs extends Omit<Conv2dAttrs, 'groups'> {
   /** the window's [KH, KW] */
@@ -1466,24 +1477,20 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   // Convolution: the output and both gradients are products of the same taps (forEachTap),
   // each lowered as an implicit product through the tiled matmul kernel (lower/conv.ts).
   conv2d: {
-    arity: 'variadic',
-    summary: '2-D convolution (cross-correlation) of NCHW x [N, C, H, W] with w [O, C/groups, KH, KW], plus an optional bias [O]; stride, padding, dilation, groups',
-    infer: conv2dType,
-    evaluate: ([x, w, bias], attrs, out) => {
+    arity: 2,
+    summary: '2-D convolution (cross-correlation) of NCHW x [N, C, H, W] with w [O, C/groups, KH, KW]; stride, padding, dilation, groups',
+    infer: (inputs, attrs) => conv2dType(inputs, { ...attrs, scale: false, shift: false, activation: 'none', residual: false }),
+    evaluate: ([x, w], attrs, out) => {
       const y = new Float64Array(elementCount(out.shape));
       forEachTap(convGeometry(x.shape, w.shape, attrs), (xi, wi, yi) => (y[yi] += x.data[xi] * w.data[wi]));
-      if (bias) {
-        const [, o, oh, ow] = out.shape;
-        for (let i = 0; i < y.length; i++) y[i] += bias.data[Math.floor(i / (oh * ow)) % o];
-      }
       return y;
     },
     lowering: { archetype: 'convolution', role: 'forward' },
-    grad: ({ g, inputs: [x, w, bias], dy, attrs }) => [
+    grad: ({ g, inputs: [x, w], dy, attrs }) => [
       g.conv2dBackwardInput(dy, w, { ...convAttrs(attrs), inputSize: [x.shape[2], x.shape[3]] }),
       g.conv2dBackwardWeight(x, dy, { ...convAttrs(attrs), kernelSize: [w.shape[2], w.shape[3]] }),
-      ...(bias ? [g.sum(g.sum(g.sum(dy, 3), 2), 0)] : []),
     ],
+    term: convTerm('Conv2d', {}),
     flops: ([, w], _attrs, out) => productFlops(out, w.shape[1] * w.shape[2] * w.shape[3]),
   } satisfies OpDef<Conv2dAttrs>,
   conv2dBackwardInput: {
@@ -1684,6 +1691,18 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     flops: ([a], attrs, out) => productFlops(out, attrs.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1]),
   } satisfies OpDef<FusedMatmulAttrs>,
+  fusedConv2d: {
+    arity: 'variadic',
+    summary: 'act(conv2d(x, w) × scale + shift) + residual in one kernel; scale and shift [O, 1, 1] per output channel, each part optional',
+    infer: conv2dType,
+    evaluate: (args, attrs, out) => {
+      const conv: RefTensor = { data: opDef('conv2d').evaluate(args.slice(0, 2), convAttrs(attrs), out), shape: out.shape };
+      return broadcastRef(evaluateProgram(convEpilogueProgram(attrs), [conv, ...args.slice(2)]), out.shape);
+    },
+    lowering: { archetype: 'convolution', role: 'forward' },
+    term: { ...convTerm<FusedConv2dAttrs>('FusedConv2d', { activation: 'String' }), optionalOperands: { required: 2, flags: ['scale', 'shift', 'residual'] } },
+    flops: ([, w], _attrs, out) => productFlops(out, w.shape[1] * w.shape[2] * w.shape[3]),
+  } satisfies OpDef<FusedConv2dAttrs>,
 };
 
 // fusedMatmul's rules, outside the table so their types do not depend on it.
@@ -1888,16 +1907,61 @@ function forEachTap(g: ConvGeometry, tap: (xi: number, wi: number, yi: number) =
   }
 }
 
-/** Shape rule of conv2d: operands x, w and an optional bias [O]. */
-function conv2dType(inputs: readonly TensorType[], attrs: Conv2dAttrs): TensorType {
-  if (inputs.length !== 2 && inputs.length !== 3) throw new ShapeRuleError(`takes x, w and an optional bias; got ${inputs.length} operands`);
-  const names = ['x', 'w', 'bias'];
-  for (const [k, t] of inputs.entries()) if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
-  const g = convGeometry(inputs[0].shape, inputs[1].shape, attrs);
-  if (inputs[2] && !sameShape(inputs[2].shape, [g.o])) {
-    throw new ShapeRuleError(`bias must have shape [${g.o}] (the output channels of weight ${formatShape(inputs[1].shape)}); got ${formatShape(inputs[2].shape)}`);
+/** Shape rule of conv2d and fusedConv2d: operands x, w, then scale [O, 1, 1], shift [O, 1, 1] and a residual where the attributes say. */
+function conv2dType(inputs: readonly TensorType[], attrs: FusedConv2dAttrs): TensorType {
+  for (const flag of ['scale', 'shift', 'residual'] as const) {
+    if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
   }
-  return { shape: [g.n, g.o, g.oh, g.ow], dtype: 'f32' };
+  if (attrs.activation !== 'none' && !EPILOGUE_ACTIVATIONS.has(attrs.activation)) {
+    throw new ShapeRuleError(`activation '${attrs.activation}' is not one of ${MATMUL_ACTIVATIONS.join(', ')}`);
+  }
+  const names = ['x', 'w', ...(attrs.scale ? ['scale'] : []), ...(attrs.shift ? ['shift'] : []), ...(attrs.residual ? ['residual'] : [])];
+  if (inputs.length !== names.length) throw new ShapeRuleError(`takes ${names.length} operands (${names.join(', ')}); got ${inputs.length}`);
+  checkF32(inputs, names);
+  const g = convGeometry(inputs[0].shape, inputs[1].shape, attrs);
+  const out = [g.n, g.o, g.oh, g.ow];
+  for (const [k, name] of names.entries()) {
+    if ((name === 'scale' || name === 'shift') && !sameShape(inputs[k].shape, [g.o, 1, 1])) {
+      throw new ShapeRuleError(`${name} must have shape [${g.o}, 1, 1] (one value per output channel of weight ${formatShape(inputs[1].shape)}); got ${formatShape(inputs[k].shape)}`);
+    }
+    if (name === 'residual') {
+      const shape = broadcastShapes(inputs[k].shape, out);
+      if (!shape || !sameShape(shape, out)) throw new ShapeRuleError(`residual ${formatShape(inputs[k].shape)} does not broadcast to the output's shape ${formatShape(out)}`);
+    }
+  }
+  return { shape: out, dtype: 'f32' };
+}
+
+/** fusedConv2d's epilogue as a fused program over [the convolution's value, scale?, shift?, residual?]. */
+export function convEpilogueProgram(attrs: Pick<FusedConv2dAttrs, 'scale' | 'shift' | 'activation' | 'residual'>): FusedInstruction[] {
+  const program: FusedInstruction[] = [];
+  let next = 1;
+  const last = (): FusedArg => (program.length > 0 ? { value: program.length - 1 } : { operand: 0 });
+  if (attrs.scale) program.push({ op: 'mul', args: [last(), { operand: next++ }] });
+  if (attrs.shift) program.push({ op: 'add', args: [last(), { operand: next++ }] });
+  if (attrs.activation !== 'none') {
+    const { op, attrs: opAttrs } = EPILOGUE_ACTIVATIONS.get(attrs.activation)!;
+    program.push({ op, args: [last()], attrs: opAttrs });
+  }
+  if (attrs.residual) program.push({ op: 'add', args: [last(), { operand: next++ }] });
+  return program;
+}
+
+/** A convolution's constructor: the window as strings ("1,1") and groups, then `extra` attributes. */
+function convTerm<A extends Conv2dAttrs>(ctor: string, extra: { readonly [K in keyof A & string]?: string }): TermForm<A> {
+  const names = Object.keys(extra) as (keyof A & string)[];
+  return {
+    ctor,
+    sorts: ['String', 'String', 'String', 'i64', ...names.map((n) => extra[n]!)],
+    encode: (attrs) => [commaList(attrs.stride), commaList(attrs.padding), commaList(attrs.dilation), attrs.groups, ...names.map((n) => attrs[n] as TermValue)],
+    decode: ([stride, padding, dilation, groups, ...rest]) => ({
+      stride: fromCommaList(stride),
+      padding: fromCommaList(padding),
+      dilation: fromCommaList(dilation),
+      groups,
+      ...Object.fromEntries(names.map((n, i) => [n, rest[i]])),
+    }),
+  };
 }
 
 function checkF32(inputs: readonly TensorType[], names: readonly string[]): void {

@@ -8,7 +8,9 @@
 //   forward         y[n, g·OG + o, p]      = Σ_k  w_g[o, k]          · im2col_n,g[k, p]     M = OG, N = OH·OW, K = CG·KH·KW
 //   inputGradient   dx[n, g·CG + c, q]     = Σ_k  w_gᵀ[c, (o,kh,kw)] · dy window[k, q]      M = CG, N = H·W,   K = OG·KH·KW
 //   weightGradient  dw[g·OG + o, (c,kh,kw)] = Σ_k dy[o, (n,p)]        · im2col_g[(n,p), ..]  M = OG, N = CG·KH·KW, K = N·OH·OW
-import { convGeometry, convInputGradientGeometry, convWeightGradientGeometry, renderProgram, type ConvGeometry, type ConvRole } from '../ir/ops';
+import { attrsOf } from '../ir/graph';
+import { convEpilogueProgram, convGeometry, convInputGradientGeometry, convWeightGradientGeometry, renderProgram, type ConvGeometry, type ConvRole } from '../ir/ops';
+import { broadcastStrides } from '../ir/shape';
 import type { TensorType } from '../ir/types';
 import type { Target } from '../target/target';
 import { bindingDecls, kernelWithVariants, u32, type KernelSubject, type LoweredKernel } from './kernel';
@@ -156,8 +158,8 @@ function implicitGemm(role: ConvRole, g: ConvGeometry): ImplicitGemm {
 
 /**
  * The kernels of a convolution node (or its gradient's): the tiled matmul kernel over the
- * implicit product, its tiling chosen for M, N and the layers as for any product. A
- * forward bias is the epilogue: added to each value by output channel.
+ * implicit product, its tiling chosen for M, N and the layers as for any product. A fused
+ * convolution's epilogue (scale, shift, activation, residual) runs on each value as it is stored.
  */
 export function lowerConvolution(node: KernelSubject, operands: readonly TensorType[], name: string, target: Target, role: ConvRole): {
   kernel: LoweredKernel;
@@ -166,10 +168,22 @@ export function lowerConvolution(node: KernelSubject, operands: readonly TensorT
   const geometry = geometryOf(role, operands, node.attrs);
   const gemm = implicitGemm(role, geometry);
   if (gemm.batches > 65535) throw new Error(`${node.op} ${node.name}: ${gemm.batches} layers (images × groups) exceed one grid dimension`);
-  const bias = role === 'forward' && operands.length === 3;
-  const chain = bias ? renderProgram([{ op: 'add', args: [{ operand: 0 }, { operand: 1 }] }], ['x0', 'x1']) : renderProgram([], ['x0']);
-  const ops = [node.op, ...chain.ops];
-  const biasIndex = (row: string) => `(batch % ${u32(geometry.groups)}) * ${u32(geometry.og)} + ${row}`;
+  const program = node.op === 'fusedConv2d' ? convEpilogueProgram(attrsOf(node, 'fusedConv2d')) : [];
+  const extras = operands.slice(2);
+  const chain = renderProgram(program, ['x0', ...extras.map((_, j) => `x${j + 1}`)]);
+  const ops = [node.op === 'fusedConv2d' ? 'conv2d' : node.op, ...chain.ops];
+  // an epilogue operand at output (row, col) of layer `batch`: its broadcast strides over [N, O, OH, OW]
+  const coordinates = (row: string, col: string) => [
+    `(batch / ${u32(geometry.groups)})`,
+    `((batch % ${u32(geometry.groups)}) * ${u32(geometry.og)} + ${row})`,
+    `(${col} / ${u32(geometry.ow)})`,
+    `(${col} % ${u32(geometry.ow)})`,
+  ];
+  const extraIndex = (j: number, row: string, col: string) => {
+    const at = coordinates(row, col);
+    const terms = broadcastStrides(extras[j].shape, node.type.shape).flatMap((s, d) => (s === 0 ? [] : [s === 1 ? at[d] : `${at[d]} * ${u32(s)}`]));
+    return terms.length ? terms.join(' + ') : '0u';
+  };
   const p: MatmulProblem = {
     name,
     node,
@@ -184,13 +198,14 @@ export function lowerConvolution(node: KernelSubject, operands: readonly TensorT
     transposeB: false,
     batchOffsets: [],
     chain,
-    plainStore: !bias,
-    epilogue: (product, row, _col, indent) => {
-      if (!bias) return { lines: [], value: product };
-      return { lines: [`${indent}let x0 = ${product};`, `${indent}let x1 = in2[${biasIndex(row)}];`, ...chainStatements(chain, indent)], value: chain.result };
+    plainStore: program.length === 0,
+    epilogue: (product, row, col, indent) => {
+      if (program.length === 0) return { lines: [], value: product };
+      const loads = extras.map((_, j) => `${indent}let x${j + 1} = in${j + 2}[${extraIndex(j, row, col)}];`);
+      return { lines: [`${indent}let x0 = ${product};`, ...loads, ...chainStatements(chain, indent)], value: chain.result };
     },
-    extraVec4: bias ? [false] : [],
-    extraIndex: (_j, row) => biasIndex(row),
+    extraVec4: extras.map(() => false),
+    extraIndex,
     readers: { a: gemm.readA, b: gemm.readB },
   };
   const { bindings } = bindingDecls(operands);
