@@ -11,6 +11,11 @@ import { conv2dAttrs, Graph, type Conv2dOptions } from '../compiler/ir/graph';
 import { interpret } from '../compiler/ir/interpret';
 import { lowerGraph } from '../compiler/lower';
 import { GENERIC, NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
+import { uniformStream } from '../compiler/ir/init';
+import { HYPER_FIELDS } from '../compiler/ir/ops';
+import { elementCount } from '../compiler/ir/types';
+import { loadTrainingPlan } from '../runtime/training';
+import { sharedDevice } from './gpu';
 import { TILINGS, type TileConfig } from '../compiler/target/tuning';
 import { validateKernel } from '../compiler/validate/naga';
 import { expectClose } from './close';
@@ -169,5 +174,52 @@ describe('fusion', () => {
     const want = interpret(g, feeds, plan.parameters);
     expectClose(got.y, want.y, 1e-4, 1e-4, 'y');
     expectClose(got.z, want.z, 1e-4, 1e-4, 'z');
+  });
+});
+
+describe('training', () => {
+  // conv + bias → batch norm (batch statistics) → relu → max pool → grouped conv → relu →
+  // average pool → global average pool → linear → cross-entropy
+  const cnn = () => {
+    const g = new Graph('cnn');
+    const x = g.input('x', [4, 2, 8, 8]);
+    const labels = g.input('labels', [4], 'i32');
+    let h = g.conv2d(x, g.parameter('w1', [4, 2, 3, 3], { init: 'he' }), { padding: 1, bias: g.parameter('b1', [4]) });
+    h = g.relu(g.batchNormTraining(h, g.parameter('gamma', [4], { init: 'ones' }), g.parameter('beta', [4])));
+    h = g.maxPool2d(h, { kernel: 2 });
+    h = g.relu(g.conv2d(h, g.parameter('w2', [6, 2, 3, 3], { init: 'he' }), { padding: 1, groups: 2 }));
+    h = g.globalAvgPool2d(g.avgPool2d(h, { kernel: 3, stride: 1, padding: 1, countIncludePad: false }));
+    const logits = g.biasAdd(g.matmul(g.reshape(h, [4, 6]), g.parameter('fc', [6, 3])), g.parameter('bfc', [3]));
+    g.output('loss', g.crossEntropy(logits, labels));
+    return g;
+  };
+  const batch = (step: number) => {
+    const u = uniformStream(50 + step);
+    return { x: Float32Array.from({ length: 4 * 2 * 8 * 8 }, () => 2 * u() - 1), labels: Int32Array.from([0, 1, 2, step % 3]) };
+  };
+
+  test('8 SGD steps of a small CNN on the GPU equal the CPU reference, and the loss falls', async () => {
+    const g = cnn();
+    const plan = await compileGraph(g, { seed: 2, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9 } } });
+    expect(plan.manifest.kernels.some((k) => k.ops.includes('conv2dBackwardWeight'))).toBe(true);
+    const parameters = new Map([...plan.parameters].map(([k, v]) => [k, Float64Array.from(v)]));
+    const state = new Map(g.nodes.filter((n) => n.op === 'state').map((n) => [n.name, new Float64Array(elementCount(n.type.shape))]));
+    const defaults = plan.training!.hyper.defaults as Record<string, number>;
+    // the fields the runtime fills from its step count; SGD reads none of them
+    const filled: Record<string, number> = { ...defaults, biasCorrection1: 1, biasCorrection2: 1, oneMinusBeta1: 1 - defaults.beta1, oneMinusBeta2: 1 - defaults.beta2 };
+    const hyper = HYPER_FIELDS.map((f) => filled[f]);
+    const session = await loadTrainingPlan(plan.bundle, (await sharedDevice()).device);
+    try {
+      const gpu: number[] = [];
+      const cpu: number[] = [];
+      for (let t = 0; t < 8; t++) {
+        gpu.push(await session.step(batch(t)));
+        cpu.push(interpret(g, { ...batch(t), 'optimizer.hyper': hyper }, parameters, { state, outputs: ['loss'], effects: plan.training!.updates }).loss[0]);
+      }
+      for (let t = 0; t < 8; t++) expect(Math.abs(gpu[t] - cpu[t]), `step ${t}: gpu ${gpu[t]}, cpu ${cpu[t]}`).toBeLessThan(1e-4);
+      expect(gpu[7]).toBeLessThan(gpu[0]);
+    } finally {
+      session.destroy();
+    }
   });
 });
