@@ -115,10 +115,11 @@ function convGraph(x: number[], w: number[], options: Conv2dOptions): Graph {
 describe('lowering', () => {
   test('conv2d and both gradients are the tiled matmul kernel with operand readers, naga-valid in every variant (nvidia-hopper, ResNet-sized)', () => {
     const g = convGraph([8, 64, 56, 56], [64, 64, 3, 3], { padding: 1 });
-    for (const target of [NVIDIA_HOPPER, GENERIC]) {
+    // dw: 64 × 576 per group summing 8·56·56 = 25088 terms, 36 tiles: nvidia-hopper splits K (generic never does)
+    for (const [target, dw] of [[NVIDIA_HOPPER, 'conv2dBackwardWeightSplitK'], [GENERIC, 'conv2dBackwardWeight']] as const) {
       const { steps } = lowerGraph(g, target);
       const convolutions = steps.filter((s) => s.kernel.ops[0].startsWith('conv'));
-      expect(convolutions.map((s) => s.kernel.ops[0])).toEqual(['conv2d', 'conv2dBackwardInput', 'conv2dBackwardWeight']);
+      expect(convolutions.map((s) => s.kernel.ops[0])).toEqual(['conv2d', 'conv2dBackwardInput', dw]);
       for (const { kernel } of convolutions) {
         for (const wgsl of [kernel.wgsl, ...(kernel.variants ?? []).map((v) => v.wgsl)]) {
           expect(wgsl).toMatch(/archetype: tiled matmul/);
@@ -146,6 +147,23 @@ describe('lowering', () => {
     const want = interpret(g, feeds, new Map());
     // sums of at most 2·5·5 = 50 products of values in [-1, 1]
     for (const name of ['y', 'dx', 'dw']) expectClose(got[name], want[name], 5e-5, 1e-4, name);
+  });
+});
+
+describe('split-K', () => {
+  test('the implicit products split over K where few tiles sum a long K: conv with its fused epilogue, dx and dw, equal to the CPU reference', async () => {
+    // per group: y 16 × 16 summing 288 terms (3 slices), dx 32 × 16 summing 144 (3), dw 16 × 288 summing 2·4·4 = 32 (2)
+    const g = convGraph([2, 64, 4, 4], [32, 32, 3, 3], { padding: 1, groups: 2 });
+    const y = g.nodes[g.outputs[0].node];
+    g.output('activated', g.relu(g.tensor(y.id)));
+    const target = withTuning(GENERIC, { splitK: { belowTiles: 1000, minK: 16, targetTiles: 16, minChunk: 16, maxSplits: 4 } }, 'generic');
+    const plan = await compileGraph(g, { targets: [target] });
+    const split = plan.manifest.kernels.filter((k) => /SplitK/.test(k.name)).map((k) => k.name.replace(/_.*/, ''));
+    expect(split).toEqual(expect.arrayContaining(['conv2dSplitK', 'conv2dBackwardInputSplitK', 'conv2dBackwardWeightSplitK']));
+    const feeds = inputFeeds(g, 4, {}, [-1, 1]);
+    const got = await runOnGpu(plan.bundle, feeds);
+    const want = interpret(g, feeds, new Map());
+    for (const name of ['y', 'activated', 'dx', 'dw']) expectClose(got[name], want[name], 5e-5, 1e-4, name);
   });
 });
 

@@ -9,7 +9,7 @@
 //   inputGradient   dx[n, g·CG + c, q]     = Σ_k  w_gᵀ[c, (o,kh,kw)] · dy window[k, q]      M = CG, N = H·W,   K = OG·KH·KW
 //   weightGradient  dw[g·OG + o, (c,kh,kw)] = Σ_k dy[o, (n,p)]        · im2col_g[(n,p), ..]  M = OG, N = CG·KH·KW, K = N·OH·OW
 import { attrsOf } from '../ir/graph';
-import { convEpilogueProgram, convGeometry, convInputGradientGeometry, convWeightGradientGeometry, renderProgram, type ConvGeometry, type ConvRole } from '../ir/ops';
+import { convEpilogueProgram, convGeometry, convInputGradientGeometry, convWeightGradientGeometry, opDef, renderProgram, type ConvGeometry, type ConvRole, type OpName } from '../ir/ops';
 import { broadcastStrides } from '../ir/shape';
 import type { TensorType } from '../ir/types';
 import type { Target } from '../target/target';
@@ -87,8 +87,8 @@ interface ImplicitGemm {
   readB: string;
 }
 
-/** The product, its sizes and readers, that computes `role` of the convolution `g`. */
-function implicitGemm(role: ConvRole, g: ConvGeometry): ImplicitGemm {
+/** The product, its sizes and readers (WGSL functions named `names`), that computes `role` of the convolution `g`. */
+function implicitGemm(role: ConvRole, g: ConvGeometry, names = { a: 'read_a', b: 'read_b' }): ImplicitGemm {
   const [sh, sw] = g.stride;
   const [pt, pl] = g.padding;
   const [dh, dw] = g.dilation;
@@ -100,10 +100,10 @@ function implicitGemm(role: ConvRole, g: ConvGeometry): ImplicitGemm {
     const iw = inputAxis('iw', 'ow', 'kw', sw, dw, pl, g.w);
     return {
       m, n, k, batches: g.n * g.groups,
-      readA: reader('read_a', `A = the group's weights [OG, CG·KH·KW] (layer batch = image · ${g.groups} + group)`, ['row', 'k'], [m, k], [
+      readA: reader(names.a, `A = the group's weights [OG, CG·KH·KW] (layer batch = image · ${g.groups} + group)`, ['row', 'k'], [m, k], [
         `return in1[((batch % ${u32(g.groups)}) * ${u32(g.og)} + row) * ${u32(k)} + k];`,
       ]),
-      readB: reader('read_b', "B = im2col of the image's group of channels [CG·KH·KW, OH·OW]", ['k', 'col'], [k, n], [
+      readB: reader(names.b, "B = im2col of the image's group of channels [CG·KH·KW, OH·OW]", ['k', 'col'], [k, n], [
         ...split('k', ['c', 'kh', 'kw'], [g.cg, g.kh, g.kw]),
         ...split('col', ['oh', 'ow'], [g.oh, g.ow]),
         ...ih.lines,
@@ -120,11 +120,11 @@ function implicitGemm(role: ConvRole, g: ConvGeometry): ImplicitGemm {
     const ow = outputAxis('ow', 'iw', 'kw', sw, dw, pl, g.ow);
     return {
       m, n, k, batches: g.n * g.groups,
-      readA: reader('read_a', "A = the group's weights transposed [CG, OG·KH·KW] (layer batch = image · groups + group)", ['row', 'k'], [m, k], [
+      readA: reader(names.a, "A = the group's weights transposed [CG, OG·KH·KW] (layer batch = image · groups + group)", ['row', 'k'], [m, k], [
         ...split('k', ['o', 'tap'], [g.og, taps]),
         `return in1[(((batch % ${u32(g.groups)}) * ${u32(g.og)} + o) * ${u32(g.cg)} + row) * ${u32(taps)} + tap];`,
       ]),
-      readB: reader('read_b', "B = dy at the outputs each input position feeds [OG·KH·KW, H·W], 0 where none", ['k', 'col'], [k, n], [
+      readB: reader(names.b, "B = dy at the outputs each input position feeds [OG·KH·KW, H·W], 0 where none", ['k', 'col'], [k, n], [
         ...split('k', ['o', 'kh', 'kw'], [g.og, g.kh, g.kw]),
         ...split('col', ['ih', 'iw'], [g.h, g.w]),
         ...oh.lines,
@@ -140,11 +140,11 @@ function implicitGemm(role: ConvRole, g: ConvGeometry): ImplicitGemm {
   const iw = inputAxis('iw', 'ow', 'kw', sw, dw, pl, g.w);
   return {
     m, n, k, batches: g.groups,
-    readA: reader('read_a', "A = the group's dy [OG, N·OH·OW] (layer batch = group)", ['row', 'k'], [m, k], [
+    readA: reader(names.a, "A = the group's dy [OG, N·OH·OW] (layer batch = group)", ['row', 'k'], [m, k], [
       ...split('k', ['image', 'p'], [g.n, g.oh * g.ow]),
       `return in1[(image * ${u32(g.o)} + batch * ${u32(g.og)} + row) * ${u32(g.oh * g.ow)} + p];`,
     ]),
-    readB: reader('read_b', "B = im2col of the group's channels over every image [N·OH·OW, CG·KH·KW]", ['k', 'col'], [k, n], [
+    readB: reader(names.b, "B = im2col of the group's channels over every image [N·OH·OW, CG·KH·KW]", ['k', 'col'], [k, n], [
       ...split('k', ['image', 'oh', 'ow'], [g.n, g.oh, g.ow]),
       ...split('col', ['c', 'kh', 'kw'], [g.cg, g.kh, g.kw]),
       ...ih.lines,
@@ -156,20 +156,55 @@ function implicitGemm(role: ConvRole, g: ConvGeometry): ImplicitGemm {
   };
 }
 
+/** The sizes of the product a convolution op's node computes (undefined for other ops), for the schedules that split it. */
+export function convProductOf(op: string, operands: readonly TensorType[], attrs: KernelSubject['attrs']): { m: number; n: number; k: number; batches: number } | undefined {
+  const lowering = opDef(op as OpName).lowering;
+  if (lowering.archetype !== 'convolution') return undefined;
+  const { m, n, k, batches } = implicitGemm(lowering.role, geometryOf(lowering.role, operands, attrs));
+  return { m, n, k, batches };
+}
+
+/**
+ * Split-K's readers: layer z of `splits` × `batches` reads slice z / batches of K of the
+ * whole product's layer z % batches, through the whole product's readers (conv_a, conv_b).
+ */
+function sliceReaders(whole: ImplicitGemm, splits: number): { a: string; b: string; k: number } {
+  const k = whole.k / splits;
+  const slice = (name: string, params: [string, string], kFirst: boolean) => {
+    const at = (split: string) => (kFirst ? `${split} * ${u32(k)} + k, ${params[1]}` : `${params[0]}, ${split} * ${u32(k)} + k`);
+    return [
+      `// slice batch / ${whole.batches} of K (${k} of ${whole.k}) of layer batch % ${whole.batches}`,
+      `fn read_${name}(batch: u32, ${params.map((q) => `${q}: u32`).join(', ')}) -> f32 {`,
+      `  if (k >= ${u32(k)}) {`,
+      '    return 0.0;',
+      '  }',
+      `  return conv_${name}(batch % ${u32(whole.batches)}, ${at(`(batch / ${u32(whole.batches)})`)});`,
+      '}',
+    ].join('\n');
+  };
+  return { a: slice('a', ['row', 'k'], false), b: slice('b', ['k', 'col'], true), k };
+}
+
 /**
  * The kernels of a convolution node (or its gradient's): the tiled matmul kernel over the
  * implicit product, its tiling chosen for M, N and the layers as for any product. A fused
- * convolution's epilogue (scale, shift, activation, residual) runs on each value as it is stored.
+ * convolution's epilogue (scale, shift, activation, residual) runs on each value as it is
+ * stored. With `splits` (split-K: the node is its partial products' step) each layer of the
+ * product runs as that many layers, one slice of K each, stacked on a new first axis.
  */
-export function lowerConvolution(node: KernelSubject, operands: readonly TensorType[], name: string, target: Target, role: ConvRole): {
+export function lowerConvolution(node: KernelSubject, operands: readonly TensorType[], name: string, target: Target, role: ConvRole, splits = 1): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
   const geometry = geometryOf(role, operands, node.attrs);
-  const gemm = implicitGemm(role, geometry);
-  if (gemm.batches > 65535) throw new Error(`${node.op} ${node.name}: ${gemm.batches} layers (images × groups) exceed one grid dimension`);
-  const program = node.op === 'fusedConv2d' ? convEpilogueProgram(attrsOf(node, 'fusedConv2d')) : [];
-  const extras = operands.slice(2);
+  const whole = implicitGemm(role, geometry, splits > 1 ? { a: 'conv_a', b: 'conv_b' } : undefined);
+  const sliced = splits > 1 ? sliceReaders(whole, splits) : undefined;
+  const gemm = sliced
+    ? { ...whole, k: sliced.k, batches: whole.batches * splits, readA: `${whole.readA}\n${sliced.a}`, readB: `${whole.readB}\n${sliced.b}` }
+    : whole;
+  if (gemm.batches > 65535) throw new Error(`${node.op} ${node.name}: ${gemm.batches} layers (images × groups${splits > 1 ? ' × slices of K' : ''}) exceed one grid dimension`);
+  const program = node.op === 'fusedConv2d' && splits === 1 ? convEpilogueProgram(attrsOf(node, 'fusedConv2d')) : [];
+  const extras = program.length > 0 ? operands.slice(2) : [];
   const chain = renderProgram(program, ['x0', ...extras.map((_, j) => `x${j + 1}`)]);
   const ops = [node.op === 'fusedConv2d' ? 'conv2d' : node.op, ...chain.ops];
   // an epilogue operand at output (row, col) of layer `batch`: its broadcast strides over [N, O, OH, OW]
