@@ -1977,7 +1977,7 @@ export type PoolRole = 'max' | 'avg' | 'maxBackward' | 'avgBackward';
 export function poolGeometry(x: Shape, attrs: Pool2dAttrs): ConvGeometry {
   checkSize('kernel', attrs.kernel);
   if (x.length !== 4) throw new ShapeRuleError(`the input must be NCHW [N, C, H, W]; got ${formatShape(x)}`);
-  const geometry = convGeometry(x, [x[1], 1, ...attrs.kernel], { ...convAttrs({ ...attrs, groups: 1 }), groups: x[1] });
+  const geometry = convGeometry(x, [x[1], 1, ...attrs.kernel], { stride: attrs.stride, padding: attrs.padding, dilation: attrs.dilation, groups: x[1] });
   // as PyTorch: every window then holds at least one element of the input
   const [pt, pl, pb, pr] = attrs.padding;
   if (Math.max(pt, pb) * 2 > attrs.kernel[0] || Math.max(pl, pr) * 2 > attrs.kernel[1]) {
