@@ -160,6 +160,24 @@ const activation = (rule: string, act: string, apply: (g: Graph, y: ReturnType<G
   form: fusesTo({ activation: act, bias: true, residual: false }, ['biasAdd', gone]),
 });
 
+/** One convolution kernel, a fusedConv2d with these epilogue settings, and no conv2d or op named in `gone`. */
+const convFusesTo = (attrs: Record<string, unknown>, gone: string[] = []) => (o: Graph) => {
+  const fused = live(o).filter((n) => n.op === 'fusedConv2d');
+  expect(fused).toHaveLength(1);
+  expect(fused[0].attrs).toMatchObject(attrs);
+  for (const op of ['conv2d', ...gone]) expect(opsOf(o)).not.toContain(op);
+};
+/** NCHW x [2, 4, 7, 6] and w [6, 2, 3, 3] in 2 groups, padding 1: y [2, 6, 7, 6]. */
+const convOf = (g: Graph) => g.conv2d(g.input('x', [2, 4, 7, 6]), g.input('w', [6, 2, 3, 3]), { groups: 2, padding: 1 });
+const perChannel = (g: Graph, name: string) => g.reshape(g.input(name, [6]), [6, 1, 1]);
+const convActivation = (rule: string, act: string, apply: (g: Graph, y: ReturnType<Graph['input']>) => ReturnType<Graph['input']>, gone: string): Case => ({
+  rule,
+  label: 'after a bias',
+  phase: 'kernels',
+  build: (g) => g.output('y', apply(g, g.add(convOf(g), perChannel(g, 'b')))),
+  form: convFusesTo({ scale: false, shift: true, activation: act, residual: false }, [gone]),
+});
+
 const CASES: Case[] = [
   // simplify.egg: identities
   identity('x*1', 'mul', (g, x) => g.mul(x, 1)),
@@ -372,6 +390,66 @@ const CASES: Case[] = [
     },
     form: fusesTo({ activation: 'none', residual: true }, ['add']),
   },
+
+  // fuse-conv.egg: the convolution's epilogue; its activations (generated) and residual
+  {
+    rule: 'conv',
+    phase: 'kernels',
+    build: (g) => g.output('y', convOf(g)),
+    form: (o) => expect(countOf(o, 'conv2d') + countOf(o, 'fusedConv2d')).toBe(1),
+  },
+  {
+    rule: 'conv×scale',
+    label: 'then a shift: an inference batch norm',
+    phase: 'kernels',
+    build: (g) => g.output('y', g.add(g.mul(convOf(g), perChannel(g, 's')), perChannel(g, 't'))),
+    form: convFusesTo({ scale: true, shift: true, activation: 'none', residual: false }, ['mul', 'add']),
+  },
+  {
+    rule: 'scale×conv',
+    phase: 'kernels',
+    build: (g) => g.output('y', g.mul(perChannel(g, 's'), convOf(g))),
+    form: convFusesTo({ scale: true, shift: false }, ['mul']),
+  },
+  // a lone [O, 1, 1] add is as good a residual as a shift, so these cases add an activation after it
+  {
+    rule: 'conv+shift',
+    label: "the builder's bias, then tanh",
+    phase: 'kernels',
+    build: (g) => g.output('y', g.tanh(g.conv2d(g.input('x', [1, 3, 5, 5]), g.input('w', [4, 3, 3, 3]), { bias: g.input('b', [4]) }))),
+    form: convFusesTo({ scale: false, shift: true, activation: 'tanh' }, ['add']),
+  },
+  {
+    rule: 'shift+conv',
+    label: 'then relu',
+    phase: 'kernels',
+    build: (g) => g.output('y', g.relu(g.add(perChannel(g, 't'), convOf(g)))),
+    form: convFusesTo({ scale: false, shift: true, activation: 'relu' }, ['add']),
+  },
+  convActivation('conv+relu', 'relu', (g, h) => g.relu(h), 'relu'),
+  convActivation('conv+gelu', 'gelu', (g, h) => g.gelu(h), 'gelu'),
+  convActivation('conv+gelu(tanh)', 'geluTanh', (g, h) => g.gelu(h, { approximate: 'tanh' }), 'gelu'),
+  convActivation('conv+silu', 'silu', (g, h) => g.silu(h), 'silu'),
+  convActivation('conv+sigmoid', 'sigmoid', (g, h) => g.sigmoid(h), 'sigmoid'),
+  convActivation('conv+tanh', 'tanh', (g, h) => g.tanh(h), 'tanh'),
+  {
+    rule: 'conv+residual',
+    label: 'batch norm, relu, then the block input',
+    phase: 'kernels',
+    build: (g) => {
+      const x = g.input('x', [2, 6, 5, 5]);
+      const h = g.conv2d(x, g.input('w', [6, 6, 3, 3]), { padding: 1 });
+      g.output('y', g.add(g.relu(g.add(g.mul(h, perChannel(g, 's')), perChannel(g, 't'))), x));
+    },
+    form: convFusesTo({ scale: true, shift: true, activation: 'relu', residual: true }, ['mul', 'add', 'relu']),
+  },
+  {
+    rule: 'residual+conv',
+    label: 'residual on the left, broadcast over the images',
+    phase: 'kernels',
+    build: (g) => g.output('y', g.add(g.input('r', [1, 6, 7, 6]), convOf(g))),
+    form: convFusesTo({ residual: true }, ['add']),
+  },
 ];
 
 /** Matches the cost model must refuse: the named or fused form is absent afterwards. */
@@ -434,6 +512,24 @@ const REFUSALS: Refusal[] = [
     absent: (o) => {
       for (const n of fusedMatmuls(o)) expect(n.attrs.residual).toBe(false);
       expect(countOf(o, 'add')).toBe(1);
+    },
+  },
+  {
+    label: 'a convolution times a full [N, O, OH, OW] tensor is no per-channel scale',
+    phase: 'kernels',
+    fires: 'conv×scale',
+    build: (g) => g.output('y', g.mul(convOf(g), g.input('m', [2, 6, 7, 6]))),
+    absent: (o) => {
+      for (const n of live(o)) if (n.op === 'fusedConv2d') expect(n.attrs.scale).toBe(false);
+    },
+  },
+  {
+    label: 'a convolution plus a [1, 6, 1, 1] bias fuses as a residual, not as a shift',
+    phase: 'kernels',
+    fires: 'conv+shift',
+    build: (g) => g.output('y', g.add(convOf(g), g.input('b4', [1, 6, 1, 1]))),
+    absent: (o) => {
+      for (const n of live(o)) if (n.op === 'fusedConv2d') expect(n.attrs.shift).toBe(false);
     },
   },
   {

@@ -8,10 +8,10 @@ import { differentiate } from '../compiler/autodiff/differentiate';
 import { appendTraining } from '../compiler/autodiff/train';
 import { compileGraph } from '../compiler/compile';
 import { CompileError } from '../compiler/ir/errors';
-import { Graph, type Tensor } from '../compiler/ir/graph';
+import { conv2dAttrs, Graph, type Conv2dOptions, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
-import { OPS, opDef, type OpName } from '../compiler/ir/ops';
+import { convGeometry, OPS, opDef, type OpName } from '../compiler/ir/ops';
 import { loadPlan } from '../runtime/session';
 import {
   checkFiniteDifferences,
@@ -115,6 +115,44 @@ function matmulCase(sa: number[], sb: number[]): GradCase {
 // a norm's backward pass takes row means (and gamma's gradient sums rows) of ≤ 8 terms of
 // dy·γ·x̂, each at most ~50 here
 const NORM_ATOL = sumAtol(8, 50);
+
+/** Convolution geometries: padding, stride with asymmetric padding, dilation, groups, depthwise, odd sizes. */
+const CONV_GRAD_GEOMETRIES: { label: string; x: number[]; w: number[]; options: Conv2dOptions; bias?: boolean }[] = [
+  { label: '3×3 padding 1 with bias', x: [2, 3, 5, 5], w: [4, 3, 3, 3], options: { padding: 1 }, bias: true },
+  { label: '3×3 stride 2 padding [0, 1, 1, 0]', x: [1, 2, 7, 6], w: [3, 2, 3, 3], options: { stride: 2, padding: [0, 1, 1, 0] } },
+  { label: '2×3 dilation [2, 1] stride [1, 2]', x: [2, 2, 7, 7], w: [2, 2, 2, 3], options: { dilation: [2, 1], stride: [1, 2] } },
+  { label: '2 groups padding 1 with bias', x: [1, 4, 5, 4], w: [6, 2, 3, 3], options: { groups: 2, padding: 1 }, bias: true },
+  { label: 'depthwise stride 2 padding 1', x: [2, 3, 6, 5], w: [3, 1, 3, 3], options: { groups: 3, stride: 2, padding: 1 } },
+];
+
+function convGradCases(): GradCase[] {
+  const gpuAtol = sumAtol(72, 30);
+  return CONV_GRAD_GEOMETRIES.flatMap(({ label, x, w, options, bias }): GradCase[] => {
+    const attrs = conv2dAttrs(options);
+    const geo = convGeometry(x, w, attrs);
+    const y = [geo.n, geo.o, geo.oh, geo.ow];
+    return [
+      {
+        label: `conv2d ${label}: x ${JSON.stringify(x)}, w ${JSON.stringify(w)} w.r.t. x, w${bias ? ', bias' : ''}`,
+        op: 'conv2d',
+        build: ({ g, p }) => g.conv2d(p('x', x), p('w', w), { ...options, bias: bias ? p('b', [geo.o]) : undefined }),
+        gpuAtol,
+      },
+      {
+        label: `conv2dBackwardInput (transposed convolution) ${label} w.r.t. dy, w`,
+        op: 'conv2dBackwardInput',
+        build: ({ g, p }) => g.conv2dBackwardInput(p('dy', y), p('w', w), { ...attrs, inputSize: [x[2], x[3]] }),
+        gpuAtol,
+      },
+      {
+        label: `conv2dBackwardWeight ${label} w.r.t. x, dy`,
+        op: 'conv2dBackwardWeight',
+        build: ({ g, p }) => g.conv2dBackwardWeight(p('x', x), p('dy', y), { ...attrs, kernelSize: [w[2], w[3]] }),
+        gpuAtol,
+      },
+    ];
+  });
+}
 
 const CASES: GradCase[] = [
   ...binaryCases('add'),
@@ -241,6 +279,58 @@ const CASES: GradCase[] = [
     label: 'causal attention q [2, 3, 4], k [2, 5, 4] (query i sees keys up to i + 2), v [2, 5, 3], mask [3, 5]',
     op: 'attention',
     build: ({ g, p }) => g.attention(p('q', [2, 3, 4]), p('k', [2, 5, 4]), p('v', [2, 5, 3]), p('mask', [3, 5]), { scale: 0.5, causal: true }),
+  },
+
+  // convolution: the rules for x, w and bias; the gradient ops' own rules (double backward)
+  // with the gradient op mid-graph. dx and dw sum up to OG·KH·KW and N·OH·OW products of
+  // size up to ~30 (|x|, |w| ≤ 2 after the pre-op, dL/dy from the post-op)
+  ...convGradCases(),
+
+  // pooling: windows that overlap (a value in two windows gets both gradients), padding,
+  // dilation; max pooling's values are distinct, so each window's maximum is one element
+  { label: 'maxPool2d 3×3 stride 2 padding 1 [2, 3, 7, 6]', op: 'maxPool2d', build: ({ g, p }) => g.maxPool2d(p('x', [2, 3, 7, 6]), { kernel: 3, stride: 2, padding: 1 }) },
+  { label: 'maxPool2d 2×3 stride 1 dilation [2, 1] [1, 2, 6, 5]', op: 'maxPool2d', build: ({ g, p }) => g.maxPool2d(p('x', [1, 2, 6, 5]), { kernel: [2, 3], stride: 1, dilation: [2, 1] }) },
+  ...[true, false].map((countIncludePad): GradCase => ({
+    label: `avgPool2d 3×3 stride 2 padding [1, 0, 1, 1], countIncludePad ${countIncludePad} [2, 3, 7, 6]`,
+    op: 'avgPool2d',
+    build: ({ g, p }) => g.avgPool2d(p('x', [2, 3, 7, 6]), { kernel: 3, stride: 2, padding: [1, 0, 1, 1], countIncludePad }),
+  })),
+  {
+    label: 'avgPool2dBackward 3×3 stride 2 padding 1, countIncludePad false, w.r.t. dy',
+    op: 'avgPool2dBackward',
+    build: ({ g, p }) => g.avgPool2dBackward(p('dy', [2, 3, 4, 3]), { kernel: [3, 3], stride: [2, 2], padding: [1, 1, 1, 1], dilation: [1, 1], countIncludePad: false, inputSize: [7, 6] }),
+  },
+  {
+    label: 'batchNorm (inference) [2, 3, 4, 5] w.r.t. x, gamma, beta, mean, var',
+    op: 'sqrt',
+    build: ({ g, p }) => g.batchNorm(p('x', [2, 3, 4, 5]), p('gamma', [3]), p('beta', [3]), p('mean', [3]), p('var', [3], { range: [0.3, 2] })),
+  },
+  {
+    label: 'batchNormTraining [2, 3, 4, 5] (batch statistics) w.r.t. x, gamma, beta',
+    op: 'mean',
+    build: ({ g, p }) => g.batchNormTraining(p('x', [2, 3, 4, 5]), p('gamma', [3]), p('beta', [3]), { eps: 0.01 }),
+    gpuAtol: NORM_ATOL,
+  },
+  {
+    label: 'ResNet basic block in training: relu(bn(conv(relu(bn(conv(x))))) + x)',
+    op: 'conv2d',
+    build: ({ g, p }) => {
+      const x = p('x', [2, 3, 5, 5]);
+      const bn = (t: Tensor, k: string) => g.batchNormTraining(t, p(`gamma${k}`, [3]), p(`beta${k}`, [3]), { eps: 0.01 });
+      const h = g.relu(bn(g.conv2d(x, p('w1', [3, 3, 3, 3]), { padding: 1 }), '1'));
+      return g.relu(g.add(bn(g.conv2d(h, p('w2', [3, 3, 3, 3]), { padding: 1 }), '2'), x));
+    },
+    gpuAtol: sumAtol(72, 30),
+  },
+  {
+    label: 'CNN block: globalAvgPool(maxPool(relu(conv2d(x, w) + b)))·W',
+    op: 'conv2d',
+    build: ({ g, p }) => {
+      const h = g.relu(g.conv2d(p('x', [2, 3, 8, 8]), p('w', [4, 3, 3, 3]), { padding: 1, bias: p('b', [4]) }));
+      const pooled = g.globalAvgPool2d(g.maxPool2d(h, { kernel: 2 }));
+      return g.matmul(g.reshape(pooled, [2, 4]), p('fc', [4, 5]));
+    },
+    gpuAtol: sumAtol(72, 30),
   },
 
   // the losses are compositions of the ops above: their gradients come from those rules

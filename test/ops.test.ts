@@ -5,10 +5,10 @@ import Ajv from 'ajv';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
-import { Graph, type Tensor } from '../compiler/ir/graph';
+import { conv2dAttrs, Graph, pool2dAttrs, type Conv2dOptions, type Pool2dOptions, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
-import { OPS, type OpName } from '../compiler/ir/ops';
+import { convGeometry, OPS, poolGeometry, type OpName } from '../compiler/ir/ops';
 import { elementCount, type Shape } from '../compiler/ir/types';
 import { expectClose } from './close';
 import { releaseSharedDevice, runOnGpu } from './gpu';
@@ -76,6 +76,73 @@ const reduceCases = (op: 'sum' | 'mean' | 'max'): OpCase[] =>
 
 const rowShapes: Shape[] = [[10], [4, 10], [3, 7, 33], [2, 513]];
 
+
+/** Convolution geometries for the op and both gradients: kernel sizes, strides, padding, dilation, groups, odd sizes. */
+const CONV_TABLE: { label: string; x: Shape; w: Shape; options: Conv2dOptions; bias?: boolean }[] = [
+  { label: '1×1', x: [2, 8, 5, 7], w: [6, 8, 1, 1], options: {} },
+  { label: '3×3 padding 1, bias', x: [2, 3, 9, 9], w: [4, 3, 3, 3], options: { padding: 1 }, bias: true },
+  { label: '7×7 stride 2 padding 3', x: [1, 3, 19, 17], w: [8, 3, 7, 7], options: { stride: 2, padding: 3 } },
+  { label: '3×3 stride 2, padding top 0 left 1 bottom 1 right 0', x: [2, 4, 10, 11], w: [5, 4, 3, 3], options: { stride: 2, padding: [0, 1, 1, 0] } },
+  { label: '3×3 dilation 2 padding 2', x: [1, 3, 12, 12], w: [4, 3, 3, 3], options: { dilation: 2, padding: 2 } },
+  { label: '3 groups', x: [2, 6, 8, 8], w: [9, 2, 3, 3], options: { groups: 3, padding: 1 }, bias: true },
+  { label: 'depthwise stride 2', x: [2, 8, 7, 9], w: [8, 1, 3, 3], options: { groups: 8, padding: 1, stride: 2 } },
+  { label: '2×3 stride [2, 1] padding [1, 0, 0, 2] dilation [1, 2]', x: [3, 5, 13, 11], w: [7, 5, 2, 3], options: { stride: [2, 1], padding: [1, 0, 0, 2], dilation: [1, 2] } },
+  { label: 'several tiles: 40 × 400 × 144', x: [2, 16, 20, 20], w: [40, 16, 3, 3], options: { padding: 1 }, bias: true },
+];
+
+type ConvRoleName = 'conv2d' | 'conv2dBackwardInput' | 'conv2dBackwardWeight';
+const convCases = (op: ConvRoleName): OpCase[] =>
+  CONV_TABLE.map(({ label, x, w, options, bias }) => {
+    const attrs = conv2dAttrs(options);
+    const geo = convGeometry(x, w, attrs);
+    const y = [geo.n, geo.o, geo.oh, geo.ow];
+    // K of the product each output sums: CG·KH·KW, OG·KH·KW or N·OH·OW
+    const k = op === 'conv2d' ? geo.cg * geo.kh * geo.kw : op === 'conv2dBackwardInput' ? geo.og * geo.kh * geo.kw : geo.n * geo.oh * geo.ow;
+    const shapes = op === 'conv2d' ? { x, w, ...(bias ? { b: [geo.o] } : {}) } : op === 'conv2dBackwardInput' ? { dy: y, w } : { x, dy: y };
+    return {
+      label: `${op} ${label}: x ${JSON.stringify(x)}, w ${JSON.stringify(w)}`,
+      inputs: Object.fromEntries(Object.entries(shapes).map(([name, shape]) => [name, { shape }])),
+      build: (g: Graph, t: Record<string, Tensor>) =>
+        op === 'conv2d'
+          ? g.conv2d(t.x, t.w, { ...options, bias: t.b })
+          : op === 'conv2dBackwardInput'
+            ? g.conv2dBackwardInput(t.dy, t.w, { ...attrs, inputSize: [x[2], x[3]] })
+            : g.conv2dBackwardWeight(t.x, t.dy, { ...attrs, kernelSize: [w[2], w[3]] }),
+      // f32 sums of K products of values in [-2, 2]
+      atol: 2e-6 * k * 4,
+    };
+  });
+
+
+/** Pooling windows: non-overlapping, the ResNet stem's overlapping 3×3 stride 2 padding 1, dilation, asymmetric padding, odd sizes. */
+const POOL_TABLE: { label: string; x: Shape; options: Pool2dOptions }[] = [
+  { label: '2×2 stride 2', x: [2, 3, 8, 6], options: { kernel: 2 } },
+  { label: '3×3 stride 2 padding 1', x: [2, 4, 9, 11], options: { kernel: 3, stride: 2, padding: 1 } },
+  { label: '3×2 stride 1 dilation [1, 2] padding [1, 0, 0, 1]', x: [1, 5, 7, 9], options: { kernel: [3, 2], stride: 1, dilation: [1, 2], padding: [1, 0, 0, 1] } },
+  { label: '7×7 stride 3 padding 3', x: [1, 2, 17, 13], options: { kernel: 7, stride: 3, padding: 3 } },
+];
+
+type PoolOp = 'maxPool2d' | 'avgPool2d' | 'maxPool2dBackward' | 'avgPool2dBackward';
+const poolCases = (op: PoolOp): OpCase[] =>
+  POOL_TABLE.flatMap(({ label, x, options }) =>
+    (op.startsWith('avg') ? [true, false] : [true]).map((countIncludePad): OpCase => {
+      const geo = poolGeometry(x, pool2dAttrs(options));
+      const y = [geo.n, geo.c, geo.oh, geo.ow];
+      const backward = { ...pool2dAttrs(options), inputSize: [x[2], x[3]] as const, countIncludePad };
+      return {
+        label: `${op} ${label}${op.startsWith('avg') ? `, countIncludePad ${countIncludePad}` : ''}: x ${JSON.stringify(x)}`,
+        inputs: op.endsWith('Backward') ? { dy: { shape: y }, ...(op === 'maxPool2dBackward' ? { x: { shape: x } } : {}) } : { x: { shape: x } },
+        build: (g: Graph, t: Record<string, Tensor>) =>
+          op === 'maxPool2d'
+            ? g.maxPool2d(t.x, options)
+            : op === 'avgPool2d'
+              ? g.avgPool2d(t.x, { ...options, countIncludePad })
+              : op === 'maxPool2dBackward'
+                ? g.maxPool2dBackward(t.dy, t.x, backward)
+                : g.avgPool2dBackward(t.dy, backward),
+      };
+    }),
+  );
 
 const cases: Record<OpName, OpCase[]> = {
   input: [{ label: 'input passed through', inputs: { a: { shape: [3, 4] } }, build: (_g, x) => x.a }],
@@ -254,6 +321,13 @@ const cases: Record<OpName, OpCase[]> = {
     // f32 sums of K products of values in [-2, 2]
     atol: 2e-6 * sa[sa.length - 1] * 4,
   })),
+  conv2d: convCases('conv2d'),
+  conv2dBackwardInput: convCases('conv2dBackwardInput'),
+  conv2dBackwardWeight: convCases('conv2dBackwardWeight'),
+  maxPool2d: poolCases('maxPool2d'),
+  maxPool2dBackward: poolCases('maxPool2dBackward'),
+  avgPool2d: poolCases('avgPool2d'),
+  avgPool2dBackward: poolCases('avgPool2dBackward'),
   // test/attention.test.ts checks attention against its unfused graph, on more shapes
   // exact: every product of these shapes stays below 2^24, where the f32 read-back is exact
   matmulInt8: (
@@ -320,6 +394,20 @@ const cases: Record<OpName, OpCase[]> = {
             { op: 'sub', args: [{ value: 2 }, { scalar: 0.5 }] },
           ],
         ),
+    },
+  ],
+  fusedConv2d: [
+    {
+      label: 'fusedConv2d relu(conv × scale + shift) + residual, 3×3 padding 1, x [2, 3, 9, 7], w [5, 3, 3, 3]',
+      inputs: { x: { shape: [2, 3, 9, 7] }, w: { shape: [5, 3, 3, 3] }, s: { shape: [5, 1, 1] }, t: { shape: [5, 1, 1] }, r: { shape: [2, 5, 9, 7] } },
+      build: (g, x) => g.fusedConv2d(x.x, x.w, { padding: 1, scale: x.s, shift: x.t, activation: 'relu', residual: x.r }),
+      atol: 2e-6 * 27 * 8,
+    },
+    {
+      label: 'fusedConv2d gelu(conv + shift) + residual broadcast over images [1, 6, 3, 4], 2 groups, stride 2',
+      inputs: { x: { shape: [3, 4, 8, 9] }, w: { shape: [6, 2, 3, 3] }, t: { shape: [6, 1, 1] }, r: { shape: [1, 6, 3, 4] } },
+      build: (g, x) => g.fusedConv2d(x.x, x.w, { stride: 2, groups: 2, shift: x.t, activation: 'gelu', residual: x.r }),
+      atol: 2e-6 * 18 * 8,
     },
   ],
   fusedMatmul: [

@@ -31,6 +31,12 @@ function everyTermOp(): Graph {
   out(g.fusedMatmul(x, m, { activation: 'gelu' }));
   out(g.fusedMatmul(x, y, { transposeB: true, bias: g.input('b', [3]), residual: g.input('r', [3]) }));
   out(g.fusedMatmul(x, m, { transposeA: false, residual: g.input('r2', [2, 3, 5]) }));
+  const image = g.input('image', [2, 4, 7, 6]);
+  const k = g.input('k', [6, 2, 3, 3]);
+  out(g.conv2d(image, k, { stride: [2, 1], padding: [1, 0, 1, 2], dilation: [1, 2], groups: 2 }));
+  const c = g.input('c', [6, 1, 1]);
+  out(g.fusedConv2d(image, k, { groups: 2, padding: 1, shift: c, activation: 'silu', residual: g.input('r3', [6, 1, 1]) }));
+  out(g.fusedConv2d(image, k, { groups: 2, scale: c, shift: c }));
   return g;
 }
 
@@ -111,7 +117,7 @@ describe('epilogue activations from the op table', () => {
     const names = parseEgg(epilogueRules(), 'fuse-activations.egg', { declared: declaredArities(parseEgg(termDeclarations(), 'terms.egg')) }).map(
       (c) => (c.kind === 'rewrite' ? c.name : undefined),
     );
-    expect(names).toEqual(marked.map((a) => `matmul+${a.rule ?? a.name}`));
+    expect(names).toEqual(['matmul', 'conv'].flatMap((kind) => marked.map((a) => `${kind}+${a.rule ?? a.name}`)));
   });
 
   it.each(marked.map((a) => [a.name, a] as const))('%s fuses into a product and computes its op', (_name, a) => {

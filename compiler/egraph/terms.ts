@@ -54,22 +54,28 @@ function literal(v: TermValue, sort: string): string {
 }
 
 /**
- * The matmul epilogue's activation rules: for each activation an op of the table provides
- * (`epilogueActivations`), the op applied to a product with a bias or none and no residual
- * yet becomes that product with the activation ("matmul+relu"). fuse.egg holds the rest.
+ * The epilogue activation rules of products and convolutions: for each activation an op of
+ * the table provides (`epilogueActivations`), the op applied to a product (a convolution)
+ * with no activation and no residual yet becomes that product with the activation
+ * ("matmul+relu", "conv+relu"). fuse.egg and fuse-conv.egg hold the rest.
  */
 export function epilogueRules(): string {
-  const product = (activation: string) => `(FusedMatmul a b bias (None) ta tb ${literal(activation, 'String')})`;
-  const rules = OP_NAMES.flatMap((op) => {
-    const def = opDef(op);
-    return (def.epilogueActivations ?? []).map((activation) => {
-      if (!def.term || def.arity !== 1) throw new Error(`${op}: an epilogue activation needs a term form and one operand`);
-      const { term } = def;
-      const attrs = term.encode(activation.attrs ?? {}, []).map((v, i) => ` ${literal(v, term.sorts[i])}`).join('');
-      const rule = `matmul+${activation.rule ?? activation.name}`;
-      return `(rewrite (${term.ctor} ${product('none')}${attrs}) ${product(activation.name)} :name ${JSON.stringify(rule)})`;
-    });
-  });
+  const fused = {
+    matmul: (activation: string) => `(FusedMatmul a b bias (None) ta tb ${literal(activation, 'String')})`,
+    conv: (activation: string) => `(FusedConv2d x w scale shift (None) st pd dl gr ${literal(activation, 'String')})`,
+  };
+  const rules = Object.entries(fused).flatMap(([kind, product]) =>
+    OP_NAMES.flatMap((op) => {
+      const def = opDef(op);
+      return (def.epilogueActivations ?? []).map((activation) => {
+        if (!def.term || def.arity !== 1) throw new Error(`${op}: an epilogue activation needs a term form and one operand`);
+        const { term } = def;
+        const attrs = term.encode(activation.attrs ?? {}, []).map((v, i) => ` ${literal(v, term.sorts[i])}`).join('');
+        const rule = `${kind}+${activation.rule ?? activation.name}`;
+        return `(rewrite (${term.ctor} ${product('none')}${attrs}) ${product(activation.name)} :name ${JSON.stringify(rule)})`;
+      });
+    }),
+  );
   return `; generated from compiler/ir/ops.ts (epilogueActivations) by compiler/egraph/terms.ts
 ${rules.join('\n')}
 `;

@@ -7,6 +7,12 @@ import {
   opDef,
   ShapeRuleError,
   type AttrsOf,
+  type AvgPool2dAttrs,
+  type Pool2dAttrs,
+  type PoolBackwardAttrs,
+  type Conv2dAttrs,
+  type Conv2dBackwardInputAttrs,
+  type Conv2dBackwardWeightAttrs,
   type FusedArg,
   type FusedInstruction,
   type FusedMatmulAttrs,
@@ -357,6 +363,106 @@ export class Graph {
     return this.op('attention', [q, k, v, mask], { scale: options?.scale, ...(options?.causal ? { causal: true } : {}) });
   }
 
+  /**
+   * 2-D convolution of NCHW x [N, C, H, W] with w [O, C/groups, KH, KW] (cross-correlation, as
+   * PyTorch and ONNX), plus `bias` [O] where given: [N, O, OH, OW]. `stride` and `dilation` take
+   * one number or [along H, along W]; `padding` one number, [H, W] or [top, left, bottom, right].
+   */
+  conv2d(x: Tensor, w: Tensor, options: Conv2dOptions = {}): Tensor {
+    const y = this.op('conv2d', [x, w], conv2dAttrs(options));
+    if (!options.bias) return y;
+    // added by channel; the optimizer folds it into the convolution's epilogue (fusedConv2d)
+    if (options.bias.shape.length !== 1 || options.bias.shape[0] !== y.shape[1]) {
+      this.fail('conv2d', `bias must have shape [${y.shape[1]}] (the output channels of weight ${formatShape(w.shape)}); got ${formatShape(options.bias.shape)}`);
+    }
+    return this.add(y, this.reshape(options.bias, [y.shape[1], 1, 1]));
+  }
+  /**
+   * act(conv2d(x, w) × scale + shift) + residual as one kernel (what the optimizer makes of a
+   * convolution, a bias or batch norm, an activation and a residual add): scale and shift [O, 1, 1].
+   */
+  fusedConv2d(x: Tensor, w: Tensor, options: Omit<Conv2dOptions, 'bias'> & { scale?: Tensor; shift?: Tensor; activation?: MatmulActivation; residual?: Tensor } = {}): Tensor {
+    const epilogue = [options.scale, options.shift, options.residual].filter((t): t is Tensor => t !== undefined);
+    return this.op('fusedConv2d', [x, w, ...epilogue], {
+      ...conv2dAttrs(options),
+      scale: options.scale !== undefined,
+      shift: options.shift !== undefined,
+      activation: options.activation ?? 'none',
+      residual: options.residual !== undefined,
+    });
+  }
+  /**
+   * Transposed convolution of x [N, Cin, H, W] with w [Cin, Cout/groups, KH, KW] (PyTorch's
+   * ConvTranspose2d): the input gradient of conv2d with that weight. `outputPadding` adds rows
+   * and columns at the bottom and right (less than the stride), choosing among the sizes a
+   * strided convolution maps to the same H, W.
+   */
+  convTranspose2d(x: Tensor, w: Tensor, options: Omit<Conv2dOptions, 'bias'> & { outputPadding?: number | readonly [number, number] } = {}): Tensor {
+    const attrs = conv2dAttrs(options);
+    const extra = pairOf(options.outputPadding ?? 0);
+    const size = (d: 0 | 1) => (x.shape[2 + d] - 1) * attrs.stride[d] - attrs.padding[d] - attrs.padding[d + 2] + attrs.dilation[d] * (w.shape[2 + d] - 1) + 1 + extra[d];
+    if (x.shape.length !== 4 || w.shape.length !== 4) this.fail('convTranspose2d', `x must be [N, C, H, W] and w [C, O/groups, KH, KW]; got ${formatShape(x.shape)} and ${formatShape(w.shape)}`);
+    return this.conv2dBackwardInput(x, w, { ...attrs, inputSize: [size(0), size(1)] });
+  }
+  /** conv2d's input gradient (recorded by autodiff; convTranspose2d for models). */
+  conv2dBackwardInput(dy: Tensor, w: Tensor, attrs: Conv2dBackwardInputAttrs): Tensor {
+    return this.op('conv2dBackwardInput', [dy, w], { ...attrs });
+  }
+  /** conv2d's weight gradient (recorded by autodiff). */
+  conv2dBackwardWeight(x: Tensor, dy: Tensor, attrs: Conv2dBackwardWeightAttrs): Tensor {
+    return this.op('conv2dBackwardWeight', [x, dy], { ...attrs });
+  }
+
+  /**
+   * Maximum over each window of NCHW x, channel by channel: `kernel` one number or [KH, KW];
+   * `stride` defaults to the kernel; padding (at most half the window) is never the maximum.
+   */
+  maxPool2d(x: Tensor, options: Pool2dOptions): Tensor {
+    return this.op('maxPool2d', [x], pool2dAttrs(options));
+  }
+  /**
+   * Mean over each window of NCHW x, channel by channel, options as maxPool2d's; padding counts
+   * as zeros in the divisor (KH·KW, PyTorch's default) unless `countIncludePad` is false.
+   */
+  avgPool2d(x: Tensor, options: Pool2dOptions & { countIncludePad?: boolean }): Tensor {
+    return this.op('avgPool2d', [x], { ...pool2dAttrs(options), countIncludePad: options.countIncludePad ?? true });
+  }
+  /**
+   * Batch normalisation of NCHW x with running statistics (inference): x·s + (β - μ·s) per
+   * channel, s = γ / √(σ² + eps), with γ, β, μ, σ² vectors [C]. The optimizer folds the
+   * scale and shift into a preceding convolution's epilogue (fusedConv2d).
+   */
+  batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, options: { eps?: number } = {}): Tensor {
+    const c = this.channelsOf('batchNorm', x, { gamma, beta, mean, variance });
+    const scale = this.div(gamma, this.sqrt(this.add(variance, options.eps ?? 1e-5)));
+    const shift = this.sub(beta, this.mul(mean, scale));
+    return this.add(this.mul(x, this.reshape(scale, [c, 1, 1])), this.reshape(shift, [c, 1, 1]));
+  }
+  /**
+   * Batch normalisation of NCHW x with the batch's own statistics (training): (x - μ) / √(σ² + eps)·γ + β,
+   * μ and σ² (biased) over N, H and W per channel. Composed of means, so autodiff needs no rule of its own.
+   */
+  batchNormTraining(x: Tensor, gamma: Tensor, beta: Tensor, options: { eps?: number } = {}): Tensor {
+    const c = this.channelsOf('batchNormTraining', x, { gamma, beta });
+    const overBatch = (t: Tensor) => this.mean(this.mean(this.mean(t, 3, { keepDims: true }), 2, { keepDims: true }), 0, { keepDims: true });
+    const centred = this.sub(x, overBatch(x));
+    const normalised = this.div(centred, this.sqrt(this.add(overBatch(this.mul(centred, centred)), options.eps ?? 1e-5)));
+    return this.add(this.mul(normalised, this.reshape(gamma, [c, 1, 1])), this.reshape(beta, [c, 1, 1]));
+  }
+  /** Mean over H and W of NCHW x: [N, C, 1, 1]. */
+  globalAvgPool2d(x: Tensor): Tensor {
+    if (x.shape.length !== 4) this.fail('globalAvgPool2d', `x must be NCHW [N, C, H, W]; got ${formatShape(x.shape)}`);
+    return this.mean(this.mean(x, 3, { keepDims: true }), 2, { keepDims: true });
+  }
+  /** maxPool2d's input gradient (recorded by autodiff). */
+  maxPool2dBackward(dy: Tensor, x: Tensor, attrs: PoolBackwardAttrs<Pool2dAttrs>): Tensor {
+    return this.op('maxPool2dBackward', [dy, x], { ...attrs });
+  }
+  /** avgPool2d's input gradient (recorded by autodiff). */
+  avgPool2dBackward(dy: Tensor, attrs: PoolBackwardAttrs<AvgPool2dAttrs>): Tensor {
+    return this.op('avgPool2dBackward', [dy], { ...attrs });
+  }
+
   // --- fused ops (what the optimizer rewrites chains into; usable directly) -----------
 
   /**
@@ -489,6 +595,16 @@ export class Graph {
     return `${prefix}_${n}`;
   }
 
+  /** C of NCHW x, checking each per-channel vector is [C]. */
+  private channelsOf(op: string, x: Tensor, vectors: Record<string, Tensor>): number {
+    if (x.shape.length !== 4) this.fail(op, `x must be NCHW [N, C, H, W]; got ${formatShape(x.shape)}`);
+    const c = x.shape[1];
+    for (const [name, v] of Object.entries(vectors)) {
+      if (!sameShape(v.shape, [c])) this.fail(op, `${name} must have shape [${c}] (the channels of x ${formatShape(x.shape)}); got ${formatShape(v.shape)}`);
+    }
+    return c;
+  }
+
   private fail(op: string, message: string): never {
     throw new CompileError('shape', `${op}: ${message}`, this.fixedLocation ? this.fixedLocation.loc : this.locate(), op);
   }
@@ -515,6 +631,42 @@ export interface FusedMatmulOptions {
   activation?: MatmulActivation;
   bias?: Tensor;
   residual?: Tensor;
+}
+
+/** A convolution's window as the builder takes it: single numbers for both axes (and all four sides), or per axis. */
+export interface Conv2dOptions {
+  stride?: number | readonly [number, number];
+  padding?: number | readonly [number, number] | readonly [number, number, number, number];
+  dilation?: number | readonly [number, number];
+  groups?: number;
+  bias?: Tensor;
+}
+
+// a malformed value passes through unchanged, for the shape rule to name
+const pairOf = (v: number | readonly number[]) => (typeof v === 'number' ? [v, v] : [...v]) as unknown as readonly [number, number];
+
+/** The op's attributes from the builder's options, shorthands expanded and defaults filled in. */
+export function conv2dAttrs(options: Omit<Conv2dOptions, 'bias'>): Conv2dAttrs {
+  const padding = options.padding ?? 0;
+  const sides = typeof padding === 'number' ? [padding, padding, padding, padding] : padding.length === 2 ? [padding[0], padding[1], padding[0], padding[1]] : [...padding];
+  return {
+    stride: pairOf(options.stride ?? 1),
+    padding: sides as unknown as Conv2dAttrs['padding'],
+    dilation: pairOf(options.dilation ?? 1),
+    groups: options.groups ?? 1,
+  };
+}
+
+/** A pooling window as the builder takes it: the kernel, and a convolution's window options less groups. */
+export interface Pool2dOptions extends Omit<Conv2dOptions, 'bias' | 'groups'> {
+  kernel: number | readonly [number, number];
+}
+
+/** The op's attributes from the builder's options (stride defaults to the kernel). */
+export function pool2dAttrs(options: Pool2dOptions): Pool2dAttrs {
+  const kernel = pairOf(options.kernel);
+  const { stride, padding, dilation } = conv2dAttrs({ ...options, stride: options.stride ?? kernel });
+  return { kernel, stride, padding, dilation };
 }
 
 /** A fused product's operands (a, b, then bias and residual where given) and attributes. */

@@ -126,6 +126,13 @@ export type Lowering<A> =
   /** softmax(q·kᵀ·scale + mask)·v in one kernel: a workgroup per query row, keys in tiles with an online softmax */
   | { archetype: 'attention' }
   /**
+   * a convolution or one of its gradients as an implicit product (lower/conv.ts): the tiled
+   * matmul kernel reading its operands through the window's addresses, one layer per (image, group)
+   */
+  | { archetype: 'convolution'; role: ConvRole }
+  /** pooling and its gradients (lower/pool.ts): one invocation per result element, looping over its window's taps */
+  | { archetype: 'window'; role: PoolRole }
+  /**
    * an in-place update (optimizer step): per element, WGSL statements that read and assign
    * the operands (`x[k]` are lvalues; the last operand is the hyper-parameter vector, read
    * through `hyper(field)`); the op's `writes` operands are bound read_write
@@ -277,6 +284,47 @@ export interface AdamAttrs {
   decoupled: boolean;
 }
 type NoAttrs = Record<string, never>;
+/** A 2-D convolution's window over an NCHW input; the builder normalises the user's shorthands to these. */
+export interface Conv2dAttrs {
+  /** [along H, along W] */
+  stride: readonly [number, number];
+  /** zeros added [top, left, bottom, right] */
+  padding: readonly [number, number, number, number];
+  /** spacing of the kernel's taps [along H, along W] */
+  dilation: readonly [number, number];
+  /** channels split into this many independent convolutions (C / groups inputs, O / groups outputs each) */
+  groups: number;
+}
+/**
+ * conv2d with an epilogue on each value as it is stored: × scale, + shift (each [O, 1, 1],
+ * per output channel: a bias, an inference batch norm), an activation, + residual.
+ */
+export interface FusedConv2dAttrs extends Conv2dAttrs {
+  scale: boolean;
+  shift: boolean;
+  /** 'none' or an epilogue activation of the table (MATMUL_ACTIVATIONS) */
+  activation: string;
+  residual: boolean;
+}
+/** A pooling window over an NCHW input: each channel alone, as a depthwise convolution's window. */
+export interface Pool2dAttrs extends Omit<Conv2dAttrs, 'groups'> {
+  /** the window's [KH, KW] */
+  kernel: readonly [number, number];
+}
+export interface AvgPool2dAttrs extends Pool2dAttrs {
+  /** divide by KH·KW everywhere (PyTorch's default), or by the taps inside the input (ONNX's default) */
+  countIncludePad: boolean;
+}
+/** A pooling gradient: the forward input's [H, W]. */
+export type PoolBackwardAttrs<A extends Pool2dAttrs> = A & { inputSize: readonly [number, number] };
+/** The input gradient (transposed convolution): the forward input's [H, W], which stride alone leaves ambiguous. */
+export interface Conv2dBackwardInputAttrs extends Conv2dAttrs {
+  inputSize: readonly [number, number];
+}
+/** The weight gradient: the kernel's [KH, KW]. */
+export interface Conv2dBackwardWeightAttrs extends Conv2dAttrs {
+  kernelSize: readonly [number, number];
+}
 
 /** An argument of a fused instruction: a fused op's operand, an earlier instruction's value, or a number. */
 export type FusedArg = { operand: number } | { value: number } | { scalar: number };
@@ -1474,6 +1522,127 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     flops: attentionFlops,
   } satisfies OpDef<AttentionAttrs>,
 
+  // Convolution: the output and both gradients are products of the same taps (forEachTap),
+  // each lowered as an implicit product through the tiled matmul kernel (lower/conv.ts).
+  conv2d: {
+    arity: 2,
+    summary: '2-D convolution (cross-correlation) of NCHW x [N, C, H, W] with w [O, C/groups, KH, KW]; stride, padding, dilation, groups',
+    infer: (inputs, attrs) => conv2dType(inputs, { ...attrs, scale: false, shift: false, activation: 'none', residual: false }),
+    evaluate: ([x, w], attrs, out) => {
+      const y = new Float64Array(elementCount(out.shape));
+      forEachTap(convGeometry(x.shape, w.shape, attrs), (xi, wi, yi) => (y[yi] += x.data[xi] * w.data[wi]));
+      return y;
+    },
+    lowering: { archetype: 'convolution', role: 'forward' },
+    grad: ({ g, inputs: [x, w], dy, attrs }) => [
+      g.conv2dBackwardInput(dy, w, { ...convAttrs(attrs), inputSize: [x.shape[2], x.shape[3]] }),
+      g.conv2dBackwardWeight(x, dy, { ...convAttrs(attrs), kernelSize: [w.shape[2], w.shape[3]] }),
+    ],
+    term: convTerm('Conv2d', {}),
+    flops: ([, w], _attrs, out) => productFlops(out, w.shape[1] * w.shape[2] * w.shape[3]),
+  } satisfies OpDef<Conv2dAttrs>,
+  conv2dBackwardInput: {
+    arity: 2,
+    summary: "conv2d's input gradient dx [N, C, H, W] from dy [N, O, OH, OW] and w: the transposed convolution of dy",
+    infer: (inputs, attrs) => {
+      checkF32(inputs, ['dy', 'w']);
+      const g = convInputGradientGeometry(inputs[0].shape, inputs[1].shape, attrs);
+      return { shape: [g.n, g.c, g.h, g.w], dtype: 'f32' };
+    },
+    evaluate: ([dy, w], attrs, out) => {
+      const dx = new Float64Array(elementCount(out.shape));
+      forEachTap(convInputGradientGeometry(dy.shape, w.shape, attrs), (xi, wi, yi) => (dx[xi] += dy.data[yi] * w.data[wi]));
+      return dx;
+    },
+    lowering: { archetype: 'convolution', role: 'inputGradient' },
+    // linear in each operand: dx = Tᵀ(dy, w), so dL/d(dy) = T(ddx, w) and dL/dw pairs ddx with dy
+    grad: ({ g, inputs: [dy, w], dy: ddx, attrs }) => [
+      g.conv2d(ddx, w, convAttrs(attrs)),
+      g.conv2dBackwardWeight(ddx, dy, { ...convAttrs(attrs), kernelSize: [w.shape[2], w.shape[3]] }),
+    ],
+    flops: ([dy, w]) => productFlops({ shape: dy.shape, dtype: 'f32' }, w.shape[1] * w.shape[2] * w.shape[3]),
+  } satisfies OpDef<Conv2dBackwardInputAttrs>,
+  conv2dBackwardWeight: {
+    arity: 2,
+    summary: "conv2d's weight gradient dw [O, C/groups, KH, KW] from x [N, C, H, W] and dy [N, O, OH, OW]",
+    infer: (inputs, attrs) => {
+      checkF32(inputs, ['x', 'dy']);
+      const g = convWeightGradientGeometry(inputs[0].shape, inputs[1].shape, attrs);
+      return { shape: [g.o, g.cg, g.kh, g.kw], dtype: 'f32' };
+    },
+    evaluate: ([x, dy], attrs, out) => {
+      const dw = new Float64Array(elementCount(out.shape));
+      forEachTap(convWeightGradientGeometry(x.shape, dy.shape, attrs), (xi, wi, yi) => (dw[wi] += x.data[xi] * dy.data[yi]));
+      return dw;
+    },
+    lowering: { archetype: 'convolution', role: 'weightGradient' },
+    grad: ({ g, inputs: [x, dy], dy: ddw, attrs }) => [
+      g.conv2dBackwardInput(dy, ddw, { ...convAttrs(attrs), inputSize: [x.shape[2], x.shape[3]] }),
+      g.conv2d(x, ddw, convAttrs(attrs)),
+    ],
+    flops: ([, dy], _attrs, out) => productFlops({ shape: dy.shape, dtype: 'f32' }, out.shape[1] * out.shape[2] * out.shape[3]),
+  } satisfies OpDef<Conv2dBackwardWeightAttrs>,
+
+  // Pooling: windows of one channel each, as a depthwise convolution's (forEachTap).
+  maxPool2d: {
+    arity: 1,
+    summary: 'maximum over each KH×KW window of NCHW x, per channel; stride, padding (never the maximum), dilation',
+    infer: poolType,
+    evaluate: ([x], attrs) => poolReference(x, attrs, 'max'),
+    lowering: { archetype: 'window', role: 'max' },
+    grad: ({ g, inputs: [x], dy, attrs }) => [g.maxPool2dBackward(dy, x, { ...attrs, inputSize: [x.shape[2], x.shape[3]] })],
+    flops: (_inputs, attrs, out) => elementCount(out.shape) * attrs.kernel[0] * attrs.kernel[1],
+  } satisfies OpDef<Pool2dAttrs>,
+  // not differentiable itself: like reluBackward, it routes dy by a comparison
+  maxPool2dBackward: {
+    arity: 2,
+    summary: "maxPool2d's input gradient: each window's dy added at its first maximal element of x",
+    infer: ([dy, x], attrs) => {
+      checkF32([dy, x], ['dy', 'x']);
+      const g = poolGradientGeometry(dy.shape, attrs);
+      if (!sameShape(x.shape, [g.n, g.c, g.h, g.w])) throw new ShapeRuleError(`x ${formatShape(x.shape)} must be the pooled input ${formatShape([g.n, g.c, g.h, g.w])}`);
+      return x;
+    },
+    evaluate: ([dy, x], attrs) => {
+      const dx = new Float64Array(x.data.length);
+      firstMaxima(x, poolGradientGeometry(dy.shape, attrs)).forEach((xi, yi) => (dx[xi] += dy.data[yi]));
+      return dx;
+    },
+    lowering: { archetype: 'window', role: 'maxBackward' },
+  } satisfies OpDef<PoolBackwardAttrs<Pool2dAttrs>>,
+  avgPool2d: {
+    arity: 1,
+    summary: 'mean over each KH×KW window of NCHW x, per channel, dividing by KH·KW or (countIncludePad false) by the taps inside x',
+    infer: (inputs, attrs) => {
+      if (typeof attrs.countIncludePad !== 'boolean') throw new ShapeRuleError(`countIncludePad must be true or false; got ${attrs.countIncludePad}`);
+      return poolType(inputs, attrs);
+    },
+    evaluate: ([x], attrs) => poolReference(x, attrs, 'avg', attrs.countIncludePad),
+    lowering: { archetype: 'window', role: 'avg' },
+    flops: (_inputs, attrs, out) => elementCount(out.shape) * attrs.kernel[0] * attrs.kernel[1],
+    grad: ({ g, inputs: [x], dy, attrs }) => [g.avgPool2dBackward(dy, { ...attrs, inputSize: [x.shape[2], x.shape[3]] })],
+  } satisfies OpDef<AvgPool2dAttrs>,
+  avgPool2dBackward: {
+    arity: 1,
+    summary: "avgPool2d's input gradient: each window's dy, over its divisor, added at each of its elements",
+    infer: ([dy], attrs) => {
+      checkF32([dy], ['dy']);
+      const g = poolGradientGeometry(dy.shape, attrs);
+      return { shape: [g.n, g.c, g.h, g.w], dtype: 'f32' };
+    },
+    evaluate: ([dy], attrs, out) => {
+      const g = poolGradientGeometry(dy.shape, attrs);
+      const dx = new Float64Array(elementCount(out.shape));
+      const divisor = new Float64Array(dy.data.length).fill(attrs.countIncludePad ? g.kh * g.kw : 0);
+      if (!attrs.countIncludePad) forEachTap(g, (_xi, _wi, yi) => divisor[yi]++);
+      forEachTap(g, (xi, _wi, yi) => (dx[xi] += dy.data[yi] / divisor[yi]));
+      return dx;
+    },
+    lowering: { archetype: 'window', role: 'avgBackward' },
+    // linear: its adjoint is the pooling itself
+    grad: ({ g, dy: ddx, attrs }) => [g.avgPool2d(ddx, poolAttrsOf(attrs))],
+  } satisfies OpDef<PoolBackwardAttrs<AvgPool2dAttrs>>,
+
   // Optimizer steps: one kernel per parameter updates it and its state in place (as
   // PyTorch's fused optimizers do). The last two operands are the hyper-parameter vector and
   // the step check: one value, non-finite when the loss or any gradient is, which makes the
@@ -1570,6 +1739,18 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     flops: ([a], attrs, out) => productFlops(out, attrs.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1]),
   } satisfies OpDef<FusedMatmulAttrs>,
+  fusedConv2d: {
+    arity: 'variadic',
+    summary: 'act(conv2d(x, w) × scale + shift) + residual in one kernel; scale and shift [O, 1, 1] per output channel, each part optional',
+    infer: conv2dType,
+    evaluate: (args, attrs, out) => {
+      const conv: RefTensor = { data: opDef('conv2d').evaluate(args.slice(0, 2), convAttrs(attrs), out), shape: out.shape };
+      return broadcastRef(evaluateProgram(convEpilogueProgram(attrs), [conv, ...args.slice(2)]), out.shape);
+    },
+    lowering: { archetype: 'convolution', role: 'forward' },
+    term: { ...convTerm<FusedConv2dAttrs>('FusedConv2d', { activation: 'String' }), optionalOperands: { required: 2, flags: ['scale', 'shift', 'residual'] } },
+    flops: ([, w], _attrs, out) => productFlops(out, w.shape[1] * w.shape[2] * w.shape[3]),
+  } satisfies OpDef<FusedConv2dAttrs>,
 };
 
 // fusedMatmul's rules, outside the table so their types do not depend on it.
@@ -1648,6 +1829,252 @@ function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs,
     epilogue: (product, extra) => renderProgram(program, [product, ...extra]),
     ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul', ...program.map((ins) => ins.op)],
   };
+}
+
+// convolution's rules, outside the table so their types do not depend on it.
+
+/** Which product of a convolution a kernel computes: the output, dL/dx (a transposed convolution) or dL/dw. */
+export type ConvRole = 'forward' | 'inputGradient' | 'weightGradient';
+
+/** Every size of a grouped 2-D convolution: input [N, C, H, W], weight [O, CG, KH, KW], output [N, O, OH, OW]. */
+export interface ConvGeometry extends Conv2dAttrs {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  o: number;
+  /** channels per group: C / groups inputs, O / groups outputs */
+  cg: number;
+  og: number;
+  kh: number;
+  kw: number;
+  oh: number;
+  ow: number;
+}
+
+function checkConvAttrs(attrs: Conv2dAttrs): void {
+  const ints = (name: string, v: unknown, length: number, min: number) => {
+    if (!Array.isArray(v) || v.length !== length || !v.every((d) => Number.isInteger(d) && d >= min)) {
+      throw new ShapeRuleError(`${name} must be ${length} integers ≥ ${min}; got ${JSON.stringify(v)}`);
+    }
+  };
+  ints('stride', attrs.stride, 2, 1);
+  ints('padding', attrs.padding, 4, 0);
+  ints('dilation', attrs.dilation, 2, 1);
+  if (!Number.isInteger(attrs.groups) || attrs.groups < 1) throw new ShapeRuleError(`groups must be a positive integer; got ${attrs.groups}`);
+}
+
+/** The sizes of the convolution of an input of shape `x` with a weight of shape `w`: the shape rule of the three convolution ops. */
+export function convGeometry(x: Shape, w: Shape, attrs: Conv2dAttrs): ConvGeometry {
+  checkConvAttrs(attrs);
+  if (x.length !== 4) throw new ShapeRuleError(`the input must be NCHW [N, C, H, W]; got ${formatShape(x)}`);
+  if (w.length !== 4) throw new ShapeRuleError(`the weight must be [O, C/groups, KH, KW]; got ${formatShape(w)}`);
+  const [n, c, h, width] = x;
+  const [o, cg, kh, kw] = w;
+  const { groups } = attrs;
+  if (c % groups !== 0) throw new ShapeRuleError(`input channels C = ${c} (input ${formatShape(x)}) are not divisible by groups = ${groups}`);
+  if (o % groups !== 0) throw new ShapeRuleError(`output channels O = ${o} (weight ${formatShape(w)}) are not divisible by groups = ${groups}`);
+  if (cg !== c / groups) {
+    throw new ShapeRuleError(`weight ${formatShape(w)} must have C / groups = ${c / groups} channels on axis 1 (input ${formatShape(x)}, groups ${groups}); got ${cg}`);
+  }
+  const [pt, pl, pb, pr] = attrs.padding;
+  const spanH = attrs.dilation[0] * (kh - 1) + 1;
+  const spanW = attrs.dilation[1] * (kw - 1) + 1;
+  if (h + pt + pb < spanH || width + pl + pr < spanW) {
+    throw new ShapeRuleError(
+      `the kernel's window ${spanH}×${spanW} (weight ${formatShape(w)}, dilation ${attrs.dilation.join('×')}) is larger than the padded input ${h + pt + pb}×${width + pl + pr} (input ${formatShape(x)}, padding ${attrs.padding.join(', ')})`,
+    );
+  }
+  const oh = Math.floor((h + pt + pb - spanH) / attrs.stride[0]) + 1;
+  const ow = Math.floor((width + pl + pr - spanW) / attrs.stride[1]) + 1;
+  return { ...convAttrs(attrs), n, c, h, w: width, o, cg, og: o / groups, kh, kw, oh, ow };
+}
+
+/** The window attributes alone (a gradient op's attributes less its own). */
+export const convAttrs = (a: Conv2dAttrs): Conv2dAttrs => ({ stride: a.stride, padding: a.padding, dilation: a.dilation, groups: a.groups });
+
+function checkSize(name: string, v: unknown): asserts v is readonly [number, number] {
+  if (!Array.isArray(v) || v.length !== 2 || !v.every((d) => Number.isInteger(d) && d >= 1)) throw new ShapeRuleError(`${name} must be 2 positive integers; got ${JSON.stringify(v)}`);
+}
+
+/** The input gradient's geometry from dy [N, O, OH, OW], w and the input's [H, W], checking dy is that convolution's output. */
+export function convInputGradientGeometry(dy: Shape, w: Shape, attrs: Conv2dBackwardInputAttrs): ConvGeometry {
+  checkSize('inputSize', attrs.inputSize);
+  if (dy.length !== 4 || w.length !== 4) throw new ShapeRuleError(`dy must be [N, O, OH, OW] and the weight [O, C/groups, KH, KW]; got ${formatShape(dy)} and ${formatShape(w)}`);
+  const geometry = convGeometry([dy[0], w[1] * attrs.groups, ...attrs.inputSize], w, attrs);
+  const expected = [geometry.n, geometry.o, geometry.oh, geometry.ow];
+  if (!sameShape(dy, expected)) {
+    throw new ShapeRuleError(`dy ${formatShape(dy)} is not the output ${formatShape(expected)} of a convolution of an input of ${attrs.inputSize.join('×')} with weight ${formatShape(w)}`);
+  }
+  return geometry;
+}
+
+/** The weight gradient's geometry from x, dy [N, O, OH, OW] and the kernel's [KH, KW], checking dy is that convolution's output. */
+export function convWeightGradientGeometry(x: Shape, dy: Shape, attrs: Conv2dBackwardWeightAttrs): ConvGeometry {
+  checkSize('kernelSize', attrs.kernelSize);
+  if (x.length !== 4 || dy.length !== 4) throw new ShapeRuleError(`x must be [N, C, H, W] and dy [N, O, OH, OW]; got ${formatShape(x)} and ${formatShape(dy)}`);
+  if (x[1] % attrs.groups !== 0) throw new ShapeRuleError(`input channels C = ${x[1]} (x ${formatShape(x)}) are not divisible by groups = ${attrs.groups}`);
+  const geometry = convGeometry(x, [dy[1], x[1] / attrs.groups, ...attrs.kernelSize], attrs);
+  const expected = [geometry.n, geometry.o, geometry.oh, geometry.ow];
+  if (!sameShape(dy, expected)) {
+    throw new ShapeRuleError(`dy ${formatShape(dy)} is not the output ${formatShape(expected)} of a convolution of x ${formatShape(x)} with a ${attrs.kernelSize.join('×')} kernel`);
+  }
+  return geometry;
+}
+
+/**
+ * Calls `tap` with the flat indices (x, w, y) of every product the convolution sums:
+ * y[n, o, oh, ow] += x[n, g·CG + c, oh·sh - pt + kh·dh, ow·sw - pl + kw·dw] · w[o, c, kh, kw],
+ * g = o / OG, skipping taps in the padding. The output and both gradients are this one
+ * bilinear form summed over different indices, so all three references share it.
+ */
+function forEachTap(g: ConvGeometry, tap: (xi: number, wi: number, yi: number) => void): void {
+  const [sh, sw] = g.stride;
+  const [pt, pl] = g.padding;
+  const [dh, dw] = g.dilation;
+  for (let n = 0; n < g.n; n++) {
+    for (let o = 0; o < g.o; o++) {
+      const firstChannel = Math.floor(o / g.og) * g.cg;
+      for (let oh = 0; oh < g.oh; oh++) {
+        for (let ow = 0; ow < g.ow; ow++) {
+          const yi = ((n * g.o + o) * g.oh + oh) * g.ow + ow;
+          for (let c = 0; c < g.cg; c++) {
+            for (let kh = 0; kh < g.kh; kh++) {
+              const ih = oh * sh - pt + kh * dh;
+              if (ih < 0 || ih >= g.h) continue;
+              for (let kw = 0; kw < g.kw; kw++) {
+                const iw = ow * sw - pl + kw * dw;
+                if (iw < 0 || iw >= g.w) continue;
+                tap(((n * g.c + firstChannel + c) * g.h + ih) * g.w + iw, ((o * g.cg + c) * g.kh + kh) * g.kw + kw, yi);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Shape rule of conv2d and fusedConv2d: operands x, w, then scale [O, 1, 1], shift [O, 1, 1] and a residual where the attributes say. */
+function conv2dType(inputs: readonly TensorType[], attrs: FusedConv2dAttrs): TensorType {
+  for (const flag of ['scale', 'shift', 'residual'] as const) {
+    if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
+  }
+  if (attrs.activation !== 'none' && !EPILOGUE_ACTIVATIONS.has(attrs.activation)) {
+    throw new ShapeRuleError(`activation '${attrs.activation}' is not one of ${MATMUL_ACTIVATIONS.join(', ')}`);
+  }
+  const names = ['x', 'w', ...(attrs.scale ? ['scale'] : []), ...(attrs.shift ? ['shift'] : []), ...(attrs.residual ? ['residual'] : [])];
+  if (inputs.length !== names.length) throw new ShapeRuleError(`takes ${names.length} operands (${names.join(', ')}); got ${inputs.length}`);
+  checkF32(inputs, names);
+  const g = convGeometry(inputs[0].shape, inputs[1].shape, attrs);
+  const out = [g.n, g.o, g.oh, g.ow];
+  for (const [k, name] of names.entries()) {
+    if ((name === 'scale' || name === 'shift') && !sameShape(inputs[k].shape, [g.o, 1, 1])) {
+      throw new ShapeRuleError(`${name} must have shape [${g.o}, 1, 1] (one value per output channel of weight ${formatShape(inputs[1].shape)}); got ${formatShape(inputs[k].shape)}`);
+    }
+    if (name === 'residual') {
+      const shape = broadcastShapes(inputs[k].shape, out);
+      if (!shape || !sameShape(shape, out)) throw new ShapeRuleError(`residual ${formatShape(inputs[k].shape)} does not broadcast to the output's shape ${formatShape(out)}`);
+    }
+  }
+  return { shape: out, dtype: 'f32' };
+}
+
+/** fusedConv2d's epilogue as a fused program over [the convolution's value, scale?, shift?, residual?]. */
+export function convEpilogueProgram(attrs: Pick<FusedConv2dAttrs, 'scale' | 'shift' | 'activation' | 'residual'>): FusedInstruction[] {
+  const program: FusedInstruction[] = [];
+  let next = 1;
+  const last = (): FusedArg => (program.length > 0 ? { value: program.length - 1 } : { operand: 0 });
+  if (attrs.scale) program.push({ op: 'mul', args: [last(), { operand: next++ }] });
+  if (attrs.shift) program.push({ op: 'add', args: [last(), { operand: next++ }] });
+  if (attrs.activation !== 'none') {
+    const { op, attrs: opAttrs } = EPILOGUE_ACTIVATIONS.get(attrs.activation)!;
+    program.push({ op, args: [last()], attrs: opAttrs });
+  }
+  if (attrs.residual) program.push({ op: 'add', args: [last(), { operand: next++ }] });
+  return program;
+}
+
+/** A convolution's constructor: the window as strings ("1,1") and groups, then `extra` attributes. */
+function convTerm<A extends Conv2dAttrs>(ctor: string, extra: { readonly [K in keyof A & string]?: string }): TermForm<A> {
+  const names = Object.keys(extra) as (keyof A & string)[];
+  return {
+    ctor,
+    sorts: ['String', 'String', 'String', 'i64', ...names.map((n) => extra[n]!)],
+    encode: (attrs) => [commaList(attrs.stride), commaList(attrs.padding), commaList(attrs.dilation), attrs.groups, ...names.map((n) => attrs[n] as TermValue)],
+    decode: ([stride, padding, dilation, groups, ...rest]) => ({
+      stride: fromCommaList(stride),
+      padding: fromCommaList(padding),
+      dilation: fromCommaList(dilation),
+      groups,
+      ...Object.fromEntries(names.map((n, i) => [n, rest[i]])),
+    }),
+  };
+}
+
+function checkF32(inputs: readonly TensorType[], names: readonly string[]): void {
+  for (const [k, t] of inputs.entries()) if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
+}
+
+// pooling's rules, outside the table so their types do not depend on it.
+
+/** Which pooling a window kernel computes: the pooled value, or the gradient it passes back to its input. */
+export type PoolRole = 'max' | 'avg' | 'maxBackward' | 'avgBackward';
+
+/** A pooling window's geometry over input [N, C, H, W]: a depthwise convolution's, weight [C, 1, KH, KW], groups C. */
+export function poolGeometry(x: Shape, attrs: Pool2dAttrs): ConvGeometry {
+  checkSize('kernel', attrs.kernel);
+  if (x.length !== 4) throw new ShapeRuleError(`the input must be NCHW [N, C, H, W]; got ${formatShape(x)}`);
+  const geometry = convGeometry(x, [x[1], 1, ...attrs.kernel], { stride: attrs.stride, padding: attrs.padding, dilation: attrs.dilation, groups: x[1] });
+  // as PyTorch: every window then holds at least one element of the input
+  const [pt, pl, pb, pr] = attrs.padding;
+  if (Math.max(pt, pb) * 2 > attrs.kernel[0] || Math.max(pl, pr) * 2 > attrs.kernel[1]) {
+    throw new ShapeRuleError(`padding ${attrs.padding.join(', ')} must be at most half the ${attrs.kernel.join('×')} window on each side`);
+  }
+  return geometry;
+}
+
+/** A pooling gradient's geometry, checking dy [N, C, OH, OW] is the pooled output of an input of `inputSize`. */
+function poolGradientGeometry(dy: Shape, attrs: PoolBackwardAttrs<Pool2dAttrs>): ConvGeometry {
+  checkSize('inputSize', attrs.inputSize);
+  if (dy.length !== 4) throw new ShapeRuleError(`dy must be [N, C, OH, OW]; got ${formatShape(dy)}`);
+  const geometry = poolGeometry([dy[0], dy[1], ...attrs.inputSize], attrs);
+  const expected = [geometry.n, geometry.c, geometry.oh, geometry.ow];
+  if (!sameShape(dy, expected)) throw new ShapeRuleError(`dy ${formatShape(dy)} is not the output ${formatShape(expected)} of pooling an input of ${attrs.inputSize.join('×')}`);
+  return geometry;
+}
+
+/** The pooled value per window (max, or the mean with the chosen divisor) from its taps. */
+function poolReference(x: RefTensor, attrs: Pool2dAttrs, kind: 'max' | 'avg', countIncludePad = true): RefArray {
+  const g = poolGeometry(x.shape, attrs);
+  const size = g.n * g.c * g.oh * g.ow;
+  const value = new Float64Array(size).fill(kind === 'max' ? -Infinity : 0);
+  const count = new Float64Array(size);
+  forEachTap(g, (xi, _wi, yi) => {
+    value[yi] = kind === 'max' ? Math.max(value[yi], x.data[xi]) : value[yi] + x.data[xi];
+    count[yi]++;
+  });
+  if (kind === 'avg') for (let i = 0; i < size; i++) value[i] /= countIncludePad ? g.kh * g.kw : count[i];
+  return value;
+}
+
+/** Each window's first maximal tap (in the order kh, then kw), as a flat input index: where max pooling routes dy. */
+function firstMaxima(x: RefTensor, g: ConvGeometry): Int32Array {
+  const best = new Int32Array(g.n * g.c * g.oh * g.ow).fill(-1);
+  forEachTap(g, (xi, _wi, yi) => {
+    if (best[yi] < 0 || x.data[xi] > x.data[best[yi]]) best[yi] = xi;
+  });
+  return best;
+}
+
+/** A pooling gradient's attributes less its input size: the forward pooling's. */
+const poolAttrsOf = ({ inputSize: _size, ...attrs }: PoolBackwardAttrs<AvgPool2dAttrs>): AvgPool2dAttrs => attrs;
+
+/** Shape rule of the two forward poolings. */
+function poolType([x]: readonly TensorType[], attrs: Pool2dAttrs): TensorType {
+  checkF32([x], ['x']);
+  const g = poolGeometry(x.shape, attrs);
+  return { shape: [g.n, g.c, g.oh, g.ow], dtype: 'f32' };
 }
 
 // attention's rules, outside the table so their types do not depend on it.

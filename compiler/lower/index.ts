@@ -9,11 +9,13 @@ import { opDef, ShapeRuleError, type OpName } from '../ir/ops';
 import { broadcastStrides } from '../ir/shape';
 import { lowerAttention } from './attention';
 import { lowerAxis } from './axis';
+import { lowerConvolution } from './conv';
 import type { TensorType } from '../ir/types';
 import { shapeTag, type KernelStep, type KernelSubject, type LoweredKernel, type NodeSchedule, type ScheduleStep, type StepValue } from './kernel';
 import { lowerMatmul } from './matmul';
 import { lowerMatmulInt8 } from './matmul-int8';
 import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
+import { lowerPool } from './pool';
 import { splitKSteps } from './split-k';
 import { splitReductionSteps } from './split-reductions';
 import { streamKSteps } from './stream-k';
@@ -64,6 +66,10 @@ function lowerSubject(subject: KernelSubject, operands: readonly TensorType[], n
       return lowerAttention(subject, operands, name, target.tuning.attention);
     case 'matmulInt8':
       return lowerMatmulInt8(subject, operands, name, target);
+    case 'convolution':
+      return lowerConvolution(subject, operands, name, target, lowering.role);
+    case 'window':
+      return lowerPool(subject, operands, name, lowering.role);
     case 'update':
       return lowerUpdate(subject, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, subject.attrs) });
     case 'none':

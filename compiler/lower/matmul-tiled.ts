@@ -49,6 +49,11 @@ interface OperandTile {
   extent: number;
   extentName: 'M' | 'N';
   origin: string;
+  /**
+   * the WGSL function returning the operand's element (A: at batch, row, k; B: at batch, k,
+   * col), 0 outside the matrix, for operands read through an address map (implicit GEMM)
+   */
+  reader?: string;
 }
 
 function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: number) {
@@ -64,10 +69,14 @@ function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: n
     for (let l = 0; l < loads; l++) {
       const guards: string[] = [];
       if (partial) guards.push(`${w}_e${l} < ${u32(count)}`);
-      if (o.extent % span !== 0 && (o.contiguousK || o.vec)) guards.push(`${w}_in${l}`);
+      if (o.extent % span !== 0 && (o.contiguousK || o.vec) && !o.reader) guards.push(`${w}_in${l}`);
       const kGuard = k % c.bk !== 0;
       let value: string;
-      if (o.contiguousK) {
+      if (o.reader) {
+        // the reader returns zeros outside the matrix: no guards but the partial load's
+        const at = (cc: number) => (o.contiguousK ? `${o.reader}(batch, ${o.origin} + ${w}_r${l}, ${k0} + ${w}_q${l} * 4u + ${cc}u)` : `${o.reader}(batch, ${k0} + ${w}_r${l}, ${o.origin} + ${w}_q${l} * 4u + ${cc}u)`);
+        value = `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
+      } else if (o.contiguousK) {
         if (kGuard && o.vec) guards.push(`${k0} + ${w}_q${l} * 4u < K`);
         const at = (cc: number) => `${o.input}[${w}_off${l} + ${k0}${cc ? ` + ${cc}u` : ''}]`;
         value = o.vec
@@ -90,16 +99,16 @@ function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: n
     if (o.contiguousK) {
       // vec4 e covers tile row r (along M/N), K columns 4q..4q+3
       setup.push(`let ${w}_r${l} = ${w}_e${l} / ${u32(c.bk / 4)};`, `let ${w}_q${l} = ${w}_e${l} % ${u32(c.bk / 4)};`);
-      setup.push(`let ${w}_off${l} = ${o.base} + (${o.origin} + ${w}_r${l}) * ${p.kStored !== p.k ? 'K_STORED' : 'K'} + ${w}_q${l} * 4u;`);
-      if (o.extent % span !== 0) setup.push(`let ${w}_in${l} = ${o.origin} + ${w}_r${l} < ${o.extentName};`);
+      if (!o.reader) setup.push(`let ${w}_off${l} = ${o.base} + (${o.origin} + ${w}_r${l}) * ${p.kStored !== p.k ? 'K_STORED' : 'K'} + ${w}_q${l} * 4u;`);
+      if (o.extent % span !== 0 && !o.reader) setup.push(`let ${w}_in${l} = ${o.origin} + ${w}_r${l} < ${o.extentName};`);
       // The padding puts a row's K quads 0 and 1 (2 and 3) 16 banks apart; rotating the values
       // of quads 2 and 3 by two steps of K puts them 8 banks from those of 0 and 1
       if (swizzled) setup.push(`let ${w}_sw${l} = ${w}_q${l} & 2u;`);
     } else {
       // vec4 e covers K row r, M/N columns 4q..4q+3
       setup.push(`let ${w}_r${l} = ${w}_e${l} / ${u32(span / 4)};`, `let ${w}_q${l} = ${w}_e${l} % ${u32(span / 4)};`);
-      setup.push(`let ${w}_off${l} = ${o.base} + ${w}_r${l} * ${o.extentName} + ${o.origin} + ${w}_q${l} * 4u;`);
-      if (o.extent % span !== 0 && o.vec) setup.push(`let ${w}_in${l} = ${o.origin} + ${w}_q${l} * 4u < ${o.extentName};`);
+      if (!o.reader) setup.push(`let ${w}_off${l} = ${o.base} + ${w}_r${l} * ${o.extentName} + ${o.origin} + ${w}_q${l} * 4u;`);
+      if (o.extent % span !== 0 && o.vec && !o.reader) setup.push(`let ${w}_in${l} = ${o.origin} + ${w}_q${l} * 4u < ${o.extentName};`);
     }
   }
   // the tile is [BK][span/4] vec4s per stage
@@ -173,11 +182,12 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
     c.storeStep !== undefined && (stages !== 2 || c.storeStep <= (c.readAhead ?? 0) || c.storeStep >= bk) && 'storing at a step needs two stages and a step after the reads, within the slice',
   ].filter(Boolean);
   if (shapeErrors.length > 0) throw new Error(`tiledKernel: ${shapeErrors.join('; ')}: ${describeTiling(c)}`);
-  const vecA = (p.transposeA ? p.m : p.k) % 4 === 0;
-  const vecB = (p.transposeB ? p.k : p.n) % 4 === 0;
+  const readers = p.readers ?? {};
+  const vecA = !readers.a && (p.transposeA ? p.m : p.k) % 4 === 0;
+  const vecB = !readers.b && (p.transposeB ? p.k : p.n) % 4 === 0;
   const vecOut = p.n % 4 === 0;
-  const a = operandCode({ which: 'a', input: 'in0', base: 'a_base', contiguousK: !p.transposeA, vec: vecA, span: bm, extent: p.m, extentName: 'M', origin: 'row0' }, c, p, threads);
-  const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0' }, c, p, threads);
+  const a = operandCode({ which: 'a', input: 'in0', base: 'a_base', contiguousK: !p.transposeA, vec: vecA, span: bm, extent: p.m, extentName: 'M', origin: 'row0', ...(readers.a ? { reader: 'read_a' } : {}) }, c, p, threads);
+  const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0', ...(readers.b ? { reader: 'read_b' } : {}) }, c, p, threads);
   const slices = Math.ceil(p.k / bk);
 
   // One f32 per output rather than a vec4 per four: with vec4 accumulators Nvidia's compiler

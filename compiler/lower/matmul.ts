@@ -81,6 +81,12 @@ export interface MatmulProblem {
   extraVec4: boolean[];
   /** the index of epilogue operand j at output (row, col), in elements */
   extraIndex(j: number, row: string, col: string): string;
+  /**
+   * operands read through an address map rather than stored rows (an implicit GEMM such as
+   * convolution): WGSL defining `fn read_a(batch: u32, row: u32, k: u32) -> f32` and
+   * `fn read_b(batch: u32, k: u32, col: u32) -> f32`, each 0 outside the matrix
+   */
+  readers?: { a?: string; b?: string };
 }
 
 /** A generated module with what the plan needs to know about it. */
@@ -183,7 +189,8 @@ export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: b
   const described = p.form ? `${archetype}${reads ? `, ${reads} read transposed` : ''}${split}${p.chain.lets.length ? ', epilogue per value' : ''}` : archetype;
   const header = kernelHeader(p.name, p.node, p.operands, described, p.form?.ops);
   const { wgsl: decls } = bindingDecls(p.operands, (i) => (i === 0 ? vec4.a : i === 1 ? vec4.b : i === p.operands.length ? vec4.out : (vec4.extras?.[i - 2] ?? false)));
-  const helpers = p.chain.helpers.length ? `\n${p.chain.helpers.join('\n')}\n` : '';
+  const functions = [...p.chain.helpers, ...(p.readers?.a ? [p.readers.a] : []), ...(p.readers?.b ? [p.readers.b] : [])];
+  const helpers = functions.length ? `\n${functions.join('\n')}\n` : '';
   return `${header}
 ${decls}
 ${helpers}

@@ -1,10 +1,11 @@
 // Split-K: a product with too few output tiles to fill the GPU but a long K (128×1536 · 1536×576
 // gives 72 tiles of 32×32 for 132 SMs on an H200) is computed as partial products over equal
 // slices of K, each slice its own layer of workgroups, then a sum over the slices; a fused
-// epilogue (bias, activation, residual) moves after the sum as one pointwise kernel. A
-// lowering decision: the graph keeps one product node, and its schedule three dispatches.
-import type { Graph, Node } from '../ir/graph';
-import { epilogueProgram, renderProgram, type AxisAttrs, type FusedPointwiseAttrs } from '../ir/ops';
+// epilogue (bias, activation, residual) moves after the sum as one pointwise kernel. Convolutions
+// (lower/conv.ts) split their implicit product the same way. A lowering decision: the graph keeps one product node, and its schedule three dispatches.
+import { attrsOf, type Graph, type Node } from '../ir/graph';
+import { convEpilogueProgram, epilogueProgram, opDef, renderProgram, type AxisAttrs, type ConvRole, type FusedPointwiseAttrs } from '../ir/ops';
+import { convProductOf, lowerConvolution } from './conv';
 import type { TensorType } from '../ir/types';
 import type { Target } from '../target/target';
 import type { SplitKTuning } from '../target/tuning';
@@ -14,8 +15,11 @@ import { lowerMatmul, productAttrs, tiledProductOf } from './matmul';
 /** How many slices of K the product at `node` gets; undefined: it stays whole. */
 export function splitKSlices(graph: Graph, node: Node, tuning: SplitKTuning): number | undefined {
   const product = tiledProductOf(graph, node);
-  if (!product) return undefined;
-  const { m, n, k, batches } = product;
+  return product && slicesOf(product, tuning);
+}
+
+/** How many slices of K a product of these sizes gets; undefined: it stays whole. */
+function slicesOf({ m, n, k, batches }: { m: number; n: number; k: number; batches: number }, tuning: SplitKTuning): number | undefined {
   const tiles = Math.ceil(m / 32) * Math.ceil(n / 32) * batches;
   if (tiles >= tuning.belowTiles || k < tuning.minK) return undefined;
   const fits = (s: number) => k % s === 0 && (k / s) % 16 === 0 && k / s >= tuning.minChunk;
@@ -32,6 +36,7 @@ export function splitKSlices(graph: Graph, node: Node, tuning: SplitKTuning): nu
  * scratch `${name}.sum` before the epilogue's pointwise kernel).
  */
 export function splitKSteps(graph: Graph, node: Node, target: Target): NodeSchedule | undefined {
+  if (opDef(node.op).lowering.archetype === 'convolution') return convSplitKSteps(graph, node, target);
   const tuning = target.tuning.splitK;
   const slices = tuning && splitKSlices(graph, node, tuning);
   if (!slices) return undefined;
@@ -55,6 +60,49 @@ export function splitKSteps(graph: Graph, node: Node, target: Target): NodeSched
     scratch: [partials, ...(program.length ? [node.type] : [])],
     steps: [
       { subject: partialsStep, operands: [{ node: node.inputs[0] }, { node: node.inputs[1] }], operandTypes: [a, b], result: { scratch: 0 }, generate: (name) => lowerMatmul(partialsStep, [a, b], name, target, form) },
+      { subject: sum, operands: [{ scratch: 0 }], operandTypes: [partials], result: program.length ? { scratch: 1 } : 'node' },
+      ...(program.length
+        ? [
+            {
+              subject: { op: 'fusedPointwise', name: node.name, type: node.type, attrs: { ...epilogue } },
+              operands: [{ scratch: 1 }, ...node.inputs.slice(2).map((i) => ({ node: i }))],
+              operandTypes: [node.type, ...extras],
+              result: 'node' as const,
+            },
+          ]
+        : []),
+    ],
+  };
+}
+
+/**
+ * The same schedule for a convolution (or a gradient of one) whose implicit product has few
+ * tiles and a long K (a weight gradient sums over every image's outputs): `${name}.partials`,
+ * their sum, then a fused convolution's epilogue as one pointwise kernel.
+ */
+function convSplitKSteps(graph: Graph, node: Node, target: Target): NodeSchedule | undefined {
+  const operandTypes = node.inputs.map((i) => graph.nodes[i].type);
+  const product = convProductOf(node.op, operandTypes, node.attrs);
+  const slices = target.tuning.splitK && product && slicesOf(product, target.tuning.splitK);
+  if (!slices) return undefined;
+  const program = node.op === 'fusedConv2d' ? convEpilogueProgram(attrsOf(node, 'fusedConv2d')) : [];
+  const role = (opDef(node.op).lowering as { role: ConvRole }).role;
+  const [x, w, ...extras] = operandTypes;
+  const partials: TensorType = { shape: [slices, ...node.type.shape], dtype: 'f32' };
+  const partialsStep = { op: `${node.op === 'fusedConv2d' ? 'conv2d' : node.op}SplitK`, name: `${node.name}.partials`, type: partials, attrs: node.attrs };
+  const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
+  const sum = { op: 'sum', name: program.length ? `${node.name}.sum` : node.name, type: node.type, attrs: { ...sumAttrs } };
+  const epilogue: FusedPointwiseAttrs = { program };
+  return {
+    scratch: [partials, ...(program.length ? [node.type] : [])],
+    steps: [
+      {
+        subject: partialsStep,
+        operands: [{ node: node.inputs[0] }, { node: node.inputs[1] }],
+        operandTypes: [x, w],
+        result: { scratch: 0 },
+        generate: (name) => lowerConvolution(partialsStep, [x, w], name, target, role, slices),
+      },
       { subject: sum, operands: [{ scratch: 0 }], operandTypes: [partials], result: program.length ? { scratch: 1 } : 'node' },
       ...(program.length
         ? [
