@@ -166,10 +166,11 @@ const all: Sample[] = [];
   for (const [key, t] of Object.entries(mnist.build(g) ?? {})) g.output(key, t);
   const { bundle } = await compileGraph(g, { seed: 1 });
   const x = new Float32Array(MNIST_BATCH * 784).fill(0.5);
+  const labels = new Int32Array(MNIST_BATCH); // the plan's 'run' computes the loss too
   all.push(
     ...(await soak('load+run+free', 200 * WINDOWS / 10, async () => {
       const session = await loadPlan(bundle, gpu.device);
-      const out = await session.run({ x });
+      const out = await session.run({ x, labels });
       session.destroy();
       return out.logits[0];
     })),
