@@ -5,6 +5,7 @@
 import { broadcastShapes } from '../../ir/shape';
 import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
+import { CONVOLUTION_CONVERTERS } from './convolution';
 import { BOOL, FLOAT, INT64, isIntegerType } from './proto';
 import { computed, foldable, folded, type Folded, type Value } from './values';
 
@@ -566,6 +567,7 @@ const isNaN: Converter = {
 
 /** The supported ops by ONNX op type (default domain). */
 export const CONVERTERS: Readonly<Record<string, Converter>> = {
+  ...CONVOLUTION_CONVERTERS,
   Abs: abs,
   Add: arithmetic('add'),
   Cast: cast,

@@ -1,0 +1,215 @@
+// ONNX's convolution, pooling and batch-norm ops (Conv, ConvTranspose, MaxPool, AveragePool,
+// GlobalAveragePool, BatchNormalization) onto the op table's 2-D (NCHW) ops. The window's
+// padding is settled here: auto_pad NOTSET reads `pads` ([x1_begin, x2_begin, x1_end,
+// x2_end], the table's [top, left, bottom, right]), VALID pads nothing, and SAME_UPPER /
+// SAME_LOWER compute the padding that gives ceil(input / stride) outputs, the odd row at the
+// end (UPPER) or the beginning (LOWER). Other ranks (1-D, 3-D) and the pooling variants the
+// table lacks (ceil_mode, storage_order, the Indices output) fail naming the node.
+import type { Conv2dAttrs } from '../../ir/ops';
+import type { Converter } from './converters';
+import type { NodeContext } from './context';
+import { FLOAT } from './proto';
+import { folded, type Value } from './values';
+
+type Pair = [number, number];
+type Sides = [number, number, number, number];
+
+/** Fails unless x is NCHW (rank 4): the table's convolutions and pools are 2-D. */
+function requireNchw(ctx: NodeContext, x: Value, what = 'input'): void {
+  const rank = ctx.rank(x);
+  if (rank !== 4) {
+    const spatial = rank >= 3 ? ` (${rank - 2}-D)` : '';
+    ctx.fail(`only 2-D ${ctx.opType} is supported: ${what} must be NCHW (rank 4); got rank ${rank}${spatial}, shape [${ctx.shape(x).join(', ')}]`);
+  }
+}
+
+/** A per-spatial-axis attribute ([along H, along W]), its default when absent. */
+function pairAttr(ctx: NodeContext, name: string, fallback: number): Pair {
+  const v = ctx.ints(name);
+  if (!v) return [fallback, fallback];
+  if (v.length !== 2) ctx.fail(`${name} must have 2 entries (one per spatial axis of a 2-D ${ctx.opType}); got [${v.join(', ')}]`);
+  return [v[0], v[1]];
+}
+
+/**
+ * The padding [top, left, bottom, right] of a convolution or pool over spatial size `size`,
+ * from auto_pad and pads.
+ */
+function padding(ctx: NodeContext, size: readonly number[], kernel: Pair, stride: Pair, dilation: Pair): Sides {
+  const autoPad = ctx.string('auto_pad', 'NOTSET');
+  switch (autoPad) {
+    case 'NOTSET': {
+      const pads = ctx.ints('pads') ?? [0, 0, 0, 0];
+      if (pads.length !== 4) ctx.fail(`pads must have 4 entries (begin and end of each spatial axis of a 2-D ${ctx.opType}); got [${pads.join(', ')}]`);
+      if (pads.some((p) => p < 0)) ctx.fail(`pads must not be negative; got [${pads.join(', ')}]`);
+      return [pads[0], pads[1], pads[2], pads[3]];
+    }
+    case 'VALID':
+      return [0, 0, 0, 0];
+    case 'SAME_UPPER':
+    case 'SAME_LOWER': {
+      const total = [0, 1].map((d) => Math.max(0, (Math.ceil(size[d] / stride[d]) - 1) * stride[d] + dilation[d] * (kernel[d] - 1) + 1 - size[d]));
+      const small = total.map((t) => Math.floor(t / 2));
+      const [begin, end] = autoPad === 'SAME_UPPER' ? [small, total.map((t, d) => t - small[d])] : [total.map((t, d) => t - small[d]), small];
+      return [begin[0], begin[1], end[0], end[1]];
+    }
+    default:
+      return ctx.fail(`auto_pad must be NOTSET, VALID, SAME_UPPER or SAME_LOWER; got '${autoPad}'`);
+  }
+}
+
+/** The kernel's [KH, KW] from the weight, checked against kernel_shape where given. */
+function weightKernel(ctx: NodeContext, w: Value): Pair {
+  requireNchw(ctx, w, 'the weight');
+  const [, , kh, kw] = ctx.shape(w);
+  const attr = ctx.ints('kernel_shape');
+  if (attr && (attr.length !== 2 || attr[0] !== kh || attr[1] !== kw)) ctx.fail(`kernel_shape [${attr.join(', ')}] does not match the weight's [${kh}, ${kw}]`);
+  return [kh, kw];
+}
+
+/** y + bias [C] per channel of NCHW y. */
+function addBias(ctx: NodeContext, y: Value, bias: Value | undefined): Value {
+  if (!bias) return y;
+  const c = ctx.shape(y)[1];
+  if (ctx.rank(bias) !== 1 || ctx.shape(bias)[0] !== c) ctx.fail(`bias must have shape [${c}] (the output channels); got [${ctx.shape(bias).join(', ')}]`);
+  return ctx.apply('add', [y, ctx.apply('reshape', [bias], { shape: [c, 1, 1] }, FLOAT)], {}, FLOAT);
+}
+
+const conv: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const [x, w, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
+    ctx.requireFloat(x, w, bias);
+    requireNchw(ctx, x);
+    const kernel = weightKernel(ctx, w);
+    const stride = pairAttr(ctx, 'strides', 1);
+    const dilation = pairAttr(ctx, 'dilations', 1);
+    const attrs: Conv2dAttrs = { stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation), groups: ctx.int('group', 1) };
+    return [addBias(ctx, ctx.apply('conv2d', [x, w], attrs, FLOAT), bias)];
+  },
+};
+
+/**
+ * ConvTranspose: conv2d's input gradient, the weight [Cin, Cout/group, KH, KW] read as that
+ * convolution's. The output size is stride·(in - 1) + output_padding + dilation·(k - 1) + 1
+ * less the padding, or output_shape where given; auto_pad SAME pads so the output is in·stride
+ * (or output_shape), the odd row at the end for SAME_UPPER. An output larger than the padding
+ * allows grows at the bottom and right, as output_padding does.
+ */
+const convTranspose: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const [x, w, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
+    ctx.requireFloat(x, w, bias);
+    requireNchw(ctx, x);
+    const kernel = weightKernel(ctx, w);
+    const stride = pairAttr(ctx, 'strides', 1);
+    const dilation = pairAttr(ctx, 'dilations', 1);
+    const outputPadding = pairAttr(ctx, 'output_padding', 0);
+    const groups = ctx.int('group', 1);
+    const inSize = ctx.shape(x).slice(2);
+    const full = [0, 1].map((d) => stride[d] * (inSize[d] - 1) + outputPadding[d] + dilation[d] * (kernel[d] - 1) + 1);
+    const autoPad = ctx.string('auto_pad', 'NOTSET');
+    let outputShape = ctx.ints('output_shape');
+    if (outputShape && outputShape.length === 4) outputShape = outputShape.slice(2);
+    if (outputShape && outputShape.length !== 2) ctx.fail(`output_shape must have 2 entries (the output's H and W); got [${outputShape.join(', ')}]`);
+    let pads: Sides;
+    if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
+      const target = outputShape ?? inSize.map((s, d) => s * stride[d]);
+      const total = [0, 1].map((d) => Math.max(0, full[d] - target[d]));
+      const small = total.map((t) => Math.floor(t / 2));
+      const [begin, end] = autoPad === 'SAME_UPPER' ? [small, total.map((t, d) => t - small[d])] : [total.map((t, d) => t - small[d]), small];
+      pads = [begin[0], begin[1], end[0], end[1]];
+      outputShape = target;
+    } else {
+      pads = padding(ctx, inSize, kernel, stride, dilation);
+    }
+    const natural = [0, 1].map((d) => full[d] - pads[d] - pads[d + 2]);
+    const size = outputShape ?? natural;
+    if (size.some((s, d) => s < natural[d] || s <= 0)) {
+      ctx.fail(`output_shape [${size.join(', ')}] is smaller than the ${natural.join('×')} the input, kernel, strides and pads give (only larger outputs, grown at the bottom and right, are supported)`);
+    }
+    const attrs = { stride, dilation, padding: pads, groups, inputSize: [size[0], size[1]] };
+    return [addBias(ctx, ctx.apply('conv2dBackwardInput', [x, w], attrs, FLOAT), bias)];
+  },
+};
+
+/** MaxPool and AveragePool's window; refuses what the table's pools lack. */
+function poolAttrs(ctx: NodeContext, x: Value) {
+  requireNchw(ctx, x);
+  if (ctx.int('ceil_mode', 0) !== 0) ctx.fail('ceil_mode = 1 is not supported (the pooled size rounds down)');
+  const kernelShape = ctx.ints('kernel_shape') ?? ctx.fail('kernel_shape is required');
+  if (kernelShape.length !== 2) ctx.fail(`kernel_shape must have 2 entries for a 2-D ${ctx.opType}; got [${kernelShape.join(', ')}]`);
+  const kernel: Pair = [kernelShape[0], kernelShape[1]];
+  const stride = pairAttr(ctx, 'strides', 1);
+  const dilation = pairAttr(ctx, 'dilations', 1);
+  return { kernel, stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation) };
+}
+
+const maxPool: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    ctx.requireFloat(x);
+    if (ctx.node.output?.[1]) ctx.fail('the second output (Indices, the argmax positions) is not supported');
+    if (ctx.int('storage_order', 0) !== 0) ctx.fail('storage_order = 1 (column-major Indices) is not supported');
+    return [ctx.apply('maxPool2d', [x], poolAttrs(ctx, x), FLOAT)];
+  },
+};
+
+const averagePool: Converter = {
+  // count_include_pad since opset 7
+  since: 7,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    ctx.requireFloat(x);
+    return [ctx.apply('avgPool2d', [x], { ...poolAttrs(ctx, x), countIncludePad: ctx.int('count_include_pad', 0) === 1 }, FLOAT)];
+  },
+};
+
+const globalAveragePool: Converter = {
+  since: 1,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    ctx.requireFloat(x);
+    requireNchw(ctx, x);
+    const overW = ctx.apply('mean', [x], { axis: 3, keepDims: true }, FLOAT);
+    return [ctx.apply('mean', [overW], { axis: 2, keepDims: true }, FLOAT)];
+  },
+};
+
+/**
+ * BatchNormalization with its running statistics (inference): x·s + (β - μ·s) per channel,
+ * s = γ / √(σ² + ε), as the graph builder's batchNorm writes it (so the optimizer folds it
+ * into a preceding convolution's epilogue).
+ */
+const batchNormalization: Converter = {
+  since: 7,
+  convert: (ctx) => {
+    const [x, gamma, beta, mean, variance] = [0, 1, 2, 3, 4].map((i) => ctx.input(i));
+    ctx.requireFloat(x, gamma, beta, mean, variance);
+    requireNchw(ctx, x);
+    if (ctx.opset >= 14 && ctx.int('training_mode', 0) !== 0) ctx.fail('training_mode = 1 is not supported (batch statistics; the frontend imports for inference, with the running mean and variance)');
+    if (ctx.opset < 9 && ctx.int('spatial', 1) !== 1) ctx.fail('spatial = 0 (statistics per element rather than per channel) is not supported');
+    if (ctx.node.output?.slice(1).some((o) => o)) ctx.fail('the running-statistics outputs (training mode) are not supported');
+    const c = ctx.shape(x)[1];
+    for (const [name, v] of [['scale', gamma], ['B', beta], ['input_mean', mean], ['input_var', variance]] as const) {
+      if (ctx.rank(v) !== 1 || ctx.shape(v)[0] !== c) ctx.fail(`${name} must have shape [${c}] (the channels of X); got [${ctx.shape(v).join(', ')}]`);
+    }
+    const eps = folded(FLOAT, [], Float64Array.of(ctx.float('epsilon', 1e-5)));
+    const scale = ctx.apply('div', [gamma, ctx.apply('sqrt', [ctx.apply('add', [variance, eps], {}, FLOAT)], {}, FLOAT)], {}, FLOAT);
+    const shift = ctx.apply('sub', [beta, ctx.apply('mul', [mean, scale], {}, FLOAT)], {}, FLOAT);
+    const perChannel = (v: Value) => ctx.apply('reshape', [v], { shape: [c, 1, 1] }, FLOAT);
+    return [ctx.apply('add', [ctx.apply('mul', [x, perChannel(scale)], {}, FLOAT), perChannel(shift)], {}, FLOAT)];
+  },
+};
+
+/** The ops of this file by ONNX op type. */
+export const CONVOLUTION_CONVERTERS: Readonly<Record<string, Converter>> = {
+  AveragePool: averagePool,
+  BatchNormalization: batchNormalization,
+  Conv: conv,
+  ConvTranspose: convTranspose,
+  GlobalAveragePool: globalAveragePool,
+  MaxPool: maxPool,
+};
