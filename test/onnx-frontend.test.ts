@@ -1,5 +1,5 @@
 // The ONNX frontend: onnx.proto's descriptor is current; ONNX's own node tests (every case
-// of every supported op) against the CPU reference; an MLP and a transformer block compiled
+// of every supported op) against the CPU reference; an MLP, a transformer block and a small CNN compiled
 // to plans, run on the GPU (Dawn) and compared with onnxruntime-web's wasm backend; and bad
 // input (unsupported op, opset, attribute, dtype, corrupt files, missing external data,
 // unbound dynamic shapes) failing as CompileErrors that name the file, node, op and opset.
@@ -13,7 +13,7 @@ import { compileGraph } from '../compiler/compile';
 import { loadOnnxModel } from '../compiler/frontends/onnx/load';
 import { CompileError } from '../compiler/ir/errors';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
-import { blockModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, newerOpsModel, node, uniform, valueInfo } from '../fixtures/onnx/models';
+import { blockModel, cnnModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, newerOpsModel, node, uniform, valueInfo } from '../fixtures/onnx/models';
 import { decodeSafetensors } from '../runtime/safetensors';
 import { loadTrainingPlan } from '../runtime/training';
 import { cliRunner, diagnostics, expectFailure } from './cli-runner';
@@ -35,6 +35,7 @@ test('the committed fixtures are what fixtures/onnx/models.ts writes', () => {
   expect(Buffer.from(readFileSync(join(FIXTURES, 'block.onnx'))).equals(Buffer.from(encodeModel(block.model)))).toBe(true);
   expect(Buffer.from(readFileSync(join(FIXTURES, 'block.weights'))).equals(Buffer.from(block.externalData!))).toBe(true);
   expect(Buffer.from(readFileSync(join(FIXTURES, 'newer-ops.onnx'))).equals(Buffer.from(encodeModel(newerOpsModel())))).toBe(true);
+  expect(Buffer.from(readFileSync(join(FIXTURES, 'cnn.onnx'))).equals(Buffer.from(encodeModel(cnnModel())))).toBe(true);
 });
 
 // --- conformance ------------------------------------------------------------------------
@@ -240,7 +241,8 @@ const maxError = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 
 // Both sides compute in f32 with their own summation orders (the CPU reference in f64):
 // differences of a few ulps of the O(1..4) values. Seen (llvmpipe): mlp 1.2e-7 GPU and
-// 9.0e-8 CPU, block 4.8e-7 and 3.7e-7, newer-ops 4.2e-7 and 2.0e-7; the bounds keep a 20x margin.
+// 9.0e-8 CPU, block 4.8e-7 and 3.7e-7, newer-ops 4.2e-7 and 2.0e-7, cnn (logits O(1)) 1.2e-7
+// and 5.5e-8; the bounds keep a 20x margin.
 const GPU_TOLERANCE = 1e-5;
 const CPU_TOLERANCE = 1e-5;
 
@@ -249,6 +251,7 @@ describe('imported models agree with onnxruntime-web', () => {
     ['mlp.onnx', 'logits', [5, 16], undefined],
     ['block.onnx', 'y', [1, 7, 16], 'block.weights'],
     ['newer-ops.onnx', 'y', [2, 4, 6], undefined],
+    ['cnn.onnx', 'logits', [1, 3, 16, 16], undefined],
   ] as const)('%s', async (name, output, shape, external) => {
     const file = join(FIXTURES, name);
     const next = uniform(42);
@@ -389,6 +392,17 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
     const bad = node('Gelu', ['x'], ['y'], [{ name: 'approximate', type: 3, s: new TextEncoder().encode('cubic') }], 'g1');
     const e = failure(() => loadOnnxModel(write('gelu.onnx', oneNode(bad, 20))));
     expect(e.message).toMatch(/node 'g1' \(Gelu, opset 20\): approximate must be 'none' or 'tanh'; got 'cubic'/);
+  });
+  test('pooling variants and ranks the 2-D ops lack', () => {
+    const pool = (attrs: ReturnType<typeof intAttr>[], outputs = ['y'], dims = [1, 2, 4, 4]) =>
+      encodeModel(model({ name: 'g', node: [node('MaxPool', ['x'], outputs, [intsAttr('kernel_shape', dims.slice(2).map(() => 2)), ...attrs], 'mp')], input: [valueInfo('x', 1, dims)], output: outputs.map((o) => valueInfo(o, 1, [])) }, 12));
+    const cases: [Uint8Array, RegExp][] = [
+      [pool([intAttr('storage_order', 1)]), /node 'mp' \(MaxPool, opset 12\): storage_order = 1 \(column-major Indices\) is not supported/],
+      [pool([intAttr('ceil_mode', 1)]), /node 'mp' \(MaxPool, opset 12\): ceil_mode = 1 is not supported/],
+      [pool([], ['y', 'indices']), /node 'mp' \(MaxPool, opset 12\): the second output \(Indices/],
+      [pool([], ['y'], [1, 2, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 2-D MaxPool is supported: input must be NCHW \(rank 4\); got rank 5 \(3-D\)/],
+    ];
+    for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`pool${i}.onnx`, bytes))).message).toMatch(message);
   });
   test('an unsupported dtype', () => {
     const e = failure(() => loadOnnxModel(write('double.onnx', oneNode(node('Relu', ['x'], ['y']), 17, 11))));
