@@ -9,7 +9,7 @@ import { convProductOf, lowerConvolution } from './conv';
 import type { TensorType } from '../ir/types';
 import type { Target } from '../target/target';
 import type { SplitKTuning } from '../target/tuning';
-import type { NodeSchedule } from './kernel';
+import type { NodeSchedule, ScheduleStep } from './kernel';
 import { lowerMatmul, productAttrs, tiledProductOf } from './matmul';
 
 /** How many slices of K the product at `node` gets; undefined: it stays whole. */
@@ -53,26 +53,14 @@ export function splitKSteps(graph: Graph, node: Node, target: Target): NodeSched
     splits: slices,
   };
   const partialsStep = { op: 'matmulSplitK', name: `${node.name}.partials`, type: partials, attrs: {} };
-  const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
-  const sum = { op: 'sum', name: program.length ? `${node.name}.sum` : node.name, type: node.type, attrs: { ...sumAttrs } };
-  const epilogue: FusedPointwiseAttrs = { program };
-  return {
-    scratch: [partials, ...(program.length ? [node.type] : [])],
-    steps: [
-      { subject: partialsStep, operands: [{ node: node.inputs[0] }, { node: node.inputs[1] }], operandTypes: [a, b], result: { scratch: 0 }, generate: (name) => lowerMatmul(partialsStep, [a, b], name, target, form) },
-      { subject: sum, operands: [{ scratch: 0 }], operandTypes: [partials], result: program.length ? { scratch: 1 } : 'node' },
-      ...(program.length
-        ? [
-            {
-              subject: { op: 'fusedPointwise', name: node.name, type: node.type, attrs: { ...epilogue } },
-              operands: [{ scratch: 1 }, ...node.inputs.slice(2).map((i) => ({ node: i }))],
-              operandTypes: [node.type, ...extras],
-              result: 'node' as const,
-            },
-          ]
-        : []),
-    ],
+  const products: ScheduleStep = {
+    subject: partialsStep,
+    operands: [{ node: node.inputs[0] }, { node: node.inputs[1] }],
+    operandTypes: [a, b],
+    result: { scratch: 0 },
+    generate: (name) => lowerMatmul(partialsStep, [a, b], name, target, form),
   };
+  return summedSchedule(node, products, program, extras);
 }
 
 /**
@@ -90,19 +78,30 @@ function convSplitKSteps(graph: Graph, node: Node, target: Target): NodeSchedule
   const [x, w, ...extras] = operandTypes;
   const partials: TensorType = { shape: [slices, ...node.type.shape], dtype: 'f32' };
   const partialsStep = { op: `${node.op === 'fusedConv2d' ? 'conv2d' : node.op}SplitK`, name: `${node.name}.partials`, type: partials, attrs: node.attrs };
+  const products: ScheduleStep = {
+    subject: partialsStep,
+    operands: [{ node: node.inputs[0] }, { node: node.inputs[1] }],
+    operandTypes: [x, w],
+    result: { scratch: 0 },
+    generate: (name) => lowerConvolution(partialsStep, [x, w], name, target, role, slices),
+  };
+  return summedSchedule(node, products, program, extras);
+}
+
+/**
+ * A split-K schedule from its first step (the partial products, scratch 0): their sum over
+ * the slices, then the epilogue `program` as one pointwise kernel reading the node's
+ * operands after the product's two (`extras` their types), or the sum alone without one.
+ */
+function summedSchedule(node: Node, products: ScheduleStep, program: FusedPointwiseAttrs['program'], extras: TensorType[]): NodeSchedule {
+  const partials = products.subject.type;
   const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
   const sum = { op: 'sum', name: program.length ? `${node.name}.sum` : node.name, type: node.type, attrs: { ...sumAttrs } };
   const epilogue: FusedPointwiseAttrs = { program };
   return {
     scratch: [partials, ...(program.length ? [node.type] : [])],
     steps: [
-      {
-        subject: partialsStep,
-        operands: [{ node: node.inputs[0] }, { node: node.inputs[1] }],
-        operandTypes: [x, w],
-        result: { scratch: 0 },
-        generate: (name) => lowerConvolution(partialsStep, [x, w], name, target, role, slices),
-      },
+      products,
       { subject: sum, operands: [{ scratch: 0 }], operandTypes: [partials], result: program.length ? { scratch: 1 } : 'node' },
       ...(program.length
         ? [
