@@ -13,7 +13,7 @@ import { compileGraph } from '../compiler/compile';
 import { loadOnnxModel } from '../compiler/frontends/onnx/load';
 import { CompileError } from '../compiler/ir/errors';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
-import { blockModel, cnnModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, newerOpsModel, node, uniform, valueInfo } from '../fixtures/onnx/models';
+import { blockModel, cnnModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, newerOpsModel, node, stringAttr, uniform, valueInfo } from '../fixtures/onnx/models';
 import { decodeSafetensors } from '../runtime/safetensors';
 import { loadTrainingPlan } from '../runtime/training';
 import { cliRunner, diagnostics, expectFailure } from './cli-runner';
@@ -53,8 +53,8 @@ const NOT_CARRIED: Record<string, RegExp> = {
   'negative run-time index': /expected/,
   // the op's function body uses an op outside the supported set (Ceil)
   'expansion op': /is not supported by the ONNX frontend/,
-  // convolutions and pools are 2-D (NCHW) only
-  'not 2-D': /only 2-D (Conv|ConvTranspose|MaxPool|AveragePool) is supported/,
+  // convolutions and pools are 1-D (NCL, lifted to 2-D) and 2-D (NCHW) only
+  'not 2-D': /only 1-D and 2-D (Conv|ConvTranspose|MaxPool|AveragePool) are supported/,
   // pooled sizes round down; ceil_mode rounds up
   'ceil mode': /ceil_mode = 1 is not supported/,
   // the pools' padding is at most half the window (PyTorch's rule); ONNX allows up to the window less one
@@ -68,7 +68,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
 };
 const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_add_uint8: 'dtype',
-  test_averagepool_1d_default: 'not 2-D',
   test_averagepool_2d_ceil: 'ceil mode',
   test_averagepool_2d_pads: 'pool padding',
   test_averagepool_2d_pads_count_include_pad: 'pool padding',
@@ -78,11 +77,9 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_cast_BFLOAT16_to_FLOAT: 'dtype',
   test_cast_DOUBLE_to_FLOAT: 'dtype',
   test_cast_DOUBLE_to_FLOAT16: 'dtype',
-  test_convtranspose_1d: 'not 2-D',
   test_convtranspose_3d: 'not 2-D',
   test_globalaveragepool: 'old opset',
   test_globalaveragepool_precomputed: 'old opset',
-  test_maxpool_1d_default: 'not 2-D',
   test_maxpool_2d_ceil: 'ceil mode',
   test_maxpool_2d_pads: 'pool padding',
   test_maxpool_2d_uint8: 'dtype',
@@ -200,6 +197,10 @@ const GPU_CASES = [
   'test_averagepool_2d_precomputed_same_upper',
   'test_averagepool_2d_same_lower',
   'test_batchnorm_epsilon',
+  // 1-D ops, lifted to 2-D over [N, C, 1, L]
+  'test_convtranspose_1d',
+  'test_maxpool_1d_default',
+  'test_averagepool_1d_default',
 ];
 
 describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per op family)', () => {
@@ -305,6 +306,44 @@ function embeddingRegression(): Uint8Array {
   );
 }
 
+test('1-D Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool and BatchNormalization (NCL) match onnxruntime-web', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-1d-'));
+  try {
+    const next = uniform(5);
+    const weights = (name: string, dims: number[]) => floatTensor(name, dims, Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => next()));
+    const file = join(dir, 'conv1d.onnx');
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'conv1d',
+          node: [
+            node('Conv', ['x', 'w', 'b'], ['c'], [intsAttr('strides', [2]), intsAttr('pads', [1, 2]), intsAttr('dilations', [2])], 'conv'),
+            node('BatchNormalization', ['c', 'gamma', 'beta', 'mean', 'var'], ['n'], [], 'bn'),
+            node('ConvTranspose', ['n', 'wt'], ['t'], [intsAttr('strides', [2]), intsAttr('output_padding', [1])], 'deconv'),
+            node('MaxPool', ['t'], ['m'], [intsAttr('kernel_shape', [3]), intsAttr('strides', [2]), intsAttr('pads', [1, 1])], 'maxpool'),
+            node('AveragePool', ['m'], ['a'], [intsAttr('kernel_shape', [2]), stringAttr('auto_pad', 'SAME_UPPER')], 'avgpool'),
+            node('GlobalAveragePool', ['a'], ['y'], [], 'gap'),
+          ],
+          initializer: [weights('w', [4, 2, 3]), weights('b', [4]), weights('gamma', [4]), weights('beta', [4]), weights('mean', [4]), floatTensor('var', [4], Float32Array.of(0.5, 1, 1.5, 2)), weights('wt', [4, 3, 2])],
+          input: [valueInfo('x', 1, [2, 2, 17])],
+          output: [valueInfo('y', 1, [2, 3, 1])],
+        }),
+      ),
+    );
+    const x = Float32Array.from({ length: 2 * 2 * 17 }, () => 2 * next());
+    const expected = (await ortRun(file, { x }, { x: [2, 2, 17] }))['y'];
+    const loaded = loadOnnxModel(file);
+    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0))['y'];
+    const gpu = (await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x }))['y'];
+    expect(cpu.length).toBe(6);
+    expect(maxError(cpu, expected)).toBeLessThanOrEqual(CPU_TOLERANCE);
+    expect(maxError(gpu, expected)).toBeLessThanOrEqual(GPU_TOLERANCE);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an imported model trains on the GPU: one SGD step as computed by hand, the loss falls, unselected embedding rows stay', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-train-'));
   try {
@@ -400,7 +439,7 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
       [pool([intAttr('storage_order', 1)]), /node 'mp' \(MaxPool, opset 12\): storage_order = 1 \(column-major Indices\) is not supported/],
       [pool([intAttr('ceil_mode', 1)]), /node 'mp' \(MaxPool, opset 12\): ceil_mode = 1 is not supported/],
       [pool([], ['y', 'indices']), /node 'mp' \(MaxPool, opset 12\): the second output \(Indices/],
-      [pool([], ['y'], [1, 2, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 2-D MaxPool is supported: input must be NCHW \(rank 4\); got rank 5 \(3-D\)/],
+      [pool([], ['y'], [1, 2, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 1-D and 2-D MaxPool are supported: input must be NCL or NCHW \(rank 3 or 4\); got rank 5 \(3-D\)/],
     ];
     for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`pool${i}.onnx`, bytes))).message).toMatch(message);
   });

@@ -3,7 +3,9 @@
 // padding is settled here: auto_pad NOTSET reads `pads` ([x1_begin, x2_begin, x1_end,
 // x2_end], the table's [top, left, bottom, right]), VALID pads nothing, and SAME_UPPER /
 // SAME_LOWER compute the padding that gives ceil(input / stride) outputs, the odd row at the
-// end (UPPER) or the beginning (LOWER). Other ranks (1-D, 3-D) and the pooling variants the
+// end (UPPER) or the beginning (LOWER). A 1-D op (NCL, as audio models export) runs as the
+// 2-D one over [N, C, 1, L]: its per-axis attributes get a leading 1 (a 0 for pads and
+// output_padding) and its result drops the unit axis. 3-D ops and the pooling variants the
 // table lacks (ceil_mode, storage_order, the Indices output) fail naming the node.
 import type { Conv2dAttrs } from '../../ir/ops';
 import type { Converter } from './converters';
@@ -14,20 +16,50 @@ import { folded, type Value } from './values';
 type Pair = [number, number];
 type Sides = [number, number, number, number];
 
-/** Fails unless x is NCHW (rank 4): the table's convolutions and pools are 2-D. */
-function requireNchw(ctx: NodeContext, x: Value, what = 'input'): void {
+/** Whether x is NCL (a 1-D op, lifted to 2-D) rather than NCHW; fails for other ranks. */
+function requireSpatial(ctx: NodeContext, x: Value, what = 'input'): boolean {
   const rank = ctx.rank(x);
-  if (rank !== 4) {
+  if (rank !== 3 && rank !== 4) {
     const spatial = rank >= 3 ? ` (${rank - 2}-D)` : '';
-    ctx.fail(`only 2-D ${ctx.opType} is supported: ${what} must be NCHW (rank 4); got rank ${rank}${spatial}, shape [${ctx.shape(x).join(', ')}]`);
+    ctx.fail(`only 1-D and 2-D ${ctx.opType} are supported: ${what} must be NCL or NCHW (rank 3 or 4); got rank ${rank}${spatial}, shape [${ctx.shape(x).join(', ')}]`);
   }
+  return rank === 3;
 }
 
-/** A per-spatial-axis attribute ([along H, along W]), its default when absent. */
-function pairAttr(ctx: NodeContext, name: string, fallback: number): Pair {
+/** An NCL value as NCHW with H = 1 (`lift`), else as it is. */
+function to2d(ctx: NodeContext, v: Value, lift: boolean): Value {
+  if (!lift) return v;
+  const [n, c, l] = ctx.shape(v);
+  return ctx.apply('reshape', [v], { shape: [n, c, 1, l] }, FLOAT);
+}
+
+/** A lifted op's NCHW result back as NCL. */
+function from2d(ctx: NodeContext, v: Value, lift: boolean): Value {
+  if (!lift) return v;
+  const [n, c, , l] = ctx.shape(v);
+  return ctx.apply('reshape', [v], { shape: [n, c, l] }, FLOAT);
+}
+
+/**
+ * A per-spatial-axis int list attribute as the 2-D op reads it: a lifted 1-D op's [v] is
+ * [fill, v] (pads' [begin, end] is [0, begin, 0, end]); a list of another length is left for
+ * the caller to refuse.
+ */
+function spatialInts(ctx: NodeContext, name: string, lift: boolean, fill: number): number[] | undefined {
   const v = ctx.ints(name);
+  if (!v || !lift) return v;
+  if (name === 'pads') return v.length === 2 ? [0, v[0], 0, v[1]] : v;
+  return v.length === 1 ? [fill, v[0]] : v;
+}
+
+/** How many entries a per-axis attribute has for this op (1 for a 1-D one). */
+const axesOf = (lift: boolean) => (lift ? '1 entry (a 1-D' : '2 entries (one per spatial axis of a 2-D');
+
+/** A per-spatial-axis attribute ([along H, along W]), its default when absent. */
+function pairAttr(ctx: NodeContext, name: string, fallback: number, lift: boolean): Pair {
+  const v = spatialInts(ctx, name, lift, name === 'output_padding' ? 0 : 1);
   if (!v) return [fallback, fallback];
-  if (v.length !== 2) ctx.fail(`${name} must have 2 entries (one per spatial axis of a 2-D ${ctx.opType}); got [${v.join(', ')}]`);
+  if (v.length !== 2) ctx.fail(`${name} must have ${axesOf(lift)} ${ctx.opType}); got [${ctx.ints(name)!.join(', ')}]`);
   return [v[0], v[1]];
 }
 
@@ -35,12 +67,12 @@ function pairAttr(ctx: NodeContext, name: string, fallback: number): Pair {
  * The padding [top, left, bottom, right] of a convolution or pool over spatial size `size`,
  * from auto_pad and pads.
  */
-function padding(ctx: NodeContext, size: readonly number[], kernel: Pair, stride: Pair, dilation: Pair): Sides {
+function padding(ctx: NodeContext, size: readonly number[], kernel: Pair, stride: Pair, dilation: Pair, lift: boolean): Sides {
   const autoPad = ctx.string('auto_pad', 'NOTSET');
   switch (autoPad) {
     case 'NOTSET': {
-      const pads = ctx.ints('pads') ?? [0, 0, 0, 0];
-      if (pads.length !== 4) ctx.fail(`pads must have 4 entries (begin and end of each spatial axis of a 2-D ${ctx.opType}); got [${pads.join(', ')}]`);
+      const pads = spatialInts(ctx, 'pads', lift, 0) ?? [0, 0, 0, 0];
+      if (pads.length !== 4) ctx.fail(`pads must have ${lift ? 2 : 4} entries (begin and end of each spatial axis of a ${lift ? 1 : 2}-D ${ctx.opType}); got [${ctx.ints('pads')!.join(', ')}]`);
       if (pads.some((p) => p < 0)) ctx.fail(`pads must not be negative; got [${pads.join(', ')}]`);
       return [pads[0], pads[1], pads[2], pads[3]];
     }
@@ -58,11 +90,11 @@ function padding(ctx: NodeContext, size: readonly number[], kernel: Pair, stride
   }
 }
 
-/** The kernel's [KH, KW] from the weight, checked against kernel_shape where given. */
-function weightKernel(ctx: NodeContext, w: Value): Pair {
-  requireNchw(ctx, w, 'the weight');
+/** The kernel's [KH, KW] from the (lifted) weight, checked against kernel_shape where given. */
+function weightKernel(ctx: NodeContext, w: Value, lift: boolean): Pair {
+  if (ctx.rank(w) !== 4) ctx.fail(`the weight must have rank ${lift ? 3 : 4}, as the input; got shape [${ctx.shape(w).join(', ')}]`);
   const [, , kh, kw] = ctx.shape(w);
-  const attr = ctx.ints('kernel_shape');
+  const attr = spatialInts(ctx, 'kernel_shape', lift, 1);
   if (attr && (attr.length !== 2 || attr[0] !== kh || attr[1] !== kw)) ctx.fail(`kernel_shape [${attr.join(', ')}] does not match the weight's [${kh}, ${kw}]`);
   return [kh, kw];
 }
@@ -78,14 +110,15 @@ function addBias(ctx: NodeContext, y: Value, bias: Value | undefined): Value {
 const conv: Converter = {
   since: 1,
   convert: (ctx) => {
-    const [x, w, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
-    ctx.requireFloat(x, w, bias);
-    requireNchw(ctx, x);
-    const kernel = weightKernel(ctx, w);
-    const stride = pairAttr(ctx, 'strides', 1);
-    const dilation = pairAttr(ctx, 'dilations', 1);
-    const attrs: Conv2dAttrs = { stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation), groups: ctx.int('group', 1) };
-    return [addBias(ctx, ctx.apply('conv2d', [x, w], attrs, FLOAT), bias)];
+    const [input, weight, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
+    ctx.requireFloat(input, weight, bias);
+    const lift = requireSpatial(ctx, input);
+    const [x, w] = [to2d(ctx, input, lift), to2d(ctx, weight, lift && ctx.rank(weight) === 3)];
+    const kernel = weightKernel(ctx, w, lift);
+    const stride = pairAttr(ctx, 'strides', 1, lift);
+    const dilation = pairAttr(ctx, 'dilations', 1, lift);
+    const attrs: Conv2dAttrs = { stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation, lift), groups: ctx.int('group', 1) };
+    return [from2d(ctx, addBias(ctx, ctx.apply('conv2d', [x, w], attrs, FLOAT), bias), lift)];
   },
 };
 
@@ -99,19 +132,21 @@ const conv: Converter = {
 const convTranspose: Converter = {
   since: 1,
   convert: (ctx) => {
-    const [x, w, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
-    ctx.requireFloat(x, w, bias);
-    requireNchw(ctx, x);
-    const kernel = weightKernel(ctx, w);
-    const stride = pairAttr(ctx, 'strides', 1);
-    const dilation = pairAttr(ctx, 'dilations', 1);
-    const outputPadding = pairAttr(ctx, 'output_padding', 0);
+    const [input, weight, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
+    ctx.requireFloat(input, weight, bias);
+    const lift = requireSpatial(ctx, input);
+    const [x, w] = [to2d(ctx, input, lift), to2d(ctx, weight, lift && ctx.rank(weight) === 3)];
+    const kernel = weightKernel(ctx, w, lift);
+    const stride = pairAttr(ctx, 'strides', 1, lift);
+    const dilation = pairAttr(ctx, 'dilations', 1, lift);
+    const outputPadding = pairAttr(ctx, 'output_padding', 0, lift);
     const groups = ctx.int('group', 1);
     const inSize = ctx.shape(x).slice(2);
     const full = [0, 1].map((d) => stride[d] * (inSize[d] - 1) + outputPadding[d] + dilation[d] * (kernel[d] - 1) + 1);
     const autoPad = ctx.string('auto_pad', 'NOTSET');
     let outputShape = ctx.ints('output_shape');
-    if (outputShape && outputShape.length === 4) outputShape = outputShape.slice(2);
+    if (outputShape && outputShape.length === ctx.rank(input)) outputShape = outputShape.slice(2);
+    if (outputShape && lift && outputShape.length === 1) outputShape = [1, outputShape[0]];
     if (outputShape && outputShape.length !== 2) ctx.fail(`output_shape must have 2 entries (the output's H and W); got [${outputShape.join(', ')}]`);
     let pads: Sides;
     if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
@@ -122,7 +157,7 @@ const convTranspose: Converter = {
       pads = [begin[0], begin[1], end[0], end[1]];
       outputShape = target;
     } else {
-      pads = padding(ctx, inSize, kernel, stride, dilation);
+      pads = padding(ctx, inSize, kernel, stride, dilation, lift);
     }
     const natural = [0, 1].map((d) => full[d] - pads[d] - pads[d + 2]);
     const size = outputShape ?? natural;
@@ -130,20 +165,19 @@ const convTranspose: Converter = {
       ctx.fail(`output_shape [${size.join(', ')}] is smaller than the ${natural.join('×')} the input, kernel, strides and pads give (only larger outputs, grown at the bottom and right, are supported)`);
     }
     const attrs = { stride, dilation, padding: pads, groups, inputSize: [size[0], size[1]] };
-    return [addBias(ctx, ctx.apply('conv2dBackwardInput', [x, w], attrs, FLOAT), bias)];
+    return [from2d(ctx, addBias(ctx, ctx.apply('conv2dBackwardInput', [x, w], attrs, FLOAT), bias), lift)];
   },
 };
 
-/** MaxPool and AveragePool's window; refuses what the table's pools lack. */
-function poolAttrs(ctx: NodeContext, x: Value) {
-  requireNchw(ctx, x);
+/** MaxPool and AveragePool's window over (lifted) x; refuses what the table's pools lack. */
+function poolAttrs(ctx: NodeContext, x: Value, lift: boolean) {
   if (ctx.int('ceil_mode', 0) !== 0) ctx.fail('ceil_mode = 1 is not supported (the pooled size rounds down)');
-  const kernelShape = ctx.ints('kernel_shape') ?? ctx.fail('kernel_shape is required');
-  if (kernelShape.length !== 2) ctx.fail(`kernel_shape must have 2 entries for a 2-D ${ctx.opType}; got [${kernelShape.join(', ')}]`);
+  const kernelShape = spatialInts(ctx, 'kernel_shape', lift, 1) ?? ctx.fail('kernel_shape is required');
+  if (kernelShape.length !== 2) ctx.fail(`kernel_shape must have ${axesOf(lift)} ${ctx.opType}); got [${ctx.ints('kernel_shape')!.join(', ')}]`);
   const kernel: Pair = [kernelShape[0], kernelShape[1]];
-  const stride = pairAttr(ctx, 'strides', 1);
-  const dilation = pairAttr(ctx, 'dilations', 1);
-  return { kernel, stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation) };
+  const stride = pairAttr(ctx, 'strides', 1, lift);
+  const dilation = pairAttr(ctx, 'dilations', 1, lift);
+  return { kernel, stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation, lift) };
 }
 
 const maxPool: Converter = {
@@ -153,7 +187,9 @@ const maxPool: Converter = {
     ctx.requireFloat(x);
     if (ctx.node.output?.[1]) ctx.fail('the second output (Indices, the argmax positions) is not supported');
     if (ctx.int('storage_order', 0) !== 0) ctx.fail('storage_order = 1 (column-major Indices) is not supported');
-    return [ctx.apply('maxPool2d', [x], poolAttrs(ctx, x), FLOAT)];
+    const lift = requireSpatial(ctx, x);
+    const x2 = to2d(ctx, x, lift);
+    return [from2d(ctx, ctx.apply('maxPool2d', [x2], poolAttrs(ctx, x2, lift), FLOAT), lift)];
   },
 };
 
@@ -163,7 +199,10 @@ const averagePool: Converter = {
   convert: (ctx) => {
     const x = ctx.input(0);
     ctx.requireFloat(x);
-    return [ctx.apply('avgPool2d', [x], { ...poolAttrs(ctx, x), countIncludePad: ctx.int('count_include_pad', 0) === 1 }, FLOAT)];
+    const lift = requireSpatial(ctx, x);
+    const x2 = to2d(ctx, x, lift);
+    const attrs = { ...poolAttrs(ctx, x2, lift), countIncludePad: ctx.int('count_include_pad', 0) === 1 };
+    return [from2d(ctx, ctx.apply('avgPool2d', [x2], attrs, FLOAT), lift)];
   },
 };
 
@@ -172,9 +211,9 @@ const globalAveragePool: Converter = {
   convert: (ctx) => {
     const x = ctx.input(0);
     ctx.requireFloat(x);
-    requireNchw(ctx, x);
-    const overW = ctx.apply('mean', [x], { axis: 3, keepDims: true }, FLOAT);
-    return [ctx.apply('mean', [overW], { axis: 2, keepDims: true }, FLOAT)];
+    const lift = requireSpatial(ctx, x);
+    const overLast = ctx.apply('mean', [x], { axis: lift ? 2 : 3, keepDims: true }, FLOAT);
+    return [lift ? overLast : ctx.apply('mean', [overLast], { axis: 2, keepDims: true }, FLOAT)];
   },
 };
 
@@ -188,7 +227,7 @@ const batchNormalization: Converter = {
   convert: (ctx) => {
     const [x, gamma, beta, mean, variance] = [0, 1, 2, 3, 4].map((i) => ctx.input(i));
     ctx.requireFloat(x, gamma, beta, mean, variance);
-    requireNchw(ctx, x);
+    const lift = requireSpatial(ctx, x);
     if (ctx.opset >= 14 && ctx.int('training_mode', 0) !== 0) ctx.fail('training_mode = 1 is not supported (batch statistics; the frontend imports for inference, with the running mean and variance)');
     if (ctx.opset < 9 && ctx.int('spatial', 1) !== 1) ctx.fail('spatial = 0 (statistics per element rather than per channel) is not supported');
     if (ctx.node.output?.slice(1).some((o) => o)) ctx.fail('the running-statistics outputs (training mode) are not supported');
@@ -199,7 +238,7 @@ const batchNormalization: Converter = {
     const eps = folded(FLOAT, [], Float64Array.of(ctx.float('epsilon', 1e-5)));
     const scale = ctx.apply('div', [gamma, ctx.apply('sqrt', [ctx.apply('add', [variance, eps], {}, FLOAT)], {}, FLOAT)], {}, FLOAT);
     const shift = ctx.apply('sub', [beta, ctx.apply('mul', [mean, scale], {}, FLOAT)], {}, FLOAT);
-    const perChannel = (v: Value) => ctx.apply('reshape', [v], { shape: [c, 1, 1] }, FLOAT);
+    const perChannel = (v: Value) => ctx.apply('reshape', [v], { shape: lift ? [c, 1] : [c, 1, 1] }, FLOAT);
     return [ctx.apply('add', [ctx.apply('mul', [x, perChannel(scale)], {}, FLOAT), perChannel(shift)], {}, FLOAT)];
   },
 };
