@@ -63,6 +63,18 @@ describe('conv2d shape rule', () => {
   });
 });
 
+describe('pooling shape rule', () => {
+  test('takes padding up to the window less one (ONNX), and refuses a window that holds no input element', () => {
+    // 3×3 window with 2 of padding: every window still reaches the input (ONNX's maxpool_2d_pads)
+    const ok = new Graph('pads');
+    expect(ok.maxPool2d(ok.input('x', [1, 1, 5, 5]), { kernel: 3, stride: 1, padding: 2 }).shape).toEqual([1, 1, 7, 7]);
+    // 2 taps 3 apart from 2 before a 1-wide input: the first window's taps are at -2 and 1, both outside it
+    const e = shapeError((g) => g.maxPool2d(g.input('x', [1, 1, 4, 1]), { kernel: [1, 2], stride: 1, dilation: [1, 3], padding: [0, 2, 0, 2] }));
+    expect(e.op).toBe('maxPool2d');
+    expect(e.message).toContain('padding 0, 2, 0, 2 leaves window 0 along W (of 2) without an element of the input [1, 1, 4, 1]');
+  });
+});
+
 describe('the CPU reference on values worked by hand', () => {
   const run = (g: Graph, feeds: Record<string, number[]>) => interpret(g, feeds, new Map()).y;
 

@@ -57,8 +57,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
   'not 2-D': /only 1-D and 2-D (Conv|ConvTranspose|MaxPool|AveragePool) are supported/,
   // pooled sizes round down; ceil_mode rounds up
   'ceil mode': /ceil_mode = 1 is not supported/,
-  // the pools' padding is at most half the window (PyTorch's rule); ONNX allows up to the window less one
-  'pool padding': /must be at most half the 3×3 window/,
   // batch statistics and the running-statistics outputs: BatchNormalization imports for inference
   'training batch norm': /training_mode = 1 is not supported/,
   // MaxPool's argmax output
@@ -69,8 +67,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
 const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_add_uint8: 'dtype',
   test_averagepool_2d_ceil: 'ceil mode',
-  test_averagepool_2d_pads: 'pool padding',
-  test_averagepool_2d_pads_count_include_pad: 'pool padding',
   test_averagepool_3d_default: 'not 2-D',
   test_batchnorm_epsilon_training_mode: 'training batch norm',
   test_batchnorm_example_training_mode: 'training batch norm',
@@ -81,7 +77,6 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_globalaveragepool: 'old opset',
   test_globalaveragepool_precomputed: 'old opset',
   test_maxpool_2d_ceil: 'ceil mode',
-  test_maxpool_2d_pads: 'pool padding',
   test_maxpool_2d_uint8: 'dtype',
   test_maxpool_3d_default: 'not 2-D',
   test_maxpool_with_argmax_2d_precomputed_pads: 'pool indices',
@@ -201,6 +196,9 @@ const GPU_CASES = [
   'test_convtranspose_1d',
   'test_maxpool_1d_default',
   'test_averagepool_1d_default',
+  // padding up to the window less one (ONNX's rule)
+  'test_maxpool_2d_pads',
+  'test_averagepool_2d_pads_count_include_pad',
 ];
 
 describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per op family)', () => {

@@ -415,7 +415,7 @@ export class Graph {
 
   /**
    * Maximum over each window of NCHW x, channel by channel: `kernel` one number or [KH, KW];
-   * `stride` defaults to the kernel; padding (at most half the window) is never the maximum.
+   * `stride` defaults to the kernel; padding may not leave a window without an input element, so it is never the maximum.
    */
   maxPool2d(x: Tensor, options: Pool2dOptions): Tensor {
     return this.op('maxPool2d', [x], pool2dAttrs(options));

@@ -2026,10 +2026,23 @@ export function poolGeometry(x: Shape, attrs: Pool2dAttrs): ConvGeometry {
   checkSize('kernel', attrs.kernel);
   if (x.length !== 4) throw new ShapeRuleError(`the input must be NCHW [N, C, H, W]; got ${formatShape(x)}`);
   const geometry = convGeometry(x, [x[1], 1, ...attrs.kernel], { stride: attrs.stride, padding: attrs.padding, dilation: attrs.dilation, groups: x[1] });
-  // as PyTorch: every window then holds at least one element of the input
-  const [pt, pl, pb, pr] = attrs.padding;
-  if (Math.max(pt, pb) * 2 > attrs.kernel[0] || Math.max(pl, pr) * 2 > attrs.kernel[1]) {
-    throw new ShapeRuleError(`padding ${attrs.padding.join(', ')} must be at most half the ${attrs.kernel.join('×')} window on each side`);
+  // every window must hold at least one element of the input, or its max (and a mean that
+  // leaves padding out) would have nothing to take: PyTorch keeps padding to half the window,
+  // ONNX to the window less one; this is the exact condition, per axis and window
+  const [pt, pl] = attrs.padding;
+  const axes = [
+    { axis: 'H', size: x[2], out: geometry.oh, begin: pt, stride: attrs.stride[0], dilation: attrs.dilation[0], taps: attrs.kernel[0] },
+    { axis: 'W', size: x[3], out: geometry.ow, begin: pl, stride: attrs.stride[1], dilation: attrs.dilation[1], taps: attrs.kernel[1] },
+  ];
+  for (const a of axes) {
+    for (let o = 0; o < a.out; o++) {
+      const first = o * a.stride - a.begin;
+      let touches = false;
+      for (let j = 0; j < a.taps && !touches; j++) touches = first + j * a.dilation >= 0 && first + j * a.dilation < a.size;
+      if (!touches) {
+        throw new ShapeRuleError(`padding ${attrs.padding.join(', ')} leaves window ${o} along ${a.axis} (of ${a.out}) without an element of the input ${formatShape(x)}`);
+      }
+    }
   }
   return geometry;
 }
