@@ -55,8 +55,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
   'expansion op': /is not supported by the ONNX frontend/,
   // convolutions and pools are 1-D (NCL, lifted to 2-D) and 2-D (NCHW) only
   'not 2-D': /only 1-D and 2-D (Conv|ConvTranspose|MaxPool|AveragePool) are supported/,
-  // pooled sizes round down; ceil_mode rounds up
-  'ceil mode': /ceil_mode = 1 is not supported/,
   // batch statistics and the running-statistics outputs: BatchNormalization imports for inference
   'training batch norm': /training_mode = 1 is not supported/,
   // MaxPool's argmax output
@@ -66,7 +64,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
 };
 const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_add_uint8: 'dtype',
-  test_averagepool_2d_ceil: 'ceil mode',
   test_averagepool_3d_default: 'not 2-D',
   test_batchnorm_epsilon_training_mode: 'training batch norm',
   test_batchnorm_example_training_mode: 'training batch norm',
@@ -76,7 +73,6 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_convtranspose_3d: 'not 2-D',
   test_globalaveragepool: 'old opset',
   test_globalaveragepool_precomputed: 'old opset',
-  test_maxpool_2d_ceil: 'ceil mode',
   test_maxpool_2d_uint8: 'dtype',
   test_maxpool_3d_default: 'not 2-D',
   test_maxpool_with_argmax_2d_precomputed_pads: 'pool indices',
@@ -199,6 +195,9 @@ const GPU_CASES = [
   // padding up to the window less one (ONNX's rule)
   'test_maxpool_2d_pads',
   'test_averagepool_2d_pads_count_include_pad',
+  // ceil_mode as more padding at the end
+  'test_maxpool_2d_ceil',
+  'test_averagepool_2d_ceil',
 ];
 
 describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per op family)', () => {
@@ -435,7 +434,10 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
       encodeModel(model({ name: 'g', node: [node('MaxPool', ['x'], outputs, [intsAttr('kernel_shape', dims.slice(2).map(() => 2)), ...attrs], 'mp')], input: [valueInfo('x', 1, dims)], output: outputs.map((o) => valueInfo(o, 1, [])) }, 12));
     const cases: [Uint8Array, RegExp][] = [
       [pool([intAttr('storage_order', 1)]), /node 'mp' \(MaxPool, opset 12\): storage_order = 1 \(column-major Indices\) is not supported/],
-      [pool([intAttr('ceil_mode', 1)]), /node 'mp' \(MaxPool, opset 12\): ceil_mode = 1 is not supported/],
+      [
+        encodeModel(model({ name: 'g', node: [node('AveragePool', ['x'], ['y'], [intsAttr('kernel_shape', [2, 2]), intsAttr('strides', [2, 2]), intAttr('ceil_mode', 1), intAttr('count_include_pad', 1)], 'ap')], input: [valueInfo('x', 1, [1, 2, 5, 5])], output: [valueInfo('y', 1, [])] }, 12)),
+        /node 'ap' \(AveragePool, opset 12\): ceil_mode = 1 with count_include_pad = 1 is not supported/,
+      ],
       [pool([], ['y', 'indices']), /node 'mp' \(MaxPool, opset 12\): the second output \(Indices/],
       [pool([], ['y'], [1, 2, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 1-D and 2-D MaxPool are supported: input must be NCL or NCHW \(rank 3 or 4\); got rank 5 \(3-D\)/],
     ];

@@ -6,7 +6,7 @@
 // end (UPPER) or the beginning (LOWER). A 1-D op (NCL, as audio models export) runs as the
 // 2-D one over [N, C, 1, L]: its per-axis attributes get a leading 1 (a 0 for pads and
 // output_padding) and its result drops the unit axis. 3-D ops and the pooling variants the
-// table lacks (ceil_mode, storage_order, the Indices output) fail naming the node.
+// table lacks (storage_order, the Indices output) fail naming the node; ceil_mode pads the end.
 import type { Conv2dAttrs } from '../../ir/ops';
 import type { Converter } from './converters';
 import type { NodeContext } from './context';
@@ -169,15 +169,33 @@ const convTranspose: Converter = {
   },
 };
 
-/** MaxPool and AveragePool's window over (lifted) x; refuses what the table's pools lack. */
-function poolAttrs(ctx: NodeContext, x: Value, lift: boolean) {
-  if (ctx.int('ceil_mode', 0) !== 0) ctx.fail('ceil_mode = 1 is not supported (the pooled size rounds down)');
+/**
+ * MaxPool and AveragePool's window over (lifted) x; refuses what the table's pools lack.
+ * ceil_mode rounds the pooled size up (a last window that would start past the input and
+ * its leading padding is dropped, as PyTorch and ONNX from opset 19 do) by padding the end
+ * further; those positions are never a window's maximum, and a mean leaves them out only
+ * with count_include_pad = 0 (`ceilAllowed` false refuses the other case).
+ */
+function poolAttrs(ctx: NodeContext, x: Value, lift: boolean, ceilAllowed = true) {
+  const ceil = ctx.int('ceil_mode', 0) !== 0;
+  if (ceil && !ceilAllowed) ctx.fail('ceil_mode = 1 with count_include_pad = 1 is not supported (which padding the divisor counts differs between exporters)');
   const kernelShape = spatialInts(ctx, 'kernel_shape', lift, 1) ?? ctx.fail('kernel_shape is required');
   if (kernelShape.length !== 2) ctx.fail(`kernel_shape must have ${axesOf(lift)} ${ctx.opType}); got [${ctx.ints('kernel_shape')!.join(', ')}]`);
   const kernel: Pair = [kernelShape[0], kernelShape[1]];
   const stride = pairAttr(ctx, 'strides', 1, lift);
   const dilation = pairAttr(ctx, 'dilations', 1, lift);
-  return { kernel, stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation, lift) };
+  const size = ctx.shape(x).slice(2);
+  const pads = padding(ctx, size, kernel, stride, dilation, lift);
+  if (ceil) {
+    for (const d of [0, 1]) {
+      const reach = dilation[d] * (kernel[d] - 1) + 1;
+      const padded = size[d] + pads[d] + pads[d + 2];
+      let out = Math.ceil(Math.max(0, padded - reach) / stride[d]) + 1;
+      if ((out - 1) * stride[d] >= size[d] + pads[d]) out--;
+      pads[d + 2] += Math.max(0, (out - 1) * stride[d] + reach - padded);
+    }
+  }
+  return { kernel, stride, dilation, padding: pads };
 }
 
 const maxPool: Converter = {
@@ -201,7 +219,8 @@ const averagePool: Converter = {
     ctx.requireFloat(x);
     const lift = requireSpatial(ctx, x);
     const x2 = to2d(ctx, x, lift);
-    const attrs = { ...poolAttrs(ctx, x2, lift), countIncludePad: ctx.int('count_include_pad', 0) === 1 };
+    const countIncludePad = ctx.int('count_include_pad', 0) === 1;
+    const attrs = { ...poolAttrs(ctx, x2, lift, !countIncludePad), countIncludePad };
     return [from2d(ctx, ctx.apply('avgPool2d', [x2], attrs, FLOAT), lift)];
   },
 };
