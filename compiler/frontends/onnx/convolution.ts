@@ -107,16 +107,20 @@ function addBias(ctx: NodeContext, y: Value, bias: Value | undefined): Value {
   return ctx.apply('add', [y, ctx.apply('reshape', [bias], { shape: [c, 1, 1] }, FLOAT)], {}, FLOAT);
 }
 
+/** Conv and ConvTranspose's operands (lifted to 2-D for a 1-D op), kernel, strides and dilations. */
+function convOperands(ctx: NodeContext) {
+  const [input, weight, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
+  ctx.requireFloat(input, weight, bias);
+  const lift = requireSpatial(ctx, input);
+  const [x, w] = [to2d(ctx, input, lift), to2d(ctx, weight, lift && ctx.rank(weight) === 3)];
+  const kernel = weightKernel(ctx, w, lift);
+  return { lift, x, w, bias, kernel, stride: pairAttr(ctx, 'strides', 1, lift), dilation: pairAttr(ctx, 'dilations', 1, lift) };
+}
+
 const conv: Converter = {
   since: 1,
   convert: (ctx) => {
-    const [input, weight, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
-    ctx.requireFloat(input, weight, bias);
-    const lift = requireSpatial(ctx, input);
-    const [x, w] = [to2d(ctx, input, lift), to2d(ctx, weight, lift && ctx.rank(weight) === 3)];
-    const kernel = weightKernel(ctx, w, lift);
-    const stride = pairAttr(ctx, 'strides', 1, lift);
-    const dilation = pairAttr(ctx, 'dilations', 1, lift);
+    const { lift, x, w, bias, kernel, stride, dilation } = convOperands(ctx);
     const attrs: Conv2dAttrs = { stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation, lift), groups: ctx.int('group', 1) };
     return [from2d(ctx, addBias(ctx, ctx.apply('conv2d', [x, w], attrs, FLOAT), bias), lift)];
   },
@@ -132,20 +136,14 @@ const conv: Converter = {
 const convTranspose: Converter = {
   since: 1,
   convert: (ctx) => {
-    const [input, weight, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
-    ctx.requireFloat(input, weight, bias);
-    const lift = requireSpatial(ctx, input);
-    const [x, w] = [to2d(ctx, input, lift), to2d(ctx, weight, lift && ctx.rank(weight) === 3)];
-    const kernel = weightKernel(ctx, w, lift);
-    const stride = pairAttr(ctx, 'strides', 1, lift);
-    const dilation = pairAttr(ctx, 'dilations', 1, lift);
+    const { lift, x, w, bias, kernel, stride, dilation } = convOperands(ctx);
     const outputPadding = pairAttr(ctx, 'output_padding', 0, lift);
     const groups = ctx.int('group', 1);
     const inSize = ctx.shape(x).slice(2);
     const full = [0, 1].map((d) => stride[d] * (inSize[d] - 1) + outputPadding[d] + dilation[d] * (kernel[d] - 1) + 1);
     const autoPad = ctx.string('auto_pad', 'NOTSET');
     let outputShape = ctx.ints('output_shape');
-    if (outputShape && outputShape.length === ctx.rank(input)) outputShape = outputShape.slice(2);
+    if (outputShape && outputShape.length === (lift ? 3 : 4)) outputShape = outputShape.slice(2);
     if (outputShape && lift && outputShape.length === 1) outputShape = [1, outputShape[0]];
     if (outputShape && outputShape.length !== 2) ctx.fail(`output_shape must have 2 entries (the output's H and W); got [${outputShape.join(', ')}]`);
     let pads: Sides;
