@@ -80,6 +80,9 @@ async function soak(phase: string, count: number, once: (i: number) => Promise<n
       times[i] = performance.now() - t0;
     }
     if (w > 0) done += size;
+    // with node --expose-gc, collect first so that the heap and RSS figures are what is
+    // live, not what the collector has not reached yet
+    (globalThis as { gc?: () => void }).gc?.();
     const memory = process.memoryUsage();
     const sample: Sample = {
       phase,
@@ -102,7 +105,7 @@ async function soak(phase: string, count: number, once: (i: number) => Promise<n
       `heap ${sample.heapMiB.toFixed(1)}`,
       `external ${sample.externalMiB.toFixed(1)}`,
       `gpu ${sample.gpuMiB === undefined ? 'n/a' : `${sample.gpuMiB} MiB`}`,
-      ...(loss !== undefined ? [`${phase.includes('train') ? 'loss' : 'out[0]'} ${loss.toFixed(4)}`] : []),
+      ...(loss !== undefined ? [`${phase.includes('train') ? 'loss' : 'out[0]'} ${loss.toPrecision(4)}`] : []),
     ];
     console.log(`${phase.padEnd(16)} ${cells.join('  ')}`);
   }
@@ -134,6 +137,14 @@ const all: Sample[] = [];
     labels: Int32Array.from({ length: MNIST_BATCH }, () => Math.floor(((next() + 1) / 2) * 10) % 10),
   }));
   all.push(...(await soak('mnist train', COUNTS.mnist, (i) => trainer.step(batches[i % batches.length]))));
+
+  // a second session of the same plan, one window long: if its steps are as slow as the
+  // first session's last window, the drift is the process's or the device's, not the session's
+  if (COUNTS.mnist >= 1000) {
+    const fresh = await loadTrainingPlan(bundle, gpu.device);
+    all.push(...(await soak('mnist fresh', Math.floor(COUNTS.mnist / WINDOWS), (i) => fresh.step(batches[i % batches.length]))));
+    fresh.destroy();
+  }
 
   // inference on the trained parameters: the plan's 'run' entry, outputs read back each time
   const inputs = { x: batches[0].x };

@@ -381,6 +381,13 @@ function loadEntry(
   return { name, desc, commands, staging, free: [staging], made: 1, waiting: [] };
 }
 
+/**
+ * The sessions alive on each device, told when it is lost. One handler per device, holding
+ * sessions weakly and dropping each when it is freed: a handler per session on the device's
+ * lost promise would keep every session ever loaded on that device, buffers and all.
+ */
+const sessionsOnDevice = new WeakMap<GPUDevice, Set<WeakRef<PlanSession>>>();
+
 export class PlanSession implements Session {
   readonly inputs: TensorBinding[];
   readonly outputs: TensorBinding[];
@@ -391,12 +398,14 @@ export class PlanSession implements Session {
   /** settles when the previous run or read-back has been submitted: submissions keep call order */
   private submitted: Promise<void> = Promise.resolve();
   /** settles when every run and read-back so far has finished */
-  private completed: Promise<unknown> = Promise.resolve();
+  private completed: Promise<void> = Promise.resolve();
   /** tracing state: timers and dispatch descriptions per entry, made when tracing is first turned on */
   private traced?: Map<string, TracedEntry>;
   private traceOn = false;
   private tracedRuns = 0;
   private records: TraceRecord[] = [];
+  /** this session's entry in sessionsOnDevice */
+  private watch?: WeakRef<PlanSession>;
 
   constructor(
     readonly manifest: Manifest,
@@ -416,11 +425,23 @@ export class PlanSession implements Session {
 
   /** A lost device makes the session unusable; later calls say why instead of failing in WebGPU. */
   private watchDevice(): void {
-    void this.device.lost?.then((info) => {
-      if (this.destroyed || this.broken) return;
-      const reason = info?.reason === 'destroyed' ? 'the device was destroyed underneath it' : `the device was lost (${info?.reason ?? 'unknown'})`;
-      this.broken = new PlanError('device-lost', `plan "${this.manifest.model.name}": ${reason}${info?.message ? `: ${info.message}` : ''}; load the plan again on a new device`);
-    });
+    this.watch = new WeakRef(this);
+    let watching = sessionsOnDevice.get(this.device);
+    if (!watching) {
+      const sessions = new Set<WeakRef<PlanSession>>();
+      sessionsOnDevice.set(this.device, sessions);
+      void this.device.lost?.then((info) => {
+        for (const ref of sessions) ref.deref()?.deviceLost(info);
+      });
+      watching = sessions;
+    }
+    watching.add(this.watch);
+  }
+
+  private deviceLost(info: GPUDeviceLostInfo | undefined): void {
+    if (this.destroyed || this.broken) return;
+    const reason = info?.reason === 'destroyed' ? 'the device was destroyed underneath it' : `the device was lost (${info?.reason ?? 'unknown'})`;
+    this.broken = new PlanError('device-lost', `plan "${this.manifest.model.name}": ${reason}${info?.message ? `: ${info.message}` : ''}; load the plan again on a new device`);
   }
 
   /**
@@ -544,7 +565,8 @@ export class PlanSession implements Session {
       () => undefined,
       () => undefined,
     );
-    this.completed = Promise.all([this.completed, done]);
+    // resolved to nothing: Promise.all's array of the one before would chain every run ever made
+    this.completed = Promise.all([this.completed, done]).then(() => undefined);
     void done.then(() => {
       if (--this.inFlight === 0 && this.destroyed) this.free();
     });
@@ -632,6 +654,7 @@ export class PlanSession implements Session {
   }
 
   private free(): void {
+    sessionsOnDevice.get(this.device)?.delete(this.watch!);
     for (const buffer of this.created) buffer.destroy();
     this.created.length = 0;
     for (const { timer } of this.traced?.values() ?? []) timer.destroy();
