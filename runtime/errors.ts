@@ -5,9 +5,9 @@
 export type PlanErrorKind =
   /** the bytes end before the header says the file ends */
   | 'truncated'
-  /** not a .mnplan file at all */
+  /** not a .mnplan file (or, from the GGUF reader, not a GGUF file) at all */
   | 'bad-magic'
-  /** a .mnplan of a format version this runtime does not read */
+  /** a .mnplan (or GGUF) of a format version this runtime does not read */
   | 'unsupported-version'
   /** header fields that contradict each other or the file */
   | 'bad-header'
@@ -35,6 +35,8 @@ export type PlanErrorKind =
   | 'no-device'
   /** run() was called with missing, unknown or wrongly sized inputs, or an unknown entry */
   | 'bad-input'
+  /** a weight file's tensor has a type (a GGUF quantization, say) this runtime does not read */
+  | 'unsupported-type'
   /** a training step's loss or a gradient was NaN or infinite; the step was not applied */
   | 'non-finite'
   /** the session was used after destroy() */
