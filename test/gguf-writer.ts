@@ -24,6 +24,8 @@ export interface GgufWriterInput {
   tensors: GgufWriterTensor[];
   /** default 3 */
   version?: number;
+  /** for writing bad files: pad to this alignment whatever `general.alignment` says */
+  alignment?: number;
 }
 
 /** Metadata entries by type, for building inputs: `meta.u32(32)`, `meta.array(GgufType.STRING, ['a'])`. */
@@ -71,7 +73,7 @@ class Bytes {
   f32(v: number) { const at = this.room(4); this.view.setFloat32(at, v, true); }
   f64(v: number) { const at = this.room(8); this.view.setFloat64(at, v, true); }
   u64(v: bigint | number) { const at = this.room(8); this.view.setBigUint64(at, BigInt(v), true); }
-  i64(v: bigint) { const at = this.room(8); this.view.setBigInt64(at, v, true); }
+  i64(v: bigint | number) { const at = this.room(8); this.view.setBigInt64(at, BigInt(v), true); }
   raw(bytes: Uint8Array) { const at = this.room(bytes.length); this.buf.set(bytes, at); }
   string(s: string) {
     const bytes = new TextEncoder().encode(s);
@@ -110,7 +112,7 @@ function writeValue(out: Bytes, type: GgufType, value: GgufValue): void {
 export function encodeGguf(input: GgufWriterInput): Uint8Array {
   const entries = [...input.metadata];
   const alignEntry = entries.find(([key]) => key === 'general.alignment');
-  const alignment = alignEntry ? Number(alignEntry[1].value) : GGUF_DEFAULT_ALIGNMENT;
+  const alignment = input.alignment ?? (alignEntry ? Number(alignEntry[1].value) : GGUF_DEFAULT_ALIGNMENT);
   const out = new Bytes();
   out.raw(new TextEncoder().encode('GGUF'));
   out.u32(input.version ?? 3);

@@ -1,6 +1,7 @@
 // The readers under fuzz, each with its seed corpus: the .mnplan bundle reader (followed by
-// everything `mnc inspect` does with an accepted plan), the runtime's safetensors reader and
-// the ONNX frontend (decoding and importing a model).
+// everything `mnc inspect` does with an accepted plan), the runtime's safetensors reader, the
+// ONNX frontend (decoding and importing a model) and the GGUF reader (with the dequantizers
+// and the metadata → config mapping).
 // A new reader (ONNX, NNEF, GGUF) joins with a FuzzTarget here and a line in bench/fuzz.ts.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -21,6 +22,11 @@ import { blockModel, encodeModel, mlpModel } from '../../fixtures/onnx/models';
 import onnxDescriptor from '../../compiler/frontends/onnx/onnx-proto.json';
 import protobuf from 'protobufjs';
 import { handPlan, reassemble } from '../hand-plan';
+import { parseGguf, type GgufFile, type GgufValue } from '../../runtime/gguf';
+import { dequantize, isSupportedType } from '../../runtime/ggml-types';
+import { ggufModelConfig } from '../../compiler/frontends/gguf/config';
+import { blocksGguf, tinyLlamaGguf } from '../../fixtures/gguf/models';
+import { encodeGguf, type GgufWriterTensor } from '../gguf-writer';
 import type { FuzzTarget } from './fuzz';
 import { INHERITED_NAMES, stringifyJson, type JsonMutator, type Mutated } from './mutate';
 
@@ -268,5 +274,105 @@ export function onnxTarget(): FuzzTarget {
       }
     },
     kindOf: (e) => (isCompileError(e) ? e.kind : '?'),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// GGUF
+
+/** Metadata values as JSON: bigints as numbers, typed arrays as plain arrays. */
+function ggufValueToJson(value: GgufValue): unknown {
+  if (typeof value === 'bigint') return Number(value);
+  if (typeof value !== 'object') return value;
+  return { elementType: value.elementType, values: Array.from(value.values as ArrayLike<GgufValue>, ggufValueToJson) };
+}
+
+/** An accepted file's promise: every tensor's data lies in the data section, aligned, inside the file. */
+function checkGguf(file: GgufFile): string | undefined {
+  if (file.dataOffset > file.byteLength) return `data section outside the file: starts at ${file.dataOffset} of ${file.byteLength}`;
+  for (const t of file.tensors.values()) {
+    if (t.offset < file.dataOffset || t.offset + t.byteLength > file.byteLength) return `tensor outside the data section: "${t.name}" at ${t.offset}..${t.offset + t.byteLength}`;
+    if ((t.offset - file.dataOffset) % file.alignment !== 0) return `tensor misaligned: "${t.name}" at ${t.offset}`;
+  }
+  return undefined;
+}
+
+type GgufJson = { version: number; metadata: [string, number, unknown][]; tensors: { name: string; type: number; ne: number[]; offset: number }[] };
+
+/** Mutations aimed at the GGUF reader's own checks: tensor types, dims, offsets, value types, alignment. */
+const GGUF_MUTATORS: Record<string, JsonMutator> = {
+  'tensor type'(root, rng) {
+    const t = rng.pick((root as GgufJson).tensors);
+    t.type = rng.pick([4, 5, 10, 16, 31, 33, 39, 40, 99, 2 ** 31, 0xffffffff]);
+    return `tensor ${t.name} type = ${t.type}`;
+  },
+  'tensor dims'(root, rng) {
+    const t = rng.pick((root as GgufJson).tensors);
+    t.ne = rng.pick([[], [0], [33], [256, 2 ** 20], [2 ** 32, 2 ** 32], [1, 1, 1, 1, 1], [2 ** 53 - 1], t.ne.slice().reverse()]);
+    return `tensor ${t.name} ne = [${t.ne}]`;
+  },
+  'tensor offset'(root, rng) {
+    const t = rng.pick((root as GgufJson).tensors);
+    t.offset = rng.pick([1, 16, 31, 32, 2 ** 20, 2 ** 40, 2 ** 53 - 32, t.offset + 32, t.offset - 32]);
+    return `tensor ${t.name} offset = ${t.offset}`;
+  },
+  'value type'(root, rng) {
+    const m = rng.pick((root as GgufJson).metadata);
+    m[1] = rng.int(14);
+    return `metadata ${m[0]} type = ${m[1]}`;
+  },
+  'alignment'(root, rng) {
+    const value = rng.pick([0, 1, 3, 8, 48, 64, 4096, 2 ** 31, 0xffffffff]);
+    (root as GgufJson).metadata.push(['general.alignment', rng.pick([4, 4, 10, 5]), value]);
+    return `general.alignment = ${value}`;
+  },
+};
+
+export function ggufTarget(): FuzzTarget {
+  return {
+    name: 'gguf',
+    seeds: [tinyLlamaGguf(), blocksGguf()],
+    async read(bytes) {
+      const file = parseGguf(bytes, 'fuzz.gguf');
+      for (const t of file.tensors.values()) {
+        if (isSupportedType(t.type.name)) dequantize(t.type, bytes.subarray(t.offset, t.offset + t.byteLength), t.elements, `tensor "${t.name}"`);
+      }
+      try {
+        ggufModelConfig(file);
+      } catch (error) {
+        if (!isCompileError(error)) throw error;
+      }
+      return file;
+    },
+    isExpected: isPlanError,
+    kindOf: planErrorKind,
+    checkAccepted: (value) => checkGguf(value as GgufFile),
+    // metadata and tensor infos as JSON, mutated, written again before the original data section
+    restructure(bytes, edit): Mutated | undefined {
+      let file: GgufFile;
+      try {
+        file = parseGguf(bytes);
+      } catch {
+        return undefined;
+      }
+      const json: GgufJson = {
+        version: file.version,
+        metadata: [...file.metadata].map(([key, e]) => [key, e.type, ggufValueToJson(e.value)]),
+        tensors: [...file.tensors.values()].map((t) => ({ name: t.name, type: t.type.id, ne: t.ne, offset: t.offset - file.dataOffset })),
+      };
+      const what = edit(json);
+      try {
+        const tensors: GgufWriterTensor[] = json.tensors.map((t) => ({ name: t.name, type: 'F32', typeId: t.type, ne: t.ne, offset: t.offset, data: new Uint8Array(0), unchecked: true }));
+        const metadata = json.metadata.map(([key, type, value]) => [key, { type, value }] as [string, never]);
+        const header = encodeGguf({ version: json.version, metadata, tensors, alignment: file.alignment });
+        const out = new Uint8Array(header.length + bytes.length - file.dataOffset);
+        out.set(header);
+        out.set(bytes.subarray(file.dataOffset), header.length);
+        return { bytes: out, what };
+      } catch {
+        return undefined;
+      }
+    },
+    jsonMutators: GGUF_MUTATORS,
   };
 }
