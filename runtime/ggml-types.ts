@@ -98,10 +98,18 @@ export function typeBytes(type: GgmlType, elements: number): number {
 // ---------------------------------------------------------------------------------------
 // Block decoding helpers
 
-const F16_TABLE = new Float32Array(65536);
-for (let bits = 0; bits < 65536; bits++) F16_TABLE[bits] = f16BitsToF32(bits);
+/** Every f16's value (256 KiB), made on first use. */
+let f16Table: Float32Array | undefined;
+function f16Values(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let bits = 0; bits < 65536; bits++) f16Table[bits] = f16BitsToF32(bits);
+  }
+  return f16Table;
+}
+let F16_TABLE: Float32Array = new Float32Array(0);
 
-/** The f16 at byte `at` of `b`. */
+/** The f16 at byte `at` of `b` (dequantize() makes F16_TABLE first). */
 const f16 = (b: Uint8Array, at: number): number => F16_TABLE[b[at] | (b[at + 1] << 8)];
 
 /**
@@ -319,6 +327,7 @@ export function dequantize(type: GgmlType, bytes: Uint8Array, elements: number, 
     throw new PlanError('bad-input', `${what}: ${elements} ${type.name} elements take ${blocks * type.blockBytes} bytes, not ${bytes.length}`);
   }
   const out = new Float32Array(elements);
+  F16_TABLE = f16Values();
   DEQUANTIZERS[type.name](bytes, out, type.blockElements === 1 ? elements : blocks);
   return out;
 }

@@ -117,18 +117,19 @@ export function parseGguf(bytes: Uint8Array, source = 'GGUF file'): GgufFile {
 
 /**
  * Reads a GGUF file's header from a source (a file handle, say), fetching only the header's
- * bytes: a growing prefix (1 MiB first, or `firstRead`), doubled while the header runs past
- * it. Tensor data stays unread; readTensorBytes() fetches one tensor's bytes.
+ * bytes: a prefix of 8 MiB (or `firstRead`), as much as a 150k-token vocabulary's header
+ * takes, made 4 times longer and parsed again while the header runs past it. Tensor data stays
+ * unread; readTensorBytes() fetches one tensor's bytes.
  */
 export async function readGguf(file: ByteSource, source = 'GGUF file', options: { firstRead?: number } = {}): Promise<GgufFile> {
-  let length = Math.min(file.byteLength, options.firstRead ?? 1 << 20);
+  let length = Math.min(file.byteLength, options.firstRead ?? 8 << 20);
   for (;;) {
     const prefix = await file.read(0, length);
     try {
       return parse(prefix, file.byteLength, source);
     } catch (error) {
       if (!(error instanceof NeedMore) || length === file.byteLength) throw error;
-      length = Math.min(file.byteLength, Math.max(2 * length, error.needed));
+      length = Math.min(file.byteLength, Math.max(4 * length, error.needed));
     }
   }
 }
@@ -166,6 +167,10 @@ const MIN_KV_BYTES = 13;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const lenientUtf8 = new TextDecoder('utf-8');
 
+/** What a read is of, for messages: a string, or a function that makes it (per array element, made only on failure). */
+type Field = string | (() => string);
+const named = (field: Field): string => (typeof field === 'string' ? field : field());
+
 /** The header reader: a position in `bytes`, a prefix of a file of `fileSize` bytes. */
 class Reader {
   pos = 0;
@@ -183,58 +188,58 @@ class Reader {
     throw new PlanError(kind, `${this.source}: ${message}`);
   }
 
-  /** Ensures `n` bytes at pos; `field` names what is being read. */
-  need(n: number, field: string): void {
+  /** Ensures `n` bytes at pos. */
+  need(n: number, field: Field): void {
     if (this.pos + n <= this.bytes.length) return;
     if (this.bytes.length < this.fileSize) throw new NeedMore(this.pos + n);
-    this.fail('truncated', `the file ends at byte ${this.fileSize}, inside ${field} (${n} bytes at byte ${this.pos})`);
+    this.fail('truncated', `the file ends at byte ${this.fileSize}, inside ${named(field)} (${n} bytes at byte ${this.pos})`);
   }
 
   get remaining(): number {
     return this.fileSize - this.pos;
   }
 
-  u8(field: string): number {
+  u8(field: Field): number {
     this.need(1, field);
     return this.bytes[this.pos++];
   }
 
-  u32(field: string): number {
+  u32(field: Field): number {
     this.need(4, field);
     const v = this.view.getUint32(this.pos, true);
     this.pos += 4;
     return v;
   }
 
-  u64(field: string): bigint {
+  /** A u64 that must be a count or offset below 2^53 (read as two halves: no BigInt on the hot path). */
+  size(field: Field): number {
     this.need(8, field);
-    const v = this.view.getBigUint64(this.pos, true);
+    const lo = this.view.getUint32(this.pos, true);
+    const hi = this.view.getUint32(this.pos + 4, true);
     this.pos += 8;
-    return v;
-  }
-
-  /** A u64 that must be a count or offset below 2^53. */
-  size(field: string): number {
-    const v = this.u64(field);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail('bad-header', `${field} is ${v}, beyond any file`);
-    return Number(v);
+    if (hi > 0x1fffff) this.fail('bad-header', `${named(field)} is ${(BigInt(hi) << 32n) | BigInt(lo)}, beyond any file`);
+    return hi * 2 ** 32 + lo;
   }
 
   /** A count of items of at least `minBytes` each, bounded by the bytes left in the file. */
-  count(field: string, minBytes: number): number {
+  count(field: Field, minBytes: number): number {
     const n = this.size(field);
     if (n * minBytes > this.remaining) {
       // beyond 32 bits no real GGUF count goes: the header is corrupt; otherwise the file was more likely cut short
       const room = `the ${this.remaining} bytes left in the file hold at most ${Math.floor(this.remaining / minBytes)}`;
-      if (n > 0xffffffff) this.fail('bad-header', `${field} is ${n}, more than any GGUF file holds (${room})`);
-      this.fail('truncated', `${field} is ${n}, but ${room}`);
+      if (n > 0xffffffff) this.fail('bad-header', `${named(field)} is ${n}, more than any GGUF file holds (${room})`);
+      this.fail('truncated', `${named(field)} is ${n}, but ${room}`);
     }
     return n;
   }
 
-  string(field: string, strict: boolean): string {
-    const length = this.size(`the length of ${field}`);
-    if (length > this.remaining) this.fail('truncated', `${field} claims ${length} bytes at byte ${this.pos}, but the file ends at byte ${this.fileSize}`);
+  /**
+   * Keys and tensor names must be UTF-8 (`strict`); string values are decoded leniently (bad
+   * bytes become U+FFFD), as some converters wrote vocabularies with stray bytes.
+   */
+  string(field: Field, strict: boolean): string {
+    const length = this.size(() => `the length of ${named(field)}`);
+    if (length > this.remaining) this.fail('truncated', `${named(field)} claims ${length} bytes at byte ${this.pos}, but the file ends at byte ${this.fileSize}`);
     this.need(length, field);
     const raw = this.bytes.subarray(this.pos, this.pos + length);
     this.pos += length;
@@ -242,12 +247,12 @@ class Reader {
     try {
       return utf8.decode(raw);
     } catch {
-      return this.fail('bad-header', `${field} is not UTF-8`);
+      return this.fail('bad-header', `${named(field)} is not UTF-8`);
     }
   }
 
   /** A fixed-size numeric element (array elements and scalars alike). */
-  number(type: GgufType, field: string): number | bigint {
+  number(type: GgufType, field: Field): number | bigint {
     const width = MIN_VALUE_BYTES[type];
     this.need(width, field);
     const v = this.view;
@@ -264,12 +269,12 @@ class Reader {
       case GgufType.UINT64: return v.getBigUint64(at, true);
       case GgufType.INT64: return v.getBigInt64(at, true);
       case GgufType.FLOAT64: return v.getFloat64(at, true);
-      default: return this.fail('bad-header', `${field}: ${ggufTypeName(type)} is not a number type`);
+      default: return this.fail('bad-header', `${named(field)}: ${ggufTypeName(type)} is not a number type`);
     }
   }
 
-  value(type: number, field: string, depth = 0): GgufValue {
-    if (!isGgufType(type)) this.fail('bad-header', `${field} has unknown metadata type ${type}`);
+  value(type: number, field: Field, depth = 0): GgufValue {
+    if (!isGgufType(type)) this.fail('bad-header', `${named(field)} has unknown metadata type ${type}`);
     switch (type) {
       case GgufType.BOOL: return this.u8(field) !== 0;
       case GgufType.STRING: return this.string(field, false);
@@ -278,23 +283,24 @@ class Reader {
     }
   }
 
-  array(field: string, depth: number): GgufArray {
-    if (depth >= GGUF_MAX_ARRAY_DEPTH) this.fail('bad-header', `${field} nests arrays deeper than ${GGUF_MAX_ARRAY_DEPTH}`);
-    const elementType = this.u32(`the element type of ${field}`);
-    if (!isGgufType(elementType)) this.fail('bad-header', `${field} is an array of unknown metadata type ${elementType}`);
-    const n = this.count(`the length of ${field}`, MIN_VALUE_BYTES[elementType]);
-    const item = (i: number) => `${field}[${i}]`;
+  array(field: Field, depth: number): GgufArray {
+    if (depth >= GGUF_MAX_ARRAY_DEPTH) this.fail('bad-header', `${named(field)} nests arrays deeper than ${GGUF_MAX_ARRAY_DEPTH}`);
+    const elementType = this.u32(() => `the element type of ${named(field)}`);
+    if (!isGgufType(elementType)) this.fail('bad-header', `${named(field)} is an array of unknown metadata type ${elementType}`);
+    const n = this.count(() => `the length of ${named(field)}`, MIN_VALUE_BYTES[elementType]);
     switch (elementType) {
       case GgufType.STRING:
       case GgufType.BOOL:
       case GgufType.ARRAY: {
         const values: GgufValue[] = [];
-        for (let i = 0; i < n; i++) values.push(this.value(elementType, item(i), depth + 1));
+        for (let i = 0; i < n; i++) values.push(this.value(elementType, () => `${named(field)}[${i}]`, depth + 1));
         return { elementType, values: values as GgufArrayValues };
       }
       default: {
+        // numbers: the whole array at once (fixed width), then each element
+        this.need(n * MIN_VALUE_BYTES[elementType], field);
         const values = new TYPED_ARRAYS[elementType](n);
-        for (let i = 0; i < n; i++) (values as { [i: number]: number | bigint })[i] = this.number(elementType, item(i));
+        for (let i = 0; i < n; i++) (values as { [i: number]: number | bigint })[i] = this.number(elementType, field);
         return { elementType, values };
       }
     }

@@ -8,5 +8,8 @@ export { loadTrainingPlan, type TrainingSession } from './training';
 export { chooseTarget, targetManifest, targetsOf, type ChosenTarget, type DeviceDescription } from './targets';
 export { toChromeTrace, kernelSummary, formatKernelSummary, type TraceRecord, type TraceEvent, type KernelTime } from './trace';
 export { decodeSafetensors, encodeSafetensors, type SafeTensor, type SafetensorsFile } from './safetensors';
+export { bytesSource, parseGguf, readGguf, readTensorBytes, tensorBytes, GgufType, type ByteSource, type GgufFile, type GgufTensorInfo, type GgufMetadataEntry, type GgufValue, type GgufArray } from './gguf';
+export { dequantize, ggmlType, ggmlTypeById, SUPPORTED_TYPES, type GgmlType, type GgmlTypeName, type SupportedTypeName } from './ggml-types';
+export { openFileSource, type FileSource } from './hosts/file-source';
 export { requestNodeDevice, type NodeBackend, type NodeDeviceOptions, type NodeGPU } from './hosts/node';
 export type { Manifest, TensorBinding } from '../schemas/manifest';
