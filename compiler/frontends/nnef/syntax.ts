@@ -67,6 +67,8 @@ const KEYWORDS = new Set([
   'true', 'false', 'for', 'in', 'if', 'else', 'yield', 'length_of', 'shape_of', 'range_of',
 ]);
 const TWO_CHAR_SYMBOLS = new Set(['->', '<=', '>=', '==', '!=', '&&', '||']);
+/** The operators of KHR_enable_operator_expressions, refused where they appear. */
+const OPERATORS = new Set(['+', '-', '*', '/', '^', '<', '>', '<=', '>=', '==', '!=', '&&', '||']);
 
 /** Splits graph.nnef into tokens; `#` comments run to the end of the line. */
 function tokenize(text: string, file: string): Token[] {
@@ -290,7 +292,18 @@ class Parser {
     return { value: this.value(), at: t.at };
   }
 
+  /** A value, which the flat syntax does not let an operator or an invocation follow. */
   private value(): Expr {
+    const v = this.primary();
+    const t = this.token;
+    if (t.kind === 'symbol' && OPERATORS.has(t.text)) this.fail(`operator expressions are not supported (found '${t.text}'); write the operation as an invocation of its own, e.g. y = add(a, b);`);
+    if (v.kind === 'identifier' && t.kind === 'symbol' && t.text === '(') {
+      this.fail(`nested invocations are not supported ('${v.name}(' inside an argument list); assign the inner operation's result to an identifier first`);
+    }
+    return v;
+  }
+
+  private primary(): Expr {
     const t = this.token;
     if (t.kind === 'integer' || t.kind === 'fractional' || this.is('-')) return this.number();
     if (t.kind === 'string') {
@@ -322,8 +335,7 @@ class Parser {
       this.expect(')', 'to end the tuple');
       return { kind: 'tuple', items, at: t.at };
     }
-    const operators = ['+', '*', '/', '^', '<', '>', '<=', '>=', '==', '!=', '&&', '||', '!'];
-    if (t.kind === 'symbol' && operators.includes(t.text)) this.fail(`operator expressions are not supported (found '${t.text}'); write the operation as an invocation, e.g. add(x, y)`);
+    if (t.kind === 'symbol' && (OPERATORS.has(t.text) || t.text === '!')) this.fail(`operator expressions are not supported (found '${t.text}'); write the operation as an invocation of its own, e.g. y = add(a, b);`);
     return this.fail(`expected a value (an identifier, number, string, true/false, array or tuple), found ${describeToken(t)}`);
   }
 
@@ -336,9 +348,6 @@ class Parser {
     const value = Number(t.text) * (negative ? -1 : 1);
     if (!Number.isFinite(value)) this.fail(`number ${t.text} is out of range`, t.at);
     if (t.kind === 'integer' && !Number.isSafeInteger(value)) this.fail(`integer ${t.text} is too large`, t.at);
-    // a value after an operator (`1 + 2`) is an operator expression
-    const follow = this.token;
-    if (follow.kind === 'symbol' && ['+', '-', '*', '/', '^'].includes(follow.text)) this.fail(`operator expressions are not supported (found '${follow.text}')`);
     return { kind: 'number', value, integer: t.kind === 'integer', at };
   }
 }
