@@ -250,6 +250,7 @@ describe('bad input fails with a CompileError at the line of graph.nnef', () => 
     expect(failure(model(graph('    y = relu(x + 1.0);')))).toMatch(/:5:16: error: operator expressions are not supported \(found '\+'\)/);
     expect(failure(model(graph('    y = add(x, 2.0 * x);')))).toMatch(/:5:20: error: operator expressions are not supported \(found '\*'\)/);
     expect(failure(model(graph('    y = add(x, relu(x));')))).toMatch(/:5:20: error: nested invocations are not supported \('relu\(' inside an argument list\)/);
+    expect(failure(model(graph(`    y = reshape(x, shape = ${'['.repeat(100)}6${']'.repeat(100)});`)))).toMatch(/:5:92: error: arrays and tuples nest more than 64 deep$/);
     expect(failure(model(graph('    y = relu(x);\n    z = relu(y);\n  } trailing')))).toMatch(/:7:5: error: expected the end of the document after the graph body, found 'trailing'$/);
   });
 

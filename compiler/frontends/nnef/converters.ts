@@ -114,23 +114,21 @@ const concat: Converter = (ctx) => {
   return [{ tensor: ctx.record('concat', values.map((v) => v.tensor), { axis }), type: values[0].type }];
 };
 
-/** x's entries at `positions` along `axis`: a slice when contiguous, else a product with one-hot rows. */
-export function takeAlong(ctx: OperationContext, x: Tensor, axis: number, positions: number[]): Tensor {
+/** x's entries first, first + step, … (count of them) along `axis`: a slice for step 1, else a product with one-hot rows. */
+export function takeAlong(ctx: OperationContext, x: Tensor, axis: number, first: number, count: number, step = 1): Tensor {
   const shape = x.shape;
   const n = shape[axis];
-  const start = positions[0];
-  if (positions.every((p, i) => p === start + i)) {
-    if (start === 0 && positions.length === n) return x;
-    return ctx.record('slice', [x], { axis, start, end: start + positions.length });
+  if (step === 1) {
+    if (first === 0 && count === n) return x;
+    return ctx.record('slice', [x], { axis, start: first, end: first + count });
   }
-  const m = positions.length;
-  if (m * n > CONSTANT_LIMIT) ctx.fail(`a strided selection of ${m} of ${n} entries is too large to import (more than ${CONSTANT_LIMIT} selector elements)`);
-  const onehot = new Float32Array(m * n);
-  positions.forEach((p, r) => (onehot[r * n + p] = 1));
+  if (count * n > CONSTANT_LIMIT) ctx.fail(`a strided selection of ${count} of ${n} entries is too large to import (more than ${CONSTANT_LIMIT} selector elements)`);
+  const onehot = new Float32Array(count * n);
+  for (let r = 0; r < count; r++) onehot[r * n + first + r * step] = 1;
   const rest = shape.filter((_, i) => i !== axis);
   const moved = ctx.transpose(x, [axis, ...shape.map((_, i) => i).filter((i) => i !== axis)]);
-  const picked = ctx.record('matmul', [ctx.constant(onehot, [m, n]), ctx.reshape(moved, [n, elementCount(rest)])]);
-  const y = ctx.reshape(picked, [m, ...rest]);
+  const picked = ctx.record('matmul', [ctx.constant(onehot, [count, n]), ctx.reshape(moved, [n, elementCount(rest)])]);
+  const y = ctx.reshape(picked, [count, ...rest]);
   // y is [picked, …rest]: the picked axis goes back where it was
   const perm = Array.from({ length: shape.length }, (_, i) => (i < axis ? i + 1 : i === axis ? 0 : i));
   return ctx.transpose(y, perm);
@@ -156,18 +154,21 @@ const slice: Converter = (ctx) => {
     last = Math.min(Math.max(last, -1), extent);
     const valid = step > 0 ? first >= 0 && last >= first : first < extent && last <= first;
     if (!valid) ctx.fail(`slice ${begin[k]}:${end[k]}:${step} is invalid for axis ${axis} of extent ${extent}`);
-    const positions: number[] = [];
-    for (let i = first; step > 0 ? i < last : i > last; i += step) positions.push(i);
-    if (positions.length === 0) ctx.fail(`slice ${begin[k]}:${end[k]}:${step} of axis ${axis} is empty; the plan carries no zero-size tensors`);
-    y = takeAlong(ctx, y, axis, positions);
+    const count = Math.max(0, Math.ceil((last - first) / step));
+    if (count === 0) ctx.fail(`slice ${begin[k]}:${end[k]}:${step} of axis ${axis} is empty; the plan carries no zero-size tensors`);
+    y = takeAlong(ctx, y, axis, first, count, step);
   });
   return [{ tensor: y, type: x.type }];
 };
 
+/** The most parts split and unstack make (each is a node of the graph). */
+const PART_LIMIT = 4096;
+
 function parts(ctx: OperationContext, x: NnefValue, axis: number, sizes: number[]): NnefValue[] {
+  if (sizes.length > PART_LIMIT) ctx.fail(`${sizes.length} parts are more than the ${PART_LIMIT} the frontend makes`);
   let start = 0;
   return sizes.map((s) => {
-    const part = takeAlong(ctx, x.tensor, axis, Array.from({ length: s }, (_, i) => start + i));
+    const part = takeAlong(ctx, x.tensor, axis, start, s);
     start += s;
     return { tensor: part, type: x.type };
   });
@@ -200,6 +201,7 @@ const unstack: Converter = (ctx) => {
   const shape = x.tensor.shape;
   const axis = ctx.axis(ctx.int('axis'), shape.length);
   const dropped = shape.filter((_, i) => i !== axis);
+  if (shape[axis] > PART_LIMIT) ctx.fail(`${shape[axis]} parts are more than the ${PART_LIMIT} the frontend makes`);
   return [parts(ctx, x, axis, Array(shape[axis]).fill(1)).map((v) => ({ tensor: ctx.reshape(v.tensor, dropped), type: x.type }))];
 };
 

@@ -139,9 +139,13 @@ const describeToken = (t: Token) => (t.kind === 'eof' ? 'end of file' : t.kind =
  */
 export const SUPPORTED_EXTENSIONS: readonly string[] = ['KHR_enable_fragment_definitions', 'KHR_enable_operator_expressions'];
 
+/** How deeply arrays and tuples may nest (NNEF's attributes nest two deep; the bound keeps the recursion off the stack's end). */
+export const MAX_NESTING = 64;
+
 class Parser {
   private readonly tokens: Token[];
   private next = 0;
+  private depth = 0;
 
   constructor(
     text: string,
@@ -261,6 +265,21 @@ class Parser {
   }
 
   private lvalue(): Expr {
+    return this.nested(() => this.lvalueAt());
+  }
+
+  /** Runs a parse of a nested item, refusing nesting past MAX_NESTING. */
+  private nested(parse: () => Expr): Expr {
+    if (this.depth >= MAX_NESTING) this.fail(`arrays and tuples nest more than ${MAX_NESTING} deep`);
+    this.depth++;
+    try {
+      return parse();
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private lvalueAt(): Expr {
     const t = this.token;
     if (this.accept('[')) {
       const items: Expr[] = [];
@@ -294,7 +313,7 @@ class Parser {
 
   /** A value, which the flat syntax does not let an operator or an invocation follow. */
   private value(): Expr {
-    const v = this.primary();
+    const v = this.nested(() => this.primary());
     const t = this.token;
     if (t.kind === 'symbol' && OPERATORS.has(t.text)) this.fail(`operator expressions are not supported (found '${t.text}'); write the operation as an invocation of its own, e.g. y = add(a, b);`);
     if (v.kind === 'identifier' && t.kind === 'symbol' && t.text === '(') {
