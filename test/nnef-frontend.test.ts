@@ -272,14 +272,14 @@ describe('bad input fails with a CompileError at the line of graph.nnef', () => 
       ['    x2 = external<scalar>(shape = [1]);\n    y = relu(x);', /:5:5: error: external: 'x2' is not an input of graph 'g'; external declares the graph's inputs \(x\)$/],
     ];
     for (const [body, message] of cases) expect(failure(model(graph(body))), body).toMatch(message);
-    expect(failure(model('version 1.0;\ngraph g( x ) -> ( y )\n{\n    y = constant(shape = [1], value = [1.0]);\n}\n'))).toMatch(/graph\.nnef:1:1: error: graph input 'x' is never declared by an external operation$/);
-    expect(failure(model(graph('    z = relu(x);')))).toMatch(/graph\.nnef: graph output 'y' is never assigned$/);
+    expect(failure(model('version 1.0;\ngraph g( x ) -> ( y )\n{\n    y = constant(shape = [1], value = [1.0]);\n}\n'))).toMatch(/graph\.nnef:2:1: error: graph input 'x' is never declared by an external operation$/);
+    expect(failure(model(graph('    z = relu(x);')))).toMatch(/graph\.nnef:2:1: error: graph output 'y' is never assigned$/);
   });
 
   test('tensor files: missing, bad header, truncated, a shape other than declared', () => {
     const decl = (label: string, shape = '[3, 4]') => graph(`    w = variable<scalar>(shape = ${shape}, label = '${label}');\n    y = matmul(x, w);`);
     let root = model(decl('fc/w'));
-    expect(failure(root)).toBe(`${join(root, 'graph.nnef')}:5:9: error: fc/w.dat: cannot read tensor file '${join(root, 'fc/w.dat')}': no such file (variable 'fc/w' of ${join(root, 'graph.nnef')}:5)`);
+    expect(failure(root)).toBe(`${join(root, 'graph.nnef')}:5:9: error: ${join(root, 'fc/w.dat')}: cannot read the tensor file: no such file (variable 'fc/w' of ${join(root, 'graph.nnef')}:5)`);
     root = model(decl('w'), { 'w.dat': Uint8Array.from(w, (b, i) => (i === 0 ? 0x50 : b)) });
     expect(failure(root)).toBe(`${join(root, 'graph.nnef')}:5:9: error: ${join(root, 'w.dat')}: bad magic 0x50 0xEF: not an NNEF tensor file (expected 0x4E 0xEF) (variable 'w' of ${join(root, 'graph.nnef')}:5)`);
     root = model(decl('w'), { 'w.dat': w.subarray(0, w.length - 8) });

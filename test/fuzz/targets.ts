@@ -346,7 +346,7 @@ export function nnefTarget(): FuzzTarget {
   const tensors = nnefFixtureTensors();
   const read = (label: string) => {
     const bytes = tensors.get(label);
-    if (!bytes) throw new TensorFileError(`cannot read tensor file '${label}.dat': no such file`);
+    if (!bytes) throw new TensorFileError('cannot read the tensor file: no such file', `fuzz.nnef/${label}.dat`);
     return { bytes, file: `fuzz.nnef/${label}.dat` };
   };
   const encoder = new TextEncoder();

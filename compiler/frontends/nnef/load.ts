@@ -69,12 +69,12 @@ export function loadNnefModel(path: string, options: NnefLoadOptions = {}): Load
   const readTensor: TensorReader = (label) => {
     const file = join(directory, `${label}.dat`);
     const rel = relative(resolve(directory), resolve(file));
-    if (rel.startsWith('..') || isAbsolute(rel)) throw new TensorFileError(`label '${label}' names a file outside the model directory`);
+    if (rel.startsWith('..') || isAbsolute(rel)) throw new TensorFileError(`label '${label}' names a file outside the model directory`, file);
     try {
       return { bytes: readFileSync(file), file };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new TensorFileError(`cannot read tensor file '${file}': ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : String(e)}`);
+      throw new TensorFileError(`cannot read the tensor file: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : String(e)}`, file);
     }
   };
   return importNnefModel(text, graphFile, readTensor, options);
@@ -132,22 +132,23 @@ export function importNnefModel(text: string, file: string, readTensor: TensorRe
     a.results.forEach((lhs, i) => assign(lhs, results[i], values, a, file, fail));
   }
 
+  const graphAt = locationOf(file, doc.at);
   for (const name of doc.params) {
-    if (!inputs.includes(name)) throw new CompileError('model', `graph input '${name}' is never declared by an external operation`, { file, line: 1, column: 1 });
+    if (!inputs.includes(name)) throw new CompileError('model', `graph input '${name}' is never declared by an external operation`, graphAt);
   }
   for (const bound of Object.keys(options.shapes ?? {})) {
     if (!inputs.includes(bound)) throw new CompileError('input', `${file}: --shape names '${bound}', which is not an input of the graph (inputs: ${inputs.join(', ')})`);
   }
   for (const name of doc.results) {
-    const v = values.get(name) ?? fail0(file, `graph output '${name}' is never assigned`);
-    if (!IDENTIFIER.test(name)) fail0(file, `output name '${name}' is not usable as a plan output name`);
+    const v = values.get(name) ?? throwAt(graphAt, `graph output '${name}' is never assigned`);
+    if (!IDENTIFIER.test(name)) throwAt(graphAt, `output name '${name}' is not usable as a plan output name`);
     g.output(name, v.value.tensor);
   }
   return { graph: g, name: doc.name, inputs, outputs: [...doc.results], file };
 }
 
-function fail0(file: string, message: string): never {
-  throw new CompileError('model', `${file}: ${message}`);
+function throwAt(at: SourceLocation, message: string): never {
+  throw new CompileError('model', message, at);
 }
 
 /** The identifiers a left-hand side declares. */
@@ -332,7 +333,7 @@ function variable(ctx: OperationContext, dtype: NnefType, readTensor: TensorRead
     data = tensor.data;
   } catch (e) {
     if (e instanceof TensorFileError) {
-      throw new CompileError('model', `${file}: ${e.message} (variable '${label}' of ${ctx.loc.file}:${ctx.loc.line})`, ctx.loc, 'variable');
+      throw new CompileError('model', `${e.file ?? file}: ${e.message} (variable '${label}' of ${ctx.loc.file}:${ctx.loc.line})`, ctx.loc, 'variable');
     }
     throw e;
   }

@@ -48,6 +48,8 @@ export interface Assignment {
 
 export interface GraphDocument {
   version: { major: number; minor: number };
+  /** where the graph declaration (`graph name( … ) -> ( … )`) is */
+  at: Position;
   extensions: string[];
   name: string;
   params: string[];
@@ -206,7 +208,7 @@ class Parser {
     }
 
     if (this.is('fragment')) this.fail('fragment definitions (custom operations) are not supported; the graph must use the standard operations only');
-    this.expect('graph', 'to begin the graph definition');
+    const at = this.expect('graph', 'to begin the graph definition').at;
     const name = this.identifier('naming the graph').text;
     const params = this.identifierList('of graph inputs');
     this.expect('->', "between the graph's inputs and outputs");
@@ -219,7 +221,7 @@ class Parser {
     }
     this.next++;
     if (this.token.kind !== 'eof') this.fail(`expected the end of the document after the graph body, found ${describeToken(this.token)}`);
-    return { version: { major, minor }, extensions, name, params, results, body };
+    return { version: { major, minor }, at, extensions, name, params, results, body };
   }
 
   private identifierList(context: string): string[] {

@@ -26,8 +26,16 @@ export interface TensorFile {
   data: Float64Array;
 }
 
-/** A refusal of a tensor file; the caller adds the file's name and the variable. */
-export class TensorFileError extends Error {}
+/** A refusal of a tensor file; the caller adds the file's name (where `file` does not give it) and the variable. */
+export class TensorFileError extends Error {
+  constructor(
+    message: string,
+    /** the file the refusal is about, when the thrower knows it */
+    readonly file?: string,
+  ) {
+    super(message);
+  }
+}
 
 const typeName = (code: number): ItemTypeName | undefined => (Object.keys(ITEM_TYPES) as ItemTypeName[]).find((k) => ITEM_TYPES[k] === code);
 
