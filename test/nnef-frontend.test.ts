@@ -317,7 +317,7 @@ describe('bad input fails with a CompileError at the line of graph.nnef', () => 
 // --- windows and shapes against onnxruntime-web --------------------------------------------
 
 describe('window and shape operations agree with onnxruntime-web', () => {
-  // each graph.nnef beside the ONNX graph that computes the same, both on x [1, 2, 7, 7]
+  // each graph.nnef beside the ONNX graph that computes the same, both on x [1, 2, 7, 7] (or [1, 2, 7])
   const cases: [string, string, object[], object[]][] = [];
   const intsAttr = (name: string, ints: number[]) => ({ name, type: 7, ints });
   const intAttr = (name: string, i: number) => ({ name, type: 2, i });
@@ -387,21 +387,36 @@ describe('window and shape operations agree with onnxruntime-web', () => {
     ],
   ]);
 
+  // a 1-D case, on x [1, 2, 7]: run as the 2-D ops over [N, C, 1, L]
+  const w1 = Float32Array.from({ length: 3 * 2 * 3 }, () => 0.5 * next());
+  const oneD: [string, string, object[], object[]] = [
+    '1-D conv (explicit padding, stride 2) and max_pool (automatic padding)',
+    "    w = variable<scalar>(shape = [3, 2, 3], label = 'w1');\n    c = conv(x, w, padding = [(1, 2)], stride = [2]);\n    y = max_pool(c, size = [1, 1, 3], border = 'ignore');",
+    [
+      { opType: 'Conv', input: ['x', 'w1'], output: ['c'], attribute: [intsAttr('strides', [2]), intsAttr('pads', [1, 2])] },
+      { opType: 'MaxPool', input: ['c'], output: ['y'], attribute: [intsAttr('kernel_shape', [3]), intsAttr('pads', [1, 1])] },
+    ],
+    [{ name: 'w1', dims: [3, 2, 3], dataType: 1, floatData: Array.from(w1) }],
+  ];
+  cases.push(oneD);
+
   const dir = mkdtempSync(join(tmpdir(), 'mnc-nnef-ops-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   test.each(cases.map((c, i) => [c[0], i] as const))('%s', async (_, i) => {
     const [, body, nodes, initializer] = cases[i];
+    const shape = cases[i] === oneD ? [1, 2, 7] : [1, 2, 7, 7];
     const root = join(dir, `case${i}`);
     mkdirSync(root);
-    writeFileSync(join(root, 'graph.nnef'), `version 1.0;\ngraph g( x ) -> ( y )\n{\n    x = external<scalar>(shape = [1, 2, 7, 7]);\n${body}\n}\n`);
+    writeFileSync(join(root, 'graph.nnef'), `version 1.0;\ngraph g( x ) -> ( y )\n{\n    x = external<scalar>(shape = ${JSON.stringify(shape).replaceAll(',', ', ')});\n${body}\n}\n`);
+    writeFileSync(join(root, 'w1.dat'), encodeTensorFile([3, 2, 3], w1));
     writeFileSync(join(root, 'w.dat'), encodeTensorFile([4, 2, 3, 3], w));
     writeFileSync(join(root, 'wd.dat'), encodeTensorFile([2, 1, 3, 3], wDeconv));
     const onnxFile = join(root, 'model.onnx');
     const valueInfo = (name: string, dims: number[]) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
-    writeFileSync(onnxFile, encodeModel({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }], graph: { name: 'g', node: nodes, initializer, input: [valueInfo('x', [1, 2, 7, 7])], output: [{ name: 'y', type: { tensorType: { elemType: 1 } } }] } }));
+    writeFileSync(onnxFile, encodeModel({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }], graph: { name: 'g', node: nodes, initializer, input: [valueInfo('x', shape)], output: [{ name: 'y', type: { tensorType: { elemType: 1 } } }] } }));
     const values = uniform(100 + i);
-    const x = Float32Array.from({ length: 98 }, () => 2 * values() - 0.5);
-    const expected = await ortRun(onnxFile, x, [1, 2, 7, 7]);
+    const x = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => 2 * values() - 0.5);
+    const expected = await ortRun(onnxFile, x, shape);
     const loaded = loadNnefModel(root);
     const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0)).y;
     const gpu = (await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x })).y;
