@@ -2,16 +2,16 @@
 // table: accepted, each PlanError kind, and every unexpected error or broken bound with the
 // first case that showed it (rerun with the same --seed to reproduce it).
 //
-//   npx tsx bench/fuzz.ts [--cases 20000] [--seed 1] [--target plan|safetensors|onnx|gguf]
+//   npx tsx bench/fuzz.ts [--cases 20000] [--seed 1] [--target plan|safetensors|onnx|nnef|nnef-dat|gguf]
 import { formatReport, fuzz, type FuzzTarget } from '../test/fuzz/fuzz';
-import { ggufTarget, onnxTarget, planTarget, safetensorsTarget } from '../test/fuzz/targets';
+import { ggufTarget, nnefTarget, nnefTensorTarget, onnxTarget, planTarget, safetensorsTarget } from '../test/fuzz/targets';
 
 function arg(name: string): string | undefined {
   const at = process.argv.indexOf(`--${name}`);
   return at >= 0 ? process.argv[at + 1] : undefined;
 }
 
-const TARGETS: Record<string, () => FuzzTarget | Promise<FuzzTarget>> = { plan: planTarget, safetensors: safetensorsTarget, onnx: onnxTarget, gguf: ggufTarget };
+const TARGETS: Record<string, () => FuzzTarget | Promise<FuzzTarget>> = { plan: planTarget, safetensors: safetensorsTarget, onnx: onnxTarget, nnef: nnefTarget, 'nnef-dat': nnefTensorTarget, gguf: ggufTarget };
 
 const cases = Number(arg('cases') ?? 20000);
 const seed = Number(arg('seed') ?? 1);

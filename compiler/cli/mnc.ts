@@ -4,12 +4,13 @@
 // `file:line:col: error: message`; anything else is an internal error.
 import { Command, Option } from 'commander';
 import { rmSync } from 'node:fs';
-import { basename, isAbsolute, relative } from 'node:path';
+import { basename, isAbsolute, relative, resolve } from 'node:path';
 import { isPlanError, loadPlan, readBundle, requestNodeDevice, type NodeBackend, type PlanBundle, type Session } from '../../runtime';
 import type { EntryPoint, Manifest } from '../../schemas/manifest';
 import type { OptimizerKind, OptimizerSpec, TrainingSpec } from '../autodiff/train';
 import { compileGraphToFile } from '../compile';
 import { formatReport } from '../egraph/run';
+import { isNnefPath, loadNnefModel, nnefPaths } from '../frontends/nnef/load';
 import { loadOnnxModel } from '../frontends/onnx/load';
 import { loadTypeScriptModel } from '../frontends/typescript';
 import { CompileError, CompileErrors } from '../ir/errors';
@@ -57,9 +58,9 @@ interface CompileOptions {
   lr?: string;
   target: string;
   validationThreads?: string;
-  /** ONNX: static shapes of inputs, `name=1x3x224x224` */
+  /** ONNX and NNEF: static shapes of inputs, `name=1x3x224x224` */
   shape: string[];
-  /** ONNX: parameters are not trainable */
+  /** ONNX and NNEF: parameters are not trainable */
   freeze?: boolean;
 }
 
@@ -90,8 +91,8 @@ function trainingFrom(options: CompileOptions, fromModel: TrainingSpec | undefin
   return { loss, optimizer };
 }
 
-/** An ONNX model as the compile command takes a model: no type check, no training option of its own. */
-function onnxModel(file: string, options: CompileOptions) {
+/** --shape name=1x3x224x224 options, by input name. */
+function parseShapes(options: CompileOptions): Record<string, number[]> {
   const shapes: Record<string, number[]> = {};
   for (const text of options.shape) {
     const m = /^([^=]+)=(\d+(?:x\d+)*)$/.exec(text);
@@ -99,8 +100,25 @@ function onnxModel(file: string, options: CompileOptions) {
     if (!m || dims.some((d) => d < 1)) throw new CompileError('input', `--shape expects name=DIMxDIM… with positive dimensions (e.g. x=1x3x224x224); got '${text}'`);
     shapes[m[1]] = dims;
   }
-  const loaded = loadOnnxModel(file, { shapes, freeze: options.freeze });
+  return shapes;
+}
+
+/** An ONNX model as the compile command takes a model: no type check, no training option of its own. */
+function onnxModel(file: string, options: CompileOptions) {
+  const loaded = loadOnnxModel(file, { shapes: parseShapes(options), freeze: options.freeze });
   return { graph: loaded.graph, name: loaded.name, training: undefined, typeChecked: Promise.resolve() };
+}
+
+/** An NNEF model (a directory holding graph.nnef and its .dat files, or that graph.nnef), as onnxModel. */
+function nnefModel(path: string, options: CompileOptions) {
+  const loaded = loadNnefModel(path, { shapes: parseShapes(options), freeze: options.freeze });
+  return { graph: loaded.graph, name: loaded.name, training: undefined, typeChecked: Promise.resolve() };
+}
+
+/** The default plan name for a model path: model.ts → model, model.nnef/ (or its graph.nnef) → model. */
+function planName(modelFile: string, nnef: boolean): string {
+  const base = nnef ? basename(resolve(nnefPaths(modelFile).directory)) : basename(modelFile);
+  return base.replace(/\.[^.]*$/, '');
 }
 
 async function compileCommand(modelFile: string, options: CompileOptions): Promise<void> {
@@ -109,12 +127,17 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   const validationThreads = options.validationThreads === undefined ? undefined : parseCount('--validation-threads', options.validationThreads);
   // the type check runs on its own thread while this one compiles; its errors win over any later one
   const isOnnx = /\.onnx$/i.test(modelFile);
-  if (!isOnnx && (options.shape.length > 0 || options.freeze)) throw new CompileError('input', '--shape and --freeze apply to ONNX models (.onnx); a TypeScript model declares its shapes and trainable parameters itself');
+  const isNnef = !isOnnx && isNnefPath(modelFile);
+  if (!isOnnx && !isNnef && (options.shape.length > 0 || options.freeze)) {
+    throw new CompileError('input', '--shape and --freeze apply to ONNX (.onnx) and NNEF (model.nnef/) models; a TypeScript model declares its shapes and trainable parameters itself');
+  }
   const { graph, name, training, typeChecked } = isOnnx
     ? onnxModel(modelFile, options)
-    : await loadTypeScriptModel(modelFile, { model: options.model, deferTypeCheck: true });
+    : isNnef
+      ? nnefModel(modelFile, options)
+      : await loadTypeScriptModel(modelFile, { model: options.model, deferTypeCheck: true });
   const frontend = performance.now() - started;
-  const out = options.output ?? `${options.model ?? basename(modelFile).replace(/\.[^.]*$/, '')}.mnplan`;
+  const out = options.output ?? `${options.model ?? planName(modelFile, isNnef)}.mnplan`;
   // written beside `out` as it is made, renamed once the type check passed: a failed compile leaves no plan behind
   const partial = `${out}.partial-${process.pid}`;
   makeDirectoryFor(out);
@@ -252,8 +275,8 @@ function program(): Command {
 
   mnc
     .command('compile')
-    .description('compile a TypeScript model file or an ONNX model to a .mnplan bundle')
-    .argument('<model.ts|model.onnx>', 'model file exporting model((g) => …) definitions, or an ONNX model')
+    .description('compile a TypeScript model file, an ONNX model or an NNEF model to a .mnplan bundle')
+    .argument('<model.ts|model.onnx|model.nnef/>', 'model file exporting model((g) => …) definitions, an ONNX model, or an NNEF model directory (graph.nnef and its .dat files)')
     .option('-o, --output <file>', 'output plan (default: <model file name>.mnplan, or <NAME>.mnplan with --model)')
     .option('--model <name>', 'which exported model to compile (required when the file exports several)')
     .option('--seed <n>', 'seed for parameter initial values', '0')
@@ -270,8 +293,8 @@ function program(): Command {
       DEFAULT_TARGETS.map((t) => t.name).join(','),
     )
     .option('--validation-threads <n>', "threads running naga's validation and translations, this one included (default: from the cores and the work; 1 starts none)")
-    .option('--shape <name=dims>', 'ONNX: the static shape of an input, e.g. x=1x3x224x224 (binds dynamic dimensions); repeatable', collect, [])
-    .option('--freeze', "ONNX: the model's initializers are fixed weights, not trainable parameters")
+    .option('--shape <name=dims>', 'ONNX, NNEF: the static shape of an input, e.g. x=1x3x224x224 (binds dynamic dimensions; replaces an NNEF external\'s shape); repeatable', collect, [])
+    .option('--freeze', "ONNX, NNEF: the model's initializers (NNEF: variables) are fixed weights, not trainable parameters")
     .action(compileCommand);
 
   mnc

@@ -1,7 +1,7 @@
 // The readers under fuzz, each with its seed corpus: the .mnplan bundle reader (followed by
 // everything `mnc inspect` does with an accepted plan), the runtime's safetensors reader, the
-// ONNX frontend (decoding and importing a model) and the GGUF reader (with the dequantizers
-// and the metadata → config mapping).
+// ONNX frontend (decoding and importing a model), the NNEF frontend (graph.nnef's text, and
+// .dat tensor files) and the GGUF reader (with the dequantizers and the metadata → config mapping).
 // A new reader (ONNX, NNEF, GGUF) joins with a FuzzTarget here and a line in bench/fuzz.ts.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -18,17 +18,21 @@ import { MNPLAN_HEADER_BYTES, type Manifest } from '../../schemas/manifest';
 import { decodeModel } from '../../compiler/frontends/onnx/proto';
 import { importOnnxModel } from '../../compiler/frontends/onnx/load';
 import { isCompileError } from '../../compiler/ir/errors';
-import { blockModel, encodeModel, mlpModel } from '../../fixtures/onnx/models';
+import { importNnefModel } from '../../compiler/frontends/nnef/load';
+import { PROTOTYPES, UNSUPPORTED_STANDARD_OPS } from '../../compiler/frontends/nnef/operations';
+import { decodeTensorFile, TensorFileError } from '../../compiler/frontends/nnef/tensor-file';
+import { cornerTensors, onnxToNnef } from '../../fixtures/nnef/models';
+import { blockModel, cnnModel, encodeModel, mlpModel } from '../../fixtures/onnx/models';
 import onnxDescriptor from '../../compiler/frontends/onnx/onnx-proto.json';
 import protobuf from 'protobufjs';
 import { handPlan, reassemble } from '../hand-plan';
+import type { FuzzTarget } from './fuzz';
+import { INHERITED_NAMES, stringifyJson, type JsonMutator, type Mutated } from './mutate';
 import { parseGguf, type GgufFile, type GgufValue } from '../../runtime/gguf';
 import { dequantize, isSupportedType } from '../../runtime/ggml-types';
 import { ggufModelConfig } from '../../compiler/frontends/gguf/config';
 import { blocksGguf, tinyLlamaGguf } from '../../fixtures/gguf/models';
 import { encodeGguf, type GgufWriterTensor } from '../gguf-writer';
-import type { FuzzTarget } from './fuzz';
-import { INHERITED_NAMES, stringifyJson, type JsonMutator, type Mutated } from './mutate';
 
 const planErrorKind = (error: unknown) => (isPlanError(error) ? error.kind : '?');
 
@@ -274,6 +278,124 @@ export function onnxTarget(): FuzzTarget {
       }
     },
     kindOf: (e) => (isCompileError(e) ? e.kind : '?'),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// NNEF
+
+/** graph.nnef's tokens (comments dropped), integers as JSON numbers so the number mutators reach them (shapes, axes, sizes). */
+const NNEF_TOKEN = /'[^'\n]*'|"[^"\n]*"|[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|->|<=|>=|==|!=|&&|\|\||#[^\n]*|\S/g;
+
+function nnefTokens(text: string): (string | number)[] {
+  return (text.match(NNEF_TOKEN) ?? []).filter((t) => !t.startsWith('#')).map((t) => (/^[0-9]+$/.test(t) ? Number(t) : t));
+}
+
+/** Tokens back to text: strings as they are, anything a mutator put there as JSON. */
+function nnefText(tokens: unknown): string {
+  if (!Array.isArray(tokens)) return stringifyJson(tokens);
+  return tokens.map((t) => (typeof t === 'string' ? t : stringifyJson(t))).join(' ');
+}
+
+/** Mutations that keep graph.nnef well-formed enough to reach the operations: another op, other shapes and attributes. */
+const NNEF_MUTATORS: Record<string, JsonMutator> = {
+  'other operation'(root, rng) {
+    const tokens = root as unknown[];
+    const at = tokens.flatMap((t, i) => (i > 0 && tokens[i - 1] === '=' && typeof t === 'string' && /^[a-z_]+$/.test(t) && tokens[i + 1] !== '[' ? [i] : []));
+    if (!Array.isArray(tokens) || at.length === 0) return 'no operation';
+    const i = rng.pick(at);
+    const op = rng.pick([...Object.keys(PROTOTYPES), ...UNSUPPORTED_STANDARD_OPS]);
+    const was = tokens[i];
+    tokens[i] = op;
+    return `operation ${String(was)} → ${op}`;
+  },
+  'edge integer'(root, rng) {
+    const tokens = root as unknown[];
+    const at = tokens.flatMap((t, i) => (typeof t === 'number' ? [i] : []));
+    if (!Array.isArray(tokens) || at.length === 0) return 'no number';
+    const i = rng.pick(at);
+    tokens[i] = rng.pick([0, 1, 2, 3, 7, 64, 4096, 65536, 2 ** 31, 2 ** 40]);
+    if (rng.chance(0.3)) tokens.splice(i, 0, '-');
+    return `number ${i} = ${tokens[i] === '-' ? '-' : ''}${String(tokens[i + (tokens[i] === '-' ? 1 : 0)])}`;
+  },
+  'border'(root, rng) {
+    const tokens = root as unknown[];
+    const at = tokens.flatMap((t, i) => (typeof t === 'string' && /^'/.test(t) ? [i] : []));
+    if (!Array.isArray(tokens) || at.length === 0) return 'no string';
+    const i = rng.pick(at);
+    tokens[i] = rng.pick(["'constant'", "'ignore'", "'reflect'", "''", "'../../etc/passwd'", "'fc1/weight'", "'conv1/weight'", "'weights/w'"]);
+    return `string ${i} = ${String(tokens[i])}`;
+  },
+};
+
+/** Every fixture's tensor files by label, read as if beside any graph. */
+function nnefFixtureTensors(): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>();
+  const add = (m: Map<string, Uint8Array>) => m.forEach((bytes, name) => files.set(name.replace(/\.dat$/, ''), bytes));
+  add(onnxToNnef(mlpModel(), { x: [1, 16] }).tensors);
+  add(onnxToNnef(cnnModel()).tensors);
+  add(cornerTensors());
+  return files;
+}
+
+const nnefKind = (e: unknown) => (isCompileError(e) ? e.kind : e instanceof TensorFileError ? 'tensor-file' : '?');
+
+/**
+ * The NNEF frontend from graph.nnef's text to a Graph, over the fixtures' graphs (the MLP and
+ * CNN written from the ONNX fixtures, the hand-written corners graph) and their tensor files
+ * held in memory. Mutations: bytes, and tokens (as a JSON array, so the generic mutators
+ * delete, copy and replace them, plus other operations, edge integers and strings).
+ */
+export function nnefTarget(): FuzzTarget {
+  const file = 'fuzz.nnef/graph.nnef';
+  const tensors = nnefFixtureTensors();
+  const read = (label: string) => {
+    const bytes = tensors.get(label);
+    if (!bytes) throw new TensorFileError('cannot read the tensor file: no such file', `fuzz.nnef/${label}.dat`);
+    return { bytes, file: `fuzz.nnef/${label}.dat` };
+  };
+  const encoder = new TextEncoder();
+  const seeds = [
+    onnxToNnef(mlpModel(), { x: [1, 16] }).graph,
+    onnxToNnef(cnnModel()).graph,
+    readFileSync(new URL('../../fixtures/nnef/corners.nnef/graph.nnef', import.meta.url), 'utf8'),
+  ].map((t) => encoder.encode(t));
+  return {
+    name: 'nnef',
+    seeds,
+    async read(bytes) {
+      return importNnefModel(new TextDecoder().decode(bytes), file, read);
+    },
+    isExpected: isCompileError,
+    kindOf: nnefKind,
+    restructure(bytes, edit): Mutated {
+      const tokens = nnefTokens(new TextDecoder().decode(bytes));
+      const what = edit(tokens);
+      return { bytes: encoder.encode(nnefText(tokens)), what };
+    },
+    jsonMutators: NNEF_MUTATORS,
+  };
+}
+
+/**
+ * NNEF's .dat reader: a mutated tensor file read as the variable of a graph that declares the
+ * shape its header gives (so accepted files reach the parameter they become). Seeds: float32,
+ * float16 and float64 weights, int8 scales, a bit-packed logical mask.
+ */
+export function nnefTensorTarget(): FuzzTarget {
+  const tensors = nnefFixtureTensors();
+  const seeds = ['conv1/weight', 'weights/w', 'weights/b', 'scales', 'mask'].map((label) => tensors.get(label)!);
+  return {
+    name: 'nnef-dat',
+    seeds,
+    async read(bytes) {
+      const { shape, itemType } = decodeTensorFile(bytes);
+      const type = itemType === 'bool' ? 'logical' : 'scalar';
+      const graph = `version 1.0;\ngraph g( x ) -> ( y )\n{\n  x = external<scalar>(shape = [1]);\n  w = variable<${type}>(shape = [${shape.join(', ')}], label = 'w');\n  y = add(w, x);\n}\n`;
+      return importNnefModel(graph, 'fuzz.nnef/graph.nnef', () => ({ bytes, file: 'fuzz.nnef/w.dat' }));
+    },
+    isExpected: (e) => isCompileError(e) || e instanceof TensorFileError,
+    kindOf: nnefKind,
   };
 }
 
