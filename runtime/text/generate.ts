@@ -83,6 +83,7 @@ export async function* generate(
     if (stream) text = (stopped ? '' : stream.push(token)) + (last ? stream.flush() : '');
     yield { token, text, index, finishReason: stopped ? 'stop' : last ? 'length' : null };
     if (last) return;
+    signal?.throwIfAborted(); // the consumer may have aborted while it held the token
     logits = await model.decode(token, sequence.length - 1);
   }
 }
