@@ -67,19 +67,25 @@ export function nextTokenDistribution(logits: Float32Array, seen: ArrayLike<numb
   checkLogits(logits);
   let scores = logits;
   if (config.repetitionPenalty !== 1 && seen.length > 0) {
-    scores = Float32Array.from(logits);
+    scores = logits.slice();
     applyRepetitionPenalty(scores, seen, config.repetitionPenalty);
   }
   if (!config.doSample || config.temperature === 0) {
     return { ids: Int32Array.of(argmax(scores)), probs: Float64Array.of(1) };
   }
 
-  const ids = topKCandidates(scores, config.topK);
+  let floor = config.topK > 0 && config.topK < scores.length ? kthLargest(scores, config.topK) : -Infinity;
+  // min-p compares p with min_p · max p, i.e. s / T with max s / T + ln min_p: without top-p
+  // in between it can cut the candidates before any exp (with top-p it must wait: top-p
+  // sees the tokens min-p drops)
+  const minPFirst = config.minP > 0 && config.topP === 1;
+  if (minPFirst) floor = Math.max(floor, maxScore(scores) + config.temperature * Math.log(config.minP));
+  const ids = candidates(scores, floor);
   let probs = softmax(scores, ids, config.temperature);
   let kept = ids;
   if (config.topP < 1) ({ ids: kept, probs } = nucleus(kept, probs, config.topP));
-  if (config.minP > 0) ({ ids: kept, probs } = minPFilter(kept, probs, config.minP));
-  return { ids: kept, probs: normalise(probs) };
+  if (config.minP > 0 && !minPFirst) ({ ids: kept, probs } = minPFilter(kept, probs, config.minP));
+  return { ids: kept, probs: kept === ids ? probs : normalise(probs) };
 }
 
 /** The token whose cumulative probability (ascending id order) first exceeds u ∈ [0, 1). */
@@ -118,15 +124,22 @@ function checkLogits(logits: Float32Array): void {
   }
 }
 
-/** Ids (ascending) whose score is finite and >= the k-th largest score; all finite ones when k is 0 or >= the vocabulary. */
-function topKCandidates(scores: Float32Array, k: number): Int32Array {
-  const threshold = k > 0 && k < scores.length ? kthLargest(scores, k) : -Infinity;
+/** Ids (ascending) whose score is finite and >= floor. */
+function candidates(scores: Float32Array, floor: number): Int32Array {
+  const ids = new Int32Array(scores.length);
   let count = 0;
-  for (let i = 0; i < scores.length; i++) if (scores[i]! >= threshold && scores[i]! > -Infinity) count++;
+  for (let i = 0; i < scores.length; i++) {
+    const s = scores[i]!;
+    if (s >= floor && s > -Infinity) ids[count++] = i;
+  }
   if (count === 0) throw new TextError('bad-logits', `every one of the ${scores.length} logits is -Infinity: no token can be chosen`);
-  const ids = new Int32Array(count);
-  for (let i = 0, j = 0; i < scores.length; i++) if (scores[i]! >= threshold && scores[i]! > -Infinity) ids[j++] = i;
-  return ids;
+  return ids.subarray(0, count);
+}
+
+function maxScore(scores: Float32Array): number {
+  let max = -Infinity;
+  for (let i = 0; i < scores.length; i++) if (scores[i]! > max) max = scores[i]!;
+  return max;
 }
 
 /** The k-th largest score, counting equal scores separately (torch.topk's k-th value): a size-k min-heap. */
@@ -162,40 +175,91 @@ function kthLargest(scores: Float32Array, k: number): number {
   return heap[0]!;
 }
 
+/**
+ * A token this far below the top (in scaled logits) gets probability 0 without an exp: e^-50 is
+ * 2e-22, so all of them together (a vocabulary of 10^5) move the sum by less than a float64
+ * ulp, and a draw u with 53 bits cannot land on one of them.
+ */
+const NEGLIGIBLE = 50;
+
 /** softmax(scores[ids] / temperature) in float64. */
 function softmax(scores: Float32Array, ids: Int32Array, temperature: number): Float64Array {
   const probs = new Float64Array(ids.length);
   let max = -Infinity;
-  for (let j = 0; j < ids.length; j++) max = Math.max(max, scores[ids[j]!]! / temperature);
-  let sum = 0;
   for (let j = 0; j < ids.length; j++) {
-    probs[j] = Math.exp(scores[ids[j]!]! / temperature - max);
-    sum += probs[j]!;
+    const z = scores[ids[j]!]! / temperature;
+    probs[j] = z;
+    if (z > max) max = z;
   }
-  for (let j = 0; j < ids.length; j++) probs[j]! /= sum;
+  let sum = 0;
+  for (let j = 0; j < probs.length; j++) {
+    const d = probs[j]! - max;
+    const w = d < -NEGLIGIBLE ? 0 : Math.exp(d);
+    probs[j] = w;
+    sum += w;
+  }
+  const scale = 1 / sum;
+  for (let j = 0; j < probs.length; j++) probs[j]! *= scale;
   return probs;
 }
 
 /**
- * Top-p. A token is kept while the mass ranked above it is < p, the top token always. Tokens
- * with probability < (1 - p) / n are dropped before sorting: every token at or below them in
- * rank has probability < (1 - p) / n, so their ascending cumulative sum is < 1 - p and
- * transformers drops them too. With a peaked distribution this leaves a few dozen to sort.
+ * Top-p: token j is kept while the mass ranked above it (probability descending, id ascending
+ * among equals) is < p; the top token always. Found without sorting the vocabulary: tokens
+ * with probability < (1 - p) / n go first (every token at or below them in rank has less, so
+ * their ascending cumulative sum is < 1 - p and transformers drops them too), then a
+ * quickselect on mass: split at a pivot probability into greater, equal and less; if the
+ * greater part alone reaches the mass still wanted the boundary lies inside it, else it is
+ * kept whole and the search goes on below it. Expected time linear in the vocabulary.
  */
 function nucleus(ids: Int32Array, probs: Float64Array, topP: number): TokenDistribution {
   const floor = (1 - topP) / ids.length;
-  const order: number[] = [];
-  for (let j = 0; j < ids.length; j++) if (probs[j]! >= floor) order.push(j);
-  order.sort((a, b) => probs[b]! - probs[a]! || a - b);
+  let items: number[] = [];
+  for (let j = 0; j < ids.length; j++) if (probs[j]! >= floor) items.push(j);
   const keep: number[] = [];
-  let above = 0;
-  for (const j of order) {
-    if (keep.length > 0 && above >= topP) break;
-    keep.push(j);
-    above += probs[j]!;
+  let wanted = topP; // mass the kept tokens may still have above the next one
+  search: while (items.length > 0) {
+    const pivot = medianOfThree(probs[items[0]!]!, probs[items[items.length >> 1]!]!, probs[items[items.length - 1]!]!);
+    const greater: number[] = [];
+    const equal: number[] = []; // in ascending id order, as items are
+    const less: number[] = [];
+    let greaterMass = 0;
+    for (const j of items) {
+      const p = probs[j]!;
+      if (p > pivot) {
+        greater.push(j);
+        greaterMass += p;
+      } else if (p === pivot) equal.push(j);
+      else less.push(j);
+    }
+    if (greaterMass >= wanted && greater.length > 0) {
+      items = greater;
+      continue;
+    }
+    keep.push(...greater);
+    wanted -= greaterMass;
+    for (const j of equal) {
+      if (wanted <= 0) break search;
+      keep.push(j);
+      wanted -= probs[j]!;
+    }
+    if (wanted <= 0) break;
+    items = less;
   }
+  if (keep.length === 0) keep.push(mostLikely(probs));
   keep.sort((a, b) => a - b);
   return { ids: Int32Array.from(keep, (j) => ids[j]!), probs: Float64Array.from(keep, (j) => probs[j]!) };
+}
+
+function medianOfThree(a: number, b: number, c: number): number {
+  return Math.max(Math.min(a, b), Math.min(Math.max(a, b), c));
+}
+
+/** The index of the largest probability (the first of equals). */
+function mostLikely(probs: Float64Array): number {
+  let best = 0;
+  for (let j = 1; j < probs.length; j++) if (probs[j]! > probs[best]!) best = j;
+  return best;
 }
 
 /** Min-p: keep p >= minP · max p (the most likely token always passes). */
