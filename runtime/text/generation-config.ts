@@ -3,6 +3,7 @@
 // (snake_case, the same fields). Every bad value is refused with the field's name and the value.
 
 import { TextError } from './errors';
+import { parseJsonObject } from './json';
 import { randomSeed } from './random';
 import type { SamplingConfig } from './sampling';
 
@@ -144,28 +145,4 @@ export function readGenerationConfig(json: unknown, file = 'generation_config.js
     options.stopTokenIds = ids as number[];
   }
   return options as GenerationOptions;
-}
-
-/** A JSON object from an object, a JSON string or UTF-8 bytes; anything else is a TextError naming `file`. */
-export function parseJsonObject(json: unknown, file: string, kind: 'bad-option' | 'bad-tokenizer'): Record<string, unknown> {
-  let value = json;
-  if (value instanceof ArrayBuffer) value = new Uint8Array(value);
-  if (value instanceof Uint8Array) {
-    try {
-      value = new TextDecoder('utf-8', { fatal: true }).decode(value);
-    } catch (cause) {
-      throw new TextError(kind, 'is not UTF-8 text', { file, cause });
-    }
-  }
-  if (typeof value === 'string') {
-    try {
-      value = JSON.parse(value);
-    } catch (cause) {
-      throw new TextError(kind, `is not JSON: ${(cause as Error).message}`, { file, cause });
-    }
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TextError(kind, `must hold a JSON object; got ${Array.isArray(value) ? 'an array' : show(value)}`, { file });
-  }
-  return value as Record<string, unknown>;
 }

@@ -6,7 +6,7 @@
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template';
 import { TextError } from './errors';
-import { parseJsonObject } from './generation-config';
+import { parseJsonObject } from './json';
 import { TextStreamDecoder, type StreamDecoderOptions } from './stream';
 
 /** The contents of a tokenizer's files: parsed JSON, JSON text, or the files' bytes. */
