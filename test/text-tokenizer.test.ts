@@ -233,6 +233,15 @@ describe('chat templates', () => {
     expect(error.message).toBe('models/gemma/tokenizer_config.json: the chat template failed while rendering: System role not supported');
   });
 
+  it('refuse a chat_template of the wrong shape when the tokenizer loads', () => {
+    const tokenizer = readFileSync(join(dirs['mistral-7b']!, 'tokenizer.json'));
+    let error = thrown(() => loadTokenizer({ tokenizer, config: { chat_template: 42 } }));
+    expect(error.kind).toBe('chat-template');
+    expect(error.message).toBe('tokenizer_config.json: chat_template must be a string or a list of { "name", "template" }; got 42');
+    error = thrown(() => loadTokenizer({ tokenizer, config: { chat_template: [{ name: 'default' }] } }));
+    expect(error.message).toBe('tokenizer_config.json: chat_template must be a string or a list of { "name", "template" }; got {"name":"default"} in the list');
+  });
+
   it('report a template that does not parse when it is first used', () => {
     const tokenizer = loadTokenizer({ tokenizer: readFileSync(join(dirs['mistral-7b']!, 'tokenizer.json')), chatTemplate: '{% for m in messages %}{{ m.content }' });
     expect(tokenizer.encode('Hi')).toEqual([1, 15359]);

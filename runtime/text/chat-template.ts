@@ -49,11 +49,14 @@ export class ChatTemplate {
     readonly file = 'tokenizer_config.json',
   ) {
     const sources = new Map<string, string>();
+    if (typeof template !== 'string' && (typeof template !== 'object' || template === null)) {
+      throw new TextError('chat-template', `chat_template must be a string or a list of { "name", "template" }; got ${JSON.stringify(template)}`, { file });
+    }
     if (typeof template === 'string') sources.set('default', template);
     else if (Array.isArray(template)) {
       for (const entry of template) {
         if (typeof entry?.name !== 'string' || typeof entry?.template !== 'string') {
-          throw new TextError('chat-template', 'chat_template must be a string or a list of { "name", "template" } strings', { file });
+          throw new TextError('chat-template', `chat_template must be a string or a list of { "name", "template" }; got ${JSON.stringify(entry)} in the list`, { file });
         }
         sources.set(entry.name, entry.template);
       }
