@@ -2,12 +2,14 @@
 // `webgpu` package. runtime/browser.ts is the same API for browsers.
 export { readBundle, type PlanBundle } from './bundle';
 export { PlanError, isPlanError, type PlanErrorKind } from './errors';
-export { loadPlan, type LoadOptions, type RunOptions, type Session, type TensorData } from './session';
+export { loadPlan, type LoadOptions, type RunOptions, type Session, type TensorData, type WeightsInput } from './session';
 export { DEFAULT_MEMORY_BUDGET } from './memory-budget';
 export { loadTrainingPlan, type TrainingSession } from './training';
 export { chooseTarget, targetManifest, targetsOf, type ChosenTarget, type DeviceDescription } from './targets';
 export { toChromeTrace, kernelSummary, formatKernelSummary, type TraceRecord, type TraceEvent, type KernelTime } from './trace';
 export { decodeSafetensors, encodeSafetensors, type SafeTensor, type SafetensorsFile } from './safetensors';
+export { matchWeights, tensorAsF32, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
+export { readWeightsFiles } from './hosts/weights-files';
 export { bytesSource, parseGguf, readGguf, readTensorBytes, tensorBytes, GgufType, type ByteSource, type GgufFile, type GgufTensorInfo, type GgufMetadataEntry, type GgufValue, type GgufArray } from './gguf';
 export { dequantize, ggmlType, ggmlTypeById, SUPPORTED_TYPES, type GgmlType, type GgmlTypeName, type SupportedTypeName } from './ggml-types';
 export { openFileSource, type FileSource } from './hosts/file-source';

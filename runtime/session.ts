@@ -3,6 +3,8 @@
 // compute pass, submits once and reads outputs back. No compiling or planning happens here:
 // intermediates the compiler packed into arenas are bound as ranges of the arena buffers.
 // A traced run (trace.ts) encodes a pass per dispatch instead, with timestamp queries.
+import { decodeSafetensors } from './safetensors';
+import { matchWeights, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
 import { DTYPE_BYTES, type DType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
 import { readBundle, type PlanBundle } from './bundle';
 import { measureDeviceConstants } from './device-constants';
@@ -84,9 +86,19 @@ export interface Session {
   tracing: boolean;
   /** The records of the traced runs finished so far, removed from the session (see runtime/trace.ts). */
   takeTrace(): TraceRecord[];
+  /**
+   * Writes the plan's parameters from safetensors files (bytes, or decoded files with a name
+   * for messages), matched by name with shapes checked; F16, BF16 and F64 tensors are widened
+   * to f32. Nothing is written unless every tensor matches (runtime/weights.ts). Ordered
+   * before runs submitted after it.
+   */
+  loadWeights(files: WeightsInput | readonly WeightsInput[], options?: WeightsOptions): WeightsReport;
   /** Frees the GPU buffers (after an in-flight run finishes); later calls throw PlanError('destroyed'). */
   destroy(): void;
 }
+
+/** A safetensors file for loadWeights: its bytes, or decoded with the name messages use. */
+export type WeightsInput = Uint8Array | NamedSafetensors;
 
 /** Where a plan buffer lives: a whole GPUBuffer of its own, or a range of an arena. */
 interface BufferSlot {
@@ -608,6 +620,15 @@ export class PlanSession implements Session {
       submitted();
       return this.collectCopy(ids, staged);
     });
+  }
+
+  loadWeights(files: WeightsInput | readonly WeightsInput[], options: WeightsOptions = {}): WeightsReport {
+    this.assertAlive();
+    const list = files instanceof Uint8Array || !Array.isArray(files) ? [files as WeightsInput] : (files as readonly WeightsInput[]);
+    const named = list.map((f, i) => (f instanceof Uint8Array ? { source: list.length > 1 ? `weights file ${i + 1}` : 'weights file', file: decodeSafetensors(f, list.length > 1 ? `weights file ${i + 1}` : 'weights file') } : f));
+    const { writes, report } = matchWeights(this.manifest, named, options);
+    for (const { buffer, bytes } of writes) this.writeBuffer(buffer.id, bytes);
+    return report;
   }
 
   /** Overwrites a buffer's contents (from its start); ordered before any run submitted after it. */

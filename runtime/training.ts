@@ -5,7 +5,8 @@
 import type { Manifest, TensorBinding, TrainingDesc } from '../schemas/manifest';
 import { PlanError } from './errors';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors';
-import { openPlan, type LoadOptions, type PlanSession, type RunOptions, type TensorData } from './session';
+import { openPlan, type LoadOptions, type PlanSession, type RunOptions, type TensorData, type WeightsInput } from './session';
+import type { WeightsOptions, WeightsReport } from './weights';
 import type { ChosenTarget } from './targets';
 import type { TraceRecord } from './trace';
 
@@ -35,6 +36,8 @@ export interface TrainingSession {
   run(inputs: Record<string, TensorData>, entry?: string | RunOptions): Promise<Record<string, Float32Array>>;
   /** Parameters (and, unless `optimizer: false`, optimizer state and step count) as safetensors bytes. */
   exportState(options?: { optimizer?: boolean }): Promise<Uint8Array>;
+  /** Session.loadWeights: parameters from checkpoint files by name; optimizer state and step count are left as they are. */
+  loadWeights(files: WeightsInput | readonly WeightsInput[], options?: WeightsOptions): WeightsReport;
   /** Loads parameters, and optimizer state when the file has it (else state restarts at zero). */
   importState(bytes: Uint8Array, source?: string): Promise<void>;
   /** Whether steps and runs started from now on are traced (Session.tracing). */
@@ -132,6 +135,10 @@ class Trainer implements TrainingSession {
 
   run(inputs: Record<string, TensorData>, entry: string | RunOptions = 'run'): Promise<Record<string, Float32Array>> {
     return this.session.run(inputs, entry);
+  }
+
+  loadWeights(files: WeightsInput | readonly WeightsInput[], options?: WeightsOptions): WeightsReport {
+    return this.session.loadWeights(files, options);
   }
 
   async exportState(options: { optimizer?: boolean } = {}): Promise<Uint8Array> {

@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import { rmSync } from 'node:fs';
 import { basename, isAbsolute, relative, resolve } from 'node:path';
-import { isPlanError, loadPlan, readBundle, requestNodeDevice, type NodeBackend, type PlanBundle, type Session } from '../../runtime';
+import { isPlanError, loadPlan, readBundle, readWeightsFiles, requestNodeDevice, type NodeBackend, type PlanBundle, type Session } from '../../runtime';
 import type { EntryPoint, Manifest } from '../../schemas/manifest';
 import type { OptimizerKind, OptimizerSpec, TrainingSpec } from '../autodiff/train';
 import { compileGraphToFile } from '../compile';
@@ -213,6 +213,8 @@ interface RunOptions {
   target?: string;
   /** GiB of GPU buffers the plan may create (default: the runtime's 4 GiB) */
   memoryBudget?: string;
+  /** a safetensors checkpoint (file, directory or shard index) for the plan's parameters */
+  weights?: string;
 }
 
 async function runCommand(file: string, options: RunOptions): Promise<void> {
@@ -232,6 +234,10 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
   try {
     const loadStart = performance.now();
     session = await aboutPlan(file, () => loadPlan(bytes, gpu.device, { ...(options.trace ? { trace: true } : {}), ...(options.target ? { target: options.target } : {}), ...budget }));
+    if (options.weights) {
+      const report = session.loadWeights(readWeightsFiles(options.weights));
+      console.log(`${options.weights}: loaded ${report.loaded.length} parameter(s)`);
+    }
     const runStart = performance.now();
     const outputs = await aboutPlan(file, () => session!.run(inputs));
     const runEnd = performance.now();
@@ -286,7 +292,7 @@ function program(): Command {
     .option('--inference', "compile the inference plan only, ignoring the model's train option")
     .option('--report', "print each stage's time and the e-graph optimizer's report (iterations, nodes, classes, rules fired)")
     .option('--no-optimize', 'skip the e-graph optimizer and fusion: one kernel per op (for comparisons)')
-    .option('--no-weights', 'leave initial parameter values out of the plan (they start at zero; load them with mnc train --load)')
+    .option('--no-weights', 'leave initial parameter values out of the plan (they start at zero; load them with --weights or mnc train --load)')
     .option(
       '--target <names>',
       `GPU classes to compile for, comma-separated; the plan carries each one's kernels and schedules and the runtime picks one at load (${BUILTIN_TARGETS.map((t) => t.name).join(', ')})`,
@@ -320,6 +326,7 @@ function program(): Command {
     .option('--target <name>', "run this target of the plan instead of the one chosen from the device's adapter")
     .option('--verbose', "show Dawn's own diagnostics on stderr (adapter limits, backends it could not load); also MNC_DAWN_VERBOSE=1")
     .option('--memory-budget <GiB>', 'GiB of GPU buffers the plan may create (default 4); a plan needing more is refused before anything is allocated')
+    .option('--weights <path>', "the plan's parameters from a safetensors checkpoint: a file, a directory with model.safetensors or a sharded index, or the index; matched by name, shapes checked")
     .action(runCommand);
 
   mnc
@@ -337,6 +344,7 @@ function program(): Command {
     .option('--lr <rate>', "learning rate (default: the plan's)")
     .option('--shuffle-seed <n>', 'seed of the per-epoch shuffle', '0')
     .option('--load <state.safetensors>', 'start from parameters (and optimizer state) saved by --save')
+    .option('--weights <path>', "start from a safetensors checkpoint's parameters (file, directory or shard index; matched by name, shapes checked; F16/BF16 widened)")
     .option('--save <state.safetensors>', 'write parameters and optimizer state after training')
     .option('--skip-non-finite', 'skip steps whose loss or a gradient is NaN or infinite (the plan applies no update) instead of stopping')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))

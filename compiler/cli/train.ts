@@ -2,7 +2,7 @@
 // and every dataset against the training step's inputs before a device is opened, then runs
 // epochs of shuffled batches through TrainingSession.step, showing progress as it goes.
 import { Presets, SingleBar } from 'cli-progress';
-import { isPlanError, loadTrainingPlan, PlanError, readBundle, requestNodeDevice, type NodeBackend, type NodeGPU, type TensorData, type TrainingSession } from '../../runtime';
+import { isPlanError, loadTrainingPlan, PlanError, readBundle, readWeightsFiles, requestNodeDevice, type NodeBackend, type NodeGPU, type TensorData, type TrainingSession } from '../../runtime';
 import type { TensorBinding } from '../../schemas/manifest';
 import { CompileError } from '../ir/errors';
 import { uniformStream } from '../ir/init';
@@ -13,6 +13,8 @@ import { writeTrace } from './profile';
 import { readFileOrFail, writeFileOrFail } from './tensors';
 
 export interface TrainOptions {
+  /** a safetensors checkpoint to start from (parameters only, matched by name) */
+  weights?: string;
   /** `name=file` pairs: a dataset per training-step input */
   data?: string[];
   /** `name=factor` pairs: multiply a dataset's values by factor (`1/255` allowed) */
@@ -208,6 +210,11 @@ export async function trainCommand(file: string, options: TrainOptions): Promise
   let session: TrainingSession | undefined;
   try {
     session = await aboutPlan(file, () => loadTrainingPlan(bytes, gpu.device, { ...(traceSteps !== undefined ? { trace: true } : {}), ...(options.target ? { target: options.target } : {}), ...budget }));
+    if (options.weights) {
+      if (state) throw new PlanError('bad-input', 'give --weights or --load, not both (--load restores parameters and optimizer state saved by --save)');
+      const report = session.loadWeights(readWeightsFiles(options.weights));
+      console.log(`${options.weights}: loaded ${report.loaded.length} parameter(s)`);
+    }
     if (state) await session.importState(new Uint8Array(state.buffer, state.byteOffset, state.byteLength), options.load);
     if (lr !== undefined) session.setHyper({ lr });
 

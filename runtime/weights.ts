@@ -1,0 +1,112 @@
+// A plan's parameters from safetensors files: the checkpoints HuggingFace ships (one file, or
+// shards), matched to the plan's parameter buffers by name. A plan compiled with --no-weights
+// carries no parameter bytes; this fills them at load time, so rebuilding a plan never
+// rewrites gigabytes. Names and layouts are the model builder's business (it names its
+// parameters as the checkpoint does and reads them in the checkpoint's layout): nothing here
+// transposes or renames, so a mismatch is an error rather than a silent guess.
+import type { BufferDesc, Manifest } from '../schemas/manifest';
+import { PlanError } from './errors';
+import type { SafeTensor, SafetensorsFile } from './safetensors';
+
+export interface WeightsOptions {
+  /** tensors in the files that are not parameters of the plan: refused ('error', the default) or skipped ('ignore') */
+  unknown?: 'error' | 'ignore';
+  /** parameters no file holds: refused ('error', the default) or left as they are ('keep') */
+  missing?: 'error' | 'keep';
+}
+
+/** What loadWeights did, for messages and logs. */
+export interface WeightsReport {
+  /** parameters written, in plan order */
+  loaded: string[];
+  /** file tensors skipped with unknown: 'ignore' */
+  skipped: string[];
+  /** parameters left as they were with missing: 'keep' */
+  kept: string[];
+}
+
+/** One file, named for messages. */
+export interface NamedSafetensors {
+  source: string;
+  file: SafetensorsFile;
+}
+
+/** f32 bytes (little-endian) of a tensor stored as F32, F16, BF16 or F64. */
+export function tensorAsF32(t: SafeTensor, what: string): Uint8Array {
+  const count = t.shape.reduce((n, d) => n * d, 1);
+  const view = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  switch (t.dtype) {
+    case 'F32':
+      return t.data;
+    case 'F16': {
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+      return new Uint8Array(out.buffer);
+    }
+    case 'BF16': {
+      // bfloat16 is the top half of an f32
+      const out = new Uint32Array(count);
+      for (let i = 0; i < count; i++) out[i] = view.getUint16(2 * i, true) << 16;
+      return new Uint8Array(out.buffer);
+    }
+    case 'F64': {
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) out[i] = view.getFloat64(8 * i, true);
+      return new Uint8Array(out.buffer);
+    }
+    default:
+      throw new PlanError('bad-input', `${what} is ${t.dtype}; parameters read F32, F16, BF16 or F64`);
+  }
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const fraction = h & 0x3ff;
+  if (exponent === 0) return sign * fraction * 2 ** -24;
+  if (exponent === 31) return fraction ? NaN : sign * Infinity;
+  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
+}
+
+/**
+ * Which bytes go into which parameter buffer, checked against the plan before anything is
+ * written: every name at most once across the files, shapes equal, dtypes convertible.
+ */
+export function matchWeights(manifest: Manifest, files: readonly NamedSafetensors[], options: WeightsOptions = {}): { writes: { buffer: BufferDesc; bytes: Uint8Array }[]; report: WeightsReport } {
+  const plan = manifest.model.name;
+  const parameters = manifest.buffers.filter((b) => b.role === 'parameter');
+  const byName = new Map(parameters.map((b) => [b.name, b]));
+  const found = new Map<string, { source: string; tensor: SafeTensor }>();
+  const skipped: string[] = [];
+  const unknown: string[] = [];
+  for (const { source, file } of files) {
+    for (const [name, tensor] of file.tensors) {
+      const earlier = found.get(name);
+      if (earlier) throw new PlanError('bad-input', `tensor "${name}" is in both ${earlier.source} and ${source}`);
+      if (!byName.has(name)) {
+        (options.unknown === 'ignore' ? skipped : unknown).push(name);
+        continue;
+      }
+      found.set(name, { source, tensor });
+    }
+  }
+  const list = (names: string[]) => `${names.slice(0, 8).map((n) => `"${n}"`).join(', ')}${names.length > 8 ? ` and ${names.length - 8} more` : ''}`;
+  if (unknown.length > 0) {
+    throw new PlanError('bad-input', `${files.map((f) => f.source).join(', ')}: ${unknown.length} tensor(s) are not parameters of plan "${plan}": ${list(unknown)} (its parameters: ${list(parameters.map((p) => p.name))}; pass unknown: 'ignore' to skip them)`);
+  }
+  const missing = parameters.filter((p) => !found.has(p.name)).map((p) => p.name);
+  if (missing.length > 0 && options.missing !== 'keep') {
+    throw new PlanError('bad-input', `plan "${plan}": no weights file holds parameter(s) ${list(missing)} (pass missing: 'keep' to leave them as the plan has them)`);
+  }
+  const writes = parameters.flatMap((buffer) => {
+    const hit = found.get(buffer.name);
+    if (!hit) return [];
+    const what = `${hit.source}: tensor "${buffer.name}"`;
+    if (buffer.dtype !== 'f32') throw new PlanError('bad-input', `${what}: parameter is ${buffer.dtype}; weights are loaded into f32 parameters only`);
+    if (hit.tensor.shape.join() !== buffer.shape.join()) {
+      throw new PlanError('bad-input', `${what} is [${hit.tensor.shape.join(', ')}]; plan "${plan}" declares [${buffer.shape.join(', ')}]`);
+    }
+    return [{ buffer, bytes: tensorAsF32(hit.tensor, what) }];
+  });
+  return { writes, report: { loaded: writes.map((w) => w.buffer.name), skipped, kept: missing } };
+}
