@@ -6,7 +6,7 @@
 // level and every one of otherTargets) checked alike. Names are looked up as own properties
 // only, so `constructor` or `__proto__` in a file finds nothing inherited. Unknown extra
 // fields are ignored so that optional additions stay readable.
-import { DTYPE_BYTES, MNPLAN_SECTION_ALIGNMENT, VARIANT_LIMITS, type DType, type Manifest } from '../schemas/manifest';
+import { DTYPE_BYTES, DTYPES, dtypeByteLength, isPackedDType, MNPLAN_SECTION_ALIGNMENT, PACKED_DTYPES, VARIANT_LIMITS, type DType, type ElementDType, type Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
 
 const BUFFER_ROLES = ['input', 'output', 'parameter', 'constant', 'state', 'intermediate'];
@@ -221,8 +221,15 @@ function checkTargetPlan(m: Obj, at: string, section: (name: unknown, path: stri
     if (b.arena === undefined && maxBuffer !== undefined && paddedSize(byteLength) > maxBuffer) {
       fail(`${path}.byteLength`, `(${byteLength}, ${paddedSize(byteLength)} as a GPUBuffer) exceeds requiredLimits.maxBufferSize (${maxBuffer})`);
     }
-    oneOf(b.dtype, Object.keys(DTYPE_BYTES), `${path}.dtype`);
-    shape(b.shape, `${path}.shape`);
+    const dtype = oneOf(b.dtype, [...DTYPES], `${path}.dtype`) as DType;
+    const elements = shape(b.shape, `${path}.shape`);
+    if (isPackedDType(dtype)) {
+      // a kernel reads a packed buffer's blocks by the shape: they must all be there
+      const { elements: perBlock } = PACKED_DTYPES[dtype];
+      const dims = b.shape as number[];
+      if (dims.length === 0 || dims[dims.length - 1] % perBlock !== 0) fail(`${path}.shape`, `must end in a multiple of ${perBlock}, the ${dtype} block`);
+      if (byteLength < dtypeByteLength(dtype, elements)) fail(`${path}.byteLength`, `(${byteLength}) is less than the ${dtypeByteLength(dtype, elements)} bytes of ${elements} ${dtype} values`);
+    }
     if (b.init !== undefined) {
       const init = object(b.init, `${path}.init`);
       const length = section(init.section, `${path}.init.section`);
@@ -266,7 +273,7 @@ function checkTargetPlan(m: Obj, at: string, section: (name: unknown, path: stri
         const bytes = buffer(t.buffer, `${tpath}.buffer`);
         // written before the first dispatch or read after the last: no arena slot lasts that long
         if (arenaOf.has(t.buffer as number)) fail(`${tpath}.buffer`, `(${String(t.buffer)}) lives in an arena; entry ${side} need buffers of their own`);
-        const dtype = oneOf(t.dtype, Object.keys(DTYPE_BYTES), `${tpath}.dtype`) as DType;
+        const dtype = oneOf(t.dtype, Object.keys(DTYPE_BYTES), `${tpath}.dtype`) as ElementDType;
         const needed = shape(t.shape, `${tpath}.shape`) * DTYPE_BYTES[dtype];
         if (needed > bytes) fail(tpath, `("${name}") needs ${needed} bytes but buffer ${String(t.buffer)} has ${bytes}`);
         if (t.range !== undefined) checkRange(t.range, dtype, `${tpath}.range`);

@@ -5,7 +5,7 @@
 // A traced run (trace.ts) encodes a pass per dispatch instead, with timestamp queries.
 import { decodeSafetensors } from './safetensors';
 import { matchWeights, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
-import { DTYPE_BYTES, type DType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
+import { DTYPE_BYTES, type DType, type ElementDType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
 import { readBundle, type PlanBundle } from './bundle';
 import { measureDeviceConstants } from './device-constants';
 import { PlanError } from './errors';
@@ -822,7 +822,7 @@ function checkIntegers(binding: TensorBinding, data: TensorData): void {
 }
 
 /** The bytes a buffer of `dtype` holds for these values (a fresh copy WebGPU may keep). */
-function toBufferBytes(data: TensorData, dtype: DType): Uint8Array<ArrayBuffer> {
+function toBufferBytes(data: TensorData, dtype: ElementDType): Uint8Array<ArrayBuffer> {
   let typed: Float32Array | Int32Array | Uint32Array | Uint16Array | Int8Array;
   if (dtype === 'i8') typed = data instanceof Int8Array ? data : Int8Array.from(data);
   else if (dtype === 'f32') typed = data instanceof Float32Array ? data : Float32Array.from(data);

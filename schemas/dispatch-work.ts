@@ -2,11 +2,16 @@
 // may launch"): at most one workgroup per element of the largest buffer the dispatch binds.
 // A WebGPU queue cannot be interrupted once it runs, so a reader refuses a plan whose grid
 // asks for more before it submits anything; the compiler checks every plan it writes too.
-import { DTYPE_BYTES, type BufferDesc, type EntryPoint, type KernelDesc, type Manifest } from './manifest';
+import { DTYPE_BYTES, isPackedDType, PACKED_DTYPES, type BufferDesc, type EntryPoint, type KernelDesc, type Manifest } from './manifest';
 
-/** Elements a buffer holds: its bytes over its dtype's size (what it costs in memory, whatever its shape says). */
+/**
+ * Elements a buffer holds: its bytes over its dtype's size (what it costs in memory, whatever
+ * its shape says); a packed dtype's blocks hold `elements` values in `bytes`.
+ */
 function elements(buffer: BufferDesc): number {
-  return Math.max(1, Math.ceil(buffer.byteLength / (DTYPE_BYTES[buffer.dtype] ?? 1)));
+  const dtype = buffer.dtype;
+  const perByte = isPackedDType(dtype) ? PACKED_DTYPES[dtype].elements / PACKED_DTYPES[dtype].bytes : 1 / (DTYPE_BYTES[dtype] ?? 1);
+  return Math.max(1, Math.ceil(buffer.byteLength * perByte));
 }
 
 /**

@@ -17,10 +17,48 @@ export const MNPLAN_HEADER_BYTES = 64;
 /** Every section starts at a multiple of this, so weights can be viewed in place. */
 export const MNPLAN_SECTION_ALIGNMENT = 256;
 
-export type DType = 'f32' | 'f16' | 'i32' | 'u32' | 'i8';
+/** Element types: one value per element, what entry inputs and outputs hold. */
+export type ElementDType = 'f32' | 'f16' | 'i32' | 'u32' | 'i8';
 
-/** Bytes per element of each dtype, as buffers and weight slices store them. */
-export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4, i8: 1 };
+/** Bytes per element of each element dtype, as buffers and weight slices store them. */
+export const DTYPE_BYTES: Record<ElementDType, number> = { f32: 4, f16: 2, i32: 4, u32: 4, i8: 1 };
+
+/**
+ * Packed weight formats: ggml's tensor types, stored as GGUF stores them (runtime/ggml-types.ts
+ * gives each block's byte layout), `bytes` per block of `elements` consecutive values along the
+ * last axis, blocks back to back with no padding. A buffer of a packed dtype holds
+ * `elementCount(shape) / elements · bytes` bytes (its GPUBuffer rounded up to 4, as every
+ * buffer's); only parameters and constants have one, and only kernels that know the format
+ * (compiler/lower/matmul-quantized.ts) read it. One dtype per format rather than one 'gguf'
+ * dtype with the type beside it: shape rules, lowering, the memory plan and the runtime all
+ * see a value's type as (dtype, shape), and each needs the format to size or read the bytes.
+ */
+export const PACKED_DTYPES = {
+  bf16: { ggml: 'BF16', elements: 1, bytes: 2 },
+  q8_0: { ggml: 'Q8_0', elements: 32, bytes: 34 },
+  q4_0: { ggml: 'Q4_0', elements: 32, bytes: 18 },
+  q4_1: { ggml: 'Q4_1', elements: 32, bytes: 20 },
+  q5_0: { ggml: 'Q5_0', elements: 32, bytes: 22 },
+  q5_1: { ggml: 'Q5_1', elements: 32, bytes: 24 },
+  q4_k: { ggml: 'Q4_K', elements: 256, bytes: 144 },
+  q5_k: { ggml: 'Q5_K', elements: 256, bytes: 176 },
+  q6_k: { ggml: 'Q6_K', elements: 256, bytes: 210 },
+} as const;
+export type PackedDType = keyof typeof PACKED_DTYPES;
+
+export type DType = ElementDType | PackedDType;
+
+/** Every dtype a manifest may name; a reader refuses any other. */
+export const DTYPES: readonly DType[] = [...(Object.keys(DTYPE_BYTES) as ElementDType[]), ...(Object.keys(PACKED_DTYPES) as PackedDType[])];
+
+export const isPackedDType = (dtype: string): dtype is PackedDType => Object.hasOwn(PACKED_DTYPES, dtype);
+
+/** Bytes that `elements` values of `dtype` take (packed: a whole number of blocks, rounded up otherwise). */
+export function dtypeByteLength(dtype: DType, elements: number): number {
+  if (!isPackedDType(dtype)) return elements * DTYPE_BYTES[dtype];
+  const block = PACKED_DTYPES[dtype];
+  return Math.ceil(elements / block.elements) * block.bytes;
+}
 
 /**
  * A byte range of the data area, checked by SHA-256 before use. `offset` is from the start
@@ -132,7 +170,7 @@ export interface Dispatch {
 export interface TensorBinding {
   name: string;
   buffer: number;
-  dtype: DType;
+  dtype: ElementDType;
   shape: number[];
   /**
    * Integer inputs the plan uses only as indices (class labels of a oneHot, so of a

@@ -7,12 +7,12 @@
 import { opDef, type OpName } from '../ir/ops';
 import { sameShape } from '../ir/shape';
 import { elementCount, type TensorType } from '../ir/types';
-import { DTYPE_BYTES } from '../../schemas/manifest';
+import { dtypeByteLength } from '../../schemas/manifest';
 import type { CostFigures } from '../target/target';
 import type { EGraph, ENode } from './egraph';
 import type { TermReader } from './terms';
 
-const bytesOf = (t: TensorType) => elementCount(t.shape) * DTYPE_BYTES[t.dtype];
+const bytesOf = (t: TensorType) => dtypeByteLength(t.dtype, elementCount(t.shape));
 
 /** A kernel's arithmetic: as its op's definition counts it (`flops`), else one per output element. */
 export function flopsOf(op: OpName, operands: readonly TensorType[], attrs: Readonly<Record<string, unknown>>, out: TensorType): number {

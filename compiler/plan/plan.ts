@@ -3,7 +3,7 @@
 // the store the compile's targets share. Every stored value gets a buffer description; the
 // memory planner (memory.ts) then packs the intermediates into shared arenas by liveness.
 import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelVariant, Manifest, TargetPlan, TensorBinding, TrainingDesc } from '../../schemas/manifest';
-import { DTYPE_BYTES, MNPLAN_FORMAT_VERSION } from '../../schemas/manifest';
+import { dtypeByteLength, isPackedDType, MNPLAN_FORMAT_VERSION } from '../../schemas/manifest';
 import type { TrainingGraph } from '../autodiff/train';
 import { attrsOf, liveNodes, type Graph, type GraphOutput } from '../ir/graph';
 import { CompileError } from '../ir/errors';
@@ -12,7 +12,7 @@ import type { LoweredGraph, LoweredKernel } from '../lower';
 import type { Translations } from '../validate/naga';
 import type { Target } from '../target/target';
 import { planMemory, scheduleOf, slotBytes } from './memory';
-import type { SectionStore, WeightSource } from './sections';
+import type { SectionStore, StoredValues, WeightSource } from './sections';
 
 export const GENERATOR = { name: 'mnc', version: '0.1.0' };
 
@@ -49,7 +49,7 @@ export interface PlanInput {
   /** by WGSL source: each distinct module validated once for the whole compile */
   validated: ReadonlyMap<string, { translations: Translations }>;
   /** initial values by parameter name: in memory, or drawn when the writer reaches them */
-  parameters: ReadonlyMap<string, Float32Array | WeightSource>;
+  parameters: ReadonlyMap<string, StoredValues | WeightSource>;
   /** false: every intermediate keeps its own buffer (for comparisons and debugging); default true */
   arena?: boolean;
   /** index ranges of integer inputs (input-ranges.ts), found on the graph before optimization */
@@ -86,7 +86,7 @@ export function planTarget({ target, graph, entries, training, lowered, validate
       id: buffers.length,
       name: node.name,
       role,
-      byteLength: elementCount(node.type.shape) * DTYPE_BYTES[node.type.dtype],
+      byteLength: dtypeByteLength(node.type.dtype, elementCount(node.type.shape)),
       dtype: node.type.dtype,
       shape: [...node.type.shape],
     };
@@ -101,7 +101,7 @@ export function planTarget({ target, graph, entries, training, lowered, validate
   for (const value of lowered.scratch) {
     bufferOf.set(value.id, buffers.length);
     const { shape, dtype } = value.type;
-    buffers.push({ id: buffers.length, name: value.name, role: 'intermediate', byteLength: elementCount(shape) * DTYPE_BYTES[dtype], dtype, shape: [...shape] });
+    buffers.push({ id: buffers.length, name: value.name, role: 'intermediate', byteLength: dtypeByteLength(dtype, elementCount(shape)), dtype, shape: [...shape] });
   }
 
   // --- kernels, each with its sources as sections (shared with the other targets where alike)
@@ -140,7 +140,10 @@ export function planTarget({ target, graph, entries, training, lowered, validate
 
   const binding = (name: string, nodeId: number): TensorBinding => {
     const node = graph.nodes[nodeId];
-    return { name, buffer: bufferOf.get(lowered.storage[nodeId])!, dtype: node.type.dtype, shape: [...node.type.shape] };
+    const dtype = node.type.dtype;
+    // the builder refuses packed inputs and outputs; a graph made otherwise is refused here
+    if (isPackedDType(dtype)) throw new CompileError('input', `'${name}' is ${dtype}: entry inputs and outputs hold element dtypes, packed weights are parameters or constants`, node.loc);
+    return { name, buffer: bufferOf.get(lowered.storage[nodeId])!, dtype, shape: [...node.type.shape] };
   };
   const entryPoints: Record<string, EntryPoint> = {};
   for (const entry of entries) {

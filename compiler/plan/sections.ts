@@ -7,14 +7,17 @@ import { MNPLAN_SECTION_ALIGNMENT } from '../../schemas/manifest';
 import { alignUp, type BundleSection, type PartedSection } from './bundle';
 
 /**
- * A parameter's initial values as the plan stores them: their length, and the values,
- * asked for when the writer reaches them (drawn from the seed then, so a plan's weights
- * never need to be in memory all at once).
+ * A parameter's initial contents as the plan stores them: their length, and the values (f32,
+ * or a packed parameter's bytes), asked for when the writer reaches them (drawn from the seed
+ * then, so a plan's weights never need to be in memory all at once).
  */
 export interface WeightSource {
   byteLength: number;
-  values(): Float32Array;
+  values(): StoredValues;
 }
+
+/** What a weights slice holds: f32 values, or the bytes of a packed dtype. */
+export type StoredValues = Float32Array | Uint8Array;
 
 export class SectionStore {
   private readonly sections: BundleSection[] = [];
@@ -24,7 +27,7 @@ export class SectionStore {
   private readonly weights: (number | WeightSource)[] = [];
   private weightsLength = 0;
   /** the same values get one slice: the same source (a parameter every target's graph shares), or the same bytes (a constant each target's optimizer made) */
-  private readonly slices = new Map<Float32Array | WeightSource, SectionSlice>();
+  private readonly slices = new Map<StoredValues | WeightSource, SectionSlice>();
   private readonly slicesByHash = new Map<string, SectionSlice>();
   readonly kernels: KernelDesc[] = [];
   private readonly kernelIndex = new Map<string, number>();
@@ -55,10 +58,10 @@ export class SectionStore {
    * place. `byContent`: also reuse a slice of the same bytes (constants, small, which each
    * target's optimizer makes anew); parameters, which may be gigabytes, are matched by source.
    */
-  addWeights(data: Float32Array | WeightSource, byContent = false): SectionSlice {
+  addWeights(data: StoredValues | WeightSource, byContent = false): SectionSlice {
     const known = this.slices.get(data);
     if (known) return known;
-    const hash = byContent && data instanceof Float32Array ? createHash('sha256').update(bytesOf(data)).digest('hex') : undefined;
+    const hash = byContent && !isSource(data) ? createHash('sha256').update(bytesOf(data)).digest('hex') : undefined;
     const alike = hash === undefined ? undefined : this.slicesByHash.get(hash);
     if (alike) {
       this.slices.set(data, alike);
@@ -66,7 +69,7 @@ export class SectionStore {
     }
     const offset = alignUp(this.weightsLength, MNPLAN_SECTION_ALIGNMENT);
     if (offset > this.weightsLength) this.weights.push(offset - this.weightsLength);
-    this.weights.push(data instanceof Float32Array ? { byteLength: data.byteLength, values: () => data } : data);
+    this.weights.push(isSource(data) ? data : { byteLength: data.byteLength, values: () => data });
     this.weightsLength = offset + data.byteLength;
     const slice = { section: 'weights', offset, length: data.byteLength };
     this.slices.set(data, slice);
@@ -97,7 +100,8 @@ export class SectionStore {
   }
 }
 
-const bytesOf = (data: Float32Array) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+const bytesOf = (data: StoredValues) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+const isSource = (data: StoredValues | WeightSource): data is WeightSource => !ArrayBuffer.isView(data);
 
 function checkedBytes(source: WeightSource): Uint8Array {
   const values = source.values();
