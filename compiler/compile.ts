@@ -8,12 +8,12 @@ import { appendTraining, remapTraining, type TrainingGraph, type TrainingSpec } 
 import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
 import type { Graph, Node } from './ir/graph';
 import type { LoweredKernel } from './lower';
-import { materializeParameters, parameterSources } from './ir/interpret';
+import { materializeParameters, parameterSources, storedParameters } from './ir/interpret';
 import { lowerGraph } from './lower';
 import { fileSink, memorySink, writePlan, type BundleSink } from './plan/bundle';
 import { inputRanges } from './plan/input-ranges';
 import { entryLiveNodes, manifestHead, planEntries, planTarget } from './plan/plan';
-import { SectionStore, type WeightSource } from './plan/sections';
+import { SectionStore, type StoredValues, type WeightSource } from './plan/sections';
 import { DEFAULT_TARGETS } from './target/targets';
 import { dispatchOverBound } from '../schemas/dispatch-work';
 import type { Target } from './target/target';
@@ -52,7 +52,7 @@ export interface CompileOptions {
 export interface CompiledPlan {
   bundle: Uint8Array;
   manifest: Manifest;
-  /** the parameters' initial values as stored in the plan, by name (empty with weights: 'none') */
+  /** the parameters' initial values as stored in the plan (packed parameters': dequantized, as the CPU reference reads them), by name (empty with weights: 'none') */
   parameters: Map<string, Float32Array>;
   /** the backward pass and updates added for training, when asked for (on the graph given) */
   training?: TrainingGraph;
@@ -68,7 +68,8 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
   const parameters = options.weights === 'none' ? new Map<string, Float32Array>() : materializeParameters(graph, options.seed ?? 0);
   timings.parameters = performance.now() - started;
   const sink = memorySink();
-  const compiled = await compileTo(graph, options, parameters, sink, timings);
+  // packed parameters: the CPU reference's values are dequantized, the plan stores their bytes
+  const compiled = await compileTo(graph, options, storedParameters(graph, parameters), sink, timings);
   return { bundle: sink.bytes(), parameters, ...compiled };
 }
 
@@ -112,7 +113,7 @@ export async function compileGraphToFile(
 async function compileTo(
   graph: Graph,
   options: CompileOptions,
-  parameters: ReadonlyMap<string, Float32Array | WeightSource>,
+  parameters: ReadonlyMap<string, StoredValues | WeightSource>,
   sink: BundleSink,
   timings: Record<string, number>,
 ): Promise<Omit<CompiledPlan, 'bundle' | 'parameters'>> {

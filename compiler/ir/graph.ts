@@ -2,6 +2,7 @@
 // appended in creation order, which is a topological order. Every builder call checks
 // its op's shape rule at once and records the caller's source location, so a shape error
 // names the user's line.
+import { dtypeByteLength } from '../../schemas/manifest';
 import { CompileError } from './errors';
 import {
   opDef,
@@ -23,7 +24,7 @@ import {
   type OpName,
 } from './ops';
 import { sameShape } from './shape';
-import { elementCount, formatShape, type DType, type Shape, type SourceLocation, type TensorType } from './types';
+import { blockElements, elementCount, formatShape, isPackedDType, isWeightDType, type DType, type Shape, type SourceLocation, type TensorType, type WeightDType } from './types';
 
 export interface Node {
   readonly id: number;
@@ -97,6 +98,7 @@ export class Graph {
 
   /** A value fed at run time. */
   input(name: string, shape: Shape, dtype: DType = 'f32'): Tensor {
+    if (isPackedDType(dtype)) this.fail('input', `'${name}' is ${dtype}: packed weights are parameters (packedParameter), not inputs`);
     return this.leaf('input', name, { shape: [...shape], dtype });
   }
 
@@ -110,6 +112,27 @@ export class Graph {
       this.fail('parameter', `initial values for '${name}' have ${init.length} elements; shape ${formatShape(shape)} needs ${elementCount(shape)}`);
     }
     return this.leaf('parameter', name, { shape: [...shape], dtype: 'f32', init, trainable: options.trainable ?? true });
+  }
+
+  /**
+   * A weight stored in a packed format (ggml's block types: q8_0, q4_k, …, bf16) or f16, as
+   * a GGUF file stores it: `bytes` are its stored bytes, kept as they are in the plan (default:
+   * zeros, for weights loaded later), `shape` its logical [.., cols] with cols a multiple of
+   * the block. It is never trained; matmulQuantized reads it in place, and the CPU reference
+   * sees its dequantized values (runtime/ggml-types.ts).
+   */
+  packedParameter(name: string, shape: Shape, dtype: WeightDType, bytes?: Uint8Array): Tensor {
+    if (!isWeightDType(dtype)) this.fail('parameter', `'${name}' has dtype ${String(dtype)}; a packed parameter is f16, bf16 or a ggml block type (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)`);
+    const block = blockElements(dtype);
+    if (shape.length === 0 || shape[shape.length - 1] % block !== 0) {
+      this.fail('parameter', `'${name}' has shape ${formatShape(shape)}; a ${dtype} tensor's last axis must be a multiple of its block of ${block}`);
+    }
+    const byteLength = dtypeByteLength(dtype, elementCount(shape));
+    if (bytes !== undefined && !(bytes instanceof Uint8Array)) this.fail('parameter', `bytes of '${name}' must be a Uint8Array`);
+    if (bytes !== undefined && bytes.length !== byteLength) {
+      this.fail('parameter', `'${name}' ${formatShape(shape)} ${dtype} takes ${byteLength} bytes; got ${bytes.length}`);
+    }
+    return this.leaf('parameter', name, { shape: [...shape], dtype, init: bytes ?? 'zeros', trainable: false });
   }
 
   /** Optimizer state: a buffer kept on the device between training steps, zero at the start. */
@@ -349,6 +372,15 @@ export class Graph {
   matmul(a: Tensor, b: Tensor): Tensor {
     return this.op('matmul', [a, b], {});
   }
+  /**
+   * x [.., M, K] f32 times a packed weight (packedParameter: q8_0, q4_k, …, f16, bf16),
+   * dequantized as the kernel reads it: by default w is [N, K] and the result x · wᵀ
+   * [.., M, N], a linear layer as GGUF stores it; `transposeB: false` takes w [K, N] and
+   * gives x · w.
+   */
+  matmulQuantized(x: Tensor, w: Tensor, options: { transposeB?: boolean } = {}): Tensor {
+    return this.op('matmulQuantized', [x, w], { transposeB: options.transposeB ?? true });
+  }
   /** [M, K] i8 · [K, N] i8 → [M, N] i32 (int8 inference; on GPUs with subgroup matrices, their tensor cores) */
   matmulInt8(a: Tensor, b: Tensor): Tensor {
     return this.op('matmulInt8', [a, b], {});
@@ -509,6 +541,7 @@ export class Graph {
     if (!(x instanceof Tensor) || x.graph !== this) this.fail('output', `output '${name}' is not a tensor of this graph`);
     if (!IDENTIFIER.test(name)) this.fail('output', `output name '${name}' must be an identifier`);
     if (this.outputs.some((o) => o.name === name)) this.fail('output', `output '${name}' is defined twice`);
+    if (isPackedDType(x.dtype)) this.fail('output', `output '${name}' is a packed ${x.dtype} tensor; outputs hold element dtypes`);
     this.outputs.push({ name, node: x.id });
   }
 

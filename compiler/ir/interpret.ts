@@ -3,31 +3,74 @@
 // it runs whole training steps (update ops write parameters and state in place).
 import { CompileError } from './errors';
 import { attrsOf, liveNodes, type Graph } from './graph';
+import { PACKED_DTYPES } from '../../schemas/manifest';
+import { dequantize, ggmlType } from '../../runtime/ggml-types';
+import type { StoredValues, WeightSource } from '../plan/sections';
 import { initialValues } from './init';
-import { opDef, type RefTensor } from './ops';
-import { elementCount, formatShape } from './types';
+import { opDef, type Init, type RefTensor } from './ops';
+import { elementCount, formatShape, isWeightDType, type WeightDType } from './types';
 
-/** Initial values of every parameter, as the plan stores them. */
+/**
+ * Initial values of every parameter, as the CPU reference reads them: f32 parameters' as the
+ * plan stores them, packed ones' dequantized (the plan stores their bytes: packedBytes).
+ */
 export function materializeParameters(graph: Graph, seed: number): Map<string, Float32Array> {
   const values = new Map<string, Float32Array>();
   for (const node of graph.nodes) {
     if (node.op !== 'parameter') continue;
     const attrs = attrsOf(node, 'parameter');
-    values.set(node.name, initialValues(attrs.init, attrs.shape, node.name, seed));
+    values.set(node.name, isWeightDType(attrs.dtype) ? unpackedValues(node.name, attrs.dtype, attrs.shape, attrs.init) : initialValues(attrs.init, attrs.shape, node.name, seed));
   }
   return values;
 }
 
-/**
- * Each parameter's initial values, drawn only when asked for (the same values as
- * materializeParameters), so a plan writer can hold one tensor at a time.
- */
-export function parameterSources(graph: Graph, seed: number): Map<string, { byteLength: number; values(): Float32Array }> {
-  const sources = new Map<string, { byteLength: number; values(): Float32Array }>();
+/** The stored bytes of every packed parameter that has some (one loaded later has none: its buffer starts at zero). */
+export function packedBytes(graph: Graph): Map<string, Uint8Array> {
+  const bytes = new Map<string, Uint8Array>();
   for (const node of graph.nodes) {
     if (node.op !== 'parameter') continue;
     const attrs = attrsOf(node, 'parameter');
-    sources.set(node.name, { byteLength: elementCount(attrs.shape) * 4, values: () => initialValues(attrs.init, attrs.shape, node.name, seed) });
+    if (isWeightDType(attrs.dtype) && attrs.init instanceof Uint8Array) bytes.set(node.name, attrs.init);
+  }
+  return bytes;
+}
+
+/**
+ * What the plan stores for each parameter, given materializeParameters' values: packed
+ * parameters' bytes in place of their dequantized values (nothing for those without bytes).
+ */
+export function storedParameters(graph: Graph, values: ReadonlyMap<string, Float32Array>): Map<string, StoredValues> {
+  const packed = packedBytes(graph);
+  const stored = new Map<string, StoredValues>();
+  for (const [name, v] of values) {
+    const bytes = packed.get(name);
+    if (bytes) stored.set(name, bytes);
+    else if (!isWeightDType(graph.nodes.find((n) => n.name === name && n.op === 'parameter')?.type.dtype ?? 'f32')) stored.set(name, v);
+  }
+  return stored;
+}
+
+/** A packed parameter's values: its bytes dequantized, or zeros. */
+function unpackedValues(name: string, dtype: WeightDType, shape: readonly number[], init: Init): Float32Array {
+  const n = elementCount(shape);
+  if (!(init instanceof Uint8Array)) return new Float32Array(n);
+  return dequantize(ggmlType(dtype === 'f16' ? 'F16' : PACKED_DTYPES[dtype].ggml), init, n, `parameter '${name}'`);
+}
+
+/**
+ * Each parameter's initial contents as the plan stores them, made only when asked for (the
+ * values of materializeParameters, a packed parameter's bytes), so a plan writer can hold one
+ * tensor at a time.
+ */
+export function parameterSources(graph: Graph, seed: number): Map<string, WeightSource> {
+  const sources = new Map<string, WeightSource>();
+  const packed = packedBytes(graph);
+  for (const node of graph.nodes) {
+    if (node.op !== 'parameter') continue;
+    const attrs = attrsOf(node, 'parameter');
+    const bytes = packed.get(node.name);
+    if (bytes) sources.set(node.name, { byteLength: bytes.byteLength, values: () => bytes });
+    else if (!isWeightDType(attrs.dtype)) sources.set(node.name, { byteLength: elementCount(attrs.shape) * 4, values: () => initialValues(attrs.init, attrs.shape, node.name, seed) });
   }
   return sources;
 }

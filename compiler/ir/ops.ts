@@ -13,7 +13,7 @@
 // the WGSL: plain loops, float64 accumulation, a precise erf.
 import type { Graph, Tensor } from './graph';
 import { broadcastShapes, broadcastStrides, normalizeAxis, sameShape, stridesOf } from './shape';
-import { elementCount, formatShape, type DType, type Shape, type TensorType } from './types';
+import { elementCount, formatShape, isWeightDType, type DType, type Shape, type TensorType } from './types';
 
 /** A shape rule's refusal; the builder adds the op name and the user's source location. */
 export class ShapeRuleError extends Error {}
@@ -123,6 +123,8 @@ export type Lowering<A> =
   | { archetype: 'matmul'; form?: (inputs: readonly TensorType[], attrs: A, out: TensorType) => MatmulForm }
   /** [M, K] i8 · [K, N] i8 → i32: packed bytes, with a tensor-core (subgroup-matrix) variant */
   | { archetype: 'matmulInt8' }
+  /** f32 x · a packed weight (ggml blocks, f16, bf16) dequantized as it is read (lower/matmul-quantized.ts) */
+  | { archetype: 'matmulQuantized' }
   /** softmax(q·kᵀ·scale + mask)·v in one kernel: a workgroup per query row, keys in tiles with an online softmax */
   | { archetype: 'attention' }
   /**
@@ -227,7 +229,9 @@ export type Init =
   | { uniform: [number, number] }
   | { normal: number }
   | Float32Array
-  | readonly number[];
+  | readonly number[]
+  /** a packed parameter's stored bytes (Graph.packedParameter) */
+  | Uint8Array;
 
 export interface LeafAttrs {
   shape: Shape;
@@ -284,6 +288,15 @@ export interface AdamAttrs {
   decoupled: boolean;
 }
 type NoAttrs = Record<string, never>;
+/** matmulQuantized: how the packed weight w is laid out against the product. */
+export interface MatmulQuantizedAttrs {
+  /**
+   * true: w is [N, K] and y = x · dequant(w)ᵀ, a linear layer as GGUF stores it (each output's
+   * K weights contiguous, in blocks); false: w is [K, N] and y = x · dequant(w) (the input
+   * gradient of the former)
+   */
+  transposeB: boolean;
+}
 /** A 2-D convolution's window over an NCHW input; the builder normalises the user's shorthands to these. */
 export interface Conv2dAttrs {
   /** [along H, along W] */
@@ -1505,6 +1518,55 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     lowering: { archetype: 'matmulInt8' },
     flops: ([a], _attrs, out) => productFlops(out, a.shape[1]),
   } satisfies OpDef<NoAttrs>,
+
+  // The product of quantized inference: the weight stays in its packed format (a GGUF file's
+  // bytes) and kernels dequantize it as they read. The reference multiplies the dequantized
+  // values (the interpreter hands a packed parameter's values over dequantized, by
+  // runtime/ggml-types.ts), so GPU and reference differ by f32 accumulation only.
+  // x̄ = ȳ · dequant(w) (transposeB) or ȳ · dequant(w)ᵀ: the same op with the other layout, so
+  // the same kernels. A packed weight is never trained: it has no gradient, and the builder
+  // makes packed parameters frozen.
+  matmulQuantized: {
+    arity: 2,
+    summary: 'x [.., M, K] f32 times a packed weight (q8_0, q4_k, …, f16, bf16) dequantized as read: w [N, K] and x·wᵀ (a GGUF linear layer) or w [K, N] and x·w → [.., M, N] f32',
+    infer: ([x, w], attrs) => {
+      if (x.dtype !== 'f32') throw new ShapeRuleError(`x must be f32; got ${x.dtype}`);
+      if (!isWeightDType(w.dtype)) {
+        throw new ShapeRuleError(`w must be a packed weight (f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k: Graph.packedParameter); got ${w.dtype}${w.dtype === 'f32' ? ' (use matmul)' : ''}`);
+      }
+      if (x.shape.length < 2) throw new ShapeRuleError(`x must have rank 2 or more; got ${formatShape(x.shape)} (reshape a vector to [1, k])`);
+      if (w.shape.length !== 2) throw new ShapeRuleError(`w must be a matrix; got ${formatShape(w.shape)}`);
+      const [rows, cols] = w.shape;
+      // kernels read w four values at a time along its rows
+      if (cols % 4 !== 0) throw new ShapeRuleError(`w ${formatShape(w.shape)} ${w.dtype} needs a multiple of 4 values per row`);
+      const k = x.shape[x.shape.length - 1];
+      const [wk, n] = attrs.transposeB ? [cols, rows] : [rows, cols];
+      if (k !== wk) {
+        throw new ShapeRuleError(`inner dimensions differ: x is ${formatShape(x.shape)} (K = ${k}) and w is ${formatShape(w.shape)} ${attrs.transposeB ? '[N, K]' : '[K, N]'} (K = ${wk})`);
+      }
+      return { shape: [...x.shape.slice(0, -1), n], dtype: 'f32' };
+    },
+    evaluate: ([x, w], attrs, out) => {
+      const k = x.shape[x.shape.length - 1];
+      const n = out.shape[out.shape.length - 1];
+      const m = x.data.length / k;
+      const result = new Float64Array(m * n);
+      // w[n, k] (transposeB) or w[k, n]
+      const [sn, sk] = attrs.transposeB ? [k, 1] : [1, n];
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let acc = 0;
+          for (let p = 0; p < k; p++) acc += x.data[i * k + p] * w.data[j * sn + p * sk];
+          result[i * n + j] = acc;
+        }
+      }
+      return result;
+    },
+    lowering: { archetype: 'matmulQuantized' },
+    grad: ({ g, inputs: [, w], dy, attrs }) => [g.matmulQuantized(dy, w, { transposeB: !attrs.transposeB }), undefined],
+    flops: ([x], _attrs, out) => productFlops(out, x.shape[x.shape.length - 1]),
+  } satisfies OpDef<MatmulQuantizedAttrs>,
+
   attention: {
     arity: 4,
     summary: 'softmax(q·kᵀ·scale + mask)·v over the last two axes, batch axes broadcast as in matmul, in one kernel; optionally causal',

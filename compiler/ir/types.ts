@@ -1,8 +1,19 @@
 // Value types of the IR: element types, static shapes and the source locations that
 // let every diagnostic point at the user's line.
-import type { DType } from '../../schemas/manifest';
+import { isPackedDType, PACKED_DTYPES, type DType, type PackedDType } from '../../schemas/manifest';
 
-export type { DType };
+export type { DType, PackedDType };
+export { isPackedDType };
+
+/**
+ * The dtypes a weight may be stored in and matmulQuantized read in place: the packed formats
+ * (ggml's block types) and f16 (GGUF's F16, two bytes an element as the f16 dtype stores it).
+ */
+export type WeightDType = PackedDType | 'f16';
+export const isWeightDType = (dtype: string): dtype is WeightDType => dtype === 'f16' || isPackedDType(dtype);
+
+/** Values per block of a weight dtype (1 for f16 and bf16). */
+export const blockElements = (dtype: WeightDType): number => (dtype === 'f16' ? 1 : PACKED_DTYPES[dtype].elements);
 export type Shape = readonly number[];
 
 export interface TensorType {
