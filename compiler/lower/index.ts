@@ -14,6 +14,7 @@ import type { TensorType } from '../ir/types';
 import { shapeTag, type KernelStep, type KernelSubject, type LoweredKernel, type NodeSchedule, type ScheduleStep, type StepValue } from './kernel';
 import { lowerMatmul } from './matmul';
 import { lowerMatmulInt8 } from './matmul-int8';
+import { lowerMatmulQuantized } from './matmul-quantized';
 import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
 import { lowerPool } from './pool';
 import { splitKSteps } from './split-k';
@@ -66,6 +67,8 @@ function lowerSubject(subject: KernelSubject, operands: readonly TensorType[], n
       return lowerAttention(subject, operands, name, target.tuning.attention);
     case 'matmulInt8':
       return lowerMatmulInt8(subject, operands, name, target);
+    case 'matmulQuantized':
+      return lowerMatmulQuantized(subject, operands, name, target);
     case 'convolution':
       return lowerConvolution(subject, operands, name, target, lowering.role);
     case 'window':

@@ -54,6 +54,8 @@ interface OperandTile {
    * col), 0 outside the matrix, for operands read through an address map (implicit GEMM)
    */
   reader?: string;
+  /** the reader returns a stored row's four values at once: `reader(batch, stored row, stored column)` (MatmulProblem.readers.b4) */
+  vecReader?: boolean;
 }
 
 function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: number) {
@@ -72,7 +74,10 @@ function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: n
       if (o.extent % span !== 0 && (o.contiguousK || o.vec) && !o.reader) guards.push(`${w}_in${l}`);
       const kGuard = k % c.bk !== 0;
       let value: string;
-      if (o.reader) {
+      if (o.reader && o.vecReader) {
+        // four neighbours along a stored row: along K (contiguousK) or along M/N
+        value = o.contiguousK ? `${o.reader}(batch, ${o.origin} + ${w}_r${l}, ${k0} + ${w}_q${l} * 4u)` : `${o.reader}(batch, ${k0} + ${w}_r${l}, ${o.origin} + ${w}_q${l} * 4u)`;
+      } else if (o.reader) {
         // the reader returns zeros outside the matrix: no guards but the partial load's
         const at = (cc: number) => (o.contiguousK ? `${o.reader}(batch, ${o.origin} + ${w}_r${l}, ${k0} + ${w}_q${l} * 4u + ${cc}u)` : `${o.reader}(batch, ${k0} + ${w}_r${l}, ${o.origin} + ${w}_q${l} * 4u + ${cc}u)`);
         value = `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
@@ -184,10 +189,10 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   if (shapeErrors.length > 0) throw new Error(`tiledKernel: ${shapeErrors.join('; ')}: ${describeTiling(c)}`);
   const readers = p.readers ?? {};
   const vecA = !readers.a && (p.transposeA ? p.m : p.k) % 4 === 0;
-  const vecB = !readers.b && (p.transposeB ? p.k : p.n) % 4 === 0;
+  const vecB = !readers.b && !readers.b4 && (p.transposeB ? p.k : p.n) % 4 === 0;
   const vecOut = p.n % 4 === 0;
   const a = operandCode({ which: 'a', input: 'in0', base: 'a_base', contiguousK: !p.transposeA, vec: vecA, span: bm, extent: p.m, extentName: 'M', origin: 'row0', ...(readers.a ? { reader: 'read_a' } : {}) }, c, p, threads);
-  const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0', ...(readers.b ? { reader: 'read_b' } : {}) }, c, p, threads);
+  const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0', ...(readers.b ? { reader: 'read_b' } : readers.b4 ? { reader: 'read_b4', vecReader: true } : {}) }, c, p, threads);
   const slices = Math.ceil(p.k / bk);
 
   // One f32 per output rather than a vec4 per four: with vec4 accumulators Nvidia's compiler

@@ -84,9 +84,13 @@ export interface MatmulProblem {
   /**
    * operands read through an address map rather than stored rows (an implicit GEMM such as
    * convolution): WGSL defining `fn read_a(batch: u32, row: u32, k: u32) -> f32` and
-   * `fn read_b(batch: u32, k: u32, col: u32) -> f32`, each 0 outside the matrix
+   * `fn read_b(batch: u32, k: u32, col: u32) -> f32`, each 0 outside the matrix; or for B,
+   * `b4`: `fn read_b4(batch: u32, row: u32, col: u32) -> vec4<f32>`, the four values at
+   * columns col..col + 3 (col a multiple of 4) of B's stored row `row` (B plain: row k, columns
+   * along N; transposed: row n, columns along K), 0 outside, for operands decoded four at a
+   * time (packed weights, lower/matmul-quantized.ts)
    */
-  readers?: { a?: string; b?: string };
+  readers?: { a?: string; b?: string; b4?: string };
 }
 
 /** A generated module with what the plan needs to know about it. */
@@ -189,7 +193,7 @@ export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: b
   const described = p.form ? `${archetype}${reads ? `, ${reads} read transposed` : ''}${split}${p.chain.lets.length ? ', epilogue per value' : ''}` : archetype;
   const header = kernelHeader(p.name, p.node, p.operands, described, p.form?.ops);
   const { wgsl: decls } = bindingDecls(p.operands, (i) => (i === 0 ? vec4.a : i === 1 ? vec4.b : i === p.operands.length ? vec4.out : (vec4.extras?.[i - 2] ?? false)));
-  const functions = [...p.chain.helpers, ...(p.readers?.a ? [p.readers.a] : []), ...(p.readers?.b ? [p.readers.b] : [])];
+  const functions = [...p.chain.helpers, ...(p.readers?.a ? [p.readers.a] : []), ...(p.readers?.b ? [p.readers.b] : []), ...(p.readers?.b4 ? [p.readers.b4] : [])];
   const helpers = functions.length ? `\n${functions.join('\n')}\n` : '';
   return `${header}
 ${decls}
