@@ -7,9 +7,9 @@ import { differentiate } from '../compiler/autodiff/differentiate';
 import { compileGraph } from '../compiler/compile';
 import { Graph, liveNodes, type Tensor } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
-import { interpret } from '../compiler/ir/interpret';
+import { interpret, materializeParameters } from '../compiler/ir/interpret';
 import { opDef, type OpName } from '../compiler/ir/ops';
-import { elementCount, type Shape } from '../compiler/ir/types';
+import { elementCount, type Shape, type WeightDType } from '../compiler/ir/types';
 import { loadPlan } from '../runtime/session';
 import { sharedDevice } from './gpu';
 
@@ -30,6 +30,8 @@ export interface CaseBuilder {
   p(name: string, shape: Shape, spec?: OperandSpec): Tensor;
   /** An i32 input with fixed values (class labels). */
   labels(name: string, shape: Shape, values: number[]): Tensor;
+  /** A frozen packed weight (Graph.packedParameter): no gradient, not perturbed by the finite differences. */
+  packed(name: string, shape: Shape, dtype: WeightDType, bytes: Uint8Array): Tensor;
 }
 
 export interface GradCase {
@@ -50,6 +52,8 @@ export interface PreparedCase {
   gradients: Map<string, string | undefined>;
   /** f64 copies of the parameters' f32 initial values, perturbed in place by the FD check */
   parameters: Map<string, Float64Array>;
+  /** frozen packed parameters' dequantized values, which the CPU reference reads but nothing perturbs */
+  frozen: Map<string, Float32Array>;
   feeds: Record<string, Int32Array>;
   /** ops (with a grad rule) lying on a path from a parameter to the loss */
   differentiatedOps: Set<OpName>;
@@ -97,6 +101,9 @@ export function prepareCase(c: GradCase): PreparedCase {
       feeds[name] = Int32Array.from(values);
       return g.input(name, shape, 'i32');
     },
+    packed(name, shape, dtype, bytes) {
+      return g.packedParameter(name, shape, dtype, bytes);
+    },
   };
 
   const y = c.build(builder);
@@ -128,7 +135,8 @@ export function prepareCase(c: GradCase): PreparedCase {
   }
 
   const parameters = new Map([...initial].map(([name, v]) => [name, Float64Array.from(v)]));
-  return { graph: g, gradients, parameters, feeds, differentiatedOps };
+  const frozen = new Map([...materializeParameters(g, 0)].filter(([name]) => !initial.has(name)));
+  return { graph: g, gradients, parameters, frozen, feeds, differentiatedOps };
 }
 
 /** Up to `max` element indices spread evenly over n, first and last included. */
@@ -137,9 +145,12 @@ export function sampleIndices(n: number, max = 64): number[] {
   return [...new Set(Array.from({ length: max }, (_, k) => Math.round((k * (n - 1)) / (max - 1))))];
 }
 
+/** What the CPU reference reads: the perturbable parameters (the same arrays) and the frozen ones. */
+const allParameters = (prepared: PreparedCase) => new Map<string, ArrayLike<number>>([...prepared.parameters, ...prepared.frozen]);
+
 /** The autodiff gradients on the CPU reference: parameter name → dL/dp (zeros where absent). */
 export function cpuGradients(prepared: PreparedCase): Map<string, Float64Array> {
-  const out = interpret(prepared.graph, prepared.feeds, prepared.parameters);
+  const out = interpret(prepared.graph, prepared.feeds, allParameters(prepared));
   return new Map(
     [...prepared.gradients].map(([name, output]) => [
       name,
@@ -171,7 +182,8 @@ export interface FdResult {
  * |ad - fd| ≤ atol + rtol·|fd|.
  */
 export function checkFiniteDifferences(prepared: PreparedCase, ad: Map<string, Float64Array>, options: FdOptions): FdResult {
-  const lossAt = () => interpret(prepared.graph, prepared.feeds, prepared.parameters, { outputs: [LOSS] })[LOSS][0];
+  const all = allParameters(prepared);
+  const lossAt = () => interpret(prepared.graph, prepared.feeds, all, { outputs: [LOSS] })[LOSS][0];
   const result: FdResult = { checked: 0, worst: 0, largest: new Map() };
   for (const [name, values] of prepared.parameters) {
     const grad = ad.get(name)!;

@@ -24,6 +24,8 @@ import {
   type PreparedCase,
 } from './gradcheck';
 import { releaseSharedDevice, sharedDevice } from './gpu';
+import { quantize } from '../compiler/frontends/gguf/quantize';
+import { randomValues } from '../fixtures/gguf/models';
 
 // --- tolerances -------------------------------------------------------------------------
 //
@@ -365,6 +367,23 @@ const CASES: GradCase[] = [
     },
     gpuAtol: NORM_ATOL,
   },
+
+  // matmulQuantized: x̄ through the product of the other layout; the packed weight has no gradient
+  ...(
+    [
+      ['q4_k w [5, 256], x·wᵀ (matrix-vector forward, tiled backward)', [3, 256], 'q4_k', [5, 256], true],
+      ['q8_0 w [6, 64], x·w (tiled forward, matrix-vector backward)', [2, 6], 'q8_0', [6, 64], false],
+    ] as const
+  ).map(
+    ([label, xShape, dtype, wShape, transposeB]): GradCase => ({
+      label: `matmulQuantized ${label}`,
+      op: 'matmulQuantized',
+      build: ({ g, p, packed }) =>
+        g.matmulQuantized(p('x', [...xShape]), packed('w', [...wShape], dtype, quantize(dtype === 'q4_k' ? 'Q4_K' : 'Q8_0', randomValues(5, wShape[0] * wShape[1], 0.1))), { transposeB }),
+      // x̄ sums N terms of dL/dy·w, |w| ≤ 0.1 and |dL/dy| ≲ 1.5·(1 + |y|/2) with |y| ≲ 2·0.1·256
+      gpuAtol: sumAtol(256, 10),
+    }),
+  ),
 ];
 
 // --- ops whose rule passes no gradient ----------------------------------------------------
@@ -406,6 +425,7 @@ const ZERO_GRADIENT_CHECKS: ZeroGradientCheck[] = [
         graph: g,
         gradients: new Map([['a', 'grad_a']]),
         parameters,
+        frozen: new Map(),
         feeds: {},
         differentiatedOps: new Set(),
       };

@@ -10,6 +10,8 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { convGeometry, OPS, poolGeometry, type OpName } from '../compiler/ir/ops';
 import { elementCount, type Shape } from '../compiler/ir/types';
+import { quantize } from '../compiler/frontends/gguf/quantize';
+import { randomValues } from '../fixtures/gguf/models';
 import { expectClose } from './close';
 import { releaseSharedDevice, runOnGpu } from './gpu';
 
@@ -346,6 +348,21 @@ const cases: Record<OpName, OpCase[]> = {
     atol: 0,
     rtol: 0,
   })),
+  // packed weights per type and shape: test/quantized-matmul.test.ts
+  matmulQuantized: [
+    {
+      label: 'matmulQuantized [3, 2, 64] · q4_0 [9, 64]ᵀ (matrix-vector)',
+      inputs: { a: { shape: [3, 2, 64] } },
+      build: (g, x) => g.matmulQuantized(x.a, g.packedParameter('w', [9, 64], 'q4_0', quantize('Q4_0', randomValues(3, 9 * 64)))),
+      atol: 2e-6 * 64 * 4,
+    },
+    {
+      label: 'matmulQuantized [20, 256] · q6_k [256, 256] (tiled, w as [K, N])',
+      inputs: { a: { shape: [20, 256] } },
+      build: (g, x) => g.matmulQuantized(x.a, g.packedParameter('w', [256, 256], 'q6_k', quantize('Q6_K', randomValues(4, 256 * 256))), { transposeB: false }),
+      atol: 2e-6 * 256 * 4,
+    },
+  ],
   attention: (
     [
       ['[2, 5, 8] keys [2, 7, 8] values [2, 7, 6], mask [5, 7]', [2, 5, 8], [2, 7, 8], [2, 7, 6], [5, 7]],
