@@ -12,6 +12,16 @@ export { isPackedDType };
 export type WeightDType = PackedDType | 'f16';
 export const isWeightDType = (dtype: string): dtype is WeightDType => dtype === 'f16' || isPackedDType(dtype);
 
+/**
+ * The weight dtype that holds a tensor of ggml type `name` (GGUF's type names: F16, BF16, Q8_0,
+ * Q4_K, …) in its stored bytes; undefined for F32 (an ordinary f32 parameter) and for the
+ * types no kernel reads.
+ */
+export function weightDTypeOfGgml(name: string): WeightDType | undefined {
+  if (name === 'F16') return 'f16';
+  return (Object.keys(PACKED_DTYPES) as PackedDType[]).find((d) => PACKED_DTYPES[d].ggml === name);
+}
+
 /** Values per block of a weight dtype (1 for f16 and bf16). */
 export const blockElements = (dtype: WeightDType): number => (dtype === 'f16' ? 1 : PACKED_DTYPES[dtype].elements);
 export type Shape = readonly number[];

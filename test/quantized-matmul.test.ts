@@ -1,0 +1,266 @@
+// matmulQuantized on the GPU (Dawn; llvmpipe here) against the float64 CPU reference, for
+// every packed weight type: random weights quantized by compiler/frontends/gguf/quantize.ts,
+// products with one row of x and several (the matrix-vector kernel up to 8, the tiled one
+// beyond), K not a multiple of the matrix-vector stride, N not a multiple of its rows per
+// workgroup, w in both layouts. The reference multiplies the same dequantized values, so the
+// tolerance is f32 accumulation's, not the quantization's. Then a GGUF file's tensors run
+// through the op with their bytes as the file holds them, and the refusals.
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, test } from 'vitest';
+import { compileGraph } from '../compiler/compile';
+import { quantize } from '../compiler/frontends/gguf/quantize';
+import { CompileError } from '../compiler/ir/errors';
+import { Graph } from '../compiler/ir/graph';
+import { interpret } from '../compiler/ir/interpret';
+import { weightDTypeOfGgml, type WeightDType } from '../compiler/ir/types';
+import { randomValues } from '../fixtures/gguf/models';
+import { PlanError, readBundle } from '../runtime/index';
+import { dequantize, ggmlType, type SupportedTypeName } from '../runtime/ggml-types';
+import { parseGguf, tensorBytes } from '../runtime/gguf';
+import { handPlan, withManifest } from './hand-plan';
+import { releaseSharedDevice, runOnGpu } from './gpu';
+
+afterAll(releaseSharedDevice);
+
+const TYPES: [WeightDType, SupportedTypeName][] = [
+  ['q8_0', 'Q8_0'],
+  ['q4_0', 'Q4_0'],
+  ['q4_1', 'Q4_1'],
+  ['q5_0', 'Q5_0'],
+  ['q5_1', 'Q5_1'],
+  ['q4_k', 'Q4_K'],
+  ['q5_k', 'Q5_K'],
+  ['q6_k', 'Q6_K'],
+  ['f16', 'F16'],
+  ['bf16', 'BF16'],
+];
+
+/**
+ * w's [N, K] per type: 13 and 11 rows (8 per matrix-vector workgroup); K = 96 is 6 chunks of
+ * 16 for 32 lanes, 768 is 48, and f16/bf16's 100 takes chunks of 4 (100 is no multiple of 16).
+ */
+const weightShape = (dtype: WeightDType): [number, number] => (dtype.endsWith('_k') ? [11, 768] : dtype.endsWith('16') ? [13, 100] : [13, 96]);
+
+/** The products per type: x's shape and w's layout; rows of x 1, 3, 8 (2 × 4 folded), 9 and 17; w as [K, N] with 1 and 10 rows. */
+const PRODUCTS: { x: (n: number, k: number) => number[]; transposeB: boolean; kernel: 'matrix-vector' | 'tiled' }[] = [
+  { x: (_n, k) => [1, k], transposeB: true, kernel: 'matrix-vector' },
+  { x: (_n, k) => [3, k], transposeB: true, kernel: 'matrix-vector' },
+  { x: (_n, k) => [2, 4, k], transposeB: true, kernel: 'matrix-vector' },
+  { x: (_n, k) => [9, k], transposeB: true, kernel: 'tiled' },
+  { x: (_n, k) => [17, k], transposeB: true, kernel: 'tiled' },
+  { x: (n) => [1, n], transposeB: false, kernel: 'tiled' },
+  { x: (n) => [10, n], transposeB: false, kernel: 'tiled' },
+];
+
+/**
+ * Per output element, the bound on f32 accumulation error whatever the summation order:
+ * |ŷ − y| ≤ (terms + 2)·u·Σ|x·w| with u = 2^-24 (one more u for the decoder's rounding of
+ * d·q where it fuses differently from the reference's).
+ */
+function accumulationBound(x: ArrayLike<number>, w: ArrayLike<number>, m: number, k: number, n: number, transposeB: boolean): Float64Array {
+  const bound = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += Math.abs(x[i * k + p] * w[transposeB ? j * k + p : p * n + j]);
+      bound[i * n + j] = (k + 2) * 2 ** -24 * s;
+    }
+  }
+  return bound;
+}
+
+function expectWithin(name: string, actual: Float32Array, expected: Float64Array, bound: Float64Array): void {
+  expect(actual.length, name).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const error = Math.abs(actual[i] - expected[i]);
+    if (!(error <= bound[i])) expect.fail(`${name}[${i}]: gpu ${actual[i]} vs reference ${expected[i]} (|diff| ${error.toExponential(2)} > ${bound[i].toExponential(2)})`);
+  }
+}
+
+describe('every packed type against the float64 reference, in one plan', () => {
+  const g = new Graph('quantized_products');
+  const feeds: Record<string, Float32Array> = {};
+  const checks: { output: string; x: string; w: string; m: number; k: number; n: number; transposeB: boolean; kernel: string }[] = [];
+  let seed = 1;
+  for (const [dtype, ggml] of TYPES) {
+    const [rows, cols] = weightShape(dtype);
+    const w = g.packedParameter(`w_${dtype}`, [rows, cols], dtype, quantize(ggml, randomValues(seed++, rows * cols)));
+    PRODUCTS.forEach((product, i) => {
+      const shape = product.x(rows, cols);
+      const name = `x_${dtype}_${i}`;
+      const [k, n] = product.transposeB ? [cols, rows] : [rows, cols];
+      feeds[name] = randomValues(seed++, shape.reduce((a, b) => a * b, 1));
+      const output = `y_${dtype}_${i}`;
+      g.output(output, g.matmulQuantized(g.input(name, shape), w, { transposeB: product.transposeB }));
+      checks.push({ output, x: name, w: `w_${dtype}`, m: feeds[name].length / k, k, n, transposeB: product.transposeB, kernel: product.kernel });
+    });
+  }
+  const compiled = compileGraph(g);
+
+  test('each product runs the kernel its rows and layout call for, validated by naga', async () => {
+    const { bundle, manifest } = await compiled;
+    const { text } = await readBundle(bundle);
+    const dispatches = manifest.entryPoints.run.dispatches;
+    for (const check of checks) {
+      // the dispatch writing the output's buffer (the optimizer renames nodes)
+      const buffer = manifest.entryPoints.run.outputs.find((o) => o.name === check.output)!.buffer;
+      const dispatch = dispatches.filter((d) => d.buffers[d.buffers.length - 1] === buffer);
+      expect(dispatch, check.output).toHaveLength(1);
+      const kernel = manifest.kernels[dispatch[0].kernel];
+      const portable = kernel.variants[kernel.variants.length - 1];
+      expect(portable.validatedBy, check.output).toBe('naga');
+      expect(Object.keys(portable.translations).sort()).toEqual(['hlsl', 'msl', 'spirv']);
+      const wgsl = text(portable.wgsl);
+      expect(wgsl, check.output).toMatch(check.kernel === 'matrix-vector' ? /archetype: quantized matrix-vector product/ : /archetype: tiled matmul/);
+      expect(wgsl, check.output).toContain(`fn q_dq4(bb: u32, e: u32) -> vec4<f32>`);
+    }
+    // each weight's bytes are stored once, as given, and bound as 32-bit words
+    for (const [dtype] of TYPES) {
+      const buffer = manifest.buffers.find((b) => b.name === `w_${dtype}`)!;
+      expect(buffer).toMatchObject({ role: 'parameter', dtype, shape: weightShape(dtype) });
+    }
+  });
+
+  test('GPU products equal the reference within f32 accumulation error', async () => {
+    const { bundle, parameters } = await compiled;
+    const expected = interpret(g, feeds, parameters);
+    const actual = await runOnGpu(bundle, feeds);
+    for (const c of checks) {
+      const bound = accumulationBound(feeds[c.x], parameters.get(c.w)!, c.m, c.k, c.n, c.transposeB);
+      expectWithin(c.output, actual[c.output], expected[c.output], bound);
+    }
+  });
+});
+
+test('the reference is x times the dequantized weights, and differs from the unquantized product by the quantization', () => {
+  const g = new Graph('reference');
+  const values = randomValues(3, 4 * 256);
+  const bytes = quantize('Q4_K', values);
+  g.output('y', g.matmulQuantized(g.input('x', [2, 256]), g.packedParameter('w', [4, 256], 'q4_k', bytes)));
+  const x = randomValues(4, 2 * 256);
+  const w = dequantize(ggmlType('Q4_K'), bytes, 4 * 256);
+  const parameters = new Map([['w', w]]);
+  const y = interpret(g, { x }, parameters).y;
+  let quantizationError = 0;
+  for (let i = 0; i < 2; i++) {
+    for (let j = 0; j < 4; j++) {
+      let exact = 0;
+      let unquantized = 0;
+      for (let p = 0; p < 256; p++) {
+        exact += x[i * 256 + p] * w[j * 256 + p];
+        unquantized += x[i * 256 + p] * values[j * 256 + p];
+      }
+      expect(y[i * 4 + j]).toBe(exact);
+      quantizationError = Math.max(quantizationError, Math.abs(exact - unquantized));
+    }
+  }
+  // the tolerance above is not the quantization's: that is orders of magnitude larger
+  expect(quantizationError).toBeGreaterThan(1e-3);
+});
+
+test("a GGUF file's tensors run through the op with their bytes as the file stores them", async () => {
+  const file = new Uint8Array(readFileSync(new URL('../fixtures/gguf/blocks.gguf', import.meta.url)));
+  const gguf = parseGguf(file, 'blocks.gguf');
+  const g = new Graph('blocks');
+  const stored = new Map<string, Uint8Array>();
+  const feeds: Record<string, Float32Array> = {};
+  let seed = 100;
+  for (const t of gguf.tensors.values()) {
+    const dtype = weightDTypeOfGgml(t.type.name);
+    if (t.type.name === 'F32') continue;
+    expect(dtype, t.name).toBeDefined();
+    const bytes = tensorBytes(file, t);
+    // a view of the file: nothing copied on the way in
+    expect(bytes.buffer).toBe(file.buffer);
+    stored.set(t.name, bytes);
+    const w = g.packedParameter(t.name, t.shape, dtype!, bytes);
+    for (const m of [1, 9]) {
+      const x = `x_${dtype}_${m}`;
+      feeds[x] = randomValues(seed++, m * t.shape[1]);
+      g.output(`y_${dtype}_${m}`, g.matmulQuantized(g.input(x, [m, t.shape[1]]), w));
+    }
+  }
+  expect(stored.size).toBe(10);
+  const { bundle, manifest, parameters } = await compileGraph(g);
+  const plan = await readBundle(bundle);
+  for (const [name, bytes] of stored) {
+    const buffer = manifest.buffers.find((b) => b.name === name)!;
+    expect(buffer.byteLength, name).toBe(bytes.length);
+    const slice = plan.section(buffer.init!.section).subarray(buffer.init!.offset, buffer.init!.offset + buffer.init!.length);
+    expect(Buffer.from(slice).equals(Buffer.from(bytes)), `${name}: the plan holds the file's bytes`).toBe(true);
+    // the reference reads them dequantized by the reader's own dequantizer
+    const t = gguf.tensors.get(name)!;
+    expect(parameters.get(name)).toEqual(dequantize(t.type, bytes, t.elements, name));
+  }
+  const expected = interpret(g, feeds, parameters);
+  const actual = await runOnGpu(bundle, feeds);
+  for (const t of gguf.tensors.values()) {
+    if (t.type.name === 'F32') continue;
+    const dtype = weightDTypeOfGgml(t.type.name)!;
+    const [n, k] = t.shape;
+    for (const m of [1, 9]) {
+      const out = `y_${dtype}_${m}`;
+      expectWithin(out, actual[out], expected[out], accumulationBound(feeds[`x_${dtype}_${m}`], parameters.get(t.name)!, m, k, n, true));
+    }
+  }
+});
+
+describe('refusals', () => {
+  const refusal = (build: (g: Graph) => unknown): string => {
+    try {
+      build(new Graph('bad'));
+    } catch (e) {
+      expect(e).toBeInstanceOf(CompileError);
+      return (e as Error).message;
+    }
+    throw new Error('not refused');
+  };
+  const q8 = (rows: number, cols: number) => quantize('Q8_0', randomValues(1, rows * cols));
+
+  test('the builder names the op, the operand and what it takes', () => {
+    expect(refusal((g) => g.matmulQuantized(g.input('x', [2, 64]), g.parameter('w', [3, 64])))).toMatch(
+      /^matmulQuantized: w must be a packed weight \(f16, bf16, q8_0, .*\); got f32 \(use matmul\)/,
+    );
+    expect(refusal((g) => g.matmulQuantized(g.input('x', [2, 32]), g.packedParameter('w', [3, 64], 'q8_0', q8(3, 64))))).toMatch(
+      /inner dimensions differ: x is \[2, 32\] \(K = 32\) and w is \[3, 64\] \[N, K\] \(K = 64\)/,
+    );
+    expect(refusal((g) => g.matmulQuantized(g.input('x', [64]), g.packedParameter('w', [3, 64], 'q8_0', q8(3, 64))))).toMatch(/x must have rank 2 or more/);
+    expect(refusal((g) => g.packedParameter('w', [3, 48], 'q8_0'))).toMatch(/'w' has shape \[3, 48\]; a q8_0 tensor's last axis must be a multiple of its block of 32/);
+    expect(refusal((g) => g.packedParameter('w', [3, 64], 'q4_k'))).toMatch(/multiple of its block of 256/);
+    expect(refusal((g) => g.packedParameter('w', [3, 64], 'q8_0', new Uint8Array(100)))).toMatch(/'w' \[3, 64\] q8_0 takes 204 bytes; got 100/);
+    expect(refusal((g) => g.packedParameter('w', [3, 64], 'q3_k' as WeightDType))).toMatch(/'w' has dtype q3_k; a packed parameter is f16, bf16 or a ggml block type/);
+    expect(refusal((g) => g.matmulQuantized(g.input('x', [1, 6]), g.packedParameter('w', [2, 6], 'f16')))).toMatch(/needs a multiple of 4 values per row/);
+    expect(refusal((g) => g.input('x', [2, 32], 'q8_0'))).toMatch(/'x' is q8_0: packed weights are parameters \(packedParameter\), not inputs/);
+    expect(refusal((g) => g.output('w', g.packedParameter('w', [1, 32], 'q8_0')))).toMatch(/output 'w' is a packed q8_0 tensor; outputs hold element dtypes/);
+  });
+
+  test('a packed weight is frozen: training leaves it alone and x still gets its gradient', async () => {
+    const g = new Graph('frozen');
+    const x = g.parameter('x', [1, 64], { init: { uniform: [-1, 1] } });
+    const y = g.matmulQuantized(x, g.packedParameter('w', [3, 64], 'q8_0', q8(3, 64)));
+    g.output('loss', g.mean(g.reshape(g.mul(y, y), [-1]), 0));
+    const { manifest } = await compileGraph(g, { training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 0.1 } } });
+    expect(manifest.training!.parameters.map((p) => [p.name, p.trainable])).toEqual([
+      ['x', true],
+      ['w', false],
+    ]);
+  });
+
+  test('the runtime refuses an unknown dtype, a packed buffer its block does not fit and a packed entry input', async () => {
+    const error = async (bytes: Uint8Array) => {
+      const e = await readBundle(bytes).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(e).toBeInstanceOf(PlanError);
+      expect((e as PlanError).kind).toBe('bad-manifest');
+      return (e as PlanError).message;
+    };
+    const good = handPlan();
+    const setBuffer = (fields: object) => withManifest(good, (m) => Object.assign(m.buffers[1], fields));
+    expect(await error(setBuffer({ dtype: 'q3_k' }))).toMatch(/buffers\[1\]\.dtype.*must be one of f32, f16, i32, u32, i8, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k/);
+    expect(await error(setBuffer({ dtype: 'q4_0', shape: [100] }))).toMatch(/buffers\[1\]\.shape.*must end in a multiple of 32, the q4_0 block/);
+    expect(await error(setBuffer({ dtype: 'q4_0', shape: [2, 96], byteLength: 100 }))).toMatch(/buffers\[1\]\.byteLength.*\(100\) is less than the 108 bytes of 192 q4_0 values/);
+    expect(await error(withManifest(good, (m) => ((m.entryPoints.run.inputs[0] as { dtype: string }).dtype = 'q8_0')))).toMatch(/entryPoints\.run\.inputs\[0\]\.dtype.*must be one of f32, f16, i32, u32, i8$/);
+  });
+});
