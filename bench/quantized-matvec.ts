@@ -1,0 +1,230 @@
+// The quantized matrix-vector product of decode (compiler/lower/matmul-quantized.ts): one row
+// of x against w [N, K] kept packed, per weight type, as GB/s of weight bytes against a
+// plain vec4 copy kernel's GB/s (bytes read + written) on the same device in the same run;
+// an f32 product (the ordinary matmul, w [K, N]) beside them for what decode in f32 moves.
+// Each plan is compiled in-process, timed with timestamp queries (bench/gpu-time.ts) and
+// checked on a sample of outputs against the float64 product of the dequantized weights.
+//
+//   npx esbuild bench/quantized-matvec.ts --bundle --platform=node --format=esm \
+//       --external:webgpu --external:naga-wasm --outfile=.device/quantized-matvec.mjs
+//   # device command (carry [".device"]):
+//   source .device/bootstrap.sh; node .device/quantized-matvec.mjs
+//
+// Options: --small (small shapes, to check this program off the GPU machine: llvmpipe's
+// figures mean nothing), --types q8_0,q4_k,... (default: every type), --m 1 (rows of x),
+// --rounds 7 (timed passes). With $OUT set it writes $OUT/quantized-matvec.json.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compileGraph } from '../compiler/compile';
+import { quantize } from '../compiler/frontends/gguf/quantize';
+import { Graph } from '../compiler/ir/graph';
+import { uniformStream } from '../compiler/ir/init';
+import type { WeightDType } from '../compiler/ir/types';
+import type { Target } from '../compiler/target/target';
+import { GENERIC } from '../compiler/target/targets';
+import { dequantize, ggmlType, type SupportedTypeName } from '../runtime/ggml-types';
+import { loadPlan, requestNodeDevice } from '../runtime/index';
+import { dtypeByteLength } from '../schemas/manifest';
+import { measureGpuTime, median, prepareTimedPlan, timestampedPasses } from './gpu-time';
+
+const TYPES: [WeightDType, SupportedTypeName][] = [
+  ['q8_0', 'Q8_0'],
+  ['q4_0', 'Q4_0'],
+  ['q4_1', 'Q4_1'],
+  ['q5_0', 'Q5_0'],
+  ['q5_1', 'Q5_1'],
+  ['q4_k', 'Q4_K'],
+  ['q5_k', 'Q5_K'],
+  ['q6_k', 'Q6_K'],
+  ['f16', 'F16'],
+  ['bf16', 'BF16'],
+];
+
+interface Options {
+  small: boolean;
+  types: string[];
+  m: number;
+  rounds: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const options: Options = { small: false, types: [...TYPES.map(([t]) => t), 'f32'], m: 1, rounds: 7 };
+  for (let k = 0; k < argv.length; k++) {
+    const a = argv[k];
+    if (a === '--small') options.small = true;
+    else if (a === '--types') options.types = argv[++k].split(',');
+    else if (a === '--m') options.m = Number(argv[++k]);
+    else if (a === '--rounds') options.rounds = Number(argv[++k]);
+    else throw new Error(`unknown option ${a}`);
+  }
+  const unknown = options.types.filter((t) => t !== 'f32' && !TYPES.some(([d]) => d === t));
+  if (unknown.length) throw new Error(`unknown types ${unknown.join(', ')}; known: ${TYPES.map(([t]) => t).join(', ')}, f32`);
+  return options;
+}
+
+const options = parseOptions(process.argv.slice(2));
+/** w's [N, K]: a square layer and an MLP's up and down projections of a 7B Llama */
+const SHAPES: [number, number][] = options.small
+  ? [
+      [40, 512],
+      [24, 768],
+    ]
+  : [
+      [4096, 4096],
+      [11008, 4096],
+      [4096, 11008],
+    ];
+/** distinct rows quantized (and dequantized for the check); w repeats them down its N rows */
+const SLAB_ROWS = 64;
+
+const gpu = await requestNodeDevice();
+const { device } = gpu;
+const info = gpu.adapter.info;
+console.log(`device: ${gpu.backend} ${info.description || info.vendor} ${info.architecture ?? ''}`.trim());
+if (!device.features.has('timestamp-query')) console.log('no timestamp-query: wall-clock times (submit to done), not kernel times');
+// the compile's limits are the device's: the f32 weights of the largest shapes exceed WebGPU's defaults
+const limits = device.limits;
+const target: Target = {
+  ...GENERIC,
+  name: 'bench-device',
+  limits: {
+    maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+    maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+    maxBufferSize: limits.maxBufferSize,
+    maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
+  },
+};
+
+/** GB/s of a vec4 copy of `bytes` (read + written), the median of `rounds` passes of `reps` copies. */
+async function copyGbs(bytes: number, rounds: number): Promise<number> {
+  const n4 = bytes / 16;
+  const groups = Math.ceil(n4 / 256);
+  const rows = Math.ceil(groups / 65535);
+  const gx = Math.ceil(groups / rows);
+  const usage = GPUBufferUsage.STORAGE;
+  const src = device.createBuffer({ size: bytes, usage });
+  const dst = device.createBuffer({ size: bytes, usage });
+  const code = `@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.x + wid.y * ${gx}u) * 256u + li;
+  if (i < ${n4}u) {
+    dst[i] = src[i];
+  }
+}`;
+  const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
+  const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: src } }, { binding: 1, resource: { buffer: dst } }] });
+  const reps = options.small ? 2 : 20;
+  const record = (p: GPUComputePassEncoder) => {
+    for (let r = 0; r < reps; r++) {
+      p.setPipeline(pipeline);
+      p.setBindGroup(0, bindGroup);
+      p.dispatchWorkgroups(gx, rows, 1);
+    }
+  };
+  let us: number[];
+  if (device.features.has('timestamp-query')) {
+    us = (await timestampedPasses(device, rounds + 1, record)).slice(1);
+  } else {
+    us = [];
+    for (let i = 0; i < rounds; i++) {
+      const encoder = device.createCommandEncoder();
+      const p = encoder.beginComputePass();
+      record(p);
+      p.end();
+      const start = performance.now();
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      us.push((performance.now() - start) * 1000);
+    }
+  }
+  src.destroy();
+  dst.destroy();
+  return (2 * bytes * reps) / median(us) / 1e3;
+}
+
+/** Packed bytes of w [n, k]: SLAB_ROWS rows quantized, repeated; and the slab's dequantized values. */
+function packedWeights(ggml: SupportedTypeName, n: number, k: number, seed: number): { bytes: Uint8Array; slab: Float32Array } {
+  const u = uniformStream(seed);
+  const rows = Math.min(SLAB_ROWS, n);
+  const slabBytes = quantize(ggml, Float32Array.from({ length: rows * k }, () => 2 * u() - 1));
+  const bytes = new Uint8Array((slabBytes.length / rows) * n);
+  for (let at = 0; at < bytes.length; at += slabBytes.length) bytes.set(slabBytes.subarray(0, Math.min(slabBytes.length, bytes.length - at)), at);
+  return { bytes, slab: dequantize(ggmlType(ggml), slabBytes, rows * k) };
+}
+
+interface Row {
+  shape: string;
+  type: string;
+  weightBytes: number;
+  us: number;
+  gbs: number;
+  ofCopy: number;
+  worst: number;
+  clock: string;
+}
+
+const copyBytes = options.small ? 1 << 20 : 1 << 28;
+const copy = await copyGbs(copyBytes, options.rounds);
+console.log(`vec4 copy of ${copyBytes / 2 ** 20} MiB: ${copy.toFixed(0)} GB/s (bytes read + written)`);
+const rows: Row[] = [];
+const m = options.m;
+let seed = 1;
+for (const [n, k] of SHAPES) {
+  for (const type of options.types) {
+    const g = new Graph('matvec');
+    const x = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i * 0.37));
+    // w's row r as values: the slab's row r % SLAB_ROWS; f32: w [K, N], column c is row c
+    let slab: Float32Array;
+    let weightBytes: number;
+    if (type === 'f32') {
+      const u = uniformStream(seed++);
+      slab = Float32Array.from({ length: Math.min(SLAB_ROWS, n) * k }, () => 2 * u() - 1);
+      const init = new Float32Array(k * n);
+      for (let c = 0; c < n; c++) for (let p = 0; p < k; p++) init[p * n + c] = slab[(c % SLAB_ROWS) * k + p];
+      g.output('y', g.matmul(g.input('x', [m, k]), g.parameter('w', [k, n], { init })));
+      weightBytes = 4 * n * k;
+    } else {
+      const [dtype, ggml] = TYPES.find(([d]) => d === type)!;
+      const packed = packedWeights(ggml, n, k, seed++);
+      slab = packed.slab;
+      g.output('y', g.matmulQuantized(g.input('x', [m, k]), g.packedParameter('w', [n, k], dtype, packed.bytes)));
+      weightBytes = dtypeByteLength(dtype, n * k);
+    }
+    const { bundle } = await compileGraph(g, { targets: [target] });
+
+    // check a sample of outputs: rows of the slab, against the f64 product of the dequantized values
+    const session = await loadPlan(bundle, device);
+    const y = (await session.run({ x })).y;
+    session.destroy();
+    let worst = 0;
+    for (let i = 0; i < m; i++) {
+      for (let r = 0; r < Math.min(n, SLAB_ROWS); r++) {
+        let exact = 0;
+        let scale = 0;
+        for (let p = 0; p < k; p++) {
+          exact += x[i * k + p] * slab[r * k + p];
+          scale += Math.abs(x[i * k + p] * slab[r * k + p]);
+        }
+        const error = Math.abs(y[i * n + r] - exact) / ((k + 2) * 2 ** -24 * scale);
+        worst = Math.max(worst, error);
+      }
+    }
+
+    const timed = await prepareTimedPlan(bundle, device, 'run', { x });
+    const time = await measureGpuTime(timed, { passes: options.rounds, ...(options.small ? { targetPassUs: 2000, warmupUs: 0, maxReps: 4 } : {}) });
+    timed.destroy();
+    const gbs = weightBytes / time.medianUs / 1e3;
+    const row: Row = { shape: `${n}x${k}`, type, weightBytes, us: time.medianUs, gbs, ofCopy: gbs / copy, worst, clock: time.clock };
+    rows.push(row);
+    // worst: the largest |gpu − f64| over the f32 accumulation bound (k + 2)·2^-24·Σ|x·w|; above 1 is wrong
+    console.log(
+      `w [${n}, ${k}] ${type.padEnd(5)} ${(weightBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  ${time.medianUs.toFixed(1).padStart(9)} µs  ${gbs.toFixed(0).padStart(6)} GB/s  ${(100 * row.ofCopy).toFixed(0).padStart(4)}% of copy  error/bound ${worst.toExponential(1)}${worst > 1 ? '  WRONG' : ''}`,
+    );
+  }
+}
+await gpu.destroy();
+if (process.env.OUT) writeFileSync(join(process.env.OUT, 'quantized-matvec.json'), JSON.stringify({ device: info, copyGbs: copy, m, rows }, null, 2));
+if (rows.some((r) => r.worst > 1)) process.exitCode = 1;
