@@ -203,6 +203,8 @@ class Trainer implements TrainingSession {
     const out: { name: string; buffer: number; shape: number[]; byteLength: number; state: boolean }[] = [];
     for (const p of this.training.parameters) {
       const b = byId.get(p.buffer)!;
+      // packed weights (GGUF's blocks) are frozen: they stay as the plan or their file holds them
+      if (b.dtype !== 'f32') continue;
       out.push({ name: p.name, buffer: p.buffer, shape: b.shape, byteLength: b.byteLength, state: false });
       if (!withOptimizer) continue;
       for (const s of p.state) out.push({ name: s.name, buffer: s.buffer, shape: b.shape, byteLength: b.byteLength, state: true });

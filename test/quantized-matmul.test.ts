@@ -5,20 +5,23 @@
 // workgroup, w in both layouts. The reference multiplies the same dequantized values, so the
 // tolerance is f32 accumulation's, not the quantization's. Then a GGUF file's tensors run
 // through the op with their bytes as the file holds them, and the refusals.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { compileGraph } from '../compiler/compile';
+import { compileGraph, compileGraphToFile } from '../compiler/compile';
 import { quantize } from '../compiler/frontends/gguf/quantize';
 import { CompileError } from '../compiler/ir/errors';
 import { Graph } from '../compiler/ir/graph';
 import { interpret } from '../compiler/ir/interpret';
 import { weightDTypeOfGgml, type WeightDType } from '../compiler/ir/types';
 import { randomValues } from '../fixtures/gguf/models';
-import { PlanError, readBundle } from '../runtime/index';
+import { loadTrainingPlan, PlanError, readBundle } from '../runtime/index';
+import { decodeSafetensors } from '../runtime/safetensors';
 import { dequantize, ggmlType, type SupportedTypeName } from '../runtime/ggml-types';
 import { parseGguf, tensorBytes } from '../runtime/gguf';
 import { handPlan, withManifest } from './hand-plan';
-import { releaseSharedDevice, runOnGpu } from './gpu';
+import { releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
 
@@ -182,6 +185,11 @@ test("a GGUF file's tensors run through the op with their bytes as the file stor
   }
   expect(stored.size).toBe(10);
   const { bundle, manifest, parameters } = await compileGraph(g);
+  // written as it is made (weights drawn when the writer reaches them), the same plan
+  const written = join(mkdtempSync(join(tmpdir(), 'mnc-quantized-')), 'blocks.mnplan');
+  await compileGraphToFile(g, written);
+  expect(Buffer.from(readFileSync(written)).equals(Buffer.from(bundle))).toBe(true);
+  rmSync(dirname(written), { recursive: true });
   const plan = await readBundle(bundle);
   for (const [name, bytes] of stored) {
     const buffer = manifest.buffers.find((b) => b.name === name)!;
@@ -239,11 +247,21 @@ describe('refusals', () => {
     const x = g.parameter('x', [1, 64], { init: { uniform: [-1, 1] } });
     const y = g.matmulQuantized(x, g.packedParameter('w', [3, 64], 'q8_0', q8(3, 64)));
     g.output('loss', g.mean(g.reshape(g.mul(y, y), [-1]), 0));
-    const { manifest } = await compileGraph(g, { training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 0.1 } } });
+    const { bundle, manifest } = await compileGraph(g, { training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 0.1 } } });
     expect(manifest.training!.parameters.map((p) => [p.name, p.trainable])).toEqual([
       ['x', true],
       ['w', false],
     ]);
+    // a step runs, and the state file holds what training changes: x, not the packed w
+    const session = await loadTrainingPlan(bundle, (await sharedDevice()).device);
+    try {
+      await session.step({});
+      const state = decodeSafetensors(await session.exportState({ optimizer: false }), 'state');
+      expect([...state.tensors.keys()]).toEqual(['x']);
+      await session.importState(await session.exportState());
+    } finally {
+      session.destroy();
+    }
   });
 
   test('the runtime refuses an unknown dtype, a packed buffer its block does not fit and a packed entry input', async () => {
