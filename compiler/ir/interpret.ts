@@ -41,11 +41,12 @@ export function packedBytes(graph: Graph): Map<string, Uint8Array> {
  */
 export function storedParameters(graph: Graph, values: ReadonlyMap<string, Float32Array>): Map<string, StoredValues> {
   const packed = packedBytes(graph);
+  const weights = new Set(graph.nodes.filter((n) => n.op === 'parameter' && isWeightDType(n.type.dtype)).map((n) => n.name));
   const stored = new Map<string, StoredValues>();
   for (const [name, v] of values) {
     const bytes = packed.get(name);
     if (bytes) stored.set(name, bytes);
-    else if (!isWeightDType(graph.nodes.find((n) => n.name === name && n.op === 'parameter')?.type.dtype ?? 'f32')) stored.set(name, v);
+    else if (!weights.has(name)) stored.set(name, v);
   }
   return stored;
 }
