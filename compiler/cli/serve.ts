@@ -157,7 +157,7 @@ export async function serveCommand(plan: string | undefined, options: ServeOptio
       console.log(`mnc serve: ${signal}: draining in-flight requests (grace ${graceMs / 1000} s)`);
     }
     const { finished, cancelled } = await server.shutdown(graceMs);
-    console.log(`mnc serve: stopped (${finished} requests finished, ${cancelled} cancelled)`);
+    console.log(`mnc serve: stopped: ${finished} in-flight requests finished, ${cancelled} cancelled`);
   } catch (error) {
     await server.shutdown(0);
     throw error;

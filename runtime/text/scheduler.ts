@@ -184,12 +184,14 @@ export class BatchScheduler {
     if (at >= 0) this.waiting.splice(at, 1);
   }
 
+  /** Starts the step loop if it is idle, after the current task: requests submitted together join its first step. */
   private kick(): void {
-    if (!this.running) void this.run();
+    if (this.running) return;
+    this.running = true;
+    queueMicrotask(() => void this.run());
   }
 
   private async run(): Promise<void> {
-    this.running = true;
     try {
       while (this.slots.size > 0 || this.waiting.length > 0) {
         this.sweep();
