@@ -9,8 +9,12 @@
 // A CPU program (the server runs the bigram TEST model; no GPU involved):
 //   node scripts/build.mjs && npx tsx bench/serve-load.ts [--step-ms 2] [--max-tokens 64]
 // starts `mnc serve --fake-model bigram` in a child process (batch 64, queue 64), then runs
-// 64 concurrent streaming clients, then 256, and prints the figures of each phase and the
-// server's memory before and after.
+// 64 concurrent streaming clients, then 256 twice, and prints the figures of each phase and the
+// server's memory (from its /metrics) before and after each.
+//   node --expose-gc --import tsx bench/serve-load.ts --leak-check
+// runs the server in this process instead and prints the V8 heap after a full collection
+// between rounds of 128 clients: the figure that says whether memory is flat (the child's
+// rss and heap move with V8's collection schedule).
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -262,6 +266,32 @@ function printPhase(name: string, r: LoadReport): void {
   console.log(`  time to first token p50 ${r.ttftMs.p50.toFixed(1)} ms, p99 ${r.ttftMs.p99.toFixed(1)} ms; ${r.tokens} tokens, ${r.tokensPerSecond.toFixed(0)} tokens/s aggregate`);
 }
 
+/** Rounds of load against a server in this process, with the heap measured after full collections. */
+async function leakCheck(tokenizerDir: string, stepMs: number, maxTokens: number): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('--leak-check needs node --expose-gc');
+  const { ModelServer, BigramTestModel } = await import('../runtime/serve');
+  const { loadTokenizerDirectory } = await import('../runtime/text/node');
+  const tokenizer = await loadTokenizerDirectory(tokenizerDir);
+  const server = new ModelServer({ onError: () => {}, scheduler: { maxBatch: 64, maxQueue: 64 } });
+  const { port } = await server.listen(0);
+  server.serve({ name: 'bigram-test', model: BigramTestModel.forTokenizer(tokenizer, { stepMs }), tokenizer });
+  const base = `http://127.0.0.1:${port}`;
+  const heap = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return `${(process.memoryUsage().heapUsed / 2 ** 20).toFixed(1)} MiB`;
+  };
+  console.log(`server in this process; V8 heap used after a full collection: ${await heap()} before load`);
+  for (let round = 0; round < 6; round++) {
+    const r = await runLoad({ base, model: 'bigram-test', clients: 128, maxTokens, disconnectFraction: 0.2, faultFraction: 0.1, seed: round, deadlineMs: 120_000 });
+    console.log(`  round ${round + 1}: 128 clients, completed ${r.completed}, lost ${r.lost}, garbled ${r.garbled}; heap after collection ${await heap()}`);
+  }
+  await server.shutdown(0);
+}
+
 async function main(): Promise<void> {
   const arg = (name: string, fallback: string) => {
     const at = process.argv.indexOf(name);
@@ -271,6 +301,7 @@ async function main(): Promise<void> {
   const stepMs = arg('--step-ms', '2');
   const maxTokens = Number(arg('--max-tokens', '64'));
   const tokenizer = arg('--tokenizer', join(root, 'fixtures', 'tokenizers', 'qwen3'));
+  if (process.argv.includes('--leak-check')) return leakCheck(tokenizer, Number(stepMs), maxTokens);
   const child = spawn(
     process.execPath,
     [join(root, 'dist', 'mnc.mjs'), 'serve', '--fake-model', 'bigram', '--tokenizer', tokenizer, '--port', '0', '--max-batch', '64', '--max-queue', '64', '--max-body-bytes', '1048576', '--fake-step-ms', stepMs, '--grace', '5'],
@@ -291,22 +322,28 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, 1000));
   const before = await serverMemory(base);
 
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  const memory = async (when: string) => {
+    await new Promise((r) => setTimeout(r, 1000));
+    const m = await serverMemory(base);
+    console.log(`  server memory ${when}: rss ${mib(m.rss)}, V8 heap used ${mib(m.heap)}`);
+  };
+  console.log(`server memory before: rss ${mib(before.rss)}, V8 heap used ${mib(before.heap)}`);
   const phases: [string, LoadOptions][] = [
     ['64 concurrent streaming clients', { base, model: 'bigram-test', clients: 64, maxTokens, disconnectFraction: 0.2, faultFraction: 0.1, seed: 1, deadlineMs: 120_000 }],
     ['256 concurrent streaming clients (batch 64, queue 64)', { base, model: 'bigram-test', clients: 256, maxTokens, disconnectFraction: 0.2, faultFraction: 0.1, seed: 2, deadlineMs: 120_000 }],
+    ['256 again (memory should stay flat)', { base, model: 'bigram-test', clients: 256, maxTokens, disconnectFraction: 0.2, faultFraction: 0.1, seed: 3, deadlineMs: 120_000 }],
   ];
-  for (const [name, options] of phases) printPhase(name, await runLoad(options));
+  for (const [name, options] of phases) {
+    printPhase(name, await runLoad(options));
+    await memory('after');
+  }
   // one request at a time, for the batching figure
-  const serial = { base, model: 'bigram-test', clients: 1, maxTokens, disconnectFraction: 0, faultFraction: 0, seed: 3, deadlineMs: 60_000 };
+  const serial = { base, model: 'bigram-test', clients: 1, maxTokens, disconnectFraction: 0, faultFraction: 0, seed: 4, deadlineMs: 60_000 };
   let tokens = 0;
   const t0 = performance.now();
   for (let i = 0; i < 8; i++) tokens += (await runLoad(serial)).tokens;
-  console.log(`\none request at a time (8 in turn): ${(tokens / ((performance.now() - t0) / 1000)).toFixed(0)} tokens/s`);
-
-  await new Promise((r) => setTimeout(r, 2000));
-  const after = await serverMemory(base);
-  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-  console.log(`\nserver memory: rss ${mib(before.rss)} before, ${mib(after.rss)} after; V8 heap used ${mib(before.heap)} before, ${mib(after.heap)} after`);
+  console.log(`\none request at a time (8 in turn): ${(tokens / ((performance.now() - t0) / 1000)).toFixed(0)} tokens/s aggregate`);
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
 }
