@@ -5,12 +5,14 @@
 // `mnc serve` itself in a child process for SIGTERM. Every test is bounded in time and count.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTokenizerFixtures } from '../scripts/tokenizer-fixtures.mjs';
-import { BigramTestModel, ModelServer, type BigramTestModelOptions, type ServerOptions } from '../runtime/serve';
+import { ApiKeys, BigramTestModel, ModelServer, parseKeysFile, RateLimiter, type BigramTestModelOptions, type ServerOptions } from '../runtime/serve';
 import type { Tokenizer } from '../runtime/text';
 import { loadTokenizerDirectory } from '../runtime/text/node';
 import { runLoad } from '../bench/serve-load';
@@ -250,6 +252,29 @@ describe('refusals in OpenAI error shape', () => {
   });
 });
 
+describe('access', () => {
+  it('API keys: Bearer only, any of the keys, nothing for a near miss', () => {
+    const keys = new ApiKeys(['sk-one', 'sk-two']);
+    expect(keys.required).toBe(true);
+    expect(keys.check('Bearer sk-two')).toBe(1);
+    expect(keys.check('bearer sk-one')).toBe(0);
+    for (const header of [undefined, '', 'sk-one', 'Basic sk-one', 'Bearer sk-on', 'Bearer sk-one2', 'Bearer  ']) expect(keys.check(header)).toBe(-1);
+    expect(new ApiKeys([]).required).toBe(false);
+    expect(() => new ApiKeys(['has space'])).toThrow(/no whitespace/);
+    expect(parseKeysFile('# keys\nsk-a\n\n  sk-b  \r\n#sk-c\n')).toEqual(['sk-a', 'sk-b']);
+  });
+
+  it('a token bucket refills at its rate', () => {
+    const limiter = new RateLimiter(60, 2); // one a second, two at once
+    expect(limiter.take('k', 0).ok).toBe(true);
+    expect(limiter.take('k', 0).ok).toBe(true);
+    expect(limiter.take('k', 0)).toEqual({ ok: false, retryAfterSeconds: 1 });
+    expect(limiter.take('other', 0).ok).toBe(true);
+    expect(limiter.take('k', 999).ok).toBe(false);
+    expect(limiter.take('k', 2000).ok).toBe(true);
+  });
+});
+
 describe('limits', () => {
   it('a rate limit per key: 429 with Retry-After once the burst is spent', async () => {
     const s = await start({ apiKeys: ['sk-test', 'sk-b'], rateLimit: { perMinute: 6, burst: 2 } });
@@ -264,23 +289,23 @@ describe('limits', () => {
 
   it('beyond the batch and the queue: 503 with Retry-After; queued requests run when slots free', async () => {
     const s = await start({ scheduler: { maxBatch: 1, maxQueue: 1 } }, { stepMs: 5 });
-    const long = s.client().completions.create({ model: 'bigram', prompt: 'a', max_tokens: 30 });
+    const long = s.client().completions.create({ model: 'bigram', prompt: 'a', max_tokens: 60, seed: 3 }); // seed 3 draws no eos in its first 60 tokens
     await until(() => s.server.scheduler!.activeSequences === 1);
-    const queued = s.client().completions.create({ model: 'bigram', prompt: 'b', max_tokens: 3 });
+    const queued = s.client().completions.create({ model: 'bigram', prompt: 'b', max_tokens: 3, seed: 2 });
     await until(() => s.server.scheduler!.queueDepth === 1);
     const r = await rawPost(s.base, '/v1/completions', JSON.stringify({ model: 'bigram', prompt: 'c', max_tokens: 3 }));
     expect(r.status).toBe(503);
     expect(r.json.error).toMatchObject({ type: 'server_error', code: 'server_overloaded' });
     expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    expect((await long).usage!.completion_tokens).toBe(30);
+    expect((await long).usage!.completion_tokens).toBe(60);
     expect((await queued).usage!.completion_tokens).toBe(3);
     expect(s.model.largestBatch).toBe(1);
   });
 
   it('the KV-cache budget holds requests back until tokens free up', async () => {
-    const s = await start({ scheduler: { kvCacheTokens: 60 } }, { stepMs: 2 });
+    const s = await start({ scheduler: { kvCacheTokens: 60 } }, { stepMs: 5 });
     const prompt = tokenizer.encode('x'); // a one-token prompt: each request reserves 1 + 25
-    const answers = await Promise.all([1, 2, 3].map(() => s.client().completions.create({ model: 'bigram', prompt, max_tokens: 25 })));
+    const answers = await Promise.all([1, 2, 3].map((seed) => s.client().completions.create({ model: 'bigram', prompt, max_tokens: 25, seed })));
     expect(answers.map((a) => a.usage!.completion_tokens)).toEqual([25, 25, 25]);
     expect(s.model.largestBatch).toBe(2); // the third waited for 26 tokens to free up
     expect(await failure(s.client().completions.create({ model: 'bigram', prompt, max_tokens: 80 }))).toMatchObject({ status: 400, code: 'context_length_exceeded' });
@@ -317,7 +342,7 @@ describe('batching and disconnects', () => {
 
   it('a client that disconnects mid-stream frees its slot at the next step', async () => {
     const s = await start({}, { stepMs: 10 });
-    const stream = await s.client().chat.completions.create({ model: 'bigram', messages: hi, max_tokens: 500, stream: true });
+    const stream = await s.client().chat.completions.create({ model: 'bigram', messages: hi, max_tokens: 500, seed: 3, stream: true });
     let chunks = 0;
     for await (const _ of stream) if (++chunks === 4) break; // leaving the loop aborts the request
     await until(() => s.model.slotsInUse === 0 && s.server.scheduler!.activeSequences === 0);
@@ -428,9 +453,13 @@ describe('mnc serve in a child process', () => {
   }
 
   it('SIGTERM: refuses new requests, lets the stream in flight finish, exits 0', async () => {
-    const { child, base, output } = await serve(['--fake-step-ms', '20', '--grace', '10', '--api-key', 'sk-test']);
+    const dir = mkdtempSync(join(tmpdir(), 'mnc-serve-'));
+    writeFileSync(join(dir, 'keys'), '# the keys of this test\nsk-test\n');
+    const { child, base, output } = await serve(['--fake-step-ms', '20', '--grace', '10', '--api-keys-file', join(dir, 'keys')]);
+    rmSync(dir, { recursive: true });
+    expect((await fetch(`${base}/v1/models`)).status).toBe(401);
     const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'sk-test', maxRetries: 0, timeout: 15_000 });
-    const stream = await client.chat.completions.create({ model: 'bigram-test', messages: hi, max_tokens: 40, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({ model: 'bigram-test', messages: hi, max_tokens: 40, seed: 3, stream: true, stream_options: { include_usage: true } });
     let usage;
     let chunks = 0;
     for await (const chunk of stream) {
@@ -451,7 +480,7 @@ describe('mnc serve in a child process', () => {
   it('SIGTERM: cancels what is still running after the grace period with an error event, exits 0', async () => {
     const { child, base, output } = await serve(['--fake-step-ms', '20', '--grace', '0.3']);
     const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'none', maxRetries: 0, timeout: 15_000 });
-    const stream = await client.chat.completions.create({ model: 'bigram-test', messages: hi, max_tokens: 1000, stream: true });
+    const stream = await client.chat.completions.create({ model: 'bigram-test', messages: hi, max_tokens: 1000, seed: 3, stream: true });
     const read = (async () => {
       let chunks = 0;
       for await (const _ of stream) if (++chunks === 2) child.kill('SIGTERM');

@@ -179,7 +179,12 @@ export class ModelServer {
       if (path === '/v1/models') return this.only(method, 'GET', () => json(res, 200, { object: 'list', data: this.modelList() }));
       if (path.startsWith('/v1/models/')) {
         return this.only(method, 'GET', () => {
-          const id = decodeURIComponent(path.slice('/v1/models/'.length));
+          let id: string;
+          try {
+            id = decodeURIComponent(path.slice('/v1/models/'.length));
+          } catch {
+            throw new ApiError(400, 'the model id in the URL is not valid percent-encoding', 'invalid_request_error', 'model', 'invalid_value');
+          }
           const found = this.modelList().find((m) => m.id === id);
           if (!found) throw modelNotFound(id);
           json(res, 200, found);
