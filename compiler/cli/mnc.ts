@@ -1,5 +1,6 @@
 // The `mnc` command line: compile a model file to a .mnplan, inspect a plan, run a plan on
-// a WebGPU device, train a training plan on datasets (train.ts). The only place that prints diagnostics and sets the exit code: every
+// a WebGPU device, train a training plan on datasets (train.ts), serve a language model over
+// the OpenAI HTTP API (serve.ts). The only place that prints diagnostics and sets the exit code: every
 // stage below returns values or throws CompileError/PlanError, which are printed here as
 // `file:line:col: error: message`; anything else is an internal error.
 import { Command, Option } from 'commander';
@@ -21,6 +22,7 @@ import { aboutPlan, memoryBudget, PlanFileError, readPlanBytes } from './plan-fi
 import { writeTrace } from './profile';
 import { gatherInputs, makeDirectoryFor, nonFiniteWarnings, previewTensor, renameOrFail, writeOutputs } from './tensors';
 import { runWithDawnFiltered, wantsDawnFilter } from './dawn-output';
+import { serveCommand } from './serve';
 import { trainCommand } from './train';
 
 function parseSeed(text: string): number {
@@ -355,6 +357,32 @@ function program(): Command {
     .option('--verbose', "show Dawn's own diagnostics on stderr (adapter limits, backends it could not load); also MNC_DAWN_VERBOSE=1")
     .option('--memory-budget <GiB>', 'GiB of GPU buffers the plan may create (default 4); a plan needing more is refused before anything is allocated')
     .action(trainCommand);
+
+  mnc
+    .command('serve')
+    .description('serve a language model over the OpenAI HTTP API (chat and text completions, streaming), batching concurrent requests')
+    .argument('[plan.mnplan]', 'a language-model plan (not servable yet: see --fake-model)')
+    .option('--tokenizer <dir>', 'directory with tokenizer.json, tokenizer_config.json (chat template) and generation_config.json (sampling defaults)')
+    .option('--weights <file|dir>', "the plan's weights (safetensors), when they are not in the plan")
+    .addOption(new Option('--fake-model <kind>', 'serve a TEST model instead of a plan: a seeded bigram table over the tokenizer\'s words (for trying the server and its clients; says nothing useful)').choices(['bigram']))
+    .option('--model-name <name>', "the model name clients ask for (default: 'bigram-test' for the test model)")
+    .option('--host <address>', 'address to listen on; the default answers this machine only', '127.0.0.1')
+    .option('--port <n>', 'port to listen on (0: any free one, printed)', '8080')
+    .addOption(new Option('--api-key <key>', 'require this key as Authorization: Bearer <key> on /v1/ (repeatable)').env('MNC_API_KEY').argParser(collect))
+    .option('--api-keys-file <file>', 'require one of the keys in this file (one a line, # comments)')
+    .option('--rate-limit <n>', 'requests per minute per key (per client address without keys); beyond it 429 with Retry-After')
+    .option('--rate-burst <n>', 'requests a key may make at once before --rate-limit paces it (default: the per-minute figure)')
+    .option('--max-batch <n>', 'most sequences decoded together per step (default: what the model holds)')
+    .option('--kv-cache-tokens <n>', 'KV-cache tokens the running requests may reserve together, each at prompt + max_tokens (default: max batch × max sequence length)')
+    .option('--max-queue <n>', 'requests that may wait for a slot; beyond them 503 with Retry-After', '64')
+    .option('--max-body-bytes <n>', 'largest request body; beyond it 413', '1048576')
+    .option('--max-prompt-tokens <n>', "longest prompt in tokens (default: the model's sequence length)")
+    .option('--max-tokens-default <n>', 'max_tokens of a request that gives none (capped by the room left in the sequence)', '512')
+    .option('--cors <origin>', 'let browser pages from this origin (or *) call the server; default: no CORS headers')
+    .option('--grace <seconds>', 'on SIGTERM, how long in-flight requests may run before they are cancelled', '30')
+    .option('--fake-step-ms <ms>', 'test model: simulated time of a decode step', '2')
+    .option('--fake-max-sequence <n>', 'test model: its maximum sequence length', '2048')
+    .action(serveCommand);
 
   return mnc;
 }

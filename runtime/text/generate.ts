@@ -9,6 +9,7 @@ import { TextError } from './errors';
 import { resolveGenerationOptions, type GenerationOptions, type ResolvedGenerationOptions } from './generation-config';
 import { uniform } from './random';
 import { nextTokenDistribution, sampleFromDistribution } from './sampling';
+import type { TextStreamDecoder } from './stream';
 import type { Tokenizer } from './tokenizer';
 
 /**
@@ -59,32 +60,84 @@ export async function* generate(
   prompt: string | readonly ChatMessage[] | readonly number[],
   options: GenerateOptions = {},
 ): AsyncGenerator<GeneratedToken, void, undefined> {
-  const { tokenizer, chat, signal, ...generation } = options;
-  const config = resolveGenerationOptions(generation);
-  const promptIds = promptTokens(prompt, tokenizer, chat);
-  const stopIds = new Set(config.stopTokenIds ?? (tokenizer?.eos ? [tokenizer.eos.id] : []));
-  const limit = lengthLimit(promptIds.length, config.maxNewTokens, config.maxLength, model.maxSequenceLength);
-  if (limit <= 0) return;
-
-  const stream = tokenizer?.streamDecoder({ context: promptIds });
-  const sequence = [...promptIds];
+  const { signal, ...rest } = options;
+  const generation = new Generation(prompt, rest, model.maxSequenceLength);
+  if (generation.limit <= 0) return;
   signal?.throwIfAborted();
-  let logits = await model.prefill(promptIds);
-  const vocab = logits.length;
-  for (let index = 0; ; index++) {
+  let logits = await model.prefill(generation.promptIds);
+  for (;;) {
     signal?.throwIfAborted();
-    if (logits.length !== vocab) throw new TextError('bad-logits', `the model returned ${logits.length} logits at step ${index}, ${vocab} at prefill`);
-    if (index < config.minNewTokens && stopIds.size > 0) logits = suppress(logits, stopIds);
-    const token = chooseToken(logits, sequence, config, index);
-    sequence.push(token);
-    const stopped = stopIds.has(token);
-    const last = stopped || index + 1 >= limit;
-    let text = '';
-    if (stream) text = (stopped ? '' : stream.push(token)) + (last ? stream.flush() : '');
-    yield { token, text, index, finishReason: stopped ? 'stop' : last ? 'length' : null };
-    if (last) return;
+    const step = generation.next(logits);
+    yield step;
+    if (step.finishReason) return;
     signal?.throwIfAborted(); // the consumer may have aborted while it held the token
-    logits = await model.decode(token, sequence.length - 1);
+    logits = await model.decode(step.token, generation.position);
+  }
+}
+
+/**
+ * One sequence's generation, apart from the model: the prompt's tokens, the resolved options,
+ * the tokens so far and the text released. Whoever runs the model (generate() for one
+ * sequence, scheduler.ts for a batch of them) hands it the logits of each position and gets
+ * the next token back.
+ *
+ *     const generation = new Generation('Hello', { tokenizer, maxNewTokens: 8 });
+ *     let step = generation.next(await model.prefill(generation.promptIds));
+ *     while (!step.finishReason) step = generation.next(await model.decode(step.token, generation.position));
+ */
+export class Generation {
+  /** the prompt as token ids */
+  readonly promptIds: readonly number[];
+  /** how many tokens may be generated (0: none; the prompt fills the length limit) */
+  readonly limit: number;
+  readonly config: ResolvedGenerationOptions;
+  private readonly sequence: number[];
+  private readonly stopIds: ReadonlySet<number>;
+  private readonly stream: TextStreamDecoder | undefined;
+  private vocab = -1;
+  private finished: 'stop' | 'length' | null = null;
+
+  /** Refuses bad options and prompts (TextError) before any model work. */
+  constructor(prompt: string | readonly ChatMessage[] | readonly number[], options: Omit<GenerateOptions, 'signal'> = {}, maxSequenceLength?: number) {
+    const { tokenizer, chat, ...generation } = options;
+    this.config = resolveGenerationOptions(generation);
+    this.promptIds = promptTokens(prompt, tokenizer, chat);
+    this.stopIds = new Set(this.config.stopTokenIds ?? (tokenizer?.eos ? [tokenizer.eos.id] : []));
+    this.limit = lengthLimit(this.promptIds.length, this.config.maxNewTokens, this.config.maxLength, maxSequenceLength);
+    this.stream = tokenizer?.streamDecoder({ context: this.promptIds });
+    this.sequence = [...this.promptIds];
+  }
+
+  /** generated tokens so far */
+  get generated(): number {
+    return this.sequence.length - this.promptIds.length;
+  }
+
+  /** the position of the last token: where the model decodes it */
+  get position(): number {
+    return this.sequence.length - 1;
+  }
+
+  /** why generation ended, or null while it goes on */
+  get finishReason(): 'stop' | 'length' | null {
+    return this.finished;
+  }
+
+  /** The next token from the logits of the position after the last token. */
+  next(logits: Float32Array): GeneratedToken {
+    const index = this.generated;
+    if (this.finished) throw new TextError('bad-input', `generation has ended (${this.finished}); no token ${index} is chosen`);
+    if (this.vocab < 0) this.vocab = logits.length;
+    else if (logits.length !== this.vocab) throw new TextError('bad-logits', `the model returned ${logits.length} logits at step ${index}, ${this.vocab} at prefill`);
+    if (index < this.config.minNewTokens && this.stopIds.size > 0) logits = suppress(logits, this.stopIds);
+    const token = chooseToken(logits, this.sequence, this.config, index, this.promptIds.length);
+    this.sequence.push(token);
+    const stopped = this.stopIds.has(token);
+    const last = stopped || index + 1 >= this.limit;
+    let text = '';
+    if (this.stream) text = (stopped ? '' : this.stream.push(token)) + (last ? this.stream.flush() : '');
+    if (last) this.finished = stopped ? 'stop' : 'length';
+    return { token, text, index, finishReason: this.finished };
   }
 }
 
@@ -92,8 +145,8 @@ export async function* generate(
  * The next token: a draw from the processed distribution (a single token when greedy). Token
  * `index` always uses draw `index` of the seed, so runs with one seed agree token for token.
  */
-function chooseToken(logits: Float32Array, sequence: readonly number[], config: ResolvedGenerationOptions, index: number): number {
-  return sampleFromDistribution(nextTokenDistribution(logits, sequence, config), uniform(config.seed, index));
+function chooseToken(logits: Float32Array, sequence: readonly number[], config: ResolvedGenerationOptions, index: number, promptLength: number): number {
+  return sampleFromDistribution(nextTokenDistribution(logits, sequence, config, promptLength), uniform(config.seed, index));
 }
 
 function promptTokens(prompt: string | readonly ChatMessage[] | readonly number[], tokenizer: Tokenizer | undefined, chat: ChatTemplateOptions | undefined): number[] {

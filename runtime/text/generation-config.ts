@@ -25,6 +25,10 @@ export interface GenerationOptions {
   minP?: number;
   /** > 0; 1 (the default) disables; positive logits of seen tokens divided by it, negative ones multiplied */
   repetitionPenalty?: number;
+  /** OpenAI's presence_penalty: in [-2, 2], subtracted from the logit of each token generated so far; 0 (the default) disables */
+  presencePenalty?: number;
+  /** OpenAI's frequency_penalty: in [-2, 2], subtracted from a token's logit once per time it was generated; 0 (the default) disables */
+  frequencyPenalty?: number;
   /** stop after this many generated tokens (>= 1); takes precedence over maxLength */
   maxNewTokens?: number;
   /** stop when prompt + generated tokens reach this many (>= 1) */
@@ -39,6 +43,8 @@ export interface GenerationOptions {
 
 /** Every option with its value decided. */
 export interface ResolvedGenerationOptions extends SamplingConfig {
+  readonly presencePenalty: number;
+  readonly frequencyPenalty: number;
   readonly maxNewTokens: number | undefined;
   readonly maxLength: number | undefined;
   readonly minNewTokens: number;
@@ -72,6 +78,8 @@ const FIELDS: Record<keyof GenerationOptions, { check: Check; hf?: string }> = {
   topP: { check: numberIn(0, 1), hf: 'top_p' },
   minP: { check: numberIn(0, 1), hf: 'min_p' },
   repetitionPenalty: { check: positive, hf: 'repetition_penalty' },
+  presencePenalty: { check: numberIn(-2, 2) },
+  frequencyPenalty: { check: numberIn(-2, 2) },
   maxNewTokens: { check: integerFrom(1), hf: 'max_new_tokens' },
   maxLength: { check: integerFrom(1), hf: 'max_length' },
   minNewTokens: { check: integerFrom(0), hf: 'min_new_tokens' },
@@ -112,6 +120,8 @@ export function resolveGenerationOptions(options: GenerationOptions = {}): Resol
     topP: options.topP ?? d.topP,
     minP: options.minP ?? d.minP,
     repetitionPenalty: options.repetitionPenalty ?? d.repetitionPenalty,
+    presencePenalty: options.presencePenalty ?? 0,
+    frequencyPenalty: options.frequencyPenalty ?? 0,
     maxNewTokens: options.maxNewTokens ?? (options.maxLength === undefined ? DEFAULT_MAX_NEW_TOKENS : undefined),
     maxLength: options.maxLength,
     minNewTokens: options.minNewTokens ?? 0,

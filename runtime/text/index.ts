@@ -14,6 +14,9 @@ export {
   type GenerationOptions,
   type ResolvedGenerationOptions,
 } from './generation-config';
-export { nextTokenDistribution, sampleFromDistribution, applyRepetitionPenalty, argmax, type SamplingConfig, type TokenDistribution } from './sampling';
+export { nextTokenDistribution, sampleFromDistribution, applyRepetitionPenalty, applyPresenceFrequencyPenalties, argmax, type SamplingConfig, type TokenDistribution } from './sampling';
 export { splitMix64, uniform, randomSeed } from './random';
-export { generate, type LanguageModel, type GeneratedToken, type GenerateOptions } from './generate';
+export { generate, Generation, type LanguageModel, type GeneratedToken, type GenerateOptions } from './generate';
+export { batchFromModels, type BatchedLanguageModel, type DecodeRequest } from './batch';
+export { BatchScheduler, SchedulerError, type SchedulerErrorKind, type SchedulerLimits, type SchedulerObserver, type ScheduledSequence } from './scheduler';
+export { StopStrings } from './stop-strings';

@@ -2,6 +2,8 @@
 // and their semantics. The order is transformers' (GenerationMixin._get_logits_processor):
 //
 //   1. repetition penalty  over every token seen so far (prompt and generated), also when greedy
+//      presence/frequency  OpenAI's penalties over the generated tokens only (vLLM's reading of
+//                          "the text so far"), also when greedy: s − count·frequency − presence
 //   2. greedy: argmax (the first of equal maxima) — nothing below applies
 //   3. temperature         scores / T
 //   4. top-k               keep scores >= the k-th largest (ties with it are kept)
@@ -30,6 +32,10 @@ export interface SamplingConfig {
   readonly minP: number;
   /** 1 disables; HF semantics: positive scores divided by it, negative ones multiplied */
   readonly repetitionPenalty: number;
+  /** OpenAI's presence_penalty, in [-2, 2]: subtracted once from the score of every token generated so far; 0 (or absent) disables */
+  readonly presencePenalty?: number;
+  /** OpenAI's frequency_penalty, in [-2, 2]: subtracted from a token's score once per time it was generated; 0 (or absent) disables */
+  readonly frequencyPenalty?: number;
 }
 
 /** The distribution the next token is drawn from: kept token ids, ascending, and their probabilities (summing to 1). */
@@ -55,20 +61,44 @@ export function applyRepetitionPenalty(scores: Float32Array, seen: ArrayLike<num
 }
 
 /**
+ * OpenAI's presence and frequency penalties, in place: a token generated c > 0 times gets
+ * s − c·frequency − presence (https://platform.openai.com/docs/advanced-usage, "frequency and
+ * presence penalties").
+ */
+export function applyPresenceFrequencyPenalties(scores: Float32Array, generated: ArrayLike<number>, presence: number, frequency: number): void {
+  if (presence === 0 && frequency === 0) return;
+  const counts = new Map<number, number>();
+  for (let i = 0; i < generated.length; i++) {
+    const id = generated[i]!;
+    if (id >= 0 && id < scores.length) counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  for (const [id, count] of counts) scores[id] = scores[id]! - count * frequency - presence;
+}
+
+/**
  * The distribution of the next token under `config`: processors 1–6 above, renormalised.
  * Greedy decoding (doSample false, or temperature 0) gives the single argmax token with
- * probability 1. `seen` is every token of the sequence so far.
+ * probability 1. `seen` is every token of the sequence so far; those from index
+ * `generatedFrom` on (default 0: all of them) were generated, and only they meet the
+ * presence and frequency penalties.
  *
  *     nextTokenDistribution(new Float32Array([2, 1, 0]), [], { doSample: true, temperature: 1,
  *       topK: 2, topP: 1, minP: 0, repetitionPenalty: 1 })
  *     // { ids: [0, 1], probs: [e/(e+1), 1/(e+1)] }
  */
-export function nextTokenDistribution(logits: Float32Array, seen: ArrayLike<number>, config: SamplingConfig): TokenDistribution {
+export function nextTokenDistribution(logits: Float32Array, seen: ArrayLike<number>, config: SamplingConfig, generatedFrom = 0): TokenDistribution {
   checkLogits(logits);
   let scores = logits;
   if (config.repetitionPenalty !== 1 && seen.length > 0) {
     scores = logits.slice();
     applyRepetitionPenalty(scores, seen, config.repetitionPenalty);
+  }
+  const presence = config.presencePenalty ?? 0;
+  const frequency = config.frequencyPenalty ?? 0;
+  if ((presence !== 0 || frequency !== 0) && seen.length > generatedFrom) {
+    if (scores === logits) scores = logits.slice();
+    const generated = Array.from({ length: seen.length - generatedFrom }, (_, i) => seen[generatedFrom + i]!);
+    applyPresenceFrequencyPenalties(scores, generated, presence, frequency);
   }
   if (!config.doSample || config.temperature === 0) {
     return { ids: Int32Array.of(argmax(scores)), probs: Float64Array.of(1) };
