@@ -53,6 +53,21 @@ describe('embedding ids: the recorded range', () => {
   });
 });
 
+test('u32 ids: a gather and its gradient on the GPU equal the CPU reference; the range starts at 0 even with fromEnd', async () => {
+  const g = new Graph('u32_ids');
+  const table = g.input('table', [6, 5]);
+  const ids = g.input('ids', [8], 'u32');
+  g.output('rows', g.embedding(table, ids, { fromEnd: true }));
+  g.output('grad', g.embeddingBackward(g.input('dy', [8, 5]), ids, { rows: 6, fromEnd: true }));
+  const plan = await compileGraph(g, { seed: 1 });
+  expect(plan.manifest.entryPoints.run.inputs.find((i) => i.name === 'ids')?.range).toEqual({ min: 0, max: 5 });
+  const feeds = { table: uniform(30, 7), dy: uniform(40, 8), ids: Uint32Array.of(5, 0, 3, 3, 1, 5, 2, 0) };
+  const expected = interpret(g, feeds, new Map());
+  const gpu = await runOnGpu(plan.bundle, feeds);
+  expectClose(gpu.rows, expected.rows, 0, 0);
+  expectClose(gpu.grad, expected.grad, 1e-6, 1e-6);
+});
+
 describe('ids out of range, past the runtime check', () => {
   // ids -3 .. 8 for a 5-row table: with fromEnd -3 .. -1 are rows 2 .. 4; the rest out of range
   const ids = Int32Array.of(-3, 7, 0, -1, 5, 4, 8, 2, 0, -6);
