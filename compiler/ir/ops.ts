@@ -2448,10 +2448,8 @@ function ropeKernel([x, positions]: readonly TensorType[], attrs: RopeAttrs): In
     ],
     statements: [
       `let j = i % ${u32Literal(d)};`,
-      `if (j >= ${u32Literal(attrs.rotaryDim)}) {`,
-      '  out[i] = in0[i];',
-      '  return;',
-      '}',
+      // partial rotary: the features past rotaryDim pass through
+      ...(attrs.rotaryDim < d ? [`if (j >= ${u32Literal(attrs.rotaryDim)}) {`, '  out[i] = in0[i];', '  return;', '}'] : []),
       `let r = i / ${u32Literal(d)};`,
       `let pos = f32(in1[${terms.length ? terms.join(' + ') : '0u'}]);`,
       `let second = j >= ${u32Literal(half)};`,
