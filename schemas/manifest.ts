@@ -174,7 +174,7 @@ export interface TensorBinding {
   shape: number[];
   /**
    * Integer inputs the plan uses only as indices (class labels of a oneHot, so of a
-   * cross-entropy): the values it accepts, min to max inclusive. A value outside would be
+   * cross-entropy; ids of an embedding): the values it accepts, min to max inclusive. A value outside would be
    * silently wrong (a zero row), so a runtime refuses it. Absent: any value of the dtype.
    */
   range?: { min: number; max: number };

@@ -163,7 +163,7 @@ describe('mnc train errors: one plain line each, exit code 1, before a device is
     // labels feed a 3-class cross-entropy: 3 would train on a zero row with loss 0, silently
     writeFileSync(out('label-3.npy'), writeNpy(Float32Array.from(labels, (l, i) => (i === 12 ? 3 : l)), [SAMPLES]));
     expectFailure(mnc('train', plan, ...data('x', 'x.npy'), ...data('labels', 'label-3.npy')), [
-      `error: dataset 'labels' (${out('label-3.npy')}) holds 3 (sample 12); input 'labels' i32[8] takes class indices from 0 to 2 (the class count of the oneHot it feeds)`,
+      `error: dataset 'labels' (${out('label-3.npy')}) holds 3 (sample 12); input 'labels' i32[8] takes indices from 0 to 2 (the size of the oneHot or embedding it indexes)`,
     ]);
     // one NaN pixel among 812 values would turn the weights to NaN
     writeFileSync(out('x-nan.npy'), writeNpy(Float32Array.from(x, (v, i) => (i === 5 * 4 + 2 ? NaN : v)), [SAMPLES, 4]));

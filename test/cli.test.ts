@@ -314,7 +314,7 @@ describe('every input dtype from .npy, JSON and --random; integer ranges; non-fi
     expect(manifest.entryPoints.run.inputs.find((i) => i.name === 'x')!.range).toBeUndefined();
     writeFileSync(out('labels-3.json'), JSON.stringify({ labels: [0, 1, 2, 3, 0, 1, 2, 0] }));
     expectFailure(mnc('run', labelsPlan, '--inputs', out('labels-3.json'), '--random'), [
-      `error: input 'labels' (from ${out('labels-3.json')}) holds 3 at element 3; i32 input 'labels' takes indices from 0 to 2 (the class count of the oneHot it feeds)`,
+      `error: input 'labels' (from ${out('labels-3.json')}) holds 3 at element 3; i32 input 'labels' takes indices from 0 to 2 (the size of the oneHot or embedding it indexes)`,
     ]);
     const random = mnc('run', labelsPlan, '--random');
     expect(diagnostics(random)).toEqual([]);

@@ -335,6 +335,50 @@ const CASES: GradCase[] = [
     gpuAtol: sumAtol(72, 30),
   },
 
+  // embedding: the table's gradient adds dy's rows at the ids (a repeated id twice, unnamed rows zero)
+  {
+    label: 'embedding [6, 4] table at ids [2, 0, 2, 5, 3]',
+    op: 'embedding',
+    build: ({ g, p, labels }) => g.embedding(p('table', [6, 4]), labels('ids', [5], [2, 0, 2, 5, 3])),
+  },
+  {
+    label: 'embedding [5, 2, 3] table at [2, 2] ids, negative ids from the end',
+    op: 'embedding',
+    build: ({ g, p, labels }) => g.embedding(p('table', [5, 2, 3]), labels('ids', [2, 2], [-1, 3, 0, 4]), { fromEnd: true }),
+  },
+  {
+    // tied embeddings: the LM head's weight is the table, so its gradient sums the gather's and the product's
+    label: 'tied embeddings: tanh(embedding(E, ids)) · Eᵀ, E [6, 4]',
+    op: 'embedding',
+    build: ({ g, p, labels }) => {
+      const table = p('table', [6, 4]);
+      return g.matmul(g.tanh(g.embedding(table, labels('ids', [5], [1, 4, 1, 0, 5]))), g.transpose(table, [1, 0]));
+    },
+    gpuAtol: sumAtol(6, 16),
+  },
+  {
+    label: 'embeddingBackward of dy [5, 4] into [6, 4] at ids [2, 0, 2, 5, 3]',
+    op: 'embeddingBackward',
+    build: ({ g, p, labels }) => g.embeddingBackward(p('dy', [5, 4]), labels('ids', [5], [2, 0, 2, 5, 3]), { rows: 6 }),
+  },
+  // rope: rotations at the positions; its gradient is the inverse rotation
+  {
+    label: 'rope heads [2, 5, 8] at positions [0, 3, 1, 7, 12], theta 10000',
+    op: 'rope',
+    build: ({ g, p, labels }) => g.rope(p('x', [2, 5, 8]), labels('pos', [5], [0, 3, 1, 7, 12]), { theta: 10000 }),
+  },
+  {
+    label: 'rope [seq 3, heads 2, 6] at positions [3, 1], partial rotary 4 of 6',
+    op: 'rope',
+    build: ({ g, p, labels }) => g.rope(p('x', [3, 2, 6]), labels('pos', [3, 1], [5, 2, 9]), { theta: 100000, rotaryDim: 4 }),
+  },
+  {
+    label: 'inverse rope [4, 16] at 0 .. 3 with Llama 3 scaling',
+    op: 'rope',
+    build: ({ g, p }) =>
+      g.rope(p('x', [4, 16]), undefined, { theta: 500000, inverse: true, scaling: { kind: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 } }),
+  },
+
   // the losses are compositions of the ops above: their gradients come from those rules
   {
     // (labels outside [0, 5) are refused by the runtime: the plan records the range, test/training.test.ts)

@@ -49,8 +49,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
   // random masks are not imported (inference only)
   'training dropout': /training_mode must be false/,
   'not a tensor': /not a tensor/,
-  // run-time indices select through oneHot, which gives zero rows for negative ones
-  'negative run-time index': /expected/,
   // the op's function body uses an op outside the supported set (Ceil)
   'expansion op': /is not supported by the ONNX frontend/,
   // convolutions and pools are 1-D (NCL, lifted to 2-D) and 2-D (NCHW) only
@@ -91,7 +89,6 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_div_uint8: 'dtype',
   test_equal: 'dtype',
   test_equal_bcast: 'dtype',
-  test_gather_negative_indices: 'negative run-time index',
   test_identity_opt: 'not a tensor',
   test_identity_sequence: 'not a tensor',
   test_mul_uint8: 'dtype',
@@ -165,6 +162,8 @@ const GPU_CASES = [
   'test_reduce_sum_keepdims_random',
   'test_slice_neg_steps',
   'test_gather_1',
+  // run-time indices, negative ones from the end (the embedding op)
+  'test_gather_negative_indices',
   'test_where_example',
   'test_clip',
   'test_pow',

@@ -227,6 +227,60 @@ const cases: Record<OpName, OpCase[]> = {
     { label: 'oneHot [9] labels to 10 classes', inputs: { a: { shape: [9], dtype: 'i32', range: [0, 9] } }, build: (g, x) => g.oneHot(x.a, 10) },
     { label: 'oneHot [2, 3] labels to 4 classes', inputs: { a: { shape: [2, 3], dtype: 'i32', range: [0, 3] } }, build: (g, x) => g.oneHot(x.a, 4) },
   ],
+  // ids out of range give zero rows, but a plan whose input ids feed an embedding records their
+  // range and the runtime refuses the rest (test/embedding-rope.test.ts runs them past that check)
+  embedding: [
+    { label: 'embedding [10, 8] table at [9] ids', inputs: { t: { shape: [10, 8] }, ids: { shape: [9], dtype: 'i32', range: [0, 9] } }, build: (g, x) => g.embedding(x.t, x.ids) },
+    {
+      label: 'embedding [7, 3, 5] table (rows [3, 5]) at [2, 3] ids, negative ids from the end',
+      inputs: { t: { shape: [7, 3, 5] }, ids: { shape: [2, 3], dtype: 'i32', range: [-7, 6] } },
+      build: (g, x) => g.embedding(x.t, x.ids, { fromEnd: true }),
+    },
+    { label: 'embedding [300] vector at [] (a scalar id)', inputs: { t: { shape: [300] }, ids: { shape: [], dtype: 'i32', range: [0, 299] } }, build: (g, x) => g.embedding(x.t, x.ids) },
+    {
+      label: 'gather [4, 6, 5] along axis 1 at [2, 2] indices (transposes around an embedding)',
+      inputs: { x: { shape: [4, 6, 5] }, ids: { shape: [2, 2], dtype: 'i32', range: [0, 5] } },
+      build: (g, x) => g.gather(x.x, x.ids, 1),
+    },
+  ],
+  // repeated ids sum their rows; rows no id names are zero
+  embeddingBackward: [
+    { label: 'embeddingBackward [40, 8] rows into [6, 8] at ids in [0, 4]', inputs: { dy: { shape: [40, 8] }, ids: { shape: [40], dtype: 'i32', range: [0, 4] } }, build: (g, x) => g.embeddingBackward(x.dy, x.ids, { rows: 6 }) },
+    {
+      label: 'embeddingBackward [2, 3, 5, 7] into [300, 5, 7] at [2, 3] ids, negative ids from the end',
+      inputs: { dy: { shape: [2, 3, 5, 7] }, ids: { shape: [2, 3], dtype: 'i32', range: [-3, 2] } },
+      build: (g, x) => g.embeddingBackward(x.dy, x.ids, { rows: 300, fromEnd: true }),
+    },
+  ],
+  // f32 angles: pos·inv_freq rounded to f32 is off by half an ulp of the angle (up to 3.8e-6 for
+  // angles below 64, times |x| ≤ 2), which the f64 reference does not round
+  rope: [
+    {
+      label: 'rope heads [3, 5, 8] at run-time positions [5] in [0, 40], theta 10000',
+      inputs: { x: { shape: [3, 5, 8] }, pos: { shape: [5], dtype: 'i32', range: [0, 40] } },
+      build: (g, x) => g.rope(x.x, x.pos, { theta: 10000 }),
+      atol: 2e-5,
+    },
+    {
+      label: 'rope [seq 4, heads 2, 6] at positions [4, 1], partial rotary 4 of 6, theta 100000',
+      inputs: { x: { shape: [4, 2, 6] }, pos: { shape: [4, 1], dtype: 'i32', range: [0, 60] } },
+      build: (g, x) => g.rope(x.x, x.pos, { theta: 100000, rotaryDim: 4 }),
+      atol: 2e-5,
+    },
+    {
+      label: 'rope [2, 3, 7, 64] at 0 .. 6 (no positions given), theta 100000',
+      inputs: { x: { shape: [2, 3, 7, 64] } },
+      build: (g, x) => g.rope(x.x, undefined, { theta: 100000 }),
+      atol: 2e-5,
+    },
+    {
+      // angles up to 2000: the f32 angle itself is off by up to 6e-5, as in HF's f32 computation
+      label: 'inverse rope [6, 64] at positions in [0, 2000] with Llama 3 scaling, theta 500000',
+      inputs: { x: { shape: [6, 64] }, pos: { shape: [6], dtype: 'i32', range: [0, 2000] } },
+      build: (g, x) => g.rope(x.x, x.pos, { theta: 500000, inverse: true, scaling: { kind: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 } }),
+      atol: 3e-4,
+    },
+  ],
   slice: [
     { label: 'slice [7, 13] axis 1 [2, 9)', inputs: { a: { shape: [7, 13] } }, build: (g, x) => g.slice(x.a, 1, 2, 9) },
     { label: 'slice [4, 6, 3] axis 0 [1, 2)', inputs: { a: { shape: [4, 6, 3] } }, build: (g, x) => g.slice(x.a, 0, 1, 2) },

@@ -136,7 +136,7 @@ export function datasetFor(input: TensorBinding, data: TensorFile, source: strin
       const v = values[i];
       if (!Number.isInteger(v)) throw new CompileError('input', `${where} holds ${v} (${sample(i)}); input ${describe(input)} takes integers`);
       if (v < min || v > max) {
-        const takes = input.range ? `class indices from ${min} to ${max} (the class count of the oneHot it feeds)` : `integers from ${min} to ${max}`;
+        const takes = input.range ? `indices from ${min} to ${max} (the size of the oneHot or embedding it indexes)` : `integers from ${min} to ${max}`;
         throw new CompileError('input', `${where} holds ${v} (${sample(i)}); input ${describe(input)} takes ${takes}`);
       }
     }

@@ -87,7 +87,7 @@ export function typedInput(values: ArrayLike<number>, binding: TensorBinding, wh
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (!Number.isInteger(v) || v < range[0] || v > range[1]) {
-      const why = binding.range ? `indices from ${range[0]} to ${range[1]} (the class count of the oneHot it feeds)` : `integers from ${range[0]} to ${range[1]}`;
+      const why = binding.range ? `indices from ${range[0]} to ${range[1]} (the size of the oneHot or embedding it indexes)` : `integers from ${range[0]} to ${range[1]}`;
       throw new CompileError('input', `${what} holds ${v} at element ${i}; ${binding.dtype} input '${binding.name}' takes ${why}`);
     }
   }

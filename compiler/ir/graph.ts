@@ -20,6 +20,7 @@ import {
   type GeluAttrs,
   type Init,
   type LeafAttrs,
+  type Llama3RopeScaling,
   type MatmulActivation,
   type OpName,
 } from './ops';
@@ -241,7 +242,60 @@ export class Graph {
     return this.op('oneHot', [labels], { classes });
   }
 
+  /**
+   * Rows of `table` [V, ..row] at integer `ids` [..] (i32 or u32): [.., ..row], by a gather (one
+   * read per element). Ids outside [0, V) give zero rows and no gradient; with `fromEnd`, ids
+   * in [-V, 0) count from the end (numpy, ONNX). A plan whose input ids feed it records their
+   * range, and runtimes refuse ids outside it. The table's gradient adds dy's rows at the ids.
+   */
+  embedding(table: Tensor, ids: Tensor, options: { fromEnd?: boolean } = {}): Tensor {
+    return this.op('embedding', [table, ids], { fromEnd: options.fromEnd ?? false });
+  }
+  /**
+   * x's slices at integer `indices` along `axis` (ONNX Gather, numpy's take): the indices' axes
+   * replace that axis. Axis 0 is an embedding; another axis is moved first and back.
+   */
+  gather(x: Tensor, indices: Tensor, axis = 0, options: { fromEnd?: boolean } = {}): Tensor {
+    const rank = x.shape.length;
+    const a = axis < 0 ? axis + rank : axis;
+    if (!Number.isInteger(a) || a < 0 || a >= rank) this.fail('gather', `axis ${axis} is out of range for x ${formatShape(x.shape)}`);
+    if (a === 0) return this.embedding(x, indices, options);
+    const others = x.shape.map((_, d) => d).filter((d) => d !== a);
+    const rows = this.embedding(this.transpose(x, [a, ...others]), indices, options);
+    // rows is [..indices, ..others]: put the indices' axes where the gathered axis was
+    const k = indices.shape.length;
+    const perm = [...Array.from({ length: a }, (_, i) => k + i), ...Array.from({ length: k }, (_, i) => i), ...Array.from({ length: rank - 1 - a }, (_, i) => k + a + i)];
+    return this.transpose(rows, perm);
+  }
+  /**
+   * Rotary position embedding in HuggingFace's rotate-half form: x [.., d] (heads layout
+   * [.., seq, d], as attention takes q and k), each row rotated at its position: x·cos +
+   * rotate_half(x)·sin over the first `rotaryDim` features (default d), inv_freq[k] =
+   * theta^(-2k / rotaryDim); the other features pass through (partial rotary). `positions`
+   * (i32, u32 or f32) broadcast to x's shape less its last axis: [seq] for x [heads, seq, d];
+   * absent, 0 .. seq-1 along x's second-last axis. `scaling`: Llama 3's frequency scaling.
+   */
+  rope(x: Tensor, positions: Tensor | undefined, options: { theta: number; rotaryDim?: number; scaling?: Llama3RopeScaling; inverse?: boolean }): Tensor {
+    let at = positions;
+    if (!at) {
+      if (x.shape.length < 2) this.fail('rope', `without positions, x must be [.., seq, d]; got ${formatShape(x.shape)}`);
+      const seq = x.shape[x.shape.length - 2];
+      at = this.constant(Float32Array.from({ length: seq }, (_, i) => i), [seq], this.freshName('rope_positions'));
+    }
+    return this.op('rope', [x, at], {
+      theta: options.theta,
+      rotaryDim: options.rotaryDim ?? x.shape[x.shape.length - 1],
+      inverse: options.inverse ?? false,
+      ...(options.scaling ? { scaling: { ...options.scaling } } : {}),
+    });
+  }
+
   // --- backward ops (recorded by autodiff; usable directly) ----------------------------
+
+  /** embedding's table gradient: dy's rows [.., ..row] added into [rows, ..row] at the ids, in their order (recorded by autodiff). */
+  embeddingBackward(dy: Tensor, ids: Tensor, attrs: { rows: number; fromEnd?: boolean }): Tensor {
+    return this.op('embeddingBackward', [dy, ids], { rows: attrs.rows, fromEnd: attrs.fromEnd ?? false });
+  }
 
   reluBackward(dy: Tensor, x: Tensor): Tensor {
     return this.op('reluBackward', [dy, x], {});

@@ -135,11 +135,31 @@ export type Lowering<A> =
   /** pooling and its gradients (lower/pool.ts): one invocation per result element, looping over its window's taps */
   | { archetype: 'window'; role: PoolRole }
   /**
+   * one invocation per output element `i` (u32): WGSL statements that read the operands
+   * (in0, in1, …) at addresses they compute and assign out[i] (a gather's row, rope's
+   * partner element): what a broadcast view cannot say, because the address depends on a
+   * value read (an index) or is not affine in the coordinates
+   */
+  | { archetype: 'indexed'; kernel: (inputs: readonly TensorType[], attrs: A, out: TensorType) => IndexedKernel }
+  /**
+   * rows of operand 0 added into the result's rows that the integer operand 1 names
+   * (embeddingBackward), deterministically and without float atomics: lower/scatter-add.ts
+   * schedules it as two dispatches
+   */
+  | { archetype: 'scatterAdd' }
+  /**
    * an in-place update (optimizer step): per element, WGSL statements that read and assign
    * the operands (`x[k]` are lvalues; the last operand is the hyper-parameter vector, read
    * through `hyper(field)`); the op's `writes` operands are bound read_write
    */
   | { archetype: 'update'; body: (x: string[], hyper: (field: HyperField) => string, attrs: A) => string };
+
+/** An indexed kernel's code: statements run for output element `i`, the WGSL functions they call, a line for its header. */
+export interface IndexedKernel {
+  statements: string[];
+  helpers?: string[];
+  summary: string;
+}
 
 /** What a gradient rule sees: the forward node's operands and result, and dL/d(result). */
 export interface GradContext<A> {
@@ -273,6 +293,38 @@ export interface SliceAttrs {
 }
 export interface OneHotAttrs {
   classes: number;
+}
+export interface EmbeddingAttrs {
+  /**
+   * ids in [-rows, 0) count from the end (numpy's and ONNX Gather's negative indices);
+   * otherwise they are out of range. Out-of-range ids give zero rows and receive no gradient.
+   */
+  fromEnd: boolean;
+}
+export interface EmbeddingBackwardAttrs extends EmbeddingAttrs {
+  /** the table's first axis: the result is [rows, ..row] */
+  rows: number;
+}
+/**
+ * Llama 3's frequency scaling (HF rope_type "llama3"): wavelengths above
+ * originalMaxPositions / lowFreqFactor are slowed by `factor`, those below
+ * originalMaxPositions / highFreqFactor kept, those between interpolated smoothly.
+ */
+export interface Llama3RopeScaling {
+  kind: 'llama3';
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositions: number;
+}
+export interface RopeAttrs {
+  /** the base of the frequencies: inv_freq[k] = theta^(-2k / rotaryDim) (HF's rope_theta) */
+  theta: number;
+  /** the leading features rotated (even, at most the last axis); the rest pass through (HF's partial_rotary_factor · head_dim) */
+  rotaryDim: number;
+  /** rotate by minus the angle: the inverse (and transpose) of the rotation, so rope's gradient */
+  inverse: boolean;
+  scaling?: Llama3RopeScaling;
 }
 export interface AttentionAttrs {
   /** multiplies q·kᵀ before the mask is added (usually 1/√d); applied as an f32 value */
@@ -1128,6 +1180,62 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     grad: () => [undefined],
   } satisfies OpDef<OneHotAttrs>,
+  // Rows of a table at integer ids: a gather (one read per element), not a one-hot product.
+  embedding: {
+    arity: 2,
+    summary: 'rows of table [V, ..row] at integer ids [..]: [.., ..row]; ids out of range give zero rows (fromEnd: negative ids count from the end)',
+    infer: ([table, ids], attrs) => embeddingType(table, ids, attrs),
+    evaluate: ([table, ids], attrs) => {
+      const row = elementCount(table.shape.slice(1));
+      const out = new Float64Array(ids.data.length * row);
+      ids.data.forEach((id, n) => {
+        const r = tableRow(id, table.shape[0], attrs.fromEnd);
+        if (r >= 0) out.set(table.data.subarray(r * row, (r + 1) * row), n * row);
+      });
+      return out;
+    },
+    lowering: { archetype: 'indexed', kernel: embeddingKernel },
+    // dL/dtable: dy's rows added into the rows the ids name (several times for a repeated id)
+    grad: ({ g, inputs: [table, ids], dy, attrs }) => [g.embeddingBackward(dy, ids, { rows: table.shape[0], fromEnd: attrs.fromEnd }), undefined],
+    flops: () => 0,
+  } satisfies OpDef<EmbeddingAttrs>,
+  embeddingBackward: {
+    arity: 2,
+    summary: "embedding's table gradient: rows of dy [.., ..row] summed into [rows, ..row] at integer ids [..], in the ids' order (deterministic)",
+    infer: ([dy, ids], attrs) => {
+      if (!Number.isInteger(attrs.rows) || attrs.rows < 1) throw new ShapeRuleError(`rows must be a positive integer; got ${attrs.rows}`);
+      const rowShape = dy.shape.slice(ids.shape.length);
+      const want = embeddingType({ shape: [attrs.rows, ...rowShape], dtype: 'f32' }, ids, attrs);
+      if (dy.dtype !== 'f32' || !sameShape(dy.shape, want.shape)) {
+        throw new ShapeRuleError(`dy must be f32 of shape [ids' shape, ..row] (ids ${formatShape(ids.shape)}); got ${dy.dtype} ${formatShape(dy.shape)}`);
+      }
+      return { shape: [attrs.rows, ...rowShape], dtype: 'f32' };
+    },
+    evaluate: ([dy, ids], attrs, out) => {
+      const row = elementCount(out.shape.slice(1));
+      const result = new Float64Array(elementCount(out.shape));
+      ids.data.forEach((id, n) => {
+        const r = tableRow(id, attrs.rows, attrs.fromEnd);
+        for (let c = 0; r >= 0 && c < row; c++) result[r * row + c] += dy.data[n * row + c];
+      });
+      return result;
+    },
+    lowering: { archetype: 'scatterAdd' },
+    // linear in dy, and its adjoint is the gather
+    grad: ({ g, inputs: [, ids], dy: ddx, attrs }) => [g.embedding(ddx, ids, { fromEnd: attrs.fromEnd }), undefined],
+    flops: ([dy]) => elementCount(dy.shape),
+  } satisfies OpDef<EmbeddingBackwardAttrs>,
+  // HF's rotate-half form: features k and k + rotaryDim/2 are one pair, rotated by pos·inv_freq[k].
+  rope: {
+    arity: 2,
+    summary: 'rotary position embedding of x [.., d] at positions (broadcast to x less its last axis): x·cos + rotate_half(x)·sin over the first rotaryDim features',
+    infer: ropeType,
+    evaluate: evaluateRope,
+    lowering: { archetype: 'indexed', kernel: ropeKernel },
+    // an orthogonal map: its transpose is the rotation by minus the angle
+    grad: ({ g, inputs: [, positions], dy, attrs }) => [g.rope(dy, positions, { ...attrs, inverse: !attrs.inverse }), undefined],
+    flops: (_inputs, attrs, out) => (elementCount(out.shape) / out.shape[out.shape.length - 1]) * attrs.rotaryDim * 4,
+  } satisfies OpDef<RopeAttrs>,
 
   sum: reduction('sum over an axis', 'add', undefined, (row) => row.reduce((s, v) => s + v, 0), ({ g, inputs: [x], dy, attrs }) => [
     g.broadcastTo(g.reshape(dy, keptShape(x, attrs.axis)), x.shape),
@@ -2252,6 +2360,167 @@ function attentionGrad({ g, inputs: [q, k, v, mask], dy, attrs }: GradContext<At
   const dq = g.sumTo(g.matmul(dsScaled, k), q.shape);
   const dk = g.sumTo(g.matmul(swapLast(dsScaled), q), k.shape);
   return [dq, dk, dv, g.sumTo(ds, mask.shape)];
+}
+
+// embedding's rules, outside the table so their types do not depend on it.
+
+/** Shape rule of embedding (and of embeddingBackward's table): table f32 [rows, ..row], ids i32 or u32 [..] → [.., ..row]. */
+function embeddingType(table: TensorType, ids: TensorType, attrs: EmbeddingAttrs): TensorType {
+  if (typeof attrs.fromEnd !== 'boolean') throw new ShapeRuleError(`fromEnd must be true or false; got ${attrs.fromEnd}`);
+  if (ids.dtype !== 'i32' && ids.dtype !== 'u32') throw new ShapeRuleError(`ids must be i32 or u32; got ${ids.dtype}`);
+  if (table.dtype !== 'f32') throw new ShapeRuleError(`the table must be f32; got ${table.dtype}`);
+  if (table.shape.length < 1) throw new ShapeRuleError('the table must have rank 1 or more ([rows, ..row]); got a scalar');
+  return { shape: [...ids.shape, ...table.shape.slice(1)], dtype: 'f32' };
+}
+
+/** The table row an id names, or -1 where it is out of range (the CPU reference's rule; the kernels' `table_row`). */
+export function tableRow(id: number, rows: number, fromEnd: boolean): number {
+  const r = fromEnd && id < 0 ? id + rows : id;
+  return Number.isInteger(r) && r >= 0 && r < rows ? r : -1;
+}
+
+/** WGSL `fn table_row(id) -> i32`: the row an id (of the ids' element type) names, or -1. */
+export function tableRowFunction(ids: TensorType, rows: number, fromEnd: boolean): string {
+  if (ids.dtype === 'u32') return `fn table_row(id: u32) -> i32 {\n  return select(-1, i32(id), id < ${u32Literal(rows)});\n}`;
+  const wrapped = fromEnd ? `select(id, id + ${rows}, id < 0)` : 'id';
+  return `fn table_row(id: i32) -> i32 {\n  let r = ${wrapped};\n  return select(-1, r, r >= 0 && r < ${rows});\n}`;
+}
+
+const u32Literal = (v: number) => `${v}u`;
+
+/** One invocation per output element: its id's row of the table, or zero. */
+function embeddingKernel([table, ids]: readonly TensorType[], attrs: EmbeddingAttrs): IndexedKernel {
+  const rows = table.shape[0];
+  const row = elementCount(table.shape.slice(1));
+  return {
+    summary: `rows of [${rows}, ${row}] gathered at ${elementCount(ids.shape)} ids${attrs.fromEnd ? ', negative ids from the end' : ''}, zero rows for ids out of range`,
+    helpers: [tableRowFunction(ids, rows, attrs.fromEnd)],
+    statements: [
+      `let r = table_row(in1[i / ${u32Literal(row)}]);`,
+      'if (r < 0) {',
+      '  out[i] = 0.0;',
+      '  return;',
+      '}',
+      `out[i] = in0[u32(r) * ${u32Literal(row)} + i % ${u32Literal(row)}];`,
+    ],
+  };
+}
+
+// rope's rules, outside the table so their types do not depend on it.
+
+/** Shape rule: x f32 [.., d]; positions (i32, u32 or f32 integers) broadcast to x's shape less its last axis. */
+function ropeType([x, positions]: readonly TensorType[], attrs: RopeAttrs): TensorType {
+  if (x.dtype !== 'f32') throw new ShapeRuleError(`x must be f32; got ${x.dtype}`);
+  if (x.shape.length < 1) throw new ShapeRuleError('x must have rank 1 or more ([.., d]); got a scalar');
+  if (positions.dtype !== 'i32' && positions.dtype !== 'u32' && positions.dtype !== 'f32') throw new ShapeRuleError(`positions must be i32, u32 or f32; got ${positions.dtype}`);
+  const d = x.shape[x.shape.length - 1];
+  const rows = x.shape.slice(0, -1);
+  const spread = broadcastShapes(positions.shape, rows);
+  if (!spread || !sameShape(spread, rows)) {
+    throw new ShapeRuleError(`positions ${formatShape(positions.shape)} do not broadcast to x's shape less its last axis ${formatShape(rows)} (x ${formatShape(x.shape)})`);
+  }
+  if (typeof attrs.theta !== 'number' || !(attrs.theta > 0) || !Number.isFinite(attrs.theta)) throw new ShapeRuleError(`theta must be a positive number; got ${attrs.theta}`);
+  if (!Number.isInteger(attrs.rotaryDim) || attrs.rotaryDim < 2 || attrs.rotaryDim % 2 !== 0 || attrs.rotaryDim > d) {
+    throw new ShapeRuleError(`rotaryDim must be an even integer from 2 to the last axis of x (${d}); got ${attrs.rotaryDim}`);
+  }
+  if (typeof attrs.inverse !== 'boolean') throw new ShapeRuleError(`inverse must be true or false; got ${attrs.inverse}`);
+  const s = attrs.scaling;
+  if (s !== undefined) {
+    const positive = [s.factor, s.lowFreqFactor, s.highFreqFactor, s.originalMaxPositions].every((v) => typeof v === 'number' && v > 0 && Number.isFinite(v));
+    if (s.kind !== 'llama3' || !positive || !(s.highFreqFactor > s.lowFreqFactor)) {
+      throw new ShapeRuleError(`scaling must be { kind: 'llama3', factor, lowFreqFactor < highFreqFactor, originalMaxPositions }, all positive; got ${JSON.stringify(s)}`);
+    }
+  }
+  return x;
+}
+
+/**
+ * inv_freq[k] = 1 / theta^(2k / rotaryDim), k < rotaryDim / 2, in float64 (HF computes it in
+ * f32), with Llama 3's scaling where asked (transformers' _compute_llama3_parameters).
+ */
+export function ropeInverseFrequencies(attrs: Pick<RopeAttrs, 'theta' | 'rotaryDim' | 'scaling'>): Float64Array {
+  const half = attrs.rotaryDim / 2;
+  const inv = Float64Array.from({ length: half }, (_, k) => 1 / Math.pow(attrs.theta, (2 * k) / attrs.rotaryDim));
+  const s = attrs.scaling;
+  if (!s) return inv;
+  const lowFreqWavelength = s.originalMaxPositions / s.lowFreqFactor;
+  const highFreqWavelength = s.originalMaxPositions / s.highFreqFactor;
+  return inv.map((f) => {
+    const wavelength = (2 * Math.PI) / f;
+    if (wavelength < highFreqWavelength) return f;
+    if (wavelength > lowFreqWavelength) return f / s.factor;
+    const smooth = (s.originalMaxPositions / wavelength - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+    return (1 - smooth) * (f / s.factor) + smooth * f;
+  });
+}
+
+/** The CPU reference: each pair (k, k + rotaryDim/2) of a row rotated by pos·inv_freq[k], in float64. */
+function evaluateRope([x, positions]: readonly RefTensor[], attrs: RopeAttrs): RefArray {
+  const d = x.shape[x.shape.length - 1];
+  const rows = x.shape.slice(0, -1);
+  const half = attrs.rotaryDim / 2;
+  const inv = ropeInverseFrequencies(attrs);
+  const pos = broadcastRef(positions, rows);
+  const sign = attrs.inverse ? -1 : 1;
+  const out = Float64Array.from(x.data);
+  for (let r = 0; r < pos.length; r++) {
+    for (let k = 0; k < half; k++) {
+      const angle = pos[r] * inv[k];
+      const [c, s] = [Math.cos(angle), sign * Math.sin(angle)];
+      const [x1, x2] = [x.data[r * d + k], x.data[r * d + k + half]];
+      out[r * d + k] = x1 * c - x2 * s;
+      out[r * d + k + half] = x2 * c + x1 * s;
+    }
+  }
+  return out;
+}
+
+/**
+ * One invocation per output element: its pair's cosine and sine at the row's position, then
+ * x·cos ∓ partner·sin. The angle is HF's, f32(pos)·f32(inv_freq), reduced to [-π, π] in two
+ * steps (Cody–Waite: k·6.28125 is exact in f32 for |k| < 2^16) before cos and sin, whose
+ * accuracy WGSL bounds only on [-π, π].
+ */
+function ropeKernel([x, positions]: readonly TensorType[], attrs: RopeAttrs): IndexedKernel {
+  const d = x.shape[x.shape.length - 1];
+  const rows = x.shape.slice(0, -1);
+  const half = attrs.rotaryDim / 2;
+  const inv = Array.from(ropeInverseFrequencies(attrs), (f) => wgslFloat(Math.fround(f)));
+  // the position's index from the row index r, through positions' broadcast strides over the rows
+  const strides = broadcastStrides(positions.shape, rows);
+  const rowStrides = stridesOf(rows);
+  const terms = rows.flatMap((n, a) => {
+    if (strides[a] === 0) return [];
+    const coordinate = a === 0 ? `(r / ${u32Literal(rowStrides[a])})` : `((r / ${u32Literal(rowStrides[a])}) % ${u32Literal(n)})`;
+    return [strides[a] === 1 ? coordinate : `${coordinate} * ${u32Literal(strides[a])}`];
+  });
+  const sign = attrs.inverse ? -1 : 1;
+  return {
+    summary: `rotary embedding over the first ${attrs.rotaryDim} of ${d} features, theta ${attrs.theta}${attrs.scaling ? `, ${attrs.scaling.kind} scaling` : ''}${attrs.inverse ? ', inverse rotation' : ''}`,
+    helpers: [
+      `var<private> INV_FREQ: array<f32, ${half}> = array<f32, ${half}>(${inv.join(', ')});`,
+      [
+        '// cos and sin of an angle reduced to [-π, π]: 2π as 6.28125 + 0.0019353071795864769',
+        'fn cos_sin(angle: f32) -> vec2<f32> {',
+        '  let k = round(angle * 0.15915494309189535);',
+        '  let a = (angle - k * 6.28125) - k * 0.0019353071795864769;',
+        '  return vec2<f32>(cos(a), sin(a));',
+        '}',
+      ].join('\n'),
+    ],
+    statements: [
+      `let j = i % ${u32Literal(d)};`,
+      // partial rotary: the features past rotaryDim pass through
+      ...(attrs.rotaryDim < d ? [`if (j >= ${u32Literal(attrs.rotaryDim)}) {`, '  out[i] = in0[i];', '  return;', '}'] : []),
+      `let r = i / ${u32Literal(d)};`,
+      `let pos = f32(in1[${terms.length ? terms.join(' + ') : '0u'}]);`,
+      `let second = j >= ${u32Literal(half)};`,
+      `let cs = cos_sin(pos * INV_FREQ[j % ${u32Literal(half)}]);`,
+      // first half: x1·c - x2·s; second half: x2·c + x1·s (s negated for the inverse)
+      `let partner = in0[select(i + ${u32Literal(half)}, i - ${u32Literal(half)}, second)];`,
+      `out[i] = in0[i] * cs.x + select(${wgslFloat(-sign)}, ${wgslFloat(sign)}, second) * partner * cs.y;`,
+    ],
+  };
 }
 
 export type OpName = keyof typeof OPS;

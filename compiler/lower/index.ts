@@ -10,6 +10,7 @@ import { broadcastStrides } from '../ir/shape';
 import { lowerAttention } from './attention';
 import { lowerAxis } from './axis';
 import { lowerConvolution } from './conv';
+import { lowerIndexed } from './indexed';
 import type { TensorType } from '../ir/types';
 import { shapeTag, type KernelStep, type KernelSubject, type LoweredKernel, type NodeSchedule, type ScheduleStep, type StepValue } from './kernel';
 import { lowerMatmul } from './matmul';
@@ -17,6 +18,7 @@ import { lowerMatmulInt8 } from './matmul-int8';
 import { lowerMatmulQuantized } from './matmul-quantized';
 import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
 import { lowerPool } from './pool';
+import { scatterAddSteps } from './scatter-add';
 import { splitKSteps } from './split-k';
 import { splitReductionSteps } from './split-reductions';
 import { streamKSteps } from './stream-k';
@@ -73,8 +75,12 @@ function lowerSubject(subject: KernelSubject, operands: readonly TensorType[], n
       return lowerConvolution(subject, operands, name, target, lowering.role);
     case 'window':
       return lowerPool(subject, operands, name, lowering.role);
+    case 'indexed':
+      return lowerIndexed(subject, operands, name, lowering.kernel(operands, subject.attrs, subject.type));
     case 'update':
       return lowerUpdate(subject, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, subject.attrs) });
+    case 'scatterAdd':
+      throw new Error(`lowerSubject: ${subject.op} is lowered by its schedule (scatter-add.ts)`);
     case 'none':
     case 'alias':
       throw new Error(`lowerSubject: ${subject.op} has no kernel`);
@@ -83,7 +89,7 @@ function lowerSubject(subject: KernelSubject, operands: readonly TensorType[], n
 
 /** The node's schedule where the target gives it several dispatches (the first rule that applies), else one dispatch of its own kernel. */
 function scheduleNode(graph: Graph, node: Node, target: Target): NodeSchedule {
-  const scheduled = splitKSteps(graph, node, target) ?? streamKSteps(graph, node, target) ?? splitReductionSteps(graph, node, target);
+  const scheduled = splitKSteps(graph, node, target) ?? streamKSteps(graph, node, target) ?? splitReductionSteps(graph, node, target) ?? scatterAddSteps(graph, node);
   if (scheduled) return scheduled;
   const operandTypes = node.inputs.map((i) => graph.nodes[i].type);
   return { scratch: [], steps: [{ subject: node, operands: node.inputs.map((i) => ({ node: i })), operandTypes, result: 'node' }] };

@@ -1,7 +1,7 @@
 // ONNX ops (default domain, opsets 13–23) onto the IR op table. Each converter reads its
 // node's attributes with ONNX's defaults for the model's opset and returns the node's
-// outputs; ops the table lacks decompose here (Gemm, Clip, Gather as a one-hot product,
-// Slice with steps), and shape ops fold at compile time.
+// outputs; ops the table lacks decompose here (Gemm, Clip, Gather of known indices as a
+// one-hot product, Slice with steps), and shape ops fold at compile time.
 import { broadcastShapes } from '../../ir/shape';
 import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
@@ -163,9 +163,11 @@ function takeFolded(ctx: NodeContext, x: Folded, axis: number, indices: Folded):
 }
 
 /**
- * Gather along `axis` at run time as a product with one-hot rows: the axis moved first and
- * flattened against the rest, rows selected by oneHot(indices)·x, the indices' axes put
- * where the gathered axis was. Its gradient is the product's, so embeddings train.
+ * Gather along `axis` at run time. Run-time indices: an embedding (a gather kernel, one read
+ * per element) of x with the axis moved first, negative indices counting from the end as ONNX
+ * says; its gradient adds rows back (a scatter-add), so embeddings train. Known indices into a
+ * run-time x (takeAlong's non-contiguous positions): a product with one-hot rows folded here.
+ * Either way the indices' axes go where the gathered axis was.
  */
 function gatherComputed(ctx: NodeContext, x: Value, axis: number, indices: Value): Value {
   ctx.requireFloat(x);
@@ -174,7 +176,8 @@ function gatherComputed(ctx: NodeContext, x: Value, axis: number, indices: Value
   const rest = [...shape.slice(0, axis), ...shape.slice(axis + 1)];
   const idxShape = ctx.shape(indices);
   const m = elementCount(idxShape);
-  let rows: Value;
+  const moved = transposeBy(ctx, x, [axis, ...shape.map((_, i) => i).filter((i) => i !== axis)]);
+  let y: Value;
   if (indices.kind === 'folded') {
     const onehot = new Float64Array(foldable([m, n]));
     indices.data.forEach((i, r) => {
@@ -182,14 +185,12 @@ function gatherComputed(ctx: NodeContext, x: Value, axis: number, indices: Value
       if (!Number.isInteger(j) || j < 0 || j >= n) ctx.fail(`index ${i} is out of range for axis ${axis} of size ${n}`);
       onehot[r * n + j] = 1;
     });
-    rows = folded(F, [m, n], onehot);
+    const product = ctx.apply('matmul', [folded(F, [m, n], onehot), reshapeTo(ctx, moved, [n, elementCount(rest)])], {}, x.dataType);
+    y = reshapeTo(ctx, product, [...idxShape, ...rest]);
   } else {
     if (isIntegerType(indices.dataType) === false) ctx.fail('indices must be integers');
-    rows = computed(F, ctx.record('oneHot', [ctx.record('reshape', [indices.tensor], { shape: [m] })], { classes: n }));
+    y = computed(x.dataType, ctx.record('embedding', [ctx.tensor(moved), indices.tensor], { fromEnd: true }));
   }
-  const moved = transposeBy(ctx, x, [axis, ...shape.map((_, i) => i).filter((i) => i !== axis)]);
-  const product = ctx.apply('matmul', [rows, reshapeTo(ctx, moved, [n, elementCount(rest)])], {}, x.dataType);
-  const y = reshapeTo(ctx, product, [...idxShape, ...rest]);
   // y is [idx..., pre..., post...]; ONNX wants [pre..., idx..., post...]
   const k = idxShape.length;
   const perm = [...Array.from({ length: axis }, (_, i) => k + i), ...Array.from({ length: k }, (_, i) => i), ...Array.from({ length: rest.length - axis }, (_, i) => k + axis + i)];
