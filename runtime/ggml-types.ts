@@ -11,7 +11,7 @@
 // The dequantizers follow ggml's `dequantize_row_*` and gguf-py's `quants.py` operation for
 // operation in float32 (d·sc first, then ·q, then − m), so they match gguf-py bit for bit.
 import { PlanError } from './errors';
-import { f16BitsToF32 } from './session';
+import { f16BitsToF32 } from './f16';
 
 /** Super-block size of the K-quants. */
 export const QK_K = 256;

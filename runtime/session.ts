@@ -3,6 +3,7 @@
 // compute pass, submits once and reads outputs back. No compiling or planning happens here:
 // intermediates the compiler packed into arenas are bound as ranges of the arena buffers.
 // A traced run (trace.ts) encodes a pass per dispatch instead, with timestamp queries.
+import { f16BitsToF32, f32ToF16Bits } from './f16';
 import { decodeSafetensors } from './safetensors';
 import { matchWeights, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
 import { DTYPE_BYTES, type DType, type ElementDType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
@@ -850,40 +851,4 @@ function fromBufferBytes(range: ArrayBuffer, binding: TensorBinding): Float32Arr
   }
 }
 
-const f32View = new Float32Array(1);
-const u32View = new Uint32Array(f32View.buffer);
-
-/** IEEE binary16 bits of `value`, rounded to nearest even (as a GPU's f16 conversion does). */
-export function f32ToF16Bits(value: number): number {
-  f32View[0] = value;
-  const x = u32View[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exponent = (x >>> 23) & 0xff;
-  let mantissa = x & 0x7fffff;
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0); // inf / nan
-  const e = exponent - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow to inf
-  if (e <= 0) {
-    if (e < -10) return sign; // underflow to zero
-    mantissa |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let rounded = mantissa >>> shift;
-    const rest = mantissa & ((1 << shift) - 1);
-    if (rest > half || (rest === half && rounded & 1)) rounded++;
-    return sign | rounded;
-  }
-  let bits = (e << 10) | (mantissa >>> 13);
-  const rest = mantissa & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && bits & 1)) bits++; // may carry into the exponent, correctly
-  return sign | bits;
-}
-
-export function f16BitsToF32(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >>> 10) & 0x1f;
-  const mantissa = bits & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24;
-  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
-}
+export { f16BitsToF32, f32ToF16Bits };

@@ -6,6 +6,7 @@
 // transposes or renames, so a mismatch is an error rather than a silent guess.
 import type { BufferDesc, Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
+import { f16BitsToF32 } from './f16';
 import type { SafeTensor, SafetensorsFile } from './safetensors';
 
 export interface WeightsOptions {
@@ -40,7 +41,7 @@ export function tensorAsF32(t: SafeTensor, what: string): Uint8Array {
       return t.data;
     case 'F16': {
       const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+      for (let i = 0; i < count; i++) out[i] = f16BitsToF32(view.getUint16(2 * i, true));
       return new Uint8Array(out.buffer);
     }
     case 'BF16': {
@@ -59,14 +60,6 @@ export function tensorAsF32(t: SafeTensor, what: string): Uint8Array {
   }
 }
 
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const fraction = h & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 31) return fraction ? NaN : sign * Infinity;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
 
 /**
  * Which bytes go into which parameter buffer, checked against the plan before anything is

@@ -4,6 +4,7 @@
 // Layout: "\x93NUMPY", major, minor, header length (u16 in v1, u32 in v2/3), a Python dict
 // literal ({'descr': '<f4', 'fortran_order': False, 'shape': (4, 10), }) padded with spaces
 // and '\n' so the data starts at a multiple of 64, then the raw elements.
+import { f16BitsToF32 } from '../../runtime/f16';
 
 /** Values as the file holds them: int64 and uint64 as Float64Array, f16 widened to f32. */
 export type NpyData = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
@@ -97,11 +98,4 @@ export function writeNpy(data: Float32Array | Int8Array | Int32Array | Uint32Arr
   return out;
 }
 
-export function f16ToF32(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
+export const f16ToF32 = f16BitsToF32;

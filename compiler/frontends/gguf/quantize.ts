@@ -10,7 +10,7 @@
 // so every element lies within half a quantization step of its value (Q6_K: one step at the
 // clamped edge), a bound that holds for any input. Error per type, and why, in test/gguf.test.ts.
 import { ggmlType, isSupportedType, QK_K, type SupportedTypeName } from '../../../runtime/ggml-types';
-import { f16BitsToF32, f32ToF16Bits } from '../../../runtime/session';
+import { f16BitsToF32, f32ToF16Bits } from '../../../runtime/f16';
 
 const fround = Math.fround;
 

@@ -11,6 +11,7 @@
 // Floats are 16, 32 or 64 bits, integers 8 to 64 bits, bools 1 bit (packed, most
 // significant bit first) or 8. Quantized items need the quantization file (graph.quant) to
 // mean numbers, which this reader does not take, so they are refused.
+import { f16BitsToF32 } from '../../../runtime/f16';
 
 export const TENSOR_HEADER_BYTES = 128;
 export const MAX_TENSOR_RANK = 8;
@@ -93,14 +94,7 @@ function item(view: DataView, at: number, i: number, bytesPer: number, type: Ite
 }
 
 /** IEEE 754 binary16 to a number. */
-export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const fraction = h & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
+export const halfToFloat = f16BitsToF32;
 
 /** Writes a .dat file (for fixtures and tests): float32 unless told otherwise. */
 export function encodeTensorFile(shape: readonly number[], values: ArrayLike<number>, options: { itemType?: ItemTypeName; bits?: number } = {}): Uint8Array {

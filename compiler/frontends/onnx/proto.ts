@@ -6,6 +6,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { CompileError } from '../../ir/errors';
 import descriptor from './onnx-proto.json';
+import { f16BitsToF32 } from '../../../runtime/f16';
 
 // The fields of the messages the frontend reads (protobufjs's camelCase names).
 export interface DimProto {
@@ -137,14 +138,7 @@ const RAW: Record<number, [number, (v: DataView, o: number) => number]> = {
   13: [8, (v, o) => Number(v.getBigUint64(o, true))],
 };
 
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
+const halfToFloat = f16BitsToF32;
 
 /**
  * The values of a TensorProto. `modelFile` locates external data (a path relative to the
