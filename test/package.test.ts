@@ -92,7 +92,7 @@ const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 
 let server: Server | undefined;
 let browser: Browser | undefined;
-let expected: Record<string, Float32Array>;
+let expected: Record<string, Float64Array>;
 let plan: Uint8Array;
 let tarball: string;
 
