@@ -4,6 +4,8 @@
 // requests (and the whole file from a server without ranges). No GPU needed.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import Ajv from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
@@ -46,6 +48,9 @@ describe('the translations lie last', () => {
       else expect(s.offset + s.length, s.name).toBeLessThanOrEqual(at);
     }
     expect(manifest.sections.some((s) => s.name === 'weights')).toBe(true);
+    const schema = JSON.parse(readFileSync(new URL('../schemas/mnplan.schema.json', import.meta.url), 'utf8'));
+    const validate = new Ajv({ allErrors: true }).compile(schema);
+    expect(validate(manifest), JSON.stringify(validate.errors)).toBe(true);
   });
 
   it('readBundle reads the file up to the translations, and refuses the translations by name', async () => {
