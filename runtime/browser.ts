@@ -1,6 +1,8 @@
 // The runtime's browser entry (bundled into dist/mnrt.browser.mjs): read and run .mnplan
 // bundles on a device from navigator.gpu. Same API as runtime/index.ts minus the Node host.
 export { readBundle, type PlanBundle } from './bundle';
+export { fetchPlan, type FetchPlanOptions } from './fetch-plan';
+export { describeAdapter, type AdapterDescription } from './adapter';
 export { PlanError, isPlanError, type PlanErrorKind } from './errors';
 export { loadPlan, type LoadOptions, type RunOptions, type Session, type TensorData, type WeightsInput } from './session';
 export { DEFAULT_MEMORY_BUDGET } from './memory-budget';

@@ -1,4 +1,5 @@
-// Reads a .mnplan file (layout: schemas/mnplan-layout.md) into its manifest and section views.
+// Reads a .mnplan file (layout: schemas/mnplan-layout.md) into its manifest and section views:
+// the whole file, or the file up to its native translations, which a WebGPU runtime never uses.
 // Everything is checked before use (header, lengths, SHA-256 of manifest and sections, the
 // manifest's references), so any damaged or foreign input ends in a PlanError, never a crash,
 // and the work it costs is bounded by the file: sections are disjoint, each byte hashed once.
@@ -18,6 +19,8 @@ import { sha256Chunked } from './sha256';
 
 export interface PlanBundle {
   manifest: Manifest;
+  /** false when read without the native translations (a prefix up to `translationsOffset`): section() refuses those */
+  complete: boolean;
   /** the section's bytes, a view into the bundle (no copy) */
   section(name: string): Uint8Array<ArrayBuffer>;
   /** the section decoded as UTF-8 (shader sources) */
@@ -79,6 +82,11 @@ async function checkSections(refs: readonly SectionRef[], views: Map<string, Uin
   await Promise.all(batch);
 }
 
+/** The sections the manifest names as a kernel variant's translations. */
+function translationNames(manifest: Manifest): Set<string> {
+  return new Set(manifest.kernels.flatMap((k) => k.variants.flatMap((v) => Object.values(v.translations).filter((n): n is string => n !== undefined))));
+}
+
 function decodeUtf8(bytes: Uint8Array): string | undefined {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -110,9 +118,12 @@ export async function readBundle(input: Uint8Array): Promise<PlanBundle> {
   const manifestLength = header.getUint32(16, true);
   const dataOffset = header.getUint32(20, true);
   const fileLength = header.getBigUint64(24, true);
-  if (BigInt(bytes.length) < fileLength) {
-    throw new PlanError('truncated', `bundle is ${bytes.length} bytes but its header says ${fileLength}: the file is truncated (incomplete download or copy?)`);
-  }
+  const truncated = () =>
+    new PlanError('truncated', `bundle is ${bytes.length} bytes but its header says ${fileLength}: the file is truncated (incomplete download or copy?)`);
+  // Shorter than the file may still be whole enough: the plan up to its translations (see below).
+  const partial = BigInt(bytes.length) < fileLength;
+  const headerConsistent = headerBytes === MNPLAN_HEADER_BYTES && dataOffset === Math.ceil((MNPLAN_HEADER_BYTES + manifestLength) / MNPLAN_SECTION_ALIGNMENT) * MNPLAN_SECTION_ALIGNMENT;
+  if (partial && !(headerConsistent && bytes.length >= dataOffset)) throw truncated();
   if (BigInt(bytes.length) > fileLength) {
     throw new PlanError('bad-header', `bundle is ${bytes.length} bytes but its header says ${fileLength}: ${BigInt(bytes.length) - fileLength} unexpected trailing bytes`);
   }
@@ -128,30 +139,36 @@ export async function readBundle(input: Uint8Array): Promise<PlanBundle> {
 
   const manifestBytes = bytes.subarray(MNPLAN_HEADER_BYTES, manifestEnd);
   const expectedHash = Array.from(bytes.subarray(32, 64), (b) => b.toString(16).padStart(2, '0')).join('');
-  if ((await sha256Hex(manifestBytes)) !== expectedHash) {
-    throw new PlanError('bad-manifest', 'manifest checksum mismatch: the bundle is corrupted');
-  }
+  // a short file whose manifest is damaged too is reported as short, the likelier cause
+  const badManifest = (message: string) => (partial ? truncated() : new PlanError('bad-manifest', message));
+  if ((await sha256Hex(manifestBytes)) !== expectedHash) throw badManifest('manifest checksum mismatch: the bundle is corrupted');
   const manifestText = decodeUtf8(manifestBytes);
-  if (manifestText === undefined) throw new PlanError('bad-manifest', 'manifest is not valid UTF-8');
+  if (manifestText === undefined) throw badManifest('manifest is not valid UTF-8');
   const parsed = parseJson(manifestText);
-  if ('problem' in parsed) throw new PlanError('bad-manifest', `manifest ${parsed.problem}`);
+  if ('problem' in parsed) throw badManifest(`manifest ${parsed.problem}`);
   const data = bytes.subarray(dataOffset);
-  const manifest = checkManifest(parsed.value, formatVersion, data.length);
+  const manifest = checkManifest(parsed.value, formatVersion, Number(fileLength) - dataOffset);
+  // A plan read only up to its translations (fetchPlan's default) lacks them and nothing else.
+  if (partial && (manifest.translationsOffset === undefined || data.length < manifest.translationsOffset)) throw truncated();
+  const absent = partial ? translationNames(manifest) : new Set<string>();
   // no queue can be interrupted once it runs: refuse grids larger than the plan's memory before any submit
   const overBound = dispatchOverBound(manifest);
   if (overBound) throw new PlanError('bad-manifest', `plan "${manifest.model.name}": ${overBound}`);
 
-  const sections = new Map(manifest.sections.map((s) => [s.name, data.subarray(s.offset, s.offset + s.length)]));
+  const present = manifest.sections.filter((s) => !absent.has(s.name));
+  const sections = new Map(present.map((s) => [s.name, data.subarray(s.offset, s.offset + s.length)]));
   // Eager: every section is hashed once here, so later accessors never fail on corruption.
-  await checkSections(manifest.sections, sections);
+  await checkSections(present, sections);
 
   const section = (name: string): Uint8Array<ArrayBuffer> => {
     const view = sections.get(name);
+    if (absent.has(name)) throw new PlanError('missing-section', `section "${name}" is a native translation, and the bundle was read without its translations`);
     if (!view) throw new PlanError('missing-section', `bundle has no section "${name}" (it has: ${[...sections.keys()].join(', ') || 'none'})`);
     return view;
   };
   return {
     manifest,
+    complete: !partial,
     section,
     text(name) {
       const text = decodeUtf8(section(name));

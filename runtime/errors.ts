@@ -31,6 +31,8 @@ export type PlanErrorKind =
   | 'device-lost'
   /** a run or step passed its `timeoutMs`; the session destroyed the device to abandon the work */
   | 'timeout'
+  /** fetchPlan could not get the plan (network error, HTTP status) */
+  | 'fetch-failed'
   /** no WebGPU adapter or device could be obtained */
   | 'no-device'
   /** run() was called with missing, unknown or wrongly sized inputs, or an unknown entry */

@@ -1,6 +1,8 @@
 // The runtime's Node entry: read and run .mnplan bundles, with a Dawn-backed device from the
 // `webgpu` package. runtime/browser.ts is the same API for browsers.
 export { readBundle, type PlanBundle } from './bundle';
+export { fetchPlan, type FetchPlanOptions } from './fetch-plan';
+export { describeAdapter, type AdapterDescription } from './adapter';
 export { PlanError, isPlanError, type PlanErrorKind } from './errors';
 export { loadPlan, type LoadOptions, type RunOptions, type Session, type TensorData, type WeightsInput } from './session';
 export { DEFAULT_MEMORY_BUDGET } from './memory-budget';

@@ -86,6 +86,7 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
   if (model.source !== undefined) string(model.source, 'model.source');
 
   const sectionLength = new Map<string, number>();
+  const sectionRange = new Map<string, { offset: number; end: number }>();
   const ranges: { offset: number; end: number; index: number }[] = [];
   array(m.sections, 'sections').forEach((raw, i) => {
     const path = `sections[${i}]`;
@@ -100,6 +101,7 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
     }
     if (typeof s.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(s.sha256)) fail(`${path}.sha256`, 'must be 64 lowercase hex digits');
     sectionLength.set(name, length);
+    sectionRange.set(name, { offset, end: offset + length });
     if (length > 0) ranges.push({ offset, end: offset + length, index: i });
   });
   // Disjoint sections: the reader hashes each byte of the file at most once, so a small file
@@ -115,6 +117,8 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
     return length;
   };
 
+  const wgslSections = new Set<string>();
+  const translationSections = new Set<string>();
   const kernels = array(m.kernels, 'kernels').map((raw, i) => {
     const path = `kernels[${i}]`;
     const k = object(raw, path);
@@ -138,9 +142,11 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
       const v = object(rawVariant, vpath);
       array(v.features, `${vpath}.features`).forEach((f, n) => string(f, `${vpath}.features[${n}]`));
       section(v.wgsl, `${vpath}.wgsl`);
+      wgslSections.add(v.wgsl as string);
       for (const [target, name] of Object.entries(object(v.translations, `${vpath}.translations`))) {
         oneOf(target, TRANSLATION_TARGETS, `${vpath}.translations key`);
         section(name, `${vpath}.translations.${target}`);
+        translationSections.add(name as string);
       }
       oneOf(v.validatedBy, VALIDATORS, `${vpath}.validatedBy`);
       if (v.requiredLimits !== undefined) {
@@ -156,6 +162,7 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
   });
 
 
+  if (m.translationsOffset !== undefined) checkTranslationsOffset(count(m.translationsOffset, 'translationsOffset'), sectionRange, wgslSections, translationSections);
   if (m.optimization !== undefined) checkOptimization(m.optimization);
   checkTargetPlan(m, '', section, kernels);
   const names = new Set([checkTargetDesc(m.target, 'target')]);
@@ -170,6 +177,27 @@ export function checkManifest(value: unknown, formatVersion: number, dataLength:
     });
   }
   return m as unknown as Manifest;
+}
+
+/**
+ * `translationsOffset` splits the data area in two: before it every section but the naga
+ * translations, from it on only translations (none of them also a kernel's WGSL), so a reader
+ * given the file up to there has everything it runs (readBundle's partial read).
+ */
+function checkTranslationsOffset(
+  at: number,
+  ranges: Map<string, { offset: number; end: number }>,
+  wgsl: Set<string>,
+  translations: Set<string>,
+): void {
+  for (const [name, range] of ranges) {
+    if (translations.has(name)) {
+      if (wgsl.has(name)) fail('translationsOffset', `is given, but section "${name}" is both a kernel's WGSL and a translation`);
+      if (range.offset < at && range.end > range.offset) fail('translationsOffset', `(${at}) lies after the start of translation section "${name}" (byte ${range.offset})`);
+    } else if (range.end > at) {
+      fail('translationsOffset', `(${at}) lies before the end of section "${name}" (byte ${range.end}), which is not a translation`);
+    }
+  }
 }
 
 /** A target's description: its name, summary and match (lists of lowercase strings). */

@@ -7,6 +7,7 @@ import { f16BitsToF32, f32ToF16Bits } from './f16';
 import { decodeSafetensors } from './safetensors';
 import { matchWeights, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
 import { DTYPE_BYTES, type DType, type ElementDType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
+import { describeAdapter, type AdapterDescription } from './adapter';
 import { readBundle, type PlanBundle } from './bundle';
 import { measureDeviceConstants } from './device-constants';
 import { PlanError } from './errors';
@@ -31,7 +32,7 @@ export interface LoadOptions {
    */
   target?: string;
   /** The adapter's identity where the device does not give it (`GPUDevice.adapterInfo`, missing in older browsers). */
-  adapterInfo?: DeviceDescription['info'];
+  adapterInfo?: DeviceDescription['info'] & { isFallbackAdapter?: boolean };
   /**
    * The most bytes of GPU buffers (own buffers and arenas) the plan may create, checked before
    * any is (else PlanError 'out-of-memory' naming both). Default: DEFAULT_MEMORY_BUDGET, 4 GiB.
@@ -66,6 +67,8 @@ export interface Session {
   readonly manifest: Manifest;
   /** the plan's target this device runs, and why it was chosen */
   readonly target: ChosenTarget;
+  /** the adapter the device came from; `fallback` when it is a software one (SwiftShader, llvmpipe): correct but slow */
+  readonly adapter: AdapterDescription;
   /** inputs of entry point 'run' (or of the only/first entry point when there is no 'run') */
   readonly inputs: TensorBinding[];
   /** outputs of the same entry point */
@@ -154,7 +157,7 @@ export function loadPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOpti
 /** loadPlan, returning the session class with the buffer access training needs (runtime-internal). */
 export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: LoadOptions = {}): Promise<PlanSession> {
   const read = await readBundle(bytes);
-  const adapterInfo = options.adapterInfo ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? {};
+  const adapterInfo: LoadOptions['adapterInfo'] = options.adapterInfo ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? {};
   const described = { info: adapterInfo, limits: device.limits as unknown as Record<string, number | undefined> };
   const { index, chosen } = chooseTarget(read.manifest, described, options.target);
   const bundle: PlanBundle = { ...read, manifest: targetManifest(read.manifest, index) };
@@ -185,7 +188,7 @@ export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: Lo
     for (const [name, desc] of Object.entries(manifest.entryPoints)) {
       entries.set(name, loadEntry(name, desc, manifest, buffers, pipelines, layouts, device, label, created));
     }
-    session = new PlanSession(manifest, chosen, device, buffers, entries, created, label, sink);
+    session = new PlanSession(manifest, chosen, describeAdapter(adapterInfo), device, buffers, entries, created, label, sink);
     if (trace) session.tracing = true;
     const error = await popScopes();
     if (error) throw new PlanError(error.kind, `WebGPU reported an error while loading plan "${label}": ${error.message}`);
@@ -423,6 +426,7 @@ export class PlanSession implements Session {
   constructor(
     readonly manifest: Manifest,
     readonly target: ChosenTarget,
+    readonly adapter: AdapterDescription,
     private readonly device: GPUDevice,
     private readonly buffers: Map<number, BufferSlot>,
     private readonly entries: Map<string, LoadedEntry>,

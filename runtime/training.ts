@@ -2,6 +2,7 @@
 // that runs forward, backward and the update on the GPU. This wrapper keeps the step count
 // and hyper-parameters, fills the plan's hyper vector each step, and moves parameters and
 // optimizer state in and out as safetensors. Parameters never leave the GPU between steps.
+import type { AdapterDescription } from './adapter';
 import type { Manifest, TensorBinding, TrainingDesc } from '../schemas/manifest';
 import { PlanError } from './errors';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors';
@@ -14,6 +15,8 @@ export interface TrainingSession {
   readonly manifest: Manifest;
   /** the plan's target this device runs, and why (Session.target) */
   readonly target: ChosenTarget;
+  /** the adapter the device came from, and whether it is a software fallback (Session.adapter) */
+  readonly adapter: AdapterDescription;
   /** what step() takes: the training entry's inputs other than the hyper vector */
   readonly batchInputs: TensorBinding[];
   /** optimizer steps taken so far (restored by importState) */
@@ -78,6 +81,9 @@ class Trainer implements TrainingSession {
   }
   get target(): ChosenTarget {
     return this.session.target;
+  }
+  get adapter(): AdapterDescription {
+    return this.session.adapter;
   }
   get stepCount(): number {
     return this.steps;

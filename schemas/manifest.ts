@@ -290,6 +290,13 @@ export interface Manifest {
   /** the GPU class the top-level plan below is for */
   target: TargetDesc;
   requiredLimits: RequiredLimits;
+  /**
+   * Where the naga translations (SPIR-V, MSL, HLSL) begin in the data area (added within
+   * version 2, optional): every section from this offset on is a translation and every other
+   * section ends before it, so a WebGPU runtime, which compiles only WGSL, may read the file up
+   * to `dataOffset + translationsOffset` and no further. Absent when the plan has no translations.
+   */
+  translationsOffset?: number;
   sections: SectionRef[];
   buffers: BufferDesc[];
   /** present when intermediates share arena buffers */

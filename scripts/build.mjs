@@ -6,9 +6,17 @@
 //   dist/mnrt.browser.mjs    the runtime as one minified ESM file for browsers
 //   dist/mntext.browser.mjs  the text layer (runtime/text: tokenizer, chat templates, sampling,
 //                            generate) likewise, apart so a plan runtime does not carry it
-// and prints the browser bundles' minified+gzipped sizes.
+//   dist/mnrt.node.mjs       the runtime for Node (runtime/index.ts: the Dawn host; `webgpu` external)
+//   dist/mntext.node.mjs     the text layer for Node (runtime/text/node.ts; packages external)
+//   dist/types/              .d.ts declarations of those entries (tsc, tsconfig.types.json), their
+//                            relative imports given .js extensions so Node16/NodeNext resolution finds them
+// (package.json's `exports` name them: mnc/runtime, mnc/runtime/browser, mnc/text), and prints
+// each entry's minified+gzipped size.
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { writeFileSync } from 'node:fs';
@@ -71,7 +79,54 @@ await build({
   logLevel: 'warning',
 });
 
-for (const file of ['dist/mnrt.browser.mjs', 'dist/mntext.browser.mjs']) {
+await build({
+  absWorkingDir: root,
+  entryPoints: { 'mnrt.node': 'runtime/index.ts', 'mntext.node': 'runtime/text/node.ts' },
+  outdir: 'dist',
+  outExtension: { '.js': '.mjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  logLevel: 'warning',
+});
+
+// type declarations: tsc emits them beside each other under dist/types, mirroring the source tree
+rmSync(join(root, 'dist/types'), { recursive: true, force: true });
+const tsc = join(dirname(createRequire(import.meta.url).resolve('typescript/package.json')), 'bin', 'tsc');
+execFileSync(process.execPath, [tsc, '-p', 'tsconfig.types.json'], { cwd: root, stdio: 'inherit' });
+addJsExtensions(join(root, 'dist/types'));
+
+/**
+ * tsc keeps the sources' extensionless relative imports ('./bundle'), which a consumer's
+ * Node16/NodeNext resolution does not find in an ESM package: make them './bundle.js' (or
+ * './dir/index.js'), which resolve to the .d.ts beside them. The runtime entries also pull in
+ * WebGPU's global types (GPUDevice, ...) from @webgpu/types, a dependency of `webgpu`.
+ */
+function addJsExtensions(dir) {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) {
+      addJsExtensions(path);
+      continue;
+    }
+    if (!name.endsWith('.d.ts')) continue;
+    let text = readFileSync(path, 'utf8').replace(/(from |import\()(['"])(\.{1,2}\/[^'"]+)\2/g, (whole, lead, quote, spec) => {
+      if (/\.(js|mjs|json)$/.test(spec)) return whole;
+      const base = join(dirname(path), spec);
+      if (existsSync(`${base}.d.ts`)) return `${lead}${quote}${spec}.js${quote}`;
+      if (existsSync(join(base, 'index.d.ts'))) return `${lead}${quote}${spec}/index.js${quote}`;
+      throw new Error(`build: ${path} imports ${spec}, which has no declaration file`);
+    });
+    if (/^runtime\/(index|browser)\.d\.ts$/.test(path.slice(join(root, 'dist/types').length + 1))) {
+      text = `/// <reference types="@webgpu/types" />\n${text}`;
+    }
+    writeFileSync(path, text);
+  }
+}
+
+for (const file of ['dist/mnrt.browser.mjs', 'dist/mntext.browser.mjs', 'dist/mnrt.node.mjs', 'dist/mntext.node.mjs']) {
   const bytes = readFileSync(`${root}/${file}`);
-  console.log(`${file}: ${bytes.length} bytes minified, ${gzipSync(bytes, { level: 9 }).length} bytes gzipped`);
+  console.log(`${file}: ${bytes.length} bytes${file.includes('.browser.') ? ' minified' : ''}, ${gzipSync(bytes, { level: 9 }).length} bytes gzipped`);
 }

@@ -30,22 +30,46 @@ export interface ServedFile {
   body: string | Uint8Array;
 }
 
-/** Serves `files` (by path) on 127.0.0.1 at an ephemeral port; anything else is a 404. */
-export async function serveFiles(files: Record<string, ServedFile>): Promise<{ server: Server; url: string }> {
+/** A response the server sent: its path, the range asked for (if any) and the body's bytes. */
+export interface ServedRequest {
+  path: string;
+  range?: string;
+  bytes: number;
+}
+
+/**
+ * Serves `files` (by path) on 127.0.0.1 at an ephemeral port; anything else is a 404. A
+ * `Range: bytes=a-b` request gets those bytes (206), as static file servers do; `sent` lists
+ * every response, so a test can count the bytes a page fetched.
+ */
+export async function serveFiles(files: Record<string, ServedFile>): Promise<{ server: Server; url: string; sent: ServedRequest[] }> {
+  const sent: ServedRequest[] = [];
   const server = createServer((req, res) => {
-    const file = files[new URL(req.url ?? '/', 'http://127.0.0.1').pathname];
+    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
+    const file = files[path];
     if (!file) {
       res.writeHead(404).end();
       return;
     }
-    res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body);
+    const body = typeof file.body === 'string' ? Buffer.from(file.body) : file.body;
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    const headers = { 'content-type': file.type, 'cache-control': 'no-store', 'accept-ranges': 'bytes' };
+    if (range && Number(range[1]) < body.length) {
+      const from = Number(range[1]);
+      const to = Math.min(range[2] ? Number(range[2]) : body.length - 1, body.length - 1);
+      sent.push({ path, range: req.headers.range, bytes: to + 1 - from });
+      res.writeHead(206, { ...headers, 'content-range': `bytes ${from}-${to}/${body.length}` }).end(body.subarray(from, to + 1));
+      return;
+    }
+    sent.push({ path, bytes: body.length });
+    res.writeHead(200, headers).end(body);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  return { server, url: `http://127.0.0.1:${port}/` };
+  return { server, url: `http://127.0.0.1:${port}/`, sent };
 }
 
 export function launchChromium(): Promise<Browser> {

@@ -114,7 +114,8 @@ export function writePlanFile(manifest: Omit<Manifest, 'sections'>, sections: An
 
 /**
  * Writes one .mnplan file to `sink` and returns the manifest as written. `manifest.sections`
- * is filled here, in the order `sections` are given, so the compiler never computes offsets
+ * is filled here, in the order `sections` are given but with the naga translations moved after
+ * the rest (`translationsOffset` says where they begin), so the compiler never computes offsets
  * or hashes itself. One pass: a SHA-256 is always 64 hex digits, so the manifest's length,
  * and with it every section's place, is known before any section is hashed; sections are
  * hashed as they are written and the manifest goes in last.
@@ -127,21 +128,28 @@ export function writePlan(manifest: Omit<Manifest, 'sections'>, sections: AnySec
     );
   }
 
+  // The translations go last, after the WGSL and the weights: a WebGPU runtime reads the file
+  // only up to where they begin (`translationsOffset`), tools read all of it.
+  const translations = translationSections(manifest);
+  sections = [...sections.filter((s) => !translations.has(s.name)), ...sections.filter((s) => translations.has(s.name))];
   const seen = new Set<string>();
   const sectionRefs: SectionRef[] = [];
   let dataLength = 0;
+  let translationsOffset: number | undefined;
   for (const section of sections) {
     const { name } = section;
     if (seen.has(name)) throw new BundleWriteError('duplicate-section', `section "${name}" is given twice; section names must be unique`);
     seen.add(name);
     const offset = alignUp(dataLength, MNPLAN_SECTION_ALIGNMENT);
+    if (translations.has(name)) translationsOffset ??= offset;
     sectionRefs.push({ name, offset, length: sectionLength(section), sha256: '0'.repeat(64) });
     dataLength = offset + sectionLength(section);
   }
   checkSectionReferences(manifest, new Map(sectionRefs.map((s) => [s.name, s])));
 
   // Spread keeps the caller's key order; `sections` lands last (or where a caller put one).
-  const fullManifest: Manifest = { ...manifest, sections: sectionRefs };
+  const { translationsOffset: _given, ...rest } = manifest as Omit<Manifest, 'sections'> & { translationsOffset?: number };
+  const fullManifest: Manifest = { ...rest, ...(translationsOffset === undefined ? {} : { translationsOffset }), sections: sectionRefs };
   const manifestLength = new TextEncoder().encode(JSON.stringify(fullManifest)).length;
   const dataOffset = alignUp(MNPLAN_HEADER_BYTES + manifestLength, MNPLAN_SECTION_ALIGNMENT);
   const fileLength = dataOffset + dataLength;
@@ -180,6 +188,20 @@ export function writePlan(manifest: Omit<Manifest, 'sections'>, sections: AnySec
   sink.write(header, 0);
   sink.write(manifestBytes, MNPLAN_HEADER_BYTES);
   return fullManifest;
+}
+
+/** The sections the manifest names as naga translations of a kernel variant (none is also a variant's WGSL). */
+function translationSections(manifest: Omit<Manifest, 'sections'>): Set<string> {
+  const names = new Set<string>();
+  for (const kernel of manifest.kernels) {
+    for (const variant of kernel.variants) for (const name of Object.values(variant.translations)) if (name !== undefined) names.add(name);
+  }
+  for (const kernel of manifest.kernels) {
+    for (const variant of kernel.variants) {
+      if (names.has(variant.wgsl)) throw new BundleWriteError('bad-manifest', `kernel "${kernel.name}": section "${variant.wgsl}" is named both as WGSL and as a translation`);
+    }
+  }
+  return names;
 }
 
 /** Every section the manifest names must be written, and every init slice must fit in it. */
