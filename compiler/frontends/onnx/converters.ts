@@ -94,6 +94,26 @@ function logical(op: 'and' | 'or' | 'xor' | 'not'): Converter {
   };
 }
 
+/**
+ * HardSigmoid, max(0, min(1, αx + β)) (α 0.2, β 0.5 by default), and HardSwish, x times the
+ * same with α = 1/6 (MobileNetV3's h-swish): minimum and maximum of the table, so both train.
+ */
+function hard(swish: boolean): Converter {
+  return {
+    since: swish ? 14 : 6,
+    convert: (ctx) => {
+      const x = ctx.input(0);
+      ctx.requireFloat(x);
+      const scalar = (v: number) => folded(F, [], Float64Array.of(v));
+      const alpha = swish ? 1 / 6 : ctx.float('alpha', 0.2);
+      const beta = swish ? 0.5 : ctx.float('beta', 0.5);
+      const line = ctx.apply('add', [ctx.apply('mul', [x, scalar(alpha)], {}, F), scalar(beta)], {}, F);
+      const gate = ctx.apply('maximum', [ctx.apply('minimum', [line, scalar(1)], {}, F), scalar(0)], {}, F);
+      return [swish ? ctx.apply('mul', [x, gate], {}, F) : gate];
+    },
+  };
+}
+
 /** Min and Max: the elementwise extreme of one or more tensors, with broadcasting (floats or integers). */
 function extreme(op: 'minimum' | 'maximum'): Converter {
   return {
@@ -691,6 +711,8 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   Gelu: gelu,
   Gemm: gemm,
   Greater: comparison('greater'),
+  HardSigmoid: hard(false),
+  HardSwish: hard(true),
   GreaterOrEqual: comparison('less', true, 12),
   Identity: identity,
   IsNaN: isNaN,
