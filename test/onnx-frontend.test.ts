@@ -13,6 +13,7 @@ import { compileGraph } from '../compiler/compile';
 import { loadOnnxModel } from '../compiler/frontends/onnx/load';
 import { CompileError } from '../compiler/ir/errors';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
+import { gpt2Model, llamaModel, mobilenetV2Model, resnet18Model } from '../fixtures/onnx/architectures';
 import { blockModel, cnnModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, newerOpsModel, node, stringAttr, uniform, valueInfo } from '../fixtures/onnx/models';
 import { decodeSafetensors } from '../runtime/safetensors';
 import { loadTrainingPlan } from '../runtime/training';
@@ -273,6 +274,45 @@ describe('imported models agree with onnxruntime-web', () => {
     expect(params(false)).toEqual([['fc1.weight', true], ['fc1.bias', true], ['fc2.weight', true], ['fc2.bias', true]]);
     expect(params(true).every(([, t]) => t === false)).toBe(true);
   });
+});
+
+// --- whole architectures (fixtures/onnx/architectures.ts) ---------------------------------
+
+// The four architectures as torch.onnx.export writes them, at reduced width, against
+// onnxruntime-web: the GPU plan (llvmpipe) and the CPU reference. Images are x [1, 3, 32, 32]
+// in [-2, 2); the decoders take seven token ids (int64 for onnxruntime, int32 for the plan).
+// Both sides compute in f32 in their own orders. Seen (llvmpipe), GPU plan and CPU reference:
+// resnet18 4.8e-7 and 4.8e-7 (logits up to 2.1), mobilenet-v2 6.0e-8 and 4.4e-8 (0.42), gpt2
+// 1.1e-6 and 7.3e-7 (3.0), llama 2.5e-6 and 9.2e-7 (3.1); the bound keeps a 20x margin.
+const ARCHITECTURE_TOLERANCE = { resnet18: 5e-5, 'mobilenet-v2': 5e-5, gpt2: 5e-5, llama: 5e-5 } as const;
+
+describe('whole architectures agree with onnxruntime-web', () => {
+  test('the committed architecture fixtures are what fixtures/onnx/architectures.ts writes', () => {
+    for (const [file, build] of [['resnet18.onnx', resnet18Model], ['mobilenet-v2.onnx', mobilenetV2Model], ['gpt2.onnx', gpt2Model], ['llama.onnx', llamaModel]] as const) {
+      expect(Buffer.from(readFileSync(join(FIXTURES, file))).equals(Buffer.from(encodeModel(build()))), file).toBe(true);
+    }
+  });
+
+  test.each(Object.keys(ARCHITECTURE_TOLERANCE) as (keyof typeof ARCHITECTURE_TOLERANCE)[])('%s', async (name) => {
+    const file = join(FIXTURES, `${name}.onnx`);
+    const next = uniform(77);
+    const decoder = name === 'gpt2' || name === 'llama';
+    const ids = [3, 17, 0, 31, 5, 5, 12];
+    const x = Float32Array.from({ length: 3 * 32 * 32 }, () => 2 * next());
+    const session = await ort.InferenceSession.create(file);
+    const ortOut = await session.run(decoder ? { input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]) } : { x: new ort.Tensor('float32', x, [1, 3, 32, 32]) });
+    await session.release();
+    const expected = ortOut.logits.data as Float32Array;
+    const loaded = loadOnnxModel(file, decoder ? { shapes: { input_ids: [1, ids.length] } } : {});
+    const feeds: Record<string, Float32Array | Int32Array> = decoder ? { input_ids: Int32Array.from(ids) } : { x };
+    const cpu = interpret(loaded.graph, feeds, materializeParameters(loaded.graph, 0)).logits;
+    const gpu = (await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, feeds)).logits;
+    const scale = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const [cpuError, gpuError] = [maxError(cpu, expected), maxError(gpu, expected)];
+    console.log(`${name}: max |logit| ${scale.toFixed(2)}, max |mnc - onnxruntime-web| = ${gpuError.toExponential(2)} (GPU plan), ${cpuError.toExponential(2)} (CPU reference)`);
+    expect(cpuError).toBeLessThanOrEqual(ARCHITECTURE_TOLERANCE[name]);
+    expect(gpuError).toBeLessThanOrEqual(ARCHITECTURE_TOLERANCE[name]);
+  }, 300_000);
 });
 
 // --- training an imported model -----------------------------------------------------------
