@@ -166,6 +166,12 @@ const CASES: GradCase[] = [
 
   unaryCase('relu', 'relu', [3, 5], { gap: 0.2 }, (g, x) => g.relu(x)),
   unaryCase('sigmoid', 'sigmoid', [3, 5], { range: [-4, 4] }, (g, x) => g.sigmoid(x)),
+  unaryCase('abs', 'abs', [3, 5], { gap: 0.2 }, (g, x) => g.abs(x)),
+  // a and b drawn apart (a in [0.2, 1], b in [-1, -0.2] then shifted per column) so no pair ties within the finite-difference step
+  { label: 'minimum [3, 5] · [5]', op: 'minimum', build: ({ g, p }) => g.minimum(p('a', [3, 5], { range: [-1, 1] }), g.add(p('b', [5], { range: [-0.1, 0.1] }), g.constant([-2, 2, -2, 2, -2]))) },
+  { label: 'maximum [3, 5] · [3, 1]', op: 'maximum', build: ({ g, p }) => g.maximum(p('a', [3, 5], { range: [-1, 1] }), g.add(p('b', [3, 1], { range: [-0.1, 0.1] }), g.constant([-2, 2, -2], [3, 1]))) },
+  // cast to i32 is piecewise constant: m gets no gradient (x·f32(i32(m)))
+  { label: 'cast: x · f32(i32(m))', op: 'cast', build: ({ g, p }) => { const x = p('x', [3, 5]); return g.mul(x, g.cast(g.cast(g.mul(p('m', [3, 5]), 3), 'i32'), 'f32')); }, noGradient: ['m'] },
   unaryCase('tanh', 'tanh', [3, 5], { range: [-3, 3] }, (g, x) => g.tanh(x)),
   unaryCase('silu', 'silu', [3, 5], { range: [-4, 4] }, (g, x) => g.silu(x)),
   { label: 'swiglu [3, 5] · [3, 5]', op: 'swiglu', build: ({ g, p }) => g.swiglu(p('gate', [3, 5], { range: [-4, 4] }), p('up', [3, 5])) },

@@ -45,12 +45,27 @@ const broadcastPairs: [Shape, Shape][] = [
   [[2, 3, 4], []],
   [[1], [3, 33]],
 ];
-const binary = (op: 'add' | 'sub' | 'mul' | 'div'): OpCase[] =>
-  broadcastPairs.map(([sa, sb]) => ({
+const binary = (op: 'add' | 'sub' | 'mul' | 'div'): OpCase[] => [
+  ...broadcastPairs.map(([sa, sb]): OpCase => ({
     label: `${op} ${JSON.stringify(sa)} ${JSON.stringify(sb)}`,
     inputs: { a: { shape: sa }, b: { shape: sb, range: op === 'div' ? [0.5, 2] : undefined } },
     build: (g, x) => g[op](x.a, x.b),
-  }));
+  })),
+  ...integerBinary(op, (g, a, b) => g[op](a, b)),
+];
+
+/** An op on i32 operands: negative values, zeros (a divisor of 0 gives the dividend, as WGSL's i32 / does), broadcasting, products that wrap. */
+function integerBinary(op: string, build: (g: Graph, a: Tensor, b: Tensor) => Tensor): OpCase[] {
+  return [
+    { label: `${op} i32 [7, 13] [13]`, inputs: { a: { shape: [7, 13], dtype: 'i32', range: [-50, 50] }, b: { shape: [13], dtype: 'i32', range: [-7, 7] } }, build: (g, x) => build(g, x.a, x.b) },
+    { label: `${op} i32 [4, 1, 8] [3, 1]`, inputs: { a: { shape: [4, 1, 8], dtype: 'i32', range: [-9, 9] }, b: { shape: [3, 1], dtype: 'i32', range: [-3, 3] } }, build: (g, x) => build(g, x.a, x.b) },
+    {
+      label: `${op} i32 at the range's ends`,
+      inputs: { a: { shape: [4], dtype: 'i32', values: [2 ** 31 - 1, -(2 ** 31), 65536, -7] }, b: { shape: [4], dtype: 'i32', values: [-1, 1, 65536, 2] } },
+      build: (g, x) => build(g, x.a, x.b),
+    },
+  ];
+}
 
 /** A backward op: dy and the forward value (x or y) of one shape. */
 const backward = (label: string, build: (g: Graph, dy: Tensor, v: Tensor) => Tensor, range?: [number, number]): OpCase[] =>
@@ -174,7 +189,7 @@ const cases: Record<OpName, OpCase[]> = {
   })),
   exp: unary('exp', (g, x) => g.exp(x), [-5, 5]),
   log: unary('log', (g, x) => g.log(x), [0.05, 10]),
-  neg: unary('neg', (g, x) => g.neg(x)),
+  neg: [...unary('neg', (g, x) => g.neg(x)), { label: 'neg i32', inputs: { a: { shape: [7, 13], dtype: 'i32', range: [-100, 100] } }, build: (g, x) => g.neg(x.a) }],
   sqrt: unary('sqrt', (g, x) => g.sqrt(x), [0, 10]),
   erf: unary('erf', (g, x) => g.erf(x), [-4, 4]),
   sin: unary('sin', (g, x) => g.sin(x), [-10, 10]),
@@ -207,8 +222,9 @@ const cases: Record<OpName, OpCase[]> = {
       build: (g, x) => g.equal(x.a, g.max(x.a, 1, { keepDims: true })),
     },
     { label: 'equal with repeated values', inputs: { a: { shape: [6], values: [1, 2, 2, 3, 2, 0] } }, build: (g, x) => g.equal(x.a, 2) },
+    ...integerBinary('equal', (g, a, b) => g.equal(a, b)),
   ],
-  less: [{ label: 'less [5, 4] vs [4]', inputs: { a: { shape: [5, 4] }, b: { shape: [4] } }, build: (g, x) => g.less(x.a, x.b) }],
+  less: [{ label: 'less [5, 4] vs [4]', inputs: { a: { shape: [5, 4] }, b: { shape: [4] } }, build: (g, x) => g.less(x.a, x.b) }, ...integerBinary('less', (g, a, b) => g.less(a, b))],
   greater: [{ label: 'greater [5, 4] vs [5, 1]', inputs: { a: { shape: [5, 4] }, b: { shape: [5, 1] } }, build: (g, x) => g.greater(x.a, x.b) }],
   where: [
     {
@@ -216,6 +232,33 @@ const cases: Record<OpName, OpCase[]> = {
       inputs: { a: { shape: [3, 1, 5] }, b: { shape: [2, 1] } },
       build: (g, x) => g.where(g.greater(x.a, 0), x.b, -3.4e38),
     },
+    {
+      label: 'where on i32 values, an i32 constant, then a concat and a transpose of i32',
+      inputs: { a: { shape: [3, 4] }, b: { shape: [3, 4], dtype: 'i32', range: [-100, 100] } },
+      build: (g, x) => {
+        const picked = g.where(g.greater(x.a, 0), x.b, g.constant(Int32Array.of(-7, 8, 9, 10), [4]));
+        return g.transpose(g.concat([picked, x.b], 0), [1, 0]);
+      },
+    },
+  ],
+  cast: [
+    { label: 'cast f32 to i32 (toward zero)', inputs: { a: { shape: [7, 13], range: [-20, 20] } }, build: (g, x) => g.cast(x.a, 'i32') },
+    { label: 'cast i32 to f32, times a half', inputs: { a: { shape: [1000], dtype: 'i32', range: [-1000, 1000] } }, build: (g, x) => g.mul(g.cast(x.a, 'f32'), 0.5) },
+  ],
+  abs: [...unary('abs', (g, x) => g.abs(x)), { label: 'abs i32', inputs: { a: { shape: [3, 5, 67], dtype: 'i32', range: [-100, 100] } }, build: (g, x) => g.abs(x.a) }],
+  minimum: [
+    { label: 'minimum [5, 4] [4]', inputs: { a: { shape: [5, 4] }, b: { shape: [4] } }, build: (g, x) => g.minimum(x.a, x.b) },
+    ...integerBinary('minimum', (g, a, b) => g.minimum(a, b)),
+  ],
+  maximum: [
+    { label: 'maximum [5, 4] [5, 1]', inputs: { a: { shape: [5, 4] }, b: { shape: [5, 1] } }, build: (g, x) => g.maximum(x.a, x.b) },
+    ...integerBinary('maximum', (g, a, b) => g.maximum(a, b)),
+  ],
+  mod: [
+    { label: 'mod f32 truncated (fmod)', inputs: { a: { shape: [7, 13], range: [-10, 10] }, b: { shape: [13], range: [0.5, 3] } }, build: (g, x) => g.mod(x.a, g.mul(x.b, g.sub(g.cast(g.greater(x.b, 1.5), 'f32'), 0.5))) },
+    { label: 'mod f32 floored', inputs: { a: { shape: [7, 13], range: [-10, 10] }, b: { shape: [13], range: [0.5, 3] } }, build: (g, x) => g.mod(x.a, g.mul(x.b, g.sub(g.cast(g.greater(x.b, 1.5), 'f32'), 0.5)), { floored: true }) },
+    ...integerBinary('mod', (g, a, b) => g.mod(a, b)),
+    ...integerBinary('mod floored', (g, a, b) => g.mod(a, b, { floored: true })),
   ],
   stopGradient: [{ label: 'stopGradient then exp', inputs: { a: { shape: [3, 4] } }, build: (g, x) => g.exp(g.stopGradient(x.a)) }],
   broadcast: [

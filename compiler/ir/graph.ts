@@ -141,14 +141,14 @@ export class Graph {
     return this.leaf('state', name, { shape: [...shape], dtype: 'f32' });
   }
 
-  /** A fixed tensor; a number gives a scalar (shape []). */
-  constant(values: number | readonly number[] | Float32Array, shape?: Shape, name?: string): Tensor {
-    const data = typeof values === 'number' ? new Float32Array([values]) : Float32Array.from(values);
+  /** A fixed tensor; a number gives a scalar (shape []). An Int32Array gives an i32 tensor. */
+  constant(values: number | readonly number[] | Float32Array | Int32Array, shape?: Shape, name?: string): Tensor {
+    const data = typeof values === 'number' ? new Float32Array([values]) : values instanceof Int32Array ? values.slice() : Float32Array.from(values);
     const s = shape ?? (typeof values === 'number' ? [] : [data.length]);
     if (elementCount(s) !== data.length) {
       this.fail('constant', `${data.length} values do not fill shape ${formatShape(s)} (${elementCount(s)} elements)`);
     }
-    return this.leaf('constant', name ?? this.freshName('const'), { shape: [...s], dtype: 'f32', values: data });
+    return this.leaf('constant', name ?? this.freshName('const'), { shape: [...s], dtype: data instanceof Int32Array ? 'i32' : 'f32', values: data });
   }
 
   // --- pointwise ----------------------------------------------------------------------
@@ -232,6 +232,26 @@ export class Graph {
   /** 1 where x is NaN, else 0 (no gradient). */
   isNaN(x: Tensor): Tensor {
     return this.op('isNaN', [x], {});
+  }
+  /** x converted to f32 or i32 (toward zero, saturating); no gradient flows through it. */
+  cast(x: Tensor, to: 'f32' | 'i32'): Tensor {
+    return x.dtype === to ? x : this.op('cast', [x], { to });
+  }
+  abs(x: Tensor): Tensor {
+    return this.op('abs', [x], {});
+  }
+  /** The elementwise smaller of a and b (f32 or i32), with broadcasting. */
+  minimum(a: TensorLike, b: TensorLike): Tensor {
+    return this.binary('minimum', a, b);
+  }
+  /** The elementwise larger of a and b (f32 or i32), with broadcasting. */
+  maximum(a: TensorLike, b: TensorLike): Tensor {
+    return this.binary('maximum', a, b);
+  }
+  /** a mod b (f32 or i32): truncated as C's fmod, or `floored` as Python's % (the sign of b). */
+  mod(a: TensorLike, b: TensorLike, options: { floored?: boolean } = {}): Tensor {
+    const lift = (v: TensorLike) => (typeof v === 'number' ? this.constant(v) : v);
+    return this.op('mod', [lift(a), lift(b)], { floored: options.floored ?? false });
   }
   /** x itself, but gradients stop here. */
   stopGradient(x: Tensor): Tensor {
@@ -633,7 +653,7 @@ export class Graph {
 
   // --- recording ----------------------------------------------------------------------
 
-  private binary(op: 'add' | 'sub' | 'mul' | 'div' | 'equal' | 'less' | 'greater' | 'pow', a: TensorLike, b: TensorLike): Tensor {
+  private binary(op: 'add' | 'sub' | 'mul' | 'div' | 'equal' | 'less' | 'greater' | 'pow' | 'minimum' | 'maximum', a: TensorLike, b: TensorLike): Tensor {
     const lift = (v: TensorLike) => (typeof v === 'number' ? this.constant(v) : v);
     return this.op(op, [lift(a), lift(b)], {});
   }

@@ -262,7 +262,8 @@ export interface ParameterAttrs extends LeafAttrs {
   trainable: boolean;
 }
 export interface ConstantAttrs extends LeafAttrs {
-  values: Float32Array;
+  /** an Int32Array for an i32 constant */
+  values: Float32Array | Int32Array;
 }
 export interface GeluAttrs {
   approximate: 'none' | 'tanh';
@@ -334,6 +335,13 @@ export interface AttentionAttrs {
    * query appended after Tk - 1 cached keys sees them all); kernels skip those keys' tiles
    */
   causal?: boolean;
+}
+export interface CastAttrs {
+  to: 'f32' | 'i32';
+}
+export interface ModAttrs {
+  /** Python's % (the remainder takes b's sign) rather than C's fmod (a's sign) */
+  floored: boolean;
 }
 export interface AdamAttrs {
   /** AdamW: weight decay applied to the parameter, not added to the gradient */
@@ -513,6 +521,19 @@ function mapBroadcast(fn: (...x: number[]) => number) {
   };
 }
 
+/** f32 to i32 as WGSL converts: toward zero, saturated at the i32 range; NaN gives 0. */
+function toI32(x: number): number {
+  if (Number.isNaN(x)) return 0;
+  return Math.min(Math.max(Math.trunc(x), -(2 ** 31)), 2 ** 31 - 1);
+}
+
+/** a mod b, truncated or floored; an i32 divisor of 0 gives 0 as WGSL's % does. */
+function modOf(a: number, b: number, floored: boolean, integer: boolean): number {
+  if (integer && b === 0) return 0;
+  const r = a % b;
+  return floored && r !== 0 && r < 0 !== b < 0 ? r + b : r;
+}
+
 /** Splits a shape around `axis` into [outer, n, inner] so rows are (o, ·, i). */
 export function axisSplit(shape: Shape, axis: number): { outer: number; n: number; inner: number } {
   let outer = 1;
@@ -573,20 +594,35 @@ function defineOp<A>(def: OpDef<A>): OpDef<A> {
 /** The optional fields of a definition, as the factories below pass them on. */
 type OptionalFields<A, Activation extends string = never> = Pick<OpDef<A, Activation>, 'term' | 'epilogueActivations' | 'flops'>;
 /** A pointwise op's optional fields: those, and the WGSL helper functions its expression calls. */
-type PointwiseFields<Activation extends string> = OptionalFields<NoAttrs, Activation> & { helpers?: string[] };
+type PointwiseFields<Activation extends string> = OptionalFields<NoAttrs, Activation> & {
+  helpers?: string[];
+  /**
+   * the op on i32 operands as well, with this reference (wrapping at 32 bits as WGSL's i32
+   * does); the WGSL expression must be written for either type. Absent: f32 only
+   */
+  integer?: (...x: number[]) => number;
+  /** the result is a 0/1 f32 (a bool) whatever the operands' dtype (comparisons) */
+  predicate?: boolean;
+};
+
+/** The result's dtype of a pointwise op on operands of `dtype`, or the refusal naming what it takes. */
+function pointwiseDType(dtype: TensorType['dtype'], integer: boolean, predicate: boolean): TensorType['dtype'] {
+  if (dtype !== 'f32' && !(integer && dtype === 'i32')) throw new ShapeRuleError(`expects ${integer ? 'f32 or i32' : 'f32'} operands; got ${dtype}`);
+  return predicate ? 'f32' : dtype;
+}
 
 function unary<const Activation extends string = never>(
   summary: string,
   ref: (x: number) => number,
   wgsl: (x: string) => string,
   grad: Grad<NoAttrs>,
-  { helpers, ...fields }: PointwiseFields<Activation> = {},
+  { helpers, integer, predicate, ...fields }: PointwiseFields<Activation> = {},
 ): OpDef<NoAttrs, Activation> {
   return {
     arity: 1,
     summary,
-    infer: checkUnaryFloat,
-    evaluate: mapUnary(ref),
+    infer: ([x]) => ({ shape: x.shape, dtype: pointwiseDType(x.dtype, integer !== undefined, predicate ?? false) }),
+    evaluate: (args, attrs, out) => (integer && out.dtype === 'i32' ? mapUnary(integer)(args) : mapUnary(ref)(args)),
     lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0]), helpers },
     grad,
     ...fields,
@@ -598,18 +634,33 @@ function binary(
   ref: (a: number, b: number) => number,
   wgsl: (a: string, b: string) => string,
   grad: Grad<NoAttrs>,
-  { helpers, ...fields }: PointwiseFields<never> = {},
+  { helpers, integer, predicate, ...fields }: PointwiseFields<never> = {},
 ): OpDef<NoAttrs> {
   return {
     arity: 2,
     summary,
-    infer: inferBroadcast,
-    evaluate: mapBroadcast(ref),
+    infer: (inputs) => {
+      const t = inferBroadcast(inputs);
+      return { shape: t.shape, dtype: pointwiseDType(t.dtype, integer !== undefined, predicate ?? false) };
+    },
+    // a predicate's result is f32 whatever its operands: its reference is the same for both
+    evaluate: (args, attrs, out) => mapBroadcast(integer && !predicate && out.dtype === 'i32' ? integer : ref)(args, attrs, out),
     lowering: { archetype: 'pointwise', expr: (x) => wgsl(x[0], x[1]), helpers },
     grad,
     ...fields,
   };
 }
+
+/** i32 arithmetic as WGSL does it: exact, then wrapped to 32 bits (Math.imul for products, which a double cannot hold exactly). */
+const I32 = {
+  add: (a: number, b: number) => (a + b) | 0,
+  sub: (a: number, b: number) => (a - b) | 0,
+  mul: (a: number, b: number) => Math.imul(a, b),
+  // WGSL: truncated toward zero; a divisor of 0 gives the dividend (and i32 min / -1 wraps to i32 min)
+  div: (a: number, b: number) => (b === 0 ? a : Math.trunc(a / b) | 0),
+  neg: (x: number) => -x | 0,
+  same: (a: number, b: number) => (a === b ? 1 : 0),
+};
 
 function reduceAxisShape(input: TensorType, attrs: AxisAttrs): TensorType {
   const axis = normalizeAxis(attrs.axis, input.shape.length);
@@ -956,20 +1007,20 @@ export const OPS = {
   add: binary('a + b with broadcasting', (a, b) => a + b, (a, b) => `(${a} + ${b})`, ({ g, inputs: [a, b], dy }) => [
     g.sumTo(dy, a.shape),
     g.sumTo(dy, b.shape),
-  ], { term: plainTerm('Add') }),
+  ], { term: plainTerm('Add'), integer: I32.add }),
   sub: binary('a - b with broadcasting', (a, b) => a - b, (a, b) => `(${a} - ${b})`, ({ g, inputs: [a, b], dy }) => [
     g.sumTo(dy, a.shape),
     g.sumTo(g.neg(dy), b.shape),
-  ], { term: plainTerm('Sub') }),
+  ], { term: plainTerm('Sub'), integer: I32.sub }),
   mul: binary('a * b with broadcasting', (a, b) => a * b, (a, b) => `(${a} * ${b})`, ({ g, inputs: [a, b], dy }) => [
     g.sumTo(g.mul(dy, b), a.shape),
     g.sumTo(g.mul(dy, a), b.shape),
-  ], { term: plainTerm('Mul') }),
+  ], { term: plainTerm('Mul'), integer: I32.mul }),
   div: binary('a / b with broadcasting', (a, b) => a / b, (a, b) => `(${a} / ${b})`, ({ g, inputs: [a, b], output, dy }) => [
     g.sumTo(g.div(dy, b), a.shape),
     // d(a/b)/db = -(a/b)/b
     g.sumTo(g.neg(g.div(g.mul(dy, output), b)), b.shape),
-  ], { term: plainTerm('Div') }),
+  ], { term: plainTerm('Div'), integer: I32.div }),
   biasAdd: defineOp<NoAttrs>({
     arity: 2,
     summary: 'x + b, b a vector over the last axis of x',
@@ -1044,7 +1095,7 @@ export const OPS = {
   } satisfies OpDef<GeluAttrs, 'gelu' | 'geluTanh'>,
   exp: unary('e^x', Math.exp, (x) => `exp(${x})`, ({ g, output, dy }) => [g.mul(dy, output)], { term: plainTerm('Exp') }),
   log: unary('natural logarithm', Math.log, (x) => `log(${x})`, ({ g, inputs: [x], dy }) => [g.div(dy, x)], { term: plainTerm('Log') }),
-  neg: unary('-x', (x) => -x, (x) => `(-${x})`, ({ g, dy }) => [g.neg(dy)], { term: plainTerm('Neg') }),
+  neg: unary('-x', (x) => -x, (x) => `(-${x})`, ({ g, dy }) => [g.neg(dy)], { term: plainTerm('Neg'), integer: I32.neg }),
   sqrt: unary('square root', Math.sqrt, (x) => `sqrt(${x})`, ({ g, output, dy }) => [g.div(g.mul(dy, 0.5), output)], { term: plainTerm('Sqrt') }),
   erf: unary('the error function', erf, (x) => `mn_erf(${x})`, ({ g, inputs: [x], dy }) => [g.mul(dy, g.mul(g.exp(g.neg(g.mul(x, x))), 2 / Math.sqrt(Math.PI)))], {
     helpers: [WGSL_ERF],
@@ -1075,6 +1126,50 @@ export const OPS = {
 }`],
     },
   ),
+
+  // Integer arithmetic at run time (the ONNX frontend's int64 narrowed to i32): a dtype
+  // conversion, and the elementwise ops whose WGSL is one expression for f32 and i32 alike.
+  cast: {
+    arity: 1,
+    summary: 'x converted to f32 or i32 (f32 to i32 rounds toward zero and saturates, NaN gives 0)',
+    infer: ([x], attrs) => {
+      if (attrs.to !== 'f32' && attrs.to !== 'i32') throw new ShapeRuleError(`to must be 'f32' or 'i32'; got ${String(attrs.to)}`);
+      if (x.dtype !== 'f32' && x.dtype !== 'i32') throw new ShapeRuleError(`converts f32 or i32 operands; got ${x.dtype}`);
+      return { shape: x.shape, dtype: attrs.to };
+    },
+    evaluate: ([x], attrs) => Float64Array.from(x.data, attrs.to === 'f32' ? Math.fround : toI32),
+    lowering: { archetype: 'pointwise', expr: ([x], attrs) => `${attrs.to}(${x})` },
+    // integers carry no gradient
+    grad: () => [undefined],
+  } satisfies OpDef<CastAttrs>,
+  abs: unary('|x|', Math.abs, (x) => `abs(${x})`, ({ g, inputs: [x], dy }) => [g.where(g.less(x, 0), g.neg(dy), dy)], { integer: (x) => Math.abs(x) | 0 }),
+  // the first operand takes the gradient where the operands tie
+  minimum: binary('the smaller of a and b, with broadcasting', Math.min, (a, b) => `min(${a}, ${b})`, ({ g, inputs: [a, b], dy }) => {
+    const zero = g.constant(0);
+    const takesB = g.less(b, a);
+    return [g.sumTo(g.where(takesB, zero, dy), a.shape), g.sumTo(g.where(takesB, dy, zero), b.shape)];
+  }, { integer: Math.min }),
+  maximum: binary('the larger of a and b, with broadcasting', Math.max, (a, b) => `max(${a}, ${b})`, ({ g, inputs: [a, b], dy }) => {
+    const zero = g.constant(0);
+    const takesB = g.greater(b, a);
+    return [g.sumTo(g.where(takesB, zero, dy), a.shape), g.sumTo(g.where(takesB, dy, zero), b.shape)];
+  }, { integer: Math.max }),
+  mod: {
+    arity: 2,
+    summary: "a mod b with broadcasting: truncated (C's fmod, the sign of a) or floored (Python's %, the sign of b)",
+    infer: (inputs) => {
+      const t = inferBroadcast(inputs);
+      return { shape: t.shape, dtype: pointwiseDType(t.dtype, true, false) };
+    },
+    evaluate: (args, attrs, out) => mapBroadcast((a, b) => modOf(a, b, attrs.floored, out.dtype === 'i32'))(args, attrs, out),
+    lowering: {
+      archetype: 'pointwise',
+      // WGSL's % truncates for f32 and i32 (an i32 divisor of 0 gives 0); the floored form
+      // adds b where the remainder's sign differs from b's. Operands are plain names, so the
+      // repeated remainder costs nothing to write out
+      expr: ([a, b], attrs) => (attrs.floored ? `select((${a} % ${b}), (${a} % ${b}) + ${b}, (${a} % ${b}) != 0 && ((${a} % ${b}) < 0) != (${b} < 0))` : `(${a} % ${b})`),
+    },
+  } satisfies OpDef<ModAttrs>,
 
   // Backward ops of the activations (as PyTorch's threshold_backward, gelu_backward, ...):
   // one kernel instead of a chain of primitives; not differentiable themselves.
@@ -1117,9 +1212,10 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
   } satisfies OpDef<GeluAttrs>,
 
-  equal: binary('1 where a == b, else 0', (a, b) => (a === b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} == ${b})`, () => [undefined, undefined]),
-  less: binary('1 where a < b, else 0', (a, b) => (a < b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} < ${b})`, () => [undefined, undefined]),
-  greater: binary('1 where a > b, else 0', (a, b) => (a > b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} > ${b})`, () => [undefined, undefined]),
+  // comparisons of f32 or i32 operands; the result is an f32 0/1
+  equal: binary('1 where a == b, else 0', (a, b) => (a === b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} == ${b})`, () => [undefined, undefined], { integer: I32.same, predicate: true }),
+  less: binary('1 where a < b, else 0', (a, b) => (a < b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} < ${b})`, () => [undefined, undefined], { integer: I32.same, predicate: true }),
+  greater: binary('1 where a > b, else 0', (a, b) => (a > b ? 1 : 0), (a, b) => `select(0.0, 1.0, ${a} > ${b})`, () => [undefined, undefined], { integer: I32.same, predicate: true }),
   where: defineOp<NoAttrs>({
     arity: 3,
     summary: 'a where cond is nonzero, else b, with broadcasting',

@@ -152,8 +152,11 @@ function elementType(t: TensorType): string {
   return type;
 }
 
-/** The bindings block: operands read-only, in order, then the f32 output; f32 bindings that `vec4` picks are read as vec4s. */
-export function bindingDecls(operands: readonly TensorType[], vec4: (binding: number) => boolean = () => false): { wgsl: string; bindings: BindingDesc[] } {
+/**
+ * The bindings block: operands read-only, in order, then the output (f32 unless `output`
+ * says otherwise); f32 bindings that `vec4` picks are read as vec4s.
+ */
+export function bindingDecls(operands: readonly TensorType[], vec4: (binding: number) => boolean = () => false, output: TensorType['dtype'] = 'f32'): { wgsl: string; bindings: BindingDesc[] } {
   const lines: string[] = [];
   const bindings: BindingDesc[] = [];
   const f32s = (binding: number) => (vec4(binding) ? 'vec4<f32>' : 'f32');
@@ -161,7 +164,8 @@ export function bindingDecls(operands: readonly TensorType[], vec4: (binding: nu
     lines.push(`@group(0) @binding(${k}) var<storage, read> in${k}: array<${t.dtype === 'f32' ? f32s(k) : elementType(t)}>;`);
     bindings.push({ binding: k, access: 'read' });
   }
-  lines.push(`@group(0) @binding(${operands.length}) var<storage, read_write> out: array<${f32s(operands.length)}>;`);
+  const outType = output === 'f32' ? f32s(operands.length) : elementType({ shape: [], dtype: output });
+  lines.push(`@group(0) @binding(${operands.length}) var<storage, read_write> out: array<${outType}>;`);
   bindings.push({ binding: operands.length, access: 'read_write' });
   return { wgsl: lines.join('\n'), bindings };
 }

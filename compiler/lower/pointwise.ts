@@ -130,10 +130,10 @@ function vectorAccess(shape: readonly number[], views: readonly OperandView[], o
 /** Whether index expressions read coordinates (c0, c1, ...), so the kernel must compute them. */
 const usesCoords = (code: readonly string[]) => code.some((line) => /\bc\d+\b/.test(line));
 
-/** `fn element_value(i, x0, x1, ...) -> f32`: the chain at output element i. */
-function elementFunction(chain: PointwiseChain, operands: readonly TensorType[]): string {
+/** `fn element_value(i, x0, x1, ...) -> T`: the chain at output element i, T the result's element type (f32, i32). */
+function elementFunction(chain: PointwiseChain, operands: readonly TensorType[], result: TensorType): string {
   const params = ['i: u32', ...operands.map((t, k) => `x${k}: ${scalarType(t)}`)];
-  return [`fn element_value(${params.join(', ')}) -> f32 {`, ...chainStatements(chain, '  '), `  return ${chain.result};`, '}'].join('\n');
+  return [`fn element_value(${params.join(', ')}) -> ${scalarType(result)} {`, ...chainStatements(chain, '  '), `  return ${chain.result};`, '}'].join('\n');
 }
 
 export function lowerPointwise(node: KernelSubject, operands: readonly TensorType[], name: string, spec: PointwiseLowering): {
@@ -146,7 +146,7 @@ export function lowerPointwise(node: KernelSubject, operands: readonly TensorTyp
   const fused = chain.lets.length > 0;
   const describe = (form: string) =>
     fused ? kernelHeader(name, node, operands, `pointwise chain of ${chain.lets.length}, ${form}`, chain.ops) : kernelHeader(name, node, operands, `pointwise, ${form}`);
-  const helpers = [...chain.helpers, elementFunction(chain, operands)];
+  const helpers = [...chain.helpers, elementFunction(chain, operands, node.type)];
   const outStrides = stridesOf(shape);
   const identity = (v: OperandView) => v.offset === 0 && v.strides.length === shape.length && v.strides.every((s, d) => s === outStrides[d]);
   const vector = vectorAccess(shape, views, operands);
@@ -177,9 +177,9 @@ export function lowerPointwise(node: KernelSubject, operands: readonly TensorTyp
       usesCoords(loads) ? ix.coords : '',
       ...loads,
       '  let i = q * 4u;',
-      `  out[q] = vec4<f32>(${lanes.join(', ')});`,
+      `  out[q] = vec4<${scalarType(node.type)}>(${lanes.join(', ')});`,
     ].filter(Boolean);
-    const { wgsl: decls, bindings } = typedBindingDecls(operands, vector.map((a): Access => (a === 'vec4' ? 'vec4' : 'scalar')), 'vec4');
+    const { wgsl: decls, bindings } = typedBindingDecls(operands, vector.map((a): Access => (a === 'vec4' ? 'vec4' : 'scalar')), 'vec4', node.type.dtype);
     const wgsl = linearModule(describe('vec4 per invocation'), decls, helpers, [`const VEC4S: u32 = ${u32(count)};`], gridX, body.join('\n'));
     return linearKernel(name, chain.ops, wgsl, bindings, grid);
   }
@@ -199,7 +199,7 @@ export function lowerPointwise(node: KernelSubject, operands: readonly TensorTyp
     `    out[i] = element_value(${args.join(', ')});`,
     '  }',
   ].filter((l) => l.trim());
-  const { wgsl: decls, bindings } = bindingDecls(operands);
+  const { wgsl: decls, bindings } = bindingDecls(operands, undefined, node.type.dtype);
   const wgsl = linearModule(describe(`${per} elements per invocation`), decls, helpers, [`const TOTAL: u32 = ${u32(total)};`], gridX, body.join('\n'));
   return linearKernel(name, chain.ops, wgsl, bindings, grid);
 }
@@ -219,7 +219,7 @@ export function lowerPiecewise(node: KernelSubject, operands: readonly TensorTyp
     return k === 0 ? `  if (${test}) {\n    ${read}` : `  } else if (${test}) {\n    ${read}`;
   });
   const body = [ix.coords, ...branches].join('\n');
-  const { wgsl: decls, bindings } = bindingDecls(operands);
+  const { wgsl: decls, bindings } = bindingDecls(operands, undefined, node.type.dtype);
   const header = kernelHeader(name, node, operands, 'piecewise copy');
   return linearKernel(name, [node.op], elementwiseShell(header, decls, [], total, gridX, body), bindings, grid);
 }

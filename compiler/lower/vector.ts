@@ -1,6 +1,6 @@
 // Binding declarations for kernels that read some operands four elements at a time. Same
 // contract as kernel.ts's bindingDecls (operands in order, read-only, as in0, in1, ...; then
-// the f32 output as `out`, read_write); only the element type of each array differs.
+// the output as `out`, read_write, f32 unless given); only the element type of each array differs.
 import type { BindingDesc } from '../../schemas/manifest';
 import type { TensorType } from '../ir/types';
 
@@ -21,15 +21,15 @@ export function arrayType(t: TensorType, access: Access): string {
 }
 
 /** The bindings block with each operand (and the output) declared as `access` says. */
-export function typedBindingDecls(operands: readonly TensorType[], access: readonly Access[], output: Access): { wgsl: string; bindings: BindingDesc[] } {
+export function typedBindingDecls(operands: readonly TensorType[], access: readonly Access[], output: Access, outputDType: TensorType['dtype'] = 'f32'): { wgsl: string; bindings: BindingDesc[] } {
   const lines: string[] = [];
   const bindings: BindingDesc[] = [];
   for (const [k, t] of operands.entries()) {
     lines.push(`@group(0) @binding(${k}) var<storage, read> in${k}: array<${arrayType(t, access[k])}>;`);
     bindings.push({ binding: k, access: 'read' });
   }
-  const f32: TensorType = { shape: [], dtype: 'f32' };
-  lines.push(`@group(0) @binding(${operands.length}) var<storage, read_write> out: array<${arrayType(f32, output)}>;`);
+  const result: TensorType = { shape: [], dtype: outputDType };
+  lines.push(`@group(0) @binding(${operands.length}) var<storage, read_write> out: array<${arrayType(result, output)}>;`);
   bindings.push({ binding: operands.length, access: 'read_write' });
   return { wgsl: lines.join('\n'), bindings };
 }

@@ -9,6 +9,19 @@ import { elementCount, formatShape, type TensorType } from '../../ir/types';
 import { BOOL, dataTypeName, FLOAT, isIntegerType, type AttributeProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
 import { computed, foldable, folded, shapeOf, type Computed, type Folded, type Value } from './values';
 
+/** The ONNX ops that compute on integer tensors at run time (as i32), for messages. */
+export const INTEGER_OPS = 'Add, Sub, Mul, Div, Mod, Neg, Abs, Min, Max, Pow, comparisons, Where, Cast, Clip, Reduce{Sum,Mean,Max,Min}, ArgMax/ArgMin, Gather and the layout ops';
+
+/** A folded integer value as i32 constant values, refused (naming the tensor) where one does not fit. */
+export function narrowToI32(v: Folded, where: string): Int32Array {
+  const bad = v.data.findIndex((x) => !(x >= -(2 ** 31) && x <= 2 ** 31 - 1) || !Number.isInteger(x));
+  if (bad >= 0) {
+    const what = v.name ? `${dataTypeName(v.dataType)} tensor '${v.name}'` : `a computed ${dataTypeName(v.dataType)} tensor ${formatShape(v.shape)}`;
+    throw new CompileError('model', `${where}: ${what} holds ${v.data[bad]} at element ${bad}, which does not fit the plan's int32 (integers run as int32: values must lie in [-2147483648, 2147483647])`);
+  }
+  return Int32Array.from(v.data);
+}
+
 export class NodeContext {
   private readonly attributes: Map<string, AttributeProto>;
 
@@ -92,24 +105,49 @@ export class NodeContext {
     return this.optional(i) ? Array.from(this.known(i, what).data) : undefined;
   }
 
-  /** The IR tensor of a value: a folded value becomes a constant of the plan. */
+  /**
+   * The IR tensor of a value: a folded value becomes a constant of the plan, an integer one
+   * an i32 constant, refused (naming the tensor) where a value does not fit in 32 bits.
+   */
   tensor(v: Value): Tensor {
     if (v.kind === 'computed') return v.tensor;
     const cached = this.materialized.get(v);
     if (cached) return cached;
     if (v.shape.some((d) => d === 0)) this.fail(`tensor of shape ${formatShape(v.shape)} has no elements; the plan carries no zero-size tensors`);
-    const t = this.g.constant(Float32Array.from(v.data), v.shape);
+    const t = this.g.constant(isIntegerType(v.dataType) ? narrowToI32(v, this.describe()) : Float32Array.from(v.data), v.shape);
     this.materialized.set(v, t);
     return t;
   }
 
-  /** Fails unless every computed operand is float or bool (IR f32): the plan computes integers only as gather indices. */
+  /** Whether a value is an integer tensor (IR i32 when computed at run time). */
+  isInteger(v: Value | undefined): boolean {
+    return v !== undefined && isIntegerType(v.dataType);
+  }
+
+  /**
+   * Fails unless every computed operand is float or bool (IR f32): ops outside the integer
+   * set (the elementwise arithmetic, comparisons, Where, Cast, Clip, the reductions, ArgMax)
+   * take float tensors only.
+   */
   requireFloat(...values: (Value | undefined)[]): void {
     for (const v of values) {
       if (v?.kind === 'computed' && v.dataType !== FLOAT && v.dataType !== BOOL) {
-        this.fail(`computing on ${dataTypeName(v.dataType)} tensors at run time is not supported (the plan computes float32 and bool; integer tensors only index Gather, or fold at compile time)`);
+        this.fail(`${this.opType} on ${dataTypeName(v.dataType)} tensors at run time is not supported (integers compute at run time in ${INTEGER_OPS}; other ops take float and bool)`);
       }
     }
+  }
+
+  /** A value converted to ONNX type `to` (float, bool or an integer type): folded now, or a cast of the plan. */
+  convert(v: Value, to: number): Value {
+    const from = v.dataType;
+    if (from === to || (isIntegerType(from) && isIntegerType(to))) return v.kind === 'folded' ? folded(to, v.shape, v.data) : computed(to, v.tensor);
+    if (v.kind === 'folded') return folded(to, v.shape, isIntegerType(to) ? v.data.map(Math.trunc) : to === BOOL ? v.data.map((x) => (x !== 0 ? 1 : 0)) : v.data.map(Math.fround));
+    const zero = (t: number) => folded(t, [], Float64Array.of(0));
+    // to bool: x ≠ 0, a 0/1 f32
+    if (to === BOOL) return computed(BOOL, this.record('sub', [this.tensor(folded(FLOAT, [], Float64Array.of(1))), this.record('equal', [v.tensor, this.tensor(zero(from === BOOL ? FLOAT : from))], {})], {}));
+    // bool and float are both f32: only integers convert
+    if (!isIntegerType(from) && !isIntegerType(to)) return computed(to, v.tensor);
+    return computed(to, this.record('cast', [v.tensor], { to: isIntegerType(to) ? 'i32' : 'f32' }));
   }
 
   /**

@@ -6,7 +6,7 @@ import { broadcastShapes } from '../../ir/shape';
 import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
 import { CONVOLUTION_CONVERTERS } from './convolution';
-import { BOOL, FLOAT, INT64, isIntegerType } from './proto';
+import { BOOL, dataTypeName, FLOAT, INT64, isIntegerType } from './proto';
 import { computed, foldable, folded, type Folded, type Value } from './values';
 
 export interface Converter {
@@ -17,41 +17,125 @@ export interface Converter {
 
 const F = FLOAT;
 
-function unaryOp(op: 'relu' | 'sigmoid' | 'tanh' | 'neg' | 'sqrt' | 'erf' | 'sin' | 'cos' | 'exp' | 'log', since = 6): Converter {
+/** A unary op; those in `integer` take integer tensors as well (IR i32). */
+function unaryOp(op: 'relu' | 'sigmoid' | 'tanh' | 'neg' | 'abs' | 'sqrt' | 'erf' | 'sin' | 'cos' | 'exp' | 'log', since = 6, integer = false): Converter {
   return {
     since,
     convert: (ctx) => {
       const x = ctx.input(0);
-      ctx.requireFloat(x);
+      if (!integer) ctx.requireFloat(x);
       return [ctx.apply(op, [x], {}, x.dataType)];
     },
   };
 }
 
-function arithmetic(op: 'add' | 'sub' | 'mul' | 'div' | 'pow'): Converter {
+/** Elementwise arithmetic on float or integer tensors (integers as i32; Div truncates toward zero, as ONNX's integer Div). */
+function arithmetic(op: 'add' | 'sub' | 'mul' | 'div'): Converter {
   return {
     // numpy broadcasting from opset 7
     since: 7,
     convert: (ctx) => {
       const a = ctx.input(0);
       const b = ctx.input(1);
-      ctx.requireFloat(a, b);
       return [ctx.apply(op, [a, b], {}, a.dataType)];
     },
   };
 }
 
-function comparison(op: 'equal' | 'less' | 'greater'): Converter {
+/**
+ * Pow: the base's type is the result's; an integer base or exponent computes in f32 (exact
+ * for the integer powers below 2^24), and an integer result is rounded to the nearest when
+ * the exponent is an integer (f32's pow may land a hair below the exact power), truncated
+ * otherwise (as the double result is cast).
+ */
+const pow: Converter = {
+  since: 7,
+  convert: (ctx) => {
+    const a = ctx.input(0);
+    const b = ctx.input(1);
+    if (!ctx.isInteger(a) && !ctx.isInteger(b)) return [ctx.apply('pow', [a, b], {}, a.dataType)];
+    const y = ctx.apply('pow', [ctx.convert(a, F), ctx.convert(b, F)], {}, F);
+    if (!ctx.isInteger(a)) return [y];
+    if (!ctx.isInteger(b)) return [ctx.convert(y, a.dataType)];
+    const half = (v: number) => folded(F, [], Float64Array.of(v));
+    const rounded = ctx.apply('where', [ctx.apply('less', [y, half(0)], {}, BOOL), ctx.apply('sub', [y, half(0.5)], {}, F), ctx.apply('add', [y, half(0.5)], {}, F)], {}, F);
+    return [ctx.convert(rounded, a.dataType)];
+  },
+};
+
+/** A comparison of float or integer tensors (both the same type): a bool. */
+function comparison(op: 'equal' | 'less' | 'greater', negate = false, since = 7): Converter {
   return {
-    since: 7,
+    since,
     convert: (ctx) => {
       const a = ctx.input(0);
       const b = ctx.input(1);
-      ctx.requireFloat(a, b);
-      return [ctx.apply(op, [a, b], {}, BOOL)];
+      const y = ctx.apply(op, [a, b], {}, BOOL);
+      // a <= b is not (a > b), a >= b is not (a < b)
+      return [negate ? ctx.apply('sub', [folded(F, [], Float64Array.of(1)), y], {}, BOOL) : y];
     },
   };
 }
+
+/** And, Or, Xor and Not on bools (0/1 f32): a·b, max(a, b), a ≠ b, 1 - a. */
+function logical(op: 'and' | 'or' | 'xor' | 'not'): Converter {
+  return {
+    // Not is unchanged since opset 1; And, Or and Xor broadcast from 7
+    since: op === 'not' ? 1 : 7,
+    convert: (ctx) => {
+      const a = ctx.input(0);
+      const one = folded(F, [], Float64Array.of(1));
+      if (op === 'not') return [ctx.apply('sub', [one, a], {}, BOOL)];
+      const b = ctx.input(1);
+      if (op === 'and') return [ctx.apply('mul', [a, b], {}, BOOL)];
+      if (op === 'or') return [ctx.apply('maximum', [a, b], {}, BOOL)];
+      return [ctx.apply('sub', [one, ctx.apply('equal', [a, b], {}, BOOL)], {}, BOOL)];
+    },
+  };
+}
+
+/**
+ * HardSigmoid, max(0, min(1, αx + β)) (α 0.2, β 0.5 by default), and HardSwish, x times the
+ * same with α = 1/6 (MobileNetV3's h-swish): minimum and maximum of the table, so both train.
+ */
+function hard(swish: boolean): Converter {
+  return {
+    since: swish ? 14 : 6,
+    convert: (ctx) => {
+      const x = ctx.input(0);
+      ctx.requireFloat(x);
+      const scalar = (v: number) => folded(F, [], Float64Array.of(v));
+      const alpha = swish ? 1 / 6 : ctx.float('alpha', 0.2);
+      const beta = swish ? 0.5 : ctx.float('beta', 0.5);
+      const line = ctx.apply('add', [ctx.apply('mul', [x, scalar(alpha)], {}, F), scalar(beta)], {}, F);
+      const gate = ctx.apply('maximum', [ctx.apply('minimum', [line, scalar(1)], {}, F), scalar(0)], {}, F);
+      return [swish ? ctx.apply('mul', [x, gate], {}, F) : gate];
+    },
+  };
+}
+
+/** Min and Max: the elementwise extreme of one or more tensors, with broadcasting (floats or integers). */
+function extreme(op: 'minimum' | 'maximum'): Converter {
+  return {
+    since: 8,
+    convert: (ctx) => {
+      const xs = Array.from({ length: ctx.inputCount }, (_, i) => ctx.input(i));
+      return [xs.slice(1).reduce((y, x) => ctx.apply(op, [y, x], {}, xs[0].dataType), xs[0])];
+    },
+  };
+}
+
+/** Mod: fmod = 1 is C's fmod (the sign of the dividend), fmod = 0 Python's % (the divisor's sign; integers). */
+const mod: Converter = {
+  since: 10,
+  convert: (ctx) => {
+    const a = ctx.input(0);
+    const b = ctx.input(1);
+    const fmod = ctx.int('fmod', 0);
+    if (!ctx.isInteger(a) && fmod !== 1) ctx.fail('fmod must be 1 for float tensors');
+    return [ctx.apply('mod', [a, b], { floored: fmod === 0 }, a.dataType)];
+  },
+};
 
 const identity: Converter = { since: 1, convert: (ctx) => [ctx.input(0)] };
 
@@ -64,25 +148,31 @@ function transposeBy(ctx: NodeContext, x: Value, perm: readonly number[]): Value
   return ctx.apply('transpose', [x], { perm: [...perm] }, x.dataType);
 }
 
-/** Reduce over several axes: one IR reduction per axis, dims kept, then dropped if asked. */
-function reduceOp(op: 'sum' | 'mean' | 'max', axesInputSince: number): Converter {
+/**
+ * Reduce over several axes: one IR reduction per axis, dims kept, then dropped if asked.
+ * ReduceMin is -max(-x). Integer tensors reduce in f32 and convert back (exact while sums
+ * stay below 2^24; a mean truncates toward zero).
+ */
+function reduceOp(op: 'sum' | 'mean' | 'max' | 'min', axesInputSince: number): Converter {
   return {
     since: 1,
     convert: (ctx) => {
-      const x = ctx.input(0);
-      ctx.requireFloat(x);
+      const input = ctx.input(0);
+      const x = ctx.convert(input, ctx.isInteger(input) ? F : input.dataType);
       const rank = ctx.rank(x);
       const keep = ctx.int('keepdims', 1) === 1;
       let axes = ctx.opset >= axesInputSince ? ctx.knownInts(1, 'axes') : ctx.ints('axes');
       if (!axes || axes.length === 0) {
-        if (ctx.int('noop_with_empty_axes', 0) === 1) return [x];
+        if (ctx.int('noop_with_empty_axes', 0) === 1) return [input];
         axes = Array.from({ length: rank }, (_, i) => i);
       }
       const normalized = [...new Set(axes.map((a) => ctx.axis(a, rank, 'axes entry')))];
-      let y = x;
-      for (const a of normalized) y = ctx.apply(op, [y], { axis: a, keepDims: true }, x.dataType);
+      const negate = (v: Value) => ctx.apply('neg', [v], {}, v.dataType);
+      let y = op === 'min' ? negate(x) : x;
+      for (const a of normalized) y = ctx.apply(op === 'min' ? 'max' : op, [y], { axis: a, keepDims: true }, x.dataType);
+      if (op === 'min') y = negate(y);
       if (!keep) y = reshapeTo(ctx, y, ctx.shape(x).filter((_, i) => !normalized.includes(i)));
-      return [y];
+      return [ctx.convert(y, input.dataType)];
     },
   };
 }
@@ -94,6 +184,36 @@ function alongAxis(ctx: NodeContext, x: Value, axis: number, f: (y: Value) => Va
   if (a === rank - 1) return f(x);
   const perm = Array.from({ length: rank }, (_, i) => (i === a ? rank - 1 : i === rank - 1 ? a : i));
   return transposeBy(ctx, f(transposeBy(ctx, x, perm)), perm);
+}
+
+/**
+ * ArgMax and ArgMin (of -x) along an axis as int64: the first (or with select_last_index the
+ * last) position holding the row's maximum, from the maximum, a comparison and a second
+ * maximum over the positions (f32, exact for axes shorter than 2^24).
+ */
+function argExtreme(min: boolean): Converter {
+  return {
+    since: 1,
+    convert: (ctx) => {
+      const input = ctx.input(0);
+      let x = ctx.convert(input, ctx.isInteger(input) ? F : input.dataType);
+      if (min) x = ctx.apply('neg', [x], {}, F);
+      const shape = ctx.shape(x);
+      const axis = ctx.axis(ctx.int('axis', 0), shape.length);
+      const keep = ctx.int('keepdims', 1) === 1;
+      const last = ctx.opset >= 12 && ctx.int('select_last_index', 0) === 1;
+      const n = shape[axis];
+      const best = ctx.apply('max', [x], { axis, keepDims: true }, F);
+      const hit = ctx.apply('equal', [x, best], {}, BOOL);
+      // the position counted so the wanted one is the largest: j for the last, n - j for the first
+      const along = shape.map((d, i) => (i === axis ? d : 1));
+      const scores = folded(F, along, Float64Array.from({ length: n }, (_, j) => (last ? j : n - j)));
+      const picked = ctx.apply('max', [ctx.apply('where', [hit, scores, folded(F, [], Float64Array.of(-1))], {}, F)], { axis, keepDims: true }, F);
+      let index = last ? picked : ctx.apply('sub', [folded(F, [], Float64Array.of(n)), picked], {}, F);
+      if (!keep) index = reshapeTo(ctx, index, shape.filter((_, i) => i !== axis));
+      return [ctx.convert(index, INT64)];
+    },
+  };
 }
 
 function softmaxOp(op: 'softmax' | 'logSoftmax'): Converter {
@@ -170,6 +290,8 @@ function takeFolded(ctx: NodeContext, x: Folded, axis: number, indices: Folded):
  * Either way the indices' axes go where the gathered axis was.
  */
 function gatherComputed(ctx: NodeContext, x: Value, axis: number, indices: Value): Value {
+  // integer data is gathered as f32 (exact below 2^24) and converted back
+  if (ctx.isInteger(x)) return ctx.convert(gatherComputed(ctx, ctx.convert(x, F), axis, indices), x.dataType);
   ctx.requireFloat(x);
   const shape = ctx.shape(x);
   const n = shape[axis];
@@ -407,8 +529,7 @@ const where: Converter = {
   since: 9,
   convert: (ctx) => {
     const [cond, a, b] = [ctx.input(0), ctx.input(1), ctx.input(2)];
-    ctx.requireFloat(a, b);
-    return [ctx.apply('where', [cond, a, b], {}, a.dataType)];
+    return [ctx.apply('where', [ctx.convert(cond, BOOL), a, b], {}, a.dataType)];
   },
 };
 
@@ -421,6 +542,13 @@ const clip: Converter = {
       ctx.opset >= 11 ? ctx.optional(i) : ctx.has(attr) ? folded(F, [], Float64Array.of(ctx.float(attr, none))) : undefined;
     const lo = bound(1, 'min', -Infinity);
     const hi = bound(2, 'max', Infinity);
+    if (ctx.isInteger(x)) {
+      // integers: max and min (no NaN to keep)
+      let z = x;
+      if (lo) z = ctx.apply('maximum', [z, lo], {}, x.dataType);
+      if (hi) z = ctx.apply('minimum', [z, hi], {}, x.dataType);
+      return [z];
+    }
     ctx.requireFloat(x, lo, hi);
     let y = x;
     if (lo) y = ctx.apply('where', [ctx.apply('less', [y, lo], {}, BOOL), lo, y], {}, x.dataType);
@@ -429,21 +557,23 @@ const clip: Converter = {
   },
 };
 
-/** Cast: folded values convert; at run time float and bool are both f32, so only float↔bool needs work. */
+/**
+ * Cast between float, bool and the integer types: folded values convert now; at run time
+ * float and bool are f32 and every integer type i32, so a cast is an IR cast (float to
+ * integer toward zero), x ≠ 0 (to bool) or nothing. Other types (double, float16, string)
+ * are refused.
+ */
 const cast: Converter = {
   since: 6,
   convert: (ctx) => {
     const x = ctx.input(0);
     const to = ctx.int('to', 0);
-    if (x.kind === 'folded') {
-      const data = isIntegerType(to) ? x.data.map(Math.trunc) : to === BOOL ? x.data.map((v) => (v !== 0 ? 1 : 0)) : to === F ? x.data.map(Math.fround) : x.data;
-      return [folded(to, x.shape, data)];
+    const carried = (t: number) => t === F || t === BOOL || isIntegerType(t);
+    if (x.kind === 'computed' && (!carried(x.dataType) || !carried(to))) {
+      ctx.fail(`a run-time cast from ${dataTypeName(x.dataType)} to ${dataTypeName(to)} is not supported (the plan computes float32, bool and integers as int32)`);
     }
-    const floatLike = (t: number) => t === F || t === BOOL;
-    if (isIntegerType(x.dataType) && isIntegerType(to)) return [computed(to, x.tensor)];
-    if (!floatLike(x.dataType) || !floatLike(to)) ctx.fail(`a run-time cast from data type ${x.dataType} to ${to} is not supported (the plan computes float32 and bool; integers only as Gather indices)`);
-    if (to === BOOL && x.dataType === F) return [ctx.apply('sub', [folded(F, [], Float64Array.of(1)), ctx.apply('equal', [x, folded(F, [], Float64Array.of(0))], {}, BOOL)], {}, BOOL)];
-    return [computed(to, x.tensor)];
+    if (x.kind === 'folded' && !carried(to)) return [folded(to, x.shape, x.data)];
+    return [ctx.convert(x, to)];
   },
 };
 
@@ -451,7 +581,7 @@ const constant: Converter = {
   since: 1,
   convert: (ctx) => {
     const t = ctx.tensorAttr('value');
-    if (t) return [t];
+    if (t) return [folded(t.dataType, t.shape, t.data, ctx.node.output?.[0])];
     if (ctx.has('value_float')) return [folded(F, [], Float64Array.of(ctx.float('value_float', 0)))];
     if (ctx.has('value_int')) return [folded(INT64, [], Float64Array.of(ctx.int('value_int', 0)))];
     const floats = ctx.has('value_floats') ? ctx.node.attribute!.find((a) => a.name === 'value_floats')!.floats ?? [] : undefined;
@@ -510,8 +640,7 @@ const trilu: Converter = {
     const keep = (i: number, j: number) => (upper ? j - i >= k : j - i <= k);
     const mask = Float64Array.from({ length: foldable([rows, cols]) }, (_, p) => (keep(Math.floor(p / cols), p % cols) ? 1 : 0));
     if (x.kind === 'folded') return [folded(x.dataType, shape, x.data.map((v, p) => (mask[p % (rows * cols)] ? v : 0)))];
-    ctx.requireFloat(x);
-    return [ctx.apply('where', [folded(BOOL, [rows, cols], mask), x, folded(F, [], Float64Array.of(0))], {}, x.dataType)];
+    return [ctx.apply('where', [folded(BOOL, [rows, cols], mask), x, folded(x.dataType === BOOL ? F : x.dataType, [], Float64Array.of(0))], {}, x.dataType)];
   },
 };
 
@@ -523,17 +652,6 @@ const dropout: Converter = {
     if (training && (training.kind !== 'folded' || training.data[0] !== 0)) ctx.fail('training_mode must be false (dropout is imported for inference)');
     const wantsMask = Boolean(ctx.node.output?.[1]);
     return [x, wantsMask ? folded(BOOL, ctx.shape(x), new Float64Array(foldable(ctx.shape(x))).fill(1)) : undefined];
-  },
-};
-
-const abs: Converter = {
-  since: 6,
-  convert: (ctx) => {
-    const x = ctx.input(0);
-    ctx.requireFloat(x);
-    if (x.kind === 'folded') return [folded(x.dataType, x.shape, x.data.map(Math.abs))];
-    // |x| = relu(x) + relu(-x): one of the two is zero, so the sum is exact
-    return [ctx.apply('add', [ctx.apply('relu', [x], {}, F), ctx.apply('relu', [ctx.apply('neg', [x], {}, F)], {}, F)], {}, F)];
   },
 };
 
@@ -569,8 +687,11 @@ const isNaN: Converter = {
 /** The supported ops by ONNX op type (default domain). */
 export const CONVERTERS: Readonly<Record<string, Converter>> = {
   ...CONVOLUTION_CONVERTERS,
-  Abs: abs,
+  Abs: unaryOp('abs', 6, true),
   Add: arithmetic('add'),
+  And: logical('and'),
+  ArgMax: argExtreme(false),
+  ArgMin: argExtreme(true),
   Cast: cast,
   Clip: clip,
   Concat: concat,
@@ -588,21 +709,31 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   Gelu: gelu,
   Gemm: gemm,
   Greater: comparison('greater'),
+  HardSigmoid: hard(false),
+  HardSwish: hard(true),
+  GreaterOrEqual: comparison('less', true, 12),
   Identity: identity,
   IsNaN: isNaN,
   LayerNormalization: normalization('layerNorm', 17),
   Less: comparison('less'),
+  LessOrEqual: comparison('greater', true, 12),
   Log: unaryOp('log'),
   LogSoftmax: softmaxOp('logSoftmax'),
   MatMul: matmul,
+  Max: extreme('maximum'),
+  Min: extreme('minimum'),
+  Mod: mod,
   Mul: arithmetic('mul'),
-  Neg: unaryOp('neg'),
-  Pow: arithmetic('pow'),
+  Neg: unaryOp('neg', 6, true),
+  Not: logical('not'),
+  Or: logical('or'),
+  Pow: pow,
   RMSNormalization: normalization('rmsNorm', 23),
   Range: range,
   Reciprocal: reciprocal,
   ReduceMax: reduceOp('max', 18),
   ReduceMean: reduceOp('mean', 18),
+  ReduceMin: reduceOp('min', 18),
   ReduceSum: reduceOp('sum', 13),
   Relu: unaryOp('relu'),
   Reshape: reshape,
@@ -621,4 +752,5 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   Trilu: trilu,
   Unsqueeze: unsqueeze,
   Where: where,
+  Xor: logical('xor'),
 };

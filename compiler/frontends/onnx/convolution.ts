@@ -199,13 +199,15 @@ function poolAttrs(ctx: NodeContext, x: Value, lift: boolean, ceilAllowed = true
 const maxPool: Converter = {
   since: 1,
   convert: (ctx) => {
-    const x = ctx.input(0);
+    const input = ctx.input(0);
+    // integer tensors (uint8 images) pool as f32, exact below 2^24, and convert back
+    const x = ctx.convert(input, ctx.isInteger(input) ? FLOAT : input.dataType);
     ctx.requireFloat(x);
     if (ctx.node.output?.[1]) ctx.fail('the second output (Indices, the argmax positions) is not supported');
     if (ctx.int('storage_order', 0) !== 0) ctx.fail('storage_order = 1 (column-major Indices) is not supported');
     const lift = requireSpatial(ctx, x);
     const x2 = to2d(ctx, x, lift);
-    return [from2d(ctx, ctx.apply('maxPool2d', [x2], poolAttrs(ctx, x2, lift), FLOAT), lift)];
+    return [ctx.convert(from2d(ctx, ctx.apply('maxPool2d', [x2], poolAttrs(ctx, x2, lift), FLOAT), lift), input.dataType)];
   },
 };
 

@@ -6,14 +6,15 @@ import { readFileSync } from 'node:fs';
 import { CompileError } from '../../ir/errors';
 import { Graph, type Tensor } from '../../ir/graph';
 import type { DType } from '../../ir/types';
-import { NodeContext } from './context';
+import { narrowToI32, NodeContext } from './context';
 import { CONVERTERS } from './converters';
-import { BOOL, dataTypeName, decodeModel, FLOAT, tensorValues, type ModelProto, type TensorProto, type ValueInfoProto } from './proto';
+import { BOOL, dataTypeName, decodeModel, FLOAT, isIntegerType, tensorValues, type ModelProto, type TensorProto, type ValueInfoProto } from './proto';
 import { computed, FoldLimitError, folded, type Folded, type Value } from './values';
 
-// opsets 13–21 are the target; older models import where each op's converter implements the
-// op as the model's opset defines it (Converter.since), up to RMSNormalization's opset 23
-export const OPSETS = { min: 7, max: 23 } as const;
+// opsets 13–21 are the target; older models (back to opset 1) import where each op's converter
+// implements the op as the model's opset defines it (Converter.since: a node older than that
+// is refused by name), up to RMSNormalization's opset 23
+export const OPSETS = { min: 1, max: 23 } as const;
 
 export interface OnnxLoadOptions {
   /** static shapes for inputs, by ONNX input name (binds dynamic dimensions) */
@@ -76,7 +77,7 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
       const t = g.parameter(paramName, v.shape, { init: Float32Array.from(v.data), trainable: !options.freeze });
       values.set(initName, computed(FLOAT, t));
     } else {
-      values.set(initName, folded(v.dataType, v.shape, v.data));
+      values.set(initName, folded(v.dataType, v.shape, v.data, initName));
     }
   }
 
@@ -137,7 +138,7 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     if (v.kind === 'computed') t = v.tensor;
     else {
       if (v.shape.some((d) => d === 0)) fail(`output '${outName}' has no elements; the plan carries no zero-size tensors`);
-      t = g.constant(Float32Array.from(v.data), v.shape);
+      t = g.constant(isIntegerType(v.dataType) ? narrowToI32(v, `${file}: output '${outName}'`) : Float32Array.from(v.data), v.shape);
     }
     g.output(outName, t);
     outputs.push({ name: outName, dataType: info.type?.tensorType?.elemType ?? v.dataType });
@@ -179,10 +180,15 @@ function inputShape(info: ValueInfoProto, bound: readonly number[] | undefined, 
   });
 }
 
+/**
+ * The plan's dtype for an input of ONNX type `dataType`: float and bool (0/1) are f32, every
+ * integer type i32 (int64 and uint32/uint64 values outside int32's range are refused by the
+ * runtime; narrower types are not wrapped to their own range after arithmetic).
+ */
 function irDtype(dataType: number, what: string, file: string): DType {
   if (dataType === FLOAT || dataType === BOOL) return 'f32';
-  if (dataType === 6 || dataType === 7) return 'i32';
-  throw new CompileError('model', `${file}: ${what} has data type ${dataTypeName(dataType)}; plan inputs carry float, bool (as 0/1 float32) and int32/int64 (as int32)`);
+  if (isIntegerType(dataType)) return 'i32';
+  throw new CompileError('model', `${file}: ${what} has data type ${dataTypeName(dataType)}; plan inputs carry float, bool (as 0/1 float32) and the integer types (as int32)`);
 }
 
 function sanitize(name: string): string {

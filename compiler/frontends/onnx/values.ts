@@ -10,11 +10,13 @@ export interface Folded {
   readonly dataType: number;
   readonly shape: readonly number[];
   readonly data: Float64Array;
+  /** the initializer or Constant output it came from, for messages about its values */
+  readonly name?: string;
 }
 
 export interface Computed {
   readonly kind: 'computed';
-  /** the ONNX data type; float and bool are IR f32 (bool as 0/1), int32/int64 IR i32 */
+  /** the ONNX data type; float and bool are IR f32 (bool as 0/1), every integer type IR i32 */
   readonly dataType: number;
   readonly tensor: Tensor;
 }
@@ -26,8 +28,8 @@ export const FOLD_LIMIT = 1 << 24;
 
 export class FoldLimitError extends Error {}
 
-export function folded(dataType: number, shape: readonly number[], data: Float64Array): Folded {
-  return { kind: 'folded', dataType, shape: [...shape], data };
+export function folded(dataType: number, shape: readonly number[], data: Float64Array, name?: string): Folded {
+  return name === undefined ? { kind: 'folded', dataType, shape: [...shape], data } : { kind: 'folded', dataType, shape: [...shape], data, name };
 }
 
 /** Elements of a value about to be folded, refused past FOLD_LIMIT (before anything is allocated). */
