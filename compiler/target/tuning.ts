@@ -177,6 +177,23 @@ export interface MatmulTuning {
   };
 }
 
+/** The quantized matrix-vector kernel's knobs (lower/matmul-quantized.ts); bench/quantized-matvec.ts compares them. */
+export interface QuantizedMatvecTuning {
+  /**
+   * 'units': each invocation decodes 32 values at a time (a whole 32-value block, or an
+   * eighth of a K super-block) with word-wide bit operations; 'chunks': the first kernel,
+   * four values per read with the block's fields re-read for each, kept to compare against.
+   */
+  kernel: 'units' | 'chunks';
+  /** rows of w each team of 32 invocations takes together: every value of x read serves them all */
+  rowsPerTeam: number;
+  /** 32-value steps each invocation loads before it decodes any (loads in flight; f16 and bf16 take 4 times as many 4-value steps) */
+  stepsInFlight: number;
+}
+
+/** What a target without measurements of its own gets. */
+export const QUANTIZED_MATVEC_DEFAULT: QuantizedMatvecTuning = { kernel: 'units', rowsPerTeam: 2, stepsInFlight: 2 };
+
 /** Every knob lowering reads, per kernel family; a schedule that is absent is never used. */
 export interface TargetTuning {
   matmul: MatmulTuning;
@@ -184,4 +201,6 @@ export interface TargetTuning {
   streamK?: StreamKTuning;
   axis: AxisTuning;
   attention: AttentionTuning;
+  /** absent: QUANTIZED_MATVEC_DEFAULT */
+  quantizedMatvec?: QuantizedMatvecTuning;
 }
