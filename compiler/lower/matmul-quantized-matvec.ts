@@ -9,10 +9,13 @@
 //     becomes a float with a bitwise AND/OR and one subtraction, wherever it sits in the word
 //     (times a power of two, folded into the block's scale): no shifts to bit 0, no integer
 //     conversions (a quarter-rate instruction on Nvidia);
-//   - a team of 32 invocations takes ROWS_PER_TEAM rows, neighbouring invocations neighbouring
-//     units (their loads cover consecutive bytes), each value of x read once for all the rows;
-//   - stepsInFlight units are loaded before any is decoded, then the team's sums are added in
-//     workgroup memory.
+//   - the loads of 32 invocations (Nvidia's warp) should touch few 128-byte lines: lanesPerRow
+//     neighbouring invocations take neighbouring units of a row (their words are consecutive
+//     bytes), the 32 / lanesPerRow groups of them other rows at the same units, so x's reads
+//     (4 bytes a value, several times w's) are shared by the groups, and by the rowsPerTeam rows
+//     each invocation takes; the workgroup's 8 slices of 32 split K between them;
+//   - stepsInFlight units are loaded before any is decoded; the sums are added in workgroup
+//     memory.
 // Every decoder rounds at most once per value where the CPU reference (ggml's order) may round
 // twice, so the product stays within f32 accumulation's bound.
 import { PACKED_DTYPES } from '../../schemas/manifest';
@@ -20,9 +23,9 @@ import type { TensorType, WeightDType } from '../ir/types';
 import type { QuantizedMatvecTuning } from '../target/tuning';
 import { indent, kernelHeader, linearGrid, u32, type KernelCode, type KernelSubject } from './kernel';
 
-/** Invocations per team (one team per ROWS_PER_TEAM rows); 8 teams make a workgroup of 256. */
-const TEAM = 32;
-const TEAMS = 8;
+/** Invocations per slice (the rows' units are shared by 32 invocations at a time); 8 slices make a workgroup of 256, splitting K. */
+const SLICE = 32;
+const SLICES = 8;
 
 /**
  * How one invocation decodes a unit of a format. Names in the WGSL it emits end in the step's
@@ -141,7 +144,7 @@ const DECODERS: Partial<Record<WeightDType, UnitDecoder>> = {
     values: 32,
     perBlock: 8,
     element: 'vec4<u32>',
-    loads: (s) => [`let i${s} = bb${s} >> 4u;`, `let hd${s} = in1[i${s}];`, `let qs${s} = in1[i${s} + 1u + t${s}];`],
+    loads: (s) => [`let i${s} = bb${s} >> 4u;`, `let hd${s} = in1[i${s}];`, `let qs${s} = in1[i${s} + 1u + t${s}];`, ...kUnit(s)],
     decode: (s) => ({
       lines: kScales(s),
       vecs: [
@@ -156,7 +159,7 @@ const DECODERS: Partial<Record<WeightDType, UnitDecoder>> = {
     values: 32,
     perBlock: 8,
     element: 'vec4<u32>',
-    loads: (s) => [`let i${s} = bb${s} >> 4u;`, `let hd${s} = in1[i${s}];`, `let qh${s} = in1[i${s} + 1u + (t${s} & 1u)];`, `let qs${s} = in1[i${s} + 3u + t${s}];`],
+    loads: (s) => [`let i${s} = bb${s} >> 4u;`, `let hd${s} = in1[i${s}];`, `let qh${s} = in1[i${s} + 1u + (t${s} & 1u)];`, `let qs${s} = in1[i${s} + 3u + t${s}];`, ...kUnit(s)],
     decode: (s) => {
       const c = `c${s}`;
       return {
@@ -239,16 +242,17 @@ const DECODERS: Partial<Record<WeightDType, UnitDecoder>> = {
   },
 };
 
+/** Q4_K/Q5_K: the unit's chunk c (sub-blocks 2c, 2c + 1) and its x offset within the super-block (loads: x's index must not wait for the decoding) */
+const kUnit = (s: string) => [`let c${s} = t${s} >> 1u;`, `let xt${s} = 16u * c${s} + 4u * (t${s} & 1u);`];
+
 /**
  * Q4_K/Q5_K: the unit's two sub-blocks' scales d·sc and mins dmin·m (ggml's get_scale_min_k4
  * on whole words): bytes 4..7 of the header hold sc[0..3] and m[0..3] in their low 6 bits and
  * bits 4–5 of sc[4..7] and m[4..7] in their top 2, bytes 8..11 the low 4 bits of sc[4..7] and
- * (high nibbles) m[4..7]. Also the unit's x offset within the super-block.
+ * (high nibbles) m[4..7].
  */
 function kScales(s: string): string[] {
   return [
-    `let c${s} = t${s} >> 1u;`,
-    `let xt${s} = 16u * c${s} + 4u * (t${s} & 1u);`,
     `let dm${s} = unpack2x16float(hd${s}.x);`,
     `let low${s} = c${s} < 2u;`,
     `let scw${s} = select((hd${s}.w & 0x0f0f0f0fu) | ((hd${s}.y >> 2u) & 0x30303030u), hd${s}.y & 0x3f3f3f3fu, low${s});`,
@@ -312,21 +316,27 @@ export function unitsMatvecKernel(node: KernelSubject, operands: readonly Tensor
   if (!decoder) throw new Error(`matmulQuantized: no unit decoder for ${dtype}`);
   const [n, k] = operands[1].shape;
   const block = blockBytes(dtype, decoder);
-  const perTeam = Math.max(1, Math.min(tuning.rowsPerTeam, Math.floor(workgroupBytes / (m * TEAMS * TEAM * 4))));
-  const rows = TEAMS * perTeam;
-  const steps = Math.max(1, tuning.stepsInFlight * (decoder.values < 32 ? 4 : 1));
+  // 4-value units (f16, bf16): 4 times the lanes and steps of 32-value ones, the same bytes
+  const small = decoder.values < 32 ? 4 : 1;
+  const lanes = Math.min(SLICE, tuning.lanesPerRow * small);
+  if (SLICE % lanes !== 0) throw new Error(`quantizedMatvec.lanesPerRow ${tuning.lanesPerRow}: not a divisor of ${SLICE}`);
+  const groups = SLICE / lanes;
+  // the sums take M · rows · 256 / groups floats, 1 KiB per row of x and row per invocation
+  const perTeam = Math.max(1, Math.min(tuning.rowsPerTeam, Math.floor(workgroupBytes / (m * SLICE * SLICES * 4))));
+  const rows = groups * perTeam;
+  const steps = Math.max(1, tuning.stepsInFlight * small);
   const units = k / decoder.values;
-  const groups = Math.ceil(n / rows);
-  const { grid, gridX } = linearGrid(groups);
+  const stride = SLICES * lanes;
+  const { grid, gridX } = linearGrid(Math.ceil(n / rows));
   const perBlock = decoder.perBlock;
 
-  // one step: `count` units u, u + TEAM, ..., every row's loads first, then each unit's
-  // decoding and its products with x (read once for the team's rows)
+  // one step: `count` units u, u + stride, ..., every row's loads first, then each unit's
+  // decoding and its products with x (read once for the invocation's rows)
   const step = (count: number): string[] => {
     const lines: string[] = [];
     const sfx = (j: number, r: number) => `_${j}_${r}`;
     for (let j = 0; j < count; j++) {
-      lines.push(`let u${j} = u + ${u32(j * TEAM)};`);
+      lines.push(`let u${j} = u + ${u32(j * stride)};`);
       lines.push(perBlock > 1 ? `let b${j} = u${j} >> ${u32(Math.log2(perBlock))};` : `let b${j} = u${j};`);
       if (perBlock > 1) lines.push(`let t${j} = u${j} & ${u32(perBlock - 1)};`);
       lines.push(`let xb${j} = b${j} * ${u32(block.values / 4)};`);
@@ -338,18 +348,16 @@ export function unitsMatvecKernel(node: KernelSubject, operands: readonly Tensor
       }
     }
     for (let j = 0; j < count; j++) {
-      const decoded = range(perTeam).map((r) => decoder.decode(sfx(j, r)));
       lines.push('{');
+      const decoded = range(perTeam).map((r) => decoder.decode(sfx(j, r)));
+      const xs = decoded[0].vecs.map((v, i) => range(m).map((mm) => `in0[${mm ? `${u32((mm * k) / 4)} + ` : ''}xb${j} + ${v.x}]`));
+      if (m === 1) xs.forEach((x, i) => lines.push(`  let x${i} = ${x[0]};`));
+      // a row at a time: its values, then their products with each row of x
       for (let r = 0; r < perTeam; r++) {
-        lines.push(...indent(decoded[r].lines));
-        decoded[r].vecs.forEach((v, i) => lines.push(`  let w${i}_${r} = ${v.w};`));
-      }
-      for (let mm = 0; mm < m; mm++) {
-        const xs = decoded[0].vecs.map((v, i) => {
-          lines.push(`  let x${i}_${mm} = in0[${mm ? `${u32((mm * k) / 4)} + ` : ''}xb${j} + ${v.x}];`);
-          return `x${i}_${mm}`;
-        });
-        for (let r = 0; r < perTeam; r++) lines.push(`  acc${mm}_${r} += ${xs.map((x, i) => `dot(w${i}_${r}, ${x})`).join(' + ')};`);
+        lines.push('  {', ...indent(decoded[r].lines, 4));
+        decoded[r].vecs.forEach((v, i) => lines.push(`    let w${i} = ${v.w};`));
+        for (let mm = 0; mm < m; mm++) lines.push(`    acc${mm}_${r} += ${xs.map((x, i) => `dot(w${i}, ${m === 1 ? `x${i}` : x[mm]})`).join(' + ')};`);
+        lines.push('  }');
       }
       lines.push('}');
     }
@@ -357,13 +365,16 @@ export function unitsMatvecKernel(node: KernelSubject, operands: readonly Tensor
   };
   const accs = range(m).flatMap((mm) => range(perTeam).map((r) => [mm, r]));
   const loops = [
-    'var u = lane;',
-    ...(steps > 1 ? [`for (; u + ${u32((steps - 1) * TEAM)} < ${u32(units)}; u += ${u32(steps * TEAM)}) {`, ...indent(step(steps)), '}'] : []),
-    `for (; u < ${u32(units)}; u += ${u32(TEAM)}) {`,
+    `var u = (li / ${u32(SLICE)}) * ${u32(lanes)} + lane;`,
+    ...(steps > 1 ? [`for (; u + ${u32((steps - 1) * stride)} < ${u32(units)}; u += ${u32(steps * stride)}) {`, ...indent(step(steps)), '}'] : []),
+    `for (; u < ${u32(units)}; u += ${u32(stride)}) {`,
     ...indent(step(1)),
     '}',
   ];
-  const describe = `${dtype} weights: ${decoder.values} values a step per invocation, ${TEAM} invocations on ${perTeam} row${perTeam > 1 ? 's' : ''}, ${steps} step${steps > 1 ? 's' : ''} in flight, sums reduced in workgroup memory`;
+  const plural = (c: number, what: string) => `${c} ${what}${c > 1 ? 's' : ''}`;
+  const describe = `${dtype} weights: ${decoder.values} values a step per invocation, ${lanes} invocations along a row, ${plural(perTeam, 'row')} each, ${plural(steps, 'step')} in flight, K split ${SLICES} ways, sums reduced in workgroup memory`;
+  // partial sums: [M][ROWS][SLICES][lanes], one vec4 per 4 lanes
+  const sums = rows * SLICES * lanes;
   const wgsl = `${kernelHeader(name, node, operands, `quantized matrix-vector product, ${describe}`)}
 @group(0) @binding(0) var<storage, read> in0: array<vec4<f32>>; // x [M, K]
 @group(0) @binding(1) var<storage, read> in1: array<${decoder.element}>; // w [N, K], ${dtype}
@@ -375,26 +386,28 @@ const GRID_X: u32 = ${u32(gridX)};
 
 ${QUANT_FLOATS}
 
-// every invocation's sum per row of x and row of w: [M][ROWS][${TEAM}]
-var<workgroup> partial: array<vec4<f32>, ${(m * rows * TEAM) / 4}>;
+// every invocation's sum per row of x and row of w: [M][ROWS][${SLICES} slices][${lanes} lanes]
+var<workgroup> partial: array<vec4<f32>, ${(m * sums) / 4}>;
 
-@compute @workgroup_size(${TEAMS * TEAM}, 1, 1)
+@compute @workgroup_size(${SLICES * SLICE}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let lane = li % ${u32(TEAM)};
+  let lane = li % ${u32(lanes)};
+  let rowGroup = (li / ${u32(lanes)}) % ${u32(groups)};
   let first = (wid.x + wid.y * GRID_X) * ROWS;
-  // the team's rows, the last row of w standing in for those past it (read, never stored)
+  // the invocation's rows, the last row of w standing in for those past it (read, never stored)
 ${range(perTeam)
-  .map((r) => `  let row${r} = min(first + ${u32(perTeam)} * (li / ${u32(TEAM)}) + ${u32(r)}, N - 1u);`)
+  .map((r) => `  let row${r} = min(first + rowGroup * ${u32(perTeam)} + ${u32(r)}, N - 1u);`)
   .join('\n')}
 ${accs.map(([mm, r]) => `  var acc${mm}_${r} = 0.0;`).join('\n')}
 ${indent(loops).join('\n')}
-${accs.map(([mm, r]) => `  partial[(${u32(mm * rows + r)} + ${u32(perTeam)} * (li / ${u32(TEAM)})) * ${u32(TEAM / 4)} + lane / 4u][lane % 4u] = acc${mm}_${r};`).join('\n')}
+  let at = (li / ${u32(SLICE)}) * ${u32(lanes)} + lane;
+${accs.map(([mm, r]) => `  partial[((${u32(mm * rows + r)} + rowGroup * ${u32(perTeam)}) * ${u32(SLICES * lanes)} + at) / 4u][at % 4u] = acc${mm}_${r};`).join('\n')}
   workgroupBarrier();
-  // invocation li adds row li % ROWS's ${TEAM} sums of x's row li / ROWS
+  // invocation li adds row li % ROWS's ${SLICES * lanes} sums of x's row li / ROWS
   if (li < ${u32(m * rows)}) {
     var v = vec4<f32>();
-    for (var j = 0u; j < ${u32(TEAM / 4)}; j++) {
-      v += partial[li * ${u32(TEAM / 4)} + j];
+    for (var j = 0u; j < ${u32((SLICES * lanes) / 4)}; j++) {
+      v += partial[li * ${u32((SLICES * lanes) / 4)} + j];
     }
     let row = first + li % ROWS;
     if (row < N) {
@@ -403,5 +416,5 @@ ${accs.map(([mm, r]) => `  partial[(${u32(mm * rows + r)} + ${u32(perTeam)} * (l
   }
 }
 `;
-  return { wgsl, workgroupSize: [TEAMS * TEAM, 1, 1], workgroupBytes: m * rows * TEAM * 4, workgroups: grid };
+  return { wgsl, workgroupSize: [SLICES * SLICE, 1, 1], workgroupBytes: m * sums * 4, workgroups: grid };
 }

@@ -185,14 +185,16 @@ export interface QuantizedMatvecTuning {
    * four values per read with the block's fields re-read for each, kept to compare against.
    */
   kernel: 'units' | 'chunks';
-  /** rows of w each team of 32 invocations takes together: every value of x read serves them all */
+  /** invocations along a row, on neighbouring units; the other 32 / lanesPerRow groups of 32 invocations take other rows (f16 and bf16: 4 times as many, capped at 32) */
+  lanesPerRow: number;
+  /** rows of w each invocation takes: every value of x it reads serves them all */
   rowsPerTeam: number;
   /** 32-value steps each invocation loads before it decodes any (loads in flight; f16 and bf16 take 4 times as many 4-value steps) */
   stepsInFlight: number;
 }
 
 /** What a target without measurements of its own gets. */
-export const QUANTIZED_MATVEC_DEFAULT: QuantizedMatvecTuning = { kernel: 'units', rowsPerTeam: 2, stepsInFlight: 2 };
+export const QUANTIZED_MATVEC_DEFAULT: QuantizedMatvecTuning = { kernel: 'units', lanesPerRow: 8, rowsPerTeam: 4, stepsInFlight: 1 };
 
 /** Every knob lowering reads, per kernel family; a schedule that is absent is never used. */
 export interface TargetTuning {
