@@ -12,7 +12,11 @@
 //
 // Options: --small (small shapes, to check this program off the GPU machine: llvmpipe's
 // figures mean nothing), --types q8_0,q4_k,... (default: every type), --m 1 (rows of x),
-// --rounds 7 (timed passes). With $OUT set it writes $OUT/quantized-matvec.json.
+// --rounds 7 (timed passes), --kernel old,new (default: both, so one run gives before and
+// after on the same card): the matrix-vector kernels to time, each a tuning of
+// target.tuning.quantizedMatvec: old = the first kernel ('chunks'), new = the default
+// ('units', QUANTIZED_MATVEC_DEFAULT), tXrYsZ = 'units' with X lanes along a row, Y rows
+// per invocation and Z steps in flight (e.g. t8r2s2,t32r8s1; new is t8r4s1). With $OUT set it writes $OUT/quantized-matvec.json.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileGraph } from '../compiler/compile';
@@ -21,7 +25,8 @@ import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
 import type { WeightDType } from '../compiler/ir/types';
 import type { Target } from '../compiler/target/target';
-import { GENERIC } from '../compiler/target/targets';
+import { GENERIC, withTuning } from '../compiler/target/targets';
+import { QUANTIZED_MATVEC_DEFAULT, type QuantizedMatvecTuning } from '../compiler/target/tuning';
 import { dequantize, ggmlType, type SupportedTypeName } from '../runtime/ggml-types';
 import { loadPlan, requestNodeDevice } from '../runtime/index';
 import { dtypeByteLength } from '../schemas/manifest';
@@ -45,20 +50,32 @@ interface Options {
   types: string[];
   m: number;
   rounds: number;
+  kernels: string[];
+}
+
+/** A --kernel name's tuning: old, new, or tXrYsZ (units; X lanes along a row, Y rows per invocation, Z steps in flight). */
+function kernelTuning(name: string): QuantizedMatvecTuning {
+  if (name === 'old') return { ...QUANTIZED_MATVEC_DEFAULT, kernel: 'chunks' };
+  if (name === 'new') return QUANTIZED_MATVEC_DEFAULT;
+  const trs = /^t(1|2|4|8|16|32)r(\d+)s(\d+)$/.exec(name);
+  if (trs && Number(trs[2]) >= 1 && Number(trs[3]) >= 1) return { kernel: 'units', lanesPerRow: Number(trs[1]), rowsPerTeam: Number(trs[2]), stepsInFlight: Number(trs[3]) };
+  throw new Error(`unknown kernel ${name}: old, new or tXrYsZ (X lanes along a row: 1, 2, 4, 8, 16 or 32; Y rows per invocation; Z steps in flight)`);
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { small: false, types: [...TYPES.map(([t]) => t), 'f32'], m: 1, rounds: 7 };
+  const options: Options = { small: false, types: [...TYPES.map(([t]) => t), 'f32'], m: 1, rounds: 7, kernels: ['old', 'new'] };
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k];
     if (a === '--small') options.small = true;
     else if (a === '--types') options.types = argv[++k].split(',');
     else if (a === '--m') options.m = Number(argv[++k]);
     else if (a === '--rounds') options.rounds = Number(argv[++k]);
+    else if (a === '--kernel') options.kernels = argv[++k].split(',');
     else throw new Error(`unknown option ${a}`);
   }
   const unknown = options.types.filter((t) => t !== 'f32' && !TYPES.some(([d]) => d === t));
   if (unknown.length) throw new Error(`unknown types ${unknown.join(', ')}; known: ${TYPES.map(([t]) => t).join(', ')}, f32`);
+  options.kernels.forEach(kernelTuning);
   return options;
 }
 
@@ -158,6 +175,8 @@ function packedWeights(ggml: SupportedTypeName, n: number, k: number, seed: numb
 interface Row {
   shape: string;
   type: string;
+  /** the matrix-vector kernel (--kernel), or 'matmul' for f32 */
+  kernel: string;
   weightBytes: number;
   us: number;
   gbs: number;
@@ -172,6 +191,32 @@ console.log(`vec4 copy of ${copyBytes / 2 ** 20} MiB: ${copy.toFixed(0)} GB/s (b
 const rows: Row[] = [];
 const m = options.m;
 let seed = 1;
+
+/** Compiles g for `tuned`, checks a sample of y against the f64 product of the slab's values, and times it. */
+async function measure(g: Graph, tuned: Target, x: Float32Array, slab: Float32Array, n: number, k: number): Promise<{ us: number; worst: number; clock: string }> {
+  const { bundle } = await compileGraph(g, { targets: [tuned] });
+  const session = await loadPlan(bundle, device);
+  const y = (await session.run({ x })).y;
+  session.destroy();
+  let worst = 0;
+  for (let i = 0; i < m; i++) {
+    for (let r = 0; r < Math.min(n, SLAB_ROWS); r++) {
+      let exact = 0;
+      let scale = 0;
+      for (let p = 0; p < k; p++) {
+        exact += x[i * k + p] * slab[r * k + p];
+        scale += Math.abs(x[i * k + p] * slab[r * k + p]);
+      }
+      const error = Math.abs(y[i * n + r] - exact) / ((k + 2) * 2 ** -24 * scale);
+      worst = Math.max(worst, error);
+    }
+  }
+  const timed = await prepareTimedPlan(bundle, device, 'run', { x });
+  const time = await measureGpuTime(timed, { passes: options.rounds, ...(options.small ? { targetPassUs: 2000, warmupUs: 0, maxReps: 4 } : {}) });
+  timed.destroy();
+  return { us: time.medianUs, worst, clock: time.clock };
+}
+
 for (const [n, k] of SHAPES) {
   for (const type of options.types) {
     const g = new Graph('matvec');
@@ -193,38 +238,39 @@ for (const [n, k] of SHAPES) {
       g.output('y', g.matmulQuantized(g.input('x', [m, k]), g.packedParameter('w', [n, k], dtype, packed.bytes)));
       weightBytes = dtypeByteLength(dtype, n * k);
     }
-    const { bundle } = await compileGraph(g, { targets: [target] });
-
-    // check a sample of outputs: rows of the slab, against the f64 product of the dequantized values
-    const session = await loadPlan(bundle, device);
-    const y = (await session.run({ x })).y;
-    session.destroy();
-    let worst = 0;
-    for (let i = 0; i < m; i++) {
-      for (let r = 0; r < Math.min(n, SLAB_ROWS); r++) {
-        let exact = 0;
-        let scale = 0;
-        for (let p = 0; p < k; p++) {
-          exact += x[i * k + p] * slab[r * k + p];
-          scale += Math.abs(x[i * k + p] * slab[r * k + p]);
-        }
-        const error = Math.abs(y[i * n + r] - exact) / ((k + 2) * 2 ** -24 * scale);
-        worst = Math.max(worst, error);
-      }
+    for (const kernel of type === 'f32' ? ['matmul'] : options.kernels) {
+      const tuned = kernel === 'matmul' ? target : withTuning(target, { quantizedMatvec: kernelTuning(kernel) }, `bench-device+${kernel}`);
+      const { us, worst, clock } = await measure(g, tuned, x, slab, n, k);
+      const gbs = weightBytes / us / 1e3;
+      const row: Row = { shape: `${n}x${k}`, type, kernel, weightBytes, us, gbs, ofCopy: gbs / copy, worst, clock };
+      rows.push(row);
+      // worst: the largest |gpu − f64| over the f32 accumulation bound (k + 2)·2^-24·Σ|x·w|; above 1 is wrong
+      console.log(
+        `w [${n}, ${k}] ${type.padEnd(5)} ${kernel.padEnd(6)} ${(weightBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  ${us.toFixed(1).padStart(9)} µs  ${gbs.toFixed(0).padStart(6)} GB/s  ${(100 * row.ofCopy).toFixed(0).padStart(4)}% of copy  error/bound ${worst.toExponential(1)}${worst > 1 ? '  WRONG' : ''}`,
+      );
     }
+  }
+}
 
-    const timed = await prepareTimedPlan(bundle, device, 'run', { x });
-    const time = await measureGpuTime(timed, { passes: options.rounds, ...(options.small ? { targetPassUs: 2000, warmupUs: 0, maxReps: 4 } : {}) });
-    timed.destroy();
-    const gbs = weightBytes / time.medianUs / 1e3;
-    const row: Row = { shape: `${n}x${k}`, type, weightBytes, us: time.medianUs, gbs, ofCopy: gbs / copy, worst, clock: time.clock };
-    rows.push(row);
-    // worst: the largest |gpu − f64| over the f32 accumulation bound (k + 2)·2^-24·Σ|x·w|; above 1 is wrong
-    console.log(
-      `w [${n}, ${k}] ${type.padEnd(5)} ${(weightBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  ${time.medianUs.toFixed(1).padStart(9)} µs  ${gbs.toFixed(0).padStart(6)} GB/s  ${(100 * row.ofCopy).toFixed(0).padStart(4)}% of copy  error/bound ${worst.toExponential(1)}${worst > 1 ? '  WRONG' : ''}`,
-    );
+// the table for bench/README.md: per type and shape, each kernel's µs and % of the copy, and
+// the first kernel's time over each later one's
+const kernels = [...new Set(rows.map((r) => r.kernel))];
+const shapes = [...new Set(rows.map((r) => r.shape))];
+console.log(`\n| type | kernel | ${shapes.map((s) => `${s} µs | % of copy`).join(' | ')} |`);
+console.log(`| --- | --- | ${shapes.map(() => '---: | ---:').join(' | ')} |`);
+for (const type of options.types) {
+  for (const kernel of kernels) {
+    const cells = shapes.map((shape) => {
+      const r = rows.find((x) => x.type === type && x.kernel === kernel && x.shape === shape);
+      if (!r) return undefined;
+      const base = rows.find((x) => x.type === type && x.kernel === kernels[0] && x.shape === shape);
+      const speedup = base && kernel !== kernels[0] ? ` (${(base.us / r.us).toFixed(2)}×)` : '';
+      return `${r.us.toFixed(1)}${speedup} | ${(100 * r.ofCopy).toFixed(0)}`;
+    });
+    if (cells.every((c) => c === undefined)) continue;
+    console.log(`| ${type} | ${kernel} | ${cells.map((c) => c ?? '– | –').join(' | ')} |`);
   }
 }
 await gpu.destroy();
-if (process.env.OUT) writeFileSync(join(process.env.OUT, 'quantized-matvec.json'), JSON.stringify({ device: info, copyGbs: copy, m, rows }, null, 2));
+if (process.env.OUT) writeFileSync(join(process.env.OUT, 'quantized-matvec.json'), JSON.stringify({ device: info, copyGbs: copy, m, kernels: options.kernels, rows }, null, 2));
 if (rows.some((r) => r.worst > 1)) process.exitCode = 1;

@@ -15,6 +15,8 @@ import { CompileError } from '../compiler/ir/errors';
 import { Graph } from '../compiler/ir/graph';
 import { interpret } from '../compiler/ir/interpret';
 import { weightDTypeOfGgml, type WeightDType } from '../compiler/ir/types';
+import { GENERIC, withTuning } from '../compiler/target/targets';
+import type { QuantizedMatvecTuning } from '../compiler/target/tuning';
 import { randomValues } from '../fixtures/gguf/models';
 import { loadTrainingPlan, PlanError, readBundle } from '../runtime/index';
 import { decodeSafetensors } from '../runtime/safetensors';
@@ -39,10 +41,15 @@ const TYPES: [WeightDType, SupportedTypeName][] = [
 ];
 
 /**
- * w's [N, K] per type: 13 and 11 rows (8 per matrix-vector workgroup); K = 96 is 6 chunks of
- * 16 for 32 lanes, 768 is 48, and f16/bf16's 100 takes chunks of 4 (100 is no multiple of 16).
+ * w's [N, K] per type: 13 and 11 rows (16 per matrix-vector workgroup by default: 4 groups
+ * of 8 lanes, 4 rows each). Its units are 32 values (f16/bf16: 4), taken 64 at a time by the
+ * workgroup (f16/bf16: 256) for as many steps as the tuning loads at once, then one step at a
+ * time: K = 2144 is 67 units of the 32-value blocks, 2816 is 88 units of 11 super-blocks,
+ * f16/bf16's 1100 is 275 units, so each ends in a part of a step; 2144 and 1100 are no
+ * multiple of the first kernel's 16-value chunks either, and the odd number of blocks per row
+ * starts blocks of 18, 22 or 34 bytes on both halves of a word.
  */
-const weightShape = (dtype: WeightDType): [number, number] => (dtype.endsWith('_k') ? [11, 768] : dtype.endsWith('16') ? [13, 100] : [13, 96]);
+const weightShape = (dtype: WeightDType): [number, number] => (dtype.endsWith('_k') ? [11, 2816] : dtype.endsWith('16') ? [13, 1100] : [13, 2144]);
 
 /** The products per type: x's shape and w's layout; rows of x 1, 3, 8 (2 × 4 folded), 9 and 17; w as [K, N] with 1 and 10 rows. */
 const PRODUCTS: { x: (n: number, k: number) => number[]; transposeB: boolean; kernel: 'matrix-vector' | 'tiled' }[] = [
@@ -115,7 +122,7 @@ describe('every packed type against the float64 reference, in one plan', () => {
       expect(Object.keys(portable.translations).sort()).toEqual(['hlsl', 'msl', 'spirv']);
       const wgsl = text(portable.wgsl);
       expect(wgsl, check.output).toMatch(check.kernel === 'matrix-vector' ? /archetype: quantized matrix-vector product/ : /archetype: tiled matmul/);
-      expect(wgsl, check.output).toContain(`fn q_dq4(bb: u32, e: u32) -> vec4<f32>`);
+      if (check.kernel === 'tiled') expect(wgsl, check.output).toContain(`fn q_dq4(bb: u32, e: u32) -> vec4<f32>`);
     }
     // each weight's bytes are stored once, as given, and bound as 32-bit words
     for (const [dtype] of TYPES) {
@@ -133,6 +140,49 @@ describe('every packed type against the float64 reference, in one plan', () => {
       expectWithin(c.output, actual[c.output], expected[c.output], bound);
     }
   });
+});
+
+describe('the matrix-vector kernel under other tunings: the first kernel; 32 lanes a row, one row and one step; 4 lanes, four rows and three steps', () => {
+  const TUNINGS: QuantizedMatvecTuning[] = [
+    { kernel: 'chunks', lanesPerRow: 8, rowsPerTeam: 1, stepsInFlight: 1 },
+    { kernel: 'units', lanesPerRow: 32, rowsPerTeam: 1, stepsInFlight: 1 },
+    { kernel: 'units', lanesPerRow: 4, rowsPerTeam: 4, stepsInFlight: 3 },
+  ];
+  // a vec4 layout, a super-block read in 2-byte-aligned words, a 32-value block in them
+  const types: [WeightDType, SupportedTypeName][] = [
+    ['q5_k', 'Q5_K'],
+    ['q6_k', 'Q6_K'],
+    ['q5_0', 'Q5_0'],
+  ];
+  for (const tuning of TUNINGS) {
+    test(`${tuning.kernel}, ${tuning.lanesPerRow} lanes, ${tuning.rowsPerTeam} row(s), ${tuning.stepsInFlight} step(s)`, async () => {
+      const g = new Graph('quantized_tunings');
+      const feeds: Record<string, Float32Array> = {};
+      let seed = 500;
+      for (const [dtype, ggml] of types) {
+        const [n, k] = weightShape(dtype);
+        const w = g.packedParameter(`w_${dtype}`, [n, k], dtype, quantize(ggml, randomValues(seed++, n * k)));
+        for (const m of [1, 3]) {
+          feeds[`x_${dtype}_${m}`] = randomValues(seed++, m * k);
+          g.output(`y_${dtype}_${m}`, g.matmulQuantized(g.input(`x_${dtype}_${m}`, [m, k]), w));
+        }
+      }
+      const { bundle, manifest, parameters } = await compileGraph(g, { targets: [withTuning(GENERIC, { quantizedMatvec: tuning })] });
+      const { text } = await readBundle(bundle);
+      for (const kernel of Object.values(manifest.kernels)) {
+        expect(text(kernel.variants[kernel.variants.length - 1].wgsl)).toMatch(tuning.kernel === 'chunks' ? /fn q_dq4/ : /fn q_lo4/);
+      }
+      const expected = interpret(g, feeds, parameters);
+      const actual = await runOnGpu(bundle, feeds);
+      for (const [dtype] of types) {
+        const [n, k] = weightShape(dtype);
+        for (const m of [1, 3]) {
+          const out = `y_${dtype}_${m}`;
+          expectWithin(out, actual[out], expected[out], accumulationBound(feeds[`x_${dtype}_${m}`], parameters.get(`w_${dtype}`)!, m, k, n, true));
+        }
+      }
+    });
+  }
 });
 
 test('the reference is x times the dequantized weights, and differs from the unquantized product by the quantization', () => {

@@ -3,10 +3,12 @@
 // read. The weights are bound as 32-bit words; each format has one WGSL decoder, `q_dq4`, giving
 // four neighbouring values of a block from the byte layouts in runtime/ggml-types.ts (blocks
 // of 18, 22, 34 or 210 bytes start on any even byte, so their words are read as two halves).
-//   - decode (M ≤ SMALL_M_QUANTIZED rows, w [N, K]): a matrix-vector kernel. Each workgroup
-//     takes ROWS output rows, LANES invocations per row striding over the row's K in chunks of
-//     CHUNK values (one block's, decoded once for all M rows of x); the lanes' sums are added
-//     in workgroup memory.
+//   - decode (M ≤ SMALL_M_QUANTIZED rows, w [N, K]): a matrix-vector kernel,
+//     matmul-quantized-matvec.ts (32 values of a block per invocation and step, decoded a word
+//     at a time). The target's tuning can ask instead for the first kernel, kept here to
+//     compare against (bench/quantized-matvec.ts --kernel old,new): ROWS output rows per
+//     workgroup, LANES invocations per row striding over the row's K in chunks of CHUNK values
+//     decoded four at a time through q_dq4; the lanes' sums are added in workgroup memory.
 //   - otherwise (prefill, and the transposed layout of the input gradient): the tiled matmul
 //     kernel (matmul-tiled.ts) with B read through `read_b4`, which decodes four values of a
 //     stored row into the B tile as it loads; the tiling is the float product's, and float
@@ -15,8 +17,10 @@ import { isPackedDType, PACKED_DTYPES } from '../../schemas/manifest';
 import type { MatmulQuantizedAttrs } from '../ir/ops';
 import { elementCount, type TensorType, type WeightDType } from '../ir/types';
 import type { Target } from '../target/target';
+import { QUANTIZED_MATVEC_DEFAULT } from '../target/tuning';
 import { bindingDecls, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
 import { matmulProblem, type ScheduledForm } from './matmul';
+import { unitsMatvecKernel } from './matmul-quantized-matvec';
 import { chooseTiling, tiledKernel } from './matmul-tiled';
 
 /** The largest M the matrix-vector kernel takes (its workgroup memory holds M partial sums per invocation). */
@@ -163,8 +167,8 @@ fn q_word(byte: u32) -> u32 {
   return lines.join('\n');
 }
 
-/** The matrix-vector kernel: y[M, N] = x[M, K] · dequant(w[N, K])ᵀ for M ≤ SMALL_M_QUANTIZED. */
-function matvecKernel(node: KernelSubject, operands: readonly TensorType[], name: string, m: number, dtype: WeightDType): KernelCode {
+/** The first matrix-vector kernel ('chunks'): y[M, N] = x[M, K] · dequant(w[N, K])ᵀ for M ≤ SMALL_M_QUANTIZED. */
+function chunksMatvecKernel(node: KernelSubject, operands: readonly TensorType[], name: string, m: number, dtype: WeightDType): KernelCode {
   const [n, k] = operands[1].shape;
   const block = blockOf(dtype);
   // a chunk lies within one block: 16 values (a sixteenth of a 256-block, half of a 32-block) or f16's 4
@@ -242,7 +246,13 @@ export function lowerMatmulQuantized(node: KernelSubject, operands: readonly Ten
   const subject: KernelSubject = { ...node, type: { shape: [m, n], dtype: 'f32' } };
   const { bindings } = bindingDecls(folded);
   if (transposeB && m <= SMALL_M_QUANTIZED) {
-    return kernelWithVariants(name, [node.op], bindings, matvecKernel(subject, [folded[0], { ...w }], name, m, dtype), []);
+    const tuning = target.tuning.quantizedMatvec ?? QUANTIZED_MATVEC_DEFAULT;
+    const operandsMv = [folded[0], { ...w }];
+    const code =
+      tuning.kernel === 'chunks'
+        ? chunksMatvecKernel(subject, operandsMv, name, m, dtype)
+        : unitsMatvecKernel(subject, operandsMv, name, m, dtype, tuning, target.limits.maxComputeWorkgroupStorageSize);
+    return kernelWithVariants(name, [node.op], bindings, code, []);
   }
   const form: ScheduledForm = { transposeA: false, transposeB, extraViews: [], epilogue: (product) => ({ lets: [], result: product, helpers: [], ops: [] }), ops: [node.op] };
   const [rows, cols] = w.shape;

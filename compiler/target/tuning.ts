@@ -177,6 +177,25 @@ export interface MatmulTuning {
   };
 }
 
+/** The quantized matrix-vector kernel's knobs (lower/matmul-quantized.ts); bench/quantized-matvec.ts compares them. */
+export interface QuantizedMatvecTuning {
+  /**
+   * 'units': each invocation decodes 32 values at a time (a whole 32-value block, or an
+   * eighth of a K super-block) with word-wide bit operations; 'chunks': the first kernel,
+   * four values per read with the block's fields re-read for each, kept to compare against.
+   */
+  kernel: 'units' | 'chunks';
+  /** invocations along a row, on neighbouring units; the other 32 / lanesPerRow groups of 32 invocations take other rows (f16 and bf16: 4 times as many, capped at 32) */
+  lanesPerRow: number;
+  /** rows of w each invocation takes: every value of x it reads serves them all */
+  rowsPerTeam: number;
+  /** 32-value steps each invocation loads before it decodes any (loads in flight; f16 and bf16 take 4 times as many 4-value steps) */
+  stepsInFlight: number;
+}
+
+/** What a target without measurements of its own gets. */
+export const QUANTIZED_MATVEC_DEFAULT: QuantizedMatvecTuning = { kernel: 'units', lanesPerRow: 8, rowsPerTeam: 4, stepsInFlight: 1 };
+
 /** Every knob lowering reads, per kernel family; a schedule that is absent is never used. */
 export interface TargetTuning {
   matmul: MatmulTuning;
@@ -184,4 +203,6 @@ export interface TargetTuning {
   streamK?: StreamKTuning;
   axis: AxisTuning;
   attention: AttentionTuning;
+  /** absent: QUANTIZED_MATVEC_DEFAULT */
+  quantizedMatvec?: QuantizedMatvecTuning;
 }
