@@ -108,13 +108,13 @@ function parseShapes(options: CompileOptions): Record<string, number[]> {
 /** An ONNX model as the compile command takes a model: no type check, no training option of its own. */
 function onnxModel(file: string, options: CompileOptions) {
   const loaded = loadOnnxModel(file, { shapes: parseShapes(options), freeze: options.freeze });
-  return { graph: loaded.graph, name: loaded.name, training: undefined, typeChecked: Promise.resolve() };
+  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: undefined, typeChecked: Promise.resolve() };
 }
 
 /** An NNEF model (a directory holding graph.nnef and its .dat files, or that graph.nnef), as onnxModel. */
 function nnefModel(path: string, options: CompileOptions) {
   const loaded = loadNnefModel(path, { shapes: parseShapes(options), freeze: options.freeze });
-  return { graph: loaded.graph, name: loaded.name, training: undefined, typeChecked: Promise.resolve() };
+  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: undefined, typeChecked: Promise.resolve() };
 }
 
 /** The default plan name for a model path: model.ts → model, model.nnef/ (or its graph.nnef) → model. */
@@ -133,7 +133,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   if (!isOnnx && !isNnef && (options.shape.length > 0 || options.freeze)) {
     throw new CompileError('input', '--shape and --freeze apply to ONNX (.onnx) and NNEF (model.nnef/) models; a TypeScript model declares its shapes and trainable parameters itself');
   }
-  const { graph, name, training, typeChecked } = isOnnx
+  const { graph, name, training, typeChecked, entries } = isOnnx
     ? onnxModel(modelFile, options)
     : isNnef
       ? nnefModel(modelFile, options)
@@ -151,6 +151,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
       optimize: options.optimize,
       source: `${displayPath(modelFile)}#${name}`,
       training: trainingFrom(options, training),
+      ...(entries ? { entries } : {}),
       targets: parseTargets(options.target),
       validationThreads,
     });
