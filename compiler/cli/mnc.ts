@@ -22,6 +22,7 @@ import { aboutPlan, memoryBudget, PlanFileError, readPlanBytes } from './plan-fi
 import { writeTrace } from './profile';
 import { gatherInputs, makeDirectoryFor, nonFiniteWarnings, previewTensor, renameOrFail, writeOutputs } from './tensors';
 import { runWithDawnFiltered, wantsDawnFilter } from './dawn-output';
+import { generateCommand } from './generate';
 import { serveCommand } from './serve';
 import { trainCommand } from './train';
 
@@ -360,9 +361,28 @@ function program(): Command {
     .action(trainCommand);
 
   mnc
+    .command('generate')
+    .description('generate text from a language-model plan (prefill and decode entry points, e.g. models/llama.ts), streaming tokens with tokens/s')
+    .argument('<plan.mnplan>', 'a language-model plan')
+    .option('--weights <path>', "the plan's parameters from a safetensors checkpoint (file, directory with model.safetensors or a sharded index)")
+    .option('--tokenizer <dir>', 'directory with tokenizer.json (and tokenizer_config.json for --chat, generation_config.json for defaults)')
+    .option('--prompt <text>', 'the prompt')
+    .option('--chat', "render the prompt as one user message through the tokenizer's chat template, with the generation prompt")
+    .option('--max-new-tokens <n>', 'stop after n tokens (default: generation_config.json, else 256; never past the plan\'s sequence)')
+    .option('--sample', 'sample (default: greedy unless generation_config.json says do_sample); implied by the options below')
+    .option('--temperature <t>', 'divide the logits by t before sampling')
+    .option('--top-k <k>', 'keep the k most likely tokens (0 disables)')
+    .option('--top-p <p>', 'keep the most likely tokens whose mass reaches p')
+    .option('--min-p <p>', 'keep tokens at least p times as likely as the most likely one')
+    .option('--repetition-penalty <r>', 'penalise tokens already in the sequence (1 disables)')
+    .option('--seed <n>', 'seed of the sampler (reproducible output)')
+    .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
+    .action(generateCommand);
+
+  mnc
     .command('serve')
     .description('serve a language model over the OpenAI HTTP API (chat and text completions, streaming), batching concurrent requests')
-    .argument('[plan.mnplan]', 'a language-model plan (not servable yet: see --fake-model)')
+    .argument('[plan.mnplan]', 'a language-model plan (prefill and decode entry points, e.g. from models/llama.ts); served one sequence at a time for now')
     .option('--tokenizer <dir>', 'directory with tokenizer.json, tokenizer_config.json (chat template) and generation_config.json (sampling defaults)')
     .option('--weights <file|dir>', "the plan's weights (safetensors), when they are not in the plan")
     .addOption(new Option('--fake-model <kind>', 'serve a TEST model instead of a plan: a seeded bigram table over the tokenizer\'s words (for trying the server and its clients; says nothing useful)').choices(['bigram']))
