@@ -28,6 +28,7 @@ export interface PlanEntry {
  * returning its outputs); with training, 'train_step' too.
  */
 export function planEntries(graph: Graph, training?: TrainingGraph, named?: Readonly<Record<string, readonly string[]>>): PlanEntry[] {
+  if (!training && !named) return [{ name: 'run', outputs: graph.outputs, effects: [] }];
   const entries: PlanEntry[] = [];
   const inference = training ? graph.outputs.filter((o) => o.name !== training.loss.name) : graph.outputs;
   if (named) {
