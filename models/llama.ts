@@ -217,16 +217,18 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
    */
   const decoder = (x: Tensor, positions: Tensor, attend: (l: number, q: Tensor, k: Tensor, v: Tensor) => Tensor): Tensor => {
     const t = x.shape[0];
+    // [T, n, d] ↔ [n, T, d]; for one token (decode) the same bytes, so a view instead of a copy
+    const swap = (y: Tensor) => (t === 1 ? g.reshape(y, [y.shape[1], y.shape[0], y.shape[2]]) : g.transpose(y, [1, 0, 2]));
     layers.forEach((w, l) => {
       const h = g.rmsNorm(x, w.inputNorm, { eps: s.eps });
       // [T, heads·d] viewed as [T, heads, d]: rope reads rows there, then heads move first
       const heads = (y: Tensor, n: number) => g.reshape(y, [t, n, s.headDim]);
-      const q = g.transpose(rope(heads(linear(h, w.q, w.qBias), s.heads), positions), [1, 0, 2]);
-      const k = g.transpose(rope(heads(linear(h, w.k, w.kBias), s.kvHeads), positions), [1, 0, 2]);
-      const v = g.transpose(heads(linear(h, w.v, w.vBias), s.kvHeads), [1, 0, 2]);
+      const q = swap(rope(heads(linear(h, w.q, w.qBias), s.heads), positions));
+      const k = swap(rope(heads(linear(h, w.k, w.kBias), s.kvHeads), positions));
+      const v = swap(heads(linear(h, w.v, w.vBias), s.kvHeads));
       // query head j uses key/value head floor(j / group), as HF's repeat_kv
       const attended = attend(l, g.reshape(q, [s.kvHeads, group, t, s.headDim]), k, v);
-      const merged = g.reshape(g.transpose(g.reshape(attended, [s.heads, t, s.headDim]), [1, 0, 2]), [t, qDim]);
+      const merged = g.reshape(swap(g.reshape(attended, [s.heads, t, s.headDim])), [t, qDim]);
       x = g.add(x, linear(merged, w.o, w.oBias));
       const f = g.rmsNorm(x, w.postNorm, { eps: s.eps });
       const gated = g.swiglu(linear(f, w.gate, w.gateBias), linear(f, w.up, w.upBias));
