@@ -28,10 +28,18 @@ export interface ModelDefinition {
   readonly description?: string;
   /** compile a training plan too: which output is the loss, and the optimizer */
   readonly train?: TrainingSpec;
+  /** entry points by name, each the outputs it returns (default: one entry 'run' returning every output) */
+  readonly entries?: EntrySpec;
 }
 
-export function model(build: (g: Graph) => ModelOutputs | void, options: { description?: string; train?: TrainingSpec } = {}): ModelDefinition {
-  return { kind: 'mnc.model', build, description: options.description, train: options.train };
+/**
+ * Named entry points, each returning some of the model's outputs; a language model's
+ * { prefill: ['prefill_logits'], decode: ['logits'] } runs one half of its graph per call.
+ */
+export type EntrySpec = Readonly<Record<string, readonly string[]>>;
+
+export function model(build: (g: Graph) => ModelOutputs | void, options: { description?: string; train?: TrainingSpec; entries?: EntrySpec } = {}): ModelDefinition {
+  return { kind: 'mnc.model', build, description: options.description, train: options.train, ...(options.entries ? { entries: options.entries } : {}) };
 }
 
 export function isModelDefinition(v: unknown): v is ModelDefinition {

@@ -3,6 +3,7 @@
 // translations → buffer and dispatch plan → .mnplan bytes.
 // Each stage is its own module; this file only threads values from one to the next.
 import type { Manifest, OptimizationDesc } from '../schemas/manifest';
+import type { EntrySpec } from './api';
 import { CompileError } from './ir/errors';
 import { appendTraining, remapTraining, type TrainingGraph, type TrainingSpec } from './autodiff/train';
 import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
@@ -38,6 +39,8 @@ export interface CompileOptions {
   source?: string;
   /** compile a training plan: the loss output and the optimizer (adds entry 'train_step') */
   training?: TrainingSpec;
+  /** entry points by name, each the outputs it returns (default: 'run', every output) */
+  entries?: EntrySpec;
   /** run the optimizer (default true); false compiles every op as its own kernel */
   optimize?: boolean;
   /**
@@ -141,7 +144,7 @@ async function compileTo(
   const training = options.training ? timed('autodiff', () => appendTraining(graph, options.training!)) : undefined;
   const lowerings = targets.map((target) => {
     const optimized = optimizedFor.get(JSON.stringify(target.cost)) ?? { graph, training };
-    const entries = planEntries(optimized.graph, optimized.training);
+    const entries = planEntries(optimized.graph, optimized.training, options.entries);
     const lowered = timed('lower', () => lowerGraph(optimized.graph, target, entryLiveNodes(optimized.graph, entries)));
     return { target, ...optimized, entries, lowered };
   });

@@ -345,6 +345,11 @@ const cases: Record<OpName, OpCase[]> = {
       })),
     ),
   ],
+  // the cache starts at zero; rows past its end are dropped; the offset is a run-time value of each dtype
+  cacheWrite: [
+    { label: 'cacheWrite rows [2, 3, 4] into cache [2, 8, 4] at i32 offset 2', inputs: { rows: { shape: [2, 3, 4] }, at: { shape: [1], dtype: 'i32', values: [2] } }, build: (g, x) => g.cacheWrite(g.state('cache', [2, 8, 4]), x.rows, x.at) },
+    { label: 'cacheWrite rows [3, 5] into cache [7, 5] at f32 offset 5 (one row dropped)', inputs: { rows: { shape: [3, 5] }, at: { shape: [1], values: [5] } }, build: (g, x) => g.cacheWrite(g.state('cache', [7, 5]), x.rows, x.at) },
+  ],
   sum: reduceCases('sum'),
   mean: reduceCases('mean'),
   max: reduceCases('max'),

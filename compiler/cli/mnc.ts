@@ -22,6 +22,7 @@ import { aboutPlan, memoryBudget, PlanFileError, readPlanBytes } from './plan-fi
 import { writeTrace } from './profile';
 import { gatherInputs, makeDirectoryFor, nonFiniteWarnings, previewTensor, renameOrFail, writeOutputs } from './tensors';
 import { runWithDawnFiltered, wantsDawnFilter } from './dawn-output';
+import { generateCommand } from './generate';
 import { serveCommand } from './serve';
 import { trainCommand } from './train';
 
@@ -108,13 +109,13 @@ function parseShapes(options: CompileOptions): Record<string, number[]> {
 /** An ONNX model as the compile command takes a model: no type check, no training option of its own. */
 function onnxModel(file: string, options: CompileOptions) {
   const loaded = loadOnnxModel(file, { shapes: parseShapes(options), freeze: options.freeze });
-  return { graph: loaded.graph, name: loaded.name, training: undefined, typeChecked: Promise.resolve() };
+  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: undefined, typeChecked: Promise.resolve() };
 }
 
 /** An NNEF model (a directory holding graph.nnef and its .dat files, or that graph.nnef), as onnxModel. */
 function nnefModel(path: string, options: CompileOptions) {
   const loaded = loadNnefModel(path, { shapes: parseShapes(options), freeze: options.freeze });
-  return { graph: loaded.graph, name: loaded.name, training: undefined, typeChecked: Promise.resolve() };
+  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: undefined, typeChecked: Promise.resolve() };
 }
 
 /** The default plan name for a model path: model.ts → model, model.nnef/ (or its graph.nnef) → model. */
@@ -133,7 +134,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   if (!isOnnx && !isNnef && (options.shape.length > 0 || options.freeze)) {
     throw new CompileError('input', '--shape and --freeze apply to ONNX (.onnx) and NNEF (model.nnef/) models; a TypeScript model declares its shapes and trainable parameters itself');
   }
-  const { graph, name, training, typeChecked } = isOnnx
+  const { graph, name, training, typeChecked, entries } = isOnnx
     ? onnxModel(modelFile, options)
     : isNnef
       ? nnefModel(modelFile, options)
@@ -151,6 +152,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
       optimize: options.optimize,
       source: `${displayPath(modelFile)}#${name}`,
       training: trainingFrom(options, training),
+      ...(entries ? { entries } : {}),
       targets: parseTargets(options.target),
       validationThreads,
     });
@@ -359,9 +361,28 @@ function program(): Command {
     .action(trainCommand);
 
   mnc
+    .command('generate')
+    .description('generate text from a language-model plan (prefill and decode entry points, e.g. models/llama.ts), streaming tokens with tokens/s')
+    .argument('<plan.mnplan>', 'a language-model plan')
+    .option('--weights <path>', "the plan's parameters from a safetensors checkpoint (file, directory with model.safetensors or a sharded index)")
+    .option('--tokenizer <dir>', 'directory with tokenizer.json (and tokenizer_config.json for --chat, generation_config.json for defaults)')
+    .option('--prompt <text>', 'the prompt')
+    .option('--chat', "render the prompt as one user message through the tokenizer's chat template, with the generation prompt")
+    .option('--max-new-tokens <n>', 'stop after n tokens (default: generation_config.json, else 256; never past the plan\'s sequence)')
+    .option('--sample', 'sample (default: greedy unless generation_config.json says do_sample); implied by the options below')
+    .option('--temperature <t>', 'divide the logits by t before sampling')
+    .option('--top-k <k>', 'keep the k most likely tokens (0 disables)')
+    .option('--top-p <p>', 'keep the most likely tokens whose mass reaches p')
+    .option('--min-p <p>', 'keep tokens at least p times as likely as the most likely one')
+    .option('--repetition-penalty <r>', 'penalise tokens already in the sequence (1 disables)')
+    .option('--seed <n>', 'seed of the sampler (reproducible output)')
+    .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
+    .action(generateCommand);
+
+  mnc
     .command('serve')
     .description('serve a language model over the OpenAI HTTP API (chat and text completions, streaming), batching concurrent requests')
-    .argument('[plan.mnplan]', 'a language-model plan (not servable yet: see --fake-model)')
+    .argument('[plan.mnplan]', 'a language-model plan (prefill and decode entry points, e.g. from models/llama.ts); served one sequence at a time for now')
     .option('--tokenizer <dir>', 'directory with tokenizer.json, tokenizer_config.json (chat template) and generation_config.json (sampling defaults)')
     .option('--weights <file|dir>', "the plan's weights (safetensors), when they are not in the plan")
     .addOption(new Option('--fake-model <kind>', 'serve a TEST model instead of a plan: a seeded bigram table over the tokenizer\'s words (for trying the server and its clients; says nothing useful)').choices(['bigram']))

@@ -3,13 +3,14 @@
 // line, then serves until SIGTERM or SIGINT, when it drains in-flight requests for the grace
 // period, cancels the rest and returns (exit status 0).
 //
-// What it serves: today only a TEST model (`--fake-model bigram`, a bigram table over a real
-// tokenizer's words) because no language-model plan exists yet. The seam for the real one is
-// loadServedModel() below: a plan with prefill and batched decode entry points (issue 19)
-// becomes a BatchedLanguageModel (runtime/text/batch.ts) there, and nothing else changes.
+// What it serves: a language-model plan (prefill and decode entry points; models/llama.ts) with
+// its weights, one sequence at a time through batchFromModels' adapter until plans decode
+// batches; or a TEST model (`--fake-model bigram`, a bigram table over a real tokenizer's words).
 import { readFileSync } from 'node:fs';
 import { ModelServer, BigramTestModel, parseKeysFile, type ServedModel, type ServerOptions } from '../../runtime/serve';
-import { isTextError, loadTokenizerDirectory, readGenerationConfigFile } from '../../runtime/text/node';
+import { loadPlan, readWeightsFiles, requestNodeDevice } from '../../runtime';
+import { batchFromModels, isTextError, loadTokenizerDirectory, planLanguageModel, readGenerationConfigFile } from '../../runtime/text/node';
+import { readPlanBytes } from './plan-file';
 import { CompileError } from '../ir/errors';
 
 export interface ServeOptions {
@@ -92,18 +93,16 @@ function serverOptions(options: ServeOptions): ServerOptions {
 }
 
 /**
- * The model to serve. The seam for language-model plans: once a plan has prefill and batched
- * decode entry points with its KV cache on the GPU (issue 19), load it here (with --weights) and
- * wrap its session as a BatchedLanguageModel; the server, scheduler and tests stay as they are.
+ * The model to serve: a language-model plan (prefill and decode entry points, its KV cache on
+ * the GPU; models/llama.ts) with --weights, or the bigram test model. The plan's session holds
+ * one sequence, so it is served through batchFromModels' adapter: one slot, one request at a
+ * time (the scheduler queues the rest) until plans decode batches of sequences.
  */
-async function loadServedModel(plan: string | undefined, options: ServeOptions, say: (text: string) => void): Promise<ServedModel> {
+async function loadServedModel(plan: string | undefined, options: ServeOptions, say: (text: string) => void): Promise<ServedModel & { close?: () => Promise<void> }> {
   if (!options.tokenizer) throw new CompileError('input', '--tokenizer DIR is required: the directory holding tokenizer.json (and tokenizer_config.json for chat)');
   if (!options.fakeModel) {
-    throw new CompileError(
-      'input',
-      `cannot serve ${plan ?? 'a plan'} yet: serving needs a language-model plan with prefill and batched decode entry points, which mnc cannot compile yet (issue 19); ` +
-        'to run the server end to end now, pass --fake-model bigram (a test model, not a language model)',
-    );
+    if (!plan) throw new CompileError('input', 'give a language-model plan to serve (mnc serve plan.mnplan --weights … --tokenizer DIR), or --fake-model bigram for a test model');
+    return loadPlanModel(plan, options, say);
   }
   if (plan) throw new CompileError('input', '--fake-model serves a test model: give no plan with it');
   if (options.fakeModel !== 'bigram') throw new CompileError('input', `--fake-model knows 'bigram'; got '${options.fakeModel}'`);
@@ -120,6 +119,45 @@ async function loadServedModel(plan: string | undefined, options: ServeOptions, 
     return { name: options.modelName ?? 'bigram-test', model, tokenizer, defaults };
   } catch (error) {
     if (isTextError(error)) throw new CompileError('io', error.message);
+    throw error;
+  }
+}
+
+async function loadPlanModel(plan: string, options: ServeOptions, say: (text: string) => void): Promise<ServedModel & { close: () => Promise<void> }> {
+  const bytes = readPlanBytes(plan);
+  say(`mnc serve: loading tokenizer ${options.tokenizer}…`);
+  let tokenizer, defaults;
+  try {
+    tokenizer = await loadTokenizerDirectory(options.tokenizer!);
+    defaults = await readGenerationConfigFile(options.tokenizer!);
+  } catch (error) {
+    if (isTextError(error)) throw new CompileError('io', error.message);
+    throw error;
+  }
+  say(`mnc serve: loading ${plan}…`);
+  const gpu = await requestNodeDevice();
+  try {
+    const session = await loadPlan(bytes, gpu.device);
+    if (options.weights) {
+      say(`mnc serve: loading weights ${options.weights}…`);
+      session.loadWeights(readWeightsFiles(options.weights));
+    }
+    let lm;
+    try {
+      lm = planLanguageModel(session);
+    } catch (error) {
+      if (isTextError(error)) throw new CompileError('input', `${plan}: ${error.message}`);
+      throw error;
+    }
+    if (lm.vocabSize < tokenizer.vocabSize) throw new CompileError('input', `${plan}: the plan's vocabulary (${lm.vocabSize}) is smaller than the tokenizer's (${tokenizer.vocabSize})`);
+    const name = options.modelName ?? session.manifest.model.name;
+    const close = async () => {
+      session.destroy();
+      await gpu.destroy();
+    };
+    return { name, model: batchFromModels([lm]), tokenizer, defaults, close };
+  } catch (error) {
+    await gpu.destroy();
     throw error;
   }
 }
@@ -157,6 +195,7 @@ export async function serveCommand(plan: string | undefined, options: ServeOptio
       console.log(`mnc serve: ${signal}: draining in-flight requests (grace ${graceMs / 1000} s)`);
     }
     const { finished, cancelled } = await server.shutdown(graceMs);
+    await loaded?.close?.();
     console.log(`mnc serve: stopped: ${finished} in-flight requests finished, ${cancelled} cancelled`);
   } catch (error) {
     await server.shutdown(0);

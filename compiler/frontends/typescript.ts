@@ -38,6 +38,8 @@ export interface LoadedModel {
   available: string[];
   /** the definition's `train` option: loss output and optimizer */
   training?: TrainingSpec;
+  /** the definition's `entries` option: named entry points and their outputs */
+  entries?: api.EntrySpec;
   /** resolves once the file type-checks; rejects with CompileErrors (every type error) otherwise */
   typeChecked: Promise<void>;
 }
@@ -79,7 +81,7 @@ async function buildModel(file: string, absFile: string, wanted: string | undefi
   const declaration = made.get(definition)?.loc;
   try {
     const graph = api.buildGraph(name === 'default' ? defaultName(absFile) : name, definition, { locate: () => bundle.locateCaller() });
-    return { graph, name, available, training: definition.train };
+    return { graph, name, available, training: definition.train, entries: definition.entries };
   } catch (error) {
     if (error instanceof CompileError) {
       // builder errors carry the user's location already; a model-level one (no outputs) gets the definition's

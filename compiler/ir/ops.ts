@@ -152,7 +152,12 @@ export type Lowering<A> =
    * the operands (`x[k]` are lvalues; the last operand is the hyper-parameter vector, read
    * through `hyper(field)`); the op's `writes` operands are bound read_write
    */
-  | { archetype: 'update'; body: (x: string[], hyper: (field: HyperField) => string, attrs: A) => string };
+  | { archetype: 'update'; body: (x: string[], hyper: (field: HyperField) => string, attrs: A) => string }
+  /**
+   * rows of operand 1 written in place into operand 0 from the row a run-time offset (operand
+   * 2) names (a KV cache's append, lower/row-write.ts): one invocation per element written
+   */
+  | { archetype: 'rowWrite' };
 
 /** An indexed kernel's code: statements run for output element `i`, the WGSL functions they call, a line for its header. */
 export interface IndexedKernel {
@@ -1321,6 +1326,29 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     grad: ({ g, inputs: [, ids], dy: ddx, attrs }) => [g.embedding(ddx, ids, { fromEnd: attrs.fromEnd }), undefined],
     flops: ([dy]) => elementCount(dy.shape),
   } satisfies OpDef<EmbeddingBackwardAttrs>,
+  // A KV cache's append: the rows of `rows` [.., T, d] written into `cache` [.., S, d] (a state
+  // buffer, in place) from row `offset`, a run-time value; rows past S are dropped. The result
+  // is the updated cache, so attention that reads it runs after the write.
+  cacheWrite: {
+    arity: 3,
+    summary: 'rows [.., T, d] written in place into cache [.., S, d] from the run-time row offset (one value); rows past S dropped',
+    infer: cacheWriteType,
+    evaluate: ([cache, rows, offset]) => {
+      const [s, d] = cache.shape.slice(-2);
+      const t = rows.shape[rows.shape.length - 2];
+      const start = Math.max(0, Math.trunc(offset.data[0]));
+      const batches = cache.data.length / (s * d);
+      for (let b = 0; b < batches; b++) {
+        for (let r = 0; r < t && start + r < s; r++) {
+          cache.data.set(rows.data.subarray((b * t + r) * d, (b * t + r + 1) * d), (b * s + start + r) * d);
+        }
+      }
+      return cache.data;
+    },
+    lowering: { archetype: 'rowWrite' },
+    writes: [0],
+    flops: () => 0,
+  } satisfies OpDef<NoAttrs>,
   // HF's rotate-half form: features k and k + rotaryDim/2 are one pair, rotated by pos·inv_freq[k].
   rope: {
     arity: 2,
@@ -2354,6 +2382,23 @@ function poolType([x]: readonly TensorType[], attrs: Pool2dAttrs): TensorType {
   checkF32([x], ['x']);
   const g = poolGeometry(x.shape, attrs);
   return { shape: [g.n, g.c, g.oh, g.ow], dtype: 'f32' };
+}
+
+/** cacheWrite's rule: cache f32 [.., S, d], rows f32 [.., T, d] with the same batch axes and T ≤ S, offset one number. */
+function cacheWriteType([cache, rows, offset]: readonly TensorType[]): TensorType {
+  if (cache.dtype !== 'f32' || rows.dtype !== 'f32') throw new ShapeRuleError(`cache and rows must be f32; got ${cache.dtype} and ${rows.dtype}`);
+  if (cache.shape.length < 2 || rows.shape.length !== cache.shape.length) {
+    throw new ShapeRuleError(`cache [.., S, d] and rows [.., T, d] must have the same rank (at least 2); got ${formatShape(cache.shape)} and ${formatShape(rows.shape)}`);
+  }
+  const [s, d] = cache.shape.slice(-2);
+  const [t, dr] = rows.shape.slice(-2);
+  if (!sameShape(cache.shape.slice(0, -2), rows.shape.slice(0, -2)) || d !== dr || t > s) {
+    throw new ShapeRuleError(`rows ${formatShape(rows.shape)} must match cache ${formatShape(cache.shape)} in every axis but the second-last, and have at most ${s} rows`);
+  }
+  if (elementCount(offset.shape) !== 1 || !['f32', 'i32', 'u32'].includes(offset.dtype)) {
+    throw new ShapeRuleError(`offset must be one f32, i32 or u32 value; got ${offset.dtype} ${formatShape(offset.shape)}`);
+  }
+  return { shape: [...cache.shape], dtype: 'f32' };
 }
 
 // attention's rules, outside the table so their types do not depend on it.

@@ -18,6 +18,7 @@ import { lowerMatmulInt8 } from './matmul-int8';
 import { lowerMatmulQuantized } from './matmul-quantized';
 import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
 import { lowerPool } from './pool';
+import { lowerRowWrite } from './row-write';
 import { scatterAddSteps } from './scatter-add';
 import { splitKSteps } from './split-k';
 import { splitReductionSteps } from './split-reductions';
@@ -79,6 +80,8 @@ function lowerSubject(subject: KernelSubject, operands: readonly TensorType[], n
       return lowerIndexed(subject, operands, name, lowering.kernel(operands, subject.attrs, subject.type));
     case 'update':
       return lowerUpdate(subject, operands, name, { writes: def.writes ?? [], body: (x, hyper) => lowering.body(x, hyper, subject.attrs) });
+    case 'rowWrite':
+      return lowerRowWrite(subject, operands, name);
     case 'scatterAdd':
       throw new Error(`lowerSubject: ${subject.op} is lowered by its schedule (scatter-add.ts)`);
     case 'none':
@@ -129,7 +132,8 @@ export function lowerGraph(graph: Graph, target: Target, live?: ReadonlySet<numb
       storage.push(storage[node.inputs[0]]);
       continue;
     }
-    const inPlace = archetype === 'update';
+    // ops that write an operand in place (optimizer steps, a cache's append) keep their value in operand 0's buffer
+    const inPlace = opDef(node.op).writes !== undefined;
     storage.push(inPlace ? storage[node.inputs[0]] : node.id);
     const schedule = scheduleNode(graph, node, target);
     const scratchIds = schedule.scratch.map((type, k) => {

@@ -146,7 +146,7 @@ export function shapeTag(shape: readonly number[]): string {
 
 const WGSL_ELEMENT: Record<string, string> = { f32: 'f32', i32: 'i32', u32: 'u32' };
 
-function elementType(t: TensorType): string {
+export function elementType(t: TensorType): string {
   const type = WGSL_ELEMENT[t.dtype];
   if (!type) throw new Error(`no kernel reads ${t.dtype} buffers yet`);
   return type;

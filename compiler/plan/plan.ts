@@ -23,12 +23,27 @@ export interface PlanEntry {
   effects: readonly number[];
 }
 
-/** The entry points of a plan: 'run' for inference; with training, 'train_step' too. */
-export function planEntries(graph: Graph, training?: TrainingGraph): PlanEntry[] {
-  if (!training) return [{ name: 'run', outputs: graph.outputs, effects: [] }];
+/**
+ * The entry points of a plan: 'run' for inference (or the named entries asked for, each
+ * returning its outputs); with training, 'train_step' too.
+ */
+export function planEntries(graph: Graph, training?: TrainingGraph, named?: Readonly<Record<string, readonly string[]>>): PlanEntry[] {
+  if (!training && !named) return [{ name: 'run', outputs: graph.outputs, effects: [] }];
   const entries: PlanEntry[] = [];
-  const inference = graph.outputs.filter((o) => o.name !== training.loss.name);
-  if (inference.length > 0) entries.push({ name: 'run', outputs: inference, effects: [] });
+  const inference = training ? graph.outputs.filter((o) => o.name !== training.loss.name) : graph.outputs;
+  if (named) {
+    for (const [name, outputs] of Object.entries(named)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || name === TRAIN_ENTRY) throw new CompileError('model', `entry name '${name}' must be an identifier other than '${TRAIN_ENTRY}'`);
+      const found = outputs.map((o) => {
+        const output = inference.find((x) => x.name === o);
+        if (!output) throw new CompileError('model', `entry '${name}' returns '${o}', which is not an output of the model (its outputs: ${inference.map((x) => x.name).join(', ')})`);
+        return output;
+      });
+      if (found.length === 0) throw new CompileError('model', `entry '${name}' returns no outputs`);
+      entries.push({ name, outputs: found, effects: [] });
+    }
+  } else if (inference.length > 0) entries.push({ name: 'run', outputs: inference, effects: [] });
+  if (!training) return entries;
   entries.push({ name: TRAIN_ENTRY, outputs: [training.loss, training.check], effects: training.updates });
   return entries;
 }

@@ -17,6 +17,7 @@ export {
 export { nextTokenDistribution, sampleFromDistribution, applyRepetitionPenalty, applyPresenceFrequencyPenalties, argmax, type SamplingConfig, type TokenDistribution } from './sampling';
 export { splitMix64, uniform, randomSeed } from './random';
 export { generate, Generation, type LanguageModel, type GeneratedToken, type GenerateOptions } from './generate';
+export { planLanguageModel, type PlanLanguageModel } from './plan-model';
 export { batchFromModels, type BatchedLanguageModel, type DecodeRequest } from './batch';
 export { BatchScheduler, SchedulerError, type SchedulerErrorKind, type SchedulerLimits, type SchedulerObserver, type ScheduledSequence } from './scheduler';
 export { StopStrings } from './stop-strings';

@@ -1,0 +1,289 @@
+// The Llama family's decoder (LlamaForCausalLM, SmolLM2, Qwen2ForCausalLM with its q/k/v
+// biases, MistralForCausalLM) built from a HuggingFace config.json. Parameters carry the
+// checkpoint's names and layouts (projections [out, in], read through a transposed product),
+// so Session.loadWeights reads a model.safetensors as it is, with no renaming or transposes.
+//
+// Three graphs share one set of parameters and the KV cache (state buffers [kvHeads, S, d]):
+//   forward  tokens [T] → logits [T, vocab], causal over the whole sequence (the reference)
+//   prefill  prompt [P] i32, length [1] f32 → prefill_logits [1, vocab] at position length-1;
+//            writes the prompt's keys and values at rows 0 .. P-1 of the cache
+//   decode   token [1] i32, position [1] f32 → logits [1, vocab]; writes its key and value at
+//            row `position` and attends over rows 0 .. position
+// Grouped-query attention reads each key/value head once: q is [kvHeads, group, T, d] and k, v
+// [kvHeads, 1, S, d], whose batch axis the attention kernel broadcasts (no copies per head).
+import { model, type EntrySpec, type Graph, type ModelDefinition, type Tensor } from 'mnc';
+
+/** The config.json keys the builder reads (classic and newer spellings). */
+export interface HfLlamaConfig {
+  architectures?: string[];
+  model_type?: string;
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads?: number;
+  head_dim?: number;
+  rms_norm_eps?: number;
+  max_position_embeddings?: number;
+  tie_word_embeddings?: boolean;
+  attention_bias?: boolean;
+  mlp_bias?: boolean;
+  hidden_act?: string;
+  partial_rotary_factor?: number;
+  rope_theta?: number;
+  rope_scaling?: HfRopeParameters | null;
+  rope_parameters?: HfRopeParameters | null;
+  torch_dtype?: string;
+  dtype?: string;
+}
+
+/** rope_scaling (classic) or rope_parameters (transformers ≥ 4.56, which also holds rope_theta). */
+export interface HfRopeParameters {
+  rope_type?: string;
+  type?: string;
+  rope_theta?: number;
+  partial_rotary_factor?: number;
+  factor?: number;
+  low_freq_factor?: number;
+  high_freq_factor?: number;
+  original_max_position_embeddings?: number;
+}
+
+/** The decoder's shape, normalised from a config. */
+export interface LlamaShape {
+  layers: number;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  ffn: number;
+  vocab: number;
+  eps: number;
+  ropeTheta: number;
+  rotaryDim: number;
+  ropeScaling?: { kind: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
+  tied: boolean;
+  /** bias on the q, k, v projections (Qwen2, attention_bias) */
+  qkvBias: boolean;
+  /** bias on the output projection (attention_bias) */
+  outBias: boolean;
+  mlpBias: boolean;
+  maxPositions: number;
+  /** the checkpoint's stored dtype (weights are widened to f32 when loaded) */
+  dtype: string;
+}
+
+const ARCHITECTURES = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'MistralForCausalLM'];
+
+/** Reads a config.json object; refuses what the builder does not implement, naming the key. */
+export function llamaShape(config: HfLlamaConfig): LlamaShape {
+  const fail = (message: string): never => {
+    throw new Error(`config.json: ${message}`);
+  };
+  const arch = config.architectures?.[0];
+  if (arch !== undefined && !ARCHITECTURES.includes(arch)) fail(`architecture ${arch} is not one the Llama builder makes (${ARCHITECTURES.join(', ')})`);
+  const int = (key: keyof HfLlamaConfig, value = config[key]): number => {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) fail(`${key} must be a positive integer; got ${JSON.stringify(value)}`);
+    return value as number;
+  };
+  const qwen = config.model_type === 'qwen2' || arch === 'Qwen2ForCausalLM';
+  const heads = int('num_attention_heads');
+  const hidden = int('hidden_size');
+  const kvHeads = int('num_key_value_heads', config.num_key_value_heads ?? heads);
+  if (heads % kvHeads !== 0) fail(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
+  const headDim = int('head_dim', config.head_dim ?? hidden / heads);
+  if (config.hidden_act !== undefined && config.hidden_act !== 'silu') fail(`hidden_act ${config.hidden_act} is not supported (silu only)`);
+  const rope = config.rope_parameters ?? config.rope_scaling ?? undefined;
+  const ropeType = rope?.rope_type ?? rope?.type ?? 'default';
+  const ropeTheta = config.rope_parameters?.rope_theta ?? config.rope_theta ?? 10000;
+  const partial = rope?.partial_rotary_factor ?? config.partial_rotary_factor ?? 1;
+  const rotaryDim = Math.floor(headDim * partial);
+  if (rotaryDim < 2 || rotaryDim % 2 !== 0) fail(`partial_rotary_factor ${partial} of head_dim ${headDim} gives ${rotaryDim} rotary features; it must be even and at least 2`);
+  let ropeScaling: LlamaShape['ropeScaling'];
+  if (ropeType === 'llama3') {
+    const need = (key: keyof HfRopeParameters) => (typeof rope![key] === 'number' ? (rope![key] as number) : fail(`rope ${key} is missing for rope_type llama3`));
+    ropeScaling = {
+      kind: 'llama3',
+      factor: need('factor'),
+      lowFreqFactor: need('low_freq_factor'),
+      highFreqFactor: need('high_freq_factor'),
+      originalMaxPositions: need('original_max_position_embeddings'),
+    };
+  } else if (ropeType !== 'default') fail(`rope_type ${ropeType} is not supported (default, llama3)`);
+  const attentionBias = config.attention_bias ?? false;
+  return {
+    layers: int('num_hidden_layers'),
+    hidden,
+    heads,
+    kvHeads,
+    headDim,
+    ffn: int('intermediate_size'),
+    vocab: int('vocab_size'),
+    eps: config.rms_norm_eps ?? 1e-6,
+    ropeTheta,
+    rotaryDim,
+    ...(ropeScaling ? { ropeScaling } : {}),
+    tied: config.tie_word_embeddings ?? false,
+    qkvBias: qwen || attentionBias,
+    outBias: !qwen && attentionBias,
+    mlpBias: config.mlp_bias ?? false,
+    maxPositions: config.max_position_embeddings ?? 2048,
+    dtype: config.dtype ?? config.torch_dtype ?? 'float32',
+  };
+}
+
+/** What to build: the full-sequence forward and/or the cached prefill and decode. */
+export interface LlamaOptions {
+  /** tokens of the full-sequence forward (output 'forward_logits'); absent: none */
+  forward?: number;
+  /** the KV cache's rows (prefill + decode positions); absent: no prefill or decode */
+  maxSequence?: number;
+  /** prompt tokens per prefill (default maxSequence) */
+  maxPrompt?: number;
+  /** initial values of the parameters (default: normal(0.02) projections, unit norms); loadWeights replaces them */
+  init?: 'random' | 'zeros';
+}
+
+/** The plan's entry points for the outputs llama() returns. */
+export function llamaEntries(options: LlamaOptions): EntrySpec {
+  return {
+    ...(options.forward ? { forward: ['forward_logits'] } : {}),
+    ...(options.maxSequence ? { prefill: ['prefill_logits'], decode: ['logits'] } : {}),
+  };
+}
+
+interface Layer {
+  inputNorm: Tensor;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  o: Tensor;
+  qBias?: Tensor;
+  kBias?: Tensor;
+  vBias?: Tensor;
+  oBias?: Tensor;
+  postNorm: Tensor;
+  gate: Tensor;
+  up: Tensor;
+  down: Tensor;
+  gateBias?: Tensor;
+  upBias?: Tensor;
+  downBias?: Tensor;
+}
+
+/** Builds the decoder's parameters and the graphs `options` asks for; returns their outputs. */
+export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: LlamaOptions): Record<string, Tensor> {
+  const s = 'layers' in config ? config : llamaShape(config);
+  const zeros = options.init === 'zeros';
+  const weight = (name: string, shape: number[]) => g.parameter(name, shape, { init: zeros ? 'zeros' : { normal: 0.02 } });
+  const ones = (name: string, shape: number[]) => g.parameter(name, shape, { init: 'ones' });
+  const bias = (name: string, n: number) => g.parameter(name, [n], { init: 'zeros' });
+  const qDim = s.heads * s.headDim;
+  const kvDim = s.kvHeads * s.headDim;
+  const embed = weight('model.embed_tokens.weight', [s.vocab, s.hidden]);
+  const layers: Layer[] = Array.from({ length: s.layers }, (_, l) => {
+    const p = `model.layers.${l}.`;
+    return {
+      inputNorm: ones(`${p}input_layernorm.weight`, [s.hidden]),
+      q: weight(`${p}self_attn.q_proj.weight`, [qDim, s.hidden]),
+      k: weight(`${p}self_attn.k_proj.weight`, [kvDim, s.hidden]),
+      v: weight(`${p}self_attn.v_proj.weight`, [kvDim, s.hidden]),
+      o: weight(`${p}self_attn.o_proj.weight`, [s.hidden, qDim]),
+      ...(s.qkvBias ? { qBias: bias(`${p}self_attn.q_proj.bias`, qDim), kBias: bias(`${p}self_attn.k_proj.bias`, kvDim), vBias: bias(`${p}self_attn.v_proj.bias`, kvDim) } : {}),
+      ...(s.outBias ? { oBias: bias(`${p}self_attn.o_proj.bias`, s.hidden) } : {}),
+      postNorm: ones(`${p}post_attention_layernorm.weight`, [s.hidden]),
+      gate: weight(`${p}mlp.gate_proj.weight`, [s.ffn, s.hidden]),
+      up: weight(`${p}mlp.up_proj.weight`, [s.ffn, s.hidden]),
+      down: weight(`${p}mlp.down_proj.weight`, [s.hidden, s.ffn]),
+      ...(s.mlpBias ? { gateBias: bias(`${p}mlp.gate_proj.bias`, s.ffn), upBias: bias(`${p}mlp.up_proj.bias`, s.ffn), downBias: bias(`${p}mlp.down_proj.bias`, s.hidden) } : {}),
+    };
+  });
+  const finalNorm = ones('model.norm.weight', [s.hidden]);
+  const head = s.tied ? embed : weight('lm_head.weight', [s.vocab, s.hidden]);
+
+  /** x [T, in] · Wᵀ (+ b): W as the checkpoint stores it, [out, in] */
+  const linear = (x: Tensor, w: Tensor, b?: Tensor) => {
+    const y = g.matmul(x, g.transpose(w, [1, 0]));
+    return b ? g.add(y, b) : y;
+  };
+  const group = s.heads / s.kvHeads;
+  const scale = 1 / Math.sqrt(s.headDim);
+  const rope = (t: Tensor, positions: Tensor) => g.rope(t, positions, { theta: s.ropeTheta, rotaryDim: s.rotaryDim, ...(s.ropeScaling ? { scaling: s.ropeScaling } : {}) });
+
+  /**
+   * One decoder pass over x [T, hidden] at `positions` ([T, 1], broadcast over heads); `attend`
+   * gets q [kvHeads, group, T, d], k and v [kvHeads, T, d] of layer l and returns [kvHeads, group, T, d].
+   */
+  const decoder = (x: Tensor, positions: Tensor, attend: (l: number, q: Tensor, k: Tensor, v: Tensor) => Tensor): Tensor => {
+    const t = x.shape[0];
+    // [T, n, d] ↔ [n, T, d]; for one token (decode) the same bytes, so a view instead of a copy
+    const swap = (y: Tensor) => (t === 1 ? g.reshape(y, [y.shape[1], y.shape[0], y.shape[2]]) : g.transpose(y, [1, 0, 2]));
+    layers.forEach((w, l) => {
+      const h = g.rmsNorm(x, w.inputNorm, { eps: s.eps });
+      // [T, heads·d] viewed as [T, heads, d]: rope reads rows there, then heads move first
+      const heads = (y: Tensor, n: number) => g.reshape(y, [t, n, s.headDim]);
+      const q = swap(rope(heads(linear(h, w.q, w.qBias), s.heads), positions));
+      const k = swap(rope(heads(linear(h, w.k, w.kBias), s.kvHeads), positions));
+      const v = swap(heads(linear(h, w.v, w.vBias), s.kvHeads));
+      // query head j uses key/value head floor(j / group), as HF's repeat_kv
+      const attended = attend(l, g.reshape(q, [s.kvHeads, group, t, s.headDim]), k, v);
+      const merged = g.reshape(swap(g.reshape(attended, [s.heads, t, s.headDim])), [t, qDim]);
+      x = g.add(x, linear(merged, w.o, w.oBias));
+      const f = g.rmsNorm(x, w.postNorm, { eps: s.eps });
+      const gated = g.swiglu(linear(f, w.gate, w.gateBias), linear(f, w.up, w.upBias));
+      x = g.add(x, linear(gated, w.down, w.downBias));
+    });
+    return x;
+  };
+  const logitsOf = (x: Tensor) => linear(g.rmsNorm(x, finalNorm, { eps: s.eps }), head);
+  const iota = (n: number, shape: number[], name: string) => g.constant(Float32Array.from({ length: n }, (_, i) => i), shape, name);
+  /** the additive mask [rows, keys]: 0 where key j ≤ row i + offset, -1e9 elsewhere (WGSL has no -inf literal) */
+  const causalMask = (rows: number, keys: number, name: string) => {
+    const m = new Float32Array(rows * keys);
+    for (let i = 0; i < rows; i++) for (let j = i + 1; j < keys; j++) m[i * keys + j] = -1e9;
+    return g.constant(m, [rows, keys], name);
+  };
+  const kvBatch = (t: Tensor) => g.reshape(t, [s.kvHeads, 1, t.shape[1], s.headDim]);
+  const outputs: Record<string, Tensor> = {};
+
+  if (options.forward) {
+    const n = options.forward;
+    const tokens = g.input('tokens', [n], 'i32');
+    const mask = causalMask(n, n, 'forward_causal_mask');
+    const x = decoder(g.embedding(embed, tokens), iota(n, [n, 1], 'forward_positions'), (_, q, k, v) => g.attention(q, kvBatch(k), kvBatch(v), mask, { scale }));
+    outputs.forward_logits = logitsOf(x);
+  }
+
+  if (options.maxSequence) {
+    const S = options.maxSequence;
+    const P = options.maxPrompt ?? S;
+    if (P > S) throw new Error(`maxPrompt (${P}) exceeds maxSequence (${S})`);
+    const caches = layers.map((_, l) => ({ k: g.state(`cache.${l}.k`, [s.kvHeads, S, s.headDim]), v: g.state(`cache.${l}.v`, [s.kvHeads, S, s.headDim]) }));
+    // attention reads the cache after the write, so the write runs first; rows past a
+    // sequence's end are masked (prefill: by the causal mask; decode: by its position)
+    const cached = (l: number, q: Tensor, k: Tensor, v: Tensor, at: Tensor, mask: Tensor) =>
+      g.attention(q, kvBatch(g.cacheWrite(caches[l].k, k, at)), kvBatch(g.cacheWrite(caches[l].v, v, at)), mask, { scale });
+
+    const prompt = g.input('prompt', [P], 'i32');
+    const length = g.input('length', [1]);
+    const zero = g.constant(0, [1], 'prefill_offset');
+    const prefillMask = causalMask(P, S, 'prefill_mask');
+    const hidden = decoder(g.embedding(embed, prompt), iota(P, [P, 1], 'prefill_positions'), (l, q, k, v) => cached(l, q, k, v, zero, prefillMask));
+    // the row at length - 1, as a one-hot sum over the rows (length is a run-time value)
+    const last = g.equal(iota(P, [P, 1], 'prefill_rows'), g.sub(length, 1));
+    outputs.prefill_logits = logitsOf(g.sum(g.mul(hidden, last), 0, { keepDims: true }));
+
+    const token = g.input('token', [1], 'i32');
+    const position = g.input('position', [1]);
+    const visible = g.mul(g.greater(iota(S, [1, S], 'decode_keys'), position), -1e9);
+    const decoded = decoder(g.embedding(embed, token), g.reshape(position, [1, 1]), (l, q, k, v) => cached(l, q, k, v, position, visible));
+    outputs.logits = logitsOf(decoded);
+  }
+  return outputs;
+}
+
+/** A model definition for `mnc compile`: the config and options fixed, entries named. */
+export function llamaModel(config: HfLlamaConfig, options: LlamaOptions, description?: string): ModelDefinition {
+  return model((g) => llama(g, config, options), { description: description ?? 'a Llama-family decoder from config.json', entries: llamaEntries(options) });
+}
