@@ -27,69 +27,25 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 // the optimizer's .egg rules, as a module the bundle carries
 writeFileSync(new URL('../compiler/egraph/rules/index.ts', import.meta.url), renderRulesModule());
 
-await build({
-  absWorkingDir: root,
-  entryPoints: ['compiler/cli/mnc.ts'],
-  outfile: 'dist/mnc.mjs',
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  sourcemap: true,
-  packages: 'external',
-  logLevel: 'warning',
-});
+// Node bundles keep their packages external (native and wasm ones among them); browser
+// bundles carry everything, minified
+const forNode = { absWorkingDir: root, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning' };
+const forBrowser = { absWorkingDir: root, bundle: true, platform: 'browser', format: 'esm', target: 'es2022', minify: true, sourcemap: true, logLevel: 'warning' };
 
+await build({ ...forNode, entryPoints: ['compiler/cli/mnc.ts'], outfile: 'dist/mnc.mjs', sourcemap: true });
 await build({
-  absWorkingDir: root,
+  ...forNode,
   entryPoints: { 'naga-worker': 'compiler/validate/naga-worker.ts', 'typecheck-worker': 'compiler/frontends/typecheck-worker.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  packages: 'external',
-  logLevel: 'warning',
 });
-
+await build({ ...forBrowser, entryPoints: ['runtime/browser.ts'], outfile: 'dist/mnrt.browser.mjs' });
+await build({ ...forBrowser, entryPoints: ['runtime/text/index.ts'], outfile: 'dist/mntext.browser.mjs' });
 await build({
-  absWorkingDir: root,
-  entryPoints: ['runtime/browser.ts'],
-  outfile: 'dist/mnrt.browser.mjs',
-  bundle: true,
-  platform: 'browser',
-  format: 'esm',
-  target: 'es2022',
-  minify: true,
-  sourcemap: true,
-  logLevel: 'warning',
-});
-
-await build({
-  absWorkingDir: root,
-  entryPoints: ['runtime/text/index.ts'],
-  outfile: 'dist/mntext.browser.mjs',
-  bundle: true,
-  platform: 'browser',
-  format: 'esm',
-  target: 'es2022',
-  minify: true,
-  sourcemap: true,
-  logLevel: 'warning',
-});
-
-await build({
-  absWorkingDir: root,
+  ...forNode,
   entryPoints: { 'mnrt.node': 'runtime/index.ts', 'mntext.node': 'runtime/text/node.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  packages: 'external',
-  logLevel: 'warning',
 });
 
 // type declarations: tsc emits them beside each other under dist/types, mirroring the source tree
