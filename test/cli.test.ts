@@ -201,7 +201,10 @@ describe('errors: one plain line each, exit code 1', () => {
   it('a corrupted or truncated plan is refused in one line, not a stack trace', () => {
     const bytes = readFileSync(out('mlp.mnplan'));
     const corrupted = Buffer.from(bytes);
-    corrupted[bytes.length - 100] ^= 0xff; // inside the weights
+    // a byte inside the weights: sections are at offsets from the data area (header byte 20)
+    const manifest = JSON.parse(bytes.subarray(64, 64 + bytes.readUInt32LE(16)).toString('utf8')) as { sections: { name: string; offset: number; length: number }[] };
+    const weights = manifest.sections.find((s) => s.name === 'weights')!;
+    corrupted[bytes.readUInt32LE(20) + weights.offset + (weights.length >> 1)] ^= 0xff;
     writeFileSync(out('corrupted.mnplan'), corrupted);
     expectFailure(mnc('inspect', out('corrupted.mnplan')), [`${out('corrupted.mnplan')}: error: section "weights" fails its SHA-256 check: the bundle is corrupted`]);
     writeFileSync(out('truncated.mnplan'), bytes.subarray(0, 1000));
