@@ -143,7 +143,17 @@ export interface LlamaOptions {
   maxPrompt?: number;
   /** initial values of the parameters (default: normal(0.02) projections, unit norms); loadWeights replaces them */
   init?: 'random' | 'zeros';
+  /**
+   * Makes a parameter from a file instead (a GGUF model's, say): given HF's name, the shape
+   * and the parameter's role, a tensor of that shape, or undefined for the default above.
+   * A linear weight may be packed (g.packedParameter): linear() then multiplies with
+   * matmulQuantized, reading the blocks in place. Embeddings, norms and biases must be f32.
+   */
+  parameter?: (name: string, shape: number[], role: LlamaParameterRole) => Tensor | undefined;
 }
+
+/** What a parameter is to the decoder: a projection [out, in], the token embedding, a norm's weight or a bias. */
+export type LlamaParameterRole = 'linear' | 'embedding' | 'norm' | 'bias';
 
 /** The plan's entry points for the outputs llama() returns. */
 export function llamaEntries(options: LlamaOptions): EntrySpec {
@@ -176,12 +186,21 @@ interface Layer {
 export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: LlamaOptions): Record<string, Tensor> {
   const s = 'layers' in config ? config : llamaShape(config);
   const zeros = options.init === 'zeros';
-  const weight = (name: string, shape: number[]) => g.parameter(name, shape, { init: zeros ? 'zeros' : { normal: 0.02 } });
-  const ones = (name: string, shape: number[]) => g.parameter(name, shape, { init: 'ones' });
-  const bias = (name: string, n: number) => g.parameter(name, [n], { init: 'zeros' });
+  const made = (name: string, shape: number[], role: LlamaParameterRole, fallback: () => Tensor): Tensor => {
+    const t = options.parameter?.(name, shape, role);
+    if (!t) return fallback();
+    if (t.shape.join() !== shape.join()) throw new Error(`parameter ${name}: the builder needs shape [${shape}], got [${t.shape}]`);
+    if (role !== 'linear' && t.dtype !== 'f32') throw new Error(`parameter ${name}: a ${role} must be f32, got ${t.dtype}`);
+    return t;
+  };
+  const projection = (role: 'linear' | 'embedding') => (name: string, shape: number[]) =>
+    made(name, shape, role, () => g.parameter(name, shape, { init: zeros ? 'zeros' : { normal: 0.02 } }));
+  const weight = projection('linear');
+  const ones = (name: string, shape: number[]) => made(name, shape, 'norm', () => g.parameter(name, shape, { init: 'ones' }));
+  const bias = (name: string, n: number) => made(name, [n], 'bias', () => g.parameter(name, [n], { init: 'zeros' }));
   const qDim = s.heads * s.headDim;
   const kvDim = s.kvHeads * s.headDim;
-  const embed = weight('model.embed_tokens.weight', [s.vocab, s.hidden]);
+  const embed = projection('embedding')('model.embed_tokens.weight', [s.vocab, s.hidden]);
   const layers: Layer[] = Array.from({ length: s.layers }, (_, l) => {
     const p = `model.layers.${l}.`;
     return {
@@ -202,9 +221,9 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
   const finalNorm = ones('model.norm.weight', [s.hidden]);
   const head = s.tied ? embed : weight('lm_head.weight', [s.vocab, s.hidden]);
 
-  /** x [T, in] · Wᵀ (+ b): W as the checkpoint stores it, [out, in] */
+  /** x [T, in] · Wᵀ (+ b): W as the checkpoint stores it, [out, in]; a packed W dequantized as the kernel reads it */
   const linear = (x: Tensor, w: Tensor, b?: Tensor) => {
-    const y = g.matmul(x, g.transpose(w, [1, 0]));
+    const y = w.dtype === 'f32' ? g.matmul(x, g.transpose(w, [1, 0])) : g.matmulQuantized(x, w);
     return b ? g.add(y, b) : y;
   };
   const group = s.heads / s.kvHeads;

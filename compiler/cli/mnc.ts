@@ -11,6 +11,7 @@ import type { EntryPoint, Manifest } from '../../schemas/manifest';
 import type { OptimizerKind, OptimizerSpec, TrainingSpec } from '../autodiff/train';
 import { compileGraphToFile } from '../compile';
 import { formatReport } from '../egraph/run';
+import { loadGgufModel } from '../frontends/gguf/load';
 import { isNnefPath, loadNnefModel, nnefPaths } from '../frontends/nnef/load';
 import { loadOnnxModel } from '../frontends/onnx/load';
 import { loadTypeScriptModel } from '../frontends/typescript';
@@ -65,6 +66,8 @@ interface CompileOptions {
   shape: string[];
   /** ONNX and NNEF: parameters are not trainable */
   freeze?: boolean;
+  /** GGUF: the KV cache's rows */
+  maxSequence?: string;
 }
 
 function parseCount(flag: string, text: string): number {
@@ -118,6 +121,13 @@ function nnefModel(path: string, options: CompileOptions) {
   return { graph: loaded.graph, name: loaded.name, training: undefined, entries: undefined, typeChecked: Promise.resolve() };
 }
 
+/** A GGUF model (llama, qwen2): the Llama builder's prefill and decode over the file's weights, kept packed. */
+function ggufModel(file: string, options: CompileOptions) {
+  const maxSequence = options.maxSequence === undefined ? undefined : parseCount('--max-sequence', options.maxSequence);
+  const loaded = loadGgufModel(file, maxSequence ? { maxSequence } : {});
+  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: loaded.entries, typeChecked: Promise.resolve() };
+}
+
 /** The default plan name for a model path: model.ts → model, model.nnef/ (or its graph.nnef) → model. */
 function planName(modelFile: string, nnef: boolean): string {
   const base = nnef ? basename(resolve(nnefPaths(modelFile).directory)) : basename(modelFile);
@@ -130,15 +140,19 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   const validationThreads = options.validationThreads === undefined ? undefined : parseCount('--validation-threads', options.validationThreads);
   // the type check runs on its own thread while this one compiles; its errors win over any later one
   const isOnnx = /\.onnx$/i.test(modelFile);
-  const isNnef = !isOnnx && isNnefPath(modelFile);
+  const isGguf = /\.gguf$/i.test(modelFile);
+  const isNnef = !isOnnx && !isGguf && isNnefPath(modelFile);
+  if (!isGguf && options.maxSequence !== undefined) throw new CompileError('input', '--max-sequence applies to GGUF (.gguf) models');
   if (!isOnnx && !isNnef && (options.shape.length > 0 || options.freeze)) {
     throw new CompileError('input', '--shape and --freeze apply to ONNX (.onnx) and NNEF (model.nnef/) models; a TypeScript model declares its shapes and trainable parameters itself');
   }
   const { graph, name, training, typeChecked, entries } = isOnnx
     ? onnxModel(modelFile, options)
-    : isNnef
-      ? nnefModel(modelFile, options)
-      : await loadTypeScriptModel(modelFile, { model: options.model, deferTypeCheck: true });
+    : isGguf
+      ? ggufModel(modelFile, options)
+      : isNnef
+        ? nnefModel(modelFile, options)
+        : await loadTypeScriptModel(modelFile, { model: options.model, deferTypeCheck: true });
   const frontend = performance.now() - started;
   const out = options.output ?? `${options.model ?? planName(modelFile, isNnef)}.mnplan`;
   // written beside `out` as it is made, renamed once the type check passed: a failed compile leaves no plan behind
@@ -285,8 +299,8 @@ function program(): Command {
 
   mnc
     .command('compile')
-    .description('compile a TypeScript model file, an ONNX model or an NNEF model to a .mnplan bundle')
-    .argument('<model.ts|model.onnx|model.nnef/>', 'model file exporting model((g) => …) definitions, an ONNX model, or an NNEF model directory (graph.nnef and its .dat files)')
+    .description('compile a TypeScript model file, an ONNX model, an NNEF model or a GGUF language model to a .mnplan bundle')
+    .argument('<model.ts|model.onnx|model.nnef/|model.gguf>', 'model file exporting model((g) => …) definitions, an ONNX model, an NNEF model directory (graph.nnef and its .dat files), or a GGUF file (llama, qwen2; quantized weights stay packed)')
     .option('-o, --output <file>', 'output plan (default: <model file name>.mnplan, or <NAME>.mnplan with --model)')
     .option('--model <name>', 'which exported model to compile (required when the file exports several)')
     .option('--seed <n>', 'seed for parameter initial values', '0')
@@ -305,6 +319,7 @@ function program(): Command {
     .option('--validation-threads <n>', "threads running naga's validation and translations, this one included (default: from the cores and the work; 1 starts none)")
     .option('--shape <name=dims>', 'ONNX, NNEF: the static shape of an input, e.g. x=1x3x224x224 (binds dynamic dimensions; replaces an NNEF external\'s shape); repeatable', collect, [])
     .option('--freeze', "ONNX, NNEF: the model's initializers (NNEF: variables) are fixed weights, not trainable parameters")
+    .option('--max-sequence <n>', "GGUF: the KV cache's rows, prompt and generated tokens together (default: the file's context length, at most 2048)")
     .action(compileCommand);
 
   mnc

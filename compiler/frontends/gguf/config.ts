@@ -110,14 +110,15 @@ export function ropeRowsPermuted(arch: GgufArchitecture): boolean {
  *
  * Given the GGUF tensor as a row-major [rows, cols] array (rows = n·d output features; a
  * Linear weight's GGUF ne is [cols, rows], the same bytes), this returns HF's row order.
+ * Packed bytes work as well as values: a row of blocks moves whole (cols = bytes per row).
  */
-export function unpermuteRopeRows(values: Float32Array, rows: number, heads: number): Float32Array {
+export function unpermuteRopeRows<T extends Float32Array | Uint8Array>(values: T, rows: number, heads: number): T {
   const cols = values.length / rows;
   const d = rows / heads;
   if (!Number.isInteger(cols) || !Number.isInteger(d) || d % 2 !== 0) {
     throw new CompileError('model', `cannot undo the RoPE row permutation of ${values.length} values as ${rows} rows of ${heads} heads (head size must be even)`);
   }
-  const out = new Float32Array(values.length);
+  const out = (values instanceof Uint8Array ? new Uint8Array(values.length) : new Float32Array(values.length)) as T;
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < d / 2; i++) {
       for (let j = 0; j < 2; j++) {

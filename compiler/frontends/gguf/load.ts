@@ -1,0 +1,100 @@
+// A GGUF model file as a graph: its metadata as the Llama builder's config (config.ts), its
+// tensors as the builder's parameters under HF's names. Linear weights stay as the file
+// stores them (packed parameters the kernels dequantize as they read; F32 ones as ordinary
+// parameters); embeddings, norms and biases are dequantized to the f32 the builder needs.
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { llama, llamaEntries, type HfLlamaConfig, type LlamaOptions, type LlamaParameterRole } from '../../../models/llama';
+import { dequantize, isSupportedType } from '../../../runtime/ggml-types';
+import { parseGguf, tensorBytes, type GgufFile, type GgufTensorInfo } from '../../../runtime/gguf';
+import { isPlanError } from '../../../runtime/errors';
+import type { EntrySpec } from '../../api';
+import { CompileError } from '../../ir/errors';
+import { Graph, type Tensor } from '../../ir/graph';
+import { weightDTypeOfGgml } from '../../ir/types';
+import { ggufModelConfig, ropeRowsPermuted, unpermuteRopeRows as unpermuteRows, type GgufArchitecture } from './config';
+
+const HF_ARCHITECTURES: Record<GgufArchitecture, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM' };
+
+/** The KV cache's rows when the caller gives none: the file's context length, at most this. */
+export const GGUF_DEFAULT_MAX_SEQUENCE = 2048;
+
+/** GGUF's tensor name for one of the builder's (HF's) parameter names; undefined for a name it does not map. */
+export function ggufTensorName(hfName: string): string | undefined {
+  const fixed: Record<string, string> = { 'model.embed_tokens.weight': 'token_embd.weight', 'model.norm.weight': 'output_norm.weight', 'lm_head.weight': 'output.weight' };
+  if (fixed[hfName]) return fixed[hfName];
+  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(hfName);
+  const parts: Record<string, string> = {
+    input_layernorm: 'attn_norm',
+    'self_attn.q_proj': 'attn_q',
+    'self_attn.k_proj': 'attn_k',
+    'self_attn.v_proj': 'attn_v',
+    'self_attn.o_proj': 'attn_output',
+    post_attention_layernorm: 'ffn_norm',
+    'mlp.gate_proj': 'ffn_gate',
+    'mlp.up_proj': 'ffn_up',
+    'mlp.down_proj': 'ffn_down',
+  };
+  return m && parts[m[2]] ? `blk.${m[1]}.${parts[m[2]]}.${m[3]}` : undefined;
+}
+
+export interface GgufModel {
+  graph: Graph;
+  name: string;
+  entries: EntrySpec;
+}
+
+/** The graph of a GGUF file's model: the builder's entries `options` asks for (default: prefill and decode). */
+export function loadGgufModel(path: string, options: Omit<LlamaOptions, 'parameter' | 'init'> = {}): GgufModel {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(path));
+  } catch (error) {
+    throw new CompileError('io', `cannot read ${path}: ${(error as Error).message}`);
+  }
+  return ggufModel(bytes, path, options);
+}
+
+/** As loadGgufModel, from the file's bytes in memory (tensors are views of them, not copies). */
+export function ggufModel(bytes: Uint8Array, source: string, options: Omit<LlamaOptions, 'parameter' | 'init'> = {}): GgufModel {
+  let file: GgufFile;
+  try {
+    file = parseGguf(bytes, source);
+  } catch (error) {
+    // the reader's errors already name the file and the field
+    if (isPlanError(error)) throw new CompileError('model', (error as Error).message);
+    throw error;
+  }
+  const config = ggufModelConfig(file);
+  const hf: HfLlamaConfig = { ...config, architectures: [HF_ARCHITECTURES[config.model_type]] };
+  const built: LlamaOptions = { ...options };
+  if (!built.forward && !built.maxSequence) built.maxSequence = Math.min(config.max_position_embeddings, GGUF_DEFAULT_MAX_SEQUENCE);
+  const name = String(file.metadata.get('general.name')?.value ?? basename(source).replace(/\.gguf$/i, ''));
+  const graph = new Graph(name.replace(/[^A-Za-z0-9_]+/g, '_'));
+  const fail = (message: string): never => {
+    throw new CompileError('model', `${source}: ${message}`);
+  };
+  // llama.cpp rotates adjacent pairs: its converter reordered the Q and K rows of each head
+  const permutedHeads = ropeRowsPermuted(config.model_type)
+    ? (tensor: string) => (/\.attn_q\./.test(tensor) ? config.num_attention_heads : /\.attn_k\./.test(tensor) ? config.num_key_value_heads : 0)
+    : () => 0;
+
+  const parameter = (hfName: string, shape: number[], role: LlamaParameterRole): Tensor => {
+    const tensorName = ggufTensorName(hfName) ?? fail(`no GGUF tensor name for the builder's parameter ${hfName}`);
+    const t: GgufTensorInfo = file.tensors.get(tensorName) ?? fail(`tensor "${tensorName}" is missing (the model's ${hfName}, ${config.model_type} needs it)`);
+    if (t.shape.join() !== shape.join()) fail(`tensor "${tensorName}" is [${t.shape.join(', ')}] (ne [${t.ne.join(', ')}]); the model's ${hfName} is [${shape.join(', ')}]`);
+    if (!isSupportedType(t.type.name)) fail(`tensor "${tensorName}" is ${t.type.name}, a type this compiler does not read`);
+    const heads = permutedHeads(tensorName);
+    const stored = tensorBytes(bytes, t);
+    if (role === 'linear' && t.type.name !== 'F32') {
+      // whole rows of blocks move: the permutation works on the packed bytes
+      const packed = heads ? unpermuteRows(stored, shape[0], heads) : stored;
+      return graph.packedParameter(hfName, shape, weightDTypeOfGgml(t.type.name)!, packed);
+    }
+    const values = dequantize(t.type, stored, t.elements, `${source}: tensor "${tensorName}"`);
+    return graph.parameter(hfName, shape, { init: heads ? unpermuteRows(values, shape[0], heads) : values });
+  };
+  const outputs = llama(graph, hf, { ...built, parameter });
+  for (const [output, t] of Object.entries(outputs)) graph.output(output, t);
+  return { graph, name, entries: llamaEntries(built) };
+}
