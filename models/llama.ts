@@ -9,9 +9,12 @@
 //            writes the prompt's keys and values at rows 0 .. P-1 of the cache
 //   decode   token [1] i32, position [1] f32 → logits [1, vocab]; writes its key and value at
 //            row `position` and attends over rows 0 .. position
+// With `train`, the forward graph also gives 'loss', LlamaForCausalLM's with labels = input_ids:
+// mean cross-entropy of the logits at positions 0 .. T-2 against the tokens at 1 .. T-1; and
+// llamaModel compiles a train_step entry minimising it (AdamW unless told otherwise).
 // Grouped-query attention reads each key/value head once: q is [kvHeads, group, T, d] and k, v
 // [kvHeads, 1, S, d], whose batch axis the attention kernel broadcasts (no copies per head).
-import { model, type EntrySpec, type Graph, type ModelDefinition, type Tensor } from 'mnc';
+import { model, type EntrySpec, type Graph, type ModelDefinition, type OptimizerSpec, type Tensor } from 'mnc';
 
 /** The config.json keys the builder reads (classic and newer spellings). */
 export interface HfLlamaConfig {
@@ -141,6 +144,11 @@ export interface LlamaOptions {
   maxSequence?: number;
   /** prompt tokens per prefill (default maxSequence) */
   maxPrompt?: number;
+  /**
+   * the causal-LM loss over the forward graph's tokens (output 'loss'; needs `forward`), and for
+   * llamaModel the optimizer of its train_step (default AdamW, lr 3e-4, PyTorch's other defaults)
+   */
+  train?: boolean | { optimizer: OptimizerSpec };
   /** initial values of the parameters (default: normal(0.02) projections, unit norms); loadWeights replaces them */
   init?: 'random' | 'zeros';
   /**
@@ -155,7 +163,10 @@ export interface LlamaOptions {
 /** What a parameter is to the decoder: a projection [out, in], the token embedding, a norm's weight or a bias. */
 export type LlamaParameterRole = 'linear' | 'embedding' | 'norm' | 'bias';
 
-/** The plan's entry points for the outputs llama() returns. */
+/** The optimizer of a training plan whose options do not name one. */
+export const DEFAULT_OPTIMIZER: OptimizerSpec = { kind: 'adamw', lr: 3e-4 };
+
+/** The plan's entry points for the outputs llama() returns (the loss's train_step comes from the training spec). */
 export function llamaEntries(options: LlamaOptions): EntrySpec {
   return {
     ...(options.forward ? { forward: ['forward_logits'] } : {}),
@@ -272,6 +283,14 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
     const mask = causalMask(n, n, 'forward_causal_mask');
     const x = decoder(g.embedding(embed, tokens), iota(n, [n, 1], 'forward_positions'), (_, q, k, v) => g.attention(q, kvBatch(k), kvBatch(v), mask, { scale }));
     outputs.forward_logits = logitsOf(x);
+    if (options.train) {
+      if (n < 2) throw new Error(`training needs at least 2 tokens per sequence (forward: ${n})`);
+      // logits at 0 .. T-2 against tokens 1 .. T-1; the head reads only the rows the loss uses
+      const next = g.slice(tokens, 0, 1, n);
+      outputs.loss = g.crossEntropy(logitsOf(g.slice(x, 0, 0, n - 1)), next);
+    }
+  } else if (options.train) {
+    throw new Error('train needs forward (the tokens per training sequence)');
   }
 
   if (options.maxSequence) {
@@ -304,5 +323,10 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
 
 /** A model definition for `mnc compile`: the config and options fixed, entries named. */
 export function llamaModel(config: HfLlamaConfig, options: LlamaOptions, description?: string): ModelDefinition {
-  return model((g) => llama(g, config, options), { description: description ?? 'a Llama-family decoder from config.json', entries: llamaEntries(options) });
+  const optimizer = typeof options.train === 'object' ? options.train.optimizer : DEFAULT_OPTIMIZER;
+  return model((g) => llama(g, config, options), {
+    description: description ?? 'a Llama-family decoder from config.json',
+    entries: llamaEntries(options),
+    ...(options.train ? { train: { loss: 'loss', optimizer } } : {}),
+  });
 }

@@ -187,7 +187,7 @@ describe('mnc train errors: one plain line each, exit code 1, before a device is
     ]);
     writeFileSync(out('labels.txt'), '1 2 3\n');
     expectFailure(mnc('train', plan, ...data('x', 'x.npy'), ...data('labels', 'labels.txt')), [
-      `error: ${out('labels.txt')}: not a dataset this reads: expected a .npy array, an IDX file (as MNIST's *-ubyte files) or a .safetensors file, each possibly gzipped`,
+      `error: ${out('labels.txt')}: not a dataset this reads: expected a .npy array, an IDX file (as MNIST's *-ubyte files), a .safetensors file or a .json array, each possibly gzipped`,
     ]);
     expectFailure(mnc('train', plan, ...data('x', 'x.safetensors'), ...data('labels', 'x.safetensors')), [
       `error: ${out('x.safetensors')} has no tensor 'labels' (its tensors: 'x'); a safetensors dataset holds a tensor named after the input`,

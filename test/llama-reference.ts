@@ -2,7 +2,7 @@
 // modeling_qwen2.py (not from the builder): the oracle of models/llama.ts's semantics
 // (rotate-half rotary embeddings with partial rotary and Llama 3's frequency scaling,
 // grouped-query heads as repeat_kv maps them, RMSNorm with its weight, the SiLU-gated MLP,
-// the tied head). Also the seeded random checkpoints the tests load.
+// the tied head) and its causal-LM loss. Also the seeded random checkpoints the tests load.
 import { uniformStream } from '../compiler/ir/init';
 import type { SafeTensor } from '../runtime/index';
 import type { LlamaShape } from '../models/llama';
@@ -157,4 +157,20 @@ export function referenceLogits(s: LlamaShape, w: Weights, tokens: ArrayLike<num
   }
   const final = rmsNorm(x, T, get('model.norm.weight').data, s.eps);
   return linear(final, T, s.tied ? embed : get('lm_head.weight'));
+}
+
+/**
+ * LlamaForCausalLM's loss with labels = input_ids: the logits at positions 0 .. T-2 against the
+ * tokens at 1 .. T-1, mean cross-entropy (log-sum-exp over the vocabulary, shifted by its maximum).
+ */
+export function referenceLoss(s: LlamaShape, w: Weights, tokens: ArrayLike<number>): number {
+  const logits = referenceLogits(s, w, tokens);
+  let sum = 0;
+  for (let t = 0; t + 1 < tokens.length; t++) {
+    const row = logits.subarray(t * s.vocab, (t + 1) * s.vocab);
+    const m = row.reduce((a, b) => Math.max(a, b), -Infinity);
+    const lse = m + Math.log(row.reduce((a, z) => a + Math.exp(z - m), 0));
+    sum += lse - row[tokens[t + 1]];
+  }
+  return sum / (tokens.length - 1);
 }

@@ -1,13 +1,15 @@
 // Training data for `mnc train` and the examples: one dataset per input of a training step,
-// read from .npy, safetensors or IDX files (plain or gzipped; first axis = samples), checked
-// against the plan's input, shuffled each epoch by a seeded generator and cut into batches.
+// read from .npy, safetensors, IDX (plain or gzipped) or JSON files (first axis = samples),
+// checked against the plan's input, shuffled each epoch by a seeded generator and cut into
+// batches. A sample is one row of the input's first axis, or, for token sequences (an index
+// input fed [samples, ...the input's whole shape]), the whole input: one sample per step.
 import { decodeSafetensors, type SafeTensor } from '../../runtime/safetensors';
 import type { TensorData } from '../../runtime/session';
 import type { TensorBinding } from '../../schemas/manifest';
 import { CompileError } from '../ir/errors';
 import { gunzipOrFail, isGzip, looksLikeIdx, readIdx } from './idx';
 import { f16ToF32, readNpy } from './npy';
-import { readFileOrFail } from './tensors';
+import { nestedShape, parseJson, readFileOrFail } from './tensors';
 
 /** Sample values as a file holds them; converted (and scaled) batch by batch, not all at once. */
 export type SampleValues = Float32Array | Float64Array | Uint8Array | Int8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
@@ -24,12 +26,14 @@ export interface Dataset {
   /** where it came from, for messages */
   source: string;
   samples: number;
+  /** samples per training step: the input's first axis, or 1 where a sample fills the whole input */
+  batch: number;
   values: SampleValues;
   /** each value is multiplied by this as batches are made (1/255 for u8 pixels) */
   scale: number;
 }
 
-const formatShape = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+const formatShape = (shape: readonly (number | string)[]) => `[${shape.join(', ')}]`;
 const describe = (t: TensorBinding) => `'${t.name}' ${t.dtype}${formatShape(t.shape)}`;
 
 /**
@@ -53,7 +57,20 @@ export function readTensorData(file: string, name: string): TensorFile {
     return { shape, values: data };
   }
   if (/\.safetensors(\.gz)?$/.test(file) || looksLikeSafetensors(bytes)) return fromSafetensors(bytes, file, name);
-  throw new CompileError('input', `${file}: not a dataset this reads: expected a .npy array, an IDX file (as MNIST's *-ubyte files) or a .safetensors file, each possibly gzipped`);
+  if (/\.json(\.gz)?$/.test(file)) return fromJson(bytes, file);
+  throw new CompileError('input', `${file}: not a dataset this reads: expected a .npy array, an IDX file (as MNIST's *-ubyte files), a .safetensors file or a .json array, each possibly gzipped`);
+}
+
+/** Nested arrays of numbers, one per sample (token ids: [[1, 5, 9], [2, 7, 3], …]). */
+function fromJson(bytes: Uint8Array, file: string): TensorFile {
+  const value = parseJson(bytes, file);
+  const shape = nestedShape(value);
+  if (typeof shape === 'string') throw new CompileError('input', `${file}: ${shape}`);
+  if (shape.length === 0) throw new CompileError('input', `${file} holds one number; a dataset is an array with one entry per sample`);
+  const flat = (value as unknown[]).flat(Infinity);
+  const bad = flat.findIndex((v) => typeof v !== 'number');
+  if (bad >= 0) throw new CompileError('input', `${file}: element ${bad} (flattened) is ${JSON.stringify(flat[bad])}, not a number`);
+  return { shape, values: Float64Array.from(flat as number[]) };
 }
 
 /** An 8-byte little-endian header length followed by '{'. */
@@ -114,8 +131,10 @@ const F32_MAX = 3.4028234663852886e38;
  */
 export function datasetFor(input: TensorBinding, data: TensorFile, source: string, scale = 1): Dataset {
   const where = `dataset '${input.name}' (${source})`;
-  if (input.shape.length === 0) throw new CompileError('input', `input ${describe(input)} is a scalar: it has no batch axis for a dataset to fill`);
-  const sampleShape = input.shape.slice(1);
+  // token sequences: [samples, ...the input's shape] for an index input ([sequence] or [batch, sequence]) feeds one sample a step
+  const wholeInput = input.range !== undefined && data.shape.length === input.shape.length + 1 && data.shape.slice(1).join() === input.shape.join();
+  if (input.shape.length === 0 && !wholeInput) throw new CompileError('input', `input ${describe(input)} is a scalar: it has no batch axis for a dataset to fill`);
+  const sampleShape = wholeInput ? input.shape : input.shape.slice(1);
   const perSample = sampleShape.reduce((n, d) => n * d, 1);
   if (data.shape.length === 0) throw new CompileError('input', `${where} is a scalar; its first axis must count samples`);
   const samples = data.shape[0];
@@ -123,11 +142,12 @@ export function datasetFor(input: TensorBinding, data: TensorFile, source: strin
   if (given !== perSample) {
     throw new CompileError(
       'input',
-      `${where} has shape ${formatShape(data.shape)}, ${given} values per sample; input ${describe(input)} needs ${perSample} per sample (${formatShape(sampleShape)})`,
+      `${where} has shape ${formatShape(data.shape)}, ${given} values per sample; input ${describe(input)} needs ${perSample} per sample (${formatShape(sampleShape)})` +
+        (input.range ? `, or samples of its whole shape (${formatShape(['samples', ...input.shape])}, one a step)` : ''),
     );
   }
   const values = data.values;
-  const sample = (i: number) => `sample ${Math.floor(i / Math.max(perSample, 1))}${perSample > 1 ? `, value ${i % perSample}` : ''}`;
+  const sample = (i: number) => `sample ${Math.floor(i / Math.max(perSample, 1))}${perSample > 1 ? `, ${wholeInput ? 'position' : 'value'} ${i % perSample}` : ''}`;
   const range = INTEGER_RANGE[input.dtype];
   if (range) {
     if (scale !== 1) throw new CompileError('input', `--scale applies to float inputs; input ${describe(input)} takes integers`);
@@ -149,7 +169,7 @@ export function datasetFor(input: TensorBinding, data: TensorFile, source: strin
       }
     }
   }
-  return { input, source, samples, values: data.values, scale };
+  return { input, source, samples, batch: wholeInput ? 1 : input.shape[0], values: data.values, scale };
 }
 
 /**
@@ -167,11 +187,11 @@ export function checkDatasets(inputs: readonly TensorBinding[], datasets: readon
     if (d.samples !== first.samples) {
       throw new CompileError('input', `datasets differ in sample count: '${first.input.name}' (${first.source}) has ${first.samples}, '${d.input.name}' (${d.source}) has ${d.samples}`);
     }
-    if (d.input.shape[0] !== first.input.shape[0]) {
-      throw new CompileError('input', `inputs ${describe(first.input)} and ${describe(d.input)} differ in batch size (their first axes)`);
+    if (d.batch !== first.batch) {
+      throw new CompileError('input', `inputs ${describe(first.input)} and ${describe(d.input)} differ in batch size (${first.batch} and ${d.batch} samples per step)`);
     }
   }
-  const batch = first.input.shape[0];
+  const batch = first.batch;
   if (first.samples < batch) throw new CompileError('input', `the datasets have ${first.samples} samples, fewer than one batch of ${batch}`);
   return { batch, samples: first.samples };
 }
@@ -200,7 +220,7 @@ export function batchBuffer(input: TensorBinding): TensorData {
  * padded; fillBatch returns how many real samples it copied.
  */
 export function fillBatch(dataset: Dataset, order: ArrayLike<number>, first: number, target: TensorData): number {
-  const batch = dataset.input.shape[0];
+  const batch = dataset.batch;
   const size = target.length / batch;
   const { values, scale } = dataset;
   let real = 0;

@@ -54,7 +54,7 @@ export function renameOrFail(from: string, to: string): void {
 }
 
 /** Shape of a rectangular nested array of numbers; a message when it is not one. */
-function nestedShape(value: unknown, path = ''): number[] | string {
+export function nestedShape(value: unknown, path = ''): number[] | string {
   if (typeof value === 'number') return [];
   if (!Array.isArray(value)) return `${path || 'the value'} is ${value === null ? 'null' : typeof value}, not a number or an array`;
   if (value.length === 0) return [0];
