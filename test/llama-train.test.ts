@@ -11,23 +11,12 @@ import { encodeSafetensors } from '../runtime/index';
 import { loadTrainingPlan } from '../runtime/training';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 import { asSafetensors, randomCheckpoint, referenceLoss } from './llama-reference';
+import { LLAMA_TRAIN_CONFIG } from '../fixtures/models/llama-train-tiny';
 
 afterAll(releaseSharedDevice);
 
-/** SmolLM2's keys at toy size: tied head, GQA 4:2. */
-const CONFIG: HfLlamaConfig = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  vocab_size: 300,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  rms_norm_eps: 1e-5,
-  rope_theta: 100000,
-  tie_word_embeddings: true,
-};
+/** SmolLM2's keys at toy size: tied head, GQA 4:2 (the CLI tests' fixture model's config). */
+const CONFIG: HfLlamaConfig = LLAMA_TRAIN_CONFIG;
 const OPTIONS: LlamaOptions = { forward: 12, train: true };
 const TOKENS = Int32Array.from([17, 203, 5, 99, 250, 1, 42, 131, 77, 8, 299, 60]);
 const s = llamaShape(CONFIG);
