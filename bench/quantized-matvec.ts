@@ -23,27 +23,16 @@ import { compileGraph } from '../compiler/compile';
 import { quantize } from '../compiler/frontends/gguf/quantize';
 import { Graph } from '../compiler/ir/graph';
 import { uniformStream } from '../compiler/ir/init';
-import type { WeightDType } from '../compiler/ir/types';
+import { packedWeightTypes, type WeightDType } from '../compiler/ir/types';
 import type { Target } from '../compiler/target/target';
 import { GENERIC, withTuning } from '../compiler/target/targets';
 import { QUANTIZED_MATVEC_DEFAULT, type QuantizedMatvecTuning } from '../compiler/target/tuning';
-import { dequantize, ggmlType, type SupportedTypeName } from '../runtime/ggml-types';
+import { dequantize, ggmlType, SUPPORTED_TYPES, type SupportedTypeName } from '../runtime/ggml-types';
 import { loadPlan, requestNodeDevice } from '../runtime/index';
 import { dtypeByteLength } from '../schemas/manifest';
 import { measureGpuTime, median, prepareTimedPlan, timestampedPasses } from './gpu-time';
 
-const TYPES: [WeightDType, SupportedTypeName][] = [
-  ['q8_0', 'Q8_0'],
-  ['q4_0', 'Q4_0'],
-  ['q4_1', 'Q4_1'],
-  ['q5_0', 'Q5_0'],
-  ['q5_1', 'Q5_1'],
-  ['q4_k', 'Q4_K'],
-  ['q5_k', 'Q5_K'],
-  ['q6_k', 'Q6_K'],
-  ['f16', 'F16'],
-  ['bf16', 'BF16'],
-];
+const TYPES = packedWeightTypes(SUPPORTED_TYPES) as [WeightDType, SupportedTypeName][];
 
 interface Options {
   small: boolean;

@@ -14,31 +14,20 @@ import { quantize } from '../compiler/frontends/gguf/quantize';
 import { CompileError } from '../compiler/ir/errors';
 import { Graph } from '../compiler/ir/graph';
 import { interpret } from '../compiler/ir/interpret';
-import { weightDTypeOfGgml, type WeightDType } from '../compiler/ir/types';
+import { packedWeightTypes, weightDTypeOfGgml, type WeightDType } from '../compiler/ir/types';
 import { GENERIC, withTuning } from '../compiler/target/targets';
 import type { QuantizedMatvecTuning } from '../compiler/target/tuning';
 import { randomValues } from '../fixtures/gguf/models';
 import { loadTrainingPlan, PlanError, readBundle } from '../runtime/index';
 import { decodeSafetensors } from '../runtime/safetensors';
-import { dequantize, ggmlType, type SupportedTypeName } from '../runtime/ggml-types';
+import { dequantize, ggmlType, SUPPORTED_TYPES, type SupportedTypeName } from '../runtime/ggml-types';
 import { parseGguf, tensorBytes } from '../runtime/gguf';
 import { handPlan, withManifest } from './hand-plan';
 import { releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
 
 afterAll(releaseSharedDevice);
 
-const TYPES: [WeightDType, SupportedTypeName][] = [
-  ['q8_0', 'Q8_0'],
-  ['q4_0', 'Q4_0'],
-  ['q4_1', 'Q4_1'],
-  ['q5_0', 'Q5_0'],
-  ['q5_1', 'Q5_1'],
-  ['q4_k', 'Q4_K'],
-  ['q5_k', 'Q5_K'],
-  ['q6_k', 'Q6_K'],
-  ['f16', 'F16'],
-  ['bf16', 'BF16'],
-];
+const TYPES = packedWeightTypes(SUPPORTED_TYPES) as [WeightDType, SupportedTypeName][];
 
 /**
  * w's [N, K] per type: 13 and 11 rows (16 per matrix-vector workgroup by default: 4 groups

@@ -22,6 +22,14 @@ export function weightDTypeOfGgml(name: string): WeightDType | undefined {
   return (Object.keys(PACKED_DTYPES) as PackedDType[]).find((d) => PACKED_DTYPES[d].ggml === name);
 }
 
+/** Every ggml type a weight dtype holds, with that dtype, in the order ggml-types lists them (F32 is an ordinary parameter). */
+export function packedWeightTypes(ggmlNames: readonly string[]): [WeightDType, string][] {
+  return ggmlNames.flatMap((name) => {
+    const dtype = weightDTypeOfGgml(name);
+    return dtype ? [[dtype, name] as [WeightDType, string]] : [];
+  });
+}
+
 /** Values per block of a weight dtype (1 for f16 and bf16). */
 export const blockElements = (dtype: WeightDType): number => (dtype === 'f16' ? 1 : PACKED_DTYPES[dtype].elements);
 export type Shape = readonly number[];

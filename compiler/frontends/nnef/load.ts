@@ -14,6 +14,7 @@ import { CONVERTERS } from './converters';
 import { PROTOTYPES, SUPPORTED_OPERATIONS, UNSUPPORTED_STANDARD_OPS, type Literal, type Param, type Prototype } from './operations';
 import { locationOf, parseGraph, type Argument, type Assignment, type Expr } from './syntax';
 import { decodeTensorFile, TensorFileError } from './tensor-file';
+import { parameterName } from '../parameter-names';
 
 export interface NnefLoadOptions {
   /** static shapes for inputs, by external name, replacing the shapes graph.nnef declares */
@@ -305,17 +306,7 @@ function sameUpToTrailingOnes(a: readonly number[], b: readonly number[]): boole
   return x.length === y.length && x.every((d, i) => d === y[i]);
 }
 
-function sanitize(label: string): string {
-  const s = label.replace(/[^A-Za-z0-9_.\-/]/g, '_');
-  return /^[A-Za-z_]/.test(s) ? s : `_${s}`;
-}
 
-function uniqueName(name: string, used: Set<string>): string {
-  let n = name;
-  for (let k = 1; used.has(n); k++) n = `${name}_${k}`;
-  used.add(n);
-  return n;
-}
 
 function variable(ctx: OperationContext, dtype: NnefType, readTensor: TensorReader, parameterNames: Set<string>, freeze: boolean): NnefValue {
   const shape = declaredShape(ctx);
@@ -338,7 +329,7 @@ function variable(ctx: OperationContext, dtype: NnefType, readTensor: TensorRead
     throw e;
   }
   if (dtype !== 'scalar') return { tensor: ctx.constant(Float32Array.from(data), shape), type: dtype };
-  const name = uniqueName(sanitize(label), parameterNames);
+  const name = parameterName(label, parameterNames);
   const tensor = ctx.g.at(ctx.loc, () => ctx.g.parameter(name, shape, { init: Float32Array.from(data), trainable: !freeze }));
   return { tensor, type: 'scalar' };
 }

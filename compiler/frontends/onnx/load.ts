@@ -10,6 +10,7 @@ import { narrowToI32, NodeContext } from './context';
 import { CONVERTERS } from './converters';
 import { BOOL, dataTypeName, decodeModel, FLOAT, isIntegerType, tensorValues, type ModelProto, type TensorProto, type ValueInfoProto } from './proto';
 import { computed, FoldLimitError, folded, type Folded, type Value } from './values';
+import { parameterName } from '../parameter-names';
 
 // opsets 13–21 are the target; older models (back to opset 1) import where each op's converter
 // implements the op as the model's opset defines it (Converter.since: a node older than that
@@ -73,7 +74,7 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     const initName = init.name ?? '';
     const v = readTensor(init, `initializer '${initName}'`);
     if (v.dataType === FLOAT && v.shape.every((d) => d > 0)) {
-      const paramName = uniqueName(sanitize(initName), parameterNames);
+      const paramName = parameterName(initName, parameterNames);
       const t = g.parameter(paramName, v.shape, { init: Float32Array.from(v.data), trainable: !options.freeze });
       values.set(initName, computed(FLOAT, t));
     } else {
@@ -191,14 +192,4 @@ function irDtype(dataType: number, what: string, file: string): DType {
   throw new CompileError('model', `${file}: ${what} has data type ${dataTypeName(dataType)}; plan inputs carry float, bool (as 0/1 float32) and the integer types (as int32)`);
 }
 
-function sanitize(name: string): string {
-  const s = name.replace(/[^A-Za-z0-9_.\-/]/g, '_');
-  return /^[A-Za-z_]/.test(s) ? s : `_${s}`;
-}
 
-function uniqueName(name: string, used: Set<string>): string {
-  let n = name;
-  for (let k = 1; used.has(n); k++) n = `${name}_${k}`;
-  used.add(n);
-  return n;
-}
