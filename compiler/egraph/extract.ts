@@ -454,8 +454,13 @@ function greedyDag(g: NodeGraph, treeBest: Int32Array): Int32Array {
   const ownCost = new Float64Array(C);
 
   const scratch = new Uint32Array(words);
-  /** Fills `scratch` with node n's set; returns its total, or -1 if unavailable or cyclic. */
-  const nodeSet = (n: number): number => {
+  /**
+   * Fills `scratch` with node n's set; returns its total, or -1 if unavailable, cyclic or sure
+   * to cost `bound` or more. The set holds its largest child's, so that child's total plus the
+   * node's own cost is a lower bound (costs are never negative and rounding is monotone): most
+   * re-examined nodes are refused on it without building a set.
+   */
+  const nodeSet = (n: number, bound: number): number => {
     const c = g.nodeClass[n]!;
     const from = g.childStart[n]!;
     const to = g.childStart[n + 1]!;
@@ -468,6 +473,7 @@ function greedyDag(g: NodeGraph, treeBest: Int32Array): Int32Array {
       if ((s[c >>> 5]! & (1 << (c & 31))) !== 0) return -1;
       if (big < 0 || totals[child]! > totals[big]!) big = child;
     }
+    if ((big < 0 ? 0 : totals[big]!) + g.nodeCost[n]! >= bound) return -1;
     let total: number;
     if (big < 0) {
       scratch.fill(0);
@@ -523,49 +529,50 @@ function greedyDag(g: NodeGraph, treeBest: Int32Array): Int32Array {
   for (const c of order) {
     const n = best[c]!;
     ownCost[c] = g.nodeCost[n]!;
-    const total = nodeSet(n);
+    const total = nodeSet(n, Infinity);
     if (total < 0) continue; // a zero-cost cycle in the tree choice: left for the worklist
     sets[c] = Uint32Array.from(scratch);
     totals[c] = total;
   }
 
   // improve: every node that is not already its class's choice, then the parents of every
-  // class that changed (a class with one e-node only changes through its children)
+  // class that changed (a class with one e-node only changes through its children). Nodes are
+  // taken children first (by their class's place in the tree choice's post-order), so a change
+  // reaches the roots in one sweep instead of one level per pass (the level-by-level passes
+  // ran out of budget before settling on the SmolLM2 training graph; this settles in under one
+  // evaluation per e-node). Within a class, e-nodes go in their order, so that repeated layers
+  // break ties between equal costs alike and share kernels.
+  const rank = new Float64Array(C).fill(C);
+  order.forEach((c, i) => (rank[c] = i));
   const queued = new Uint8Array(g.nodeCount);
-  let queue: number[] = [];
+  const queue = new CostHeap();
   for (let n = 0; n < g.nodeCount; n++) {
     const c = g.nodeClass[n]!;
     if (best[c] !== n || sets[c] === undefined) {
       queued[n] = 1;
-      queue.push(n);
+      queue.push(rank[c]! * g.nodeCount + n, n);
     }
   }
   let budget = 50 * g.nodeCount + 1000;
-  while (queue.length > 0 && budget > 0) {
-    const next: number[] = [];
-    for (const n of queue) {
-      queued[n] = 0;
-      if (--budget <= 0) break;
-      const total = nodeSet(n);
-      if (total < 0) continue;
-      const c = g.nodeClass[n]!;
-      if (total < totals[c]!) {
-        totals[c] = total;
-        best[c] = n;
-        ownCost[c] = g.nodeCost[n]!;
-        const s = sets[c];
-        if (s === undefined) sets[c] = Uint32Array.from(scratch);
-        else s.set(scratch);
-        for (let k = g.parentStart[c]!; k < g.parentStart[c + 1]!; k++) {
-          const p = g.parentList[k]!;
-          if (queued[p] === 0) {
-            queued[p] = 1;
-            next.push(p);
-          }
-        }
+  while (queue.size > 0 && budget-- > 0) {
+    const n = queue.pop();
+    queued[n] = 0;
+    const c = g.nodeClass[n]!;
+    const total = nodeSet(n, totals[c]!);
+    if (total < 0 || !(total < totals[c]!)) continue;
+    totals[c] = total;
+    best[c] = n;
+    ownCost[c] = g.nodeCost[n]!;
+    const s = sets[c];
+    if (s === undefined) sets[c] = Uint32Array.from(scratch);
+    else s.set(scratch);
+    for (let k = g.parentStart[c]!; k < g.parentStart[c + 1]!; k++) {
+      const p = g.parentList[k]!;
+      if (queued[p] === 0) {
+        queued[p] = 1;
+        queue.push(rank[g.nodeClass[p]!]! * g.nodeCount + p, p);
       }
     }
-    queue = next;
   }
   return best;
 }
