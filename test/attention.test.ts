@@ -254,6 +254,7 @@ const CASES: AttentionCase[] = [
   },
 
   { label: 'Tq = 1 (decoding) takes the row kernel', q: [3, 1, 64], k: [3, 40, 64], v: [3, 40, 64], mask: [1, 40], archetype: ROW_KERNEL },
+  { label: 'Tq = 1 over 701 keys: the value product split over 4 groups of 64 invocations', q: [3, 1, 64], k: [3, 701, 64], v: [3, 701, 64], mask: [1, 701], archetype: ROW_KERNEL },
   { label: 'd = 300 (wider than four lanes) takes the row kernel', q: [2, 16, 300], k: [2, 12, 300], v: [2, 12, 8], mask: [16, 12], scale: 0.02, archetype: ROW_KERNEL },
 
   // other tunings (the lane threshold lowered so that a narrow head takes 2 lanes: llvmpipe compiles wide heads slowly)

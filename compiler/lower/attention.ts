@@ -151,6 +151,10 @@ function rowKernel(p: AttentionProblem): KernelCode {
   const tile = Math.min(tk, MAX_TILE);
   const wg = workgroupFor(Math.max(tile, dv));
   const outPer = Math.ceil(dv / wg);
+  // Where dv leaves invocations idle (decoding: dv 64 of 256), the keys of the value product
+  // are split over groups of dv invocations: a decode step's row is otherwise one chain of tk
+  // dependent loads per output, latency-bound (86 µs for 384 keys on an H100).
+  const groups = Math.floor(wg / dv) >= 2 ? Math.floor(wg / dv) : 1;
   const stagedQ = d <= MAX_STAGED_D;
   const { grid, gridX } = linearGrid(rows);
 
@@ -181,7 +185,7 @@ const D: u32 = ${u32(d)};
 const DV: u32 = ${u32(dv)};
 const TILE: u32 = ${u32(tile)};
 const WG: u32 = ${u32(wg)};
-const OUT_PER: u32 = ${u32(outPer)};
+const OUT_PER: u32 = ${u32(outPer)};${groups > 1 ? `\nconst GROUPS: u32 = ${u32(groups)};` : ''}
 const GRID_X: u32 = ${u32(gridX)};
 const SCALE: f32 = ${wgslFloat(Math.fround(p.scale))};
 ${stagedQ ? '\nvar<workgroup> q_row: array<f32, D>;' : ''}
@@ -246,7 +250,29 @@ ${tree((a, b) => `${a} + ${b}`)}
     let correction = exp(run_max - new_max);
     run_sum = run_sum * correction + scratch[0];
     run_max = new_max;
-    // this invocation's outputs c = lid + o·WG: rescale, then add the tile's Σ_j p_j·v[j, c]
+${
+  groups > 1
+    ? `    // this invocation's output c = lid % DV over its group's keys t ≡ lid / DV (mod GROUPS),
+    // four keys in flight: rescale, then add its share of the tile's Σ_j p_j·v[j, c]
+    if (lid < GROUPS * DV) {
+      let c = lid % DV;
+      var a0 = acc[0] * correction;
+      var a1 = 0.0;
+      var a2 = 0.0;
+      var a3 = 0.0;
+      var t = lid / DV;
+      for (; t + 3u * GROUPS < n; t += 4u * GROUPS) {
+        a0 = fma(p_tile[t], in2[v_base + (j0 + t) * DV + c], a0);
+        a1 = fma(p_tile[t + GROUPS], in2[v_base + (j0 + t + GROUPS) * DV + c], a1);
+        a2 = fma(p_tile[t + 2u * GROUPS], in2[v_base + (j0 + t + 2u * GROUPS) * DV + c], a2);
+        a3 = fma(p_tile[t + 3u * GROUPS], in2[v_base + (j0 + t + 3u * GROUPS) * DV + c], a3);
+      }
+      for (; t < n; t += GROUPS) {
+        a0 = fma(p_tile[t], in2[v_base + (j0 + t) * DV + c], a0);
+      }
+      acc[0] = (a0 + a1) + (a2 + a3);
+    }`
+    : `    // this invocation's outputs c = lid + o·WG: rescale, then add the tile's Σ_j p_j·v[j, c]
     for (var o = 0u; o < OUT_PER; o++) {
       let c = lid + o * WG;
       if (c < DV) {
@@ -256,18 +282,34 @@ ${tree((a, b) => `${a} + ${b}`)}
         }
         acc[o] = a;
       }
-    }
+    }`
+}
     // every invocation is done with p_tile and scratch before the next tile overwrites them
     workgroupBarrier();
   }
 
   let inv_sum = 1.0 / run_sum;
-  for (var o = 0u; o < OUT_PER; o++) {
+${
+  groups > 1
+    ? `  // the groups' partial sums through scratch (free after the last tile's barrier), added by group 0
+  if (lid < GROUPS * DV) {
+    scratch[lid] = acc[0];
+  }
+  workgroupBarrier();
+  if (lid < DV) {
+    var total = 0.0;
+    for (var k = 0u; k < GROUPS; k++) {
+      total += scratch[k * DV + lid];
+    }
+    out[row * DV + lid] = total * inv_sum;
+  }`
+    : `  for (var o = 0u; o < OUT_PER; o++) {
     let c = lid + o * WG;
     if (c < DV) {
       out[row * DV + c] = acc[o] * inv_sum;
     }
-  }
+  }`
+}
 }
 `;
   const workgroupFloats = (stagedQ ? d : 0) + tile + wg;
