@@ -15,6 +15,7 @@ import type { TensorType } from '../ir/types';
 import type { Target } from '../target/target';
 import { bindingDecls, kernelWithVariants, u32, type KernelSubject, type LoweredKernel } from './kernel';
 import type { MatmulProblem } from './matmul';
+import { directKernel, directSuits } from './matmul-direct';
 import { chooseTiling, tiledKernel } from './matmul-tiled';
 import { chainStatements } from './pointwise';
 
@@ -244,6 +245,8 @@ export function lowerConvolution(node: KernelSubject, operands: readonly TensorT
     readers: { a: gemm.readA, b: gemm.readB },
   };
   const { bindings } = bindingDecls(operands);
-  const choices = chooseTiling(p, target.tuning.matmul).map((c) => ({ tag: c.tag, features: [], code: tiledKernel(p, c.config) }));
+  const choices = directSuits(p, target.tuning.matmul)
+    ? [{ tag: 'direct', features: [], code: directKernel(p) }]
+    : chooseTiling(p, target.tuning.matmul).map((c) => ({ tag: c.tag, features: [], code: tiledKernel(p, c.config) }));
   return kernelWithVariants(name, ops, bindings, choices[choices.length - 1].code, choices.slice(0, -1));
 }
