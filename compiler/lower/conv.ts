@@ -1,6 +1,6 @@
 // Convolution as an implicit GEMM: the output and both gradients of a grouped NCHW convolution
 // are products over the same taps, so each runs through the tiled matmul kernel
-// (matmul-tiled.ts) with operand readers that compute the window's addresses instead of
+// (matmul-tiled.ts), or the direct one (matmul-direct.ts) where the target's tuning asks, with operand readers that compute the window's addresses instead of
 // reading stored rows (zeros in the padding). Tiling, the target's tuning and the epilogue are
 // the product's own. One layer of workgroups per (image, group), or per group for dL/dw; each
 // layer's [M, N] block is stored row-major, which is already the NCHW (or OIHW) layout:
@@ -188,7 +188,8 @@ function sliceReaders(whole: ImplicitGemm, splits: number): { a: string; b: stri
 
 /**
  * The kernels of a convolution node (or its gradient's): the tiled matmul kernel over the
- * implicit product, its tiling chosen for M, N and the layers as for any product. A fused
+ * implicit product, its tiling chosen for M, N and the layers as for any product (or the
+ * direct kernel, for products the target's MatmulTuning.directMacs/directRows take). A fused
  * convolution's epilogue (scale, shift, activation, residual) runs on each value as it is
  * stored. With `splits` (split-K: the node is its partial products' step) each layer of the
  * product runs as that many layers, one slice of K each, stacked on a new first axis.
