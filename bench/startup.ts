@@ -4,10 +4,16 @@
 // the plan this runtime loads, so both sides compute the same function (checked: the first
 // outputs must agree). Models: the MLP 784-128-10 (batch 1), four transformer-FFN blocks
 // 576→1536→576 (GELU through Erf as torch exports it, residual; `--tokens` rows, default 1, a
-// decode step) and the small CNN of fixtures/onnx/cnn.onnx (1×3×16×16).
+// decode step), the small CNN of fixtures/onnx/cnn.onnx (1×3×16×16), and the toy Llama of
+// fixtures/models/llama-tiny.ts (seeded random weights, 32000-token vocabulary): its first
+// token, the prefill of an 8-token prompt to the next token's logits (this runtime only: there
+// is no ONNX export of it here).
 //
-//   npx tsx bench/startup.ts [--rounds 3] [--runs 20] [--models mlp,ffn4,cnn] [--engines mnc,mnc-whole,ort-webgpu,ort-wasm]
-//                            [--tokens 1] [--json out.json]
+//   npx tsx bench/startup.ts [--rounds 3] [--runs 20] [--models mlp,ffn4,cnn,llama] [--engines mnc,mnc-whole,ort-webgpu,ort-wasm]
+//                            [--tokens 1] [--targets generic,software] [--json out.json]
+//
+// --targets: the targets the plans are compiled for (default generic,software: the runtime
+// picks software's quickly built kernels on SwiftShader; `generic` alone is the plan before).
 //
 // Engines: `mnc` fetches the plan with fetchPlan (no native translations), `mnc-whole` fetches
 // the whole file as before (the "before" of that cut), `ort-webgpu` and `ort-wasm` are
@@ -28,6 +34,11 @@ import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { chromium, type Page } from 'playwright-core';
 import { compileGraph } from '../compiler/compile';
+import type { EntrySpec } from '../compiler/api';
+import { Graph } from '../compiler/ir/graph';
+import { parseTargets } from '../compiler/target/targets';
+import { LLAMA_TINY_CONFIG, LLAMA_TINY_OPTIONS } from '../fixtures/models/llama-tiny';
+import { llama, llamaEntries } from '../models/llama';
 import { importOnnxModel } from '../compiler/frontends/onnx/load';
 import { decodeModel } from '../compiler/frontends/onnx/proto';
 import { readBundle } from '../runtime/bundle';
@@ -46,6 +57,7 @@ const { values: args } = parseArgs({
     engines: { type: 'string', default: 'mnc,mnc-whole,ort-webgpu,ort-wasm' },
     json: { type: 'string' },
     tokens: { type: 'string', default: '1' },
+    targets: { type: 'string', default: 'generic,software' },
   },
 });
 
@@ -53,9 +65,14 @@ const { values: args } = parseArgs({
 
 interface BenchModel {
   name: string;
-  onnx: Uint8Array;
+  /** absent: this runtime only (the graph is built here) */
+  onnx?: Uint8Array;
+  graph?: () => { graph: Graph; entries?: EntrySpec };
   input: { name: string; shape: number[] };
   output: string;
+  /** the entry point run, and integer inputs beside `input` (name → values) */
+  entry?: string;
+  ints?: Record<string, number[]>;
 }
 
 function mlp(): BenchModel {
@@ -118,7 +135,23 @@ function cnn(): BenchModel {
   return { name: 'cnn', onnx: readFileSync(join(root, 'fixtures/onnx/cnn.onnx')), input: { name: 'x', shape: [1, 3, 16, 16] }, output: 'logits' };
 }
 
-const MODELS: Record<string, () => BenchModel> = { mlp, ffn4: () => ffn4(Number(args.tokens)), cnn };
+/** The toy Llama's first token: prefill of 8 prompt ids (length as f32) to the next token's logits. */
+function llamaFirstToken(): BenchModel {
+  return {
+    name: 'llama',
+    graph: () => {
+      const graph = new Graph('llama_tiny');
+      for (const [name, t] of Object.entries(llama(graph, LLAMA_TINY_CONFIG, LLAMA_TINY_OPTIONS))) graph.output(name, t);
+      return { graph, entries: llamaEntries(LLAMA_TINY_OPTIONS) };
+    },
+    input: { name: 'length', shape: [1] },
+    output: 'prefill_logits',
+    entry: 'prefill',
+    ints: { prompt: [1, 415, 2936, 9060, 285, 1142, 461, 10575] },
+  };
+}
+
+const MODELS: Record<string, () => BenchModel> = { mlp, ffn4: () => ffn4(Number(args.tokens)), cnn, llama: llamaFirstToken };
 
 // --- the page -----------------------------------------------------------------------------------
 
@@ -131,6 +164,9 @@ const info = JSON.parse(q.get('info'));
 const x = new Float32Array(info.shape.reduce((a, b) => a * b, 1));
 let s = 1234567;
 for (let i = 0; i < x.length; i++) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; x[i] = (s / 4294967296) * 2 - 1; }
+// integer inputs (a prompt's ids) replace the random values: a float input is then their count
+const feeds = { [info.input]: x };
+for (const [name, ids] of Object.entries(info.ints ?? {})) { feeds[name] = Int32Array.from(ids); x.fill(ids.length); }
 const median = (v) => { const o = [...v].sort((a, b) => a - b); return o[o.length >> 1]; };
 try {
   const t = {};
@@ -144,7 +180,7 @@ try {
     ]);
     const session = await loadPlan(plan, gpu.device);
     adapter = session.adapter;
-    run = async () => (await session.run({ [info.input]: x }))[info.output];
+    run = async () => (await session.run(feeds, info.entry ?? 'run'))[info.output];
   } else {
     const ort = await import(engine === 'ort-webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
     t.imported = performance.now();
@@ -267,7 +303,7 @@ async function measure(base: string, engine: string, model: BenchModel, runs: nu
 
 async function measurePage(page: Page, base: string, engine: string, model: BenchModel, runs: number): Promise<Omit<Measurement, 'bytes'> & { adapter?: unknown }> {
   {
-    const info = JSON.stringify({ input: model.input.name, shape: model.input.shape, output: model.output });
+    const info = JSON.stringify({ input: model.input.name, shape: model.input.shape, output: model.output, entry: model.entry, ints: model.ints });
     await page.goto(`${base}/?engine=${engine}&model=${model.name}&runs=${runs}&info=${encodeURIComponent(info)}`);
     await page.waitForFunction(() => 'result' in window || 'failure' in window, undefined, { timeout: 300_000, polling: 50 });
     const failure = await page.evaluate(() => (window as unknown as { failure?: string }).failure);
@@ -292,13 +328,14 @@ async function main() {
     ['/', { type: 'text/html; charset=utf-8', body: new TextEncoder().encode(PAGE) }],
     ['/mnrt.browser.mjs', { type: 'text/javascript', body: runtime, gzip: gzipSync(runtime, { level: 9 }) }],
   ]);
+  const targets = parseTargets(args.targets!);
   for (const model of models) {
-    const graph = importOnnxModel(decodeModel(model.onnx, `${model.name}.onnx`), `${model.name}.onnx`, { freeze: true }).graph;
-    const plan = (await compileGraph(graph, { seed: 0 })).bundle;
+    const { graph, entries } = model.onnx ? { graph: importOnnxModel(decodeModel(model.onnx, `${model.name}.onnx`), `${model.name}.onnx`, { freeze: true }).graph, entries: undefined } : model.graph!();
+    const plan = (await compileGraph(graph, { seed: 0, targets, ...(entries ? { entries } : {}) })).bundle;
     const { manifest } = await readBundle(plan);
     const prefix = new DataView(plan.buffer, plan.byteOffset).getUint32(20, true) + (manifest.translationsOffset ?? plan.length);
-    console.error(`${model.name}: ONNX ${model.onnx.length} bytes; plan ${plan.length} bytes, ${prefix} up to its translations, ${manifest.kernels.length} kernels`);
-    files.set(`/${model.name}.onnx`, { type: 'application/octet-stream', body: model.onnx });
+    console.error(`${model.name}: ${model.onnx ? `ONNX ${model.onnx.length} bytes` : 'no ONNX'}; targets ${args.targets}; plan ${plan.length} bytes, ${prefix} up to its translations, ${manifest.kernels.length} kernels`);
+    if (model.onnx) files.set(`/${model.name}.onnx`, { type: 'application/octet-stream', body: model.onnx });
     files.set(`/${model.name}.mnplan`, { type: 'application/octet-stream', body: plan });
   }
   const server = await serve(files);
@@ -309,6 +346,7 @@ async function main() {
   for (let round = 0; round < rounds; round++) {
     for (const model of models) {
       for (const engine of engines) {
+        if (!model.onnx && engine.startsWith('ort')) continue;
         server.take();
         const m = await measure(server.url, engine, model, runs);
         const { bytes, requests } = server.take();
@@ -329,6 +367,7 @@ async function main() {
     const reference = results[model.name]['ort-wasm']?.[0]?.out;
     for (const engine of engines) {
       const ms = results[model.name][engine];
+      if (!ms) continue;
       const diff = reference ? Math.max(...ms[0].out.map((v, i) => Math.abs(v - reference[i]))) : NaN;
       console.log(
         `| ${model.name} | ${engine} | ${median(ms.map((m) => m.ready)).toFixed(0)} | ${median(ms.map((m) => m.first)).toFixed(0)} | ${median(ms.map((m) => m.steady)).toFixed(2)} | ${(median(ms.map((m) => m.bytes)) / 1024).toFixed(1)} KiB | ${Number.isNaN(diff) ? '–' : diff.toExponential(1)} |`,

@@ -182,8 +182,12 @@ export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: Lo
     return scopeError(validation, oom);
   };
   try {
+    // pipelines first, in the order the first entry's dispatches use them: they build while
+    // the buffers are created and the weights uploaded (the longest part of a load)
+    const building = createPipelines(bundle, variants, device, label);
+    building.catch(() => undefined); // awaited below; a buffer error must not leave it unhandled
     const buffers = createBuffers(bundle, device, label, created);
-    const { pipelines, layouts } = await createPipelines(bundle, variants, device, label);
+    const { pipelines, layouts } = await building;
     const entries = new Map<string, LoadedEntry>();
     for (const [name, desc] of Object.entries(manifest.entryPoints)) {
       entries.set(name, loadEntry(name, desc, manifest, buffers, pipelines, layouts, device, label, created));
@@ -334,16 +338,19 @@ async function createPipelines(bundle: PlanBundle, variants: ChosenVariant[], de
       })),
     }),
   );
-  // All pipelines compile in parallel; allSettled so one failure can name every failing kernel.
-  const results = await Promise.allSettled(
-    bundle.manifest.kernels.map((kernel, k) =>
-      device.createComputePipelineAsync({
-        label: `${label}/${kernel.name}`,
-        layout: device.createPipelineLayout({ label: `${label}/${kernel.name}`, bindGroupLayouts: [layouts[k]] }),
-        compute: { module: moduleFor(variants[k].wgsl), entryPoint: kernel.entryPoint, ...(variants[k].constants ? { constants: variants[k].constants } : {}) },
-      }),
-    ),
-  );
+  // All pipelines compile in parallel, asked for in the order of first use (the 'run' entry's
+  // dispatches, or the first entry's, then the rest), so the first dispatches' come first;
+  // allSettled so one failure can name every failing kernel.
+  const pending: Promise<GPUComputePipeline>[] = [];
+  for (const k of firstUseOrder(bundle.manifest)) {
+    const kernel = bundle.manifest.kernels[k];
+    pending[k] = device.createComputePipelineAsync({
+      label: `${label}/${kernel.name}`,
+      layout: device.createPipelineLayout({ label: `${label}/${kernel.name}`, bindGroupLayouts: [layouts[k]] }),
+      compute: { module: moduleFor(variants[k].wgsl), entryPoint: kernel.entryPoint, ...(variants[k].constants ? { constants: variants[k].constants } : {}) },
+    });
+  }
+  const results = await Promise.allSettled(pending);
   const failures: string[] = [];
   for (const [k, result] of results.entries()) {
     if (result.status === 'fulfilled') continue;
@@ -358,6 +365,16 @@ async function createPipelines(bundle: PlanBundle, variants: ChosenVariant[], de
   }
   const pipelines = results.map((r) => (r as PromiseFulfilledResult<GPUComputePipeline>).value);
   return { pipelines, layouts };
+}
+
+/** The plan's kernel indices in the order runs first dispatch them: the 'run' entry (else the first) first, then the other entries, then any unused. */
+function firstUseOrder(manifest: Manifest): number[] {
+  const names = Object.keys(manifest.entryPoints);
+  const first = names.includes('run') ? 'run' : names[0];
+  const order = new Set<number>();
+  for (const name of [first, ...names.filter((n) => n !== first)]) for (const d of manifest.entryPoints[name]?.dispatches ?? []) order.add(d.kernel);
+  manifest.kernels.forEach((_, k) => order.add(k));
+  return [...order];
 }
 
 function loadEntry(

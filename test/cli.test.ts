@@ -95,7 +95,7 @@ describe('compile → inspect → run (examples/mlp.ts)', () => {
     expect(mnc('run', multi, '--random').stdout).toMatch(/ran 'mlp' \(target generic, fallback\)/);
     expect(mnc('run', multi, '--random', '--target', 'nvidia-hopper').stdout).toMatch(/ran 'mlp' \(target nvidia-hopper, asked\)/);
     expectFailure(mnc('compile', 'examples/mlp.ts', '-o', out('x.mnplan'), '--target', 'rtx4090'), [
-      "error: unknown target 'rtx4090' (known: generic, nvidia-hopper, intel-xe, apple-m)",
+      "error: unknown target 'rtx4090' (known: generic, nvidia-hopper, intel-xe, apple-m, software)",
     ]);
     expectFailure(mnc('run', multi, '--random', '--target', 'intel-xe'), [`${multi}: error: plan "mlp" has no target "intel-xe" (it has: generic, nvidia-hopper, apple-m)`]);
     expectFailure(mnc('inspect', multi, '--target', 'intel-xe'), [`error: ${multi} has no target 'intel-xe' (it has: generic, nvidia-hopper, apple-m)`]);

@@ -4,15 +4,23 @@
 // loss; after 800 steps in all, a digit drawn on the pad with synthetic mouse strokes (one
 // horizontal stroke per run of ink in a row of a known test image, one image per digit, the
 // first the model classifies right when given the image itself) is classified as that
-// image's label; the Export button downloads the trained weights as safetensors. A screenshot
-// of the page goes to out/web-test/mnist-page.png (out/ is not committed).
+// image's label; the Export button downloads the trained weights as safetensors. Generation:
+// the page, which has not fetched the text entry while classifying and training, streams a
+// seeded sample of the toy Llama plan (out/web/llama-tiny.mnplan, as the server built it) whose
+// token ids and text equal generate()'s in Node on the same plan (Dawn). Screenshots of the
+// page go to out/web-test/mnist-page.png and out/web-test/generate.png (out/ is not committed).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { ensureTokenizerFixtures } from '../scripts/tokenizer-fixtures.mjs';
+import { loadPlan } from '../runtime/index';
 import { decodeSafetensors } from '../runtime/safetensors';
+import { generate, planLanguageModel } from '../runtime/text';
+import { loadTokenizerDirectory } from '../runtime/text/node';
 import { CHROMIUM, launchChromium } from './chromium';
+import { releaseSharedDevice, sharedDevice } from './gpu';
 
 const root = new URL('..', import.meta.url).pathname;
 const OUT = join(root, 'out/web-test');
@@ -23,12 +31,23 @@ let server: ChildProcess | undefined;
 let browser: Browser | undefined;
 let page: Page;
 const log: string[] = [];
+/** the paths the page requested, in order */
+const requested: string[] = [];
+
+interface GenerateOptions {
+  prompt: string;
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  seed: number;
+}
 
 declare const mnistApp: {
   ready: Promise<{ adapter: { fallback: boolean; architecture: string }; target: { name: string } }>;
   train(options: { epochs?: number; steps?: number; testLimit?: number }): Promise<{ losses: number[]; epochs: { epoch: number; steps: number; meanLoss: number; accuracy: number; msPerStep: number }[] }>;
   testImage(index: number): Promise<{ pixels: number[]; label: number }>;
   classifyPixels(pixels: number[]): Promise<number>;
+  generate(options: GenerateOptions): Promise<{ ids: number[]; text: string }>;
 };
 
 /** Starts the example's server on an ephemeral port; resolves to the URL it prints first. */
@@ -55,12 +74,14 @@ beforeAll(async () => {
   page = await browser.newPage({ acceptDownloads: true, viewport: { width: 1100, height: 1300 } });
   page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
+  page.on('request', (r) => requested.push(new URL(r.url()).pathname));
   await page.goto(url);
-}, 120_000);
+}, 180_000);
 
 afterAll(async () => {
   await browser?.close();
   server?.kill();
+  await releaseSharedDevice();
 });
 
 /** Runs `work` in the page; a failure carries the page's console. */
@@ -76,8 +97,10 @@ test('the page loads the plan and says the adapter is a software one', { timeout
   const ready = await inPage(() => mnistApp.ready);
   console.log(`[web] adapter ${JSON.stringify(ready.adapter)}, target ${ready.target.name}; ${await page.textContent('#status')}`);
   expect(ready.adapter.fallback).toBe(true);
+  // the plan carries generic and software kernels (serve.mjs); SwiftShader gets the software ones
+  expect(ready.target.name).toBe('software');
   expect(await page.textContent('#adapter')).toMatch(/^No GPU: WebGPU runs on a software adapter/);
-  expect(await page.textContent('#generate')).toMatch(/waits for the language-model plan/);
+  expect(await page.textContent('#adapter')).toMatch(/SwiftShader/i);
 });
 
 test('200 training steps on the MNIST files lower the loss', { timeout: 180_000 }, async () => {
@@ -130,6 +153,56 @@ test('digits drawn with the mouse from known test images are classified as their
   }
   console.log(`[web] drawn digits: ${results.map((r) => `${r.label}→${r.drawn} (test image ${r.index}, ${r.strokes} strokes)`).join(', ')}`);
   expect(results.map((r) => r.drawn)).toEqual(results.map((r) => r.label));
+});
+
+test("generation streams the Node runtime's tokens for the same prompt and seed; the text entry loads only then", { timeout: 300_000 }, async () => {
+  // classifying and training (the tests above) never fetched the text layer
+  expect(requested).toContain('/mnrt.browser.mjs');
+  expect(requested).not.toContain('/mntext.browser.mjs');
+  expect(requested).not.toContain('/llama-tiny.mnplan');
+
+  const options: GenerateOptions = { prompt: 'The quick brown fox jumps over the lazy dog', maxNewTokens: 10, temperature: 0.8, topP: 0.95, seed: 7 };
+  // the page, watching the token count rise one token at a time as they stream in
+  await page.evaluate(() => {
+    const w = window as unknown as { tokenCounts: string[] };
+    w.tokenCounts = [];
+    const out = document.getElementById('generated')!;
+    new MutationObserver(() => w.tokenCounts.push(out.dataset.tokens!)).observe(out, { attributes: true, attributeFilter: ['data-tokens'] });
+  });
+  const inBrowser = await page.evaluate((o) => mnistApp.generate(o), options).catch((error) => {
+    throw new Error(`${(error as Error).message}\n${log.join('\n')}`, { cause: error });
+  });
+  const counts = await page.evaluate(() => (window as unknown as { tokenCounts: string[] }).tokenCounts);
+  expect(requested).toContain('/mntext.browser.mjs');
+
+  // the same plan file and sampling in Node, on Dawn
+  const tokenizer = await loadTokenizerDirectory(ensureTokenizerFixtures()['mistral-7b']);
+  const session = await loadPlan(new Uint8Array(readFileSync(join(root, 'out/web/llama-tiny.mnplan'))), (await sharedDevice()).device);
+  const inNode = { ids: [] as number[], text: '' };
+  try {
+    const { prompt, ...sampling } = options;
+    // the page samples whenever the temperature is above 0
+    for await (const step of generate(planLanguageModel(session), prompt, { tokenizer, ...sampling, doSample: true })) {
+      inNode.ids.push(step.token);
+      inNode.text += step.text;
+    }
+  } finally {
+    session.destroy();
+  }
+  console.log(`[web] generated ${JSON.stringify(inBrowser.ids)} ${JSON.stringify(inBrowser.text)}; ${await page.textContent('#generate-status')}`);
+  expect(tokenizer.encode(options.prompt).length).toBeGreaterThan(8); // longer than one prefill: the rest goes by decode steps
+  expect(inBrowser.ids).toHaveLength(options.maxNewTokens);
+  // a real sample (the plan's weights loaded), not one token repeated
+  expect(new Set(inBrowser.ids).size).toBeGreaterThan(options.maxNewTokens / 2);
+  expect(inBrowser.text.trim()).not.toBe('');
+  expect(inBrowser.ids).toEqual(inNode.ids);
+  expect(inBrowser.text).toBe(inNode.text);
+  expect(await page.textContent('#generated .continuation')).toBe(inNode.text);
+  // streamed: the page showed each count from 0 up as its token came
+  expect(counts).toEqual(['0', ...Array.from({ length: options.maxNewTokens }, (_, i) => String(i + 1))]);
+  mkdirSync(OUT, { recursive: true });
+  await page.locator('#generate').screenshot({ path: join(OUT, 'generate.png') });
+  console.log(`[web] screenshot: ${join(OUT, 'generate.png')}`);
 });
 
 test('Export downloads the trained weights as safetensors; a screenshot of the page is kept', { timeout: 60_000 }, async () => {

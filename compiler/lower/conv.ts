@@ -1,6 +1,6 @@
 // Convolution as an implicit GEMM: the output and both gradients of a grouped NCHW convolution
 // are products over the same taps, so each runs through the tiled matmul kernel
-// (matmul-tiled.ts) with operand readers that compute the window's addresses instead of
+// (matmul-tiled.ts), or the direct one (matmul-direct.ts) where the target's tuning asks, with operand readers that compute the window's addresses instead of
 // reading stored rows (zeros in the padding). Tiling, the target's tuning and the epilogue are
 // the product's own. One layer of workgroups per (image, group), or per group for dL/dw; each
 // layer's [M, N] block is stored row-major, which is already the NCHW (or OIHW) layout:
@@ -15,6 +15,7 @@ import type { TensorType } from '../ir/types';
 import type { Target } from '../target/target';
 import { bindingDecls, kernelWithVariants, u32, type KernelSubject, type LoweredKernel } from './kernel';
 import type { MatmulProblem } from './matmul';
+import { directKernel, directSuits } from './matmul-direct';
 import { chooseTiling, tiledKernel } from './matmul-tiled';
 import { chainStatements } from './pointwise';
 
@@ -187,7 +188,8 @@ function sliceReaders(whole: ImplicitGemm, splits: number): { a: string; b: stri
 
 /**
  * The kernels of a convolution node (or its gradient's): the tiled matmul kernel over the
- * implicit product, its tiling chosen for M, N and the layers as for any product. A fused
+ * implicit product, its tiling chosen for M, N and the layers as for any product (or the
+ * direct kernel, for products the target's MatmulTuning.directMacs/directRows take). A fused
  * convolution's epilogue (scale, shift, activation, residual) runs on each value as it is
  * stored. With `splits` (split-K: the node is its partial products' step) each layer of the
  * product runs as that many layers, one slice of K each, stacked on a new first axis.
@@ -244,6 +246,8 @@ export function lowerConvolution(node: KernelSubject, operands: readonly TensorT
     readers: { a: gemm.readA, b: gemm.readB },
   };
   const { bindings } = bindingDecls(operands);
-  const choices = chooseTiling(p, target.tuning.matmul).map((c) => ({ tag: c.tag, features: [], code: tiledKernel(p, c.config) }));
+  const choices = directSuits(p, target.tuning.matmul)
+    ? [{ tag: 'direct', features: [], code: directKernel(p) }]
+    : chooseTiling(p, target.tuning.matmul).map((c) => ({ tag: c.tag, features: [], code: tiledKernel(p, c.config) }));
   return kernelWithVariants(name, ops, bindings, choices[choices.length - 1].code, choices.slice(0, -1));
 }

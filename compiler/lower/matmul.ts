@@ -12,6 +12,7 @@ import { broadcastStrides, stridesOf } from '../ir/shape';
 import { elementCount, type Shape, type TensorType } from '../ir/types';
 import type { Target } from '../target/target';
 import { bindingDecls, kernelHeader, kernelWithVariants, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
+import { directKernel, directSuits } from './matmul-direct';
 import { chooseGemv, gemvKernel } from './matmul-gemv';
 import { chooseTiling, tiledKernel } from './matmul-tiled';
 import { chainStatements } from './pointwise';
@@ -216,7 +217,9 @@ export function lowerMatmul(node: KernelSubject, operands: readonly TensorType[]
   const p = matmulProblem(node, operands, name, form);
   const { bindings } = bindingDecls(operands);
   const choices: { tag: string; features: string[]; code: KernelCode }[] = [];
-  if (p.m <= SMALL_M && p.kStored === p.k) {
+  if (directSuits(p, target.tuning.matmul)) {
+    choices.push({ tag: 'direct', features: [], code: directKernel(p) });
+  } else if (p.m <= SMALL_M && p.kStored === p.k) {
     for (const c of chooseGemv(p, target.features)) choices.push({ tag: c.tag, features: c.features, code: gemvKernel(p, c.config) });
   } else {
     for (const c of chooseTiling(p, target.tuning.matmul)) choices.push({ tag: c.tag, features: [], code: tiledKernel(p, c.config) });

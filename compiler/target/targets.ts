@@ -212,7 +212,29 @@ export const GENERIC: Target = {
   tuning: PORTABLE_TUNING,
 };
 
-export const BUILTIN_TARGETS: readonly Target[] = [GENERIC, NVIDIA_HOPPER, INTEL_XE, APPLE_M];
+/**
+ * Software adapters, the CPU emulating a GPU (Chromium's SwiftShader, Mesa's llvmpipe and
+ * lavapipe): there building a pipeline, not running it, dominates a first result. Measured in
+ * headless Chromium on SwiftShader (2 shared cores; load = loadPlan of a one-product plan,
+ * then a run's median): the tiled kernel of 32×128×10 loads in 1365 ms and runs in 3.7 ms, the
+ * direct kernel 71 ms and 9.0 ms; of 32×784×128, 779 ms and 18.5 ms against 25 ms and 105 ms,
+ * so only small products (up to 2^16 multiply-adds: a small CNN's convolutions) take it. The
+ * small-M kernel is slow to build and to run here (1×64×32000: 449 ms and 4.0 s against 33 ms
+ * and 74 ms; 1×576×1536: 593 ms and 219 ms against 17 ms and 30 ms), so products of at most 16
+ * rows take the direct kernel whatever their size. Otherwise generic's.
+ */
+export const SOFTWARE: Target = {
+  name: 'software',
+  summary: 'software adapters (SwiftShader, llvmpipe, lavapipe): generic with small, quickly built kernels for products',
+  sources: 'bench/startup.ts and pipeline build times measured in headless Chromium on SwiftShader',
+  match: { vendors: ['google', 'mesa'], architectures: ['swiftshader'], devices: ['swiftshader', 'llvmpipe', 'lavapipe'] },
+  cost: GENERIC.cost,
+  limits: DEFAULT_LIMITS,
+  features: [],
+  tuning: { ...PORTABLE_TUNING, matmul: { ...PORTABLE_TUNING.matmul, directMacs: 1 << 16, directRows: 16 } },
+};
+
+export const BUILTIN_TARGETS: readonly Target[] = [GENERIC, NVIDIA_HOPPER, INTEL_XE, APPLE_M, SOFTWARE];
 
 /** What `mnc compile` and compileGraph compile for when not told: the plan that runs anywhere. */
 export const DEFAULT_TARGETS: readonly Target[] = [GENERIC];

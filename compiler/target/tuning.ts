@@ -175,6 +175,15 @@ export interface MatmulTuning {
     /** keyed 'A·B', 'Aᵀ·B', …, with ' epilogue' and ', stream-K' suffixes: a variant beyond the portable limits (large) and the portable module */
     tilings: Readonly<Record<string, { large?: TileConfig; portable: TileConfig }>>;
   };
+  /**
+   * Products of at most this many multiply-adds (M·N·K·batches) get the direct kernel
+   * (lower/matmul-direct.ts: one invocation per output, a plain loop over K) instead of the
+   * small-M or tiled one; absent: never. For devices where building a pipeline costs more than
+   * running it (software adapters).
+   */
+  directMacs?: number;
+  /** Products of at most this many rows M get the direct kernel whatever their size; absent: never. */
+  directRows?: number;
 }
 
 /** The quantized matrix-vector kernel's knobs (lower/matmul-quantized.ts); bench/quantized-matvec.ts compares them. */

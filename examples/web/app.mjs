@@ -1,9 +1,11 @@
 // The example page's code: loads the MNIST training plan with the browser runtime, classifies
 // digits drawn on the pad (MNIST-style preprocessing: the ink's bounding box scaled to 20×20,
 // centred by its centre of mass in 28×28), trains the plan on the real MNIST files with a live
-// loss plot and test accuracy per epoch, and exports the trained weights as safetensors.
-// An app built with a bundler imports the same functions from 'mnc/runtime/browser'.
-import { fetchPlan, loadTrainingPlan, requestBrowserDevice } from './mnrt.browser.mjs';
+// loss plot and test accuracy per epoch, and exports the trained weights as safetensors; and
+// generates text with a language-model plan, streaming tokens, through the text layer, which
+// it imports only when asked to generate (a page that classifies never downloads it).
+// An app built with a bundler imports the same functions from 'mnc/runtime/browser' and 'mnc/text'.
+import { fetchPlan, loadPlan, loadTrainingPlan, requestBrowserDevice } from './mnrt.browser.mjs';
 
 const BATCH = 32;
 const PIXELS = 784;
@@ -304,6 +306,68 @@ function setUpPad(app) {
   });
 }
 
+// --- generating text -------------------------------------------------------------------------
+
+let textModel;
+/**
+ * The text layer, the tokenizer and the language-model plan, loaded on first use: the text
+ * entry is a dynamic import, so the page's classifying and training never fetch it.
+ */
+function loadTextModel(app) {
+  textModel ??= (async () => {
+    const started = performance.now();
+    const { gpu } = await app;
+    const [text, tokenizerJson, tokenizerConfig, plan] = await Promise.all([
+      import('./mntext.browser.mjs'),
+      fetch('./tokenizer/tokenizer.json').then((r) => r.text()),
+      fetch('./tokenizer/tokenizer_config.json').then((r) => r.text()),
+      fetchPlan('./llama-tiny.mnplan'),
+    ]);
+    const tokenizer = text.loadTokenizer({ tokenizer: tokenizerJson, config: tokenizerConfig });
+    const session = await loadPlan(plan, gpu.device, { label: 'llama-tiny' });
+    const model = text.planLanguageModel(session);
+    const loadMs = performance.now() - started;
+    return { text, tokenizer, model, loadMs, planBytes: plan.length };
+  })();
+  textModel.catch(() => (textModel = undefined));
+  return textModel;
+}
+
+let generating = Promise.resolve();
+/**
+ * Generates from `prompt`, streaming each token's text into the page; resolves to the token
+ * ids and the continuation's text. Generations run one at a time (the plan holds one cache).
+ */
+function generateText(app, { prompt, maxNewTokens = 12, temperature = 0.8, topP = 0.95, seed = 7 }) {
+  const run = generating.then(async () => {
+    $('generate-status').textContent = 'Loading the text layer, the tokenizer and the plan…';
+    const { text, tokenizer, model, loadMs, planBytes } = await loadTextModel(app);
+    const out = $('generated');
+    out.querySelector('.prompt').textContent = prompt;
+    const continuation = out.querySelector('.continuation');
+    continuation.textContent = '';
+    out.dataset.tokens = '0';
+    const ids = [];
+    const started = performance.now();
+    let firstMs;
+    // sampled unless the temperature is 0 (greedy), as transformers' do_sample
+    for await (const step of text.generate(model, prompt, { tokenizer, maxNewTokens, doSample: temperature > 0, temperature, topP, seed })) {
+      firstMs ??= performance.now() - started;
+      ids.push(step.token);
+      continuation.textContent += step.text;
+      out.dataset.tokens = String(ids.length);
+      $('generate-status').textContent = `${ids.length} of ${maxNewTokens} tokens…`;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    $('generate-status').textContent =
+      `${ids.length} tokens in ${seconds.toFixed(2)} s (${(ids.length / seconds).toFixed(1)} tokens/s; first after ${Math.round(firstMs)} ms); ` +
+      `text layer, tokenizer and plan (${(planBytes / 1048576).toFixed(1)} MiB) loaded in ${Math.round(loadMs)} ms.`;
+    return { ids, text: continuation.textContent };
+  });
+  generating = run.catch(() => undefined);
+  return run;
+}
+
 // --- wiring ---------------------------------------------------------------------------------------
 
 const app = start();
@@ -328,6 +392,17 @@ $('start').addEventListener('click', async () => {
 });
 $('stop').addEventListener('click', () => (stopping = true));
 $('export').addEventListener('click', () => exportWeights(app));
+$('generate-button').addEventListener('click', async () => {
+  $('generate-button').disabled = true;
+  try {
+    const number = (id) => Number($(id).value);
+    await generateText(app, { prompt: $('prompt').value, maxNewTokens: number('new-tokens'), temperature: number('temperature'), topP: number('top-p'), seed: number('seed') });
+  } catch (error) {
+    $('generate-status').textContent = `Generation failed: ${error.message}`;
+  } finally {
+    $('generate-button').disabled = false;
+  }
+});
 
 /** For tests and the console: the same functions the buttons use. */
 window.mnistApp = {
@@ -341,4 +416,6 @@ window.mnistApp = {
   },
   /** the class of a 28×28 image given directly (no drawing) */
   classifyPixels: async (pixels) => (await classify(app, Float32Array.from(pixels, (v) => v / 255))).digit,
+  /** generates as the Generate button does: { prompt, maxNewTokens, temperature, topP, seed } → { ids, text } */
+  generate: (options) => generateText(app, options),
 };

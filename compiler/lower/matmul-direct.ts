@@ -1,0 +1,55 @@
+// The direct matmul kernel: one invocation per output value, a plain loop over K reading A and
+// B from storage (or through a convolution's operand readers), then the epilogue. No
+// workgroup memory, no unrolling: a module of a few dozen lines. Where compiling a pipeline
+// costs more than running it — a software adapter (SwiftShader, llvmpipe) compiles the 32×32×16
+// tiled module in 1.5–4 s and this one in tens of ms, and runs it faster than the small-M
+// kernel — targets take it for products up to MatmulTuning.directMacs or .directRows.
+import type { MatmulTuning } from '../target/tuning';
+import { u32, type KernelCode } from './kernel';
+import { matmulPreamble, type MatmulProblem } from './matmul';
+
+const THREADS = 64;
+
+/** Whether the direct kernel can compute `p`: whole products only (no split-K slices, no stream-K, no packed operands). */
+export function directFits(p: MatmulProblem): boolean {
+  return p.kStored === p.k && !p.form?.streamK && !p.readers?.b4;
+}
+
+/** Whether the target's tuning gives `p` the direct kernel: it fits, is small or has few rows, and its grid fits one dimension. */
+export function directSuits(p: MatmulProblem, tuning: MatmulTuning): boolean {
+  const small = p.m * p.n * p.k * p.batches <= (tuning.directMacs ?? -1) || p.m <= (tuning.directRows ?? -1);
+  return small && directFits(p) && Math.ceil((p.m * p.n) / THREADS) <= 65535 && p.batches <= 65535;
+}
+
+export function directKernel(p: MatmulProblem): KernelCode {
+  if (!directFits(p)) throw new Error(`matmul ${p.name}: the direct kernel takes whole products only`);
+  const a = p.readers?.a ? 'read_a(batch, row, k)' : p.transposeA ? 'in0[a_base + k * M + row]' : 'in0[a_base + row * K + k]';
+  const b = p.readers?.b ? 'read_b(batch, k, col)' : p.transposeB ? 'in1[b_base + col * K + k]' : 'in1[b_base + k * N + col]';
+  const e = p.epilogue('acc', 'row', 'col', '');
+  const outputs = p.m * p.n;
+  const body = [
+    'let index = gid.x;',
+    `if (index >= ${u32(outputs)}) {`,
+    '  return;',
+    '}',
+    'let batch = gid.z;',
+    ...p.batchOffsets.map((l) => l.trimStart()),
+    'let c_base = batch * M * N;',
+    'let row = index / N;',
+    'let col = index % N;',
+    'var acc = 0.0;',
+    'for (var k = 0u; k < K; k++) {',
+    `  acc = fma(${a}, ${b}, acc);`,
+    '}',
+    ...e.lines,
+    `out[c_base + row * N + col] = ${e.value};`,
+  ];
+  const wgsl = `${matmulPreamble(p, 'direct matmul, one output per invocation', { a: false, b: false, out: false, extras: p.extraVec4.map(() => false) })}
+
+@compute @workgroup_size(${THREADS}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+${body.map((l) => `  ${l}`).join('\n')}
+}
+`;
+  return { wgsl, workgroupSize: [THREADS, 1, 1], workgroupBytes: 0, workgroups: [Math.ceil(outputs / THREADS), 1, p.batches] };
+}
