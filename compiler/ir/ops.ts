@@ -2068,7 +2068,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
 
 // fusedMatmul's rules, outside the table so their types do not depend on it.
 
-/** Operands [a, b, bias?, residual?]: the product's shape rule on the (transposed) reads, then the epilogue's. */
+/** Operands [a, b, bias?, gate?, residual?, norm weight?]: the product's shape rule on the (transposed) reads, then the norm's and the epilogue's. */
 function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): TensorType {
   for (const flag of ['transposeA', 'transposeB', 'bias', 'gate', 'residual', 'norm'] as const) {
     if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
