@@ -114,6 +114,9 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
     return lines;
   };
   const accDecls = Array.from({ length: m }, (_, r) => `var acc${r} = vec4<f32>();`);
+  // a fused RMSNorm's 1/rms per row, computed after the K loop (the first group's, with
+  // subgroups): only the stores need it, so B's reads start at once; A's rows are in cache by then
+  const norm = p.norm && rowNorms(p, vecA);
   let body: string[];
 
   const reduce: string[] = [];
@@ -143,7 +146,15 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
       reduce.push('}');
     }
     reduce.push('workgroupBarrier();', `if (li < ${u32(m * lanes)}) {`, ...ind(store('sums[li]', `li / ${u32(lanes)}`, `wid.x * ${u32(4 * lanes)} + (li % ${u32(lanes)}) * 4u`), 2), '}');
-    body = [`let lane = ${laneMajor ? `li % ${u32(lanes)}` : `li / ${u32(ks)}`};`, `let ks = ${laneMajor ? `li / ${u32(lanes)}` : `li % ${u32(ks)}`};`, `let col = wid.x * ${u32(4 * lanes)} + lane * 4u;`, ...accDecls, ...loop, ...reduce];
+    body = [
+      `let lane = ${laneMajor ? `li % ${u32(lanes)}` : `li / ${u32(ks)}`};`,
+      `let ks = ${laneMajor ? `li / ${u32(lanes)}` : `li % ${u32(ks)}`};`,
+      `let col = wid.x * ${u32(4 * lanes)} + lane * 4u;`,
+      ...accDecls,
+      ...loop,
+      ...(norm?.lines ?? []),
+      ...reduce,
+    ];
   } else {
     // All invocations hold sums for the same 4 columns, so a subgroupAdd over any subgroup is
     // a partial sum over K, whatever the mapping of invocations to subgroups; each subgroup
@@ -165,16 +176,14 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
       'let ks = li;',
       `for (var g = 0u; g < ${u32(lanes)}; g++) {`,
       `  let col = wid.x * ${u32(4 * lanes)} + g * 4u;`,
-      ...ind([...accDecls, ...loop, ...reduce, 'workgroupBarrier();'], 2),
+      ...ind([...accDecls, ...loop, ...(norm ? ['if (g == 0u) {', ...ind(norm.lines, 2), '}'] : []), ...reduce, 'workgroupBarrier();'], 2),
       '}',
     ];
   }
 
-  if (p.norm) {
-    const prologue = normPrologue(p, vecA);
-    shared = `${prologue.shared}\n${shared}`;
-    sharedBytes += prologue.bytes;
-    body = [...prologue.lines, ...body];
+  if (norm) {
+    shared = `${norm.shared}\n${shared}`;
+    sharedBytes += norm.bytes;
   }
 
   const builtins = c.subgroups ? ', @builtin(subgroup_invocation_id) sid: u32' : '';
@@ -194,18 +203,18 @@ ${ind(body, 2).join('\n')}
 }
 
 /**
- * A fused RMSNorm's prologue: each of the M rows' 1/rms = (mean(a²) + eps)^-½ into
+ * A fused RMSNorm's row scales: each of the M rows' 1/rms = (mean(a²) + eps)^-½ into
  * `norm_scale`, the workgroup's invocations splitting the rows' K among them (R rows side by
  * side, R the power of two at or above M) and adding their parts in a tree. Every workgroup
- * computes it for itself: M·K reads, against the K·N of B each one shares out.
+ * computes them for itself: M·K reads, against the K·N of B each one shares out.
  */
-function normPrologue(p: MatmulProblem, vecA: boolean): { shared: string; bytes: number; lines: string[] } {
+function rowNorms(p: MatmulProblem, vecA: boolean): { shared: string; bytes: number; lines: string[] } {
   const rows = 2 ** Math.ceil(Math.log2(p.m));
   const parts = THREADS / rows;
   const n = vecA ? p.k / 4 : p.k;
   const read = vecA ? `in0[(a_base + nr * K) / 4u + j]` : `in0[a_base + nr * K + j]`;
   const lines = [
-    '// RMSNorm of A\'s rows, fused: their 1/rms first',
+    '// RMSNorm of A\'s rows, fused: their 1/rms, for the stores',
     '{',
     `  let nr = li % ${u32(rows)};`,
     `  let part = li / ${u32(rows)};`,
