@@ -9,7 +9,7 @@
 //   npx tsx bench/llama-dispatches.ts [--layers 30] [--max-sequence 256] [--max-prompt 128]
 //   npx esbuild bench/llama-dispatches.ts --bundle --platform=node --format=esm \
 //       --external:webgpu --external:naga-wasm --outfile=.device/llama-dispatches.mjs
-//   node .device/llama-dispatches.mjs --time [--position 128]   # on the GPU machine
+//   node .device/llama-dispatches.mjs --time [--position 128] [--per-dispatch 50]   # on the GPU machine
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
 import { NVIDIA_HOPPER } from '../compiler/target/targets';
@@ -64,11 +64,23 @@ if (args.includes('--time')) {
     prefill: { prompt, length: Float32Array.of(options.maxPrompt!) },
     decode: { token: Int32Array.of(42), position: Float32Array.of(position) },
   };
+  const perDispatchReps = option('--per-dispatch', 0);
+  const perKind: string[] = [];
   console.log('| entry | dispatches | GPU µs (median pass) | awaited µs (median of 50) |\n| --- | --- | --- | --- |');
   const session = await loadPlan(plan.bundle, gpu.device);
   for (const entry of ['prefill', 'decode']) {
     const timed = await prepareTimedPlan(plan.bundle, gpu.device, entry, feeds[entry]);
     const { medianUs } = await measureGpuTime(timed, { warmupUs: 200_000, targetPassUs: 50_000, maxReps: 200 });
+    if (perDispatchReps > 0) {
+      // each dispatch alone, repeated: summed by kernel kind, the costliest first
+      const byKind = new Map<string, { count: number; us: number }>();
+      for (const d of await timed.perDispatch(perDispatchReps)) {
+        const kind = d.kernel.replace(/_\d+$/, '');
+        const sum = byKind.get(kind) ?? { count: 0, us: 0 };
+        byKind.set(kind, { count: sum.count + 1, us: sum.us + d.us });
+      }
+      perKind.push(`${entry}, each dispatch alone (${perDispatchReps} repetitions): ${[...byKind].sort((a, b) => b[1].us - a[1].us).map(([k, v]) => `${k} ×${v.count} ${v.us.toFixed(1)} µs`).join('; ')}`);
+    }
     timed.destroy();
     const awaited: number[] = [];
     for (let i = 0; i < 60; i++) {
@@ -79,5 +91,6 @@ if (args.includes('--time')) {
     console.log(`| ${entry}${entry === 'decode' ? ` at position ${position}` : ` of ${options.maxPrompt} tokens`} | ${plan.manifest.entryPoints[entry].dispatches.length} | ${medianUs.toFixed(1)} | ${median(awaited).toFixed(1)} |`);
   }
   session.destroy();
+  for (const line of perKind) console.log(`\n${line}`);
   await gpu.destroy();
 }
