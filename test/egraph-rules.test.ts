@@ -390,6 +390,37 @@ const CASES: Case[] = [
     },
     form: fusesTo({ activation: 'none', residual: true }, ['add']),
   },
+  {
+    rule: 'matmul+swiglu',
+    label: "the up product gated by the gate product's value, then a residual",
+    phase: 'kernels',
+    build: (g) => {
+      const x = g.input('x', [6, 5]);
+      const gated = g.swiglu(g.matmul(x, g.parameter('gate', [5, 8])), g.matmul(x, g.parameter('up', [5, 8])));
+      g.output('y', g.add(gated, g.input('r', [6, 8])));
+    },
+    form: (o) => {
+      const fused = fusedMatmuls(o);
+      expect(fused).toHaveLength(2);
+      expect(fused.filter((n) => n.attrs.gate && n.attrs.residual)).toHaveLength(1);
+      expect(opsOf(o)).not.toContain('swiglu');
+    },
+  },
+  {
+    rule: 'rmsnorm+matmul',
+    label: 'one normed row read by three products (a decode step\'s q, k, v), the weight transposed',
+    phase: 'kernels',
+    build: (g) => {
+      const h = g.rmsNorm(g.input('x', [1, 12]), g.parameter('norm', [12], { init: { uniform: [0.5, 1.5] } }), { eps: 1e-5 });
+      for (const name of ['q', 'k', 'v']) g.output(name, g.matmul(h, g.transpose(g.parameter(name, [7, 12]), [1, 0])));
+    },
+    form: (o) => {
+      const fused = fusedMatmuls(o);
+      expect(fused).toHaveLength(3);
+      for (const n of fused) expect(n.attrs).toMatchObject({ norm: true, eps: 1e-5, transposeB: true });
+      expect(opsOf(o)).not.toContain('rmsNorm');
+    },
+  },
 
   // fuse-conv.egg: the convolution's epilogue; its activations (generated) and residual
   {
@@ -463,6 +494,16 @@ interface Refusal {
 }
 
 const REFUSALS: Refusal[] = [
+  {
+    label: 'rmsnorm+matmul over 17 rows (more than the small-M kernel that computes the norms takes)',
+    phase: 'kernels',
+    fires: 'rmsnorm+matmul',
+    build: (g) => g.output('y', g.matmul(g.rmsNorm(g.input('x', [17, 12]), g.input('norm', [12]), { eps: 1e-5 }), g.input('w', [12, 7]))),
+    absent: (o) => {
+      expect(opsOf(o)).toContain('rmsNorm');
+      for (const n of fusedMatmuls(o)) expect(n.attrs.norm).toBe(false);
+    },
+  },
   {
     label: 'rmsnorm with a full [T, n] gamma (RmsNorm wants a vector)',
     phase: 'forward',

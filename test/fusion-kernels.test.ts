@@ -343,6 +343,81 @@ describe('fusedMatmul equals transpose, matmul, biasAdd, activation and add', ()
   );
 });
 
+/** A fused RMSNorm prologue and SwiGLU gate on top of the other flags. */
+interface NormGateFlags {
+  transposeB: boolean;
+  norm: boolean;
+  gate: boolean;
+  bias: boolean;
+  residual: boolean;
+}
+
+/** Pairs over shared inputs: rmsNorm (eps 1e-5), matmul, biasAdd, swiglu(gate, ·), add against one fusedMatmul. */
+const normGatePairs = (aShape: Shape, bShape: Shape, combos: readonly NormGateFlags[]): PairBuilder => (g, unfused) => {
+  const k = aShape[aShape.length - 1];
+  const n = bShape[bShape.length - 1];
+  const out = [...aShape.slice(0, -1), n];
+  const inputs = new Map<string, Tensor>();
+  const input = (name: string, shape: Shape) => inputs.get(name) ?? inputs.set(name, g.input(name, shape)).get(name)!;
+  const a = input('a', aShape);
+  const eps = 1e-5;
+  return combos.map((f, c) => {
+    const key = `c${c}`;
+    const right = f.transposeB ? input('bT', stored(bShape, true)) : input('b', bShape);
+    const weight = f.norm ? input('weight', [k]) : undefined!;
+    const bias = f.bias ? input('bias', [n]) : undefined!;
+    const gate = f.gate ? input('gate', out) : undefined!;
+    const residual = f.residual ? input('residual', out) : undefined!;
+    const options = {
+      transposeB: f.transposeB,
+      ...(f.norm ? { norm: { weight, eps } } : {}),
+      ...(f.bias ? { bias } : {}),
+      ...(f.gate ? { gate } : {}),
+      ...(f.residual ? { residual } : {}),
+    };
+    g.output(`${key}/fused`, g.fusedMatmul(a, right, options));
+    if (unfused) {
+      let y = g.matmul(f.norm ? g.rmsNorm(a, weight, { eps }) : a, f.transposeB ? swapLast(g, right) : right);
+      if (f.bias) y = g.biasAdd(y, bias);
+      if (f.gate) y = g.swiglu(gate, y);
+      if (f.residual) y = g.add(y, residual);
+      g.output(`${key}/unfused`, y);
+    }
+    const label = `${f.norm ? 'rmsNorm(a)' : 'a'}·${f.transposeB ? 'bT' : 'b'}${f.bias ? ' +bias' : ''}${f.gate ? ' gated' : ''}${f.residual ? ' +residual' : ''}`;
+    return { key, label, atol: 1e-5 + 2e-5 * k, rtol: 1e-4 };
+  });
+};
+
+describe("fusedMatmul's RMSNorm prologue and SwiGLU gate equal rmsNorm, matmul and swiglu", () => {
+  const combos: NormGateFlags[] = [false, true].flatMap((transposeB) => [
+    { transposeB, norm: true, gate: false, bias: false, residual: false },
+    { transposeB, norm: true, gate: true, bias: false, residual: false },
+    { transposeB, norm: true, gate: true, bias: true, residual: true },
+    { transposeB, norm: false, gate: true, bias: false, residual: false },
+    { transposeB, norm: false, gate: true, bias: true, residual: true },
+  ]);
+  // rows: one (a decode step), a few, batched, the most a normed product takes (fewer cases:
+  // slow on a software GPU); K a multiple of 4 or not; N not a multiple of the column group
+  const shapes: [Shape, Shape, NormGateFlags[]][] = [
+    [[1, 40], [40, 70], combos],
+    [[5, 21], [21, 9], combos],
+    [[3, 2, 24], [24, 12], combos],
+    [[16, 8], [8, 12], [combos[2], combos[5]]],
+  ];
+  test.each(shapes.map(([sa, sb, c]) => [JSON.stringify(sa), JSON.stringify(sb), sa, sb, c] as const))(
+    '%s · %s',
+    async (_a, _b, aShape, bShape, cases) => {
+      await checkPairs('fused_matmul_norm_gate', normGatePairs(aShape, bShape, cases), 31, { weight: [0.5, 1.5] });
+    },
+    300_000,
+  );
+  test('the gate alone on a tiled product (37 rows) and on a split-K one (128 rows, K 1536)', async () => {
+    const gated = combos.filter((f) => !f.norm);
+    await checkPairs('fused_matmul_gate_tiled', normGatePairs([37, 21], [21, 70], gated), 37);
+    await checkPairs('fused_matmul_gate_split', normGatePairs([128, 1536], [1536, 64], gated.slice(0, 1)), 41);
+  }, 300_000);
+});
+
 // ---------------------------------------------------------------------------------------
 // Dispatches and kernels
 
@@ -472,5 +547,10 @@ describe('fused ops refuse what they cannot compute, at the caller', () => {
       /residual \[2, 4, 6\] does not broadcast to the product's shape \[4, 6\]/,
     );
     shapeError((g) => g.fusedMatmul(g.input('a', [4, 5]), g.input('b', [5, 6]), { activation: 'softplus' as MatmulActivation }), /activation 'softplus' is not one of/);
+    const weight = (g: Graph, k = 5) => g.input('w', [k]);
+    shapeError((g) => g.fusedMatmul(g.input('a', [17, 5]), g.input('b', [5, 6]), { norm: { weight: weight(g), eps: 1e-5 } }), /a normed product takes at most 16 rows a matrix.*A has 17/);
+    shapeError((g) => g.fusedMatmul(g.input('a', [4, 5]), g.input('b', [5, 6]), { norm: { weight: weight(g, 6), eps: 1e-5 } }), /the norm's weight must have shape \[5\]/);
+    shapeError((g) => g.fusedMatmul(g.input('a', [5, 4]), g.input('b', [5, 6]), { transposeA: true, norm: { weight: weight(g), eps: 1e-5 } }), /a normed product reads A as stored/);
+    shapeError((g) => g.fusedMatmul(g.input('a', [4, 5]), g.input('b', [5, 6]), { gate: g.input('gate', [6]) }), /gate must have the product's shape \[4, 6\]; got \[6\]/);
   });
 });

@@ -747,7 +747,11 @@ export interface FusedMatmulOptions {
   transposeB?: boolean;
   activation?: MatmulActivation;
   bias?: Tensor;
+  /** swiglu(gate, value) after the activation: silu(gate)·value, gate of the result's shape */
+  gate?: Tensor;
   residual?: Tensor;
+  /** A's rows read through RMSNorm (weight [K], eps) as the kernel loads them; at most 16 rows a matrix */
+  norm?: { weight: Tensor; eps: number };
 }
 
 /** A convolution's window as the builder takes it: single numbers for both axes (and all four sides), or per axis. */
@@ -786,16 +790,20 @@ export function pool2dAttrs(options: Pool2dOptions): Pool2dAttrs {
   return { kernel, stride, padding, dilation };
 }
 
-/** A fused product's operands (a, b, then bias and residual where given) and attributes. */
+/** A fused product's operands (a, b, then bias, gate, residual and the norm's weight where given) and attributes. */
 function fusedProduct(a: Tensor, b: Tensor, options: FusedMatmulOptions): { operands: Tensor[]; attrs: FusedMatmulAttrs } {
+  const given = (t: Tensor | undefined) => (t ? [t] : []);
   return {
-    operands: [a, b, ...(options.bias ? [options.bias] : []), ...(options.residual ? [options.residual] : [])],
+    operands: [a, b, ...given(options.bias), ...given(options.gate), ...given(options.residual), ...given(options.norm?.weight)],
     attrs: {
       transposeA: options.transposeA ?? false,
       transposeB: options.transposeB ?? false,
       activation: options.activation ?? 'none',
       bias: options.bias !== undefined,
+      gate: options.gate !== undefined,
       residual: options.residual !== undefined,
+      norm: options.norm !== undefined,
+      eps: options.norm?.eps ?? 0,
     },
   };
 }

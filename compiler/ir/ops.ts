@@ -92,6 +92,8 @@ export interface MatmulForm {
   transposeB: boolean;
   extraViews: OperandView[];
   epilogue: (product: string, extra: string[]) => PointwiseChain;
+  /** A read through RMSNorm (the last operand its weight [K]), each row's 1/rms computed by the kernel (at most NORMED_PRODUCT_ROWS rows) */
+  norm?: { eps: number };
   /** the ops the kernel implements (the product's and the epilogue's), for headers and `mnc inspect` */
   ops: string[];
 }
@@ -430,9 +432,22 @@ export interface FusedMatmulAttrs {
   activation: string;
   /** operand 2 is a bias [N] added before the activation */
   bias: boolean;
-  /** the last operand (broadcastable to the result) is added after the activation */
+  /** the operand after the bias (the result's shape) gates the value after the activation: swiglu(gate, value) = silu(gate)·value */
+  gate: boolean;
+  /** the operand after the gate (broadcastable to the result) is added last */
   residual: boolean;
+  /**
+   * A is read through RMSNorm with the last operand as its weight [K] and `eps`: the product
+   * of rmsNorm(a)·op(b), each row's 1/rms computed by the kernel itself (at most
+   * NORMED_PRODUCT_ROWS rows a matrix, A not transposed)
+   */
+  norm: boolean;
+  /** the RMSNorm's epsilon (0 without `norm`) */
+  eps: number;
 }
+
+/** The most rows a product with a fused RMSNorm takes: the small-M kernel's, whose workgroups each hold every row. */
+export const NORMED_PRODUCT_ROWS = 16;
 
 
 /**
@@ -930,8 +945,8 @@ export function renderProgram(program: readonly FusedInstruction[], operands: re
   return { lets, result: lets.length > 0 ? lets[lets.length - 1].name : operands[0], helpers, ops: program.map((ins) => ins.op) };
 }
 
-/** The epilogue of a fusedMatmul as a fused program over [product, bias?, residual?]. */
-export function epilogueProgram(attrs: Pick<FusedMatmulAttrs, 'bias' | 'activation' | 'residual'>): FusedInstruction[] {
+/** The epilogue of a fusedMatmul as a fused program over [product, bias?, gate?, residual?]. */
+export function epilogueProgram(attrs: Pick<FusedMatmulAttrs, 'bias' | 'activation' | 'residual'> & { gate?: boolean }): FusedInstruction[] {
   const program: FusedInstruction[] = [];
   let next = 1;
   const last = (): FusedArg => (program.length > 0 ? { value: program.length - 1 } : { operand: 0 });
@@ -940,9 +955,13 @@ export function epilogueProgram(attrs: Pick<FusedMatmulAttrs, 'bias' | 'activati
     const { op, attrs: opAttrs } = EPILOGUE_ACTIVATIONS.get(attrs.activation)!;
     program.push({ op, args: [last()], attrs: opAttrs });
   }
+  if (attrs.gate) program.push({ op: 'swiglu', args: [{ operand: next++ }, last()] });
   if (attrs.residual) program.push({ op: 'add', args: [last(), { operand: next++ }] });
   return program;
 }
+
+/** A fusedMatmul's epilogue operands (bias, gate, residual: those present), after a and b and before the norm's weight. */
+export const epilogueOperandCount = (attrs: Pick<FusedMatmulAttrs, 'bias' | 'residual'> & { gate?: boolean }) => Number(attrs.bias) + Number(attrs.gate ?? false) + Number(attrs.residual);
 
 /** Operand shapes with the last two axes swapped where the matmul reads them transposed. */
 function productOperands(inputs: readonly TensorType[], attrs: Pick<FusedMatmulAttrs, 'transposeA' | 'transposeB'>): [TensorType, TensorType] {
@@ -2023,13 +2042,13 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   } satisfies OpDef<FusedPointwiseAttrs>,
   fusedMatmul: {
     arity: 'variadic',
-    summary: 'act(op(a)·op(b) + bias) + residual in one matmul kernel; op may transpose, bias, activation and residual optional',
+    summary: 'swiglu(gate, act(op(norm(a))·op(b) + bias)) + residual in one matmul kernel; op may transpose, norm (RMSNorm of A\'s rows), bias, activation, gate and residual optional',
     infer: fusedMatmulType,
     evaluate: evaluateFusedMatmul,
     lowering: { archetype: 'matmul', form: fusedMatmulForm },
     term: {
-      ...attributeTerm<FusedMatmulAttrs>('FusedMatmul', { transposeA: 'bool', transposeB: 'bool', activation: 'String' }),
-      optionalOperands: { required: 2, flags: ['bias', 'residual'] },
+      ...attributeTerm<FusedMatmulAttrs>('FusedMatmul', { transposeA: 'bool', transposeB: 'bool', activation: 'String', eps: 'f64' }),
+      optionalOperands: { required: 2, flags: ['bias', 'gate', 'residual', 'norm'] },
     },
     flops: ([a], attrs, out) => productFlops(out, attrs.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1]),
   } satisfies OpDef<FusedMatmulAttrs>,
@@ -2049,15 +2068,15 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
 
 // fusedMatmul's rules, outside the table so their types do not depend on it.
 
-/** Operands [a, b, bias?, residual?]: the product's shape rule on the (transposed) reads, then the epilogue's. */
+/** Operands [a, b, bias?, gate?, residual?, norm weight?]: the product's shape rule on the (transposed) reads, then the norm's and the epilogue's. */
 function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): TensorType {
-  for (const flag of ['transposeA', 'transposeB', 'bias', 'residual'] as const) {
+  for (const flag of ['transposeA', 'transposeB', 'bias', 'gate', 'residual', 'norm'] as const) {
     if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
   }
   if (attrs.activation !== 'none' && !EPILOGUE_ACTIVATIONS.has(attrs.activation)) {
     throw new ShapeRuleError(`activation '${attrs.activation}' is not one of ${MATMUL_ACTIVATIONS.join(', ')}`);
   }
-  const names = ['a', 'b', ...(attrs.bias ? ['bias'] : []), ...(attrs.residual ? ['residual'] : [])];
+  const names = ['a', 'b', ...(attrs.bias ? ['bias'] : []), ...(attrs.gate ? ['gate'] : []), ...(attrs.residual ? ['residual'] : []), ...(attrs.norm ? ['norm weight'] : [])];
   if (inputs.length !== names.length) throw new ShapeRuleError(`takes ${names.length} operands (${names.join(', ')}); got ${inputs.length}`);
   for (const [k, t] of inputs.entries()) {
     if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
@@ -2081,14 +2100,28 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
   if (attrs.bias && !sameShape(inputs[2].shape, [n])) {
     throw new ShapeRuleError(`bias must have shape [${n}] (the product's last axis, ${formatShape(product.shape)}); got ${formatShape(inputs[2].shape)}`);
   }
+  const extras = inputs.slice(2, 2 + epilogueOperandCount(attrs));
+  if (attrs.gate) {
+    const gate = extras[Number(attrs.bias)];
+    if (!sameShape(gate.shape, product.shape)) throw new ShapeRuleError(`gate must have the product's shape ${formatShape(product.shape)}; got ${formatShape(gate.shape)}`);
+  }
   if (attrs.residual) {
-    const residual = inputs[inputs.length - 1];
+    const residual = extras[extras.length - 1];
     const shape = broadcastShapes(residual.shape, product.shape);
     if (!shape || !sameShape(shape, product.shape)) {
       throw new ShapeRuleError(`residual ${formatShape(residual.shape)} does not broadcast to the product's shape ${formatShape(product.shape)}`);
     }
   }
-  programTypes(epilogueProgram(attrs), [product, ...inputs.slice(2)], false);
+  if (attrs.norm) {
+    const k = opA.shape[opA.shape.length - 1];
+    const m = opA.shape[opA.shape.length - 2];
+    const weight = inputs[inputs.length - 1];
+    if (attrs.transposeA) throw new ShapeRuleError('a normed product reads A as stored (rows along K), not transposed');
+    if (!sameShape(weight.shape, [k])) throw new ShapeRuleError(`the norm's weight must have shape [${k}] (A's rows, ${formatShape(a.shape)}); got ${formatShape(weight.shape)}`);
+    if (m > NORMED_PRODUCT_ROWS) throw new ShapeRuleError(`a normed product takes at most ${NORMED_PRODUCT_ROWS} rows a matrix (the small-M kernel computes each row's norm); A has ${m}`);
+    if (!(typeof attrs.eps === 'number' && Number.isFinite(attrs.eps) && attrs.eps >= 0)) throw new ShapeRuleError(`eps must be a finite number ≥ 0; got ${attrs.eps}`);
+  }
+  programTypes(epilogueProgram(attrs), [product, ...extras], false);
   return product;
 }
 
@@ -2102,11 +2135,16 @@ function readTransposed(x: RefTensor, transposed: boolean): RefTensor {
 
 /** The CPU reference, composed of transpose's, matmul's and the epilogue ops' own. */
 function evaluateFusedMatmul(args: readonly RefTensor[], attrs: FusedMatmulAttrs, out: TensorType): RefArray {
+  let a = args[0];
+  if (attrs.norm) {
+    const type: TensorType = { shape: a.shape, dtype: 'f32' };
+    a = { data: opDef('rmsNorm').evaluate([a, args[args.length - 1]], { eps: attrs.eps }, type), shape: a.shape };
+  }
   const product: RefTensor = {
-    data: opDef('matmul').evaluate([readTransposed(args[0], attrs.transposeA), readTransposed(args[1], attrs.transposeB)], {}, out),
+    data: opDef('matmul').evaluate([readTransposed(a, attrs.transposeA), readTransposed(args[1], attrs.transposeB)], {}, out),
     shape: out.shape,
   };
-  return evaluateProgram(epilogueProgram(attrs), [product, ...args.slice(2)]).data;
+  return evaluateProgram(epilogueProgram(attrs), [product, ...args.slice(2, 2 + epilogueOperandCount(attrs))]).data;
 }
 
 /** The kernel: transposed tile loads as asked, and the epilogue program on each output value. */
@@ -2114,14 +2152,16 @@ function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs,
   const rank = out.shape.length;
   const extraViews: OperandView[] = [];
   if (attrs.bias) extraViews.push({ strides: out.shape.map((_, d) => (d === rank - 1 ? 1 : 0)), offset: 0 });
-  if (attrs.residual) extraViews.push({ strides: broadcastStrides(inputs[inputs.length - 1].shape, out.shape), offset: 0 });
+  if (attrs.gate) extraViews.push({ strides: stridesOf(out.shape), offset: 0 });
+  if (attrs.residual) extraViews.push({ strides: broadcastStrides(inputs[1 + epilogueOperandCount(attrs)].shape, out.shape), offset: 0 });
   const program = epilogueProgram(attrs);
   return {
     transposeA: attrs.transposeA,
     transposeB: attrs.transposeB,
     extraViews,
     epilogue: (product, extra) => renderProgram(program, [product, ...extra]),
-    ops: [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul', ...program.map((ins) => ins.op)],
+    ...(attrs.norm ? { norm: { eps: attrs.eps } } : {}),
+    ops: [...(attrs.norm ? ['rmsNorm'] : []), ...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul', ...program.map((ins) => ins.op)],
   };
 }
 

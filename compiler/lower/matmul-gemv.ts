@@ -5,6 +5,7 @@
 // K-split partial sums are then added in workgroup memory (a tree, a few rows at a time).
 // The subgroups variant takes the same slice with the same grid, one group of 4 columns
 // after another, all 256 invocations splitting K, and adds the sums with subgroupAdd.
+import { wgslFloat } from '../ir/ops';
 import { u32, type KernelCode } from './kernel';
 import { matmulPreamble, type MatmulProblem } from './matmul';
 
@@ -40,12 +41,18 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
 
   const at = (cond: string[], value: string, zero = '0.0') => (cond.length ? `select(${zero}, ${value}, ${cond.join(' && ')})` : value);
   // A's 4 values of row r at K offsets k..k+3, as a vec4
-  const aLoad = (r: number, kv: string) => {
+  const aStored = (r: number, kv: string) => {
     if (vecA) return `in0[(a_base + ${u32(r * k)} + ${kv}) / 4u]`;
     const el = (cc: number) =>
       p.transposeA ? `in0[a_base + (${kv} + ${u32(cc)}) * M + ${u32(r)}]` : `in0[a_base + ${u32(r * k)} + ${kv} + ${u32(cc)}]`;
     return `vec4<f32>(${[0, 1, 2, 3].map((cc) => at(kGuard ? [`${kv} + ${u32(cc)} < K`] : [], el(cc))).join(', ')})`;
   };
+  // with a fused RMSNorm, times the norm's weight at the same K offsets (1/rms is the epilogue's)
+  const normWeight = p.norm && `in${p.norm.weight}`;
+  const aLoad = (r: number, kv: string) =>
+    normWeight
+      ? `${aStored(r, kv)} * vec4<f32>(${[0, 1, 2, 3].map((cc) => at(kGuard ? [`${kv} + ${u32(cc)} < K`] : [], `${normWeight}[${kv} + ${u32(cc)}]`)).join(', ')})`
+      : aStored(r, kv);
   // B's 4×4 block at K offsets k..k+3 and columns col..col+3, as 4 vec4s: rows of B (plain) or of Bᵀ (transposed)
   const bLoad = (cc: number, kv: string) => {
     if (!p.transposeB) {
@@ -107,6 +114,9 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
     return lines;
   };
   const accDecls = Array.from({ length: m }, (_, r) => `var acc${r} = vec4<f32>();`);
+  // a fused RMSNorm's 1/rms per row, computed after the K loop (the first group's, with
+  // subgroups): only the stores need it, so B's reads start at once; A's rows are in cache by then
+  const norm = p.norm && rowNorms(p, vecA);
   let body: string[];
 
   const reduce: string[] = [];
@@ -136,7 +146,15 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
       reduce.push('}');
     }
     reduce.push('workgroupBarrier();', `if (li < ${u32(m * lanes)}) {`, ...ind(store('sums[li]', `li / ${u32(lanes)}`, `wid.x * ${u32(4 * lanes)} + (li % ${u32(lanes)}) * 4u`), 2), '}');
-    body = [`let lane = ${laneMajor ? `li % ${u32(lanes)}` : `li / ${u32(ks)}`};`, `let ks = ${laneMajor ? `li / ${u32(lanes)}` : `li % ${u32(ks)}`};`, `let col = wid.x * ${u32(4 * lanes)} + lane * 4u;`, ...accDecls, ...loop, ...reduce];
+    body = [
+      `let lane = ${laneMajor ? `li % ${u32(lanes)}` : `li / ${u32(ks)}`};`,
+      `let ks = ${laneMajor ? `li / ${u32(lanes)}` : `li % ${u32(ks)}`};`,
+      `let col = wid.x * ${u32(4 * lanes)} + lane * 4u;`,
+      ...accDecls,
+      ...loop,
+      ...(norm?.lines ?? []),
+      ...reduce,
+    ];
   } else {
     // All invocations hold sums for the same 4 columns, so a subgroupAdd over any subgroup is
     // a partial sum over K, whatever the mapping of invocations to subgroups; each subgroup
@@ -158,9 +176,14 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
       'let ks = li;',
       `for (var g = 0u; g < ${u32(lanes)}; g++) {`,
       `  let col = wid.x * ${u32(4 * lanes)} + g * 4u;`,
-      ...ind([...accDecls, ...loop, ...reduce, 'workgroupBarrier();'], 2),
+      ...ind([...accDecls, ...loop, ...(norm ? ['if (g == 0u) {', ...ind(norm.lines, 2), '}'] : []), ...reduce, 'workgroupBarrier();'], 2),
       '}',
     ];
+  }
+
+  if (norm) {
+    shared = `${norm.shared}\n${shared}`;
+    sharedBytes += norm.bytes;
   }
 
   const builtins = c.subgroups ? ', @builtin(subgroup_invocation_id) sid: u32' : '';
@@ -177,6 +200,43 @@ ${ind(body, 2).join('\n')}
 }
 `;
   return { wgsl, workgroupSize: [THREADS, 1, 1], workgroupBytes: sharedBytes, workgroups: [Math.ceil(n / (4 * lanes)), 1, p.batches] };
+}
+
+/**
+ * A fused RMSNorm's row scales: each of the M rows' 1/rms = (mean(a²) + eps)^-½ into
+ * `norm_scale`, the workgroup's invocations splitting the rows' K among them (R rows side by
+ * side, R the power of two at or above M) and adding their parts in a tree. Every workgroup
+ * computes them for itself: M·K reads, against the K·N of B each one shares out.
+ */
+function rowNorms(p: MatmulProblem, vecA: boolean): { shared: string; bytes: number; lines: string[] } {
+  const rows = 2 ** Math.ceil(Math.log2(p.m));
+  const parts = THREADS / rows;
+  const n = vecA ? p.k / 4 : p.k;
+  const read = vecA ? `in0[(a_base + nr * K) / 4u + j]` : `in0[a_base + nr * K + j]`;
+  const lines = [
+    '// RMSNorm of A\'s rows, fused: their 1/rms, for the stores',
+    '{',
+    `  let nr = li % ${u32(rows)};`,
+    `  let part = li / ${u32(rows)};`,
+    '  var s = 0.0;',
+    ...(rows > p.m ? ['  if (nr < M) {'] : ['  {']),
+    `    for (var j = part; j < ${u32(n)}; j += ${u32(parts)}) {`,
+    `      let v = ${read};`,
+    `      s += ${vecA ? 'dot(v, v)' : 'v * v'};`,
+    '    }',
+    '  }',
+    '  norm_part[li] = s;',
+    '  workgroupBarrier();',
+  ];
+  for (let stride = parts / 2; stride >= 1; stride /= 2) {
+    lines.push(`  if (part < ${u32(stride)}) {`, `    norm_part[li] += norm_part[li + ${u32(stride * rows)}];`, '  }', '  workgroupBarrier();');
+  }
+  lines.push('  if (li < M) {', `    norm_scale[li] = inverseSqrt(norm_part[li] / ${wgslFloat(p.k)} + ${wgslFloat(p.norm!.eps)});`, '  }', '  workgroupBarrier();', '}');
+  return {
+    shared: `// the fused RMSNorm's partial sums of squares, then each row's 1/rms\nvar<workgroup> norm_part: array<f32, ${THREADS}>;\nvar<workgroup> norm_scale: array<f32, ${p.m}>;`,
+    bytes: (THREADS + p.m) * 4,
+    lines,
+  };
 }
 
 /**

@@ -92,13 +92,18 @@ export interface MatmulProblem {
    * time (packed weights, lower/matmul-quantized.ts)
    */
   readers?: { a?: string; b?: string; b4?: string };
+  /**
+   * A read through RMSNorm: its weight is binding `in${weight}`, and the kernel fills
+   * `norm_scale[row]` with each row's 1/rms before the product (the small-M kernel only)
+   */
+  norm?: { eps: number; weight: number };
 }
 
 /** A generated module with what the plan needs to know about it. */
 /** The largest M the GEMV-style kernel takes; above it the tiled kernel reuses B better. */
 export const SMALL_M = 16;
 
-const PLAIN_PRODUCT: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, residual: false };
+const PLAIN_PRODUCT: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, gate: false, residual: false, norm: false, eps: 0 };
 
 /** A matmul or fusedMatmul node's fused attributes (a matmul's are the plain ones). */
 export const productAttrs = (node: Node): FusedMatmulAttrs => (node.op === 'fusedMatmul' ? attrsOf(node, 'fusedMatmul') : PLAIN_PRODUCT);
@@ -173,14 +178,17 @@ export function matmulProblem(node: KernelSubject, operands: readonly TensorType
   const extraViews = form?.extraViews ?? [];
   const chain = form ? form.epilogue('x0', extraViews.map((_, j) => `x${j + 1}`)) : PLAIN_CHAIN;
   const extraIndex = (j: number, row: string, col: string) => viewIndex(extraViews[j], batchShape.length, row, col);
-  const epilogue = (product: string, row: string, col: string, indent: string, given: readonly (string | undefined)[] = []) => {
+  const norm = form?.norm ? { eps: form.norm.eps, weight: operands.length - 1 } : undefined;
+  const epilogue = (rawProduct: string, row: string, col: string, indent: string, given: readonly (string | undefined)[] = []) => {
+    // rmsNorm(a)·b = diag(1/rms)·((a ⊙ weight)·b): the weight scales A as it is read, 1/rms each row here
+    const product = norm ? `${rawProduct} * norm_scale[${row}]` : rawProduct;
     if (!form) return { lines: [], value: product };
     const loads = extraViews.map((_, j) => `${indent}let x${j + 1} = ${given[j] ?? `in${j + 2}[${extraIndex(j, row, col)}]`};`);
     return { lines: [`${indent}let x0 = ${product};`, ...loads, ...chainStatements(chain, indent)], value: chain.result };
   };
   const extraVec4 = extraViews.map((v) => n % 4 === 0 && v.offset % 4 === 0 && v.strides[v.strides.length - 1] === 1 && v.strides.slice(0, -1).every((st) => st % 4 === 0));
-  const plainStore = chain.lets.length === 0 && extraViews.length === 0;
-  return { name, node, operands, form, m, n, k, kStored, batches, transposeA, transposeB, batchOffsets, chain, plainStore, epilogue, extraVec4, extraIndex };
+  const plainStore = chain.lets.length === 0 && extraViews.length === 0 && !norm;
+  return { name, node, operands, form, m, n, k, kStored, batches, transposeA, transposeB, batchOffsets, chain, plainStore, epilogue, extraVec4, extraIndex, ...(norm ? { norm } : {}) };
 }
 
 /**
@@ -221,6 +229,8 @@ export function lowerMatmul(node: KernelSubject, operands: readonly TensorType[]
     choices.push({ tag: 'direct', features: [], code: directKernel(p) });
   } else if (p.m <= SMALL_M && p.kStored === p.k) {
     for (const c of chooseGemv(p, target.features)) choices.push({ tag: c.tag, features: c.features, code: gemvKernel(p, c.config) });
+  } else if (p.norm) {
+    throw new Error(`matmul ${node.name}: a normed product of ${p.m} rows${p.kStored !== p.k ? ' split over K' : ''} has no kernel (the small-M kernel takes at most ${SMALL_M})`);
   } else {
     for (const c of chooseTiling(p, target.tuning.matmul)) choices.push({ tag: c.tag, features: [], code: tiledKernel(p, c.config) });
   }
