@@ -3,6 +3,7 @@
 // to plans, run on the GPU (Dawn) and compared with onnxruntime-web's wasm backend; and bad
 // input (unsupported op, opset, attribute, dtype, corrupt files, missing external data,
 // unbound dynamic shapes) failing as CompileErrors that name the file, node, op and opset.
+import Ajv from 'ajv';
 import * as ort from 'onnxruntime-web';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,7 +16,9 @@ import { CompileError } from '../compiler/ir/errors';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
 import { gpt2Model, llamaModel, mobilenetV2Model, resnet18Model } from '../fixtures/onnx/architectures';
 import { blockModel, cnnModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, newerOpsModel, node, stringAttr, uniform, valueInfo } from '../fixtures/onnx/models';
+import { bf16BitsToF32, f16BitsToF32 } from '../runtime/f16';
 import { decodeSafetensors } from '../runtime/safetensors';
+import { hostValues, loadPlan } from '../runtime/session';
 import { loadTrainingPlan } from '../runtime/training';
 import { cliRunner, diagnostics, expectFailure } from './cli-runner';
 import { releaseSharedDevice, runOnGpu, sharedDevice } from './gpu';
@@ -24,6 +27,7 @@ import { checkOutputs, conformanceCases, NODE_TESTS, prepareCase, runCase, summa
 afterAll(releaseSharedDevice);
 
 const FIXTURES = new URL('../fixtures/onnx/', import.meta.url).pathname;
+const validateManifest = new Ajv({ allErrors: true }).compile(JSON.parse(readFileSync(new URL('../schemas/mnplan.schema.json', import.meta.url), 'utf8')));
 
 test('the committed onnx.proto descriptor matches the installed onnx.proto', () => {
   if (!existsSync('/usr/include/onnx/onnx.proto')) return; // libonnx-dev absent: nothing to compare with (scripts/setup.sh installs it)
@@ -43,9 +47,9 @@ test('the committed fixtures are what fixtures/onnx/models.ts writes', () => {
 
 // The cases expected to fail, with why; each reason's pattern must match the failure.
 const NOT_CARRIED: Record<string, RegExp> = {
-  // the plan computes float32, bool (as 0/1 float32) and every integer type as int32: no
-  // double, float16, bfloat16 or string tensors
-  dtype: /plan inputs carry|run-time cast|does not read/,
+  // the plan computes the float types as float32, bool as 0/1 float32 and every integer type
+  // as int32: no string tensors
+  dtype: /run-time cast from float to string|data type string, which the ONNX frontend does not read/,
   // the plan has no zero-size tensors
   'zero-size': /zero-size|dimensions must be positive/,
   // random masks are not imported (inference only)
@@ -64,29 +68,15 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_averagepool_3d_default: 'not 2-D',
   test_batchnorm_epsilon_training_mode: 'training batch norm',
   test_batchnorm_example_training_mode: 'training batch norm',
-  test_cast_BFLOAT16_to_FLOAT: 'dtype',
-  test_cast_DOUBLE_to_FLOAT: 'dtype',
-  test_cast_DOUBLE_to_FLOAT16: 'dtype',
-  test_cast_FLOAT16_to_DOUBLE: 'dtype',
-  test_cast_FLOAT16_to_FLOAT: 'dtype',
-  test_cast_FLOAT_to_BFLOAT16: 'dtype',
-  test_cast_FLOAT_to_DOUBLE: 'dtype',
-  test_cast_FLOAT_to_FLOAT16: 'dtype',
   test_cast_FLOAT_to_STRING: 'dtype',
   test_cast_STRING_to_FLOAT: 'dtype',
   test_constantofshape_int_shape_zero: 'zero-size',
   test_convtranspose_3d: 'not 2-D',
   test_identity_opt: 'not a tensor',
   test_identity_sequence: 'not a tensor',
-  test_max_float16: 'dtype',
-  test_max_float64: 'dtype',
   test_maxpool_3d_default: 'not 2-D',
   test_maxpool_with_argmax_2d_precomputed_pads: 'pool indices',
   test_maxpool_with_argmax_2d_precomputed_strides: 'pool indices',
-  test_min_float16: 'dtype',
-  test_min_float64: 'dtype',
-  test_mod_mixed_sign_float16: 'dtype',
-  test_mod_mixed_sign_float64: 'dtype',
   test_range_float_type_positive_delta_expanded: 'expansion op',
   test_range_int32_type_negative_delta_expanded: 'expansion op',
   test_reshape_allowzero_reordered: 'zero-size',
@@ -195,6 +185,16 @@ const GPU_CASES = [
   'test_min_uint8',
   'test_maxpool_2d_uint8',
   'test_xor_bcast4v4d',
+  // double, float16 and bfloat16 inputs and outputs: f32 inside, converted at the boundary
+  // (inputs given as Float64Array and Uint16Array bit patterns), narrow results rounded
+  'test_cast_FLOAT_to_FLOAT16',
+  'test_cast_DOUBLE_to_FLOAT16',
+  'test_cast_FLOAT16_to_DOUBLE',
+  'test_cast_BFLOAT16_to_FLOAT',
+  'test_cast_FLOAT_to_BFLOAT16',
+  'test_cast_DOUBLE_to_FLOAT',
+  'test_mod_mixed_sign_float16',
+  'test_max_float64',
 ];
 
 describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per op family)', () => {
@@ -204,9 +204,45 @@ describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per
     const c = prepareCase(name, op);
     if ('passed' in c) throw new Error(`${name}: ${c.reason}`);
     const plan = await compileGraph(c.graph, { seed: 0 });
-    const got = await runOnGpu(plan.bundle, c.inputs);
+    const got = await runOnGpu(plan.bundle, c.hostInputs);
     const r = checkOutputs(name, op, c, got, { rtol: 1e-3, atol: 1e-5 });
     expect(r.reason).toBeUndefined();
+  }, 60_000);
+
+  test('double, float16 and bfloat16 bindings: the manifest names them, run() takes Float64Array and bit patterns, hostValues() gives them back', async () => {
+    const session = async (name: string) => {
+      const c = prepareCase(name, 'Cast');
+      if ('passed' in c) throw new Error(`${name}: ${c.reason}`);
+      const plan = await compileGraph(c.graph, { seed: 0 });
+      expect(validateManifest(plan.manifest), JSON.stringify(validateManifest.errors)).toBe(true);
+      return { c, session: await loadPlan(plan.bundle, (await sharedDevice()).device) };
+    };
+    // float16 in, double out: the bits' values, widened exactly
+    const half = await session('test_cast_FLOAT16_to_DOUBLE');
+    try {
+      expect([half.session.inputs[0].dtype, half.session.inputs[0].hostDtype, half.session.outputs[0].hostDtype]).toEqual(['f32', 'f16', 'f64']);
+      const bits = half.c.hostInputs.input as Uint16Array;
+      expect(bits).toBeInstanceOf(Uint16Array);
+      const out = hostValues(half.session.outputs[0], (await half.session.run({ input: bits })).output);
+      expect(out).toBeInstanceOf(Float64Array);
+      expect(Array.from(out)).toEqual(Array.from(bits, f16BitsToF32));
+      await expect(half.session.run({ input: Int32Array.from(bits) })).rejects.toThrow(/input "input" \(f16\) must be an Uint16Array \(f16 bit patterns\) or Float32Array, got Int32Array/);
+    } finally {
+      half.session.destroy();
+    }
+    // float to bfloat16: the GPU rounds to nearest even; the 1.12 test data truncates, so each
+    // value's bits equal the reference's or are one above in magnitude
+    const brain = await session('test_cast_FLOAT_to_BFLOAT16');
+    try {
+      expect(brain.session.outputs[0].hostDtype).toBe('bf16');
+      const x = brain.c.inputs.input as Float32Array;
+      const out = hostValues(brain.session.outputs[0], (await brain.session.run({ input: x })).output) as Uint16Array;
+      const truncated = Uint16Array.from(new Uint32Array(Float32Array.from(x).buffer), (u) => u >>> 16);
+      out.forEach((b, i) => (Number.isNaN(x[i]) ? expect(bf16BitsToF32(b)).toBeNaN() : expect([truncated[i], truncated[i] + 1], `element ${i}`).toContain(b)));
+      expect(out.some((b, i) => b !== truncated[i] && !Number.isNaN(x[i])), 'some value rounds up').toBe(true);
+    } finally {
+      brain.session.destroy();
+    }
   }, 60_000);
 });
 
@@ -480,8 +516,8 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
     for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`pool${i}.onnx`, bytes))).message).toMatch(message);
   });
   test('an unsupported dtype', () => {
-    const e = failure(() => loadOnnxModel(write('double.onnx', oneNode(node('Relu', ['x'], ['y']), 17, 11))));
-    expect(e.message).toMatch(/input 'x' has data type double; plan inputs carry float, bool .* and the integer types \(as int32\)/);
+    const e = failure(() => loadOnnxModel(write('complex.onnx', oneNode(node('Relu', ['x'], ['y']), 17, 14))));
+    expect(e.message).toMatch(/input 'x' has data type complex64; plan inputs carry float, float16, bfloat16 and double \(as float32\), bool .* and the integer types \(as int32\)/);
   });
   test('an int64 tensor computed with at run time must fit int32, and the error names it', () => {
     const m = model({

@@ -2,7 +2,7 @@
 // appended in creation order, which is a topological order. Every builder call checks
 // its op's shape rule at once and records the caller's source location, so a shape error
 // names the user's line.
-import { dtypeByteLength } from '../../schemas/manifest';
+import { dtypeByteLength, type HostDType } from '../../schemas/manifest';
 import { CompileError } from './errors';
 import {
   opDef,
@@ -76,6 +76,8 @@ export interface GraphOptions {
 export interface GraphOutput {
   readonly name: string;
   readonly node: number;
+  /** the element type the caller receives where it is not the tensor's f32 (an imported model's double, float16, bfloat16) */
+  readonly hostDtype?: HostDType;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_.\-/]*$/;
@@ -97,10 +99,14 @@ export class Graph {
 
   // --- leaves -------------------------------------------------------------------------
 
-  /** A value fed at run time. */
-  input(name: string, shape: Shape, dtype: DType = 'f32'): Tensor {
+  /**
+   * A value fed at run time. `hostDtype`: the element type the caller gives where it is
+   * not this f32 (an imported model's double, float16 or bfloat16), converted by the runtime.
+   */
+  input(name: string, shape: Shape, dtype: DType = 'f32', options: { hostDtype?: HostDType } = {}): Tensor {
     if (isPackedDType(dtype)) this.fail('input', `'${name}' is ${dtype}: packed weights are parameters (packedParameter), not inputs`);
-    return this.leaf('input', name, { shape: [...shape], dtype });
+    if (options.hostDtype && dtype !== 'f32') this.fail('input', `'${name}' is ${dtype}: only f32 inputs exchange ${options.hostDtype} values`);
+    return this.leaf('input', name, options.hostDtype ? { shape: [...shape], dtype, hostDtype: options.hostDtype } : { shape: [...shape], dtype });
   }
 
   /**
@@ -236,6 +242,10 @@ export class Graph {
   /** x converted to f32 or i32 (toward zero, saturating); no gradient flows through it. */
   cast(x: Tensor, to: 'f32' | 'i32'): Tensor {
     return x.dtype === to ? x : this.op('cast', [x], { to });
+  }
+  /** x rounded to the nearest float16 or bfloat16 value, held as f32 (the gradient passes straight through). */
+  roundFloat(x: Tensor, format: 'f16' | 'bf16'): Tensor {
+    return this.op('roundFloat', [x], { format });
   }
   abs(x: Tensor): Tensor {
     return this.op('abs', [x], {});
@@ -620,13 +630,14 @@ export class Graph {
 
   // --- outputs ------------------------------------------------------------------------
 
-  /** Marks a value as a plan output under `name`. */
-  output(name: string, x: Tensor): void {
+  /** Marks a value as a plan output under `name` (`hostDtype`: as for inputs). */
+  output(name: string, x: Tensor, options: { hostDtype?: HostDType } = {}): void {
     if (!(x instanceof Tensor) || x.graph !== this) this.fail('output', `output '${name}' is not a tensor of this graph`);
     if (!IDENTIFIER.test(name)) this.fail('output', `output name '${name}' must be an identifier`);
     if (this.outputs.some((o) => o.name === name)) this.fail('output', `output '${name}' is defined twice`);
     if (isPackedDType(x.dtype)) this.fail('output', `output '${name}' is a packed ${x.dtype} tensor; outputs hold element dtypes`);
-    this.outputs.push({ name, node: x.id });
+    if (options.hostDtype && x.dtype !== 'f32') this.fail('output', `output '${name}' is ${x.dtype}: only f32 outputs exchange ${options.hostDtype} values`);
+    this.outputs.push(options.hostDtype ? { name, node: x.id, hostDtype: options.hostDtype } : { name, node: x.id });
   }
 
   node(t: Tensor): Node {

@@ -2,11 +2,12 @@
 // defaults, its operands as values, the model's opset, and `apply`, which records an IR op
 // or, when every operand is known at compile time, evaluates it with the op table's CPU
 // reference. Every error it raises names the file, node, op type and opset.
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../../runtime/f16';
 import { CompileError } from '../../ir/errors';
 import type { Graph, Tensor } from '../../ir/graph';
 import { opDef, type OpName } from '../../ir/ops';
 import { elementCount, formatShape, type TensorType } from '../../ir/types';
-import { BOOL, dataTypeName, FLOAT, isIntegerType, type AttributeProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
+import { BFLOAT16, BOOL, dataTypeName, DOUBLE, FLOAT, FLOAT16, isFloatType, isIntegerType, type AttributeProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
 import { computed, foldable, folded, shapeOf, type Computed, type Folded, type Value } from './values';
 
 /** The ONNX ops that compute on integer tensors at run time (as i32), for messages. */
@@ -20,6 +21,13 @@ export function narrowToI32(v: Folded, where: string): Int32Array {
     throw new CompileError('model', `${where}: ${what} holds ${v.data[bad]} at element ${bad}, which does not fit the plan's int32 (integers run as int32: values must lie in [-2147483648, 2147483647])`);
   }
   return Int32Array.from(v.data);
+}
+
+/** x as a value of float32, or of float16/bfloat16 where `narrow` names one (ties to even). */
+export function roundTo(x: number, narrow: 'f16' | 'bf16' | undefined): number {
+  if (narrow === 'f16') return f16BitsToF32(f32ToF16Bits(x));
+  if (narrow === 'bf16') return bf16BitsToF32(f32ToBf16Bits(x));
+  return Math.fround(x);
 }
 
 export class NodeContext {
@@ -131,23 +139,31 @@ export class NodeContext {
    */
   requireFloat(...values: (Value | undefined)[]): void {
     for (const v of values) {
-      if (v?.kind === 'computed' && v.dataType !== FLOAT && v.dataType !== BOOL) {
+      if (v?.kind === 'computed' && !isFloatType(v.dataType) && v.dataType !== BOOL) {
         this.fail(`${this.opType} on ${dataTypeName(v.dataType)} tensors at run time is not supported (integers compute at run time in ${INTEGER_OPS}; other ops take float and bool)`);
       }
     }
   }
 
-  /** A value converted to ONNX type `to` (float, bool or an integer type): folded now, or a cast of the plan. */
+  /**
+   * A value converted to ONNX type `to` (a float type, bool or an integer type): folded now,
+   * or a cast of the plan. Every float type computes as f32; a conversion to float16 or
+   * bfloat16 rounds to the format's values (double keeps f32's).
+   */
   convert(v: Value, to: number): Value {
     const from = v.dataType;
     if (from === to || (isIntegerType(from) && isIntegerType(to))) return v.kind === 'folded' ? folded(to, v.shape, v.data) : computed(to, v.tensor);
-    if (v.kind === 'folded') return folded(to, v.shape, isIntegerType(to) ? v.data.map(Math.trunc) : to === BOOL ? v.data.map((x) => (x !== 0 ? 1 : 0)) : v.data.map(Math.fround));
+    const narrow = to === FLOAT16 ? 'f16' : to === BFLOAT16 ? 'bf16' : undefined;
+    if (v.kind === 'folded') {
+      const fold = isIntegerType(to) ? Math.trunc : to === BOOL ? (x: number) => (x !== 0 ? 1 : 0) : to === DOUBLE ? (x: number) => x : (x: number) => roundTo(x, narrow);
+      return folded(to, v.shape, v.data.map(fold));
+    }
     const zero = (t: number) => folded(t, [], Float64Array.of(0));
     // to bool: x ≠ 0, a 0/1 f32
     if (to === BOOL) return computed(BOOL, this.record('sub', [this.tensor(folded(FLOAT, [], Float64Array.of(1))), this.record('equal', [v.tensor, this.tensor(zero(from === BOOL ? FLOAT : from))], {})], {}));
-    // bool and float are both f32: only integers convert
-    if (!isIntegerType(from) && !isIntegerType(to)) return computed(to, v.tensor);
-    return computed(to, this.record('cast', [v.tensor], { to: isIntegerType(to) ? 'i32' : 'f32' }));
+    // bool and the float types are all f32: integers convert, narrow floats round
+    const f32 = isIntegerType(from) !== isIntegerType(to) ? this.record('cast', [v.tensor], { to: isIntegerType(to) ? 'i32' : 'f32' }) : v.tensor;
+    return computed(to, narrow ? this.record('roundFloat', [f32], { format: narrow }) : f32);
   }
 
   /**

@@ -6,7 +6,7 @@ import { broadcastShapes } from '../../ir/shape';
 import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
 import { CONVOLUTION_CONVERTERS } from './convolution';
-import { BOOL, dataTypeName, FLOAT, INT64, isIntegerType } from './proto';
+import { BOOL, dataTypeName, FLOAT, INT64, isFloatType, isIntegerType } from './proto';
 import { computed, foldable, folded, type Folded, type Value } from './values';
 
 export interface Converter {
@@ -558,19 +558,19 @@ const clip: Converter = {
 };
 
 /**
- * Cast between float, bool and the integer types: folded values convert now; at run time
- * float and bool are f32 and every integer type i32, so a cast is an IR cast (float to
- * integer toward zero), x ≠ 0 (to bool) or nothing. Other types (double, float16, string)
- * are refused.
+ * Cast between the float types, bool and the integer types: folded values convert now; at
+ * run time every float type and bool are f32 and every integer type i32, so a cast is an IR
+ * cast (float to integer toward zero), x ≠ 0 (to bool), a rounding to float16/bfloat16 or
+ * nothing. Other types (string, complex) are refused.
  */
 const cast: Converter = {
   since: 6,
   convert: (ctx) => {
     const x = ctx.input(0);
     const to = ctx.int('to', 0);
-    const carried = (t: number) => t === F || t === BOOL || isIntegerType(t);
+    const carried = (t: number) => isFloatType(t) || t === BOOL || isIntegerType(t);
     if (x.kind === 'computed' && (!carried(x.dataType) || !carried(to))) {
-      ctx.fail(`a run-time cast from ${dataTypeName(x.dataType)} to ${dataTypeName(to)} is not supported (the plan computes float32, bool and integers as int32)`);
+      ctx.fail(`a run-time cast from ${dataTypeName(x.dataType)} to ${dataTypeName(to)} is not supported (the plan computes the float types as float32, bool as 0/1 float32 and integers as int32)`);
     }
     if (x.kind === 'folded' && !carried(to)) return [folded(to, x.shape, x.data)];
     return [ctx.convert(x, to)];
