@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { loadOnnxModel } from '../compiler/frontends/onnx/load';
 import { CompileError } from '../compiler/ir/errors';
+import { Graph } from '../compiler/ir/graph';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
 import { gpt2Model, llamaModel, mobilenetV2Model, resnet18Model } from '../fixtures/onnx/architectures';
 import { blockModel, cnnModel, encodeModel, floatTensor, intAttr, intsAttr, mlpModel, model, newerOpsModel, node, stringAttr, uniform, valueInfo } from '../fixtures/onnx/models';
@@ -50,8 +51,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
   // the plan computes the float types as float32, bool as 0/1 float32 and every integer type
   // as int32: no string tensors
   dtype: /run-time cast from float to string|data type string, which the ONNX frontend does not read/,
-  // the plan has no zero-size tensors
-  'zero-size': /zero-size|dimensions must be positive/,
   // random masks are not imported (inference only)
   'training dropout': /training_mode must be false/,
   'not a tensor': /not a tensor/,
@@ -70,7 +69,6 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_batchnorm_example_training_mode: 'training batch norm',
   test_cast_FLOAT_to_STRING: 'dtype',
   test_cast_STRING_to_FLOAT: 'dtype',
-  test_constantofshape_int_shape_zero: 'zero-size',
   test_convtranspose_3d: 'not 2-D',
   test_identity_opt: 'not a tensor',
   test_identity_sequence: 'not a tensor',
@@ -79,17 +77,12 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_maxpool_with_argmax_2d_precomputed_strides: 'pool indices',
   test_range_float_type_positive_delta_expanded: 'expansion op',
   test_range_int32_type_negative_delta_expanded: 'expansion op',
-  test_reshape_allowzero_reordered: 'zero-size',
-  test_slice_start_out_of_bounds: 'zero-size',
-  test_split_zero_size_splits: 'zero-size',
   test_training_dropout: 'training dropout',
   test_training_dropout_default: 'training dropout',
   test_training_dropout_default_mask: 'training dropout',
   test_training_dropout_mask: 'training dropout',
   test_training_dropout_zero_ratio: 'training dropout',
   test_training_dropout_zero_ratio_mask: 'training dropout',
-  test_tril_zero: 'zero-size',
-  test_triu_zero: 'zero-size',
 };
 
 describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests (libonnx-testdata) on the CPU reference', () => {
@@ -195,6 +188,12 @@ const GPU_CASES = [
   'test_cast_DOUBLE_to_FLOAT',
   'test_mod_mixed_sign_float16',
   'test_max_float64',
+  // empty tensors: folded at compile time, zero-size outputs (and an empty input that leaves the plan)
+  'test_constantofshape_int_shape_zero',
+  'test_slice_start_out_of_bounds',
+  'test_split_zero_size_splits',
+  'test_tril_zero',
+  'test_reshape_allowzero_reordered',
 ];
 
 describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per op family)', () => {
@@ -204,7 +203,9 @@ describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per
     const c = prepareCase(name, op);
     if ('passed' in c) throw new Error(`${name}: ${c.reason}`);
     const plan = await compileGraph(c.graph, { seed: 0 });
-    const got = await runOnGpu(plan.bundle, c.hostInputs);
+    // inputs nothing reads leave the plan (an empty result needs none)
+    const planInputs = new Set(plan.manifest.entryPoints.run.inputs.map((i) => i.name));
+    const got = await runOnGpu(plan.bundle, Object.fromEntries(Object.entries(c.hostInputs).filter(([n]) => planInputs.has(n))));
     const r = checkOutputs(name, op, c, got, { rtol: 1e-3, atol: 1e-5 });
     expect(r.reason).toBeUndefined();
   }, 60_000);
@@ -411,6 +412,52 @@ test('1-D Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool and Batch
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('empty tensors fold at compile time: an empty slice drops out of a Concat, ops on it give an empty output, and the plan returns it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-empty-'));
+  try {
+    const file = join(dir, 'empty.onnx');
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'empty',
+          node: [
+            node('Slice', ['x', 'starts', 'ends', 'axes'], ['e'], [], 'past_the_end'),
+            node('Concat', ['x', 'e'], ['c'], [intAttr('axis', 0)], 'concat'),
+            node('Relu', ['c'], ['y'], [], 'relu'),
+            node('Mul', ['e', 'e'], ['z'], [], 'square_of_empty'),
+          ],
+          initializer: [
+            { name: 'starts', dims: [1], dataType: 7, int64Data: [5] },
+            { name: 'ends', dims: [1], dataType: 7, int64Data: [9] },
+            { name: 'axes', dims: [1], dataType: 7, int64Data: [0] },
+          ],
+          input: [valueInfo('x', 1, [2, 3])],
+          output: [valueInfo('y', 1, [2, 3]), valueInfo('z', 1, [0, 3])],
+        }),
+      ),
+    );
+    const loaded = loadOnnxModel(file);
+    // no op of the plan sees the empty value: concat and mul are gone
+    expect(loaded.graph.nodes.map((n) => n.op).filter((op) => op !== 'input' && op !== 'constant')).toEqual(['relu']);
+    const plan = await compileGraph(loaded.graph, { seed: 0 });
+    expect(plan.manifest.entryPoints.run.outputs.map((o) => [o.name, o.shape])).toEqual([['y', [2, 3]], ['z', [0, 3]]]);
+    const x = Float32Array.of(-1, 2, -3, 4, -5, 6);
+    const got = await runOnGpu(plan.bundle, { x });
+    expect(Array.from(got.y)).toEqual([0, 2, 0, 4, 0, 6]);
+    expect(got.z).toEqual(new Float32Array(0));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test('the IR refuses an op on an empty tensor, naming it', () => {
+  const g = new Graph('g');
+  const e = g.constant(new Float32Array(0), [0, 3]);
+  expect(() => g.relu(e)).toThrow(/relu.*operand 1 has shape \[0, 3\], no elements: an empty tensor can only be an output/);
+  expect(() => g.input('x', [0, 3])).toThrow(/dimensions must be positive integers/);
 });
 
 test('an imported model trains on the GPU: one SGD step as computed by hand, the loss falls, unselected embedding rows stay', async () => {

@@ -682,8 +682,10 @@ export class Graph {
   private leaf(op: 'input' | 'parameter' | 'constant' | 'state', name: string, attrs: LeafAttrs & Record<string, unknown>): Tensor {
     if (!IDENTIFIER.test(name)) this.fail(op, `name '${name}' must start with a letter or _ and hold only letters, digits, _ . - /`);
     if (this.names.has(name)) this.fail(op, `the name '${name}' is already used in this graph`);
+    // an empty constant is the value of an empty output (frontends fold ops on empty tensors)
+    const least = op === 'constant' ? 0 : 1;
     for (const d of attrs.shape) {
-      if (!Number.isInteger(d) || d <= 0) this.fail(op, `'${name}' has shape ${formatShape(attrs.shape)}; dimensions must be positive integers`);
+      if (!Number.isInteger(d) || d < least) this.fail(op, `'${name}' has shape ${formatShape(attrs.shape)}; dimensions must be ${least ? 'positive' : 'non-negative'} integers`);
     }
     return this.record(op, [], attrs, name);
   }
@@ -692,6 +694,7 @@ export class Graph {
     for (const [i, t] of operands.entries()) {
       if (!(t instanceof Tensor)) this.fail(op, `operand ${i + 1} is not a tensor (got ${typeof t})`);
       if (t.graph !== this) this.fail(op, `operand ${i + 1} belongs to another graph`);
+      if (elementCount(t.shape) === 0) this.fail(op, `operand ${i + 1} has shape ${formatShape(t.shape)}, no elements: an empty tensor can only be an output (ops on empty tensors fold at compile time)`);
     }
     const def = opDef(op);
     if (def.arity !== 'variadic' && operands.length !== def.arity) {

@@ -118,7 +118,8 @@ export function planTarget({ target, graph, entries, training, lowered, validate
     // without initial values (compiled with weights: 'none') a parameter starts at zero until loaded
     const initial = node.op === 'parameter' ? parameters.get(node.name) : undefined;
     if (initial) desc.init = store.addWeights(initial);
-    if (node.op === 'constant') {
+    // an empty constant (an imported model's empty output) has nothing to store
+    if (node.op === 'constant' && desc.byteLength > 0) {
       const values = attrsOf(node, 'constant').values;
       // an i32 constant is stored as its bytes (a Float32Array is stored as its own)
       desc.init = store.addWeights(values instanceof Int32Array ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : values, true);

@@ -121,7 +121,7 @@ export class NodeContext {
     if (v.kind === 'computed') return v.tensor;
     const cached = this.materialized.get(v);
     if (cached) return cached;
-    if (v.shape.some((d) => d === 0)) this.fail(`tensor of shape ${formatShape(v.shape)} has no elements; the plan carries no zero-size tensors`);
+    if (v.shape.some((d) => d === 0)) this.fail(`${this.opType} of an empty tensor (shape ${formatShape(v.shape)}) with a value computed at run time is not supported (ops on empty tensors fold only where their result is empty or known)`);
     const t = this.g.constant(isIntegerType(v.dataType) ? narrowToI32(v, this.describe()) : Float32Array.from(v.data), v.shape);
     this.materialized.set(v, t);
     return t;
@@ -171,6 +171,9 @@ export class NodeContext {
    * otherwise. `dataType` is the ONNX type of the result (integers truncate when folded).
    */
   apply(op: OpName, operands: readonly Value[], attrs: object, dataType: number): Value {
+    // an empty result is known whatever the operands hold: an empty constant, no kernel
+    const empty = this.emptyResult(op, operands, attrs);
+    if (empty) return folded(dataType, empty, new Float64Array(0));
     if (operands.every((v): v is Folded => v.kind === 'folded')) {
       const def = opDef(op);
       const types: TensorType[] = operands.map((v) => ({ shape: v.shape, dtype: 'f32' }));
@@ -188,6 +191,18 @@ export class NodeContext {
       return folded(dataType, out.shape, data);
     }
     return computed(dataType, this.record(op, operands.map((v) => this.tensor(v)), attrs));
+  }
+
+  /** The shape of op's result where it has no elements, else undefined (a shape rule's refusal is left to the caller). */
+  private emptyResult(op: OpName, operands: readonly Value[], attrs: object): number[] | undefined {
+    if (!operands.some((v) => elementCount(shapeOf(v)) === 0)) return undefined;
+    const types: TensorType[] = operands.map((v) => ({ shape: shapeOf(v), dtype: v.kind === 'computed' ? v.tensor.dtype : 'f32' }));
+    try {
+      const out = opDef(op).infer(types, attrs);
+      return elementCount(out.shape) === 0 ? [...out.shape] : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Records an IR op, turning a shape rule's refusal into this node's error. */

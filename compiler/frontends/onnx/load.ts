@@ -96,12 +96,18 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     const dataType = info.type?.tensorType?.elemType ?? 0;
     if (!IDENTIFIER.test(inputName)) fail(`input name '${inputName}' is not usable as a plan input name (letters, digits, _ . - /, not starting with a digit)`);
     const shape = inputShape(info, options.shapes?.[inputName], file);
+    // an empty input is known: it folds like a constant and leaves the plan's inputs
+    if (shape.some((d) => d === 0)) {
+      values.set(inputName, folded(dataType, shape, new Float64Array(0)));
+      continue;
+    }
     const t = g.input(inputName, shape, irDtype(dataType, `input '${inputName}'`, file), { hostDtype: HOST_DTYPES[dataType] });
     values.set(inputName, computed(dataType, t));
     inputs.push({ name: inputName, dataType });
   }
+  const inputNames = (graphProto.input ?? []).map((i) => i.name ?? '').filter((n) => !(graphProto.initializer ?? []).some((t) => t.name === n));
   for (const bound of Object.keys(options.shapes ?? {})) {
-    if (!inputs.some((i) => i.name === bound)) fail(`--shape names '${bound}', which is not an input of the model (inputs: ${inputs.map((i) => i.name).join(', ') || 'none'})`, 'input');
+    if (!inputNames.includes(bound)) fail(`--shape names '${bound}', which is not an input of the model (inputs: ${inputNames.join(', ') || 'none'})`, 'input');
   }
 
   for (const node of graphProto.node ?? []) {
@@ -143,7 +149,6 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     let t: Tensor;
     if (v.kind === 'computed') t = narrow && v.tensor.dtype === 'f32' ? g.roundFloat(v.tensor, narrow) : v.tensor;
     else {
-      if (v.shape.some((d) => d === 0)) fail(`output '${outName}' has no elements; the plan carries no zero-size tensors`);
       t = g.constant(isIntegerType(v.dataType) ? narrowToI32(v, `${file}: output '${outName}'`) : Float32Array.from(v.data, (x) => roundTo(x, narrow)), v.shape);
     }
     g.output(outName, t, t.dtype === 'f32' ? { hostDtype: HOST_DTYPES[dataType] } : {});
@@ -177,7 +182,7 @@ function inputShape(info: ValueInfoProto, bound: readonly number[] | undefined, 
     return [...bound];
   }
   return dims.map((d, i) => {
-    if (d.dimValue !== undefined && Number(d.dimValue) > 0) return Number(d.dimValue);
+    if (d.dimValue !== undefined && Number(d.dimValue) >= 0) return Number(d.dimValue);
     const what = d.dimParam ? `'${d.dimParam}'` : 'unknown';
     throw new CompileError(
       'input',
