@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { loadOnnxModel } from '../compiler/frontends/onnx/load';
+import { decodeModel } from '../compiler/frontends/onnx/proto';
 import { CompileError } from '../compiler/ir/errors';
 import { Graph } from '../compiler/ir/graph';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
@@ -351,6 +352,37 @@ describe('whole architectures agree with onnxruntime-web', () => {
     console.log(`${name}: max |logit| ${scale.toFixed(2)}, max |mnc - onnxruntime-web| = ${gpuError.toExponential(2)} (GPU plan), ${cpuError.toExponential(2)} (CPU reference)`);
     expect(cpuError).toBeLessThanOrEqual(ARCHITECTURE_TOLERANCE[name]);
     expect(gpuError).toBeLessThanOrEqual(ARCHITECTURE_TOLERANCE[name]);
+  }, 300_000);
+});
+
+// --freeze: BatchNormalization's scale and shift are computed at import, so they ride in the
+// preceding convolution's epilogue and the plan keeps no dispatch for them (seen: resnet18 72
+// → 32 dispatches, mobilenet-v2 78 → 46, two per batch norm); outputs still agree with onnxruntime-web.
+describe('frozen BatchNormalization folds into the convolutions', () => {
+  test.each(['resnet18', 'mobilenet-v2'] as const)('%s', async (name) => {
+    const file = join(FIXTURES, `${name}.onnx`);
+    const next = uniform(78);
+    const x = Float32Array.from({ length: 3 * 32 * 32 }, () => 2 * next());
+    const session = await ort.InferenceSession.create(file);
+    const expected = (await session.run({ x: new ort.Tensor('float32', x, [1, 3, 32, 32]) })).logits.data as Float32Array;
+    await session.release();
+    const batchNorms = decodeModel(readFileSync(file), file).graph!.node!.filter((n) => n.opType === 'BatchNormalization').length;
+    expect(batchNorms).toBeGreaterThan(10);
+    const dispatches = async (freeze: boolean) => {
+      const plan = await compileGraph(loadOnnxModel(file, { freeze }).graph, { seed: 0 });
+      const ops = plan.manifest.entryPoints.run.dispatches.map((d) => d.node);
+      return { plan, ops, convs: ops.filter((o) => /conv/i.test(o)).length };
+    };
+    const [trainable, frozen] = [await dispatches(false), await dispatches(true)];
+    console.log(`${name}: ${batchNorms} batch norms; ${trainable.ops.length} dispatches trainable, ${frozen.ops.length} frozen`);
+    expect(frozen.convs).toBe(trainable.convs);
+    expect(frozen.ops.length).toBeLessThanOrEqual(trainable.ops.length - batchNorms);
+    // resnet18's only pointwise work is batch norm (its residual adds and ReLUs ride in conv epilogues)
+    if (name === 'resnet18') expect(frozen.ops.filter((o) => /pointwise/i.test(o))).toEqual([]);
+    const gpu = (await runOnGpu(frozen.plan.bundle, { x })).logits;
+    const error = maxError(gpu, expected);
+    console.log(`${name} frozen: max |mnc - onnxruntime-web| = ${error.toExponential(2)} (GPU plan)`);
+    expect(error).toBeLessThanOrEqual(ARCHITECTURE_TOLERANCE[name]);
   }, 300_000);
 });
 

@@ -109,6 +109,17 @@ export class NodeContext {
     if (v.kind !== 'folded') this.fail(`input ${i + 1} (${what}) must be known at compile time; it is computed at run time from the graph's inputs`);
     return v;
   }
+  /**
+   * A value as a folded one where its values are fixed at compile time: folded already, or a
+   * frozen parameter (an initializer imported with --freeze) whose initial values it holds.
+   */
+  fixedValue(v: Value): Value {
+    if (v.kind === 'folded') return v;
+    const n = this.g.node(v.tensor);
+    const init = n.attrs.init;
+    if (n.op !== 'parameter' || n.attrs.trainable !== false || !(init instanceof Float32Array)) return v;
+    return folded(v.dataType, n.type.shape, Float64Array.from(init), n.name);
+  }
   knownInts(i: number, what: string): number[] | undefined {
     return this.optional(i) ? Array.from(this.known(i, what).data) : undefined;
   }

@@ -239,12 +239,14 @@ const globalAveragePool: Converter = {
 /**
  * BatchNormalization with its running statistics (inference): x·s + (β - μ·s) per channel,
  * s = γ / √(σ² + ε), as the graph builder's batchNorm writes it (so the optimizer folds it
- * into a preceding convolution's epilogue).
+ * into a preceding convolution's epilogue). With frozen parameters s and β - μ·s are
+ * computed now: the plan keeps no dispatch for them, only the conv's epilogue scale and shift.
  */
 const batchNormalization: Converter = {
   since: 7,
   convert: (ctx) => {
-    const [x, gamma, beta, mean, variance] = [0, 1, 2, 3, 4].map((i) => ctx.input(i));
+    const x = ctx.input(0);
+    const [gamma, beta, mean, variance] = [1, 2, 3, 4].map((i) => ctx.fixedValue(ctx.input(i)));
     ctx.requireFloat(x, gamma, beta, mean, variance);
     const lift = requireSpatial(ctx, x);
     if (ctx.opset >= 14 && ctx.int('training_mode', 0) !== 0) ctx.fail('training_mode = 1 is not supported (batch statistics; the frontend imports for inference, with the running mean and variance)');
