@@ -61,8 +61,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
   'not 2-D': /only 1-D and 2-D (Conv|ConvTranspose|MaxPool|AveragePool) are supported/,
   // batch statistics and the running-statistics outputs: BatchNormalization imports for inference
   'training batch norm': /training_mode = 1 is not supported/,
-  // MaxPool's argmax output
-  'pool indices': /second output \(Indices/,
 };
 const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_averagepool_3d_default: 'not 2-D',
@@ -74,8 +72,6 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_identity_opt: 'not a tensor',
   test_identity_sequence: 'not a tensor',
   test_maxpool_3d_default: 'not 2-D',
-  test_maxpool_with_argmax_2d_precomputed_pads: 'pool indices',
-  test_maxpool_with_argmax_2d_precomputed_strides: 'pool indices',
   test_range_float_type_positive_delta_expanded: 'expansion op',
   test_range_int32_type_negative_delta_expanded: 'expansion op',
   test_training_dropout: 'training dropout',
@@ -189,6 +185,9 @@ const GPU_CASES = [
   'test_cast_DOUBLE_to_FLOAT',
   'test_mod_mixed_sign_float16',
   'test_max_float64',
+  // MaxPool's Indices (flat argmax positions, int64 as i32), row- and column-major
+  'test_maxpool_with_argmax_2d_precomputed_pads',
+  'test_maxpool_with_argmax_2d_precomputed_strides',
   // empty tensors: folded at compile time, zero-size outputs (and an empty input that leaves the plan)
   'test_constantofshape_int_shape_zero',
   'test_slice_start_out_of_bounds',
@@ -584,12 +583,10 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
     const pool = (attrs: ReturnType<typeof intAttr>[], outputs = ['y'], dims = [1, 2, 4, 4]) =>
       encodeModel(model({ name: 'g', node: [node('MaxPool', ['x'], outputs, [intsAttr('kernel_shape', dims.slice(2).map(() => 2)), ...attrs], 'mp')], input: [valueInfo('x', 1, dims)], output: outputs.map((o) => valueInfo(o, 1, [])) }, 12));
     const cases: [Uint8Array, RegExp][] = [
-      [pool([intAttr('storage_order', 1)]), /node 'mp' \(MaxPool, opset 12\): storage_order = 1 \(column-major Indices\) is not supported/],
       [
         encodeModel(model({ name: 'g', node: [node('AveragePool', ['x'], ['y'], [intsAttr('kernel_shape', [2, 2]), intsAttr('strides', [2, 2]), intAttr('ceil_mode', 1), intAttr('count_include_pad', 1)], 'ap')], input: [valueInfo('x', 1, [1, 2, 5, 5])], output: [valueInfo('y', 1, [])] }, 12)),
         /node 'ap' \(AveragePool, opset 12\): ceil_mode = 1 with count_include_pad = 1 is not supported/,
       ],
-      [pool([], ['y', 'indices']), /node 'mp' \(MaxPool, opset 12\): the second output \(Indices/],
       [pool([], ['y'], [1, 2, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 1-D and 2-D MaxPool are supported: input must be NCL or NCHW \(rank 3 or 4\); got rank 5 \(3-D\)/],
     ];
     for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`pool${i}.onnx`, bytes))).message).toMatch(message);

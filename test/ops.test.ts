@@ -443,6 +443,8 @@ const cases: Record<OpName, OpCase[]> = {
   conv2dBackwardWeight: convCases('conv2dBackwardWeight'),
   maxPool2d: poolCases('maxPool2d'),
   maxPool2dBackward: poolCases('maxPool2dBackward'),
+  // exact: the same flat index (random f32 values do not tie)
+  maxPool2dIndices: POOL_TABLE.map(({ label, x, options }): OpCase => ({ label: `maxPool2dIndices ${label}: x ${JSON.stringify(x)}`, inputs: { x: { shape: x } }, build: (g, t) => g.maxPool2dIndices(t.x, options), atol: 0, rtol: 0 })),
   avgPool2d: poolCases('avgPool2d'),
   avgPool2dBackward: poolCases('avgPool2dBackward'),
   // test/attention.test.ts checks attention against its unfused graph, on more shapes

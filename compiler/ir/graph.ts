@@ -546,6 +546,10 @@ export class Graph {
   maxPool2d(x: Tensor, options: Pool2dOptions): Tensor {
     return this.op('maxPool2d', [x], pool2dAttrs(options));
   }
+  /** Where each maxPool2d window's first maximum lies: its flat NCHW index in x (i32; no gradient). */
+  maxPool2dIndices(x: Tensor, options: Pool2dOptions): Tensor {
+    return this.op('maxPool2dIndices', [x], pool2dAttrs(options));
+  }
   /**
    * Mean over each window of NCHW x, channel by channel, options as maxPool2d's; padding counts
    * as zeros in the divisor (KH·KW, PyTorch's default) unless `countIncludePad` is false.

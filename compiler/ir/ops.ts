@@ -1934,6 +1934,15 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     grad: ({ g, inputs: [x], dy, attrs }) => [g.maxPool2dBackward(dy, x, { ...attrs, inputSize: [x.shape[2], x.shape[3]] })],
     flops: (_inputs, attrs, out) => elementCount(out.shape) * attrs.kernel[0] * attrs.kernel[1],
   } satisfies OpDef<Pool2dAttrs>,
+  // ONNX MaxPool's Indices output; integers carry no gradient
+  maxPool2dIndices: {
+    arity: 1,
+    summary: "the flat NCHW index in x of each window's first maximal element (maxPool2d's argmax, as i32)",
+    infer: (inputs, attrs) => ({ ...poolType(inputs, attrs), dtype: 'i32' }),
+    evaluate: ([x], attrs) => Float64Array.from(firstMaxima(x, poolGeometry(x.shape, attrs))),
+    lowering: { archetype: 'window', role: 'argmax' },
+    grad: () => [undefined],
+  } satisfies OpDef<Pool2dAttrs>,
   // not differentiable itself: like reluBackward, it routes dy by a comparison
   maxPool2dBackward: {
     arity: 2,
@@ -2360,7 +2369,7 @@ function checkF32(inputs: readonly TensorType[], names: readonly string[]): void
 // pooling's rules, outside the table so their types do not depend on it.
 
 /** Which pooling a window kernel computes: the pooled value, or the gradient it passes back to its input. */
-export type PoolRole = 'max' | 'avg' | 'maxBackward' | 'avgBackward';
+export type PoolRole = 'max' | 'avg' | 'maxBackward' | 'avgBackward' | 'argmax';
 
 /** A pooling window's geometry over input [N, C, H, W]: a depthwise convolution's, weight [C, 1, KH, KW], groups C. */
 export function poolGeometry(x: Shape, attrs: Pool2dAttrs): ConvGeometry {

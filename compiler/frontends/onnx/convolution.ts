@@ -10,7 +10,7 @@
 import type { Conv2dAttrs } from '../../ir/ops';
 import type { Converter } from './converters';
 import type { NodeContext } from './context';
-import { FLOAT } from './proto';
+import { FLOAT, INT64 } from './proto';
 import { folded, type Value } from './values';
 
 type Pair = [number, number];
@@ -203,11 +203,25 @@ const maxPool: Converter = {
     // integer tensors (uint8 images) pool as f32, exact below 2^24, and convert back
     const x = ctx.convert(input, ctx.isInteger(input) ? FLOAT : input.dataType);
     ctx.requireFloat(x);
-    if (ctx.node.output?.[1]) ctx.fail('the second output (Indices, the argmax positions) is not supported');
-    if (ctx.int('storage_order', 0) !== 0) ctx.fail('storage_order = 1 (column-major Indices) is not supported');
+    const wantsIndices = Boolean(ctx.node.output?.[1]);
     const lift = requireSpatial(ctx, x);
     const x2 = to2d(ctx, x, lift);
-    return [ctx.convert(from2d(ctx, ctx.apply('maxPool2d', [x2], poolAttrs(ctx, x2, lift), FLOAT), lift), input.dataType)];
+    const attrs = poolAttrs(ctx, x2, lift);
+    const y = ctx.convert(from2d(ctx, ctx.apply('maxPool2d', [x2], attrs, FLOAT), lift), input.dataType);
+    if (!wantsIndices) return [y];
+    // Indices: each window's first maximum as a flat index into X (a lifted 1-D X's [N, C, 1, L] flattens as [N, C, L])
+    let indices = ctx.apply('maxPool2dIndices', [x2], attrs, INT64);
+    if (ctx.int('storage_order', 0) !== 0) {
+      // column-major: within each (n, c) plane, h + w·H instead of h·W + w
+      const [h, w] = ctx.shape(x2).slice(2);
+      const int = (v: number) => folded(INT64, [], Float64Array.of(v));
+      const inPlane = ctx.apply('mod', [indices, int(h * w)], { floored: false }, INT64);
+      const plane = ctx.apply('sub', [indices, inPlane], {}, INT64);
+      const row = ctx.apply('div', [inPlane, int(w)], {}, INT64);
+      const column = ctx.apply('mod', [inPlane, int(w)], { floored: false }, INT64);
+      indices = ctx.apply('add', [plane, ctx.apply('add', [row, ctx.apply('mul', [column, int(h)], {}, INT64)], {}, INT64)], {}, INT64);
+    }
+    return [y, lift ? ctx.apply('reshape', [indices], { shape: [...ctx.shape(y)] }, INT64) : indices];
   },
 };
 
