@@ -57,13 +57,12 @@ const NOT_CARRIED: Record<string, RegExp> = {
   'not a tensor': /not a tensor/,
   // Range's function body uses Ceil and Loop, which the frontend lacks
   'expansion op': /is not supported by the ONNX frontend/,
-  // convolutions and pools are 1-D (NCL, lifted to 2-D) and 2-D (NCHW) only
-  'not 2-D': /only 1-D and 2-D (Conv|ConvTranspose|MaxPool|AveragePool) are supported/,
+  // convolutions are 1-D (NCL, lifted to 2-D) and 2-D (NCHW) only (pools 3-D too)
+  'not 2-D': /only 1-D and 2-D (Conv|ConvTranspose) are supported/,
   // batch statistics and the running-statistics outputs: BatchNormalization imports for inference
   'training batch norm': /training_mode = 1 is not supported/,
 };
 const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
-  test_averagepool_3d_default: 'not 2-D',
   test_batchnorm_epsilon_training_mode: 'training batch norm',
   test_batchnorm_example_training_mode: 'training batch norm',
   test_cast_FLOAT_to_STRING: 'dtype',
@@ -71,7 +70,6 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_convtranspose_3d: 'not 2-D',
   test_identity_opt: 'not a tensor',
   test_identity_sequence: 'not a tensor',
-  test_maxpool_3d_default: 'not 2-D',
   test_range_float_type_positive_delta_expanded: 'expansion op',
   test_range_int32_type_negative_delta_expanded: 'expansion op',
   test_training_dropout: 'training dropout',
@@ -188,6 +186,9 @@ const GPU_CASES = [
   // MaxPool's Indices (flat argmax positions, int64 as i32), row- and column-major
   'test_maxpool_with_argmax_2d_precomputed_pads',
   'test_maxpool_with_argmax_2d_precomputed_strides',
+  // 3-D pools as two 2-D ones
+  'test_maxpool_3d_default',
+  'test_averagepool_3d_default',
   // empty tensors: folded at compile time, zero-size outputs (and an empty input that leaves the plan)
   'test_constantofshape_int_shape_zero',
   'test_slice_start_out_of_bounds',
@@ -445,6 +446,42 @@ test('1-D Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool and Batch
   }
 });
 
+test('3-D MaxPool and AveragePool (strides, pads, dilations, ceil_mode, count_include_pad) match onnxruntime-web', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-3d-'));
+  try {
+    const file = join(dir, 'pool3d.onnx');
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'pool3d',
+          node: [
+            node('MaxPool', ['x'], ['m'], [intsAttr('kernel_shape', [2, 3, 2]), intsAttr('strides', [2, 1, 2]), intsAttr('pads', [1, 0, 1, 0, 1, 1]), intsAttr('dilations', [1, 2, 1])], 'max_dilated'),
+            node('MaxPool', ['x'], ['c'], [intsAttr('kernel_shape', [3, 2, 3]), intsAttr('strides', [2, 2, 2]), intAttr('ceil_mode', 1)], 'max_ceil'),
+            node('AveragePool', ['x'], ['a'], [intsAttr('kernel_shape', [3, 2, 2]), intsAttr('strides', [1, 2, 2]), intsAttr('pads', [1, 1, 0, 1, 0, 1])], 'avg_excluding_pad'),
+            node('AveragePool', ['x'], ['i'], [intsAttr('kernel_shape', [2, 2, 3]), stringAttr('auto_pad', 'SAME_UPPER'), intAttr('count_include_pad', 1)], 'avg_including_pad'),
+          ],
+          input: [valueInfo('x', 1, [2, 2, 5, 6, 7])],
+          output: [valueInfo('m', 1, [2, 2, 3, 3, 4]), valueInfo('c', 1, [2, 2, 2, 3, 3]), valueInfo('a', 1, [2, 2, 5, 3, 4]), valueInfo('i', 1, [2, 2, 5, 6, 7])],
+        }),
+      ),
+    );
+    const next = uniform(33);
+    const x = Float32Array.from({ length: 2 * 2 * 5 * 6 * 7 }, () => 2 * next());
+    const expected = await ortRun(file, { x }, { x: [2, 2, 5, 6, 7] });
+    const loaded = loadOnnxModel(file);
+    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
+    const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
+    for (const name of ['m', 'c', 'a', 'i']) {
+      expect(cpu[name].length, name).toBe(expected[name].length);
+      expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
+      expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
 test('empty tensors fold at compile time: an empty slice drops out of a Concat, ops on it give an empty output, and the plan returns it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-empty-'));
   try {
@@ -587,7 +624,8 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
         encodeModel(model({ name: 'g', node: [node('AveragePool', ['x'], ['y'], [intsAttr('kernel_shape', [2, 2]), intsAttr('strides', [2, 2]), intAttr('ceil_mode', 1), intAttr('count_include_pad', 1)], 'ap')], input: [valueInfo('x', 1, [1, 2, 5, 5])], output: [valueInfo('y', 1, [])] }, 12)),
         /node 'ap' \(AveragePool, opset 12\): ceil_mode = 1 with count_include_pad = 1 is not supported/,
       ],
-      [pool([], ['y'], [1, 2, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 1-D and 2-D MaxPool are supported: input must be NCL or NCHW \(rank 3 or 4\); got rank 5 \(3-D\)/],
+      [pool([], ['y', 'indices'], [1, 2, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): a 3-D MaxPool's second output \(Indices\) is not supported/],
+      [pool([], ['y'], [1, 2, 4, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 1-D and 2-D MaxPool are supported: input must be NCL or NCHW \(rank 3 or 4\); got rank 6 \(4-D\)/],
     ];
     for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`pool${i}.onnx`, bytes))).message).toMatch(message);
   });
