@@ -86,11 +86,20 @@ def build(name, args):
 
 def export(model, inputs, outputs, path, opset):
     kwargs = dict(input_names=list(inputs), output_names=outputs, opset_version=opset, do_constant_folding=True)
-    # the TorchScript exporter (static shapes, no onnxscript needed); newer torch defaults to dynamo
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+    has_dynamo = "dynamo" in inspect.signature(torch.onnx.export).parameters
+    # the TorchScript exporter first (static shapes, no onnxscript needed); newer torch defaults to dynamo
+    if has_dynamo:
         kwargs["dynamo"] = False
     with torch.no_grad():
-        torch.onnx.export(model, tuple(inputs.values()), path, **kwargs)
+        try:
+            torch.onnx.export(model, tuple(inputs.values()), path, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the TorchScript exporter may be gone or refuse the model
+            if not has_dynamo:
+                raise
+            log(f"TorchScript export failed ({type(e).__name__}: {str(e)[:300]}); trying dynamo=True")
+            kwargs.pop("do_constant_folding")
+            kwargs["dynamo"] = True
+            torch.onnx.export(model, tuple(inputs.values()), path, external_data=False, **kwargs)
 
 
 def timed_ms(fn, warmup, iters):
