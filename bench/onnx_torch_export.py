@@ -99,7 +99,10 @@ def export(model, inputs, outputs, path, opset):
             log(f"TorchScript export failed ({type(e).__name__}: {str(e)[:300]}); trying dynamo=True")
             kwargs.pop("do_constant_folding")
             kwargs["dynamo"] = True
-            torch.onnx.export(model, tuple(inputs.values()), path, external_data=False, **kwargs)
+            # one file: the Node bench reads no external data beside it
+            if "external_data" in inspect.signature(torch.onnx.export).parameters:
+                kwargs["external_data"] = False
+            torch.onnx.export(model, tuple(inputs.values()), path, **kwargs)
 
 
 def timed_ms(fn, warmup, iters):
