@@ -13,7 +13,7 @@ import { materializeParameters, parameterSources, storedParameters } from './ir/
 import { lowerGraph } from './lower';
 import { fileSink, memorySink, writePlan, type BundleSink } from './plan/bundle';
 import { inputRanges } from './plan/input-ranges';
-import { entryLiveNodes, manifestHead, planEntries, planTarget } from './plan/plan';
+import { entryLiveNodes, hostDtypes, manifestHead, planEntries, planTarget } from './plan/plan';
 import { SectionStore, type StoredValues, type WeightSource } from './plan/sections';
 import { DEFAULT_TARGETS } from './target/targets';
 import { dispatchOverBound } from '../schemas/dispatch-work';
@@ -141,6 +141,7 @@ async function compileTo(
     }
   }
   const ranges = inputRanges(graph);
+  const hosts = hostDtypes(graph);
   const training = options.training ? timed('autodiff', () => appendTraining(graph, options.training!)) : undefined;
   const lowerings = targets.map((target) => {
     const optimized = optimizedFor.get(JSON.stringify(target.cost)) ?? { graph, training };
@@ -152,7 +153,7 @@ async function compileTo(
 
   const store = new SectionStore();
   const plans = timed('plan', () =>
-    lowerings.map((l) => planTarget({ target: l.target, graph: l.graph, entries: l.entries, training: l.training, lowered: l.lowered, validated, parameters, inputRanges: ranges }, store)),
+    lowerings.map((l) => planTarget({ target: l.target, graph: l.graph, entries: l.entries, training: l.training, lowered: l.lowered, validated, parameters, inputRanges: ranges, hostDtypes: hosts }, store)),
   );
   const [first, ...others] = plans;
   const { name, summary, match, ...plan } = first;

@@ -38,3 +38,17 @@ export function f16BitsToF32(bits: number): number {
   if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
+
+/** bfloat16 bits of `value` (the upper half of its binary32), rounded to nearest even; NaN stays NaN. */
+export function f32ToBf16Bits(value: number): number {
+  f32View[0] = value;
+  const x = u32View[0];
+  if ((x & 0x7fffffff) > 0x7f800000) return (x >>> 16) | 0x40;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** The value of bfloat16 bits: the upper half of a binary32. */
+export function bf16BitsToF32(bits: number): number {
+  u32View[0] = (bits & 0xffff) << 16;
+  return f32View[0];
+}

@@ -4,7 +4,7 @@ export { readBundle, type PlanBundle } from './bundle';
 export { fetchPlan, type FetchPlanOptions } from './fetch-plan';
 export { describeAdapter, type AdapterDescription } from './adapter';
 export { PlanError, isPlanError, type PlanErrorKind } from './errors';
-export { loadPlan, type LoadOptions, type RunOptions, type Session, type TensorData, type WeightsInput } from './session';
+export { hostValues, loadPlan, type LoadOptions, type RunOptions, type Session, type TensorData, type WeightsInput } from './session';
 export { DEFAULT_MEMORY_BUDGET } from './memory-budget';
 export { loadTrainingPlan, type TrainingSession } from './training';
 export { chooseTarget, targetManifest, targetsOf, type ChosenTarget, type DeviceDescription } from './targets';

@@ -14,6 +14,7 @@ const OPTIMIZERS = ['sgd', 'adam', 'adamw'];
 const ACCESS_MODES = ['read', 'read_write'];
 const VALIDATORS = ['naga', 'dawn'];
 const TRANSLATION_TARGETS = ['spirv', 'msl', 'hlsl'];
+const HOST_DTYPES = ['f64', 'f16', 'bf16'];
 const REQUIRED_LIMITS = [
   'maxStorageBufferBindingSize',
   'maxStorageBuffersPerShaderStage',
@@ -305,6 +306,10 @@ function checkTargetPlan(m: Obj, at: string, section: (name: unknown, path: stri
         const needed = shape(t.shape, `${tpath}.shape`) * DTYPE_BYTES[dtype];
         if (needed > bytes) fail(tpath, `("${name}") needs ${needed} bytes but buffer ${String(t.buffer)} has ${bytes}`);
         if (t.range !== undefined) checkRange(t.range, dtype, `${tpath}.range`);
+        if (t.hostDtype !== undefined) {
+          oneOf(t.hostDtype, HOST_DTYPES, `${tpath}.hostDtype`);
+          if (dtype !== 'f32') fail(`${tpath}.hostDtype`, `is given for a ${dtype} binding; only f32 bindings exchange another float type`);
+        }
       });
     }
     array(entry.dispatches, `${path}.dispatches`).forEach((raw, i) => {

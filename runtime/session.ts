@@ -3,7 +3,7 @@
 // compute pass, submits once and reads outputs back. No compiling or planning happens here:
 // intermediates the compiler packed into arenas are bound as ranges of the arena buffers.
 // A traced run (trace.ts) encodes a pass per dispatch instead, with timestamp queries.
-import { f16BitsToF32, f32ToF16Bits } from './f16';
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from './f16';
 import { decodeSafetensors } from './safetensors';
 import { matchWeights, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
 import { DTYPE_BYTES, type DType, type ElementDType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
@@ -57,10 +57,11 @@ export interface RunOptions {
 
 /**
  * What run() accepts per input: Float32Array always; Int32Array/Uint32Array also for i32/u32
- * inputs, Int8Array for i8. Integer inputs must hold integers of the dtype, within the
- * binding's `range` when it has one (else PlanError 'bad-input').
+ * inputs, Int8Array for i8; Float64Array for an input whose hostDtype is f64, Uint16Array bit
+ * patterns where it is f16 or bf16 (converted to the plan's f32). Integer inputs must hold
+ * integers of the dtype, within the binding's `range` when it has one (else PlanError 'bad-input').
  */
-export type TensorData = Float32Array | Int32Array | Uint32Array | Int8Array;
+export type TensorData = Float32Array | Int32Array | Uint32Array | Int8Array | Float64Array | Uint16Array;
 
 export interface Session {
   /** the manifest as this session runs it: the chosen target's plan (runtime/targets.ts) */
@@ -739,18 +740,33 @@ export class PlanSession implements Session {
       const data = inputs[binding.name];
       if (data === undefined) throw new PlanError('bad-input', `missing input "${binding.name}" for entry "${loaded.name}": expected ${describe(binding)}`);
       const integer = binding.dtype === 'i32' || binding.dtype === 'u32';
+      const host = binding.hostDtype;
       const typeOk =
-        data instanceof Float32Array || (binding.dtype === 'i8' ? data instanceof Int8Array : integer && (data instanceof Int32Array || data instanceof Uint32Array));
+        data instanceof Float32Array ||
+        (host === 'f64' && data instanceof Float64Array) ||
+        ((host === 'f16' || host === 'bf16') && data instanceof Uint16Array) ||
+        (binding.dtype === 'i8' ? data instanceof Int8Array : integer && (data instanceof Int32Array || data instanceof Uint32Array));
       if (!typeOk) {
         const got = (data as object | null)?.constructor?.name ?? typeof data;
-        const wanted = binding.dtype === 'i8' ? 'Int8Array or Float32Array' : integer ? 'Float32Array, Int32Array or Uint32Array' : 'Float32Array';
-        throw new PlanError('bad-input', `input "${binding.name}" (${binding.dtype}) must be an ${wanted}, got ${got}`);
+        const wanted =
+          host === 'f64'
+            ? 'Float64Array or Float32Array'
+            : host
+              ? `Uint16Array (${host} bit patterns) or Float32Array`
+              : binding.dtype === 'i8'
+                ? 'Int8Array or Float32Array'
+                : integer
+                  ? 'Float32Array, Int32Array or Uint32Array'
+                  : 'Float32Array';
+        throw new PlanError('bad-input', `input "${binding.name}" (${host ?? binding.dtype}) must be an ${wanted}, got ${got}`);
       }
       if (data.length !== elementCount(binding.shape)) {
         throw new PlanError('bad-input', `input "${binding.name}" has ${data.length} elements; expected ${describe(binding)}`);
       }
       checkIntegers(binding, data);
-      return [this.buffers.get(binding.buffer)!, toBufferBytes(data, binding.dtype)];
+      // a double, float16 or bfloat16 input is the plan's f32
+      const values = data instanceof Uint16Array ? Float32Array.from(data, host === 'bf16' ? bf16BitsToF32 : f16BitsToF32) : data instanceof Float64Array ? Float32Array.from(data) : data;
+      return [this.buffers.get(binding.buffer)!, toBufferBytes(values, binding.dtype)];
     });
   }
 
@@ -843,8 +859,26 @@ function checkIntegers(binding: TensorBinding, data: TensorData): void {
   }
 }
 
+/**
+ * An output as the caller's type for it: a Float64Array for a binding whose hostDtype is f64,
+ * the bit patterns (Uint16Array) for f16 and bf16 (the plan has rounded the values already),
+ * the values themselves for every other binding.
+ */
+export function hostValues(binding: TensorBinding, values: Float32Array): Float32Array | Float64Array | Uint16Array {
+  switch (binding.hostDtype) {
+    case 'f64':
+      return Float64Array.from(values);
+    case 'f16':
+      return Uint16Array.from(values, f32ToF16Bits);
+    case 'bf16':
+      return Uint16Array.from(values, f32ToBf16Bits);
+    default:
+      return values;
+  }
+}
+
 /** The bytes a buffer of `dtype` holds for these values (a fresh copy WebGPU may keep). */
-function toBufferBytes(data: TensorData, dtype: ElementDType): Uint8Array<ArrayBuffer> {
+function toBufferBytes(data: Exclude<TensorData, Float64Array | Uint16Array>, dtype: ElementDType): Uint8Array<ArrayBuffer> {
   let typed: Float32Array | Int32Array | Uint32Array | Uint16Array | Int8Array;
   if (dtype === 'i8') typed = data instanceof Int8Array ? data : Int8Array.from(data);
   else if (dtype === 'f32') typed = data instanceof Float32Array ? data : Float32Array.from(data);

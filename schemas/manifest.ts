@@ -178,7 +178,18 @@ export interface TensorBinding {
    * silently wrong (a zero row), so a runtime refuses it. Absent: any value of the dtype.
    */
   range?: { min: number; max: number };
+  /**
+   * The element type the caller exchanges where it is not `dtype`: an imported model's
+   * double, float16 or bfloat16 input or output, computed as f32 inside the plan (its f16
+   * and bf16 outputs hold values already rounded to the format). run() also takes a
+   * Float64Array (f64) or a Uint16Array of bit patterns (f16, bf16) for such an input;
+   * hostValues() turns an output into its Float64Array or bit patterns.
+   */
+  hostDtype?: HostDType;
 }
+
+/** The wider or narrower float types a plan's f32 inputs and outputs exchange with the caller. */
+export type HostDType = 'f64' | 'f16' | 'bf16';
 
 export interface EntryPoint {
   inputs: TensorBinding[];

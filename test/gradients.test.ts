@@ -483,6 +483,40 @@ const ZERO_GRADIENT_CHECKS: ZeroGradientCheck[] = [
     },
   },
   {
+    // finite differences of a rounding are 0 or a jump: its rule is straight-through by design
+    op: 'roundFloat',
+    label: 'w · roundFloat(tanh(a), f16) has the gradient of w · tanh(a) (straight through the rounding)',
+    run: async () => {
+      const g = new Graph('round_float');
+      const u = uniformStream(12);
+      const init = Float32Array.from({ length: 12 }, () => 4 * u() - 2);
+      const weights = Float32Array.from({ length: 12 }, () => 2 * u() - 1);
+      const a = g.parameter('a', [3, 4], { init });
+      const loss = g.sum(g.reshape(g.mul(g.roundFloat(g.tanh(a), 'f16'), g.constant(weights, [3, 4])), [-1]), 0);
+      g.output(LOSS, loss);
+      g.output('grad_a', differentiate(g, loss, [a.id]).get(a.id)!);
+      const parameters = new Map([['a', Float64Array.from(init)]]);
+      const ad = interpret(g, {}, parameters).grad_a;
+      ad.forEach((v, i) => expect(Math.abs(v - weights[i] * tanhDerivative(init[i])), `dL/da[${i}]`).toBeLessThanOrEqual(1e-7));
+      const prepared: PreparedCase = { graph: g, gradients: new Map([['a', 'grad_a']]), parameters, frozen: new Map(), feeds: {}, differentiatedOps: new Set() };
+      await checkOnGpu(prepared, new Map([['a', ad]]), GPU_ATOL, GPU_RTOL);
+    },
+  },
+  {
+    op: 'maxPool2dIndices',
+    label: 'the argmax positions are integers: no gradient reaches x through them',
+    run: async () => {
+      const g = new Graph('max_pool_indices');
+      const x = g.parameter('x', [1, 2, 4, 4], { init: Float32Array.from({ length: 32 }, (_, i) => Math.sin(i)) });
+      const loss = g.sum(g.reshape(g.mul(g.maxPool2d(x, { kernel: 2, stride: 2 }), g.cast(g.maxPool2dIndices(x, { kernel: 2, stride: 2 }), 'f32')), [-1]), 0);
+      const grads = differentiate(g, loss, [x.id]);
+      expect(g.nodes.some((n) => n.op === 'maxPool2dIndices')).toBe(true);
+      // only maxPool2d's rule contributes: one backward op, no path through the indices
+      expect(g.nodes.filter((n) => n.op === 'maxPool2dBackward')).toHaveLength(1);
+      expect(grads.has(x.id)).toBe(true);
+    },
+  },
+  {
     op: 'oneHot',
     label: 'crossEntropy against integer labels: no gradient reaches the labels through oneHot',
     run: async () => {

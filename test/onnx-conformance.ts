@@ -8,14 +8,38 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isCompileError } from '../compiler/ir/errors';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
-import { decodeModel, decodeTensor, isIntegerType, tensorValues, type ModelProto, type TensorValue } from '../compiler/frontends/onnx/proto';
+import { BFLOAT16, decodeModel, decodeTensor, DOUBLE, FLOAT16, isIntegerType, tensorValues, type ModelProto, type TensorValue } from '../compiler/frontends/onnx/proto';
+import { bf16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../runtime/f16';
+import type { TensorData } from '../runtime/session';
 import { importOnnxModel, SUPPORTED_OPS, type LoadedOnnxModel } from '../compiler/frontends/onnx/load';
+
+const UINT16 = 4;
 
 export const NODE_TESTS = '/usr/share/libonnx-testdata/data/node';
 
-// ONNX's backend tests compare with rtol 1e-3, atol 1e-7
-const RTOL = 1e-3;
-const ATOL = 1e-7;
+// ONNX's backend tests compare with rtol 1e-3, atol 1e-7: float, double (computed in f32:
+// inputs rounded to f32, so results carry f32's error, far inside it) and float16 (one f16
+// ulp is 2^-10 relative: the plan rounds f32 results to f16, so they equal the reference or
+// are one ulp off where the f32 and f16 computations round apart). bfloat16: one ulp, 2^-7.
+const ONNX_TOLERANCE = { rtol: 1e-3, atol: 1e-7 };
+const BFLOAT16_TOLERANCE = { rtol: 2 ** -7, atol: 1e-7 };
+const toleranceOf = (dataType: number) => (dataType === BFLOAT16 ? BFLOAT16_TOLERANCE : ONNX_TOLERANCE);
+
+/**
+ * The test data stores bfloat16 tensors as uint16 bit patterns (numpy has no bfloat16): a
+ * value the model declares bfloat16 is read as those bits' values.
+ */
+function asDeclared(v: TensorValue, declared: number | undefined): TensorValue {
+  return declared === BFLOAT16 && v.dataType === UINT16 ? { ...v, dataType: BFLOAT16, data: v.data.map(bf16BitsToF32) } : v;
+}
+
+/** An input as a caller of the runtime gives it: Float64Array for double, the bit patterns for float16 and bfloat16. */
+function hostArray(v: TensorValue): TensorData {
+  if (v.dataType === DOUBLE) return Float64Array.from(v.data);
+  if (v.dataType === FLOAT16) return Uint16Array.from(v.data, f32ToF16Bits);
+  if (v.dataType === BFLOAT16) return Uint16Array.from(v.data, f32ToBf16Bits);
+  return Float32Array.from(v.data);
+}
 
 export interface CaseResult {
   name: string;
@@ -61,6 +85,8 @@ export interface PreparedCase {
   outputs: LoadedOnnxModel['outputs'];
   /** the plan's inputs, typed as the plan takes them (f32, or i32 for integer inputs) */
   inputs: Record<string, Float32Array | Int32Array>;
+  /** the same inputs as a runtime caller gives them (Float64Array for double, Uint16Array bit patterns for float16 and bfloat16) */
+  hostInputs: Record<string, TensorData>;
   expected: TensorValue[];
   boundInputs: boolean;
 }
@@ -78,7 +104,7 @@ export function prepareCase(name: string, op: string, root = NODE_TESTS): Prepar
     const infos = (model.graph?.input ?? []).filter((i) => !initializers.has(i.name));
     const notTensor = infos.find((i) => !i.type?.tensorType);
     if (notTensor) return { name, op, passed: false, reason: `input '${notTensor.name}' is not a tensor (sequence, optional and map types are not supported)` };
-    const given = infos.map((info, i) => ({ name: info.name ?? '', value: read(`input_${i}.pb`) }));
+    const given = infos.map((info, i) => ({ name: info.name ?? '', value: asDeclared(read(`input_${i}.pb`), info.type?.tensorType?.elemType) }));
     // dynamic dimensions bound from the case's data, as --shape binds them
     const shapesOf = (gs: typeof given) => Object.fromEntries(gs.map((g) => [g.name, g.value.shape]));
     let loaded: LoadedOnnxModel;
@@ -93,11 +119,15 @@ export function prepareCase(name: string, op: string, root = NODE_TESTS): Prepar
       boundInputs = true;
     }
     const inputs: Record<string, Float32Array | Int32Array> = {};
+    const hostInputs: Record<string, TensorData> = {};
     for (const g of given) {
       const node = loaded.graph.nodes.find((n) => n.op === 'input' && n.name === g.name);
-      if (node) inputs[g.name] = node.type.dtype === 'i32' ? Int32Array.from(g.value.data) : Float32Array.from(g.value.data);
+      if (!node) continue;
+      inputs[g.name] = node.type.dtype === 'i32' ? Int32Array.from(g.value.data) : Float32Array.from(g.value.data);
+      hostInputs[g.name] = node.type.dtype === 'i32' ? inputs[g.name] : hostArray(g.value);
     }
-    return { graph: loaded.graph, outputs: loaded.outputs, inputs, expected: loaded.outputs.map((_, i) => read(`output_${i}.pb`)), boundInputs };
+    const expected = loaded.outputs.map((o, i) => asDeclared(read(`output_${i}.pb`), o.dataType));
+    return { graph: loaded.graph, outputs: loaded.outputs, inputs, hostInputs, expected, boundInputs };
   } catch (e) {
     return { name, op, passed: false, boundInputs, reason: describeError(e) };
   }
@@ -107,11 +137,13 @@ function describeError(e: unknown): string {
   return isCompileError(e) ? e.message.replace(/^[^:]*model\.onnx: /, '') : `crash: ${e instanceof Error ? e.stack : String(e)}`;
 }
 
-/** Compares computed outputs with the case's; `tolerance` widens ONNX's own (rtol 1e-3, atol 1e-7) for f32 kernels. */
-export function checkOutputs(name: string, op: string, c: PreparedCase, got: Record<string, ArrayLike<number>>, tolerance = { rtol: RTOL, atol: ATOL }): CaseResult {
+/** Compares computed outputs with the case's, at each dtype's tolerance (above); `widen` widens it (f32 kernels on the GPU). */
+export function checkOutputs(name: string, op: string, c: PreparedCase, got: Record<string, ArrayLike<number>>, widen = { rtol: 0, atol: 0 }): CaseResult {
   for (const [i, info] of c.outputs.entries()) {
     const expected = c.expected[i];
     const actual = got[info.name];
+    const own = toleranceOf(expected.dataType);
+    const tolerance = { rtol: Math.max(own.rtol, widen.rtol), atol: Math.max(own.atol, widen.atol) };
     if (actual.length !== expected.data.length) return { name, op, passed: false, boundInputs: c.boundInputs, reason: `output '${info.name}' has ${actual.length} elements; expected ${expected.data.length}` };
     const exact = isIntegerType(expected.dataType) || expected.dataType === 9;
     for (let k = 0; k < actual.length; k++) {

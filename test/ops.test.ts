@@ -194,6 +194,19 @@ const cases: Record<OpName, OpCase[]> = {
   erf: unary('erf', (g, x) => g.erf(x), [-4, 4]),
   sin: unary('sin', (g, x) => g.sin(x), [-10, 10]),
   cos: unary('cos', (g, x) => g.cos(x), [-10, 10]),
+  // exact: the GPU's bit arithmetic against runtime/f16.ts's conversions; ties to even, f16's
+  // subnormals (below 2^-14), its largest values, bfloat16's 8-bit mantissa
+  roundFloat: (['f16', 'bf16'] as const).flatMap((format) => [
+    { label: `roundFloat ${format} of values in ±60000`, inputs: { a: { shape: [7, 13], range: [-60000, 60000] as [number, number] } }, build: (g: Graph, x: Record<string, Tensor>) => g.roundFloat(x.a, format), atol: 0, rtol: 0 },
+    { label: `roundFloat ${format} of values in ±1e-4`, inputs: { a: { shape: [1000], range: [-1e-4, 1e-4] as [number, number] } }, build: (g: Graph, x: Record<string, Tensor>) => g.roundFloat(x.a, format), atol: 0, rtol: 0 },
+    {
+      label: `roundFloat ${format} of ties and edges`,
+      inputs: { a: { shape: [10], values: [1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 65504, 65519, -(2 ** -25), 3 * 2 ** -25, 2 ** -14 - 2 ** -26, 0] } },
+      build: (g: Graph, x: Record<string, Tensor>) => g.roundFloat(x.a, format),
+      atol: 0,
+      rtol: 0,
+    },
+  ]),
   isNaN: [
     { label: 'isNaN of log of values around 0', inputs: { a: { shape: [7, 13], range: [-1, 1] } }, build: (g, x) => g.isNaN(g.log(x.a)) },
     { label: 'isNaN of finite values', inputs: { a: { shape: [1000] } }, build: (g, x) => g.isNaN(x.a) },
@@ -430,6 +443,8 @@ const cases: Record<OpName, OpCase[]> = {
   conv2dBackwardWeight: convCases('conv2dBackwardWeight'),
   maxPool2d: poolCases('maxPool2d'),
   maxPool2dBackward: poolCases('maxPool2dBackward'),
+  // exact: the same flat index (random f32 values do not tie)
+  maxPool2dIndices: POOL_TABLE.map(({ label, x, options }): OpCase => ({ label: `maxPool2dIndices ${label}: x ${JSON.stringify(x)}`, inputs: { x: { shape: x } }, build: (g, t) => g.maxPool2dIndices(t.x, options), atol: 0, rtol: 0 })),
   avgPool2d: poolCases('avgPool2d'),
   avgPool2dBackward: poolCases('avgPool2dBackward'),
   // test/attention.test.ts checks attention against its unfused graph, on more shapes

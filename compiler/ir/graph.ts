@@ -2,7 +2,7 @@
 // appended in creation order, which is a topological order. Every builder call checks
 // its op's shape rule at once and records the caller's source location, so a shape error
 // names the user's line.
-import { dtypeByteLength } from '../../schemas/manifest';
+import { dtypeByteLength, type HostDType } from '../../schemas/manifest';
 import { CompileError } from './errors';
 import {
   opDef,
@@ -76,6 +76,8 @@ export interface GraphOptions {
 export interface GraphOutput {
   readonly name: string;
   readonly node: number;
+  /** the element type the caller receives where it is not the tensor's f32 (an imported model's double, float16, bfloat16) */
+  readonly hostDtype?: HostDType;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_.\-/]*$/;
@@ -97,10 +99,14 @@ export class Graph {
 
   // --- leaves -------------------------------------------------------------------------
 
-  /** A value fed at run time. */
-  input(name: string, shape: Shape, dtype: DType = 'f32'): Tensor {
+  /**
+   * A value fed at run time. `hostDtype`: the element type the caller gives where it is
+   * not this f32 (an imported model's double, float16 or bfloat16), converted by the runtime.
+   */
+  input(name: string, shape: Shape, dtype: DType = 'f32', options: { hostDtype?: HostDType } = {}): Tensor {
     if (isPackedDType(dtype)) this.fail('input', `'${name}' is ${dtype}: packed weights are parameters (packedParameter), not inputs`);
-    return this.leaf('input', name, { shape: [...shape], dtype });
+    if (options.hostDtype && dtype !== 'f32') this.fail('input', `'${name}' is ${dtype}: only f32 inputs exchange ${options.hostDtype} values`);
+    return this.leaf('input', name, options.hostDtype ? { shape: [...shape], dtype, hostDtype: options.hostDtype } : { shape: [...shape], dtype });
   }
 
   /**
@@ -236,6 +242,10 @@ export class Graph {
   /** x converted to f32 or i32 (toward zero, saturating); no gradient flows through it. */
   cast(x: Tensor, to: 'f32' | 'i32'): Tensor {
     return x.dtype === to ? x : this.op('cast', [x], { to });
+  }
+  /** x rounded to the nearest float16 or bfloat16 value, held as f32 (the gradient passes straight through). */
+  roundFloat(x: Tensor, format: 'f16' | 'bf16'): Tensor {
+    return this.op('roundFloat', [x], { format });
   }
   abs(x: Tensor): Tensor {
     return this.op('abs', [x], {});
@@ -536,6 +546,10 @@ export class Graph {
   maxPool2d(x: Tensor, options: Pool2dOptions): Tensor {
     return this.op('maxPool2d', [x], pool2dAttrs(options));
   }
+  /** Where each maxPool2d window's first maximum lies: its flat NCHW index in x (i32; no gradient). */
+  maxPool2dIndices(x: Tensor, options: Pool2dOptions): Tensor {
+    return this.op('maxPool2dIndices', [x], pool2dAttrs(options));
+  }
   /**
    * Mean over each window of NCHW x, channel by channel, options as maxPool2d's; padding counts
    * as zeros in the divisor (KH·KW, PyTorch's default) unless `countIncludePad` is false.
@@ -620,13 +634,14 @@ export class Graph {
 
   // --- outputs ------------------------------------------------------------------------
 
-  /** Marks a value as a plan output under `name`. */
-  output(name: string, x: Tensor): void {
+  /** Marks a value as a plan output under `name` (`hostDtype`: as for inputs). */
+  output(name: string, x: Tensor, options: { hostDtype?: HostDType } = {}): void {
     if (!(x instanceof Tensor) || x.graph !== this) this.fail('output', `output '${name}' is not a tensor of this graph`);
     if (!IDENTIFIER.test(name)) this.fail('output', `output name '${name}' must be an identifier`);
     if (this.outputs.some((o) => o.name === name)) this.fail('output', `output '${name}' is defined twice`);
     if (isPackedDType(x.dtype)) this.fail('output', `output '${name}' is a packed ${x.dtype} tensor; outputs hold element dtypes`);
-    this.outputs.push({ name, node: x.id });
+    if (options.hostDtype && x.dtype !== 'f32') this.fail('output', `output '${name}' is ${x.dtype}: only f32 outputs exchange ${options.hostDtype} values`);
+    this.outputs.push(options.hostDtype ? { name, node: x.id, hostDtype: options.hostDtype } : { name, node: x.id });
   }
 
   node(t: Tensor): Node {
@@ -671,8 +686,10 @@ export class Graph {
   private leaf(op: 'input' | 'parameter' | 'constant' | 'state', name: string, attrs: LeafAttrs & Record<string, unknown>): Tensor {
     if (!IDENTIFIER.test(name)) this.fail(op, `name '${name}' must start with a letter or _ and hold only letters, digits, _ . - /`);
     if (this.names.has(name)) this.fail(op, `the name '${name}' is already used in this graph`);
+    // an empty constant is the value of an empty output (frontends fold ops on empty tensors)
+    const least = op === 'constant' ? 0 : 1;
     for (const d of attrs.shape) {
-      if (!Number.isInteger(d) || d <= 0) this.fail(op, `'${name}' has shape ${formatShape(attrs.shape)}; dimensions must be positive integers`);
+      if (!Number.isInteger(d) || d < least) this.fail(op, `'${name}' has shape ${formatShape(attrs.shape)}; dimensions must be ${least ? 'positive' : 'non-negative'} integers`);
     }
     return this.record(op, [], attrs, name);
   }
@@ -681,6 +698,7 @@ export class Graph {
     for (const [i, t] of operands.entries()) {
       if (!(t instanceof Tensor)) this.fail(op, `operand ${i + 1} is not a tensor (got ${typeof t})`);
       if (t.graph !== this) this.fail(op, `operand ${i + 1} belongs to another graph`);
+      if (elementCount(t.shape) === 0) this.fail(op, `operand ${i + 1} has shape ${formatShape(t.shape)}, no elements: an empty tensor can only be an output (ops on empty tensors fold at compile time)`);
     }
     const def = opDef(op);
     if (def.arity !== 'variadic' && operands.length !== def.arity) {

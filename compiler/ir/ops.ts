@@ -11,6 +11,7 @@
 //
 // The CPU reference is the oracle for every GPU test, so it is written independently of
 // the WGSL: plain loops, float64 accumulation, a precise erf.
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../runtime/f16';
 import type { Graph, Tensor } from './graph';
 import { broadcastShapes, broadcastStrides, normalizeAxis, sameShape, stridesOf } from './shape';
 import { elementCount, formatShape, isWeightDType, type DType, type Shape, type TensorType } from './types';
@@ -346,6 +347,10 @@ export interface AttentionAttrs {
 export interface CastAttrs {
   to: 'f32' | 'i32';
 }
+export interface RoundFloatAttrs {
+  /** the narrower float format whose values the result takes */
+  format: 'f16' | 'bf16';
+}
 export interface ModAttrs {
   /** Python's % (the remainder takes b's sign) rather than C's fmod (a's sign) */
   floored: boolean;
@@ -476,6 +481,32 @@ const WGSL_ERF = `fn mn_erf(x: f32) -> f32 {
   let t = 1.0 / (1.0 + 0.3275911 * abs(x));
   let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
   return select(-y, y, x >= 0.0);
+}`;
+
+// f32 to the nearest binary16 value as f32, ties to even: below 2^-14 f16's subnormal steps
+// of 2^-24 (WGSL's round ties to even), from 65520 on ±inf, else the mantissa cut to 10 bits.
+const WGSL_ROUND_F16 = `fn mn_round_f16(x: f32) -> f32 {
+  let u = bitcast<u32>(x);
+  let a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) {
+    return x;
+  }
+  if (a >= 0x477ff000u) {
+    return bitcast<f32>((u & 0x80000000u) | 0x7f800000u);
+  }
+  if (a < 0x38800000u) {
+    return round(x * 16777216.0) / 16777216.0;
+  }
+  return bitcast<f32>((u + 0xfffu + ((u >> 13u) & 1u)) & 0xffffe000u);
+}`;
+
+// f32 to the nearest bfloat16 value as f32 (the upper 16 bits, ties to even; NaN kept).
+const WGSL_ROUND_BF16 = `fn mn_round_bf16(x: f32) -> f32 {
+  let u = bitcast<u32>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) {
+    return x;
+  }
+  return bitcast<f32>((u + 0x7fffu + ((u >> 16u) & 1u)) & 0xffff0000u);
 }`;
 
 // ---------------------------------------------------------------------------------------
@@ -1166,6 +1197,22 @@ export const OPS = {
     // integers carry no gradient
     grad: () => [undefined],
   } satisfies OpDef<CastAttrs>,
+  // A model's float16/bfloat16 tensors compute as f32; a cast to them (and an output of
+  // theirs) rounds here so the values are the narrow format's. Bit arithmetic, not
+  // pack2x16float, whose result past f16's range is indeterminate.
+  roundFloat: {
+    arity: 1,
+    summary: 'x rounded to the nearest float16 or bfloat16 value (ties to even, past the range ±inf, NaN kept), held as f32',
+    infer: ([x], attrs) => {
+      if (attrs.format !== 'f16' && attrs.format !== 'bf16') throw new ShapeRuleError(`format must be 'f16' or 'bf16'; got ${String(attrs.format)}`);
+      if (x.dtype !== 'f32') throw new ShapeRuleError(`rounds f32 operands; got ${x.dtype}`);
+      return { shape: x.shape, dtype: 'f32' };
+    },
+    evaluate: ([x], attrs) => Float64Array.from(x.data, attrs.format === 'f16' ? (v) => f16BitsToF32(f32ToF16Bits(v)) : (v) => bf16BitsToF32(f32ToBf16Bits(v))),
+    lowering: { archetype: 'pointwise', expr: ([x], attrs) => `mn_round_${attrs.format}(${x})`, helpers: [WGSL_ROUND_F16, WGSL_ROUND_BF16] },
+    // the rounding passes the gradient straight through
+    grad: ({ dy }) => [dy],
+  } satisfies OpDef<RoundFloatAttrs>,
   abs: unary('|x|', Math.abs, (x) => `abs(${x})`, ({ g, inputs: [x], dy }) => [g.where(g.less(x, 0), g.neg(dy), dy)], { integer: (x) => Math.abs(x) | 0 }),
   // the first operand takes the gradient where the operands tie
   minimum: binary('the smaller of a and b, with broadcasting', Math.min, (a, b) => `min(${a}, ${b})`, ({ g, inputs: [a, b], dy }) => {
@@ -1906,6 +1953,15 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     grad: ({ g, inputs: [x], dy, attrs }) => [g.maxPool2dBackward(dy, x, { ...attrs, inputSize: [x.shape[2], x.shape[3]] })],
     flops: (_inputs, attrs, out) => elementCount(out.shape) * attrs.kernel[0] * attrs.kernel[1],
   } satisfies OpDef<Pool2dAttrs>,
+  // ONNX MaxPool's Indices output; integers carry no gradient
+  maxPool2dIndices: {
+    arity: 1,
+    summary: "the flat NCHW index in x of each window's first maximal element (maxPool2d's argmax, as i32)",
+    infer: (inputs, attrs) => ({ ...poolType(inputs, attrs), dtype: 'i32' }),
+    evaluate: ([x], attrs) => Float64Array.from(firstMaxima(x, poolGeometry(x.shape, attrs))),
+    lowering: { archetype: 'window', role: 'argmax' },
+    grad: () => [undefined],
+  } satisfies OpDef<Pool2dAttrs>,
   // not differentiable itself: like reluBackward, it routes dy by a comparison
   maxPool2dBackward: {
     arity: 2,
@@ -2353,7 +2409,7 @@ function checkF32(inputs: readonly TensorType[], names: readonly string[]): void
 // pooling's rules, outside the table so their types do not depend on it.
 
 /** Which pooling a window kernel computes: the pooled value, or the gradient it passes back to its input. */
-export type PoolRole = 'max' | 'avg' | 'maxBackward' | 'avgBackward';
+export type PoolRole = 'max' | 'avg' | 'maxBackward' | 'avgBackward' | 'argmax';
 
 /** A pooling window's geometry over input [N, C, H, W]: a depthwise convolution's, weight [C, 1, KH, KW], groups C. */
 export function poolGeometry(x: Shape, attrs: Pool2dAttrs): ConvGeometry {

@@ -58,14 +58,14 @@ const inputIndex = (g: ConvGeometry) => `(nc * ${u32(g.h)} + u32(ih)) * ${u32(g.
 /** WGSL helpers: a window's first maximal tap of x (in1) as a flat index, and its taps inside the input. */
 function windowFunctions(g: ConvGeometry, role: PoolRole, countIncludePad: boolean): string[] {
   const fns: string[] = [];
-  if (role === 'maxBackward') {
+  if (role === 'maxBackward' || role === 'argmax') {
     fns.push(
       [
         '// the first maximal element of window (oh, ow) in tap order, where max pooling routes its dy',
         'fn first_max(nc: u32, oh: u32, ow: u32) -> u32 {',
         '  var best = 0.0;',
         '  var at = 0xffffffffu;',
-        ...overTaps(g, [`let index = ${inputIndex(g)};`, 'let v = in1[index];', 'if (at == 0xffffffffu || v > best) {', '  best = v;', '  at = index;', '}']).map((l) => `  ${l}`),
+        ...overTaps(g, [`let index = ${inputIndex(g)};`, `let v = ${role === 'argmax' ? 'in0' : 'in1'}[index];`, 'if (at == 0xffffffffu || v > best) {', '  best = v;', '  at = index;', '}']).map((l) => `  ${l}`),
         '  return at;',
         '}',
       ].join('\n'),
@@ -81,7 +81,7 @@ export function lowerPool(node: KernelSubject, operands: readonly TensorType[], 
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
-  const attrs = attrsOf(node, 'maxPool2d', 'avgPool2d', 'maxPool2dBackward', 'avgPool2dBackward');
+  const attrs = attrsOf(node, 'maxPool2d', 'maxPool2dIndices', 'avgPool2d', 'maxPool2dBackward', 'avgPool2dBackward');
   const input = role === 'maxBackward' ? operands[1] : role === 'avgBackward' ? node.type : operands[0];
   const g = poolGeometry(input.shape, attrs);
   // max pooling has no divisor
@@ -89,7 +89,9 @@ export function lowerPool(node: KernelSubject, operands: readonly TensorType[], 
   const divisor = countIncludePad ? `${g.kh * g.kw}.0` : 'taps_inside(oh, ow)';
   const dyIndex = `(nc * ${u32(g.oh)} + oh) * ${u32(g.ow)} + ow`;
   let body: string[];
-  if (role === 'max' || role === 'avg') {
+  if (role === 'argmax') {
+    body = [`let ow = i % ${u32(g.ow)};`, `let oh = (i / ${u32(g.ow)}) % ${u32(g.oh)};`, `let nc = i / ${u32(g.oh * g.ow)};`, 'out[i] = i32(first_max(nc, oh, ow));'];
+  } else if (role === 'max' || role === 'avg') {
     body = [
       `let ow = i % ${u32(g.ow)};`,
       `let oh = (i / ${u32(g.ow)}) % ${u32(g.oh)};`,
@@ -111,9 +113,9 @@ export function lowerPool(node: KernelSubject, operands: readonly TensorType[], 
   }
   const total = elementCount(node.type.shape);
   const { grid, gridX } = linearGrid(Math.ceil(total / WORKGROUP));
-  const { wgsl: decls, bindings } = bindingDecls(operands);
+  const { wgsl: decls, bindings } = bindingDecls(operands, undefined, node.type.dtype);
   const window = `${g.kh}×${g.kw} window, stride ${g.stride.join('×')}, padding ${g.padding.join(', ')}, dilation ${g.dilation.join('×')}`;
-  const header = kernelHeader(name, node, operands, `window (${role === 'max' || role === 'avg' ? 'taps per output' : 'windows per input, gathered'}), ${window}`);
+  const header = kernelHeader(name, node, operands, `window (${role === 'maxBackward' || role === 'avgBackward' ? 'windows per input, gathered' : 'taps per output'}), ${window}`);
   const wgsl = elementwiseShell(header, decls, windowFunctions(g, role, countIncludePad), total, gridX, body.map((l) => `  ${l}`).join('\n'));
   return linearKernel(name, [node.op], wgsl, bindings, grid);
 }

@@ -2,7 +2,7 @@
 // (buffers, memory plan, dispatches, required limits), with the kernels and sections put in
 // the store the compile's targets share. Every stored value gets a buffer description; the
 // memory planner (memory.ts) then packs the intermediates into shared arenas by liveness.
-import type { BufferDesc, BufferRole, Dispatch, EntryPoint, KernelVariant, Manifest, TargetPlan, TensorBinding, TrainingDesc } from '../../schemas/manifest';
+import type { BufferDesc, BufferRole, Dispatch, EntryPoint, HostDType, KernelVariant, Manifest, TargetPlan, TensorBinding, TrainingDesc } from '../../schemas/manifest';
 import { dtypeByteLength, isPackedDType, MNPLAN_FORMAT_VERSION } from '../../schemas/manifest';
 import type { TrainingGraph } from '../autodiff/train';
 import { attrsOf, liveNodes, type Graph, type GraphOutput } from '../ir/graph';
@@ -69,6 +69,16 @@ export interface PlanInput {
   arena?: boolean;
   /** index ranges of integer inputs (input-ranges.ts), found on the graph before optimization */
   inputRanges?: ReadonlyMap<string, { min: number; max: number }>;
+  /** the element types callers exchange for f32 inputs and outputs (hostDtypes below), by name */
+  hostDtypes?: { inputs: ReadonlyMap<string, HostDType>; outputs: ReadonlyMap<string, HostDType> };
+}
+
+/** The host dtypes of a graph's inputs and outputs (an imported model's double, float16, bfloat16), read before optimization. */
+export function hostDtypes(graph: Graph): { inputs: Map<string, HostDType>; outputs: Map<string, HostDType> } {
+  const inputs = new Map<string, HostDType>();
+  for (const n of graph.nodes) if (n.op === 'input' && n.attrs.hostDtype) inputs.set(n.name, n.attrs.hostDtype as HostDType);
+  const outputs = new Map(graph.outputs.filter((o) => o.hostDtype).map((o) => [o.name, o.hostDtype!]));
+  return { inputs, outputs };
 }
 
 const encoder = new TextEncoder();
@@ -83,7 +93,7 @@ export function manifestHead(graph: Graph, nagaVersion: string, source: string |
   };
 }
 
-export function planTarget({ target, graph, entries, training, lowered, validated, parameters, arena = true, inputRanges }: PlanInput, store: SectionStore): TargetPlan {
+export function planTarget({ target, graph, entries, training, lowered, validated, parameters, arena = true, inputRanges, hostDtypes }: PlanInput, store: SectionStore): TargetPlan {
   const outputNodes = new Set(entries.flatMap((e) => e.outputs.map((o) => lowered.storage[o.node])));
   const computed = new Set(lowered.steps.filter((s) => s.operands.at(-1) === s.node).map((s) => s.node));
   const live = entryLiveNodes(graph, entries);
@@ -108,7 +118,8 @@ export function planTarget({ target, graph, entries, training, lowered, validate
     // without initial values (compiled with weights: 'none') a parameter starts at zero until loaded
     const initial = node.op === 'parameter' ? parameters.get(node.name) : undefined;
     if (initial) desc.init = store.addWeights(initial);
-    if (node.op === 'constant') {
+    // an empty constant (an imported model's empty output) has nothing to store
+    if (node.op === 'constant' && desc.byteLength > 0) {
       const values = attrsOf(node, 'constant').values;
       // an i32 constant is stored as its bytes (a Float32Array is stored as its own)
       desc.init = store.addWeights(values instanceof Int32Array ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : values, true);
@@ -164,6 +175,10 @@ export function planTarget({ target, graph, entries, training, lowered, validate
     if (isPackedDType(dtype)) throw new CompileError('input', `'${name}' is ${dtype}: entry inputs and outputs hold element dtypes, packed weights are parameters or constants`, node.loc);
     return { name, buffer: bufferOf.get(lowered.storage[nodeId])!, dtype, shape: [...node.type.shape] };
   };
+  const withHostDtype = (b: TensorBinding, byName: ReadonlyMap<string, HostDType> | undefined): TensorBinding => {
+    const host = byName?.get(b.name);
+    return host && b.dtype === 'f32' ? { ...b, hostDtype: host } : b;
+  };
   const entryPoints: Record<string, EntryPoint> = {};
   for (const entry of entries) {
     const needed = liveNodes(graph, [...entry.outputs.map((o) => o.node), ...entry.effects]);
@@ -179,9 +194,10 @@ export function planTarget({ target, graph, entries, training, lowered, validate
       .filter((n) => n.op === 'input' && needed.has(n.id))
       .map((n) => {
         const range = inputRanges?.get(n.name);
-        return range ? { ...binding(n.name, n.id), range: { ...range } } : binding(n.name, n.id);
+        return withHostDtype(range ? { ...binding(n.name, n.id), range: { ...range } } : binding(n.name, n.id), hostDtypes?.inputs);
       });
-    entryPoints[entry.name] = { inputs, outputs: entry.outputs.map((o) => binding(o.name, o.node)), dispatches };
+    const outputs = entry.outputs.map((o) => withHostDtype(binding(o.name, o.node), hostDtypes?.outputs));
+    entryPoints[entry.name] = { inputs, outputs, dispatches };
   }
 
   // --- memory: intermediates share arenas; persistent and host-visible values keep their own

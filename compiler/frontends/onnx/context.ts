@@ -2,11 +2,12 @@
 // defaults, its operands as values, the model's opset, and `apply`, which records an IR op
 // or, when every operand is known at compile time, evaluates it with the op table's CPU
 // reference. Every error it raises names the file, node, op type and opset.
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../../runtime/f16';
 import { CompileError } from '../../ir/errors';
 import type { Graph, Tensor } from '../../ir/graph';
 import { opDef, type OpName } from '../../ir/ops';
 import { elementCount, formatShape, type TensorType } from '../../ir/types';
-import { BOOL, dataTypeName, FLOAT, isIntegerType, type AttributeProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
+import { BFLOAT16, BOOL, dataTypeName, DOUBLE, FLOAT, FLOAT16, isFloatType, isIntegerType, type AttributeProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
 import { computed, foldable, folded, shapeOf, type Computed, type Folded, type Value } from './values';
 
 /** The ONNX ops that compute on integer tensors at run time (as i32), for messages. */
@@ -20,6 +21,13 @@ export function narrowToI32(v: Folded, where: string): Int32Array {
     throw new CompileError('model', `${where}: ${what} holds ${v.data[bad]} at element ${bad}, which does not fit the plan's int32 (integers run as int32: values must lie in [-2147483648, 2147483647])`);
   }
   return Int32Array.from(v.data);
+}
+
+/** x as a value of float32, or of float16/bfloat16 where `narrow` names one (ties to even). */
+export function roundTo(x: number, narrow: 'f16' | 'bf16' | undefined): number {
+  if (narrow === 'f16') return f16BitsToF32(f32ToF16Bits(x));
+  if (narrow === 'bf16') return bf16BitsToF32(f32ToBf16Bits(x));
+  return Math.fround(x);
 }
 
 export class NodeContext {
@@ -101,6 +109,17 @@ export class NodeContext {
     if (v.kind !== 'folded') this.fail(`input ${i + 1} (${what}) must be known at compile time; it is computed at run time from the graph's inputs`);
     return v;
   }
+  /**
+   * A value as a folded one where its values are fixed at compile time: folded already, or a
+   * frozen parameter (an initializer imported with --freeze) whose initial values it holds.
+   */
+  fixedValue(v: Value): Value {
+    if (v.kind === 'folded') return v;
+    const n = this.g.node(v.tensor);
+    const init = n.attrs.init;
+    if (n.op !== 'parameter' || n.attrs.trainable !== false || !(init instanceof Float32Array)) return v;
+    return folded(v.dataType, n.type.shape, Float64Array.from(init), n.name);
+  }
   knownInts(i: number, what: string): number[] | undefined {
     return this.optional(i) ? Array.from(this.known(i, what).data) : undefined;
   }
@@ -113,7 +132,7 @@ export class NodeContext {
     if (v.kind === 'computed') return v.tensor;
     const cached = this.materialized.get(v);
     if (cached) return cached;
-    if (v.shape.some((d) => d === 0)) this.fail(`tensor of shape ${formatShape(v.shape)} has no elements; the plan carries no zero-size tensors`);
+    if (v.shape.some((d) => d === 0)) this.fail(`${this.opType} of an empty tensor (shape ${formatShape(v.shape)}) with a value computed at run time is not supported (ops on empty tensors fold only where their result is empty or known)`);
     const t = this.g.constant(isIntegerType(v.dataType) ? narrowToI32(v, this.describe()) : Float32Array.from(v.data), v.shape);
     this.materialized.set(v, t);
     return t;
@@ -131,23 +150,31 @@ export class NodeContext {
    */
   requireFloat(...values: (Value | undefined)[]): void {
     for (const v of values) {
-      if (v?.kind === 'computed' && v.dataType !== FLOAT && v.dataType !== BOOL) {
+      if (v?.kind === 'computed' && !isFloatType(v.dataType) && v.dataType !== BOOL) {
         this.fail(`${this.opType} on ${dataTypeName(v.dataType)} tensors at run time is not supported (integers compute at run time in ${INTEGER_OPS}; other ops take float and bool)`);
       }
     }
   }
 
-  /** A value converted to ONNX type `to` (float, bool or an integer type): folded now, or a cast of the plan. */
+  /**
+   * A value converted to ONNX type `to` (a float type, bool or an integer type): folded now,
+   * or a cast of the plan. Every float type computes as f32; a conversion to float16 or
+   * bfloat16 rounds to the format's values (double keeps f32's).
+   */
   convert(v: Value, to: number): Value {
     const from = v.dataType;
     if (from === to || (isIntegerType(from) && isIntegerType(to))) return v.kind === 'folded' ? folded(to, v.shape, v.data) : computed(to, v.tensor);
-    if (v.kind === 'folded') return folded(to, v.shape, isIntegerType(to) ? v.data.map(Math.trunc) : to === BOOL ? v.data.map((x) => (x !== 0 ? 1 : 0)) : v.data.map(Math.fround));
+    const narrow = to === FLOAT16 ? 'f16' : to === BFLOAT16 ? 'bf16' : undefined;
+    if (v.kind === 'folded') {
+      const fold = isIntegerType(to) ? Math.trunc : to === BOOL ? (x: number) => (x !== 0 ? 1 : 0) : to === DOUBLE ? (x: number) => x : (x: number) => roundTo(x, narrow);
+      return folded(to, v.shape, v.data.map(fold));
+    }
     const zero = (t: number) => folded(t, [], Float64Array.of(0));
     // to bool: x ≠ 0, a 0/1 f32
     if (to === BOOL) return computed(BOOL, this.record('sub', [this.tensor(folded(FLOAT, [], Float64Array.of(1))), this.record('equal', [v.tensor, this.tensor(zero(from === BOOL ? FLOAT : from))], {})], {}));
-    // bool and float are both f32: only integers convert
-    if (!isIntegerType(from) && !isIntegerType(to)) return computed(to, v.tensor);
-    return computed(to, this.record('cast', [v.tensor], { to: isIntegerType(to) ? 'i32' : 'f32' }));
+    // bool and the float types are all f32: integers convert, narrow floats round
+    const f32 = isIntegerType(from) !== isIntegerType(to) ? this.record('cast', [v.tensor], { to: isIntegerType(to) ? 'i32' : 'f32' }) : v.tensor;
+    return computed(to, narrow ? this.record('roundFloat', [f32], { format: narrow }) : f32);
   }
 
   /**
@@ -155,6 +182,9 @@ export class NodeContext {
    * otherwise. `dataType` is the ONNX type of the result (integers truncate when folded).
    */
   apply(op: OpName, operands: readonly Value[], attrs: object, dataType: number): Value {
+    // an empty result is known whatever the operands hold: an empty constant, no kernel
+    const empty = this.emptyResult(op, operands, attrs);
+    if (empty) return folded(dataType, empty, new Float64Array(0));
     if (operands.every((v): v is Folded => v.kind === 'folded')) {
       const def = opDef(op);
       const types: TensorType[] = operands.map((v) => ({ shape: v.shape, dtype: 'f32' }));
@@ -172,6 +202,18 @@ export class NodeContext {
       return folded(dataType, out.shape, data);
     }
     return computed(dataType, this.record(op, operands.map((v) => this.tensor(v)), attrs));
+  }
+
+  /** The shape of op's result where it has no elements, else undefined (a shape rule's refusal is left to the caller). */
+  private emptyResult(op: OpName, operands: readonly Value[], attrs: object): number[] | undefined {
+    if (!operands.some((v) => elementCount(shapeOf(v)) === 0)) return undefined;
+    const types: TensorType[] = operands.map((v) => ({ shape: shapeOf(v), dtype: v.kind === 'computed' ? v.tensor.dtype : 'f32' }));
+    try {
+      const out = opDef(op).infer(types, attrs);
+      return elementCount(out.shape) === 0 ? [...out.shape] : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Records an IR op, turning a shape rule's refusal into this node's error. */

@@ -6,7 +6,7 @@ import { broadcastShapes } from '../../ir/shape';
 import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
 import { CONVOLUTION_CONVERTERS } from './convolution';
-import { BOOL, dataTypeName, FLOAT, INT64, isIntegerType } from './proto';
+import { BOOL, dataTypeName, FLOAT, INT64, isFloatType, isIntegerType } from './proto';
 import { computed, foldable, folded, type Folded, type Value } from './values';
 
 export interface Converter {
@@ -140,6 +140,11 @@ const mod: Converter = {
 const identity: Converter = { since: 1, convert: (ctx) => [ctx.input(0)] };
 
 function reshapeTo(ctx: NodeContext, x: Value, shape: readonly number[]): Value {
+  // an empty tensor reshapes to any empty shape (the IR's reshape takes positive dims); -1 beside a 0 is ambiguous
+  if (ctx.count(x) === 0 && shape.some((d) => d === 0)) {
+    if (shape.some((d) => d < 0)) ctx.fail(`cannot infer the -1 of [${shape.join(', ')}] for an empty tensor`);
+    return folded(x.dataType, shape, new Float64Array(0));
+  }
   return ctx.apply('reshape', [x], { shape: [...shape] }, x.dataType);
 }
 
@@ -323,6 +328,8 @@ function gatherComputed(ctx: NodeContext, x: Value, axis: number, indices: Value
 function takeAlong(ctx: NodeContext, x: Value, axis: number, positions: number[]): Value {
   const indices = folded(INT64, [positions.length], Float64Array.from(positions));
   if (x.kind === 'folded') return takeFolded(ctx, x, axis, indices);
+  // nothing taken: an empty value of the kept shape
+  if (positions.length === 0) return folded(x.dataType, ctx.shape(x).map((d, i) => (i === axis ? 0 : d)), new Float64Array(0));
   const start = positions[0];
   if (positions.every((p, i) => p === start + i)) {
     if (start === 0 && positions.length === ctx.shape(x)[axis]) return x;
@@ -373,7 +380,6 @@ const slice: Converter = {
       const end = clamp(ends[k], lo, hi);
       const positions: number[] = [];
       for (let i = start; step > 0 ? i < end : i > end; i += step) positions.push(i);
-      if (positions.length === 0 && y.kind !== 'folded') ctx.fail(`slice of axis ${axis} is empty; the plan carries no zero-size tensors`);
       y = takeAlong(ctx, y, axis, positions);
     });
     return [y];
@@ -383,8 +389,9 @@ const slice: Converter = {
 const concat: Converter = {
   since: 4,
   convert: (ctx) => {
-    const xs = Array.from({ length: ctx.inputCount }, (_, i) => ctx.input(i)).filter((v) => ctx.count(v) > 0);
-    if (xs.length === 0) ctx.fail('every input is empty');
+    const all = Array.from({ length: ctx.inputCount }, (_, i) => ctx.input(i));
+    // empty inputs add nothing; all empty: an empty result
+    const xs = all.some((v) => ctx.count(v) > 0) ? all.filter((v) => ctx.count(v) > 0) : all;
     const axis = ctx.axis(ctx.int('axis', 0), ctx.rank(xs[0]));
     if (xs.length === 1) return [xs[0]];
     return [ctx.apply('concat', xs, { axis }, xs[0].dataType)];
@@ -405,7 +412,7 @@ const split: Converter = {
       const each = Math.ceil(n / parts);
       sizes = Array.from({ length: parts }, (_, i) => Math.min(each, n - i * each));
     }
-    if (sizes.reduce((a, b) => a + b, 0) !== n || sizes.some((s) => s <= 0)) ctx.fail(`split sizes [${sizes.join(', ')}] do not divide axis ${axis} of size ${n} into non-empty parts`);
+    if (sizes.reduce((a, b) => a + b, 0) !== n || sizes.some((s) => s < 0)) ctx.fail(`split sizes [${sizes.join(', ')}] do not add up to axis ${axis} of size ${n}`);
     let start = 0;
     return sizes.map((s) => {
       const part = takeAlong(ctx, x, axis, Array.from({ length: s }, (_, i) => start + i));
@@ -558,19 +565,19 @@ const clip: Converter = {
 };
 
 /**
- * Cast between float, bool and the integer types: folded values convert now; at run time
- * float and bool are f32 and every integer type i32, so a cast is an IR cast (float to
- * integer toward zero), x ≠ 0 (to bool) or nothing. Other types (double, float16, string)
- * are refused.
+ * Cast between the float types, bool and the integer types: folded values convert now; at
+ * run time every float type and bool are f32 and every integer type i32, so a cast is an IR
+ * cast (float to integer toward zero), x ≠ 0 (to bool), a rounding to float16/bfloat16 or
+ * nothing. Other types (string, complex) are refused.
  */
 const cast: Converter = {
   since: 6,
   convert: (ctx) => {
     const x = ctx.input(0);
     const to = ctx.int('to', 0);
-    const carried = (t: number) => t === F || t === BOOL || isIntegerType(t);
+    const carried = (t: number) => isFloatType(t) || t === BOOL || isIntegerType(t);
     if (x.kind === 'computed' && (!carried(x.dataType) || !carried(to))) {
-      ctx.fail(`a run-time cast from ${dataTypeName(x.dataType)} to ${dataTypeName(to)} is not supported (the plan computes float32, bool and integers as int32)`);
+      ctx.fail(`a run-time cast from ${dataTypeName(x.dataType)} to ${dataTypeName(to)} is not supported (the plan computes the float types as float32, bool as 0/1 float32 and integers as int32)`);
     }
     if (x.kind === 'folded' && !carried(to)) return [folded(to, x.shape, x.data)];
     return [ctx.convert(x, to)];

@@ -10,7 +10,7 @@
 import type { Conv2dAttrs } from '../../ir/ops';
 import type { Converter } from './converters';
 import type { NodeContext } from './context';
-import { FLOAT } from './proto';
+import { FLOAT, INT64 } from './proto';
 import { folded, type Value } from './values';
 
 type Pair = [number, number];
@@ -196,6 +196,67 @@ function poolAttrs(ctx: NodeContext, x: Value, lift: boolean, ceilAllowed = true
   return { kernel, stride, dilation, padding: pads };
 }
 
+/** One spatial axis of a pooling window: kernel, stride, dilation and the padding at each end. */
+interface PoolAxis {
+  kernel: number;
+  stride: number;
+  dilation: number;
+  begin: number;
+  end: number;
+}
+
+/**
+ * A 3-D pool's axes (D, H, W) from its attributes, as poolAttrs reads a 2-D one: auto_pad,
+ * pads, and ceil_mode as extra end padding.
+ */
+function poolAxes3d(ctx: NodeContext, size: readonly number[], ceilAllowed = true): PoolAxis[] {
+  const ceil = ctx.int('ceil_mode', 0) !== 0;
+  if (ceil && !ceilAllowed) ctx.fail('ceil_mode = 1 with count_include_pad = 1 is not supported (which padding the divisor counts differs between exporters)');
+  const list = (name: string, fallback: number, length = 3) => {
+    const v = ctx.ints(name) ?? Array(length).fill(fallback);
+    if (v.length !== length) ctx.fail(`${name} must have ${length} entries for a 3-D ${ctx.opType}; got [${v.join(', ')}]`);
+    return v;
+  };
+  const kernel = ctx.ints('kernel_shape') ?? ctx.fail('kernel_shape is required');
+  if (kernel.length !== 3) ctx.fail(`kernel_shape must have 3 entries (one per spatial axis of a 3-D ${ctx.opType}); got [${kernel.join(', ')}]`);
+  const [stride, dilation, pads] = [list('strides', 1), list('dilations', 1), list('pads', 0, 6)];
+  if (pads.some((p) => p < 0)) ctx.fail(`pads must not be negative; got [${pads.join(', ')}]`);
+  const autoPad = ctx.string('auto_pad', 'NOTSET');
+  return size.map((n, d) => {
+    const reach = dilation[d] * (kernel[d] - 1) + 1;
+    let [begin, end] = [pads[d], pads[d + 3]];
+    if (autoPad === 'VALID') [begin, end] = [0, 0];
+    else if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
+      const total = Math.max(0, (Math.ceil(n / stride[d]) - 1) * stride[d] + reach - n);
+      const small = Math.floor(total / 2);
+      [begin, end] = autoPad === 'SAME_UPPER' ? [small, total - small] : [total - small, small];
+    } else if (autoPad !== 'NOTSET') ctx.fail(`auto_pad must be NOTSET, VALID, SAME_UPPER or SAME_LOWER; got '${autoPad}'`);
+    if (ceil) {
+      const padded = n + begin + end;
+      let out = Math.ceil(Math.max(0, padded - reach) / stride[d]) + 1;
+      if ((out - 1) * stride[d] >= n + begin) out--;
+      end += Math.max(0, (out - 1) * stride[d] + reach - padded);
+    }
+    return { kernel: kernel[d], stride: stride[d], dilation: dilation[d], begin, end };
+  });
+}
+
+/**
+ * A 3-D pool as two 2-D ones: a box's max (or mean, whose divisor is the product of each
+ * axis's count, with or without the padding) is separable, so (H, W) pool over [N, C·D, H, W],
+ * then D over [N, C, D, Ho·Wo] with a [KD, 1] window.
+ */
+function pool3d(ctx: NodeContext, x: Value, op: 'maxPool2d' | 'avgPool2d', extra: object, ceilAllowed = true): Value {
+  const [n, c, d, h, w] = ctx.shape(x);
+  const [ad, ah, aw] = poolAxes3d(ctx, [d, h, w], ceilAllowed);
+  const attrs2 = (a: PoolAxis, b: PoolAxis) => ({ kernel: [a.kernel, b.kernel], stride: [a.stride, b.stride], dilation: [a.dilation, b.dilation], padding: [a.begin, b.begin, a.end, b.end], ...extra });
+  const unit: PoolAxis = { kernel: 1, stride: 1, dilation: 1, begin: 0, end: 0 };
+  const planes = ctx.apply(op, [ctx.apply('reshape', [x], { shape: [n, c * d, h, w] }, FLOAT)], attrs2(ah, aw), FLOAT);
+  const [, , ho, wo] = ctx.shape(planes);
+  const depth = ctx.apply(op, [ctx.apply('reshape', [planes], { shape: [n, c, d, ho * wo] }, FLOAT)], attrs2(ad, unit), FLOAT);
+  return ctx.apply('reshape', [depth], { shape: [n, c, ctx.shape(depth)[2], ho, wo] }, FLOAT);
+}
+
 const maxPool: Converter = {
   since: 1,
   convert: (ctx) => {
@@ -203,11 +264,29 @@ const maxPool: Converter = {
     // integer tensors (uint8 images) pool as f32, exact below 2^24, and convert back
     const x = ctx.convert(input, ctx.isInteger(input) ? FLOAT : input.dataType);
     ctx.requireFloat(x);
-    if (ctx.node.output?.[1]) ctx.fail('the second output (Indices, the argmax positions) is not supported');
-    if (ctx.int('storage_order', 0) !== 0) ctx.fail('storage_order = 1 (column-major Indices) is not supported');
+    const wantsIndices = Boolean(ctx.node.output?.[1]);
+    if (ctx.rank(x) === 5) {
+      if (wantsIndices) ctx.fail("a 3-D MaxPool's second output (Indices) is not supported (3-D pools run as two 2-D ones)");
+      return [ctx.convert(pool3d(ctx, x, 'maxPool2d', {}), input.dataType)];
+    }
     const lift = requireSpatial(ctx, x);
     const x2 = to2d(ctx, x, lift);
-    return [ctx.convert(from2d(ctx, ctx.apply('maxPool2d', [x2], poolAttrs(ctx, x2, lift), FLOAT), lift), input.dataType)];
+    const attrs = poolAttrs(ctx, x2, lift);
+    const y = ctx.convert(from2d(ctx, ctx.apply('maxPool2d', [x2], attrs, FLOAT), lift), input.dataType);
+    if (!wantsIndices) return [y];
+    // Indices: each window's first maximum as a flat index into X (a lifted 1-D X's [N, C, 1, L] flattens as [N, C, L])
+    let indices = ctx.apply('maxPool2dIndices', [x2], attrs, INT64);
+    if (ctx.int('storage_order', 0) !== 0) {
+      // column-major: within each (n, c) plane, h + w·H instead of h·W + w
+      const [h, w] = ctx.shape(x2).slice(2);
+      const int = (v: number) => folded(INT64, [], Float64Array.of(v));
+      const inPlane = ctx.apply('mod', [indices, int(h * w)], { floored: false }, INT64);
+      const plane = ctx.apply('sub', [indices, inPlane], {}, INT64);
+      const row = ctx.apply('div', [inPlane, int(w)], {}, INT64);
+      const column = ctx.apply('mod', [inPlane, int(w)], { floored: false }, INT64);
+      indices = ctx.apply('add', [plane, ctx.apply('add', [row, ctx.apply('mul', [column, int(h)], {}, INT64)], {}, INT64)], {}, INT64);
+    }
+    return [y, lift ? ctx.apply('reshape', [indices], { shape: [...ctx.shape(y)] }, INT64) : indices];
   },
 };
 
@@ -217,9 +296,10 @@ const averagePool: Converter = {
   convert: (ctx) => {
     const x = ctx.input(0);
     ctx.requireFloat(x);
+    const countIncludePad = ctx.int('count_include_pad', 0) === 1;
+    if (ctx.rank(x) === 5) return [pool3d(ctx, x, 'avgPool2d', { countIncludePad }, !countIncludePad)];
     const lift = requireSpatial(ctx, x);
     const x2 = to2d(ctx, x, lift);
-    const countIncludePad = ctx.int('count_include_pad', 0) === 1;
     const attrs = { ...poolAttrs(ctx, x2, lift, !countIncludePad), countIncludePad };
     return [from2d(ctx, ctx.apply('avgPool2d', [x2], attrs, FLOAT), lift)];
   },
@@ -239,12 +319,14 @@ const globalAveragePool: Converter = {
 /**
  * BatchNormalization with its running statistics (inference): x·s + (β - μ·s) per channel,
  * s = γ / √(σ² + ε), as the graph builder's batchNorm writes it (so the optimizer folds it
- * into a preceding convolution's epilogue).
+ * into a preceding convolution's epilogue). With frozen parameters s and β - μ·s are
+ * computed now: the plan keeps no dispatch for them, only the conv's epilogue scale and shift.
  */
 const batchNormalization: Converter = {
   since: 7,
   convert: (ctx) => {
-    const [x, gamma, beta, mean, variance] = [0, 1, 2, 3, 4].map((i) => ctx.input(i));
+    const x = ctx.input(0);
+    const [gamma, beta, mean, variance] = [1, 2, 3, 4].map((i) => ctx.fixedValue(ctx.input(i)));
     ctx.requireFloat(x, gamma, beta, mean, variance);
     const lift = requireSpatial(ctx, x);
     if (ctx.opset >= 14 && ctx.int('training_mode', 0) !== 0) ctx.fail('training_mode = 1 is not supported (batch statistics; the frontend imports for inference, with the running mean and variance)');

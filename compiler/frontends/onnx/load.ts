@@ -6,9 +6,10 @@ import { readFileSync } from 'node:fs';
 import { CompileError } from '../../ir/errors';
 import { Graph, type Tensor } from '../../ir/graph';
 import type { DType } from '../../ir/types';
-import { narrowToI32, NodeContext } from './context';
+import type { HostDType } from '../../../schemas/manifest';
+import { narrowToI32, NodeContext, roundTo } from './context';
 import { CONVERTERS } from './converters';
-import { BOOL, dataTypeName, decodeModel, FLOAT, isIntegerType, tensorValues, type ModelProto, type TensorProto, type ValueInfoProto } from './proto';
+import { BFLOAT16, BOOL, dataTypeName, decodeModel, DOUBLE, FLOAT16, isFloatType, isIntegerType, tensorValues, type ModelProto, type TensorProto, type ValueInfoProto } from './proto';
 import { computed, FoldLimitError, folded, type Folded, type Value } from './values';
 import { parameterName } from '../parameter-names';
 
@@ -69,14 +70,15 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
   const readTensor = (t: TensorProto, what: string) => tensorValues(t, file, what);
   const parameterNames = new Set<string>();
 
-  // float initializers are parameters; integer ones (shapes, indices) fold
+  // float initializers (float16, bfloat16 and double too, as f32) are parameters; integer
+  // ones (shapes, indices) fold
   for (const init of graphProto.initializer ?? []) {
     const initName = init.name ?? '';
     const v = readTensor(init, `initializer '${initName}'`);
-    if (v.dataType === FLOAT && v.shape.every((d) => d > 0)) {
+    if (isFloatType(v.dataType) && v.shape.every((d) => d > 0)) {
       const paramName = parameterName(initName, parameterNames);
       const t = g.parameter(paramName, v.shape, { init: Float32Array.from(v.data), trainable: !options.freeze });
-      values.set(initName, computed(FLOAT, t));
+      values.set(initName, computed(v.dataType, t));
     } else {
       values.set(initName, folded(v.dataType, v.shape, v.data, initName));
     }
@@ -94,12 +96,18 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     const dataType = info.type?.tensorType?.elemType ?? 0;
     if (!IDENTIFIER.test(inputName)) fail(`input name '${inputName}' is not usable as a plan input name (letters, digits, _ . - /, not starting with a digit)`);
     const shape = inputShape(info, options.shapes?.[inputName], file);
-    const t = g.input(inputName, shape, irDtype(dataType, `input '${inputName}'`, file));
+    // an empty input is known: it folds like a constant and leaves the plan's inputs
+    if (shape.some((d) => d === 0)) {
+      values.set(inputName, folded(dataType, shape, new Float64Array(0)));
+      continue;
+    }
+    const t = g.input(inputName, shape, irDtype(dataType, `input '${inputName}'`, file), { hostDtype: HOST_DTYPES[dataType] });
     values.set(inputName, computed(dataType, t));
     inputs.push({ name: inputName, dataType });
   }
+  const inputNames = (graphProto.input ?? []).map((i) => i.name ?? '').filter((n) => !(graphProto.initializer ?? []).some((t) => t.name === n));
   for (const bound of Object.keys(options.shapes ?? {})) {
-    if (!inputs.some((i) => i.name === bound)) fail(`--shape names '${bound}', which is not an input of the model (inputs: ${inputs.map((i) => i.name).join(', ') || 'none'})`, 'input');
+    if (!inputNames.includes(bound)) fail(`--shape names '${bound}', which is not an input of the model (inputs: ${inputNames.join(', ') || 'none'})`, 'input');
   }
 
   for (const node of graphProto.node ?? []) {
@@ -135,14 +143,16 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     const outName = info.name ?? '';
     const v = values.get(outName) ?? fail(`output '${outName}' is not produced by any node`);
     if (!IDENTIFIER.test(outName)) fail(`output name '${outName}' is not usable as a plan output name (letters, digits, _ . - /, not starting with a digit)`);
+    const dataType = info.type?.tensorType?.elemType || v.dataType;
+    // a float16 or bfloat16 output holds the format's values: computed in f32, rounded here
+    const narrow = dataType === FLOAT16 ? 'f16' : dataType === BFLOAT16 ? 'bf16' : undefined;
     let t: Tensor;
-    if (v.kind === 'computed') t = v.tensor;
+    if (v.kind === 'computed') t = narrow && v.tensor.dtype === 'f32' ? g.roundFloat(v.tensor, narrow) : v.tensor;
     else {
-      if (v.shape.some((d) => d === 0)) fail(`output '${outName}' has no elements; the plan carries no zero-size tensors`);
-      t = g.constant(isIntegerType(v.dataType) ? narrowToI32(v, `${file}: output '${outName}'`) : Float32Array.from(v.data), v.shape);
+      t = g.constant(isIntegerType(v.dataType) ? narrowToI32(v, `${file}: output '${outName}'`) : Float32Array.from(v.data, (x) => roundTo(x, narrow)), v.shape);
     }
-    g.output(outName, t);
-    outputs.push({ name: outName, dataType: info.type?.tensorType?.elemType ?? v.dataType });
+    g.output(outName, t, t.dtype === 'f32' ? { hostDtype: HOST_DTYPES[dataType] } : {});
+    outputs.push({ name: outName, dataType });
   }
   if (outputs.length === 0) fail('the graph has no outputs');
   return { graph: g, name, opset, inputs, outputs };
@@ -172,7 +182,7 @@ function inputShape(info: ValueInfoProto, bound: readonly number[] | undefined, 
     return [...bound];
   }
   return dims.map((d, i) => {
-    if (d.dimValue !== undefined && Number(d.dimValue) > 0) return Number(d.dimValue);
+    if (d.dimValue !== undefined && Number(d.dimValue) >= 0) return Number(d.dimValue);
     const what = d.dimParam ? `'${d.dimParam}'` : 'unknown';
     throw new CompileError(
       'input',
@@ -182,14 +192,17 @@ function inputShape(info: ValueInfoProto, bound: readonly number[] | undefined, 
 }
 
 /**
- * The plan's dtype for an input of ONNX type `dataType`: float and bool (0/1) are f32, every
- * integer type i32 (int64 and uint32/uint64 values outside int32's range are refused by the
- * runtime; narrower types are not wrapped to their own range after arithmetic).
+ * The plan's dtype for an input of ONNX type `dataType`: the float types and bool (0/1) are
+ * f32, every integer type i32 (int64 and uint32/uint64 values outside int32's range are
+ * refused by the runtime; narrower types are not wrapped to their own range after arithmetic).
  */
 function irDtype(dataType: number, what: string, file: string): DType {
-  if (dataType === FLOAT || dataType === BOOL) return 'f32';
+  if (isFloatType(dataType) || dataType === BOOL) return 'f32';
   if (isIntegerType(dataType)) return 'i32';
-  throw new CompileError('model', `${file}: ${what} has data type ${dataTypeName(dataType)}; plan inputs carry float, bool (as 0/1 float32) and the integer types (as int32)`);
+  throw new CompileError('model', `${file}: ${what} has data type ${dataTypeName(dataType)}; plan inputs carry float, float16, bfloat16 and double (as float32), bool (as 0/1 float32) and the integer types (as int32)`);
 }
+
+/** The element type callers exchange for an ONNX float type the plan computes as f32. */
+const HOST_DTYPES: Partial<Record<number, HostDType>> = { [DOUBLE]: 'f64', [FLOAT16]: 'f16', [BFLOAT16]: 'bf16' };
 
 

@@ -6,7 +6,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { CompileError } from '../../ir/errors';
 import descriptor from './onnx-proto.json';
-import { f16BitsToF32 } from '../../../runtime/f16';
+import { bf16BitsToF32, f16BitsToF32 } from '../../../runtime/f16';
 
 // The fields of the messages the frontend reads (protobufjs's camelCase names).
 export interface DimProto {
@@ -111,9 +111,14 @@ export const DATA_TYPES: Readonly<Record<number, string>> = {
 export const FLOAT = 1;
 export const INT64 = 7;
 export const BOOL = 9;
+export const FLOAT16 = 10;
+export const DOUBLE = 11;
+export const BFLOAT16 = 16;
 
 export const dataTypeName = (t: number | undefined): string => DATA_TYPES[t ?? 0] ?? `data type ${t}`;
 export const isIntegerType = (t: number): boolean => [2, 3, 4, 5, 6, 7, 12, 13].includes(t);
+/** float, float16, bfloat16 and double: all computed as f32 in the plan. */
+export const isFloatType = (t: number): boolean => t === FLOAT || t === FLOAT16 || t === DOUBLE || t === BFLOAT16;
 
 /** A tensor's values as float64 (integers exact up to 2^53), with its shape and ONNX data type. */
 export interface TensorValue {
@@ -136,6 +141,7 @@ const RAW: Record<number, [number, (v: DataView, o: number) => number]> = {
   11: [8, (v, o) => v.getFloat64(o, true)],
   12: [4, (v, o) => v.getUint32(o, true)],
   13: [8, (v, o) => Number(v.getBigUint64(o, true))],
+  16: [2, (v, o) => bf16BitsToF32(v.getUint16(o, true))],
 };
 
 const halfToFloat = f16BitsToF32;
@@ -165,7 +171,8 @@ export function tensorValues(t: TensorProto, modelFile: string, what: string): T
     const typed =
       dataType === 1 ? t.floatData : dataType === 7 ? t.int64Data : dataType === 11 ? t.doubleData : dataType === 12 || dataType === 13 ? t.uint64Data : t.int32Data;
     const values = (typed ?? []).map(Number);
-    data = Float64Array.from(dataType === 10 ? values.map(halfToFloat) : values);
+    // float16 and bfloat16 values are bit patterns in int32_data
+    data = Float64Array.from(dataType === 10 ? values.map(halfToFloat) : dataType === 16 ? values.map(bf16BitsToF32) : values);
     if (data.length !== count) {
       throw new CompileError('model', `${modelFile}: ${what} holds ${data.length} values; shape [${shape.join(', ')}] needs ${count}`);
     }
