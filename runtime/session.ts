@@ -5,7 +5,6 @@
 // A traced run (trace.ts) encodes a pass per dispatch instead, with timestamp queries.
 import { f16BitsToF32, f32ToF16Bits } from './f16';
 import { decodeSafetensors } from './safetensors';
-import { ggufWeights, isGgufBytes } from './gguf-weights';
 import { matchWeights, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
 import { DTYPE_BYTES, type DType, type ElementDType, type EntryPoint, type KernelDesc, type KernelVariant, type Manifest, type TensorBinding } from '../schemas/manifest';
 import { describeAdapter, type AdapterDescription } from './adapter';
@@ -92,9 +91,9 @@ export interface Session {
   /** The records of the traced runs finished so far, removed from the session (see runtime/trace.ts). */
   takeTrace(): TraceRecord[];
   /**
-   * Writes the plan's parameters from safetensors or GGUF files (bytes, or decoded files with a
-   * name for messages), matched by name with shapes checked; F16, BF16 and F64 tensors are widened
-   * to f32, GGUF tensors renamed to HF's names and dequantized (runtime/gguf-weights.ts). Nothing is written unless every tensor matches (runtime/weights.ts). Ordered
+   * Writes the plan's parameters from safetensors files (bytes, or decoded files with a name
+   * for messages; a GGUF file through ggufWeights(), runtime/gguf-weights.ts), matched by name
+   * with shapes checked; F16, BF16 and F64 tensors are widened to f32. Nothing is written unless every tensor matches (runtime/weights.ts). Ordered
    * before runs submitted after it.
    */
   loadWeights(files: WeightsInput | readonly WeightsInput[], options?: WeightsOptions): WeightsReport;
@@ -631,11 +630,7 @@ export class PlanSession implements Session {
   loadWeights(files: WeightsInput | readonly WeightsInput[], options: WeightsOptions = {}): WeightsReport {
     this.assertAlive();
     const list = files instanceof Uint8Array || !Array.isArray(files) ? [files as WeightsInput] : (files as readonly WeightsInput[]);
-    const named = list.map((f, i) => {
-      if (!(f instanceof Uint8Array)) return f;
-      const source = list.length > 1 ? `weights file ${i + 1}` : 'weights file';
-      return isGgufBytes(f) ? ggufWeights(f, source) : { source, file: decodeSafetensors(f, source) };
-    });
+    const named = list.map((f, i) => (f instanceof Uint8Array ? { source: list.length > 1 ? `weights file ${i + 1}` : 'weights file', file: decodeSafetensors(f, list.length > 1 ? `weights file ${i + 1}` : 'weights file') } : f));
     const { writes, report } = matchWeights(this.manifest, named, options);
     for (const { buffer, bytes } of writes) this.writeBuffer(buffer.id, bytes());
     return report;

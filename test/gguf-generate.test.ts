@@ -188,7 +188,7 @@ describe('quantized GGUF tensors into f32 parameters', () => {
     }
   });
 
-  test('a session loads the GGUF bytes and computes the reference logits of the dequantized weights', async () => {
+  test('a session loads the GGUF file (ggufWeights) and computes the reference logits of the dequantized weights', async () => {
     const file = parseGguf(bytes, 'quant.gguf');
     const dequantized: Weights = new Map();
     for (const [hf, { shape }] of weights) {
@@ -202,7 +202,7 @@ describe('quantized GGUF tensors into f32 parameters', () => {
     const expected = referenceLogits(s, dequantized, tokens);
     const session = await loadPlan(new Uint8Array(readFileSync(plan)), (await sharedDevice()).device);
     try {
-      expect(session.loadWeights(bytes).loaded).toHaveLength(weights.size);
+      expect(session.loadWeights(ggufWeights(bytes, 'quant.gguf')).loaded).toHaveLength(weights.size);
       const prompt = new Int32Array(8);
       prompt.set(tokens);
       const out = await session.run({ prompt, length: Float32Array.of(tokens.length) }, 'prefill');
