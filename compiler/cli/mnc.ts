@@ -363,7 +363,7 @@ function program(): Command {
     .option('--lr <rate>', "learning rate (default: the plan's)")
     .option('--shuffle-seed <n>', 'seed of the per-epoch shuffle', '0')
     .option('--load <state.safetensors>', 'start from parameters (and optimizer state) saved by --save')
-    .option('--weights <path>', "start from a safetensors checkpoint's parameters (file, directory or shard index; matched by name, shapes checked; F16/BF16 widened)")
+    .option('--weights <path>', "start from a safetensors checkpoint's parameters (file, directory or shard index; matched by name, shapes checked; F16/BF16 widened) or a GGUF file's (renamed, dequantized)")
     .option('--save <state.safetensors>', 'write parameters and optimizer state after training')
     .option('--skip-non-finite', 'skip steps whose loss or a gradient is NaN or infinite (the plan applies no update) instead of stopping')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
