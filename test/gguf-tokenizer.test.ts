@@ -6,10 +6,11 @@
 // byte fallback ("llama").
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, test } from 'vitest';
 import { ensureTokenizerFixtures } from '../scripts/tokenizer-fixtures.mjs';
 import { GgufType, parseGguf, type GgufFile, type GgufMetadataEntry } from '../runtime/gguf';
 import { ggufTokenizerFiles, isTextError, loadGgufTokenizer, loadTokenizer, type Tokenizer } from '../runtime/text';
+import { loadGgufTokenizerFile } from '../runtime/text/node';
 import { encodeGguf, meta } from './gguf-writer';
 import { tokenizerMetadata, type VocabConversion } from './gguf-vocab';
 
@@ -135,6 +136,28 @@ describe('a SentencePiece BPE ("llama") tokenizer rebuilt from GGUF metadata: Mi
     const file = parseGguf(encodeGguf({ metadata: [...entries, ['tokenizer.ggml.add_bos_token', meta.bool(false)]], tensors: [] }), 'model.gguf');
     expect(loadGgufTokenizer(file).tokenizer.encode('Hi')).toEqual(original.encode('Hi', { addSpecialTokens: false }));
   });
+});
+
+test('without add_space_prefix, no ▁ is put before the text nor stripped from the decoded text', () => {
+  const tokenizer = readJson(dirs['mistral-7b']!, 'tokenizer.json');
+  const config = readJson(dirs['mistral-7b']!, 'tokenizer_config.json');
+  const original = loadTokenizer({ tokenizer, config });
+  const entries = tokenizerMetadata({ tokenizer, config, model: 'llama' }).map(([k, e]): [string, GgufMetadataEntry] => [k, k === 'tokenizer.ggml.add_space_prefix' ? meta.bool(false) : e]);
+  const rebuilt = loadGgufTokenizer(parseGguf(encodeGguf({ metadata: entries, tensors: [] }), 'model.gguf')).tokenizer;
+  const ids = original.encode('Hello world', { addSpecialTokens: false });
+  expect(rebuilt.encode(' Hello world', { addSpecialTokens: false })).toEqual(ids);
+  expect(rebuilt.encode('Hello world', { addSpecialTokens: false })).not.toEqual(ids);
+  expect(rebuilt.decode(ids)).toBe(' Hello world');
+});
+
+test("tiny-llama.gguf's toy vocabulary (pre 'default') from the file on disk: ids worked out by hand from its merges", async () => {
+  const { tokenizer, defaults } = await loadGgufTokenizerFile(join(new URL('..', import.meta.url).pathname, 'fixtures/gguf/tiny-llama.gguf'));
+  // the: t·he; cat: Ġ·c·at; is: Ġ·is (i s before Ġ i); on: Ġ·on; the: Ġthe; sea: Ġs·e·a; end: Ġ·en·d
+  const ids = [15, 20, 16, 5, 33, 16, 35, 16, 25, 21, 29, 7, 3, 17, 21, 16, 28, 6, 18];
+  expect(tokenizer.encode('the cat is on the sea, the end.')).toEqual(ids);
+  expect(tokenizer.decode(ids)).toBe('the cat is on the sea, the end.');
+  expect(tokenizer.applyChatTemplate([{ role: 'user', content: 'the end' }])).toBe('<|im_start|>user\nthe end<|im_end|>\n');
+  expect(defaults.stopTokenIds).toEqual([2]);
 });
 
 describe('pre-tokenizer families', () => {

@@ -12,7 +12,7 @@
 //   tokenizer.ggml.scores       f32[] (llama): a merge ranks higher the higher its result's score
 //   tokenizer.ggml.merges       string[] (gpt2): "left right", highest priority first
 //   tokenizer.ggml.{bos,eos,eot,eom,unknown,padding}_token_id   u32
-//   tokenizer.ggml.add_bos_token, add_eos_token, add_space_prefix, remove_extra_whitespaces   bool
+//   tokenizer.ggml.add_bos_token, add_eos_token, add_space_prefix   bool
 //   tokenizer.chat_template     string
 import { GgufType, type GgufFile, type GgufMetadataEntry } from '../gguf';
 import { TextError } from './errors';
@@ -200,10 +200,9 @@ export function ggufTokenizerFiles(file: GgufFile): GgufTokenizerFiles {
     addBos = m.bool('tokenizer.ggml.add_bos_token') ?? ids.bos !== undefined; // llama.cpp's default for SentencePiece
     cleanSpaces = false;
     const spacePrefix = m.bool('tokenizer.ggml.add_space_prefix') ?? true;
-    const squeeze = m.bool('tokenizer.ggml.remove_extra_whitespaces') ?? false;
     const unk = ids.unk ?? findType(typeOf, n, GGUF_TOKEN_TYPE.UNKNOWN);
+    // remove_extra_whitespaces is left alone, as llama.cpp's SentencePiece BPE leaves it
     const normalizers = [
-      ...(squeeze ? [{ type: 'Strip', strip_left: true, strip_right: true }, { type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' }] : []),
       ...(spacePrefix ? [{ type: 'Prepend', prepend: '▁' }] : []),
       { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
     ];
