@@ -116,7 +116,7 @@ afterAll(async () => {
 });
 
 test('mnc generate model.gguf: compiled on the spot, its own tokenizer, the reference continuation', () => {
-  const run = mnc('generate', gguf, '--prompt', PROMPT, '--max-new-tokens', String(NEW_TOKENS));
+  const run = mnc('generate', gguf, '--prompt', PROMPT, '--max-new-tokens', String(NEW_TOKENS), '--max-sequence', '20', '--target', 'generic');
   expect(run.status, diagnostics(run).join('\n')).toBe(0);
   expect(run.stdout).toBe(`${expectedText}\n`);
   expect(diagnostics(run).join('\n')).toMatch(new RegExp(`^mnc generate: ${tokenizer.encode(PROMPT).length} prompt tokens`, 'm'));
@@ -233,10 +233,13 @@ describe('quantized GGUF tensors into f32 parameters', () => {
   });
 });
 
-test('the CLI refuses --weights with a GGUF model, and a plan without --tokenizer', () => {
+test('the CLI refuses --weights with a GGUF model, GGUF flags with a plan, and a plan without --tokenizer', () => {
   const both = mnc('generate', gguf, '--weights', gguf, '--prompt', 'x');
   expect(both.status).not.toBe(0);
   expect(diagnostics(both).join('\n')).toMatch(/--weights loads a plan's parameters; .*model\.gguf is a GGUF model, which carries its own weights/);
+  const planFlags = mnc('generate', plan, '--tokenizer', tokenizerDir, '--max-sequence', '8', '--prompt', 'x');
+  expect(planFlags.status).not.toBe(0);
+  expect(diagnostics(planFlags).join('\n')).toMatch(/--max-sequence and --target apply to a GGUF model/);
   const noTokenizer = mnc('generate', plan, '--prompt', 'x');
   expect(noTokenizer.status).not.toBe(0);
   expect(diagnostics(noTokenizer).join('\n')).toMatch(/--tokenizer DIR is required.*a \.gguf model carries its own/);

@@ -9,6 +9,8 @@ import { languageModelPlan, languageModelText } from './language-model';
 
 export interface GenerateCommandOptions {
   weights?: string;
+  maxSequence?: string;
+  target?: string;
   tokenizer?: string;
   prompt?: string;
   chat?: boolean;
@@ -75,7 +77,7 @@ function timedModel(model: LanguageModel): LanguageModel & { promptTokens: numbe
 export async function generateCommand(file: string, options: GenerateCommandOptions): Promise<void> {
   if (options.prompt === undefined) throw new CompileError('input', '--prompt TEXT is required');
   const { tokenizer, defaults } = await languageModelText(file, options.tokenizer);
-  const bytes = await languageModelPlan(file, options.weights);
+  const bytes = await languageModelPlan(file, options.weights, options);
   const generation = generationOptions(options, defaults);
   const gpu = await requestNodeDevice({ backend: options.backend });
   let session: Session | undefined;

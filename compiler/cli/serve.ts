@@ -17,6 +17,8 @@ export interface ServeOptions {
   fakeModel?: string;
   tokenizer?: string;
   weights?: string;
+  maxSequence?: string;
+  target?: string;
   modelName?: string;
   host: string;
   port: string;
@@ -127,7 +129,7 @@ async function loadPlanModel(plan: string, options: ServeOptions, say: (text: st
   say(`mnc serve: loading tokenizer ${options.tokenizer ?? `from ${plan}`}…`);
   const { tokenizer, defaults } = await languageModelText(plan, options.tokenizer);
   say(isGgufPath(plan) ? `mnc serve: compiling ${plan}…` : `mnc serve: loading ${plan}…`);
-  const bytes = await languageModelPlan(plan, options.weights);
+  const bytes = await languageModelPlan(plan, options.weights, options);
   const gpu = await requestNodeDevice();
   try {
     const session = await loadPlan(bytes, gpu.device);
