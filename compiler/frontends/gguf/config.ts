@@ -1,6 +1,7 @@
 // What a GGUF file's metadata says about its model, in the shape of a HuggingFace
-// config.json (the fields the Llama/Qwen2 builders read), and the one weight transform the
-// conversion to GGUF applied that the builders must undo: llama.cpp's Q/K row permutation.
+// config.json (the fields the Llama/Qwen2 builders read). The one weight transform the
+// conversion to GGUF applied that the builders must undo, llama.cpp's Q/K row permutation,
+// lives in runtime/gguf-llama.ts (the runtime's GGUF weight loading needs it too).
 import { CompileError } from '../../ir/errors';
 import { GgufType, type GgufFile } from '../../../runtime/gguf';
 

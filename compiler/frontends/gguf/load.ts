@@ -7,20 +7,18 @@ import { basename } from 'node:path';
 import { llama, llamaEntries, type HfLlamaConfig, type LlamaOptions, type LlamaParameterRole } from '../../../models/llama';
 import { dequantize, isSupportedType } from '../../../runtime/ggml-types';
 import { parseGguf, tensorBytes, type GgufFile, type GgufTensorInfo } from '../../../runtime/gguf';
+import { ggufTensorName, ropeRowsPermuted, unpermuteRopeRows as unpermuteRows } from '../../../runtime/gguf-llama';
 import { isPlanError } from '../../../runtime/errors';
 import type { EntrySpec } from '../../api';
 import { CompileError } from '../../ir/errors';
 import { Graph, type Tensor } from '../../ir/graph';
 import { weightDTypeOfGgml } from '../../ir/types';
-import { ggufTensorName, ropeRowsPermuted, unpermuteRopeRows as unpermuteRows } from '../../../runtime/gguf-llama';
 import { ggufModelConfig, type GgufArchitecture } from './config';
 
 const HF_ARCHITECTURES: Record<GgufArchitecture, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM' };
 
 /** The KV cache's rows when the caller gives none: the file's context length, at most this. */
 export const GGUF_DEFAULT_MAX_SEQUENCE = 2048;
-
-export { ggufTensorName };
 
 export interface GgufModel {
   graph: Graph;
