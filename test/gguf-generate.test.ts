@@ -55,21 +55,21 @@ function permuteRows(values: Float32Array, rows: number, heads: number): Float32
 }
 
 /** The checkpoint as a GGUF file, each tensor of the type `typeOf` gives it. */
-function ggufFile(w: Weights, typeOf: (hfName: string) => SupportedTypeName, drop: string[] = []): Uint8Array {
+function ggufFile(w: Weights, typeOf: (hfName: string) => SupportedTypeName, drop: string[] = [], arch = 'llama'): Uint8Array {
   const tokenizerJson = JSON.parse(readFileSync(join(tokenizerDir, 'tokenizer.json'), 'utf8'));
   const config = JSON.parse(readFileSync(join(tokenizerDir, 'tokenizer_config.json'), 'utf8'));
   const metadata: [string, GgufMetadataEntry][] = [
-    ['general.architecture', meta.str('llama')],
+    ['general.architecture', meta.str(arch)],
     ['general.name', meta.str('llama-tiny-gguf')],
-    ['llama.context_length', meta.u32(24)],
-    ['llama.embedding_length', meta.u32(s.hidden)],
-    ['llama.block_count', meta.u32(s.layers)],
-    ['llama.feed_forward_length', meta.u32(LLAMA_TINY_CONFIG.intermediate_size)],
-    ['llama.attention.head_count', meta.u32(s.heads)],
-    ['llama.attention.head_count_kv', meta.u32(s.kvHeads)],
-    ['llama.attention.layer_norm_rms_epsilon', meta.f32(1e-5)],
-    ['llama.rope.freq_base', meta.f32(10000)],
-    ['llama.vocab_size', meta.u32(s.vocab)],
+    [`${arch}.context_length`, meta.u32(24)],
+    [`${arch}.embedding_length`, meta.u32(s.hidden)],
+    [`${arch}.block_count`, meta.u32(s.layers)],
+    [`${arch}.feed_forward_length`, meta.u32(LLAMA_TINY_CONFIG.intermediate_size)],
+    [`${arch}.attention.head_count`, meta.u32(s.heads)],
+    [`${arch}.attention.head_count_kv`, meta.u32(s.kvHeads)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, meta.f32(1e-5)],
+    [`${arch}.rope.freq_base`, meta.f32(10000)],
+    [`${arch}.vocab_size`, meta.u32(s.vocab)],
     ...tokenizerMetadata({ tokenizer: tokenizerJson, config, model: 'llama' }),
   ];
   const tensors: GgufWriterTensor[] = [];
@@ -77,8 +77,9 @@ function ggufFile(w: Weights, typeOf: (hfName: string) => SupportedTypeName, dro
     const name = ggufTensorName(hf)!;
     if (drop.includes(name)) continue;
     let values: Float32Array = Float32Array.from(data);
-    if (name.includes('.attn_q.')) values = permuteRows(values, shape[0], s.heads);
-    if (name.includes('.attn_k.')) values = permuteRows(values, shape[0], s.kvHeads);
+    // the converter permutes llama's Q and K rows, not qwen2's (NEOX-style RoPE, as HF's)
+    if (arch === 'llama' && name.includes('.attn_q.')) values = permuteRows(values, shape[0], s.heads);
+    if (arch === 'llama' && name.includes('.attn_k.')) values = permuteRows(values, shape[0], s.kvHeads);
     const type = typeOf(hf);
     tensors.push({ name, type, ne: [...shape].reverse(), data: quantize(type, values) });
   }
@@ -211,6 +212,17 @@ describe('quantized GGUF tensors into f32 parameters', () => {
       session.destroy();
     }
   }, 600_000);
+
+  test('F32 tensors load exactly, rows put back for llama and left as they are for qwen2', async () => {
+    const { manifest } = await readBundle(new Uint8Array(readFileSync(plan)));
+    for (const arch of ['llama', 'qwen2']) {
+      const { writes } = matchWeights(manifest, [ggufWeights(ggufFile(weights, () => 'F32', [], arch), `${arch}.gguf`)]);
+      for (const { buffer, bytes: written } of writes) {
+        const b = written();
+        expect(Buffer.from(b).equals(Buffer.from(Float32Array.from(weights.get(buffer.name)!.data).buffer)), `${arch}: ${buffer.name}`).toBe(true);
+      }
+    }
+  });
 
   test('a missing tensor, a wrong shape or an unsupported type is an error naming the tensor', async () => {
     const { manifest } = await readBundle(new Uint8Array(readFileSync(plan)));
