@@ -19,7 +19,7 @@ import { dequantize, ggmlType, typeBytes, type SupportedTypeName } from '../runt
 import { parseGguf, tensorBytes } from '../runtime/gguf';
 import { ggufTensorName, ggufWeights, loadPlan, matchWeights, readBundle, unpermuteRopeRows } from '../runtime/index';
 import type { GgufMetadataEntry } from '../runtime/gguf';
-import type { Tokenizer } from '../runtime/text';
+import { ChatTemplate, type Tokenizer } from '../runtime/text';
 import { loadTokenizerDirectory } from '../runtime/text/node';
 import { ensureTokenizerFixtures } from '../scripts/tokenizer-fixtures.mjs';
 import { cliRunner, diagnostics } from './cli-runner';
@@ -35,6 +35,8 @@ const s = llamaShape(LLAMA_TINY_CONFIG);
 const weights = randomCheckpoint(s, 3);
 const PROMPT = 'The quick brown fox jumps over the lazy dog';
 const NEW_TOKENS = 5;
+/** Mistral-Instruct's turn format, carried as tokenizer.chat_template (Mistral-7B's base tokenizer has none) */
+const CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ m['content'] }} [/INST]{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}";
 
 let dir: string;
 let tokenizerDir: string;
@@ -70,7 +72,7 @@ function ggufFile(w: Weights, typeOf: (hfName: string) => SupportedTypeName, dro
     [`${arch}.attention.layer_norm_rms_epsilon`, meta.f32(1e-5)],
     [`${arch}.rope.freq_base`, meta.f32(10000)],
     [`${arch}.vocab_size`, meta.u32(s.vocab)],
-    ...tokenizerMetadata({ tokenizer: tokenizerJson, config, model: 'llama' }),
+    ...tokenizerMetadata({ tokenizer: tokenizerJson, config: { ...config, chat_template: CHAT_TEMPLATE }, model: 'llama' }),
   ];
   const tensors: GgufWriterTensor[] = [];
   for (const [hf, { shape, data }] of w) {
@@ -123,7 +125,7 @@ test('mnc generate model.gguf: compiled on the spot, its own tokenizer, the refe
   expect(diagnostics(run).join('\n')).toMatch(new RegExp(`^mnc generate: ${tokenizer.encode(PROMPT).length} prompt tokens`, 'm'));
 }, 600_000);
 
-test('mnc serve model.gguf answers a completion with the file alone', async () => {
+test('mnc serve model.gguf answers a completion and a chat with the file alone', async () => {
   const child = spawn(process.execPath, [join(root, 'dist', 'mnc.mjs'), 'serve', gguf, '--port', '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
@@ -142,6 +144,20 @@ test('mnc serve model.gguf answers a completion with the file alone', async () =
     expect(response.status, JSON.stringify(body)).toBe(200);
     expect(body.choices[0].text).toBe(expectedText);
     expect(body.usage.prompt_tokens).toBe(tokenizer.encode(PROMPT).length);
+
+    // chat through the file's own chat template: the prompt is the template's text, tokenized without adding <s> again
+    // (short: the toy's sequence is 24 tokens)
+    const messages = [{ role: 'user', content: 'Ça va?' }];
+    const rendered = new ChatTemplate(CHAT_TEMPLATE, { bos_token: '<s>', eos_token: '</s>' }).render(messages, { addGenerationPrompt: true });
+    const chat = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'llama_tiny_gguf', messages, max_tokens: 2, temperature: 0 }),
+    });
+    const answer = (await chat.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
+    expect(chat.status, JSON.stringify(answer)).toBe(200);
+    expect(answer.usage.prompt_tokens).toBe(tokenizer.encode(rendered, { addSpecialTokens: false }).length);
+    expect(answer.usage.completion_tokens).toBe(2);
   } finally {
     child.kill('SIGTERM');
     if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
