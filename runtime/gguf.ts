@@ -164,8 +164,9 @@ const MIN_TENSOR_INFO_BYTES = 24;
 /** A key-value pair takes at least an empty key (8), a type (4) and a one-byte value. */
 const MIN_KV_BYTES = 13;
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-const lenientUtf8 = new TextDecoder('utf-8');
+// ignoreBOM keeps a leading U+FEFF: it is a token of some vocabularies, not a byte-order mark here
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const lenientUtf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** What a read is of, for messages: a string, or a function that makes it (per array element, made only on failure). */
 type Field = string | (() => string);

@@ -12,6 +12,8 @@ export { toChromeTrace, kernelSummary, formatKernelSummary, type TraceRecord, ty
 export { decodeSafetensors, encodeSafetensors, type SafeTensor, type SafetensorsFile } from './safetensors';
 export { matchWeights, tensorAsF32, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
 export { readWeightsFiles } from './hosts/weights-files';
+export { ggufWeights, isGgufBytes } from './gguf-weights';
+export { ggufTensorName, hfParameterName, unpermuteRopeRows } from './gguf-llama';
 export { bytesSource, parseGguf, readGguf, readTensorBytes, tensorBytes, GgufType, type ByteSource, type GgufFile, type GgufTensorInfo, type GgufMetadataEntry, type GgufValue, type GgufArray } from './gguf';
 export { dequantize, ggmlType, ggmlTypeById, SUPPORTED_TYPES, type GgmlType, type GgmlTypeName, type SupportedTypeName } from './ggml-types';
 export { openFileSource, type FileSource } from './hosts/file-source';

@@ -93,8 +93,8 @@ export interface Session {
   takeTrace(): TraceRecord[];
   /**
    * Writes the plan's parameters from safetensors files (bytes, or decoded files with a name
-   * for messages), matched by name with shapes checked; F16, BF16 and F64 tensors are widened
-   * to f32. Nothing is written unless every tensor matches (runtime/weights.ts). Ordered
+   * for messages; a GGUF file through ggufWeights(), runtime/gguf-weights.ts), matched by name
+   * with shapes checked; F16, BF16 and F64 tensors are widened to f32. Nothing is written unless every tensor matches (runtime/weights.ts). Ordered
    * before runs submitted after it.
    */
   loadWeights(files: WeightsInput | readonly WeightsInput[], options?: WeightsOptions): WeightsReport;
@@ -650,7 +650,7 @@ export class PlanSession implements Session {
     const list = files instanceof Uint8Array || !Array.isArray(files) ? [files as WeightsInput] : (files as readonly WeightsInput[]);
     const named = list.map((f, i) => (f instanceof Uint8Array ? { source: list.length > 1 ? `weights file ${i + 1}` : 'weights file', file: decodeSafetensors(f, list.length > 1 ? `weights file ${i + 1}` : 'weights file') } : f));
     const { writes, report } = matchWeights(this.manifest, named, options);
-    for (const { buffer, bytes } of writes) this.writeBuffer(buffer.id, bytes);
+    for (const { buffer, bytes } of writes) this.writeBuffer(buffer.id, bytes());
     return report;
   }
 

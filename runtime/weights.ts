@@ -30,7 +30,14 @@ export interface WeightsReport {
 export interface NamedSafetensors {
   source: string;
   file: SafetensorsFile;
+  /** what the file itself calls a tensor, for messages (a GGUF file: 'GGUF tensor "blk.0.attn_q.weight" (Q8_0)') */
+  origins?: ReadonlyMap<string, string>;
+  /** the file's own name for a parameter it lacks, for messages */
+  nameInFile?: (parameter: string) => string | undefined;
 }
+
+/** The dtypes tensorAsF32 converts. */
+const F32_CONVERTIBLE = new Set(['F32', 'F16', 'BF16', 'F64']);
 
 /** f32 bytes (little-endian) of a tensor stored as F32, F16, BF16 or F64. */
 export function tensorAsF32(t: SafeTensor, what: string): Uint8Array {
@@ -65,11 +72,11 @@ export function tensorAsF32(t: SafeTensor, what: string): Uint8Array {
  * Which bytes go into which parameter buffer, checked against the plan before anything is
  * written: every name at most once across the files, shapes equal, dtypes convertible.
  */
-export function matchWeights(manifest: Manifest, files: readonly NamedSafetensors[], options: WeightsOptions = {}): { writes: { buffer: BufferDesc; bytes: Uint8Array }[]; report: WeightsReport } {
+export function matchWeights(manifest: Manifest, files: readonly NamedSafetensors[], options: WeightsOptions = {}): { writes: { buffer: BufferDesc; bytes: () => Uint8Array }[]; report: WeightsReport } {
   const plan = manifest.model.name;
   const parameters = manifest.buffers.filter((b) => b.role === 'parameter');
   const byName = new Map(parameters.map((b) => [b.name, b]));
-  const found = new Map<string, { source: string; tensor: SafeTensor }>();
+  const found = new Map<string, { source: string; tensor: SafeTensor; origin?: string }>();
   const skipped: string[] = [];
   const unknown: string[] = [];
   for (const { source, file } of files) {
@@ -83,23 +90,29 @@ export function matchWeights(manifest: Manifest, files: readonly NamedSafetensor
       found.set(name, { source, tensor });
     }
   }
-  const list = (names: string[]) => `${names.slice(0, 8).map((n) => `"${n}"`).join(', ')}${names.length > 8 ? ` and ${names.length - 8} more` : ''}`;
+  for (const { origins } of files) for (const [name, origin] of origins ?? []) if (found.has(name)) found.get(name)!.origin = origin;
+  const listed = (items: string[]) => `${items.slice(0, 8).join(', ')}${items.length > 8 ? ` and ${items.length - 8} more` : ''}`;
+  const list = (names: string[]) => listed(names.map((n) => `"${n}"`));
   if (unknown.length > 0) {
     throw new PlanError('bad-input', `${files.map((f) => f.source).join(', ')}: ${unknown.length} tensor(s) are not parameters of plan "${plan}": ${list(unknown)} (its parameters: ${list(parameters.map((p) => p.name))}; pass unknown: 'ignore' to skip them)`);
   }
   const missing = parameters.filter((p) => !found.has(p.name)).map((p) => p.name);
   if (missing.length > 0 && options.missing !== 'keep') {
-    throw new PlanError('bad-input', `plan "${plan}": no weights file holds parameter(s) ${list(missing)} (pass missing: 'keep' to leave them as the plan has them)`);
+    const inFile = (name: string) => files.map((f) => f.nameInFile?.(name)).find((n) => n !== undefined);
+    const named = missing.map((name) => (inFile(name) ? `"${name}" (the file's "${inFile(name)}")` : `"${name}"`));
+    throw new PlanError('bad-input', `plan "${plan}": no weights file holds parameter(s) ${listed(named)} (pass missing: 'keep' to leave them as the plan has them)`);
   }
   const writes = parameters.flatMap((buffer) => {
     const hit = found.get(buffer.name);
     if (!hit) return [];
-    const what = `${hit.source}: tensor "${buffer.name}"`;
+    const what = `${hit.source}: tensor "${buffer.name}"${hit.origin ? ` (${hit.origin})` : ''}`;
     if (buffer.dtype !== 'f32') throw new PlanError('bad-input', `${what}: parameter is ${buffer.dtype}; weights are loaded into f32 parameters only`);
     if (hit.tensor.shape.join() !== buffer.shape.join()) {
       throw new PlanError('bad-input', `${what} is [${hit.tensor.shape.join(', ')}]; plan "${plan}" declares [${buffer.shape.join(', ')}]`);
     }
-    return [{ buffer, bytes: tensorAsF32(hit.tensor, what) }];
+    if (!F32_CONVERTIBLE.has(hit.tensor.dtype)) throw new PlanError('bad-input', `${what} is ${hit.tensor.dtype}; parameters read F32, F16, BF16 or F64`);
+    // made when written: one tensor's f32 copy at a time
+    return [{ buffer, bytes: () => tensorAsF32(hit.tensor, what) }];
   });
   return { writes, report: { loaded: writes.map((w) => w.buffer.name), skipped, kept: missing } };
 }

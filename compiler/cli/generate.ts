@@ -1,14 +1,16 @@
 // `mnc generate`: text from a language-model plan (prefill and decode entry points, KV cache on
-// the GPU) on a WebGPU device (Dawn): the checkpoint loaded by name, the prompt tokenized (or
+// the GPU) or a GGUF model compiled on the spot, on a WebGPU device (Dawn): the checkpoint loaded by name, the prompt tokenized (or
 // rendered by the chat template with --chat), tokens streamed to stdout as they come, and the
 // figures (prompt tokens, prefill time, generated tokens, tokens/s) on stderr at the end.
 import { loadPlan, readWeightsFiles, requestNodeDevice, type NodeBackend, type Session } from '../../runtime';
-import { generate, isTextError, loadTokenizerDirectory, planLanguageModel, readGenerationConfigFile, type GenerationOptions, type LanguageModel } from '../../runtime/text/node';
+import { generate, isTextError, planLanguageModel, type GenerationOptions, type LanguageModel } from '../../runtime/text/node';
 import { CompileError } from '../ir/errors';
-import { readPlanBytes } from './plan-file';
+import { languageModelPlan, languageModelText } from './language-model';
 
 export interface GenerateCommandOptions {
   weights?: string;
+  maxSequence?: string;
+  target?: string;
   tokenizer?: string;
   prompt?: string;
   chat?: boolean;
@@ -73,17 +75,9 @@ function timedModel(model: LanguageModel): LanguageModel & { promptTokens: numbe
 }
 
 export async function generateCommand(file: string, options: GenerateCommandOptions): Promise<void> {
-  if (!options.tokenizer) throw new CompileError('input', '--tokenizer DIR is required: the directory holding tokenizer.json (and tokenizer_config.json for --chat)');
   if (options.prompt === undefined) throw new CompileError('input', '--prompt TEXT is required');
-  const bytes = readPlanBytes(file);
-  let tokenizer, defaults;
-  try {
-    tokenizer = await loadTokenizerDirectory(options.tokenizer);
-    defaults = await readGenerationConfigFile(options.tokenizer);
-  } catch (error) {
-    if (isTextError(error)) throw new CompileError('io', error.message);
-    throw error;
-  }
+  const { tokenizer, defaults } = await languageModelText(file, options.tokenizer);
+  const bytes = await languageModelPlan(file, options.weights, options);
   const generation = generationOptions(options, defaults);
   const gpu = await requestNodeDevice({ backend: options.backend });
   let session: Session | undefined;

@@ -345,7 +345,7 @@ function program(): Command {
     .option('--target <name>', "run this target of the plan instead of the one chosen from the device's adapter")
     .option('--verbose', "show Dawn's own diagnostics on stderr (adapter limits, backends it could not load); also MNC_DAWN_VERBOSE=1")
     .option('--memory-budget <GiB>', 'GiB of GPU buffers the plan may create (default 4); a plan needing more is refused before anything is allocated')
-    .option('--weights <path>', "the plan's parameters from a safetensors checkpoint: a file, a directory with model.safetensors or a sharded index, or the index; matched by name, shapes checked")
+    .option('--weights <path>', "the plan's parameters from a safetensors checkpoint (a file, a directory with model.safetensors or a sharded index, or the index) or a GGUF file (tensors renamed to HF's names, dequantized to f32); matched by name, shapes checked")
     .action(runCommand);
 
   mnc
@@ -363,7 +363,7 @@ function program(): Command {
     .option('--lr <rate>', "learning rate (default: the plan's)")
     .option('--shuffle-seed <n>', 'seed of the per-epoch shuffle', '0')
     .option('--load <state.safetensors>', 'start from parameters (and optimizer state) saved by --save')
-    .option('--weights <path>', "start from a safetensors checkpoint's parameters (file, directory or shard index; matched by name, shapes checked; F16/BF16 widened)")
+    .option('--weights <path>', "start from a safetensors checkpoint's parameters (file, directory or shard index; matched by name, shapes checked; F16/BF16 widened) or a GGUF file's (renamed, dequantized)")
     .option('--save <state.safetensors>', 'write parameters and optimizer state after training')
     .option('--skip-non-finite', 'skip steps whose loss or a gradient is NaN or infinite (the plan applies no update) instead of stopping')
     .addOption(new Option('--backend <name>', 'WebGPU backend (default: $MNRT_BACKEND, else the native one, then opengl)').choices(['auto', 'vulkan', 'opengl', 'metal', 'd3d12']))
@@ -377,10 +377,12 @@ function program(): Command {
 
   mnc
     .command('generate')
-    .description('generate text from a language-model plan (prefill and decode entry points, e.g. models/llama.ts), streaming tokens with tokens/s')
-    .argument('<plan.mnplan>', 'a language-model plan')
-    .option('--weights <path>', "the plan's parameters from a safetensors checkpoint (file, directory with model.safetensors or a sharded index)")
-    .option('--tokenizer <dir>', 'directory with tokenizer.json (and tokenizer_config.json for --chat, generation_config.json for defaults)')
+    .description('generate text from a language-model plan (prefill and decode entry points, e.g. models/llama.ts) or a GGUF model, streaming tokens with tokens/s')
+    .argument('<plan.mnplan|model.gguf>', 'a language-model plan, or a GGUF model (llama, qwen2: compiled on the spot, its tokenizer from its metadata)')
+    .option('--weights <path>', "the plan's parameters from a safetensors checkpoint (file, directory with model.safetensors or a sharded index) or a GGUF file (renamed, dequantized to f32)")
+    .option('--tokenizer <dir>', "directory with tokenizer.json (and tokenizer_config.json for --chat, generation_config.json for defaults); default for a .gguf model: the file's own tokenizer")
+    .option('--max-sequence <n>', "GGUF: the KV cache's rows (default: the file's context length, at most 2048)")
+    .option('--target <names>', 'GGUF: the GPU classes to compile for, comma-separated (default: generic)')
     .option('--prompt <text>', 'the prompt')
     .option('--chat', "render the prompt as one user message through the tokenizer's chat template, with the generation prompt")
     .option('--max-new-tokens <n>', 'stop after n tokens (default: generation_config.json, else 256; never past the plan\'s sequence)')
@@ -397,9 +399,11 @@ function program(): Command {
   mnc
     .command('serve')
     .description('serve a language model over the OpenAI HTTP API (chat and text completions, streaming), batching concurrent requests')
-    .argument('[plan.mnplan]', 'a language-model plan (prefill and decode entry points, e.g. from models/llama.ts); served one sequence at a time for now')
-    .option('--tokenizer <dir>', 'directory with tokenizer.json, tokenizer_config.json (chat template) and generation_config.json (sampling defaults)')
-    .option('--weights <file|dir>', "the plan's weights (safetensors), when they are not in the plan")
+    .argument('[plan.mnplan|model.gguf]', 'a language-model plan (prefill and decode entry points, e.g. from models/llama.ts), or a GGUF model (compiled on the spot); served one sequence at a time for now')
+    .option('--tokenizer <dir>', "directory with tokenizer.json, tokenizer_config.json (chat template) and generation_config.json (sampling defaults); default for a .gguf model: the file's own tokenizer")
+    .option('--weights <file|dir>', "the plan's weights (safetensors or GGUF), when they are not in the plan")
+    .option('--max-sequence <n>', "GGUF: the KV cache's rows (default: the file's context length, at most 2048)")
+    .option('--target <names>', 'GGUF: the GPU classes to compile for, comma-separated (default: generic)')
     .addOption(new Option('--fake-model <kind>', 'serve a TEST model instead of a plan: a seeded bigram table over the tokenizer\'s words (for trying the server and its clients; says nothing useful)').choices(['bigram']))
     .option('--model-name <name>', "the model name clients ask for (default: 'bigram-test' for the test model)")
     .option('--host <address>', 'address to listen on; the default answers this machine only', '127.0.0.1')

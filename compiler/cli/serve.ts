@@ -4,19 +4,21 @@
 // period, cancels the rest and returns (exit status 0).
 //
 // What it serves: a language-model plan (prefill and decode entry points; models/llama.ts) with
-// its weights, one sequence at a time through batchFromModels' adapter until plans decode
+// its weights, or a GGUF model (compiled on the spot, its own tokenizer unless --tokenizer), one sequence at a time through batchFromModels' adapter until plans decode
 // batches; or a TEST model (`--fake-model bigram`, a bigram table over a real tokenizer's words).
 import { readFileSync } from 'node:fs';
 import { ModelServer, BigramTestModel, parseKeysFile, type ServedModel, type ServerOptions } from '../../runtime/serve';
 import { loadPlan, readWeightsFiles, requestNodeDevice } from '../../runtime';
 import { batchFromModels, isTextError, loadTokenizerDirectory, planLanguageModel, readGenerationConfigFile } from '../../runtime/text/node';
-import { readPlanBytes } from './plan-file';
+import { isGgufPath, languageModelPlan, languageModelText } from './language-model';
 import { CompileError } from '../ir/errors';
 
 export interface ServeOptions {
   fakeModel?: string;
   tokenizer?: string;
   weights?: string;
+  maxSequence?: string;
+  target?: string;
   modelName?: string;
   host: string;
   port: string;
@@ -99,11 +101,11 @@ function serverOptions(options: ServeOptions): ServerOptions {
  * time (the scheduler queues the rest) until plans decode batches of sequences.
  */
 async function loadServedModel(plan: string | undefined, options: ServeOptions, say: (text: string) => void): Promise<ServedModel & { close?: () => Promise<void> }> {
-  if (!options.tokenizer) throw new CompileError('input', '--tokenizer DIR is required: the directory holding tokenizer.json (and tokenizer_config.json for chat)');
   if (!options.fakeModel) {
-    if (!plan) throw new CompileError('input', 'give a language-model plan to serve (mnc serve plan.mnplan --weights … --tokenizer DIR), or --fake-model bigram for a test model');
+    if (!plan) throw new CompileError('input', 'give a language-model plan to serve (mnc serve plan.mnplan --weights … --tokenizer DIR, or mnc serve model.gguf), or --fake-model bigram for a test model');
     return loadPlanModel(plan, options, say);
   }
+  if (!options.tokenizer) throw new CompileError('input', '--tokenizer DIR is required: the directory holding tokenizer.json (and tokenizer_config.json for chat)');
   if (plan) throw new CompileError('input', '--fake-model serves a test model: give no plan with it');
   if (options.fakeModel !== 'bigram') throw new CompileError('input', `--fake-model knows 'bigram'; got '${options.fakeModel}'`);
   say(`mnc serve: loading tokenizer ${options.tokenizer}…`);
@@ -124,17 +126,10 @@ async function loadServedModel(plan: string | undefined, options: ServeOptions, 
 }
 
 async function loadPlanModel(plan: string, options: ServeOptions, say: (text: string) => void): Promise<ServedModel & { close: () => Promise<void> }> {
-  const bytes = readPlanBytes(plan);
-  say(`mnc serve: loading tokenizer ${options.tokenizer}…`);
-  let tokenizer, defaults;
-  try {
-    tokenizer = await loadTokenizerDirectory(options.tokenizer!);
-    defaults = await readGenerationConfigFile(options.tokenizer!);
-  } catch (error) {
-    if (isTextError(error)) throw new CompileError('io', error.message);
-    throw error;
-  }
-  say(`mnc serve: loading ${plan}…`);
+  say(`mnc serve: loading tokenizer ${options.tokenizer ?? `from ${plan}`}…`);
+  const { tokenizer, defaults } = await languageModelText(plan, options.tokenizer);
+  say(isGgufPath(plan) ? `mnc serve: compiling ${plan}…` : `mnc serve: loading ${plan}…`);
+  const bytes = await languageModelPlan(plan, options.weights, options);
   const gpu = await requestNodeDevice();
   try {
     const session = await loadPlan(bytes, gpu.device);

@@ -5,6 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PlanError } from '../errors';
 import { parseJson } from '../json';
+import { ggufWeights, isGgufBytes } from '../gguf-weights';
 import { decodeSafetensors } from '../safetensors';
 import type { NamedSafetensors } from '../weights';
 
@@ -32,8 +33,8 @@ function shardsOf(indexPath: string): string[] {
 }
 
 /**
- * Reads the checkpoint at `path` (a .safetensors file, a shard index, or a directory holding
- * either model.safetensors or model.safetensors.index.json).
+ * Reads the checkpoint at `path` (a .safetensors file, a GGUF file (runtime/gguf-weights.ts), a
+ * shard index, or a directory holding either model.safetensors or model.safetensors.index.json).
  */
 export function readWeightsFiles(path: string): NamedSafetensors[] {
   if (!existsSync(path)) throw new PlanError('bad-input', `${path}: no such file or directory`);
@@ -51,6 +52,7 @@ export function readWeightsFiles(path: string): NamedSafetensors[] {
   }
   return files.map((file) => {
     if (!existsSync(file)) throw new PlanError('bad-input', `${file}: missing (named by the checkpoint's shard index)`);
-    return { source: file, file: decodeSafetensors(readFile(file), file) };
+    const bytes = readFile(file);
+    return isGgufBytes(bytes) ? ggufWeights(bytes, file) : { source: file, file: decodeSafetensors(bytes, file) };
   });
 }

@@ -4,6 +4,7 @@
 // Node helpers that read a model directory.
 export { TextError, isTextError, type TextErrorKind } from './errors';
 export { loadTokenizer, Tokenizer, type TokenizerFiles, type SpecialToken, type AddedToken, type EncodeOptions, type DecodeOptions } from './tokenizer';
+export { loadGgufTokenizer, ggufTokenizerFiles, GGUF_TOKEN_TYPE, GGUF_PRE_TOKENIZERS, type GgufTokenizerFiles } from './gguf-tokenizer';
 export { TextStreamDecoder, type StreamDecoderOptions } from './stream';
 export { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template';
 export {

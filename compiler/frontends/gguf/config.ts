@@ -1,6 +1,7 @@
 // What a GGUF file's metadata says about its model, in the shape of a HuggingFace
-// config.json (the fields the Llama/Qwen2 builders read), and the one weight transform the
-// conversion to GGUF applied that the builders must undo: llama.cpp's Q/K row permutation.
+// config.json (the fields the Llama/Qwen2 builders read). The one weight transform the
+// conversion to GGUF applied that the builders must undo, llama.cpp's Q/K row permutation,
+// lives in runtime/gguf-llama.ts (the runtime's GGUF weight loading needs it too).
 import { CompileError } from '../../ir/errors';
 import { GgufType, type GgufFile } from '../../../runtime/gguf';
 
@@ -91,41 +92,5 @@ export function ggufModelConfig(file: GgufFile): GgufModelConfig {
   };
 }
 
-/**
- * Whether llama.cpp's converter permuted this architecture's Q and K rows: it does for
- * `llama` (its RoPE rotates adjacent pairs), not for `qwen2` (NEOX-style RoPE, as HF's).
- */
-export function ropeRowsPermuted(arch: GgufArchitecture): boolean {
-  return arch === 'llama';
-}
-
-/**
- * Undoes llama.cpp's Q/K row permutation. HF's RoPE (rotate_half) pairs element i of a head
- * with element i + d/2; llama.cpp's rotates adjacent pairs (2i, 2i+1), so its converter
- * reorders the rows of attn_q (with n_head heads) and attn_k (with n_head_kv heads), weights
- * and biases alike:
- *
- *   permute(W, n) = W.reshape(n, 2, d/2, ...).swapaxes(1, 2).reshape(W.shape)
- *   i.e. GGUF row h·d + 2i + j  ←  HF row h·d + j·d/2 + i      (h < n, i < d/2, j < 2)
- *
- * Given the GGUF tensor as a row-major [rows, cols] array (rows = n·d output features; a
- * Linear weight's GGUF ne is [cols, rows], the same bytes), this returns HF's row order.
- * Packed bytes work as well as values: a row of blocks moves whole (cols = bytes per row).
- */
-export function unpermuteRopeRows<T extends Float32Array | Uint8Array>(values: T, rows: number, heads: number): T {
-  const cols = values.length / rows;
-  const d = rows / heads;
-  if (!Number.isInteger(cols) || !Number.isInteger(d) || d % 2 !== 0) {
-    throw new CompileError('model', `cannot undo the RoPE row permutation of ${values.length} values as ${rows} rows of ${heads} heads (head size must be even)`);
-  }
-  const out = (values instanceof Uint8Array ? new Uint8Array(values.length) : new Float32Array(values.length)) as T;
-  for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < d / 2; i++) {
-      for (let j = 0; j < 2; j++) {
-        const from = (h * d + 2 * i + j) * cols;
-        out.set(values.subarray(from, from + cols), (h * d + j * (d / 2) + i) * cols);
-      }
-    }
-  }
-  return out;
-}
+// shared with the runtime's GGUF weight loading
+export { ropeRowsPermuted, unpermuteRopeRows } from '../../../runtime/gguf-llama';

@@ -7,36 +7,18 @@ import { basename } from 'node:path';
 import { llama, llamaEntries, type HfLlamaConfig, type LlamaOptions, type LlamaParameterRole } from '../../../models/llama';
 import { dequantize, isSupportedType } from '../../../runtime/ggml-types';
 import { parseGguf, tensorBytes, type GgufFile, type GgufTensorInfo } from '../../../runtime/gguf';
+import { ggufTensorName, ropeRowsPermuted, unpermuteRopeRows as unpermuteRows } from '../../../runtime/gguf-llama';
 import { isPlanError } from '../../../runtime/errors';
 import type { EntrySpec } from '../../api';
 import { CompileError } from '../../ir/errors';
 import { Graph, type Tensor } from '../../ir/graph';
 import { weightDTypeOfGgml } from '../../ir/types';
-import { ggufModelConfig, ropeRowsPermuted, unpermuteRopeRows as unpermuteRows, type GgufArchitecture } from './config';
+import { ggufModelConfig, type GgufArchitecture } from './config';
 
 const HF_ARCHITECTURES: Record<GgufArchitecture, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM' };
 
 /** The KV cache's rows when the caller gives none: the file's context length, at most this. */
 export const GGUF_DEFAULT_MAX_SEQUENCE = 2048;
-
-/** GGUF's tensor name for one of the builder's (HF's) parameter names; undefined for a name it does not map. */
-export function ggufTensorName(hfName: string): string | undefined {
-  const fixed: Record<string, string> = { 'model.embed_tokens.weight': 'token_embd.weight', 'model.norm.weight': 'output_norm.weight', 'lm_head.weight': 'output.weight' };
-  if (fixed[hfName]) return fixed[hfName];
-  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(hfName);
-  const parts: Record<string, string> = {
-    input_layernorm: 'attn_norm',
-    'self_attn.q_proj': 'attn_q',
-    'self_attn.k_proj': 'attn_k',
-    'self_attn.v_proj': 'attn_v',
-    'self_attn.o_proj': 'attn_output',
-    post_attention_layernorm: 'ffn_norm',
-    'mlp.gate_proj': 'ffn_gate',
-    'mlp.up_proj': 'ffn_up',
-    'mlp.down_proj': 'ffn_down',
-  };
-  return m && parts[m[2]] ? `blk.${m[1]}.${parts[m[2]]}.${m[3]}` : undefined;
-}
 
 export interface GgufModel {
   graph: Graph;
