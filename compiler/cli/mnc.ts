@@ -397,7 +397,7 @@ function program(): Command {
   mnc
     .command('serve')
     .description('serve a language model over the OpenAI HTTP API (chat and text completions, streaming), batching concurrent requests')
-    .argument('[plan.mnplan]', 'a language-model plan (prefill and decode entry points, e.g. from models/llama.ts); served one sequence at a time for now')
+    .argument('[plan.mnplan]', 'a language-model plan (e.g. from models/llama.ts): one with decode_batch (decodeBatch: B) decodes up to B requests per step; one with a single-sequence decode serves one request at a time')
     .option('--tokenizer <dir>', 'directory with tokenizer.json, tokenizer_config.json (chat template) and generation_config.json (sampling defaults)')
     .option('--weights <file|dir>', "the plan's weights (safetensors), when they are not in the plan")
     .addOption(new Option('--fake-model <kind>', 'serve a TEST model instead of a plan: a seeded bigram table over the tokenizer\'s words (for trying the server and its clients; says nothing useful)').choices(['bigram']))
