@@ -1,7 +1,7 @@
 // What a server needs of a language model to decode several sequences per step: each sequence
 // holds a slot (its KV cache rows), prefill fills one slot, decodeBatch advances any set of
 // slots by one token in one call. scheduler.ts decides which sequences share a step; a plan
-// whose decode entry point takes a batch is one such model, batchFromModels() makes one from
+// whose decode entry point takes a batch is one such model (plan-batch.ts), batchFromModels() makes one from
 // single-sequence models (generate.ts's LanguageModel), one slot per model.
 
 import { TextError } from './errors';
