@@ -126,6 +126,10 @@ test('mnc generate streams the same text, with tokens/s; a seeded sample repeats
   expect(greedy.status, diagnostics(greedy).join('\n')).toBe(0);
   expect(greedy.stdout).toBe(`${expectedText}\n`);
   expect(diagnostics(greedy).join('\n')).toMatch(/prompt tokens, prefill [\d.]+ ms; 5 tokens generated \(length\), decode [\d.]+ ms: [\d.]+ tokens\/s/);
+  // the plan of 4 slots generates the same in its first slot
+  const batched = mnc('generate', batchPlan, '--weights', checkpoint, '--tokenizer', tokenizerDir, '--prompt', PROMPT, '--max-new-tokens', String(NEW_TOKENS));
+  expect(batched.status, diagnostics(batched).join('\n')).toBe(0);
+  expect(batched.stdout).toBe(`${expectedText}\n`);
   const sampled = () => mnc('generate', plan, '--weights', checkpoint, '--tokenizer', tokenizerDir, '--prompt', PROMPT, '--max-new-tokens', '4', '--temperature', '0.8', '--top-p', '0.9', '--seed', '7');
   const [a, b] = [sampled(), sampled()];
   expect(a.status, diagnostics(a).join('\n')).toBe(0);

@@ -66,3 +66,13 @@ export function batchFromModels(models: readonly LanguageModel[]): BatchedLangua
     release: () => {}, // the next prefill replaces the model's state
   };
 }
+
+/** One slot of a batched model as a single-sequence LanguageModel (generate() on a batched plan). */
+export function slotLanguageModel(model: BatchedLanguageModel, slot = 0): LanguageModel {
+  if (!Number.isInteger(slot) || slot < 0 || slot >= model.maxBatch) throw new TextError('bad-input', `slot ${slot} is outside [0, ${model.maxBatch})`);
+  return {
+    maxSequenceLength: model.maxSequenceLength,
+    prefill: (tokens) => model.prefill(slot, tokens),
+    decode: async (token, position) => (await model.decodeBatch([{ slot, token, position }]))[0],
+  };
+}
