@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { ModelServer, BigramTestModel, parseKeysFile, type ServedModel, type ServerOptions } from '../../runtime/serve';
 import { loadPlan, readWeightsFiles, requestNodeDevice } from '../../runtime';
-import { batchFromModels, decodesBatches, type BatchedLanguageModel, isTextError, loadTokenizerDirectory, planBatchedLanguageModel, planLanguageModel, readGenerationConfigFile } from '../../runtime/text/node';
+import { batchFromModels, decodesBatches, withinVocabulary, isTextError, loadTokenizerDirectory, planBatchedLanguageModel, planLanguageModel, readGenerationConfigFile } from '../../runtime/text/node';
 import { readPlanBytes } from './plan-file';
 import { CompileError } from '../ir/errors';
 
@@ -167,20 +167,6 @@ async function loadPlanModel(plan: string, options: ServeOptions, say: (text: st
     await gpu.destroy();
     throw error;
   }
-}
-
-/**
- * The model's logits cut to the tokenizer's ids: a plan's vocabulary may be padded past them
- * (Qwen2's 151936 rows for 151669 tokens), and a padding id, if sampled, could not be decoded.
- */
-function withinVocabulary(model: BatchedLanguageModel, size: number): BatchedLanguageModel {
-  return {
-    maxBatch: model.maxBatch,
-    maxSequenceLength: model.maxSequenceLength,
-    prefill: async (slot, tokens) => (await model.prefill(slot, tokens)).subarray(0, size),
-    decodeBatch: async (requests) => (await model.decodeBatch(requests)).map((logits) => logits.subarray(0, size)),
-    release: (slot) => model.release(slot),
-  };
 }
 
 export async function serveCommand(plan: string | undefined, options: ServeOptions): Promise<void> {

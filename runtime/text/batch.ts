@@ -76,3 +76,18 @@ export function slotLanguageModel(model: BatchedLanguageModel, slot = 0): Langua
     decode: async (token, position) => (await model.decodeBatch([{ slot, token, position }]))[0],
   };
 }
+
+/**
+ * The model's logits cut to the first `size` ids (the tokenizer's): a plan's vocabulary may be
+ * padded past them (Qwen2's 151936 rows for 151669 tokens), and a padding id, if sampled,
+ * could not be decoded.
+ */
+export function withinVocabulary(model: BatchedLanguageModel, size: number): BatchedLanguageModel {
+  return {
+    maxBatch: model.maxBatch,
+    maxSequenceLength: model.maxSequenceLength,
+    prefill: async (slot, tokens) => (await model.prefill(slot, tokens)).subarray(0, size),
+    decodeBatch: async (requests) => (await model.decodeBatch(requests)).map((logits) => logits.subarray(0, size)),
+    release: (slot) => model.release(slot),
+  };
+}
