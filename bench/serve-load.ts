@@ -15,6 +15,14 @@
 // runs the server in this process instead and prints the V8 heap after a full collection
 // between rounds of 128 clients: the figure that says whether memory is flat (the child's
 // rss and heap move with V8's collection schedule).
+//
+// On the GPU machine, a real plan (models/llama.ts; bench/models/smollm2-135m-serve.ts):
+//   node dist/serve-load.mjs --plan smollm2-batch64.mnplan --tokenizer fixtures/tokenizers/mistral-7b \
+//       [--weights model.safetensors] [--baseline-plan smollm2-single.mnplan] [--streams 1,8,32,64] [--max-tokens 64]
+// serves the plan and, at each number of concurrent streams, reports the aggregate completion
+// tokens/s the clients received and the decode tokens/s of the server's steps (/metrics: tokens
+// of every decode step over their time); then the same plan with --max-batch 1 (one request at
+// a time, the others queued), and the baseline plan (a single-sequence decode) likewise.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -292,11 +300,130 @@ async function leakCheck(tokenizerDir: string, stepMs: number, maxTokens: number
   await server.shutdown(0);
 }
 
+// --- a real plan: decode throughput by concurrent streams ---------------------------------
+
+/** `mnc serve` in a child process until /ready answers 200; its base URL and a stop function. */
+async function startServer(args: string[]): Promise<{ base: string; stop: () => Promise<void> }> {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const child = spawn(process.execPath, [join(root, 'dist', 'mnc.mjs'), 'serve', ...args, '--port', '0', '--grace', '5'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  const deadline = Date.now() + 600_000;
+  const waitFor = async (ready: () => boolean | Promise<boolean>) => {
+    while (!(await ready())) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`mnc serve did not start (run node scripts/build.mjs first):\n${output}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  await waitFor(() => /listening on/.test(output));
+  const base = /listening on (\S+)/.exec(output)![1]!;
+  await waitFor(async () => (await fetch(`${base}/ready`)).status === 200);
+  const stop = async () => {
+    child.kill('SIGTERM');
+    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+  };
+  return { base, stop };
+}
+
+/** One streamed text completion; the completion tokens its usage reports. */
+async function streamCompletion(base: string, prompt: string, maxTokens: number, temperature: number): Promise<number> {
+  const r = await fetch(`${base}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'served', prompt, max_tokens: maxTokens, temperature, seed: 1, stream: true, stream_options: { include_usage: true } }),
+  });
+  const text = await r.text();
+  if (r.status !== 200) throw new Error(`status ${r.status}: ${text.slice(0, 300)}`);
+  const usage = text
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: {'))
+    .map((e) => JSON.parse(e.slice(6)))
+    .find((c) => c.usage)?.usage;
+  if (!usage) throw new Error(`a stream without usage: ${text.slice(-300)}`);
+  return usage.completion_tokens;
+}
+
+/** Sums of the server's decode-step figures (/metrics): steps, their sequences and their seconds. */
+async function decodeSteps(base: string): Promise<{ steps: number; tokens: number; seconds: number }> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { steps: value('mnc_decode_step_seconds_count'), tokens: value('mnc_batch_size_sum'), seconds: value('mnc_decode_step_seconds_sum') };
+}
+
+interface ThroughputRow {
+  streams: number;
+  tokens: number;
+  seconds: number;
+  /** completion tokens the clients received per second of wall time (prefills included) */
+  aggregate: number;
+  /** tokens of the decode steps per second of decode-step time */
+  decode: number;
+  meanBatch: number;
+  stepMs: number;
+}
+
+/** Each number of concurrent streams in turn against one server: c streams of maxTokens tokens, all started at once. */
+async function throughput(base: string, streams: readonly number[], maxTokens: number, temperature: number): Promise<ThroughputRow[]> {
+  const prompt = (i: number) => `Request ${i}: once upon a time, in a land far away, there lived`;
+  await Promise.all(Array.from({ length: 4 }, (_, i) => streamCompletion(base, prompt(i), 4, temperature))); // warm up
+  const rows: ThroughputRow[] = [];
+  for (const c of streams) {
+    const before = await decodeSteps(base);
+    const t0 = performance.now();
+    const counts = await Promise.all(Array.from({ length: c }, (_, i) => streamCompletion(base, prompt(i), maxTokens, temperature)));
+    const seconds = (performance.now() - t0) / 1000;
+    const after = await decodeSteps(base);
+    const tokens = counts.reduce((a, b) => a + b, 0);
+    const [steps, stepTokens, stepSeconds] = [after.steps - before.steps, after.tokens - before.tokens, after.seconds - before.seconds];
+    rows.push({ streams: c, tokens, seconds, aggregate: tokens / seconds, decode: stepTokens / stepSeconds, meanBatch: stepTokens / steps, stepMs: (1000 * stepSeconds) / steps });
+  }
+  return rows;
+}
+
+function printThroughput(title: string, rows: readonly ThroughputRow[]): void {
+  console.log(`\n${title}`);
+  console.log('| streams | tokens | wall s | aggregate tokens/s | decode tokens/s (steps) | mean batch | step ms |');
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of rows) {
+    console.log(`| ${r.streams} | ${r.tokens} | ${r.seconds.toFixed(2)} | ${r.aggregate.toFixed(0)} | ${r.decode.toFixed(0)} | ${r.meanBatch.toFixed(1)} | ${r.stepMs.toFixed(2)} |`);
+  }
+}
+
+/** The --plan mode: the plan batched, then one request at a time, then the baseline plan if given. */
+async function planThroughput(arg: (name: string, fallback: string) => string): Promise<void> {
+  const plan = arg('--plan', '');
+  const tokenizer = arg('--tokenizer', '');
+  if (!tokenizer) throw new Error('--plan needs --tokenizer DIR (a tokenizer.json whose vocabulary fits the plan\'s)');
+  const weights = arg('--weights', '');
+  const baseline = arg('--baseline-plan', '');
+  const streams = arg('--streams', '1,8,32,64').split(',').map(Number);
+  const maxTokens = Number(arg('--max-tokens', '64'));
+  const temperature = Number(arg('--temperature', '0'));
+  const served = (file: string, ...flags: string[]) => [file, '--tokenizer', tokenizer, ...(weights ? ['--weights', weights] : []), '--model-name', 'served', '--max-queue', '1024', ...flags];
+  console.log(`${plan}: ${maxTokens} completion tokens a stream, temperature ${temperature}`);
+  const runs: [string, string[], number[]][] = [
+    [`${plan}, batched`, served(plan), streams],
+    [`${plan} with --max-batch 1 (one request at a time)`, served(plan, '--max-batch', '1'), streams.filter((c) => c <= 8)],
+    ...(baseline ? [[`${baseline} (single-sequence plan, one request at a time)`, served(baseline), streams.filter((c) => c <= 8)] as [string, string[], number[]]] : []),
+  ];
+  for (const [title, args, counts] of runs) {
+    const t0 = performance.now();
+    const server = await startServer(args);
+    console.log(`\n${title}: ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    try {
+      printThroughput(title, await throughput(server.base, counts, maxTokens, temperature));
+    } finally {
+      await server.stop();
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const arg = (name: string, fallback: string) => {
     const at = process.argv.indexOf(name);
     return at >= 0 ? process.argv[at + 1]! : fallback;
   };
+  if (process.argv.includes('--plan')) return planThroughput(arg);
   const root = fileURLToPath(new URL('..', import.meta.url));
   const stepMs = arg('--step-ms', '2');
   const maxTokens = Number(arg('--max-tokens', '64'));

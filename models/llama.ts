@@ -9,6 +9,14 @@
 //            writes the prompt's keys and values at rows 0 .. P-1 of the cache
 //   decode   token [1] i32, position [1] f32 → logits [1, vocab]; writes its key and value at
 //            row `position` and attends over rows 0 .. position
+// With `decodeBatch: B` the cache holds B sequences (slots) and the entries are instead
+//   prefill       prompt, length as above and slot [1] f32 → prefill_logits; writes the slot's rows
+//   decode_batch  tokens [B] i32, positions [B] f32 → batch_logits [B, vocab]: row b decodes slot
+//                 b's token at its position (a negative position: slot b is idle, writes nothing)
+// one set of dispatches for all B rows (the projections are [B, hidden] products); each row
+// attends over its own slot's rows 0 .. position. The cache is [B, kvHeads, S, d] per layer;
+// both entries write it through cacheWrite's per-row offsets, and decode_batch keeps the
+// projections' [B, heads, d] layout throughout (no transposes).
 // With `train`, the forward graph also gives 'loss', LlamaForCausalLM's with labels = input_ids:
 // mean cross-entropy of the logits at positions 0 .. T-2 against the tokens at 1 .. T-1; and
 // llamaModel compiles a train_step entry minimising it (AdamW unless told otherwise).
@@ -145,6 +153,11 @@ export interface LlamaOptions {
   /** prompt tokens per prefill (default maxSequence) */
   maxPrompt?: number;
   /**
+   * sequences the cache holds (slots), decoded together by a 'decode_batch' entry in place of
+   * 'decode'; prefill then takes the slot to fill. Absent: one sequence.
+   */
+  decodeBatch?: number;
+  /**
    * the causal-LM loss over the forward graph's tokens (output 'loss'; needs `forward`), and for
    * llamaModel the optimizer of its train_step (default AdamW, lr 3e-4, PyTorch's other defaults)
    */
@@ -170,7 +183,7 @@ export const DEFAULT_OPTIMIZER: OptimizerSpec = { kind: 'adamw', lr: 3e-4 };
 export function llamaEntries(options: LlamaOptions): EntrySpec {
   return {
     ...(options.forward ? { forward: ['forward_logits'] } : {}),
-    ...(options.maxSequence ? { prefill: ['prefill_logits'], decode: ['logits'] } : {}),
+    ...(options.maxSequence ? { prefill: ['prefill_logits'], ...(options.decodeBatch ? { decode_batch: ['batch_logits'] } : { decode: ['logits'] }) } : {}),
   };
 }
 
@@ -243,12 +256,15 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
 
   /**
    * One decoder pass over x [T, hidden] at `positions` ([T, 1], broadcast over heads); `attend`
-   * gets q [kvHeads, group, T, d], k and v [kvHeads, T, d] of layer l and returns [kvHeads, group, T, d].
+   * gets q [kvHeads, group, T, d], k and v [kvHeads, T, d] of layer l and returns [kvHeads, group, T, d];
+   * with layout 'rows' (T sequences of one token each) q [T, heads, d], k and v [T, kvHeads, d]
+   * as the projections make them, returning [T, heads, d]: no transposes.
    */
-  const decoder = (x: Tensor, positions: Tensor, attend: (l: number, q: Tensor, k: Tensor, v: Tensor) => Tensor): Tensor => {
+  const decoder = (x: Tensor, positions: Tensor, attend: (l: number, q: Tensor, k: Tensor, v: Tensor) => Tensor, layout: 'heads' | 'rows' = 'heads'): Tensor => {
     const t = x.shape[0];
+    const byRow = layout === 'rows';
     // [T, n, d] ↔ [n, T, d]; for one token (decode) the same bytes, so a view instead of a copy
-    const swap = (y: Tensor) => (t === 1 ? g.reshape(y, [y.shape[1], y.shape[0], y.shape[2]]) : g.transpose(y, [1, 0, 2]));
+    const swap = (y: Tensor) => (byRow ? y : t === 1 ? g.reshape(y, [y.shape[1], y.shape[0], y.shape[2]]) : g.transpose(y, [1, 0, 2]));
     layers.forEach((w, l) => {
       const h = g.rmsNorm(x, w.inputNorm, { eps: s.eps });
       // [T, heads·d] viewed as [T, heads, d]: rope reads rows there, then heads move first
@@ -257,8 +273,8 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
       const k = swap(rope(heads(linear(h, w.k, w.kBias), s.kvHeads), positions));
       const v = swap(heads(linear(h, w.v, w.vBias), s.kvHeads));
       // query head j uses key/value head floor(j / group), as HF's repeat_kv
-      const attended = attend(l, g.reshape(q, [s.kvHeads, group, t, s.headDim]), k, v);
-      const merged = g.reshape(swap(g.reshape(attended, [s.heads, t, s.headDim])), [t, qDim]);
+      const attended = attend(l, byRow ? q : g.reshape(q, [s.kvHeads, group, t, s.headDim]), k, v);
+      const merged = g.reshape(byRow ? attended : swap(g.reshape(attended, [s.heads, t, s.headDim])), [t, qDim]);
       x = g.add(x, linear(merged, w.o, w.oBias));
       const f = g.rmsNorm(x, w.postNorm, { eps: s.eps });
       const gated = g.swiglu(linear(f, w.gate, w.gateBias), linear(f, w.up, w.upBias));
@@ -297,6 +313,17 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
     const S = options.maxSequence;
     const P = options.maxPrompt ?? S;
     if (P > S) throw new Error(`maxPrompt (${P}) exceeds maxSequence (${S})`);
+    const B = options.decodeBatch;
+    if (B !== undefined && (!Number.isInteger(B) || B < 1)) throw new Error(`decodeBatch must be a positive integer; got ${B}`);
+    if (B === undefined) Object.assign(outputs, singleSequence(S, P));
+    else Object.assign(outputs, batchOfSequences(S, P, B));
+  } else if (options.decodeBatch !== undefined) {
+    throw new Error('decodeBatch needs maxSequence (the rows of each slot of the cache)');
+  }
+  return outputs;
+
+  /** prefill and decode over a cache of one sequence, [kvHeads, S, d] per layer */
+  function singleSequence(S: number, P: number): Record<string, Tensor> {
     const caches = layers.map((_, l) => ({ k: g.state(`cache.${l}.k`, [s.kvHeads, S, s.headDim]), v: g.state(`cache.${l}.v`, [s.kvHeads, S, s.headDim]) }));
     // attention reads the cache after the write, so the write runs first; rows past a
     // sequence's end are masked (prefill: by the causal mask; decode: by its position)
@@ -308,17 +335,70 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
     const zero = g.constant(0, [1], 'prefill_offset');
     const prefillMask = causalMask(P, S, 'prefill_mask');
     const hidden = decoder(g.embedding(embed, prompt), iota(P, [P, 1], 'prefill_positions'), (l, q, k, v) => cached(l, q, k, v, zero, prefillMask));
-    // the row at length - 1, as a one-hot sum over the rows (length is a run-time value)
-    const last = g.equal(iota(P, [P, 1], 'prefill_rows'), g.sub(length, 1));
-    outputs.prefill_logits = logitsOf(g.sum(g.mul(hidden, last), 0, { keepDims: true }));
 
     const token = g.input('token', [1], 'i32');
     const position = g.input('position', [1]);
     const visible = g.mul(g.greater(iota(S, [1, S], 'decode_keys'), position), -1e9);
     const decoded = decoder(g.embedding(embed, token), g.reshape(position, [1, 1]), (l, q, k, v) => cached(l, q, k, v, position, visible));
-    outputs.logits = logitsOf(decoded);
+    return { prefill_logits: lastPromptLogits(hidden, length, P), logits: logitsOf(decoded) };
   }
-  return outputs;
+
+  /** prefill of one slot and decode_batch of all B over a cache of B slots, [B, kvHeads, S, d] per layer */
+  function batchOfSequences(S: number, P: number, B: number): Record<string, Tensor> {
+    const caches = layers.map((_, l) => ({ k: g.state(`cache.${l}.k`, [B, s.kvHeads, S, s.headDim]), v: g.state(`cache.${l}.v`, [B, s.kvHeads, S, s.headDim]) }));
+    // both entries write rows [n, d] at one cache row each (cacheWrite's per-row offsets), the
+    // cache read as [B·kvHeads·S, d]: slot b, head h, position p is row (b·kvHeads + h)·S + p
+    const flat = (t: Tensor) => g.reshape(t, [t.shape.length === 3 ? t.shape[0] * t.shape[1] : t.shape[0], s.headDim]);
+    const cacheRows = B * s.kvHeads * S;
+
+    // prefill: the prompt's rows go to the slot's rows 0 .. P-1; attention reads them back from
+    // the written cache (a gather of P rows per head), which orders the write before the read
+    const prompt = g.input('prompt', [P], 'i32');
+    const length = g.input('length', [1]);
+    const slot = g.input('slot', [1]);
+    const headRows = g.constant(Float32Array.from({ length: s.kvHeads * P }, (_, i) => Math.floor(i / P) * S + (i % P)), [s.kvHeads, P], 'prefill_head_rows');
+    const promptRows = g.add(headRows, g.mul(slot, s.kvHeads * S));
+    const promptIds = g.cast(promptRows, 'i32');
+    const promptOffsets = g.reshape(promptRows, [s.kvHeads * P]);
+    const readBack = (cache: Tensor) => kvBatch(g.embedding(g.reshape(cache, [cacheRows, s.headDim]), promptIds));
+    const promptMask = causalMask(P, P, 'prefill_mask');
+    const hidden = decoder(g.embedding(embed, prompt), iota(P, [P, 1], 'prefill_positions'), (l, q, k, v) =>
+      g.attention(q, readBack(g.cacheWrite(caches[l].k, flat(k), promptOffsets)), readBack(g.cacheWrite(caches[l].v, flat(v), promptOffsets)), promptMask, { scale }),
+    );
+
+    // decode_batch: row b's keys and values go to its slot's row position[b] (an idle row's past
+    // the cache's end, dropped); it attends over its slot's S rows, the cache viewed as
+    // [B, kvHeads, 1, S, d] against q [B, kvHeads, group, 1, d]: the projections' own layout
+    const tokens = g.input('tokens', [B], 'i32');
+    const positions = g.input('positions', [B]);
+    const column = g.reshape(positions, [B, 1]);
+    const slotRows = g.constant(Float32Array.from({ length: B * s.kvHeads }, (_, i) => i * S), [B, s.kvHeads], 'decode_slot_rows');
+    const writeRows = g.reshape(g.where(g.less(column, 0), cacheRows, g.add(slotRows, column)), [B * s.kvHeads]);
+    const slotKeys = (cache: Tensor) => g.reshape(cache, [B, s.kvHeads, 1, S, s.headDim]);
+    const visible = g.reshape(g.mul(g.greater(iota(S, [1, S], 'decode_keys'), column), -1e9), [B, 1, 1, 1, S]);
+    const decoded = decoder(
+      g.embedding(embed, tokens),
+      column,
+      (l, q, k, v) => {
+        const attended = g.attention(
+          g.reshape(q, [B, s.kvHeads, group, 1, s.headDim]),
+          slotKeys(g.cacheWrite(caches[l].k, flat(k), writeRows)),
+          slotKeys(g.cacheWrite(caches[l].v, flat(v), writeRows)),
+          visible,
+          { scale },
+        );
+        return g.reshape(attended, [B, s.heads, s.headDim]);
+      },
+      'rows',
+    );
+    return { prefill_logits: lastPromptLogits(hidden, length, P), batch_logits: logitsOf(decoded) };
+  }
+
+  /** the logits of the row at length - 1, as a one-hot sum over the rows (length is a run-time value) */
+  function lastPromptLogits(hidden: Tensor, length: Tensor, P: number): Tensor {
+    const last = g.equal(iota(P, [P, 1], 'prefill_rows'), g.sub(length, 1));
+    return logitsOf(g.sum(g.mul(hidden, last), 0, { keepDims: true }));
+  }
 }
 
 /** A model definition for `mnc compile`: the config and options fixed, entries named. */

@@ -173,6 +173,18 @@ describe('mnc compile model.gguf (built CLI)', () => {
     expect(Object.keys(manifest.entryPoints).sort()).toEqual(['decode', 'prefill']);
   });
 
+  test.skipIf(!existsSync(cli))('--decode-batch: a cache of several sequences and a decode_batch entry; refused for other models', () => {
+    const plan = join(dir, 'tiny-batch.mnplan');
+    const r = mnc('compile', 'fixtures/gguf/tiny-llama.gguf', '--max-sequence', '16', '--decode-batch', '3', '-o', plan);
+    expect(diagnostics(r)).toEqual([]);
+    const manifest = JSON.parse(mnc('inspect', plan, '--json').stdout) as { entryPoints: Record<string, { inputs: { name: string; shape: number[] }[] }> };
+    expect(Object.keys(manifest.entryPoints).sort()).toEqual(['decode_batch', 'prefill']);
+    expect(manifest.entryPoints.decode_batch.inputs.map((i) => `${i.name} [${i.shape}]`).sort()).toEqual(['positions [3]', 'tokens [3]']);
+    const refused = mnc('compile', 'fixtures/models/llama-tiny.ts', '--decode-batch', '3', '-o', join(dir, 'no.mnplan'));
+    expect(refused.status).toBe(1);
+    expect(diagnostics(refused).join('\n')).toMatch(/--decode-batch applies to GGUF/);
+  });
+
   test.skipIf(!existsSync(cli))('a missing tensor is an error naming the file and the tensor', () => {
     const bad = join(dir, 'no-up.gguf');
     const data = variant((_, names) => names.splice(names.indexOf('blk.0.ffn_up.weight'), 1));

@@ -1,12 +1,15 @@
 // A language-model plan end to end with a real tokenizer (Mistral-7B's, 32000 tokens): the
 // toy Llama of fixtures/models/llama-tiny.ts compiled by the built CLI without weights, a seeded
 // checkpoint written as safetensors, then generate() over planLanguageModel, `mnc generate` and
-// `mnc serve` — each greedy continuation against the float64 reference's (test/llama-reference.ts).
+// `mnc serve` — each greedy continuation against the float64 reference's (test/llama-reference.ts);
+// then the same model compiled with a cache of 4 slots (fixtures/models/llama-tiny-batch.ts)
+// behind `mnc serve`, concurrent streams from the openai client decoded together.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { ensureTokenizerFixtures } from '../scripts/tokenizer-fixtures.mjs';
 import { LLAMA_TINY_CONFIG, LLAMA_TINY_OPTIONS } from '../fixtures/models/llama-tiny';
@@ -28,6 +31,7 @@ const NEW_TOKENS = 5;
 
 let dir: string;
 let plan: string;
+let batchPlan: string;
 let checkpoint: string;
 let tokenizerDir: string;
 let tokenizer: Tokenizer;
@@ -46,23 +50,52 @@ beforeAll(async () => {
   writeFileSync(checkpoint, encodeSafetensors(asSafetensors(weights)));
   const compiled = mnc('compile', 'fixtures/models/llama-tiny.ts', '--no-weights', '-o', plan);
   expect(compiled.status, diagnostics(compiled).join('\n')).toBe(0);
+  batchPlan = join(dir, 'tiny-batch.mnplan');
+  const compiledBatch = mnc('compile', 'fixtures/models/llama-tiny-batch.ts', '--no-weights', '-o', batchPlan);
+  expect(compiledBatch.status, diagnostics(compiledBatch).join('\n')).toBe(0);
+  expect(tokenizer.encode(PROMPT).length).toBeGreaterThan(LLAMA_TINY_OPTIONS.maxPrompt);
+  [expectedIds, expectedText] = referenceContinuation(PROMPT, NEW_TOKENS);
+}, 600_000);
 
-  // the reference's greedy continuation, each step clear of a near tie (so f32 picks the same)
-  const ids = tokenizer.encode(PROMPT);
-  expect(ids.length).toBeGreaterThan(LLAMA_TINY_OPTIONS.maxPrompt);
-  expectedIds = [];
-  for (let n = 0; n < NEW_TOKENS; n++) {
+/** The reference's greedy continuation of a prompt (ids and text), each step clear of a near tie (so f32 picks the same). */
+function referenceContinuation(prompt: string, tokens: number): [number[], string] {
+  const promptIds = tokenizer.encode(prompt);
+  const ids = [...promptIds];
+  const generated: number[] = [];
+  for (let n = 0; n < tokens; n++) {
     const logits = referenceLogits(s, weights, ids);
     const last = Array.from(logits.subarray((ids.length - 1) * s.vocab));
     const order = last.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]);
-    expect(order[0][0] - order[1][0], `margin of the reference's step ${n}`).toBeGreaterThan(1e-3);
-    expectedIds.push(order[0][1]);
+    expect(order[0][0] - order[1][0], `margin of the reference's step ${n} after "${prompt}"`).toBeGreaterThan(1e-3);
+    generated.push(order[0][1]);
     ids.push(order[0][1]);
   }
-  const promptIds = tokenizer.encode(PROMPT);
   const text = (t: number[]) => tokenizer.decode(t, { skipSpecialTokens: true });
-  expectedText = text([...promptIds, ...expectedIds]).slice(text(promptIds).length);
-}, 600_000);
+  return [generated, text([...promptIds, ...generated]).slice(text(promptIds).length)];
+}
+
+/** `mnc serve` on a plan in a child process, until it says it is ready; returns its base URL and a stop function. */
+async function serve(planFile: string, ...flags: string[]): Promise<{ base: string; output: () => string; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, [join(root, 'dist', 'mnc.mjs'), 'serve', planFile, '--weights', checkpoint, '--tokenizer', tokenizerDir, '--port', '0', '--model-name', 'tiny', ...flags], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const stop = async () => {
+    child.kill('SIGTERM');
+    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+  };
+  const started = Date.now();
+  while (!/ready: model/.test(output) && child.exitCode === null && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 50));
+  const base = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+  if (!/ready: model 'tiny'/.test(output) || !base) {
+    await stop();
+    throw new Error(`mnc serve did not start:\n${output}`);
+  }
+  return { base, output: () => output, stop };
+}
 
 afterAll(async () => {
   await releaseSharedDevice();
@@ -93,6 +126,10 @@ test('mnc generate streams the same text, with tokens/s; a seeded sample repeats
   expect(greedy.status, diagnostics(greedy).join('\n')).toBe(0);
   expect(greedy.stdout).toBe(`${expectedText}\n`);
   expect(diagnostics(greedy).join('\n')).toMatch(/prompt tokens, prefill [\d.]+ ms; 5 tokens generated \(length\), decode [\d.]+ ms: [\d.]+ tokens\/s/);
+  // the plan of 4 slots generates the same in its first slot
+  const batched = mnc('generate', batchPlan, '--weights', checkpoint, '--tokenizer', tokenizerDir, '--prompt', PROMPT, '--max-new-tokens', String(NEW_TOKENS));
+  expect(batched.status, diagnostics(batched).join('\n')).toBe(0);
+  expect(batched.stdout).toBe(`${expectedText}\n`);
   const sampled = () => mnc('generate', plan, '--weights', checkpoint, '--tokenizer', tokenizerDir, '--prompt', PROMPT, '--max-new-tokens', '4', '--temperature', '0.8', '--top-p', '0.9', '--seed', '7');
   const [a, b] = [sampled(), sampled()];
   expect(a.status, diagnostics(a).join('\n')).toBe(0);
@@ -100,19 +137,9 @@ test('mnc generate streams the same text, with tokens/s; a seeded sample repeats
 });
 
 test('mnc serve answers a completion from the plan', async () => {
-  const child = spawn(process.execPath, [join(root, 'dist', 'mnc.mjs'), 'serve', plan, '--weights', checkpoint, '--tokenizer', tokenizerDir, '--port', '0', '--model-name', 'tiny'], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
+  const server = await serve(plan);
   try {
-    const started = Date.now();
-    while (!/ready: model/.test(output) && child.exitCode === null && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 50));
-    const base = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
-    expect(/ready: model 'tiny'/.test(output) && base, output).toBeTruthy();
-    const response = await fetch(`${base}/v1/completions`, {
+    const response = await fetch(`${server.base}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'tiny', prompt: PROMPT, max_tokens: NEW_TOKENS, temperature: 0 }),
@@ -122,7 +149,37 @@ test('mnc serve answers a completion from the plan', async () => {
     expect(body.choices[0].text).toBe(expectedText);
     expect(body.usage.completion_tokens).toBe(NEW_TOKENS);
   } finally {
-    child.kill('SIGTERM');
-    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    await server.stop();
+  }
+});
+
+test('mnc serve on a plan of 4 slots: concurrent streams from the openai client decode together, each as it would alone', async () => {
+  const server = await serve(batchPlan);
+  try {
+    expect(server.output()).toMatch(/batch up to 4/);
+    const client = new OpenAI({ baseURL: `${server.base}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60_000 });
+    const streamed = async (prompt: string, options: { max_tokens: number; temperature: number; seed?: number }) => {
+      const stream = await client.completions.create({ model: 'tiny', prompt, stream: true, ...options });
+      let text = '';
+      for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+      return text;
+    };
+    // greedy: the reference's continuations; prompts of different lengths (one longer than a prefill), so positions differ
+    const prompts = [PROMPT, 'Once upon a time', 'A B C', 'The rain in Spain stays mainly in the plain'];
+    const expected = prompts.map((p, i) => (i === 0 ? expectedText : referenceContinuation(p, NEW_TOKENS)[1]));
+    const sampled = { max_tokens: 6, temperature: 0.9, seed: 5 };
+    // four greedy and two sampled streams over four slots: two wait for a slot and join mid-way
+    const together = await Promise.all([...prompts.map((p) => streamed(p, { max_tokens: NEW_TOKENS, temperature: 0 })), streamed('Hello', sampled), streamed('Hello', { ...sampled, seed: 6 })]);
+    expect(together.slice(0, 4)).toEqual(expected);
+    // a seeded sample is the same alone as it was among the others
+    expect(await streamed('Hello', sampled)).toBe(together[4]);
+    expect(await streamed('Hello', { ...sampled, seed: 6 })).toBe(together[5]);
+    // the steps ran several sequences at once: the batch-size histogram saw a step of more than one
+    const metrics = await (await fetch(`${server.base}/metrics`)).text();
+    const single = Number(/mnc_batch_size_bucket\{le="1"\} (\d+)/.exec(metrics)?.[1]);
+    const steps = Number(/mnc_batch_size_count (\d+)/.exec(metrics)?.[1]);
+    expect(steps, metrics).toBeGreaterThan(single);
+  } finally {
+    await server.stop();
   }
 });

@@ -362,6 +362,9 @@ const cases: Record<OpName, OpCase[]> = {
   cacheWrite: [
     { label: 'cacheWrite rows [2, 3, 4] into cache [2, 8, 4] at i32 offset 2', inputs: { rows: { shape: [2, 3, 4] }, at: { shape: [1], dtype: 'i32', values: [2] } }, build: (g, x) => g.cacheWrite(g.state('cache', [2, 8, 4]), x.rows, x.at) },
     { label: 'cacheWrite rows [3, 5] into cache [7, 5] at f32 offset 5 (one row dropped)', inputs: { rows: { shape: [3, 5] }, at: { shape: [1], values: [5] } }, build: (g, x) => g.cacheWrite(g.state('cache', [7, 5]), x.rows, x.at) },
+    // a batch of sequences: row r at row offset[r] of the cache as [8, 3], in any order; 9 is past the end (an idle slot's row, dropped)
+    { label: 'cacheWrite rows [5, 3] into cache [2, 4, 3] at f32 offsets one per row', inputs: { rows: { shape: [5, 3] }, at: { shape: [5], values: [6, 0, 9, 3, 7] } }, build: (g, x) => g.cacheWrite(g.state('cache', [2, 4, 3]), x.rows, x.at) },
+    { label: 'cacheWrite rows [3, 4] into cache [6, 4] at i32 offsets one per row', inputs: { rows: { shape: [3, 4] }, at: { shape: [3], dtype: 'i32', values: [5, 1, 2] } }, build: (g, x) => g.cacheWrite(g.state('cache', [6, 4]), x.rows, x.at) },
   ],
   sum: reduceCases('sum'),
   mean: reduceCases('mean'),

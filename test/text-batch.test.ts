@@ -8,6 +8,7 @@ import { BigramTestModel } from '../runtime/serve/test-model';
 import {
   BatchScheduler,
   batchFromModels,
+  withinVocabulary,
   generate,
   Generation,
   nextTokenDistribution,
@@ -119,6 +120,21 @@ describe('BatchScheduler', () => {
     expect(x.map((s) => s.token)).toEqual([1, 2]);
     expect(y.map((s) => s.token)).toEqual([1, 2]);
     expect(calls).toEqual(['a prefill 2', 'b prefill 1', 'a decode 1@2', 'b decode 1@1']);
+  });
+
+  it('withinVocabulary: ids past the tokenizer (a padded vocabulary) are never chosen, greedy or sampled', async () => {
+    // the padding ids 4 and 5 score highest; of the real ones, id 2 after the prompt, then id 3
+    const padded = batchFromModels([
+      { prefill: async () => Float32Array.of(0, 1, 3, 2, 9, 9), decode: async () => Float32Array.of(0, 1, 2, 3, 9, 9) },
+    ]);
+    const scheduler = new BatchScheduler(withinVocabulary(padded, 4));
+    const greedy = await collect(scheduler.submit(new Generation([0], { maxNewTokens: 3 })));
+    expect(greedy.map((s) => s.token)).toEqual([2, 3, 3]);
+    const sampled = await collect(scheduler.submit(new Generation([0], { doSample: true, temperature: 5, topK: 0, seed: 1, maxNewTokens: 40 })));
+    expect(sampled.every((s) => s.token < 4)).toBe(true);
+    // without the cut, the padding ids win
+    const unguarded = await collect(new BatchScheduler(padded).submit(new Generation([0], { maxNewTokens: 1 })));
+    expect(unguarded[0]!.token).toBeGreaterThanOrEqual(4);
   });
 });
 

@@ -3,7 +3,7 @@
 // rendered by the chat template with --chat), tokens streamed to stdout as they come, and the
 // figures (prompt tokens, prefill time, generated tokens, tokens/s) on stderr at the end.
 import { loadPlan, readWeightsFiles, requestNodeDevice, type NodeBackend, type Session } from '../../runtime';
-import { generate, isTextError, planLanguageModel, type GenerationOptions, type LanguageModel } from '../../runtime/text/node';
+import { decodesBatches, generate, isTextError, planBatchedLanguageModel, planLanguageModel, slotLanguageModel, type GenerationOptions, type LanguageModel } from '../../runtime/text/node';
 import { CompileError } from '../ir/errors';
 import { languageModelPlan, languageModelText } from './language-model';
 
@@ -87,15 +87,17 @@ export async function generateCommand(file: string, options: GenerateCommandOpti
       const report = session.loadWeights(readWeightsFiles(options.weights));
       console.error(`${options.weights}: loaded ${report.loaded.length} parameter(s)`);
     }
-    let lm;
+    let lm: LanguageModel, vocabSize: number;
     try {
-      lm = planLanguageModel(session);
+      // a plan of several slots generates in its first
+      const plan = decodesBatches(session) ? planBatchedLanguageModel(session) : planLanguageModel(session);
+      [lm, vocabSize] = ['decodeBatch' in plan ? slotLanguageModel(plan) : plan, plan.vocabSize];
     } catch (error) {
       if (isTextError(error)) throw new CompileError('input', `${file}: ${error.message}`);
       throw error;
     }
-    if (lm.vocabSize < tokenizer.vocabSize) {
-      throw new CompileError('input', `${file}: the plan's vocabulary (${lm.vocabSize}) is smaller than the tokenizer's (${tokenizer.vocabSize}): not this tokenizer's model`);
+    if (vocabSize < tokenizer.vocabSize) {
+      throw new CompileError('input', `${file}: the plan's vocabulary (${vocabSize}) is smaller than the tokenizer's (${tokenizer.vocabSize}): not this tokenizer's model`);
     }
     const model = timedModel(lm);
     const prompt = options.chat ? [{ role: 'user' as const, content: options.prompt }] : options.prompt;

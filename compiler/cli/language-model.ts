@@ -12,23 +12,28 @@ import { readPlanBytes } from './plan-file';
 
 export const isGgufPath = (file: string): boolean => /\.gguf$/i.test(file);
 
-/** How a GGUF model is compiled: --max-sequence and --target, as `mnc compile` takes them. */
+/** How a GGUF model is compiled: --max-sequence, --decode-batch and --target, as `mnc compile` takes them. */
 export interface GgufCompileFlags {
   maxSequence?: string;
+  decodeBatch?: string;
   target?: string;
 }
 
 /** The plan's bytes: read from a plan file, or compiled from a GGUF model. */
 export async function languageModelPlan(file: string, weights: string | undefined, flags: GgufCompileFlags = {}): Promise<Uint8Array> {
   if (!isGgufPath(file)) {
-    if (flags.maxSequence !== undefined || flags.target !== undefined) throw new CompileError('input', '--max-sequence and --target apply to a GGUF model (a plan was compiled with its own)');
+    if (flags.maxSequence !== undefined || flags.decodeBatch !== undefined || flags.target !== undefined) {
+      throw new CompileError('input', '--max-sequence, --decode-batch and --target apply to a GGUF model (a plan was compiled with its own)');
+    }
     return readPlanBytes(file);
   }
   if (weights) throw new CompileError('input', `--weights loads a plan's parameters; ${file} is a GGUF model, which carries its own weights`);
   const maxSequence = flags.maxSequence === undefined ? undefined : Number(flags.maxSequence);
   if (maxSequence !== undefined && (!/^\d+$/.test(flags.maxSequence!) || maxSequence < 1)) throw new CompileError('input', `--max-sequence expects a whole number from 1; got '${flags.maxSequence}'`);
+  const decodeBatch = flags.decodeBatch === undefined ? undefined : Number(flags.decodeBatch);
+  if (decodeBatch !== undefined && (!/^\d+$/.test(flags.decodeBatch!) || decodeBatch < 1)) throw new CompileError('input', `--decode-batch expects a whole number from 1; got '${flags.decodeBatch}'`);
   const targets = flags.target === undefined ? undefined : parseTargets(flags.target);
-  const model = loadGgufModel(file, maxSequence ? { maxSequence } : {});
+  const model = loadGgufModel(file, { ...(maxSequence ? { maxSequence } : {}), ...(decodeBatch ? { decodeBatch } : {}) });
   return (await compileGraph(model.graph, { entries: model.entries, source: file, ...(targets ? { targets } : {}) })).bundle;
 }
 

@@ -68,6 +68,7 @@ interface CompileOptions {
   freeze?: boolean;
   /** GGUF: the KV cache's rows */
   maxSequence?: string;
+  decodeBatch?: string;
 }
 
 function parseCount(flag: string, text: string): number {
@@ -124,7 +125,8 @@ function nnefModel(path: string, options: CompileOptions) {
 /** A GGUF model (llama, qwen2): the Llama builder's prefill and decode over the file's weights, kept packed. */
 function ggufModel(file: string, options: CompileOptions) {
   const maxSequence = options.maxSequence === undefined ? undefined : parseCount('--max-sequence', options.maxSequence);
-  const loaded = loadGgufModel(file, maxSequence ? { maxSequence } : {});
+  const decodeBatch = options.decodeBatch === undefined ? undefined : parseCount('--decode-batch', options.decodeBatch);
+  const loaded = loadGgufModel(file, { ...(maxSequence ? { maxSequence } : {}), ...(decodeBatch ? { decodeBatch } : {}) });
   return { graph: loaded.graph, name: loaded.name, training: undefined, entries: loaded.entries, typeChecked: Promise.resolve() };
 }
 
@@ -143,6 +145,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   const isGguf = /\.gguf$/i.test(modelFile);
   const isNnef = !isOnnx && !isGguf && isNnefPath(modelFile);
   if (!isGguf && options.maxSequence !== undefined) throw new CompileError('input', '--max-sequence applies to GGUF (.gguf) models');
+  if (!isGguf && options.decodeBatch !== undefined) throw new CompileError('input', "--decode-batch applies to GGUF (.gguf) models; a model file sets llamaModel's decodeBatch option");
   if (!isOnnx && !isNnef && (options.shape.length > 0 || options.freeze)) {
     throw new CompileError('input', '--shape and --freeze apply to ONNX (.onnx) and NNEF (model.nnef/) models; a TypeScript model declares its shapes and trainable parameters itself');
   }
@@ -320,6 +323,7 @@ function program(): Command {
     .option('--shape <name=dims>', 'ONNX, NNEF: the static shape of an input, e.g. x=1x3x224x224 (binds dynamic dimensions; replaces an NNEF external\'s shape); repeatable', collect, [])
     .option('--freeze', "ONNX, NNEF: the model's initializers (NNEF: variables) are fixed weights, not trainable parameters")
     .option('--max-sequence <n>', "GGUF: the KV cache's rows, prompt and generated tokens together (default: the file's context length, at most 2048)")
+    .option('--decode-batch <n>', 'GGUF: sequences the KV cache holds, decoded together by a decode_batch entry (mnc serve batches requests over it); default one sequence, a decode entry')
     .action(compileCommand);
 
   mnc
@@ -399,10 +403,11 @@ function program(): Command {
   mnc
     .command('serve')
     .description('serve a language model over the OpenAI HTTP API (chat and text completions, streaming), batching concurrent requests')
-    .argument('[plan.mnplan|model.gguf]', 'a language-model plan (prefill and decode entry points, e.g. from models/llama.ts), or a GGUF model (compiled on the spot); served one sequence at a time for now')
+    .argument('[plan.mnplan|model.gguf]', 'a language-model plan (e.g. from models/llama.ts), or a GGUF model (compiled on the spot): one with decode_batch (decodeBatch: B, --decode-batch for GGUF) decodes up to B requests per step; one with a single-sequence decode serves one request at a time')
     .option('--tokenizer <dir>', "directory with tokenizer.json, tokenizer_config.json (chat template) and generation_config.json (sampling defaults); default for a .gguf model: the file's own tokenizer")
     .option('--weights <file|dir>', "the plan's weights (safetensors or GGUF), when they are not in the plan")
     .option('--max-sequence <n>', "GGUF: the KV cache's rows (default: the file's context length, at most 2048)")
+    .option('--decode-batch <n>', 'GGUF: sequences decoded together (a decode_batch entry with n cache slots; default: one sequence)')
     .option('--target <names>', 'GGUF: the GPU classes to compile for, comma-separated (default: generic)')
     .addOption(new Option('--fake-model <kind>', 'serve a TEST model instead of a plan: a seeded bigram table over the tokenizer\'s words (for trying the server and its clients; says nothing useful)').choices(['bigram']))
     .option('--model-name <name>', "the model name clients ask for (default: 'bigram-test' for the test model)")

@@ -3,13 +3,15 @@
 // line, then serves until SIGTERM or SIGINT, when it drains in-flight requests for the grace
 // period, cancels the rest and returns (exit status 0).
 //
-// What it serves: a language-model plan (prefill and decode entry points; models/llama.ts) with
-// its weights, or a GGUF model (compiled on the spot, its own tokenizer unless --tokenizer), one sequence at a time through batchFromModels' adapter until plans decode
-// batches; or a TEST model (`--fake-model bigram`, a bigram table over a real tokenizer's words).
+// What it serves: a language-model plan (models/llama.ts) with its weights, or a GGUF model
+// (compiled on the spot, its own tokenizer unless --tokenizer): one that decodes a batch of
+// slots (a decode_batch entry) shares each decode step among concurrent requests; one with a
+// single-sequence decode is served one request at a time through batchFromModels' adapter. Or
+// a TEST model (`--fake-model bigram`, a bigram table over a real tokenizer's words).
 import { readFileSync } from 'node:fs';
 import { ModelServer, BigramTestModel, parseKeysFile, type ServedModel, type ServerOptions } from '../../runtime/serve';
 import { loadPlan, readWeightsFiles, requestNodeDevice } from '../../runtime';
-import { batchFromModels, isTextError, loadTokenizerDirectory, planLanguageModel, readGenerationConfigFile } from '../../runtime/text/node';
+import { batchFromModels, decodesBatches, withinVocabulary, isTextError, loadTokenizerDirectory, planBatchedLanguageModel, planLanguageModel, readGenerationConfigFile } from '../../runtime/text/node';
 import { isGgufPath, languageModelPlan, languageModelText } from './language-model';
 import { CompileError } from '../ir/errors';
 
@@ -18,6 +20,7 @@ export interface ServeOptions {
   tokenizer?: string;
   weights?: string;
   maxSequence?: string;
+  decodeBatch?: string;
   target?: string;
   modelName?: string;
   host: string;
@@ -95,10 +98,10 @@ function serverOptions(options: ServeOptions): ServerOptions {
 }
 
 /**
- * The model to serve: a language-model plan (prefill and decode entry points, its KV cache on
- * the GPU; models/llama.ts) with --weights, or the bigram test model. The plan's session holds
- * one sequence, so it is served through batchFromModels' adapter: one slot, one request at a
- * time (the scheduler queues the rest) until plans decode batches of sequences.
+ * The model to serve: a language-model plan (its KV cache on the GPU; models/llama.ts) with
+ * --weights, or the bigram test model. A plan with decode_batch holds a slot per sequence and
+ * decodes them together; a plan with a single-sequence decode is served through
+ * batchFromModels' adapter: one slot, one request at a time (the scheduler queues the rest).
  */
 async function loadServedModel(plan: string | undefined, options: ServeOptions, say: (text: string) => void): Promise<ServedModel & { close?: () => Promise<void> }> {
   if (!options.fakeModel) {
@@ -137,20 +140,26 @@ async function loadPlanModel(plan: string, options: ServeOptions, say: (text: st
       say(`mnc serve: loading weights ${options.weights}…`);
       session.loadWeights(readWeightsFiles(options.weights));
     }
-    let lm;
+    let model, vocabSize;
     try {
-      lm = planLanguageModel(session);
+      if (decodesBatches(session)) {
+        model = planBatchedLanguageModel(session);
+        vocabSize = model.vocabSize;
+      } else {
+        const lm = planLanguageModel(session);
+        [model, vocabSize] = [batchFromModels([lm]), lm.vocabSize];
+      }
     } catch (error) {
       if (isTextError(error)) throw new CompileError('input', `${plan}: ${error.message}`);
       throw error;
     }
-    if (lm.vocabSize < tokenizer.vocabSize) throw new CompileError('input', `${plan}: the plan's vocabulary (${lm.vocabSize}) is smaller than the tokenizer's (${tokenizer.vocabSize})`);
+    if (vocabSize < tokenizer.vocabSize) throw new CompileError('input', `${plan}: the plan's vocabulary (${vocabSize}) is smaller than the tokenizer's (${tokenizer.vocabSize})`);
     const name = options.modelName ?? session.manifest.model.name;
     const close = async () => {
       session.destroy();
       await gpu.destroy();
     };
-    return { name, model: batchFromModels([lm]), tokenizer, defaults, close };
+    return { name, model: withinVocabulary(model, tokenizer.vocabSize), tokenizer, defaults, close };
   } catch (error) {
     await gpu.destroy();
     throw error;

@@ -323,7 +323,9 @@ export class Graph {
   /**
    * A KV cache's append: `rows` [.., T, d] written into `cache` [.., S, d] (a state buffer,
    * written in place) from row `offset` (one i32, u32 or f32 value, known at run time); rows
-   * past S are dropped. Returns the updated cache: read it (not `cache`) to see the rows.
+   * past S are dropped. Or rows [T, d] with offsets [T]: row r to row offset[r] of the cache
+   * read as [N, d] (sequences of a batch, each appending to its own rows; past N dropped).
+   * Returns the updated cache: read it (not `cache`) to see the rows.
    */
   cacheWrite(cache: Tensor, rows: Tensor, offset: Tensor): Tensor {
     if (this.node(cache).op !== 'state') this.fail('cacheWrite', `the cache must be a state buffer (g.state); '${this.node(cache).name}' is a ${this.node(cache).op}`);

@@ -1393,20 +1393,29 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     flops: ([dy]) => elementCount(dy.shape),
   } satisfies OpDef<EmbeddingBackwardAttrs>,
   // A KV cache's append: the rows of `rows` [.., T, d] written into `cache` [.., S, d] (a state
-  // buffer, in place) from row `offset`, a run-time value; rows past S are dropped. The result
-  // is the updated cache, so attention that reads it runs after the write.
+  // buffer, in place) from row `offset`, a run-time value; rows past S are dropped. Or rows
+  // [T, d] with offsets [T]: row r to row offset[r] of the cache read as a matrix [N, d] (a
+  // batch of sequences, each appending to its own part of the cache), rows at or past N
+  // dropped. The result is the updated cache, so attention that reads it runs after the write.
   cacheWrite: {
     arity: 3,
-    summary: 'rows [.., T, d] written in place into cache [.., S, d] from the run-time row offset (one value); rows past S dropped',
+    summary: 'rows [.., T, d] written in place into cache [.., S, d] from the run-time row offset (one value), or rows [T, d] each to its own row offset[r] of the cache as [N, d]; rows past the end dropped',
     infer: cacheWriteType,
     evaluate: ([cache, rows, offset]) => {
-      const [s, d] = cache.shape.slice(-2);
+      const d = cache.shape[cache.shape.length - 1];
+      // an f32 offset truncated toward zero, a negative one clamped to 0, as the kernel does
+      const at = (i: number) => Math.max(0, Math.trunc(offset.data[i]));
+      if (cacheWritesPerRow(cache.shape, rows.shape, offset.shape)) {
+        const n = cache.data.length / d;
+        for (let r = 0; r < rows.shape[0]; r++) if (at(r) < n) cache.data.set(rows.data.subarray(r * d, (r + 1) * d), at(r) * d);
+        return cache.data;
+      }
+      const s = cache.shape[cache.shape.length - 2];
       const t = rows.shape[rows.shape.length - 2];
-      const start = Math.max(0, Math.trunc(offset.data[0]));
       const batches = cache.data.length / (s * d);
       for (let b = 0; b < batches; b++) {
-        for (let r = 0; r < t && start + r < s; r++) {
-          cache.data.set(rows.data.subarray((b * t + r) * d, (b * t + r + 1) * d), (b * s + start + r) * d);
+        for (let r = 0; r < t && at(0) + r < s; r++) {
+          cache.data.set(rows.data.subarray((b * t + r) * d, (b * t + r + 1) * d), (b * s + at(0) + r) * d);
         }
       }
       return cache.data;
@@ -2480,20 +2489,35 @@ function poolType([x]: readonly TensorType[], attrs: Pool2dAttrs): TensorType {
   return { shape: [g.n, g.c, g.oh, g.ow], dtype: 'f32' };
 }
 
-/** cacheWrite's rule: cache f32 [.., S, d], rows f32 [.., T, d] with the same batch axes and T ≤ S, offset one number. */
+/** Whether cacheWrite writes each row at its own offset: rows [T, d] with offsets [T], into a cache of higher rank or with several offsets. */
+export function cacheWritesPerRow(cache: readonly number[], rows: readonly number[], offset: readonly number[]): boolean {
+  return rows.length === 2 && (cache.length > 2 || elementCount(offset) > 1);
+}
+
+/**
+ * cacheWrite's rule: cache f32 [.., S, d], rows f32 [.., T, d] with the same batch axes and T ≤ S,
+ * offset one number; or rows [T, d] and offsets [T] (one per row) into a cache [.., d].
+ */
 function cacheWriteType([cache, rows, offset]: readonly TensorType[]): TensorType {
   if (cache.dtype !== 'f32' || rows.dtype !== 'f32') throw new ShapeRuleError(`cache and rows must be f32; got ${cache.dtype} and ${rows.dtype}`);
-  if (cache.shape.length < 2 || rows.shape.length !== cache.shape.length) {
-    throw new ShapeRuleError(`cache [.., S, d] and rows [.., T, d] must have the same rank (at least 2); got ${formatShape(cache.shape)} and ${formatShape(rows.shape)}`);
+  if (!['f32', 'i32', 'u32'].includes(offset.dtype)) throw new ShapeRuleError(`offsets must be f32, i32 or u32; got ${offset.dtype}`);
+  if (cache.shape.length < 2) throw new ShapeRuleError(`cache must be [.., S, d] (rank 2 or more); got ${formatShape(cache.shape)}`);
+  const d = cache.shape[cache.shape.length - 1];
+  if (cacheWritesPerRow(cache.shape, rows.shape, offset.shape)) {
+    if (rows.shape[1] !== d || !sameShape(offset.shape, [rows.shape[0]])) {
+      throw new ShapeRuleError(`rows [T, ${d}] each written at their own row need offsets [T]; got rows ${formatShape(rows.shape)}, offsets ${formatShape(offset.shape)}, cache ${formatShape(cache.shape)}`);
+    }
+    return { shape: [...cache.shape], dtype: 'f32' };
   }
-  const [s, d] = cache.shape.slice(-2);
+  if (rows.shape.length !== cache.shape.length) {
+    throw new ShapeRuleError(`cache [.., S, d] and rows [.., T, d] must have the same rank (or rows [T, d] with offsets [T]); got ${formatShape(cache.shape)} and ${formatShape(rows.shape)}`);
+  }
+  const s = cache.shape[cache.shape.length - 2];
   const [t, dr] = rows.shape.slice(-2);
   if (!sameShape(cache.shape.slice(0, -2), rows.shape.slice(0, -2)) || d !== dr || t > s) {
     throw new ShapeRuleError(`rows ${formatShape(rows.shape)} must match cache ${formatShape(cache.shape)} in every axis but the second-last, and have at most ${s} rows`);
   }
-  if (elementCount(offset.shape) !== 1 || !['f32', 'i32', 'u32'].includes(offset.dtype)) {
-    throw new ShapeRuleError(`offset must be one f32, i32 or u32 value; got ${offset.dtype} ${formatShape(offset.shape)}`);
-  }
+  if (elementCount(offset.shape) !== 1) throw new ShapeRuleError(`offset must be one value (or, for rows [T, d], [T] of them); got ${formatShape(offset.shape)}`);
   return { shape: [...cache.shape], dtype: 'f32' };
 }
 

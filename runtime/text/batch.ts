@@ -1,7 +1,7 @@
 // What a server needs of a language model to decode several sequences per step: each sequence
 // holds a slot (its KV cache rows), prefill fills one slot, decodeBatch advances any set of
 // slots by one token in one call. scheduler.ts decides which sequences share a step; a plan
-// whose decode entry point takes a batch is one such model, batchFromModels() makes one from
+// whose decode entry point takes a batch is one such model (plan-batch.ts), batchFromModels() makes one from
 // single-sequence models (generate.ts's LanguageModel), one slot per model.
 
 import { TextError } from './errors';
@@ -64,5 +64,30 @@ export function batchFromModels(models: readonly LanguageModel[]): BatchedLangua
       return out;
     },
     release: () => {}, // the next prefill replaces the model's state
+  };
+}
+
+/** One slot of a batched model as a single-sequence LanguageModel (generate() on a batched plan). */
+export function slotLanguageModel(model: BatchedLanguageModel, slot = 0): LanguageModel {
+  if (!Number.isInteger(slot) || slot < 0 || slot >= model.maxBatch) throw new TextError('bad-input', `slot ${slot} is outside [0, ${model.maxBatch})`);
+  return {
+    maxSequenceLength: model.maxSequenceLength,
+    prefill: (tokens) => model.prefill(slot, tokens),
+    decode: async (token, position) => (await model.decodeBatch([{ slot, token, position }]))[0],
+  };
+}
+
+/**
+ * The model's logits cut to the first `size` ids (the tokenizer's): a plan's vocabulary may be
+ * padded past them (Qwen2's 151936 rows for 151669 tokens), and a padding id, if sampled,
+ * could not be decoded.
+ */
+export function withinVocabulary(model: BatchedLanguageModel, size: number): BatchedLanguageModel {
+  return {
+    maxBatch: model.maxBatch,
+    maxSequenceLength: model.maxSequenceLength,
+    prefill: async (slot, tokens) => (await model.prefill(slot, tokens)).subarray(0, size),
+    decodeBatch: async (requests) => (await model.decodeBatch(requests)).map((logits) => logits.subarray(0, size)),
+    release: (slot) => model.release(slot),
   };
 }

@@ -19,6 +19,7 @@ export { nextTokenDistribution, sampleFromDistribution, applyRepetitionPenalty, 
 export { splitMix64, uniform, randomSeed } from './random';
 export { generate, Generation, type LanguageModel, type GeneratedToken, type GenerateOptions } from './generate';
 export { planLanguageModel, type PlanLanguageModel } from './plan-model';
-export { batchFromModels, type BatchedLanguageModel, type DecodeRequest } from './batch';
+export { batchFromModels, slotLanguageModel, withinVocabulary, type BatchedLanguageModel, type DecodeRequest } from './batch';
+export { planBatchedLanguageModel, decodesBatches, type PlanBatchedLanguageModel } from './plan-batch';
 export { BatchScheduler, SchedulerError, type SchedulerErrorKind, type SchedulerLimits, type SchedulerObserver, type ScheduledSequence } from './scheduler';
 export { StopStrings } from './stop-strings';
