@@ -267,7 +267,7 @@ test('the CLI refuses --weights with a GGUF model, GGUF flags with a plan, and a
   expect(diagnostics(both).join('\n')).toMatch(/--weights loads a plan's parameters; .*model\.gguf is a GGUF model, which carries its own weights/);
   const planFlags = mnc('generate', plan, '--tokenizer', tokenizerDir, '--max-sequence', '8', '--prompt', 'x');
   expect(planFlags.status).not.toBe(0);
-  expect(diagnostics(planFlags).join('\n')).toMatch(/--max-sequence and --target apply to a GGUF model/);
+  expect(diagnostics(planFlags).join('\n')).toMatch(/--max-sequence, --decode-batch and --target apply to a GGUF model/);
   const noTokenizer = mnc('generate', plan, '--prompt', 'x');
   expect(noTokenizer.status).not.toBe(0);
   expect(diagnostics(noTokenizer).join('\n')).toMatch(/--tokenizer DIR is required.*a \.gguf model carries its own/);
