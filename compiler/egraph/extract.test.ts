@@ -30,6 +30,26 @@ describe('extract', () => {
     expect(dear.choices.get(eg.find(e))).toEqual({ head: 'Shl', args: [eg.add('Var', ['x']), 1] });
   });
 
+  it('does not hide a product the rest of the graph needs inside a fused e-node (whole-DAG moves)', () => {
+    // a = (Act m) or (Fused x y); m = (Mul x y) costs 10, Fused 10.5, Act 1. Priced on its own,
+    // a takes Fused (10.5 + 2 < 1 + 10 + 2); but the root also needs m, so Act(m) shares it:
+    // Pair(Act m, m) = 1 + 1 + 10 + 2 = 14 against Pair(Fused x y, m) = 1 + 10.5 + 10 + 2 = 23.5.
+    const prog = program(`
+      (datatype E (X) (Y) (Mul E E :cost 10) (Fused E E) (Act E) (Pair E E))
+      (let m (Mul (X) (Y)))
+      (let a (Act m))
+      (union a (Fused (X) (Y)))
+      (let r (Pair a m))`);
+    const eg = prog.eg;
+    const cost = (n: { head: string }) => (n.head === 'Fused' ? 10.5 : n.head === 'Mul' ? 10 : 1);
+    const r = prog.global('r') as number;
+    const alone = extract(eg, [prog.global('a') as number], { mode: 'dag', cost });
+    expect(formatTerm(eg, alone, prog.global('a') as number)).toBe('(Fused (X) (Y))');
+    const ex = extract(eg, [r], { mode: 'dag', cost });
+    expect(formatTerm(eg, ex, r)).toBe('(Pair (Act (Mul (X) (Y))) (Mul (X) (Y)))');
+    expect(ex.cost).toBe(14);
+  });
+
   it('counts shared subterms once in DAG mode, where tree cost would not pick them', () => {
     // x = (Two (P s) (Q s)) with s costing 10, or (Alt) costing 20.
     // tree: Two = 1 + (1+10) + (1+10) = 23 > Alt 20.  DAG: Two = 1+1+1+10 = 13 < 20.

@@ -66,6 +66,7 @@ export function extract(eg: EGraph, roots: readonly number[], options: ExtractOp
     return { mode: 'tree', choices: g.choices(tree.best, rootIdx), cost: treeDag, roots: rootIds };
   }
   const best = greedyDag(g, tree.best);
+  shareSubterms(g, best, rootIdx);
   const dag = g.dagCost(best, rootIdx);
   const pick = dag === undefined || dag > treeDag ? tree.best : best;
   return { mode: 'dag', choices: g.choices(pick, rootIdx), cost: Math.min(dag ?? Infinity, treeDag), roots: rootIds };
@@ -575,4 +576,91 @@ function greedyDag(g: NodeGraph, treeBest: Int32Array): Int32Array {
     }
   }
   return best;
+}
+
+/**
+ * Local search over the whole DAG after greedyDag, which prices each class's choice on its own
+ * subterms: a fused e-node that hides a product the rest of the graph needs anyway (a SwiGLU
+ * folded into the up projection, where the backward pass still reads the plain product) looks
+ * cheaper to its class and makes the graph compute that product twice. Here a class moves to
+ * another e-node when the whole choice gets cheaper: reference counts over the chosen DAG give
+ * the cost of the classes a move makes live and of those it leaves dead. Classes are visited in
+ * order, twice at most; moves that would close a cycle are refused. `best` is changed in place.
+ */
+function shareSubterms(g: NodeGraph, best: Int32Array, roots: readonly number[]): void {
+  const C = g.classCount;
+  const refs = new Int32Array(C);
+  const stack: number[] = [];
+  let delta = 0;
+  // one more (or one fewer) reference to class c; a class that becomes live (dead) adds
+  // (removes) its chosen e-node's cost and references its children (iteratively: chains are long)
+  const change = (c0: number, by: 1 | -1) => {
+    stack.push(c0);
+    while (stack.length > 0) {
+      const c = stack.pop()!;
+      refs[c] += by;
+      if (refs[c] !== (by === 1 ? 1 : 0)) continue;
+      const n = best[c]!;
+      delta += by * g.nodeCost[n]!;
+      for (let k = g.childStart[n]!; k < g.childStart[n + 1]!; k++) stack.push(g.childList[k]!);
+    }
+  };
+  const children = (n: number, by: 1 | -1) => {
+    for (let k = g.childStart[n]!; k < g.childStart[n + 1]!; k++) change(g.childList[k]!, by);
+  };
+  for (const r of roots) change(r, 1);
+  let total = delta;
+
+  // class → its e-nodes
+  const nodeStart = new Int32Array(C + 1);
+  for (let n = 0; n < g.nodeCount; n++) nodeStart[g.nodeClass[n]! + 1]++;
+  for (let c = 0; c < C; c++) nodeStart[c + 1] += nodeStart[c]!;
+  const nodesOf = new Int32Array(g.nodeCount);
+  const fill = nodeStart.slice(0, C);
+  for (let n = 0; n < g.nodeCount; n++) nodesOf[fill[g.nodeClass[n]!]++] = n;
+
+  // does the chosen DAG below e-node n reach class c?
+  const seen = new Uint8Array(C);
+  const reaches = (n: number, c: number): boolean => {
+    seen.fill(0);
+    const todo: number[] = [];
+    for (let k = g.childStart[n]!; k < g.childStart[n + 1]!; k++) todo.push(g.childList[k]!);
+    while (todo.length > 0) {
+      const x = todo.pop()!;
+      if (x === c) return true;
+      if (seen[x]) continue;
+      seen[x] = 1;
+      const m = best[x]!;
+      for (let k = g.childStart[m]!; k < g.childStart[m + 1]!; k++) todo.push(g.childList[k]!);
+    }
+    return false;
+  };
+  const usable = (n: number) => {
+    for (let k = g.childStart[n]!; k < g.childStart[n + 1]!; k++) if (best[g.childList[k]!]! < 0) return false;
+    return true;
+  };
+
+  for (let pass = 0; pass < 2; pass++) {
+    let moved = false;
+    for (let c = 0; c < C; c++) {
+      if (refs[c] === 0 || nodeStart[c + 1]! - nodeStart[c]! < 2) continue;
+      for (let i = nodeStart[c]!; i < nodeStart[c + 1]!; i++) {
+        const n = nodesOf[i]!;
+        const old = best[c]!;
+        if (n === old || !usable(n)) continue;
+        delta = g.nodeCost[n]! - g.nodeCost[old]!;
+        children(n, 1);
+        children(old, -1);
+        if (delta < -1e-9 * total && !reaches(n, c)) {
+          best[c] = n;
+          total += delta;
+          moved = true;
+        } else {
+          children(old, 1);
+          children(n, -1);
+        }
+      }
+    }
+    if (!moved) break;
+  }
 }
