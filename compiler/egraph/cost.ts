@@ -47,10 +47,24 @@ function inferNode(eg: EGraph, reader: TermReader, node: ENode, types: Map<numbe
   if (!d || d.operands.length === 0) return undefined;
   const operands = d.operands.map((o) => types.get(eg.find(o)));
   if (operands.some((t) => !t)) return undefined;
+  return inferOrUndefined(d.op, operands as TensorType[], d.attrs);
+}
+
+/**
+ * The op's inferred type, or undefined where its shape rule refuses the operands. Rules make
+ * many e-nodes that are invalid at their class's shapes (a transpose folded where it does not
+ * apply), so refusals are common here: thrown without a stack trace, which V8 would otherwise
+ * capture for each (a third of the cost model's time on the SmolLM2 training graph).
+ */
+function inferOrUndefined(op: OpName, operands: TensorType[], attrs: unknown): TensorType | undefined {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   try {
-    return opDef(d.op).infer(operands as TensorType[], d.attrs as never);
+    return opDef(op).infer(operands, attrs as never);
   } catch {
     return undefined;
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 
@@ -63,12 +77,8 @@ export function kernelCost(eg: EGraph, reader: TermReader, types: Map<number, Te
     const type = types.get(eg.find(classId));
     const operands = d.operands.map((o) => types.get(eg.find(o)));
     if (!type || operands.some((t) => !t)) return Infinity;
-    let out: TensorType;
-    try {
-      out = opDef(d.op).infer(operands as TensorType[], d.attrs as never);
-    } catch {
-      return Infinity;
-    }
+    const out = inferOrUndefined(d.op, operands as TensorType[], d.attrs);
+    if (!out) return Infinity;
     if (!sameShape(out.shape, type.shape) || out.dtype !== type.dtype) return Infinity;
     const archetype = opDef(d.op).lowering.archetype;
     if (archetype === 'alias' || archetype === 'none') return 0;
