@@ -15,7 +15,7 @@ import { CompileError } from '../compiler/ir/errors';
 import { Graph } from '../compiler/ir/graph';
 import { interpret } from '../compiler/ir/interpret';
 import { packedWeightTypes, weightDTypeOfGgml, type WeightDType } from '../compiler/ir/types';
-import { GENERIC, withTuning } from '../compiler/target/targets';
+import { GENERIC, NVIDIA_HOPPER, withTuning } from '../compiler/target/targets';
 import type { QuantizedMatvecTuning } from '../compiler/target/tuning';
 import { randomValues } from '../fixtures/gguf/models';
 import { loadTrainingPlan, PlanError, readBundle } from '../runtime/index';
@@ -131,11 +131,12 @@ describe('every packed type against the float64 reference, in one plan', () => {
   });
 });
 
-describe('the matrix-vector kernel under other tunings: the first kernel; 32 lanes a row, one row and one step; 4 lanes, four rows and three steps', () => {
+describe("the matrix-vector kernel under other tunings: the first kernel; 32 lanes a row, one row and one step; 4 lanes, four rows and three steps; nvidia-hopper's", () => {
   const TUNINGS: QuantizedMatvecTuning[] = [
     { kernel: 'chunks', lanesPerRow: 8, rowsPerTeam: 1, stepsInFlight: 1 },
     { kernel: 'units', lanesPerRow: 32, rowsPerTeam: 1, stepsInFlight: 1 },
     { kernel: 'units', lanesPerRow: 4, rowsPerTeam: 4, stepsInFlight: 3 },
+    NVIDIA_HOPPER.tuning.quantizedMatvec!,
   ];
   // a vec4 layout, a super-block read in 2-byte-aligned words, a 32-value block in them
   const types: [WeightDType, SupportedTypeName][] = [
