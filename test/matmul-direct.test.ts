@@ -41,10 +41,13 @@ test('products of every form are direct kernels under the software target and eq
   g.output('transposedB', g.gelu(g.matmul(a, g.transpose(bt, [1, 0]))));
   g.output('broadcast', g.matmul(batched, b));
   g.output('single', g.matmul(row, b));
+  // a product of RMSNorm's rows (the decode step's q/k/v, gate and up projections) fuses the norm
+  g.output('normed', g.matmul(g.rmsNorm(a, g.input('norm_weight', [7]), { eps: 1e-5 }), b));
   const plan = await compileGraph(g, { targets: [SOFTWARE] });
   const products = (await kernelSources(plan.bundle, 'software')).filter((k) => k.ops.includes('matmul'));
-  // one kernel per output: plain, fused, Aᵀ, Bᵀ, broadcast, single row
-  expect(products).toHaveLength(6);
+  // one kernel per output: plain, fused, Aᵀ, Bᵀ, broadcast, single row, normed
+  expect(products).toHaveLength(7);
+  expect(products.some((k) => k.ops.includes('rmsNorm'))).toBe(true);
   for (const { ops, wgsl } of products) expect(wgsl, ops.join(',')).toMatch(/archetype: direct matmul/);
   expect(products.filter((k) => /A read transposed/.test(k.wgsl))).toHaveLength(1);
   expect(products.filter((k) => /B read transposed, epilogue per value/.test(k.wgsl))).toHaveLength(1);
@@ -52,7 +55,7 @@ test('products of every form are direct kernels under the software target and eq
   const feeds = inputFeeds(g, 11, {}, [-1, 1]);
   const got = await runOnGpu(plan.bundle, feeds);
   const want = interpret(g, feeds, new Map());
-  for (const name of ['plain', 'fused', 'transposedA', 'transposedB', 'broadcast', 'single']) expectClose(got[name], want[name], 2e-5, 1e-4, name);
+  for (const name of ['plain', 'fused', 'transposedA', 'transposedB', 'broadcast', 'single', 'normed']) expectClose(got[name], want[name], 2e-5, 1e-4, name);
 });
 
 test('a grouped, strided, dilated convolution with bias and both gradients: direct kernels under software, equal to the CPU reference', async () => {

@@ -4,6 +4,7 @@
 // costs more than running it — a software adapter (SwiftShader, llvmpipe) compiles the 32×32×16
 // tiled module in 1.5–4 s and this one in tens of ms, and runs it faster than the small-M
 // kernel — targets take it for products up to MatmulTuning.directMacs or .directRows.
+import { wgslFloat } from '../ir/ops';
 import type { MatmulTuning } from '../target/tuning';
 import { u32, type KernelCode } from './kernel';
 import { matmulPreamble, type MatmulProblem } from './matmul';
@@ -27,6 +28,21 @@ export function directKernel(p: MatmulProblem): KernelCode {
   const b = p.readers?.b ? 'read_b(batch, k, col)' : p.transposeB ? 'in1[b_base + col * K + k]' : 'in1[b_base + k * N + col]';
   const e = p.epilogue('acc', 'row', 'col', '');
   const outputs = p.m * p.n;
+  // a fused RMSNorm (at most 16 rows): A times the norm's weight as it is read, the row's sum of
+  // squares beside the product, and 1/rms in norm_scale[row], where the epilogue reads it
+  const norm = p.norm;
+  const loop = norm
+    ? [
+        'var sum_squares = 0.0;',
+        'for (var k = 0u; k < K; k++) {',
+        `  let a_k = ${a};`,
+        '  sum_squares = fma(a_k, a_k, sum_squares);',
+        `  acc = fma(a_k * in${norm.weight}[k], ${b}, acc);`,
+        '}',
+        'var norm_scale: array<f32, M>;',
+        `norm_scale[row] = inverseSqrt(sum_squares / ${wgslFloat(p.k)} + ${wgslFloat(norm.eps)});`,
+      ]
+    : ['for (var k = 0u; k < K; k++) {', `  acc = fma(${a}, ${b}, acc);`, '}'];
   const body = [
     'let index = gid.x;',
     `if (index >= ${u32(outputs)}) {`,
@@ -38,9 +54,7 @@ export function directKernel(p: MatmulProblem): KernelCode {
     'let row = index / N;',
     'let col = index % N;',
     'var acc = 0.0;',
-    'for (var k = 0u; k < K; k++) {',
-    `  acc = fma(${a}, ${b}, acc);`,
-    '}',
+    ...loop,
     ...e.lines,
     `out[c_base + row * N + col] = ${e.value};`,
   ];
