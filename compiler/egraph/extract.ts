@@ -585,19 +585,24 @@ function greedyDag(g: NodeGraph, treeBest: Int32Array): Int32Array {
  * cheaper to its class and makes the graph compute that product twice. Here a class moves to
  * another e-node when the whole choice gets cheaper: reference counts over the chosen DAG give
  * the cost of the classes a move makes live and of those it leaves dead. Classes are visited in
- * order, twice at most; moves that would close a cycle are refused. `best` is changed in place.
+ * order, twice at most, within a budget of reference changes; moves that would close a cycle are
+ * refused. `best` is changed in place.
  */
 function shareSubterms(g: NodeGraph, best: Int32Array, roots: readonly number[]): void {
   const C = g.classCount;
   const refs = new Int32Array(C);
   const stack: number[] = [];
   let delta = 0;
+  // a budget of reference changes, so a graph whose moves each touch much of it stays linear-ish
+  // (counted, not timed: the same graph gives the same choice on any machine)
+  let work = 50 * g.nodeCount + 1000;
   // one more (or one fewer) reference to class c; a class that becomes live (dead) adds
   // (removes) its chosen e-node's cost and references its children (iteratively: chains are long)
   const change = (c0: number, by: 1 | -1) => {
     stack.push(c0);
     while (stack.length > 0) {
       const c = stack.pop()!;
+      work--;
       refs[c] += by;
       if (refs[c] !== (by === 1 ? 1 : 0)) continue;
       const n = best[c]!;
@@ -644,7 +649,7 @@ function shareSubterms(g: NodeGraph, best: Int32Array, roots: readonly number[])
     let moved = false;
     for (let c = 0; c < C; c++) {
       if (refs[c] === 0 || nodeStart[c + 1]! - nodeStart[c]! < 2) continue;
-      for (let i = nodeStart[c]!; i < nodeStart[c + 1]!; i++) {
+      for (let i = nodeStart[c]!; i < nodeStart[c + 1]! && work > 0; i++) {
         const n = nodesOf[i]!;
         const old = best[c]!;
         if (n === old || !usable(n)) continue;
@@ -661,6 +666,6 @@ function shareSubterms(g: NodeGraph, best: Int32Array, roots: readonly number[])
         }
       }
     }
-    if (!moved) break;
+    if (!moved || work <= 0) break;
   }
 }
