@@ -162,7 +162,7 @@ describe('mnc compile model.gguf (built CLI)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mnc-gguf-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  test.skipIf(!existsSync(cli))('compiles prefill and decode with the weights packed', () => {
+  test('compiles prefill and decode with the weights packed', () => {
     const plan = join(dir, 'tiny.mnplan');
     const r = mnc('compile', 'fixtures/gguf/tiny-llama.gguf', '--max-sequence', '16', '-o', plan);
     expect(diagnostics(r)).toEqual([]);
@@ -173,7 +173,7 @@ describe('mnc compile model.gguf (built CLI)', () => {
     expect(Object.keys(manifest.entryPoints).sort()).toEqual(['decode', 'prefill']);
   });
 
-  test.skipIf(!existsSync(cli))('--decode-batch: a cache of several sequences and a decode_batch entry; refused for other models', () => {
+  test('--decode-batch: a cache of several sequences and a decode_batch entry; refused for other models', () => {
     const plan = join(dir, 'tiny-batch.mnplan');
     const r = mnc('compile', 'fixtures/gguf/tiny-llama.gguf', '--max-sequence', '16', '--decode-batch', '3', '-o', plan);
     expect(diagnostics(r)).toEqual([]);
@@ -185,7 +185,7 @@ describe('mnc compile model.gguf (built CLI)', () => {
     expect(diagnostics(refused).join('\n')).toMatch(/--decode-batch applies to GGUF/);
   });
 
-  test.skipIf(!existsSync(cli))('a missing tensor is an error naming the file and the tensor', () => {
+  test('a missing tensor is an error naming the file and the tensor', () => {
     const bad = join(dir, 'no-up.gguf');
     const data = variant((_, names) => names.splice(names.indexOf('blk.0.ffn_up.weight'), 1));
     writeFileSync(bad, data);
