@@ -4,10 +4,10 @@
 // returns the prompt's last logits; 'decode_batch' (tokens [B] i32, positions [B] f32) advances
 // every slot by one token in one set of dispatches, row b being slot b, and returns [B, vocab].
 // Slots with no request this step get position -1, which the plan reads as idle (no write).
-import type { TensorBinding } from '../../schemas/manifest';
 import type { Session } from '../session';
 import type { BatchedLanguageModel, DecodeRequest } from './batch';
 import { TextError } from './errors';
+import { entryInputs } from './plan-model';
 
 /** A BatchedLanguageModel over a session whose plan decodes a batch of slots. */
 export interface PlanBatchedLanguageModel extends BatchedLanguageModel {
@@ -27,16 +27,7 @@ export function decodesBatches(session: Session): boolean {
 export function planBatchedLanguageModel(session: Session): PlanBatchedLanguageModel {
   const { entryPoints, buffers, model } = session.manifest;
   const where = `plan "${model.name}"`;
-  const input = (entry: string, name: string, dtype: string, elements?: number): TensorBinding => {
-    const e = entryPoints[entry];
-    if (!e) throw new TextError('bad-input', `${where} is not a batched language-model plan: it has no '${entry}' entry point (it has: ${Object.keys(entryPoints).join(', ')})`);
-    const b = e.inputs.find((i) => i.name === name);
-    const count = b?.shape.reduce((a, n) => a * n, 1);
-    if (!b || b.dtype !== dtype || (elements !== undefined && count !== elements)) {
-      throw new TextError('bad-input', `${where}: entry '${entry}' needs input '${name}' (${dtype}${elements ? `, ${elements} value${elements > 1 ? 's' : ''}` : ''}); it has ${e.inputs.map((i) => `${i.name} ${i.dtype} [${i.shape}]`).join(', ')}`);
-    }
-    return b;
-  };
+  const input = entryInputs(session, 'a batched language-model plan');
   const prompt = input('prefill', 'prompt', 'i32');
   input('prefill', 'length', 'f32', 1);
   input('prefill', 'slot', 'f32', 1);

@@ -18,20 +18,30 @@ export interface PlanLanguageModel extends LanguageModel {
   readonly vocabSize: number;
 }
 
+/**
+ * A checker of the plan's entry inputs: input(entry, name, dtype, elements?) returns the
+ * binding, or throws naming what the plan has instead (`kind`: what the plan was expected to be).
+ */
+export function entryInputs(session: Session, kind: string): (entry: string, name: string, dtype: string, elements?: number) => TensorBinding {
+  const { entryPoints, model } = session.manifest;
+  const where = `plan "${model.name}"`;
+  return (entry, name, dtype, elements) => {
+    const e = entryPoints[entry];
+    if (!e) throw new TextError('bad-input', `${where} is not ${kind}: it has no '${entry}' entry point (it has: ${Object.keys(entryPoints).join(', ')})`);
+    const b = e.inputs.find((i) => i.name === name);
+    const count = b?.shape.reduce((a, n) => a * n, 1);
+    if (!b || b.dtype !== dtype || (elements !== undefined && count !== elements)) {
+      throw new TextError('bad-input', `${where}: entry '${entry}' needs input '${name}' (${dtype}${elements ? `, ${elements} value${elements > 1 ? 's' : ''}` : ''}); it has ${e.inputs.map((i) => `${i.name} ${i.dtype} [${i.shape}]`).join(', ')}`);
+    }
+    return b;
+  };
+}
+
 /** Checks the session's plan has the entry points a language model needs and wraps it. */
 export function planLanguageModel(session: Session): PlanLanguageModel {
   const { entryPoints, buffers, model } = session.manifest;
   const where = `plan "${model.name}"`;
-  const input = (entry: string, name: string, dtype: string, elements?: number): TensorBinding => {
-    const e = entryPoints[entry];
-    if (!e) throw new TextError('bad-input', `${where} is not a language-model plan: it has no '${entry}' entry point (it has: ${Object.keys(entryPoints).join(', ')})`);
-    const b = e.inputs.find((i) => i.name === name);
-    const count = b?.shape.reduce((a, n) => a * n, 1);
-    if (!b || b.dtype !== dtype || (elements !== undefined && count !== elements)) {
-      throw new TextError('bad-input', `${where}: entry '${entry}' needs input '${name}' (${dtype}${elements ? `, ${elements} value` : ''}); it has ${e.inputs.map((i) => `${i.name} ${i.dtype} [${i.shape}]`).join(', ')}`);
-    }
-    return b;
-  };
+  const input = entryInputs(session, 'a language-model plan');
   const prompt = input('prefill', 'prompt', 'i32');
   input('prefill', 'length', 'f32', 1);
   input('decode', 'token', 'i32', 1);
