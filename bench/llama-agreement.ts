@@ -121,15 +121,20 @@ try {
         const decodeTimed = await prepareTimedPlan(plan.bundle, gpu.device, 'decode', { token: tokens.subarray(0, 1), position: Float32Array.of(P) });
         const prefillGpu = await measureGpuTime(prefillTimed);
         const decodeGpu = await measureGpuTime(decodeTimed);
-        // where a decode step's time goes: each dispatch timed alone, summed per kernel
-        const perKernel = new Map<string, { us: number; count: number }>();
-        for (const d of await decodeTimed.perDispatch(100)) {
-          const k = perKernel.get(d.kernel) ?? { us: 0, count: 0 };
-          perKernel.set(d.kernel, { us: k.us + d.us, count: k.count + 1 });
-        }
-        const heaviest = [...perKernel].sort((a, b) => b[1].us - a[1].us).slice(0, 12);
-        console.log('  decode, dispatches timed alone, by kernel (µs total, count):');
-        for (const [kernel, k] of heaviest) console.log(`    ${k.us.toFixed(1).padStart(8)} µs  ${String(k.count).padStart(4)}×  ${kernel}`);
+        // where a step's time goes: each dispatch timed alone, summed per kernel
+        const byKernel = async (timed: typeof decodeTimed, what: string) => {
+          const perKernel = new Map<string, { us: number; count: number }>();
+          for (const d of await timed.perDispatch(what === 'decode' ? 100 : 20)) {
+            const k = perKernel.get(d.kernel) ?? { us: 0, count: 0 };
+            perKernel.set(d.kernel, { us: k.us + d.us, count: k.count + 1 });
+          }
+          const heaviest = [...perKernel].sort((a, b) => b[1].us - a[1].us).slice(0, 14);
+          console.log(`  ${what}, dispatches timed alone, by kernel (µs total, count):`);
+          for (const [kernel, k] of heaviest) console.log(`    ${k.us.toFixed(1).padStart(8)} µs  ${String(k.count).padStart(4)}×  ${kernel}`);
+          return heaviest;
+        };
+        const heaviest = await byKernel(decodeTimed, 'decode');
+        const prefillHeaviest = await byKernel(prefillTimed, 'prefill');
         prefillTimed.destroy();
         decodeTimed.destroy();
         // awaited: session.run from call to results on the host
@@ -155,6 +160,7 @@ try {
         const generateMs = await awaited(generate, 3);
         row.ours = {
           decodeKernels: heaviest.map(([kernel, k]) => ({ kernel, ...k })),
+          prefillKernels: prefillHeaviest.map(([kernel, k]) => ({ kernel, ...k })),
           prefill: { gpu_ms: prefillGpu.medianUs / 1000, awaited_ms: prefillAwaited },
           decode: { gpu_ms: decodeGpu.medianUs / 1000, awaited_ms: decodeAwaited },
           generate: { awaited_ms: generateMs, tokens: GENERATE, tokens_per_s: GENERATE / (generateMs / 1000) },
