@@ -48,7 +48,10 @@ function kernelTuning(name: string): QuantizedMatvecTuning {
   if (name === 'new') return QUANTIZED_MATVEC_DEFAULT;
   const trs = /^t(1|2|4|8|16|32)r(\d+)s(\d+)$/.exec(name);
   if (trs && Number(trs[2]) >= 1 && Number(trs[3]) >= 1) return { kernel: 'units', lanesPerRow: Number(trs[1]), rowsPerTeam: Number(trs[2]), stepsInFlight: Number(trs[3]) };
-  throw new Error(`unknown kernel ${name}: old, new or tXrYsZ (X lanes along a row: 1, 2, 4, 8, 16 or 32; Y rows per invocation; Z steps in flight)`);
+  if (name === 'dot4') return { ...QUANTIZED_MATVEC_DEFAULT, kernel: 'dot4' };
+  const dr = /^d(1|2|4|8|16|32)r(\d+)$/.exec(name);
+  if (dr && Number(dr[2]) >= 1) return { kernel: 'dot4', lanesPerRow: Number(dr[1]), rowsPerTeam: Number(dr[2]), stepsInFlight: 1 };
+  throw new Error(`unknown kernel ${name}: old, new, tXrYsZ (X lanes along a row: 1, 2, 4, 8, 16 or 32; Y rows per invocation; Z steps in flight), dot4 or dXrY (the int8 dot-product kernel, X lanes, Y rows)`);
 }
 
 function parseOptions(argv: string[]): Options {
@@ -182,21 +185,32 @@ const m = options.m;
 let seed = 1;
 
 /** Compiles g for `tuned`, checks a sample of y against the f64 product of the slab's values, and times it. */
-async function measure(g: Graph, tuned: Target, x: Float32Array, slab: Float32Array, n: number, k: number): Promise<{ us: number; worst: number; clock: string }> {
+async function measure(g: Graph, tuned: Target, x: Float32Array, slab: Float32Array, n: number, k: number, roundsX: boolean): Promise<{ us: number; worst: number; clock: string }> {
   const { bundle } = await compileGraph(g, { targets: [tuned] });
   const session = await loadPlan(bundle, device);
   const y = (await session.run({ x })).y;
   session.destroy();
+  // the dot4 kernel rounds x to int8 per 32 values: x's rounding, at most half its block's scale
+  // max|x|/127 a value, adds Σ|w|·scale/2 to the bound
+  const xHalfStep = Float64Array.from({ length: x.length }, (_, p) => {
+    if (!roundsX) return 0;
+    const start = p - (p % 32);
+    let amax = 0;
+    for (let q = start; q < start + 32; q++) amax = Math.max(amax, Math.abs(x[q]));
+    return (amax / 127) * 0.5 * 1.001;
+  });
   let worst = 0;
   for (let i = 0; i < m; i++) {
     for (let r = 0; r < Math.min(n, SLAB_ROWS); r++) {
       let exact = 0;
       let scale = 0;
+      let rounding = 0;
       for (let p = 0; p < k; p++) {
         exact += x[i * k + p] * slab[r * k + p];
         scale += Math.abs(x[i * k + p] * slab[r * k + p]);
+        rounding += Math.abs(slab[r * k + p]) * xHalfStep[i * k + p];
       }
-      const error = Math.abs(y[i * n + r] - exact) / ((k + 2) * 2 ** -24 * scale);
+      const error = Math.abs(y[i * n + r] - exact) / ((k + 2) * 2 ** -24 * (scale + rounding) + rounding);
       worst = Math.max(worst, error);
     }
   }
@@ -229,7 +243,7 @@ for (const [n, k] of SHAPES) {
     }
     for (const kernel of type === 'f32' ? ['matmul'] : options.kernels) {
       const tuned = kernel === 'matmul' ? target : withTuning(target, { quantizedMatvec: kernelTuning(kernel) }, `bench-device+${kernel}`);
-      const { us, worst, clock } = await measure(g, tuned, x, slab, n, k);
+      const { us, worst, clock } = await measure(g, tuned, x, slab, n, k, kernel !== 'matmul' && kernelTuning(kernel).kernel === 'dot4');
       const gbs = weightBytes / us / 1e3;
       const row: Row = { shape: `${n}x${k}`, type, kernel, weightBytes, us, gbs, ofCopy: gbs / copy, worst, clock };
       rows.push(row);

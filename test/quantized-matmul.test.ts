@@ -175,6 +175,62 @@ describe("the matrix-vector kernel under other tunings: the first kernel; 32 lan
   }
 });
 
+describe('the dot4 kernel: x rounded to int8 per 32 values, packed 4x8-bit dot products', () => {
+  // Its error against x itself is x's rounding (at most half of max|x|/127 in each 32-value
+  // block, times |w|) plus f32 accumulation; a wrong word, scale or offset of any segment would
+  // be off by the size of the product, hundreds of times that.
+  function roundingBound(x: Float32Array, w: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
+    const half = Float64Array.from(x, (_, p) => {
+      let amax = 0;
+      for (let q = p - (p % 32); q < p - (p % 32) + 32; q++) amax = Math.max(amax, Math.abs(x[q]));
+      return (amax / 127 / 2) * 1.001;
+    });
+    const f32 = accumulationBound(x, w, m, k, n, true);
+    return f32.map((b, at) => {
+      const [i, j] = [Math.floor(at / n), at % n];
+      let r = 0;
+      for (let p = 0; p < k; p++) r += Math.abs(w[j * k + p]) * half[i * k + p];
+      return 2 * b + r;
+    });
+  }
+  // every integer format; f16 stays on the units kernel (no quants to multiply as integers)
+  const types = TYPES.filter(([dtype]) => dtype !== 'f16' && dtype !== 'bf16');
+  for (const tuning of [{ ...NVIDIA_HOPPER.tuning.quantizedMatvec!, kernel: 'dot4' as const }, { kernel: 'dot4' as const, lanesPerRow: 4, rowsPerTeam: 2, stepsInFlight: 1 }]) {
+    test(`${tuning.lanesPerRow} lanes a row, ${tuning.rowsPerTeam} rows an invocation; x of 1 and 3 rows`, async () => {
+      const g = new Graph('quantized_dot4');
+      const feeds: Record<string, Float32Array> = {};
+      let seed = 700;
+      for (const [dtype, ggml] of [...types, ['f16', 'F16'] as [WeightDType, SupportedTypeName]]) {
+        const [n, k] = weightShape(dtype);
+        const w = g.packedParameter(`w_${dtype}`, [n, k], dtype, quantize(ggml, randomValues(seed++, n * k)));
+        for (const m of [1, 3]) {
+          feeds[`x_${dtype}_${m}`] = randomValues(seed++, m * k);
+          g.output(`y_${dtype}_${m}`, g.matmulQuantized(g.input(`x_${dtype}_${m}`, [m, k]), w));
+        }
+      }
+      // 32 KiB of workgroup memory (WebGPU's default is 16): x of 3 rows of 2816 values as int8 with its scales and sums is 13.4 KiB
+      const roomy = { ...GENERIC, limits: { ...GENERIC.limits, maxComputeWorkgroupStorageSize: 32768 } };
+      const { bundle, manifest, parameters } = await compileGraph(g, { targets: [withTuning(roomy, { quantizedMatvec: tuning })] });
+      const { text } = await readBundle(bundle);
+      // the first variant the device takes (llvmpipe allows 32 KiB): dot4 for every integer format
+      const sources = Object.values(manifest.kernels).map((kernel) => text(kernel.variants[0].wgsl));
+      expect(sources.filter((wgsl) => wgsl.includes('dot4I8Packed'))).toHaveLength(2 * types.length);
+      const expected = interpret(g, feeds, parameters);
+      const actual = await runOnGpu(bundle, feeds);
+      for (const [dtype] of types) {
+        const [n, k] = weightShape(dtype);
+        for (const m of [1, 3]) {
+          const out = `y_${dtype}_${m}`;
+          expectWithin(out, actual[out], expected[out], roundingBound(feeds[`x_${dtype}_${m}`], parameters.get(`w_${dtype}`)!, m, k, n));
+        }
+      }
+      // f16 took the units kernel: f32 accumulation's bound alone
+      const [n, k] = weightShape('f16');
+      for (const m of [1, 3]) expectWithin(`y_f16_${m}`, actual[`y_f16_${m}`], expected[`y_f16_${m}`], accumulationBound(feeds[`x_f16_${m}`], parameters.get('w_f16')!, m, k, n, true));
+    });
+  }
+});
+
 test('the reference is x times the dequantized weights, and differs from the unquantized product by the quantization', () => {
   const g = new Graph('reference');
   const values = randomValues(3, 4 * 256);

@@ -200,25 +200,8 @@ const DECODERS: Partial<Record<WeightDType, UnitDecoder>> = {
       `let dw${s} = in1[(bb${s} + 208u) >> 2u];`,
     ],
     decode: (s) => {
-      // the two words of each 8-byte field, realigned where the block starts 2 bytes into a word
-      const word = (name: string, j: number) => `${name}${j}v${s}`;
-      const lines = ['la', 'lb', 'qh', 'sc'].flatMap((name) => range(2).map((j) => `let ${word(name, j)} = select(${name}${j}${s}, ${funnel(`${name}${j}${s}`, `${name}${j + 1}${s}`)}, odd${s});`));
-      lines.push(`let d${s} = unpack2x16float(select(dw${s}, dw${s} >> 16u, odd${s})).x;`, `let sp${s} = 8u * (p${s} >> 1u);`);
-      for (let g = 0; g < 4; g++) {
-        // group g's scale: byte 2g + p / 2 of the eight, sign-extended from the top of an i32
-        lines.push(`let ds${g}${s} = d${s} * f32(bitcast<i32>(${word('sc', g >> 1)} << (${u32(24 - 16 * (g & 1))} - sp${s})) >> 24u);`);
-        lines.push(`let dv${g}${s} = ds${g}${s} * Q_LO4;`, `let o${g}${s} = vec4<f32>(-32.0 * ds${g}${s});`);
-      }
-      const low = (g: number, j: number) => {
-        const l = word(g & 1 ? 'lb' : 'la', j);
-        return g < 2 ? `(${l} & 0x0f0f0f0fu)` : `((${l} >> 4u) & 0x0f0f0f0fu)`;
-      };
-      const high = (g: number, j: number) => {
-        const shift = 4 - 2 * g;
-        const h = word('qh', j);
-        return `((${shift > 0 ? `${h} << ${u32(shift)}` : shift < 0 ? `${h} >> ${u32(-shift)}` : h}) & 0x30303030u)`;
-      };
-      const vecs = range(4).flatMap((g) => range(2).map((j) => ({ w: `fma(q_b4(${low(g, j)} | ${high(g, j)}), dv${g}${s}, o${g}${s})`, x: `32u * h${s} + ${u32(8 * g + j)} + 2u * p${s}` })));
+      const lines = q6kScales(s, (g) => [`let dv${g}${s} = ds${g}${s} * Q_LO4;`, `let o${g}${s} = vec4<f32>(-32.0 * ds${g}${s});`]);
+      const vecs = range(4).flatMap((g) => range(2).map((j) => ({ w: `fma(q_b4(${q6kBytes(s, g, j)}), dv${g}${s}, o${g}${s})`, x: `32u * h${s} + ${u32(8 * g + j)} + 2u * p${s}` })));
       return { lines, vecs };
     },
   },
@@ -241,6 +224,27 @@ const DECODERS: Partial<Record<WeightDType, UnitDecoder>> = {
     }),
   },
 };
+
+// Q6_K: the two words of each 8-byte field (la, lb, qh, sc), realigned where the block starts 2 bytes into a word
+const q6kWord = (s: string, name: string, j: number) => `${name}${j}v${s}`;
+
+/** Q6_K: the realigned words, d, and group g's scale d·scale as ds{g}, each followed by `after(g)` */
+function q6kScales(s: string, after: (g: number) => string[] = () => []): string[] {
+  const lines = ['la', 'lb', 'qh', 'sc'].flatMap((name) => range(2).map((j) => `let ${q6kWord(s, name, j)} = select(${name}${j}${s}, ${funnel(`${name}${j}${s}`, `${name}${j + 1}${s}`)}, odd${s});`));
+  lines.push(`let d${s} = unpack2x16float(select(dw${s}, dw${s} >> 16u, odd${s})).x;`, `let sp${s} = 8u * (p${s} >> 1u);`);
+  // group g's scale: byte 2g + p / 2 of the eight, sign-extended from the top of an i32
+  for (let g = 0; g < 4; g++) lines.push(`let ds${g}${s} = d${s} * f32(bitcast<i32>(${q6kWord(s, 'sc', g >> 1)} << (${u32(24 - 16 * (g & 1))} - sp${s})) >> 24u);`, ...after(g));
+  return lines;
+}
+
+/** Q6_K: word j of group g's quants, four 6-bit values 0..63 in four bytes (low nibbles from ql, two high bits from qh) */
+function q6kBytes(s: string, g: number, j: number): string {
+  const l = q6kWord(s, g & 1 ? 'lb' : 'la', j);
+  const low = g < 2 ? `(${l} & 0x0f0f0f0fu)` : `((${l} >> 4u) & 0x0f0f0f0fu)`;
+  const shift = 4 - 2 * g;
+  const h = q6kWord(s, 'qh', j);
+  return `${low} | ((${shift > 0 ? `${h} << ${u32(shift)}` : shift < 0 ? `${h} >> ${u32(-shift)}` : h}) & 0x30303030u)`;
+}
 
 /** Q4_K/Q5_K: the unit's chunk c (sub-blocks 2c, 2c + 1) and its x offset within the super-block (loads: x's index must not wait for the decoding) */
 const kUnit = (s: string) => [`let c${s} = t${s} >> 1u;`, `let xt${s} = 16u * c${s} + 4u * (t${s} & 1u);`];
@@ -363,7 +367,6 @@ export function unitsMatvecKernel(node: KernelSubject, operands: readonly Tensor
     }
     return lines;
   };
-  const accs = range(m).flatMap((mm) => range(perTeam).map((r) => [mm, r]));
   const loops = [
     `var u = (li / ${u32(SLICE)}) * ${u32(lanes)} + lane;`,
     ...(steps > 1 ? [`for (; u + ${u32((steps - 1) * stride)} < ${u32(units)}; u += ${u32(steps * stride)}) {`, ...indent(step(steps)), '}'] : []),
@@ -373,22 +376,57 @@ export function unitsMatvecKernel(node: KernelSubject, operands: readonly Tensor
   ];
   const plural = (c: number, what: string) => `${c} ${what}${c > 1 ? 's' : ''}`;
   const describe = `${dtype} weights: ${decoder.values} values a step per invocation, ${lanes} invocations along a row, ${plural(perTeam, 'row')} each, ${plural(steps, 'step')} in flight, K split ${SLICES} ways, sums reduced in workgroup memory`;
+  return matvecShell({ name, node, operands, describe, element: decoder.element, dtype, n, m, lanes, groups, perTeam, gridX, grid, loops, workgroup: [], prologue: [] });
+}
+
+/** What a matrix-vector kernel's body gives the shell around it. */
+interface MatvecBody {
+  name: string;
+  node: KernelSubject;
+  operands: readonly TensorType[];
+  describe: string;
+  element: UnitDecoder['element'];
+  dtype: WeightDType;
+  n: number;
+  m: number;
+  lanes: number;
+  groups: number;
+  perTeam: number;
+  gridX: number;
+  grid: [number, number, number];
+  /** the loop over the invocation's units, adding to acc{mm}_{r} */
+  loops: string[];
+  /** workgroup declarations beside the partial sums, and their bytes */
+  workgroup: { decl: string; bytes: number }[];
+  /** statements before the loop (after the rows are known) */
+  prologue: string[];
+}
+
+/**
+ * The kernel around a body: SLICES slices of SLICE invocations, lanes along a row and
+ * groups × perTeam rows per workgroup; each invocation's sums per row of x and row of w are
+ * added in workgroup memory and written to y.
+ */
+function matvecShell(b: MatvecBody): KernelCode {
+  const { m, lanes, groups, perTeam } = b;
+  const rows = groups * perTeam;
+  const accs = range(m).flatMap((mm) => range(perTeam).map((r) => [mm, r]));
   // partial sums: [M][ROWS][SLICES][lanes], one vec4 per 4 lanes
   const sums = rows * SLICES * lanes;
-  const wgsl = `${kernelHeader(name, node, operands, `quantized matrix-vector product, ${describe}`)}
+  const wgsl = `${kernelHeader(b.name, b.node, b.operands, `quantized matrix-vector product, ${b.describe}`)}
 @group(0) @binding(0) var<storage, read> in0: array<vec4<f32>>; // x [M, K]
-@group(0) @binding(1) var<storage, read> in1: array<${decoder.element}>; // w [N, K], ${dtype}
+@group(0) @binding(1) var<storage, read> in1: array<${b.element}>; // w [N, K], ${b.dtype}
 @group(0) @binding(2) var<storage, read_write> out: array<f32>; // y [M, N]
 
-const N: u32 = ${u32(n)};
+const N: u32 = ${u32(b.n)};
 const ROWS: u32 = ${u32(rows)};
-const GRID_X: u32 = ${u32(gridX)};
+const GRID_X: u32 = ${u32(b.gridX)};
 
 ${QUANT_FLOATS}
 
 // every invocation's sum per row of x and row of w: [M][ROWS][${SLICES} slices][${lanes} lanes]
 var<workgroup> partial: array<vec4<f32>, ${(m * sums) / 4}>;
-
+${b.workgroup.map((w) => `${w.decl}\n`).join('')}
 @compute @workgroup_size(${SLICES * SLICE}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let lane = li % ${u32(lanes)};
@@ -399,7 +437,7 @@ ${range(perTeam)
   .map((r) => `  let row${r} = min(first + rowGroup * ${u32(perTeam)} + ${u32(r)}, N - 1u);`)
   .join('\n')}
 ${accs.map(([mm, r]) => `  var acc${mm}_${r} = 0.0;`).join('\n')}
-${indent(loops).join('\n')}
+${indent([...b.prologue, ...b.loops]).join('\n')}
   let at = (li / ${u32(SLICE)}) * ${u32(lanes)} + lane;
 ${accs.map(([mm, r]) => `  partial[((${u32(mm * rows + r)} + rowGroup * ${u32(perTeam)}) * ${u32(SLICES * lanes)} + at) / 4u][at % 4u] = acc${mm}_${r};`).join('\n')}
   workgroupBarrier();
@@ -416,5 +454,184 @@ ${accs.map(([mm, r]) => `  partial[((${u32(mm * rows + r)} + rowGroup * ${u32(pe
   }
 }
 `;
-  return { wgsl, workgroupSize: [SLICES * SLICE, 1, 1], workgroupBytes: m * sums * 4, workgroups: grid };
+  const bytes = m * sums * 4 + b.workgroup.reduce((t, w) => t + w.bytes, 0);
+  return { wgsl, workgroupSize: [SLICES * SLICE, 1, 1], workgroupBytes: bytes, workgroups: b.grid };
+}
+
+// --- packed 4x8-bit dot products --------------------------------------------------------------
+//
+// The 'dot4' kernel: each workgroup first quantizes x to int8 in blocks of 32 values (a scale
+// max|x|/127 per block, as llama.cpp's Q8_1 activations) into workgroup memory, with each
+// 8 values' integer sum; then every unit of w is multiplied as integers, four values per
+// dot4I8Packed (WGSL's packed_4x8_integer_dot_product, core in every implementation): the
+// quants are only masked into bytes, never converted to floats. A segment of a unit (values
+// sharing one scale of w and one block of x) gives Σ q·xq exactly in an i32; the offsets of
+// the formats (Q4_0's −8, the mins of Q4_1/Q5_1/K types) multiply the segment's Σ xq. So y is
+// the product of w with x rounded to its int8 grid, exactly up to f32 accumulation: the error
+// against x itself is at most Σ_k |w_k|·scale(k)/2 (scale(k): x's block scale at k).
+
+/** A run of a unit's words that shares one scale of w and one 32-value block of x. */
+interface Dot4Segment {
+  /** u32 words of four int8 quants each (w's), in x's order */
+  words: string[];
+  /** word index within x's row of the first of them (4 values a word) */
+  xWord: string;
+  /** f32 scale of the quants */
+  scale: string;
+  /** an integer added to every quant (Q4_0: −8), or an f32 added to every value (a min) */
+  intOffset?: number;
+  floatOffset?: string;
+}
+
+interface Dot4Decoder {
+  /** statements after the unit decoder's loads (scales, realigned words) */
+  lines(s: string): string[];
+  /** the segments of the unit whose block starts at word `xw${s}` of x's row */
+  segments(s: string): Dot4Segment[];
+}
+
+const nibbles = (words: string[]) => [...words.map((w) => `(${w} & 0x0f0f0f0fu)`), ...words.map((w) => `((${w} >> 4u) & 0x0f0f0f0fu)`)];
+/** Q5_0/Q5_1: the 32 five-bit quants, low nibbles then high ones, fifth bits from qh */
+const fiveBits = (qs: (j: number) => string, qh: string) => [
+  ...range(4).map((j) => `(${qs(j)} & 0x0f0f0f0fu) | ${spread(`((${qh} >> ${u32(4 * j)}) & 15u)`)}`),
+  ...range(4).map((j) => `((${qs(j)} >> 4u) & 0x0f0f0f0fu) | ${spread(`((${qh} >> ${u32(16 + 4 * j)}) & 15u)`)}`),
+];
+/** Q4_K/Q5_K: the unit's two segments (sub-blocks 2c and 2c + 1), 16 values each */
+const kSegments = (s: string, low: string[], high: string[]): Dot4Segment[] => [
+  { words: low, xWord: `xw${s} + xt${s}`, scale: `da${s}`, floatOffset: `-ma${s}.x` },
+  { words: high, xWord: `xw${s} + xt${s} + 8u`, scale: `db${s}`, floatOffset: `-mb${s}.x` },
+];
+
+const DOT4_DECODERS: Partial<Record<WeightDType, Dot4Decoder>> = {
+  q8_0: { lines: (s) => [unalignedD(s)], segments: (s) => [{ words: range(8).map((j) => fieldWord(s, 2, j)), xWord: `xw${s}`, scale: `d${s}` }] },
+  q4_0: {
+    lines: (s) => [unalignedD(s), ...range(4).map((j) => `let q${j}${s} = ${fieldWord(s, 2, j)};`)],
+    segments: (s) => [{ words: nibbles(range(4).map((j) => `q${j}${s}`)), xWord: `xw${s}`, scale: `d${s}`, intOffset: -8 }],
+  },
+  q4_1: {
+    lines: (s) => [`let dm${s} = unpack2x16float(r0${s});`],
+    segments: (s) => [{ words: nibbles(range(4).map((j) => `r${1 + j}${s}`)), xWord: `xw${s}`, scale: `dm${s}.x`, floatOffset: `dm${s}.y` }],
+  },
+  q5_0: {
+    lines: (s) => [unalignedD(s), `let qh${s} = ${fieldWord(s, 2, 0)};`, ...range(4).map((j) => `let qs${j}${s} = ${fieldWord(s, 6, j)};`)],
+    segments: (s) => [{ words: fiveBits((j) => `qs${j}${s}`, `qh${s}`), xWord: `xw${s}`, scale: `d${s}`, intOffset: -16 }],
+  },
+  q5_1: {
+    lines: (s) => [`let dm${s} = unpack2x16float(r0${s}.x);`, `let qh${s} = r0${s}.y;`],
+    segments: (s) => [{ words: fiveBits((j) => `r${1 + (j >> 1)}${s}.${'xy'[j & 1]}`, `qh${s}`), xWord: `xw${s}`, scale: `dm${s}.x`, floatOffset: `dm${s}.y` }],
+  },
+  q4_k: {
+    lines: kScales,
+    segments: (s) => {
+      const q = range(4).map((j) => `qs${s}.${'xyzw'[j]}`);
+      const [low, high] = [nibbles(q).slice(0, 4), nibbles(q).slice(4)];
+      return kSegments(s, low, high);
+    },
+  },
+  q5_k: {
+    lines: kScales,
+    segments: (s) => {
+      const q = (j: number) => `qs${s}.${'xyzw'[j]}`;
+      const h = (j: number) => `qh${s}.${'xyzw'[j]}`;
+      const low = range(4).map((j) => `(${q(j)} & 0x0f0f0f0fu) | (((${h(j)} >> (2u * c${s})) & 0x01010101u) << 4u)`);
+      const high = range(4).map((j) => `((${q(j)} >> 4u) & 0x0f0f0f0fu) | (((${h(j)} >> (2u * c${s} + 1u)) & 0x01010101u) << 4u)`);
+      return kSegments(s, low, high);
+    },
+  },
+  q6_k: {
+    lines: (s) => q6kScales(s),
+    // group g: values 128h + 32g + 8p + 0..7, scale ds{g}, quants 0..63 standing for q − 32
+    segments: (s) => range(4).map((g) => ({ words: range(2).map((j) => q6kBytes(s, g, j)), xWord: `xw${s} + 32u * h${s} + ${u32(8 * g)} + 2u * p${s}`, scale: `ds${g}${s}`, intOffset: -32 })),
+  },
+};
+
+/** Whether the dot4 kernel multiplies this format. */
+export const hasDot4Decoder = (dtype: WeightDType): boolean => DOT4_DECODERS[dtype] !== undefined;
+
+/**
+ * y[M, N] = x[M, K] · dequant(w[N, K])ᵀ with x rounded to int8 per 32 values, multiplied by
+ * packed 4x8-bit dot products; null where the format has no such decoder or x's int8 copy
+ * and the sums do not fit `workgroupBytes`.
+ */
+export function dot4MatvecKernel(
+  node: KernelSubject,
+  operands: readonly TensorType[],
+  name: string,
+  m: number,
+  dtype: WeightDType,
+  tuning: QuantizedMatvecTuning,
+  workgroupBytes: number,
+): (KernelCode & { rowsPerTeam: number }) | null {
+  const decoder = DECODERS[dtype];
+  const dot4 = DOT4_DECODERS[dtype];
+  if (!decoder || !dot4) return null;
+  const [n, k] = operands[1].shape;
+  const block = blockBytes(dtype, decoder);
+  const lanes = Math.min(SLICE, tuning.lanesPerRow);
+  if (SLICE % lanes !== 0) throw new Error(`quantizedMatvec.lanesPerRow ${tuning.lanesPerRow}: not a divisor of ${SLICE}`);
+  const groups = SLICE / lanes;
+  // x as int8 (1 byte a value), a scale per 32 values and an i32 sum per 8: 1.625 bytes a value
+  const xBytes = m * k + (m * k) / 8 + (m * k) / 2;
+  const perTeam = Math.min(tuning.rowsPerTeam, Math.floor((workgroupBytes - xBytes) / (m * SLICE * SLICES * 4)));
+  if (perTeam < 1) return null;
+  const rows = groups * perTeam;
+  const units = k / decoder.values;
+  const stride = SLICES * lanes;
+  const { grid, gridX } = linearGrid(Math.ceil(n / rows));
+  const perBlock = decoder.perBlock;
+  const rowWords = k / 4;
+
+  // x's blocks, every row of x: the int8 quants (8 words), their scale, and each 8 values' sum
+  const xBlocks = (m * k) / 32;
+  const prologue = [
+    `for (var xb = li; xb < ${u32(xBlocks)}; xb += ${u32(SLICES * SLICE)}) {`,
+    ...range(8).map((j) => `  let x${j} = in0[xb * 8u + ${u32(j)}];`),
+    `  let a4 = max(max(max(abs(x0), abs(x1)), max(abs(x2), abs(x3))), max(max(abs(x4), abs(x5)), max(abs(x6), abs(x7))));`,
+    '  let amax = max(max(a4.x, a4.y), max(a4.z, a4.w));',
+    '  let inv = select(0.0, 127.0 / amax, amax > 0.0);',
+    '  xd[xb] = amax / 127.0;',
+    ...range(8).map((j) => `  let q${j} = vec4<i32>(round(x${j} * inv));`),
+    ...range(8).map((j) => `  xq[xb * 8u + ${u32(j)}] = pack4xI8(q${j});`),
+    ...range(4).map((j) => `  xs[xb * 4u + ${u32(j)}] = dot(q${2 * j} + q${2 * j + 1}, vec4<i32>(1));`),
+    '}',
+    'workgroupBarrier();',
+  ];
+  const step = (): string[] => {
+    const lines: string[] = [];
+    lines.push(perBlock > 1 ? `let b = u >> ${u32(Math.log2(perBlock))};` : 'let b = u;');
+    if (perBlock > 1) lines.push(`let t = u & ${u32(perBlock - 1)};`);
+    for (let r = 0; r < perTeam; r++) {
+      const s = `_${r}`;
+      lines.push(`let bb${s} = (row${r} * ${u32(k / block.values)} + b) * ${u32(block.bytes)};`);
+      if (perBlock > 1) lines.push(`let t${s} = t;`);
+      lines.push(`let xw${s} = b * ${u32(block.values / 4)};`);
+      lines.push(...decoder.loads(s));
+    }
+    for (let r = 0; r < perTeam; r++) {
+      const s = `_${r}`;
+      lines.push('{', ...indent(dot4.lines(s)));
+      for (const [i, seg] of dot4.segments(s).entries()) {
+        lines.push(`  let w${i}s = ${seg.xWord};`);
+        seg.words.forEach((w, j) => lines.push(`  let w${i}_${j} = ${w};`));
+        for (let mm = 0; mm < m; mm++) {
+          const at = mm ? `${u32(mm * rowWords)} + w${i}s` : `w${i}s`;
+          const sums = range(seg.words.length / 2).map((e) => `xs[(${at}) / 2u + ${u32(e)}]`).join(' + ');
+          const dots = seg.words.map((_, j) => `dot4I8Packed(w${i}_${j}, xq[${at} + ${u32(j)}])`).join(' + ');
+          const whole = seg.intOffset !== undefined ? `f32(${dots} + ${seg.intOffset} * (${sums}))` : `f32(${dots})`;
+          const value = seg.floatOffset !== undefined ? `fma(${seg.scale}, ${whole}, ${seg.floatOffset} * f32(${sums}))` : `${seg.scale} * ${whole}`;
+          lines.push(`  acc${mm}_${r} = fma(xd[(${at}) / 8u], ${value}, acc${mm}_${r});`);
+        }
+      }
+      lines.push('}');
+    }
+    return lines;
+  };
+  const loops = [`for (var u = (li / ${u32(SLICE)}) * ${u32(lanes)} + lane; u < ${u32(units)}; u += ${u32(stride)}) {`, ...indent(step()), '}'];
+  const describe = `${dtype} weights times x rounded to int8 per 32 values (dot4I8Packed): 32 values a step per invocation, ${lanes} invocations along a row, ${perTeam} row${perTeam > 1 ? 's' : ''} each, K split ${SLICES} ways`;
+  const workgroup = [
+    { decl: `var<workgroup> xq: array<u32, ${(m * k) / 4}>; // x's int8 quants, four a word`, bytes: m * k },
+    { decl: `var<workgroup> xd: array<f32, ${(m * k) / 32}>; // x's scale per 32 values`, bytes: (m * k) / 8 },
+    { decl: `var<workgroup> xs: array<i32, ${(m * k) / 8}>; // the sum of each 8 quants of x`, bytes: (m * k) / 2 },
+  ];
+  return { ...matvecShell({ name, node, operands, describe, element: decoder.element, dtype, n, m, lanes, groups, perTeam, gridX, grid, loops, workgroup, prologue }), rowsPerTeam: perTeam };
 }

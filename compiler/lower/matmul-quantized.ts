@@ -20,8 +20,8 @@ import type { Target } from '../target/target';
 import { QUANTIZED_MATVEC_DEFAULT } from '../target/tuning';
 import { bindingDecls, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
 import { matmulProblem, type ScheduledForm } from './matmul';
-import { unitsMatvecKernel } from './matmul-quantized-matvec';
-import { chooseTiling, tiledKernel } from './matmul-tiled';
+import { dot4MatvecKernel, unitsMatvecKernel } from './matmul-quantized-matvec';
+import { chooseTiling, PORTABLE_WORKGROUP_BYTES, tiledKernel } from './matmul-tiled';
 
 /** The largest M the matrix-vector kernel takes (its workgroup memory holds M partial sums per invocation). */
 export const SMALL_M_QUANTIZED = 8;
@@ -248,10 +248,16 @@ export function lowerMatmulQuantized(node: KernelSubject, operands: readonly Ten
   if (transposeB && m <= SMALL_M_QUANTIZED) {
     const tuning = target.tuning.quantizedMatvec ?? QUANTIZED_MATVEC_DEFAULT;
     const operandsMv = [folded[0], { ...w }];
-    const code =
-      tuning.kernel === 'chunks'
-        ? chunksMatvecKernel(subject, operandsMv, name, m, dtype)
-        : unitsMatvecKernel(subject, operandsMv, name, m, dtype, tuning, target.limits.maxComputeWorkgroupStorageSize);
+    const storage = target.limits.maxComputeWorkgroupStorageSize;
+    const dot4 = tuning.kernel === 'dot4' ? dot4MatvecKernel(subject, operandsMv, name, m, dtype, tuning, storage) : null;
+    if (dot4 && dot4.workgroupBytes > PORTABLE_WORKGROUP_BYTES) {
+      // x's int8 copy outgrows WebGPU's default 16 KiB (K above ~6000): the units kernel, same
+      // rows per workgroup, is the portable module beside it
+      const portable = unitsMatvecKernel(subject, operandsMv, name, m, dtype, { ...tuning, kernel: 'units', rowsPerTeam: dot4.rowsPerTeam }, PORTABLE_WORKGROUP_BYTES);
+      const variants = portable.workgroups.join() === dot4.workgroups.join() ? [{ tag: 'dot4', features: [], code: dot4 }] : [];
+      return kernelWithVariants(name, [node.op], bindings, portable, variants);
+    }
+    const code = dot4 ?? (tuning.kernel === 'chunks' ? chunksMatvecKernel(subject, operandsMv, name, m, dtype) : unitsMatvecKernel(subject, operandsMv, name, m, dtype, tuning, storage));
     return kernelWithVariants(name, [node.op], bindings, code, []);
   }
   const form: ScheduledForm = { transposeA: false, transposeB, extraViews: [], epilogue: (product) => ({ lets: [], result: product, helpers: [], ops: [] }), ops: [node.op] };

@@ -191,9 +191,12 @@ export interface QuantizedMatvecTuning {
   /**
    * 'units': each invocation decodes 32 values at a time (a whole 32-value block, or an
    * eighth of a K super-block) with word-wide bit operations; 'chunks': the first kernel,
-   * four values per read with the block's fields re-read for each, kept to compare against.
+   * four values per read with the block's fields re-read for each, kept to compare against;
+   * 'dot4': x rounded to int8 per 32 values in workgroup memory, the units multiplied by packed
+   * 4x8-bit integer dot products (the integer formats; f16/bf16 and what does not fit stay on
+   * 'units'). Its error against x itself is x's rounding: at most Σ|w|·scale/2.
    */
-  kernel: 'units' | 'chunks';
+  kernel: 'units' | 'chunks' | 'dot4';
   /** invocations along a row, on neighbouring units; the other 32 / lanesPerRow groups of 32 invocations take other rows (f16 and bf16: 4 times as many, capped at 32) */
   lanesPerRow: number;
   /** rows of w each invocation takes: every value of x it reads serves them all */
