@@ -8,7 +8,8 @@
 //   prefill  prompt [P] i32, length [1] f32 → prefill_logits [1, vocab] at position length-1;
 //            writes the prompt's keys and values at rows 0 .. P-1 of the cache
 //   decode   token [1] i32, position [1] f32 → logits [1, vocab]; writes its key and value at
-//            row `position` and attends over rows 0 .. position
+//            row `position` and attends over rows 0 .. position (the attention's run-time key
+//            count: later rows are never read)
 // With `decodeBatch: B` the cache holds B sequences (slots) and the entries are instead
 //   prefill       prompt, length as above and slot [1] f32 → prefill_logits; writes the slot's rows
 //   decode_batch  tokens [B] i32, positions [B] f32 → batch_logits [B, vocab]: row b decodes slot
@@ -325,21 +326,23 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
   /** prefill and decode over a cache of one sequence, [kvHeads, S, d] per layer */
   function singleSequence(S: number, P: number): Record<string, Tensor> {
     const caches = layers.map((_, l) => ({ k: g.state(`cache.${l}.k`, [s.kvHeads, S, s.headDim]), v: g.state(`cache.${l}.v`, [s.kvHeads, S, s.headDim]) }));
-    // attention reads the cache after the write, so the write runs first; rows past a
-    // sequence's end are masked (prefill: by the causal mask; decode: by its position)
-    const cached = (l: number, q: Tensor, k: Tensor, v: Tensor, at: Tensor, mask: Tensor) =>
-      g.attention(q, kvBatch(g.cacheWrite(caches[l].k, k, at)), kvBatch(g.cacheWrite(caches[l].v, v, at)), mask, { scale });
+    // attention reads the cache after the write, so the write runs first; it reads only the
+    // rows 0 .. keyCount-1 (prefill: the prompt's length, under the causal mask; decode:
+    // position + 1), so a decode at 128 of a 2048-row cache reads 129 rows
+    const cached = (l: number, q: Tensor, k: Tensor, v: Tensor, at: Tensor, mask: Tensor, keyCount: Tensor) =>
+      g.attention(q, kvBatch(g.cacheWrite(caches[l].k, k, at)), kvBatch(g.cacheWrite(caches[l].v, v, at)), mask, { scale, keyCount });
 
     const prompt = g.input('prompt', [P], 'i32');
     const length = g.input('length', [1]);
     const zero = g.constant(0, [1], 'prefill_offset');
     const prefillMask = causalMask(P, S, 'prefill_mask');
-    const hidden = decoder(g.embedding(embed, prompt), iota(P, [P, 1], 'prefill_positions'), (l, q, k, v) => cached(l, q, k, v, zero, prefillMask));
+    const hidden = decoder(g.embedding(embed, prompt), iota(P, [P, 1], 'prefill_positions'), (l, q, k, v) => cached(l, q, k, v, zero, prefillMask, length));
 
     const token = g.input('token', [1], 'i32');
     const position = g.input('position', [1]);
-    const visible = g.mul(g.greater(iota(S, [1, S], 'decode_keys'), position), -1e9);
-    const decoded = decoder(g.embedding(embed, token), g.reshape(position, [1, 1]), (l, q, k, v) => cached(l, q, k, v, position, visible));
+    const keys = g.add(position, 1);
+    const noMask = g.constant(0, [], 'decode_mask');
+    const decoded = decoder(g.embedding(embed, token), g.reshape(position, [1, 1]), (l, q, k, v) => cached(l, q, k, v, position, noMask, keys));
     return { prefill_logits: lastPromptLogits(hidden, length, P), logits: logitsOf(decoded) };
   }
 
@@ -363,11 +366,12 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
     const readBack = (cache: Tensor) => kvBatch(g.embedding(g.reshape(cache, [cacheRows, s.headDim]), promptIds));
     const promptMask = causalMask(P, P, 'prefill_mask');
     const hidden = decoder(g.embedding(embed, prompt), iota(P, [P, 1], 'prefill_positions'), (l, q, k, v) =>
-      g.attention(q, readBack(g.cacheWrite(caches[l].k, flat(k), promptOffsets)), readBack(g.cacheWrite(caches[l].v, flat(v), promptOffsets)), promptMask, { scale }),
+      g.attention(q, readBack(g.cacheWrite(caches[l].k, flat(k), promptOffsets)), readBack(g.cacheWrite(caches[l].v, flat(v), promptOffsets)), promptMask, { scale, keyCount: length }),
     );
 
     // decode_batch: row b's keys and values go to its slot's row position[b] (an idle row's past
-    // the cache's end, dropped); it attends over its slot's S rows, the cache viewed as
+    // the cache's end, dropped); it attends over its slot's rows 0 .. position[b] (a key count
+    // per slot; an idle row's is 0, its attention zeros), the cache viewed as
     // [B, kvHeads, 1, S, d] against q [B, kvHeads, group, 1, d]: the projections' own layout
     const tokens = g.input('tokens', [B], 'i32');
     const positions = g.input('positions', [B]);
@@ -375,7 +379,8 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
     const slotRows = g.constant(Float32Array.from({ length: B * s.kvHeads }, (_, i) => i * S), [B, s.kvHeads], 'decode_slot_rows');
     const writeRows = g.reshape(g.where(g.less(column, 0), cacheRows, g.add(slotRows, column)), [B * s.kvHeads]);
     const slotKeys = (cache: Tensor) => g.reshape(cache, [B, s.kvHeads, 1, S, s.headDim]);
-    const visible = g.reshape(g.mul(g.greater(iota(S, [1, S], 'decode_keys'), column), -1e9), [B, 1, 1, 1, S]);
+    const keyCounts = g.reshape(g.add(column, 1), [B, 1, 1]);
+    const noMask = g.constant(0, [], 'decode_mask');
     const decoded = decoder(
       g.embedding(embed, tokens),
       column,
@@ -384,8 +389,8 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
           g.reshape(q, [B, s.kvHeads, group, 1, s.headDim]),
           slotKeys(g.cacheWrite(caches[l].k, flat(k), writeRows)),
           slotKeys(g.cacheWrite(caches[l].v, flat(v), writeRows)),
-          visible,
-          { scale },
+          noMask,
+          { scale, keyCount: keyCounts },
         );
         return g.reshape(attended, [B, s.heads, s.headDim]);
       },

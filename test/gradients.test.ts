@@ -288,6 +288,13 @@ const CASES: GradCase[] = [
     op: 'attention',
     build: ({ g, p }) => g.attention(p('q', [2, 3, 4]), p('k', [2, 5, 4]), p('v', [2, 5, 3]), p('mask', [3, 5]), { scale: 0.5, causal: true }),
   },
+  {
+    // no training plan passes a key count; the rule is checked all the same (a matrix seeing no keys: zeros, gradient 0)
+    label: 'attention over a run-time key count: q [3, 2, 4], k [3, 6, 4], v [3, 6, 3], mask [2, 6], counts 4, 0, 6',
+    op: 'attention',
+    build: ({ g, p }) =>
+      g.attention(p('q', [3, 2, 4]), p('k', [3, 6, 4]), p('v', [3, 6, 3]), p('mask', [2, 6]), { scale: 0.5, keyCount: g.constant(Float32Array.of(4, 0, 6), [3], 'key_count') }),
+  },
 
   // convolution: the rules for x, w and bias; the gradient ops' own rules (double backward)
   // with the gradient op mid-graph. dx and dw sum up to OG·KH·KW and N·OH·OW products of

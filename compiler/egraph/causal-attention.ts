@@ -50,8 +50,10 @@ export function causalAttention(graph: Graph): { graph: Graph; map: (id: number)
     }
     zero ??= copy.target.constant(0, [], unused('no_mask'));
     const [q, k, v] = node.inputs.slice(0, 3).map((i) => copy.of(i));
+    // a run-time key count (operand 4) stays
+    const keyCount = node.inputs.slice(4).map((i) => copy.of(i));
     const attrs: AttentionAttrs = { ...attrsOf(node, 'attention'), causal: true };
-    copy.set(node.id, copy.emit('attention', [q, k, v, zero], attrs, node.loc, node.name));
+    copy.set(node.id, copy.emit('attention', [q, k, v, zero, ...keyCount], attrs, node.loc, node.name));
   }
   const { graph: result, map } = copy.finish();
   return { graph: result, map, rewritten: causal.length };

@@ -28,6 +28,8 @@ function everyTermOp(): Graph {
   [g.reshape(x, [6, -1]), g.transpose(x, [2, 0, 1]), g.matmul(x, m)].forEach(out);
   out(g.attention(x, y, y, g.input('mask', [3, 3]), { scale: 0.5 }));
   out(g.attention(x, y, y, g.constant(0), { scale: 0.25, causal: true }));
+  // a run-time key count: an optional operand whose flag is left out where it is absent
+  out(g.attention(x, y, y, g.constant(0), { scale: 0.25, causal: true, keyCount: g.input('keys', [2], 'i32') }));
   out(g.fusedMatmul(x, m, { activation: 'gelu' }));
   out(g.fusedMatmul(x, y, { transposeB: true, bias: g.input('b', [3]), residual: g.input('r', [3]) }));
   out(g.fusedMatmul(x, m, { transposeA: false, residual: g.input('r2', [2, 3, 5]) }));

@@ -180,13 +180,13 @@ export class TermReader {
     const attrs = form.decode(node.args.slice(count));
     if (!form.optionalOperands) return { op, operands, attrs };
     // an optional operand is there where its class is not (None); its flag says so
-    const { required, flags } = form.optionalOperands;
+    const { required, flags, omitAbsent } = form.optionalOperands;
     const optional = operands.slice(required);
     const present = optional.map((c) => c !== this.none);
     return {
       op,
       operands: [...operands.slice(0, required), ...optional.filter((_, i) => present[i])],
-      attrs: { ...attrs, ...Object.fromEntries(flags.map((flag, i) => [flag, present[i]])) },
+      attrs: { ...attrs, ...Object.fromEntries(flags.flatMap((flag, i) => (present[i] || !omitAbsent ? [[flag, present[i]]] : []))) },
     };
   }
 

@@ -486,9 +486,17 @@ export class Graph {
    * mask broadcastable to [.., Tq, Tk] (a scalar 0 for none); batch axes broadcast as in
    * matmul. The result is [.., Tq, dv]. With `causal`, query i also sees no key past
    * i + Tk - Tq (Tk ≥ Tq), and the kernel skips those keys rather than masking them.
+   * With `keyCount` (a run-time value per batch matrix, broadcast to the batch axes: a decode
+   * step's position + 1) the queries see keys 0 .. keyCount-1 only, and the kernels read no
+   * others; a matrix whose count is 0 gives zeros.
    */
-  attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, options: { scale: number; causal?: boolean }): Tensor {
-    return this.op('attention', [q, k, v, mask], { scale: options?.scale, ...(options?.causal ? { causal: true } : {}) });
+  attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, options: { scale: number; causal?: boolean; keyCount?: Tensor }): Tensor {
+    const keyCount = options?.keyCount;
+    return this.op('attention', keyCount ? [q, k, v, mask, keyCount] : [q, k, v, mask], {
+      scale: options?.scale,
+      ...(options?.causal ? { causal: true } : {}),
+      ...(keyCount ? { keyCount: true } : {}),
+    });
   }
 
   /**

@@ -200,7 +200,12 @@ export interface TermForm<A> {
    * operands that may be absent (fusedMatmul's bias and residual): after the `required`
    * operands, one `Op` argument for each boolean attribute in `flags`, `(None)` where it is false
    */
-  optionalOperands?: { required: number; flags: readonly (keyof A & string)[] };
+  optionalOperands?: {
+    required: number;
+    flags: readonly (keyof A & string)[];
+    /** the flags of absent operands are left out of the attributes, not set false (attention's keyCount, which the builder records only where given) */
+    omitAbsent?: boolean;
+  };
 }
 
 /**
@@ -343,6 +348,14 @@ export interface AttentionAttrs {
    * query appended after Tk - 1 cached keys sees them all); kernels skip those keys' tiles
    */
   causal?: boolean;
+  /**
+   * operand 4 is a run-time key count per batch matrix (f32 holding an integer, i32 or u32,
+   * broadcast to the batch axes; a decode step's position + 1): its queries see keys 0 .. n-1
+   * only, n clamped to [0, Tk], and a matrix with n = 0 gives zeros. Kernels loop over those
+   * keys alone (a decode at row 128 of a 2048-row cache reads 129); the result is the masked
+   * form's, -1e9 past n, where any key is seen. Absent where the builder records none.
+   */
+  keyCount?: boolean;
 }
 export interface CastAttrs {
   to: 'f32' | 'i32';
@@ -1875,8 +1888,8 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   } satisfies OpDef<MatmulQuantizedAttrs>,
 
   attention: {
-    arity: 4,
-    summary: 'softmax(q·kᵀ·scale + mask)·v over the last two axes, batch axes broadcast as in matmul, in one kernel; optionally causal',
+    arity: 'variadic',
+    summary: 'softmax(q·kᵀ·scale + mask)·v over the last two axes, batch axes broadcast as in matmul, in one kernel; optionally causal, optionally over a run-time count of keys',
     infer: attentionType,
     evaluate: evaluateAttention,
     lowering: { archetype: 'attention' },
@@ -1887,6 +1900,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       encode: (attrs) => [attrs.scale, attrs.causal ?? false],
       // causal only where set, as the builder records it
       decode: ([scale, causal]) => ({ scale, ...(causal ? { causal: true } : {}) }),
+      optionalOperands: { required: 4, flags: ['keyCount'], omitAbsent: true },
     },
     flops: attentionFlops,
   } satisfies OpDef<AttentionAttrs>,
@@ -2527,11 +2541,14 @@ function cacheWriteType([cache, rows, offset]: readonly TensorType[]): TensorTyp
 function attentionType(inputs: readonly TensorType[], attrs: AttentionAttrs): TensorType {
   if (typeof attrs.scale !== 'number' || !Number.isFinite(attrs.scale)) throw new ShapeRuleError(`scale must be a finite number; got ${attrs.scale}`);
   if (attrs.causal !== undefined && typeof attrs.causal !== 'boolean') throw new ShapeRuleError(`causal must be true or false; got ${attrs.causal}`);
+  if (attrs.keyCount !== undefined && typeof attrs.keyCount !== 'boolean') throw new ShapeRuleError(`keyCount must be true or false; got ${attrs.keyCount}`);
+  const arity = attrs.keyCount ? 5 : 4;
+  if (inputs.length !== arity) throw new ShapeRuleError(`takes ${arity} operands (q, k, v, mask${attrs.keyCount ? ', keyCount' : ''}); got ${inputs.length}`);
   const names = ['q', 'k', 'v', 'mask'];
-  for (const [i, t] of inputs.entries()) {
+  for (const [i, t] of inputs.slice(0, 4).entries()) {
     if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[i]} is ${t.dtype}; expected f32`);
   }
-  const [q, k, v, mask] = inputs;
+  const [q, k, v, mask, keyCount] = inputs;
   for (const [i, t] of [q, k, v].entries()) {
     if (t.shape.length < 2) throw new ShapeRuleError(`${names[i]} must have rank 2 or more ([.., rows, features]); got ${formatShape(t.shape)}`);
   }
@@ -2559,6 +2576,13 @@ function attentionType(inputs: readonly TensorType[], attrs: AttentionAttrs): Te
   if (!masked || !sameShape(masked, scores)) {
     throw new ShapeRuleError(`mask ${formatShape(mask.shape)} does not broadcast to the scores' shape ${formatShape(scores)} ([.., Tq, Tk])`);
   }
+  if (keyCount) {
+    if (keyCount.dtype !== 'f32' && keyCount.dtype !== 'i32' && keyCount.dtype !== 'u32') throw new ShapeRuleError(`keyCount must be f32, i32 or u32; got ${keyCount.dtype}`);
+    const counted = broadcastShapes(keyCount.shape, batch);
+    if (elementCount(keyCount.shape) !== 1 && (!counted || !sameShape(counted, batch))) {
+      throw new ShapeRuleError(`keyCount ${formatShape(keyCount.shape)} must be one value or broadcast to the batch axes ${formatShape(batch)} (one count per matrix)`);
+    }
+  }
   return { shape: [...batch, tq, dv], dtype: 'f32' };
 }
 
@@ -2568,15 +2592,20 @@ function evaluateAttention(args: readonly RefTensor[], attrs: AttentionAttrs): R
     const out = opDef(op).infer(operands.map((t) => ({ shape: t.shape, dtype: 'f32' as const })), opAttrs);
     return { data: opDef(op).evaluate(operands, opAttrs, out), shape: out.shape };
   };
-  const [q, k, v, mask] = args;
+  const [q, k, v, mask, keyCount] = args;
   // the scale as the kernel (and a constant in the unfused graph) holds it: an f32
   const scale: RefTensor = { data: Float64Array.of(Math.fround(attrs.scale)), shape: [] };
   let scores = apply('add', [apply('mul', [apply('matmul', [q, apply('transpose', [k], { perm: swapLastTwo(k.shape.length) })]), scale]), mask]);
-  if (attrs.causal) {
-    const [tq, tk] = scores.shape.slice(-2);
-    scores = apply('add', [scores, { data: causalMask(tq, tk, -Infinity), shape: [tq, tk] }]);
-  }
-  return apply('matmul', [apply('softmax', [scores]), v]).data;
+  const [tq, tk] = scores.shape.slice(-2);
+  if (attrs.causal) scores = apply('add', [scores, { data: causalMask(tq, tk, -Infinity), shape: [tq, tk] }]);
+  if (!keyCount) return apply('matmul', [apply('softmax', [scores]), v]).data;
+  // keys at and past each matrix's count hidden (-∞); a matrix that sees none hides nothing
+  // and is multiplied by 0, as the kernels give zeros where softmax over no keys is 0/0
+  const counts = Array.from(keyCount.data, (n) => Math.min(Math.max(Math.floor(n), 0), tk));
+  const hidden = new Float64Array(counts.length * tk).map((_, e) => (counts[Math.floor(e / tk)] > 0 && e % tk >= counts[Math.floor(e / tk)] ? -Infinity : 0));
+  scores = apply('add', [scores, { data: hidden, shape: [...keyCount.shape, 1, tk] }]);
+  const seen: RefTensor = { data: Float64Array.from(counts, (n) => (n > 0 ? 1 : 0)), shape: [...keyCount.shape, 1, 1] };
+  return apply('mul', [apply('matmul', [apply('softmax', [scores]), v]), seen]).data;
 }
 
 /**
@@ -2605,22 +2634,28 @@ function causalMask(tq: number, tk: number, hidden: number): Float64Array {
  * dS = P ⊙ (dP − rowsum(dP ⊙ P)), dQ = dS·K·scale, dK = dSᵀ·Q·scale, dMask = dS, each summed
  * over the axes its operand was broadcast along.
  */
-function attentionGrad({ g, inputs: [q, k, v, mask], dy, attrs }: GradContext<AttentionAttrs>): Tensor[] {
+function attentionGrad({ g, inputs: [q, k, v, mask, keyCount], dy, attrs }: GradContext<AttentionAttrs>): (Tensor | undefined)[] {
   const swapLast = (t: Tensor) => g.transpose(t, swapLastTwo(t.shape.length));
   let scores = g.add(g.mul(g.matmul(q, swapLast(k)), attrs.scale), mask);
-  if (attrs.causal) {
-    // the hidden keys as a constant: a finite -1e30 rather than -∞, which would make NaNs of 0·∞ in the backward products
-    const [tq, tk] = [q.shape[q.shape.length - 2], k.shape[k.shape.length - 2]];
-    scores = g.add(scores, g.constant(Float32Array.from(causalMask(tq, tk, -1e30)), [tq, tk]));
+  const [tq, tk] = [q.shape[q.shape.length - 2], k.shape[k.shape.length - 2]];
+  // the hidden keys: a finite -1e30 rather than -∞, which would make NaNs of 0·∞ in the backward products
+  if (attrs.causal) scores = g.add(scores, g.constant(Float32Array.from(causalMask(tq, tk, -1e30)), [tq, tk]));
+  let p = g.softmax(scores);
+  if (keyCount) {
+    // (training plans never pass a key count; the rule keeps the op differentiable all the same)
+    // keys j ≥ n hidden, as a mask made from the count; a matrix that sees none has P = 0
+    const n = g.reshape(g.cast(keyCount, 'f32'), [...keyCount.shape, 1, 1]);
+    const keys = g.constant(Float32Array.from({ length: tk }, (_, j) => j), [tk]);
+    const hidden = g.mul(g.greater(g.add(keys, 1), n), -1e30);
+    p = g.mul(g.softmax(g.add(scores, hidden)), g.sub(1, g.greater(1, n)));
   }
-  const p = g.softmax(scores);
   const dv = g.sumTo(g.matmul(swapLast(p), dy), v.shape);
   const dp = g.matmul(dy, swapLast(v));
   const ds = g.mul(p, g.sub(dp, g.sum(g.mul(dp, p), -1, KEEP)));
   const dsScaled = g.mul(ds, attrs.scale);
   const dq = g.sumTo(g.matmul(dsScaled, k), q.shape);
   const dk = g.sumTo(g.matmul(swapLast(dsScaled), q), k.shape);
-  return [dq, dk, dv, g.sumTo(ds, mask.shape)];
+  return [dq, dk, dv, g.sumTo(ds, mask.shape), ...(keyCount ? [undefined] : [])];
 }
 
 // embedding's rules, outside the table so their types do not depend on it.

@@ -25,7 +25,7 @@
 // reads are broadcasts within a quarter; V and output columns are consecutive across it.
 import { wgslFloat } from '../ir/ops';
 import type { AttentionTuning } from '../target/tuning';
-import { LOWEST_F32, maskElement, type AttentionProblem } from './attention';
+import { inverseSum, keyLimit, LOWEST_F32, maskElement, type AttentionProblem } from './attention';
 import { bindingDecls, indent, kernelHeader, linearGrid, u32, type KernelCode } from './kernel';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
 
@@ -145,6 +145,9 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
   const { grid, gridX } = linearGrid(p.batches * qBlocks);
   const rowTail = tq % br !== 0;
   const keyTail = tk % bc !== 0;
+  // keys past the last a row may see (TK, or the run-time count) are staged as zeros and weigh 0
+  const keyGuard = keyTail || p.keyCount;
+  const keysSeen = keyLimit(p);
   // eight key blocks' rows of K at one chunk land in eight banks when each row's chunks are
   // permuted within aligned groups of eight (needs d/4 a multiple of 8)
   const swizzled = d4 % 8 === 0;
@@ -152,8 +155,8 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
   const OR = Array.from({ length: OUT_BLOCK }, (_, r) => r);
   const H = [0, 1];
 
-  // q, k, v and the output as vec4s; the mask as floats
-  const { wgsl: decls } = bindingDecls(p.operands, (i) => i !== 3);
+  // q, k, v and the output as vec4s; the mask and the key count as scalars
+  const { wgsl: decls } = bindingDecls(p.operands, (i) => i !== 3 && !(p.keyCount && i === 4));
 
   const setup: string[] = [
     'let tx = lid % TX;',
@@ -192,12 +195,12 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
     { name: 'xv', loads: vLoads, count: bc * dv4, width: 'DV4', input: 'in2', base: 'v_base' },
   ];
   const stagedIndex = (n: number) => (n === 0 ? 'lid' : `lid + ${u32(n * threads)}`);
-  /** Loads of the tile at key `from` into the staging registers; zeros past TK (and past the tile, where the invocations do not divide it). */
+  /** Loads of the tile at key `from` into the staging registers; zeros past the keys seen (and past the tile, where the invocations do not divide it). */
   const prefetch = (from: string) =>
     staged.flatMap((o) =>
       Array.from({ length: o.loads }, (_, n) => {
         const e = stagedIndex(n);
-        const guard = [(n + 1) * threads > o.count ? `${e} < ${u32(o.count)}` : '', `${from} + (${e}) / ${o.width} < TK`].filter(Boolean).join(' && ');
+        const guard = [(n + 1) * threads > o.count ? `${e} < ${u32(o.count)}` : '', `${from} + (${e}) / ${o.width} < ${keysSeen}`].filter(Boolean).join(' && ');
         return [`${o.name}${n} = vec4<f32>();`, `if (${guard}) {`, `  ${o.name}${n} = ${o.input}[${o.base} / 4u + (${from}) * ${o.width} + ${e}];`, '}'];
       }).flat(),
     );
@@ -214,7 +217,7 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
     ...staged.flatMap((o) => Array.from({ length: o.loads }, (_, n) => `var ${o.name}${n}: vec4<f32>;`)),
     ...(c.prefetch ? prefetch('0u') : []),
   );
-  const seen = (rr: number, kk: number) => [keyTail ? `key${kk} < TK` : '', p.causal ? `key${kk} <= i${rr} + CAUSAL_SHIFT` : ''].filter(Boolean).join(' && ');
+  const seen = (rr: number, kk: number) => [keyGuard ? `key${kk} < ${keysSeen}` : '', p.causal ? `key${kk} <= i${rr} + CAUSAL_SHIFT` : ''].filter(Boolean).join(' && ');
   const scored: string[] = [];
   for (const rr of R) {
     for (let kk = 0; kk < BLOCK; kk++) {
@@ -312,8 +315,8 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
         ]
       : ['workgroupBarrier();']),
     'if (ks == 0u) {',
-    '  let inv_lo = 1.0 / rows[rb * 2u];',
-    '  let inv_hi = 1.0 / rows[rb * 2u + 1u];',
+    `  let inv_lo = ${inverseSum(p, 'rows[rb * 2u]', true)};`,
+    `  let inv_hi = ${inverseSum(p, 'rows[rb * 2u + 1u]', true)};`,
     ...OR.flatMap((r) => {
       const lines = H.map((h) => `out[(batch * TQ + i) * DV4 + cb${h ? ' + CB' : ''}] = o${r}_${h} * inv_${r < 4 ? 'lo' : 'hi'}[${r % 4}];`);
       return [
@@ -326,7 +329,12 @@ export function blockedAttentionKernel(p: AttentionProblem, c: BlockedAttentionT
     '}',
   ];
 
-  const header = kernelHeader(p.name, p.node, p.operands, `attention, register-blocked FlashAttention-2: ${describeBlockedTiling(c)}${p.causal ? ', causal (tiles past the block\'s last row skipped)' : ''}`);
+  const header = kernelHeader(
+    p.name,
+    p.node,
+    p.operands,
+    `attention, register-blocked FlashAttention-2: ${describeBlockedTiling(c)}${p.causal ? ', causal (tiles past the block\'s last row skipped)' : ''}${p.keyCount ? ', over a run-time key count (tiles past it skipped)' : ''}`,
+  );
   const wgsl = `${header}
 ${decls}
 
@@ -372,7 +380,11 @@ ${
 }
 ${p.batchOffsets.join('\n')}
 ${indent(setup).join('\n')}
-${p.causal ? "  // causal: the block's last row sees keys up to its index + CAUSAL_SHIFT; later tiles are skipped\n  let keys_end = min(TK, row0 + BR + CAUSAL_SHIFT);" : '  let keys_end = TK;'}
+${
+  p.causal
+    ? `  // causal: the block's last row sees keys up to its index + CAUSAL_SHIFT; later tiles are skipped\n  let keys_end = min(${keysSeen}, row0 + BR + CAUSAL_SHIFT);`
+    : `  let keys_end = ${keysSeen};`
+}
   for (var j0 = 0u; j0 < keys_end; j0 += BC) {
 ${indent(tile, 4).join('\n')}
   }

@@ -12,7 +12,7 @@
 // need more workgroup storage a 'large' variant (32 KiB) on the same grid comes first.
 import { wgslFloat } from '../ir/ops';
 import type { AttentionTuning } from '../target/tuning';
-import { LOWEST_F32, maskElement, type AttentionProblem } from './attention';
+import { inverseSum, keyLimit, LOWEST_F32, maskElement, type AttentionProblem } from './attention';
 import { bindingDecls, indent, kernelHeader, linearGrid, u32, type KernelCode } from './kernel';
 import { PORTABLE_INVOCATIONS, PORTABLE_WORKGROUP_BYTES } from './matmul-tiled';
 
@@ -184,6 +184,9 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
   const vecV = dv % 4 === 0;
   const rowTail = tq % br !== 0;
   const keyTail = tk % keysPerTile !== 0;
+  // keys past the last a row may see (TK, or the run-time count) are staged as zeros and weigh 0
+  const keyGuard = keyTail || p.keyCount;
+  const keysSeen = keyLimit(p);
 
   // thread coordinates: rows vary fastest, so a warp shares its lane and group and reads K and V as broadcasts
   const lane = lanes > 1 ? 'lane' : undefined;
@@ -194,7 +197,8 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
   const qChunk = (k: number) => (lane ? `${lane} * QV + ${u32(k)}` : k);
   const oChunk = (k: number) => (lane ? `${lane} * OV + ${u32(k)}` : k);
 
-  const { wgsl: decls } = bindingDecls(p.operands, (i) => (i <= 1 ? vecQK : i === 2 || i === 4 ? vecV : false));
+  // q and k, then v and the output (binding operands.length): vec4s where d and dv allow; the mask and key count: scalars
+  const { wgsl: decls } = bindingDecls(p.operands, (i) => (i <= 1 ? vecQK : i === 2 || i === p.operands.length ? vecV : false));
 
 
   // --- before the keys: offsets, this row's q, the running state
@@ -220,15 +224,15 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
   );
 
   // --- one tile: stage K and V, score, update the softmax state and the accumulator
-  /** The loop staging one operand's rows of this tile: `width` vec4s per key, zeros past TK and past the row. */
+  /** The loop staging one operand's rows of this tile: `width` vec4s per key, zeros past the keys seen and past the row. */
   const stage = (o: { count: string; width: string; chunks: number; input: string; vec: boolean; base: string; rowLength: number; rowLengthName: string; at: string }) => {
     const load = loadChunk('x', o.input, o.vec, `${o.base} + key * ${o.rowLengthName}`, 'chunk', o.rowLength, o.chunks);
     return [
       `    for (var e = lid; e < ${o.count}; e += WG) {`,
       `      let key = j0 + e / ${o.width};`,
       `      let chunk = e % ${o.width};`,
-      ...(keyTail
-        ? ['      var x = vec4<f32>();', '      if (key < TK) {', ...indent(load.map((l) => l.replace(/^(let|var) x = vec4<f32>\(\);$/, '').replace(/^let x = /, 'x = ')).filter(Boolean), 8), '      }']
+      ...(keyGuard
+        ? ['      var x = vec4<f32>();', `      if (key < ${keysSeen}) {`, ...indent(load.map((l) => l.replace(/^(let|var) x = vec4<f32>\(\);$/, '').replace(/^let x = /, 'x = ')).filter(Boolean), 8), '      }']
         : indent(load, 6)),
       `      kv[${o.at}] = x;`,
       '    }',
@@ -258,8 +262,8 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
       dots[t] = `dot${t}`;
     }
   }
-  // the keys this row sees in the tile: those before TK, and with causal those up to i + TK - TQ
-  const seen = (t: number) => [keyTail ? `jg + ${u32(t)} < TK` : '', p.causal ? `jg + ${u32(t)} <= i_read + CAUSAL_SHIFT` : ''].filter(Boolean).join(' && ');
+  // the keys this row sees in the tile: those before TK (or the key count), and with causal those up to i + TK - TQ
+  const seen = (t: number) => [keyGuard ? `jg + ${u32(t)} < ${keysSeen}` : '', p.causal ? `jg + ${u32(t)} <= i_read + CAUSAL_SHIFT` : ''].filter(Boolean).join(' && ');
   tile.push(`    // scores q·k·scale + mask${seen(0) ? '; keys the row does not see score LOWEST and weigh 0' : ''}`);
   for (let t = 0; t < bc; t++) {
     const key = `jg + ${u32(t)}`;
@@ -309,7 +313,12 @@ export function tiledAttentionKernel(p: AttentionProblem, c: AttentionTiling, li
   for (let k = 0; k < ov; k++) store.push(`let y${k} = o${k} * inv_sum;`, ...storeChunk(`y${k}`, vecV, 'o_row', oChunk(k), dv, lanes * ov));
   const storeGuard = [rowTail ? 'i < TQ' : '', group ? 'group == 0u' : ''].filter(Boolean).join(' && ');
 
-  const header = kernelHeader(p.name, p.node, p.operands, `attention, FlashAttention-2 tiles: ${describeAttentionTiling(c)}${p.causal ? ', causal (tiles past the block\'s last row skipped)' : ''}`);
+  const header = kernelHeader(
+    p.name,
+    p.node,
+    p.operands,
+    `attention, FlashAttention-2 tiles: ${describeAttentionTiling(c)}${p.causal ? ', causal (tiles past the block\'s last row skipped)' : ''}${p.keyCount ? ', over a run-time key count (tiles past it skipped)' : ''}`,
+  );
   const wgsl = `${header}
 ${decls}
 
@@ -347,12 +356,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let batch = wg_index / Q_BLOCKS;
 ${setup.join('\n')}
-${p.causal ? "  // causal: the block's last row sees keys up to its index + CAUSAL_SHIFT; later tiles are skipped\n  let keys_end = min(TK, (wg_index % Q_BLOCKS) * BR + BR + CAUSAL_SHIFT);" : '  let keys_end = TK;'}
+${
+  p.causal
+    ? `  // causal: the block's last row sees keys up to its index + CAUSAL_SHIFT; later tiles are skipped\n  let keys_end = min(${keysSeen}, (wg_index % Q_BLOCKS) * BR + BR + CAUSAL_SHIFT);`
+    : `  let keys_end = ${keysSeen};`
+}
   for (var j0 = 0u; j0 < keys_end; j0 += KEYS_PER_TILE) {
 ${tile.join('\n')}
   }
 ${merge.join('\n')}${merge.length ? '\n' : ''}
-  let inv_sum = 1.0 / run_sum;
+  let inv_sum = ${inverseSum(p, 'run_sum')};
 ${storeGuard ? `  if (${storeGuard}) {\n${indent(store, 4).join('\n')}\n  }` : indent(store, 2).join('\n')}
 }
 `;

@@ -38,14 +38,38 @@ export interface AttentionProblem {
   scale: number;
   /** query i sees keys up to i + tk - tq only */
   causal: boolean;
+  /**
+   * a run-time key count (operand 4): batchOffsets also declares `key_count`, the keys its
+   * queries see (at most TK); the kernels end their key loops there and weigh later keys 0
+   */
+  keyCount: boolean;
   /** element strides of the mask along query rows and along keys (0: broadcast) */
   maskRowStride: number;
   maskKeyStride: number;
   /**
    * statements declaring q_base, k_base, v_base (element offsets of batch `batch`'s q, k and v
-   * matrices) and m_base (of its mask slice) from a u32 `batch`; broadcast axes add nothing
+   * matrices) and m_base (of its mask slice) from a u32 `batch`; broadcast axes add nothing.
+   * With keyCount, also key_count.
    */
   batchOffsets: string[];
+}
+
+/** The last key a row may see, exclusive, as a WGSL u32: the run-time key count, else TK. */
+export const keyLimit = (p: AttentionProblem) => (p.keyCount ? 'key_count' : 'TK');
+
+/** `1.0 / sum` of a row's (or a vec4 of rows') exponentials; with a key count, 0 where the row saw no key (its sum 0). */
+export function inverseSum(p: AttentionProblem, sum: string, vec = false): string {
+  if (!p.keyCount) return `1.0 / ${sum}`;
+  const zero = vec ? 'vec4<f32>()' : '0.0';
+  return `select(${zero}, 1.0 / ${sum}, ${sum} > ${zero})`;
+}
+
+/** WGSL: the key count of the element at `index` of operand 4, as a u32 clamped to [0, TK] (an f32 count rounded down). */
+function keyCountRead(dtype: TensorType['dtype'], index: string): string {
+  const value = `in4[${index}]`;
+  if (dtype === 'u32') return `min(${value}, TK)`;
+  if (dtype === 'i32') return `u32(clamp(${value}, 0, i32(TK)))`;
+  return `u32(clamp(floor(${value}), 0.0, f32(TK)))`;
 }
 
 /** The mask element of the row starting at `row` (a WGSL u32) for key `key`, with the problem's key stride. */
@@ -55,7 +79,7 @@ export function maskElement(p: AttentionProblem, row: string, key: string): stri
 }
 
 export function attentionProblem(node: KernelSubject, operands: readonly TensorType[], name: string): AttentionProblem {
-  const [q, k, v, mask] = operands;
+  const [q, k, v, mask, keyCount] = operands;
   const { scale, causal } = attrsOf(node, 'attention');
   const out = node.type.shape;
   const [tq, dv] = out.slice(-2);
@@ -67,8 +91,10 @@ export function attentionProblem(node: KernelSubject, operands: readonly TensorT
   const kStrides = broadcastStrides(k.shape.slice(0, -2), batchShape);
   const vStrides = broadcastStrides(v.shape.slice(0, -2), batchShape);
   const maskStrides = broadcastStrides(mask.shape, [...batchShape, tq, tk]);
+  // one count (a single element) is read at 0 whatever its shape
+  const countStrides = keyCount && elementCount(keyCount.shape) > 1 ? broadcastStrides(keyCount.shape, batchShape) : batchShape.map(() => 0);
   const batchStrides = stridesOf(batchShape);
-  const batchOffsets = ['  var q_base = 0u;', '  var k_base = 0u;', '  var v_base = 0u;', '  var m_base = 0u;'];
+  const batchOffsets = ['  var q_base = 0u;', '  var k_base = 0u;', '  var v_base = 0u;', '  var m_base = 0u;', ...(keyCount ? ['  var c_base = 0u;'] : [])];
   if (batchShape.length > 0) {
     batchOffsets.push('  var rem = batch;');
     for (let a = 0; a < batchShape.length; a++) {
@@ -77,8 +103,10 @@ export function attentionProblem(node: KernelSubject, operands: readonly TensorT
       if (kStrides[a]) batchOffsets.push(`  k_base += bc${a} * ${u32(kStrides[a] * tk * d)};`);
       if (vStrides[a]) batchOffsets.push(`  v_base += bc${a} * ${u32(vStrides[a] * tk * dv)};`);
       if (maskStrides[a]) batchOffsets.push(`  m_base += bc${a} * ${u32(maskStrides[a])};`);
+      if (countStrides[a]) batchOffsets.push(`  c_base += bc${a} * ${u32(countStrides[a])};`);
     }
   }
+  if (keyCount) batchOffsets.push(`  // the keys this matrix's queries see: the run-time count, at most TK`, `  let key_count = ${keyCountRead(keyCount.dtype, 'c_base')};`);
   return {
     name,
     node,
@@ -90,6 +118,7 @@ export function attentionProblem(node: KernelSubject, operands: readonly TensorT
     batches: elementCount(batchShape),
     scale,
     causal: causal ?? false,
+    keyCount: keyCount !== undefined,
     maskRowStride: maskStrides[rank - 2],
     maskKeyStride: maskStrides[rank - 1],
     batchOffsets,
@@ -173,7 +202,7 @@ function rowKernel(p: AttentionProblem): KernelCode {
     p.name,
     p.node,
     p.operands,
-    `attention, workgroup per query row (${rows} rows), keys in tiles of ${tile} with an online softmax${stagedQ ? '' : ', q read from the buffer'}${p.causal ? ', causal' : ''}`,
+    `attention, workgroup per query row (${rows} rows), keys in tiles of ${tile} with an online softmax${stagedQ ? '' : ', q read from the buffer'}${p.causal ? ', causal' : ''}${p.keyCount ? ', over a run-time key count' : ''}`,
   );
   const wgsl = `${header}
 ${decls}
@@ -216,7 +245,11 @@ ${
   var run_max: f32 = ${LOWEST_F32};
   var run_sum = 0.0;
   var acc: array<f32, OUT_PER>;
-${p.causal ? '  // causal: this row sees keys up to i + TK - TQ\n  let keys_end = i + TK - TQ + 1u;' : '  let keys_end = TK;'}
+${
+  p.causal
+    ? `  // causal: this row sees keys up to i + TK - TQ${p.keyCount ? ', and none from key_count on' : ''}\n  let keys_end = ${p.keyCount ? 'min(i + TK - TQ + 1u, key_count)' : 'i + TK - TQ + 1u'};`
+    : `  let keys_end = ${keyLimit(p)};`
+}
   for (var j0 = 0u; j0 < keys_end; j0 += TILE) {
     let n = min(TILE, keys_end - j0);
     // scores s_j = q·k_j·scale + mask_j of this tile, and their max
@@ -288,7 +321,7 @@ ${
     workgroupBarrier();
   }
 
-  let inv_sum = 1.0 / run_sum;
+  let inv_sum = ${inverseSum(p, 'run_sum')};
 ${
   groups > 1
     ? `  // the groups' partial sums through scratch (free after the last tile's barrier), added by group 0
