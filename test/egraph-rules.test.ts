@@ -422,6 +422,36 @@ const CASES: Case[] = [
     },
   },
 
+  // fuse-rope.egg: a rope of the product's value seen as heads, last in its epilogue
+  {
+    rule: 'matmul+rope',
+    label: "a decode step's q: the normed row's product, plus a bias, viewed as 2 heads of 8 and rotated at its position",
+    phase: 'kernels',
+    build: (g) => {
+      const h = g.rmsNorm(g.input('x', [1, 12]), g.parameter('norm', [12], { init: { uniform: [0.5, 1.5] } }), { eps: 1e-5 });
+      const q = g.add(g.matmul(h, g.transpose(g.parameter('q', [16, 12]), [1, 0])), g.parameter('q_bias', [16], { init: { uniform: [-1, 1] } }));
+      g.output('y', g.rope(g.reshape(q, [1, 2, 8]), g.reshape(g.input('position', [1], 'f32'), [1, 1]), { theta: 10000 }));
+    },
+    form: (o) => {
+      const [fused] = fusedMatmuls(o);
+      expect(fused.attrs).toMatchObject({ norm: true, rope: true, residual: true, transposeB: true, rotation: { shape: [1, 2, 8], theta: 10000, rotaryDim: 8, inverse: false } });
+      expect(opsOf(o)).not.toContain('rope');
+    },
+  },
+  {
+    rule: 'matmul+rope',
+    label: 'rows of a batch of sequences (decode_batch), partial rotary, each row at its own position',
+    phase: 'kernels',
+    build: (g) => {
+      const k = g.matmul(g.input('x', [3, 12]), g.transpose(g.parameter('k', [16, 12]), [1, 0]));
+      g.output('y', g.rope(g.reshape(k, [3, 2, 8]), g.input('positions', [3, 1]), { theta: 500, rotaryDim: 4 }));
+    },
+    form: (o) => {
+      expect(fusedMatmuls(o)[0].attrs).toMatchObject({ rope: true, rotation: { shape: [3, 2, 8], rotaryDim: 4 } });
+      expect(opsOf(o)).not.toContain('rope');
+    },
+  },
+
   // fuse-conv.egg: the convolution's epilogue; its activations (generated) and residual
   {
     rule: 'conv',
@@ -494,6 +524,32 @@ interface Refusal {
 }
 
 const REFUSALS: Refusal[] = [
+  {
+    label: "matmul+rope over 17 rows (a prefill's: more than the small-M kernel takes)",
+    phase: 'kernels',
+    fires: 'matmul+rope',
+    build: (g) => {
+      const q = g.matmul(g.input('x', [17, 12]), g.transpose(g.input('w', [16, 12]), [1, 0]));
+      g.output('y', g.rope(g.reshape(q, [17, 2, 8]), g.input('positions', [17, 1]), { theta: 10000 }));
+    },
+    absent: (o) => {
+      expect(opsOf(o)).toContain('rope');
+      for (const n of fusedMatmuls(o)) expect(n.attrs.rope).toBe(false);
+    },
+  },
+  {
+    label: 'matmul+rope with a position per head rather than per row',
+    phase: 'kernels',
+    fires: 'matmul+rope',
+    build: (g) => {
+      const q = g.matmul(g.input('x', [1, 12]), g.transpose(g.input('w', [16, 12]), [1, 0]));
+      g.output('y', g.rope(g.reshape(q, [1, 2, 8]), g.input('positions', [2]), { theta: 10000 }));
+    },
+    absent: (o) => {
+      expect(opsOf(o)).toContain('rope');
+      for (const n of fusedMatmuls(o)) expect(n.attrs.rope).toBe(false);
+    },
+  },
   {
     label: 'rmsnorm+matmul over 17 rows (more than the small-M kernel that computes the norms takes)',
     phase: 'kernels',

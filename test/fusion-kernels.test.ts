@@ -11,6 +11,8 @@ import { interpret } from '../compiler/ir/interpret';
 import { isChainable, MATMUL_ACTIVATIONS, type FusedArg, type FusedInstruction, type MatmulActivation } from '../compiler/ir/ops';
 import { broadcastShapes } from '../compiler/ir/shape';
 import type { Shape } from '../compiler/ir/types';
+import type { Target } from '../compiler/target/target';
+import { GENERIC, SOFTWARE } from '../compiler/target/targets';
 import { readBundle } from '../runtime/bundle';
 import { expectClose } from './close';
 import { inputFeeds } from './random-feeds';
@@ -35,14 +37,14 @@ interface Pair {
 /** Records the pairs' outputs; with `unfused` false only the fused ones (the GPU plan, one kernel per pair). */
 type PairBuilder = (g: Graph, unfused: boolean) => Pair[];
 
-async function checkPairs(name: string, build: PairBuilder, seed: number, ranges?: Ranges): Promise<void> {
+async function checkPairs(name: string, build: PairBuilder, seed: number, ranges?: Ranges, targets?: readonly Target[]): Promise<void> {
   const both = new Graph(name);
   const pairs = build(both, true);
   const feeds = inputFeeds(both, seed, ranges);
   const cpu = interpret(both, feeds, new Map());
   const fusedOnly = new Graph(`${name}_fused`);
   build(fusedOnly, false);
-  const gpu = await runOnGpu((await compileGraph(fusedOnly)).bundle, feeds);
+  const gpu = await runOnGpu((await compileGraph(fusedOnly, targets ? { targets } : {})).bundle, feeds);
   for (const p of pairs) {
     const expected = cpu[`${p.key}/unfused`];
     // the fused op's own reference runs the same float64 evaluates in the same order
@@ -416,6 +418,80 @@ describe("fusedMatmul's RMSNorm prologue and SwiGLU gate equal rmsNorm, matmul a
     await checkPairs('fused_matmul_gate_tiled', normGatePairs([37, 21], [21, 70], gated), 37);
     await checkPairs('fused_matmul_gate_split', normGatePairs([128, 1536], [1536, 64], gated.slice(0, 1)), 41);
   }, 300_000);
+});
+
+/** A fused rope (last in the epilogue) on top of a norm, a bias and a residual. */
+interface RopeFlags {
+  norm: boolean;
+  bias: boolean;
+  residual: boolean;
+  /** rotary features of each head (default: all d) */
+  rotaryDim?: number;
+  inverse?: boolean;
+}
+
+/**
+ * Pairs over shared inputs: a [.., M, K] · bT [N, K]ᵀ, its epilogue, then rope of the value
+ * viewed as heads [.., M, N/d, d] at `positions` (one per row), against one fusedMatmul.
+ */
+const ropePairs = (aShape: Shape, n: number, d: number, positionsShape: Shape, combos: readonly RopeFlags[]): PairBuilder => (g, unfused) => {
+  const k = aShape[aShape.length - 1];
+  const out = [...aShape.slice(0, -1), n];
+  const heads = [...aShape.slice(0, -1), n / d, d];
+  const inputs = new Map<string, Tensor>();
+  const input = (name: string, shape: Shape) => inputs.get(name) ?? inputs.set(name, g.input(name, shape)).get(name)!;
+  const a = input('a', aShape);
+  const bT = input('bT', [n, k]);
+  const positions = input('positions', positionsShape);
+  const eps = 1e-5;
+  return combos.map((f, c) => {
+    const key = `c${c}`;
+    const weight = f.norm ? input('weight', [k]) : undefined!;
+    const bias = f.bias ? input('bias', [n]) : undefined!;
+    const residual = f.residual ? input('residual', out) : undefined!;
+    const rope = { theta: 10000, ...(f.rotaryDim ? { rotaryDim: f.rotaryDim } : {}), inverse: f.inverse ?? false };
+    g.output(
+      `${key}/fused`,
+      g.fusedMatmul(a, bT, {
+        transposeB: true,
+        ...(f.norm ? { norm: { weight, eps } } : {}),
+        ...(f.bias ? { bias } : {}),
+        ...(f.residual ? { residual } : {}),
+        rope: { positions, shape: heads, ...rope },
+      }),
+    );
+    if (unfused) {
+      let y = g.matmul(f.norm ? g.rmsNorm(a, weight, { eps }) : a, swapLast(g, bT));
+      if (f.bias) y = g.biasAdd(y, bias);
+      if (f.residual) y = g.add(y, residual);
+      g.output(`${key}/unfused`, g.reshape(g.rope(g.reshape(y, heads), positions, rope), out));
+    }
+    const label = `rope(${f.norm ? 'rmsNorm(a)' : 'a'}·bT${f.bias ? ' +bias' : ''}${f.residual ? ' +residual' : ''})${f.rotaryDim ? `, ${f.rotaryDim} of ${d} rotated` : ''}${f.inverse ? ', inverse' : ''}`;
+    return { key, label, atol: 1e-4 + 2e-5 * k, rtol: 1e-4 };
+  });
+};
+
+describe("fusedMatmul's rope epilogue equals the product, its epilogue and rope", () => {
+  const combos: RopeFlags[] = [
+    { norm: false, bias: false, residual: false },
+    { norm: true, bias: false, residual: false },
+    { norm: true, bias: true, residual: true, inverse: true },
+    { norm: true, bias: true, residual: false, rotaryDim: 4 },
+  ];
+  // one row (a decode step: 3 heads of 8), several rows with one position each, batched
+  // rows; K a multiple of 4 or not; the small-M kernel (generic) and the direct one (software)
+  const shapes: [Shape, number, number, Shape][] = [
+    [[1, 40], 24, 8, [1, 1]],
+    [[5, 21], 32, 16, [5, 1]],
+    [[3, 2, 24], 16, 8, [3, 2, 1]],
+  ];
+  test.each(shapes.flatMap(([sa, n, d, sp]) => [GENERIC, SOFTWARE].map((t) => [JSON.stringify(sa), n, d, t.name, sa, sp, t] as const)))(
+    '%s · [%d, K]ᵀ as heads of %d, %s',
+    async (_a, n, d, _t, aShape, positionsShape, target) => {
+      await checkPairs('fused_matmul_rope', ropePairs(aShape, n, d, positionsShape, combos), 43, { weight: [0.5, 1.5], positions: [0, 300] }, [target]);
+    },
+    300_000,
+  );
 });
 
 // ---------------------------------------------------------------------------------------

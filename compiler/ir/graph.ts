@@ -17,6 +17,7 @@ import {
   type FusedArg,
   type FusedInstruction,
   type FusedMatmulAttrs,
+  type FusedRotation,
   type GeluAttrs,
   type Init,
   type LeafAttrs,
@@ -780,6 +781,11 @@ export interface FusedMatmulOptions {
   residual?: Tensor;
   /** A's rows read through RMSNorm (weight [K], eps) as the kernel loads them; at most 16 rows a matrix */
   norm?: { weight: Tensor; eps: number };
+  /**
+   * last, a rope of the value seen as heads `shape` ([.., M, N/d, d]) at `positions` (one per
+   * row), as g.rope takes its options; B read transposed, at most 16 rows a matrix
+   */
+  rope?: { positions: Tensor; shape: Shape; theta: number; rotaryDim?: number; scaling?: Llama3RopeScaling; inverse?: boolean };
 }
 
 /** A convolution's window as the builder takes it: single numbers for both axes (and all four sides), or per axis. */
@@ -822,7 +828,7 @@ export function pool2dAttrs(options: Pool2dOptions): Pool2dAttrs {
 function fusedProduct(a: Tensor, b: Tensor, options: FusedMatmulOptions): { operands: Tensor[]; attrs: FusedMatmulAttrs } {
   const given = (t: Tensor | undefined) => (t ? [t] : []);
   return {
-    operands: [a, b, ...given(options.bias), ...given(options.gate), ...given(options.residual), ...given(options.norm?.weight)],
+    operands: [a, b, ...given(options.bias), ...given(options.gate), ...given(options.residual), ...given(options.rope?.positions), ...given(options.norm?.weight)],
     attrs: {
       transposeA: options.transposeA ?? false,
       transposeB: options.transposeB ?? false,
@@ -832,8 +838,15 @@ function fusedProduct(a: Tensor, b: Tensor, options: FusedMatmulOptions): { oper
       residual: options.residual !== undefined,
       norm: options.norm !== undefined,
       eps: options.norm?.eps ?? 0,
+      rope: options.rope !== undefined,
+      ...(options.rope ? { rotation: ropeRotation(options.rope) } : {}),
     },
   };
+}
+
+/** The rotation of a fused rope from the builder's option, defaults filled in as g.rope does. */
+function ropeRotation({ shape, theta, rotaryDim, scaling, inverse }: NonNullable<FusedMatmulOptions['rope']>): FusedRotation {
+  return { shape: [...shape], theta, rotaryDim: rotaryDim ?? shape[shape.length - 1], inverse: inverse ?? false, ...(scaling ? { scaling: { ...scaling } } : {}) };
 }
 
 function callerLocation(): SourceLocation | undefined {

@@ -95,6 +95,13 @@ export interface MatmulForm {
   epilogue: (product: string, extra: string[]) => PointwiseChain;
   /** A read through RMSNorm (the last operand its weight [K]), each row's 1/rms computed by the kernel (at most NORMED_PRODUCT_ROWS rows) */
   norm?: { eps: number };
+  /**
+   * a rope of the epilogue's value, last: heads of `width` features, the first `rotaryDim`
+   * rotated as pairs (j, j + rotaryDim/2) by angle position · INV_FREQ[j] (`helpers` define
+   * INV_FREQ and cos_sin), negated with `inverse`; the positions are operand `operand`, read
+   * at an output element through `view` (the same for every column of a row)
+   */
+  rope?: { operand: number; view: OperandView; width: number; rotaryDim: number; inverse: boolean; helpers: string[] };
   /** the ops the kernel implements (the product's and the epilogue's), for headers and `mnc inspect` */
   ops: string[];
 }
@@ -462,6 +469,21 @@ export interface FusedMatmulAttrs {
   norm: boolean;
   /** the RMSNorm's epsilon (0 without `norm`) */
   eps: number;
+  /**
+   * the epilogue's value is rotated by `rotation` (a rope, last) at the positions operand,
+   * which comes after the residual (before the norm's weight)
+   */
+  rope: boolean;
+  /** with `rope`: rope's attributes and the shape it sees the product in */
+  rotation?: FusedRotation;
+}
+
+/**
+ * A rope in a product's epilogue: rope's attributes, and `shape`, the product's value as rope
+ * sees it: [.., M, N] viewed as [.., M, N/d, d], heads of d features (a reshape of the last axis).
+ */
+export interface FusedRotation extends RopeAttrs {
+  shape: Shape;
 }
 
 /** The most rows a product with a fused RMSNorm takes: the small-M kernel's, whose workgroups each hold every row. */
@@ -1444,6 +1466,8 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     infer: ropeType,
     evaluate: evaluateRope,
     lowering: { archetype: 'indexed', kernel: ropeKernel },
+    // the attributes as one JSON string: a product's epilogue takes them whole (fuse-rope.egg)
+    term: { ctor: 'Rope', sorts: ['String'], encode: (attrs) => [ropeTerm(attrs)], decode: ([spec]) => JSON.parse(String(spec)) },
     // an orthogonal map: its transpose is the rotation by minus the angle
     grad: ({ g, inputs: [, positions], dy, attrs }) => [g.rope(dy, positions, { ...attrs, inverse: !attrs.inverse }), undefined],
     flops: (_inputs, attrs, out) => (elementCount(out.shape) / out.shape[out.shape.length - 1]) * attrs.rotaryDim * 4,
@@ -2121,13 +2145,20 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   } satisfies OpDef<FusedPointwiseAttrs>,
   fusedMatmul: {
     arity: 'variadic',
-    summary: 'swiglu(gate, act(op(norm(a))·op(b) + bias)) + residual in one matmul kernel; op may transpose, norm (RMSNorm of A\'s rows), bias, activation, gate and residual optional',
+    summary: 'rope(swiglu(gate, act(op(norm(a))·op(b) + bias)) + residual) in one matmul kernel; op may transpose, norm (RMSNorm of A\'s rows), bias, activation, gate, residual and rope (rotary embedding of heads, at positions per row) optional',
     infer: fusedMatmulType,
     evaluate: evaluateFusedMatmul,
     lowering: { archetype: 'matmul', form: fusedMatmulForm },
     term: {
-      ...attributeTerm<FusedMatmulAttrs>('FusedMatmul', { transposeA: 'bool', transposeB: 'bool', activation: 'String', eps: 'f64' }),
-      optionalOperands: { required: 2, flags: ['bias', 'gate', 'residual', 'norm'] },
+      ctor: 'FusedMatmul',
+      // the rotation as "<shape>|<rope's term>", "" for none: what fuse-rope.egg concatenates
+      sorts: ['bool', 'bool', 'String', 'f64', 'String'],
+      encode: (attrs) => [attrs.transposeA, attrs.transposeB, attrs.activation, attrs.eps, attrs.rotation ? `${commaList(attrs.rotation.shape)}|${ropeTerm(attrs.rotation)}` : ''],
+      decode: ([transposeA, transposeB, activation, eps, rotation]) => {
+        const bar = String(rotation).indexOf('|');
+        return { transposeA, transposeB, activation, eps, ...(rotation ? { rotation: { shape: fromCommaList(String(rotation).slice(0, bar)), ...JSON.parse(String(rotation).slice(bar + 1)) } } : {}) };
+      },
+      optionalOperands: { required: 2, flags: ['bias', 'gate', 'residual', 'rope', 'norm'] },
     },
     flops: ([a], attrs, out) => productFlops(out, attrs.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1]),
   } satisfies OpDef<FusedMatmulAttrs>,
@@ -2147,18 +2178,18 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
 
 // fusedMatmul's rules, outside the table so their types do not depend on it.
 
-/** Operands [a, b, bias?, gate?, residual?, norm weight?]: the product's shape rule on the (transposed) reads, then the norm's and the epilogue's. */
+/** Operands [a, b, bias?, gate?, residual?, positions?, norm weight?]: the product's shape rule on the (transposed) reads, then the norm's, the epilogue's and the rope's. */
 function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): TensorType {
-  for (const flag of ['transposeA', 'transposeB', 'bias', 'gate', 'residual', 'norm'] as const) {
+  for (const flag of ['transposeA', 'transposeB', 'bias', 'gate', 'residual', 'rope', 'norm'] as const) {
     if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
   }
   if (attrs.activation !== 'none' && !EPILOGUE_ACTIVATIONS.has(attrs.activation)) {
     throw new ShapeRuleError(`activation '${attrs.activation}' is not one of ${MATMUL_ACTIVATIONS.join(', ')}`);
   }
-  const names = ['a', 'b', ...(attrs.bias ? ['bias'] : []), ...(attrs.gate ? ['gate'] : []), ...(attrs.residual ? ['residual'] : []), ...(attrs.norm ? ['norm weight'] : [])];
+  const names = ['a', 'b', ...(attrs.bias ? ['bias'] : []), ...(attrs.gate ? ['gate'] : []), ...(attrs.residual ? ['residual'] : []), ...(attrs.rope ? ['positions'] : []), ...(attrs.norm ? ['norm weight'] : [])];
   if (inputs.length !== names.length) throw new ShapeRuleError(`takes ${names.length} operands (${names.join(', ')}); got ${inputs.length}`);
   for (const [k, t] of inputs.entries()) {
-    if (t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
+    if (names[k] !== 'positions' && t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
   }
   const [a, b] = inputs;
   if (a.shape.length < 2 || b.shape.length < 2) {
@@ -2201,7 +2232,36 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
     if (!(typeof attrs.eps === 'number' && Number.isFinite(attrs.eps) && attrs.eps >= 0)) throw new ShapeRuleError(`eps must be a finite number ≥ 0; got ${attrs.eps}`);
   }
   programTypes(epilogueProgram(attrs), [product, ...extras], false);
+  if (attrs.rope || attrs.rotation) rotationType(product, opA, inputs[2 + epilogueOperandCount(attrs)], attrs);
   return product;
+}
+
+/**
+ * The rope of a product's epilogue: rope's own rule on the product viewed as heads, and what
+ * the kernels take: the view splits the last axis only, into heads of d = a multiple of 4
+ * features with rotaryDim one too (each group of 4 columns the kernel computes is two rotated
+ * pairs), the positions one per row (the same for every head), B read transposed (the
+ * columns of a pair are B's stored rows, read in pair order) and at most NORMED_PRODUCT_ROWS rows.
+ */
+function rotationType(product: TensorType, opA: TensorType, positions: TensorType | undefined, attrs: FusedMatmulAttrs): void {
+  const r = attrs.rotation;
+  if (!attrs.rope || !r || !positions) throw new ShapeRuleError('rope needs both its positions operand and its rotation attributes');
+  if (!Array.isArray(r.shape) || !r.shape.every((d) => Number.isInteger(d) && d > 0)) throw new ShapeRuleError(`rotation.shape must be a list of positive integers; got ${JSON.stringify(r.shape)}`);
+  const d = r.shape[r.shape.length - 1];
+  const n = product.shape[product.shape.length - 1];
+  const heads = [...product.shape.slice(0, -1), n / d];
+  if (!sameShape(r.shape, [...heads, d])) {
+    throw new ShapeRuleError(`a rope in the epilogue sees the product ${formatShape(product.shape)} as heads [.., M, N/d, d]; got ${formatShape(r.shape)}`);
+  }
+  const { shape: _shape, ...ropeAttrs } = r;
+  ropeType([{ shape: r.shape, dtype: 'f32' }, positions], ropeAttrs);
+  if (d % 4 !== 0 || r.rotaryDim % 4 !== 0) throw new ShapeRuleError(`a rope in the epilogue needs heads and rotary features in multiples of 4; got d ${d}, rotaryDim ${r.rotaryDim}`);
+  if (positions.shape.length > 0 && positions.shape[positions.shape.length - 1] !== 1 && n / d !== 1) {
+    throw new ShapeRuleError(`a rope in the epilogue takes one position per row (the same for every head); positions ${formatShape(positions.shape)}`);
+  }
+  if (!attrs.transposeB) throw new ShapeRuleError('a rope in the epilogue reads B transposed (stored [.., N, K])');
+  const m = opA.shape[opA.shape.length - 2];
+  if (m > NORMED_PRODUCT_ROWS) throw new ShapeRuleError(`a rope in the epilogue takes at most ${NORMED_PRODUCT_ROWS} rows a matrix (the small-M kernel's); A has ${m}`);
 }
 
 /** `x` with its last two axes swapped where `transposed` (transpose's own reference), else `x`. */
@@ -2223,7 +2283,11 @@ function evaluateFusedMatmul(args: readonly RefTensor[], attrs: FusedMatmulAttrs
     data: opDef('matmul').evaluate([readTransposed(a, attrs.transposeA), readTransposed(args[1], attrs.transposeB)], {}, out),
     shape: out.shape,
   };
-  return evaluateProgram(epilogueProgram(attrs), [product, ...args.slice(2, 2 + epilogueOperandCount(attrs))]).data;
+  const value = evaluateProgram(epilogueProgram(attrs), [product, ...args.slice(2, 2 + epilogueOperandCount(attrs))]);
+  if (!attrs.rope) return value.data;
+  const { shape, ...rope } = attrs.rotation!;
+  const x: RefTensor = { data: broadcastRef(value, out.shape), shape };
+  return opDef('rope').evaluate([x, args[2 + epilogueOperandCount(attrs)]], rope, { shape, dtype: 'f32' });
 }
 
 /** The kernel: transposed tile loads as asked, and the epilogue program on each output value. */
@@ -2240,7 +2304,24 @@ function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs,
     extraViews,
     epilogue: (product, extra) => renderProgram(program, [product, ...extra]),
     ...(attrs.norm ? { norm: { eps: attrs.eps } } : {}),
-    ops: [...(attrs.norm ? ['rmsNorm'] : []), ...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul', ...program.map((ins) => ins.op)],
+    ...(attrs.rope ? { rope: rotationForm(inputs, 2 + epilogueOperandCount(attrs), attrs.rotation!) } : {}),
+    ops: [...(attrs.norm ? ['rmsNorm'] : []), ...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul', ...program.map((ins) => ins.op), ...(attrs.rope ? ['rope'] : [])],
+  };
+}
+
+/** The epilogue rope as the kernels take it: the positions read per row of the output, rope's helpers. */
+function rotationForm(inputs: readonly TensorType[], operand: number, rotation: FusedRotation): NonNullable<MatmulForm['rope']> {
+  const { shape, ...rope } = rotation;
+  const positions = inputs[operand];
+  // positions broadcast over the heads' rows [.., M, N/d]; the head axis's stride is 0 (the shape rule), so it stands for the column's
+  const strides = broadcastStrides(positions.shape, shape.slice(0, -1));
+  return {
+    operand,
+    view: { strides: [...strides.slice(0, -1), 0], offset: 0 },
+    width: shape[shape.length - 1],
+    rotaryDim: rope.rotaryDim,
+    inverse: rope.inverse,
+    helpers: ropeHelpers(rope),
   };
 }
 
@@ -2771,6 +2852,38 @@ function evaluateRope([x, positions]: readonly RefTensor[], attrs: RopeAttrs): R
   return out;
 }
 
+/** rope's attributes as one string (its e-graph term's), keys in a fixed order so equal ropes read alike. */
+function ropeTerm(attrs: RopeAttrs): string {
+  const s = attrs.scaling;
+  return JSON.stringify({
+    theta: attrs.theta,
+    rotaryDim: attrs.rotaryDim,
+    inverse: attrs.inverse,
+    ...(s ? { scaling: { kind: s.kind, factor: s.factor, lowFreqFactor: s.lowFreqFactor, highFreqFactor: s.highFreqFactor, originalMaxPositions: s.originalMaxPositions } } : {}),
+  });
+}
+
+/**
+ * WGSL for rope's kernels: INV_FREQ (f32 inverse frequencies, HF's f32(inv_freq)) and
+ * cos_sin(angle), the angle first reduced to [-π, π] in two steps (Cody–Waite: k·6.28125 is
+ * exact in f32 for |k| < 2^16), as WGSL bounds cos and sin's accuracy only there.
+ */
+export function ropeHelpers(attrs: Pick<RopeAttrs, 'theta' | 'rotaryDim' | 'scaling'>): string[] {
+  const half = attrs.rotaryDim / 2;
+  const inv = Array.from(ropeInverseFrequencies(attrs), (f) => wgslFloat(Math.fround(f)));
+  return [
+    `var<private> INV_FREQ: array<f32, ${half}> = array<f32, ${half}>(${inv.join(', ')});`,
+    [
+      '// cos and sin of an angle reduced to [-π, π]: 2π as 6.28125 + 0.0019353071795864769',
+      'fn cos_sin(angle: f32) -> vec2<f32> {',
+      '  let k = round(angle * 0.15915494309189535);',
+      '  let a = (angle - k * 6.28125) - k * 0.0019353071795864769;',
+      '  return vec2<f32>(cos(a), sin(a));',
+      '}',
+    ].join('\n'),
+  ];
+}
+
 /**
  * One invocation per output element: its pair's cosine and sine at the row's position, then
  * x·cos ∓ partner·sin. The angle is HF's, f32(pos)·f32(inv_freq), reduced to [-π, π] in two
@@ -2781,7 +2894,6 @@ function ropeKernel([x, positions]: readonly TensorType[], attrs: RopeAttrs): In
   const d = x.shape[x.shape.length - 1];
   const rows = x.shape.slice(0, -1);
   const half = attrs.rotaryDim / 2;
-  const inv = Array.from(ropeInverseFrequencies(attrs), (f) => wgslFloat(Math.fround(f)));
   // the position's index from the row index r, through positions' broadcast strides over the rows
   const strides = broadcastStrides(positions.shape, rows);
   const rowStrides = stridesOf(rows);
@@ -2793,17 +2905,7 @@ function ropeKernel([x, positions]: readonly TensorType[], attrs: RopeAttrs): In
   const sign = attrs.inverse ? -1 : 1;
   return {
     summary: `rotary embedding over the first ${attrs.rotaryDim} of ${d} features, theta ${attrs.theta}${attrs.scaling ? `, ${attrs.scaling.kind} scaling` : ''}${attrs.inverse ? ', inverse rotation' : ''}`,
-    helpers: [
-      `var<private> INV_FREQ: array<f32, ${half}> = array<f32, ${half}>(${inv.join(', ')});`,
-      [
-        '// cos and sin of an angle reduced to [-π, π]: 2π as 6.28125 + 0.0019353071795864769',
-        'fn cos_sin(angle: f32) -> vec2<f32> {',
-        '  let k = round(angle * 0.15915494309189535);',
-        '  let a = (angle - k * 6.28125) - k * 0.0019353071795864769;',
-        '  return vec2<f32>(cos(a), sin(a));',
-        '}',
-      ].join('\n'),
-    ],
+    helpers: ropeHelpers(attrs),
     statements: [
       `let j = i % ${u32Literal(d)};`,
       // partial rotary: the features past rotaryDim pass through

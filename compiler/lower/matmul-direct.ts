@@ -25,7 +25,8 @@ export function directSuits(p: MatmulProblem, tuning: MatmulTuning): boolean {
 export function directKernel(p: MatmulProblem): KernelCode {
   if (!directFits(p)) throw new Error(`matmul ${p.name}: the direct kernel takes whole products only`);
   const a = p.readers?.a ? 'read_a(batch, row, k)' : p.transposeA ? 'in0[a_base + k * M + row]' : 'in0[a_base + row * K + k]';
-  const b = p.readers?.b ? 'read_b(batch, k, col)' : p.transposeB ? 'in1[b_base + col * K + k]' : 'in1[b_base + k * N + col]';
+  const bAt = (col: string) => (p.readers?.b ? `read_b(batch, k, ${col})` : p.transposeB ? `in1[b_base + ${col} * K + k]` : `in1[b_base + k * N + ${col}]`);
+  const b = bAt('col');
   const e = p.epilogue('acc', 'row', 'col', '');
   const outputs = p.m * p.n;
   // a fused RMSNorm (at most 16 rows): A times the norm's weight as it is read, the row's sum of
@@ -38,11 +39,44 @@ export function directKernel(p: MatmulProblem): KernelCode {
         `  let a_k = ${a};`,
         '  sum_squares = fma(a_k, a_k, sum_squares);',
         `  acc = fma(a_k * in${norm.weight}[k], ${b}, acc);`,
+        ...(p.rope ? [`  partner_acc = fma(a_k * in${norm.weight}[k], ${bAt('partner')}, partner_acc);`] : []),
         '}',
         'var norm_scale: array<f32, M>;',
         `norm_scale[row] = inverseSqrt(sum_squares / ${wgslFloat(p.k)} + ${wgslFloat(norm.eps)});`,
       ]
-    : ['for (var k = 0u; k < K; k++) {', `  acc = fma(${a}, ${b}, acc);`, '}'];
+    : p.rope
+      ? ['for (var k = 0u; k < K; k++) {', `  let a_k = ${a};`, `  acc = fma(a_k, ${b}, acc);`, `  partner_acc = fma(a_k, ${bAt('partner')}, partner_acc);`, '}']
+      : ['for (var k = 0u; k < K; k++) {', `  acc = fma(${a}, ${b}, acc);`, '}'];
+  // a fused rope: the rotation partner's product too (column j ± rotaryDim/2 of the head), each through the epilogue, then rotated
+  const rope = p.rope;
+  const half = rope ? rope.rotaryDim / 2 : 0;
+  const ropeLines = rope
+    ? [
+        'var partner_acc = 0.0;',
+        `let j = col % ${u32(rope.width)};`,
+        `let partner = select(col, select(col + ${u32(half)}, col - ${u32(half)}, j >= ${u32(half)}), j < ${u32(rope.rotaryDim)});`,
+      ]
+    : [];
+  const partnerE = rope && p.epilogue('partner_acc', 'row', 'partner', '  ');
+  const store = rope
+    ? [
+        'var value = 0.0;',
+        'var other = 0.0;',
+        '{',
+        ...e.lines.map((l) => `  ${l}`),
+        `  value = ${e.value};`,
+        '}',
+        '{',
+        ...partnerE!.lines,
+        `  other = ${partnerE!.value};`,
+        '}',
+        `if (j < ${u32(rope.rotaryDim)}) {`,
+        `  let cs = cos_sin(${rope.position('row')} * INV_FREQ[j % ${u32(half)}]);`,
+        `  value = value * cs.x + select(${wgslFloat(rope.inverse ? 1 : -1)}, ${wgslFloat(rope.inverse ? -1 : 1)}, j >= ${u32(half)}) * other * cs.y;`,
+        '}',
+        'out[c_base + row * N + col] = value;',
+      ]
+    : [...e.lines, `out[c_base + row * N + col] = ${e.value};`];
   const body = [
     'let index = gid.x;',
     `if (index >= ${u32(outputs)}) {`,
@@ -54,9 +88,9 @@ export function directKernel(p: MatmulProblem): KernelCode {
     'let row = index / N;',
     'let col = index % N;',
     'var acc = 0.0;',
+    ...ropeLines,
     ...loop,
-    ...e.lines,
-    `out[c_base + row * N + col] = ${e.value};`,
+    ...store,
   ];
   const wgsl = `${matmulPreamble(p, 'direct matmul, one output per invocation', { a: false, b: false, out: false, extras: p.extraVec4.map(() => false) })}
 

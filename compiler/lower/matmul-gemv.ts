@@ -32,7 +32,8 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
   const kq = Math.ceil(k / 4);
   const vecA = !p.transposeA && k % 4 === 0;
   const vecB = (p.transposeB ? k : n) % 4 === 0;
-  const vecOut = n % 4 === 0;
+  // a rope's columns are stored one by one, in pair order (matmul.ts: rope_column)
+  const vecOut = n % 4 === 0 && !p.rope;
   const kGuard = k % 4 !== 0;
   const colGuard = n % (4 * lanes) !== 0;
   // B stored along N: lanes side by side along a row; stored along K: K-split side by side
@@ -61,8 +62,10 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
       return `vec4<f32>(${[0, 1, 2, 3].map((j) => at([`col + ${u32(j)} < N`, ...(kGuard ? [`${row} < K`] : [])], `in1[b_base + (${row}) * N + col + ${u32(j)}]`)).join(', ')})`;
     }
     const col = `col + ${u32(cc)}`;
-    if (vecB) return at(colGuard ? [`${col} < N`] : [], `in1[(b_base + (${col}) * K + ${kv}) / 4u]`, 'vec4<f32>()');
-    return `vec4<f32>(${[0, 1, 2, 3].map((j) => at([`${col} < N`, ...(kGuard ? [`${kv} + ${u32(j)} < K`] : [])], `in1[b_base + (${col}) * K + ${kv} + ${u32(j)}]`)).join(', ')})`;
+    // the stored row of B this column reads: with a rope, the column computed there
+    const bRow = p.rope ? `rope_column(${col})` : col;
+    if (vecB) return at(colGuard ? [`${col} < N`] : [], `in1[(b_base + (${bRow}) * K + ${kv}) / 4u]`, 'vec4<f32>()');
+    return `vec4<f32>(${[0, 1, 2, 3].map((j) => at([`${col} < N`, ...(kGuard ? [`${kv} + ${u32(j)} < K`] : [])], `in1[b_base + (${bRow}) * K + ${kv} + ${u32(j)}]`)).join(', ')})`;
   };
   // B's block first; then row by row, A's 4 values and their products, so only one row of A is live at a time
   const step = (u: number, q: string) => {
@@ -94,6 +97,7 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
   // epilogue is written once, for a row known only at run time
   const store = (v: string, row: string, col: string): string[] => {
     const lines: string[] = [`let row = ${row};`, `let col = ${col};`];
+    if (p.rope) return [...lines, ...(colGuard ? ['if (col < N) {', ...ind(ropeStore(p, v), 2), '}'] : ropeStore(p, v))];
     if (vecOut) {
       let body: string[];
       if (p.plainStore) body = [`out[(c_base + row * N + col) / 4u] = ${v};`];
@@ -200,6 +204,35 @@ ${ind(body, 2).join('\n')}
 }
 `;
   return { wgsl, workgroupSize: [THREADS, 1, 1], workgroupBytes: sharedBytes, workgroups: [Math.ceil(n / (4 * lanes)), 1, p.batches] };
+}
+
+/**
+ * The stores of a rope'd product: columns col..col + 3 hold `v`, computed at the columns
+ * rope_column gives: in a head's rotated part, two pairs (c0, c0 + H) and (c0 + 1, c0 + 1 + H)
+ * as v's (x, z) and (y, w), each element through the epilogue at its own column, then rotated.
+ */
+function ropeStore(p: MatmulProblem, v: string): string[] {
+  const rope = p.rope!;
+  const sign = wgslFloat(rope.inverse ? -1 : 1);
+  const lines = ['var e: vec4<f32>;'];
+  for (let cc = 0; cc < 4; cc++) {
+    const e = p.epilogue(`${v}[${cc}]`, 'row', 'cc', '  ');
+    lines.push('{', `  let cc = rope_column(col + ${u32(cc)});`, ...e.lines, `  e[${cc}] = ${e.value};`, '}');
+  }
+  lines.push(
+    `let j = col % ${u32(rope.width)};`,
+    `if (j < ${u32(rope.rotaryDim)}) {`,
+    `  let pos = ${rope.position('row')};`,
+    // group j / 4 holds pairs j/2 and j/2 + 1 of the head
+    '  let cs0 = cos_sin(pos * INV_FREQ[j / 2u]);',
+    '  let cs1 = cos_sin(pos * INV_FREQ[j / 2u + 1u]);',
+    `  let s0 = ${sign} * cs0.y;`,
+    `  let s1 = ${sign} * cs1.y;`,
+    '  e = vec4<f32>(e.x * cs0.x - e.z * s0, e.y * cs1.x - e.w * s1, e.z * cs0.x + e.x * s0, e.w * cs1.x + e.y * s1);',
+    '}',
+    ...[0, 1, 2, 3].map((cc) => `out[c_base + row * N + rope_column(col + ${u32(cc)})] = e[${cc}];`),
+  );
+  return lines;
 }
 
 /**

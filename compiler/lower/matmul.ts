@@ -97,13 +97,20 @@ export interface MatmulProblem {
    * `norm_scale[row]` with each row's 1/rms before the product (the small-M kernel only)
    */
   norm?: { eps: number; weight: number };
+  /**
+   * a rope of the epilogue's value (the form's, see MatmulForm.rope; B read transposed, at
+   * most SMALL_M rows): `position(row)` is the WGSL f32 position of a row of this batch. The
+   * small-M kernel computes columns in pair order, `rope_column(c)` the column it computes at c
+   * (in each head's rotated part, a group of 4 holds the pairs (2g, 2g + H) and (2g + 1, 2g + 1 + H), H = rotaryDim/2)
+   */
+  rope?: NonNullable<MatmulForm['rope']> & { position(row: string): string };
 }
 
 /** A generated module with what the plan needs to know about it. */
 /** The largest M the GEMV-style kernel takes; above it the tiled kernel reuses B better. */
 export const SMALL_M = 16;
 
-const PLAIN_PRODUCT: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, gate: false, residual: false, norm: false, eps: 0 };
+const PLAIN_PRODUCT: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, gate: false, residual: false, norm: false, eps: 0, rope: false };
 
 /** A matmul or fusedMatmul node's fused attributes (a matmul's are the plain ones). */
 export const productAttrs = (node: Node): FusedMatmulAttrs => (node.op === 'fusedMatmul' ? attrsOf(node, 'fusedMatmul') : PLAIN_PRODUCT);
@@ -187,8 +194,9 @@ export function matmulProblem(node: KernelSubject, operands: readonly TensorType
     return { lines: [`${indent}let x0 = ${product};`, ...loads, ...chainStatements(chain, indent)], value: chain.result };
   };
   const extraVec4 = extraViews.map((v) => n % 4 === 0 && v.offset % 4 === 0 && v.strides[v.strides.length - 1] === 1 && v.strides.slice(0, -1).every((st) => st % 4 === 0));
-  const plainStore = chain.lets.length === 0 && extraViews.length === 0 && !norm;
-  return { name, node, operands, form, m, n, k, kStored, batches, transposeA, transposeB, batchOffsets, chain, plainStore, epilogue, extraVec4, extraIndex, ...(norm ? { norm } : {}) };
+  const rope = form?.rope && { ...form.rope, position: (row: string) => `f32(in${form.rope!.operand}[${viewIndex(form.rope!.view, batchShape.length, row, '0u')}])` };
+  const plainStore = chain.lets.length === 0 && extraViews.length === 0 && !norm && !rope;
+  return { name, node, operands, form, m, n, k, kStored, batches, transposeA, transposeB, batchOffsets, chain, plainStore, epilogue, extraVec4, extraIndex, ...(norm ? { norm } : {}), ...(rope ? { rope } : {}) };
 }
 
 /**
@@ -202,7 +210,7 @@ export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: b
   const described = p.form ? `${archetype}${reads ? `, ${reads} read transposed` : ''}${split}${p.chain.lets.length ? ', epilogue per value' : ''}` : archetype;
   const header = kernelHeader(p.name, p.node, p.operands, described, p.form?.ops);
   const { wgsl: decls } = bindingDecls(p.operands, (i) => (i === 0 ? vec4.a : i === 1 ? vec4.b : i === p.operands.length ? vec4.out : (vec4.extras?.[i - 2] ?? false)));
-  const functions = [...p.chain.helpers, ...(p.readers?.a ? [p.readers.a] : []), ...(p.readers?.b ? [p.readers.b] : []), ...(p.readers?.b4 ? [p.readers.b4] : [])];
+  const functions = [...p.chain.helpers, ...(p.rope ? [...p.rope.helpers, ropeColumn(p.rope)] : []), ...(p.readers?.a ? [p.readers.a] : []), ...(p.readers?.b ? [p.readers.b] : []), ...(p.readers?.b4 ? [p.readers.b4] : [])];
   const helpers = functions.length ? `\n${functions.join('\n')}\n` : '';
   return `${header}
 ${decls}
@@ -211,6 +219,21 @@ const M: u32 = ${u32(p.m)};
 const N: u32 = ${u32(p.n)};
 const K: u32 = ${u32(p.k)};${p.kStored !== p.k ? `
 const K_STORED: u32 = ${u32(p.kStored)}; // rows along K hold every slice` : ''}`;
+}
+
+/** WGSL `rope_column(c)`: the column a rope'd product computes at c, pairs side by side (MatmulProblem.rope). */
+function ropeColumn(rope: NonNullable<MatmulForm['rope']>): string {
+  return [
+    `// the column computed at c: in each head's first ${rope.rotaryDim} features, group g of 4 holds columns 2g, 2g + 1 and their rotation partners`,
+    'fn rope_column(c: u32) -> u32 {',
+    `  let j = c % ${u32(rope.width)};`,
+    `  if (j >= ${u32(rope.rotaryDim)}) {`,
+    '    return c;',
+    '  }',
+    '  let s = j % 4u;',
+    `  return c - j + (j / 4u) * 2u + (s & 1u) + (s >> 1u) * ${u32(rope.rotaryDim / 2)};`,
+    '}',
+  ].join('\n');
 }
 
 /**
@@ -229,8 +252,8 @@ export function lowerMatmul(node: KernelSubject, operands: readonly TensorType[]
     choices.push({ tag: 'direct', features: [], code: directKernel(p) });
   } else if (p.m <= SMALL_M && p.kStored === p.k) {
     for (const c of chooseGemv(p, target.features)) choices.push({ tag: c.tag, features: c.features, code: gemvKernel(p, c.config) });
-  } else if (p.norm) {
-    throw new Error(`matmul ${node.name}: a normed product of ${p.m} rows${p.kStored !== p.k ? ' split over K' : ''} has no kernel (the small-M kernel takes at most ${SMALL_M})`);
+  } else if (p.norm || p.rope) {
+    throw new Error(`matmul ${node.name}: a ${p.norm ? 'normed' : "rope'd"} product of ${p.m} rows${p.kStored !== p.k ? ' split over K' : ''} has no kernel (the small-M kernel takes at most ${SMALL_M})`);
   } else {
     for (const c of chooseTiling(p, target.tuning.matmul)) choices.push({ tag: c.tag, features: [], code: tiledKernel(p, c.config) });
   }
