@@ -314,6 +314,13 @@ describe('imported models agree with onnxruntime-web', () => {
     expect(params(false)).toEqual([['fc1.weight', true], ['fc1.bias', true], ['fc2.weight', true], ['fc2.bias', true]]);
     expect(params(true).every(([, t]) => t === false)).toBe(true);
   });
+
+  test('named initializers stay frozen while the others train; an unknown name is refused', () => {
+    const file = join(FIXTURES, 'mlp.onnx');
+    const params = loadOnnxModel(file, { shapes: { x: [2, 16] }, frozen: ['fc1.bias', 'fc2.weight'] }).graph.nodes.filter((n) => n.op === 'parameter');
+    expect(params.map((n) => [n.name, n.attrs.trainable])).toEqual([['fc1.weight', true], ['fc1.bias', false], ['fc2.weight', false], ['fc2.bias', true]]);
+    expect(() => loadOnnxModel(file, { shapes: { x: [2, 16] }, frozen: ['fc3.weight'] })).toThrow(/mlp\.onnx: the initializer 'fc3\.weight' to keep frozen is not in the model/);
+  });
 });
 
 // --- whole architectures (fixtures/onnx/architectures.ts) ---------------------------------
