@@ -321,6 +321,30 @@ describe('imported models agree with onnxruntime-web', () => {
     expect(params.map((n) => [n.name, n.attrs.trainable])).toEqual([['fc1.weight', true], ['fc1.bias', false], ['fc2.weight', false], ['fc2.bias', true]]);
     expect(() => loadOnnxModel(file, { shapes: { x: [2, 16] }, frozen: ['fc3.weight'] })).toThrow(/mlp\.onnx: the initializer 'fc3\.weight' to keep frozen is not in the model/);
   });
+
+  test("the loaded model maps each float initializer's ONNX name to its plan parameter name", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-names-'));
+    try {
+      const file = join(dir, 'names.onnx');
+      writeFileSync(
+        file,
+        encodeModel(
+          model({
+            name: 'names',
+            node: [node('Add', ['x', '0.weight'], ['a']), node('Add', ['a', 'onnx::Add_7'], ['b']), node('Add', ['b', 'onnx__Add_7'], ['y'])],
+            initializer: [floatTensor('0.weight', [2], Float32Array.of(1, 2)), floatTensor('onnx::Add_7', [2], Float32Array.of(3, 4)), floatTensor('onnx__Add_7', [2], Float32Array.of(5, 6))],
+            input: [valueInfo('x', 1, [2])],
+            output: [valueInfo('y', 1, [2])],
+          }),
+        ),
+      );
+      const loaded = loadOnnxModel(file);
+      expect([...loaded.parameterNames]).toEqual([['0.weight', '_0.weight'], ['onnx::Add_7', 'onnx__Add_7'], ['onnx__Add_7', 'onnx__Add_7_1']]);
+      expect(loaded.graph.nodes.filter((n) => n.op === 'parameter').map((n) => n.name)).toEqual(['_0.weight', 'onnx__Add_7', 'onnx__Add_7_1']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 // --- whole architectures (fixtures/onnx/architectures.ts) ---------------------------------
