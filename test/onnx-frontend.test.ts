@@ -195,6 +195,10 @@ const GPU_CASES = [
   'test_split_zero_size_splits',
   'test_tril_zero',
   'test_reshape_allowzero_reordered',
+  // the losses torch exports for cross-entropy (one-hot masks of run-time labels) and GatherElements
+  'test_sce_mean_weight_ii_3d_log_prob',
+  'test_nllloss_NCd1d2_with_weight_reduction_mean',
+  'test_gather_elements_negative_indices',
 ];
 
 describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per op family)', () => {
@@ -598,6 +602,66 @@ test('an imported model trains on the GPU: one SGD step as computed by hand, the
         const moved = final.subarray(row * 8, row * 8 + 8).some((v, j) => v !== initial[row * 8 + j]);
         expect(moved, `embedding row ${row}`).toBe([1, 4, 7].includes(row));
       }
+    } finally {
+      session.destroy();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
+
+test('an imported model with SoftmaxCrossEntropyLoss trains: the first loss is onnxruntime-web\'s, one SGD step as computed by hand (an ignored label adds nothing)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-sce-'));
+  try {
+    const file = join(dir, 'linear_sce.onnx');
+    const next = uniform(21);
+    const w = Float32Array.from({ length: 15 }, () => next());
+    const b = Float32Array.from({ length: 3 }, () => 0.5 * next());
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'linear_sce',
+          node: [
+            node('Gemm', ['x', 'w', 'b'], ['logits'], [], 'fc'),
+            node('SoftmaxCrossEntropyLoss', ['logits', 'labels'], ['loss'], [stringAttr('reduction', 'mean'), intAttr('ignore_index', 2)], 'cross_entropy'),
+          ],
+          initializer: [floatTensor('w', [5, 3], w), floatTensor('b', [3], b)],
+          input: [valueInfo('x', 1, [4, 5]), valueInfo('labels', 7, [4])],
+          output: [valueInfo('loss', 1, [])],
+        }),
+      ),
+    );
+    const x = Float32Array.from({ length: 20 }, () => 2 * next());
+    const labels = [1, 2, 0, 1];
+    const ortLoss = (await ortRun(file, { x }, { x: [4, 5] }, undefined, { labels: new ort.Tensor('int64', BigInt64Array.from(labels.map(BigInt)), [4]) })).loss[0];
+    const plan = await compileGraph(loadOnnxModel(file).graph, { seed: 0, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 0.5 } } });
+    const session = await loadTrainingPlan(plan.bundle, (await sharedDevice()).device);
+    try {
+      const loss = await session.step({ x, labels: Int32Array.from(labels) });
+      expect(Math.abs(loss - ortLoss)).toBeLessThanOrEqual(1e-6);
+      // dL/dlogits = (softmax - onehot) / 3 on the rows whose label is not ignored (2), 0 on the other
+      const dw = new Float64Array(15);
+      const db = new Float64Array(3);
+      let handLoss = 0;
+      labels.forEach((label, r) => {
+        if (label === 2) return;
+        const z = [0, 1, 2].map((c) => b[c] + [0, 1, 2, 3, 4].reduce((acc, k) => acc + x[r * 5 + k] * w[k * 3 + c], 0));
+        const m = Math.max(...z);
+        const e = z.map((v) => Math.exp(v - m));
+        const sum = e.reduce((a, v) => a + v, 0);
+        handLoss -= (z[label] - m - Math.log(sum)) / 3;
+        e.forEach((v, c) => {
+          const d = (v / sum - (c === label ? 1 : 0)) / 3;
+          db[c] += d;
+          for (let k = 0; k < 5; k++) dw[k * 3 + c] += x[r * 5 + k] * d;
+        });
+      });
+      expect(Math.abs(loss - handLoss)).toBeLessThanOrEqual(1e-5);
+      const state = decodeSafetensors(await session.exportState({ optimizer: false })).tensors;
+      const after = (name: string) => new Float32Array(state.get(name)!.data.slice().buffer);
+      after('w').forEach((v, i) => expect(Math.abs(v - (w[i] - 0.5 * dw[i])), `w[${i}]`).toBeLessThanOrEqual(1e-6));
+      after('b').forEach((v, i) => expect(Math.abs(v - (b[i] - 0.5 * db[i])), `b[${i}]`).toBeLessThanOrEqual(1e-6));
     } finally {
       session.destroy();
     }
