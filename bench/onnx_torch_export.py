@@ -7,10 +7,9 @@ batch norms are not identities): torchvision ResNet-18, ResNet-50, MobileNetV2 (
 [batch, 3, 224, 224]); GPT-2 with 2 layers (transformers GPT2Config defaults otherwise: 768
 wide, 12 heads, vocabulary 50257; eager attention; input_ids [batch, seq] int64, output
 logits); and resnet18_train, a training step: ResNet-18 in eval mode (batch norms use their
-running statistics, which stay fixed; γ and β train) whose exported module returns the
-cross-entropy loss of its logits against one-hot labels, -mean(Σ onehot · log_softmax(logits)),
-so the ONNX file carries the loss (LogSoftmax, Mul, ReduceSum, ReduceMean, Neg: no
-SoftmaxCrossEntropyLoss). PyTorch times zero_grad + forward + backward + SGD step; the
+running statistics, which stay fixed; γ and β train) whose exported module returns the mean
+cross-entropy of its logits against integer labels (F.cross_entropy), so the ONNX file
+carries the loss (SoftmaxCrossEntropyLoss; labels [batch] int64). PyTorch times zero_grad + forward + backward + SGD step; the
 reference for our first step is torch's in float64 on the CPU: the loss and every parameter
 after one SGD step.
 
@@ -81,15 +80,15 @@ def vision(name, seed):
     return seeded_batchnorms(getattr(torchvision.models, name)(weights=None), seed).eval()
 
 
-class CrossEntropyOfOneHot(nn.Module):
-    """The network's mean cross-entropy against one-hot labels, as one scalar output."""
+class CrossEntropy(nn.Module):
+    """The network's mean cross-entropy against integer labels, as one scalar output."""
 
     def __init__(self, net):
         super().__init__()
         self.net = net
 
-    def forward(self, x, onehot):
-        return -(torch.log_softmax(self.net(x), dim=1) * onehot).sum(dim=1).mean()
+    def forward(self, x, labels):
+        return nn.functional.cross_entropy(self.net(x), labels)
 
 
 def build(name, batch, args):
@@ -100,9 +99,8 @@ def build(name, batch, args):
     if name == "resnet18_train":
         g = torch.Generator().manual_seed(args.seed + 3)
         x = torch.randn(batch, 3, 224, 224, generator=g)
-        labels = torch.randint(0, 1000, (batch,), generator=g)
-        onehot = torch.nn.functional.one_hot(labels, 1000).to(torch.float32)
-        return CrossEntropyOfOneHot(vision("resnet18", args.seed)).eval(), {"x": x, "onehot": onehot}, ["loss"]
+        labels = torch.randint(0, 1000, (batch,), generator=g, dtype=torch.int64)
+        return CrossEntropy(vision("resnet18", args.seed)).eval(), {"x": x, "labels": labels}, ["loss"]
     if name == "gpt2":
         from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -227,7 +225,7 @@ def reference_step(model, inputs, lr, entry, out):
     reference = copy.deepcopy(model).double().eval()
     optimizer = torch.optim.SGD([p for p in reference.parameters() if p.requires_grad], lr=lr)
     optimizer.zero_grad(set_to_none=True)
-    loss = reference(*[v.double() for v in inputs.values()])
+    loss = reference(*[v.double() if v.is_floating_point() else v for v in inputs.values()])
     loss.backward()
     optimizer.step()
     entry["torch_loss"] = float(loss.item())
