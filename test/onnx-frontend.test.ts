@@ -724,6 +724,31 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
     ];
     for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`pool${i}.onnx`, bytes))).message).toMatch(message);
   });
+  test('a loss whose labels do not fit its scores, or are not integers, or whose weights are not one per class', () => {
+    const loss = (opType: string, labels: [number, number[]], extra: { input?: string[]; initializer?: object[]; attribute?: ReturnType<typeof intAttr>[] } = {}) =>
+      encodeModel(
+        model({
+          name: 'g',
+          node: [node(opType, ['x', 'labels', ...(extra.input ?? [])], ['loss'], extra.attribute ?? [], 'ce')],
+          initializer: extra.initializer ?? [],
+          input: [valueInfo('x', 1, [2, 3]), valueInfo('labels', labels[0], labels[1])],
+          output: [valueInfo('loss', 1, [])],
+        }),
+      );
+    const cases: [Uint8Array, RegExp][] = [
+      [loss('SoftmaxCrossEntropyLoss', [7, [3]]), /node 'ce' \(SoftmaxCrossEntropyLoss, opset 17\): the target must have shape \[2\] \(the input's without its class axis\); got \[3\]/],
+      [loss('NegativeLogLikelihoodLoss', [1, [2]]), /node 'ce' \(NegativeLogLikelihoodLoss, opset 17\): the target must be an integer tensor \(class indices\)/],
+      [
+        loss('SoftmaxCrossEntropyLoss', [7, [2]], { input: ['w'], initializer: [floatTensor('w', [2], Float32Array.of(1, 2))] }),
+        /node 'ce' \(SoftmaxCrossEntropyLoss, opset 17\): the weight must have shape \[3\] \(one per class\); got \[2\]/,
+      ],
+      [
+        loss('SoftmaxCrossEntropyLoss', [7, [2]], { attribute: [stringAttr('reduction', 'max')] }),
+        /node 'ce' \(SoftmaxCrossEntropyLoss, opset 17\): reduction must be 'none', 'sum' or 'mean'; got 'max'/,
+      ],
+    ];
+    for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`loss${i}.onnx`, bytes))).message).toMatch(message);
+  });
   test('an unsupported dtype', () => {
     const e = failure(() => loadOnnxModel(write('complex.onnx', oneNode(node('Relu', ['x'], ['y']), 17, 14))));
     expect(e.message).toMatch(/input 'x' has data type complex64; plan inputs carry float, float16, bfloat16 and double \(as float32\), bool .* and the integer types \(as int32\)/);
