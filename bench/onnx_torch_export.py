@@ -137,8 +137,13 @@ def export(model, inputs, outputs, path, args, keep_parameters=False):
         kwargs = dict(input_names=list(inputs), output_names=outputs, opset_version=args.opset, do_constant_folding=not keep_parameters)
         if keep_parameters:
             # EVAL (the default) folds batch norms into the convolutions; PRESERVE keeps the
-            # module's own (eval) mode and the BatchNormalization nodes
-            kwargs["training"] = torch.onnx.TrainingMode.PRESERVE
+            # module's own (eval) mode and the BatchNormalization nodes (check_parameters_kept
+            # refuses the file if an exporter without the argument folded them anyway)
+            mode = getattr(torch.onnx, "TrainingMode", None)
+            if "training" in params and mode is not None:
+                kwargs["training"] = mode.PRESERVE
+            else:
+                log("this torch.onnx.export takes no training mode: batch norms may be folded")
         if has_dynamo:
             kwargs["dynamo"] = False
         torch.onnx.export(model, tuple(inputs.values()), path, **kwargs)
