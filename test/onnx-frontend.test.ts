@@ -195,6 +195,10 @@ const GPU_CASES = [
   'test_split_zero_size_splits',
   'test_tril_zero',
   'test_reshape_allowzero_reordered',
+  // the losses torch exports for cross-entropy (one-hot masks of run-time labels) and GatherElements
+  'test_sce_mean_weight_ii_3d_log_prob',
+  'test_nllloss_NCd1d2_with_weight_reduction_mean',
+  'test_gather_elements_negative_indices',
 ];
 
 describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per op family)', () => {
@@ -313,6 +317,37 @@ describe('imported models agree with onnxruntime-web', () => {
       loadOnnxModel(file, { shapes: { x: [2, 16] }, freeze }).graph.nodes.filter((n) => n.op === 'parameter').map((n) => [n.name, n.attrs.trainable]);
     expect(params(false)).toEqual([['fc1.weight', true], ['fc1.bias', true], ['fc2.weight', true], ['fc2.bias', true]]);
     expect(params(true).every(([, t]) => t === false)).toBe(true);
+  });
+
+  test('named initializers stay frozen while the others train; an unknown name is refused', () => {
+    const file = join(FIXTURES, 'mlp.onnx');
+    const params = loadOnnxModel(file, { shapes: { x: [2, 16] }, frozen: ['fc1.bias', 'fc2.weight'] }).graph.nodes.filter((n) => n.op === 'parameter');
+    expect(params.map((n) => [n.name, n.attrs.trainable])).toEqual([['fc1.weight', true], ['fc1.bias', false], ['fc2.weight', false], ['fc2.bias', true]]);
+    expect(() => loadOnnxModel(file, { shapes: { x: [2, 16] }, frozen: ['fc3.weight'] })).toThrow(/mlp\.onnx: the initializer 'fc3\.weight' to keep frozen is not in the model/);
+  });
+
+  test("the loaded model maps each float initializer's ONNX name to its plan parameter name", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-names-'));
+    try {
+      const file = join(dir, 'names.onnx');
+      writeFileSync(
+        file,
+        encodeModel(
+          model({
+            name: 'names',
+            node: [node('Add', ['x', '0.weight'], ['a']), node('Add', ['a', 'onnx::Add_7'], ['b']), node('Add', ['b', 'onnx__Add_7'], ['y'])],
+            initializer: [floatTensor('0.weight', [2], Float32Array.of(1, 2)), floatTensor('onnx::Add_7', [2], Float32Array.of(3, 4)), floatTensor('onnx__Add_7', [2], Float32Array.of(5, 6))],
+            input: [valueInfo('x', 1, [2])],
+            output: [valueInfo('y', 1, [2])],
+          }),
+        ),
+      );
+      const loaded = loadOnnxModel(file);
+      expect([...loaded.parameterNames]).toEqual([['0.weight', '_0.weight'], ['onnx::Add_7', 'onnx__Add_7'], ['onnx__Add_7', 'onnx__Add_7_1']]);
+      expect(loaded.graph.nodes.filter((n) => n.op === 'parameter').map((n) => n.name)).toEqual(['_0.weight', 'onnx__Add_7', 'onnx__Add_7_1']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -575,6 +610,66 @@ test('an imported model trains on the GPU: one SGD step as computed by hand, the
   }
 }, 120_000);
 
+test('an imported model with SoftmaxCrossEntropyLoss trains: the first loss is onnxruntime-web\'s, one SGD step as computed by hand (an ignored label adds nothing)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-sce-'));
+  try {
+    const file = join(dir, 'linear_sce.onnx');
+    const next = uniform(21);
+    const w = Float32Array.from({ length: 15 }, () => next());
+    const b = Float32Array.from({ length: 3 }, () => 0.5 * next());
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'linear_sce',
+          node: [
+            node('Gemm', ['x', 'w', 'b'], ['logits'], [], 'fc'),
+            node('SoftmaxCrossEntropyLoss', ['logits', 'labels'], ['loss'], [stringAttr('reduction', 'mean'), intAttr('ignore_index', 2)], 'cross_entropy'),
+          ],
+          initializer: [floatTensor('w', [5, 3], w), floatTensor('b', [3], b)],
+          input: [valueInfo('x', 1, [4, 5]), valueInfo('labels', 7, [4])],
+          output: [valueInfo('loss', 1, [])],
+        }),
+      ),
+    );
+    const x = Float32Array.from({ length: 20 }, () => 2 * next());
+    const labels = [1, 2, 0, 1];
+    const ortLoss = (await ortRun(file, { x }, { x: [4, 5] }, undefined, { labels: new ort.Tensor('int64', BigInt64Array.from(labels.map(BigInt)), [4]) })).loss[0];
+    const plan = await compileGraph(loadOnnxModel(file).graph, { seed: 0, training: { loss: 'loss', optimizer: { kind: 'sgd', lr: 0.5 } } });
+    const session = await loadTrainingPlan(plan.bundle, (await sharedDevice()).device);
+    try {
+      const loss = await session.step({ x, labels: Int32Array.from(labels) });
+      expect(Math.abs(loss - ortLoss)).toBeLessThanOrEqual(1e-6);
+      // dL/dlogits = (softmax - onehot) / 3 on the rows whose label is not ignored (2), 0 on the other
+      const dw = new Float64Array(15);
+      const db = new Float64Array(3);
+      let handLoss = 0;
+      labels.forEach((label, r) => {
+        if (label === 2) return;
+        const z = [0, 1, 2].map((c) => b[c] + [0, 1, 2, 3, 4].reduce((acc, k) => acc + x[r * 5 + k] * w[k * 3 + c], 0));
+        const m = Math.max(...z);
+        const e = z.map((v) => Math.exp(v - m));
+        const sum = e.reduce((a, v) => a + v, 0);
+        handLoss -= (z[label] - m - Math.log(sum)) / 3;
+        e.forEach((v, c) => {
+          const d = (v / sum - (c === label ? 1 : 0)) / 3;
+          db[c] += d;
+          for (let k = 0; k < 5; k++) dw[k * 3 + c] += x[r * 5 + k] * d;
+        });
+      });
+      expect(Math.abs(loss - handLoss)).toBeLessThanOrEqual(1e-5);
+      const state = decodeSafetensors(await session.exportState({ optimizer: false })).tensors;
+      const after = (name: string) => new Float32Array(state.get(name)!.data.slice().buffer);
+      after('w').forEach((v, i) => expect(Math.abs(v - (w[i] - 0.5 * dw[i])), `w[${i}]`).toBeLessThanOrEqual(1e-6));
+      after('b').forEach((v, i) => expect(Math.abs(v - (b[i] - 0.5 * db[i])), `b[${i}]`).toBeLessThanOrEqual(1e-6));
+    } finally {
+      session.destroy();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
+
 // --- bad input --------------------------------------------------------------------------
 
 describe('bad input fails with a CompileError naming file, node, op and opset', () => {
@@ -628,6 +723,31 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
       [pool([], ['y'], [1, 2, 4, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 1-D and 2-D MaxPool are supported: input must be NCL or NCHW \(rank 3 or 4\); got rank 6 \(4-D\)/],
     ];
     for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`pool${i}.onnx`, bytes))).message).toMatch(message);
+  });
+  test('a loss whose labels do not fit its scores, or are not integers, or whose weights are not one per class', () => {
+    const loss = (opType: string, labels: [number, number[]], extra: { input?: string[]; initializer?: object[]; attribute?: ReturnType<typeof intAttr>[] } = {}) =>
+      encodeModel(
+        model({
+          name: 'g',
+          node: [node(opType, ['x', 'labels', ...(extra.input ?? [])], ['loss'], extra.attribute ?? [], 'ce')],
+          initializer: extra.initializer ?? [],
+          input: [valueInfo('x', 1, [2, 3]), valueInfo('labels', labels[0], labels[1])],
+          output: [valueInfo('loss', 1, [])],
+        }),
+      );
+    const cases: [Uint8Array, RegExp][] = [
+      [loss('SoftmaxCrossEntropyLoss', [7, [3]]), /node 'ce' \(SoftmaxCrossEntropyLoss, opset 17\): the target must have shape \[2\] \(the input's without its class axis\); got \[3\]/],
+      [loss('NegativeLogLikelihoodLoss', [1, [2]]), /node 'ce' \(NegativeLogLikelihoodLoss, opset 17\): the target must be an integer tensor \(class indices\)/],
+      [
+        loss('SoftmaxCrossEntropyLoss', [7, [2]], { input: ['w'], initializer: [floatTensor('w', [2], Float32Array.of(1, 2))] }),
+        /node 'ce' \(SoftmaxCrossEntropyLoss, opset 17\): the weight must have shape \[3\] \(one per class\); got \[2\]/,
+      ],
+      [
+        loss('SoftmaxCrossEntropyLoss', [7, [2]], { attribute: [stringAttr('reduction', 'max')] }),
+        /node 'ce' \(SoftmaxCrossEntropyLoss, opset 17\): reduction must be 'none', 'sum' or 'mean'; got 'max'/,
+      ],
+    ];
+    for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`loss${i}.onnx`, bytes))).message).toMatch(message);
   });
   test('an unsupported dtype', () => {
     const e = failure(() => loadOnnxModel(write('complex.onnx', oneNode(node('Relu', ['x'], ['y']), 17, 14))));

@@ -1,11 +1,13 @@
 // ONNX ops (default domain, opsets 13–23) onto the IR op table. Each converter reads its
 // node's attributes with ONNX's defaults for the model's opset and returns the node's
 // outputs; ops the table lacks decompose here (Gemm, Clip, Gather of known indices as a
-// one-hot product, Slice with steps), and shape ops fold at compile time.
+// one-hot product, GatherElements, Slice with steps; the losses in losses.ts), and shape
+// ops fold at compile time.
 import { broadcastShapes } from '../../ir/shape';
 import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
 import { CONVOLUTION_CONVERTERS } from './convolution';
+import { LOSS_CONVERTERS } from './losses';
 import { BOOL, dataTypeName, FLOAT, INT64, isFloatType, isIntegerType } from './proto';
 import { computed, foldable, folded, type Folded, type Value } from './values';
 
@@ -357,6 +359,65 @@ const gather: Converter = {
   },
 };
 
+/**
+ * GatherElements: y[…, i, …] = x[…, indices[…, i, …], …] along `axis`, y shaped as the
+ * indices. Folded when both are known; otherwise x cut to the indices' extent on the other
+ * axes, and each index compared with the axis's positions over a new axis beside it: the
+ * one-hot picks its element by a sum (integer x in f32, exact below 2^24), so x's gradient
+ * flows back to the picked elements.
+ */
+const gatherElements: Converter = {
+  since: 11,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const indices = ctx.input(1);
+    const shape = ctx.shape(x);
+    const idxShape = ctx.shape(indices);
+    if (!ctx.isInteger(indices)) ctx.fail('indices must be integers');
+    if (idxShape.length !== shape.length) ctx.fail(`indices have rank ${idxShape.length}; the data has rank ${shape.length} (they must match)`);
+    const axis = ctx.axis(ctx.int('axis', 0), shape.length);
+    idxShape.forEach((d, i) => {
+      if (i !== axis && d > shape[i]) ctx.fail(`indices' axis ${i} has size ${d}, more than the data's ${shape[i]}`);
+    });
+    const n = shape[axis];
+    if (indices.kind === 'folded') {
+      indices.data.forEach((j) => {
+        if (!Number.isInteger(j) || j < -n || j >= n) ctx.fail(`index ${j} is out of range for axis ${axis} of size ${n}`);
+      });
+    }
+    if (x.kind === 'folded' && indices.kind === 'folded') {
+      const out = new Float64Array(foldable(idxShape));
+      const strides = (s: readonly number[]) => s.map((_, i) => elementCount(s.slice(i + 1)));
+      const [xStrides, idxStrides] = [strides(shape), strides(idxShape)];
+      out.forEach((_, p) => {
+        let at = 0;
+        idxShape.forEach((__, i) => {
+          const coordinate = Math.floor(p / idxStrides[i]) % idxShape[i];
+          const j = i === axis ? (indices.data[p] < 0 ? indices.data[p] + n : indices.data[p]) : coordinate;
+          at += j * xStrides[i];
+        });
+        out[p] = x.data[at];
+      });
+      return [folded(x.dataType, idxShape, out)];
+    }
+    const data = ctx.isInteger(x) ? ctx.convert(x, F) : x;
+    ctx.requireFloat(data);
+    let cut = data;
+    idxShape.forEach((d, i) => {
+      if (i !== axis && d < shape[i]) cut = takeAlong(ctx, cut, i, Array.from({ length: d }, (_, k) => k));
+    });
+    const cutShape = idxShape.map((d, i) => (i === axis ? n : d));
+    // indices [.., m, 1, ..] against positions [1.., 1, n, 1..]: the one-hot over the new axis axis + 1
+    const column = reshapeTo(ctx, indices, [...idxShape.slice(0, axis + 1), 1, ...idxShape.slice(axis + 1)]);
+    const fromEnd = ctx.apply('where', [ctx.apply('less', [column, folded(INT64, [], Float64Array.of(0))], {}, BOOL), ctx.apply('add', [column, folded(INT64, [], Float64Array.of(n))], {}, indices.dataType), column], {}, indices.dataType);
+    const positions = folded(INT64, [...idxShape.slice(0, axis + 1).map(() => 1), n, ...idxShape.slice(axis + 1).map(() => 1)], Float64Array.from({ length: n }, (_, k) => k));
+    const hit = ctx.apply('equal', [fromEnd, positions], {}, BOOL);
+    const rows = reshapeTo(ctx, cut, [...cutShape.slice(0, axis), 1, n, ...cutShape.slice(axis + 1)]);
+    const picked = ctx.apply('sum', [ctx.apply('where', [hit, rows, folded(F, [], Float64Array.of(0))], {}, F)], { axis: axis + 1, keepDims: false }, F);
+    return [ctx.convert(picked, x.dataType)];
+  },
+};
+
 /** Slice (opset 10+ form: starts, ends, axes, steps as inputs), clamped as numpy does. */
 const slice: Converter = {
   since: 10,
@@ -694,6 +755,7 @@ const isNaN: Converter = {
 /** The supported ops by ONNX op type (default domain). */
 export const CONVERTERS: Readonly<Record<string, Converter>> = {
   ...CONVOLUTION_CONVERTERS,
+  ...LOSS_CONVERTERS,
   Abs: unaryOp('abs', 6, true),
   Add: arithmetic('add'),
   And: logical('and'),
@@ -713,6 +775,7 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   Expand: expand,
   Flatten: flatten,
   Gather: gather,
+  GatherElements: gatherElements,
   Gelu: gelu,
   Gemm: gemm,
   Greater: comparison('greater'),

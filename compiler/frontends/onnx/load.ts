@@ -23,6 +23,11 @@ export interface OnnxLoadOptions {
   shapes?: Readonly<Record<string, readonly number[]>>;
   /** parameters are not trainable */
   freeze?: boolean;
+  /**
+   * initializers (by ONNX name) that stay fixed while the others train: e.g. BatchNormalization's
+   * running mean and variance, which PyTorch keeps as buffers, not parameters
+   */
+  frozen?: readonly string[];
   /** inputs given their values at compile time (they fold like initializers and leave the plan's inputs) */
   constants?: Readonly<Record<string, { dataType: number; shape: readonly number[]; data: Float64Array }>>;
 }
@@ -39,6 +44,8 @@ export interface LoadedOnnxModel {
   opset: number;
   inputs: OnnxValueInfo[];
   outputs: OnnxValueInfo[];
+  /** the plan's parameter name of each float initializer, by ONNX name (they differ where a name had to be made safe or unique) */
+  parameterNames: ReadonlyMap<string, string>;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_.\-/]*$/;
@@ -69,6 +76,10 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
   const materialized = new WeakMap<Folded, Tensor>();
   const readTensor = (t: TensorProto, what: string) => tensorValues(t, file, what);
   const parameterNames = new Set<string>();
+  const parameterNameOf = new Map<string, string>();
+  const frozen = new Set(options.frozen ?? []);
+  const initializerNames = new Set((graphProto.initializer ?? []).map((t) => t.name ?? ''));
+  for (const n of frozen) if (!initializerNames.has(n)) fail(`the initializer '${n}' to keep frozen is not in the model`, 'input');
 
   // float initializers (float16, bfloat16 and double too, as f32) are parameters; integer
   // ones (shapes, indices) fold
@@ -77,7 +88,8 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     const v = readTensor(init, `initializer '${initName}'`);
     if (isFloatType(v.dataType) && v.shape.every((d) => d > 0)) {
       const paramName = parameterName(initName, parameterNames);
-      const t = g.parameter(paramName, v.shape, { init: Float32Array.from(v.data), trainable: !options.freeze });
+      parameterNameOf.set(initName, paramName);
+      const t = g.parameter(paramName, v.shape, { init: Float32Array.from(v.data), trainable: !options.freeze && !frozen.has(initName) });
       values.set(initName, computed(v.dataType, t));
     } else {
       values.set(initName, folded(v.dataType, v.shape, v.data, initName));
@@ -155,7 +167,7 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     outputs.push({ name: outName, dataType });
   }
   if (outputs.length === 0) fail('the graph has no outputs');
-  return { graph: g, name, opset, inputs, outputs };
+  return { graph: g, name, opset, inputs, outputs, parameterNames: parameterNameOf };
 }
 
 function defaultOpset(model: ModelProto, file: string): number {
