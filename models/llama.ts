@@ -22,7 +22,7 @@
 // llamaModel compiles a train_step entry minimising it (AdamW unless told otherwise).
 // Grouped-query attention reads each key/value head once: q is [kvHeads, group, T, d] and k, v
 // [kvHeads, 1, S, d], whose batch axis the attention kernel broadcasts (no copies per head).
-import { model, type EntrySpec, type Graph, type ModelDefinition, type OptimizerSpec, type Tensor } from 'mnc';
+import { model, type EntrySpec, type Graph, type ModelDefinition, type OptimizerSpec, type Tensor, type WeightStorage } from 'mnc';
 
 /** The config.json keys the builder reads (classic and newer spellings). */
 export interface HfLlamaConfig {
@@ -401,12 +401,24 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
   }
 }
 
+/** llamaModel's options: the graphs to build, and how the plan holds the weights. */
+export interface LlamaModelOptions extends LlamaOptions {
+  /**
+   * f16 or bf16: the projections, the embedding and the head held at 2 bytes a value and read
+   * in-kernel (half the bytes per decoded token); norms and biases stay f32. Inference only.
+   * `--weights`/loadWeights round an f32, f16 or bf16 checkpoint into it. Default f32.
+   */
+  weightStorage?: WeightStorage;
+}
+
 /** A model definition for `mnc compile`: the config and options fixed, entries named. */
-export function llamaModel(config: HfLlamaConfig, options: LlamaOptions, description?: string): ModelDefinition {
-  const optimizer = typeof options.train === 'object' ? options.train.optimizer : DEFAULT_OPTIMIZER;
-  return model((g) => llama(g, config, options), {
+export function llamaModel(config: HfLlamaConfig, options: LlamaModelOptions, description?: string): ModelDefinition {
+  const { weightStorage, ...graphs } = options;
+  const optimizer = typeof graphs.train === 'object' ? graphs.train.optimizer : DEFAULT_OPTIMIZER;
+  return model((g) => llama(g, config, graphs), {
     description: description ?? 'a Llama-family decoder from config.json',
-    entries: llamaEntries(options),
-    ...(options.train ? { train: { loss: 'loss', optimizer } } : {}),
+    entries: llamaEntries(graphs),
+    ...(graphs.train ? { train: { loss: 'loss', optimizer } } : {}),
+    ...(weightStorage ? { weightStorage } : {}),
   });
 }
