@@ -168,7 +168,8 @@ export interface LlamaOptions {
    * Makes a parameter from a file instead (a GGUF model's, say): given HF's name, the shape
    * and the parameter's role, a tensor of that shape, or undefined for the default above.
    * A linear weight may be packed (g.packedParameter): linear() then multiplies with
-   * matmulQuantized, reading the blocks in place. Embeddings, norms and biases must be f32.
+   * matmulQuantized, reading the blocks in place. The embedding may be f16 or bf16 (gathered,
+   * and as a tied head multiplied, in-kernel); norms and biases must be f32.
    */
   parameter?: (name: string, shape: number[], role: LlamaParameterRole) => Tensor | undefined;
 }
@@ -214,7 +215,10 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
     const t = options.parameter?.(name, shape, role);
     if (!t) return fallback();
     if (t.shape.join() !== shape.join()) throw new Error(`parameter ${name}: the builder needs shape [${shape}], got [${t.shape}]`);
-    if (role !== 'linear' && t.dtype !== 'f32') throw new Error(`parameter ${name}: a ${role} must be f32, got ${t.dtype}`);
+    const sixteenBit = t.dtype === 'f16' || t.dtype === 'bf16';
+    if (role !== 'linear' && t.dtype !== 'f32' && !(role === 'embedding' && sixteenBit)) {
+      throw new Error(`parameter ${name}: a ${role} must be f32${role === 'embedding' ? ', f16 or bf16' : ''}, got ${t.dtype}`);
+    }
     return t;
   };
   const projection = (role: 'linear' | 'embedding') => (name: string, shape: number[]) =>

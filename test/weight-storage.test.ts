@@ -9,13 +9,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
+import { ggufModel } from '../compiler/frontends/gguf/load';
+import { quantize } from '../compiler/frontends/gguf/quantize';
 import { Graph } from '../compiler/ir/graph';
 import { STORAGE_ROUNDOFF, storeWeights } from '../compiler/ir/weight-storage';
 import { llama, llamaEntries, llamaShape, type HfLlamaConfig, type LlamaOptions } from '../models/llama';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../runtime/f16';
-import { encodeSafetensors, loadPlan, readBundle, tensorAs16Bit, type SafeTensor } from '../runtime/index';
+import { encodeSafetensors, ggufTensorName, loadPlan, readBundle, tensorAs16Bit, type SafeTensor } from '../runtime/index';
 import { cliRunner, diagnostics } from './cli-runner';
 import { expectClose } from './close';
+import { encodeGguf, meta } from './gguf-writer';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 import { asSafetensors, randomCheckpoint, referenceLogits, type Weights } from './llama-reference';
 
@@ -196,4 +199,49 @@ describe('mnc compile --weight-storage (built CLI)', () => {
     expect(refused.status).toBe(1);
     expect(diagnostics(refused).join('\n')).toMatch(/weight storage bf16 is for inference plans/);
   });
+});
+
+test('an F16 GGUF file keeps its token embedding f16 too: gathered and, tied, the head read in-kernel', async () => {
+  // llama.cpp's converter permutes llama's Q and K rows: GGUF row h·d + 2i + j holds HF row h·d + j·d/2 + i
+  const permuted = (values: Float32Array, rows: number, heads: number) => {
+    const cols = values.length / rows;
+    const d = rows / heads;
+    const out = new Float32Array(values.length);
+    for (let h = 0; h < heads; h++) for (let i = 0; i < d / 2; i++) for (let j = 0; j < 2; j++) out.set(values.subarray((h * d + j * (d / 2) + i) * cols, (h * d + j * (d / 2) + i + 1) * cols), (h * d + 2 * i + j) * cols);
+    return out;
+  };
+  const tensors = [...weights].map(([hf, w]) => {
+    const name = ggufTensorName(hf)!;
+    let values = Float32Array.from(w.data);
+    if (name.includes('.attn_q.')) values = permuted(values, w.shape[0], s.heads);
+    if (name.includes('.attn_k.')) values = permuted(values, w.shape[0], s.kvHeads);
+    const type = w.shape.length === 2 ? ('F16' as const) : ('F32' as const);
+    return { name, type, ne: [...w.shape].reverse(), data: quantize(type, values) };
+  });
+  const bytes = encodeGguf({
+    metadata: [
+      ['general.architecture', meta.str('llama')],
+      ['llama.context_length', meta.u32(64)],
+      ['llama.embedding_length', meta.u32(s.hidden)],
+      ['llama.block_count', meta.u32(s.layers)],
+      ['llama.feed_forward_length', meta.u32(s.ffn)],
+      ['llama.attention.head_count', meta.u32(s.heads)],
+      ['llama.attention.head_count_kv', meta.u32(s.kvHeads)],
+      ['llama.attention.layer_norm_rms_epsilon', meta.f32(s.eps)],
+      ['llama.rope.freq_base', meta.f32(s.ropeTheta)],
+      ['llama.vocab_size', meta.u32(s.vocab)],
+    ],
+    tensors,
+  });
+  const model = ggufModel(bytes, 'toy-f16.gguf', { forward: 8 });
+  const plan = await compileGraph(model.graph, { entries: model.entries });
+  const embed = plan.manifest.buffers.find((b) => b.name === 'model.embed_tokens.weight')!;
+  expect([embed.dtype, embed.byteLength]).toEqual(['f16', s.vocab * s.hidden * 2]);
+  const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
+  try {
+    const logits = (await session.run({ tokens: SEQUENCE.subarray(0, 8) }, 'forward')).forward_logits;
+    expectClose(logits, referenceLogits(s, rounded('f16'), SEQUENCE.subarray(0, 8)), 2e-4, 2e-4, 'forward_logits of the F16 GGUF');
+  } finally {
+    session.destroy();
+  }
 });
