@@ -4,7 +4,7 @@
 // forward of test/llama-reference.ts twice: with the checkpoint's matrices rounded to the
 // storage (the plan must match it to f32 accuracy: storage loses nothing beyond the rounding),
 // and with the checkpoint as it is (the rounding's own effect, bounded below).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -13,6 +13,7 @@ import { ggufModel } from '../compiler/frontends/gguf/load';
 import { quantize } from '../compiler/frontends/gguf/quantize';
 import { Graph } from '../compiler/ir/graph';
 import { STORAGE_ROUNDOFF, storeWeights } from '../compiler/ir/weight-storage';
+import { LLAMA_TINY_CONFIG } from '../fixtures/models/llama-tiny';
 import { llama, llamaEntries, llamaShape, type HfLlamaConfig, type LlamaOptions } from '../models/llama';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../runtime/f16';
 import { encodeSafetensors, ggufTensorName, loadPlan, readBundle, tensorAs16Bit, type SafeTensor } from '../runtime/index';
@@ -188,13 +189,32 @@ describe('mnc compile --weight-storage (built CLI)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mnc-storage-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('holds the toy Llama’s matrices as bf16 and says so; a training plan is refused', () => {
+  test('holds the toy Llama’s matrices as bf16 and says so; mnc run --weights rounds a checkpoint into it; a training plan is refused', () => {
     const plan = join(dir, 'tiny.mnplan');
     const r = mnc('compile', 'fixtures/models/llama-tiny.ts', '--no-weights', '--weight-storage', 'bf16', '--target', 'generic', '-o', plan);
     expect(diagnostics(r)).toEqual([]);
     expect(r.stdout).toMatch(/weights held as bf16: 15 parameter\(s\), 8\.\d+ MiB in f32 → 4\.\d+ MiB/);
     const manifest = JSON.parse(mnc('inspect', plan, '--json').stdout) as { buffers: { name: string; role: string; dtype: string }[] };
     expect(manifest.buffers.find((b) => b.name === 'model.layers.1.self_attn.q_proj.weight')?.dtype).toBe('bf16');
+
+    // the same prefill through the f32 plan and the bf16 one, the same F32 checkpoint loaded by name
+    const tiny = llamaShape(LLAMA_TINY_CONFIG);
+    const checkpoint = join(dir, 'model.safetensors');
+    writeFileSync(checkpoint, encodeSafetensors(asSafetensors(randomCheckpoint(tiny, 5))));
+    const wide = join(dir, 'tiny-f32.mnplan');
+    expect(diagnostics(mnc('compile', 'fixtures/models/llama-tiny.ts', '--no-weights', '--target', 'generic', '-o', wide))).toEqual([]);
+    writeFileSync(join(dir, 'inputs.json'), JSON.stringify({ prompt: [1, 415, 2936, 9060, 285, 1142, 0, 0], length: [6] }));
+    const prefill = (file: string, out: string) => {
+      const run = mnc('run', file, '--weights', checkpoint, '--inputs', join(dir, 'inputs.json'), '--out', join(dir, out));
+      expect(diagnostics(run)).toEqual([]);
+      expect(run.stdout).toContain('loaded 20 parameter(s)');
+      return (JSON.parse(readFileSync(join(dir, out), 'utf8')) as { prefill_logits: number[][] }).prefill_logits.flat();
+    };
+    const [narrow, exact] = [prefill(plan, 'bf16.json'), prefill(wide, 'f32.json')];
+    const size = Math.max(...exact.map(Math.abs));
+    const worst = Math.max(...exact.map((v, i) => Math.abs(narrow[i] - v)));
+    expect(worst).toBeGreaterThan(0);
+    expect(worst, `max |logit error| ${worst} of logits up to ${size}`).toBeLessThanOrEqual(2 * STORAGE_ROUNDOFF.bf16 * size);
     const refused = mnc('compile', 'fixtures/models/llama-train-tiny.ts', '--no-weights', '--weight-storage', 'bf16', '-o', join(dir, 'train.mnplan'));
     expect(refused.status).toBe(1);
     expect(diagnostics(refused).join('\n')).toMatch(/weight storage bf16 is for inference plans/);

@@ -40,9 +40,10 @@ function displayPath(file: string): string {
   return (rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file).replaceAll('\\', '/');
 }
 
-/** The entry point `Session.run()` runs by default: 'run', else the first. */
-function defaultEntry(manifest: Manifest): EntryPoint | undefined {
-  return manifest.entryPoints.run ?? Object.values(manifest.entryPoints)[0];
+/** The entry point `mnc run` runs: 'run', else the first (a language model's prefill), with its name. */
+function defaultEntry(manifest: Manifest): { name: string; entry: EntryPoint } | undefined {
+  const name = manifest.entryPoints.run ? 'run' : Object.keys(manifest.entryPoints)[0];
+  return name === undefined ? undefined : { name, entry: manifest.entryPoints[name] };
 }
 
 // --- commands -------------------------------------------------------------------------------
@@ -255,8 +256,8 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
   const budget = memoryBudget(options.memoryBudget);
   const bytes = readPlanBytes(file);
   const { manifest } = await aboutPlan(file, () => readBundle(bytes));
-  const entry = defaultEntry(manifest);
-  const inputs = gatherInputs(entry?.inputs ?? [], {
+  const chosen = defaultEntry(manifest);
+  const inputs = gatherInputs(chosen?.entry.inputs ?? [], {
     files: options.input,
     json: options.inputs,
     random: options.random ?? false,
@@ -273,7 +274,8 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
       console.log(`${options.weights}: loaded ${report.loaded.length} parameter(s)`);
     }
     const runStart = performance.now();
-    const outputs = await aboutPlan(file, () => session!.run(inputs));
+    // the entry whose inputs were gathered (a plan without 'run' runs its first)
+    const outputs = await aboutPlan(file, () => session!.run(inputs, chosen?.name ?? 'run'));
     const runEnd = performance.now();
 
     const info = gpu.adapter.info;
