@@ -6,12 +6,16 @@
 // (inputs written, dispatches submitted, logits read back). Decode runs at --position (the
 // context it attends over), prefill over a full prompt of --max-prompt tokens.
 //
-//   npx tsx bench/llama-dispatches.ts [--layers 30] [--max-sequence 256] [--max-prompt 128]
+// --weight-storage bf16 (or f16) holds the projections, embedding and head at 2 bytes a value
+// (compileGraph's weightStorage), for the decode against the f32 plan's.
+//
+//   npx tsx bench/llama-dispatches.ts [--layers 30] [--max-sequence 256] [--max-prompt 128] [--weight-storage bf16]
 //   npx esbuild bench/llama-dispatches.ts --bundle --platform=node --format=esm \
 //       --external:webgpu --external:naga-wasm --outfile=.device/llama-dispatches.mjs
 //   node .device/llama-dispatches.mjs --time [--position 128] [--per-dispatch 50]   # on the GPU machine
 import { compileGraph } from '../compiler/compile';
 import { Graph } from '../compiler/ir/graph';
+import type { WeightStorage } from '../compiler/ir/weight-storage';
 import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { llama, llamaEntries, type HfLlamaConfig, type LlamaOptions } from '../models/llama';
 import { loadPlan, requestNodeDevice, type TensorData } from '../runtime/index';
@@ -39,9 +43,12 @@ const position = option('--position', 128);
 const g = new Graph('smollm2_135m', { locate: () => undefined });
 for (const [name, t] of Object.entries(llama(g, config, options))) g.output(name, t);
 const started = performance.now();
-const plan = await compileGraph(g, { weights: 'none', entries: llamaEntries(options), targets: [NVIDIA_HOPPER] });
+const weightStorage = (args.includes('--weight-storage') ? args[args.indexOf('--weight-storage') + 1] : 'f32') as WeightStorage;
+const plan = await compileGraph(g, { weights: 'none', entries: llamaEntries(options), targets: [NVIDIA_HOPPER], weightStorage });
+const weightBytes = plan.manifest.buffers.filter((b) => b.role === 'parameter').reduce((n, b) => n + b.byteLength, 0);
 console.log(
-  `SmolLM2-135M config, ${config.num_hidden_layers} layers, cache ${options.maxSequence} rows, prompt ${options.maxPrompt}: compiled for nvidia-hopper in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  `SmolLM2-135M config, ${config.num_hidden_layers} layers, cache ${options.maxSequence} rows, prompt ${options.maxPrompt}, weights held as ${weightStorage} ` +
+    `(${(weightBytes / 1e6).toFixed(1)} MB): compiled for nvidia-hopper in ${((performance.now() - started) / 1000).toFixed(1)} s`,
 );
 for (const [entry, { dispatches }] of Object.entries(plan.manifest.entryPoints)) {
   const byKind = new Map<string, number>();

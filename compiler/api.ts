@@ -13,11 +13,13 @@
 import { Graph, type GraphOptions, type Tensor } from './ir/graph';
 import { CompileError } from './ir/errors';
 import type { TrainingSpec } from './autodiff/train';
+import type { WeightStorage } from './ir/weight-storage';
 
 export { Graph, Tensor } from './ir/graph';
 export type { Init } from './ir/ops';
 export type { Shape, DType } from './ir/types';
 export type { OptimizerSpec, TrainingSpec } from './autodiff/train';
+export type { WeightStorage } from './ir/weight-storage';
 
 export type ModelOutputs = Record<string, Tensor>;
 
@@ -30,6 +32,11 @@ export interface ModelDefinition {
   readonly train?: TrainingSpec;
   /** entry points by name, each the outputs it returns (default: one entry 'run' returning every output) */
   readonly entries?: EntrySpec;
+  /**
+   * how weights read only by products and embedding gathers are held: f16 or bf16 halves their
+   * bytes (inference plans; `mnc compile --weight-storage` overrides it). Default f32.
+   */
+  readonly weightStorage?: WeightStorage;
 }
 
 /**
@@ -38,8 +45,18 @@ export interface ModelDefinition {
  */
 export type EntrySpec = Readonly<Record<string, readonly string[]>>;
 
-export function model(build: (g: Graph) => ModelOutputs | void, options: { description?: string; train?: TrainingSpec; entries?: EntrySpec } = {}): ModelDefinition {
-  return { kind: 'mnc.model', build, description: options.description, train: options.train, ...(options.entries ? { entries: options.entries } : {}) };
+export function model(
+  build: (g: Graph) => ModelOutputs | void,
+  options: { description?: string; train?: TrainingSpec; entries?: EntrySpec; weightStorage?: WeightStorage } = {},
+): ModelDefinition {
+  return {
+    kind: 'mnc.model',
+    build,
+    description: options.description,
+    train: options.train,
+    ...(options.entries ? { entries: options.entries } : {}),
+    ...(options.weightStorage ? { weightStorage: options.weightStorage } : {}),
+  };
 }
 
 export function isModelDefinition(v: unknown): v is ModelDefinition {

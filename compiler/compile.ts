@@ -7,9 +7,11 @@ import type { EntrySpec } from './api';
 import { CompileError } from './ir/errors';
 import { appendTraining, remapTraining, type TrainingGraph, type TrainingSpec } from './autodiff/train';
 import { optimizeGraph, type OptimizeReport } from './egraph/optimize';
-import type { Graph, Node } from './ir/graph';
+import { attrsOf, type Graph, type Node } from './ir/graph';
 import type { LoweredKernel } from './lower';
 import { materializeParameters, parameterSources, storedParameters } from './ir/interpret';
+import { initialValues } from './ir/init';
+import { checkWeightStorage, storeWeights, type StoredWeights, type WeightStorage } from './ir/weight-storage';
 import { lowerGraph } from './lower';
 import { fileSink, memorySink, writePlan, type BundleSink } from './plan/bundle';
 import { inputRanges } from './plan/input-ranges';
@@ -50,6 +52,11 @@ export interface CompileOptions {
   targets?: readonly Target[];
   /** threads running naga, this one included (1: validate in this thread); default: from the work and the cores */
   validationThreads?: number;
+  /**
+   * how weights read only by products and embedding gathers are held (default f32): f16 or
+   * bf16 halves their bytes, read in-kernel (ir/weight-storage.ts); inference plans only
+   */
+  weightStorage?: WeightStorage;
 }
 
 export interface CompiledPlan {
@@ -63,17 +70,33 @@ export interface CompiledPlan {
   timings: Record<string, number>;
   /** what the optimizer did, when it ran: before autodiff and on the kernels */
   optimization?: { forward: OptimizeReport; kernels: OptimizeReport };
+  /** with weightStorage f16 or bf16: the parameters held so and their bytes */
+  storedWeights?: Omit<StoredWeights, 'graph'>;
 }
 
-export async function compileGraph(graph: Graph, options: CompileOptions = {}): Promise<CompiledPlan> {
+/** The graph to compile: `graph` itself, or with weightStorage its weights held as f16 or bf16. */
+function withWeightStorage(graph: Graph, options: CompileOptions): { graph: Graph; storedWeights?: Omit<StoredWeights, 'graph'> } {
+  const storage = checkWeightStorage(options.weightStorage ?? 'f32', options.training !== undefined);
+  if (storage === 'f32') return { graph };
+  const seed = options.seed ?? 0;
+  const values = options.weights === 'none' ? undefined : (node: Node) => {
+    const { init, shape } = attrsOf(node, 'parameter');
+    return initialValues(init, shape, node.name, seed);
+  };
+  const { graph: stored, ...report } = storeWeights(graph, storage, values);
+  return { graph: stored, storedWeights: report };
+}
+
+export async function compileGraph(given: Graph, options: CompileOptions = {}): Promise<CompiledPlan> {
   const timings: Record<string, number> = {};
   const started = performance.now();
+  const { graph, storedWeights } = withWeightStorage(given, options);
   const parameters = options.weights === 'none' ? new Map<string, Float32Array>() : materializeParameters(graph, options.seed ?? 0);
   timings.parameters = performance.now() - started;
   const sink = memorySink();
   // packed parameters: the CPU reference's values are dequantized, the plan stores their bytes
   const compiled = await compileTo(graph, options, storedParameters(graph, parameters), sink, timings);
-  return { bundle: sink.bytes(), parameters, ...compiled };
+  return { bundle: sink.bytes(), parameters, ...compiled, ...(storedWeights ? { storedWeights } : {}) };
 }
 
 /**
@@ -82,12 +105,13 @@ export async function compileGraph(graph: Graph, options: CompileOptions = {}): 
  * follows the largest tensor and the kernels, not the total of the weights.
  */
 export async function compileGraphToFile(
-  graph: Graph,
+  given: Graph,
   file: string,
   options: CompileOptions = {},
 ): Promise<Omit<CompiledPlan, 'bundle' | 'parameters'> & { byteLength: number }> {
   // 'parameters' is the time spent drawing them, which happens while writing: not counted twice
   const timings: Record<string, number> = { parameters: 0 };
+  const { graph, storedWeights } = withWeightStorage(given, options);
   const sources = options.weights === 'none' ? new Map<string, WeightSource>() : parameterSources(graph, options.seed ?? 0);
   const parameters = new Map(
     [...sources].map(([name, source]) => [
@@ -107,7 +131,7 @@ export async function compileGraphToFile(
   try {
     const compiled = await compileTo(graph, options, parameters, sink, timings);
     timings.write -= timings.parameters;
-    return { ...compiled, byteLength: sink.length() };
+    return { ...compiled, byteLength: sink.length(), ...(storedWeights ? { storedWeights } : {}) };
   } finally {
     sink.close();
   }

@@ -23,7 +23,7 @@
 // llamaModel compiles a train_step entry minimising it (AdamW unless told otherwise).
 // Grouped-query attention reads each key/value head once: q is [kvHeads, group, T, d] and k, v
 // [kvHeads, 1, S, d], whose batch axis the attention kernel broadcasts (no copies per head).
-import { model, type EntrySpec, type Graph, type ModelDefinition, type OptimizerSpec, type Tensor } from 'mnc';
+import { model, type EntrySpec, type Graph, type ModelDefinition, type OptimizerSpec, type Tensor, type WeightStorage } from 'mnc';
 
 /** The config.json keys the builder reads (classic and newer spellings). */
 export interface HfLlamaConfig {
@@ -169,7 +169,8 @@ export interface LlamaOptions {
    * Makes a parameter from a file instead (a GGUF model's, say): given HF's name, the shape
    * and the parameter's role, a tensor of that shape, or undefined for the default above.
    * A linear weight may be packed (g.packedParameter): linear() then multiplies with
-   * matmulQuantized, reading the blocks in place. Embeddings, norms and biases must be f32.
+   * matmulQuantized, reading the blocks in place. The embedding may be f16 or bf16 (gathered,
+   * and as a tied head multiplied, in-kernel); norms and biases must be f32.
    */
   parameter?: (name: string, shape: number[], role: LlamaParameterRole) => Tensor | undefined;
 }
@@ -215,7 +216,10 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
     const t = options.parameter?.(name, shape, role);
     if (!t) return fallback();
     if (t.shape.join() !== shape.join()) throw new Error(`parameter ${name}: the builder needs shape [${shape}], got [${t.shape}]`);
-    if (role !== 'linear' && t.dtype !== 'f32') throw new Error(`parameter ${name}: a ${role} must be f32, got ${t.dtype}`);
+    const sixteenBit = t.dtype === 'f16' || t.dtype === 'bf16';
+    if (role !== 'linear' && t.dtype !== 'f32' && !(role === 'embedding' && sixteenBit)) {
+      throw new Error(`parameter ${name}: a ${role} must be f32${role === 'embedding' ? ', f16 or bf16' : ''}, got ${t.dtype}`);
+    }
     return t;
   };
   const projection = (role: 'linear' | 'embedding') => (name: string, shape: number[]) =>
@@ -406,12 +410,24 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
   }
 }
 
+/** llamaModel's options: the graphs to build, and how the plan holds the weights. */
+export interface LlamaModelOptions extends LlamaOptions {
+  /**
+   * f16 or bf16: the projections, the embedding and the head held at 2 bytes a value and read
+   * in-kernel (half the bytes per decoded token); norms and biases stay f32. Inference only.
+   * `--weights`/loadWeights round an f32, f16 or bf16 checkpoint into it. Default f32.
+   */
+  weightStorage?: WeightStorage;
+}
+
 /** A model definition for `mnc compile`: the config and options fixed, entries named. */
-export function llamaModel(config: HfLlamaConfig, options: LlamaOptions, description?: string): ModelDefinition {
-  const optimizer = typeof options.train === 'object' ? options.train.optimizer : DEFAULT_OPTIMIZER;
-  return model((g) => llama(g, config, options), {
+export function llamaModel(config: HfLlamaConfig, options: LlamaModelOptions, description?: string): ModelDefinition {
+  const { weightStorage, ...graphs } = options;
+  const optimizer = typeof graphs.train === 'object' ? graphs.train.optimizer : DEFAULT_OPTIMIZER;
+  return model((g) => llama(g, config, graphs), {
     description: description ?? 'a Llama-family decoder from config.json',
-    entries: llamaEntries(options),
-    ...(options.train ? { train: { loss: 'loss', optimizer } } : {}),
+    entries: llamaEntries(graphs),
+    ...(graphs.train ? { train: { loss: 'loss', optimizer } } : {}),
+    ...(weightStorage ? { weightStorage } : {}),
   });
 }

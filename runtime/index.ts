@@ -10,7 +10,7 @@ export { loadTrainingPlan, type TrainingSession } from './training';
 export { chooseTarget, targetManifest, targetsOf, type ChosenTarget, type DeviceDescription } from './targets';
 export { toChromeTrace, kernelSummary, formatKernelSummary, type TraceRecord, type TraceEvent, type KernelTime } from './trace';
 export { decodeSafetensors, encodeSafetensors, type SafeTensor, type SafetensorsFile } from './safetensors';
-export { matchWeights, tensorAsF32, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
+export { matchWeights, tensorAs16Bit, tensorAsF32, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
 export { readWeightsFiles } from './hosts/weights-files';
 export { ggufWeights, isGgufBytes } from './gguf-weights';
 export { ggufTensorName, hfParameterName, unpermuteRopeRows } from './gguf-llama';

@@ -1,12 +1,13 @@
 // A plan's parameters from safetensors files: the checkpoints HuggingFace ships (one file, or
 // shards), matched to the plan's parameter buffers by name. A plan compiled with --no-weights
 // carries no parameter bytes; this fills them at load time, so rebuilding a plan never
-// rewrites gigabytes. Names and layouts are the model builder's business (it names its
+// rewrites gigabytes. A parameter stored as f16 or bf16 (a plan compiled with weightStorage)
+// gets each tensor rounded to that storage, to nearest even. Names and layouts are the model builder's business (it names its
 // parameters as the checkpoint does and reads them in the checkpoint's layout): nothing here
 // transposes or renames, so a mismatch is an error rather than a silent guess.
 import type { BufferDesc, Manifest } from '../schemas/manifest';
 import { PlanError } from './errors';
-import { f16BitsToF32 } from './f16';
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from './f16';
 import type { SafeTensor, SafetensorsFile } from './safetensors';
 
 export interface WeightsOptions {
@@ -67,6 +68,27 @@ export function tensorAsF32(t: SafeTensor, what: string): Uint8Array {
   }
 }
 
+/**
+ * A tensor stored as F32, F16, BF16 or F64, as the bytes of a 16-bit parameter (`storage`
+ * f16 or bf16): the same type's bytes as they are, any other rounded to nearest even.
+ */
+export function tensorAs16Bit(t: SafeTensor, storage: 'f16' | 'bf16', what: string): Uint8Array {
+  if (t.dtype === storage.toUpperCase()) return t.data;
+  const widened = t.dtype === 'F16' || t.dtype === 'BF16' ? null : tensorAsF32(t, what);
+  const count = t.shape.reduce((n, d) => n * d, 1);
+  const out = new Uint16Array(count);
+  const round = storage === 'f16' ? f32ToF16Bits : f32ToBf16Bits;
+  if (widened) {
+    const values = new Float32Array(widened.buffer, widened.byteOffset, count);
+    for (let i = 0; i < count; i++) out[i] = round(values[i]);
+  } else {
+    // the other 16-bit type: through its exact f32 value
+    const view = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    const value = t.dtype === 'F16' ? f16BitsToF32 : bf16BitsToF32;
+    for (let i = 0; i < count; i++) out[i] = round(value(view.getUint16(2 * i, true)));
+  }
+  return new Uint8Array(out.buffer);
+}
 
 /**
  * Which bytes go into which parameter buffer, checked against the plan before anything is
@@ -106,13 +128,16 @@ export function matchWeights(manifest: Manifest, files: readonly NamedSafetensor
     const hit = found.get(buffer.name);
     if (!hit) return [];
     const what = `${hit.source}: tensor "${buffer.name}"${hit.origin ? ` (${hit.origin})` : ''}`;
-    if (buffer.dtype !== 'f32') throw new PlanError('bad-input', `${what}: parameter is ${buffer.dtype}; weights are loaded into f32 parameters only`);
+    const storage = buffer.dtype;
+    if (storage !== 'f32' && storage !== 'f16' && storage !== 'bf16') {
+      throw new PlanError('bad-input', `${what}: parameter is ${storage}; weights are loaded into f32, f16 or bf16 parameters (a GGUF file's quantized blocks come with compiling the .gguf itself)`);
+    }
     if (hit.tensor.shape.join() !== buffer.shape.join()) {
       throw new PlanError('bad-input', `${what} is [${hit.tensor.shape.join(', ')}]; plan "${plan}" declares [${buffer.shape.join(', ')}]`);
     }
     if (!F32_CONVERTIBLE.has(hit.tensor.dtype)) throw new PlanError('bad-input', `${what} is ${hit.tensor.dtype}; parameters read F32, F16, BF16 or F64`);
-    // made when written: one tensor's f32 copy at a time
-    return [{ buffer, bytes: () => tensorAsF32(hit.tensor, what) }];
+    // made when written: one tensor's converted copy at a time
+    return [{ buffer, bytes: () => (storage === 'f32' ? tensorAsF32(hit.tensor, what) : tensorAs16Bit(hit.tensor, storage, what)) }];
   });
   return { writes, report: { loaded: writes.map((w) => w.buffer.name), skipped, kept: missing } };
 }

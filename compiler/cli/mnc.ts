@@ -16,6 +16,7 @@ import { isNnefPath, loadNnefModel, nnefPaths } from '../frontends/nnef/load';
 import { loadOnnxModel } from '../frontends/onnx/load';
 import { loadTypeScriptModel } from '../frontends/typescript';
 import { CompileError, CompileErrors } from '../ir/errors';
+import { WEIGHT_STORAGES, type WeightStorage } from '../ir/weight-storage';
 import { GENERATOR } from '../plan/plan';
 import { BUILTIN_TARGETS, DEFAULT_TARGETS, parseTargets } from '../target/targets';
 import { describePlan, formatBytes, kernelSources } from './inspect';
@@ -39,9 +40,10 @@ function displayPath(file: string): string {
   return (rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file).replaceAll('\\', '/');
 }
 
-/** The entry point `Session.run()` runs by default: 'run', else the first. */
-function defaultEntry(manifest: Manifest): EntryPoint | undefined {
-  return manifest.entryPoints.run ?? Object.values(manifest.entryPoints)[0];
+/** The entry point `mnc run` runs: 'run', else the first (a language model's prefill), with its name. */
+function defaultEntry(manifest: Manifest): { name: string; entry: EntryPoint } | undefined {
+  const name = manifest.entryPoints.run ? 'run' : Object.keys(manifest.entryPoints)[0];
+  return name === undefined ? undefined : { name, entry: manifest.entryPoints[name] };
 }
 
 // --- commands -------------------------------------------------------------------------------
@@ -69,6 +71,8 @@ interface CompileOptions {
   /** GGUF: the KV cache's rows */
   maxSequence?: string;
   decodeBatch?: string;
+  /** how products' and embeddings' weights are held (default: the model's, else f32) */
+  weightStorage?: WeightStorage;
 }
 
 function parseCount(flag: string, text: string): number {
@@ -113,13 +117,13 @@ function parseShapes(options: CompileOptions): Record<string, number[]> {
 /** An ONNX model as the compile command takes a model: no type check, no training option of its own. */
 function onnxModel(file: string, options: CompileOptions) {
   const loaded = loadOnnxModel(file, { shapes: parseShapes(options), freeze: options.freeze });
-  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: undefined, typeChecked: Promise.resolve() };
+  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: undefined, weightStorage: undefined, typeChecked: Promise.resolve() };
 }
 
 /** An NNEF model (a directory holding graph.nnef and its .dat files, or that graph.nnef), as onnxModel. */
 function nnefModel(path: string, options: CompileOptions) {
   const loaded = loadNnefModel(path, { shapes: parseShapes(options), freeze: options.freeze });
-  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: undefined, typeChecked: Promise.resolve() };
+  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: undefined, weightStorage: undefined, typeChecked: Promise.resolve() };
 }
 
 /** A GGUF model (llama, qwen2): the Llama builder's prefill and decode over the file's weights, kept packed. */
@@ -127,7 +131,7 @@ function ggufModel(file: string, options: CompileOptions) {
   const maxSequence = options.maxSequence === undefined ? undefined : parseCount('--max-sequence', options.maxSequence);
   const decodeBatch = options.decodeBatch === undefined ? undefined : parseCount('--decode-batch', options.decodeBatch);
   const loaded = loadGgufModel(file, { ...(maxSequence ? { maxSequence } : {}), ...(decodeBatch ? { decodeBatch } : {}) });
-  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: loaded.entries, typeChecked: Promise.resolve() };
+  return { graph: loaded.graph, name: loaded.name, training: undefined, entries: loaded.entries, weightStorage: undefined, typeChecked: Promise.resolve() };
 }
 
 /** The default plan name for a model path: model.ts → model, model.nnef/ (or its graph.nnef) → model. */
@@ -149,7 +153,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
   if (!isOnnx && !isNnef && (options.shape.length > 0 || options.freeze)) {
     throw new CompileError('input', '--shape and --freeze apply to ONNX (.onnx) and NNEF (model.nnef/) models; a TypeScript model declares its shapes and trainable parameters itself');
   }
-  const { graph, name, training, typeChecked, entries } = isOnnx
+  const { graph, name, training, typeChecked, entries, weightStorage } = isOnnx
     ? onnxModel(modelFile, options)
     : isGguf
       ? ggufModel(modelFile, options)
@@ -172,6 +176,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
       ...(entries ? { entries } : {}),
       targets: parseTargets(options.target),
       validationThreads,
+      weightStorage: options.weightStorage ?? weightStorage,
     });
   } catch (error) {
     rmSync(partial, { force: true });
@@ -186,7 +191,7 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
     throw error;
   }
   const typeCheckWait = performance.now() - waited;
-  const { byteLength, manifest, optimization, timings } = compiled;
+  const { byteLength, manifest, optimization, timings, storedWeights } = compiled;
   renameOrFail(partial, out);
   const dispatches = Object.values(manifest.entryPoints).reduce((n, e) => n + e.dispatches.length, 0);
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
@@ -196,6 +201,15 @@ async function compileCommand(modelFile: string, options: CompileOptions): Promi
     `${out}: model '${name}' for ${targets.length > 1 ? `targets ${targets.join(', ')}` : `target ${targets[0]}`}, ${manifest.kernels.length} kernels, ` +
       `${dispatches} dispatches${targets.length > 1 ? ` (${manifest.target.name})` : ''}${trains}, ${formatBytes(byteLength)}, compiled in ${seconds} s`,
   );
+  if (storedWeights) {
+    const { stored, f32Bytes, storedBytes } = storedWeights;
+    const storage = options.weightStorage ?? weightStorage;
+    console.log(
+      stored.length > 0
+        ? `weights held as ${storage}: ${stored.length} parameter(s), ${formatBytes(f32Bytes)} in f32 → ${formatBytes(storedBytes)}; the others (norms, biases, …) stay f32`
+        : `weights held as ${storage}: no parameter qualifies (a matrix read only as a product's right operand or an embedding table); all stay f32`,
+    );
+  }
   if (options.report) {
     // the type check ran beside the stages: 'typecheck' is what was left of it after them
     const stages = Object.entries({ frontend, ...timings, typecheck: typeCheckWait }).map(([stage, ms]) => `${stage} ${ms.toFixed(0)}`);
@@ -242,8 +256,8 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
   const budget = memoryBudget(options.memoryBudget);
   const bytes = readPlanBytes(file);
   const { manifest } = await aboutPlan(file, () => readBundle(bytes));
-  const entry = defaultEntry(manifest);
-  const inputs = gatherInputs(entry?.inputs ?? [], {
+  const chosen = defaultEntry(manifest);
+  const inputs = gatherInputs(chosen?.entry.inputs ?? [], {
     files: options.input,
     json: options.inputs,
     random: options.random ?? false,
@@ -260,7 +274,8 @@ async function runCommand(file: string, options: RunOptions): Promise<void> {
       console.log(`${options.weights}: loaded ${report.loaded.length} parameter(s)`);
     }
     const runStart = performance.now();
-    const outputs = await aboutPlan(file, () => session!.run(inputs));
+    // the entry whose inputs were gathered (a plan without 'run' runs its first)
+    const outputs = await aboutPlan(file, () => session!.run(inputs, chosen?.name ?? 'run'));
     const runEnd = performance.now();
 
     const info = gpu.adapter.info;
@@ -324,6 +339,11 @@ function program(): Command {
     .option('--freeze', "ONNX, NNEF: the model's initializers (NNEF: variables) are fixed weights, not trainable parameters")
     .option('--max-sequence <n>', "GGUF: the KV cache's rows, prompt and generated tokens together (default: the file's context length, at most 2048)")
     .option('--decode-batch <n>', 'GGUF: sequences the KV cache holds, decoded together by a decode_batch entry (mnc serve batches requests over it); default one sequence, a decode entry')
+    .addOption(
+      new Option('--weight-storage <type>', "hold the weights that only products and embedding gathers read as f16 or bf16 (half the bytes, read in-kernel; --weights and loadWeights round checkpoints into it); inference plans only (default: the model's weightStorage, else f32)").choices([
+        ...WEIGHT_STORAGES,
+      ]),
+    )
     .action(compileCommand);
 
   mnc

@@ -40,6 +40,8 @@ export interface LoadedModel {
   training?: TrainingSpec;
   /** the definition's `entries` option: named entry points and their outputs */
   entries?: api.EntrySpec;
+  /** the definition's `weightStorage` option */
+  weightStorage?: api.WeightStorage;
   /** resolves once the file type-checks; rejects with CompileErrors (every type error) otherwise */
   typeChecked: Promise<void>;
 }
@@ -81,7 +83,7 @@ async function buildModel(file: string, absFile: string, wanted: string | undefi
   const declaration = made.get(definition)?.loc;
   try {
     const graph = api.buildGraph(name === 'default' ? defaultName(absFile) : name, definition, { locate: () => bundle.locateCaller() });
-    return { graph, name, available, training: definition.train, entries: definition.entries };
+    return { graph, name, available, training: definition.train, entries: definition.entries, weightStorage: definition.weightStorage };
   } catch (error) {
     if (error instanceof CompileError) {
       // builder errors carry the user's location already; a model-level one (no outputs) gets the definition's

@@ -1385,8 +1385,8 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   // Rows of a table at integer ids: a gather (one read per element), not a one-hot product.
   embedding: {
     arity: 2,
-    summary: 'rows of table [V, ..row] at integer ids [..]: [.., ..row]; ids out of range give zero rows (fromEnd: negative ids count from the end)',
-    infer: ([table, ids], attrs) => embeddingType(table, ids, attrs),
+    summary: 'rows of table [V, ..row] (f32, or a weight stored as f16 or bf16) at integer ids [..]: [.., ..row] f32; ids out of range give zero rows (fromEnd: negative ids count from the end)',
+    infer: ([table, ids], attrs) => embeddingType(table, ids, attrs, true),
     evaluate: ([table, ids], attrs) => {
       const row = elementCount(table.shape.slice(1));
       const out = new Float64Array(ids.data.length * row);
@@ -1398,7 +1398,8 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     lowering: { archetype: 'indexed', kernel: embeddingKernel },
     // dL/dtable: dy's rows added into the rows the ids name (several times for a repeated id)
-    grad: ({ g, inputs: [table, ids], dy, attrs }) => [g.embeddingBackward(dy, ids, { rows: table.shape[0], fromEnd: attrs.fromEnd }), undefined],
+    // a 16-bit table is a frozen packed parameter: no gradient
+    grad: ({ g, inputs: [table, ids], dy, attrs }) => [table.dtype === 'f32' ? g.embeddingBackward(dy, ids, { rows: table.shape[0], fromEnd: attrs.fromEnd }) : undefined, undefined],
     flops: () => 0,
   } satisfies OpDef<EmbeddingAttrs>,
   embeddingBackward: {
@@ -2741,11 +2742,15 @@ function attentionGrad({ g, inputs: [q, k, v, mask, keyCount], dy, attrs }: Grad
 
 // embedding's rules, outside the table so their types do not depend on it.
 
-/** Shape rule of embedding (and of embeddingBackward's table): table f32 [rows, ..row], ids i32 or u32 [..] → [.., ..row]. */
-function embeddingType(table: TensorType, ids: TensorType, attrs: EmbeddingAttrs): TensorType {
+/**
+ * Shape rule of embedding (and of embeddingBackward's table): table [rows, ..row] f32 (or, for
+ * embedding, a weight stored as f16 or bf16: `sixteenBit`), ids i32 or u32 [..] → [.., ..row] f32.
+ */
+function embeddingType(table: TensorType, ids: TensorType, attrs: EmbeddingAttrs, sixteenBit = false): TensorType {
   if (typeof attrs.fromEnd !== 'boolean') throw new ShapeRuleError(`fromEnd must be true or false; got ${attrs.fromEnd}`);
   if (ids.dtype !== 'i32' && ids.dtype !== 'u32') throw new ShapeRuleError(`ids must be i32 or u32; got ${ids.dtype}`);
-  if (table.dtype !== 'f32') throw new ShapeRuleError(`the table must be f32; got ${table.dtype}`);
+  const allowed = sixteenBit ? ['f32', 'f16', 'bf16'] : ['f32'];
+  if (!allowed.includes(table.dtype)) throw new ShapeRuleError(`the table must be ${allowed.join(', ')}; got ${table.dtype}`);
   if (table.shape.length < 1) throw new ShapeRuleError('the table must have rank 1 or more ([rows, ..row]); got a scalar');
   return { shape: [...ids.shape, ...table.shape.slice(1)], dtype: 'f32' };
 }
@@ -2765,21 +2770,24 @@ export function tableRowFunction(ids: TensorType, rows: number, fromEnd: boolean
 
 const u32Literal = (v: number) => `${v}u`;
 
-/** One invocation per output element: its id's row of the table, or zero. */
+/**
+ * One invocation per output element: its id's row of the table, or zero. A 16-bit table is
+ * bound as 32-bit words (lower/indexed.ts), two values a word, the first in the low half.
+ */
 function embeddingKernel([table, ids]: readonly TensorType[], attrs: EmbeddingAttrs): IndexedKernel {
   const rows = table.shape[0];
   const row = elementCount(table.shape.slice(1));
+  const at = `u32(r) * ${u32Literal(row)} + i % ${u32Literal(row)}`;
+  // bf16 is the upper half of an f32; unpack2x16float needs no f16 extension
+  const read: Record<string, string[]> = {
+    f32: [`out[i] = in0[${at}];`],
+    f16: [`let e = ${at};`, 'out[i] = unpack2x16float(in0[e >> 1u] >> ((e & 1u) * 16u)).x;'],
+    bf16: [`let e = ${at};`, 'out[i] = bitcast<f32>((in0[e >> 1u] >> ((e & 1u) * 16u)) << 16u);'],
+  };
   return {
-    summary: `rows of [${rows}, ${row}] gathered at ${elementCount(ids.shape)} ids${attrs.fromEnd ? ', negative ids from the end' : ''}, zero rows for ids out of range`,
+    summary: `rows of [${rows}, ${row}]${table.dtype === 'f32' ? '' : ` ${table.dtype}`} gathered at ${elementCount(ids.shape)} ids${attrs.fromEnd ? ', negative ids from the end' : ''}, zero rows for ids out of range`,
     helpers: [tableRowFunction(ids, rows, attrs.fromEnd)],
-    statements: [
-      `let r = table_row(in1[i / ${u32Literal(row)}]);`,
-      'if (r < 0) {',
-      '  out[i] = 0.0;',
-      '  return;',
-      '}',
-      `out[i] = in0[u32(r) * ${u32Literal(row)} + i % ${u32Literal(row)}];`,
-    ],
+    statements: [`let r = table_row(in1[i / ${u32Literal(row)}]);`, 'if (r < 0) {', '  out[i] = 0.0;', '  return;', '}', ...read[table.dtype]],
   };
 }
 

@@ -43,7 +43,7 @@ export class GraphCopy {
 
   /** Copies the outputs; returns the graph and the source → copy id map (-1: not emitted). */
   finish(): { graph: Graph; map: (id: number) => number } {
-    for (const o of this.source.outputs) this.target.output(o.name, this.of(o.node));
+    for (const o of this.source.outputs) this.target.output(o.name, this.of(o.node), o.hostDtype ? { hostDtype: o.hostDtype } : {});
     return { graph: this.target, map: (id) => this.emitted.get(id)?.id ?? -1 };
   }
 }

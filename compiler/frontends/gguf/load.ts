@@ -1,7 +1,8 @@
 // A GGUF model file as a graph: its metadata as the Llama builder's config (config.ts), its
 // tensors as the builder's parameters under HF's names. Linear weights stay as the file
 // stores them (packed parameters the kernels dequantize as they read; F32 ones as ordinary
-// parameters); embeddings, norms and biases are dequantized to the f32 the builder needs.
+// parameters), and so does an F16 or BF16 token embedding (gathered in-kernel); other
+// embeddings, norms and biases are dequantized to the f32 the builder needs.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { llama, llamaEntries, type HfLlamaConfig, type LlamaOptions, type LlamaParameterRole } from '../../../models/llama';
@@ -68,7 +69,9 @@ export function ggufModel(bytes: Uint8Array, source: string, options: Omit<Llama
     if (!isSupportedType(t.type.name)) fail(`tensor "${tensorName}" is ${t.type.name}, a type this compiler does not read`);
     const heads = permutedHeads(tensorName);
     const stored = tensorBytes(bytes, t);
-    if (role === 'linear' && t.type.name !== 'F32') {
+    const sixteenBit = t.type.name === 'F16' || t.type.name === 'BF16';
+    // (as a tied head the embedding is read four values at a time, as any packed product's weight)
+    if ((role === 'linear' && t.type.name !== 'F32') || (role === 'embedding' && sixteenBit && shape[1] % 4 === 0)) {
       // whole rows of blocks move: the permutation works on the packed bytes
       const packed = heads ? unpermuteRows(stored, shape[0], heads) : stored;
       return graph.packedParameter(hfName, shape, weightDTypeOfGgml(t.type.name)!, packed);
