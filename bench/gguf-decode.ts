@@ -9,8 +9,8 @@
 // As llama.cpp's quantizer does, a K-quant tensor whose rows are not a whole number of 256-value
 // super-blocks falls back (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0): at hidden 576 that is every
 // projection but ffn_down (rows of 1536). The token embedding is written in the file's type
-// and dequantized to f32 at compile time (the builder gathers f32 rows); tied, as SmolLM2's,
-// it is also the head, an f32 product of 49152 × 576.
+// and dequantized to f32 at compile time (F16 and BF16 stay so: gathered in-kernel); tied, as
+// SmolLM2's, it is also the head, a product of 49152 × 576.
 //
 //   npx tsx bench/gguf-decode.ts --small                       # tiny shapes, on this machine (llvmpipe: wall clock)
 //   npx esbuild bench/gguf-decode.ts --bundle --platform=node --format=esm \
