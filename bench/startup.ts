@@ -12,14 +12,16 @@
 // 2 key/value heads, 32000-token vocabulary, an untied head) as torch.onnx.export writes it,
 // which both engines run: 8 prompt ids to logits [1, 8, 32000], the last row the first token's.
 //
-//   npx tsx bench/startup.ts [--rounds 3] [--runs 20] [--models mlp,ffn4,cnn,llama,llama-onnx] [--engines mnc,mnc-whole,ort-webgpu,ort-wasm]
+//   npx tsx bench/startup.ts [--rounds 3] [--runs 20] [--models mlp,ffn4,cnn,llama,llama-onnx] [--engines mnc,mnc-whole,mnc-wait,ort-webgpu,ort-wasm]
 //                            [--tokens 1] [--targets generic,software] [--json out.json]
 //
 // --targets: the targets the plans are compiled for (default generic,software: the runtime
 // picks software's quickly built kernels on SwiftShader; `generic` alone is the plan before).
 //
 // Engines: `mnc` fetches the plan with fetchPlan (no native translations), `mnc-whole` fetches
-// the whole file as before (the "before" of that cut), `ort-webgpu` and `ort-wasm` are
+// the whole file as before (the "before" of that cut), `mnc-wait` awaits session.ready (every
+// pipeline) before the first run, as loadPlan did before runs stopped waiting for the last
+// pipeline (the "before" of that change, its session ready then includes the wait), `ort-webgpu` and `ort-wasm` are
 // onnxruntime-web's ort.webgpu.min.mjs and ort.wasm.min.mjs (one wasm thread: the page is not
 // cross-origin isolated, as most pages are not). Times are from the page's navigation start
 // (performance.now()): session ready (runtime imported, device, plan or model fetched and
@@ -207,6 +209,8 @@ try {
       (engine === 'mnc-whole' ? fetch('/' + model + '.mnplan').then((r) => r.arrayBuffer()).then((b) => new Uint8Array(b)) : fetchPlan('/' + model + '.mnplan')).then((plan) => ((t.fetched = performance.now()), plan)),
     ]);
     const session = await loadPlan(plan, gpu.device);
+    // mnc-wait: every pipeline built before the first run, as loadPlan did before it stopped waiting
+    if (engine === 'mnc-wait') await session.ready;
     adapter = session.adapter;
     run = async () => (await session.run(feeds, info.entry ?? 'run'))[info.output];
   } else {

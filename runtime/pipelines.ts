@@ -23,6 +23,8 @@ export class PipelineBuilds {
    * every kernel that failed, with the shader compiler's messages.
    */
   readonly ready: Promise<void>;
+  /** whether every pipeline has been built (ready fulfilled) */
+  done = false;
   private readonly pending: Promise<GPUComputePipeline>[] = [];
 
   /**
@@ -77,6 +79,7 @@ export class PipelineBuilds {
         failures.push(`kernel "${kernel.name}" (WGSL section "${sources[k].wgsl}", entry point "${kernel.entryPoint}"): ${reason}${messages.length ? '\n' + messages.join('\n') : ''}`);
       }
       if (failures.length > 0) throw new PlanError('pipeline', `${failures.length} compute pipeline(s) failed to build:\n${failures.join('\n')}`);
+      this.done = true;
     });
     // a session nobody runs must not leave an unhandled rejection; callers awaiting ready still see it
     this.ready.catch(() => undefined);

@@ -53,7 +53,8 @@ export interface RunOptions {
    * destroys the device, the one way WebGPU offers to abandon submitted work, so the session
    * (and anything else on that device) is unusable afterwards. Where the backend runs the work
    * inside submit (Dawn's OpenGL backend) the timeout is noticed only once that work ends
-   * (README, "What a deadline can interrupt").
+   * (README, "What a deadline can interrupt"). The clock starts once the plan's pipelines
+   * exist (session.ready), so a first run's deadline does not count their compiling.
    */
   timeoutMs?: number;
 }
@@ -543,7 +544,11 @@ export class PlanSession implements Session {
         this.release(loaded, set);
       }
     });
-    return this.withDeadline(work, timeoutMs, entry);
+    if (timeoutMs === undefined || this.pipelines.done) return this.withDeadline(work, timeoutMs, entry);
+    // the deadline bounds the run, not the plan's shader compiles: its clock starts once every
+    // pipeline exists (the run itself goes ahead meanwhile; a failed build rejects it)
+    work.catch(() => undefined);
+    return this.pipelines.ready.then(() => this.withDeadline(work, timeoutMs, entry));
   }
 
   /**

@@ -130,4 +130,16 @@ describe('the first run dispatches while later pipelines are still being built',
     expectOutputs(second, input(4));
     session.destroy();
   });
+
+  // last: a deadline that did count the compiling would destroy the shared device
+  it("starts a run's deadline once the pipelines exist", async () => {
+    const { device, release } = heldPipelines((await sharedDevice()).device);
+    const session = await openPlan(handPlan(), device);
+    const a = input(5);
+    const run = session.run({ a }, { timeoutMs: 1000 });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    for (const name of ['sum', 'square_offset', 'scale_add']) await release(name);
+    expectOutputs(await run, a);
+    session.destroy();
+  });
 });
