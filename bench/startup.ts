@@ -208,7 +208,11 @@ try {
       requestBrowserDevice().then((gpu) => ((t.device = performance.now()), gpu)),
       (engine === 'mnc-whole' ? fetch('/' + model + '.mnplan').then((r) => r.arrayBuffer()).then((b) => new Uint8Array(b)) : fetchPlan('/' + model + '.mnplan')).then((plan) => ((t.fetched = performance.now()), plan)),
     ]);
+    // submits counted, to show the first run's chunks (one submit per run once every pipeline exists)
+    const queue = gpu.device.queue, submit = queue.submit.bind(queue);
+    queue.submit = (buffers) => { t.submits = (t.submits ?? 0) + 1; submit(buffers); };
     const session = await loadPlan(plan, gpu.device);
+    session.ready.then(() => (t.pipelines = performance.now()), () => undefined);
     // mnc-wait: every pipeline built before the first run, as loadPlan did before it stopped waiting
     if (engine === 'mnc-wait') await session.ready;
     adapter = session.adapter;
@@ -231,6 +235,7 @@ try {
   t.ready = performance.now();
   const first = await run();
   t.first = performance.now();
+  t.firstSubmits = t.submits;
   const times = [];
   for (let i = 0; i < runs; i++) { const a = performance.now(); await run(); times.push(performance.now() - a); }
   window.result = { ...t, steady: median(times), out: Array.from(first.slice(info.from ?? 0, (info.from ?? 0) + 16)), adapter };
@@ -309,6 +314,9 @@ interface Measurement {
   /** mnc: the device obtained, the plan fetched (both start once the runtime is imported) */
   device?: number;
   fetched?: number;
+  /** mnc: every pipeline built; the submits of the first run (more than one: it went ahead in chunks) */
+  pipelines?: number;
+  firstSubmits?: number;
   ready: number;
   first: number;
   steady: number;
@@ -385,7 +393,10 @@ async function main() {
         const { bytes, requests } = server.take();
         adapter ??= m.adapter;
         ((results[model.name] ??= {})[engine] ??= []).push({ ...m, bytes });
-        const steps = [`imported ${m.imported.toFixed(0)}`, ...(m.device ? [`device ${m.device.toFixed(0)}`, `fetched ${m.fetched!.toFixed(0)}`] : [])].join(', ');
+        const steps = [
+          `imported ${m.imported.toFixed(0)}`,
+          ...(m.device ? [`device ${m.device.toFixed(0)}`, `fetched ${m.fetched!.toFixed(0)}`, `every pipeline ${m.pipelines?.toFixed(0)}`, `first run in ${m.firstSubmits} submits`] : []),
+        ].join(', ');
         console.error(`round ${round + 1} ${model.name} ${engine}: ${steps}, ready ${m.ready.toFixed(0)} ms, first ${m.first.toFixed(0)} ms, steady ${m.steady.toFixed(2)} ms, ${bytes} bytes (${requests.join('; ')})`);
       }
     }
