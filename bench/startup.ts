@@ -6,17 +6,22 @@
 // 576→1536→576 (GELU through Erf as torch exports it, residual; `--tokens` rows, default 1, a
 // decode step), the small CNN of fixtures/onnx/cnn.onnx (1×3×16×16), and the toy Llama of
 // fixtures/models/llama-tiny.ts (seeded random weights, 32000-token vocabulary): its first
-// token, the prefill of an 8-token prompt to the next token's logits (this runtime only: there
-// is no ONNX export of it here).
+// token, the prefill of an 8-token prompt to the next token's logits (this runtime only: the
+// model builder's plan, with its KV cache), and `llama-onnx`, the Llama-style decoder of
+// fixtures/onnx/architectures.ts at the same toy size (2 layers, hidden 64, 4 query heads over
+// 2 key/value heads, 32000-token vocabulary, an untied head) as torch.onnx.export writes it,
+// which both engines run: 8 prompt ids to logits [1, 8, 32000], the last row the first token's.
 //
-//   npx tsx bench/startup.ts [--rounds 3] [--runs 20] [--models mlp,ffn4,cnn,llama] [--engines mnc,mnc-whole,ort-webgpu,ort-wasm]
+//   npx tsx bench/startup.ts [--rounds 3] [--runs 20] [--models mlp,ffn4,cnn,llama,llama-onnx] [--engines mnc,mnc-whole,mnc-wait,ort-webgpu,ort-wasm]
 //                            [--tokens 1] [--targets generic,software] [--json out.json]
 //
 // --targets: the targets the plans are compiled for (default generic,software: the runtime
 // picks software's quickly built kernels on SwiftShader; `generic` alone is the plan before).
 //
 // Engines: `mnc` fetches the plan with fetchPlan (no native translations), `mnc-whole` fetches
-// the whole file as before (the "before" of that cut), `ort-webgpu` and `ort-wasm` are
+// the whole file as before (the "before" of that cut), `mnc-wait` awaits session.ready (every
+// pipeline) before the first run, as loadPlan did before runs stopped waiting for the last
+// pipeline (the "before" of that change, its session ready then includes the wait), `ort-webgpu` and `ort-wasm` are
 // onnxruntime-web's ort.webgpu.min.mjs and ort.wasm.min.mjs (one wasm thread: the page is not
 // cross-origin isolated, as most pages are not). Times are from the page's navigation start
 // (performance.now()): session ready (runtime imported, device, plan or model fetched and
@@ -42,6 +47,7 @@ import { llama, llamaEntries } from '../models/llama';
 import { importOnnxModel } from '../compiler/frontends/onnx/load';
 import { decodeModel } from '../compiler/frontends/onnx/proto';
 import { readBundle } from '../runtime/bundle';
+import { llamaModel } from '../fixtures/onnx/architectures';
 import { encodeModel, floatTensor, model as onnxModel, node, randomValues, uniform, valueInfo } from '../fixtures/onnx/models';
 import { CHROMIUM, CHROMIUM_ARGS } from '../test/chromium';
 
@@ -68,11 +74,16 @@ interface BenchModel {
   /** absent: this runtime only (the graph is built here) */
   onnx?: Uint8Array;
   graph?: () => { graph: Graph; entries?: EntrySpec };
-  input: { name: string; shape: number[] };
+  /** the float input, random values in [-1, 1) (absent: integer inputs only) */
+  input?: { name: string; shape: number[] };
   output: string;
-  /** the entry point run, and integer inputs beside `input` (name → values) */
+  /** the entry point run, and integer inputs (name → values and shape; int64 for onnxruntime) */
   entry?: string;
-  ints?: Record<string, number[]>;
+  ints?: Record<string, { values: number[]; shape: number[] }>;
+  /** where in the output the compared values start (the first token's row of a language model's logits) */
+  from?: number;
+  /** the shapes the ONNX frontend fixes the graph's symbolic dimensions to */
+  shapes?: Record<string, number[]>;
 }
 
 function mlp(): BenchModel {
@@ -147,11 +158,30 @@ function llamaFirstToken(): BenchModel {
     input: { name: 'length', shape: [1] },
     output: 'prefill_logits',
     entry: 'prefill',
-    ints: { prompt: [1, 415, 2936, 9060, 285, 1142, 461, 10575] },
+    ints: { prompt: { values: PROMPT, shape: [PROMPT.length] } },
   };
 }
 
-const MODELS: Record<string, () => BenchModel> = { mlp, ffn4: () => ffn4(Number(args.tokens)), cnn, llama: llamaFirstToken };
+/** An 8-token prompt (Mistral-7B tokenizer ids). */
+const PROMPT = [1, 415, 2936, 9060, 285, 1142, 461, 10575];
+
+/**
+ * The ONNX Llama decoder at llama-tiny's widths, seeded random weights: the logits of all 8
+ * prompt positions (a forward pass without a cache, as torch exports it), compared on the last.
+ */
+function llamaOnnxFirstToken(): BenchModel {
+  const vocab = 32000;
+  return {
+    name: 'llama-onnx',
+    onnx: encodeModel(llamaModel(14, { d: 64, heads: 4, kvHeads: 2, vocab, ffn: 128 })),
+    output: 'logits',
+    ints: { input_ids: { values: PROMPT, shape: [1, PROMPT.length] } },
+    from: (PROMPT.length - 1) * vocab,
+    shapes: { input_ids: [1, PROMPT.length] },
+  };
+}
+
+const MODELS: Record<string, () => BenchModel> = { mlp, ffn4: () => ffn4(Number(args.tokens)), cnn, llama: llamaFirstToken, 'llama-onnx': llamaOnnxFirstToken };
 
 // --- the page -----------------------------------------------------------------------------------
 
@@ -161,12 +191,12 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>startup</title>
 const q = new URLSearchParams(location.search);
 const [engine, model, runs] = [q.get('engine'), q.get('model'), Number(q.get('runs'))];
 const info = JSON.parse(q.get('info'));
-const x = new Float32Array(info.shape.reduce((a, b) => a * b, 1));
+const x = new Float32Array(info.shape ? info.shape.reduce((a, b) => a * b, 1) : 0);
 let s = 1234567;
 for (let i = 0; i < x.length; i++) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; x[i] = (s / 4294967296) * 2 - 1; }
 // integer inputs (a prompt's ids) replace the random values: a float input is then their count
-const feeds = { [info.input]: x };
-for (const [name, ids] of Object.entries(info.ints ?? {})) { feeds[name] = Int32Array.from(ids); x.fill(ids.length); }
+const feeds = info.input ? { [info.input]: x } : {};
+for (const [name, ids] of Object.entries(info.ints ?? {})) { feeds[name] = Int32Array.from(ids.values); x.fill(ids.values.length); }
 const median = (v) => { const o = [...v].sort((a, b) => a - b); return o[o.length >> 1]; };
 try {
   const t = {};
@@ -178,7 +208,13 @@ try {
       requestBrowserDevice().then((gpu) => ((t.device = performance.now()), gpu)),
       (engine === 'mnc-whole' ? fetch('/' + model + '.mnplan').then((r) => r.arrayBuffer()).then((b) => new Uint8Array(b)) : fetchPlan('/' + model + '.mnplan')).then((plan) => ((t.fetched = performance.now()), plan)),
     ]);
+    // submits counted, to show the first run's chunks (one submit per run once every pipeline exists)
+    const queue = gpu.device.queue, submit = queue.submit.bind(queue);
+    queue.submit = (buffers) => { t.submits = (t.submits ?? 0) + 1; submit(buffers); };
     const session = await loadPlan(plan, gpu.device);
+    session.ready.then(() => (t.pipelines = performance.now()), () => undefined);
+    // mnc-wait: every pipeline built before the first run, as loadPlan did before it stopped waiting
+    if (engine === 'mnc-wait') await session.ready;
     adapter = session.adapter;
     run = async () => (await session.run(feeds, info.entry ?? 'run'))[info.output];
   } else {
@@ -188,7 +224,8 @@ try {
     ort.env.wasm.numThreads = 1;
     const bytes = new Uint8Array(await (await fetch('/' + model + '.onnx')).arrayBuffer());
     const session = await ort.InferenceSession.create(bytes, { executionProviders: [engine === 'ort-webgpu' ? 'webgpu' : 'wasm'] });
-    const feeds = { [info.input]: new ort.Tensor('float32', x, info.shape) };
+    const feeds = info.input ? { [info.input]: new ort.Tensor('float32', x, info.shape) } : {};
+    for (const [name, ids] of Object.entries(info.ints ?? {})) feeds[name] = new ort.Tensor('int64', BigInt64Array.from(ids.values, BigInt), ids.shape);
     run = async () => {
       const out = await session.run(feeds);
       const tensor = out[session.outputNames[0]];
@@ -198,9 +235,10 @@ try {
   t.ready = performance.now();
   const first = await run();
   t.first = performance.now();
+  t.firstSubmits = t.submits;
   const times = [];
   for (let i = 0; i < runs; i++) { const a = performance.now(); await run(); times.push(performance.now() - a); }
-  window.result = { ...t, steady: median(times), out: Array.from(first.slice(0, 16)), adapter };
+  window.result = { ...t, steady: median(times), out: Array.from(first.slice(info.from ?? 0, (info.from ?? 0) + 16)), adapter };
 } catch (e) {
   window.failure = String(e && e.stack || e);
 }
@@ -276,6 +314,9 @@ interface Measurement {
   /** mnc: the device obtained, the plan fetched (both start once the runtime is imported) */
   device?: number;
   fetched?: number;
+  /** mnc: every pipeline built; the submits of the first run (more than one: it went ahead in chunks) */
+  pipelines?: number;
+  firstSubmits?: number;
   ready: number;
   first: number;
   steady: number;
@@ -303,7 +344,7 @@ async function measure(base: string, engine: string, model: BenchModel, runs: nu
 
 async function measurePage(page: Page, base: string, engine: string, model: BenchModel, runs: number): Promise<Omit<Measurement, 'bytes'> & { adapter?: unknown }> {
   {
-    const info = JSON.stringify({ input: model.input.name, shape: model.input.shape, output: model.output, entry: model.entry, ints: model.ints });
+    const info = JSON.stringify({ input: model.input?.name, shape: model.input?.shape, output: model.output, entry: model.entry, ints: model.ints, from: model.from });
     await page.goto(`${base}/?engine=${engine}&model=${model.name}&runs=${runs}&info=${encodeURIComponent(info)}`);
     await page.waitForFunction(() => 'result' in window || 'failure' in window, undefined, { timeout: 300_000, polling: 50 });
     const failure = await page.evaluate(() => (window as unknown as { failure?: string }).failure);
@@ -330,7 +371,7 @@ async function main() {
   ]);
   const targets = parseTargets(args.targets!);
   for (const model of models) {
-    const { graph, entries } = model.onnx ? { graph: importOnnxModel(decodeModel(model.onnx, `${model.name}.onnx`), `${model.name}.onnx`, { freeze: true }).graph, entries: undefined } : model.graph!();
+    const { graph, entries } = model.onnx ? { graph: importOnnxModel(decodeModel(model.onnx, `${model.name}.onnx`), `${model.name}.onnx`, { freeze: true, ...(model.shapes ? { shapes: model.shapes } : {}) }).graph, entries: undefined } : model.graph!();
     const plan = (await compileGraph(graph, { seed: 0, targets, ...(entries ? { entries } : {}) })).bundle;
     const { manifest } = await readBundle(plan);
     const prefix = new DataView(plan.buffer, plan.byteOffset).getUint32(20, true) + (manifest.translationsOffset ?? plan.length);
@@ -352,7 +393,10 @@ async function main() {
         const { bytes, requests } = server.take();
         adapter ??= m.adapter;
         ((results[model.name] ??= {})[engine] ??= []).push({ ...m, bytes });
-        const steps = [`imported ${m.imported.toFixed(0)}`, ...(m.device ? [`device ${m.device.toFixed(0)}`, `fetched ${m.fetched!.toFixed(0)}`] : [])].join(', ');
+        const steps = [
+          `imported ${m.imported.toFixed(0)}`,
+          ...(m.device ? [`device ${m.device.toFixed(0)}`, `fetched ${m.fetched!.toFixed(0)}`, `every pipeline ${m.pipelines?.toFixed(0)}`, `first run in ${m.firstSubmits} submits`] : []),
+        ].join(', ');
         console.error(`round ${round + 1} ${model.name} ${engine}: ${steps}, ready ${m.ready.toFixed(0)} ms, first ${m.first.toFixed(0)} ms, steady ${m.steady.toFixed(2)} ms, ${bytes} bytes (${requests.join('; ')})`);
       }
     }

@@ -2,7 +2,9 @@
 // created once in loadPlan; run() only writes inputs, encodes the fixed dispatch list in one
 // compute pass, submits once and reads outputs back. No compiling or planning happens here:
 // intermediates the compiler packed into arenas are bound as ranges of the arena buffers.
-// A traced run (trace.ts) encodes a pass per dispatch instead, with timestamp queries.
+// loadPlan does not wait for the pipelines (pipelines.ts): until they all exist, a run submits
+// its dispatches in chunks as their pipelines arrive. A traced run (trace.ts) encodes a pass
+// per dispatch instead, with timestamp queries.
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from './f16';
 import { decodeSafetensors } from './safetensors';
 import { matchWeights, type NamedSafetensors, type WeightsOptions, type WeightsReport } from './weights';
@@ -12,8 +14,9 @@ import { readBundle, type PlanBundle } from './bundle';
 import { measureDeviceConstants } from './device-constants';
 import { PlanError } from './errors';
 import { checkMemoryBudget } from './memory-budget';
+import { PipelineBuilds } from './pipelines';
 import { chooseTarget, targetManifest, type ChosenTarget, type DeviceDescription } from './targets';
-import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_MAP_READ, BUFFER_STORAGE, MAP_MODE_READ, STAGE_COMPUTE } from './gpu-flags';
+import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_MAP_READ, BUFFER_STORAGE, MAP_MODE_READ } from './gpu-flags';
 import { assertTraceable, DispatchTimer, dispatchInfos, traceSinkOf, type DispatchInfo, type TraceRecord, type TraceSink } from './trace';
 
 
@@ -50,7 +53,8 @@ export interface RunOptions {
    * destroys the device, the one way WebGPU offers to abandon submitted work, so the session
    * (and anything else on that device) is unusable afterwards. Where the backend runs the work
    * inside submit (Dawn's OpenGL backend) the timeout is noticed only once that work ends
-   * (README, "What a deadline can interrupt").
+   * (README, "What a deadline can interrupt"). The clock starts once the plan's pipelines
+   * exist (session.ready), so a first run's deadline does not count their compiling.
    */
   timeoutMs?: number;
 }
@@ -74,6 +78,12 @@ export interface Session {
   readonly inputs: TensorBinding[];
   /** outputs of the same entry point */
   readonly outputs: TensorBinding[];
+  /**
+   * Settles once every compute pipeline of the plan exists. loadPlan does not wait for them:
+   * runs start at once and wait only for the pipelines of their next dispatches. Rejects with
+   * PlanError('pipeline') naming every kernel whose shader failed (as does a run needing one).
+   */
+  readonly ready: Promise<void>;
   /**
    * Runs one entry point. Outputs come back as fresh Float32Arrays whatever the buffer's
    * dtype (f16 is widened, i32/u32 converted by value); inputs are converted the other way.
@@ -116,7 +126,8 @@ interface BufferSlot {
 interface LoadedEntry {
   name: string;
   desc: EntryPoint;
-  commands: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; workgroups: [number, number, number] }[];
+  /** the dispatches: kernel index (its pipeline is PipelineBuilds.built[kernel]), bind group, grid */
+  commands: { kernel: number; bindGroup: GPUBindGroup; workgroups: [number, number, number] }[];
   /** one staging buffer per distinct output buffer id */
   staging: Map<number, GPUBuffer>;
   /** staging sets not in use; a run takes one, so up to MAX_RUNS_IN_FLIGHT runs overlap */
@@ -138,6 +149,12 @@ const MAX_RUNS_IN_FLIGHT = 3;
 interface TracedEntry {
   timer: DispatchTimer;
   infos: DispatchInfo[];
+}
+
+/** The two error scopes popped after a submit: validation, then out-of-memory. */
+interface ErrorScopes {
+  validation: Promise<GPUError | null>;
+  oom: Promise<GPUError | null>;
 }
 
 /** The first error of a validation scope and an out-of-memory scope, popped in that order. */
@@ -184,16 +201,15 @@ export async function openPlan(bytes: Uint8Array, device: GPUDevice, options: Lo
   };
   try {
     // pipelines first, in the order the first entry's dispatches use them: they build while
-    // the buffers are created and the weights uploaded (the longest part of a load)
-    const building = createPipelines(bundle, variants, device, label);
-    building.catch(() => undefined); // awaited below; a buffer error must not leave it unhandled
+    // the buffers are created and the weights uploaded, and while the first runs execute the
+    // dispatches whose pipelines already exist (the load does not wait for them)
+    const pipelines = new PipelineBuilds(bundle, variants, device, label);
     const buffers = createBuffers(bundle, device, label, created);
-    const { pipelines, layouts } = await building;
     const entries = new Map<string, LoadedEntry>();
     for (const [name, desc] of Object.entries(manifest.entryPoints)) {
-      entries.set(name, loadEntry(name, desc, manifest, buffers, pipelines, layouts, device, label, created));
+      entries.set(name, loadEntry(name, desc, manifest, buffers, pipelines.layouts, device, label, created));
     }
-    session = new PlanSession(manifest, chosen, describeAdapter(adapterInfo), device, buffers, entries, created, label, sink);
+    session = new PlanSession(manifest, chosen, describeAdapter(adapterInfo), device, buffers, pipelines, entries, created, label, sink);
     if (trace) session.tracing = true;
     const error = await popScopes();
     if (error) throw new PlanError(error.kind, `WebGPU reported an error while loading plan "${label}": ${error.message}`);
@@ -319,71 +335,11 @@ function padTo4(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   return padded;
 }
 
-async function createPipelines(bundle: PlanBundle, variants: ChosenVariant[], device: GPUDevice, label: string) {
-  const modules = new Map<string, GPUShaderModule>();
-  const moduleFor = (section: string) => {
-    let module = modules.get(section);
-    if (!module) {
-      module = device.createShaderModule({ label: `${label}/${section}`, code: bundle.text(section) });
-      modules.set(section, module);
-    }
-    return module;
-  };
-  const layouts = bundle.manifest.kernels.map((kernel) =>
-    device.createBindGroupLayout({
-      label: `${label}/${kernel.name}`,
-      entries: kernel.bindings.map((b) => ({
-        binding: b.binding,
-        visibility: STAGE_COMPUTE,
-        buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' },
-      })),
-    }),
-  );
-  // All pipelines compile in parallel, asked for in the order of first use (the 'run' entry's
-  // dispatches, or the first entry's, then the rest), so the first dispatches' come first;
-  // allSettled so one failure can name every failing kernel.
-  const pending: Promise<GPUComputePipeline>[] = [];
-  for (const k of firstUseOrder(bundle.manifest)) {
-    const kernel = bundle.manifest.kernels[k];
-    pending[k] = device.createComputePipelineAsync({
-      label: `${label}/${kernel.name}`,
-      layout: device.createPipelineLayout({ label: `${label}/${kernel.name}`, bindGroupLayouts: [layouts[k]] }),
-      compute: { module: moduleFor(variants[k].wgsl), entryPoint: kernel.entryPoint, ...(variants[k].constants ? { constants: variants[k].constants } : {}) },
-    });
-  }
-  const results = await Promise.allSettled(pending);
-  const failures: string[] = [];
-  for (const [k, result] of results.entries()) {
-    if (result.status === 'fulfilled') continue;
-    const kernel = bundle.manifest.kernels[k];
-    const info = await moduleFor(variants[k].wgsl).getCompilationInfo().catch(() => undefined);
-    const messages = (info?.messages ?? []).map((m) => `  ${m.type} at ${m.lineNum}:${m.linePos}: ${m.message}`);
-    const reason = (result.reason instanceof Error ? result.reason.message : String(result.reason)).trim();
-    failures.push(`kernel "${kernel.name}" (WGSL section "${variants[k].wgsl}", entry point "${kernel.entryPoint}"): ${reason}${messages.length ? '\n' + messages.join('\n') : ''}`);
-  }
-  if (failures.length > 0) {
-    throw new PlanError('pipeline', `${failures.length} compute pipeline(s) failed to build:\n${failures.join('\n')}`);
-  }
-  const pipelines = results.map((r) => (r as PromiseFulfilledResult<GPUComputePipeline>).value);
-  return { pipelines, layouts };
-}
-
-/** The plan's kernel indices in the order runs first dispatch them: the 'run' entry (else the first) first, then the other entries, then any unused. */
-function firstUseOrder(manifest: Manifest): number[] {
-  const names = Object.keys(manifest.entryPoints);
-  const first = names.includes('run') ? 'run' : names[0];
-  const order = new Set<number>();
-  for (const name of [first, ...names.filter((n) => n !== first)]) for (const d of manifest.entryPoints[name]?.dispatches ?? []) order.add(d.kernel);
-  manifest.kernels.forEach((_, k) => order.add(k));
-  return [...order];
-}
-
 function loadEntry(
   name: string,
   desc: EntryPoint,
   manifest: Manifest,
   buffers: Map<number, BufferSlot>,
-  pipelines: GPUComputePipeline[],
   layouts: GPUBindGroupLayout[],
   device: GPUDevice,
   label: string,
@@ -399,7 +355,7 @@ function loadEntry(
         return { binding: b.binding, resource: { buffer, offset, size } };
       }),
     });
-    return { pipeline: pipelines[d.kernel], bindGroup, workgroups: d.workgroups };
+    return { kernel: d.kernel, bindGroup, workgroups: d.workgroups };
   });
   const staging = new Map<number, GPUBuffer>();
   for (const output of desc.outputs) {
@@ -425,12 +381,15 @@ const sessionsOnDevice = new WeakMap<GPUDevice, Set<WeakRef<PlanSession>>>();
 export class PlanSession implements Session {
   readonly inputs: TensorBinding[];
   readonly outputs: TensorBinding[];
+  readonly ready: Promise<void>;
   private destroyed = false;
   /** why the session can no longer run: its device was lost, or a run passed its deadline */
   private broken?: PlanError;
   private inFlight = 0;
   /** settles when the previous run or read-back has been submitted: submissions keep call order */
   private submitted: Promise<void> = Promise.resolve();
+  /** runs that have submitted some chunks and wait for the pipeline of the next (see submit) */
+  private runsBetweenChunks = 0;
   /** settles when every run and read-back so far has finished */
   private completed: Promise<void> = Promise.resolve();
   /** tracing state: timers and dispatch descriptions per entry, made when tracing is first turned on */
@@ -447,6 +406,7 @@ export class PlanSession implements Session {
     readonly adapter: AdapterDescription,
     private readonly device: GPUDevice,
     private readonly buffers: Map<number, BufferSlot>,
+    private readonly pipelines: PipelineBuilds,
     private readonly entries: Map<string, LoadedEntry>,
     private readonly created: GPUBuffer[],
     private readonly label: string = manifest.model.name,
@@ -455,6 +415,7 @@ export class PlanSession implements Session {
     const main = entries.get('run') ?? entries.values().next().value;
     this.inputs = main?.desc.inputs ?? [];
     this.outputs = main?.desc.outputs ?? [];
+    this.ready = pipelines.ready;
     this.watchDevice();
   }
 
@@ -576,14 +537,18 @@ export class PlanSession implements Session {
       const set = await this.acquire(loaded);
       try {
         this.assertAlive();
-        const scopes = this.submit(loaded, uploads, set, traced);
+        const scopes = await this.submit(loaded, uploads, set, traced);
         submitted();
         return await this.collect(loaded, set, scopes, traced);
       } finally {
         this.release(loaded, set);
       }
     });
-    return this.withDeadline(work, timeoutMs, entry);
+    if (timeoutMs === undefined || this.pipelines.done) return this.withDeadline(work, timeoutMs, entry);
+    // the deadline bounds the run, not the plan's shader compiles: its clock starts once every
+    // pipeline exists (the run itself goes ahead meanwhile; a failed build rejects it)
+    work.catch(() => undefined);
+    return this.pipelines.ready.then(() => this.withDeadline(work, timeoutMs, entry));
   }
 
   /**
@@ -662,7 +627,16 @@ export class PlanSession implements Session {
     // an arena neighbour would be overwritten, and WebGPU would refuse a write past a buffer's end
     if (bytes.length > slot.size) throw new PlanError('bad-input', `${bytes.length} bytes do not fit buffer ${id} of plan "${this.manifest.model.name}" (${slot.size} bytes)`);
     const data = bytes.length % 4 === 0 ? bytes : padTo4(bytes);
-    this.device.queue.writeBuffer(slot.buffer, slot.offset, data as Uint8Array<ArrayBuffer>);
+    if (this.runsBetweenChunks === 0) {
+      this.device.queue.writeBuffer(slot.buffer, slot.offset, data as Uint8Array<ArrayBuffer>);
+      return;
+    }
+    // a run is submitted in part, waiting for a pipeline: write after its last chunk, never between
+    // two of them (and before any run called after this), with a copy the caller cannot change
+    const copy = data.slice();
+    this.submitted = this.submitted.then(() => {
+      if (!this.destroyed && !this.broken) this.device.queue.writeBuffer(slot.buffer, slot.offset, copy);
+    });
   }
 
   private submitCopy(ids: readonly number[]): GPUBuffer[] {
@@ -770,45 +744,96 @@ export class PlanSession implements Session {
     });
   }
 
-  /** Writes the inputs, encodes the entry's dispatches and the output copies, submits: no waiting. */
-  private submit(loaded: LoadedEntry, uploads: [BufferSlot, Uint8Array<ArrayBuffer>][], staging: Map<number, GPUBuffer>, traced?: TracedEntry) {
+  /**
+   * Writes the inputs, encodes the entry's dispatches and the output copies, and submits them:
+   * in one command buffer once every pipeline exists (no waiting), else in chunks, each
+   * submitted as soon as the pipelines of its dispatches exist, so the GPU starts on the first
+   * dispatches while later pipelines still compile. Returns each chunk's error scopes.
+   */
+  private async submit(loaded: LoadedEntry, uploads: [BufferSlot, Uint8Array<ArrayBuffer>][], staging: Map<number, GPUBuffer>, traced?: TracedEntry) {
     const { device } = this;
-    device.pushErrorScope('out-of-memory');
-    device.pushErrorScope('validation');
-    for (const [slot, bytes] of uploads) device.queue.writeBuffer(slot.buffer, slot.offset, bytes);
-    const encoder = device.createCommandEncoder({ label: `${this.manifest.model.name}/${loaded.name}` });
-    if (traced) {
-      traced.timer.encode(encoder, loaded.commands);
-    } else {
+    const { built } = this.pipelines;
+    const { commands } = loaded;
+    const scopes: ErrorScopes[] = [];
+    // one chunk: push and pop its scopes synchronously, so no other work on the device lands in them
+    // (the inputs' writes go with the first; a chunk with nothing to encode only writes)
+    const chunk = (encode: ((encoder: GPUCommandEncoder) => void) | undefined, writes: boolean) => {
+      device.pushErrorScope('out-of-memory');
+      device.pushErrorScope('validation');
+      if (writes) for (const [slot, bytes] of uploads) device.queue.writeBuffer(slot.buffer, slot.offset, bytes);
+      if (encode) {
+        const encoder = device.createCommandEncoder({ label: `${this.manifest.model.name}/${loaded.name}` });
+        encode(encoder);
+        device.queue.submit([encoder.finish()]);
+      }
+      const validation = device.popErrorScope();
+      const oom = device.popErrorScope();
+      scopes.push({ validation, oom });
+    };
+    const dispatch = (encoder: GPUCommandEncoder, from: number, to: number) => {
       const pass = encoder.beginComputePass();
-      for (const { pipeline, bindGroup, workgroups } of loaded.commands) {
-        pass.setPipeline(pipeline);
+      for (let i = from; i < to; i++) {
+        const { kernel, bindGroup, workgroups } = commands[i];
+        pass.setPipeline(built[kernel]!);
         pass.setBindGroup(0, bindGroup);
         pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
       }
       pass.end();
+    };
+    const copyOutputs = (encoder: GPUCommandEncoder) => {
+      for (const [id, buffer] of staging) {
+        const slot = this.buffers.get(id)!;
+        encoder.copyBufferToBuffer(slot.buffer, slot.offset, buffer, 0, slot.size);
+      }
+    };
+    try {
+      if (traced) {
+        // a pass per dispatch with timestamps: every pipeline first
+        for (const { kernel } of commands) if (!built[kernel]) await this.pipelines.waitFor(kernel);
+        chunk((encoder) => {
+          traced.timer.encode(encoder, commands.map((c) => ({ ...c, pipeline: built[c.kernel]! })));
+          copyOutputs(encoder);
+        }, true);
+        return scopes;
+      }
+      let from = 0;
+      let writes = true;
+      for (;;) {
+        let to = from;
+        while (to < commands.length && built[commands[to].kernel]) to++;
+        if (to === commands.length) {
+          chunk((encoder) => {
+            if (to > from) dispatch(encoder, from, to);
+            copyOutputs(encoder);
+          }, writes);
+          return scopes;
+        }
+        if (to > from || writes) chunk(to > from ? (encoder) => dispatch(encoder, from, to) : undefined, writes);
+        writes = false;
+        from = to;
+        this.runsBetweenChunks++;
+        try {
+          await this.pipelines.waitFor(commands[to].kernel);
+        } finally {
+          this.runsBetweenChunks--; // in the continuation that submits the next chunk: no write slips between
+        }
+        // a run started before destroy() finishes (its buffers wait for it); a lost device ends it
+        if (this.broken) throw new PlanError(this.broken.kind, `entry "${loaded.name}" did not complete: ${this.broken.message}`);
+      }
+    } catch (error) {
+      // chunks already submitted ran without their outputs being copied: nothing to collect
+      void Promise.allSettled(scopes.flatMap((s) => [s.validation, s.oom]));
+      throw error;
     }
-    for (const [id, buffer] of staging) {
-      const slot = this.buffers.get(id)!;
-      encoder.copyBufferToBuffer(slot.buffer, slot.offset, buffer, 0, slot.size);
-    }
-    device.queue.submit([encoder.finish()]);
-    const validation = device.popErrorScope();
-    const oom = device.popErrorScope();
-    return { validation, oom };
   }
 
   /** Waits for a submitted run and copies its outputs out of its staging set. */
-  private async collect(
-    loaded: LoadedEntry,
-    staging: Map<number, GPUBuffer>,
-    scopes: { validation: Promise<GPUError | null>; oom: Promise<GPUError | null> },
-    traced?: TracedEntry,
-  ): Promise<Record<string, Float32Array>> {
+  private async collect(loaded: LoadedEntry, staging: Map<number, GPUBuffer>, scopes: ErrorScopes[], traced?: TracedEntry): Promise<Record<string, Float32Array>> {
     const staged = [...staging.values()];
     // a traced run's timestamps are mapped last, after the outputs
     const mapped = await Promise.allSettled([...staged.map((b) => b.mapAsync(MAP_MODE_READ)), ...(traced ? [traced.timer.map()] : [])]);
-    const error = scopeError(await scopes.validation, await scopes.oom);
+    let error: ReturnType<typeof scopeError>;
+    for (const { validation, oom } of scopes) error ??= scopeError(await validation, await oom);
     const mapFailure = mapped.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     try {
       if (error) {

@@ -158,10 +158,14 @@ describe('load-time checks against the device', () => {
       const sum = sections.find((s) => s.name === 'sum.wgsl')!;
       sum.bytes = new TextEncoder().encode(new TextDecoder().decode(sum.bytes).replace('total += y[i];', 'total += undefined_thing;'));
     });
-    const error = await planError(loadPlan(bytes, device));
-    expect(error.kind).toBe('pipeline');
-    expect(error.message).toContain('"sum"');
-    expect(error.message).toContain('undefined_thing');
+    // the load does not wait for pipelines: the run that needs the broken one and session.ready say it
+    const session = await loadPlan(bytes, device);
+    for (const error of [await planError(session.run({ a: input(3) })), await planError(session.ready)]) {
+      expect(error.kind).toBe('pipeline');
+      expect(error.message).toContain('"sum"');
+      expect(error.message).toContain('undefined_thing');
+    }
+    session.destroy();
   });
 
   it('lets an output name the same buffer as an input', async () => {
