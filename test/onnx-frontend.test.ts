@@ -59,12 +59,8 @@ const NOT_CARRIED: Record<string, RegExp> = {
   'expansion op': /is not supported by the ONNX frontend/,
   // convolutions are 1-D (NCL, lifted to 2-D) and 2-D (NCHW) only (pools 3-D too)
   'not 2-D': /only 1-D and 2-D (Conv|ConvTranspose) are supported/,
-  // batch statistics and the running-statistics outputs: BatchNormalization imports for inference
-  'training batch norm': /training_mode = 1 is not supported/,
 };
 const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
-  test_batchnorm_epsilon_training_mode: 'training batch norm',
-  test_batchnorm_example_training_mode: 'training batch norm',
   test_cast_FLOAT_to_STRING: 'dtype',
   test_cast_STRING_to_FLOAT: 'dtype',
   test_convtranspose_3d: 'not 2-D',
@@ -143,6 +139,8 @@ const GPU_CASES = [
   'test_averagepool_2d_precomputed_same_upper',
   'test_averagepool_2d_same_lower',
   'test_batchnorm_epsilon',
+  // training mode: the batch's statistics and the running mean and variance as outputs
+  'test_batchnorm_example_training_mode',
   // 1-D ops, lifted to 2-D over [N, C, 1, L]
   'test_convtranspose_1d',
   'test_maxpool_1d_default',
@@ -567,6 +565,73 @@ test('an imported model trains on the GPU: one SGD step as computed by hand, the
         const moved = final.subarray(row * 8, row * 8 + 8).some((v, j) => v !== initial[row * 8 + j]);
         expect(moved, `embedding row ${row}`).toBe([1, 4, 7].includes(row));
       }
+    } finally {
+      session.destroy();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
+
+/** x [2, 2, 5, 5] → Conv [3, 2, 3, 3] → BatchNormalization in training mode → mean of (y · r): the scalar 'loss'. */
+function trainingBatchNorm(): Uint8Array {
+  const next = uniform(11);
+  const values = (n: number, scale: number, offset = 0) => Float32Array.from({ length: n }, () => offset + scale * next());
+  return encodeModel(
+    model({
+      name: 'training_batch_norm',
+      node: [
+        node('Conv', ['x', 'w'], ['c'], [intsAttr('pads', [1, 1, 1, 1])], 'conv'),
+        node('BatchNormalization', ['c', 'gamma', 'beta', 'mean', 'var'], ['y'], [intAttr('training_mode', 1)], 'bn'),
+        node('Mul', ['y', 'r'], ['yr']),
+        node('ReduceMean', ['yr'], ['loss'], [intAttr('keepdims', 0)]),
+      ],
+      initializer: [
+        floatTensor('w', [3, 2, 3, 3], values(54, 0.5)),
+        floatTensor('gamma', [3], values(3, 0.5, 1)),
+        floatTensor('beta', [3], values(3, 0.5)),
+        floatTensor('mean', [3], values(3, 0.5)),
+        floatTensor('var', [3], values(3, 0.2, 1)),
+        floatTensor('r', [2, 3, 5, 5], values(150, 1)),
+      ],
+      input: [valueInfo('x', 1, [2, 2, 5, 5])],
+      output: [valueInfo('loss', 1, [])],
+    }),
+  );
+}
+
+// training-mode BatchNormalization is a decomposition into means and pointwise ops, so its
+// gradients (through the batch statistics too) come from autodiff: one SGD step's update of
+// the conv weight, γ and β against central differences of the CPU reference (f64)
+test('training-mode BatchNormalization trains on the GPU: the first SGD step follows the loss finite-difference gradient', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-bn-'));
+  try {
+    const file = join(dir, 'training_batch_norm.onnx');
+    writeFileSync(file, trainingBatchNorm());
+    const next = uniform(12);
+    const x = Float32Array.from({ length: 100 }, () => 2 * next());
+    const loaded = loadOnnxModel(file);
+    const initial = materializeParameters(loaded.graph, 0);
+    const lossAt = (params: Map<string, ArrayLike<number>>) => interpret(loaded.graph, { x }, params).loss[0];
+    const lr = 0.5;
+    const plan = await compileGraph(loaded.graph, { seed: 0, training: { loss: 'loss', optimizer: { kind: 'sgd', lr } } });
+    const session = await loadTrainingPlan(plan.bundle, (await sharedDevice()).device);
+    try {
+      const loss = await session.step({ x });
+      expect(Math.abs(loss - lossAt(initial))).toBeLessThanOrEqual(1e-6);
+      const stepped = decodeSafetensors(await session.exportState({ optimizer: false })).tensors;
+      let checked = 0;
+      for (const name of ['w', 'gamma', 'beta']) {
+        const p0 = initial.get(name)!;
+        const p1 = new Float32Array(stepped.get(name)!.data.slice().buffer);
+        for (let i = 0; i < p0.length; i++) {
+          const at = (h: number) => lossAt(new Map<string, ArrayLike<number>>([...initial, [name, Float64Array.from(p0, (v, j) => (j === i ? v + h : v))]]));
+          const numeric = (at(1e-4) - at(-1e-4)) / 2e-4;
+          expect(Math.abs((p0[i] - p1[i]) / lr - numeric), `d loss / d ${name}[${i}]`).toBeLessThanOrEqual(1e-5 + 1e-3 * Math.abs(numeric));
+          checked++;
+        }
+      }
+      expect(checked).toBe(60);
     } finally {
       session.destroy();
     }

@@ -1,5 +1,6 @@
 // ONNX's convolution, pooling and batch-norm ops (Conv, ConvTranspose, MaxPool, AveragePool,
-// GlobalAveragePool, BatchNormalization) onto the op table's 2-D (NCHW) ops. The window's
+// GlobalAveragePool, BatchNormalization) onto the op table's 2-D (NCHW) ops (BatchNormalization
+// onto pointwise ops and means, at any rank). The window's
 // padding is settled here: auto_pad NOTSET reads `pads` ([x1_begin, x2_begin, x1_end,
 // x2_end], the table's [top, left, bottom, right]), VALID pads nothing, and SAME_UPPER /
 // SAME_LOWER compute the padding that gives ceil(input / stride) outputs, the odd row at the
@@ -317,10 +318,15 @@ const globalAveragePool: Converter = {
 };
 
 /**
- * BatchNormalization with its running statistics (inference): x·s + (β - μ·s) per channel,
- * s = γ / √(σ² + ε), as the graph builder's batchNorm writes it (so the optimizer folds it
- * into a preceding convolution's epilogue). With frozen parameters s and β - μ·s are
- * computed now: the plan keeps no dispatch for them, only the conv's epilogue scale and shift.
+ * BatchNormalization, per channel (axis 1) of X [N, C, D1, ..]. For inference, with the
+ * running statistics: x·s + (β - μ·s), s = γ / √(σ² + ε), as the graph builder's batchNorm
+ * writes it (so the optimizer folds it into a preceding convolution's epilogue); with frozen
+ * parameters s and β - μ·s are computed now, so the plan keeps no dispatch for them, only
+ * the conv's epilogue scale and shift. In training mode (training_mode = 1 from opset 14;
+ * before it, the running-statistics outputs asked for) the batch's own mean and biased
+ * variance over every axis but C normalise X, and the running statistics come out as
+ * μ·momentum + batch_mean·(1 - momentum) (σ² likewise): means, products and sums of the op
+ * table, so autodiff differentiates it with no rule of its own.
  */
 const batchNormalization: Converter = {
   since: 7,
@@ -328,19 +334,37 @@ const batchNormalization: Converter = {
     const x = ctx.input(0);
     const [gamma, beta, mean, variance] = [1, 2, 3, 4].map((i) => ctx.fixedValue(ctx.input(i)));
     ctx.requireFloat(x, gamma, beta, mean, variance);
-    const lift = requireSpatial(ctx, x);
-    if (ctx.opset >= 14 && ctx.int('training_mode', 0) !== 0) ctx.fail('training_mode = 1 is not supported (batch statistics; the frontend imports for inference, with the running mean and variance)');
+    const shape = ctx.shape(x);
+    if (shape.length < 2) ctx.fail(`X must have rank 2 or more ([N, C, D1, ..]); got shape [${shape.join(', ')}]`);
     if (ctx.opset < 9 && ctx.int('spatial', 1) !== 1) ctx.fail('spatial = 0 (statistics per element rather than per channel) is not supported');
-    if (ctx.node.output?.slice(1).some((o) => o)) ctx.fail('the running-statistics outputs (training mode) are not supported');
-    const c = ctx.shape(x)[1];
+    const extraOutputs = (ctx.node.output ?? []).slice(1).map((o) => Boolean(o));
+    const training = ctx.opset >= 14 ? ctx.int('training_mode', 0) !== 0 : extraOutputs.some((o) => o);
+    if (ctx.opset >= 14 && !training && extraOutputs.some((o) => o)) ctx.fail('the running-statistics outputs are defined only with training_mode = 1');
+    // before opset 14, outputs 4 and 5 are implementation-defined saved statistics (cuDNN keeps 1/√(σ² + ε))
+    if (extraOutputs.slice(2).some((o) => o)) ctx.fail('the saved_mean and saved_var outputs (opsets 7–13) are not supported; only Y and the running mean and variance');
+    const c = shape[1];
     for (const [name, v] of [['scale', gamma], ['B', beta], ['input_mean', mean], ['input_var', variance]] as const) {
       if (ctx.rank(v) !== 1 || ctx.shape(v)[0] !== c) ctx.fail(`${name} must have shape [${c}] (the channels of X); got [${ctx.shape(v).join(', ')}]`);
     }
-    const eps = folded(FLOAT, [], Float64Array.of(ctx.float('epsilon', 1e-5)));
-    const scale = ctx.apply('div', [gamma, ctx.apply('sqrt', [ctx.apply('add', [variance, eps], {}, FLOAT)], {}, FLOAT)], {}, FLOAT);
-    const shift = ctx.apply('sub', [beta, ctx.apply('mul', [mean, scale], {}, FLOAT)], {}, FLOAT);
-    const perChannel = (v: Value) => ctx.apply('reshape', [v], { shape: lift ? [c, 1] : [c, 1, 1] }, FLOAT);
-    return [ctx.apply('add', [ctx.apply('mul', [x, perChannel(scale)], {}, FLOAT), perChannel(shift)], {}, FLOAT)];
+    const scalar = (v: number) => folded(FLOAT, [], Float64Array.of(v));
+    const eps = scalar(ctx.float('epsilon', 1e-5));
+    const perChannel = (v: Value) => ctx.apply('reshape', [v], { shape: [c, ...shape.slice(2).map(() => 1)] }, FLOAT);
+    const std = (v: Value) => ctx.apply('sqrt', [ctx.apply('add', [v, eps], {}, FLOAT)], {}, FLOAT);
+    if (!training) {
+      const scale = ctx.apply('div', [gamma, std(variance)], {}, FLOAT);
+      const shift = ctx.apply('sub', [beta, ctx.apply('mul', [mean, scale], {}, FLOAT)], {}, FLOAT);
+      return [ctx.apply('add', [ctx.apply('mul', [x, perChannel(scale)], {}, FLOAT), perChannel(shift)], {}, FLOAT)];
+    }
+    const overBatch = (v: Value) => shape.reduce((m, _, axis) => (axis === 1 ? m : ctx.apply('mean', [m], { axis, keepDims: true }, FLOAT)), v);
+    const batchMean = overBatch(x);
+    const centred = ctx.apply('sub', [x, batchMean], {}, FLOAT);
+    const batchVar = overBatch(ctx.apply('mul', [centred, centred], {}, FLOAT));
+    const scale = ctx.apply('div', [perChannel(gamma), std(batchVar)], {}, FLOAT);
+    const y = ctx.apply('add', [ctx.apply('mul', [centred, scale], {}, FLOAT), perChannel(beta)], {}, FLOAT);
+    const momentum = ctx.float('momentum', 0.9);
+    const running = (old: Value, batch: Value) =>
+      ctx.apply('add', [ctx.apply('mul', [old, scalar(momentum)], {}, FLOAT), ctx.apply('mul', [ctx.apply('reshape', [batch], { shape: [c] }, FLOAT), scalar(1 - momentum)], {}, FLOAT)], {}, FLOAT);
+    return [y, extraOutputs[0] ? running(mean, batchMean) : undefined, extraOutputs[1] ? running(variance, batchVar) : undefined];
   },
 };
 
