@@ -651,12 +651,20 @@ const trilu: Converter = {
   },
 };
 
+/**
+ * Dropout: the identity with an all-true mask for inference (training_mode false or absent),
+ * and in training mode with ratio 0 (nothing dropped, a scale of 1). Training mode with a
+ * positive ratio draws a random mask, which the plan has no generator for: refused.
+ */
 const dropout: Converter = {
   since: 7,
   convert: (ctx) => {
     const x = ctx.input(0);
-    const training = ctx.optional(2);
-    if (training && (training.kind !== 'folded' || training.data[0] !== 0)) ctx.fail('training_mode must be false (dropout is imported for inference)');
+    const training = ctx.optional(2) ? ctx.known(2, 'training_mode').data[0] !== 0 : false;
+    if (training) {
+      const ratio = ctx.optional(1) ? ctx.known(1, 'ratio').data[0] : 0.5;
+      if (ratio !== 0) ctx.fail(`training_mode = true with ratio ${ratio} draws a random mask, which the plan cannot draw; Dropout imports for inference (training_mode false) or for training with ratio 0`);
+    }
     const wantsMask = Boolean(ctx.node.output?.[1]);
     return [x, wantsMask ? folded(BOOL, ctx.shape(x), new Float64Array(foldable(ctx.shape(x))).fill(1)) : undefined];
   },
