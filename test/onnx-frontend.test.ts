@@ -55,8 +55,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
   // random masks: the node tests' come from numpy's generator, and the plan has none (ratio 0 passes)
   'training dropout': /training_mode = true with ratio 0\.[57]5? draws a random mask/,
   'not a tensor': /not a tensor/,
-  // Range's function body uses Ceil and Loop, which the frontend lacks
-  'expansion op': /is not supported by the ONNX frontend/,
   // convolutions are 1-D (NCL, lifted to 2-D) and 2-D (NCHW) only (pools 3-D too)
   'not 2-D': /only 1-D and 2-D (Conv|ConvTranspose) are supported/,
 };
@@ -66,8 +64,8 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_convtranspose_3d: 'not 2-D',
   test_identity_opt: 'not a tensor',
   test_identity_sequence: 'not a tensor',
-  test_range_float_type_positive_delta_expanded: 'expansion op',
-  test_range_int32_type_negative_delta_expanded: 'expansion op',
+  test_loop13_seq: 'not a tensor',
+  test_loop16_seq_none: 'not a tensor',
   test_training_dropout: 'training dropout',
   test_training_dropout_default: 'training dropout',
   test_training_dropout_default_mask: 'training dropout',
@@ -191,6 +189,9 @@ const GPU_CASES = [
   'test_split_zero_size_splits',
   'test_tril_zero',
   'test_reshape_allowzero_reordered',
+  'test_ceil',
+  // Loop unrolled at import: a known trip count, a loop-carried value computed at run time
+  'test_loop11',
 ];
 
 describe.skipIf(!existsSync(NODE_TESTS))('ONNX node tests on the GPU (a case per op family)', () => {
@@ -691,6 +692,24 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
       [pool([], ['y'], [1, 2, 4, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 1-D and 2-D MaxPool are supported: input must be NCL or NCHW \(rank 3 or 4\); got rank 6 \(4-D\)/],
     ];
     for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`pool${i}.onnx`, bytes))).message).toMatch(message);
+  });
+  test('a Loop that cannot be unrolled: a run-time trip count, a condition computed at run time', () => {
+    // body: (i, cond, acc) → (acc < 10, acc + 1); the Loop's trip count is the graph input n, or 3 with acc's condition
+    const body = {
+      name: 'body',
+      node: [node('Add', ['acc', 'one'], ['acc_next']), node('Less', ['acc', 'ten'], ['cond_out'])],
+      initializer: [floatTensor('one', [], Float32Array.of(1)), floatTensor('ten', [], Float32Array.of(10))],
+      input: [valueInfo('i', 7, []), valueInfo('cond', 9, []), valueInfo('acc', 1, [])],
+      output: [valueInfo('cond_out', 9, []), valueInfo('acc_next', 1, [])],
+    };
+    const loopModel = (tripCount: object, tripInput: object[]) =>
+      encodeModel(model({ name: 'g', node: [node('Loop', ['n', '', 'x'], ['y'], [{ name: 'body', type: 5, g: body }], 'unrolled')], initializer: tripInput, input: [...(tripInput.length ? [] : [tripCount]), valueInfo('x', 1, [])], output: [valueInfo('y', 1, [])] }, 13));
+    expect(failure(() => loadOnnxModel(write('loop-n.onnx', loopModel(valueInfo('n', 7, []), [])))).message).toMatch(
+      /node 'unrolled' \(Loop, opset 13\): input 1 \(M, the trip count\) must be known at compile time/,
+    );
+    expect(failure(() => loadOnnxModel(write('loop-cond.onnx', loopModel({}, [{ name: 'n', dims: [], dataType: 7, int64Data: [3] }])))).message).toMatch(
+      /node 'unrolled' \(Loop, opset 13\): the body's condition output must be known at compile time \(the loop is unrolled\); at iteration 0 it is computed at run time/,
+    );
   });
   test('an unsupported dtype', () => {
     const e = failure(() => loadOnnxModel(write('complex.onnx', oneNode(node('Relu', ['x'], ['y']), 17, 14))));

@@ -235,6 +235,10 @@ export class Graph {
   cos(x: Tensor): Tensor {
     return this.op('cos', [x], {});
   }
+  /** The least integer ≥ x, elementwise (no gradient). */
+  ceil(x: Tensor): Tensor {
+    return this.op('ceil', [x], {});
+  }
   /** 1 where x is NaN, else 0 (no gradient). */
   isNaN(x: Tensor): Tensor {
     return this.op('isNaN', [x], {});

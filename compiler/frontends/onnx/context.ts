@@ -7,7 +7,7 @@ import { CompileError } from '../../ir/errors';
 import type { Graph, Tensor } from '../../ir/graph';
 import { opDef, type OpName } from '../../ir/ops';
 import { elementCount, formatShape, type TensorType } from '../../ir/types';
-import { BFLOAT16, BOOL, dataTypeName, DOUBLE, FLOAT, FLOAT16, isFloatType, isIntegerType, type AttributeProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
+import { BFLOAT16, BOOL, dataTypeName, DOUBLE, FLOAT, FLOAT16, isFloatType, isIntegerType, type AttributeProto, type GraphProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
 import { computed, foldable, folded, shapeOf, type Computed, type Folded, type Value } from './values';
 
 /** The ONNX ops that compute on integer tensors at run time (as i32), for messages. */
@@ -42,6 +42,8 @@ export class NodeContext {
     private readonly readTensor: (t: TensorProto, what: string) => TensorValue,
     /** IR constants made from folded values, so one value is stored once */
     private readonly materialized: WeakMap<Folded, Tensor>,
+    /** runs a subgraph attribute (a Loop's body) on values, inside this node's scope */
+    readonly runSubgraph: (body: GraphProto, inputs: readonly Value[]) => Value[],
   ) {
     this.attributes = new Map((node.attribute ?? []).map((a) => [a.name ?? '', a]));
   }
@@ -78,6 +80,9 @@ export class NodeContext {
   string(name: string, fallback: string): string {
     const s = this.attributes.get(name)?.s;
     return s ? new TextDecoder().decode(s) : fallback;
+  }
+  graph(name: string): GraphProto | undefined {
+    return this.attributes.get(name)?.g;
   }
   tensorAttr(name: string): Folded | undefined {
     const t = this.attributes.get(name)?.t;

@@ -5,6 +5,7 @@
 import { broadcastShapes } from '../../ir/shape';
 import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
+import { CONTROL_FLOW_CONVERTERS } from './control-flow';
 import { CONVOLUTION_CONVERTERS } from './convolution';
 import { BOOL, dataTypeName, FLOAT, INT64, isFloatType, isIntegerType } from './proto';
 import { computed, foldable, folded, type Folded, type Value } from './values';
@@ -18,7 +19,7 @@ export interface Converter {
 const F = FLOAT;
 
 /** A unary op; those in `integer` take integer tensors as well (IR i32). */
-function unaryOp(op: 'relu' | 'sigmoid' | 'tanh' | 'neg' | 'abs' | 'sqrt' | 'erf' | 'sin' | 'cos' | 'exp' | 'log', since = 6, integer = false): Converter {
+function unaryOp(op: 'relu' | 'sigmoid' | 'tanh' | 'neg' | 'abs' | 'sqrt' | 'erf' | 'sin' | 'cos' | 'exp' | 'log' | 'ceil', since = 6, integer = false): Converter {
   return {
     since,
     convert: (ctx) => {
@@ -702,12 +703,14 @@ const isNaN: Converter = {
 /** The supported ops by ONNX op type (default domain). */
 export const CONVERTERS: Readonly<Record<string, Converter>> = {
   ...CONVOLUTION_CONVERTERS,
+  ...CONTROL_FLOW_CONVERTERS,
   Abs: unaryOp('abs', 6, true),
   Add: arithmetic('add'),
   And: logical('and'),
   ArgMax: argExtreme(false),
   ArgMin: argExtreme(true),
   Cast: cast,
+  Ceil: unaryOp('ceil'),
   Clip: clip,
   Concat: concat,
   Constant: constant,
