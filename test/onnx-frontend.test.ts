@@ -55,13 +55,10 @@ const NOT_CARRIED: Record<string, RegExp> = {
   // random masks: the node tests' come from numpy's generator, and the plan has none (ratio 0 passes)
   'training dropout': /training_mode = true with ratio 0\.[57]5? draws a random mask/,
   'not a tensor': /not a tensor/,
-  // convolutions are 1-D (NCL, lifted to 2-D) and 2-D (NCHW) only (pools 3-D too)
-  'not 2-D': /only 1-D and 2-D (Conv|ConvTranspose) are supported/,
 };
 const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_cast_FLOAT_to_STRING: 'dtype',
   test_cast_STRING_to_FLOAT: 'dtype',
-  test_convtranspose_3d: 'not 2-D',
   test_identity_opt: 'not a tensor',
   test_identity_sequence: 'not a tensor',
   test_loop13_seq: 'not a tensor',
@@ -478,6 +475,44 @@ test('3-D MaxPool and AveragePool (strides, pads, dilations, ceil_mode, count_in
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+// a 3-D ConvTranspose is one 2-D ConvTranspose (depth taps as channels) and a 0/1 product along depth
+test('3-D ConvTranspose (strides, pads, dilations, groups, output_padding, output_shape, auto_pad, bias) matches onnxruntime-web', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-convt3d-'));
+  try {
+    const file = join(dir, 'convtranspose3d.onnx');
+    const next = uniform(34);
+    const values = (n: number) => Float32Array.from({ length: n }, () => next());
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'convtranspose3d',
+          node: [
+            node('ConvTranspose', ['x', 'w', 'b'], ['s'], [intsAttr('strides', [2, 1, 2]), intsAttr('pads', [1, 0, 1, 0, 1, 0]), intsAttr('dilations', [2, 1, 1]), intsAttr('output_padding', [1, 0, 1])], 'strided'),
+            node('ConvTranspose', ['x', 'wg'], ['g'], [intAttr('group', 2), intsAttr('strides', [1, 2, 1]), intsAttr('output_shape', [5, 7, 6])], 'grouped'),
+            node('ConvTranspose', ['x', 'w'], ['a'], [intsAttr('strides', [2, 2, 2]), stringAttr('auto_pad', 'SAME_LOWER')], 'same_lower'),
+          ],
+          initializer: [floatTensor('w', [4, 3, 3, 2, 3], values(216)), floatTensor('b', [3], values(3)), floatTensor('wg', [4, 2, 2, 3, 2], values(96))],
+          input: [valueInfo('x', 1, [2, 4, 4, 3, 5])],
+          output: ['s', 'g', 'a'].map((name) => ({ name, type: { tensorType: { elemType: 1 } } })),
+        }, 17),
+      ),
+    );
+    const x = Float32Array.from({ length: 2 * 4 * 4 * 3 * 5 }, () => 2 * next());
+    const expected = await ortRun(file, { x }, { x: [2, 4, 4, 3, 5] });
+    const loaded = loadOnnxModel(file);
+    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
+    const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
+    for (const name of ['s', 'g', 'a']) {
+      expect(cpu[name].length, name).toBe(expected[name].length);
+      expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
+      expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 180_000);
 
 test('empty tensors fold at compile time: an empty slice drops out of a Concat, ops on it give an empty output, and the plan returns it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-empty-'));

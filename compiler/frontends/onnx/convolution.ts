@@ -137,6 +137,7 @@ const conv: Converter = {
 const convTranspose: Converter = {
   since: 1,
   convert: (ctx) => {
+    if (ctx.rank(ctx.input(0)) === 5) return [convTranspose3d(ctx)];
     const { lift, x, w, bias, kernel, stride, dilation } = convOperands(ctx);
     const outputPadding = pairAttr(ctx, 'output_padding', 0, lift);
     const groups = ctx.int('group', 1);
@@ -167,6 +168,78 @@ const convTranspose: Converter = {
     return [from2d(ctx, addBias(ctx, ctx.apply('conv2dBackwardInput', [x, w], attrs, FLOAT), bias), lift)];
   },
 };
+
+/**
+ * A 3-D ConvTranspose as one 2-D ConvTranspose and a fixed 0/1 product along depth. The
+ * weight [Cin, Cout/group, KD, KH, KW] read as [Cin, Cout/group·KD, KH, KW] makes every depth
+ * tap an output channel of the 2-D op over [N·D, Cin, H, W] (groups stay contiguous); then
+ * output depth od sums the taps (id, kd) with od = id·stride + kd·dilation - pad_begin, a
+ * matrix product [Do, D·KD] × [N, D·KD, Cout·Ho·Wo]. Padding, output_padding, output_shape
+ * and auto_pad read as for 2-D, per axis.
+ */
+function convTranspose3d(ctx: NodeContext): Value {
+  const [x, w, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
+  ctx.requireFloat(x, w, bias);
+  if (ctx.rank(w) !== 5) ctx.fail(`the weight must have rank 5, as the input; got shape [${ctx.shape(w).join(', ')}]`);
+  const [n, cin, ...size] = ctx.shape(x);
+  const [, perGroup, ...kernel] = ctx.shape(w);
+  const list = (name: string, fallback: number, length = 3) => {
+    const v = ctx.ints(name) ?? Array<number>(length).fill(fallback);
+    if (v.length !== length) ctx.fail(`${name} must have ${length} entries for a 3-D ConvTranspose; got [${v.join(', ')}]`);
+    return v;
+  };
+  const kernelShape = ctx.ints('kernel_shape');
+  if (kernelShape && kernelShape.join() !== kernel.join()) ctx.fail(`kernel_shape [${kernelShape.join(', ')}] does not match the weight's [${kernel.join(', ')}]`);
+  const [stride, dilation, outputPadding] = [list('strides', 1), list('dilations', 1), list('output_padding', 0)];
+  const groups = ctx.int('group', 1);
+  const full = size.map((s, d) => stride[d] * (s - 1) + outputPadding[d] + dilation[d] * (kernel[d] - 1) + 1);
+  let outputShape = ctx.ints('output_shape');
+  if (outputShape && outputShape.length === 5) outputShape = outputShape.slice(2);
+  if (outputShape && outputShape.length !== 3) ctx.fail(`output_shape must have 3 entries (the output's D, H and W); got [${outputShape.join(', ')}]`);
+  const autoPad = ctx.string('auto_pad', 'NOTSET');
+  let [begin, end] = [[0, 0, 0], [0, 0, 0]];
+  if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
+    const target = outputShape ?? size.map((s, d) => s * stride[d]);
+    const total = full.map((f, d) => Math.max(0, f - target[d]));
+    const small = total.map((t) => Math.floor(t / 2));
+    [begin, end] = autoPad === 'SAME_UPPER' ? [small, total.map((t, d) => t - small[d])] : [total.map((t, d) => t - small[d]), small];
+    outputShape = target;
+  } else if (autoPad === 'NOTSET') {
+    const pads = list('pads', 0, 6);
+    if (pads.some((p) => p < 0)) ctx.fail(`pads must not be negative; got [${pads.join(', ')}]`);
+    [begin, end] = [pads.slice(0, 3), pads.slice(3)];
+  } else if (autoPad !== 'VALID') ctx.fail(`auto_pad must be NOTSET, VALID, SAME_UPPER or SAME_LOWER; got '${autoPad}'`);
+  const natural = full.map((f, d) => f - begin[d] - end[d]);
+  const out = outputShape ?? natural;
+  if (out.some((s, d) => s < natural[d] || s <= 0)) {
+    ctx.fail(`output_shape [${out.join(', ')}] is smaller than the ${natural.join('×')} the input, kernel, strides and pads give (only larger outputs, grown at the end of each axis, are supported)`);
+  }
+  const [d, kd] = [size[0], kernel[0]];
+  const cout = perGroup * groups;
+  const reshape = (v: Value, shape: number[]) => ctx.apply('reshape', [v], { shape }, FLOAT);
+  const transpose = (v: Value, perm: number[]) => ctx.apply('transpose', [v], { perm }, FLOAT);
+  const planes = reshape(transpose(x, [0, 2, 1, 3, 4]), [n * d, cin, size[1], size[2]]);
+  const taps = ctx.apply(
+    'conv2dBackwardInput',
+    [planes, reshape(w, [ctx.shape(w)[0], perGroup * kd, kernel[1], kernel[2]])],
+    { stride: [stride[1], stride[2]], dilation: [dilation[1], dilation[2]], padding: [begin[1], begin[2], end[1], end[2]], groups, inputSize: [out[1], out[2]] },
+    FLOAT,
+  );
+  const area = out[1] * out[2];
+  const byTap = reshape(transpose(reshape(taps, [n, d, cout, kd, area]), [0, 1, 3, 2, 4]), [n, d * kd, cout * area]);
+  const place = new Float64Array(out[0] * d * kd);
+  for (let id = 0; id < d; id++) {
+    for (let k = 0; k < kd; k++) {
+      const od = id * stride[0] + k * dilation[0] - begin[0];
+      if (od >= 0 && od < out[0]) place[od * d * kd + id * kd + k] = 1;
+    }
+  }
+  const depth = ctx.apply('matmul', [folded(FLOAT, [out[0], d * kd], place), byTap], {}, FLOAT);
+  const y = transpose(reshape(depth, [n, out[0], cout, out[1], out[2]]), [0, 2, 1, 3, 4]);
+  if (!bias) return y;
+  if (ctx.rank(bias) !== 1 || ctx.shape(bias)[0] !== cout) ctx.fail(`bias must have shape [${cout}] (the output channels); got [${ctx.shape(bias).join(', ')}]`);
+  return ctx.apply('add', [y, reshape(bias, [cout, 1, 1, 1])], {}, FLOAT);
+}
 
 /**
  * MaxPool and AveragePool's window over (lifted) x; refuses what the table's pools lack.
