@@ -724,7 +724,7 @@ describe('bad input fails with a CompileError naming file, node, op and opset', 
         /node 'ap' \(AveragePool, opset 12\): ceil_mode = 1 with count_include_pad = 1 is not supported/,
       ],
       [pool([], ['y', 'indices'], [1, 2, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): a 3-D MaxPool's second output \(Indices\) is not supported/],
-      [pool([], ['y'], [1, 2, 4, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 1-D and 2-D MaxPool are supported: input must be NCL or NCHW \(rank 3 or 4\); got rank 6 \(4-D\)/],
+      [pool([], ['y'], [1, 2, 4, 4, 4, 4]), /node 'mp' \(MaxPool, opset 12\): only 1-D, 2-D and 3-D MaxPool are supported: input must be NCL, NCHW or NCDHW \(rank 3, 4 or 5\); got rank 6 \(4-D\)/],
     ];
     for (const [i, [bytes, message]] of cases.entries()) expect(failure(() => loadOnnxModel(write(`pool${i}.onnx`, bytes))).message).toMatch(message);
   });

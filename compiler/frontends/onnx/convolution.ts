@@ -6,8 +6,8 @@
 // SAME_LOWER compute the padding that gives ceil(input / stride) outputs, the odd row at the
 // end (UPPER) or the beginning (LOWER). A 1-D op (NCL, as audio models export) runs as the
 // 2-D one over [N, C, 1, L]: its per-axis attributes get a leading 1 (a 0 for pads and
-// output_padding) and its result drops the unit axis. 3-D ops and the pooling variants the
-// table lacks (storage_order, the Indices output) fail naming the node; ceil_mode pads the end.
+// output_padding) and its result drops the unit axis. 3-D pools and ConvTranspose decompose
+// into 2-D ones; 3-D Conv and the 3-D MaxPool's Indices fail naming the node; ceil_mode pads the end.
 import type { Conv2dAttrs } from '../../ir/ops';
 import type { Converter } from './converters';
 import type { NodeContext } from './context';
@@ -22,7 +22,10 @@ function requireSpatial(ctx: NodeContext, x: Value, what = 'input'): boolean {
   const rank = ctx.rank(x);
   if (rank !== 3 && rank !== 4) {
     const spatial = rank >= 3 ? ` (${rank - 2}-D)` : '';
-    ctx.fail(`only 1-D and 2-D ${ctx.opType} are supported: ${what} must be NCL or NCHW (rank 3 or 4); got rank ${rank}${spatial}, shape [${ctx.shape(x).join(', ')}]`);
+    // MaxPool, AveragePool and ConvTranspose take NCDHW too, before they get here
+    const ranks = ['MaxPool', 'AveragePool', 'ConvTranspose'].includes(ctx.opType) ? '1-D, 2-D and 3-D' : '1-D and 2-D';
+    const layouts = ranks.includes('3-D') ? 'NCL, NCHW or NCDHW (rank 3, 4 or 5)' : 'NCL or NCHW (rank 3 or 4)';
+    ctx.fail(`only ${ranks} ${ctx.opType} are supported: ${what} must be ${layouts}; got rank ${rank}${spatial}, shape [${ctx.shape(x).join(', ')}]`);
   }
   return rank === 3;
 }
