@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileGraph } from '../compiler/compile';
 import { loadOnnxModel } from '../compiler/frontends/onnx/load';
-import { decodeModel } from '../compiler/frontends/onnx/proto';
+import { decodeModel, tensorValues } from '../compiler/frontends/onnx/proto';
 import { CompileError } from '../compiler/ir/errors';
 import { Graph } from '../compiler/ir/graph';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
@@ -349,9 +349,13 @@ describe('whole architectures agree with onnxruntime-web', () => {
   }, 300_000);
 });
 
-// --freeze: BatchNormalization's scale and shift are computed at import, so they ride in the
-// preceding convolution's epilogue and the plan keeps no dispatch for them (seen: resnet18 72
-// → 32 dispatches, mobilenet-v2 78 → 46, two per batch norm); outputs still agree with onnxruntime-web.
+// --freeze: a BatchNormalization after a Conv folds into the conv's weight and bias at import
+// (w' = w·s per output channel, b' = (b - μ)·s + β, s = γ/√(σ² + ε)), so the plan convolves and
+// adds a bias with no per-channel scale; one that cannot fold still has its scale and shift
+// computed at import, riding in the conv's epilogue. Seen: resnet18 72 → 32 dispatches,
+// mobilenet-v2 78 → 46 (as before weight folding, which removed the epilogue's multiply and
+// its scale operand: conv kernels with a mul 15 of 15 → 0 of 17, 16 of 20 → 0 of 20); outputs
+// still agree with onnxruntime-web.
 describe('frozen BatchNormalization folds into the convolutions', () => {
   test.each(['resnet18', 'mobilenet-v2'] as const)('%s', async (name) => {
     const file = join(FIXTURES, `${name}.onnx`);
@@ -360,19 +364,36 @@ describe('frozen BatchNormalization folds into the convolutions', () => {
     const session = await ort.InferenceSession.create(file);
     const expected = (await session.run({ x: new ort.Tensor('float32', x, [1, 3, 32, 32]) })).logits.data as Float32Array;
     await session.release();
-    const batchNorms = decodeModel(readFileSync(file), file).graph!.node!.filter((n) => n.opType === 'BatchNormalization').length;
+    const onnx = decodeModel(readFileSync(file), file).graph!;
+    const batchNorms = onnx.node!.filter((n) => n.opType === 'BatchNormalization').length;
     expect(batchNorms).toBeGreaterThan(10);
     const dispatches = async (freeze: boolean) => {
       const plan = await compileGraph(loadOnnxModel(file, { freeze }).graph, { seed: 0 });
       const ops = plan.manifest.entryPoints.run.dispatches.map((d) => d.node);
-      return { plan, ops, convs: ops.filter((o) => /conv/i.test(o)).length };
+      const convKernels = plan.manifest.kernels.filter((k) => k.ops.includes('conv2d'));
+      return { plan, ops, convs: ops.filter((o) => /conv/i.test(o)).length, convKernels };
     };
     const [trainable, frozen] = [await dispatches(false), await dispatches(true)];
-    console.log(`${name}: ${batchNorms} batch norms; ${trainable.ops.length} dispatches trainable, ${frozen.ops.length} frozen`);
+    console.log(`${name}: ${batchNorms} batch norms; ${trainable.ops.length} dispatches trainable, ${frozen.ops.length} frozen; frozen conv kernels: ${[...new Set(frozen.convKernels.map((k) => k.ops.join('+')))].join(', ')}`);
     expect(frozen.convs).toBe(trainable.convs);
     expect(frozen.ops.length).toBeLessThanOrEqual(trainable.ops.length - batchNorms);
     // resnet18's only pointwise work is batch norm (its residual adds and ReLUs ride in conv epilogues)
     if (name === 'resnet18') expect(frozen.ops.filter((o) => /pointwise/i.test(o))).toEqual([]);
+    // every batch norm folded into its conv's weights: no conv kernel scales its result
+    expect(frozen.convKernels.filter((k) => k.ops.includes('mul')).map((k) => k.name)).toEqual([]);
+    // the first conv's weight parameter holds w·γ/√(σ² + ε), from the ONNX initializers
+    const [conv, bn] = onnx.node!;
+    expect([conv.opType, bn.opType]).toEqual(['Conv', 'BatchNormalization']);
+    const initializer = (n: string) => tensorValues(onnx.initializer!.find((t) => t.name === n)!, file, n).data;
+    const [w, gamma, , , variance] = [conv.input![1], ...bn.input!.slice(1)].map(initializer);
+    const eps = bn.attribute?.find((a) => a.name === 'epsilon')?.f ?? 1e-5;
+    const stored = frozen.plan.parameters.get(conv.input![1])!;
+    const perChannel = w.length / gamma.length;
+    expect(stored.length).toBe(w.length);
+    stored.forEach((v, i) => {
+      const c = Math.floor(i / perChannel);
+      expect(v).toBe(Math.fround((w[i] * gamma[c]) / Math.sqrt(variance[c] + eps)));
+    });
     const gpu = (await runOnGpu(frozen.plan.bundle, { x })).logits;
     const error = maxError(gpu, expected);
     console.log(`${name} frozen: max |mnc - onnxruntime-web| = ${error.toExponential(2)} (GPU plan)`);

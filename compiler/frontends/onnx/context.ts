@@ -30,6 +30,26 @@ export function roundTo(x: number, narrow: 'f16' | 'bf16' | undefined): number {
   return Math.fround(x);
 }
 
+/** What the converters of one import share beyond its values. */
+export interface ImportState {
+  /** how many nodes (of the graph and its subgraphs) and graph outputs read each ONNX name */
+  uses: ReadonlyMap<string, number>;
+  /** convolutions whose weight and bias are fixed at compile time, by their result */
+  frozenConvs: WeakMap<Tensor, FrozenConv>;
+}
+
+/** A convolution a following inference-mode batch norm may fold into (w·s, (b - μ)·s + β). */
+export interface FrozenConv {
+  /** the weight operand: a frozen parameter (whose initial values a fold replaces) or a folded value */
+  weight: Value;
+  /** its ONNX name, to check that no other node reads it */
+  weightName: string;
+  weightValues: Folded;
+  bias?: Folded;
+  /** the convolution recorded again, on the same input with the same attributes, with this weight and bias */
+  convolve(weight: Value, bias: Value): Value;
+}
+
 export class NodeContext {
   private readonly attributes: Map<string, AttributeProto>;
 
@@ -44,6 +64,7 @@ export class NodeContext {
     private readonly materialized: WeakMap<Folded, Tensor>,
     /** runs a subgraph attribute (a Loop's body) on values, inside this node's scope */
     readonly runSubgraph: (body: GraphProto, inputs: readonly Value[]) => Value[],
+    readonly imports: ImportState,
   ) {
     this.attributes = new Map((node.attribute ?? []).map((a) => [a.name ?? '', a]));
   }
@@ -124,6 +145,10 @@ export class NodeContext {
     const init = n.attrs.init;
     if (n.op !== 'parameter' || n.attrs.trainable !== false || !(init instanceof Float32Array)) return v;
     return folded(v.dataType, n.type.shape, Float64Array.from(init), n.name);
+  }
+  /** How many nodes and graph outputs read ONNX name `name`. */
+  uses(name: string | undefined): number {
+    return name ? (this.imports.uses.get(name) ?? 0) : 0;
   }
   knownInts(i: number, what: string): number[] | undefined {
     return this.optional(i) ? Array.from(this.known(i, what).data) : undefined;

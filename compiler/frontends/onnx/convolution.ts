@@ -12,7 +12,7 @@ import type { Conv2dAttrs } from '../../ir/ops';
 import type { Converter } from './converters';
 import type { NodeContext } from './context';
 import { FLOAT, INT64 } from './proto';
-import { folded, type Value } from './values';
+import { folded, type Folded, type Value } from './values';
 
 type Pair = [number, number];
 type Sides = [number, number, number, number];
@@ -126,9 +126,40 @@ const conv: Converter = {
   convert: (ctx) => {
     const { lift, x, w, bias, kernel, stride, dilation } = convOperands(ctx);
     const attrs: Conv2dAttrs = { stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation, lift), groups: ctx.int('group', 1) };
-    return [from2d(ctx, addBias(ctx, ctx.apply('conv2d', [x, w], attrs, FLOAT), bias), lift)];
+    const convolve = (weight: Value, b: Value | undefined) => from2d(ctx, addBias(ctx, ctx.apply('conv2d', [x, weight], attrs, FLOAT), b), lift);
+    const y = convolve(w, bias);
+    // fixed weight and bias (--freeze): a batch norm that follows may fold into them
+    const [weightValues, biasValues] = [ctx.fixedValue(w), bias && ctx.fixedValue(bias)];
+    if (!lift && y.kind === 'computed' && weightValues.kind === 'folded' && biasValues?.kind !== 'computed') {
+      ctx.imports.frozenConvs.set(y.tensor, { weight: w, weightName: ctx.node.input?.[1] ?? '', weightValues, bias: biasValues, convolve });
+    }
+    return [y];
   },
 };
+
+/**
+ * An inference-mode batch norm with fixed statistics after a frozen convolution that nothing
+ * else reads, folded into it: w' = w·s per output channel and b' = (b - μ)·s + β, s =
+ * γ / √(σ² + ε), computed in f64 now, so the plan convolves with w' and adds b' and keeps no
+ * per-channel scale. A frozen weight parameter keeps its name and holds w' (only this
+ * convolution reads it); undefined where the fold does not apply.
+ */
+function foldIntoConvolution(ctx: NodeContext, x: Value, [gamma, beta, mean, variance]: Folded[], eps: number): Value | undefined {
+  const conv = x.kind === 'computed' ? ctx.imports.frozenConvs.get(x.tensor) : undefined;
+  if (!conv || ctx.uses(ctx.node.input?.[0]) !== 1) return undefined;
+  if (conv.weight.kind === 'computed' && ctx.uses(conv.weightName) !== 1) return undefined;
+  const c = gamma.data.length;
+  const scale = gamma.data.map((g, k) => g / Math.sqrt(variance.data[k] + eps));
+  const perChannel = conv.weightValues.data.length / c;
+  const weight = conv.weightValues.data.map((v, i) => v * scale[Math.floor(i / perChannel)]);
+  const bias = scale.map((s, k) => ((conv.bias?.data[k] ?? 0) - mean.data[k]) * s + beta.data[k]);
+  let scaled: Value;
+  if (conv.weight.kind === 'computed') {
+    ctx.g.setParameterInit(conv.weight.tensor, Float32Array.from(weight));
+    scaled = conv.weight;
+  } else scaled = folded(FLOAT, conv.weightValues.shape, weight);
+  return conv.convolve(scaled, folded(FLOAT, [c], bias));
+}
 
 /**
  * ConvTranspose: conv2d's input gradient, the weight [Cin, Cout/group, KH, KW] read as that
@@ -427,6 +458,9 @@ const batchNormalization: Converter = {
     const perChannel = (v: Value) => ctx.apply('reshape', [v], { shape: [c, ...shape.slice(2).map(() => 1)] }, FLOAT);
     const std = (v: Value) => ctx.apply('sqrt', [ctx.apply('add', [v, eps], {}, FLOAT)], {}, FLOAT);
     if (!training) {
+      const fixed = [gamma, beta, mean, variance].filter((v): v is Folded => v.kind === 'folded');
+      const into = fixed.length === 4 ? foldIntoConvolution(ctx, x, fixed, ctx.float('epsilon', 1e-5)) : undefined;
+      if (into) return [into];
       const scale = ctx.apply('div', [gamma, std(variance)], {}, FLOAT);
       const shift = ctx.apply('sub', [beta, ctx.apply('mul', [mean, scale], {}, FLOAT)], {}, FLOAT);
       return [ctx.apply('add', [ctx.apply('mul', [x, perChannel(scale)], {}, FLOAT), perChannel(shift)], {}, FLOAT)];

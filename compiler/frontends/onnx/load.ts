@@ -7,7 +7,7 @@ import { CompileError } from '../../ir/errors';
 import { Graph, type Tensor } from '../../ir/graph';
 import type { DType } from '../../ir/types';
 import type { HostDType } from '../../../schemas/manifest';
-import { narrowToI32, NodeContext, roundTo } from './context';
+import { narrowToI32, NodeContext, roundTo, type ImportState } from './context';
 import { CONVERTERS } from './converters';
 import { BFLOAT16, BOOL, dataTypeName, decodeModel, DOUBLE, FLOAT16, isFloatType, isIntegerType, tensorValues, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type TensorValue, type ValueInfoProto } from './proto';
 import { computed, FoldLimitError, folded, Scope, type Folded, type Value } from './values';
@@ -110,7 +110,8 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     if (!inputNames.includes(bound)) fail(`--shape names '${bound}', which is not an input of the model (inputs: ${inputNames.join(', ') || 'none'})`, 'input');
   }
 
-  convertNodes(graphProto.node ?? [], values, { g, opset, file, readTensor, materialized, subgraphInitializers: new WeakMap() });
+  const imports: ImportState = { uses: nameUses(graphProto), frozenConvs: new WeakMap() };
+  convertNodes(graphProto.node ?? [], values, { g, opset, file, readTensor, materialized, imports, subgraphInitializers: new WeakMap() });
 
   const outputs: OnnxValueInfo[] = [];
   for (const info of graphProto.output ?? []) {
@@ -139,8 +140,20 @@ interface ImportEnvironment {
   file: string;
   readTensor: (t: TensorProto, what: string) => TensorValue;
   materialized: WeakMap<Folded, Tensor>;
+  imports: ImportState;
   /** a subgraph's initializers, read once however many times the subgraph is run */
   subgraphInitializers: WeakMap<TensorProto, Folded>;
+}
+
+/** How many nodes (in subgraphs too: they read enclosing names) and graph outputs read each name. */
+function nameUses(graph: GraphProto, uses = new Map<string, number>()): Map<string, number> {
+  const count = (name: string | undefined) => name && uses.set(name, (uses.get(name) ?? 0) + 1);
+  for (const node of graph.node ?? []) {
+    (node.input ?? []).forEach(count);
+    for (const a of node.attribute ?? []) if (a.g) nameUses(a.g, uses);
+  }
+  (graph.output ?? []).forEach((o) => count(o.name));
+  return uses;
 }
 
 /** Converts nodes in order, each output defined in `scope`; every failure names the node. */
@@ -161,7 +174,7 @@ function convertNodes(nodes: readonly NodeProto[], scope: Scope, env: ImportEnvi
       return scope.get(n) ?? fail(`${label}: input '${n}' is not produced by any earlier node, initializer or graph input`);
     });
     const runSubgraph = (body: GraphProto, inputs: readonly Value[]) => runGraph(body, inputs, scope, env, label);
-    const ctx = new NodeContext(env.g, node, opset, file, operands, env.readTensor, env.materialized, runSubgraph);
+    const ctx = new NodeContext(env.g, node, opset, file, operands, env.readTensor, env.materialized, runSubgraph, env.imports);
     let results: (Value | undefined)[];
     try {
       results = converter.convert(ctx);
