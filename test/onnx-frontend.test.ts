@@ -401,6 +401,54 @@ describe('frozen BatchNormalization folds into the convolutions', () => {
   }, 300_000);
 });
 
+// the fold rewrites a frozen weight in place, so it must not apply where another node reads
+// the weight or the conv's result: those keep the unfolded path and still agree with onnxruntime-web
+test('frozen BatchNormalization leaves a shared weight and a conv result read elsewhere unfolded', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-bnfold-'));
+  try {
+    const file = join(dir, 'bn-shared.onnx');
+    const next = uniform(35);
+    const values = (n: number, scale = 1, offset = 0) => Float32Array.from({ length: n }, () => offset + scale * next());
+    const stats = (p: string) => [floatTensor(`${p}.gamma`, [3], values(3, 0.5, 1)), floatTensor(`${p}.beta`, [3], values(3)), floatTensor(`${p}.mean`, [3], values(3)), floatTensor(`${p}.var`, [3], values(3, 0.2, 1))];
+    const bn = (p: string, input: string) => node('BatchNormalization', [input, `${p}.gamma`, `${p}.beta`, `${p}.mean`, `${p}.var`], [p]);
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'bn_shared',
+          node: [
+            // w feeds two convs: neither folds
+            node('Conv', ['x', 'w'], ['c1'], [intsAttr('pads', [1, 1, 1, 1])]),
+            bn('y1', 'c1'),
+            node('Conv', ['x', 'w'], ['y2'], [intsAttr('pads', [1, 1, 1, 1])]),
+            // c3 is an output as well as the batch norm's input: no fold
+            node('Conv', ['x', 'v', 'vb'], ['c3']),
+            bn('y3', 'c3'),
+            // the fold applies here (bias b: (b - μ)·s + β)
+            node('Conv', ['x', 'u', 'ub'], ['c4'], [intsAttr('strides', [2, 2])]),
+            bn('y4', 'c4'),
+          ],
+          initializer: [floatTensor('w', [3, 2, 3, 3], values(54)), floatTensor('v', [3, 2, 1, 1], values(6)), floatTensor('vb', [3], values(3)), floatTensor('u', [3, 2, 3, 3], values(54)), floatTensor('ub', [3], values(3)), ...stats('y1'), ...stats('y3'), ...stats('y4')],
+          input: [valueInfo('x', 1, [2, 2, 6, 6])],
+          output: ['y1', 'y2', 'c3', 'y3', 'y4'].map((name) => ({ name, type: { tensorType: { elemType: 1 } } })),
+        }),
+      ),
+    );
+    const x = Float32Array.from({ length: 144 }, () => 2 * next());
+    const expected = await ortRun(file, { x }, { x: [2, 2, 6, 6] });
+    const loaded = loadOnnxModel(file, { freeze: true });
+    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
+    for (const name of ['y1', 'y2', 'c3', 'y3', 'y4']) expect(maxError(cpu[name], expected[name]), name).toBeLessThanOrEqual(CPU_TOLERANCE);
+    // only u was rewritten
+    const init = (name: string) => loaded.graph.nodes.find((n) => n.op === 'parameter' && n.name === name)!.attrs.init as Float32Array;
+    const original = loadOnnxModel(file);
+    for (const name of ['w', 'v']) expect(init(name)).toEqual(original.graph.nodes.find((n) => n.name === name)!.attrs.init);
+    expect(init('u')).not.toEqual(original.graph.nodes.find((n) => n.name === 'u')!.attrs.init);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
 // --- training an imported model -----------------------------------------------------------
 
 /** ids [4] (int64) → Gather(embedding [10, 8]) → MatMul [8, 3] → mean squared error against target: the scalar 'loss'. */
