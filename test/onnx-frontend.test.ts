@@ -187,6 +187,10 @@ const GPU_CASES = [
   'test_tril_zero',
   'test_reshape_allowzero_reordered',
   'test_ceil',
+  // decompositions: Tile as a broadcast, Pad as concatenated blocks, InstanceNormalization as layerNorm per plane
+  'test_tile',
+  'test_reflect_pad',
+  'test_instancenorm_example',
   // Loop unrolled at import: a known trip count, a loop-carried value computed at run time
   'test_loop11',
 ];
@@ -574,6 +578,58 @@ test('3-D ConvTranspose (strides, pads, dilations, groups, output_padding, outpu
     const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
     const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
     for (const name of ['s', 'g', 'a']) {
+      expect(cpu[name].length, name).toBe(expected[name].length);
+      expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
+      expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 180_000);
+
+// U-Net-style decoder ops, decomposed in the frontend: Tile as a broadcast, Pad as blocks
+// concatenated around x (constant, edge, reflect; negative pads crop; opset 18's axes), and
+// InstanceNormalization as layerNorm over each plane and a per-channel scale and shift
+test('Tile, Pad (constant, edge, reflect, negative pads, axes) and InstanceNormalization match onnxruntime-web', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-pad-'));
+  try {
+    const file = join(dir, 'pad-tile.onnx');
+    const next = uniform(36);
+    const values = (n: number, scale = 1, offset = 0) => Float32Array.from({ length: n }, () => offset + scale * next());
+    const ints = (name: string, v: number[]) => ({ name, dims: [v.length], dataType: 7, int64Data: v });
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'pad_tile',
+          node: [
+            node('Tile', ['x', 'reps'], ['t']),
+            node('Pad', ['x', 'pads_c', 'value'], ['c'], [], 'constant_pad'),
+            node('Pad', ['x', 'pads_e'], ['e'], [stringAttr('mode', 'edge')], 'edge_pad'),
+            node('Pad', ['x', 'pads_r', '', 'axes'], ['r'], [stringAttr('mode', 'reflect')], 'reflect_pad'),
+            node('InstanceNormalization', ['x', 'scale', 'bias'], ['i'], [{ name: 'epsilon', type: 1, f: 1e-3 }]),
+          ],
+          initializer: [
+            ints('reps', [2, 1, 3, 2]),
+            ints('pads_c', [0, 1, 2, -1, 1, 0, -1, 3]),
+            floatTensor('value', [], Float32Array.of(1.5)),
+            ints('pads_e', [0, 0, 2, 1, 0, 0, 3, 2]),
+            ints('axes', [-1, 2]),
+            ints('pads_r', [2, 1, 3, 2]),
+            floatTensor('scale', [3], values(3, 0.5, 1)),
+            floatTensor('bias', [3], values(3)),
+          ],
+          input: [valueInfo('x', 1, [2, 3, 4, 5])],
+          output: ['t', 'c', 'e', 'r', 'i'].map((name) => ({ name, type: { tensorType: { elemType: 1 } } })),
+        }, 18),
+      ),
+    );
+    const x = Float32Array.from({ length: 120 }, () => 2 * next());
+    const expected = await ortRun(file, { x }, { x: [2, 3, 4, 5] });
+    const loaded = loadOnnxModel(file);
+    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
+    const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
+    for (const name of ['t', 'c', 'e', 'r', 'i']) {
       expect(cpu[name].length, name).toBe(expected[name].length);
       expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
       expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
