@@ -588,9 +588,9 @@ test('3-D ConvTranspose (strides, pads, dilations, groups, output_padding, outpu
 }, 180_000);
 
 // U-Net-style decoder ops, decomposed in the frontend: Tile as a broadcast, Pad as blocks
-// concatenated around x (constant, edge, reflect; negative pads crop; opset 18's axes), and
+// concatenated around x (constant, edge, reflect, opset 19's wrap; negative pads crop; axes), and
 // InstanceNormalization as layerNorm over each plane and a per-channel scale and shift
-test('Tile, Pad (constant, edge, reflect, negative pads, axes) and InstanceNormalization match onnxruntime-web', async () => {
+test('Tile, Pad (constant, edge, reflect, wrap, negative pads, axes) and InstanceNormalization match onnxruntime-web', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-pad-'));
   try {
     const file = join(dir, 'pad-tile.onnx');
@@ -607,6 +607,7 @@ test('Tile, Pad (constant, edge, reflect, negative pads, axes) and InstanceNorma
             node('Pad', ['x', 'pads_c', 'value'], ['c'], [], 'constant_pad'),
             node('Pad', ['x', 'pads_e'], ['e'], [stringAttr('mode', 'edge')], 'edge_pad'),
             node('Pad', ['x', 'pads_r', '', 'axes'], ['r'], [stringAttr('mode', 'reflect')], 'reflect_pad'),
+            node('Pad', ['x', 'pads_w'], ['w'], [stringAttr('mode', 'wrap')], 'wrap_pad'),
             node('InstanceNormalization', ['x', 'scale', 'bias'], ['i'], [{ name: 'epsilon', type: 1, f: 1e-3 }]),
           ],
           initializer: [
@@ -616,12 +617,13 @@ test('Tile, Pad (constant, edge, reflect, negative pads, axes) and InstanceNorma
             ints('pads_e', [0, 0, 2, 1, 0, 0, 3, 2]),
             ints('axes', [-1, 2]),
             ints('pads_r', [2, 1, 3, 2]),
+            ints('pads_w', [1, 0, 5, 2, 0, 1, 0, 7]),
             floatTensor('scale', [3], values(3, 0.5, 1)),
             floatTensor('bias', [3], values(3)),
           ],
           input: [valueInfo('x', 1, [2, 3, 4, 5])],
-          output: ['t', 'c', 'e', 'r', 'i'].map((name) => ({ name, type: { tensorType: { elemType: 1 } } })),
-        }, 18),
+          output: ['t', 'c', 'e', 'r', 'w', 'i'].map((name) => ({ name, type: { tensorType: { elemType: 1 } } })),
+        }, 19),
       ),
     );
     const x = Float32Array.from({ length: 120 }, () => 2 * next());
@@ -629,7 +631,7 @@ test('Tile, Pad (constant, edge, reflect, negative pads, axes) and InstanceNorma
     const loaded = loadOnnxModel(file);
     const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
     const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
-    for (const name of ['t', 'c', 'e', 'r', 'i']) {
+    for (const name of ['t', 'c', 'e', 'r', 'w', 'i']) {
       expect(cpu[name].length, name).toBe(expected[name].length);
       expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
       expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
