@@ -194,6 +194,7 @@ const CASES: GradCase[] = [
   // less, greater and isNaN are piecewise constant: their parameter gets a zero gradient
   { label: 'less: x · (x < m)', op: 'less', build: ({ g, p }) => { const x = p('x', [3, 5]); return g.mul(x, g.less(x, p('m', [5]))); }, noGradient: ['m'] },
   { label: 'greater: x · (x > m)', op: 'greater', build: ({ g, p }) => { const x = p('x', [3, 5]); return g.mul(x, g.greater(x, p('m', [5]))); }, noGradient: ['m'] },
+  { label: 'ceil: x · ceil(m)', op: 'ceil', build: ({ g, p }) => g.mul(p('x', [3, 5]), g.ceil(p('m', [3, 5], { range: [1.1, 1.9] }))), noGradient: ['m'] },
   { label: 'isNaN: x · (1 - isNaN(m))', op: 'isNaN', build: ({ g, p }) => { const x = p('x', [3, 5]); return g.mul(x, g.sub(1, g.isNaN(p('m', [3, 5])))); }, noGradient: ['m'] },
 
   // equal is piecewise constant: x·[x == rowmax(x)] has gradient mask·dy and nothing through

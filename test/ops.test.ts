@@ -207,6 +207,11 @@ const cases: Record<OpName, OpCase[]> = {
       rtol: 0,
     },
   ]),
+  // exact: integers, halves and values just either side of them
+  ceil: [
+    { label: 'ceil of values in ±10', inputs: { a: { shape: [7, 13], range: [-10, 10] } }, build: (g, x) => g.ceil(x.a), atol: 0, rtol: 0 },
+    { label: 'ceil of integers and their neighbours', inputs: { a: { shape: [8], values: [-2, -1.5, -0.25, 0, 0.25, 1, 1 + 2 ** -20, 3 - 2 ** -20] } }, build: (g, x) => g.ceil(x.a), atol: 0, rtol: 0 },
+  ],
   isNaN: [
     { label: 'isNaN of log of values around 0', inputs: { a: { shape: [7, 13], range: [-1, 1] } }, build: (g, x) => g.isNaN(g.log(x.a)) },
     { label: 'isNaN of finite values', inputs: { a: { shape: [1000] } }, build: (g, x) => g.isNaN(x.a) },

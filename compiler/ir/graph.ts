@@ -143,6 +143,17 @@ export class Graph {
     return this.leaf('parameter', name, { shape: [...shape], dtype, init: bytes ?? 'zeros', trainable: false });
   }
 
+  /**
+   * Replaces a parameter's initial values, for an importer that folds fixed weights while it
+   * builds the graph (a frozen convolution's weight scaled by the batch norm that follows it).
+   */
+  setParameterInit(t: Tensor, init: Float32Array): void {
+    const node = this.nodes[t.id];
+    if (t.graph !== this || node?.op !== 'parameter' || node.type.dtype !== 'f32') this.fail('parameter', `'${t.name}' is not an f32 parameter of this graph`);
+    if (init.length !== elementCount(node.type.shape)) this.fail('parameter', `initial values for '${node.name}' have ${init.length} elements; shape ${formatShape(node.type.shape)} needs ${elementCount(node.type.shape)}`);
+    this.nodes[t.id] = { ...node, attrs: { ...node.attrs, init } };
+  }
+
   /** Optimizer state: a buffer kept on the device between training steps, zero at the start. */
   state(name: string, shape: Shape): Tensor {
     return this.leaf('state', name, { shape: [...shape], dtype: 'f32' });
@@ -235,6 +246,10 @@ export class Graph {
   }
   cos(x: Tensor): Tensor {
     return this.op('cos', [x], {});
+  }
+  /** The least integer ≥ x, elementwise (no gradient). */
+  ceil(x: Tensor): Tensor {
+    return this.op('ceil', [x], {});
   }
   /** 1 where x is NaN, else 0 (no gradient). */
   isNaN(x: Tensor): Tensor {

@@ -1194,6 +1194,8 @@ export const OPS = {
   cos: unary('cosine', Math.cos, (x) => `cos(${x})`, ({ g, inputs: [x], dy }) => [g.neg(g.mul(dy, g.sin(x)))]),
   // NaN compares unequal to itself only where the backend keeps IEEE semantics: test the bits
   isNaN: unary('1 where x is NaN, else 0', (x) => (Number.isNaN(x) ? 1 : 0), (x) => `select(0.0, 1.0, (bitcast<u32>(${x}) & 0x7fffffffu) > 0x7f800000u)`, () => [undefined]),
+  // piecewise constant: no gradient flows through it
+  ceil: unary('the least integer ≥ x', Math.ceil, (x) => `ceil(${x})`, () => [undefined]),
   // WGSL's pow is exp2(b·log2(a)), NaN for a < 0: integer exponents take |a| and the sign
   pow: binary(
     'a^b with broadcasting (negative a with integer b as well)',

@@ -7,7 +7,7 @@ import { CompileError } from '../../ir/errors';
 import type { Graph, Tensor } from '../../ir/graph';
 import { opDef, type OpName } from '../../ir/ops';
 import { elementCount, formatShape, type TensorType } from '../../ir/types';
-import { BFLOAT16, BOOL, dataTypeName, DOUBLE, FLOAT, FLOAT16, isFloatType, isIntegerType, type AttributeProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
+import { BFLOAT16, BOOL, dataTypeName, DOUBLE, FLOAT, FLOAT16, isFloatType, isIntegerType, type AttributeProto, type GraphProto, type NodeProto, type TensorProto, type TensorValue } from './proto';
 import { computed, foldable, folded, shapeOf, type Computed, type Folded, type Value } from './values';
 
 /** The ONNX ops that compute on integer tensors at run time (as i32), for messages. */
@@ -30,6 +30,26 @@ export function roundTo(x: number, narrow: 'f16' | 'bf16' | undefined): number {
   return Math.fround(x);
 }
 
+/** What the converters of one import share beyond its values. */
+export interface ImportState {
+  /** how many nodes (of the graph and its subgraphs) and graph outputs read each ONNX name */
+  uses: ReadonlyMap<string, number>;
+  /** convolutions whose weight and bias are fixed at compile time, by their result */
+  frozenConvs: WeakMap<Tensor, FrozenConv>;
+}
+
+/** A convolution a following inference-mode batch norm may fold into (w·s, (b - μ)·s + β). */
+export interface FrozenConv {
+  /** the weight operand: a frozen parameter (whose initial values a fold replaces) or a folded value */
+  weight: Value;
+  /** its ONNX name, to check that no other node reads it */
+  weightName: string;
+  weightValues: Folded;
+  bias?: Folded;
+  /** the convolution recorded again, on the same input with the same attributes, with this weight and bias */
+  convolve(weight: Value, bias: Value): Value;
+}
+
 export class NodeContext {
   private readonly attributes: Map<string, AttributeProto>;
 
@@ -42,6 +62,9 @@ export class NodeContext {
     private readonly readTensor: (t: TensorProto, what: string) => TensorValue,
     /** IR constants made from folded values, so one value is stored once */
     private readonly materialized: WeakMap<Folded, Tensor>,
+    /** runs a subgraph attribute (a Loop's body) on values, inside this node's scope */
+    readonly runSubgraph: (body: GraphProto, inputs: readonly Value[]) => Value[],
+    readonly imports: ImportState,
   ) {
     this.attributes = new Map((node.attribute ?? []).map((a) => [a.name ?? '', a]));
   }
@@ -78,6 +101,9 @@ export class NodeContext {
   string(name: string, fallback: string): string {
     const s = this.attributes.get(name)?.s;
     return s ? new TextDecoder().decode(s) : fallback;
+  }
+  graph(name: string): GraphProto | undefined {
+    return this.attributes.get(name)?.g;
   }
   tensorAttr(name: string): Folded | undefined {
     const t = this.attributes.get(name)?.t;
@@ -119,6 +145,10 @@ export class NodeContext {
     const init = n.attrs.init;
     if (n.op !== 'parameter' || n.attrs.trainable !== false || !(init instanceof Float32Array)) return v;
     return folded(v.dataType, n.type.shape, Float64Array.from(init), n.name);
+  }
+  /** How many nodes and graph outputs read ONNX name `name`. */
+  uses(name: string | undefined): number {
+    return name ? (this.imports.uses.get(name) ?? 0) : 0;
   }
   knownInts(i: number, what: string): number[] | undefined {
     return this.optional(i) ? Array.from(this.known(i, what).data) : undefined;

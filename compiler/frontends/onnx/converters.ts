@@ -6,6 +6,7 @@
 import { broadcastShapes } from '../../ir/shape';
 import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
+import { CONTROL_FLOW_CONVERTERS } from './control-flow';
 import { CONVOLUTION_CONVERTERS } from './convolution';
 import { LOSS_CONVERTERS } from './losses';
 import { BOOL, dataTypeName, FLOAT, INT64, isFloatType, isIntegerType } from './proto';
@@ -20,7 +21,7 @@ export interface Converter {
 const F = FLOAT;
 
 /** A unary op; those in `integer` take integer tensors as well (IR i32). */
-function unaryOp(op: 'relu' | 'sigmoid' | 'tanh' | 'neg' | 'abs' | 'sqrt' | 'erf' | 'sin' | 'cos' | 'exp' | 'log', since = 6, integer = false): Converter {
+function unaryOp(op: 'relu' | 'sigmoid' | 'tanh' | 'neg' | 'abs' | 'sqrt' | 'erf' | 'sin' | 'cos' | 'exp' | 'log' | 'ceil', since = 6, integer = false): Converter {
   return {
     since,
     convert: (ctx) => {
@@ -712,14 +713,125 @@ const trilu: Converter = {
   },
 };
 
+/**
+ * Dropout: the identity with an all-true mask for inference (training_mode false or absent),
+ * and in training mode with ratio 0 (nothing dropped, a scale of 1). Training mode with a
+ * positive ratio draws a random mask, which the plan has no generator for: refused.
+ */
 const dropout: Converter = {
   since: 7,
   convert: (ctx) => {
     const x = ctx.input(0);
-    const training = ctx.optional(2);
-    if (training && (training.kind !== 'folded' || training.data[0] !== 0)) ctx.fail('training_mode must be false (dropout is imported for inference)');
+    const training = ctx.optional(2) ? ctx.known(2, 'training_mode').data[0] !== 0 : false;
+    if (training) {
+      const ratio = ctx.optional(1) ? ctx.known(1, 'ratio').data[0] : 0.5;
+      if (ratio !== 0) ctx.fail(`training_mode = true with ratio ${ratio} draws a random mask, which the plan cannot draw; Dropout imports for inference (training_mode false) or for training with ratio 0`);
+    }
     const wantsMask = Boolean(ctx.node.output?.[1]);
     return [x, wantsMask ? folded(BOOL, ctx.shape(x), new Float64Array(foldable(ctx.shape(x))).fill(1)) : undefined];
+  },
+};
+
+/**
+ * Tile: each axis i repeated repeats[i] times, as one broadcast of x viewed as
+ * [1, d0, 1, d1, ..] to [r0, d0, r1, d1, ..] and a reshape to [r0·d0, r1·d1, ..].
+ */
+const tile: Converter = {
+  since: 6,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const shape = ctx.shape(x);
+    const repeats = ctx.knownInts(1, 'repeats')!;
+    if (repeats.length !== shape.length) ctx.fail(`repeats has ${repeats.length} entries; the input has rank ${shape.length}`);
+    if (repeats.some((r) => !Number.isInteger(r) || r < 0)) ctx.fail(`repeats must be non-negative integers; got [${repeats.join(', ')}]`);
+    const out = shape.map((d, i) => d * repeats[i]);
+    if (repeats.every((r) => r === 1)) return [x];
+    if (out.some((d) => d === 0)) return [folded(x.dataType, out, new Float64Array(0))];
+    const spread = reshapeTo(ctx, x, shape.flatMap((d) => [1, d]));
+    return [reshapeTo(ctx, broadcastValue(ctx, spread, shape.flatMap((d, i) => [repeats[i], d])), out)];
+  },
+};
+
+/**
+ * Pad (pads and constant_value as inputs from opset 11, axes from 18): per padded axis, the
+ * left and right blocks concatenated around x. constant: a block of the value; edge: the
+ * first or last element repeated; reflect: the elements mirrored about the first or last
+ * (not repeating it); wrap: the other end's. Negative pads crop. pads and axes must be known.
+ */
+const pad: Converter = {
+  since: 11,
+  convert: (ctx) => {
+    const x = ctx.input(0);
+    const shape = ctx.shape(x);
+    const rank = shape.length;
+    const mode = ctx.string('mode', 'constant');
+    if (!['constant', 'edge', 'reflect', 'wrap'].includes(mode) || (mode === 'wrap' && ctx.opset < 19)) ctx.fail(`mode must be constant, edge, reflect${ctx.opset >= 19 ? ' or wrap' : ''}; got '${mode}'`);
+    const pads = ctx.knownInts(1, 'pads')!;
+    // the constant: known, or a value computed at run time (an initializer, trainable) broadcast into each block
+    const given = ctx.optional(2);
+    const value = given?.kind === 'folded' ? (given.data[0] ?? 0) : 0;
+    const axes = (ctx.opset >= 18 ? ctx.knownInts(3, 'axes') : undefined)?.map((a) => ctx.axis(a, rank, 'axes entry')) ?? shape.map((_, i) => i);
+    if (pads.length !== 2 * axes.length) ctx.fail(`pads has ${pads.length} entries; it needs ${2 * axes.length} (a begin and an end for each of ${axes.length} axes)`);
+    let y = x;
+    axes.forEach((axis, k) => {
+      const [begin, end] = [pads[k], pads[k + axes.length]];
+      // crop first (negative pads), then pad what is left
+      const n0 = ctx.shape(y)[axis];
+      const keepFrom = Math.max(0, -begin);
+      const keepTo = n0 - Math.max(0, -end);
+      if (keepTo < keepFrom) ctx.fail(`pads [${pads.join(', ')}] crop more than axis ${axis} of size ${n0} holds`);
+      if (keepFrom > 0 || keepTo < n0) y = takeAlong(ctx, y, axis, Array.from({ length: keepTo - keepFrom }, (_, i) => keepFrom + i));
+      const n = keepTo - keepFrom;
+      const [left, right] = [Math.max(0, begin), Math.max(0, end)];
+      if (left === 0 && right === 0) return;
+      if (mode !== 'constant' && n === 0) ctx.fail(`${mode} padding of an empty axis ${axis}`);
+      if (mode === 'reflect' && (left > n - 1 || right > n - 1)) ctx.fail(`reflect padding of ${Math.max(left, right)} needs axis ${axis} longer than that; it has ${n}`);
+      // the source position of each padded element, -1 for the constant
+      const source = (i: number): number => {
+        if (mode === 'constant') return -1;
+        if (mode === 'edge') return Math.min(Math.max(i, 0), n - 1);
+        if (mode === 'wrap') return ((i % n) + n) % n;
+        return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
+      };
+      const block = (positions: number[]): Value => {
+        if (mode !== 'constant') return takeAlong(ctx, y, axis, positions.map(source));
+        const blockShape = ctx.shape(y).map((d, i) => (i === axis ? positions.length : d));
+        if (given?.kind === 'computed') return broadcastValue(ctx, reshapeTo(ctx, given, []), blockShape);
+        return folded(x.dataType, blockShape, new Float64Array(foldable(blockShape)).fill(value));
+      };
+      const parts = [
+        ...(left > 0 ? [block(Array.from({ length: left }, (_, i) => i - left))] : []),
+        ...(n > 0 ? [y] : []),
+        ...(right > 0 ? [block(Array.from({ length: right }, (_, i) => n + i))] : []),
+      ];
+      y = parts.length === 1 ? parts[0] : ctx.apply('concat', parts, { axis }, x.dataType);
+    });
+    return [y];
+  },
+};
+
+/**
+ * InstanceNormalization: each (n, c) plane of X [N, C, D1, ..] normalised over its elements
+ * (the op table's layerNorm over the flattened plane, unit weight and zero bias), then
+ * scale·y + B per channel.
+ */
+const instanceNormalization: Converter = {
+  since: 6,
+  convert: (ctx) => {
+    const [x, scale, bias] = [ctx.input(0), ctx.input(1), ctx.input(2)];
+    ctx.requireFloat(x, scale, bias);
+    const shape = ctx.shape(x);
+    if (shape.length < 3) ctx.fail(`X must have rank 3 or more ([N, C, D1, ..]); got shape [${shape.join(', ')}]`);
+    const [n, c] = shape;
+    for (const [name, v] of [['scale', scale], ['B', bias]] as const) {
+      if (ctx.rank(v) !== 1 || ctx.shape(v)[0] !== c) ctx.fail(`${name} must have shape [${c}] (the channels of X); got [${ctx.shape(v).join(', ')}]`);
+    }
+    const plane = elementCount(shape.slice(2));
+    const ones = folded(F, [plane], new Float64Array(plane).fill(1));
+    const zeros = folded(F, [plane], new Float64Array(plane));
+    const normalised = reshapeTo(ctx, ctx.apply('layerNorm', [reshapeTo(ctx, x, [n, c, plane]), ones, zeros], { eps: ctx.float('epsilon', 1e-5) }, x.dataType), shape);
+    const perChannel = (v: Value) => reshapeTo(ctx, v, [c, ...shape.slice(2).map(() => 1)]);
+    return [ctx.apply('add', [ctx.apply('mul', [normalised, perChannel(scale)], {}, F), perChannel(bias)], {}, F)];
   },
 };
 
@@ -756,12 +868,14 @@ const isNaN: Converter = {
 export const CONVERTERS: Readonly<Record<string, Converter>> = {
   ...CONVOLUTION_CONVERTERS,
   ...LOSS_CONVERTERS,
+  ...CONTROL_FLOW_CONVERTERS,
   Abs: unaryOp('abs', 6, true),
   Add: arithmetic('add'),
   And: logical('and'),
   ArgMax: argExtreme(false),
   ArgMin: argExtreme(true),
   Cast: cast,
+  Ceil: unaryOp('ceil'),
   Clip: clip,
   Concat: concat,
   Constant: constant,
@@ -783,6 +897,7 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   HardSwish: hard(true),
   GreaterOrEqual: comparison('less', true, 12),
   Identity: identity,
+  InstanceNormalization: instanceNormalization,
   IsNaN: isNaN,
   LayerNormalization: normalization('layerNorm', 17),
   Less: comparison('less'),
@@ -797,6 +912,7 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   Neg: unaryOp('neg', 6, true),
   Not: logical('not'),
   Or: logical('or'),
+  Pad: pad,
   Pow: pow,
   RMSNormalization: normalization('rmsNorm', 23),
   Range: range,
@@ -818,6 +934,7 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   Squeeze: squeeze,
   Sub: arithmetic('sub'),
   Tanh: unaryOp('tanh'),
+  Tile: tile,
   Transpose: transpose,
   Trilu: trilu,
   Unsqueeze: unsqueeze,

@@ -1,17 +1,18 @@
 // ONNX's convolution, pooling and batch-norm ops (Conv, ConvTranspose, MaxPool, AveragePool,
-// GlobalAveragePool, BatchNormalization) onto the op table's 2-D (NCHW) ops. The window's
+// GlobalAveragePool, BatchNormalization) onto the op table's 2-D (NCHW) ops (BatchNormalization
+// onto pointwise ops and means, at any rank). The window's
 // padding is settled here: auto_pad NOTSET reads `pads` ([x1_begin, x2_begin, x1_end,
 // x2_end], the table's [top, left, bottom, right]), VALID pads nothing, and SAME_UPPER /
 // SAME_LOWER compute the padding that gives ceil(input / stride) outputs, the odd row at the
 // end (UPPER) or the beginning (LOWER). A 1-D op (NCL, as audio models export) runs as the
 // 2-D one over [N, C, 1, L]: its per-axis attributes get a leading 1 (a 0 for pads and
-// output_padding) and its result drops the unit axis. 3-D ops and the pooling variants the
-// table lacks (storage_order, the Indices output) fail naming the node; ceil_mode pads the end.
+// output_padding) and its result drops the unit axis. 3-D pools and ConvTranspose decompose
+// into 2-D ones; 3-D Conv and the 3-D MaxPool's Indices fail naming the node; ceil_mode pads the end.
 import type { Conv2dAttrs } from '../../ir/ops';
 import type { Converter } from './converters';
 import type { NodeContext } from './context';
 import { FLOAT, INT64 } from './proto';
-import { folded, type Value } from './values';
+import { folded, type Folded, type Value } from './values';
 
 type Pair = [number, number];
 type Sides = [number, number, number, number];
@@ -21,7 +22,10 @@ function requireSpatial(ctx: NodeContext, x: Value, what = 'input'): boolean {
   const rank = ctx.rank(x);
   if (rank !== 3 && rank !== 4) {
     const spatial = rank >= 3 ? ` (${rank - 2}-D)` : '';
-    ctx.fail(`only 1-D and 2-D ${ctx.opType} are supported: ${what} must be NCL or NCHW (rank 3 or 4); got rank ${rank}${spatial}, shape [${ctx.shape(x).join(', ')}]`);
+    // MaxPool, AveragePool and ConvTranspose take NCDHW too, before they get here
+    const ranks = ['MaxPool', 'AveragePool', 'ConvTranspose'].includes(ctx.opType) ? '1-D, 2-D and 3-D' : '1-D and 2-D';
+    const layouts = ranks.includes('3-D') ? 'NCL, NCHW or NCDHW (rank 3, 4 or 5)' : 'NCL or NCHW (rank 3 or 4)';
+    ctx.fail(`only ${ranks} ${ctx.opType} are supported: ${what} must be ${layouts}; got rank ${rank}${spatial}, shape [${ctx.shape(x).join(', ')}]`);
   }
   return rank === 3;
 }
@@ -122,9 +126,40 @@ const conv: Converter = {
   convert: (ctx) => {
     const { lift, x, w, bias, kernel, stride, dilation } = convOperands(ctx);
     const attrs: Conv2dAttrs = { stride, dilation, padding: padding(ctx, ctx.shape(x).slice(2), kernel, stride, dilation, lift), groups: ctx.int('group', 1) };
-    return [from2d(ctx, addBias(ctx, ctx.apply('conv2d', [x, w], attrs, FLOAT), bias), lift)];
+    const convolve = (weight: Value, b: Value | undefined) => from2d(ctx, addBias(ctx, ctx.apply('conv2d', [x, weight], attrs, FLOAT), b), lift);
+    const y = convolve(w, bias);
+    // fixed weight and bias (--freeze): a batch norm that follows may fold into them
+    const [weightValues, biasValues] = [ctx.fixedValue(w), bias && ctx.fixedValue(bias)];
+    if (!lift && y.kind === 'computed' && weightValues.kind === 'folded' && biasValues?.kind !== 'computed') {
+      ctx.imports.frozenConvs.set(y.tensor, { weight: w, weightName: ctx.node.input?.[1] ?? '', weightValues, bias: biasValues, convolve });
+    }
+    return [y];
   },
 };
+
+/**
+ * An inference-mode batch norm with fixed statistics after a frozen convolution that nothing
+ * else reads, folded into it: w' = w·s per output channel and b' = (b - μ)·s + β, s =
+ * γ / √(σ² + ε), computed in f64 now, so the plan convolves with w' and adds b' and keeps no
+ * per-channel scale. A frozen weight parameter keeps its name and holds w' (only this
+ * convolution reads it); undefined where the fold does not apply.
+ */
+function foldIntoConvolution(ctx: NodeContext, x: Value, [gamma, beta, mean, variance]: Folded[], eps: number): Value | undefined {
+  const conv = x.kind === 'computed' ? ctx.imports.frozenConvs.get(x.tensor) : undefined;
+  if (!conv || ctx.uses(ctx.node.input?.[0]) !== 1) return undefined;
+  if (conv.weight.kind === 'computed' && ctx.uses(conv.weightName) !== 1) return undefined;
+  const c = gamma.data.length;
+  const scale = gamma.data.map((g, k) => g / Math.sqrt(variance.data[k] + eps));
+  const perChannel = conv.weightValues.data.length / c;
+  const weight = conv.weightValues.data.map((v, i) => v * scale[Math.floor(i / perChannel)]);
+  const bias = scale.map((s, k) => ((conv.bias?.data[k] ?? 0) - mean.data[k]) * s + beta.data[k]);
+  let scaled: Value;
+  if (conv.weight.kind === 'computed') {
+    ctx.g.setParameterInit(conv.weight.tensor, Float32Array.from(weight));
+    scaled = conv.weight;
+  } else scaled = folded(FLOAT, conv.weightValues.shape, weight);
+  return conv.convolve(scaled, folded(FLOAT, [c], bias));
+}
 
 /**
  * ConvTranspose: conv2d's input gradient, the weight [Cin, Cout/group, KH, KW] read as that
@@ -136,6 +171,7 @@ const conv: Converter = {
 const convTranspose: Converter = {
   since: 1,
   convert: (ctx) => {
+    if (ctx.rank(ctx.input(0)) === 5) return [convTranspose3d(ctx)];
     const { lift, x, w, bias, kernel, stride, dilation } = convOperands(ctx);
     const outputPadding = pairAttr(ctx, 'output_padding', 0, lift);
     const groups = ctx.int('group', 1);
@@ -166,6 +202,78 @@ const convTranspose: Converter = {
     return [from2d(ctx, addBias(ctx, ctx.apply('conv2dBackwardInput', [x, w], attrs, FLOAT), bias), lift)];
   },
 };
+
+/**
+ * A 3-D ConvTranspose as one 2-D ConvTranspose and a fixed 0/1 product along depth. The
+ * weight [Cin, Cout/group, KD, KH, KW] read as [Cin, Cout/group·KD, KH, KW] makes every depth
+ * tap an output channel of the 2-D op over [N·D, Cin, H, W] (groups stay contiguous); then
+ * output depth od sums the taps (id, kd) with od = id·stride + kd·dilation - pad_begin, a
+ * matrix product [Do, D·KD] × [N, D·KD, Cout·Ho·Wo]. Padding, output_padding, output_shape
+ * and auto_pad read as for 2-D, per axis.
+ */
+function convTranspose3d(ctx: NodeContext): Value {
+  const [x, w, bias] = [ctx.input(0), ctx.input(1), ctx.optional(2)];
+  ctx.requireFloat(x, w, bias);
+  if (ctx.rank(w) !== 5) ctx.fail(`the weight must have rank 5, as the input; got shape [${ctx.shape(w).join(', ')}]`);
+  const [n, cin, ...size] = ctx.shape(x);
+  const [, perGroup, ...kernel] = ctx.shape(w);
+  const list = (name: string, fallback: number, length = 3) => {
+    const v = ctx.ints(name) ?? Array<number>(length).fill(fallback);
+    if (v.length !== length) ctx.fail(`${name} must have ${length} entries for a 3-D ConvTranspose; got [${v.join(', ')}]`);
+    return v;
+  };
+  const kernelShape = ctx.ints('kernel_shape');
+  if (kernelShape && kernelShape.join() !== kernel.join()) ctx.fail(`kernel_shape [${kernelShape.join(', ')}] does not match the weight's [${kernel.join(', ')}]`);
+  const [stride, dilation, outputPadding] = [list('strides', 1), list('dilations', 1), list('output_padding', 0)];
+  const groups = ctx.int('group', 1);
+  const full = size.map((s, d) => stride[d] * (s - 1) + outputPadding[d] + dilation[d] * (kernel[d] - 1) + 1);
+  let outputShape = ctx.ints('output_shape');
+  if (outputShape && outputShape.length === 5) outputShape = outputShape.slice(2);
+  if (outputShape && outputShape.length !== 3) ctx.fail(`output_shape must have 3 entries (the output's D, H and W); got [${outputShape.join(', ')}]`);
+  const autoPad = ctx.string('auto_pad', 'NOTSET');
+  let [begin, end] = [[0, 0, 0], [0, 0, 0]];
+  if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
+    const target = outputShape ?? size.map((s, d) => s * stride[d]);
+    const total = full.map((f, d) => Math.max(0, f - target[d]));
+    const small = total.map((t) => Math.floor(t / 2));
+    [begin, end] = autoPad === 'SAME_UPPER' ? [small, total.map((t, d) => t - small[d])] : [total.map((t, d) => t - small[d]), small];
+    outputShape = target;
+  } else if (autoPad === 'NOTSET') {
+    const pads = list('pads', 0, 6);
+    if (pads.some((p) => p < 0)) ctx.fail(`pads must not be negative; got [${pads.join(', ')}]`);
+    [begin, end] = [pads.slice(0, 3), pads.slice(3)];
+  } else if (autoPad !== 'VALID') ctx.fail(`auto_pad must be NOTSET, VALID, SAME_UPPER or SAME_LOWER; got '${autoPad}'`);
+  const natural = full.map((f, d) => f - begin[d] - end[d]);
+  const out = outputShape ?? natural;
+  if (out.some((s, d) => s < natural[d] || s <= 0)) {
+    ctx.fail(`output_shape [${out.join(', ')}] is smaller than the ${natural.join('×')} the input, kernel, strides and pads give (only larger outputs, grown at the end of each axis, are supported)`);
+  }
+  const [d, kd] = [size[0], kernel[0]];
+  const cout = perGroup * groups;
+  const reshape = (v: Value, shape: number[]) => ctx.apply('reshape', [v], { shape }, FLOAT);
+  const transpose = (v: Value, perm: number[]) => ctx.apply('transpose', [v], { perm }, FLOAT);
+  const planes = reshape(transpose(x, [0, 2, 1, 3, 4]), [n * d, cin, size[1], size[2]]);
+  const taps = ctx.apply(
+    'conv2dBackwardInput',
+    [planes, reshape(w, [ctx.shape(w)[0], perGroup * kd, kernel[1], kernel[2]])],
+    { stride: [stride[1], stride[2]], dilation: [dilation[1], dilation[2]], padding: [begin[1], begin[2], end[1], end[2]], groups, inputSize: [out[1], out[2]] },
+    FLOAT,
+  );
+  const area = out[1] * out[2];
+  const byTap = reshape(transpose(reshape(taps, [n, d, cout, kd, area]), [0, 1, 3, 2, 4]), [n, d * kd, cout * area]);
+  const place = new Float64Array(out[0] * d * kd);
+  for (let id = 0; id < d; id++) {
+    for (let k = 0; k < kd; k++) {
+      const od = id * stride[0] + k * dilation[0] - begin[0];
+      if (od >= 0 && od < out[0]) place[od * d * kd + id * kd + k] = 1;
+    }
+  }
+  const depth = ctx.apply('matmul', [folded(FLOAT, [out[0], d * kd], place), byTap], {}, FLOAT);
+  const y = transpose(reshape(depth, [n, out[0], cout, out[1], out[2]]), [0, 2, 1, 3, 4]);
+  if (!bias) return y;
+  if (ctx.rank(bias) !== 1 || ctx.shape(bias)[0] !== cout) ctx.fail(`bias must have shape [${cout}] (the output channels); got [${ctx.shape(bias).join(', ')}]`);
+  return ctx.apply('add', [y, reshape(bias, [cout, 1, 1, 1])], {}, FLOAT);
+}
 
 /**
  * MaxPool and AveragePool's window over (lifted) x; refuses what the table's pools lack.
@@ -317,10 +425,15 @@ const globalAveragePool: Converter = {
 };
 
 /**
- * BatchNormalization with its running statistics (inference): x·s + (β - μ·s) per channel,
- * s = γ / √(σ² + ε), as the graph builder's batchNorm writes it (so the optimizer folds it
- * into a preceding convolution's epilogue). With frozen parameters s and β - μ·s are
- * computed now: the plan keeps no dispatch for them, only the conv's epilogue scale and shift.
+ * BatchNormalization, per channel (axis 1) of X [N, C, D1, ..]. For inference, with the
+ * running statistics: x·s + (β - μ·s), s = γ / √(σ² + ε), as the graph builder's batchNorm
+ * writes it (so the optimizer folds it into a preceding convolution's epilogue); with frozen
+ * parameters s and β - μ·s are computed now, so the plan keeps no dispatch for them, only
+ * the conv's epilogue scale and shift. In training mode (training_mode = 1 from opset 14;
+ * before it, the running-statistics outputs asked for) the batch's own mean and biased
+ * variance over every axis but C normalise X, and the running statistics come out as
+ * μ·momentum + batch_mean·(1 - momentum) (σ² likewise): means, products and sums of the op
+ * table, so autodiff differentiates it with no rule of its own.
  */
 const batchNormalization: Converter = {
   since: 7,
@@ -328,19 +441,40 @@ const batchNormalization: Converter = {
     const x = ctx.input(0);
     const [gamma, beta, mean, variance] = [1, 2, 3, 4].map((i) => ctx.fixedValue(ctx.input(i)));
     ctx.requireFloat(x, gamma, beta, mean, variance);
-    const lift = requireSpatial(ctx, x);
-    if (ctx.opset >= 14 && ctx.int('training_mode', 0) !== 0) ctx.fail('training_mode = 1 is not supported (batch statistics; the frontend imports for inference, with the running mean and variance)');
+    const shape = ctx.shape(x);
+    if (shape.length < 2) ctx.fail(`X must have rank 2 or more ([N, C, D1, ..]); got shape [${shape.join(', ')}]`);
     if (ctx.opset < 9 && ctx.int('spatial', 1) !== 1) ctx.fail('spatial = 0 (statistics per element rather than per channel) is not supported');
-    if (ctx.node.output?.slice(1).some((o) => o)) ctx.fail('the running-statistics outputs (training mode) are not supported');
-    const c = ctx.shape(x)[1];
+    const extraOutputs = (ctx.node.output ?? []).slice(1).map((o) => Boolean(o));
+    const training = ctx.opset >= 14 ? ctx.int('training_mode', 0) !== 0 : extraOutputs.some((o) => o);
+    if (ctx.opset >= 14 && !training && extraOutputs.some((o) => o)) ctx.fail('the running-statistics outputs are defined only with training_mode = 1');
+    // before opset 14, outputs 4 and 5 are implementation-defined saved statistics (cuDNN keeps 1/√(σ² + ε))
+    if (extraOutputs.slice(2).some((o) => o)) ctx.fail('the saved_mean and saved_var outputs (opsets 7–13) are not supported; only Y and the running mean and variance');
+    const c = shape[1];
     for (const [name, v] of [['scale', gamma], ['B', beta], ['input_mean', mean], ['input_var', variance]] as const) {
       if (ctx.rank(v) !== 1 || ctx.shape(v)[0] !== c) ctx.fail(`${name} must have shape [${c}] (the channels of X); got [${ctx.shape(v).join(', ')}]`);
     }
-    const eps = folded(FLOAT, [], Float64Array.of(ctx.float('epsilon', 1e-5)));
-    const scale = ctx.apply('div', [gamma, ctx.apply('sqrt', [ctx.apply('add', [variance, eps], {}, FLOAT)], {}, FLOAT)], {}, FLOAT);
-    const shift = ctx.apply('sub', [beta, ctx.apply('mul', [mean, scale], {}, FLOAT)], {}, FLOAT);
-    const perChannel = (v: Value) => ctx.apply('reshape', [v], { shape: lift ? [c, 1] : [c, 1, 1] }, FLOAT);
-    return [ctx.apply('add', [ctx.apply('mul', [x, perChannel(scale)], {}, FLOAT), perChannel(shift)], {}, FLOAT)];
+    const scalar = (v: number) => folded(FLOAT, [], Float64Array.of(v));
+    const eps = scalar(ctx.float('epsilon', 1e-5));
+    const perChannel = (v: Value) => ctx.apply('reshape', [v], { shape: [c, ...shape.slice(2).map(() => 1)] }, FLOAT);
+    const std = (v: Value) => ctx.apply('sqrt', [ctx.apply('add', [v, eps], {}, FLOAT)], {}, FLOAT);
+    if (!training) {
+      const fixed = [gamma, beta, mean, variance].filter((v): v is Folded => v.kind === 'folded');
+      const into = fixed.length === 4 ? foldIntoConvolution(ctx, x, fixed, ctx.float('epsilon', 1e-5)) : undefined;
+      if (into) return [into];
+      const scale = ctx.apply('div', [gamma, std(variance)], {}, FLOAT);
+      const shift = ctx.apply('sub', [beta, ctx.apply('mul', [mean, scale], {}, FLOAT)], {}, FLOAT);
+      return [ctx.apply('add', [ctx.apply('mul', [x, perChannel(scale)], {}, FLOAT), perChannel(shift)], {}, FLOAT)];
+    }
+    const overBatch = (v: Value) => shape.reduce((m, _, axis) => (axis === 1 ? m : ctx.apply('mean', [m], { axis, keepDims: true }, FLOAT)), v);
+    const batchMean = overBatch(x);
+    const centred = ctx.apply('sub', [x, batchMean], {}, FLOAT);
+    const batchVar = overBatch(ctx.apply('mul', [centred, centred], {}, FLOAT));
+    const scale = ctx.apply('div', [perChannel(gamma), std(batchVar)], {}, FLOAT);
+    const y = ctx.apply('add', [ctx.apply('mul', [centred, scale], {}, FLOAT), perChannel(beta)], {}, FLOAT);
+    const momentum = ctx.float('momentum', 0.9);
+    const running = (old: Value, batch: Value) =>
+      ctx.apply('add', [ctx.apply('mul', [old, scalar(momentum)], {}, FLOAT), ctx.apply('mul', [ctx.apply('reshape', [batch], { shape: [c] }, FLOAT), scalar(1 - momentum)], {}, FLOAT)], {}, FLOAT);
+    return [y, extraOutputs[0] ? running(mean, batchMean) : undefined, extraOutputs[1] ? running(variance, batchVar) : undefined];
   },
 };
 

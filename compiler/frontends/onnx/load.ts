@@ -7,10 +7,10 @@ import { CompileError } from '../../ir/errors';
 import { Graph, type Tensor } from '../../ir/graph';
 import type { DType } from '../../ir/types';
 import type { HostDType } from '../../../schemas/manifest';
-import { narrowToI32, NodeContext, roundTo } from './context';
+import { narrowToI32, NodeContext, roundTo, type ImportState } from './context';
 import { CONVERTERS } from './converters';
-import { BFLOAT16, BOOL, dataTypeName, decodeModel, DOUBLE, FLOAT16, isFloatType, isIntegerType, tensorValues, type ModelProto, type TensorProto, type ValueInfoProto } from './proto';
-import { computed, FoldLimitError, folded, type Folded, type Value } from './values';
+import { BFLOAT16, BOOL, dataTypeName, decodeModel, DOUBLE, FLOAT16, isFloatType, isIntegerType, tensorValues, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type TensorValue, type ValueInfoProto } from './proto';
+import { computed, FoldLimitError, folded, Scope, type Folded, type Value } from './values';
 import { parameterName } from '../parameter-names';
 
 // opsets 13–21 are the target; older models (back to opset 1) import where each op's converter
@@ -72,7 +72,7 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
   const name = graphProto.name || 'model';
   const g = new Graph(name, { locate: () => undefined });
 
-  const values = new Map<string, Value>();
+  const values = new Scope();
   const materialized = new WeakMap<Folded, Tensor>();
   const readTensor = (t: TensorProto, what: string) => tensorValues(t, file, what);
   const parameterNames = new Set<string>();
@@ -122,33 +122,8 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
     if (!inputNames.includes(bound)) fail(`--shape names '${bound}', which is not an input of the model (inputs: ${inputNames.join(', ') || 'none'})`, 'input');
   }
 
-  for (const node of graphProto.node ?? []) {
-    const opType = node.opType ?? '';
-    const label = `node '${node.name || node.output?.[0] || '?'}' (${opType}, opset ${opset})`;
-    if (node.domain && node.domain !== 'ai.onnx') fail(`${label}: domain '${node.domain}' is not supported; only the default ONNX domain`);
-    const converter =
-      (Object.hasOwn(CONVERTERS, opType) ? CONVERTERS[opType] : undefined) ?? fail(`${label}: op type ${opType} is not supported by the ONNX frontend; supported: ${SUPPORTED_OPS.join(', ')}`);
-    if (opset < converter.since) fail(`${label}: the ONNX frontend implements ${opType} as opset ${converter.since} and later define it; the model imports opset ${opset}`);
-    const operands = (node.input ?? []).map((n) => {
-      if (!n) return undefined;
-      return values.get(n) ?? fail(`${label}: input '${n}' is not produced by any earlier node, initializer or graph input`);
-    });
-    const ctx = new NodeContext(g, node, opset, file, operands, readTensor, materialized);
-    let results: (Value | undefined)[];
-    try {
-      results = converter.convert(ctx);
-    } catch (e) {
-      if (e instanceof FoldLimitError) fail(`${label}: ${e.message}`);
-      // the builder's own refusals (a leaf's shape, a name) without this node's context
-      if (e instanceof CompileError && !e.message.startsWith(file)) throw new CompileError(e.kind, `${file}: ${label}: ${e.message}`, undefined, opType);
-      throw e;
-    }
-    (node.output ?? []).forEach((out, i) => {
-      if (!out) return;
-      const v = results[i];
-      values.set(out, v ?? fail(`${label}: output ${i + 1} ('${out}') is not produced by this importer`));
-    });
-  }
+  const imports: ImportState = { uses: nameUses(graphProto), frozenConvs: new WeakMap() };
+  convertNodes(graphProto.node ?? [], values, { g, opset, file, readTensor, materialized, imports, subgraphInitializers: new WeakMap() });
 
   const outputs: OnnxValueInfo[] = [];
   for (const info of graphProto.output ?? []) {
@@ -168,6 +143,91 @@ export function importOnnxModel(model: ModelProto, file: string, options: OnnxLo
   }
   if (outputs.length === 0) fail('the graph has no outputs');
   return { graph: g, name, opset, inputs, outputs, parameterNames: parameterNameOf };
+}
+
+/** What converting nodes needs beyond their scope: the graph recorded into, the model's opset and file. */
+interface ImportEnvironment {
+  g: Graph;
+  opset: number;
+  file: string;
+  readTensor: (t: TensorProto, what: string) => TensorValue;
+  materialized: WeakMap<Folded, Tensor>;
+  imports: ImportState;
+  /** a subgraph's initializers, read once however many times the subgraph is run */
+  subgraphInitializers: WeakMap<TensorProto, Folded>;
+}
+
+/** How many nodes (in subgraphs too: they read enclosing names) and graph outputs read each name. */
+function nameUses(graph: GraphProto, uses = new Map<string, number>()): Map<string, number> {
+  const count = (name: string | undefined) => name && uses.set(name, (uses.get(name) ?? 0) + 1);
+  for (const node of graph.node ?? []) {
+    (node.input ?? []).forEach(count);
+    for (const a of node.attribute ?? []) if (a.g) nameUses(a.g, uses);
+  }
+  (graph.output ?? []).forEach((o) => count(o.name));
+  return uses;
+}
+
+/** Converts nodes in order, each output defined in `scope`; every failure names the node. */
+function convertNodes(nodes: readonly NodeProto[], scope: Scope, env: ImportEnvironment): void {
+  const { file, opset } = env;
+  const fail = (message: string): never => {
+    throw new CompileError('model', `${file}: ${message}`);
+  };
+  for (const node of nodes) {
+    const opType = node.opType ?? '';
+    const label = `node '${node.name || node.output?.[0] || '?'}' (${opType}, opset ${opset})`;
+    if (node.domain && node.domain !== 'ai.onnx') fail(`${label}: domain '${node.domain}' is not supported; only the default ONNX domain`);
+    const converter =
+      (Object.hasOwn(CONVERTERS, opType) ? CONVERTERS[opType] : undefined) ?? fail(`${label}: op type ${opType} is not supported by the ONNX frontend; supported: ${SUPPORTED_OPS.join(', ')}`);
+    if (opset < converter.since) fail(`${label}: the ONNX frontend implements ${opType} as opset ${converter.since} and later define it; the model imports opset ${opset}`);
+    const operands = (node.input ?? []).map((n) => {
+      if (!n) return undefined;
+      return scope.get(n) ?? fail(`${label}: input '${n}' is not produced by any earlier node, initializer or graph input`);
+    });
+    const runSubgraph = (body: GraphProto, inputs: readonly Value[]) => runGraph(body, inputs, scope, env, label);
+    const ctx = new NodeContext(env.g, node, opset, file, operands, env.readTensor, env.materialized, runSubgraph, env.imports);
+    let results: (Value | undefined)[];
+    try {
+      results = converter.convert(ctx);
+    } catch (e) {
+      if (e instanceof FoldLimitError) fail(`${label}: ${e.message}`);
+      // the builder's own refusals (a leaf's shape, a name) without this node's context
+      if (e instanceof CompileError && !e.message.startsWith(file)) throw new CompileError(e.kind, `${file}: ${label}: ${e.message}`, undefined, opType);
+      throw e;
+    }
+    (node.output ?? []).forEach((out, i) => {
+      if (!out) return;
+      const v = results[i];
+      scope.set(out, v ?? fail(`${label}: output ${i + 1} ('${out}') is not produced by this importer`));
+    });
+  }
+}
+
+/**
+ * A subgraph (a Loop's body) run once on `inputs`: its formal inputs bound in a scope inside
+ * the node's (so it reads outer names), its initializers folded, its nodes converted; its
+ * outputs' values.
+ */
+function runGraph(body: GraphProto, inputs: readonly Value[], outer: Scope, env: ImportEnvironment, label: string): Value[] {
+  const fail = (message: string): never => {
+    throw new CompileError('model', `${env.file}: ${label}: ${message}`);
+  };
+  const formal = body.input ?? [];
+  if (formal.length !== inputs.length) fail(`the subgraph '${body.name ?? ''}' takes ${formal.length} inputs; it is given ${inputs.length}`);
+  const scope = new Scope(outer);
+  formal.forEach((info, i) => scope.set(info.name ?? '', inputs[i]));
+  for (const init of body.initializer ?? []) {
+    let v = env.subgraphInitializers.get(init);
+    if (!v) {
+      const t = env.readTensor(init, `initializer '${init.name ?? ''}' of the subgraph '${body.name ?? ''}'`);
+      v = folded(t.dataType, t.shape, t.data, init.name);
+      env.subgraphInitializers.set(init, v);
+    }
+    scope.set(init.name ?? '', v);
+  }
+  convertNodes(body.node ?? [], scope, env);
+  return (body.output ?? []).map((o) => scope.get(o.name ?? '') ?? fail(`the subgraph's output '${o.name ?? ''}' is not produced by any of its nodes`));
 }
 
 function defaultOpset(model: ModelProto, file: string): number {

@@ -43,3 +43,18 @@ export function foldable(shape: readonly number[]): number {
 export const computed = (dataType: number, tensor: Tensor): Computed => ({ kind: 'computed', dataType, tensor });
 
 export const shapeOf = (v: Value): readonly number[] => (v.kind === 'folded' ? v.shape : v.tensor.shape);
+
+/** ONNX names in scope while a graph imports: a subgraph's own, then its enclosing graph's. */
+export class Scope {
+  private readonly own = new Map<string, Value>();
+  constructor(private readonly outer?: Scope) {}
+  get(name: string): Value | undefined {
+    return this.own.get(name) ?? this.outer?.get(name);
+  }
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+  set(name: string, v: Value): void {
+    this.own.set(name, v);
+  }
+}
