@@ -1,6 +1,7 @@
 // A loaded plan on one GPUDevice: buffers, pipelines, bind groups and staging buffers are
-// created once in loadPlan; run() only writes inputs, encodes the fixed dispatch list in one
-// compute pass, submits once and reads outputs back. No compiling or planning happens here:
+// created once in loadPlan; run() only writes inputs, encodes the fixed dispatch list (a long
+// one in a few command buffers of growing size, so the GPU starts while the host still encodes)
+// and reads outputs back. No compiling or planning happens here:
 // intermediates the compiler packed into arenas are bound as ranges of the arena buffers.
 // loadPlan does not wait for the pipelines (pipelines.ts): until they all exist, a run submits
 // its dispatches in chunks as their pipelines arrive. A traced run (trace.ts) encodes a pass
@@ -144,6 +145,8 @@ interface LoadedEntry {
  * previous one and the host reads its outputs back.
  */
 const MAX_RUNS_IN_FLIGHT = 3;
+/** dispatches in a long run's first command buffer; each later one doubles (see submit) */
+const FIRST_CHUNK = 32;
 
 /** A traced entry point: its dispatch timer and the static part of its records. */
 interface TracedEntry {
@@ -746,7 +749,8 @@ export class PlanSession implements Session {
 
   /**
    * Writes the inputs, encodes the entry's dispatches and the output copies, and submits them:
-   * in one command buffer once every pipeline exists (no waiting), else in chunks, each
+   * once every pipeline exists, in one command buffer (a long run: in chunks of growing size,
+   * FIRST_CHUNK dispatches then twice as many each time, no waiting), else in chunks, each
    * submitted as soon as the pipelines of its dispatches exist, so the GPU starts on the first
    * dispatches while later pipelines still compile. Returns each chunk's error scopes.
    */
@@ -802,6 +806,16 @@ export class PlanSession implements Session {
         let to = from;
         while (to < commands.length && built[commands[to].kernel]) to++;
         if (to === commands.length) {
+          // every pipeline exists: a long run goes in growing chunks, so the GPU starts on the
+          // first dispatches while the host encodes the rest (about 4 µs a dispatch through
+          // dawn.node on an H100's host: 1.4 ms for a 363-dispatch decode step, before this
+          // all ahead of the GPU)
+          for (let size = FIRST_CHUNK; to - from > 2 * size; size *= 2) {
+            const end = from + size;
+            chunk((encoder) => dispatch(encoder, from, end), writes);
+            writes = false;
+            from = end;
+          }
           chunk((encoder) => {
             if (to > from) dispatch(encoder, from, to);
             copyOutputs(encoder);
