@@ -74,9 +74,9 @@ export function directKernel(p: MatmulProblem): KernelCode {
         `  let cs = cos_sin(${rope.position('row')} * INV_FREQ[j % ${u32(half)}]);`,
         `  value = value * cs.x + select(${wgslFloat(rope.inverse ? 1 : -1)}, ${wgslFloat(rope.inverse ? -1 : 1)}, j >= ${u32(half)}) * other * cs.y;`,
         '}',
-        'out[c_base + row * N + col] = value;',
+        p.storeAt('c_base + row * N + col', 'value'),
       ]
-    : [...e.lines, `out[c_base + row * N + col] = ${e.value};`];
+    : [...e.lines, p.storeAt('c_base + row * N + col', e.value)];
   const body = [
     'let index = gid.x;',
     `if (index >= ${u32(outputs)}) {`,
