@@ -1,5 +1,6 @@
 // The direct matmul kernel: one invocation per output value, a plain loop over K reading A and
-// B from storage (or through a convolution's operand readers), then the epilogue. No
+// B from storage (or through a convolution's operand readers), then the epilogue (with a fused
+// rope, the rotation partner's product too, to rotate the pair). No
 // workgroup memory, no unrolling: a module of a few dozen lines. Where compiling a pipeline
 // costs more than running it — a software adapter (SwiftShader, llvmpipe) compiles the 32×32×16
 // tiled module in 1.5–4 s and this one in tens of ms, and runs it faster than the small-M

@@ -5,6 +5,9 @@
 // K-split partial sums are then added in workgroup memory (a tree, a few rows at a time).
 // The subgroups variant takes the same slice with the same grid, one group of 4 columns
 // after another, all 256 invocations splitting K, and adds the sums with subgroupAdd.
+// A fused rope computes each group of 4 columns of a head's rotated part as two rotated pairs
+// (rope_column), so the invocation that stores them holds both values of each pair; a product
+// written into a KV cache stores each value at its cache address (cache_index).
 import { wgslFloat } from '../ir/ops';
 import { u32, type KernelCode } from './kernel';
 import { matmulPreamble, type MatmulProblem } from './matmul';
