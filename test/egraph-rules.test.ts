@@ -13,6 +13,7 @@ import { RULE_FILES } from '../compiler/egraph/rules';
 import { termDeclarations } from '../compiler/egraph/terms';
 import { Graph, liveNodes, type Node } from '../compiler/ir/graph';
 import { interpret, materializeParameters } from '../compiler/ir/interpret';
+import { elementCount } from '../compiler/ir/types';
 import { loadPlan } from '../runtime/session';
 // @ts-expect-error: a plain .mjs build script, without type declarations
 import { renderRulesModule } from '../scripts/embed-rules.mjs';
@@ -35,6 +36,8 @@ const scalarsOf = (graph: Graph) =>
     .filter((n) => n.op === 'constant' && n.type.shape.length === 0)
     .map((n) => (n.attrs.values as Float32Array)[0]);
 const fusedMatmuls = (graph: Graph) => live(graph).filter((n) => n.op === 'fusedMatmul');
+/** Every state buffer (a KV cache) at zero, as a plan starts it; fresh arrays, as interpret writes them in place. */
+const zeroState = (graph: Graph) => new Map(graph.nodes.filter((n) => n.op === 'state').map((n) => [n.name, new Float64Array(elementCount(n.type.shape))]));
 
 
 /** The largest difference, relative to the expected values' magnitude (at least 1). */
@@ -452,6 +455,40 @@ const CASES: Case[] = [
     },
   },
 
+  // fuse-cache.egg: a product's rows appended to a KV cache as the product stores them
+  {
+    rule: 'matmul+cacheWrite',
+    label: "a decode step's k: normed, rope'd as 2 heads of 8, its row per head written at the position",
+    phase: 'kernels',
+    build: (g) => {
+      const h = g.rmsNorm(g.input('x', [1, 12]), g.parameter('norm', [12], { init: { uniform: [0.5, 1.5] } }), { eps: 1e-5 });
+      const position = g.input('position', [1]);
+      const k = g.rope(g.reshape(g.matmul(h, g.transpose(g.parameter('k', [16, 12]), [1, 0])), [1, 2, 8]), g.reshape(position, [1, 1]), { theta: 10000 });
+      const cache = g.cacheWrite(g.state('cache', [2, 6, 8]), g.reshape(k, [2, 1, 8]), position);
+      g.output('y', g.attention(g.input('q', [2, 1, 8]), cache, cache, g.constant(0), { scale: 0.5 }));
+    },
+    form: (o) => {
+      const [fused] = fusedMatmuls(o);
+      expect(fused.attrs).toMatchObject({ norm: true, rope: true, offsets: true, cache: true, rows: [2, 1, 8] });
+      expect(opsOf(o)).not.toContain('cacheWrite');
+      expect(opsOf(o)).not.toContain('rope');
+    },
+  },
+  {
+    rule: 'matmul+cacheWrite',
+    label: 'rows of a batch of sequences (decode_batch): each head of each row at its own cache row',
+    phase: 'kernels',
+    build: (g) => {
+      const v = g.matmul(g.input('x', [3, 12]), g.transpose(g.parameter('v', [16, 12]), [1, 0]));
+      const offsets = g.constant(Float32Array.of(0, 7, 14, 21, 30, 35), [6], 'rows');
+      g.output('y', g.cacheWrite(g.state('cache', [3, 2, 6, 8]), g.reshape(v, [6, 8]), offsets));
+    },
+    form: (o) => {
+      expect(fusedMatmuls(o)[0].attrs).toMatchObject({ cache: true, rows: [6, 8] });
+      expect(opsOf(o)).not.toContain('cacheWrite');
+    },
+  },
+
   // fuse-conv.egg: the convolution's epilogue; its activations (generated) and residual
   {
     rule: 'conv',
@@ -524,6 +561,19 @@ interface Refusal {
 }
 
 const REFUSALS: Refusal[] = [
+  {
+    label: "matmul+cacheWrite of 17 rows (a prefill's: more than the small-M kernel takes)",
+    phase: 'kernels',
+    fires: 'matmul+cacheWrite',
+    build: (g) => {
+      const v = g.matmul(g.input('x', [17, 12]), g.transpose(g.input('w', [8, 12]), [1, 0]));
+      g.output('y', g.cacheWrite(g.state('cache', [1, 20, 8]), g.reshape(v, [1, 17, 8]), g.input('at', [1])));
+    },
+    absent: (o) => {
+      expect(opsOf(o)).toContain('cacheWrite');
+      for (const n of fusedMatmuls(o)) expect(n.attrs.cache).toBe(false);
+    },
+  },
   {
     label: "matmul+rope over 17 rows (a prefill's: more than the small-M kernel takes)",
     phase: 'kernels',
@@ -669,8 +719,8 @@ function checkPreserved(g: Graph, phase: OptimizePhase, tolerance: number) {
   const parameters = materializeParameters(g, 1);
   for (const seed of [7, 8]) {
     const feeds = randomFeeds(g, seed);
-    const expected = interpret(g, feeds, parameters);
-    const after = interpret(optimized.graph, feeds, parameters);
+    const expected = interpret(g, feeds, parameters, { state: zeroState(g) });
+    const after = interpret(optimized.graph, feeds, parameters, { state: zeroState(optimized.graph) });
     for (const o of g.outputs) expect(relativeDifference(after[o.name], expected[o.name]), `${o.name}, seed ${seed}`).toBeLessThan(tolerance);
   }
   return optimized;
@@ -709,7 +759,7 @@ describe.each(CASES.map((c) => [c.label ? `${c.rule} (${c.label})` : c.rule, c] 
     const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
     try {
       const feeds = randomFeeds(g, 7);
-      const expected = interpret(g, feeds, materializeParameters(g, 1));
+      const expected = interpret(g, feeds, materializeParameters(g, 1), { state: zeroState(g) });
       const actual = await session.run(feeds);
       for (const o of g.outputs) expect(relativeDifference(actual[o.name], expected[o.name]), `${o.name} on the GPU`).toBeLessThan(1e-5);
     } finally {

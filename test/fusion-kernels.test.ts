@@ -10,7 +10,7 @@ import { uniformStream } from '../compiler/ir/init';
 import { interpret } from '../compiler/ir/interpret';
 import { isChainable, MATMUL_ACTIVATIONS, type FusedArg, type FusedInstruction, type MatmulActivation } from '../compiler/ir/ops';
 import { broadcastShapes } from '../compiler/ir/shape';
-import type { Shape } from '../compiler/ir/types';
+import { elementCount, type Shape } from '../compiler/ir/types';
 import type { Target } from '../compiler/target/target';
 import { GENERIC, SOFTWARE } from '../compiler/target/targets';
 import { readBundle } from '../runtime/bundle';
@@ -41,7 +41,9 @@ async function checkPairs(name: string, build: PairBuilder, seed: number, ranges
   const both = new Graph(name);
   const pairs = build(both, true);
   const feeds = inputFeeds(both, seed, ranges);
-  const cpu = interpret(both, feeds, new Map());
+  // state (a KV cache) starts at zero, as a plan's does
+  const state = new Map(both.nodes.filter((n) => n.op === 'state').map((n) => [n.name, new Float64Array(elementCount(n.type.shape))]));
+  const cpu = interpret(both, feeds, new Map(), { state });
   const fusedOnly = new Graph(`${name}_fused`);
   build(fusedOnly, false);
   const gpu = await runOnGpu((await compileGraph(fusedOnly, targets ? { targets } : {})).bundle, feeds);
@@ -492,6 +494,63 @@ describe("fusedMatmul's rope epilogue equals the product, its epilogue and rope"
     },
     300_000,
   );
+});
+
+/** A product whose value goes into a KV cache: a [.., M, K] · bT [N, K]ᵀ, normed, optionally rope'd as heads of d. */
+interface CacheCase {
+  label: string;
+  a: Shape;
+  n: number;
+  /** the value as cacheWrite's rows, and the cache (a state, zero at the start) */
+  rows: Shape;
+  cache: Shape;
+  /** one random offset, or these (distinct: two rows written to one place have no order on a GPU) */
+  offsets: Shape | number[];
+  /** heads of d rotated at one position per row (positions [M, 1]); absent: no rope */
+  rope?: number;
+}
+
+/** Pairs over shared inputs: the product (and rope), cacheWrite into its own cache, against one fusedMatmul writing another. */
+const cachePairs = (cases: readonly CacheCase[]): PairBuilder => (g, unfused) =>
+  cases.map((c, j) => {
+    const key = `c${j}`;
+    const k = c.a[c.a.length - 1];
+    const a = g.input(`a${j}`, c.a);
+    const bT = g.input(`bT${j}`, [c.n, k]);
+    const weight = g.input(`weight${j}`, [k]);
+    const offsets = c.offsets.length > 1 ? g.constant(Float32Array.from(c.offsets), [c.offsets.length], `offsets${j}`) : g.input(`offsets${j}`, c.offsets);
+    const heads = c.rope ? [...c.a.slice(0, -1), c.n / c.rope, c.rope] : undefined;
+    const positions = c.rope ? g.input(`positions${j}`, [...c.a.slice(0, -1), 1]) : undefined;
+    const rope = { theta: 10000 };
+    g.output(
+      `${key}/fused`,
+      g.fusedMatmul(a, bT, {
+        transposeB: true,
+        norm: { weight, eps: 1e-5 },
+        ...(heads ? { rope: { positions: positions!, shape: heads, ...rope } } : {}),
+        cacheWrite: { cache: g.state(`cache${j}/fused`, c.cache), rows: c.rows, offsets },
+      }),
+    );
+    if (unfused) {
+      let y = g.matmul(g.rmsNorm(a, weight, { eps: 1e-5 }), swapLast(g, bT));
+      if (heads) y = g.rope(g.reshape(y, heads), positions!, rope);
+      g.output(`${key}/unfused`, g.cacheWrite(g.state(`cache${j}/unfused`, c.cache), g.reshape(y, c.rows), offsets));
+    }
+    return { key, label: c.label, atol: 1e-4 + 2e-5 * k, rtol: 1e-4 };
+  });
+
+describe("fusedMatmul's cache write equals the product, then cacheWrite of its rows", () => {
+  // offsets past the cache's end drop their rows, as cacheWrite does
+  const cases: CacheCase[] = [
+    { label: "a decode step's k: rope'd, 3 heads of 8 into cache [3, 8, 8] at one offset", a: [1, 20], n: 24, rows: [3, 1, 8], cache: [3, 8, 8], offsets: [1], rope: 8 },
+    { label: "a decode step's v into cache [3, 8, 8] at one offset", a: [1, 20], n: 24, rows: [3, 1, 8], cache: [3, 8, 8], offsets: [1] },
+    { label: 'decode_batch: 4 rows of 2 heads of 8, each head to its own cache row of [4, 2, 8, 8]', a: [4, 21], n: 16, rows: [8, 8], cache: [4, 2, 8, 8], offsets: [5, 13, 22, 64, 40, 47, 70, 58], rope: 8 },
+    { label: 'batched products [2, 1, 16] as rows [2, 2, 1, 8] into cache [2, 2, 6, 8]', a: [2, 1, 12], n: 16, rows: [2, 2, 1, 8], cache: [2, 2, 6, 8], offsets: [1] },
+  ];
+  test.each([GENERIC, SOFTWARE].map((t) => [t.name, t] as const))('%s', async (_t, target) => {
+    const ranges: Ranges = Object.fromEntries(cases.flatMap((c, j) => [[`weight${j}`, [0.5, 1.5]], [`positions${j}`, [0, 300]], [`offsets${j}`, [0, 9]]]));
+    await checkPairs('fused_matmul_cache', cachePairs(cases), 47, ranges, [target]);
+  }, 300_000);
 });
 
 // ---------------------------------------------------------------------------------------

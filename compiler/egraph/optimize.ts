@@ -22,7 +22,7 @@ export type OptimizePhase = 'forward' | 'kernels';
 
 const PHASE_RULES: Record<OptimizePhase, string[]> = {
   forward: ['simplify.egg', 'discover.egg'],
-  kernels: ['simplify.egg', 'discover.egg', 'fuse.egg', 'fuse-conv.egg', 'fuse-activations.egg', 'fuse-residual.egg', 'fuse-rope.egg'],
+  kernels: ['simplify.egg', 'discover.egg', 'fuse.egg', 'fuse-conv.egg', 'fuse-activations.egg', 'fuse-residual.egg', 'fuse-rope.egg', 'fuse-cache.egg'],
 };
 
 /**

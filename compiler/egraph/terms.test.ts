@@ -33,6 +33,14 @@ function everyTermOp(): Graph {
   out(g.fusedMatmul(x, m, { activation: 'gelu' }));
   out(g.fusedMatmul(x, y, { transposeB: true, bias: g.input('b', [3]), residual: g.input('r', [3]) }));
   out(g.fusedMatmul(x, m, { transposeA: false, residual: g.input('r2', [2, 3, 5]) }));
+  const scaling = { kind: 'llama3' as const, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 64 };
+  out(g.rope(x, g.input('p', [2, 3]), { theta: 500, rotaryDim: 2, scaling }));
+  out(g.cacheWrite(g.state('cache', [2, 8, 4]), x, g.input('at', [1])));
+  const cache = g.state('kv', [3, 8, 4]);
+  // a decode step's k: normed, rotated as heads of 4 at one position per row, written into the cache
+  const row = g.input('row', [1, 4]);
+  const rope = { positions: g.input('pos', [1, 1]), shape: [1, 3, 4], theta: 100, inverse: true, scaling };
+  out(g.fusedMatmul(row, g.input('w', [12, 4]), { transposeB: true, norm: { weight: v, eps: 1e-5 }, rope, cacheWrite: { cache, rows: [3, 1, 4], offsets: g.input('at2', [1]) } }));
   const image = g.input('image', [2, 4, 7, 6]);
   const k = g.input('k', [6, 2, 3, 3]);
   out(g.conv2d(image, k, { stride: [2, 1], padding: [1, 0, 1, 2], dilation: [1, 2], groups: 2 }));

@@ -61,7 +61,7 @@ function literal(v: TermValue, sort: string): string {
  */
 export function epilogueRules(): string {
   const fused = {
-    matmul: (activation: string) => `(FusedMatmul a b bias (None) (None) (None) n ta tb ${literal(activation, 'String')} e "")`,
+    matmul: (activation: string) => `(FusedMatmul a b bias (None) (None) (None) n (None) (None) ta tb ${literal(activation, 'String')} e "" "")`,
     conv: (activation: string) => `(FusedConv2d x w scale shift (None) st pd dl gr ${literal(activation, 'String')})`,
   };
   const rules = Object.entries(fused).flatMap(([kind, product]) =>

@@ -644,6 +644,8 @@ export class Graph {
    * a vector over the result's last axis, residual anything that broadcasts to the result.
    */
   fusedMatmul(a: Tensor, b: Tensor, options: FusedMatmulOptions = {}): Tensor {
+    const cache = options.cacheWrite?.cache;
+    if (cache && this.node(cache).op !== 'state') this.fail('fusedMatmul', `the cache must be a state buffer (g.state); '${this.node(cache).name}' is a ${this.node(cache).op}`);
     const { operands, attrs } = fusedProduct(a, b, options);
     return this.op('fusedMatmul', operands, attrs);
   }
@@ -801,6 +803,12 @@ export interface FusedMatmulOptions {
    * row), as g.rope takes its options; B read transposed, at most 16 rows a matrix
    */
   rope?: { positions: Tensor; shape: Shape; theta: number; rotaryDim?: number; scaling?: Llama3RopeScaling; inverse?: boolean };
+  /**
+   * the value, viewed as `rows`, written into `cache` (a state buffer) at `offsets`, as
+   * g.cacheWrite(cache, g.reshape(value, rows), offsets) does; the result is the updated cache.
+   * At most 16 rows a matrix
+   */
+  cacheWrite?: { cache: Tensor; rows: Shape; offsets: Tensor };
 }
 
 /** A convolution's window as the builder takes it: single numbers for both axes (and all four sides), or per axis. */
@@ -843,7 +851,7 @@ export function pool2dAttrs(options: Pool2dOptions): Pool2dAttrs {
 function fusedProduct(a: Tensor, b: Tensor, options: FusedMatmulOptions): { operands: Tensor[]; attrs: FusedMatmulAttrs } {
   const given = (t: Tensor | undefined) => (t ? [t] : []);
   return {
-    operands: [a, b, ...given(options.bias), ...given(options.gate), ...given(options.residual), ...given(options.rope?.positions), ...given(options.norm?.weight)],
+    operands: [a, b, ...given(options.bias), ...given(options.gate), ...given(options.residual), ...given(options.rope?.positions), ...given(options.norm?.weight), ...given(options.cacheWrite?.offsets), ...given(options.cacheWrite?.cache)],
     attrs: {
       transposeA: options.transposeA ?? false,
       transposeB: options.transposeB ?? false,
@@ -855,6 +863,9 @@ function fusedProduct(a: Tensor, b: Tensor, options: FusedMatmulOptions): { oper
       eps: options.norm?.eps ?? 0,
       rope: options.rope !== undefined,
       ...(options.rope ? { rotation: ropeRotation(options.rope) } : {}),
+      offsets: options.cacheWrite !== undefined,
+      cache: options.cacheWrite !== undefined,
+      ...(options.cacheWrite ? { rows: [...options.cacheWrite.rows] } : {}),
     },
   };
 }

@@ -93,8 +93,8 @@ export interface MatmulForm {
   transposeB: boolean;
   extraViews: OperandView[];
   epilogue: (product: string, extra: string[]) => PointwiseChain;
-  /** A read through RMSNorm (the last operand its weight [K]), each row's 1/rms computed by the kernel (at most NORMED_PRODUCT_ROWS rows) */
-  norm?: { eps: number };
+  /** A read through RMSNorm (operand `operand` its weight [K]), each row's 1/rms computed by the kernel (at most NORMED_PRODUCT_ROWS rows) */
+  norm?: { eps: number; operand: number };
   /**
    * a rope of the epilogue's value, last: heads of `width` features, the first `rotaryDim`
    * rotated as pairs (j, j + rotaryDim/2) by angle position · INV_FREQ[j] (`helpers` define
@@ -102,6 +102,13 @@ export interface MatmulForm {
    * at an output element through `view` (the same for every column of a row)
    */
   rope?: { operand: number; view: OperandView; width: number; rotaryDim: number; inverse: boolean; helpers: string[] };
+  /**
+   * the value is stored into a KV cache rather than a result of its own: the node's last
+   * operand (the cache) is bound as the output, and `cache_index(f)` (the WGSL in `helper`)
+   * gives the cache element of the product's flat element f, or CACHE_DROPPED for a row past
+   * the cache's end; `product` is the product's shape (the node's is the cache's)
+   */
+  cache?: { product: Shape; helper: string };
   /** the ops the kernel implements (the product's and the epilogue's), for headers and `mnc inspect` */
   ops: string[];
 }
@@ -250,6 +257,11 @@ export interface OpDef<A, Activation extends string = never> {
   grad?: (ctx: GradContext<A>) => (Tensor | undefined)[];
   /** operands the op writes in place (optimizer state); the result is operand 0, updated */
   writes?: readonly number[];
+  /**
+   * where true, the result is the last operand updated in place (a KV cache): its kernel binds
+   * that operand's buffer as its output rather than reading it (fusedMatmul writing a cache)
+   */
+  storesIntoLast?: (attrs: A) => boolean;
   /** its own constructor in the e-graph, for ops the rules in compiler/egraph/rules match or build */
   term?: TermForm<A>;
   /** the arithmetic of one application, for the cost model (compiler/egraph/cost.ts); default one per output element */
@@ -476,6 +488,23 @@ export interface FusedMatmulAttrs {
   rope: boolean;
   /** with `rope`: rope's attributes and the shape it sees the product in */
   rotation?: FusedRotation;
+  /**
+   * `offsets` and `cache` (both or neither): the value, viewed as `rows`, is written into the
+   * cache (the last operand, a state buffer, updated in place) at the offsets (the operand
+   * before it), as cacheWrite(cache, reshape(value, rows), offsets) does; the result is the
+   * updated cache. After the norm's weight.
+   */
+  offsets: boolean;
+  cache: boolean;
+  /** with `cache`: the product's value as cacheWrite's rows, [.., T, d] (or [T, d] with one offset per row) */
+  rows?: Shape;
+}
+
+/** Where a fusedMatmul's optional operands sit: after a and b, bias, gate, residual, positions, norm weight, offsets, cache (those present). */
+export function fusedOperandIndex(attrs: Pick<FusedMatmulAttrs, 'bias' | 'gate' | 'residual' | 'rope' | 'norm' | 'offsets'>, operand: 'positions' | 'norm' | 'offsets' | 'cache'): number {
+  const order = ['bias', 'gate', 'residual', 'rope', 'norm', 'offsets'] as const;
+  const before = { positions: 3, norm: 4, offsets: 5, cache: 6 }[operand];
+  return 2 + order.slice(0, before).filter((flag) => attrs[flag]).length;
 }
 
 /**
@@ -1460,6 +1489,8 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     },
     lowering: { archetype: 'rowWrite' },
     writes: [0],
+    // a product's store makes it (fuse-cache.egg)
+    term: plainTerm('CacheWrite'),
     flops: () => 0,
   } satisfies OpDef<NoAttrs>,
   // HF's rotate-half form: features k and k + rotaryDim/2 are one pair, rotated by pos·inv_freq[k].
@@ -2155,15 +2186,31 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
     term: {
       ctor: 'FusedMatmul',
       // the rotation as "<shape>|<rope's term>", "" for none: what fuse-rope.egg concatenates
-      sorts: ['bool', 'bool', 'String', 'f64', 'String'],
-      encode: (attrs) => [attrs.transposeA, attrs.transposeB, attrs.activation, attrs.eps, attrs.rotation ? `${commaList(attrs.rotation.shape)}|${ropeTerm(attrs.rotation)}` : ''],
-      decode: ([transposeA, transposeB, activation, eps, rotation]) => {
+      // and the cache's rows as a shape, "" for no cache write (fuse-cache.egg takes a reshape's)
+      sorts: ['bool', 'bool', 'String', 'f64', 'String', 'String'],
+      encode: (attrs) => [
+        attrs.transposeA,
+        attrs.transposeB,
+        attrs.activation,
+        attrs.eps,
+        attrs.rotation ? `${commaList(attrs.rotation.shape)}|${ropeTerm(attrs.rotation)}` : '',
+        attrs.rows ? commaList(attrs.rows) : '',
+      ],
+      decode: ([transposeA, transposeB, activation, eps, rotation, rows]) => {
         const bar = String(rotation).indexOf('|');
-        return { transposeA, transposeB, activation, eps, ...(rotation ? { rotation: { shape: fromCommaList(String(rotation).slice(0, bar)), ...JSON.parse(String(rotation).slice(bar + 1)) } } : {}) };
+        return {
+          transposeA,
+          transposeB,
+          activation,
+          eps,
+          ...(rotation ? { rotation: { shape: fromCommaList(String(rotation).slice(0, bar)), ...JSON.parse(String(rotation).slice(bar + 1)) } } : {}),
+          ...(rows ? { rows: fromCommaList(rows) } : {}),
+        };
       },
-      optionalOperands: { required: 2, flags: ['bias', 'gate', 'residual', 'rope', 'norm'] },
+      optionalOperands: { required: 2, flags: ['bias', 'gate', 'residual', 'rope', 'norm', 'offsets', 'cache'] },
     },
-    flops: ([a], attrs, out) => productFlops(out, attrs.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1]),
+    flops: ([a], attrs, out) => productFlops(attrs.cache && attrs.rows ? { shape: attrs.rows, dtype: 'f32' } : out, attrs.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1]),
+    storesIntoLast: (attrs) => attrs.cache,
   } satisfies OpDef<FusedMatmulAttrs>,
   fusedConv2d: {
     arity: 'variadic',
@@ -2189,10 +2236,23 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
   if (attrs.activation !== 'none' && !EPILOGUE_ACTIVATIONS.has(attrs.activation)) {
     throw new ShapeRuleError(`activation '${attrs.activation}' is not one of ${MATMUL_ACTIVATIONS.join(', ')}`);
   }
-  const names = ['a', 'b', ...(attrs.bias ? ['bias'] : []), ...(attrs.gate ? ['gate'] : []), ...(attrs.residual ? ['residual'] : []), ...(attrs.rope ? ['positions'] : []), ...(attrs.norm ? ['norm weight'] : [])];
+  for (const flag of ['offsets', 'cache'] as const) {
+    if (typeof attrs[flag] !== 'boolean') throw new ShapeRuleError(`${flag} must be true or false; got ${attrs[flag]}`);
+  }
+  const names = [
+    'a',
+    'b',
+    ...(attrs.bias ? ['bias'] : []),
+    ...(attrs.gate ? ['gate'] : []),
+    ...(attrs.residual ? ['residual'] : []),
+    ...(attrs.rope ? ['positions'] : []),
+    ...(attrs.norm ? ['norm weight'] : []),
+    ...(attrs.offsets ? ['offsets'] : []),
+    ...(attrs.cache ? ['cache'] : []),
+  ];
   if (inputs.length !== names.length) throw new ShapeRuleError(`takes ${names.length} operands (${names.join(', ')}); got ${inputs.length}`);
   for (const [k, t] of inputs.entries()) {
-    if (names[k] !== 'positions' && t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
+    if (names[k] !== 'positions' && names[k] !== 'offsets' && t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
   }
   const [a, b] = inputs;
   if (a.shape.length < 2 || b.shape.length < 2) {
@@ -2228,15 +2288,33 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
   if (attrs.norm) {
     const k = opA.shape[opA.shape.length - 1];
     const m = opA.shape[opA.shape.length - 2];
-    const weight = inputs[inputs.length - 1];
+    const weight = inputs[fusedOperandIndex(attrs, 'norm')];
     if (attrs.transposeA) throw new ShapeRuleError('a normed product reads A as stored (rows along K), not transposed');
     if (!sameShape(weight.shape, [k])) throw new ShapeRuleError(`the norm's weight must have shape [${k}] (A's rows, ${formatShape(a.shape)}); got ${formatShape(weight.shape)}`);
     if (m > NORMED_PRODUCT_ROWS) throw new ShapeRuleError(`a normed product takes at most ${NORMED_PRODUCT_ROWS} rows a matrix (the small-M kernel computes each row's norm); A has ${m}`);
     if (!(typeof attrs.eps === 'number' && Number.isFinite(attrs.eps) && attrs.eps >= 0)) throw new ShapeRuleError(`eps must be a finite number ≥ 0; got ${attrs.eps}`);
   }
   programTypes(epilogueProgram(attrs), [product, ...extras], false);
-  if (attrs.rope || attrs.rotation) rotationType(product, opA, inputs[2 + epilogueOperandCount(attrs)], attrs);
+  if (attrs.rope || attrs.rotation) rotationType(product, opA, inputs[fusedOperandIndex(attrs, 'positions')], attrs);
+  if (attrs.offsets || attrs.cache || attrs.rows) return cachedType(product, opA, inputs, attrs);
   return product;
+}
+
+/**
+ * The cache write of a product's value: cacheWrite's rule on the value viewed as `rows` (any
+ * view of its elements in order), at most NORMED_PRODUCT_ROWS rows (the small-M and direct
+ * kernels store through the cache's addresses); the result is the cache's type.
+ */
+function cachedType(product: TensorType, opA: TensorType, inputs: readonly TensorType[], attrs: FusedMatmulAttrs): TensorType {
+  const rows = attrs.rows;
+  if (!attrs.offsets || !attrs.cache || !rows) throw new ShapeRuleError('a cache write needs its offsets and cache operands and its rows attribute');
+  if (!Array.isArray(rows) || !rows.every((d) => Number.isInteger(d) && d > 0) || elementCount(rows) !== elementCount(product.shape)) {
+    throw new ShapeRuleError(`rows must view the product ${formatShape(product.shape)} (the same number of elements); got ${JSON.stringify(rows)}`);
+  }
+  const m = opA.shape[opA.shape.length - 2];
+  if (m > NORMED_PRODUCT_ROWS) throw new ShapeRuleError(`a product written into a cache takes at most ${NORMED_PRODUCT_ROWS} rows a matrix (the small-M kernel's); A has ${m}`);
+  const cache = inputs[fusedOperandIndex(attrs, 'cache')];
+  return cacheWriteType([cache, { shape: rows, dtype: 'f32' }, inputs[fusedOperandIndex(attrs, 'offsets')]]);
 }
 
 /**
@@ -2280,21 +2358,35 @@ function evaluateFusedMatmul(args: readonly RefTensor[], attrs: FusedMatmulAttrs
   let a = args[0];
   if (attrs.norm) {
     const type: TensorType = { shape: a.shape, dtype: 'f32' };
-    a = { data: opDef('rmsNorm').evaluate([a, args[args.length - 1]], { eps: attrs.eps }, type), shape: a.shape };
+    a = { data: opDef('rmsNorm').evaluate([a, args[fusedOperandIndex(attrs, 'norm')]], { eps: attrs.eps }, type), shape: a.shape };
   }
+  const productType: TensorType = attrs.cache ? productTypeOf(args, attrs) : out;
   const product: RefTensor = {
-    data: opDef('matmul').evaluate([readTransposed(a, attrs.transposeA), readTransposed(args[1], attrs.transposeB)], {}, out),
-    shape: out.shape,
+    data: opDef('matmul').evaluate([readTransposed(a, attrs.transposeA), readTransposed(args[1], attrs.transposeB)], {}, productType),
+    shape: productType.shape,
   };
-  const value = evaluateProgram(epilogueProgram(attrs), [product, ...args.slice(2, 2 + epilogueOperandCount(attrs))]);
-  if (!attrs.rope) return value.data;
-  const { shape, ...rope } = attrs.rotation!;
-  const x: RefTensor = { data: broadcastRef(value, out.shape), shape };
-  return opDef('rope').evaluate([x, args[2 + epilogueOperandCount(attrs)]], rope, { shape, dtype: 'f32' });
+  const epilogue = evaluateProgram(epilogueProgram(attrs), [product, ...args.slice(2, 2 + epilogueOperandCount(attrs))]);
+  let value = broadcastRef(epilogue, productType.shape);
+  if (attrs.rope) {
+    const { shape, ...rope } = attrs.rotation!;
+    value = opDef('rope').evaluate([{ data: value, shape }, args[fusedOperandIndex(attrs, 'positions')]], rope, { shape, dtype: 'f32' });
+  }
+  if (!attrs.cache) return value;
+  // cacheWrite's reference writes the cache operand's values in place, as its kernel does
+  const rows: RefTensor = { data: value, shape: attrs.rows! };
+  return opDef('cacheWrite').evaluate([args[fusedOperandIndex(attrs, 'cache')], rows, args[fusedOperandIndex(attrs, 'offsets')]], {}, out);
+}
+
+/** The product's type (transposed reads as asked), where the node's own is another's (a cache's). */
+function productTypeOf(operands: readonly { shape: Shape }[], attrs: FusedMatmulAttrs): TensorType {
+  const [a, b] = productOperands(operands.slice(0, 2).map((t) => ({ shape: t.shape, dtype: 'f32' as const })), attrs);
+  return opDef('matmul').infer([a, b], {});
 }
 
 /** The kernel: transposed tile loads as asked, and the epilogue program on each output value. */
-function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs, out: TensorType): MatmulForm {
+function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs, result: TensorType): MatmulForm {
+  // the product's value; a cache write's result is the cache
+  const out = attrs.cache ? productTypeOf(inputs, attrs) : result;
   const rank = out.shape.length;
   const extraViews: OperandView[] = [];
   if (attrs.bias) extraViews.push({ strides: out.shape.map((_, d) => (d === rank - 1 ? 1 : 0)), offset: 0 });
@@ -2306,10 +2398,49 @@ function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs,
     transposeB: attrs.transposeB,
     extraViews,
     epilogue: (product, extra) => renderProgram(program, [product, ...extra]),
-    ...(attrs.norm ? { norm: { eps: attrs.eps } } : {}),
-    ...(attrs.rope ? { rope: rotationForm(inputs, 2 + epilogueOperandCount(attrs), attrs.rotation!) } : {}),
-    ops: [...(attrs.norm ? ['rmsNorm'] : []), ...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul', ...program.map((ins) => ins.op), ...(attrs.rope ? ['rope'] : [])],
+    ...(attrs.norm ? { norm: { eps: attrs.eps, operand: fusedOperandIndex(attrs, 'norm') } } : {}),
+    ...(attrs.rope ? { rope: rotationForm(inputs, fusedOperandIndex(attrs, 'positions'), attrs.rotation!) } : {}),
+    ...(attrs.cache ? { cache: { product: out.shape, helper: cacheIndexHelper(inputs[fusedOperandIndex(attrs, 'cache')], attrs.rows!, inputs[fusedOperandIndex(attrs, 'offsets')], fusedOperandIndex(attrs, 'offsets')) } } : {}),
+    ops: [
+      ...(attrs.norm ? ['rmsNorm'] : []),
+      ...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []),
+      'matmul',
+      ...program.map((ins) => ins.op),
+      ...(attrs.rope ? ['rope'] : []),
+      ...(attrs.cache ? ['cacheWrite'] : []),
+    ],
   };
+}
+
+/**
+ * WGSL `cache_index(f)`: where cacheWrite puts element f of its rows (the product's flat
+ * element), or CACHE_DROPPED past the cache's end; offsets in binding `in${binding}`. As
+ * lower/row-write.ts: an f32 offset truncated toward zero, a negative one clamped to 0.
+ */
+function cacheIndexHelper(cache: TensorType, rows: Shape, offsets: TensorType, binding: number): string {
+  const [s, d] = cache.shape.slice(-2);
+  const t = rows[rows.length - 2];
+  const perRow = cacheWritesPerRow(cache.shape, rows, offsets.shape);
+  const at = `in${binding}[${perRow ? 'row' : '0u'}]`;
+  const start = offsets.dtype === 'f32' ? `u32(max(${at}, 0.0))` : offsets.dtype === 'i32' ? `u32(max(${at}, 0))` : at;
+  const body = perRow
+    ? ['  let row = f / CACHE_D;', `  let dst = ${start};`, `  if (dst >= ${u32Literal(elementCount(cache.shape) / d)}) {`, '    return CACHE_DROPPED;', '  }', '  return dst * CACHE_D + f % CACHE_D;']
+    : [
+        `  let row = (f / CACHE_D) % ${u32Literal(t)};`,
+        `  let dst = ${start} + row;`,
+        `  if (dst >= ${u32Literal(s)}) {`,
+        '    return CACHE_DROPPED;',
+        '  }',
+        `  return ((f / ${u32Literal(t * d)}) * ${u32Literal(s)} + dst) * CACHE_D + f % CACHE_D;`,
+      ];
+  return [
+    `// the cache element of the product's element f (rows ${formatShape(rows)}, ${perRow ? 'one offset per row' : 'from one offset'}), as cacheWrite`,
+    'const CACHE_DROPPED: u32 = 0xffffffffu;',
+    `const CACHE_D: u32 = ${u32Literal(d)};`,
+    'fn cache_index(f: u32) -> u32 {',
+    ...body,
+    '}',
+  ].join('\n');
 }
 
 /** The epilogue rope as the kernels take it: the positions read per row of the output, rope's helpers. */

@@ -243,6 +243,7 @@ export function lowerConvolution(node: KernelSubject, operands: readonly TensorT
     },
     extraVec4: extras.map(() => false),
     extraIndex,
+    storeAt: (index, value) => `out[${index}] = ${value};`,
     readers: { a: gemm.readA, b: gemm.readB },
   };
   const { bindings } = bindingDecls(operands);

@@ -132,9 +132,11 @@ export function lowerGraph(graph: Graph, target: Target, live?: ReadonlySet<numb
       storage.push(storage[node.inputs[0]]);
       continue;
     }
-    // ops that write an operand in place (optimizer steps, a cache's append) keep their value in operand 0's buffer
-    const inPlace = opDef(node.op).writes !== undefined;
-    storage.push(inPlace ? storage[node.inputs[0]] : node.id);
+    // ops that write an operand in place (optimizer steps, a cache's append) keep their value in
+    // operand 0's buffer; a product stored into a cache, in its last operand's (bound as its output)
+    const intoLast = opDef(node.op).storesIntoLast?.(node.attrs) ?? false;
+    const inPlace = opDef(node.op).writes !== undefined || intoLast;
+    storage.push(intoLast ? storage[node.inputs[node.inputs.length - 1]] : inPlace ? storage[node.inputs[0]] : node.id);
     const schedule = scheduleNode(graph, node, target);
     const scratchIds = schedule.scratch.map((type, k) => {
       const id = graph.nodes.length + scratch.length;

@@ -1,5 +1,6 @@
 // The direct matmul kernel: one invocation per output value, a plain loop over K reading A and
-// B from storage (or through a convolution's operand readers), then the epilogue. No
+// B from storage (or through a convolution's operand readers), then the epilogue (with a fused
+// rope, the rotation partner's product too, to rotate the pair). No
 // workgroup memory, no unrolling: a module of a few dozen lines. Where compiling a pipeline
 // costs more than running it — a software adapter (SwiftShader, llvmpipe) compiles the 32×32×16
 // tiled module in 1.5–4 s and this one in tens of ms, and runs it faster than the small-M
@@ -74,9 +75,9 @@ export function directKernel(p: MatmulProblem): KernelCode {
         `  let cs = cos_sin(${rope.position('row')} * INV_FREQ[j % ${u32(half)}]);`,
         `  value = value * cs.x + select(${wgslFloat(rope.inverse ? 1 : -1)}, ${wgslFloat(rope.inverse ? -1 : 1)}, j >= ${u32(half)}) * other * cs.y;`,
         '}',
-        'out[c_base + row * N + col] = value;',
+        p.storeAt('c_base + row * N + col', 'value'),
       ]
-    : [...e.lines, `out[c_base + row * N + col] = ${e.value};`];
+    : [...e.lines, p.storeAt('c_base + row * N + col', e.value)];
   const body = [
     'let index = gid.x;',
     `if (index >= ${u32(outputs)}) {`,

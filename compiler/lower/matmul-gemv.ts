@@ -5,6 +5,9 @@
 // K-split partial sums are then added in workgroup memory (a tree, a few rows at a time).
 // The subgroups variant takes the same slice with the same grid, one group of 4 columns
 // after another, all 256 invocations splitting K, and adds the sums with subgroupAdd.
+// A fused rope computes each group of 4 columns of a head's rotated part as two rotated pairs
+// (rope_column), so the invocation that stores them holds both values of each pair; a product
+// written into a KV cache stores each value at its cache address (cache_index).
 import { wgslFloat } from '../ir/ops';
 import { u32, type KernelCode } from './kernel';
 import { matmulPreamble, type MatmulProblem } from './matmul';
@@ -32,8 +35,9 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
   const kq = Math.ceil(k / 4);
   const vecA = !p.transposeA && k % 4 === 0;
   const vecB = (p.transposeB ? k : n) % 4 === 0;
-  // a rope's columns are stored one by one, in pair order (matmul.ts: rope_column)
-  const vecOut = n % 4 === 0 && !p.rope;
+  // a rope's columns are stored one by one, in pair order (matmul.ts: rope_column), and a
+  // cache's at the cache's addresses
+  const vecOut = n % 4 === 0 && !p.rope && !p.cache;
   const kGuard = k % 4 !== 0;
   const colGuard = n % (4 * lanes) !== 0;
   // B stored along N: lanes side by side along a row; stored along K: K-split side by side
@@ -113,7 +117,7 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
     }
     for (let cc = 0; cc < 4; cc++) {
       const e = p.epilogue(`${v}[${cc}]`, 'row', 'cc', '    ');
-      lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    out[c_base + row * N + cc] = ${e.value};`, '  }', '}');
+      lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    ${p.storeAt('c_base + row * N + cc', e.value)}`, '  }', '}');
     }
     return lines;
   };
@@ -230,7 +234,7 @@ function ropeStore(p: MatmulProblem, v: string): string[] {
     `  let s1 = ${sign} * cs1.y;`,
     '  e = vec4<f32>(e.x * cs0.x - e.z * s0, e.y * cs1.x - e.w * s1, e.z * cs0.x + e.x * s0, e.w * cs1.x + e.y * s1);',
     '}',
-    ...[0, 1, 2, 3].map((cc) => `out[c_base + row * N + rope_column(col + ${u32(cc)})] = e[${cc}];`),
+    ...[0, 1, 2, 3].map((cc) => p.storeAt(`c_base + row * N + rope_column(col + ${u32(cc)})`, `e[${cc}]`)),
   );
   return lines;
 }

@@ -104,13 +104,20 @@ export interface MatmulProblem {
    * (in each head's rotated part, a group of 4 holds the pairs (2g, 2g + H) and (2g + 1, 2g + 1 + H), H = rotaryDim/2)
    */
   rope?: NonNullable<MatmulForm['rope']> & { position(row: string): string };
+  /**
+   * a product written into a KV cache (the form's `cache`): `operands` leave the cache out,
+   * whose buffer is bound as `out`, and values land at cache_index of their flat element
+   */
+  cache?: NonNullable<MatmulForm['cache']>;
+  /** WGSL storing `value` as the result's flat element `index` (through cache_index into a cache) */
+  storeAt(index: string, value: string): string;
 }
 
 /** A generated module with what the plan needs to know about it. */
 /** The largest M the GEMV-style kernel takes; above it the tiled kernel reuses B better. */
 export const SMALL_M = 16;
 
-const PLAIN_PRODUCT: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, gate: false, residual: false, norm: false, eps: 0, rope: false };
+const PLAIN_PRODUCT: FusedMatmulAttrs = { transposeA: false, transposeB: false, activation: 'none', bias: false, gate: false, residual: false, norm: false, eps: 0, rope: false, offsets: false, cache: false };
 
 /** A matmul or fusedMatmul node's fused attributes (a matmul's are the plain ones). */
 export const productAttrs = (node: Node): FusedMatmulAttrs => (node.op === 'fusedMatmul' ? attrsOf(node, 'fusedMatmul') : PLAIN_PRODUCT);
@@ -152,7 +159,7 @@ export function matmulProblem(node: KernelSubject, operands: readonly TensorType
   const [a, b] = operands;
   const splits = form?.splits ?? 1;
   // the product's shape: the result's, less the slices' axis (split-K) or the partial tiles' shape (stream-K)
-  const out = splits > 1 ? node.type.shape.slice(1) : form?.streamK?.role === 'partials' ? form.streamK.product : node.type.shape;
+  const out = splits > 1 ? node.type.shape.slice(1) : form?.streamK?.role === 'partials' ? form.streamK.product : (form?.cache?.product ?? node.type.shape);
   const [m, n] = out.slice(-2);
   const kStored = transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
   const k = kStored / splits;
@@ -185,7 +192,7 @@ export function matmulProblem(node: KernelSubject, operands: readonly TensorType
   const extraViews = form?.extraViews ?? [];
   const chain = form ? form.epilogue('x0', extraViews.map((_, j) => `x${j + 1}`)) : PLAIN_CHAIN;
   const extraIndex = (j: number, row: string, col: string) => viewIndex(extraViews[j], batchShape.length, row, col);
-  const norm = form?.norm ? { eps: form.norm.eps, weight: operands.length - 1 } : undefined;
+  const norm = form?.norm ? { eps: form.norm.eps, weight: form.norm.operand } : undefined;
   const epilogue = (rawProduct: string, row: string, col: string, indent: string, given: readonly (string | undefined)[] = []) => {
     // rmsNorm(a)·b = diag(1/rms)·((a ⊙ weight)·b): the weight scales A as it is read, 1/rms each row here
     const product = norm ? `${rawProduct} * norm_scale[${row}]` : rawProduct;
@@ -195,8 +202,34 @@ export function matmulProblem(node: KernelSubject, operands: readonly TensorType
   };
   const extraVec4 = extraViews.map((v) => n % 4 === 0 && v.offset % 4 === 0 && v.strides[v.strides.length - 1] === 1 && v.strides.slice(0, -1).every((st) => st % 4 === 0));
   const rope = form?.rope && { ...form.rope, position: (row: string) => `f32(in${form.rope!.operand}[${viewIndex(form.rope!.view, batchShape.length, row, '0u')}])` };
-  const plainStore = chain.lets.length === 0 && extraViews.length === 0 && !norm && !rope;
-  return { name, node, operands, form, m, n, k, kStored, batches, transposeA, transposeB, batchOffsets, chain, plainStore, epilogue, extraVec4, extraIndex, ...(norm ? { norm } : {}), ...(rope ? { rope } : {}) };
+  const cache = form?.cache;
+  const plainStore = chain.lets.length === 0 && extraViews.length === 0 && !norm && !rope && !cache;
+  const storeAt = (index: string, value: string) =>
+    cache ? `{ let at = cache_index(${index}); if (at != CACHE_DROPPED) { out[at] = ${value}; } }` : `out[${index}] = ${value};`;
+  return {
+    name,
+    node,
+    // a cache written in place is the output binding, not an operand one
+    operands: cache ? operands.slice(0, -1) : operands,
+    form,
+    m,
+    n,
+    k,
+    kStored,
+    batches,
+    transposeA,
+    transposeB,
+    batchOffsets,
+    chain,
+    plainStore,
+    epilogue,
+    extraVec4,
+    extraIndex,
+    storeAt,
+    ...(norm ? { norm } : {}),
+    ...(rope ? { rope } : {}),
+    ...(cache ? { cache } : {}),
+  };
 }
 
 /**
@@ -210,7 +243,7 @@ export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: b
   const described = p.form ? `${archetype}${reads ? `, ${reads} read transposed` : ''}${split}${p.chain.lets.length ? ', epilogue per value' : ''}` : archetype;
   const header = kernelHeader(p.name, p.node, p.operands, described, p.form?.ops);
   const { wgsl: decls } = bindingDecls(p.operands, (i) => (i === 0 ? vec4.a : i === 1 ? vec4.b : i === p.operands.length ? vec4.out : (vec4.extras?.[i - 2] ?? false)));
-  const functions = [...p.chain.helpers, ...(p.rope ? [...p.rope.helpers, ropeColumn(p.rope)] : []), ...(p.readers?.a ? [p.readers.a] : []), ...(p.readers?.b ? [p.readers.b] : []), ...(p.readers?.b4 ? [p.readers.b4] : [])];
+  const functions = [...p.chain.helpers, ...(p.rope ? [...p.rope.helpers, ropeColumn(p.rope)] : []), ...(p.cache ? [p.cache.helper] : []), ...(p.readers?.a ? [p.readers.a] : []), ...(p.readers?.b ? [p.readers.b] : []), ...(p.readers?.b4 ? [p.readers.b4] : [])];
   const helpers = functions.length ? `\n${functions.join('\n')}\n` : '';
   return `${header}
 ${decls}
@@ -246,14 +279,14 @@ export function lowerMatmul(node: KernelSubject, operands: readonly TensorType[]
   workgroups: [number, number, number];
 } {
   const p = matmulProblem(node, operands, name, form);
-  const { bindings } = bindingDecls(operands);
+  const { bindings } = bindingDecls(p.operands);
   const choices: { tag: string; features: string[]; code: KernelCode }[] = [];
   if (directSuits(p, target.tuning.matmul)) {
     choices.push({ tag: 'direct', features: [], code: directKernel(p) });
   } else if (p.m <= SMALL_M && p.kStored === p.k) {
     for (const c of chooseGemv(p, target.features)) choices.push({ tag: c.tag, features: c.features, code: gemvKernel(p, c.config) });
-  } else if (p.norm || p.rope) {
-    throw new Error(`matmul ${node.name}: a ${p.norm ? 'normed' : "rope'd"} product of ${p.m} rows${p.kStored !== p.k ? ' split over K' : ''} has no kernel (the small-M kernel takes at most ${SMALL_M})`);
+  } else if (p.norm || p.rope || p.cache) {
+    throw new Error(`matmul ${node.name}: a ${p.norm ? 'normed' : p.rope ? "rope'd" : 'cache-writing'} product of ${p.m} rows${p.kStored !== p.k ? ' split over K' : ''} has no kernel (the small-M kernel takes at most ${SMALL_M})`);
   } else {
     for (const c of chooseTiling(p, target.tuning.matmul)) choices.push({ tag: c.tag, features: [], code: tiledKernel(p, c.config) });
   }
