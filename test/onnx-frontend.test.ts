@@ -641,6 +641,38 @@ test('Tile, Pad (constant, edge, reflect, wrap, negative pads, axes) and Instanc
   }
 }, 180_000);
 
+// GroupNormalization: layerNorm over each group's channels and elements; opset 18's scale and
+// bias are per group, opset 21's per channel
+test.each([18, 21])('GroupNormalization (opset %i) matches onnxruntime-web', async (opset) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-gn-'));
+  try {
+    const file = join(dir, 'group-norm.onnx');
+    const next = uniform(37);
+    const width = opset < 21 ? 3 : 6;
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'group_norm',
+          node: [node('GroupNormalization', ['x', 'scale', 'bias'], ['y'], [intAttr('num_groups', 3), { name: 'epsilon', type: 1, f: 1e-3 }])],
+          initializer: [floatTensor('scale', [width], Float32Array.from({ length: width }, () => 1 + 0.5 * next())), floatTensor('bias', [width], Float32Array.from({ length: width }, () => next()))],
+          input: [valueInfo('x', 1, [2, 6, 3, 4])],
+          output: [{ name: 'y', type: { tensorType: { elemType: 1 } } }],
+        }, opset),
+      ),
+    );
+    const x = Float32Array.from({ length: 144 }, () => 2 * next() + 0.5);
+    const expected = (await ortRun(file, { x }, { x: [2, 6, 3, 4] })).y;
+    const loaded = loadOnnxModel(file);
+    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0)).y;
+    const gpu = (await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x })).y;
+    expect(maxError(cpu, expected), 'CPU reference').toBeLessThanOrEqual(CPU_TOLERANCE);
+    expect(maxError(gpu, expected), 'GPU plan').toBeLessThanOrEqual(GPU_TOLERANCE);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
+
 test('empty tensors fold at compile time: an empty slice drops out of a Concat, ops on it give an empty output, and the plan returns it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-empty-'));
   try {
