@@ -55,6 +55,8 @@ const NOT_CARRIED: Record<string, RegExp> = {
   // random masks: the node tests' come from numpy's generator, and the plan has none (ratio 0 passes)
   'training dropout': /training_mode = true with ratio 0\.[57]5? draws a random mask/,
   'not a tensor': /not a tensor/,
+  // Resize samples with a separable matrix per axis; tf_crop_and_resize's extrapolation value is not one
+  'crop and resize': /coordinate_transformation_mode 'tf_crop_and_resize' is not supported/,
 };
 const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_cast_FLOAT_to_STRING: 'dtype',
@@ -63,6 +65,7 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_identity_sequence: 'not a tensor',
   test_loop13_seq: 'not a tensor',
   test_loop16_seq_none: 'not a tensor',
+  test_resize_tf_crop_and_resize: 'crop and resize',
   test_training_dropout: 'training dropout',
   test_training_dropout_default: 'training dropout',
   test_training_dropout_default_mask: 'training dropout',
@@ -191,6 +194,10 @@ const GPU_CASES = [
   'test_tile',
   'test_reflect_pad',
   'test_instancenorm_example',
+  // Resize: an interpolation matrix per resized axis (nearest, linear, cubic)
+  'test_resize_upsample_sizes_nearest_round_prefer_ceil_asymmetric',
+  'test_resize_downsample_scales_linear_align_corners',
+  'test_resize_upsample_scales_cubic_A_n0p5_exclude_outside',
   // Loop unrolled at import: a known trip count, a loop-carried value computed at run time
   'test_loop11',
 ];

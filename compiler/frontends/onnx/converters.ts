@@ -7,6 +7,7 @@ import { elementCount, formatShape } from '../../ir/types';
 import type { NodeContext } from './context';
 import { CONTROL_FLOW_CONVERTERS } from './control-flow';
 import { CONVOLUTION_CONVERTERS } from './convolution';
+import { RESIZE_CONVERTERS } from './resize';
 import { BOOL, dataTypeName, FLOAT, INT64, isFloatType, isIntegerType } from './proto';
 import { computed, foldable, folded, type Folded, type Value } from './values';
 
@@ -841,6 +842,7 @@ const isNaN: Converter = {
 export const CONVERTERS: Readonly<Record<string, Converter>> = {
   ...CONVOLUTION_CONVERTERS,
   ...CONTROL_FLOW_CONVERTERS,
+  ...RESIZE_CONVERTERS,
   Abs: unaryOp('abs', 6, true),
   Add: arithmetic('add'),
   And: logical('and'),
