@@ -680,6 +680,48 @@ test.each([18, 21])('GroupNormalization (opset %i) matches onnxruntime-web', asy
   }
 }, 120_000);
 
+// Resize as exported models hold it: scales as a float initializer (read at its stored value),
+// sizes as an int64 one; bilinear upsampling and nearest downsampling against onnxruntime-web
+test('Resize with initializer scales and sizes (linear, nearest, cubic) matches onnxruntime-web', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-resize-'));
+  try {
+    const file = join(dir, 'resize.onnx');
+    const next = uniform(38);
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'resize',
+          node: [
+            node('Resize', ['x', '', 'scales'], ['up'], [stringAttr('mode', 'linear')], 'bilinear'),
+            node('Resize', ['x', '', '', 'sizes'], ['down'], [stringAttr('mode', 'nearest'), stringAttr('coordinate_transformation_mode', 'asymmetric'), stringAttr('nearest_mode', 'floor')], 'nearest'),
+            node('Resize', ['x', '', '', 'sizes_c'], ['cubic'], [stringAttr('mode', 'cubic'), stringAttr('coordinate_transformation_mode', 'pytorch_half_pixel')], 'bicubic'),
+          ],
+          initializer: [
+            floatTensor('scales', [4], Float32Array.of(1, 1, 2, 1.5)),
+            { name: 'sizes', dims: [4], dataType: 7, int64Data: [2, 3, 3, 2] },
+            { name: 'sizes_c', dims: [4], dataType: 7, int64Data: [2, 3, 7, 9] },
+          ],
+          input: [valueInfo('x', 1, [2, 3, 5, 6])],
+          output: ['up', 'down', 'cubic'].map((name) => ({ name, type: { tensorType: { elemType: 1 } } })),
+        }, 13),
+      ),
+    );
+    const x = Float32Array.from({ length: 180 }, () => 2 * next());
+    const expected = await ortRun(file, { x }, { x: [2, 3, 5, 6] });
+    const loaded = loadOnnxModel(file);
+    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
+    const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
+    for (const name of ['up', 'down', 'cubic']) {
+      expect(cpu[name].length, name).toBe(expected[name].length);
+      expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
+      expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 180_000);
+
 test('empty tensors fold at compile time: an empty slice drops out of a Concat, ops on it give an empty output, and the plan returns it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-empty-'));
   try {
