@@ -55,8 +55,6 @@ const NOT_CARRIED: Record<string, RegExp> = {
   // random masks: the node tests' come from numpy's generator, and the plan has none (ratio 0 passes)
   'training dropout': /training_mode = true with ratio 0\.[57]5? draws a random mask/,
   'not a tensor': /not a tensor/,
-  // Resize samples with a separable matrix per axis; tf_crop_and_resize's extrapolation value is not one
-  'crop and resize': /coordinate_transformation_mode 'tf_crop_and_resize' is not supported/,
 };
 const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_cast_FLOAT_to_STRING: 'dtype',
@@ -65,7 +63,6 @@ const EXPECTED_FAILURES: Record<string, keyof typeof NOT_CARRIED> = {
   test_identity_sequence: 'not a tensor',
   test_loop13_seq: 'not a tensor',
   test_loop16_seq_none: 'not a tensor',
-  test_resize_tf_crop_and_resize: 'crop and resize',
   test_training_dropout: 'training dropout',
   test_training_dropout_default: 'training dropout',
   test_training_dropout_default_mask: 'training dropout',
@@ -198,6 +195,7 @@ const GPU_CASES = [
   'test_resize_upsample_sizes_nearest_round_prefer_ceil_asymmetric',
   'test_resize_downsample_scales_linear_align_corners',
   'test_resize_upsample_scales_cubic_A_n0p5_exclude_outside',
+  'test_resize_tf_crop_and_resize',
   // Loop unrolled at import: a known trip count, a loop-carried value computed at run time
   'test_loop11',
 ];
@@ -682,7 +680,7 @@ test.each([18, 21])('GroupNormalization (opset %i) matches onnxruntime-web', asy
 
 // Resize as exported models hold it: scales as a float initializer (read at its stored value),
 // sizes as an int64 one; bilinear upsampling and nearest downsampling against onnxruntime-web
-test('Resize with initializer scales and sizes (linear, nearest, cubic) matches onnxruntime-web', async () => {
+test('Resize with initializer scales, sizes and roi (linear, nearest, cubic, tf_crop_and_resize) matches onnxruntime-web', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-resize-'));
   try {
     const file = join(dir, 'resize.onnx');
@@ -696,14 +694,17 @@ test('Resize with initializer scales and sizes (linear, nearest, cubic) matches 
             node('Resize', ['x', '', 'scales'], ['up'], [stringAttr('mode', 'linear')], 'bilinear'),
             node('Resize', ['x', '', '', 'sizes'], ['down'], [stringAttr('mode', 'nearest'), stringAttr('coordinate_transformation_mode', 'asymmetric'), stringAttr('nearest_mode', 'floor')], 'nearest'),
             node('Resize', ['x', '', '', 'sizes_c'], ['cubic'], [stringAttr('mode', 'cubic'), stringAttr('coordinate_transformation_mode', 'pytorch_half_pixel')], 'bicubic'),
+            // a region reaching past x on both spatial axes: extrapolation_value there
+            node('Resize', ['x', 'roi', '', 'sizes_c'], ['crop'], [stringAttr('mode', 'linear'), stringAttr('coordinate_transformation_mode', 'tf_crop_and_resize'), { name: 'extrapolation_value', type: 1, f: -3 }], 'crop'),
           ],
           initializer: [
             floatTensor('scales', [4], Float32Array.of(1, 1, 2, 1.5)),
             { name: 'sizes', dims: [4], dataType: 7, int64Data: [2, 3, 3, 2] },
             { name: 'sizes_c', dims: [4], dataType: 7, int64Data: [2, 3, 7, 9] },
+            floatTensor('roi', [8], Float32Array.of(0, 0, -0.2, 0.3, 1, 1, 0.9, 1.25)),
           ],
           input: [valueInfo('x', 1, [2, 3, 5, 6])],
-          output: ['up', 'down', 'cubic'].map((name) => ({ name, type: { tensorType: { elemType: 1 } } })),
+          output: ['up', 'down', 'cubic', 'crop'].map((name) => ({ name, type: { tensorType: { elemType: 1 } } })),
         }, 13),
       ),
     );
@@ -712,7 +713,7 @@ test('Resize with initializer scales and sizes (linear, nearest, cubic) matches 
     const loaded = loadOnnxModel(file);
     const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
     const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
-    for (const name of ['up', 'down', 'cubic']) {
+    for (const name of ['up', 'down', 'cubic', 'crop']) {
       expect(cpu[name].length, name).toBe(expected[name].length);
       expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
       expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);

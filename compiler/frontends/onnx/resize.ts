@@ -2,14 +2,16 @@
 // linear and cubic sampling are separable, so each axis's [out, in] weights (computed here
 // as ONNX's reference computes them: the coordinate transform, the n nearest input
 // positions with edge padding, their coefficients) multiply x along that axis, a matrix
-// product that trains like any other. tf_crop_and_resize and antialias are refused.
+// product that trains like any other. tf_crop_and_resize samples the region of interest and
+// gives extrapolation_value where a sample falls outside x on any axis (a mask of per-axis
+// flags); antialias is refused.
 import { elementCount } from '../../ir/types';
 import type { Converter } from './converters';
 import type { NodeContext } from './context';
 import { FLOAT } from './proto';
-import { folded, foldable, type Value } from './values';
+import { computed, folded, foldable, type Value } from './values';
 
-const TRANSFORMS = ['half_pixel', 'half_pixel_symmetric', 'pytorch_half_pixel', 'align_corners', 'asymmetric', 'tf_half_pixel_for_nn'];
+const TRANSFORMS = ['half_pixel', 'half_pixel_symmetric', 'pytorch_half_pixel', 'align_corners', 'asymmetric', 'tf_half_pixel_for_nn', 'tf_crop_and_resize'];
 
 /** The coefficients of the two (nearest, linear) or four (cubic) neighbours at fraction `ratio` ∈ (0, 1]. */
 function coefficients(mode: string, ratio: number, nearestMode: string, a: number): number[] {
@@ -30,8 +32,8 @@ function coefficients(mode: string, ratio: number, nearestMode: string, a: numbe
   ];
 }
 
-/** The [out, in] interpolation weights of one axis. */
-function axisWeights(ctx: NodeContext, size: number, out: number, scale: number, mode: string): Float64Array {
+/** The [out, in] interpolation weights of one axis, and which outputs sample outside x (tf_crop_and_resize: [roi start, roi end]). */
+function axisWeights(ctx: NodeContext, size: number, out: number, scale: number, mode: string, roi: [number, number]): { weights: Float64Array; outside: boolean[] } {
   const transform = ctx.string('coordinate_transformation_mode', 'half_pixel');
   const nearestMode = ctx.string('nearest_mode', 'round_prefer_floor');
   const a = ctx.float('cubic_coeff_a', -0.75);
@@ -39,9 +41,16 @@ function axisWeights(ctx: NodeContext, size: number, out: number, scale: number,
   // the reference's resized length is scale·size, a float where scales were given
   const length = scale * size;
   const weights = new Float64Array(foldable([out, size]));
+  const outside = Array<boolean>(out).fill(false);
   for (let x = 0; x < out; x++) {
     let origin: number;
-    if (transform === 'align_corners') origin = length === 1 ? 0 : (x * (size - 1)) / (length - 1);
+    if (transform === 'tf_crop_and_resize') {
+      origin = roi[0] * (size - 1) + (length === 1 ? ((roi[1] - roi[0]) * (size - 1)) / 2 : (x * (roi[1] - roi[0]) * (size - 1)) / (length - 1));
+      if (origin < 0 || origin > size - 1) {
+        outside[x] = true;
+        continue;
+      }
+    } else if (transform === 'align_corners') origin = length === 1 ? 0 : (x * (size - 1)) / (length - 1);
     else if (transform === 'asymmetric') origin = x / scale;
     else if (transform === 'pytorch_half_pixel') origin = length === 1 ? -0.5 : (x + 0.5) / scale - 0.5;
     else if (transform === 'tf_half_pixel_for_nn') origin = (x + 0.5) / scale;
@@ -62,7 +71,7 @@ function axisWeights(ctx: NodeContext, size: number, out: number, scale: number,
     // edge padding: a neighbour past either end reads the end
     coeffs.forEach((c, k) => (weights[x * size + Math.min(Math.max(first + k, 0), size - 1)] += c));
   }
-  return weights;
+  return { weights, outside };
 }
 
 const resize: Converter = {
@@ -75,7 +84,7 @@ const resize: Converter = {
     const mode = ctx.string('mode', 'nearest');
     if (!['nearest', 'linear', 'cubic'].includes(mode)) ctx.fail(`mode must be nearest, linear or cubic; got '${mode}'`);
     const transform = ctx.string('coordinate_transformation_mode', 'half_pixel');
-    if (!TRANSFORMS.includes(transform)) ctx.fail(`coordinate_transformation_mode '${transform}' is not supported; supported: ${TRANSFORMS.join(', ')} (tf_crop_and_resize is not)`);
+    if (!TRANSFORMS.includes(transform)) ctx.fail(`coordinate_transformation_mode '${transform}' is not supported; supported: ${TRANSFORMS.join(', ')}`);
     if (ctx.int('antialias', 0) !== 0) ctx.fail('antialias = 1 is not supported');
     const nearestMode = ctx.string('nearest_mode', 'round_prefer_floor');
     if (!['round_prefer_floor', 'round_prefer_ceil', 'floor', 'ceil'].includes(nearestMode)) ctx.fail(`nearest_mode must be round_prefer_floor, round_prefer_ceil, floor or ceil; got '${nearestMode}'`);
@@ -104,11 +113,16 @@ const resize: Converter = {
       } else return ctx.fail(`keep_aspect_ratio_policy must be stretch, not_larger or not_smaller; got '${policy}'`);
     }
     if (sizes.some((s) => !Number.isInteger(s) || s <= 0) || scales.some((s) => !(s > 0))) ctx.fail(`the output sizes [${sizes.join(', ')}] (scales [${scales.join(', ')}]) must be positive`);
+    // the region of interest (tf_crop_and_resize only): starts, then ends, of the resized axes in [0, 1]
+    const roi = transform === 'tf_crop_and_resize' ? ctx.knownInts(1, 'roi') ?? ctx.fail('tf_crop_and_resize needs roi') : undefined;
+    if (roi && roi.length !== 2 * axes.length) ctx.fail(`roi has ${roi.length} entries; it needs ${2 * axes.length} (a start and an end per resized axis)`);
     let y: Value = x;
+    const outsideMasks: Value[] = [];
     axes.forEach((axis, k) => {
       const size = shape[axis];
       const out = sizes[k];
-      const weights = axisWeights(ctx, size, out, scales[k], mode);
+      const { weights, outside } = axisWeights(ctx, size, out, scales[k], mode, roi ? [roi[k], roi[k + axes.length]] : [0, 1]);
+      if (outside.some((o) => o)) outsideMasks.push(folded(FLOAT, shape.map((_, i) => (i === axis ? out : 1)), Float64Array.from(outside, (o) => (o ? 0 : 1))));
       // an axis left as it is (N and C, usually) costs nothing
       if (out === size && weights.every((w, i) => w === (Math.floor(i / size) === i % size ? 1 : 0))) return;
       const current = ctx.shape(y);
@@ -123,7 +137,11 @@ const resize: Converter = {
       const inverse = perm.map((_, i) => perm.indexOf(i));
       y = inverse.every((p, i) => p === i) ? back : ctx.apply('transpose', [back], { perm: inverse }, y.dataType);
     });
-    return [y];
+    if (outsideMasks.length === 0) return [y];
+    // extrapolation_value where any axis sampled outside: the per-axis 0/1 flags multiplied at run time (small operands, broadcast)
+    const inside = outsideMasks.slice(1).reduce<Value>((m, v) => computed(FLOAT, ctx.record('mul', [ctx.tensor(m), ctx.tensor(v)], {})), outsideMasks[0]);
+    const extrapolation = folded(FLOAT, [], Float64Array.of(ctx.float('extrapolation_value', 0)));
+    return [ctx.apply('where', [inside, y, extrapolation], {}, y.dataType)];
   },
 };
 
