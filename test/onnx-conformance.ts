@@ -108,14 +108,27 @@ export function prepareCase(name: string, op: string, root = NODE_TESTS): Prepar
     // dynamic dimensions bound from the case's data, as --shape binds them
     const shapesOf = (gs: typeof given) => Object.fromEntries(gs.map((g) => [g.name, g.value.shape]));
     let loaded: LoadedOnnxModel;
+    const needsKnown = (e: unknown) => isCompileError(e) && /must be known at compile time|dimensions must be positive/.test(e.message);
     try {
       loaded = importOnnxModel(model, `${name}/model.onnx`, { shapes: shapesOf(given) });
     } catch (e) {
-      if (!isCompileError(e) || !/must be known at compile time|dimensions must be positive/.test(e.message)) throw e;
+      if (!needsKnown(e)) throw e;
       // a static compiler needs shapes, axes and scalars known: the case's integer and scalar inputs given at compile time
-      const bind = (g: (typeof given)[number]) => (isIntegerType(g.value.dataType) || g.value.shape.length === 0) && !(g.value.dataType === 1 && g.value.shape.length > 0);
-      const constants = Object.fromEntries(given.filter(bind).map((g) => [g.name, g.value]));
-      loaded = importOnnxModel(model, `${name}/model.onnx`, { shapes: shapesOf(given.filter((g) => !bind(g))), constants });
+      const bound = new Set(given.filter((g) => (isIntegerType(g.value.dataType) || g.value.shape.length === 0) && !(g.value.dataType === 1 && g.value.shape.length > 0)).map((g) => g.name));
+      const node = model.graph!.node![0];
+      for (;;) {
+        const constants = Object.fromEntries(given.filter((g) => bound.has(g.name)).map((g) => [g.name, g.value]));
+        try {
+          loaded = importOnnxModel(model, `${name}/model.onnx`, { shapes: shapesOf(given.filter((g) => !bound.has(g.name))), constants });
+          break;
+        } catch (again) {
+          // a float input the node needs known (Resize's scales): the one the error names, given too
+          const k = Number(/input (\d+) \([^)]*\) must be known at compile time/.exec(isCompileError(again) ? again.message : '')?.[1]);
+          const wanted = node.input?.[k - 1];
+          if (!needsKnown(again) || !wanted || bound.has(wanted) || !given.some((g) => g.name === wanted)) throw again;
+          bound.add(wanted);
+        }
+      }
       boundInputs = true;
     }
     const inputs: Record<string, Float32Array | Int32Array> = {};

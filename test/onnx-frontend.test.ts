@@ -195,6 +195,11 @@ const GPU_CASES = [
   'test_tile',
   'test_reflect_pad',
   'test_instancenorm_example',
+  // Resize: an interpolation matrix per resized axis (nearest, linear, cubic)
+  'test_resize_upsample_sizes_nearest_round_prefer_ceil_asymmetric',
+  'test_resize_downsample_scales_linear_align_corners',
+  'test_resize_upsample_scales_cubic_A_n0p5_exclude_outside',
+  'test_resize_tf_crop_and_resize',
   // Loop unrolled at import: a known trip count, a loop-carried value computed at run time
   'test_loop11',
 ];
@@ -667,6 +672,83 @@ test('Tile, Pad (constant, edge, reflect, wrap, negative pads, axes) and Instanc
     const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
     const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
     for (const name of ['t', 'c', 'e', 'r', 'w', 'i']) {
+      expect(cpu[name].length, name).toBe(expected[name].length);
+      expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
+      expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 180_000);
+
+// GroupNormalization: layerNorm over each group's channels and elements; opset 18's scale and
+// bias are per group, opset 21's per channel
+test.each([18, 21])('GroupNormalization (opset %i) matches onnxruntime-web', async (opset) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-gn-'));
+  try {
+    const file = join(dir, 'group-norm.onnx');
+    const next = uniform(37);
+    const width = opset < 21 ? 3 : 6;
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'group_norm',
+          node: [node('GroupNormalization', ['x', 'scale', 'bias'], ['y'], [intAttr('num_groups', 3), { name: 'epsilon', type: 1, f: 1e-3 }])],
+          initializer: [floatTensor('scale', [width], Float32Array.from({ length: width }, () => 1 + 0.5 * next())), floatTensor('bias', [width], Float32Array.from({ length: width }, () => next()))],
+          input: [valueInfo('x', 1, [2, 6, 3, 4])],
+          output: [{ name: 'y', type: { tensorType: { elemType: 1 } } }],
+        }, opset),
+      ),
+    );
+    const x = Float32Array.from({ length: 144 }, () => 2 * next() + 0.5);
+    const expected = (await ortRun(file, { x }, { x: [2, 6, 3, 4] })).y;
+    const loaded = loadOnnxModel(file);
+    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0)).y;
+    const gpu = (await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x })).y;
+    expect(maxError(cpu, expected), 'CPU reference').toBeLessThanOrEqual(CPU_TOLERANCE);
+    expect(maxError(gpu, expected), 'GPU plan').toBeLessThanOrEqual(GPU_TOLERANCE);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
+
+// Resize as exported models hold it: scales as a float initializer (read at its stored value),
+// sizes as an int64 one; bilinear upsampling and nearest downsampling against onnxruntime-web
+test('Resize with initializer scales, sizes and roi (linear, nearest, cubic, tf_crop_and_resize) matches onnxruntime-web', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mnc-onnx-resize-'));
+  try {
+    const file = join(dir, 'resize.onnx');
+    const next = uniform(38);
+    writeFileSync(
+      file,
+      encodeModel(
+        model({
+          name: 'resize',
+          node: [
+            node('Resize', ['x', '', 'scales'], ['up'], [stringAttr('mode', 'linear')], 'bilinear'),
+            node('Resize', ['x', '', '', 'sizes'], ['down'], [stringAttr('mode', 'nearest'), stringAttr('coordinate_transformation_mode', 'asymmetric'), stringAttr('nearest_mode', 'floor')], 'nearest'),
+            node('Resize', ['x', '', '', 'sizes_c'], ['cubic'], [stringAttr('mode', 'cubic'), stringAttr('coordinate_transformation_mode', 'pytorch_half_pixel')], 'bicubic'),
+            // a region reaching past x on both spatial axes: extrapolation_value there
+            node('Resize', ['x', 'roi', '', 'sizes_c'], ['crop'], [stringAttr('mode', 'linear'), stringAttr('coordinate_transformation_mode', 'tf_crop_and_resize'), { name: 'extrapolation_value', type: 1, f: -3 }], 'crop'),
+          ],
+          initializer: [
+            floatTensor('scales', [4], Float32Array.of(1, 1, 2, 1.5)),
+            { name: 'sizes', dims: [4], dataType: 7, int64Data: [2, 3, 3, 2] },
+            { name: 'sizes_c', dims: [4], dataType: 7, int64Data: [2, 3, 7, 9] },
+            floatTensor('roi', [8], Float32Array.of(0, 0, -0.2, 0.3, 1, 1, 0.9, 1.25)),
+          ],
+          input: [valueInfo('x', 1, [2, 3, 5, 6])],
+          output: ['up', 'down', 'cubic', 'crop'].map((name) => ({ name, type: { tensorType: { elemType: 1 } } })),
+        }, 13),
+      ),
+    );
+    const x = Float32Array.from({ length: 180 }, () => 2 * next());
+    const expected = await ortRun(file, { x }, { x: [2, 3, 5, 6] });
+    const loaded = loadOnnxModel(file);
+    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
+    const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
+    for (const name of ['up', 'down', 'cubic', 'crop']) {
       expect(cpu[name].length, name).toBe(expected[name].length);
       expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
       expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);

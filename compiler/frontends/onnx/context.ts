@@ -129,9 +129,13 @@ export class NodeContext {
     if (!v) this.fail(`input ${i + 1} is required`);
     return v;
   }
-  /** Operand i, which must be known at compile time (a shape, axes, a constant). */
+  /**
+   * Operand i, which must be known at compile time (a shape, axes, a constant). A float
+   * initializer here (Resize's scales, Pad's value) is read at its stored value, trainable or
+   * not: nothing can train what the compiler needs fixed.
+   */
   known(i: number, what: string): Folded {
-    const v = this.input(i);
+    const v = this.storedValue(this.input(i));
     if (v.kind !== 'folded') this.fail(`input ${i + 1} (${what}) must be known at compile time; it is computed at run time from the graph's inputs`);
     return v;
   }
@@ -141,9 +145,14 @@ export class NodeContext {
    */
   fixedValue(v: Value): Value {
     if (v.kind === 'folded') return v;
+    return this.g.node(v.tensor).attrs.trainable === false ? this.storedValue(v) : v;
+  }
+  /** A parameter (an initializer) as a folded value of its initial values; other values as they are. */
+  private storedValue(v: Value): Value {
+    if (v.kind === 'folded') return v;
     const n = this.g.node(v.tensor);
     const init = n.attrs.init;
-    if (n.op !== 'parameter' || n.attrs.trainable !== false || !(init instanceof Float32Array)) return v;
+    if (n.op !== 'parameter' || !(init instanceof Float32Array)) return v;
     return folded(v.dataType, n.type.shape, Float64Array.from(init), n.name);
   }
   /** How many nodes and graph outputs read ONNX name `name`. */

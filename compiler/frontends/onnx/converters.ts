@@ -9,6 +9,7 @@ import type { NodeContext } from './context';
 import { CONTROL_FLOW_CONVERTERS } from './control-flow';
 import { CONVOLUTION_CONVERTERS } from './convolution';
 import { LOSS_CONVERTERS } from './losses';
+import { RESIZE_CONVERTERS } from './resize';
 import { BOOL, dataTypeName, FLOAT, INT64, isFloatType, isIntegerType } from './proto';
 import { computed, foldable, folded, type Folded, type Value } from './values';
 
@@ -835,6 +836,40 @@ const instanceNormalization: Converter = {
   },
 };
 
+/**
+ * GroupNormalization: X [N, C, D1, ..] normalised over each group of C/num_groups channels
+ * and their elements (layerNorm over [N, G, C/G·D1·..]), then scale·y + bias per channel
+ * (opset 21; opset 18's scale and bias are per group, each value applying to its group's
+ * channels).
+ */
+const groupNormalization: Converter = {
+  since: 18,
+  convert: (ctx) => {
+    const [x, scale, bias] = [ctx.input(0), ctx.input(1), ctx.input(2)];
+    ctx.requireFloat(x, scale, bias);
+    const shape = ctx.shape(x);
+    if (shape.length < 3) ctx.fail(`X must have rank 3 or more ([N, C, D1, ..]); got shape [${shape.join(', ')}]`);
+    const [n, c] = shape;
+    const groups = ctx.int('num_groups', 0);
+    if (!(groups > 0) || c % groups !== 0) ctx.fail(`num_groups must divide the ${c} channels; got ${groups}`);
+    const perGroup = ctx.opset < 21;
+    const width = perGroup ? groups : c;
+    for (const [name, v] of [['scale', scale], ['bias', bias]] as const) {
+      if (ctx.rank(v) !== 1 || ctx.shape(v)[0] !== width) ctx.fail(`${name} must have shape [${width}] (${perGroup ? 'one per group, opset 18' : 'one per channel'}); got [${ctx.shape(v).join(', ')}]`);
+    }
+    const span = (c / groups) * elementCount(shape.slice(2));
+    const ones = folded(F, [span], new Float64Array(span).fill(1));
+    const zeros = folded(F, [span], new Float64Array(span));
+    const normalised = reshapeTo(ctx, ctx.apply('layerNorm', [reshapeTo(ctx, x, [n, groups, span]), ones, zeros], { eps: ctx.float('epsilon', 1e-5) }, x.dataType), shape);
+    // per channel: [C, 1, ..]; a per-group value broadcast over its group's channels first
+    const perChannel = (v: Value) => {
+      const channels = perGroup ? reshapeTo(ctx, broadcastValue(ctx, reshapeTo(ctx, v, [groups, 1]), [groups, c / groups]), [c]) : v;
+      return reshapeTo(ctx, channels, [c, ...shape.slice(2).map(() => 1)]);
+    };
+    return [ctx.apply('add', [ctx.apply('mul', [normalised, perChannel(scale)], {}, F), perChannel(bias)], {}, F)];
+  },
+};
+
 const reciprocal: Converter = {
   since: 6,
   convert: (ctx) => {
@@ -869,6 +904,7 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   ...CONVOLUTION_CONVERTERS,
   ...LOSS_CONVERTERS,
   ...CONTROL_FLOW_CONVERTERS,
+  ...RESIZE_CONVERTERS,
   Abs: unaryOp('abs', 6, true),
   Add: arithmetic('add'),
   And: logical('and'),
@@ -893,6 +929,7 @@ export const CONVERTERS: Readonly<Record<string, Converter>> = {
   Gelu: gelu,
   Gemm: gemm,
   Greater: comparison('greater'),
+  GroupNormalization: groupNormalization,
   HardSigmoid: hard(false),
   HardSwish: hard(true),
   GreaterOrEqual: comparison('less', true, 12),
