@@ -40,12 +40,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 
-# HuggingFaceTB/SmolLM2-135M's config.json (the architecture; the weights are random)
-SMOLLM2_135M = dict(
-    vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-    num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-    rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True, hidden_act="silu",
-)
+# HuggingFaceTB/SmolLM2-135M's config.json (the architecture; the weights are random), as the
+# agreement script builds it (llama_torch.py, which lies beside this file in bench/ and .device/)
+from llama_torch import SMOLLM2_135M  # noqa: E402
 # the same family at toy size, for checking the scripts
 SMOL_TOY = dict(
     vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

@@ -820,21 +820,31 @@ const instanceNormalization: Converter = {
   since: 6,
   convert: (ctx) => {
     const [x, scale, bias] = [ctx.input(0), ctx.input(1), ctx.input(2)];
-    ctx.requireFloat(x, scale, bias);
-    const shape = ctx.shape(x);
-    if (shape.length < 3) ctx.fail(`X must have rank 3 or more ([N, C, D1, ..]); got shape [${shape.join(', ')}]`);
-    const [n, c] = shape;
+    const { shape, normalised } = normalisedGroups(ctx, x, scale, bias, (c) => c);
+    const c = shape[1];
     for (const [name, v] of [['scale', scale], ['B', bias]] as const) {
       if (ctx.rank(v) !== 1 || ctx.shape(v)[0] !== c) ctx.fail(`${name} must have shape [${c}] (the channels of X); got [${ctx.shape(v).join(', ')}]`);
     }
-    const plane = elementCount(shape.slice(2));
-    const ones = folded(F, [plane], new Float64Array(plane).fill(1));
-    const zeros = folded(F, [plane], new Float64Array(plane));
-    const normalised = reshapeTo(ctx, ctx.apply('layerNorm', [reshapeTo(ctx, x, [n, c, plane]), ones, zeros], { eps: ctx.float('epsilon', 1e-5) }, x.dataType), shape);
     const perChannel = (v: Value) => reshapeTo(ctx, v, [c, ...shape.slice(2).map(() => 1)]);
     return [ctx.apply('add', [ctx.apply('mul', [normalised, perChannel(scale)], {}, F), perChannel(bias)], {}, F)];
   },
 };
+
+/**
+ * X [N, C, D1, ..] normalised over each of `groups(C)` groups of channels and their elements:
+ * the op table's layerNorm over [N, G, C/G·D1·..], unit weight and zero bias, back in X's shape.
+ */
+function normalisedGroups(ctx: NodeContext, x: Value, scale: Value, bias: Value, groupsOf: (channels: number) => number): { shape: readonly number[]; normalised: Value } {
+  ctx.requireFloat(x, scale, bias);
+  const shape = ctx.shape(x);
+  if (shape.length < 3) ctx.fail(`X must have rank 3 or more ([N, C, D1, ..]); got shape [${shape.join(', ')}]`);
+  const [n, c] = shape;
+  const groups = groupsOf(c);
+  const span = (c / groups) * elementCount(shape.slice(2));
+  const ones = folded(F, [span], new Float64Array(span).fill(1));
+  const zeros = folded(F, [span], new Float64Array(span));
+  return { shape, normalised: reshapeTo(ctx, ctx.apply('layerNorm', [reshapeTo(ctx, x, [n, groups, span]), ones, zeros], { eps: ctx.float('epsilon', 1e-5) }, x.dataType), shape) };
+}
 
 /**
  * GroupNormalization: X [N, C, D1, ..] normalised over each group of C/num_groups channels
@@ -846,21 +856,17 @@ const groupNormalization: Converter = {
   since: 18,
   convert: (ctx) => {
     const [x, scale, bias] = [ctx.input(0), ctx.input(1), ctx.input(2)];
-    ctx.requireFloat(x, scale, bias);
-    const shape = ctx.shape(x);
-    if (shape.length < 3) ctx.fail(`X must have rank 3 or more ([N, C, D1, ..]); got shape [${shape.join(', ')}]`);
-    const [n, c] = shape;
     const groups = ctx.int('num_groups', 0);
-    if (!(groups > 0) || c % groups !== 0) ctx.fail(`num_groups must divide the ${c} channels; got ${groups}`);
+    const { shape, normalised } = normalisedGroups(ctx, x, scale, bias, (c) => {
+      if (!(groups > 0) || c % groups !== 0) ctx.fail(`num_groups must divide the ${c} channels; got ${groups}`);
+      return groups;
+    });
+    const c = shape[1];
     const perGroup = ctx.opset < 21;
     const width = perGroup ? groups : c;
     for (const [name, v] of [['scale', scale], ['bias', bias]] as const) {
       if (ctx.rank(v) !== 1 || ctx.shape(v)[0] !== width) ctx.fail(`${name} must have shape [${width}] (${perGroup ? 'one per group, opset 18' : 'one per channel'}); got [${ctx.shape(v).join(', ')}]`);
     }
-    const span = (c / groups) * elementCount(shape.slice(2));
-    const ones = folded(F, [span], new Float64Array(span).fill(1));
-    const zeros = folded(F, [span], new Float64Array(span));
-    const normalised = reshapeTo(ctx, ctx.apply('layerNorm', [reshapeTo(ctx, x, [n, groups, span]), ones, zeros], { eps: ctx.float('epsilon', 1e-5) }, x.dataType), shape);
     // per channel: [C, 1, ..]; a per-group value broadcast over its group's channels first
     const perChannel = (v: Value) => {
       const channels = perGroup ? reshapeTo(ctx, broadcastValue(ctx, reshapeTo(ctx, v, [groups, 1]), [groups, c / groups]), [c]) : v;
