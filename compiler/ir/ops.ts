@@ -2179,7 +2179,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   } satisfies OpDef<FusedPointwiseAttrs>,
   fusedMatmul: {
     arity: 'variadic',
-    summary: 'rope(swiglu(gate, act(op(norm(a))·op(b) + bias)) + residual) in one matmul kernel; op may transpose, norm (RMSNorm of A\'s rows), bias, activation, gate, residual and rope (rotary embedding of heads, at positions per row) optional',
+    summary: 'rope(swiglu(gate, act(op(norm(a))·op(b) + bias)) + residual) in one matmul kernel; op may transpose, norm (RMSNorm of A\'s rows), bias, activation, gate, residual and rope (rotary embedding of heads, at positions per row) optional; with a cache operand the value is stored into the KV cache at its offset (cacheWrite fused) and the result is the cache',
     infer: fusedMatmulType,
     evaluate: evaluateFusedMatmul,
     lowering: { archetype: 'matmul', form: fusedMatmulForm },
