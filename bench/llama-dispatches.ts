@@ -20,23 +20,12 @@ import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { llama, llamaEntries, type HfLlamaConfig, type LlamaOptions } from '../models/llama';
 import { loadPlan, requestNodeDevice, type TensorData } from '../runtime/index';
 import { measureGpuTime, median, prepareTimedPlan } from './gpu-time';
+import { SMOLLM2_135M_CONFIG } from './models/smollm2-135m-config';
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : fallback);
 
-const config: HfLlamaConfig = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  vocab_size: 49152,
-  hidden_size: 576,
-  intermediate_size: 1536,
-  num_hidden_layers: option('--layers', 30),
-  num_attention_heads: 9,
-  num_key_value_heads: 3,
-  rms_norm_eps: 1e-5,
-  rope_theta: 100000,
-  tie_word_embeddings: true,
-};
+const config: HfLlamaConfig = { ...SMOLLM2_135M_CONFIG, num_hidden_layers: option('--layers', 30) };
 const options: LlamaOptions = { maxSequence: option('--max-sequence', 256), maxPrompt: option('--max-prompt', 128) };
 const position = option('--position', 128);
 

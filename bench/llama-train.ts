@@ -24,20 +24,10 @@ import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { DEFAULT_OPTIMIZER, llama, llamaEntries, llamaShape, type HfLlamaConfig, type LlamaOptions } from '../models/llama';
 import { decodeSafetensors, loadTrainingPlan, requestNodeDevice, tensorAsF32, type SafetensorsFile } from '../runtime/index';
 import { hyperFeed, measureGpuTime, median, prepareTimedPlan } from './gpu-time';
+import { SMOLLM2_135M_CONFIG } from './models/smollm2-135m-config';
 
 /** HuggingFaceTB/SmolLM2-135M's config.json (llama_train_torch.py's SMOLLM2_135M) */
-const SMOLLM2_135M: HfLlamaConfig = {
-  architectures: ['LlamaForCausalLM'],
-  vocab_size: 49152,
-  hidden_size: 576,
-  intermediate_size: 1536,
-  num_hidden_layers: 30,
-  num_attention_heads: 9,
-  num_key_value_heads: 3,
-  rms_norm_eps: 1e-5,
-  rope_theta: 100000,
-  tie_word_embeddings: true,
-};
+const SMOLLM2_135M: HfLlamaConfig = SMOLLM2_135M_CONFIG;
 /** the same family at toy size (llama_train_torch.py's SMOL_TOY) */
 const SMOL_TOY: HfLlamaConfig = { ...SMOLLM2_135M, vocab_size: 256, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
 

@@ -6,23 +6,9 @@
 //
 //   mnc compile bench/models/smollm2-135m-serve.ts --model batched -o smollm2-batch64.mnplan
 //   mnc compile bench/models/smollm2-135m-serve.ts --model single -o smollm2-single.mnplan
-import { llamaModel, type HfLlamaConfig } from '../../models/llama';
+import { llamaModel } from '../../models/llama';
+import { SMOLLM2_135M_CONFIG } from './smollm2-135m-config';
 
-export const SMOLLM2_135M_CONFIG: HfLlamaConfig = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  vocab_size: 49152,
-  hidden_size: 576,
-  intermediate_size: 1536,
-  num_hidden_layers: 30,
-  num_attention_heads: 9,
-  num_key_value_heads: 3,
-  rms_norm_eps: 1e-5,
-  rope_theta: 100000,
-  max_position_embeddings: 8192,
-  tie_word_embeddings: true,
-  torch_dtype: 'bfloat16',
-};
 
 const SIZES = { maxSequence: 256, maxPrompt: 64 };
 
