@@ -22,23 +22,12 @@ import { expectClose } from './close';
 import { encodeGguf, meta } from './gguf-writer';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 import { asSafetensors, randomCheckpoint, referenceLogits, type Weights } from './llama-reference';
+import { LLAMA_TRAIN_CONFIG } from '../fixtures/models/llama-train-tiny';
 
 afterAll(releaseSharedDevice);
 
 /** SmolLM2's shape at toy size: tied head (the embedding is also the head's weight), GQA 4:2. */
-const CONFIG: HfLlamaConfig = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  vocab_size: 300,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  rms_norm_eps: 1e-5,
-  rope_theta: 100000,
-  tie_word_embeddings: true,
-};
+const CONFIG: HfLlamaConfig = LLAMA_TRAIN_CONFIG;
 const OPTIONS: LlamaOptions = { forward: 8, maxSequence: 12, maxPrompt: 8 };
 const SEQUENCE = Int32Array.from([17, 203, 5, 99, 250, 1, 42, 131, 77, 8, 299, 60]);
 const s = llamaShape(CONFIG);

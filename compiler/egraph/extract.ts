@@ -628,15 +628,15 @@ function shareSubterms(g: NodeGraph, best: Int32Array, roots: readonly number[])
   const seen = new Uint8Array(C);
   const reaches = (n: number, c: number): boolean => {
     seen.fill(0);
-    const todo: number[] = [];
-    for (let k = g.childStart[n]!; k < g.childStart[n + 1]!; k++) todo.push(g.childList[k]!);
-    while (todo.length > 0) {
-      const x = todo.pop()!;
+    const stack: number[] = [];
+    for (let k = g.childStart[n]!; k < g.childStart[n + 1]!; k++) stack.push(g.childList[k]!);
+    while (stack.length > 0) {
+      const x = stack.pop()!;
       if (x === c) return true;
       if (seen[x]) continue;
       seen[x] = 1;
       const m = best[x]!;
-      for (let k = g.childStart[m]!; k < g.childStart[m + 1]!; k++) todo.push(g.childList[k]!);
+      for (let k = g.childStart[m]!; k < g.childStart[m + 1]!; k++) stack.push(g.childList[k]!);
     }
     return false;
   };
