@@ -261,11 +261,12 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
 
   /**
    * One decoder pass over x [T, hidden] at `positions` ([T, 1], broadcast over heads); `attend`
-   * gets q [kvHeads, group, T, d], k and v [kvHeads, T, d] of layer l and returns [kvHeads, group, T, d];
+   * gets q [kvHeads, group, T, d], k and v [kvHeads, T, d] of layer l (and in `rows`, k and v
+   * [T, kvHeads, d] as the projections make them) and returns [kvHeads, group, T, d];
    * with layout 'rows' (T sequences of one token each) q [T, heads, d], k and v [T, kvHeads, d]
    * as the projections make them, returning [T, heads, d]: no transposes.
    */
-  const decoder = (x: Tensor, positions: Tensor, attend: (l: number, q: Tensor, k: Tensor, v: Tensor) => Tensor, layout: 'heads' | 'rows' = 'heads'): Tensor => {
+  const decoder = (x: Tensor, positions: Tensor, attend: (l: number, q: Tensor, k: Tensor, v: Tensor, rows: { k: Tensor; v: Tensor }) => Tensor, layout: 'heads' | 'rows' = 'heads'): Tensor => {
     const t = x.shape[0];
     const byRow = layout === 'rows';
     // [T, n, d] ↔ [n, T, d]; for one token (decode) the same bytes, so a view instead of a copy
@@ -275,10 +276,10 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
       // [T, heads·d] viewed as [T, heads, d]: rope reads rows there, then heads move first
       const heads = (y: Tensor, n: number) => g.reshape(y, [t, n, s.headDim]);
       const q = swap(rope(heads(linear(h, w.q, w.qBias), s.heads), positions));
-      const k = swap(rope(heads(linear(h, w.k, w.kBias), s.kvHeads), positions));
-      const v = swap(heads(linear(h, w.v, w.vBias), s.kvHeads));
+      const kRows = rope(heads(linear(h, w.k, w.kBias), s.kvHeads), positions);
+      const vRows = heads(linear(h, w.v, w.vBias), s.kvHeads);
       // query head j uses key/value head floor(j / group), as HF's repeat_kv
-      const attended = attend(l, byRow ? q : g.reshape(q, [s.kvHeads, group, t, s.headDim]), k, v);
+      const attended = attend(l, byRow ? q : g.reshape(q, [s.kvHeads, group, t, s.headDim]), swap(kRows), swap(vRows), { k: kRows, v: vRows });
       const merged = g.reshape(byRow ? attended : swap(g.reshape(attended, [s.heads, t, s.headDim])), [t, qDim]);
       x = g.add(x, linear(merged, w.o, w.oBias));
       const f = g.rmsNorm(x, w.postNorm, { eps: s.eps });
@@ -336,11 +337,15 @@ export function llama(g: Graph, config: HfLlamaConfig | LlamaShape, options: Lla
     const cached = (l: number, q: Tensor, k: Tensor, v: Tensor, at: Tensor, mask: Tensor, keyCount: Tensor) =>
       g.attention(q, kvBatch(g.cacheWrite(caches[l].k, k, at)), kvBatch(g.cacheWrite(caches[l].v, v, at)), mask, { scale, keyCount });
 
+    // the prompt's keys and values go in as the projections make them, [P·kvHeads, d], each row
+    // to its own cache row (head h, position p: h·S + p, the cache as [kvHeads·S, d]): no
+    // transpose to heads-first, and the k/v products can store straight into the cache
     const prompt = g.input('prompt', [P], 'i32');
     const length = g.input('length', [1]);
-    const zero = g.constant(0, [1], 'prefill_offset');
+    const promptRows = g.constant(Float32Array.from({ length: P * s.kvHeads }, (_, i) => (i % s.kvHeads) * S + Math.floor(i / s.kvHeads)), [P * s.kvHeads], 'prefill_cache_rows');
+    const byRows = (t: Tensor) => g.reshape(t, [P * s.kvHeads, s.headDim]);
     const prefillMask = causalMask(P, S, 'prefill_mask');
-    const hidden = decoder(g.embedding(embed, prompt), iota(P, [P, 1], 'prefill_positions'), (l, q, k, v) => cached(l, q, k, v, zero, prefillMask, length));
+    const hidden = decoder(g.embedding(embed, prompt), iota(P, [P, 1], 'prefill_positions'), (l, q, _k, _v, rows) => cached(l, q, byRows(rows.k), byRows(rows.v), promptRows, prefillMask, length));
 
     const token = g.input('token', [1], 'i32');
     const position = g.input('position', [1]);

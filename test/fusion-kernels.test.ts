@@ -400,13 +400,16 @@ describe("fusedMatmul's RMSNorm prologue and SwiGLU gate equal rmsNorm, matmul a
     { transposeB, norm: false, gate: true, bias: false, residual: false },
     { transposeB, norm: false, gate: true, bias: true, residual: true },
   ]);
-  // rows: one (a decode step), a few, batched, the most a normed product takes (fewer cases:
-  // slow on a software GPU); K a multiple of 4 or not; N not a multiple of the column group
+  // rows: one (a decode step), a few, batched, the small-M kernel's most, and the tiled
+  // kernel's (a prompt's; fewer cases: slow on a software GPU); K a multiple of 4 or not; N not
+  // a multiple of the column group or the tile
   const shapes: [Shape, Shape, NormGateFlags[]][] = [
     [[1, 40], [40, 70], combos],
     [[5, 21], [21, 9], combos],
     [[3, 2, 24], [24, 12], combos],
     [[16, 8], [8, 12], [combos[2], combos[5]]],
+    [[37, 21], [21, 70], [combos[0], combos[2], combos[7]]],
+    [[2, 33, 24], [24, 40], [combos[7]]],
   ];
   test.each(shapes.map(([sa, sb, c]) => [JSON.stringify(sa), JSON.stringify(sb), sa, sb, c] as const))(
     '%s · %s',
@@ -481,11 +484,13 @@ describe("fusedMatmul's rope epilogue equals the product, its epilogue and rope"
     { norm: true, bias: true, residual: false, rotaryDim: 4 },
   ];
   // one row (a decode step: 3 heads of 8), several rows with one position each, batched
-  // rows; K a multiple of 4 or not; the small-M kernel (generic) and the direct one (software)
+  // rows, a prompt's rows (the tiled kernel, N not a multiple of its tile); K a multiple of 4
+  // or not; the small-M and tiled kernels (generic) and the direct one (software)
   const shapes: [Shape, number, number, Shape][] = [
     [[1, 40], 24, 8, [1, 1]],
     [[5, 21], 32, 16, [5, 1]],
     [[3, 2, 24], 16, 8, [3, 2, 1]],
+    [[37, 21], 48, 16, [37, 1]],
   ];
   test.each(shapes.flatMap(([sa, n, d, sp]) => [GENERIC, SOFTWARE].map((t) => [JSON.stringify(sa), n, d, t.name, sa, sp, t] as const)))(
     '%s · [%d, K]ᵀ as heads of %d, %s',
@@ -546,6 +551,15 @@ describe("fusedMatmul's cache write equals the product, then cacheWrite of its r
     { label: "a decode step's v into cache [3, 8, 8] at one offset", a: [1, 20], n: 24, rows: [3, 1, 8], cache: [3, 8, 8], offsets: [1] },
     { label: 'decode_batch: 4 rows of 2 heads of 8, each head to its own cache row of [4, 2, 8, 8]', a: [4, 21], n: 16, rows: [8, 8], cache: [4, 2, 8, 8], offsets: [5, 13, 22, 64, 40, 47, 70, 58], rope: 8 },
     { label: 'batched products [2, 1, 16] as rows [2, 2, 1, 8] into cache [2, 2, 6, 8]', a: [2, 1, 12], n: 16, rows: [2, 2, 1, 8], cache: [2, 2, 6, 8], offsets: [1] },
+    {
+      label: "a prompt's k (the tiled kernel): 36 rows of 2 heads of 8, rope'd, each head's row to its own cache row of [2, 40, 8]",
+      a: [36, 21],
+      n: 16,
+      rows: [72, 8],
+      cache: [2, 40, 8],
+      offsets: Array.from({ length: 72 }, (_, i) => (i % 2) * 40 + Math.floor(i / 2) + 3),
+      rope: 8,
+    },
   ];
   test.each([GENERIC, SOFTWARE].map((t) => [t.name, t] as const))('%s', async (_t, target) => {
     const ranges: Ranges = Object.fromEntries(cases.flatMap((c, j) => [[`weight${j}`, [0.5, 1.5]], [`positions${j}`, [0, 300]], [`offsets${j}`, [0, 9]]]));
@@ -683,7 +697,6 @@ describe('fused ops refuse what they cannot compute, at the caller', () => {
     );
     shapeError((g) => g.fusedMatmul(g.input('a', [4, 5]), g.input('b', [5, 6]), { activation: 'softplus' as MatmulActivation }), /activation 'softplus' is not one of/);
     const weight = (g: Graph, k = 5) => g.input('w', [k]);
-    shapeError((g) => g.fusedMatmul(g.input('a', [17, 5]), g.input('b', [5, 6]), { norm: { weight: weight(g), eps: 1e-5 } }), /a normed product takes at most 16 rows a matrix.*A has 17/);
     shapeError((g) => g.fusedMatmul(g.input('a', [4, 5]), g.input('b', [5, 6]), { norm: { weight: weight(g, 6), eps: 1e-5 } }), /the norm's weight must have shape \[5\]/);
     shapeError((g) => g.fusedMatmul(g.input('a', [5, 4]), g.input('b', [5, 6]), { transposeA: true, norm: { weight: weight(g), eps: 1e-5 } }), /a normed product reads A as stored/);
     shapeError((g) => g.fusedMatmul(g.input('a', [4, 5]), g.input('b', [5, 6]), { gate: g.input('gate', [6]) }), /gate must have the product's shape \[4, 6\]; got \[6\]/);

@@ -475,8 +475,7 @@ export interface FusedMatmulAttrs {
   residual: boolean;
   /**
    * A is read through RMSNorm with the last operand as its weight [K] and `eps`: the product
-   * of rmsNorm(a)·op(b), each row's 1/rms computed by the kernel itself (at most
-   * NORMED_PRODUCT_ROWS rows a matrix, A not transposed)
+   * of rmsNorm(a)·op(b), each row's 1/rms computed by the kernel itself (A not transposed)
    */
   norm: boolean;
   /** the RMSNorm's epsilon (0 without `norm`) */
@@ -515,8 +514,6 @@ export interface FusedRotation extends RopeAttrs {
   shape: Shape;
 }
 
-/** The most rows a product with a fused RMSNorm takes: the small-M kernel's, whose workgroups each hold every row. */
-export const NORMED_PRODUCT_ROWS = 16;
 
 
 /**
@@ -2287,11 +2284,9 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
   }
   if (attrs.norm) {
     const k = opA.shape[opA.shape.length - 1];
-    const m = opA.shape[opA.shape.length - 2];
     const weight = inputs[fusedOperandIndex(attrs, 'norm')];
     if (attrs.transposeA) throw new ShapeRuleError('a normed product reads A as stored (rows along K), not transposed');
     if (!sameShape(weight.shape, [k])) throw new ShapeRuleError(`the norm's weight must have shape [${k}] (A's rows, ${formatShape(a.shape)}); got ${formatShape(weight.shape)}`);
-    if (m > NORMED_PRODUCT_ROWS) throw new ShapeRuleError(`a normed product takes at most ${NORMED_PRODUCT_ROWS} rows a matrix (the small-M kernel computes each row's norm); A has ${m}`);
     if (!(typeof attrs.eps === 'number' && Number.isFinite(attrs.eps) && attrs.eps >= 0)) throw new ShapeRuleError(`eps must be a finite number ≥ 0; got ${attrs.eps}`);
   }
   programTypes(epilogueProgram(attrs), [product, ...extras], false);
@@ -2302,8 +2297,8 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
 
 /**
  * The cache write of a product's value: cacheWrite's rule on the value viewed as `rows` (any
- * view of its elements in order), at most NORMED_PRODUCT_ROWS rows (the small-M and direct
- * kernels store through the cache's addresses); the result is the cache's type.
+ * view of its elements in order; every product kernel stores through the cache's addresses);
+ * the result is the cache's type.
  */
 function cachedType(product: TensorType, opA: TensorType, inputs: readonly TensorType[], attrs: FusedMatmulAttrs): TensorType {
   const rows = attrs.rows;
@@ -2311,8 +2306,6 @@ function cachedType(product: TensorType, opA: TensorType, inputs: readonly Tenso
   if (!Array.isArray(rows) || !rows.every((d) => Number.isInteger(d) && d > 0) || elementCount(rows) !== elementCount(product.shape)) {
     throw new ShapeRuleError(`rows must view the product ${formatShape(product.shape)} (the same number of elements); got ${JSON.stringify(rows)}`);
   }
-  const m = opA.shape[opA.shape.length - 2];
-  if (m > NORMED_PRODUCT_ROWS) throw new ShapeRuleError(`a product written into a cache takes at most ${NORMED_PRODUCT_ROWS} rows a matrix (the small-M kernel's); A has ${m}`);
   const cache = inputs[fusedOperandIndex(attrs, 'cache')];
   return cacheWriteType([cache, { shape: rows, dtype: 'f32' }, inputs[fusedOperandIndex(attrs, 'offsets')]]);
 }
@@ -2321,8 +2314,8 @@ function cachedType(product: TensorType, opA: TensorType, inputs: readonly Tenso
  * The rope of a product's epilogue: rope's own rule on the product viewed as heads, and what
  * the kernels take: the view splits the last axis only, into heads of d = a multiple of 4
  * features with rotaryDim one too (each group of 4 columns the kernel computes is two rotated
- * pairs), the positions one per row (the same for every head), B read transposed (the
- * columns of a pair are B's stored rows, read in pair order) and at most NORMED_PRODUCT_ROWS rows.
+ * pairs), the positions one per row (the same for every head) and B read transposed (the
+ * columns of a pair are B's stored rows, read in pair order).
  */
 function rotationType(product: TensorType, opA: TensorType, positions: TensorType | undefined, attrs: FusedMatmulAttrs): void {
   const r = attrs.rotation;
@@ -2341,8 +2334,6 @@ function rotationType(product: TensorType, opA: TensorType, positions: TensorTyp
     throw new ShapeRuleError(`a rope in the epilogue takes one position per row (the same for every head); positions ${formatShape(positions.shape)}`);
   }
   if (!attrs.transposeB) throw new ShapeRuleError('a rope in the epilogue reads B transposed (stored [.., N, K])');
-  const m = opA.shape[opA.shape.length - 2];
-  if (m > NORMED_PRODUCT_ROWS) throw new ShapeRuleError(`a rope in the epilogue takes at most ${NORMED_PRODUCT_ROWS} rows a matrix (the small-M kernel's); A has ${m}`);
 }
 
 /** `x` with its last two axes swapped where `transposed` (transpose's own reference), else `x`. */

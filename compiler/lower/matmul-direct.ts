@@ -28,10 +28,10 @@ export function directKernel(p: MatmulProblem): KernelCode {
   const a = p.readers?.a ? 'read_a(batch, row, k)' : p.transposeA ? 'in0[a_base + k * M + row]' : 'in0[a_base + row * K + k]';
   const bAt = (col: string) => (p.readers?.b ? `read_b(batch, k, ${col})` : p.transposeB ? `in1[b_base + ${col} * K + k]` : `in1[b_base + k * N + ${col}]`);
   const b = bAt('col');
-  const e = p.epilogue('acc', 'row', 'col', '');
+  const e = p.epilogue('acc', 'row', 'col', '', { normScale: 'row_scale' });
   const outputs = p.m * p.n;
-  // a fused RMSNorm (at most 16 rows): A times the norm's weight as it is read, the row's sum of
-  // squares beside the product, and 1/rms in norm_scale[row], where the epilogue reads it
+  // a fused RMSNorm: A times the norm's weight as it is read, the row's sum of squares beside
+  // the product, and 1/rms in row_scale, where the epilogue reads it
   const norm = p.norm;
   const loop = norm
     ? [
@@ -42,8 +42,7 @@ export function directKernel(p: MatmulProblem): KernelCode {
         `  acc = fma(a_k * in${norm.weight}[k], ${b}, acc);`,
         ...(p.rope ? [`  partner_acc = fma(a_k * in${norm.weight}[k], ${bAt('partner')}, partner_acc);`] : []),
         '}',
-        'var norm_scale: array<f32, M>;',
-        `norm_scale[row] = inverseSqrt(sum_squares / ${wgslFloat(p.k)} + ${wgslFloat(norm.eps)});`,
+        `let row_scale = inverseSqrt(sum_squares / ${wgslFloat(p.k)} + ${wgslFloat(norm.eps)});`,
       ]
     : p.rope
       ? ['for (var k = 0u; k < K; k++) {', `  let a_k = ${a};`, `  acc = fma(a_k, ${b}, acc);`, `  partner_acc = fma(a_k, ${bAt('partner')}, partner_acc);`, '}']
@@ -58,7 +57,7 @@ export function directKernel(p: MatmulProblem): KernelCode {
         `let partner = select(col, select(col + ${u32(half)}, col - ${u32(half)}, j >= ${u32(half)}), j < ${u32(rope.rotaryDim)});`,
       ]
     : [];
-  const partnerE = rope && p.epilogue('partner_acc', 'row', 'partner', '  ');
+  const partnerE = rope && p.epilogue('partner_acc', 'row', 'partner', '  ', { normScale: 'row_scale' });
   const store = rope
     ? [
         'var value = 0.0;',

@@ -10,7 +10,7 @@
 // written into a KV cache stores each value at its cache address (cache_index).
 import { wgslFloat } from '../ir/ops';
 import { u32, type KernelCode } from './kernel';
-import { matmulPreamble, type MatmulProblem } from './matmul';
+import { matmulPreamble, type EpilogueOptions, type MatmulProblem } from './matmul';
 
 export interface GemvConfig {
   /** vec4 column groups per workgroup; the other 256 / LANES invocations split K (subgroups: all 256, group after group) */
@@ -211,16 +211,16 @@ ${ind(body, 2).join('\n')}
 }
 
 /**
- * The stores of a rope'd product: columns col..col + 3 hold `v`, computed at the columns
+ * The stores of a rope'd product (`row`, `col` and `c_base` in scope): columns col..col + 3 hold `v`, computed at the columns
  * rope_column gives: in a head's rotated part, two pairs (c0, c0 + H) and (c0 + 1, c0 + 1 + H)
  * as v's (x, z) and (y, w), each element through the epilogue at its own column, then rotated.
  */
-function ropeStore(p: MatmulProblem, v: string): string[] {
+export function ropeStore(p: MatmulProblem, v: string, options: EpilogueOptions = {}): string[] {
   const rope = p.rope!;
   const sign = wgslFloat(rope.inverse ? -1 : 1);
   const lines = ['var e: vec4<f32>;'];
   for (let cc = 0; cc < 4; cc++) {
-    const e = p.epilogue(`${v}[${cc}]`, 'row', 'cc', '  ');
+    const e = p.epilogue(`${v}[${cc}]`, 'row', 'cc', '  ', options);
     lines.push('{', `  let cc = rope_column(col + ${u32(cc)});`, ...e.lines, `  e[${cc}] = ${e.value};`, '}');
   }
   lines.push(

@@ -72,9 +72,9 @@ export interface MatmulProblem {
   plainStore: boolean;
   /**
    * the epilogue as statements ending in a value, for the output at (row, col); plain: the
-   * product itself. `given[j]`, where set, is epilogue operand j's value already read.
+   * product itself. (EpilogueOptions: operands already read, where the norm scale is)
    */
-  epilogue(product: string, row: string, col: string, indent: string, given?: readonly (string | undefined)[]): { lines: string[]; value: string };
+  epilogue(product: string, row: string, col: string, indent: string, options?: EpilogueOptions): { lines: string[]; value: string };
   /**
    * per epilogue operand, whether four neighbouring outputs (col a multiple of 4, N too) read
    * four neighbouring elements from a multiple of 4: then it may be bound and read as vec4s
@@ -93,14 +93,15 @@ export interface MatmulProblem {
    */
   readers?: { a?: string; b?: string; b4?: string };
   /**
-   * A read through RMSNorm: its weight is binding `in${weight}`, and the kernel fills
-   * `norm_scale[row]` with each row's 1/rms before the product (the small-M kernel only)
+   * A read through RMSNorm: its weight is binding `in${weight}`, which scales A as it is read,
+   * and the kernel computes each row's 1/rms, which scales the product in the epilogue (by
+   * default read from `norm_scale[row]`; EpilogueOptions.normScale says where else)
    */
   norm?: { eps: number; weight: number };
   /**
-   * a rope of the epilogue's value (the form's, see MatmulForm.rope; B read transposed, at
-   * most SMALL_M rows): `position(row)` is the WGSL f32 position of a row of this batch. The
-   * small-M kernel computes columns in pair order, `rope_column(c)` the column it computes at c
+   * a rope of the epilogue's value (the form's, see MatmulForm.rope; B read transposed):
+   * `position(row)` is the WGSL f32 position of a row of this batch. The small-M and tiled
+   * kernels compute columns in pair order, `rope_column(c)` the column computed at c
    * (in each head's rotated part, a group of 4 holds the pairs (2g, 2g + H) and (2g + 1, 2g + 1 + H), H = rotaryDim/2)
    */
   rope?: NonNullable<MatmulForm['rope']> & { position(row: string): string };
@@ -113,7 +114,14 @@ export interface MatmulProblem {
   storeAt(index: string, value: string): string;
 }
 
-/** A generated module with what the plan needs to know about it. */
+/** How a kernel's epilogue call differs from the default. */
+export interface EpilogueOptions {
+  /** `given[j]`, where set, is epilogue operand j's value already read */
+  given?: readonly (string | undefined)[];
+  /** with a fused RMSNorm, the WGSL of the row's 1/rms (default `norm_scale[row]`) */
+  normScale?: string;
+}
+
 /** The largest M the GEMV-style kernel takes; above it the tiled kernel reuses B better. */
 export const SMALL_M = 16;
 
@@ -125,8 +133,9 @@ export const productAttrs = (node: Node): FusedMatmulAttrs => (node.op === 'fuse
 /**
  * The product a matmul or fusedMatmul node computes, as the passes that split it see it:
  * its sizes, its batch count and its fused attributes.
- * Undefined for any other node and for products of at most SMALL_M rows, whose small-M
- * kernel splits K itself.
+ * Undefined for any other node, for products of at most SMALL_M rows, whose small-M
+ * kernel splits K itself, and for products whose epilogue needs the whole sum over K in the
+ * kernel (a fused RMSNorm's row scale, a rope's pairs, a cache's stores).
  */
 export function tiledProductOf(graph: Graph, node: Node): { m: number; n: number; k: number; batches: number; attrs: FusedMatmulAttrs } | undefined {
   if (node.op !== 'matmul' && node.op !== 'fusedMatmul') return undefined;
@@ -134,6 +143,7 @@ export function tiledProductOf(graph: Graph, node: Node): { m: number; n: number
   const [m, n] = out.slice(-2);
   if (m <= SMALL_M) return undefined;
   const attrs = productAttrs(node);
+  if (attrs.norm || attrs.rope || attrs.cache) return undefined;
   const a = graph.nodes[node.inputs[0]].type.shape;
   const k = attrs.transposeA ? a[a.length - 2] : a[a.length - 1];
   return { m, n, k, batches: elementCount(out.slice(0, -2)), attrs };
@@ -193,9 +203,9 @@ export function matmulProblem(node: KernelSubject, operands: readonly TensorType
   const chain = form ? form.epilogue('x0', extraViews.map((_, j) => `x${j + 1}`)) : PLAIN_CHAIN;
   const extraIndex = (j: number, row: string, col: string) => viewIndex(extraViews[j], batchShape.length, row, col);
   const norm = form?.norm ? { eps: form.norm.eps, weight: form.norm.operand } : undefined;
-  const epilogue = (rawProduct: string, row: string, col: string, indent: string, given: readonly (string | undefined)[] = []) => {
+  const epilogue = (rawProduct: string, row: string, col: string, indent: string, { given = [], normScale = `norm_scale[${row}]` }: EpilogueOptions = {}) => {
     // rmsNorm(a)·b = diag(1/rms)·((a ⊙ weight)·b): the weight scales A as it is read, 1/rms each row here
-    const product = norm ? `${rawProduct} * norm_scale[${row}]` : rawProduct;
+    const product = norm ? `${rawProduct} * ${normScale}` : rawProduct;
     if (!form) return { lines: [], value: product };
     const loads = extraViews.map((_, j) => `${indent}let x${j + 1} = ${given[j] ?? `in${j + 2}[${extraIndex(j, row, col)}]`};`);
     return { lines: [`${indent}let x0 = ${product};`, ...loads, ...chainStatements(chain, indent)], value: chain.result };
@@ -285,8 +295,8 @@ export function lowerMatmul(node: KernelSubject, operands: readonly TensorType[]
     choices.push({ tag: 'direct', features: [], code: directKernel(p) });
   } else if (p.m <= SMALL_M && p.kStored === p.k) {
     for (const c of chooseGemv(p, target.features)) choices.push({ tag: c.tag, features: c.features, code: gemvKernel(p, c.config) });
-  } else if (p.norm || p.rope || p.cache) {
-    throw new Error(`matmul ${node.name}: a ${p.norm ? 'normed' : p.rope ? "rope'd" : 'cache-writing'} product of ${p.m} rows${p.kStored !== p.k ? ' split over K' : ''} has no kernel (the small-M kernel takes at most ${SMALL_M})`);
+  } else if ((p.norm || p.rope || p.cache) && (p.kStored !== p.k || p.form?.streamK)) {
+    throw new Error(`matmul ${node.name}: a ${p.norm ? 'normed' : p.rope ? "rope'd" : 'cache-writing'} product split over K has no kernel (its epilogue needs the whole sum)`);
   } else {
     for (const c of chooseTiling(p, target.tuning.matmul)) choices.push({ tag: c.tag, features: [], code: tiledKernel(p, c.config) });
   }
