@@ -27,7 +27,7 @@ import { inputFeeds } from './random-feeds';
 
 afterAll(releaseSharedDevice);
 
-const GGML: Record<string, SupportedTypeName> = { f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K', q5_k: 'Q5_K', q6_k: 'Q6_K' };
+const GGML: Record<WeightDType, SupportedTypeName> = { f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0', q4_1: 'Q4_1', q5_0: 'Q5_0', q5_1: 'Q5_1', q4_k: 'Q4_K', q5_k: 'Q5_K', q6_k: 'Q6_K' };
 
 /** A toy Llama whose products' K are whole Q4_K super-blocks: hidden 256, FFN 512, 4 heads of 64 over 2, 2 layers, tied head. */
 const CONFIG: HfLlamaConfig = { ...LLAMA_TRAIN_CONFIG, hidden_size: 256, intermediate_size: 512 };
@@ -49,8 +49,8 @@ function packedLlama(options: LlamaOptions, dtype?: WeightDType, weights?: Weigh
 const asPacked = (ops: readonly string[]) => (ops.includes('matmul') ? ops.filter((o) => o !== 'transpose').map((o) => (o === 'matmul' ? 'matmulQuantized' : o)) : [...ops]);
 
 describe('a packed toy Llama dispatches what the f32 plan does', () => {
-  // a prompt of 8 rows: the f32 prefill's products take their norms, ropes and cache writes too (at most 16 rows), the packed ones' (at most 8) as well
-  const options: LlamaOptions = { maxSequence: 16, maxPrompt: 8 };
+  // a prompt of 16 rows: the prefill's products take their norms, ropes and cache writes too (at most 16 rows, f32 and packed alike)
+  const options: LlamaOptions = { maxSequence: 24, maxPrompt: 16 };
   const kernelsOf = async (g: Graph, weightStorage: 'f32' | 'bf16' = 'f32') => {
     const plan = await compileGraph(g, { weights: 'none', entries: llamaEntries(options), targets: [NVIDIA_HOPPER], weightStorage });
     const byEntry = (entry: string) => plan.manifest.entryPoints[entry].dispatches.map((d) => asPacked(plan.manifest.kernels[d.kernel].ops).join(' ')).sort();
@@ -94,7 +94,7 @@ function productGraph(cases: readonly ProductCase[], seed: number): { g: Graph; 
     const x = g.input(`x${j}`, [c.m, K]);
     const gain = g.input(`gain${j}`, [K]);
     const h = g.rmsNorm(x, gain, { eps: 1e-5 });
-    const positions = g.input(`positions${j}`, [c.m, 1]);
+    const positions = c.parts.includes('k') || c.parts.includes('q') ? g.input(`positions${j}`, [c.m, 1]) : undefined!;
     const offset = g.constant(Float32Array.of(3), [1], `offset${j}`);
     const packed = (name: string, rows: number) => g.packedParameter(`${name}${j}`, [rows, K], c.dtype, quantize(GGML[c.dtype], randomValues(seed++, rows * K)));
     const n = HEADS[0] * HEADS[1];
@@ -153,7 +153,8 @@ describe('fused products of packed weights equal the unfused graph, in every mat
   const every = ['k', 'q', 'v', 'o', 'f'] as const;
   const plans: { label: string; target: Target; cases: ProductCase[] }[] = [
     {
-      // units, 8 lanes a row, 4 rows each; 12 rows take the tiled kernel (epilogues only: the norms, ropes and cache writes stay kernels of their own)
+      // units, 8 lanes a row, 4 rows each; 12 rows of x add their sums 8 rows at a time; 20 take
+      // the tiled kernel (epilogues only: the norm stays a kernel of its own)
       label: 'units (generic)',
       target: GENERIC,
       cases: [
@@ -161,11 +162,12 @@ describe('fused products of packed weights equal the unfused graph, in every mat
         { dtype: 'q4_k', m: 3, parts: every },
         { dtype: 'bf16', m: 1, parts: every },
         { dtype: 'q6_k', m: 12, parts: every },
+        { dtype: 'q5_0', m: 20, parts: ['o', 'f'] },
       ],
     },
     // 32 lanes and one row an invocation: a workgroup of 1 row, so a rope takes 8 lanes to hold its pairs
     { label: 'units, 32 lanes, 1 row', target: tuned({ kernel: 'units', lanesPerRow: 32, rowsPerTeam: 1, stepsInFlight: 1 }), cases: [{ dtype: 'f16', m: 2, parts: ['k', 'q', 'o'] }, { dtype: 'q5_k', m: 1, parts: ['k', 'f'] }] },
-    { label: 'chunks', target: tuned({ kernel: 'chunks', lanesPerRow: 8, rowsPerTeam: 1, stepsInFlight: 1 }), cases: [{ dtype: 'q4_0', m: 1, parts: every }, { dtype: 'q4_k', m: 3, parts: ['k', 'q'] }] },
+    { label: 'chunks', target: tuned({ kernel: 'chunks', lanesPerRow: 8, rowsPerTeam: 1, stepsInFlight: 1 }), cases: [{ dtype: 'q4_0', m: 1, parts: every }, { dtype: 'q4_k', m: 11, parts: ['k', 'q'] }] },
     // 32 KiB of workgroup memory (llvmpipe has it), so the dot4 variant is the one that runs
     {
       label: 'dot4',
@@ -179,9 +181,9 @@ describe('fused products of packed weights equal the unfused graph, in every mat
       const ranges = Object.fromEntries(cases.flatMap((_, j) => [[`gain${j}`, [0.5, 1.5]], [`positions${j}`, [0, 300]]])) as Record<string, [number, number]>;
       const feeds = inputFeeds(g, 31, ranges);
       const plan = await compileGraph(g, { targets: [target] });
-      // the fused kernels the decoder layer's products get (12 rows: the epilogues only)
+      // the fused kernels the decoder layer's products get (20 rows: the epilogues only)
       const kernels = plan.manifest.entryPoints.run.dispatches.map((d) => plan.manifest.kernels[d.kernel].ops.join(' '));
-      const decodeLike = cases.filter((c) => c.m <= 8);
+      const decodeLike = cases.filter((c) => c.m <= 16);
       const fused = (ops: string, part: string) => expect(kernels.filter((k) => k === ops).length, ops).toBe(decodeLike.filter((c) => c.parts.includes(part as never)).length);
       fused('rmsNorm matmulQuantized rope cacheWrite', 'k');
       fused('rmsNorm matmulQuantized rope', 'q');
@@ -212,8 +214,8 @@ describe('fused products of packed weights equal the unfused graph, in every mat
 });
 
 describe('a toy Llama of packed projections, decode and prefill against the float64 forward of its dequantized weights', () => {
-  // a prompt of up to 12 rows: prefill's products take the tiled kernel with their epilogues, decode's the fused matrix-vector kernels
-  const options: LlamaOptions = { maxSequence: 16, maxPrompt: 12 };
+  // a prompt of up to 20 rows: prefill's products take the tiled kernel with their epilogues, decode's the fused matrix-vector kernels
+  const options: LlamaOptions = { maxSequence: 24, maxPrompt: 20 };
   const SEQUENCE = Int32Array.from([17, 203, 5, 99, 250, 1, 42, 131, 77, 8, 299, 60, 3, 141]);
   const weights = randomCheckpoint(s, 23);
   test.each([
@@ -232,7 +234,7 @@ describe('a toy Llama of packed projections, decode and prefill against the floa
     const row = (t: number) => expected.subarray(t * s.vocab, (t + 1) * s.vocab);
     const session = await loadPlan(plan.bundle, (await sharedDevice()).device);
     try {
-      const prompt = new Int32Array(12);
+      const prompt = new Int32Array(20);
       prompt.set(SEQUENCE.subarray(0, 10));
       const prefill = await session.run({ prompt, length: Float32Array.of(10) }, 'prefill');
       expectClose(prefill.prefill_logits, row(9), 2e-4, 2e-4, `${dtype} prefill_logits`);

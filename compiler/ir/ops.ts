@@ -522,10 +522,11 @@ export const NORMED_PRODUCT_ROWS = 16;
 
 /**
  * The most rows of A (its batch axes folded in) the quantized matrix-vector kernel takes (its
- * workgroup memory holds a partial sum per row and invocation): the most a product of a packed
- * B takes with a fused RMSNorm, rope or cache write.
+ * workgroup memory holds a partial sum per row of x and invocation, for 8 rows at a time): the
+ * most a product of a packed B takes with a fused RMSNorm, rope or cache write, as many as a
+ * float product's small-M kernel takes in each matrix.
  */
-export const PACKED_FUSED_ROWS = 8;
+export const PACKED_FUSED_ROWS = 16;
 
 
 /**

@@ -37,6 +37,15 @@ const SLICE = 32;
 const SLICES = 8;
 
 /**
+ * The rows of x whose sums are added in workgroup memory at a time (1 KiB per row of x and
+ * row per invocation): beyond 8 rows of x (up to 16), the sums of the first 8 are added and
+ * stored, then the next's, in the same memory.
+ */
+const SUM_ROWS = 8;
+/** The rows of x whose sums share the workgroup's memory at once. */
+const sumRows = (m: number) => Math.min(m, SUM_ROWS);
+
+/**
  * How one invocation decodes a unit of a format. Names in the WGSL it emits end in the step's
  * suffix `s` (step and row), so the units of several steps and rows live side by side.
  */
@@ -443,7 +452,7 @@ export function unitsMatvecKernel(
   const block = blockBytes(dtype, decoder);
   const norm = fusionNorm(fusion, m, k);
   // the sums take M · rows · 256 / groups floats, 1 KiB per row of x and row per invocation
-  const perTeam = Math.max(1, Math.min(tuning.rowsPerTeam, Math.floor((workgroupBytes - (norm?.bytes ?? 0)) / (m * SLICE * SLICES * 4))));
+  const perTeam = Math.max(1, Math.min(tuning.rowsPerTeam, Math.floor((workgroupBytes - (norm?.bytes ?? 0)) / (sumRows(m) * SLICE * SLICES * 4))));
   // 4-value units (f16, bf16): 4 times the lanes and steps of 32-value ones, the same bytes
   const small = decoder.values < 32 ? 4 : 1;
   const lanes = fusedLanes(fusion, Math.min(SLICE, tuning.lanesPerRow * small), perTeam);
@@ -536,26 +545,43 @@ function matvecShell(b: MatvecBody): KernelCode {
   const { m, lanes, groups, perTeam, fusion } = b;
   const rows = groups * perTeam;
   const accs = range(m).flatMap((mm) => range(perTeam).map((r) => [mm, r]));
-  // partial sums: [M][ROWS][SLICES][lanes], one vec4 per 4 lanes
+  // partial sums: [SUM_ROWS of x at most][ROWS][SLICES][lanes], one vec4 per 4 lanes
   const sums = rows * SLICES * lanes;
+  const mc = sumRows(m);
   const partialSum = (at: string) => [
     'var v = vec4<f32>();',
     `for (var j = 0u; j < ${u32((SLICES * lanes) / 4)}; j++) {`,
     `  v += partial[${at} * ${u32((SLICES * lanes) / 4)} + j];`,
     '}',
   ];
-  // invocation li adds row li % ROWS's sums of x's row li / ROWS (with a rope, its pair partner's too: li ^ 2)
-  const store = fusion
-    ? [
-        ...partialSum('li'),
-        ...(fusion.problem.rope ? ['let own = (v.x + v.y) + (v.z + v.w);', '{', ...indent(partialSum('(li ^ 2u)')), '  partner = (v.x + v.y) + (v.z + v.w);', '}'] : []),
-        'let c = first + li % ROWS;',
-        'if (c < N) {',
-        ...indent(fusedStore(fusion, 'li / ROWS', 'c', fusion.problem.rope ? 'own' : '((v.x + v.y) + (v.z + v.w))', 'partner')),
-        '}',
-      ]
-    : [...partialSum('li'), 'let row = first + li % ROWS;', 'if (row < N) {', '  out[(li / ROWS) * N + row] = (v.x + v.y) + (v.z + v.w);', '}'];
-  if (fusion?.problem.rope) store.splice(0, 0, 'var partner = 0.0;');
+  // invocation li adds row li % ROWS's sums of x's row R = x0 + li / ROWS (with a rope, its pair partner's too: li ^ 2)
+  const store = (x0: number): string[] => {
+    const R = x0 > 0 ? `${u32(x0)} + li / ROWS` : 'li / ROWS';
+    if (!fusion) return [...partialSum('li'), 'let row = first + li % ROWS;', 'if (row < N) {', `  out[(${R}) * N + row] = (v.x + v.y) + (v.z + v.w);`, '}'];
+    return [
+      ...(fusion.problem.rope ? ['var partner = 0.0;'] : []),
+      ...partialSum('li'),
+      ...(fusion.problem.rope ? ['let own = (v.x + v.y) + (v.z + v.w);', '{', ...indent(partialSum('(li ^ 2u)')), '  partner = (v.x + v.y) + (v.z + v.w);', '}'] : []),
+      'let c = first + li % ROWS;',
+      'if (c < N) {',
+      ...indent(fusedStore(fusion, `(${R})`, 'c', fusion.problem.rope ? 'own' : '((v.x + v.y) + (v.z + v.w))', 'partner')),
+      '}',
+    ];
+  };
+  // the sums of x's rows x0 .. x0 + mc - 1 into workgroup memory, added and stored
+  const reduce = (x0: number): string[] => {
+    const these = accs.filter(([mm]) => mm >= x0 && mm < x0 + mc);
+    const count = Math.min(mc, m - x0);
+    return [
+      ...(x0 > 0 ? ['workgroupBarrier();'] : []),
+      ...these.map(([mm, r]) => `partial[((${u32((mm - x0) * rows + r)} + rowGroup * ${u32(perTeam)}) * ${u32(SLICES * lanes)} + at) / 4u][at % 4u] = acc${mm}_${r};`),
+      'workgroupBarrier();',
+      `// invocation li adds row li % ROWS's ${SLICES * lanes} sums of x's row ${x0 > 0 ? `${x0} + ` : ''}li / ROWS`,
+      `if (li < ${u32(count * rows)}) {`,
+      ...indent(store(x0)),
+      '}',
+    ];
+  };
   const bindings = fusion
     ? fusionBindings(fusion, b.element, b.dtype)
     : `@group(0) @binding(0) var<storage, read> in0: array<vec4<f32>>; // x [M, K]
@@ -571,8 +597,8 @@ const GRID_X: u32 = ${u32(b.gridX)};
 
 ${QUANT_FLOATS}
 ${helpers.length ? `\n${helpers.join('\n')}\n` : ''}
-// every invocation's sum per row of x and row of w: [M][ROWS][${SLICES} slices][${lanes} lanes]
-var<workgroup> partial: array<vec4<f32>, ${(m * sums) / 4}>;
+// every invocation's sum per row of x and row of w: [${m > mc ? `${mc} rows of x at a time` : 'M'}][ROWS][${SLICES} slices][${lanes} lanes]
+var<workgroup> partial: array<vec4<f32>, ${(mc * sums) / 4}>;
 ${b.workgroup.map((w) => `${w.decl}\n`).join('')}
 @compute @workgroup_size(${SLICES * SLICE}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -586,15 +612,10 @@ ${range(perTeam)
 ${accs.map(([mm, r]) => `  var acc${mm}_${r} = 0.0;`).join('\n')}
 ${indent([...b.prologue, ...b.loops, ...(b.afterLoops ?? [])]).join('\n')}
   let at = (li / ${u32(SLICE)}) * ${u32(lanes)} + lane;
-${accs.map(([mm, r]) => `  partial[((${u32(mm * rows + r)} + rowGroup * ${u32(perTeam)}) * ${u32(SLICES * lanes)} + at) / 4u][at % 4u] = acc${mm}_${r};`).join('\n')}
-  workgroupBarrier();
-  // invocation li adds row li % ROWS's ${SLICES * lanes} sums of x's row li / ROWS
-  if (li < ${u32(m * rows)}) {
-${indent(store, 4).join('\n')}
-  }
+${indent(range(Math.ceil(m / mc)).flatMap((c) => reduce(c * mc))).join('\n')}
 }
 `;
-  const bytes = m * sums * 4 + b.workgroup.reduce((t, w) => t + w.bytes, 0);
+  const bytes = mc * sums * 4 + b.workgroup.reduce((t, w) => t + w.bytes, 0);
   return { wgsl, workgroupSize: [SLICES * SLICE, 1, 1], workgroupBytes: bytes, workgroups: b.grid };
 }
 
@@ -711,7 +732,7 @@ export function dot4MatvecKernel(
   const norm = fusionNorm(fusion, m, k);
   // x as int8 (1 byte a value), a scale per 32 values and an i32 sum per 8: 1.625 bytes a value
   const xBytes = m * k + (m * k) / 8 + (m * k) / 2;
-  const perTeam = Math.min(tuning.rowsPerTeam, Math.floor((workgroupBytes - xBytes - (norm?.bytes ?? 0)) / (m * SLICE * SLICES * 4)));
+  const perTeam = Math.min(tuning.rowsPerTeam, Math.floor((workgroupBytes - xBytes - (norm?.bytes ?? 0)) / (sumRows(m) * SLICE * SLICES * 4)));
   if (perTeam < 1) return null;
   const lanes = fusedLanes(fusion, Math.min(SLICE, tuning.lanesPerRow), perTeam);
   if (SLICE % lanes !== 0) throw new Error(`quantizedMatvec.lanesPerRow ${tuning.lanesPerRow}: not a divisor of ${SLICE}`);

@@ -3,7 +3,7 @@
 // read. The weights are bound as 32-bit words; each format has one WGSL decoder, `q_dq4`, giving
 // four neighbouring values of a block from the byte layouts in runtime/ggml-types.ts (blocks
 // of 18, 22, 34 or 210 bytes start on any even byte, so their words are read as two halves).
-//   - decode (M ≤ SMALL_M_QUANTIZED rows, w [N, K]): a matrix-vector kernel,
+//   - decode and short prompts (M ≤ SMALL_M_QUANTIZED rows, w [N, K]): a matrix-vector kernel,
 //     matmul-quantized-matvec.ts (32 values of a block per invocation and step, decoded a word
 //     at a time). The target's tuning can ask instead for the first kernel, kept here to
 //     compare against (bench/quantized-matvec.ts --kernel old,new): ROWS output rows per
@@ -23,8 +23,10 @@ import { epilogueHelpers, matmulProblem, type ScheduledForm } from './matmul';
 import { dot4MatvecKernel, fusedStore, fusionBindings, fusionNorm, unitsMatvecKernel, xRead, type MatvecFusion } from './matmul-quantized-matvec';
 import { chooseTiling, PORTABLE_WORKGROUP_BYTES, tiledKernel } from './matmul-tiled';
 
-/** The largest M the matrix-vector kernel takes (its workgroup memory holds M partial sums per invocation). */
+/** The largest M the matrix-vector kernel takes (its workgroup memory holds partial sums of 8 rows of x at a time per invocation). */
 export const SMALL_M_QUANTIZED = PACKED_FUSED_ROWS;
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Invocations per output row, splitting its K. */
 const LANES = 32;
@@ -179,14 +181,29 @@ function chunksMatvecKernel(node: KernelSubject, operands: readonly TensorType[]
   const rows = Array.from({ length: m }, (_, r) => r);
   const norm = fusionNorm(fusion, m, k);
   const rope = fusion?.problem.rope;
+  // the sums of 8 rows of x at a time in workgroup memory (the first 8, then the rest: up to 16)
+  const mc = Math.min(m, 8);
   // lane 0 of each row stores it; a rope's pair partner (position c ^ 2) is the row 2 rows away
-  const store = fusion
-    ? rows.flatMap((r) => [
-        '{',
-        ...indent(fusedStore(fusion, u32(r), 'c', `partial[${u32(r * 256)} + li]`, `partial[${u32(r * 256)} + (li ^ ${u32(2 * LANES)})]`), 2),
-        '}',
-      ])
-    : rows.map((r) => `out[${r ? `${u32(r)} * N + ` : ''}row] = partial[${u32(r * 256)} + li];`);
+  const store = (r: number, at: number) =>
+    fusion
+      ? ['{', ...indent(fusedStore(fusion, u32(r), 'c', `partial[${u32(at * 256)} + li]`, `partial[${u32(at * 256)} + (li ^ ${u32(2 * LANES)})]`), 2), '}']
+      : [`out[${r ? `${u32(r)} * N + ` : ''}row] = partial[${u32(at * 256)} + li];`];
+  // x's rows x0 .. x0 + mc - 1: their sums into workgroup memory, added in a tree, stored by lane 0
+  const reduce = (x0: number): string[] => {
+    const these = rows.slice(x0, x0 + mc);
+    const at = (r: number, plus = 0) => u32((r - x0) * 256 + plus);
+    return [
+      ...(x0 > 0 ? ['workgroupBarrier();'] : []),
+      ...these.map((r) => `partial[${at(r)} + li] = acc${r};`),
+      'workgroupBarrier();',
+      ...[16, 8, 4, 2, 1]
+        .filter((st) => st < LANES)
+        .flatMap((st) => [`if (lane < ${u32(st)}) {`, ...these.map((r) => `  partial[${at(r)} + li] += partial[${at(r, st)} + li];`), '}', 'workgroupBarrier();']),
+      `if (lane == 0u && ${fusion ? 'c' : 'row'} < N) {`,
+      ...indent(these.flatMap((r) => store(r, r - x0))),
+      '}',
+    ];
+  };
   const header = kernelHeader(name, node, operands, `quantized matrix-vector product, ${dtype} weights: ${ROWS} rows per workgroup, ${LANES} invocations a row striding over K in chunks of ${chunk}, reduced in workgroup memory${fusion ? ', epilogue per value' : ''}`, fusion?.problem.form?.ops);
   const bindings = fusion
     ? fusionBindings(fusion, 'u32', dtype)
@@ -207,8 +224,8 @@ const GRID_X: u32 = ${u32(gridX)};
 
 ${decoderSource(dtype, k)}
 ${helpers.length ? `\n${helpers.join('\n')}\n` : ''}
-// each invocation's partial sum of each row of x
-var<workgroup> partial: array<f32, ${m * 256}>;
+// each invocation's partial sum of each row of x${m > mc ? `, ${mc} rows at a time` : ''}
+var<workgroup> partial: array<f32, ${mc * 256}>;
 ${norm ? `${norm.decl}\n` : ''}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -225,18 +242,10 @@ ${Array.from({ length: vecs }, (_, v) => `      let w${v} = q_dq4(bb, e + ${u32(
 ${rows.map((r) => `      acc${r} += ${Array.from({ length: vecs }, (_, v) => `dot(w${v}, ${xRead(fusion, `${r ? `${u32((r * k) / 4)} + ` : ''}c / 4u + ${u32(v)}`, `c / 4u + ${u32(v)}`)})`).join(' + ')};`).join('\n')}
     }
   }
-${norm ? `${indent(norm.lines).join('\n')}\n` : ''}${rows.map((r) => `  partial[${u32(r * 256)} + li] = acc${r};`).join('\n')}
-  workgroupBarrier();
-${[16, 8, 4, 2, 1]
-  .filter((s) => s < LANES)
-  .map((s) => `  if (lane < ${u32(s)}) {\n${rows.map((r) => `    partial[${u32(r * 256)} + li] += partial[${u32(r * 256 + s)} + li];`).join('\n')}\n  }\n  workgroupBarrier();`)
-  .join('\n')}
-  if (lane == 0u && ${fusion ? 'c' : 'row'} < N) {
-${indent(store, 4).join('\n')}
-  }
+${indent([...(norm?.lines ?? []), ...range(Math.ceil(m / mc)).flatMap((c) => reduce(c * mc))]).join('\n')}
 }
 `;
-  return { wgsl, workgroupSize: [256, 1, 1], workgroupBytes: m * 256 * 4 + (norm?.bytes ?? 0), workgroups: grid };
+  return { wgsl, workgroupSize: [256, 1, 1], workgroupBytes: mc * 256 * 4 + (norm?.bytes ?? 0), workgroups: grid };
 }
 
 /**
