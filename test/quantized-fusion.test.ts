@@ -247,3 +247,22 @@ describe('a toy Llama of packed projections, decode and prefill against the floa
     }
   }, 300_000);
 });
+
+test('the fused product of a packed weight refuses what its kernels do not do, naming it', () => {
+  const refusal = (build: (g: Graph) => unknown): string => {
+    try {
+      build(new Graph('bad'));
+    } catch (e) {
+      return (e as Error).message;
+    }
+    throw new Error('not refused');
+  };
+  const packed = (g: Graph) => g.packedParameter('w', [8, 64], 'q8_0', quantize('Q8_0', randomValues(1, 8 * 64)));
+  const norm = (g: Graph) => ({ weight: g.input('gain', [64]), eps: 1e-5 });
+  expect(refusal((g) => g.fusedMatmul(g.input('x', [1, 64]), packed(g), { transposeB: true }))).toMatch(/^fusedMatmul: a product of a packed b \(q8_0\) with nothing fused is matmulQuantized/);
+  expect(refusal((g) => g.fusedMatmul(g.input('x', [17, 64]), packed(g), { transposeB: true, norm: norm(g) }))).toMatch(
+    /a normed product of a packed b \(q8_0\) takes at most 16 rows of A in all \(the quantized matrix-vector kernel's\); A has 17/,
+  );
+  expect(refusal((g) => g.fusedMatmul(g.input('x', [2, 8]), packed(g), { norm: { weight: g.input('gain', [8]), eps: 1e-5 } }))).toMatch(/a normed product of a packed b \(q8_0\) reads it as \[N, K\], transposed/);
+  expect(refusal((g) => g.fusedMatmul(g.input('x', [64, 1]), packed(g), { transposeA: true, transposeB: true, residual: g.input('r', [1, 8]) }))).toMatch(/reads A as stored, not transposed/);
+});

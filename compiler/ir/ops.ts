@@ -2321,12 +2321,17 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
 
 /**
  * A B held packed (matmulQuantized's weight, ggml blocks, f16, bf16), as the kernels read it: a
- * matrix of whole rows of four values, A read as stored; a normed, rope'd or cache-writing
+ * product with something fused, a matrix of whole rows of four values, A read as stored; a normed, rope'd or cache-writing
  * product only in the matrix-vector kernel's shape (B [N, K] read transposed, at most
  * PACKED_FUSED_ROWS rows of A, its batch axes folded in).
  */
 function packedProductType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): void {
   const [a, b] = inputs;
+  // with nothing fused it is matmulQuantized, which the optimizer keeps: one op, so one kernel, for
+  // every such product (the two would cost the same, and extraction would take either)
+  if (!(attrs.bias || attrs.gate || attrs.residual || attrs.norm || attrs.rope || attrs.cache || attrs.activation !== 'none')) {
+    throw new ShapeRuleError(`a product of a packed b (${b.dtype}) with nothing fused is matmulQuantized`);
+  }
   if (b.shape.length !== 2) throw new ShapeRuleError(`a packed b (${b.dtype}) must be a matrix; got ${formatShape(b.shape)}`);
   if (b.shape[1] % 4 !== 0) throw new ShapeRuleError(`b ${formatShape(b.shape)} ${b.dtype} needs a multiple of 4 values per row`);
   if (attrs.transposeA) throw new ShapeRuleError(`a product of a packed b (${b.dtype}) reads A as stored, not transposed`);
