@@ -186,7 +186,7 @@ function chunksMatvecKernel(node: KernelSubject, operands: readonly TensorType[]
   // lane 0 of each row stores it; a rope's pair partner (position c ^ 2) is the row 2 rows away
   const store = (r: number, at: number) =>
     fusion
-      ? ['{', ...indent(fusedStore(fusion, u32(r), 'c', `partial[${u32(at * 256)} + li]`, `partial[${u32(at * 256)} + (li ^ ${u32(2 * LANES)})]`), 2), '}']
+      ? ['{', ...indent(fusedStore(fusion, u32(r), 'position', `partial[${u32(at * 256)} + li]`, `partial[${u32(at * 256)} + (li ^ ${u32(2 * LANES)})]`), 2), '}']
       : [`out[${r ? `${u32(r)} * N + ` : ''}row] = partial[${u32(at * 256)} + li];`];
   // x's rows x0 .. x0 + mc - 1: their sums into workgroup memory, added in a tree, stored by lane 0
   const reduce = (x0: number): string[] => {
@@ -199,7 +199,7 @@ function chunksMatvecKernel(node: KernelSubject, operands: readonly TensorType[]
       ...[16, 8, 4, 2, 1]
         .filter((st) => st < LANES)
         .flatMap((st) => [`if (lane < ${u32(st)}) {`, ...these.map((r) => `  partial[${at(r)} + li] += partial[${at(r, st)} + li];`), '}', 'workgroupBarrier();']),
-      `if (lane == 0u && ${fusion ? 'c' : 'row'} < N) {`,
+      `if (lane == 0u && ${fusion ? 'position' : 'row'} < N) {`,
       ...indent(these.flatMap((r) => store(r, r - x0))),
       '}',
     ];
@@ -230,10 +230,9 @@ ${norm ? `${norm.decl}\n` : ''}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let lane = li % LANES;
-  let ${fusion ? 'c' : 'row'} = (wid.x + wid.y * GRID_X) * ROWS + li / LANES;
-${fusion ? `  let row = ${rope ? 'rope_column(min(c, N - 1u))' : 'c'};
-` : ''}${rows.map((r) => `  var acc${r} = 0.0;`).join('\n')}
-  if (${fusion ? 'c' : 'row'} < N) {
+  let ${fusion ? 'position' : 'row'} = (wid.x + wid.y * GRID_X) * ROWS + li / LANES;
+${fusion ? `  // the row of w computed here${rope ? ': a rope\'s columns in pair order' : ''}\n  let row = ${rope ? 'rope_column(min(position, N - 1u))' : 'position'};\n` : ''}${rows.map((r) => `  var acc${r} = 0.0;`).join('\n')}
+  if (${fusion ? 'position' : 'row'} < N) {
     for (var c = lane * CHUNK; c < K; c += LANES * CHUNK) {
       // the chunk's block and its offset there; its values decoded once for every row of x
       let bb = (row * ROW_BLOCKS + c / BLOCK_VALUES) * BLOCK_BYTES;
