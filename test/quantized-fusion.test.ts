@@ -74,8 +74,12 @@ describe('a packed toy Llama dispatches what the f32 plan does', () => {
 interface ProductCase {
   dtype: WeightDType;
   m: number;
-  /** k: norm, rope, cache write; q: norm, rope of the first 8 of 16 features; v: norm, cache write; o: + residual; f: norm, SwiGLU */
-  parts: readonly ('k' | 'q' | 'v' | 'o' | 'f')[];
+  /**
+   * k: norm, rope, cache write; q: norm, rope of the first 8 of 16 features; v: norm, cache
+   * write; o: + residual; f: norm, SwiGLU; b: x of 2 matrices of m rows, normed, + a residual
+   * per matrix (broadcast over its rows: the stores read it by batch)
+   */
+  parts: readonly ('k' | 'q' | 'v' | 'o' | 'f' | 'b')[];
 }
 
 const K = 256;
@@ -113,6 +117,7 @@ function productGraph(cases: readonly ProductCase[], seed: number): { g: Graph; 
         const up = packed('wup', 64);
         named(g.swiglu(g.matmulQuantized(h, w), g.matmulQuantized(h, up)));
       }
+      if (part === 'b') named(g.add(g.input(`r${j}`, [2, 1, n]), g.matmulQuantized(g.rmsNorm(g.input(`xb${j}`, [2, c.m, K]), gain, { eps: 1e-5 }), w)));
     }
   });
   return { g, outputs };
@@ -158,11 +163,11 @@ describe('fused products of packed weights equal the unfused graph, in every mat
       label: 'units (generic)',
       target: GENERIC,
       cases: [
-        { dtype: 'q8_0', m: 1, parts: every },
+        { dtype: 'q8_0', m: 1, parts: [...every, 'b'] },
         { dtype: 'q4_k', m: 3, parts: every },
         { dtype: 'bf16', m: 1, parts: every },
         { dtype: 'q6_k', m: 12, parts: every },
-        { dtype: 'q5_0', m: 20, parts: ['o', 'f'] },
+        { dtype: 'q5_0', m: 20, parts: ['o', 'f', 'b'] },
       ],
     },
     // 32 lanes and one row an invocation: a workgroup of 1 row, so a rope takes 8 lanes to hold its pairs
@@ -189,7 +194,9 @@ describe('fused products of packed weights equal the unfused graph, in every mat
       fused('rmsNorm matmulQuantized rope', 'q');
       fused('rmsNorm matmulQuantized cacheWrite', 'v');
       fused('rmsNorm matmulQuantized swiglu', 'f');
-      expect(kernels.filter((k) => k === 'matmulQuantized add').length).toBe(cases.filter((c) => c.parts.includes('o')).length);
+      expect(kernels.filter((k) => k === 'rmsNorm matmulQuantized add').length).toBe(cases.filter((c) => c.parts.includes('b') && 2 * c.m <= 16).length);
+      // o, and b over more than 16 rows (its norm a kernel of its own)
+      expect(kernels.filter((k) => k === 'matmulQuantized add').length).toBe(cases.filter((c) => c.parts.includes('o')).length + cases.filter((c) => c.parts.includes('b') && 2 * c.m > 16).length);
       const state = new Map(g.nodes.filter((n) => n.op === 'state').map((n) => [n.name, new Float64Array(elementCount(n.type.shape))]));
       const expected = interpret(g, feeds, plan.parameters, { state });
       const actual = await runOnGpu(plan.bundle, feeds);
