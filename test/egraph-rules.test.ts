@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { compileGraph } from '../compiler/compile';
+import { quantize } from '../compiler/frontends/gguf/quantize';
 import { optimizeGraph, type OptimizePhase } from '../compiler/egraph/optimize';
 import { declaredArities, parseEgg } from '../compiler/egraph/parse';
 import { RULE_FILES } from '../compiler/egraph/rules';
@@ -17,6 +18,7 @@ import { elementCount } from '../compiler/ir/types';
 import { loadPlan } from '../runtime/session';
 // @ts-expect-error: a plain .mjs build script, without type declarations
 import { renderRulesModule } from '../scripts/embed-rules.mjs';
+import { randomValues } from '../fixtures/gguf/models';
 import { releaseSharedDevice, sharedDevice } from './gpu';
 import { randomFeeds } from './random-feeds';
 
@@ -327,6 +329,26 @@ const CASES: Case[] = [
     phase: 'kernels',
     build: (g) => g.output('y', g.matmul(g.input('a', [2, 2, 3, 5]), g.input('b', [2, 2, 5, 4]))),
     form: oneProduct,
+  },
+  // fuse.egg: a packed weight's product is the fused product with that B, so the rules below apply to it
+  {
+    rule: 'matmul (packed B)',
+    label: "a decode step's normed, rope'd q of a q8_0 weight, and a residual product",
+    phase: 'kernels',
+    build: (g) => {
+      const x = g.input('x', [1, 32]);
+      const h = g.rmsNorm(x, g.parameter('norm', [32], { init: { uniform: [0.5, 1.5] } }), { eps: 1e-5 });
+      const w = (name: string, rows: number, seed: number) => g.packedParameter(name, [rows, 32], 'q8_0', quantize('Q8_0', randomValues(seed, rows * 32)));
+      g.output('q', g.rope(g.reshape(g.matmulQuantized(h, w('q', 16, 1)), [1, 2, 8]), g.input('position', [1, 1]), { theta: 10000 }));
+      g.output('o', g.add(x, g.matmulQuantized(g.input('a', [1, 32]), w('o', 32, 2))));
+    },
+    form: (o) => {
+      const fused = fusedMatmuls(o);
+      expect(fused).toHaveLength(2);
+      expect(fused.find((n) => n.attrs.rope)?.attrs).toMatchObject({ norm: true, transposeB: true, rotation: { shape: [1, 2, 8] } });
+      expect(fused.filter((n) => n.attrs.residual)).toHaveLength(1);
+      expect(opsOf(o).filter((op) => ['matmulQuantized', 'rmsNorm', 'rope', 'add'].includes(op))).toEqual([]);
+    },
   },
   // fuse.egg: transposes read in place
   foldTranspose('fold transpose A 2-D', 'A', [5, 6], [5, 7], [1, 0]),

@@ -40,12 +40,16 @@ const TYPES = packedWeightTypes(SUPPORTED_TYPES) as [WeightDType, SupportedTypeN
  */
 const weightShape = (dtype: WeightDType): [number, number] => (dtype.endsWith('_k') ? [11, 2816] : dtype.endsWith('16') ? [13, 1100] : [13, 2144]);
 
-/** The products per type: x's shape and w's layout; rows of x 1, 3, 8 (2 × 4 folded), 9 and 17; w as [K, N] with 1 and 10 rows. */
+/**
+ * The products per type: x's shape and w's layout; rows of x 1, 3, 8 (2 × 4 folded), 9 (the
+ * matrix-vector kernel adds the sums of 8 rows of x at a time: here 8, then 1) and 17; w as
+ * [K, N] with 1 and 10 rows.
+ */
 const PRODUCTS: { x: (n: number, k: number) => number[]; transposeB: boolean; kernel: 'matrix-vector' | 'tiled' }[] = [
   { x: (_n, k) => [1, k], transposeB: true, kernel: 'matrix-vector' },
   { x: (_n, k) => [3, k], transposeB: true, kernel: 'matrix-vector' },
   { x: (_n, k) => [2, 4, k], transposeB: true, kernel: 'matrix-vector' },
-  { x: (_n, k) => [9, k], transposeB: true, kernel: 'tiled' },
+  { x: (_n, k) => [9, k], transposeB: true, kernel: 'matrix-vector' },
   { x: (_n, k) => [17, k], transposeB: true, kernel: 'tiled' },
   { x: (n) => [1, n], transposeB: false, kernel: 'tiled' },
   { x: (n) => [10, n], transposeB: false, kernel: 'tiled' },

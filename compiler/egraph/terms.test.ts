@@ -41,6 +41,10 @@ function everyTermOp(): Graph {
   const row = g.input('row', [1, 4]);
   const rope = { positions: g.input('pos', [1, 1]), shape: [1, 3, 4], theta: 100, inverse: true, scaling };
   out(g.fusedMatmul(row, g.input('w', [12, 4]), { transposeB: true, norm: { weight: v, eps: 1e-5 }, rope, cacheWrite: { cache, rows: [3, 1, 4], offsets: g.input('at2', [1]) } }));
+  // a packed weight's product, and the fused product of it
+  const packed = g.packedParameter('wq', [5, 4], 'bf16');
+  out(g.matmulQuantized(x, packed));
+  out(g.fusedMatmul(row, packed, { transposeB: true, norm: { weight: v, eps: 1e-6 }, residual: g.input('r4', [1, 5]) }));
   const image = g.input('image', [2, 4, 7, 6]);
   const k = g.input('k', [6, 2, 3, 3]);
   out(g.conv2d(image, k, { stride: [2, 1], padding: [1, 0, 1, 2], dilation: [1, 2], groups: 2 }));

@@ -136,12 +136,14 @@ export type Lowering<A> =
    * through broadcast views, then the chain's `let`s in order; the last one is stored
    */
   | { archetype: 'pointwiseChain'; chain: (x: string[], attrs: A) => PointwiseChain }
-  /** batched matrix product; `form` adds transposed operand reads and an epilogue (default: plain A·B) */
+  /**
+   * batched matrix product; `form` adds transposed operand reads and an epilogue (default: plain
+   * A·B); a B held packed (a weight dtype: ggml blocks, f16, bf16) is dequantized as it is read
+   * (lower/matmul-quantized.ts)
+   */
   | { archetype: 'matmul'; form?: (inputs: readonly TensorType[], attrs: A, out: TensorType) => MatmulForm }
   /** [M, K] i8 · [K, N] i8 → i32: packed bytes, with a tensor-core (subgroup-matrix) variant */
   | { archetype: 'matmulInt8' }
-  /** f32 x · a packed weight (ggml blocks, f16, bf16) dequantized as it is read (lower/matmul-quantized.ts) */
-  | { archetype: 'matmulQuantized' }
   /** softmax(q·kᵀ·scale + mask)·v in one kernel: a workgroup per query row, keys in tiles with an online softmax */
   | { archetype: 'attention' }
   /**
@@ -514,6 +516,14 @@ export interface FusedRotation extends RopeAttrs {
   shape: Shape;
 }
 
+
+/**
+ * The most rows of A (its batch axes folded in) the quantized matrix-vector kernel takes (its
+ * workgroup memory holds a partial sum per row of x and invocation, for 8 rows at a time): the
+ * most a product of a packed B takes with a fused RMSNorm, rope or cache write, as many as a
+ * float product's small-M kernel takes in each matrix.
+ */
+export const PACKED_FUSED_ROWS = 16;
 
 
 /**
@@ -1900,7 +1910,9 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   // runtime/ggml-types.ts), so GPU and reference differ by f32 accumulation only.
   // x̄ = ȳ · dequant(w) (transposeB) or ȳ · dequant(w)ᵀ: the same op with the other layout, so
   // the same kernels. A packed weight is never trained: it has no gradient, and the builder
-  // makes packed parameters frozen.
+  // makes packed parameters frozen. It lowers as a product whose B is packed (lower/matmul.ts
+  // hands those to lower/matmul-quantized.ts), and the kernel rules make it a fusedMatmul with
+  // that B (fuse.egg, "matmul (packed B)"), so it takes every fusion a float product takes.
   matmulQuantized: {
     arity: 2,
     summary: 'x [.., M, K] f32 times a packed weight (q8_0, q4_k, …, f16, bf16) dequantized as read: w [N, K] and x·wᵀ (a GGUF linear layer) or w [K, N] and x·w → [.., M, N] f32',
@@ -1937,7 +1949,11 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
       }
       return result;
     },
-    lowering: { archetype: 'matmulQuantized' },
+    lowering: {
+      archetype: 'matmul',
+      form: (_inputs, attrs) => ({ transposeA: false, transposeB: attrs.transposeB, extraViews: [], epilogue: (product) => ({ lets: [], result: product, helpers: [], ops: [] }), ops: ['matmulQuantized'] }),
+    },
+    term: attributeTerm<MatmulQuantizedAttrs>('MatmulQuantized', { transposeB: 'bool' }),
     grad: ({ g, inputs: [, w], dy, attrs }) => [g.matmulQuantized(dy, w, { transposeB: !attrs.transposeB }), undefined],
     flops: ([x], _attrs, out) => productFlops(out, x.shape[x.shape.length - 1]),
   } satisfies OpDef<MatmulQuantizedAttrs>,
@@ -2176,7 +2192,7 @@ fn mn_gelu_tanh_backward(dy: f32, x: f32) -> f32 {
   } satisfies OpDef<FusedPointwiseAttrs>,
   fusedMatmul: {
     arity: 'variadic',
-    summary: 'rope(swiglu(gate, act(op(norm(a))·op(b) + bias)) + residual) in one matmul kernel; op may transpose, norm (RMSNorm of A\'s rows), bias, activation, gate, residual and rope (rotary embedding of heads, at positions per row) optional; with a cache operand the value is stored into the KV cache at its offset (cacheWrite fused) and the result is the cache',
+    summary: 'rope(swiglu(gate, act(op(norm(a))·op(b) + bias)) + residual) in one matmul kernel; op may transpose, norm (RMSNorm of A\'s rows), bias, activation, gate, residual and rope (rotary embedding of heads, at positions per row) optional; with a cache operand the value is stored into the KV cache at its offset (cacheWrite fused) and the result is the cache; b may be a packed weight [N, K] or [K, N] (matmulQuantized\'s, dequantized as read)',
     infer: fusedMatmulType,
     evaluate: evaluateFusedMatmul,
     lowering: { archetype: 'matmul', form: fusedMatmulForm },
@@ -2248,14 +2264,17 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
     ...(attrs.cache ? ['cache'] : []),
   ];
   if (inputs.length !== names.length) throw new ShapeRuleError(`takes ${names.length} operands (${names.join(', ')}); got ${inputs.length}`);
+  const packed = isWeightDType(inputs[1].dtype);
   for (const [k, t] of inputs.entries()) {
-    if (names[k] !== 'positions' && names[k] !== 'offsets' && t.dtype !== 'f32') throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
+    if (names[k] !== 'positions' && names[k] !== 'offsets' && t.dtype !== 'f32' && !(k === 1 && packed)) throw new ShapeRuleError(`${names[k]} is ${t.dtype}; expected f32`);
   }
   const [a, b] = inputs;
   if (a.shape.length < 2 || b.shape.length < 2) {
     throw new ShapeRuleError(`a and b must have rank 2 or more; got ${formatShape(a.shape)} and ${formatShape(b.shape)}`);
   }
-  const [opA, opB] = productOperands(inputs, attrs);
+  if (packed) packedProductType(inputs, attrs);
+  // a packed B's values are f32 once read
+  const [opA, opB] = productOperands([a, { ...b, dtype: 'f32' }], attrs);
   let product: TensorType;
   try {
     product = opDef('matmul').infer([opA, opB], {});
@@ -2293,6 +2312,30 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
   if (attrs.rope || attrs.rotation) rotationType(product, opA, inputs[fusedOperandIndex(attrs, 'positions')], attrs);
   if (attrs.offsets || attrs.cache || attrs.rows) return cachedType(product, opA, inputs, attrs);
   return product;
+}
+
+/**
+ * A B held packed (matmulQuantized's weight, ggml blocks, f16, bf16), as the kernels read it: a
+ * product with something fused, a matrix of whole rows of four values, A read as stored; a normed, rope'd or cache-writing
+ * product only in the matrix-vector kernel's shape (B [N, K] read transposed, at most
+ * PACKED_FUSED_ROWS rows of A, its batch axes folded in).
+ */
+function packedProductType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): void {
+  const [a, b] = inputs;
+  // with nothing fused it is matmulQuantized, which the optimizer keeps: one op, so one kernel, for
+  // every such product (the two would cost the same, and extraction would take either)
+  if (!(attrs.bias || attrs.gate || attrs.residual || attrs.norm || attrs.rope || attrs.cache || attrs.activation !== 'none')) {
+    throw new ShapeRuleError(`a product of a packed b (${b.dtype}) with nothing fused is matmulQuantized`);
+  }
+  if (b.shape.length !== 2) throw new ShapeRuleError(`a packed b (${b.dtype}) must be a matrix; got ${formatShape(b.shape)}`);
+  if (b.shape[1] % 4 !== 0) throw new ShapeRuleError(`b ${formatShape(b.shape)} ${b.dtype} needs a multiple of 4 values per row`);
+  if (attrs.transposeA) throw new ShapeRuleError(`a product of a packed b (${b.dtype}) reads A as stored, not transposed`);
+  if (attrs.norm || attrs.rope || attrs.cache) {
+    const rows = elementCount(a.shape) / a.shape[a.shape.length - 1];
+    const fused = attrs.norm ? 'a normed' : attrs.rope ? "a rope'd" : 'a cache-writing';
+    if (!attrs.transposeB) throw new ShapeRuleError(`${fused} product of a packed b (${b.dtype}) reads it as [N, K], transposed`);
+    if (rows > PACKED_FUSED_ROWS) throw new ShapeRuleError(`${fused} product of a packed b (${b.dtype}) takes at most ${PACKED_FUSED_ROWS} rows of A in all (the quantized matrix-vector kernel's); A has ${rows}`);
+  }
 }
 
 /**
@@ -2394,8 +2437,8 @@ function fusedMatmulForm(inputs: readonly TensorType[], attrs: FusedMatmulAttrs,
     ...(attrs.cache ? { cache: { product: out.shape, helper: cacheIndexHelper(inputs[fusedOperandIndex(attrs, 'cache')], attrs.rows!, inputs[fusedOperandIndex(attrs, 'offsets')], fusedOperandIndex(attrs, 'offsets')) } } : {}),
     ops: [
       ...(attrs.norm ? ['rmsNorm'] : []),
-      ...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []),
-      'matmul',
+      // a packed B is matmulQuantized's weight, [N, K] as the layer stores it or [K, N]
+      ...(isWeightDType(inputs[1].dtype) ? ['matmulQuantized'] : [...(attrs.transposeA || attrs.transposeB ? ['transpose'] : []), 'matmul']),
       ...program.map((ins) => ins.op),
       ...(attrs.rope ? ['rope'] : []),
       ...(attrs.cache ? ['cacheWrite'] : []),

@@ -11,11 +11,11 @@ import { lowerAttention } from './attention';
 import { lowerAxis } from './axis';
 import { lowerConvolution } from './conv';
 import { lowerIndexed } from './indexed';
-import type { TensorType } from '../ir/types';
+import { isWeightDType, type TensorType } from '../ir/types';
 import { shapeTag, type KernelStep, type KernelSubject, type LoweredKernel, type NodeSchedule, type ScheduleStep, type StepValue } from './kernel';
 import { lowerMatmul } from './matmul';
 import { lowerMatmulInt8 } from './matmul-int8';
-import { lowerMatmulQuantized } from './matmul-quantized';
+import { lowerPackedProduct } from './matmul-quantized';
 import { lowerPiecewise, lowerPointwise, singleOpChain } from './pointwise';
 import { lowerPool } from './pool';
 import { lowerRowWrite } from './row-write';
@@ -64,14 +64,16 @@ function lowerSubject(subject: KernelSubject, operands: readonly TensorType[], n
       return lowerPiecewise(subject, operands, name, lowering.views(operands, subject.attrs, subject.type));
     case 'axis':
       return lowerAxis(subject, operands, name, lowering.program(operands, subject.attrs), target.tuning.axis);
-    case 'matmul':
-      return lowerMatmul(subject, operands, name, target, lowering.form?.(operands, subject.attrs, subject.type));
+    case 'matmul': {
+      const form = lowering.form?.(operands, subject.attrs, subject.type);
+      // a B held packed (matmulQuantized's weight, a fusedMatmul's of it) is dequantized as it is read
+      if (isWeightDType(operands[1].dtype)) return lowerPackedProduct(subject, operands, name, target, form);
+      return lowerMatmul(subject, operands, name, target, form);
+    }
     case 'attention':
       return lowerAttention(subject, operands, name, target.tuning.attention);
     case 'matmulInt8':
       return lowerMatmulInt8(subject, operands, name, target);
-    case 'matmulQuantized':
-      return lowerMatmulQuantized(subject, operands, name, target);
     case 'convolution':
       return lowerConvolution(subject, operands, name, target, lowering.role);
     case 'window':

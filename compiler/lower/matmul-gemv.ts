@@ -124,7 +124,9 @@ export function gemvKernel(p: MatmulProblem, c: GemvConfig): KernelCode {
   const accDecls = Array.from({ length: m }, (_, r) => `var acc${r} = vec4<f32>();`);
   // a fused RMSNorm's 1/rms per row, computed after the K loop (the first group's, with
   // subgroups): only the stores need it, so B's reads start at once; A's rows are in cache by then
-  const norm = p.norm && rowNorms(p, vecA);
+  const norm =
+    p.norm &&
+    rowNorms({ m: p.m, rowsConst: 'M', k: p.k, eps: p.norm.eps, vec4: vecA, read: (nr, j) => (vecA ? `in0[(a_base + ${nr} * K) / 4u + ${j}]` : `in0[a_base + ${nr} * K + ${j}]`) });
   let body: string[];
 
   const reduce: string[] = [];
@@ -243,23 +245,24 @@ export function ropeStore(p: MatmulProblem, v: string, options: EpilogueOptions 
  * A fused RMSNorm's row scales: each of the M rows' 1/rms = (mean(a²) + eps)^-½ into
  * `norm_scale`, the workgroup's invocations splitting the rows' K among them (R rows side by
  * side, R the power of two at or above M) and adding their parts in a tree. Every workgroup
- * computes them for itself: M·K reads, against the K·N of B each one shares out.
+ * computes them for itself: M·K reads, against the K·N of B each one shares out. `read(row, j)`
+ * is A's value j of a row (vec4 j with `vec4`); `rowsConst` the WGSL for M. Also the quantized
+ * matrix-vector kernel's (matmul-quantized-matvec.ts), whose x rows are all its matrices' rows.
  */
-function rowNorms(p: MatmulProblem, vecA: boolean): { shared: string; bytes: number; lines: string[] } {
-  const rows = 2 ** Math.ceil(Math.log2(p.m));
+export function rowNorms(a: { m: number; rowsConst: string; k: number; eps: number; vec4: boolean; read: (row: string, j: string) => string }): { shared: string; bytes: number; lines: string[] } {
+  const rows = 2 ** Math.ceil(Math.log2(a.m));
   const parts = THREADS / rows;
-  const n = vecA ? p.k / 4 : p.k;
-  const read = vecA ? `in0[(a_base + nr * K) / 4u + j]` : `in0[a_base + nr * K + j]`;
+  const n = a.vec4 ? a.k / 4 : a.k;
   const lines = [
     '// RMSNorm of A\'s rows, fused: their 1/rms, for the stores',
     '{',
     `  let nr = li % ${u32(rows)};`,
     `  let part = li / ${u32(rows)};`,
     '  var s = 0.0;',
-    ...(rows > p.m ? ['  if (nr < M) {'] : ['  {']),
+    ...(rows > a.m ? [`  if (nr < ${a.rowsConst}) {`] : ['  {']),
     `    for (var j = part; j < ${u32(n)}; j += ${u32(parts)}) {`,
-    `      let v = ${read};`,
-    `      s += ${vecA ? 'dot(v, v)' : 'v * v'};`,
+    `      let v = ${a.read('nr', 'j')};`,
+    `      s += ${a.vec4 ? 'dot(v, v)' : 'v * v'};`,
     '    }',
     '  }',
     '  norm_part[li] = s;',
@@ -268,10 +271,10 @@ function rowNorms(p: MatmulProblem, vecA: boolean): { shared: string; bytes: num
   for (let stride = parts / 2; stride >= 1; stride /= 2) {
     lines.push(`  if (part < ${u32(stride)}) {`, `    norm_part[li] += norm_part[li + ${u32(stride * rows)}];`, '  }', '  workgroupBarrier();');
   }
-  lines.push('  if (li < M) {', `    norm_scale[li] = inverseSqrt(norm_part[li] / ${wgslFloat(p.k)} + ${wgslFloat(p.norm!.eps)});`, '  }', '  workgroupBarrier();', '}');
+  lines.push(`  if (li < ${a.rowsConst}) {`, `    norm_scale[li] = inverseSqrt(norm_part[li] / ${wgslFloat(a.k)} + ${wgslFloat(a.eps)});`, '  }', '  workgroupBarrier();', '}');
   return {
-    shared: `// the fused RMSNorm's partial sums of squares, then each row's 1/rms\nvar<workgroup> norm_part: array<f32, ${THREADS}>;\nvar<workgroup> norm_scale: array<f32, ${p.m}>;`,
-    bytes: (THREADS + p.m) * 4,
+    shared: `// the fused RMSNorm's partial sums of squares, then each row's 1/rms\nvar<workgroup> norm_part: array<f32, ${THREADS}>;\nvar<workgroup> norm_scale: array<f32, ${a.m}>;`,
+    bytes: (THREADS + a.m) * 4,
     lines,
   };
 }

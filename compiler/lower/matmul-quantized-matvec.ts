@@ -18,14 +18,32 @@
 //     memory.
 // Every decoder rounds at most once per value where the CPU reference (ggml's order) may round
 // twice, so the product stays within f32 accumulation's bound.
+// A fused product (MatvecFusion: a fusedMatmul of a packed B) reads x through its RMSNorm's
+// weight and finishes each value as the float kernels do (matmul.ts's epilogue, rope, cache
+// write): the rows of x are every matrix's rows, each split back into its batch and row where
+// the stores read the epilogue's operands; a rope's workgroup computes its columns in pair
+// order (rope_column), so each value's rotation partner was summed in the same workgroup.
 import { PACKED_DTYPES } from '../../schemas/manifest';
-import type { TensorType, WeightDType } from '../ir/types';
+import { wgslFloat } from '../ir/ops';
+import { stridesOf } from '../ir/shape';
+import type { Shape, TensorType, WeightDType } from '../ir/types';
 import type { QuantizedMatvecTuning } from '../target/tuning';
-import { indent, kernelHeader, linearGrid, u32, type KernelCode, type KernelSubject } from './kernel';
+import { elementType, indent, kernelHeader, linearGrid, u32, type KernelCode, type KernelSubject } from './kernel';
+import { epilogueHelpers, type MatmulProblem } from './matmul';
+import { rowNorms } from './matmul-gemv';
 
 /** Invocations per slice (the rows' units are shared by 32 invocations at a time); 8 slices make a workgroup of 256, splitting K. */
 const SLICE = 32;
 const SLICES = 8;
+
+/**
+ * The rows of x whose sums are added in workgroup memory at a time (1 KiB per row of x and
+ * row per invocation): beyond 8 rows of x (up to 16), the sums of the first 8 are added and
+ * stored, then the next's, in the same memory.
+ */
+const SUM_ROWS = 8;
+/** The rows of x whose sums share the workgroup's memory at once. */
+const sumRows = (m: number) => Math.min(m, SUM_ROWS);
 
 /**
  * How one invocation decodes a unit of a format. Names in the WGSL it emits end in the step's
@@ -301,6 +319,109 @@ fn q_s4(w: u32) -> vec4<f32> {
   return bitcast<vec4<f32>>(vec4<u32>(w & 0xffu, w & 0xff00u, h & 0xffu, h & 0xff00u) ^ vec4<u32>(0x4b000080u, 0x4b008000u, 0x4b000080u, 0x4b008000u)) - vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8421376.0);
 }`;
 
+// --- fused products ----------------------------------------------------------------------------
+
+/**
+ * What a fusedMatmul of a packed B adds to a matrix-vector kernel: its problem (matmul.ts, over
+ * the product's own shape: the epilogue's operands and views, the rope, the cache write; no
+ * norm), the RMSNorm of x's rows, and the batch axes folded into x's rows (p.m rows each).
+ */
+export interface MatvecFusion {
+  problem: MatmulProblem;
+  /** x read through RMSNorm: its weight [K] is binding `in${weight}` */
+  norm?: { weight: number; eps: number };
+  batchShape: Shape;
+}
+
+/** The bindings of a fused kernel: x (vec4s), w (`element`s), the epilogue's operands (the norm's weight as vec4s), the output. */
+export function fusionBindings(f: MatvecFusion, element: string, dtype: WeightDType): string {
+  const ops = f.problem.operands;
+  const lines = ops.map((t, k) => {
+    const type = k === 0 || k === f.norm?.weight ? 'vec4<f32>' : k === 1 ? element : elementType(t);
+    return `@group(0) @binding(${k}) var<storage, read> in${k}: array<${type}>;${k === 0 ? ' // x [M, K]' : k === 1 ? ` // w [N, K], ${dtype}` : ''}`;
+  });
+  lines.push(`@group(0) @binding(${ops.length}) var<storage, read_write> out: array<f32>; // ${f.problem.cache ? 'the cache, written in place' : 'y [M, N]'}`);
+  return lines.join('\n');
+}
+
+/** The fused kernel's RMSNorm: its workgroup memory and the lines filling norm_scale[R] with x row R's 1/rms (after the loop over K). */
+export function fusionNorm(f: MatvecFusion | undefined, m: number, k: number): { decl: string; bytes: number; lines: string[] } | undefined {
+  if (!f?.norm) return undefined;
+  const norm = rowNorms({ m, rowsConst: u32(m), k, eps: f.norm.eps, vec4: true, read: (nr, j) => `in0[${nr} * ${u32(k / 4)} + ${j}]` });
+  return { decl: norm.shared, bytes: norm.bytes, lines: norm.lines };
+}
+
+/** x's vec4 at `index` (of x's row-major vec4s), through the norm's weight (its vec4 `weightIndex`) where fused. */
+export function xRead(f: MatvecFusion | undefined, index: string, weightIndex: string): string {
+  return f?.norm ? `(in0[${index}] * in${f.norm.weight}[${weightIndex}])` : `in0[${index}]`;
+}
+
+/** w's row for the computed position `c` (of N): a rope's columns in pair order. */
+const fusedRow = (f: MatvecFusion | undefined, c: string) => (f?.problem.rope ? `rope_column(${c})` : c);
+
+/**
+ * The stores of x row R and computed position c (< N), whose sum is `sum` (its rotation
+ * partner's, at position c ^ 2, `partner`): R split into its matrix's batch coordinates bc{d}
+ * and row, the norm's 1/rms, the epilogue at (row, col), a rope's rotation, stored at the
+ * product's flat element R·N + col (through cache_index into a cache).
+ */
+export function fusedStore(f: MatvecFusion, R: string, c: string, sum: string, partner: string): string[] {
+  const p = f.problem;
+  const lines: string[] = [];
+  if (f.batchShape.length > 0) {
+    const strides = stridesOf(f.batchShape);
+    lines.push(`let batch = ${R} / ${u32(p.m)};`, 'var rem = batch;');
+    strides.forEach((st, d) => lines.push(`let bc${d} = rem / ${u32(st)};`, `rem = rem % ${u32(st)};`));
+    lines.push(`let row = ${R} % ${u32(p.m)};`);
+  } else {
+    lines.push(`let row = ${R};`);
+  }
+  const scaled = (v: string) => (f.norm ? `${v} * norm_scale[${R}]` : v);
+  const flat = (col: string) => `${R} * ${u32(p.n)} + ${col}`;
+  if (!p.rope) {
+    const e = p.epilogue(scaled(sum), 'row', 'col', '');
+    return [...lines, `let col = ${c};`, ...e.lines, p.storeAt(flat('col'), e.value)];
+  }
+  const rope = p.rope;
+  const half = rope.rotaryDim / 2;
+  const own = p.epilogue(scaled(sum), 'row', 'col', '  ');
+  const other = p.epilogue(scaled(partner), 'row', 'pcol', '  ');
+  return [
+    ...lines,
+    `let col = rope_column(${c});`,
+    `let pcol = rope_column(${c} ^ 2u);`,
+    'var e = 0.0;',
+    'var ep = 0.0;',
+    '{',
+    ...own.lines,
+    `  e = ${own.value};`,
+    '}',
+    '{',
+    ...other.lines,
+    `  ep = ${other.value};`,
+    '}',
+    // the pair (j, j + H) of a head's rotated part: x·cos ∓ partner·sin
+    `let jj = col % ${u32(rope.width)};`,
+    `if (jj < ${u32(rope.rotaryDim)}) {`,
+    `  let cs = cos_sin(${rope.position('row')} * INV_FREQ[jj % ${u32(half)}]);`,
+    `  let s = ${wgslFloat(rope.inverse ? -1 : 1)} * cs.y;`,
+    `  e = select(e * cs.x + ep * s, e * cs.x - ep * s, jj < ${u32(half)});`,
+    '}',
+    p.storeAt(flat('col'), 'e'),
+  ];
+}
+
+/**
+ * The lanes along a row: the tuning's, or with a rope at most 8 (4 groups of rows or more) where
+ * the workgroup's rows would not be whole groups of 4 positions (two rotation pairs) otherwise.
+ */
+function fusedLanes(f: MatvecFusion | undefined, lanes: number, perTeam: number): number {
+  return f?.problem.rope && ((SLICE / lanes) * perTeam) % 4 !== 0 ? Math.min(lanes, 8) : lanes;
+}
+
+/** A fused kernel's header line naming the ops it fuses; none for a plain product. */
+const fusedOps = (f: MatvecFusion | undefined) => f?.problem.form?.ops;
+
 /** Whether the units kernel decodes this format. */
 export const hasUnitDecoder = (dtype: WeightDType): boolean => DECODERS[dtype] !== undefined;
 
@@ -315,18 +436,28 @@ function blockBytes(dtype: WeightDType, decoder: UnitDecoder): { values: number;
  * y[M, N] = x[M, K] · dequant(w[N, K])ᵀ, M small. `workgroupBytes`: the most workgroup memory
  * the target allows (the team sums take M · rows · 128 bytes; fewer rows per team where needed).
  */
-export function unitsMatvecKernel(node: KernelSubject, operands: readonly TensorType[], name: string, m: number, dtype: WeightDType, tuning: QuantizedMatvecTuning, workgroupBytes: number): KernelCode {
+export function unitsMatvecKernel(
+  node: KernelSubject,
+  operands: readonly TensorType[],
+  name: string,
+  m: number,
+  dtype: WeightDType,
+  tuning: QuantizedMatvecTuning,
+  workgroupBytes: number,
+  fusion?: MatvecFusion,
+): KernelCode {
   const decoder = DECODERS[dtype];
   if (!decoder) throw new Error(`matmulQuantized: no unit decoder for ${dtype}`);
   const [n, k] = operands[1].shape;
   const block = blockBytes(dtype, decoder);
+  const norm = fusionNorm(fusion, m, k);
+  // the sums take M · rows · 256 / groups floats, 1 KiB per row of x and row per invocation
+  const perTeam = Math.max(1, Math.min(tuning.rowsPerTeam, Math.floor((workgroupBytes - (norm?.bytes ?? 0)) / (sumRows(m) * SLICE * SLICES * 4))));
   // 4-value units (f16, bf16): 4 times the lanes and steps of 32-value ones, the same bytes
   const small = decoder.values < 32 ? 4 : 1;
-  const lanes = Math.min(SLICE, tuning.lanesPerRow * small);
+  const lanes = fusedLanes(fusion, Math.min(SLICE, tuning.lanesPerRow * small), perTeam);
   if (SLICE % lanes !== 0) throw new Error(`quantizedMatvec.lanesPerRow ${tuning.lanesPerRow}: not a divisor of ${SLICE}`);
   const groups = SLICE / lanes;
-  // the sums take M · rows · 256 / groups floats, 1 KiB per row of x and row per invocation
-  const perTeam = Math.max(1, Math.min(tuning.rowsPerTeam, Math.floor(workgroupBytes / (m * SLICE * SLICES * 4))));
   const rows = groups * perTeam;
   const steps = Math.max(1, tuning.stepsInFlight * small);
   const units = k / decoder.values;
@@ -354,7 +485,7 @@ export function unitsMatvecKernel(node: KernelSubject, operands: readonly Tensor
     for (let j = 0; j < count; j++) {
       lines.push('{');
       const decoded = range(perTeam).map((r) => decoder.decode(sfx(j, r)));
-      const xs = decoded[0].vecs.map((v, i) => range(m).map((mm) => `in0[${mm ? `${u32((mm * k) / 4)} + ` : ''}xb${j} + ${v.x}]`));
+      const xs = decoded[0].vecs.map((v) => range(m).map((mm) => xRead(fusion, `${mm ? `${u32((mm * k) / 4)} + ` : ''}xb${j} + ${v.x}`, `xb${j} + ${v.x}`)));
       if (m === 1) xs.forEach((x, i) => lines.push(`  let x${i} = ${x[0]};`));
       // a row at a time: its values, then their products with each row of x
       for (let r = 0; r < perTeam; r++) {
@@ -376,7 +507,7 @@ export function unitsMatvecKernel(node: KernelSubject, operands: readonly Tensor
   ];
   const plural = (c: number, what: string) => `${c} ${what}${c > 1 ? 's' : ''}`;
   const describe = `${dtype} weights: ${decoder.values} values a step per invocation, ${lanes} invocations along a row, ${plural(perTeam, 'row')} each, ${plural(steps, 'step')} in flight, K split ${SLICES} ways, sums reduced in workgroup memory`;
-  return matvecShell({ name, node, operands, describe, element: decoder.element, dtype, n, m, lanes, groups, perTeam, gridX, grid, loops, workgroup: [], prologue: [] });
+  return matvecShell({ name, node, operands, describe, element: decoder.element, dtype, n, m, lanes, groups, perTeam, gridX, grid, loops, workgroup: norm ? [norm] : [], prologue: [], fusion, afterLoops: norm?.lines ?? [] });
 }
 
 /** What a matrix-vector kernel's body gives the shell around it. */
@@ -400,6 +531,9 @@ interface MatvecBody {
   workgroup: { decl: string; bytes: number }[];
   /** statements before the loop (after the rows are known) */
   prologue: string[];
+  /** a fused product's epilogue, and the statements after the loop (its norm's row scales) */
+  fusion?: MatvecFusion;
+  afterLoops?: string[];
 }
 
 /**
@@ -408,24 +542,63 @@ interface MatvecBody {
  * added in workgroup memory and written to y.
  */
 function matvecShell(b: MatvecBody): KernelCode {
-  const { m, lanes, groups, perTeam } = b;
+  const { m, lanes, groups, perTeam, fusion } = b;
   const rows = groups * perTeam;
   const accs = range(m).flatMap((mm) => range(perTeam).map((r) => [mm, r]));
-  // partial sums: [M][ROWS][SLICES][lanes], one vec4 per 4 lanes
+  // partial sums: [SUM_ROWS of x at most][ROWS][SLICES][lanes], one vec4 per 4 lanes
   const sums = rows * SLICES * lanes;
-  const wgsl = `${kernelHeader(b.name, b.node, b.operands, `quantized matrix-vector product, ${b.describe}`)}
-@group(0) @binding(0) var<storage, read> in0: array<vec4<f32>>; // x [M, K]
+  const mc = sumRows(m);
+  const partialSum = (at: string) => [
+    'var v = vec4<f32>();',
+    `for (var j = 0u; j < ${u32((SLICES * lanes) / 4)}; j++) {`,
+    `  v += partial[${at} * ${u32((SLICES * lanes) / 4)} + j];`,
+    '}',
+  ];
+  // invocation li adds row li % ROWS's sums of x's row R = x0 + li / ROWS (with a rope, its pair partner's too: li ^ 2)
+  const store = (x0: number): string[] => {
+    const R = x0 > 0 ? `${u32(x0)} + li / ROWS` : 'li / ROWS';
+    if (!fusion) return [...partialSum('li'), 'let row = first + li % ROWS;', 'if (row < N) {', `  out[(${R}) * N + row] = (v.x + v.y) + (v.z + v.w);`, '}'];
+    return [
+      ...(fusion.problem.rope ? ['var partner = 0.0;'] : []),
+      ...partialSum('li'),
+      ...(fusion.problem.rope ? ['let own = (v.x + v.y) + (v.z + v.w);', '{', ...indent(partialSum('(li ^ 2u)')), '  partner = (v.x + v.y) + (v.z + v.w);', '}'] : []),
+      'let c = first + li % ROWS;',
+      'if (c < N) {',
+      ...indent(fusedStore(fusion, `(${R})`, 'c', fusion.problem.rope ? 'own' : '((v.x + v.y) + (v.z + v.w))', 'partner')),
+      '}',
+    ];
+  };
+  // the sums of x's rows x0 .. x0 + mc - 1 into workgroup memory, added and stored
+  const reduce = (x0: number): string[] => {
+    const these = accs.filter(([mm]) => mm >= x0 && mm < x0 + mc);
+    const count = Math.min(mc, m - x0);
+    return [
+      ...(x0 > 0 ? ['workgroupBarrier();'] : []),
+      ...these.map(([mm, r]) => `partial[((${u32((mm - x0) * rows + r)} + rowGroup * ${u32(perTeam)}) * ${u32(SLICES * lanes)} + at) / 4u][at % 4u] = acc${mm}_${r};`),
+      'workgroupBarrier();',
+      `// invocation li adds row li % ROWS's ${SLICES * lanes} sums of x's row ${x0 > 0 ? `${x0} + ` : ''}li / ROWS`,
+      `if (li < ${u32(count * rows)}) {`,
+      ...indent(store(x0)),
+      '}',
+    ];
+  };
+  const bindings = fusion
+    ? fusionBindings(fusion, b.element, b.dtype)
+    : `@group(0) @binding(0) var<storage, read> in0: array<vec4<f32>>; // x [M, K]
 @group(0) @binding(1) var<storage, read> in1: array<${b.element}>; // w [N, K], ${b.dtype}
-@group(0) @binding(2) var<storage, read_write> out: array<f32>; // y [M, N]
+@group(0) @binding(2) var<storage, read_write> out: array<f32>; // y [M, N]`;
+  const helpers = fusion ? epilogueHelpers(fusion.problem) : [];
+  const wgsl = `${kernelHeader(b.name, b.node, b.operands, `quantized matrix-vector product, ${b.describe}${fusion ? ', epilogue per value' : ''}`, fusedOps(fusion))}
+${bindings}
 
 const N: u32 = ${u32(b.n)};
 const ROWS: u32 = ${u32(rows)};
 const GRID_X: u32 = ${u32(b.gridX)};
 
 ${QUANT_FLOATS}
-
-// every invocation's sum per row of x and row of w: [M][ROWS][${SLICES} slices][${lanes} lanes]
-var<workgroup> partial: array<vec4<f32>, ${(m * sums) / 4}>;
+${helpers.length ? `\n${helpers.join('\n')}\n` : ''}
+// every invocation's sum per row of x and row of w: [${m > mc ? `${mc} rows of x at a time` : 'M'}][ROWS][${SLICES} slices][${lanes} lanes]
+var<workgroup> partial: array<vec4<f32>, ${(mc * sums) / 4}>;
 ${b.workgroup.map((w) => `${w.decl}\n`).join('')}
 @compute @workgroup_size(${SLICES * SLICE}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -434,27 +607,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let first = (wid.x + wid.y * GRID_X) * ROWS;
   // the invocation's rows, the last row of w standing in for those past it (read, never stored)
 ${range(perTeam)
-  .map((r) => `  let row${r} = min(first + rowGroup * ${u32(perTeam)} + ${u32(r)}, N - 1u);`)
+  .map((r) => `  let row${r} = ${fusedRow(fusion, `min(first + rowGroup * ${u32(perTeam)} + ${u32(r)}, N - 1u)`)};`)
   .join('\n')}
 ${accs.map(([mm, r]) => `  var acc${mm}_${r} = 0.0;`).join('\n')}
-${indent([...b.prologue, ...b.loops]).join('\n')}
+${indent([...b.prologue, ...b.loops, ...(b.afterLoops ?? [])]).join('\n')}
   let at = (li / ${u32(SLICE)}) * ${u32(lanes)} + lane;
-${accs.map(([mm, r]) => `  partial[((${u32(mm * rows + r)} + rowGroup * ${u32(perTeam)}) * ${u32(SLICES * lanes)} + at) / 4u][at % 4u] = acc${mm}_${r};`).join('\n')}
-  workgroupBarrier();
-  // invocation li adds row li % ROWS's ${SLICES * lanes} sums of x's row li / ROWS
-  if (li < ${u32(m * rows)}) {
-    var v = vec4<f32>();
-    for (var j = 0u; j < ${u32((SLICES * lanes) / 4)}; j++) {
-      v += partial[li * ${u32((SLICES * lanes) / 4)} + j];
-    }
-    let row = first + li % ROWS;
-    if (row < N) {
-      out[(li / ROWS) * N + row] = (v.x + v.y) + (v.z + v.w);
-    }
-  }
+${indent(range(Math.ceil(m / mc)).flatMap((c) => reduce(c * mc))).join('\n')}
 }
 `;
-  const bytes = m * sums * 4 + b.workgroup.reduce((t, w) => t + w.bytes, 0);
+  const bytes = mc * sums * 4 + b.workgroup.reduce((t, w) => t + w.bytes, 0);
   return { wgsl, workgroupSize: [SLICES * SLICE, 1, 1], workgroupBytes: bytes, workgroups: b.grid };
 }
 
@@ -561,19 +722,21 @@ export function dot4MatvecKernel(
   dtype: WeightDType,
   tuning: QuantizedMatvecTuning,
   workgroupBytes: number,
+  fusion?: MatvecFusion,
 ): (KernelCode & { rowsPerTeam: number }) | null {
   const decoder = DECODERS[dtype];
   const dot4 = DOT4_DECODERS[dtype];
   if (!decoder || !dot4) return null;
   const [n, k] = operands[1].shape;
   const block = blockBytes(dtype, decoder);
-  const lanes = Math.min(SLICE, tuning.lanesPerRow);
-  if (SLICE % lanes !== 0) throw new Error(`quantizedMatvec.lanesPerRow ${tuning.lanesPerRow}: not a divisor of ${SLICE}`);
-  const groups = SLICE / lanes;
+  const norm = fusionNorm(fusion, m, k);
   // x as int8 (1 byte a value), a scale per 32 values and an i32 sum per 8: 1.625 bytes a value
   const xBytes = m * k + (m * k) / 8 + (m * k) / 2;
-  const perTeam = Math.min(tuning.rowsPerTeam, Math.floor((workgroupBytes - xBytes) / (m * SLICE * SLICES * 4)));
+  const perTeam = Math.min(tuning.rowsPerTeam, Math.floor((workgroupBytes - xBytes - (norm?.bytes ?? 0)) / (sumRows(m) * SLICE * SLICES * 4)));
   if (perTeam < 1) return null;
+  const lanes = fusedLanes(fusion, Math.min(SLICE, tuning.lanesPerRow), perTeam);
+  if (SLICE % lanes !== 0) throw new Error(`quantizedMatvec.lanesPerRow ${tuning.lanesPerRow}: not a divisor of ${SLICE}`);
+  const groups = SLICE / lanes;
   const rows = groups * perTeam;
   const units = k / decoder.values;
   const stride = SLICES * lanes;
@@ -585,7 +748,8 @@ export function dot4MatvecKernel(
   const xBlocks = (m * k) / 32;
   const prologue = [
     `for (var xb = li; xb < ${u32(xBlocks)}; xb += ${u32(SLICES * SLICE)}) {`,
-    ...range(8).map((j) => `  let x${j} = in0[xb * 8u + ${u32(j)}];`),
+    // (through the norm's weight: x's block xb is block xb % (K / 32) of its row)
+    ...range(8).map((j) => `  let x${j} = ${xRead(fusion, `xb * 8u + ${u32(j)}`, `(xb % ${u32(k / 32)}) * 8u + ${u32(j)}`)};`),
     `  let a4 = max(max(max(abs(x0), abs(x1)), max(abs(x2), abs(x3))), max(max(abs(x4), abs(x5)), max(abs(x6), abs(x7))));`,
     '  let amax = max(max(a4.x, a4.y), max(a4.z, a4.w));',
     '  let inv = select(0.0, 127.0 / amax, amax > 0.0);',
@@ -633,5 +797,6 @@ export function dot4MatvecKernel(
     { decl: `var<workgroup> xd: array<f32, ${(m * k) / 32}>; // x's scale per 32 values`, bytes: (m * k) / 8 },
     { decl: `var<workgroup> xs: array<i32, ${(m * k) / 8}>; // the sum of each 8 quants of x`, bytes: (m * k) / 2 },
   ];
-  return { ...matvecShell({ name, node, operands, describe, element: decoder.element, dtype, n, m, lanes, groups, perTeam, gridX, grid, loops, workgroup, prologue }), rowsPerTeam: perTeam };
+  if (norm) workgroup.push(norm);
+  return { ...matvecShell({ name, node, operands, describe, element: decoder.element, dtype, n, m, lanes, groups, perTeam, gridX, grid, loops, workgroup, prologue, fusion, afterLoops: norm?.lines ?? [] }), rowsPerTeam: perTeam };
 }

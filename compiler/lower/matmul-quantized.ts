@@ -3,7 +3,7 @@
 // read. The weights are bound as 32-bit words; each format has one WGSL decoder, `q_dq4`, giving
 // four neighbouring values of a block from the byte layouts in runtime/ggml-types.ts (blocks
 // of 18, 22, 34 or 210 bytes start on any even byte, so their words are read as two halves).
-//   - decode (M ≤ SMALL_M_QUANTIZED rows, w [N, K]): a matrix-vector kernel,
+//   - decode and short prompts (M ≤ SMALL_M_QUANTIZED rows, w [N, K]): a matrix-vector kernel,
 //     matmul-quantized-matvec.ts (32 values of a block per invocation and step, decoded a word
 //     at a time). The target's tuning can ask instead for the first kernel, kept here to
 //     compare against (bench/quantized-matvec.ts --kernel old,new): ROWS output rows per
@@ -13,18 +13,20 @@
 //     kernel (matmul-tiled.ts) with B read through `read_b4`, which decodes four values of a
 //     stored row into the B tile as it loads; the tiling is the float product's, and float
 //     products emit the same WGSL as before (the reader is only set here).
-import { isPackedDType, PACKED_DTYPES } from '../../schemas/manifest';
-import type { MatmulQuantizedAttrs } from '../ir/ops';
-import { elementCount, type TensorType, type WeightDType } from '../ir/types';
+import { PACKED_DTYPES } from '../../schemas/manifest';
+import { PACKED_FUSED_ROWS } from '../ir/ops';
+import { elementCount, isWeightDType, type TensorType, type WeightDType } from '../ir/types';
 import type { Target } from '../target/target';
 import { QUANTIZED_MATVEC_DEFAULT } from '../target/tuning';
-import { bindingDecls, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
-import { matmulProblem, type ScheduledForm } from './matmul';
-import { dot4MatvecKernel, unitsMatvecKernel } from './matmul-quantized-matvec';
+import { bindingDecls, indent, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
+import { epilogueHelpers, matmulProblem, type ScheduledForm } from './matmul';
+import { dot4MatvecKernel, fusedStore, fusionBindings, fusionNorm, unitsMatvecKernel, xRead, type MatvecFusion } from './matmul-quantized-matvec';
 import { chooseTiling, PORTABLE_WORKGROUP_BYTES, tiledKernel } from './matmul-tiled';
 
-/** The largest M the matrix-vector kernel takes (its workgroup memory holds M partial sums per invocation). */
-export const SMALL_M_QUANTIZED = 8;
+/** The largest M the matrix-vector kernel takes (its workgroup memory holds partial sums of 8 rows of x at a time per invocation). */
+export const SMALL_M_QUANTIZED = PACKED_FUSED_ROWS;
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Invocations per output row, splitting its K. */
 const LANES = 32;
@@ -168,7 +170,7 @@ fn q_word(byte: u32) -> u32 {
 }
 
 /** The first matrix-vector kernel ('chunks'): y[M, N] = x[M, K] · dequant(w[N, K])ᵀ for M ≤ SMALL_M_QUANTIZED. */
-function chunksMatvecKernel(node: KernelSubject, operands: readonly TensorType[], name: string, m: number, dtype: WeightDType): KernelCode {
+function chunksMatvecKernel(node: KernelSubject, operands: readonly TensorType[], name: string, m: number, dtype: WeightDType, fusion?: MatvecFusion): KernelCode {
   const [n, k] = operands[1].shape;
   const block = blockOf(dtype);
   // a chunk lies within one block: 16 values (a sixteenth of a 256-block, half of a 32-block) or f16's 4
@@ -177,10 +179,40 @@ function chunksMatvecKernel(node: KernelSubject, operands: readonly TensorType[]
   const groups = Math.ceil(n / ROWS);
   const { grid, gridX } = linearGrid(groups);
   const rows = Array.from({ length: m }, (_, r) => r);
-  const wgsl = `${kernelHeader(name, node, operands, `quantized matrix-vector product, ${dtype} weights: ${ROWS} rows per workgroup, ${LANES} invocations a row striding over K in chunks of ${chunk}, reduced in workgroup memory`)}
-@group(0) @binding(0) var<storage, read> in0: array<vec4<f32>>; // x [M, K]
+  const norm = fusionNorm(fusion, m, k);
+  const rope = fusion?.problem.rope;
+  // the sums of 8 rows of x at a time in workgroup memory (the first 8, then the rest: up to 16)
+  const mc = Math.min(m, 8);
+  // lane 0 of each row stores it; a rope's pair partner (position c ^ 2) is the row 2 rows away
+  const store = (r: number, at: number) =>
+    fusion
+      ? ['{', ...indent(fusedStore(fusion, u32(r), 'position', `partial[${u32(at * 256)} + li]`, `partial[${u32(at * 256)} + (li ^ ${u32(2 * LANES)})]`), 2), '}']
+      : [`out[${r ? `${u32(r)} * N + ` : ''}row] = partial[${u32(at * 256)} + li];`];
+  // x's rows x0 .. x0 + mc - 1: their sums into workgroup memory, added in a tree, stored by lane 0
+  const reduce = (x0: number): string[] => {
+    const these = rows.slice(x0, x0 + mc);
+    const at = (r: number, plus = 0) => u32((r - x0) * 256 + plus);
+    return [
+      ...(x0 > 0 ? ['workgroupBarrier();'] : []),
+      ...these.map((r) => `partial[${at(r)} + li] = acc${r};`),
+      'workgroupBarrier();',
+      ...[16, 8, 4, 2, 1]
+        .filter((st) => st < LANES)
+        .flatMap((st) => [`if (lane < ${u32(st)}) {`, ...these.map((r) => `  partial[${at(r)} + li] += partial[${at(r, st)} + li];`), '}', 'workgroupBarrier();']),
+      `if (lane == 0u && ${fusion ? 'position' : 'row'} < N) {`,
+      ...indent(these.flatMap((r) => store(r, r - x0))),
+      '}',
+    ];
+  };
+  const header = kernelHeader(name, node, operands, `quantized matrix-vector product, ${dtype} weights: ${ROWS} rows per workgroup, ${LANES} invocations a row striding over K in chunks of ${chunk}, reduced in workgroup memory${fusion ? ', epilogue per value' : ''}`, fusion?.problem.form?.ops);
+  const bindings = fusion
+    ? fusionBindings(fusion, 'u32', dtype)
+    : `@group(0) @binding(0) var<storage, read> in0: array<vec4<f32>>; // x [M, K]
 @group(0) @binding(1) var<storage, read> in1: array<u32>; // w [N, K], ${dtype}
-@group(0) @binding(2) var<storage, read_write> out: array<f32>; // y [M, N]
+@group(0) @binding(2) var<storage, read_write> out: array<f32>; // y [M, N]`;
+  const helpers = fusion ? epilogueHelpers(fusion.problem) : [];
+  const wgsl = `${header}
+${bindings}
 
 const M: u32 = ${u32(m)};
 const N: u32 = ${u32(n)};
@@ -191,87 +223,92 @@ const CHUNK: u32 = ${u32(chunk)};
 const GRID_X: u32 = ${u32(gridX)};
 
 ${decoderSource(dtype, k)}
-
-// each invocation's partial sum of each row of x
-var<workgroup> partial: array<f32, ${m * 256}>;
-
+${helpers.length ? `\n${helpers.join('\n')}\n` : ''}
+// each invocation's partial sum of each row of x${m > mc ? `, ${mc} rows at a time` : ''}
+var<workgroup> partial: array<f32, ${mc * 256}>;
+${norm ? `${norm.decl}\n` : ''}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let lane = li % LANES;
-  let row = (wid.x + wid.y * GRID_X) * ROWS + li / LANES;
-${rows.map((r) => `  var acc${r} = 0.0;`).join('\n')}
-  if (row < N) {
+  let ${fusion ? 'position' : 'row'} = (wid.x + wid.y * GRID_X) * ROWS + li / LANES;
+${fusion ? `  // the row of w computed here${rope ? ': a rope\'s columns in pair order' : ''}\n  let row = ${rope ? 'rope_column(min(position, N - 1u))' : 'position'};\n` : ''}${rows.map((r) => `  var acc${r} = 0.0;`).join('\n')}
+  if (${fusion ? 'position' : 'row'} < N) {
     for (var c = lane * CHUNK; c < K; c += LANES * CHUNK) {
       // the chunk's block and its offset there; its values decoded once for every row of x
       let bb = (row * ROW_BLOCKS + c / BLOCK_VALUES) * BLOCK_BYTES;
       let e = c % BLOCK_VALUES;
 ${Array.from({ length: vecs }, (_, v) => `      let w${v} = q_dq4(bb, e + ${u32(4 * v)});`).join('\n')}
-${rows.map((r) => `      acc${r} += ${Array.from({ length: vecs }, (_, v) => `dot(w${v}, in0[${r ? `${u32((r * k) / 4)} + ` : ''}c / 4u + ${u32(v)}])`).join(' + ')};`).join('\n')}
+${rows.map((r) => `      acc${r} += ${Array.from({ length: vecs }, (_, v) => `dot(w${v}, ${xRead(fusion, `${r ? `${u32((r * k) / 4)} + ` : ''}c / 4u + ${u32(v)}`, `c / 4u + ${u32(v)}`)})`).join(' + ')};`).join('\n')}
     }
   }
-${rows.map((r) => `  partial[${u32(r * 256)} + li] = acc${r};`).join('\n')}
-  workgroupBarrier();
-${[16, 8, 4, 2, 1]
-  .filter((s) => s < LANES)
-  .map((s) => `  if (lane < ${u32(s)}) {\n${rows.map((r) => `    partial[${u32(r * 256)} + li] += partial[${u32(r * 256 + s)} + li];`).join('\n')}\n  }\n  workgroupBarrier();`)
-  .join('\n')}
-  if (lane == 0u && row < N) {
-${rows.map((r) => `    out[${r ? `${u32(r)} * N + ` : ''}row] = partial[${u32(r * 256)} + li];`).join('\n')}
-  }
+${indent([...(norm?.lines ?? []), ...range(Math.ceil(m / mc)).flatMap((c) => reduce(c * mc))]).join('\n')}
 }
 `;
-  return { wgsl, workgroupSize: [256, 1, 1], workgroupBytes: m * 256 * 4, workgroups: grid };
+  return { wgsl, workgroupSize: [256, 1, 1], workgroupBytes: mc * 256 * 4 + (norm?.bytes ?? 0), workgroups: grid };
 }
 
 /**
- * Kernels for a matmulQuantized node: the matrix-vector kernel for a few rows of x against
- * w [N, K], else the tiled product reading w through its decoder. x's leading axes are folded
- * into M (the kernels see [M, K] and [M, N]: row-major, the same bytes).
+ * Kernels for a product of a packed B (matmulQuantized, or a fusedMatmul of its weight): the
+ * matrix-vector kernel for a few rows of x against w [N, K], with the fused form's norm, epilogue,
+ * rope and cache write; else the tiled product reading w through its decoder, with the epilogue.
+ * x's leading axes are folded into M where the stores allow (the kernels see [M, K] and [M, N]:
+ * row-major, the same bytes).
  */
-export function lowerMatmulQuantized(node: KernelSubject, operands: readonly TensorType[], name: string, target: Target): {
+export function lowerPackedProduct(node: KernelSubject, operands: readonly TensorType[], name: string, target: Target, form?: ScheduledForm): {
   kernel: LoweredKernel;
   workgroups: [number, number, number];
 } {
   const [x, w] = operands;
   const dtype = w.dtype;
-  if (dtype !== 'f16' && !isPackedDType(dtype)) throw new Error(`matmulQuantized ${node.name}: w is ${dtype}, not a packed weight`);
-  const { transposeB } = node.attrs as unknown as MatmulQuantizedAttrs;
+  if (!isWeightDType(dtype)) throw new Error(`${node.op} ${node.name}: w is ${dtype}, not a packed weight`);
+  if (!form) throw new Error(`${node.op} ${node.name}: a product of a packed weight needs its form`);
   const k = x.shape[x.shape.length - 1];
   const m = elementCount(x.shape) / k;
-  const n = node.type.shape[node.type.shape.length - 1];
-  const folded: TensorType[] = [
-    { shape: [m, k], dtype: 'f32' },
-    { shape: [...w.shape], dtype: 'u32' },
-  ];
-  const subject: KernelSubject = { ...node, type: { shape: [m, n], dtype: 'f32' } };
-  const { bindings } = bindingDecls(folded);
-  if (transposeB && m <= SMALL_M_QUANTIZED) {
+  // the product's shape (a cache write's node is the cache)
+  const product = form.cache?.product ?? node.type.shape;
+  const n = product[product.length - 1];
+  const words: TensorType = { shape: [...w.shape], dtype: 'u32' };
+  const folded: TensorType[] = [{ shape: [m, k], dtype: 'f32' }, words];
+  const foldedSubject: KernelSubject = { ...node, type: { shape: [m, n], dtype: 'f32' } };
+  if (form.transposeB && !form.transposeA && m <= SMALL_M_QUANTIZED) {
+    // the epilogue over the product's own shape; the kernel applies the norm itself
+    const { norm, ...rest } = form;
+    const p = matmulProblem(node, [x, words, ...operands.slice(2)], name, rest);
+    const fusion: MatvecFusion | undefined = p.plainStore && !norm ? undefined : { problem: p, ...(norm ? { norm: { weight: norm.operand, eps: norm.eps } } : {}), batchShape: product.slice(0, -2) };
+    const subject = fusion ? node : foldedSubject;
+    const operandsMv = fusion ? p.operands : [folded[0], { ...w }];
+    const { bindings } = bindingDecls(fusion ? p.operands : folded);
     const tuning = target.tuning.quantizedMatvec ?? QUANTIZED_MATVEC_DEFAULT;
-    const operandsMv = [folded[0], { ...w }];
     const storage = target.limits.maxComputeWorkgroupStorageSize;
-    const dot4 = tuning.kernel === 'dot4' ? dot4MatvecKernel(subject, operandsMv, name, m, dtype, tuning, storage) : null;
+    const dot4 = tuning.kernel === 'dot4' ? dot4MatvecKernel(subject, operandsMv, name, m, dtype, tuning, storage, fusion) : null;
     if (dot4 && dot4.workgroupBytes > PORTABLE_WORKGROUP_BYTES) {
       // x's int8 copy outgrows WebGPU's default 16 KiB (K above ~6000): the units kernel, same
       // rows per workgroup, is the portable module beside it
-      const portable = unitsMatvecKernel(subject, operandsMv, name, m, dtype, { ...tuning, kernel: 'units', rowsPerTeam: dot4.rowsPerTeam }, PORTABLE_WORKGROUP_BYTES);
+      const portable = unitsMatvecKernel(subject, operandsMv, name, m, dtype, { ...tuning, kernel: 'units', rowsPerTeam: dot4.rowsPerTeam }, PORTABLE_WORKGROUP_BYTES, fusion);
       const variants = portable.workgroups.join() === dot4.workgroups.join() ? [{ tag: 'dot4', features: [], code: dot4 }] : [];
-      return kernelWithVariants(name, [node.op], bindings, portable, variants);
+      return kernelWithVariants(name, form.ops, bindings, portable, variants);
     }
-    const code = dot4 ?? (tuning.kernel === 'chunks' ? chunksMatvecKernel(subject, operandsMv, name, m, dtype) : unitsMatvecKernel(subject, operandsMv, name, m, dtype, tuning, storage));
-    return kernelWithVariants(name, [node.op], bindings, code, []);
+    // the kernel is the portable module: WebGPU's default workgroup memory bounds its rows per invocation (8 rows of x take 8 KiB a row)
+    const code = dot4 ?? (tuning.kernel === 'chunks' ? chunksMatvecKernel(subject, operandsMv, name, m, dtype, fusion) : unitsMatvecKernel(subject, operandsMv, name, m, dtype, tuning, PORTABLE_WORKGROUP_BYTES, fusion));
+    return kernelWithVariants(name, form.ops, bindings, code, []);
   }
-  const form: ScheduledForm = { transposeA: false, transposeB, extraViews: [], epilogue: (product) => ({ lets: [], result: product, helpers: [], ops: [] }), ops: [node.op] };
+  if (form.norm || form.rope || form.cache) {
+    throw new Error(`${node.op} ${node.name}: a ${form.norm ? 'normed' : form.rope ? "rope'd" : 'cache-writing'} product of a packed weight has no kernel for ${m} rows${form.transposeB ? '' : ' of w read as [K, N]'} (the matrix-vector kernel takes at most ${SMALL_M_QUANTIZED}, w [N, K])`);
+  }
   const [rows, cols] = w.shape;
   const readB4 = `${decoderSource(dtype, cols)}
 
-/** four values of w's stored row \`row\` from column \`col\` (B's ${transposeB ? 'row n along K' : 'row k along N'}), 0 outside w */
+/** four values of w's stored row \`row\` from column \`col\` (B's ${form.transposeB ? 'row n along K' : 'row k along N'}), 0 outside w */
 fn read_b4(batch: u32, row: u32, col: u32) -> vec4<f32> {
   if (row >= ${u32(rows)} || col >= W_COLS) {
     return vec4<f32>();
   }
   return q_w4(row, col);
 }`;
-  const p = { ...matmulProblem(subject, folded, name, form), readers: { b4: readB4 } };
+  // x's batch axes folded into M unless the epilogue reads operands by them; w (a matrix) is read alike by every batch
+  const fold = form.extraViews.length === 0 && !form.transposeA;
+  const p = { ...matmulProblem(fold ? foldedSubject : node, fold ? folded : [x, words, ...operands.slice(2)], name, form), readers: { b4: readB4 } };
+  const { bindings } = bindingDecls(p.operands);
   const choices = chooseTiling(p, target.tuning.matmul).map((c) => ({ tag: c.tag, features: [], code: tiledKernel(p, c.config) }));
-  return kernelWithVariants(name, [node.op], bindings, choices[choices.length - 1].code, choices.slice(0, -1));
+  return kernelWithVariants(name, form.ops, bindings, choices[choices.length - 1].code, choices.slice(0, -1));
 }

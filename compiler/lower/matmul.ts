@@ -9,7 +9,7 @@
 import { attrsOf, type Graph, type Node } from '../ir/graph';
 import type { FusedMatmulAttrs, MatmulForm, OperandView, PointwiseChain } from '../ir/ops';
 import { broadcastStrides, stridesOf } from '../ir/shape';
-import { elementCount, type Shape, type TensorType } from '../ir/types';
+import { elementCount, isWeightDType, type Shape, type TensorType } from '../ir/types';
 import type { Target } from '../target/target';
 import { bindingDecls, kernelHeader, kernelWithVariants, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
 import { directKernel, directSuits } from './matmul-direct';
@@ -134,11 +134,14 @@ export const productAttrs = (node: Node): FusedMatmulAttrs => (node.op === 'fuse
  * The product a matmul or fusedMatmul node computes, as the passes that split it see it:
  * its sizes, its batch count and its fused attributes.
  * Undefined for any other node, for products of at most SMALL_M rows, whose small-M
- * kernel splits K itself, and for products whose epilogue needs the whole sum over K in the
- * kernel (a fused RMSNorm's row scale, a rope's pairs, a cache's stores).
+ * kernel splits K itself, for products of a packed B, and for products whose epilogue needs
+ * the whole sum over K in the kernel (a fused RMSNorm's row scale, a rope's pairs, a cache's
+ * stores).
  */
 export function tiledProductOf(graph: Graph, node: Node): { m: number; n: number; k: number; batches: number; attrs: FusedMatmulAttrs } | undefined {
   if (node.op !== 'matmul' && node.op !== 'fusedMatmul') return undefined;
+  // a packed B has its own kernels (matmul-quantized.ts), which split nothing
+  if (isWeightDType(graph.nodes[node.inputs[1]].type.dtype)) return undefined;
   const out = node.type.shape;
   const [m, n] = out.slice(-2);
   if (m <= SMALL_M) return undefined;
@@ -253,7 +256,7 @@ export function matmulPreamble(p: MatmulProblem, archetype: string, vec4: { a: b
   const described = p.form ? `${archetype}${reads ? `, ${reads} read transposed` : ''}${split}${p.chain.lets.length ? ', epilogue per value' : ''}` : archetype;
   const header = kernelHeader(p.name, p.node, p.operands, described, p.form?.ops);
   const { wgsl: decls } = bindingDecls(p.operands, (i) => (i === 0 ? vec4.a : i === 1 ? vec4.b : i === p.operands.length ? vec4.out : (vec4.extras?.[i - 2] ?? false)));
-  const functions = [...p.chain.helpers, ...(p.rope ? [...p.rope.helpers, ropeColumn(p.rope)] : []), ...(p.cache ? [p.cache.helper] : []), ...(p.readers?.a ? [p.readers.a] : []), ...(p.readers?.b ? [p.readers.b] : []), ...(p.readers?.b4 ? [p.readers.b4] : [])];
+  const functions = [...epilogueHelpers(p), ...(p.readers?.a ? [p.readers.a] : []), ...(p.readers?.b ? [p.readers.b] : []), ...(p.readers?.b4 ? [p.readers.b4] : [])];
   const helpers = functions.length ? `\n${functions.join('\n')}\n` : '';
   return `${header}
 ${decls}
@@ -262,6 +265,11 @@ const M: u32 = ${u32(p.m)};
 const N: u32 = ${u32(p.n)};
 const K: u32 = ${u32(p.k)};${p.kStored !== p.k ? `
 const K_STORED: u32 = ${u32(p.kStored)}; // rows along K hold every slice` : ''}`;
+}
+
+/** The WGSL functions the stores call: the epilogue's helpers, the rope's (and rope_column), the cache's cache_index. */
+export function epilogueHelpers(p: MatmulProblem): string[] {
+  return [...p.chain.helpers, ...(p.rope ? [...p.rope.helpers, ropeColumn(p.rope)] : []), ...(p.cache ? [p.cache.helper] : [])];
 }
 
 /** WGSL `rope_column(c)`: the column a rope'd product computes at c, pairs side by side (MatmulProblem.rope). */
