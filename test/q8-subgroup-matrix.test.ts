@@ -76,7 +76,7 @@ test('a Q8_0 prefill product in 64-blocks carries the subgroup-matrix variant, w
   expect(wgsl).toContain('override I8_MATRIX_UNIT: u32');
   // a 64×64 block: four right fragments (w's rows, column-major) per step, four rows of four
   // products each stored as i32 for the scaling
-  expect(wgsl.match(/subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>, column_major>/g)).toHaveLength(4);
+  expect(wgsl.match(/subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>, col_major>/g)).toHaveLength(4);
   expect(wgsl.match(/subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>, row_major>/g)).toHaveLength(4);
   expect(wgsl.match(/subgroupMatrixMultiplyAccumulate/g)).toHaveLength(16);
   expect(wgsl.match(/subgroupMatrixStore<row_major>\(&r_tile/g)).toHaveLength(16);
@@ -146,6 +146,16 @@ test("the variant's arithmetic, fragment products emulated, is within Σ|w|·d_x
   ];
   const code = q8SubgroupMatrixKernel({ name: 'y', op: 'matmulQuantized', attrs: {}, type: { shape: [m, n], dtype: 'f32' } }, operands, 'matmulQuantized_emulated', 'emulated');
   expect(code.workgroups).toEqual([3, 2, 1]);
+  // the variant is this module but for the fragment products: the same lines once those, the
+  // emulation, the extension and the unit are taken out of both
+  const variant = q8SubgroupMatrixKernel({ name: 'y', op: 'matmulQuantized', attrs: {}, type: { shape: [m, n], dtype: 'f32' } }, operands, 'matmulQuantized_emulated', 'subgroup-matrix');
+  const rest = (wgsl: string) =>
+    wgsl
+      .replace(/\/\*\*\n \* Emulates[\s\S]*?\n}\n/, '')
+      .split('\n')
+      .filter((line) => line.trim() !== '' && !/subgroupMatrix|subgroup_matrix|I8_MATRIX_UNIT|what an i8 matrix offset|fragment_product\(|\/\/ archetype:/.test(line));
+  expect(rest(variant.wgsl)).toEqual(rest(code.wgsl));
+  expect(variant.wgsl.split('\n').length - rest(variant.wgsl).length).toBeLessThan(40);
   // the module without the subgroup-matrix calls is valid for naga as well as for Dawn
   const naga = translateWgsl(nagaSource(code.wgsl));
   expect('refusal' in naga ? naga.refusal : undefined).toBeUndefined();

@@ -179,7 +179,7 @@ ${ids(8)
     workgroupBarrier();
     let wd0 = wd[li];
     let wd1 = wd[li + 32u];
-${real ? ids(FRAGS).map((j) => `    let b${j} = subgroupMatrixLoad<${RIGHT}, column_major>(&b_tile, ${unit(bOffset(j))}, ${unit(B_STRIDE)});`).join('\n') + '\n' : ''}${indent(ids(FRAGS).flatMap(round), 4).join('\n')}
+${real ? ids(FRAGS).map((j) => `    let b${j} = subgroupMatrixLoad<${RIGHT}, col_major>(&b_tile, ${unit(bOffset(j))}, ${unit(B_STRIDE)});`).join('\n') + '\n' : ''}${indent(ids(FRAGS).flatMap(round), 4).join('\n')}
   }
 ${ids(FRAGS)
   .flatMap((i) => ids(16).map((r) => `  out[(row0 + ${u32(16 * i + r)}) * N + col0 + li] = ${acc(i, r, 0)};\n  out[(row0 + ${u32(16 * i + r)}) * N + col0 + li + 32u] = ${acc(i, r, 1)};`))
