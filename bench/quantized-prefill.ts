@@ -4,7 +4,7 @@
 // per 32 values, tensor-core products scaled by d_x·d_w) and the 64×64 tiled kernel the plan
 // carries beside it; an f32 product (the ordinary matmul, w [K, N]) for comparison. Each plan
 // is compiled in-process, timed with timestamp queries (bench/gpu-time.ts) and checked on
-// every row of x and 64 columns against the float64 product of x and the dequantized weights
+// every row of x and 64 + N/64 columns against the float64 product of x and the dequantized weights
 // (error over its bound: f32 accumulation's, plus x's rounding Σ|w|·d_x/2 for the variant).
 //
 //   npx esbuild bench/quantized-prefill.ts --bundle --platform=node --format=esm \
@@ -27,7 +27,7 @@ import { SUBGROUP_MATRIX_FEATURE } from '../compiler/lower/matmul-int8';
 import type { Target } from '../compiler/target/target';
 import { GENERIC } from '../compiler/target/targets';
 import { dequantize, ggmlType, SUPPORTED_TYPES, type SupportedTypeName } from '../runtime/ggml-types';
-import { loadPlan, requestNodeDevice } from '../runtime/index';
+import { loadPlan, readBundle, requestNodeDevice } from '../runtime/index';
 import { dtypeByteLength } from '../schemas/manifest';
 import { measureGpuTime, prepareTimedPlan } from './gpu-time';
 
@@ -101,8 +101,9 @@ function packedWeights(ggml: SupportedTypeName, n: number, k: number, seed: numb
 }
 
 /**
- * The largest |y − exact| over its bound, on every row of x and the slab's columns: f32
- * accumulation's (k + 2)·2^-24·Σ|x·w|, and with `roundsX` x's rounding to int8 per 32 values,
+ * The largest |y − exact| over its bound, on every row of x and, of w's rows (which repeat the
+ * slab's), the first 64 and one in each later block of 64: f32 accumulation's
+ * (k + 2)·2^-24·Σ|x·w|, and with `roundsX` x's rounding to int8 per 32 values,
  * Σ|w|·max|x|/127/2 (the accumulation term doubled for the rounded x).
  */
 function worstError(y: Float32Array, x: Float32Array, slab: Float32Array, m: number, k: number, n: number, roundsX: boolean): number {
@@ -112,22 +113,39 @@ function worstError(y: Float32Array, x: Float32Array, slab: Float32Array, m: num
     for (let q = p - (p % 32); q < p - (p % 32) + 32; q++) amax = Math.max(amax, Math.abs(x[q]));
     return (amax / 127 / 2) * 1.001;
   });
+  const slabRows = Math.min(n, SLAB_ROWS);
+  const columns = [...Array.from({ length: slabRows }, (_, c) => c), ...Array.from({ length: Math.floor(n / 64) }, (_, b) => 64 * b + ((7 * b) % 64)).filter((c) => c >= 64 && c < n)];
   let worst = 0;
   for (let i = 0; i < m; i++) {
-    for (let r = 0; r < Math.min(n, SLAB_ROWS); r++) {
-      let exact = 0;
+    const exact = new Float64Array(slabRows);
+    const bound = new Float64Array(slabRows);
+    for (let r = 0; r < slabRows; r++) {
       let magnitude = 0;
       let rounding = 0;
       for (let p = 0; p < k; p++) {
         const w = slab[r * k + p];
-        exact += x[i * k + p] * w;
+        exact[r] += x[i * k + p] * w;
         magnitude += Math.abs(x[i * k + p] * w);
         rounding += Math.abs(w) * half[i * k + p];
       }
-      worst = Math.max(worst, Math.abs(y[i * n + r] - exact) / ((roundsX ? 2 : 1) * (k + 2) * 2 ** -24 * magnitude + rounding));
+      bound[r] = (roundsX ? 2 : 1) * (k + 2) * 2 ** -24 * magnitude + rounding;
     }
+    for (const c of columns) worst = Math.max(worst, Math.abs(y[i * n + c] - exact[c % SLAB_ROWS]) / bound[c % SLAB_ROWS]);
   }
   return worst;
+}
+
+/** The compiler's messages for each subgroup-matrix module of the plan (Dawn checks them; naga cannot), errors first; empty where all compile. */
+async function variantMessages(bundle: Uint8Array): Promise<string[]> {
+  const { manifest, text } = await readBundle(bundle);
+  const messages: string[] = [];
+  for (const kernel of manifest.kernels) {
+    for (const variant of kernel.variants.filter((v) => v.validatedBy === 'dawn')) {
+      const info = await device.createShaderModule({ code: text(variant.wgsl) }).getCompilationInfo();
+      for (const m of info.messages) if (m.type === 'error') messages.push(`${variant.wgsl}:${m.lineNum}:${m.linePos}: ${m.message}`);
+    }
+  }
+  return messages;
 }
 
 interface Row {
@@ -201,6 +219,12 @@ for (const [m, k, n] of SHAPES) {
     record({ shape, type, kernel: 'tiled', section: tiled.section, weightBytes, us: tiled.us, worst: worstError(await run(bundle, x), x, slab, m, k, n, false), clock: tiled.clock }, m, k, n);
     if (type !== 'q8_0' || !matrices) continue;
     const variantPlan = (await compileGraph(g, { targets: [matrixTarget] })).bundle;
+    const refused = await variantMessages(variantPlan);
+    if (refused.length > 0) {
+      console.log(`  Dawn refuses the subgroup-matrix variant:\n${refused.map((r) => `    ${r}`).join('\n')}`);
+      process.exitCode = 1;
+      continue;
+    }
     const variant = await time(variantPlan, x, false);
     if (!variant.section.includes('.subgroup-matrix')) {
       console.log(`  the runtime did not pick the subgroup-matrix variant (ran ${variant.section}): shape off the 64-blocks, or I8_MATRIX_UNIT unmeasured`);
