@@ -12,7 +12,7 @@ import { quantize } from '../compiler/frontends/gguf/quantize';
 import { Graph } from '../compiler/ir/graph';
 import { interpret } from '../compiler/ir/interpret';
 import type { WeightDType } from '../compiler/ir/types';
-import { q8SubgroupMatrixKernel } from '../compiler/lower/matmul-q8-subgroup-matrix';
+import { q8SubgroupMatrixKernel, type Q8MatrixBlock } from '../compiler/lower/matmul-q8-subgroup-matrix';
 import { GENERIC, NVIDIA_HOPPER } from '../compiler/target/targets';
 import { nagaSource, translateWgsl } from '../compiler/validate/translate';
 import { randomValues } from '../fixtures/gguf/models';
@@ -62,30 +62,46 @@ function worstOverBound(actual: Float32Array, expected: ArrayLike<number>, bound
   return worst;
 }
 
-test('a Q8_0 prefill product in 64-blocks carries the subgroup-matrix variant, with the 64x64 tiled kernel as its portable twin', async () => {
-  const { g } = productGraph(128, 96, 64);
-  const { bundle, manifest } = await compileGraph(g, { targets: [NVIDIA_HOPPER] });
-  const { text } = await readBundle(bundle);
-  const [kernel] = manifest.kernels;
-  expect(kernel.variants.map((v) => v.features)).toEqual([[FEATURE], []]);
-  const [variant, portable] = kernel.variants;
-  expect(variant).toMatchObject({ validatedBy: 'dawn', translations: {}, deviceConstants: ['I8_MATRIX_UNIT'], workgroupSize: [32, 1, 1] });
-  expect(portable.validatedBy).toBe('naga');
-  const wgsl = text(variant.wgsl);
-  expect(wgsl).toMatch(/^enable chromium_experimental_subgroup_matrix;/);
-  expect(wgsl).toContain('override I8_MATRIX_UNIT: u32');
-  // a 64×64 block: four right fragments (w's rows, column-major) per step, four rows of four
-  // products each stored as i32 for the scaling
-  expect(wgsl.match(/subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>, col_major>/g)).toHaveLength(4);
-  expect(wgsl.match(/subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>, row_major>/g)).toHaveLength(4);
-  expect(wgsl.match(/subgroupMatrixMultiplyAccumulate/g)).toHaveLength(16);
-  expect(wgsl.match(/subgroupMatrixStore<row_major>\(&r_tile/g)).toHaveLength(16);
-  expect(text(portable.wgsl)).toMatch(/archetype: tiled matmul, 64x64x16 tiles/);
-  expect(text(portable.wgsl)).toContain('fn q_dq4(bb: u32, e: u32)');
-  expect(manifest.entryPoints.run.dispatches[0].workgroups).toEqual([1, 2, 1]);
+/** Shapes [M, K, N] whose chosen tiling (nvidia-hopper's blocks) is 32×32, 32×64, 64×64, and 64×128, which the variant's block cannot follow. */
+const BLOCK_CASES: { m: number; k: number; n: number; tiling: string; block: [number, number] }[] = [
+  { m: 128, k: 96, n: 64, tiling: '32x32x16', block: [32, 32] },
+  { m: 256, k: 64, n: 512, tiling: '32x64x16', block: [32, 64] },
+  { m: 1024, k: 32, n: 1024, tiling: '64x64x16', block: [64, 64] },
+  { m: 1024, k: 32, n: 2048, tiling: '64x64x16', block: [64, 64] },
+];
+
+test('a Q8_0 prefill product carries the subgroup-matrix variant in the blocks of its tiled twin, at most 64x64', async () => {
+  for (const { m, k, n, tiling, block } of BLOCK_CASES) {
+    const what = `${m}x${k} by ${n}x${k}`;
+    const { g } = productGraph(m, k, n);
+    const { bundle, manifest } = await compileGraph(g, { targets: [NVIDIA_HOPPER] });
+    const { text } = await readBundle(bundle);
+    const [kernel] = manifest.kernels;
+    expect(kernel.variants.map((v) => v.features), what).toEqual([[FEATURE], []]);
+    const [variant, portable] = kernel.variants;
+    expect(variant, what).toMatchObject({ validatedBy: 'dawn', translations: {}, deviceConstants: ['I8_MATRIX_UNIT'], workgroupSize: [32, 1, 1] });
+    expect(portable.validatedBy).toBe('naga');
+    const wgsl = text(variant.wgsl);
+    expect(wgsl).toMatch(/^enable chromium_experimental_subgroup_matrix;/);
+    expect(wgsl).toContain('override I8_MATRIX_UNIT: u32');
+    // per step: a right fragment per 16 columns (w's rows, column-major), a left one per 16
+    // rows, and each pair's product stored as i32 for the scaling
+    const [fragsM, fragsN] = [block[0] / 16, block[1] / 16];
+    expect(wgsl, what).toContain(`a subgroup per ${block[0]}x${block[1]} block`);
+    expect(wgsl.match(/subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>, col_major>/g), what).toHaveLength(fragsN);
+    expect(wgsl.match(/subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>, row_major>/g), what).toHaveLength(fragsM);
+    expect(wgsl.match(/subgroupMatrixMultiplyAccumulate/g), what).toHaveLength(fragsM * fragsN);
+    expect(wgsl.match(/subgroupMatrixStore<row_major>\(&r_tile/g), what).toHaveLength(fragsM * fragsN);
+    expect(text(portable.wgsl), what).toContain(`archetype: tiled matmul, ${tiling} tiles`);
+    expect(text(portable.wgsl)).toContain('fn q_dq4(bb: u32, e: u32)');
+    expect(manifest.entryPoints.run.dispatches[0].workgroups, what).toEqual([n / block[1], m / block[0], 1]);
+  }
+  // without the variant, the last shape's tiling is 64×128 (the twin gave it up)
+  const { manifest, bundle } = await compileGraph(productGraph(1024, 32, 2048).g, { targets: [GENERIC] });
+  expect((await readBundle(bundle)).text(manifest.kernels[0].variants[0].wgsl)).toContain('archetype: tiled matmul, 64x128x16 tiles');
 });
 
-test('other products carry no variant: a target without subgroup matrices, rows or columns off the 64-blocks, w as [K, N], another type, decode', async () => {
+test('other products carry no variant: a target without subgroup matrices, rows or columns off the blocks, w as [K, N], another type, decode', async () => {
   const cases: [string, Graph, typeof GENERIC][] = [
     ['generic target', productGraph(128, 96, 64).g, GENERIC],
     ['M = 72', productGraph(72, 96, 64).g, NVIDIA_HOPPER],
@@ -103,9 +119,8 @@ test('other products carry no variant: a target without subgroup matrices, rows 
 test('without subgroup matrices the runtime runs the portable twin, equal to the reference within f32 accumulation', async () => {
   const { device } = await sharedDevice();
   expect(device.features.has(FEATURE)).toBe(false);
-  const m = 128;
-  const k = 96;
-  const n = 64;
+  // the twin that takes 64×64 tiles where the tiling chosen would take 64×128
+  const [m, k, n] = [1024, 32, 2048];
   const { g, x } = productGraph(m, k, n);
   const { bundle, parameters } = await compileGraph(g, { targets: [NVIDIA_HOPPER] });
   const session = await loadPlan(bundle, device, { target: 'nvidia-hopper' });
@@ -127,7 +142,12 @@ test('without subgroup matrices the runtime runs the portable twin, equal to the
   }
 });
 
-test("the variant's arithmetic, fragment products emulated, is within Σ|w|·d_x/2 of x times the dequantized w", async () => {
+const EMULATED_BLOCKS: Q8MatrixBlock[] = [
+  { rows: 64, cols: 64 },
+  { rows: 32, cols: 64 },
+  { rows: 32, cols: 32 },
+];
+test.each(EMULATED_BLOCKS)("the variant's arithmetic in $rows x $cols blocks, fragment products emulated, is within Σ|w|·d_x/2 of x times the dequantized w", async (block) => {
   const { device } = await sharedDevice();
   // 128 × 96 by 192 × 96: 3 blocks a row of w, so blocks start on both halves of a word; x's
   // blocks of mixed scales, one all zero, one with a lone large value
@@ -144,11 +164,11 @@ test("the variant's arithmetic, fragment products emulated, is within Σ|w|·d_x
     { shape: [m, k], dtype: 'f32' as const },
     { shape: [n, k], dtype: 'u32' as const },
   ];
-  const code = q8SubgroupMatrixKernel({ name: 'y', op: 'matmulQuantized', attrs: {}, type: { shape: [m, n], dtype: 'f32' } }, operands, 'matmulQuantized_emulated', 'emulated');
-  expect(code.workgroups).toEqual([3, 2, 1]);
+  const code = q8SubgroupMatrixKernel({ name: 'y', op: 'matmulQuantized', attrs: {}, type: { shape: [m, n], dtype: 'f32' } }, operands, 'matmulQuantized_emulated', block, 'emulated');
+  expect(code.workgroups).toEqual([n / block.cols, m / block.rows, 1]);
   // the variant is this module but for the fragment products: the same lines once those, the
   // emulation, the extension and the unit are taken out of both
-  const variant = q8SubgroupMatrixKernel({ name: 'y', op: 'matmulQuantized', attrs: {}, type: { shape: [m, n], dtype: 'f32' } }, operands, 'matmulQuantized_emulated', 'subgroup-matrix');
+  const variant = q8SubgroupMatrixKernel({ name: 'y', op: 'matmulQuantized', attrs: {}, type: { shape: [m, n], dtype: 'f32' } }, operands, 'matmulQuantized_emulated', block, 'subgroup-matrix');
   const rest = (wgsl: string) =>
     wgsl
       .replace(/\/\*\*\n \* Emulates[\s\S]*?\n}\n/, '')

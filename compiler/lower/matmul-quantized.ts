@@ -13,9 +13,9 @@
 //     kernel (matmul-tiled.ts) with B read through `read_b4`, which decodes four values of a
 //     stored row into the B tile as it loads; the tiling is the float product's, and float
 //     products emit the same WGSL as before (the reader is only set here). For Q8_0 w [N, K]
-//     on a target with int8 subgroup matrices, and M, N multiples of 64, K of 32, the plan
+//     on a target with int8 subgroup matrices, and M, N multiples of the block, the plan
 //     also carries matmul-q8-subgroup-matrix.ts's variant (x rounded to int8 per 32 values,
-//     tensor-core products), the tiled kernel in 64×64 tiles beside it.
+//     tensor-core products) in the blocks of the tiled kernel beside it (at most 64×64).
 import { isPackedDType, PACKED_DTYPES } from '../../schemas/manifest';
 import type { MatmulQuantizedAttrs } from '../ir/ops';
 import { elementCount, type TensorType, type WeightDType } from '../ir/types';
@@ -24,7 +24,7 @@ import { QUANTIZED_MATVEC_DEFAULT, TILINGS } from '../target/tuning';
 import { bindingDecls, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
 import { matmulProblem, type ScheduledForm } from './matmul';
 import { I8_MATRIX_UNIT, SUBGROUP_MATRIX_FEATURE } from './matmul-int8';
-import { q8MatrixFits, q8SubgroupMatrixKernel } from './matmul-q8-subgroup-matrix';
+import { Q8_MATRIX_SIDES, q8MatrixFits, q8SubgroupMatrixKernel, type Q8MatrixBlock } from './matmul-q8-subgroup-matrix';
 import { dot4MatvecKernel, unitsMatvecKernel } from './matmul-quantized-matvec';
 import { chooseTiling, PORTABLE_WORKGROUP_BYTES, tiledKernel } from './matmul-tiled';
 
@@ -277,14 +277,23 @@ fn read_b4(batch: u32, row: u32, col: u32) -> vec4<f32> {
   return q_w4(row, col);
 }`;
   const p = { ...matmulProblem(subject, folded, name, form), readers: { b4: readB4 } };
-  if (dtype === 'q8_0' && transposeB && target.features.includes(SUBGROUP_MATRIX_FEATURE) && q8MatrixFits(m, n, k)) {
-    // the variant's grid is one workgroup per 64×64 block, so the portable kernel beside it
-    // takes 64×64 tiles whatever chooseTiling would pick (devices without the feature lose
-    // the larger blocks' reuse here)
-    const portable = tiledKernel(p, TILINGS.t64x64x16);
-    const variant = q8SubgroupMatrixKernel(subject, folded, name, 'subgroup-matrix');
-    return kernelWithVariants(name, [node.op], bindings, portable, [{ tag: 'subgroup-matrix', features: [SUBGROUP_MATRIX_FEATURE], code: variant, validatedBy: 'dawn', deviceConstants: [I8_MATRIX_UNIT] }]);
+  const tilings = chooseTiling(p, target.tuning.matmul);
+  if (dtype === 'q8_0' && transposeB && target.features.includes(SUBGROUP_MATRIX_FEATURE)) {
+    // The variant's grid is one workgroup per block of 32 or 64 rows and columns, the portable
+    // kernel's: where the tiling chosen for the shape has such blocks it stays; above them
+    // (64×128 and up, for products with many workgroups) the portable kernel takes 64×64
+    // tiles, which devices without the feature pay for in reuse.
+    const [only] = tilings;
+    const block: Q8MatrixBlock =
+      tilings.length === 1 && Q8_MATRIX_SIDES.includes(only.config.bm) && Q8_MATRIX_SIDES.includes(only.config.bn)
+        ? { rows: only.config.bm as Q8MatrixBlock['rows'], cols: only.config.bn as Q8MatrixBlock['cols'] }
+        : { rows: 64, cols: 64 };
+    if (q8MatrixFits(m, n, k, block)) {
+      const portable = tiledKernel(p, block.rows === only.config.bm && block.cols === only.config.bn ? only.config : TILINGS.t64x64x16);
+      const variant = q8SubgroupMatrixKernel(subject, folded, name, block, 'subgroup-matrix');
+      return kernelWithVariants(name, [node.op], bindings, portable, [{ tag: 'subgroup-matrix', features: [SUBGROUP_MATRIX_FEATURE], code: variant, validatedBy: 'dawn', deviceConstants: [I8_MATRIX_UNIT] }]);
+    }
   }
-  const choices = chooseTiling(p, target.tuning.matmul).map((c) => ({ tag: c.tag, features: [], code: tiledKernel(p, c.config) }));
+  const choices = tilings.map((c) => ({ tag: c.tag, features: [], code: tiledKernel(p, c.config) }));
   return kernelWithVariants(name, [node.op], bindings, choices[choices.length - 1].code, choices.slice(0, -1));
 }
