@@ -1,8 +1,8 @@
 // The quantized product of prefill (compiler/lower/matmul-quantized.ts): x [M, K] against
 // w [N, K] kept packed, per weight type, in the tiled kernel with w decoded into its tiles; for
 // Q8_0 also the int8 subgroup-matrix variant (matmul-q8-subgroup-matrix.ts: x rounded to int8
-// per 32 values, tensor-core products scaled by d_x·d_w) and the 64×64 tiled kernel the plan
-// carries beside it; an f32 product (the ordinary matmul, w [K, N]) for comparison. Each plan
+// per 32 values, tensor-core products scaled by d_x·d_w) and the tiled kernel the plan
+// carries beside it (its twin, in the variant's blocks); an f32 product (the ordinary matmul, w [K, N]) for comparison. Each plan
 // is compiled in-process, timed with timestamp queries (bench/gpu-time.ts) and checked on
 // every row of x and 64 + N/64 columns against the float64 product of x and the dequantized weights
 // (error over its bound: f32 accumulation's, plus x's rounding Σ|w|·d_x/2 for the variant).
@@ -151,7 +151,7 @@ async function variantMessages(bundle: Uint8Array): Promise<string[]> {
 interface Row {
   shape: string;
   type: string;
-  /** 'tiled' (the tiling the compiler picks without subgroup matrices), 'subgroup-matrix', 'tiled 64x64' (the variant's portable twin) */
+  /** 'tiled' (the tiling the compiler picks without subgroup matrices), 'subgroup-matrix', 'tiled twin' (the variant's portable twin, in its blocks) */
   kernel: string;
   /** the WGSL section that ran */
   section: string;
@@ -232,7 +232,7 @@ for (const [m, k, n] of SHAPES) {
     }
     record({ shape, type, kernel: 'subgroup-matrix', section: variant.section, weightBytes, us: variant.us, worst: worstError(await run(variantPlan, x), x, slab, m, k, n, true), clock: variant.clock }, m, k, n);
     const twin = await time(variantPlan, x, true);
-    record({ shape, type, kernel: 'tiled 64x64', section: twin.section, weightBytes, us: twin.us, worst: NaN, clock: twin.clock }, m, k, n);
+    record({ shape, type, kernel: 'tiled twin', section: twin.section, weightBytes, us: twin.us, worst: NaN, clock: twin.clock }, m, k, n);
   }
 }
 
