@@ -517,13 +517,6 @@ export interface FusedRotation extends RopeAttrs {
 }
 
 
-/**
- * The most rows of A (its batch axes folded in) the quantized matrix-vector kernel takes (its
- * workgroup memory holds a partial sum per row of x and invocation, for 8 rows at a time): the
- * most a product of a packed B takes with a fused RMSNorm, rope or cache write, as many as a
- * float product's small-M kernel takes in each matrix.
- */
-export const PACKED_FUSED_ROWS = 16;
 
 
 /**
@@ -2316,9 +2309,8 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
 
 /**
  * A B held packed (matmulQuantized's weight, ggml blocks, f16, bf16), as the kernels read it: a
- * product with something fused, a matrix of whole rows of four values, A read as stored; a normed, rope'd or cache-writing
- * product only in the matrix-vector kernel's shape (B [N, K] read transposed, at most
- * PACKED_FUSED_ROWS rows of A, its batch axes folded in).
+ * product with something fused, a matrix of whole rows of four values, A read as stored; a
+ * normed, rope'd or cache-writing product with B [N, K] read transposed.
  */
 function packedProductType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): void {
   const [a, b] = inputs;
@@ -2331,10 +2323,8 @@ function packedProductType(inputs: readonly TensorType[], attrs: FusedMatmulAttr
   if (b.shape[1] % 4 !== 0) throw new ShapeRuleError(`b ${formatShape(b.shape)} ${b.dtype} needs a multiple of 4 values per row`);
   if (attrs.transposeA) throw new ShapeRuleError(`a product of a packed b (${b.dtype}) reads A as stored, not transposed`);
   if (attrs.norm || attrs.rope || attrs.cache) {
-    const rows = elementCount(a.shape) / a.shape[a.shape.length - 1];
     const fused = attrs.norm ? 'a normed' : attrs.rope ? "a rope'd" : 'a cache-writing';
     if (!attrs.transposeB) throw new ShapeRuleError(`${fused} product of a packed b (${b.dtype}) reads it as [N, K], transposed`);
-    if (rows > PACKED_FUSED_ROWS) throw new ShapeRuleError(`${fused} product of a packed b (${b.dtype}) takes at most ${PACKED_FUSED_ROWS} rows of A in all (the quantized matrix-vector kernel's); A has ${rows}`);
   }
 }
 

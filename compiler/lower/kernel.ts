@@ -55,11 +55,11 @@ export function kernelWithVariants(
   ops: string[],
   bindings: BindingDesc[],
   portable: KernelCode,
-  variants: readonly { tag: string; features: string[]; code: KernelCode }[],
+  variants: readonly ({ tag: string; features: string[]; code: KernelCode } & Pick<LoweredVariant, 'validatedBy' | 'deviceConstants'>)[],
 ): { kernel: LoweredKernel; workgroups: [number, number, number] } {
-  const lowered = variants.map(({ tag, features, code }): LoweredVariant => {
+  const lowered = variants.map(({ tag, features, code, validatedBy, deviceConstants }): LoweredVariant => {
     if (code.workgroups.join() !== portable.workgroups.join()) throw new Error(`kernel ${name}: variant ${tag} needs another grid than the portable kernel`);
-    return { tag, features, wgsl: code.wgsl, workgroupSize: code.workgroupSize, workgroupBytes: code.workgroupBytes };
+    return { tag, features, wgsl: code.wgsl, workgroupSize: code.workgroupSize, workgroupBytes: code.workgroupBytes, ...(validatedBy ? { validatedBy } : {}), ...(deviceConstants ? { deviceConstants } : {}) };
   });
   const kernel: LoweredKernel = {
     name,

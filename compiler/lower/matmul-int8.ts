@@ -29,7 +29,7 @@ const FRAGMENT = { m: 16, n: 16, k: 32 };
  * `deviceConstants`).
  */
 export const I8_MATRIX_UNIT = 'I8_MATRIX_UNIT';
-const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
+export const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
 
 /** The module text both kernels share: the header, the bindings (of u32 or i32 words), the sizes. */
 function int8Sources(node: KernelSubject, operands: readonly TensorType[], name: string) {

@@ -12,19 +12,28 @@
 //   - otherwise (prefill, and the transposed layout of the input gradient): the tiled matmul
 //     kernel (matmul-tiled.ts) with B read through `read_b4`, which decodes four values of a
 //     stored row into the B tile as it loads; the tiling is the float product's, and float
-//     products emit the same WGSL as before (the reader is only set here).
+//     products emit the same WGSL as before (the reader is only set here). For a plain Q8_0
+//     product, w [N, K], on a target with int8 subgroup matrices, and M, N multiples of the
+//     block, the plan also carries matmul-q8-subgroup-matrix.ts's variant (x rounded to int8
+//     per 32 values, tensor-core products) in the blocks of the tiled kernel beside it (at
+//     most 64×64).
 import { PACKED_DTYPES } from '../../schemas/manifest';
-import { PACKED_FUSED_ROWS } from '../ir/ops';
 import { elementCount, isWeightDType, type TensorType, type WeightDType } from '../ir/types';
 import type { Target } from '../target/target';
-import { QUANTIZED_MATVEC_DEFAULT } from '../target/tuning';
+import { QUANTIZED_MATVEC_DEFAULT, TILINGS } from '../target/tuning';
 import { bindingDecls, indent, kernelHeader, kernelWithVariants, linearGrid, u32, type KernelCode, type KernelSubject, type LoweredKernel } from './kernel';
 import { epilogueHelpers, matmulProblem, type ScheduledForm } from './matmul';
+import { I8_MATRIX_UNIT, SUBGROUP_MATRIX_FEATURE } from './matmul-int8';
+import { Q8_MATRIX_SIDES, q8MatrixFits, q8SubgroupMatrixKernel, type Q8MatrixBlock } from './matmul-q8-subgroup-matrix';
 import { dot4MatvecKernel, fusedStore, fusionBindings, fusionNorm, unitsMatvecKernel, xRead, type MatvecFusion } from './matmul-quantized-matvec';
 import { chooseTiling, PORTABLE_WORKGROUP_BYTES, tiledKernel } from './matmul-tiled';
 
-/** The largest M the matrix-vector kernel takes (its workgroup memory holds partial sums of 8 rows of x at a time per invocation). */
-export const SMALL_M_QUANTIZED = PACKED_FUSED_ROWS;
+/**
+ * The largest M (x's batch axes folded in) the matrix-vector kernel takes (its workgroup memory
+ * holds partial sums of 8 rows of x at a time per invocation): as many as a float product's
+ * small-M kernel takes.
+ */
+export const SMALL_M_QUANTIZED = 16;
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
@@ -292,9 +301,6 @@ export function lowerPackedProduct(node: KernelSubject, operands: readonly Tenso
     const code = dot4 ?? (tuning.kernel === 'chunks' ? chunksMatvecKernel(subject, operandsMv, name, m, dtype, fusion) : unitsMatvecKernel(subject, operandsMv, name, m, dtype, tuning, PORTABLE_WORKGROUP_BYTES, fusion));
     return kernelWithVariants(name, form.ops, bindings, code, []);
   }
-  if (form.norm || form.rope || form.cache) {
-    throw new Error(`${node.op} ${node.name}: a ${form.norm ? 'normed' : form.rope ? "rope'd" : 'cache-writing'} product of a packed weight has no kernel for ${m} rows${form.transposeB ? '' : ' of w read as [K, N]'} (the matrix-vector kernel takes at most ${SMALL_M_QUANTIZED}, w [N, K])`);
-  }
   const [rows, cols] = w.shape;
   const readB4 = `${decoderSource(dtype, cols)}
 
@@ -305,10 +311,30 @@ fn read_b4(batch: u32, row: u32, col: u32) -> vec4<f32> {
   }
   return q_w4(row, col);
 }`;
-  // x's batch axes folded into M unless the epilogue reads operands by them; w (a matrix) is read alike by every batch
-  const fold = form.extraViews.length === 0 && !form.transposeA;
+  // x's batch axes folded into M where the kernel reads no operand but x and w (an epilogue's,
+  // a norm's weight, a rope's positions and a cache are bound and addressed by them); w (a
+  // matrix) is read alike by every batch. The tiled kernel applies a norm, rope and cache write
+  // as it does for a float B (matmul-tiled.ts).
+  const fold = form.extraViews.length === 0 && !form.transposeA && !form.norm && !form.rope && !form.cache;
   const p = { ...matmulProblem(fold ? foldedSubject : node, fold ? folded : [x, words, ...operands.slice(2)], name, form), readers: { b4: readB4 } };
   const { bindings } = bindingDecls(p.operands);
-  const choices = chooseTiling(p, target.tuning.matmul).map((c) => ({ tag: c.tag, features: [], code: tiledKernel(p, c.config) }));
+  const tilings = chooseTiling(p, target.tuning.matmul);
+  if (dtype === 'q8_0' && form.transposeB && fold && p.plainStore && target.features.includes(SUBGROUP_MATRIX_FEATURE)) {
+    // The variant's grid is one workgroup per block of 32 or 64 rows and columns, the portable
+    // kernel's: where the tiling chosen for the shape has such blocks it stays; above them
+    // (64×128 and up, for products with many workgroups) the portable kernel takes 64×64
+    // tiles, which devices without the feature pay for in reuse.
+    const [only] = tilings;
+    const block: Q8MatrixBlock =
+      tilings.length === 1 && Q8_MATRIX_SIDES.includes(only.config.bm) && Q8_MATRIX_SIDES.includes(only.config.bn)
+        ? { rows: only.config.bm as Q8MatrixBlock['rows'], cols: only.config.bn as Q8MatrixBlock['cols'] }
+        : { rows: 64, cols: 64 };
+    if (q8MatrixFits(m, n, k, block)) {
+      const portable = tiledKernel(p, block.rows === only.config.bm && block.cols === only.config.bn ? only.config : TILINGS.t64x64x16);
+      const variant = q8SubgroupMatrixKernel(foldedSubject, folded, name, block, 'subgroup-matrix');
+      return kernelWithVariants(name, form.ops, bindings, portable, [{ tag: 'subgroup-matrix', features: [SUBGROUP_MATRIX_FEATURE], code: variant, validatedBy: 'dawn', deviceConstants: [I8_MATRIX_UNIT] }]);
+    }
+  }
+  const choices = tilings.map((c) => ({ tag: c.tag, features: [], code: tiledKernel(p, c.config) }));
   return kernelWithVariants(name, form.ops, bindings, choices[choices.length - 1].code, choices.slice(0, -1));
 }
