@@ -197,6 +197,12 @@ for (const [m, k, n] of SHAPES) {
   const shape = `${m}x${k}x${n}`;
   const x = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i * 0.37));
   for (const type of options.types) {
+    // a K-quant's super-block of 256 values does not divide SmolLM2's K of 576
+    const block = type === 'f32' ? 1 : ggmlType(TYPES.find(([d]) => d === type)![1]).blockElements;
+    if (k % block !== 0) {
+      console.log(`${shape} ${type.padEnd(5)} skipped: K ${k} is not a multiple of its block of ${block}`);
+      continue;
+    }
     const g = new Graph('prefill');
     let slab: Float32Array;
     let weightBytes: number;

@@ -513,7 +513,7 @@ const CASES: Case[] = [
 
   {
     rule: 'matmul+cacheWrite',
-    label: "a prompt's k (17 rows, the tiled kernel): normed, rope'd as 2 heads of 8, each head's row to its own cache row",
+    label: "a prompt's k (17 rows, the tiled kernel): rope'd as 2 heads of 8, each head's row to its own cache row (its norm a kernel of its own)",
     phase: 'kernels',
     build: (g) => {
       const h = g.rmsNorm(g.input('x', [17, 12]), g.parameter('norm', [12], { init: { uniform: [0.5, 1.5] } }), { eps: 1e-5 });
@@ -522,10 +522,10 @@ const CASES: Case[] = [
       g.output('y', g.cacheWrite(g.state('cache', [2, 20, 8]), g.reshape(k, [34, 8]), rows));
     },
     form: (o) => {
-      expect(fusedMatmuls(o)[0].attrs).toMatchObject({ norm: true, rope: true, cache: true, rows: [34, 8] });
+      expect(fusedMatmuls(o)[0].attrs).toMatchObject({ norm: false, rope: true, cache: true, rows: [34, 8] });
       expect(opsOf(o)).not.toContain('cacheWrite');
       expect(opsOf(o)).not.toContain('rope');
-      expect(opsOf(o)).not.toContain('rmsNorm');
+      expect(opsOf(o)).toContain('rmsNorm');
     },
   },
 
@@ -625,6 +625,16 @@ const REFUSALS: Refusal[] = [
     absent: (o) => {
       expect(opsOf(o)).toContain('rope');
       for (const n of fusedMatmuls(o)) expect(n.attrs.rope).toBe(false);
+    },
+  },
+  {
+    label: 'rmsnorm+matmul over 17 rows (more than the small-M kernel that computes the norms takes)',
+    phase: 'kernels',
+    fires: 'rmsnorm+matmul',
+    build: (g) => g.output('y', g.matmul(g.rmsNorm(g.input('x', [17, 12]), g.input('norm', [12]), { eps: 1e-5 }), g.input('w', [12, 7]))),
+    absent: (o) => {
+      expect(opsOf(o)).toContain('rmsNorm');
+      for (const n of fusedMatmuls(o)) expect(n.attrs.norm).toBe(false);
     },
   },
   {

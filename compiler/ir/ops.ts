@@ -477,7 +477,8 @@ export interface FusedMatmulAttrs {
   residual: boolean;
   /**
    * A is read through RMSNorm with the last operand as its weight [K] and `eps`: the product
-   * of rmsNorm(a)·op(b), each row's 1/rms computed by the kernel itself (A not transposed)
+   * of rmsNorm(a)·op(b), each row's 1/rms computed by the kernel itself (at most
+   * NORMED_PRODUCT_ROWS rows a matrix, A not transposed)
    */
   norm: boolean;
   /** the RMSNorm's epsilon (0 without `norm`) */
@@ -500,6 +501,14 @@ export interface FusedMatmulAttrs {
   /** with `cache`: the product's value as cacheWrite's rows, [.., T, d] (or [T, d] with one offset per row) */
   rows?: Shape;
 }
+
+/**
+ * The most rows a product with a fused RMSNorm takes: the small-M kernel's, which computes its
+ * rows' norms in a pass of its own. (The tiled kernel could scale B by the weight and sum A's
+ * squares from its tiles, but measured on an H100 that made SmolLM2's 128-row gate product 7 µs
+ * slower, where one norm kernel of 3.6 µs serves three products.)
+ */
+export const NORMED_PRODUCT_ROWS = 16;
 
 /** Where a fusedMatmul's optional operands sit: after a and b, bias, gate, residual, positions, norm weight, offsets, cache (those present). */
 export function fusedOperandIndex(attrs: Pick<FusedMatmulAttrs, 'bias' | 'gate' | 'residual' | 'rope' | 'norm' | 'offsets'>, operand: 'positions' | 'norm' | 'offsets' | 'cache'): number {
@@ -2299,6 +2308,8 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
     const weight = inputs[fusedOperandIndex(attrs, 'norm')];
     if (attrs.transposeA) throw new ShapeRuleError('a normed product reads A as stored (rows along K), not transposed');
     if (!sameShape(weight.shape, [k])) throw new ShapeRuleError(`the norm's weight must have shape [${k}] (A's rows, ${formatShape(a.shape)}); got ${formatShape(weight.shape)}`);
+    const m = opA.shape[opA.shape.length - 2];
+    if (m > NORMED_PRODUCT_ROWS) throw new ShapeRuleError(`a normed product takes at most ${NORMED_PRODUCT_ROWS} rows a matrix (the small-M kernel computes each row's norm); A has ${m}`);
     if (!(typeof attrs.eps === 'number' && Number.isFinite(attrs.eps) && attrs.eps >= 0)) throw new ShapeRuleError(`eps must be a finite number ≥ 0; got ${attrs.eps}`);
   }
   programTypes(epilogueProgram(attrs), [product, ...extras], false);
@@ -2310,7 +2321,8 @@ function fusedMatmulType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs)
 /**
  * A B held packed (matmulQuantized's weight, ggml blocks, f16, bf16), as the kernels read it: a
  * product with something fused, a matrix of whole rows of four values, A read as stored; a
- * normed, rope'd or cache-writing product with B [N, K] read transposed.
+ * normed, rope'd or cache-writing product with B [N, K] read transposed, a normed one in the
+ * matrix-vector kernel's rows (at most NORMED_PRODUCT_ROWS, x's batch axes folded in).
  */
 function packedProductType(inputs: readonly TensorType[], attrs: FusedMatmulAttrs): void {
   const [a, b] = inputs;
@@ -2325,6 +2337,10 @@ function packedProductType(inputs: readonly TensorType[], attrs: FusedMatmulAttr
   if (attrs.norm || attrs.rope || attrs.cache) {
     const fused = attrs.norm ? 'a normed' : attrs.rope ? "a rope'd" : 'a cache-writing';
     if (!attrs.transposeB) throw new ShapeRuleError(`${fused} product of a packed b (${b.dtype}) reads it as [N, K], transposed`);
+  }
+  const rows = elementCount(a.shape) / a.shape[a.shape.length - 1];
+  if (attrs.norm && rows > NORMED_PRODUCT_ROWS) {
+    throw new ShapeRuleError(`a normed product of a packed b (${b.dtype}) takes at most ${NORMED_PRODUCT_ROWS} rows of A in all (the quantized matrix-vector kernel's); A has ${rows}`);
   }
 }
 

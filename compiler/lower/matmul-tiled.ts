@@ -10,7 +10,6 @@
 import { DEFAULT_LIMITS } from '../target/target';
 import { TILINGS, type MatmulTuning, type TileConfig } from '../target/tuning';
 import { indent, u32, type KernelCode } from './kernel';
-import { wgslFloat } from '../ir/ops';
 import { matmulPreamble, type MatmulProblem, type StreamKSchedule } from './matmul';
 import { ropeStore } from './matmul-gemv';
 
@@ -60,8 +59,6 @@ interface OperandTile {
   vecReader?: boolean;
   /** WGSL mapping a tile row's M/N index to the stored row it reads (a rope's pair order; contiguousK only) */
   storedRow?: (index: string) => string;
-  /** WGSL of the factor each loaded vec4 is multiplied by, given the K index of its first value (contiguousK) or its K row */
-  scale?: (k: string) => string;
 }
 
 function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: number) {
@@ -101,7 +98,6 @@ function operandCode(o: OperandTile, c: TileConfig, p: MatmulProblem, threads: n
           ? `${o.input}[(${w}_off${l} + ${k0} * ${o.extentName}) / 4u]`
           : `vec4<f32>(${[0, 1, 2, 3].map((cc) => `select(0.0, ${at(cc)}, ${o.origin} + ${w}_q${l} * 4u + ${cc}u < ${o.extentName})`).join(', ')})`;
       }
-      if (o.scale) value = `(${value}) * ${o.scale(o.contiguousK ? `${k0} + ${w}_q${l} * 4u` : `${k0} + ${w}_r${l}`)}`;
       if (guards.length === 0) lines.push(`p${w}${l} = ${value};`);
       else lines.push(`p${w}${l} = vec4<f32>();`, `if (${guards.join(' && ')}) {`, `  p${w}${l} = ${value};`, '}');
     }
@@ -200,21 +196,10 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const vecB = !readers.b && !readers.b4 && (p.transposeB ? p.k : p.n) % 4 === 0;
   // a rope's columns are stored one by one, in pair order, and a cache's at the cache's addresses
   const vecOut = p.n % 4 === 0 && !p.rope && !p.cache;
-  if (p.norm && p.transposeA) throw new Error(`matmul ${p.name}: a normed product reads A as stored`);
+  if (p.norm) throw new Error(`matmul ${p.name}: a normed product of ${p.m} rows has no tiled kernel (the small-M kernel computes the norms)`);
   if (p.rope && !p.transposeB) throw new Error(`matmul ${p.name}: a rope'd product reads B transposed`);
-  // A fused RMSNorm: rmsNorm(a)·b = diag(1/rms)·(a·(diag(weight)·b)). B's rows along K are
-  // scaled by the weight as they load, and A's tile values, raw, give each row's sum of squares
-  // beside the products (the invocation reads them anyway): no pass of its own over A.
-  const normWeight = p.norm && `in${p.norm.weight}`;
-  const kGuarded = p.k % 4 !== 0;
-  const weightAt = (k: string) => (kGuarded ? `select(0.0, ${normWeight}[${k}], ${k} < K)` : `${normWeight}[${k}]`);
-  const bScale = normWeight
-    ? p.transposeB
-      ? (k: string) => `vec4<f32>(${[0, 1, 2, 3].map((cc) => weightAt(`${k}${cc ? ` + ${cc}u` : ''}`)).join(', ')})`
-      : (k: string) => weightAt(k)
-    : undefined;
   const a = operandCode({ which: 'a', input: 'in0', base: 'a_base', contiguousK: !p.transposeA, vec: vecA, span: bm, extent: p.m, extentName: 'M', origin: 'row0', ...(readers.a ? { reader: 'read_a' } : {}) }, c, p, threads);
-  const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0', ...(readers.b ? { reader: 'read_b' } : readers.b4 ? { reader: 'read_b4', vecReader: true } : {}), ...(p.rope ? { storedRow: (i: string) => `rope_column(${i})` } : {}), ...(bScale ? { scale: bScale } : {}) }, c, p, threads);
+  const b = operandCode({ which: 'b', input: 'in1', base: 'b_base', contiguousK: p.transposeB, vec: vecB, span: bn, extent: p.n, extentName: 'N', origin: 'col0', ...(readers.b ? { reader: 'read_b' } : readers.b4 ? { reader: 'read_b4', vecReader: true } : {}), ...(p.rope ? { storedRow: (i: string) => `rope_column(${i})` } : {}) }, c, p, threads);
   const slices = Math.ceil(p.k / bk);
 
   // One f32 per output rather than a vec4 per four: with vec4 accumulators Nvidia's compiler
@@ -230,7 +215,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
       ...Array.from({ length: tn / 4 }, (_, j) => `let b${kk}_${j} = tile_b${sb}[${kk}][bj${j}];`),
     ];
     const products = (kk: number) => {
-      const out: string[] = normWeight ? Array.from({ length: tm / 4 }, (_, i) => `ss${i} = fma(a${kk}_${i}, a${kk}_${i}, ss${i});`) : [];
+      const out: string[] = [];
       for (let i = 0; i < tm / 4; i++) {
         for (let r = 0; r < 4; r++) {
           for (let j = 0; j < tn / 4; j++) {
@@ -303,8 +288,6 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   // value(row in the invocation's block, j, cc): its accumulator, or (stream-K) a sum of partials
   const rowGuard = p.m % bm !== 0;
   const colGuard = p.n % bn !== 0;
-  // a fused RMSNorm's 1/rms of the invocation's row `row` (norm_rs<row>, from its sums of squares)
-  const normScale = (row: number) => (p.norm ? { normScale: `norm_rs${row}` } : {});
   const columnOf = (j: number) => `col0 + (${u32(j * gx)} + tx) * 4u`;
   const rowOf = (i: number, r: number) => `row0 + (${u32(i * gy)} + ty) * 4u + ${u32(r)}`;
   const wideReads = (row: string, col: string, suffix: string) =>
@@ -316,7 +299,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
     for (let j = 0; j < tn / 4; j++) {
       const lines: string[] = [`let col = ${columnOf(j)};`];
       if (p.rope) {
-        const store = [`let rope_v = vec4<f32>(${[0, 1, 2, 3].map((cc) => value(row, j, cc)).join(', ')});`, ...ropeStore(p, 'rope_v', normScale(row))];
+        const store = [`let rope_v = vec4<f32>(${[0, 1, 2, 3].map((cc) => value(row, j, cc)).join(', ')});`, ...ropeStore(p, 'rope_v')];
         lines.push(...(colGuard ? ['if (col < N) {', ...indent(store, 2), '}'] : store));
       } else if (vecOut) {
         let store: string[];
@@ -325,7 +308,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
           store = ['var o: vec4<f32>;', ...(suffix ? [] : wideReads('row', 'col', ''))];
           for (let cc = 0; cc < 4; cc++) {
             const given = p.extraVec4.map((wide, n) => (wide ? `e${n + 1}${suffix ? suffix(j) : ''}[${cc}]` : undefined));
-            const e = p.epilogue(value(row, j, cc), 'row', 'cc', '  ', { given, ...normScale(row) });
+            const e = p.epilogue(value(row, j, cc), 'row', 'cc', '  ', { given });
             store.push('{', `  let cc = col + ${u32(cc)};`, ...e.lines, `  o[${cc}] = ${e.value};`, '}');
           }
           store.push('out[(c_base + row * N + col) / 4u] = o;');
@@ -333,7 +316,7 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
         lines.push(...(colGuard ? ['if (col < N) {', ...indent(store, 2), '}'] : store));
       } else {
         for (let cc = 0; cc < 4; cc++) {
-          const e = p.epilogue(value(row, j, cc), 'row', 'cc', '    ', normScale(row));
+          const e = p.epilogue(value(row, j, cc), 'row', 'cc', '    ');
           lines.push('{', `  let cc = col + ${u32(cc)};`, '  if (cc < N) {', ...e.lines, `    ${p.storeAt('c_base + row * N + cc', e.value)}`, '  }', '}');
         }
       }
@@ -379,9 +362,6 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
   const columns = [...Array.from({ length: tm / 4 }, (_, i) => `let ai${i} = ${u32(i * gy)} + ty;`), ...Array.from({ length: tn / 4 }, (_, j) => `let bj${j} = ${u32(j * gx)} + tx;`)];
   const accDecls: string[] = [];
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn / 4; j++) accDecls.push([0, 1, 2, 3].map((cc) => `var ${acc(r, j, cc)} = 0.0;`).join(' '));
-  // the sums of squares of the invocation's rows of A, four rows a vec4
-  if (normWeight) accDecls.push(...Array.from({ length: tm / 4 }, (_, i) => `var ss${i} = vec4<f32>();`));
-  const norms = normWeight ? Array.from({ length: tm }, (_, row) => `let norm_rs${row} = inverseSqrt(ss${Math.floor(row / 4)}[${row % 4}] / ${wgslFloat(p.k)} + ${wgslFloat(p.norm!.eps)});`) : [];
   const regDecls = [...Array.from({ length: a.loads }, (_, l) => `var pa${l}: vec4<f32>;`), ...Array.from({ length: b.loads }, (_, l) => `var pb${l}: vec4<f32>;`)];
 
   const streamK = p.form?.streamK;
@@ -403,7 +383,6 @@ export function tiledKernel(p: MatmulProblem, c: TileConfig): KernelCode {
           ...accDecls,
           ...regDecls,
           ...loop,
-          ...norms,
           ...output,
         ];
   const archetype = `tiled matmul, ${describeTiling(c)}${streamK ? `, stream-K ${streamK.role === 'partials' ? 'partial tiles' : 'product'}` : ''}`;

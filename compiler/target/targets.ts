@@ -144,11 +144,13 @@ export const NVIDIA_HOPPER: Target = {
     streamK: { units: HOPPER_SMS, maxLastWave: 0.9, maxLastWaveTransposed: 0.75, minIdleK: 256, minUnitK: 256 },
     axis: HOPPER_AXIS,
     attention: HOPPER_ATTENTION,
-    // Measured on the H100 (bench/quantized-matvec.ts, 2026-12-07, the 4096×11008 and
-    // 11008×4096 products): 16 lanes along a row beat the default 8 on every packed type
-    // (Q8_0 61% of a copy's bandwidth against 54, Q4_0 36 against 34, Q4_1 43 against 40,
-    // Q6_K 49 against 45) and tie on F16/BF16 (89%).
-    quantizedMatvec: { kernel: 'units', lanesPerRow: 16, rowsPerTeam: 4, stepsInFlight: 1 },
+    // Measured on the H100 (bench/quantized-matvec.ts --kernel new,dot4, 2026-12-08, the
+    // 4096×4096, 11008×4096 and 4096×11008 products): the dot4 kernel (x rounded to int8 per 32
+    // values, integer dot products) beats the units kernel on every packed type it takes, by
+    // 1.15-1.98× (of a copy's bandwidth: Q8_0 67-71% against 47-54, Q4_0 46-67 against 27-34,
+    // Q5_0 50-66 against 31-38, Q4_K 49-68 against 37-46, Q6_K 48-65 against 42-50). F16/BF16
+    // have no integer form and take the units kernel with the same lanes (89-93%).
+    quantizedMatvec: { kernel: 'dot4', lanesPerRow: 8, rowsPerTeam: 4, stepsInFlight: 1 },
   },
 };
 
