@@ -265,6 +265,22 @@ export function hyperFeed(manifest: Manifest, step = 10): Record<string, Float32
   return { [training.hyper.input]: Float32Array.from(training.hyper.fields, (f) => derived[f] ?? values[f] ?? 0) };
 }
 
+/**
+ * Where an entry's time goes: each dispatch timed alone (`reps` times in a pass of its own),
+ * summed per kernel, printed heaviest first under `label`; returns those printed.
+ */
+export async function printByKernel(plan: TimedPlan, label: string, reps: number, top = 14): Promise<[string, { us: number; count: number }][]> {
+  const perKernel = new Map<string, { us: number; count: number }>();
+  for (const d of await plan.perDispatch(reps)) {
+    const k = perKernel.get(d.kernel) ?? { us: 0, count: 0 };
+    perKernel.set(d.kernel, { us: k.us + d.us, count: k.count + 1 });
+  }
+  const heaviest = [...perKernel].sort((a, b) => b[1].us - a[1].us).slice(0, top);
+  console.log(`  ${label}, dispatches timed alone, by kernel (µs total, count):`);
+  for (const [kernel, k] of heaviest) console.log(`    ${k.us.toFixed(1).padStart(8)} µs  ${String(k.count).padStart(4)}×  ${kernel}`);
+  return heaviest;
+}
+
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;

@@ -20,7 +20,7 @@ import { Graph } from '../compiler/ir/graph';
 import { NVIDIA_HOPPER } from '../compiler/target/targets';
 import { llama, llamaEntries, llamaShape, type HfLlamaConfig, type LlamaOptions } from '../models/llama';
 import { decodeSafetensors, loadPlan, requestNodeDevice, tensorAsF32, type SafetensorsFile } from '../runtime/index';
-import { measureGpuTime, median, prepareTimedPlan } from './gpu-time';
+import { measureGpuTime, median, prepareTimedPlan, printByKernel } from './gpu-time';
 
 const GENERATE = 256;
 
@@ -122,19 +122,8 @@ try {
         const prefillGpu = await measureGpuTime(prefillTimed);
         const decodeGpu = await measureGpuTime(decodeTimed);
         // where a step's time goes: each dispatch timed alone, summed per kernel
-        const byKernel = async (timed: typeof decodeTimed, what: string) => {
-          const perKernel = new Map<string, { us: number; count: number }>();
-          for (const d of await timed.perDispatch(what === 'decode' ? 100 : 20)) {
-            const k = perKernel.get(d.kernel) ?? { us: 0, count: 0 };
-            perKernel.set(d.kernel, { us: k.us + d.us, count: k.count + 1 });
-          }
-          const heaviest = [...perKernel].sort((a, b) => b[1].us - a[1].us).slice(0, 14);
-          console.log(`  ${what}, dispatches timed alone, by kernel (µs total, count):`);
-          for (const [kernel, k] of heaviest) console.log(`    ${k.us.toFixed(1).padStart(8)} µs  ${String(k.count).padStart(4)}×  ${kernel}`);
-          return heaviest;
-        };
-        const heaviest = await byKernel(decodeTimed, 'decode');
-        const prefillHeaviest = await byKernel(prefillTimed, 'prefill');
+        const heaviest = await printByKernel(decodeTimed, 'decode', 100);
+        const prefillHeaviest = await printByKernel(prefillTimed, 'prefill', 20);
         prefillTimed.destroy();
         decodeTimed.destroy();
         // awaited: session.run from call to results on the host

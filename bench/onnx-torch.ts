@@ -25,7 +25,7 @@ import { decodeModel } from '../compiler/frontends/onnx/proto';
 import { isCompileError } from '../compiler/ir/errors';
 import { parseTargets } from '../compiler/target/targets';
 import { decodeSafetensors, loadPlan, loadTrainingPlan, requestNodeDevice, type TensorData } from '../runtime/index';
-import { hyperFeed, measureGpuTime, prepareTimedPlan } from './gpu-time';
+import { hyperFeed, measureGpuTime, prepareTimedPlan, printByKernel } from './gpu-time';
 
 interface TensorFile {
   name: string;
@@ -248,6 +248,8 @@ async function trainingRow(row: Row, model: ExportedModel, options: ReturnType<t
     const time = await measureGpuTime(timed, { passes: options.passes });
     row.oursMs = time.medianUs / 1000;
     row.clock = time.clock;
+    // where a step's time goes (the forward's convolutions, their two gradients, the updates)
+    await printByKernel(timed, `${row.name} step`, 5, 24);
   } finally {
     timed.destroy();
   }
