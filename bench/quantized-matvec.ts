@@ -20,19 +20,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileGraph } from '../compiler/compile';
-import { quantize } from '../compiler/frontends/gguf/quantize';
 import { Graph } from '../compiler/ir/graph';
-import { uniformStream } from '../compiler/ir/init';
-import { packedWeightTypes, type WeightDType } from '../compiler/ir/types';
 import type { Target } from '../compiler/target/target';
-import { GENERIC, withTuning } from '../compiler/target/targets';
+import { withTuning } from '../compiler/target/targets';
 import { QUANTIZED_MATVEC_DEFAULT, type QuantizedMatvecTuning } from '../compiler/target/tuning';
-import { dequantize, ggmlType, SUPPORTED_TYPES, type SupportedTypeName } from '../runtime/ggml-types';
 import { loadPlan, requestNodeDevice } from '../runtime/index';
-import { dtypeByteLength } from '../schemas/manifest';
+import { deviceTarget, PACKED_TYPES, SLAB_ROWS, weightProduct } from './quantized-weights';
 import { measureGpuTime, median, prepareTimedPlan, timestampedPasses } from './gpu-time';
 
-const TYPES = packedWeightTypes(SUPPORTED_TYPES) as [WeightDType, SupportedTypeName][];
 
 interface Options {
   small: boolean;
@@ -55,7 +50,7 @@ function kernelTuning(name: string): QuantizedMatvecTuning {
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { small: false, types: [...TYPES.map(([t]) => t), 'f32'], m: 1, rounds: 7, kernels: ['old', 'new'] };
+  const options: Options = { small: false, types: [...PACKED_TYPES.map(([t]) => t), 'f32'], m: 1, rounds: 7, kernels: ['old', 'new'] };
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k];
     if (a === '--small') options.small = true;
@@ -65,8 +60,8 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--kernel') options.kernels = argv[++k].split(',');
     else throw new Error(`unknown option ${a}`);
   }
-  const unknown = options.types.filter((t) => t !== 'f32' && !TYPES.some(([d]) => d === t));
-  if (unknown.length) throw new Error(`unknown types ${unknown.join(', ')}; known: ${TYPES.map(([t]) => t).join(', ')}, f32`);
+  const unknown = options.types.filter((t) => t !== 'f32' && !PACKED_TYPES.some(([d]) => d === t));
+  if (unknown.length) throw new Error(`unknown types ${unknown.join(', ')}; known: ${PACKED_TYPES.map(([t]) => t).join(', ')}, f32`);
   options.kernels.forEach(kernelTuning);
   return options;
 }
@@ -83,27 +78,13 @@ const SHAPES: [number, number][] = options.small
       [11008, 4096],
       [4096, 11008],
     ];
-/** distinct rows quantized (and dequantized for the check); w repeats them down its N rows */
-const SLAB_ROWS = 64;
 
 const gpu = await requestNodeDevice();
 const { device } = gpu;
 const info = gpu.adapter.info;
 console.log(`device: ${gpu.backend} ${info.description || info.vendor} ${info.architecture ?? ''}`.trim());
 if (!device.features.has('timestamp-query')) console.log('no timestamp-query: wall-clock times (submit to done), not kernel times');
-// the compile's limits are the device's: the f32 weights of the largest shapes exceed WebGPU's defaults
-const limits = device.limits;
-const target: Target = {
-  ...GENERIC,
-  name: 'bench-device',
-  limits: {
-    maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
-    maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
-    maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
-    maxBufferSize: limits.maxBufferSize,
-    maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
-  },
-};
+const target: Target = deviceTarget(device.limits);
 
 /** GB/s of a vec4 copy of `bytes` (read + written), the median of `rounds` passes of `reps` copies. */
 async function copyGbs(bytes: number, rounds: number): Promise<number> {
@@ -152,16 +133,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   src.destroy();
   dst.destroy();
   return (2 * bytes * reps) / median(us) / 1e3;
-}
-
-/** Packed bytes of w [n, k]: SLAB_ROWS rows quantized, repeated; and the slab's dequantized values. */
-function packedWeights(ggml: SupportedTypeName, n: number, k: number, seed: number): { bytes: Uint8Array; slab: Float32Array } {
-  const u = uniformStream(seed);
-  const rows = Math.min(SLAB_ROWS, n);
-  const slabBytes = quantize(ggml, Float32Array.from({ length: rows * k }, () => 2 * u() - 1));
-  const bytes = new Uint8Array((slabBytes.length / rows) * n);
-  for (let at = 0; at < bytes.length; at += slabBytes.length) bytes.set(slabBytes.subarray(0, Math.min(slabBytes.length, bytes.length - at)), at);
-  return { bytes, slab: dequantize(ggmlType(ggml), slabBytes, rows * k) };
 }
 
 interface Row {
@@ -224,23 +195,7 @@ for (const [n, k] of SHAPES) {
   for (const type of options.types) {
     const g = new Graph('matvec');
     const x = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i * 0.37));
-    // w's row r as values: the slab's row r % SLAB_ROWS; f32: w [K, N], column c is row c
-    let slab: Float32Array;
-    let weightBytes: number;
-    if (type === 'f32') {
-      const u = uniformStream(seed++);
-      slab = Float32Array.from({ length: Math.min(SLAB_ROWS, n) * k }, () => 2 * u() - 1);
-      const init = new Float32Array(k * n);
-      for (let c = 0; c < n; c++) for (let p = 0; p < k; p++) init[p * n + c] = slab[(c % SLAB_ROWS) * k + p];
-      g.output('y', g.matmul(g.input('x', [m, k]), g.parameter('w', [k, n], { init })));
-      weightBytes = 4 * n * k;
-    } else {
-      const [dtype, ggml] = TYPES.find(([d]) => d === type)!;
-      const packed = packedWeights(ggml, n, k, seed++);
-      slab = packed.slab;
-      g.output('y', g.matmulQuantized(g.input('x', [m, k]), g.packedParameter('w', [n, k], dtype, packed.bytes)));
-      weightBytes = dtypeByteLength(dtype, n * k);
-    }
+    const { slab, weightBytes } = weightProduct(g, type, m, n, k, seed++);
     for (const kernel of type === 'f32' ? ['matmul'] : options.kernels) {
       const tuned = kernel === 'matmul' ? target : withTuning(target, { quantizedMatvec: kernelTuning(kernel) }, `bench-device+${kernel}`);
       const { us, worst, clock } = await measure(g, tuned, x, slab, n, k, kernel !== 'matmul' && kernelTuning(kernel).kernel === 'dot4');

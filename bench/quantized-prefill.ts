@@ -19,19 +19,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileGraph } from '../compiler/compile';
-import { quantize } from '../compiler/frontends/gguf/quantize';
 import { Graph } from '../compiler/ir/graph';
-import { uniformStream } from '../compiler/ir/init';
-import { packedWeightTypes, type WeightDType } from '../compiler/ir/types';
 import { SUBGROUP_MATRIX_FEATURE } from '../compiler/lower/matmul-int8';
 import type { Target } from '../compiler/target/target';
-import { GENERIC } from '../compiler/target/targets';
-import { dequantize, ggmlType, SUPPORTED_TYPES, type SupportedTypeName } from '../runtime/ggml-types';
+import { ggmlType } from '../runtime/ggml-types';
 import { loadPlan, readBundle, requestNodeDevice } from '../runtime/index';
-import { dtypeByteLength } from '../schemas/manifest';
+import { deviceTarget, PACKED_TYPES, SLAB_ROWS, weightProduct } from './quantized-weights';
 import { measureGpuTime, prepareTimedPlan } from './gpu-time';
 
-const TYPES = packedWeightTypes(SUPPORTED_TYPES) as [WeightDType, SupportedTypeName][];
 
 interface Options {
   small: boolean;
@@ -40,7 +35,7 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { small: false, types: [...TYPES.map(([t]) => t), 'f32'], rounds: 7 };
+  const options: Options = { small: false, types: [...PACKED_TYPES.map(([t]) => t), 'f32'], rounds: 7 };
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k];
     if (a === '--small') options.small = true;
@@ -48,8 +43,8 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--rounds') options.rounds = Number(argv[++k]);
     else throw new Error(`unknown option ${a}`);
   }
-  const unknown = options.types.filter((t) => t !== 'f32' && !TYPES.some(([d]) => d === t));
-  if (unknown.length) throw new Error(`unknown types ${unknown.join(', ')}; known: ${TYPES.map(([t]) => t).join(', ')}, f32`);
+  const unknown = options.types.filter((t) => t !== 'f32' && !PACKED_TYPES.some(([d]) => d === t));
+  if (unknown.length) throw new Error(`unknown types ${unknown.join(', ')}; known: ${PACKED_TYPES.map(([t]) => t).join(', ')}, f32`);
   return options;
 }
 
@@ -64,8 +59,6 @@ const SHAPES: [number, number, number][] = options.small
       [128, 576, 1536],
       [512, 4096, 4096],
     ];
-/** distinct rows of w quantized (and dequantized for the check); w repeats them down its N rows */
-const SLAB_ROWS = 64;
 
 const gpu = await requestNodeDevice({ allowUnsafeApis: true });
 const { device } = gpu;
@@ -74,31 +67,9 @@ const matrices = device.features.has(SUBGROUP_MATRIX_FEATURE);
 console.log(`device: ${gpu.backend} ${info.description || info.vendor} ${info.architecture ?? ''}`.trim());
 console.log(matrices ? 'subgroup matrices: yes (the Q8_0 variant is timed)' : 'subgroup matrices: no (the Q8_0 variant rows are left out)');
 if (!device.features.has('timestamp-query')) console.log('no timestamp-query: wall-clock times (submit to done), not kernel times');
-// the compile's limits are the device's: the f32 weights of the largest shapes exceed WebGPU's defaults
-const limits = device.limits;
-const portableTarget: Target = {
-  ...GENERIC,
-  name: 'bench-device',
-  limits: {
-    maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
-    maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
-    maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
-    maxBufferSize: limits.maxBufferSize,
-    maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
-  },
-};
+const portableTarget: Target = deviceTarget(device.limits);
 /** the same device with its subgroup matrices: Q8_0 products in 64-blocks carry the variant */
 const matrixTarget: Target = { ...portableTarget, name: 'bench-device+subgroup-matrix', features: [SUBGROUP_MATRIX_FEATURE] };
-
-/** Packed bytes of w [n, k]: SLAB_ROWS rows quantized, repeated; and the slab's dequantized values. */
-function packedWeights(ggml: SupportedTypeName, n: number, k: number, seed: number): { bytes: Uint8Array; slab: Float32Array } {
-  const u = uniformStream(seed);
-  const rows = Math.min(SLAB_ROWS, n);
-  const slabBytes = quantize(ggml, Float32Array.from({ length: rows * k }, () => 2 * u() - 1));
-  const bytes = new Uint8Array((slabBytes.length / rows) * n);
-  for (let at = 0; at < bytes.length; at += slabBytes.length) bytes.set(slabBytes.subarray(0, Math.min(slabBytes.length, bytes.length - at)), at);
-  return { bytes, slab: dequantize(ggmlType(ggml), slabBytes, rows * k) };
-}
 
 /**
  * The largest |y − exact| over its bound, on every row of x and, of w's rows (which repeat the
@@ -198,28 +169,13 @@ for (const [m, k, n] of SHAPES) {
   const x = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i * 0.37));
   for (const type of options.types) {
     // a K-quant's super-block of 256 values does not divide SmolLM2's K of 576
-    const block = type === 'f32' ? 1 : ggmlType(TYPES.find(([d]) => d === type)![1]).blockElements;
+    const block = type === 'f32' ? 1 : ggmlType(PACKED_TYPES.find(([d]) => d === type)![1]).blockElements;
     if (k % block !== 0) {
       console.log(`${shape} ${type.padEnd(5)} skipped: K ${k} is not a multiple of its block of ${block}`);
       continue;
     }
     const g = new Graph('prefill');
-    let slab: Float32Array;
-    let weightBytes: number;
-    if (type === 'f32') {
-      const u = uniformStream(seed++);
-      slab = Float32Array.from({ length: Math.min(SLAB_ROWS, n) * k }, () => 2 * u() - 1);
-      const init = new Float32Array(k * n);
-      for (let c = 0; c < n; c++) for (let p = 0; p < k; p++) init[p * n + c] = slab[(c % SLAB_ROWS) * k + p];
-      g.output('y', g.matmul(g.input('x', [m, k]), g.parameter('w', [k, n], { init })));
-      weightBytes = 4 * n * k;
-    } else {
-      const [dtype, ggml] = TYPES.find(([d]) => d === type)!;
-      const packed = packedWeights(ggml, n, k, seed++);
-      slab = packed.slab;
-      g.output('y', g.matmulQuantized(g.input('x', [m, k]), g.packedParameter('w', [n, k], dtype, packed.bytes)));
-      weightBytes = dtypeByteLength(dtype, n * k);
-    }
+    const { slab, weightBytes } = weightProduct(g, type, m, n, k, seed++);
     const { bundle } = await compileGraph(g, { targets: [portableTarget] });
     const tiled = await time(bundle, x, false);
     record({ shape, type, kernel: 'tiled', section: tiled.section, weightBytes, us: tiled.us, worst: worstError(await run(bundle, x), x, slab, m, k, n, false), clock: tiled.clock }, m, k, n);
