@@ -69,10 +69,16 @@ describe('split products on the GPU against the CPU reference', () => {
   const cases: [string, (g: Graph) => void, number, number][] = [
     ['[40, 256] · [256, 36]: 4 slices of 64, edge tiles', (g) => g.output('y', g.matmul(g.input('a', [40, 256]), g.input('b', [256, 36]))), 4, 2],
     [
-      'gelu([2, 20, 192] · [24, 192]ᵀ + bias) + residual: 6 slices of 32 over 2 batches, the epilogue after the sum',
+      'gelu([2, 20, 192] · [24, 192]ᵀ + bias) + residual: 6 slices of 32 over 2 batches, the epilogue summing them as it reads them (vec4s)',
       (g) => g.output('y', g.fusedMatmul(g.input('a', [2, 20, 192]), g.input('b', [24, 192]), { transposeB: true, activation: 'gelu', bias: g.input('bias', [24]), residual: g.input('r', [2, 20, 24]) })),
       6,
-      3,
+      2,
+    ],
+    [
+      'relu([40, 256] · [256, 30] + bias): 8 slices of 32, the epilogue summing them as it reads them (scalars: N not a multiple of 4)',
+      (g) => g.output('y', g.fusedMatmul(g.input('a', [40, 256]), g.input('b', [256, 30]), { activation: 'relu', bias: g.input('bias', [30]) })),
+      8,
+      2,
     ],
     ['[96, 24]ᵀ · [96, 40]: 3 slices of 32 down A', (g) => g.output('y', g.fusedMatmul(g.input('a', [96, 24]), g.input('b', [96, 40]), { transposeA: true })), 3, 2],
     ['[36, 200] · [200, 20]: slices would be 100 or 50 long, no split', (g) => g.output('y', g.matmul(g.input('a', [36, 200]), g.input('b', [200, 20]))), 1, 1],

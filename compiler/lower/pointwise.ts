@@ -79,6 +79,11 @@ export interface PointwiseLowering {
   /** the value at one element, from the operands loaded as x0, x1, ... */
   chain: (x: string[]) => PointwiseChain;
   views: OperandView[];
+  /**
+   * operand `operand` is loaded as the sum of `count` elements `stride` apart (its view gives
+   * the first): a split-K product's partial slices, summed as its epilogue reads them
+   */
+  summed?: { operand: number; count: number; stride: number };
 }
 
 /** A single op's expression as a chain of no `let`s. */
@@ -148,6 +153,13 @@ export function lowerPointwise(node: KernelSubject, operands: readonly TensorTyp
     fused ? kernelHeader(name, node, operands, `pointwise chain of ${chain.lets.length}, ${form}`, chain.ops) : kernelHeader(name, node, operands, `pointwise, ${form}`);
   const helpers = [...chain.helpers, elementFunction(chain, operands, node.type)];
   const outStrides = stridesOf(shape);
+  // operand k at `index` (in units of `per` elements), or the sum of its slices there
+  const summedRead = (k: number, index: string, per: number) => {
+    const summed = spec.summed?.operand === k ? spec.summed : undefined;
+    if (!summed) return `in${k}[${index}]`;
+    if (summed.stride % per !== 0) throw new Error(`${name}: summed slices ${summed.stride} elements apart are not whole vec4s`);
+    return Array.from({ length: summed.count }, (_, s) => `in${k}[${s === 0 ? index : `${index} + ${u32((s * summed.stride) / per)}`}]`).join(' + ');
+  };
   const identity = (v: OperandView) => v.offset === 0 && v.strides.length === shape.length && v.strides.every((s, d) => s === outStrides[d]);
   const vector = vectorAccess(shape, views, operands);
 
@@ -161,9 +173,9 @@ export function lowerPointwise(node: KernelSubject, operands: readonly TensorTyp
     const loads = views.map((v, k) => {
       if (vector[k] === 'vec4') {
         const index = identity(v) ? 'q' : ix.index(v.strides.map((s, d) => (d === last ? 1 : s / 4)), v.offset / 4);
-        return `  let v${k} = in${k}[${index}];`;
+        return `  let v${k} = ${summedRead(k, index, 4)};`;
       }
-      return `  let s${k} = in${k}[${ix.index(v.strides, v.offset)}];`;
+      return `  let s${k} = ${summedRead(k, ix.index(v.strides, v.offset), 1)};`;
     });
     const lanes = ['x', 'y', 'z', 'w'].map((lane, j) => {
       const args = [j === 0 ? 'i' : `i + ${u32(j)}`, ...vector.map((a, k) => (a === 'vec4' ? `v${k}.${lane}` : `s${k}`))];
@@ -187,7 +199,7 @@ export function lowerPointwise(node: KernelSubject, operands: readonly TensorTyp
   const per = SCALAR_PER_INVOCATION;
   const { grid, gridX } = linearGrid(Math.ceil(total / (WORKGROUP * per)));
   const ix = indexing(shape, !views.every(identity), 'i');
-  const args = ['i', ...views.map((v, k) => `in${k}[${identity(v) ? 'i' : ix.index(v.strides, v.offset)}]`)];
+  const args = ['i', ...views.map((v, k) => summedRead(k, identity(v) ? 'i' : ix.index(v.strides, v.offset), 1))];
   const body = [
     `  let first = (wid.x + wid.y * GRID_X) * ${u32(WORKGROUP * per)} + lid;`,
     `  for (var k = 0u; k < ${u32(per)}; k++) {`,

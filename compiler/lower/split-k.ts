@@ -1,16 +1,19 @@
 // Split-K: a product with too few output tiles to fill the GPU but a long K (128×1536 · 1536×576
 // gives 72 tiles of 32×32 for 132 SMs on an H200) is computed as partial products over equal
-// slices of K, each slice its own layer of workgroups, then a sum over the slices; a fused
-// epilogue (bias, activation, residual) moves after the sum as one pointwise kernel. Convolutions
-// (lower/conv.ts) split their implicit product the same way. A lowering decision: the graph keeps one product node, and its schedule three dispatches.
+// slices of K, each slice its own layer of workgroups, then a sum over the slices, which a
+// fused epilogue (bias, activation, residual) takes as one pointwise kernel that adds the
+// slices as it reads them. Convolutions (lower/conv.ts) split their implicit product the same
+// way. A lowering decision: the graph keeps one product node, and its schedule two dispatches.
 import { attrsOf, type Graph, type Node } from '../ir/graph';
 import { convEpilogueProgram, epilogueProgram, opDef, renderProgram, type AxisAttrs, type ConvRole, type FusedPointwiseAttrs } from '../ir/ops';
 import { convProductOf, lowerConvolution } from './conv';
-import type { TensorType } from '../ir/types';
+import { broadcastStrides, stridesOf } from '../ir/shape';
+import { elementCount, type TensorType } from '../ir/types';
 import type { Target } from '../target/target';
 import type { SplitKTuning } from '../target/tuning';
 import type { NodeSchedule, ScheduleStep } from './kernel';
 import { lowerMatmul, productAttrs, tiledProductOf } from './matmul';
+import { lowerPointwise } from './pointwise';
 
 /** How many slices of K the product at `node` gets; undefined: it stays whole. */
 export function splitKSlices(graph: Graph, node: Node, tuning: SplitKTuning): number | undefined {
@@ -89,30 +92,42 @@ function convSplitKSteps(graph: Graph, node: Node, target: Target): NodeSchedule
 }
 
 /**
- * A split-K schedule from its first step (the partial products, scratch 0): their sum over
- * the slices, then the epilogue `program` as one pointwise kernel reading the node's
- * operands after the product's two (`extras` their types), or the sum alone without one.
+ * A split-K schedule from its first step (the partial products, scratch 0): without an
+ * epilogue, their sum over the slices; with one, the epilogue `program` as one pointwise
+ * kernel that sums the slices as it reads them, then reads the node's operands after the
+ * product's two (`extras` their types): no sum written out and read back, one dispatch fewer.
  */
 function summedSchedule(node: Node, products: ScheduleStep, program: FusedPointwiseAttrs['program'], extras: TensorType[]): NodeSchedule {
   const partials = products.subject.type;
-  const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
-  const sum = { op: 'sum', name: program.length ? `${node.name}.sum` : node.name, type: node.type, attrs: { ...sumAttrs } };
+  if (program.length === 0) {
+    const sumAttrs: AxisAttrs = { axis: 0, keepDims: false };
+    const sum = { op: 'sum', name: node.name, type: node.type, attrs: { ...sumAttrs } };
+    return { scratch: [partials], steps: [products, { subject: sum, operands: [{ scratch: 0 }], operandTypes: [partials], result: 'node' }] };
+  }
   const epilogue: FusedPointwiseAttrs = { program };
+  const subject = { op: 'fusedPointwise', name: node.name, type: node.type, attrs: { ...epilogue } };
+  const operandTypes = [partials, ...extras];
+  const out = node.type.shape;
   return {
-    scratch: [partials, ...(program.length ? [node.type] : [])],
+    scratch: [partials],
     steps: [
       products,
-      { subject: sum, operands: [{ scratch: 0 }], operandTypes: [partials], result: program.length ? { scratch: 1 } : 'node' },
-      ...(program.length
-        ? [
-            {
-              subject: { op: 'fusedPointwise', name: node.name, type: node.type, attrs: { ...epilogue } },
-              operands: [{ scratch: 1 }, ...node.inputs.slice(2).map((i) => ({ node: i }))],
-              operandTypes: [node.type, ...extras],
-              result: 'node' as const,
+      {
+        subject,
+        operands: [{ scratch: 0 }, ...node.inputs.slice(2).map((i) => ({ node: i }))],
+        operandTypes,
+        result: 'node',
+        generate: (name) =>
+          lowerPointwise(subject, operandTypes, name, {
+            chain: (x) => {
+              const chain = renderProgram(program, x);
+              return { ...chain, ops: ['sum', ...chain.ops] };
             },
-          ]
-        : []),
+            // the first slice as the result's own layout, the others a slice apart
+            views: [{ strides: stridesOf(out), offset: 0 }, ...extras.map((t) => ({ strides: broadcastStrides(t.shape, out), offset: 0 }))],
+            summed: { operand: 0, count: partials.shape[0], stride: elementCount(out) },
+          }),
+      },
     ],
   };
 }
