@@ -35,8 +35,8 @@ function slicesOf({ m, n, k, batches }: { m: number; n: number; k: number; batch
 
 /**
  * The split-K schedule of the product at `node` where the target's tuning picks one:
- * `${name}.partials` [slices, ..product] (scratch), then their sum (the product's value, or
- * scratch `${name}.sum` before the epilogue's pointwise kernel).
+ * `${name}.partials` [slices, ..product] (scratch), then their sum (the product's value), or
+ * with an epilogue one pointwise kernel summing them as it reads them.
  */
 export function splitKSteps(graph: Graph, node: Node, target: Target): NodeSchedule | undefined {
   if (opDef(node.op).lowering.archetype === 'convolution') return convSplitKSteps(graph, node, target);
