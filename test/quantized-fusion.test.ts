@@ -231,8 +231,14 @@ describe('a toy Llama of packed projections, decode and prefill against the floa
   ] as const)('%s', async (dtype, target) => {
     const g = packedLlama(options, dtype, weights);
     const plan = await compileGraph(g, { entries: llamaEntries(options), targets: [target] });
-    const kernels = plan.manifest.entryPoints.decode.dispatches.map((d) => plan.manifest.kernels[d.kernel].ops.join(' '));
+    const kernelsOf = (entry: string) => plan.manifest.entryPoints[entry].dispatches.map((d) => plan.manifest.kernels[d.kernel].ops.join(' '));
+    const kernels = kernelsOf('decode');
     expect(kernels.filter((k) => k === 'rmsNorm matmulQuantized rope cacheWrite')).toHaveLength(s.layers);
+    // prefill's 20 rows take the tiled kernel: its k and v products store into the cache (k rope'd), q is rope'd, the norms stay kernels of their own
+    const prefill = kernelsOf('prefill');
+    expect(prefill.filter((k) => k === 'matmulQuantized rope cacheWrite')).toHaveLength(s.layers);
+    expect(prefill.filter((k) => k === 'matmulQuantized cacheWrite')).toHaveLength(s.layers);
+    expect(prefill.filter((k) => k === 'rope' || k === 'cacheWrite')).toHaveLength(0);
     // the reference multiplies what the plan holds: each projection's dequantized blocks
     const dequantized: Weights = new Map(
       [...weights].map(([name, w]) => [name, w.shape.length === 2 && name !== 'model.embed_tokens.weight' ? { shape: w.shape, data: Float64Array.from(dequantize(ggmlType(GGML[dtype]), quantize(GGML[dtype], Float32Array.from(w.data)), w.data.length)) } : w]),
