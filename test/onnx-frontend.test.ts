@@ -279,6 +279,19 @@ const maxError = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return m;
 };
 
+/** The file's outputs `names` for input x of `shape`: the CPU reference and the GPU plan against onnxruntime-web's. */
+async function expectOutputsMatchOnnxruntime(file: string, x: Float32Array, shape: number[], names: readonly string[]): Promise<void> {
+  const expected = await ortRun(file, { x }, { x: shape });
+  const loaded = loadOnnxModel(file);
+  const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
+  const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
+  for (const name of names) {
+    expect(cpu[name].length, name).toBe(expected[name].length);
+    expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
+    expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
+  }
+}
+
 // Both sides compute in f32 with their own summation orders (the CPU reference in f64):
 // differences of a few ulps of the O(1..4) values. Seen (llvmpipe): mlp 1.2e-7 GPU and
 // 9.0e-8 CPU, block 4.8e-7 and 3.7e-7, newer-ops 4.2e-7 and 2.0e-7, cnn (logits O(1)) 1.2e-7
@@ -575,15 +588,7 @@ test('3-D MaxPool and AveragePool (strides, pads, dilations, ceil_mode, count_in
     );
     const next = uniform(33);
     const x = Float32Array.from({ length: 2 * 2 * 5 * 6 * 7 }, () => 2 * next());
-    const expected = await ortRun(file, { x }, { x: [2, 2, 5, 6, 7] });
-    const loaded = loadOnnxModel(file);
-    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
-    const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
-    for (const name of ['m', 'c', 'a', 'i']) {
-      expect(cpu[name].length, name).toBe(expected[name].length);
-      expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
-      expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
-    }
+    await expectOutputsMatchOnnxruntime(file, x, [2, 2, 5, 6, 7], ['m', 'c', 'a', 'i']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -613,15 +618,7 @@ test('3-D ConvTranspose (strides, pads, dilations, groups, output_padding, outpu
       ),
     );
     const x = Float32Array.from({ length: 2 * 4 * 4 * 3 * 5 }, () => 2 * next());
-    const expected = await ortRun(file, { x }, { x: [2, 4, 4, 3, 5] });
-    const loaded = loadOnnxModel(file);
-    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
-    const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
-    for (const name of ['s', 'g', 'a']) {
-      expect(cpu[name].length, name).toBe(expected[name].length);
-      expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
-      expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
-    }
+    await expectOutputsMatchOnnxruntime(file, x, [2, 4, 4, 3, 5], ['s', 'g', 'a']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -667,15 +664,7 @@ test('Tile, Pad (constant, edge, reflect, wrap, negative pads, axes) and Instanc
       ),
     );
     const x = Float32Array.from({ length: 120 }, () => 2 * next());
-    const expected = await ortRun(file, { x }, { x: [2, 3, 4, 5] });
-    const loaded = loadOnnxModel(file);
-    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
-    const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
-    for (const name of ['t', 'c', 'e', 'r', 'w', 'i']) {
-      expect(cpu[name].length, name).toBe(expected[name].length);
-      expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
-      expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
-    }
+    await expectOutputsMatchOnnxruntime(file, x, [2, 3, 4, 5], ['t', 'c', 'e', 'r', 'w', 'i']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -744,15 +733,7 @@ test('Resize with initializer scales, sizes and roi (linear, nearest, cubic, tf_
       ),
     );
     const x = Float32Array.from({ length: 180 }, () => 2 * next());
-    const expected = await ortRun(file, { x }, { x: [2, 3, 5, 6] });
-    const loaded = loadOnnxModel(file);
-    const cpu = interpret(loaded.graph, { x }, materializeParameters(loaded.graph, 0));
-    const gpu = await runOnGpu((await compileGraph(loaded.graph, { seed: 0 })).bundle, { x });
-    for (const name of ['up', 'down', 'cubic', 'crop']) {
-      expect(cpu[name].length, name).toBe(expected[name].length);
-      expect(maxError(cpu[name], expected[name]), `${name} (CPU reference)`).toBeLessThanOrEqual(CPU_TOLERANCE);
-      expect(maxError(gpu[name], expected[name]), `${name} (GPU plan)`).toBeLessThanOrEqual(GPU_TOLERANCE);
-    }
+    await expectOutputsMatchOnnxruntime(file, x, [2, 3, 5, 6], ['up', 'down', 'cubic', 'crop']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
